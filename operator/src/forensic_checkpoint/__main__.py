@@ -1,0 +1,4 @@
+from forensic_checkpoint.cli.main import main
+import sys
+
+sys.exit(main())

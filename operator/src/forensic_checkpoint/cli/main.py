@@ -1,0 +1,83 @@
+"""The `forensic-checkpoint` command.
+
+Each subcommand lives in its own module under ``forensic_checkpoint.cli`` and exposes
+``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``. Only the module of the chosen
+subcommand is imported, so that `analyze` on a small archive does not pay for kopf, the
+kubernetes client or aiohttp.
+
+Errors from the project's hierarchy become a one-line message and exit code 1; usage errors
+exit 2 (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+
+from forensic_checkpoint import __version__
+
+#: subcommand name -> module under forensic_checkpoint.cli
+SUBCOMMANDS: dict[str, str] = {
+    "analyze": "analyze",
+    "diff": "diff",
+    "show-file": "show_file",
+    "verify": "verify",
+    "operator": "operator",
+    "agent": "agent",
+    "dev-cluster": "dev_cluster",
+}
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _load(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(f"forensic_checkpoint.cli.{SUBCOMMANDS[name]}")
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("forensic_checkpoint.cli."):
+            return None  # not built yet in this version
+        raise
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="forensic-checkpoint",
+        description="Capture and analyse forensic container checkpoints.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("command", choices=sorted(SUBCOMMANDS), help="subcommand")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from forensic_checkpoint.errors import ForensicCheckpointError
+
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or args_list[0] not in SUBCOMMANDS:
+        _top_parser().parse_args(args_list)  # prints usage or version, then exits
+        return EXIT_USAGE
+    name, rest = args_list[0], args_list[1:]
+    module = _load(name)
+    if module is None:
+        print(f"forensic-checkpoint: '{name}' is not available in this build", file=sys.stderr)
+        return EXIT_USAGE
+    parser = argparse.ArgumentParser(prog=f"forensic-checkpoint {name}", description=module.HELP)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    try:
+        return int(module.run(args))
+    except ForensicCheckpointError as exc:
+        print(f"forensic-checkpoint {name}: error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `analyze ... | head` is normal use; stay quiet like other Unix tools.
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
