@@ -1,4 +1,5 @@
-from forensic_checkpoint.cli.main import main
 import sys
+
+from forensic_checkpoint.cli.main import main
 
 sys.exit(main())
