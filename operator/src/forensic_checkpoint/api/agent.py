@@ -1,0 +1,137 @@
+"""Wire models of the node agent's HTTP API (operator -> agent).
+
+The operator and the agent share exactly these models, so a field renamed on one side breaks the
+type check on the other instead of a capture at run time. JSON uses camelCase (``by_alias``);
+Python code uses snake_case (``populate_by_name``).
+
+Endpoints (HTTPS, ``Authorization: Bearer <operator ServiceAccount token>``):
+
+- ``POST /v1/captures`` body :class:`CaptureRequest` -> :class:`CaptureStatus`, 202 when queued,
+  200 when a job with that key already exists (idempotent: never a second kubelet call).
+- ``GET /v1/captures/{key}`` -> :class:`CaptureStatus`; 404 :class:`ErrorBody` ``NotFound``.
+- ``GET /v1/captures/{key}/report`` -> the analysis report JSON (``analysis.report.Report``).
+- ``GET /v1/captures/{key}/archive`` -> the archive bytes, header :data:`SHA256_HEADER`.
+- ``DELETE /v1/captures/{key}`` -> :class:`DeleteResult`.
+- ``GET /healthz``, ``GET /metrics``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+API_PREFIX = "/v1/captures"
+SHA256_HEADER = "X-Checkpoint-Sha256"
+
+#: Kubernetes names are at most 253 characters; a key is a uid (36) + "-" + a container name (63).
+_KEY_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+CaptureKey = Annotated[str, Field(min_length=1, max_length=128, pattern=_KEY_PATTERN)]
+_Name = Annotated[str, Field(min_length=1, max_length=253)]
+
+MAX_TIMEOUT_SECONDS = 3600
+
+
+def capture_key(checkpoint_uid: str, container: str) -> str:
+    """The capture key of one container of one ForensicCheckpoint: ``<CR uid>-<container>``."""
+    return f"{checkpoint_uid}-{container}"
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields ignored (newer peers)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=False
+    )
+
+    def to_json(self) -> str:
+        """The wire form: camelCase, without unset optional fields."""
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+class CaptureState(StrEnum):
+    QUEUED = "Queued"
+    CAPTURING = "Capturing"
+    ANALYZING = "Analyzing"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (CaptureState.COMPLETED, CaptureState.FAILED)
+
+
+class AnalysisOptions(WireModel):
+    """What the analyzer searches memory for; matches stay redacted unless ``reveal``."""
+
+    searches: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=32
+    )
+    regexes: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
+        default_factory=list, max_length=32
+    )
+    reveal: bool = False
+
+
+class CaptureRequest(WireModel):
+    """Ask the agent on the pod's node to checkpoint one container and analyse the archive."""
+
+    key: CaptureKey
+    checkpoint_uid: _Name
+    checkpoint_namespace: _Name
+    checkpoint_name: _Name
+    pod_namespace: _Name
+    pod_name: _Name
+    pod_uid: str = Field(default="", max_length=64)
+    container: _Name
+    #: Passed to the kubelet as ``?timeout=``; ``None`` lets the kubelet use its CRI default.
+    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
+    analysis: AnalysisOptions = Field(default_factory=AnalysisOptions)
+
+
+class ArchiveInfo(WireModel):
+    """The archive as the agent verified it (path on the node's host filesystem)."""
+
+    path: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int = Field(ge=0)
+    captured_at: datetime
+
+
+class CaptureStatus(WireModel):
+    """Where one capture job stands. ``reason`` is a condition reason (CamelCase)."""
+
+    key: CaptureKey
+    state: CaptureState
+    reason: str | None = None
+    message: str | None = None
+    remediation: str | None = None
+    #: The kubelet's HTTP status, when the kubelet answered at all.
+    kubelet_status_code: int | None = None
+    archive: ArchiveInfo | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class DeleteResult(WireModel):
+    """What a DELETE removed: host paths of the archive and report that existed."""
+
+    key: CaptureKey
+    deleted: list[str] = Field(default_factory=list)
+
+
+class ErrorBody(WireModel):
+    """The body of every non-2xx answer."""
+
+    reason: str
+    message: str = ""
+
+
+class Health(WireModel):
+    status: str = "ok"
+    node_name: str
+    queue_depth: int = 0
+    version: str = ""
