@@ -1,0 +1,361 @@
+"""The analysis report: one pydantic model that every renderer, the agent and the operator share.
+
+JSON is camelCase (``report.model_dump(mode="json", by_alias=True)``); Python code uses the
+snake_case attribute names. Addresses are hex strings (``"0x7ffd..."``) because that is how
+crit, /proc and every analyst write them, and because 64-bit values do not survive JavaScript
+numbers. Fields the archive cannot tell are ``None`` rather than guessed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+#: Bumped when a field is renamed or removed (adding fields does not bump it).
+SCHEMA_VERSION = "1"
+
+#: What a masked secret looks like in every output.
+REDACTED = "<redacted>"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+
+class EnvVar(_Model):
+    name: str
+    value: str
+
+
+# --- archive and container identity ---------------------------------------------------------
+
+
+class ArchiveInfo(_Model):
+    path: str
+    sha256: str
+    size_bytes: int
+    #: "cri-o" | "podman" | "containerd" | "unknown"
+    engine: str
+    #: "none" | "gzip" | "zstd"
+    compression: str
+    member_count: int = 0
+    #: checkpointctl's sizes: regular files under checkpoint/, pages-*.img, rootfs-diff.tar.
+    checkpoint_size_bytes: int = 0
+    memory_pages_size_bytes: int = 0
+    rootfs_diff_size_bytes: int = 0
+    members: list[str] = Field(default_factory=list)
+
+
+class ContainerInfo(_Model):
+    id: str | None = None
+    name: str | None = None
+    pod: str | None = None
+    pod_id: str | None = None
+    pod_uid: str | None = None
+    namespace: str | None = None
+    image: str | None = None
+    image_id: str | None = None
+    runtime: str | None = None
+    #: UTS nodename from utsns-*.img (what `hostname` printed inside the container).
+    hostname: str | None = None
+    domainname: str | None = None
+    created_at: str | None = None
+    checkpointed_at: str | None = None
+    #: Pod/container IP where the archive records one (network.status, CRI-O annotation).
+    ip: str | None = None
+    args: list[str] = Field(default_factory=list)
+    cwd: str | None = None
+    #: OCI spec env as NAME=VALUE (values masked unless revealed).
+    spec_env: list[EnvVar] = Field(default_factory=list)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+# --- processes ---------------------------------------------------------------------------------
+
+
+class Thread(_Model):
+    tid: int
+    comm: str | None = None
+    state: str | None = None
+
+
+class Credentials(_Model):
+    uid: int | None = None
+    euid: int | None = None
+    suid: int | None = None
+    fsuid: int | None = None
+    gid: int | None = None
+    egid: int | None = None
+    sgid: int | None = None
+    fsgid: int | None = None
+    groups: list[int] = Field(default_factory=list)
+    #: Capability sets as lists of names (CAP_NET_BIND_SERVICE, ...).
+    cap_effective: list[str] = Field(default_factory=list)
+    cap_permitted: list[str] = Field(default_factory=list)
+    cap_inheritable: list[str] = Field(default_factory=list)
+    cap_bounding: list[str] = Field(default_factory=list)
+    cap_ambient: list[str] = Field(default_factory=list)
+    no_new_privs: bool | None = None
+
+
+class Seccomp(_Model):
+    #: "disabled" | "strict" | "filter"
+    mode: str
+    filters: int = 0
+    filter_instructions: int = 0
+
+
+class GhostFile(_Model):
+    """Content of a deleted-but-open file, which CRIU saves in ghost-file-N.img."""
+
+    image: str
+    size_bytes: int
+    mode: str | None = None
+    #: Text (UTF-8, replacement characters) of the first bytes; full bytes via show-file.
+    preview: str = ""
+    truncated: bool = False
+
+
+class OpenFile(_Model):
+    fd: int | str  # int, or "cwd" / "root" / "exe"
+    #: REG | PIPE | FIFO | INETSK | UNIXSK | PACKETSK | NETLINKSK | EVENTFD | EVENTPOLL | ...
+    type: str
+    path: str
+    flags: str | None = None
+    position: int | None = None
+    mode: str | None = None
+    size_bytes: int | None = None
+    deleted: bool = False
+    ghost: GhostFile | None = None
+    #: files.img id, linking the fd to sockets[].id / pipes[].id
+    file_id: int | None = None
+
+
+class MemoryMap(_Model):
+    start: str
+    end: str
+    size_bytes: int
+    #: "rwxp" style, as in /proc/PID/maps
+    perms: str
+    #: file path, [stack], [heap], [vdso], [anon], shmem, memfd:NAME ...
+    name: str
+    offset: int = 0
+    shared: bool = False
+    #: bytes of this area that are in the dump (resident at checkpoint time)
+    rss_bytes: int = 0
+
+
+class Process(_Model):
+    pid: int
+    ppid: int
+    pgid: int | None = None
+    sid: int | None = None
+    comm: str
+    exe: str | None = None
+    #: argv read from memory (mm_arg_start..mm_arg_end); empty if unreadable.
+    cmdline: list[str] = Field(default_factory=list)
+    #: "running" | "sleeping" | "stopped" | "zombie" | "dead" | ...
+    state: str
+    threads: list[Thread] = Field(default_factory=list)
+    env: list[EnvVar] = Field(default_factory=list)
+    cwd: str | None = None
+    root: str | None = None
+    credentials: Credentials | None = None
+    seccomp: Seccomp | None = None
+    open_files: list[OpenFile] = Field(default_factory=list)
+    maps: list[MemoryMap] = Field(default_factory=list)
+    #: bytes of private memory in the dump (pagemap PE_PRESENT pages)
+    rss_bytes: int = 0
+    #: checkpointctl memparse: all pagemap pages; shared = size of MAP_SHARED areas
+    memory_size_bytes: int = 0
+    shared_memory_size_bytes: int = 0
+    #: namespace type -> id (ids-PID.img)
+    namespaces: dict[str, int] = Field(default_factory=dict)
+
+
+# --- sockets, pipes, queues -----------------------------------------------------------------
+
+
+class QueueData(_Model):
+    """Bytes waiting in a kernel queue when the dump was taken."""
+
+    size_bytes: int
+    #: UTF-8 text with replacement characters; hex for binary data is in ``hex``.
+    text: str
+    hex: str | None = None
+    truncated: bool = False
+
+
+class Holder(_Model):
+    pid: int
+    fd: int
+
+
+class Socket(_Model):
+    id: int
+    inode: int | None = None
+    #: pid of the first holder (sockets shared by several fds list all in heldBy)
+    pid: int | None = None
+    held_by: list[Holder] = Field(default_factory=list)
+    #: "unix" | "inet" | "inet6" | "packet" | "netlink"
+    family: str
+    #: "stream" | "dgram" | "seqpacket" | "raw" | ...
+    type: str
+    #: "tcp" | "udp" | ... for inet; protocol number name otherwise
+    protocol: str | None = None
+    state: str | None = None
+    local_address: str | None = None
+    local_port: int | None = None
+    remote_address: str | None = None
+    remote_port: int | None = None
+    #: unix sockets: peer socket inode, and the peer's holders
+    peer_inode: int | None = None
+    receive_queue: QueueData | None = None
+    send_queue: QueueData | None = None
+    #: SO_SNDBUF / SO_RCVBUF option sizes (not queued data)
+    send_buffer_bytes: int | None = None
+    receive_buffer_bytes: int | None = None
+
+
+class Pipe(_Model):
+    id: int
+    type: Literal["pipe", "fifo"] = "pipe"
+    path: str | None = None
+    held_by: list[Holder] = Field(default_factory=list)
+    buffered: QueueData | None = None
+
+
+# --- namespaces, mounts -----------------------------------------------------------------------
+
+
+class Namespace(_Model):
+    type: str
+    id: int
+    #: extra facts: external key, UTS names, ...
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class Mount(_Model):
+    mountpoint: str
+    fstype: str | None = None
+    source: str | None = None
+    root: str | None = None
+    options: str | None = None
+    external: str | None = None
+    #: "criu" (mountpoints-*.img) | "spec" (OCI spec.dump mounts)
+    origin: str = "criu"
+
+
+# --- rootfs diff --------------------------------------------------------------------------------
+
+
+class RootfsEntry(_Model):
+    path: str
+    #: "file" | "dir" | "symlink" | "hardlink" | "whiteout" | "other"
+    type: str
+    size_bytes: int = 0
+    mode: str
+    link_target: str | None = None
+    mtime: str | None = None
+
+
+class Rootfs(_Model):
+    present: bool = False
+    #: "tar" | "tar+gzip" | None
+    format: str | None = None
+    changed: list[RootfsEntry] = Field(default_factory=list)
+    #: absolute paths deleted from the image (deleted.files or .wh. whiteouts)
+    deleted: list[str] = Field(default_factory=list)
+    #: "deleted.files" | "whiteouts" | None
+    deleted_source: str | None = None
+    #: directories marked opaque (.wh..wh..opq)
+    opaque_dirs: list[str] = Field(default_factory=list)
+
+
+class ContainerLog(_Model):
+    member: str
+    size_bytes: int
+    #: the last lines of the log (text); ``truncated`` says whether earlier lines were cut
+    content: str
+    truncated: bool = False
+
+
+# --- memory -----------------------------------------------------------------------------------
+
+
+class SearchMatch(_Model):
+    pid: int
+    address: str
+    #: the VMA it falls in: "0xstart-0xend perms name"
+    mapping: str | None = None
+    #: printable rendering of the bytes around the match (non-printables as '.')
+    context: str = ""
+    #: the matched bytes as text (masked for regex searches unless revealed)
+    match: str = ""
+
+
+class MemorySearch(_Model):
+    pattern: str
+    kind: Literal["literal", "regex"]
+    matches: list[SearchMatch] = Field(default_factory=list)
+    truncated: bool = False
+
+
+class MemorySummary(_Model):
+    page_size: int = 4096
+    #: bytes of all pages-*.img
+    dumped_bytes: int = 0
+    searches: list[MemorySearch] = Field(default_factory=list)
+
+
+class DumpStats(_Model):
+    """CRIU's dump statistics (stats-dump), times in microseconds."""
+
+    freezing_time: int | None = None
+    frozen_time: int | None = None
+    memdump_time: int | None = None
+    memwrite_time: int | None = None
+    pages_scanned: int | None = None
+    pages_skipped_parent: int | None = None
+    pages_written: int | None = None
+    irmap_resolve: int | None = None
+    pages_lazy: int | None = None
+    page_pipes: int | None = None
+    page_pipe_bufs: int | None = None
+    shpages_scanned: int | None = None
+    shpages_skipped_parent: int | None = None
+    shpages_written: int | None = None
+
+
+# --- the report -------------------------------------------------------------------------------
+
+
+class Report(_Model):
+    schema_version: str = SCHEMA_VERSION
+    #: True when secrets were masked (the default); False after --reveal.
+    redacted: bool = False
+    archive: ArchiveInfo
+    container: ContainerInfo = Field(default_factory=ContainerInfo)
+    processes: list[Process] = Field(default_factory=list)
+    sockets: list[Socket] = Field(default_factory=list)
+    pipes: list[Pipe] = Field(default_factory=list)
+    namespaces: list[Namespace] = Field(default_factory=list)
+    mounts: list[Mount] = Field(default_factory=list)
+    rootfs: Rootfs = Field(default_factory=Rootfs)
+    log: ContainerLog | None = None
+    #: bind.mounts (CRI-O) and network.status (podman) as parsed JSON
+    bind_mounts: Any = None
+    network_status: Any = None
+    memory: MemorySummary = Field(default_factory=MemorySummary)
+    dump_stats: DumpStats | None = None
+    warnings: list[str] = Field(default_factory=list)
+
+    def process(self, pid: int) -> Process | None:
+        return next((p for p in self.processes if p.pid == pid), None)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The camelCase JSON contract."""
+        return self.model_dump(mode="json", by_alias=True)
