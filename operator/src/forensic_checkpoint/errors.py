@@ -132,3 +132,18 @@ class ToolError(ForensicCheckpointError):
     """An external tool (etcd, kube-apiserver, checkpointctl, ...) is missing or failed."""
 
     reason = "ToolFailed"
+
+
+# --- Evidence (export, encryption, custody) -------------------------------------------------
+
+
+class ExportError(ForensicCheckpointError):
+    """Off-node export failed (object store unreachable, refused, or an upload gave up)."""
+
+    reason = "ExportFailed"
+
+
+class IntegrityError(ForensicCheckpointError):
+    """Bytes or a custody chain do not match what was recorded: evidence may be altered."""
+
+    reason = "IntegrityMismatch"
