@@ -1,0 +1,44 @@
+"""The ``metav1.Condition`` shape, so that ``kubectl wait --for=condition=Ready`` works."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field
+
+from forensic_checkpoint.api.base import KubeModel, Reason
+
+#: Condition types every resource of this project uses.
+READY = "Ready"
+CAPTURED = "Captured"
+ANALYZED = "Analyzed"
+
+ConditionType = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+    ),
+]
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(KubeModel):
+    """One observation about the object. ``last_transition_time`` changes only when ``status``
+    changes (see :func:`forensic_checkpoint.domain.conditions.set_condition`)."""
+
+    type: ConditionType
+    status: ConditionStatus
+    observed_generation: int | None = Field(default=None, ge=0)
+    last_transition_time: datetime
+    reason: Reason
+    message: str = Field(default="", max_length=32768)
