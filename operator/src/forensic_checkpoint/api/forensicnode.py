@@ -1,0 +1,106 @@
+"""The ``ForensicNode`` custom resource: one per node, written by that node's agent.
+
+The operator finds the agent on a pod's node here (``status.agent.endpoint``) and treats a
+heartbeat older than :data:`HEARTBEAT_STALE_SECONDS` as ``AgentUnavailable``. Capture readiness
+(feature gate, runtime, CRIU configuration, kubelet authorisation) is reported in ``checks`` and
+the ``Ready`` condition.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, ClassVar
+
+from pydantic import Field
+
+from forensic_checkpoint.api.base import (
+    CrdInfo,
+    KubeModel,
+    PrinterColumn,
+    Reason,
+    RootModel,
+    ShortText,
+)
+from forensic_checkpoint.api.conditions import Condition
+
+#: The agent refreshes its heartbeat this often ...
+HEARTBEAT_INTERVAL_SECONDS = 10
+#: ... and the operator gives up on an agent whose heartbeat is older than this.
+HEARTBEAT_STALE_SECONDS = 45
+
+MAX_CHECKS = 32
+MAX_CONDITIONS = 16
+
+_Endpoint = Annotated[str, Field(max_length=512, pattern=r"^https://[^/\s]+$")]
+_Short = Annotated[str, Field(max_length=256)]
+
+
+class AgentStatus(KubeModel):
+    """Where the node's agent listens, and that it is alive."""
+
+    endpoint: _Endpoint = Field(description="https://<host>:<port> of the agent's API.")
+    heartbeat_time: datetime = Field(description="Refreshed every ~10 s while the agent runs.")
+    version: _Short = ""
+    pod_name: _Short = Field(default="", description="The agent's own pod, when in a cluster.")
+    pod_namespace: _Short = ""
+    started_at: datetime | None = None
+    kubelet_endpoint: _Short = Field(
+        default="", description="https://<InternalIP>:<kubelet port> the agent checkpoints with."
+    )
+    queue_depth: int = Field(default=0, ge=0, description="Captures accepted, not yet started.")
+    captures_in_progress: int = Field(default=0, ge=0)
+
+
+class CheckStatus(StrEnum):
+    PASSED = "Pass"
+    FAILED = "Fail"
+    UNKNOWN = "Unknown"
+
+
+class ReadinessCheck(KubeModel):
+    """One preflight check of the node's ability to checkpoint (filled by the readiness probe)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63)]
+    status: CheckStatus
+    reason: Reason | None = None
+    message: ShortText = ""
+    remediation: ShortText = ""
+    last_probe_time: datetime | None = None
+
+
+class ForensicNodeStatus(KubeModel):
+    agent: AgentStatus | None = None
+    checks: list[ReadinessCheck] = Field(
+        default_factory=list,
+        max_length=MAX_CHECKS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=MAX_CONDITIONS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+class ForensicNode(RootModel):
+    """A node's forensic agent and its capture readiness. Name = the node's name."""
+
+    crd: ClassVar[CrdInfo] = CrdInfo(
+        kind="ForensicNode",
+        plural="forensicnodes",
+        singular="forensicnode",
+        scope="Cluster",
+        short_names=("fnode",),
+        printer_columns=(
+            PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            PrinterColumn("Reason", '.status.conditions[?(@.type=="Ready")].reason'),
+            PrinterColumn("Endpoint", ".status.agent.endpoint"),
+            PrinterColumn("Heartbeat", ".status.agent.heartbeatTime", type="date"),
+            PrinterColumn("Version", ".status.agent.version", priority=1),
+            PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
+        ),
+    )
+
+    kind: str = "ForensicNode"
+    status: ForensicNodeStatus | None = None
