@@ -1,0 +1,108 @@
+"""Chain-of-custody entries as the ForensicCheckpoint status stores them (``status.custody[]``).
+
+An entry is written once and never changed: each carries ``prevHash`` (the previous entry's
+``hash``, or the chain anchor for the first) and ``hash`` (sha256 over the entry's canonical JSON
+without ``hash``). :mod:`forensic_checkpoint.domain.custody` builds and verifies chains; this
+module only holds the shapes, so that the CR status model can embed them.
+
+For the CRD: declare ``status.custody`` with :data:`CUSTODY_LIST_SCHEMA` so the API server itself
+refuses to edit or drop an entry (map list keyed on ``sequence``, entries immutable once written).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+
+from forensic_checkpoint.api.base import KubeModel, Sha256, ShortText
+
+#: Upper bound of ``status.custody``: a capture's life has a handful of entries (request,
+#: capture, export, verification, deletion, a few re-verifications); the bound keeps the CR small.
+MAX_CUSTODY_ENTRIES = 128
+
+#: Schema hints for the ``status.custody`` list field (``json_schema_extra``): entries correlate
+#: by ``sequence`` so each can be declared immutable, and the list may only grow.
+CUSTODY_LIST_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-list-type": "map",
+    "x-kubernetes-list-map-keys": ["sequence"],
+    "x-kubernetes-validations": [
+        {"rule": "self.size() >= oldSelf.size()", "message": "custody entries cannot be removed"}
+    ],
+}
+#: Schema hint for one entry (``json_schema_extra`` of :class:`CustodyEntry` in the CRD).
+CUSTODY_ENTRY_SCHEMA: dict[str, Any] = {
+    "x-kubernetes-validations": [
+        {"rule": "self == oldSelf", "message": "a custody entry is immutable once written"}
+    ]
+}
+
+
+class CustodyAction(StrEnum):
+    REQUESTED = "Requested"
+    CAPTURED = "Captured"
+    EXPORTED = "Exported"
+    VERIFIED = "Verified"
+    DELETED = "Deleted"
+
+
+class ActorKind(StrEnum):
+    """Who acted: a Kubernetes user (from the CR's creation), an alert, or our own components."""
+
+    USER = "User"
+    SERVICE_ACCOUNT = "ServiceAccount"
+    ALERT = "Alert"
+    OPERATOR = "Operator"
+    AGENT = "Agent"
+    ANALYST = "Analyst"
+
+
+class Actor(KubeModel):
+    kind: ActorKind
+    #: User name, ``system:serviceaccount:NS:NAME``, alert source + fingerprint, node name, ...
+    name: Annotated[str, Field(min_length=1, max_length=512)]
+    #: The user's uid as the API server authenticated it, when known.
+    uid: Annotated[str, Field(max_length=128)] | None = None
+
+
+class KubeletResponse(KubeModel):
+    """What the kubelet answered to ``POST /checkpoint/...`` (status code and a short text)."""
+
+    status_code: int = Field(ge=100, le=599)
+    #: ``items[0]`` (the archive path) on success, the error text otherwise; truncated.
+    message: ShortText = ""
+
+
+class CustodyEntry(KubeModel):
+    """One immutable record in the chain; see the module docstring for the hash rules."""
+
+    sequence: int = Field(ge=0, lt=MAX_CUSTODY_ENTRIES)
+    action: CustodyAction
+    #: When it happened, UTC; hashed at microsecond precision.
+    at: datetime
+    actor: Actor
+    node: Annotated[str, Field(max_length=253)] | None = None
+    kubelet: KubeletResponse | None = None
+    #: sha256 of the checkpoint archive as captured (the plaintext tar).
+    sha256: Sha256 | None = None
+    size_bytes: int | None = Field(default=None, ge=0)
+    #: ``s3://bucket/key`` of an exported object (archive, possibly age-encrypted).
+    url: Annotated[str, Field(max_length=2048)] | None = None
+    #: sha256 of the object's bytes (differs from ``sha256`` when the object is encrypted).
+    object_sha256: Sha256 | None = None
+    encrypted: bool | None = None
+    #: A CamelCase reason, e.g. ``RetentionMaxAge`` for a deletion.
+    reason: Annotated[str, Field(max_length=128)] | None = None
+    message: ShortText | None = None
+    prev_hash: Sha256
+    hash: Sha256
+
+    @field_validator("at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # A naive time would hash differently on machines in other zones: refuse it.
+        if value.tzinfo is None:
+            raise ValueError("custody times must carry a time zone")
+        return value.astimezone(UTC)
