@@ -1,0 +1,347 @@
+"""Streaming literal / regex search over the pages file of one process (or shmem object).
+
+Bytes arrive in pages-file order (``feed``), which is also vaddr order. Each present run is
+scanned in buffers of ``chunk_size`` bytes; consecutive buffers of the same run overlap by
+``max_length - 1 + context`` bytes, so a match of at most ``max_length`` bytes is found whatever
+page, chunk or pagemap-entry boundary it straddles. Runs are already merged when their memory is
+contiguous (see ``PageIndex.build``), and a new run (a gap in virtual addresses) starts with an
+empty buffer: nothing is ever matched across a gap. Raw bytes are searched; nothing is
+substituted. Peak memory is about one buffer plus the overlap, whatever the archive size.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO, cast
+
+from forensic_checkpoint.analysis.memory.index import PageIndex, PresentRun
+from forensic_checkpoint.analysis.memory.process import ProcessMemory
+from forensic_checkpoint.analysis.memory.vmas import Vma, VmaLike, find_vma, normalize_vmas
+from forensic_checkpoint.errors import ImageError
+
+DEFAULT_CHUNK_SIZE = 8 << 20
+#: Longest regex match guaranteed to be found across buffer boundaries (and reported whole).
+DEFAULT_REGEX_MAX_LENGTH = 1024
+DEFAULT_CONTEXT = 32
+DEFAULT_MAX_HITS = 10_000
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A literal byte string or a compiled bytes regex, with its longest possible match."""
+
+    text: str
+    needle: bytes | None
+    compiled: re.Pattern[bytes] | None
+    max_length: int
+
+    @classmethod
+    def literal(cls, value: bytes | str) -> Pattern:
+        """Exact bytes (``str`` is UTF-8 encoded). Found by ``bytes.find``."""
+        needle = value.encode() if isinstance(value, str) else bytes(value)
+        if not needle:
+            raise ValueError("empty search pattern")
+        text = value if isinstance(value, str) else needle.decode("utf-8", "backslashreplace")
+        return cls(text, needle, None, len(needle))
+
+    @classmethod
+    def regex(
+        cls, expr: bytes | str, *, max_length: int = DEFAULT_REGEX_MAX_LENGTH, flags: int = 0
+    ) -> Pattern:
+        """A Python ``re`` expression over bytes. Matches longer than ``max_length`` may be cut
+        short or missed where they straddle a buffer boundary; shorter ones never are."""
+        raw = expr.encode() if isinstance(expr, str) else bytes(expr)
+        if max_length < 1:
+            raise ValueError("max_length must be positive")
+        try:
+            compiled = re.compile(raw, flags)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression: {exc}") from exc
+        text = expr if isinstance(expr, str) else raw.decode("utf-8", "backslashreplace")
+        return cls(text, None, compiled, max_length)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryHit:
+    """One match: where it is in memory and in the pages file, and the raw bytes around it."""
+
+    pattern_index: int
+    pattern: str
+    pid: int | None
+    vaddr: int
+    match: bytes
+    before: bytes
+    after: bytes
+    vma: Vma | None
+    pages_id: int
+    file_offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class SeekableRange:
+    """The pages file as ``size`` bytes at ``offset`` of a seekable file (a plain tar member)."""
+
+    file: BinaryIO
+    offset: int = 0
+    size: int | None = None
+
+
+PagesSource = SeekableRange | BinaryIO | bytes | Iterable[bytes]
+
+
+class MemoryScanner:
+    """Push-style search: ``feed`` the pages file in order, then ``finish``.
+
+    ``counts`` holds the number of matches per pattern, including those beyond ``max_hits``
+    (only the first ``max_hits`` per pattern are returned). Bytes of present pages overlapping
+    ``retain`` vaddr ranges are kept for ``retained()`` (argv / environment of a streamed
+    archive), so one pass serves both search and random reads.
+    """
+
+    def __init__(
+        self,
+        index: PageIndex,
+        patterns: Sequence[Pattern],
+        *,
+        pid: int | None = None,
+        vmas: Iterable[VmaLike] | None = None,
+        context: int = DEFAULT_CONTEXT,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_hits: int = DEFAULT_MAX_HITS,
+        retain: Iterable[tuple[int, int]] = (),
+    ) -> None:
+        if context < 0:
+            raise ValueError("context cannot be negative")
+        self.index = index
+        self.patterns = tuple(patterns)
+        self.pid = pid
+        self.vmas = normalize_vmas(vmas)
+        self._vma_starts = [v.start for v in self.vmas]
+        self.context = context
+        longest = max((p.max_length for p in self.patterns), default=1)
+        self._lookahead = longest - 1 + context
+        self._chunk = max(chunk_size, 4 * (self._lookahead + context) + 1)
+        self.max_hits = max_hits
+        self.counts = [0] * len(self.patterns)
+        self._emitted = [0] * len(self.patterns)
+        self._resume = [0] * len(self.patterns)
+        self._runs = index.runs
+        self._run_i = 0
+        self._pos = 0  # pages-file offset of the next byte fed
+        self._carry = b""
+        self._buf_abs = self._runs[0].file_offset if self._runs else 0
+        self._parts: list[bytes | memoryview] = []
+        self._pending = 0
+        self.extra_bytes = 0
+        self._retain = sorted((a, b) for a, b in retain if b > a)
+        self._kept: list[tuple[int, bytes]] = []
+
+    @property
+    def bytes_fed(self) -> int:
+        return self._pos
+
+    @property
+    def complete(self) -> bool:
+        """Every present byte the pagemap promises has been fed."""
+        return self._run_i >= len(self._runs)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[MemoryHit]:
+        """Take the next bytes of the pages file; return the hits that are now certain."""
+        if not isinstance(data, bytes):
+            data = bytes(data)  # the caller may reuse its buffer; buffers are kept across calls
+        hits: list[MemoryHit] = []
+        n = len(data)
+        i = 0
+        view = memoryview(data)
+        while i < n and self._run_i < len(self._runs):
+            run = self._runs[self._run_i]
+            run_end = run.file_offset + run.size
+            take = min(n - i, run_end - self._pos)
+            piece: bytes | memoryview = data if (i == 0 and take == n) else view[i : i + take]
+            if self._retain:
+                self._keep(run, self._pos, piece)
+            self._parts.append(piece)
+            self._pending += take
+            self._pos += take
+            i += take
+            if self._pos == run_end:
+                self._flush(run, final=True, hits=hits)
+                self._run_i += 1
+                if self._run_i < len(self._runs):
+                    self._buf_abs = self._runs[self._run_i].file_offset
+            elif self._pending >= self._chunk:
+                self._flush(run, final=False, hits=hits)
+        self.extra_bytes += n - i
+        return hits
+
+    def finish(self) -> list[MemoryHit]:
+        """Flush a run cut short by a truncated pages file (``complete`` stays False)."""
+        hits: list[MemoryHit] = []
+        if self._run_i < len(self._runs) and (self._parts or self._carry):
+            self._flush(self._runs[self._run_i], final=True, hits=hits)
+        return hits
+
+    def retained(self) -> ProcessMemory:
+        """Random access to the bytes kept for the ``retain`` ranges."""
+        return ProcessMemory.from_fragments(self.index, self._kept)
+
+    def _keep(self, run: PresentRun, file_off: int, piece: bytes | memoryview) -> None:
+        lo = run.vaddr + (file_off - run.file_offset)
+        hi = lo + len(piece)
+        for a, b in self._retain:
+            if a >= hi:
+                break
+            if b > lo:
+                s, e = max(a, lo), min(b, hi)
+                self._kept.append((file_off + (s - lo), bytes(piece[s - lo : e - lo])))
+
+    def _flush(self, run: PresentRun, *, final: bool, hits: list[MemoryHit]) -> None:
+        parts = self._parts
+        if self._carry:
+            buf = self._carry + b"".join(parts)
+        elif len(parts) == 1 and isinstance(parts[0], bytes):
+            buf = parts[0]
+        else:
+            buf = b"".join(parts)
+        self._parts = []
+        self._pending = 0
+        base = self._buf_abs
+        limit = len(buf) if final else len(buf) - self._lookahead
+        if limit > 0:
+            for k, pat in enumerate(self.patterns):
+                self._scan(k, pat=pat, buf=buf, base=base, limit=limit, run=run, hits=hits)
+        if final:
+            self._carry = b""
+        else:
+            keep_from = max(0, limit - self.context)
+            self._carry = buf[keep_from:]
+            self._buf_abs = base + keep_from
+
+    def _scan(
+        self,
+        k: int,
+        *,
+        pat: Pattern,
+        buf: bytes,
+        base: int,
+        limit: int,
+        run: PresentRun,
+        hits: list[MemoryHit],
+    ) -> None:
+        # Matches start before ``limit``; later ones are rescanned with the next buffer.
+        start = max(0, self._resume[k] - base)
+        last_end = start
+        if pat.needle is not None:
+            needle = pat.needle
+
+            size = len(needle)
+            find = buf.find
+            p = find(needle, start)
+            while 0 <= p < limit:
+                self._emit(k, pat=pat, buf=buf, base=base, s=p, e=p + size, run=run, hits=hits)
+                last_end = p + size
+                p = find(needle, last_end)
+        elif pat.compiled is not None:
+            for m in pat.compiled.finditer(buf, start):
+                s, e = m.span()
+                if s >= limit:
+                    break
+                if e == s:
+                    continue
+                self._emit(k, pat=pat, buf=buf, base=base, s=s, e=e, run=run, hits=hits)
+                last_end = e
+        self._resume[k] = base + max(limit, last_end)
+
+    def _emit(
+        self,
+        k: int,
+        *,
+        pat: Pattern,
+        buf: bytes,
+        base: int,
+        s: int,
+        e: int,
+        run: PresentRun,
+        hits: list[MemoryHit],
+    ) -> None:
+        self.counts[k] += 1
+        if self._emitted[k] >= self.max_hits:
+            return
+        self._emitted[k] += 1
+        file_off = base + s
+        vaddr = run.vaddr + (file_off - run.file_offset)
+        ctx = self.context
+        hits.append(
+            MemoryHit(
+                pattern_index=k,
+                pattern=pat.text,
+                pid=self.pid,
+                vaddr=vaddr,
+                match=buf[s:e],
+                before=buf[max(0, s - ctx) : s],
+                after=buf[e : e + ctx],
+                vma=find_vma(self.vmas, self._vma_starts, vaddr),
+                pages_id=self.index.pages_id,
+                file_offset=file_off,
+            )
+        )
+
+
+def _chunks(source: PagesSource, index: PageIndex, chunk_size: int) -> Iterator[bytes]:
+    """Yield the pages file in order; seekable reads are cut at run ends to avoid copies."""
+    if isinstance(source, bytes):
+        yield source
+        return
+    if isinstance(source, SeekableRange) or hasattr(source, "seek"):
+        rng = source if isinstance(source, SeekableRange) else SeekableRange(cast(BinaryIO, source))
+        total = index.present_bytes if rng.size is None else min(rng.size, index.present_bytes)
+        rng.file.seek(rng.offset)
+        read = rng.file.read
+        pos = 0
+        for run in index.runs:
+            end = min(run.file_offset + run.size, total)
+            while pos < end:
+                data = read(min(chunk_size, end - pos))
+                if not data:
+                    return
+                pos += len(data)
+                yield data
+        return
+    yield from source
+
+
+def search(
+    source: PagesSource,
+    index: PageIndex,
+    patterns: Sequence[Pattern],
+    *,
+    pid: int | None = None,
+    vmas: Iterable[VmaLike] | None = None,
+    context: int = DEFAULT_CONTEXT,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    max_hits: int = DEFAULT_MAX_HITS,
+) -> Iterator[MemoryHit]:
+    """Search one pages file; ``source`` is a ``SeekableRange``, a seekable binary file
+    (positioned data from offset 0), the whole file as bytes, or an iterable of byte chunks.
+
+    Hits come in pages-file (= vaddr) order per pattern buffer. Raises ImageError after the
+    last hit if the pages file is shorter than the pagemap promises.
+    """
+    scanner = MemoryScanner(
+        index,
+        patterns,
+        pid=pid,
+        vmas=vmas,
+        context=context,
+        chunk_size=chunk_size,
+        max_hits=max_hits,
+    )
+    for chunk in _chunks(source, index, chunk_size):
+        yield from scanner.feed(chunk)
+    yield from scanner.finish()
+    if not scanner.complete:
+        raise ImageError(
+            f"pages-{index.pages_id}.img holds {scanner.bytes_fed} of {index.present_bytes} bytes"
+        )
