@@ -35,6 +35,7 @@ REGISTRY: list[str] = [
 ]
 
 _DROP_KEYS = {"title", "$defs", "discriminator"}
+_EXCLUSIVE_BOUNDS = {"exclusiveMaximum": "maximum", "exclusiveMinimum": "minimum"}
 
 
 def root_models() -> list[type[RootModel]]:
@@ -96,6 +97,10 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
             continue
         if key == "const":
             out["enum"] = [value]
+        elif key in _EXCLUSIVE_BOUNDS:
+            # JSON Schema 2020-12 has numeric exclusive bounds; OpenAPI v3.0 has booleans.
+            out[_EXCLUSIVE_BOUNDS[key]] = value
+            out[key] = True
         elif key == "properties":
             out[key] = {name: _resolve(sub, defs) for name, sub in value.items()}
         else:

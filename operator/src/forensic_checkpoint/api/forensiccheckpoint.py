@@ -28,6 +28,12 @@ from forensic_checkpoint.api.base import (
     ShortText,
 )
 from forensic_checkpoint.api.conditions import Condition
+from forensic_checkpoint.api.custody import (
+    CUSTODY_ENTRY_SCHEMA,
+    CUSTODY_LIST_SCHEMA,
+    MAX_CUSTODY_ENTRIES,
+    CustodyEntry,
+)
 
 MAX_CONTAINERS = 16
 MAX_SEARCHES = 32
@@ -36,7 +42,6 @@ MAX_SOCKETS = 20
 MAX_PATHS = 10
 MAX_HITS = 20
 MAX_WARNINGS = 10
-MAX_CUSTODY = 32
 DEFAULT_TIMEOUT_SECONDS = 120
 MAX_TIMEOUT_SECONDS = 3600
 
@@ -202,16 +207,6 @@ class AnalysisSummary(KubeModel):
     findings: dict[str, int] | None = Field(default=None, json_schema_extra={"maxProperties": 16})
 
 
-class CustodyEntry(KubeModel):
-    """One chain-of-custody record (EVIDENCE fills these)."""
-
-    time: datetime
-    action: Annotated[str, Field(max_length=63)]
-    actor: Annotated[str, Field(max_length=253)] = ""
-    sha256: Annotated[str, Field(max_length=64)] = ""
-    detail: ShortText = ""
-
-
 class ExportStatus(KubeModel):
     """Where the archive was exported to (EVIDENCE fills this)."""
 
@@ -248,7 +243,6 @@ class ContainerStatus(KubeModel):
         default="", description="The full report on the agent (GET with the operator token)."
     )
     archive_deleted: bool = False
-    custody: list[CustodyEntry] = Field(default_factory=list, max_length=MAX_CUSTODY)
     export: ExportStatus | None = None
 
 
@@ -274,6 +268,10 @@ class ForensicCheckpointStatus(KubeModel):
         default_factory=list,
         max_length=MAX_CONTAINERS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    #: The chain of custody (EVIDENCE writes it; see api/custody.py for the hash rules).
+    custody: list[Annotated[CustodyEntry, Field(json_schema_extra=CUSTODY_ENTRY_SCHEMA)]] = Field(
+        default_factory=list, max_length=MAX_CUSTODY_ENTRIES, json_schema_extra=CUSTODY_LIST_SCHEMA
     )
 
 

@@ -1,0 +1,56 @@
+"""Finding the node agent from its ForensicNode (pure): an endpoint only counts while its
+heartbeat is fresh, because an agent that stopped refreshing it may be gone with its port."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+AGENT_UNAVAILABLE = "AgentUnavailable"
+#: The agent refreshes its heartbeat every ~10 s; three missed beats mean it is gone.
+DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class AgentFacts:
+    """``status.agent`` of a ForensicNode (``None`` fields when absent)."""
+
+    node_name: str
+    endpoint: str | None
+    heartbeat_time: datetime | None
+
+
+@dataclass(frozen=True)
+class AgentUnavailable:
+    reason: str
+    message: str
+
+
+def usable_endpoint(
+    facts: AgentFacts | None,
+    *,
+    node_name: str,
+    now: datetime,
+    heartbeat_timeout: timedelta = DEFAULT_HEARTBEAT_TIMEOUT,
+) -> str | AgentUnavailable:
+    """The agent's ``https://host:port`` endpoint, or why there is none to use."""
+    if facts is None:
+        return AgentUnavailable(
+            AGENT_UNAVAILABLE,
+            f"no ForensicNode {node_name}: no forensic-checkpoint agent runs on that node",
+        )
+    if not facts.endpoint:
+        return AgentUnavailable(
+            AGENT_UNAVAILABLE, f"ForensicNode {node_name} publishes no agent endpoint"
+        )
+    if facts.heartbeat_time is None:
+        return AgentUnavailable(
+            AGENT_UNAVAILABLE, f"the agent on {node_name} has not sent a heartbeat"
+        )
+    age = now - facts.heartbeat_time
+    if age > heartbeat_timeout:
+        return AgentUnavailable(
+            AGENT_UNAVAILABLE,
+            f"the agent on {node_name} last sent a heartbeat {int(age.total_seconds())} s ago",
+        )
+    return facts.endpoint

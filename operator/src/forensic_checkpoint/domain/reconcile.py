@@ -1,0 +1,370 @@
+"""The ForensicCheckpoint state machine as pure functions: status in, status out.
+
+The kopf layer gathers facts (the pod, the agent's ForensicNode, the agent's capture status),
+calls these functions and writes what they return. Nothing here talks to the network, so every
+transition is tested without a cluster and an operator restart can recompute any decision from
+the object alone.
+
+Order of a capture, with what makes it restart-safe:
+
+1. :func:`record_targets` writes the containers and their capture keys into the status *before*
+   the agent is asked. A restarted operator finds the keys and asks for the same jobs; the agent
+   dedupes on the key, so the kubelet is called once per container.
+2. :func:`apply_capture_status` folds the agent's job state into the container's status.
+3. :func:`attach_summary` adds the analysis digest; only then is the container Completed.
+4. :func:`aggregate` derives phase, conditions, message and printer-column fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from forensic_checkpoint.api.agent import (
+    AnalysisOptions,
+    CaptureRequest,
+    CaptureState,
+    CaptureStatus,
+    capture_key,
+)
+from forensic_checkpoint.api.conditions import ANALYZED, CAPTURED, READY, Condition, ConditionStatus
+from forensic_checkpoint.api.forensiccheckpoint import (
+    AnalysisSummary,
+    ArchiveStatus,
+    ContainerCapturePhase,
+    ContainerStatus,
+    ForensicCheckpointSpec,
+    ForensicCheckpointStatus,
+    Phase,
+)
+from forensic_checkpoint.domain.conditions import set_condition
+from forensic_checkpoint.domain.summary import human_size
+from forensic_checkpoint.domain.targets import Rejection, Targets
+
+AGENT_UNAVAILABLE = "AgentUnavailable"
+AGENT_LOST_CAPTURE = "AgentLostCapture"
+#: Extra time on top of the kubelet timeout for queueing, hashing and analysis.
+DEFAULT_GRACE = timedelta(minutes=5)
+
+_TERMINAL = (ContainerCapturePhase.COMPLETED, ContainerCapturePhase.FAILED)
+_ORDER = {
+    ContainerCapturePhase.PENDING: 0,
+    ContainerCapturePhase.CAPTURING: 1,
+    ContainerCapturePhase.ANALYZING: 2,
+}
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """The identity of the ForensicCheckpoint being reconciled."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int | None
+
+
+def record_targets(
+    status: ForensicCheckpointStatus,
+    decision: Targets | Rejection,
+    *,
+    ref: CheckpointRef,
+    now: datetime,
+) -> ForensicCheckpointStatus:
+    """The status after resolving the pod: the containers to capture, or Failed."""
+    new = status.model_copy(deep=True)
+    new.started_at = new.started_at or now
+    if isinstance(decision, Rejection):
+        return fail(new, reason=decision.reason, message=decision.message, ref=ref, now=now)
+    new.node_name = decision.node_name
+    new.pod_uid = decision.pod_uid
+    new.containers = [
+        ContainerStatus(name=name, capture_key=capture_key(ref.uid, name))
+        for name in decision.containers
+    ]
+    return aggregate(new, ref=ref, now=now)
+
+
+def fail(
+    status: ForensicCheckpointStatus,
+    *,
+    reason: str,
+    message: str,
+    ref: CheckpointRef,
+    now: datetime,
+) -> ForensicCheckpointStatus:
+    """Fail every unfinished container (or the whole request if none were chosen yet)."""
+    new = status.model_copy(deep=True)
+    for container in new.containers:
+        if container.phase not in _TERMINAL:
+            container.phase = ContainerCapturePhase.FAILED
+            container.reason = reason
+            container.message = message[:1024]
+            container.finished_at = now
+    new.reason = reason
+    new.message = message[:1024]
+    new.phase = Phase.FAILED
+    return aggregate(new, ref=ref, now=now)
+
+
+def capture_request(
+    ref: CheckpointRef,
+    spec: ForensicCheckpointSpec,
+    container: ContainerStatus,
+) -> CaptureRequest:
+    """What the agent is asked for one container. The key comes from the status, so a request
+    after a restart is byte-for-byte the request before it."""
+    return CaptureRequest(
+        key=container.capture_key,
+        checkpoint_uid=ref.uid,
+        checkpoint_namespace=ref.namespace,
+        checkpoint_name=ref.name,
+        pod_namespace=ref.namespace,
+        pod_name=spec.pod_name,
+        container=container.name,
+        timeout_seconds=spec.timeout_seconds,
+        analysis=AnalysisOptions(
+            searches=list(spec.analysis.searches),
+            regexes=list(spec.analysis.regexes),
+            reveal=spec.analysis.reveal,
+        ),
+    )
+
+
+def mark_requested(container: ContainerStatus, *, now: datetime) -> ContainerStatus:
+    new = container.model_copy(deep=True)
+    if new.requested_at is None:
+        new.requested_at = now
+    if new.phase == ContainerCapturePhase.PENDING:
+        new.phase = ContainerCapturePhase.CAPTURING
+    return new
+
+
+def apply_capture_status(
+    container: ContainerStatus, capture: CaptureStatus, *, report_url: str, now: datetime
+) -> ContainerStatus:
+    """Fold the agent's job state into the container's status. An agent ``Completed`` becomes
+    ``Analyzing`` here: the container completes only once its summary is attached."""
+    new = container.model_copy(deep=True)
+    if new.phase in _TERMINAL:
+        return new
+    if capture.archive is not None:
+        new.archive = ArchiveStatus(
+            path=capture.archive.path,
+            sha256=capture.archive.sha256,
+            size_bytes=capture.archive.size_bytes,
+            captured_at=capture.archive.captured_at,
+        )
+    new.kubelet_status_code = capture.kubelet_status_code
+    if capture.state == CaptureState.FAILED:
+        new.phase = ContainerCapturePhase.FAILED
+        new.reason = capture.reason or "CaptureFailed"
+        new.message = (capture.message or "the agent reported a failed capture")[:1024]
+        new.remediation = (capture.remediation or "")[:1024]
+        new.finished_at = capture.finished_at or now
+        return new
+    if capture.state in (CaptureState.QUEUED, CaptureState.CAPTURING):
+        new.phase = ContainerCapturePhase.CAPTURING
+    else:  # Analyzing, or Completed awaiting its summary
+        new.phase = ContainerCapturePhase.ANALYZING
+        new.report_url = report_url
+    new.reason = None
+    new.message = ""
+    return new
+
+
+def attach_summary(
+    container: ContainerStatus, summary: AnalysisSummary, *, finished_at: datetime
+) -> ContainerStatus:
+    new = container.model_copy(deep=True)
+    new.summary = summary
+    new.phase = ContainerCapturePhase.COMPLETED
+    new.finished_at = finished_at
+    return new
+
+
+def overdue(
+    container: ContainerStatus,
+    spec: ForensicCheckpointSpec,
+    *,
+    now: datetime,
+    grace: timedelta = DEFAULT_GRACE,
+) -> bool:
+    """Whether a requested capture has had longer than the kubelet timeout plus ``grace``."""
+    if container.requested_at is None or container.phase in _TERMINAL:
+        return False
+    return now - container.requested_at > timedelta(seconds=spec.timeout_seconds) + grace
+
+
+def _phase_of(containers: list[ContainerStatus]) -> Phase:
+    if not containers:
+        return Phase.PENDING
+    open_ = [c for c in containers if c.phase not in _TERMINAL]
+    if not open_:
+        if any(c.phase == ContainerCapturePhase.FAILED for c in containers):
+            return Phase.FAILED
+        return Phase.COMPLETED
+    lowest = min(open_, key=lambda c: _ORDER[c.phase]).phase
+    return {
+        ContainerCapturePhase.PENDING: Phase.PENDING,
+        ContainerCapturePhase.CAPTURING: Phase.CAPTURING,
+        ContainerCapturePhase.ANALYZING: Phase.ANALYZING,
+    }[lowest]
+
+
+def _failure(containers: list[ContainerStatus]) -> ContainerStatus | None:
+    return next((c for c in containers if c.phase == ContainerCapturePhase.FAILED), None)
+
+
+def aggregate(
+    status: ForensicCheckpointStatus, *, ref: CheckpointRef, now: datetime
+) -> ForensicCheckpointStatus:
+    """Derive phase, message, conditions and the printer-column fields from the containers."""
+    new = status.model_copy(deep=True)
+    new.observed_generation = ref.generation
+    if new.containers:
+        new.phase = _phase_of(new.containers)
+    elif new.phase != Phase.FAILED:
+        new.phase = Phase.PENDING
+    new.container_names = ",".join(c.name for c in new.containers)[:1100]
+    sizes = [c.archive.size_bytes for c in new.containers if c.archive is not None]
+    new.total_size = human_size(sum(sizes)) if sizes else ""
+
+    failed = _failure(new.containers)
+    if failed is not None and new.phase == Phase.FAILED:
+        new.reason = failed.reason
+        new.message = f"container {failed.name}: {failed.message}"[:1024]
+    elif new.phase == Phase.COMPLETED:
+        new.reason = "Completed"
+        hits = sum(c.summary.memory_hit_count for c in new.containers if c.summary)
+        new.message = (
+            f"checkpointed and analysed {len(new.containers)} container(s), "
+            f"{new.total_size}, {hits} memory hit(s)"
+        )
+    elif new.phase != Phase.FAILED:
+        new.reason = new.phase.value
+        new.message = new.message if new.reason == AGENT_UNAVAILABLE else ""
+    if new.phase.terminal and new.completed_at is None:
+        new.completed_at = now
+
+    new.conditions = _conditions(new, ref=ref, now=now)
+    return new
+
+
+def _conditions(
+    status: ForensicCheckpointStatus, *, ref: CheckpointRef, now: datetime
+) -> list[Condition]:
+    conditions = list(status.conditions)
+    reason = status.reason or status.phase.value
+    message = status.message
+
+    def put(type_: str, value: ConditionStatus, why: str, text: str) -> None:
+        nonlocal conditions
+        conditions = set_condition(
+            conditions,
+            type_=type_,
+            status=value,
+            reason=why,
+            message=text,
+            generation=ref.generation,
+            now=now,
+        )
+
+    containers = status.containers
+    if status.phase == Phase.COMPLETED:
+        put(READY, ConditionStatus.TRUE, "Completed", message)
+    elif status.phase == Phase.FAILED:
+        put(READY, ConditionStatus.FALSE, reason, message)
+    else:
+        put(READY, ConditionStatus.FALSE, status.phase.value, message or "in progress")
+
+    captured = [c for c in containers if c.archive is not None]
+    if containers and len(captured) == len(containers):
+        put(CAPTURED, ConditionStatus.TRUE, "Captured", f"{len(captured)} archive(s) on the node")
+    elif status.phase == Phase.FAILED:
+        put(CAPTURED, ConditionStatus.FALSE, reason, message)
+    else:
+        put(CAPTURED, ConditionStatus.UNKNOWN, status.phase.value, "")
+
+    analysed = [c for c in containers if c.phase == ContainerCapturePhase.COMPLETED]
+    if containers and len(analysed) == len(containers):
+        put(ANALYZED, ConditionStatus.TRUE, "Analyzed", "summary in status.containers[].summary")
+    elif status.phase == Phase.FAILED:
+        put(ANALYZED, ConditionStatus.FALSE, reason, message)
+    else:
+        put(ANALYZED, ConditionStatus.UNKNOWN, status.phase.value, "")
+    return conditions
+
+
+def agent_waiting(
+    status: ForensicCheckpointStatus,
+    *,
+    message: str,
+    ref: CheckpointRef,
+    now: datetime,
+) -> ForensicCheckpointStatus:
+    """Record that the agent cannot be reached right now (not yet a failure)."""
+    new = status.model_copy(deep=True)
+    new = aggregate(new, ref=ref, now=now)
+    new.reason = AGENT_UNAVAILABLE
+    new.message = message[:1024]
+    new.conditions = _conditions(new, ref=ref, now=now)
+    return new
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about a transition."""
+
+    type: str  # "Normal" | "Warning"
+    reason: str
+    message: str
+
+
+def transition_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStatus) -> list[Event]:
+    """Events for what changed between two statuses (none when nothing did, so a restarted
+    operator does not repeat them)."""
+    events: list[Event] = []
+    before = {c.name: c for c in old.containers}
+    if not old.containers and new.containers:
+        events.append(
+            Event(
+                "Normal",
+                "Resolved",
+                f"checkpointing {new.container_names} of pod on node {new.node_name}",
+            )
+        )
+    for container in new.containers:
+        prev = before.get(container.name)
+        prev_phase = prev.phase if prev else ContainerCapturePhase.PENDING
+        if container.phase == prev_phase:
+            continue
+        if (
+            container.phase == ContainerCapturePhase.CAPTURING
+            and prev_phase == ContainerCapturePhase.PENDING
+        ):
+            events.append(
+                Event("Normal", "CaptureRequested", f"container {container.name}: agent asked")
+            )
+        elif container.phase == ContainerCapturePhase.ANALYZING and container.archive:
+            events.append(
+                Event(
+                    "Normal",
+                    "Captured",
+                    f"container {container.name}: {human_size(container.archive.size_bytes)} "
+                    f"archive, sha256 {container.archive.sha256}",
+                )
+            )
+        elif container.phase == ContainerCapturePhase.FAILED:
+            events.append(
+                Event(
+                    "Warning",
+                    container.reason or "CaptureFailed",
+                    f"container {container.name}: {container.message}"[:1024],
+                )
+            )
+    if new.phase != old.phase and new.phase == Phase.COMPLETED:
+        events.append(Event("Normal", "Completed", new.message))
+    elif new.phase != old.phase and new.phase == Phase.FAILED and not new.containers:
+        events.append(Event("Warning", new.reason or "Failed", new.message))
+    return events
