@@ -8,6 +8,8 @@ one line, safe to log: they never carry memory contents or secret values.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ForensicCheckpointError(Exception):
     """Base of every error this project raises on purpose."""
@@ -85,6 +87,16 @@ class KubeletError(CaptureError):
     """The kubelet answered the checkpoint call with an error, or could not be reached."""
 
     reason = "KubeletError"
+
+
+class KubeletRuntimeError(KubeletError):
+    """The runtime behind the kubelet failed the checkpoint; ``excerpt`` holds CRIU log lines."""
+
+    reason = "RuntimeError"
+
+    def __init__(self, message: str, *, excerpt: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.excerpt = excerpt
 
 
 class AgentError(ForensicCheckpointError):
