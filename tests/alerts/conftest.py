@@ -1,0 +1,12 @@
+"""Fixtures for the alert tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerts.helpers import FakeClock
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
