@@ -111,6 +111,8 @@ class CaptureStatus(WireModel):
     remediation: str | None = None
     #: The kubelet's HTTP status, when the kubelet answered at all.
     kubelet_status_code: int | None = None
+    #: The relevant lines of the runtime's CRIU log for a failed checkpoint, when readable.
+    criu_log_excerpt: str | None = Field(default=None, max_length=8192)
     archive: ArchiveInfo | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None

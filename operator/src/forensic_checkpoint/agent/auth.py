@@ -1,0 +1,76 @@
+"""Who may call the agent: the operator's ServiceAccount, proven by a real TokenReview.
+
+Results are cached for a few seconds by token hash: the operator polls every job, and a
+TokenReview per poll would load the API server for nothing. Denials are cached too (briefly),
+so a caller hammering with a bad token cannot turn the agent into a TokenReview amplifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from forensic_checkpoint.errors import ClusterError
+
+#: token -> (authenticated, username); raises ClusterError when the review cannot be made.
+TokenReviewer = Callable[[str], tuple[bool, str]]
+
+_MAX_CACHE = 256
+
+
+@dataclass(frozen=True)
+class AuthDecision:
+    """HTTP status to answer with (200 = allowed), the reason and who the caller was."""
+
+    status: int
+    reason: str
+    username: str = ""
+
+    @property
+    def allowed(self) -> bool:
+        return self.status == 200
+
+
+class Authenticator:
+    def __init__(
+        self, reviewer: TokenReviewer, expected_identity: str, *, cache_seconds: float = 10.0
+    ) -> None:
+        self._review = reviewer
+        self.expected_identity = expected_identity
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, AuthDecision]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, authorization: str | None) -> AuthDecision:
+        """The decision for an ``Authorization`` header value."""
+        if not authorization:
+            return AuthDecision(401, "Unauthenticated")
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return AuthDecision(401, "Unauthenticated")
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(digest)
+            if cached is not None and cached[0] > now:
+                return cached[1]
+        try:
+            authenticated, username = self._review(token)
+        except ClusterError:
+            # Not the caller's fault, and not cached: the next request tries again.
+            return AuthDecision(503, "AuthenticationUnavailable")
+        if not authenticated:
+            decision = AuthDecision(401, "Unauthenticated")
+        elif username != self.expected_identity:
+            decision = AuthDecision(403, "Forbidden", username)
+        else:
+            decision = AuthDecision(200, "Allowed", username)
+        with self._lock:
+            if len(self._cache) >= _MAX_CACHE:
+                self._cache.clear()
+            self._cache[digest] = (now + self.cache_seconds, decision)
+        return decision

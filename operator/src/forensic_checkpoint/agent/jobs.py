@@ -1,0 +1,146 @@
+"""Capture jobs on disk (``--state-dir``, a hostPath): the agent's memory across restarts.
+
+One JSON file per capture key, replaced atomically (write, fsync, rename, fsync the directory),
+so a crash leaves either the old record or the new one, never half of one. The record is written
+with ``kubelet_called_at`` BEFORE the kubelet call: a restarted agent that finds a job in
+``Capturing`` knows a call may have happened and must not make another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from forensic_checkpoint.api.agent import CaptureRequest, CaptureState, CaptureStatus
+from forensic_checkpoint.errors import ConfigError
+
+_RECORD_SUFFIX = ".json"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class JobRecord(BaseModel):
+    """Everything the agent knows about one capture; ``status`` is what the API returns."""
+
+    request: CaptureRequest
+    status: CaptureStatus
+    #: When the agent (was about to) call the kubelet; ``None`` means it never did.
+    kubelet_called_at: datetime | None = None
+    #: Host path of the report JSON, once the analysis finished.
+    report_path: str | None = None
+
+
+class JobStore:
+    """Thread-safe store of :class:`JobRecord` files under ``<state_dir>/jobs``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.jobs_dir = state_dir / "jobs"
+        self.reports_dir = state_dir / "reports"
+        for directory in (self.jobs_dir, self.reports_dir):
+            try:
+                directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise ConfigError(f"cannot create state directory {directory}: {exc}") from exc
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the store lock across a read-modify-write of one or more records."""
+        with self._lock:
+            yield
+
+    def _path(self, key: str) -> Path:
+        # Keys are validated by CaptureKey (DNS-label characters), so they are safe file names.
+        return self.jobs_dir / f"{key}{_RECORD_SUFFIX}"
+
+    def report_path(self, key: str) -> Path:
+        return self.reports_dir / f"{key}.json"
+
+    def get(self, key: str) -> JobRecord | None:
+        with self._lock:
+            path = self._path(key)
+            try:
+                return JobRecord.model_validate_json(path.read_bytes())
+            except FileNotFoundError:
+                return None
+
+    def save(self, record: JobRecord) -> None:
+        with self._lock:
+            _atomic_write(self._path(record.status.key), record.model_dump_json().encode())
+
+    def create_if_absent(self, request: CaptureRequest) -> tuple[JobRecord, bool]:
+        """The existing job for ``request.key``, or a new Queued one (``True`` = created)."""
+        with self._lock:
+            existing = self.get(request.key)
+            if existing is not None:
+                return existing, False
+            record = JobRecord(
+                request=request,
+                status=CaptureStatus(key=request.key, state=CaptureState.QUEUED),
+            )
+            self.save(record)
+            return record, True
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._path(key).unlink(missing_ok=True)
+            _fsync_dir(self.jobs_dir)
+
+    def all(self) -> list[JobRecord]:
+        """Every readable record; unreadable ones are skipped (they are reported by ``broken``)."""
+        records: list[JobRecord] = []
+        with self._lock:
+            for path in sorted(self.jobs_dir.glob(f"*{_RECORD_SUFFIX}")):
+                try:
+                    records.append(JobRecord.model_validate_json(path.read_bytes()))
+                except (OSError, ValidationError):
+                    continue
+        return records
+
+    def broken(self) -> list[Path]:
+        """Record files that no longer parse (kept on disk for a human; never deleted)."""
+        bad: list[Path] = []
+        for path in sorted(self.jobs_dir.glob(f"*{_RECORD_SUFFIX}")):
+            try:
+                JobRecord.model_validate_json(path.read_bytes())
+            except (OSError, ValidationError):
+                bad.append(path)
+        return bad
+
+
+def _atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file readable by its owner only, atomically (reports hold memory excerpts)."""
+    _atomic_write(path, data, 0o600)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,187 @@
+"""The kubelet's checkpoint API, called over mutual TLS with ``requests``.
+
+``POST https://<InternalIP>:<kubeletEndpoint.Port>/checkpoint/<ns>/<pod>/<container>?timeout=N``
+answers 200 ``{"items": ["<host path of the .tar>"]}``; every other outcome becomes a
+:class:`~forensic_checkpoint.errors.KubeletError` whose ``reason`` is the contract's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+
+from forensic_checkpoint.agent import outcomes
+from forensic_checkpoint.errors import ConfigError, KubeletError, KubeletRuntimeError
+
+log = logging.getLogger(__name__)
+
+#: The kubelet's CRI call defaults to ``runtimeRequestTimeout`` (2 min) when no timeout is given.
+DEFAULT_KUBELET_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class KubeletAuth:
+    """How the agent proves itself to the kubelet and verifies the kubelet."""
+
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    token_file: Path | None = None
+    ca_file: Path | None = None
+    insecure_skip_tls_verify: bool = False
+
+    def validate(self) -> None:
+        if (self.client_cert is None) != (self.client_key is None):
+            raise ConfigError("--kubelet-client-cert and --kubelet-client-key go together")
+        if self.client_cert is None and self.token_file is None:
+            raise ConfigError(
+                "give --kubelet-client-cert/--kubelet-client-key or --kubelet-token-file"
+            )
+        if self.ca_file is None and not self.insecure_skip_tls_verify:
+            raise ConfigError(
+                "give --kubelet-ca (the kubelet serving CA) or, explicitly, "
+                "--kubelet-insecure-skip-tls-verify"
+            )
+        for flag, path in (
+            ("--kubelet-client-cert", self.client_cert),
+            ("--kubelet-client-key", self.client_key),
+            ("--kubelet-token-file", self.token_file),
+            ("--kubelet-ca", self.ca_file),
+        ):
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{flag}: {path} is not a readable file")
+
+
+class KubeletClient:
+    """One node's kubelet. Thread-safe: each call uses its own ``requests`` session."""
+
+    def __init__(
+        self, node: str, host: str, port: int, auth: KubeletAuth, *, timeout_margin: float = 30.0
+    ) -> None:
+        auth.validate()
+        self.node = node
+        self.base_url = f"https://{_host_for_url(host)}:{port}"
+        self.auth = auth
+        self.timeout_margin = timeout_margin
+        if auth.insecure_skip_tls_verify:
+            log.warning(
+                "KUBELET TLS VERIFICATION IS DISABLED (--kubelet-insecure-skip-tls-verify): "
+                "the agent cannot tell the kubelet on %s from an impostor",
+                node,
+            )
+
+    def _session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False  # no proxies between the agent and its own node's kubelet
+        session.verify = False if self.auth.insecure_skip_tls_verify else str(self.auth.ca_file)
+        if self.auth.client_cert is not None and self.auth.client_key is not None:
+            session.cert = (str(self.auth.client_cert), str(self.auth.client_key))
+        if self.auth.token_file is not None:
+            # Re-read on every call: projected tokens are rotated on disk.
+            token = self.auth.token_file.read_text().strip()
+            session.headers["Authorization"] = f"Bearer {token}"
+        return session
+
+    def checkpoint(
+        self, namespace: str, pod: str, container: str, timeout_seconds: int | None
+    ) -> str:
+        """Checkpoint one container; the host path of the archive the kubelet wrote."""
+        target = f"{namespace}/{pod}/{container}"
+        path = "/checkpoint/" + "/".join(
+            quote(part, safe="") for part in (namespace, pod, container)
+        )
+        params = {"timeout": str(timeout_seconds)} if timeout_seconds else None
+        waited = (timeout_seconds or DEFAULT_KUBELET_TIMEOUT) + self.timeout_margin
+        try:
+            with self._session() as session:
+                response = session.post(self.base_url + path, params=params, timeout=(10.0, waited))
+        except requests.exceptions.SSLError as exc:
+            raise _error(outcomes.tls_error(self.node, _root_cause(exc))) from exc
+        except requests.exceptions.ConnectTimeout as exc:
+            raise _error(outcomes.unreachable(self.node, _root_cause(exc))) from exc
+        except requests.exceptions.Timeout as exc:
+            raise _error(outcomes.timeout(self.node, target, waited)) from exc
+        except requests.exceptions.ConnectionError as exc:
+            cause = _root_cause(exc)
+            if _is_tls_failure(exc):
+                raise _error(outcomes.tls_error(self.node, cause)) from exc
+            raise _error(outcomes.unreachable(self.node, cause)) from exc
+        if response.status_code != 200:
+            raise _error(
+                outcomes.classify_http(
+                    response.status_code, response.text, node=self.node, target=target
+                )
+            )
+        return _archive_path(response, self.node)
+
+
+def _archive_path(response: requests.Response, node: str) -> str:
+    try:
+        items = json.loads(response.text)["items"]
+        if isinstance(items, list) and len(items) == 1 and isinstance(items[0], str):
+            return items[0]
+    except (ValueError, KeyError, TypeError):
+        pass
+    raise _error(
+        outcomes.Outcome(
+            outcomes.KUBELET_BAD_RESPONSE,
+            f"kubelet on {node} answered 200 without one archive path: {response.text[:200]!r}",
+            status_code=200,
+        )
+    )
+
+
+def _error(outcome: outcomes.Outcome) -> KubeletError:
+    if outcome.criu_log_excerpt:
+        return KubeletRuntimeError(
+            outcome.message,
+            excerpt=outcome.criu_log_excerpt,
+            reason=outcome.reason,
+            status_code=outcome.status_code,
+            remediation=outcome.remediation,
+        )
+    return KubeletError(
+        outcome.message,
+        reason=outcome.reason,
+        status_code=outcome.status_code,
+        remediation=outcome.remediation,
+    )
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _root_cause(exc: BaseException) -> str:
+    seen: BaseException = exc
+    while True:
+        nxt = seen.__cause__ or seen.__context__
+        if nxt is None or nxt is seen:
+            break
+        seen = nxt
+    for arg in getattr(exc, "args", ()):
+        inner = getattr(arg, "reason", None)
+        if isinstance(inner, BaseException):
+            seen = inner
+    return f"{type(seen).__name__}: {seen}"[:300]
+
+
+def _is_tls_failure(exc: BaseException) -> bool:
+    """urllib3 sometimes wraps a handshake failure in a plain ConnectionError."""
+    current: BaseException | None = exc
+    depth = 0
+    while current is not None and depth < 10:
+        if isinstance(current, ssl.SSLError):
+            return True
+        for arg in getattr(current, "args", ()):
+            inner = getattr(arg, "reason", None)
+            if isinstance(inner, ssl.SSLError):
+                return True
+        current = current.__cause__ or current.__context__
+        depth += 1
+    return False

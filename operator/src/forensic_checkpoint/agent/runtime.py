@@ -1,0 +1,136 @@
+"""Wiring of one agent process: cluster client, kubelet client, job service, API server,
+heartbeat. Tests start it in-process; ``forensic-checkpoint agent`` starts it from flags."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from forensic_checkpoint import __version__
+from forensic_checkpoint.agent.analysis_runner import Analyzer, ProcessAnalyzer
+from forensic_checkpoint.agent.auth import Authenticator
+from forensic_checkpoint.agent.jobs import JobStore, utcnow
+from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
+from forensic_checkpoint.agent.metrics import AgentMetrics
+from forensic_checkpoint.agent.node import Heartbeat, kubelet_endpoint
+from forensic_checkpoint.agent.server import AgentServer, tls_context
+from forensic_checkpoint.agent.service import CaptureService
+from forensic_checkpoint.api.forensicnode import AgentStatus
+from forensic_checkpoint.errors import ConfigError
+from forensic_checkpoint.k8s import client as k8s_client
+from forensic_checkpoint.k8s.reviews import token_review
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentConfig:
+    node_name: str
+    tls_cert: Path
+    tls_key: Path
+    operator_identity: str
+    kubelet_auth: KubeletAuth
+    state_dir: Path
+    checkpoint_dir: Path
+    kubeconfig: str | None = None
+    listen_address: str = "0.0.0.0"  # noqa: S104 - the DaemonSet's pod port
+    port: int = 8443
+    advertise_address: str | None = None
+    kubelet_timeout_margin: float = 30.0
+    capture_workers: int = 4
+    analysis_workers: int | None = None
+    heartbeat_interval: float = 10.0
+    token_cache_seconds: float = 10.0
+
+
+class AgentRuntime:
+    def __init__(self, config: AgentConfig, *, analyzer: Analyzer | None = None) -> None:
+        if not config.operator_identity.startswith("system:serviceaccount:"):
+            raise ConfigError(
+                "--operator-identity must be system:serviceaccount:<namespace>:<name>"
+            )
+        config.kubelet_auth.validate()
+        self.config = config
+        self.api = k8s_client.from_environment(config.kubeconfig)
+        host, port = kubelet_endpoint(self.api, config.node_name)
+        self.kubelet = KubeletClient(
+            config.node_name,
+            host,
+            port,
+            config.kubelet_auth,
+            timeout_margin=config.kubelet_timeout_margin,
+        )
+        self.advertise = config.advertise_address or host
+        self.metrics = AgentMetrics()
+        self._process_analyzer = None if analyzer else ProcessAnalyzer(config.analysis_workers)
+        self.service = CaptureService(
+            node_name=config.node_name,
+            store=JobStore(config.state_dir),
+            kubelet=lambda: self.kubelet,
+            analyzer=analyzer or self._process_analyzer or ProcessAnalyzer(),
+            checkpoint_dir=config.checkpoint_dir,
+            metrics=self.metrics,
+            capture_workers=config.capture_workers,
+            kubelet_timeout_margin=config.kubelet_timeout_margin,
+        )
+        api = self.api
+        self.authenticator = Authenticator(
+            lambda token: token_review(api, token)[:2],
+            config.operator_identity,
+            cache_seconds=config.token_cache_seconds,
+        )
+        try:
+            tls = tls_context(config.tls_cert, config.tls_key)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"--tls-cert/--tls-key: {exc}") from exc
+        self.server = AgentServer(
+            (config.listen_address, config.port),
+            service=self.service,
+            authenticator=self.authenticator,
+            tls=tls,
+        )
+        self.started_at = utcnow()
+        self.heartbeat = Heartbeat(
+            self.api, config.node_name, self.agent_status, interval=config.heartbeat_interval
+        )
+        self._serve = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        host = f"[{self.advertise}]" if ":" in self.advertise else self.advertise
+        return f"https://{host}:{self.server.port}"
+
+    def agent_status(self) -> AgentStatus:
+        return AgentStatus(
+            endpoint=self.endpoint,
+            heartbeat_time=utcnow(),
+            version=__version__,
+            pod_name=os.environ.get("POD_NAME", ""),
+            pod_namespace=os.environ.get("POD_NAMESPACE", ""),
+            started_at=self.started_at,
+            kubelet_endpoint=self.kubelet.base_url,
+            queue_depth=self.service.queue_depth(),
+            captures_in_progress=self.service.in_progress(),
+        )
+
+    def start(self) -> None:
+        self.service.start()
+        self._serve.start()
+        self.heartbeat.start()
+        log.info(
+            "agent for node %s listening on %s (kubelet %s)",
+            self.config.node_name,
+            self.endpoint,
+            self.kubelet.base_url,
+        )
+
+    def stop(self) -> None:
+        self.heartbeat.stop()
+        self.server.shutdown()
+        self.server.server_close()
+        self.service.shutdown()
+        if self._process_analyzer is not None:
+            self._process_analyzer.shutdown()

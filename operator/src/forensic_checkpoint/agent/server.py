@@ -1,0 +1,273 @@
+"""The agent's HTTPS API (routes in :mod:`forensic_checkpoint.api.agent`).
+
+A threaded stdlib server: every request is short except archive downloads, which stream from
+disk in chunks, and a thread per connection keeps one slow download from holding up the
+operator's polls. The TLS handshake runs in the connection's thread, not in the accept loop.
+``/healthz`` and ``/metrics`` carry no evidence and need no token; everything under
+``/v1/captures`` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import ssl
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from forensic_checkpoint import __version__
+from forensic_checkpoint.agent.auth import Authenticator
+from forensic_checkpoint.agent.service import CaptureService
+from forensic_checkpoint.api.agent import (
+    API_PREFIX,
+    SHA256_HEADER,
+    CaptureRequest,
+    ErrorBody,
+    Health,
+    WireModel,
+)
+from forensic_checkpoint.errors import (
+    CaptureError,
+    ConflictError,
+    ForensicCheckpointError,
+    NotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+_MAX_BODY = 64 * 1024
+_CHUNK = 1024 * 1024
+_KEY_ROUTE = re.compile(rf"^{API_PREFIX}/(?P<key>[a-z0-9-]{{1,128}})(?P<sub>/report|/archive)?$")
+
+
+def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(cert_file), str(key_file))
+    return context
+
+
+class AgentServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        *,
+        service: CaptureService,
+        authenticator: Authenticator,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        self.service = service
+        self.authenticator = authenticator
+        self.tls = tls
+        super().__init__(address, _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        conn, addr = super().get_request()
+        if self.tls is not None:
+            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        return conn, addr
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: AgentServer
+    protocol_version = "HTTP/1.1"
+    server_version = f"forensic-checkpoint-agent/{__version__}"
+    timeout = 60
+    _status = 0
+
+    def setup(self) -> None:
+        super().setup()
+        if isinstance(self.connection, ssl.SSLSocket):
+            try:
+                self.connection.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                log.debug("TLS handshake with %s failed: %s", self.client_address, exc)
+                self.close_connection = True
+                raise ConnectionAbortedError from exc
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLError, TimeoutError):
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s " + format, self.client_address[0], *args)
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        path = self.path.split("?", 1)[0]
+        route = "other"
+        try:
+            if path == "/healthz" and method == "GET":
+                route = "healthz"
+                self._healthz()
+                return
+            if path == "/metrics" and method == "GET":
+                route = "metrics"
+                self._send_bytes(
+                    200, self.server.service.metrics.render(), "text/plain; version=0.0.4"
+                )
+                return
+            route = self._capture_route(method, path)
+        except NotFoundError as exc:
+            self._error(404, exc.reason, exc.message)
+        except ConflictError as exc:
+            self._error(409, exc.reason, exc.message)
+        except CaptureError as exc:
+            self._error(409, exc.reason, exc.message)
+        except ForensicCheckpointError as exc:
+            log.warning("%s %s: %s", method, path, exc.message)
+            self._error(500, exc.reason, exc.message)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        finally:
+            self.server.service.metrics.http_requests.labels(
+                route=route, status=str(self._status)
+            ).inc()
+
+    def _capture_route(self, method: str, path: str) -> str:
+        if path == API_PREFIX:
+            if method != "POST":
+                self._error(405, "MethodNotAllowed", f"{method} {path}")
+                return "captures"
+            if self._authorized():
+                self._create()
+            return "create"
+        match = _KEY_ROUTE.match(path)
+        if match is None:
+            self._drain()
+            self._error(404, "NotFound", f"no route {method} {path}")
+            return "other"
+        key, sub = match["key"], match["sub"]
+        route = {None: "capture", "/report": "report", "/archive": "archive"}[sub]
+        allowed = ("GET", "DELETE") if sub is None else ("GET",)
+        if method not in allowed:
+            self._error(405, "MethodNotAllowed", f"{method} {path}")
+            return route
+        if not self._authorized():
+            return route
+        service = self.server.service
+        if sub is None and method == "GET":
+            self._send_model(200, service.status(key))
+        elif sub is None:
+            self._send_model(200, service.delete(key))
+        elif sub == "/report":
+            report = service.report_file(key)
+            self._send_bytes(200, report.read_bytes(), "application/json")
+        else:
+            self._archive(key)
+        return route
+
+    # --- handlers ---------------------------------------------------------------------------
+
+    def _authorized(self) -> bool:
+        decision = self.server.authenticator.check(self.headers.get("Authorization"))
+        if decision.allowed:
+            return True
+        self._drain()
+        if decision.status == 403:
+            message = f"{decision.username} is not {self.server.authenticator.expected_identity}"
+        else:
+            message = "a valid bearer token of the operator's ServiceAccount is required"
+        extra = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else {}
+        self._error(decision.status, decision.reason, message, extra)
+        return False
+
+    def _healthz(self) -> None:
+        service = self.server.service
+        self._send_model(
+            200,
+            Health(
+                node_name=service.node_name, queue_depth=service.queue_depth(), version=__version__
+            ),
+        )
+
+    def _create(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0 or length > _MAX_BODY:
+            self._drain()
+            self._error(400 if length <= 0 else 413, "InvalidRequest", "body missing or too large")
+            return
+        body = self.rfile.read(length)
+        try:
+            request = CaptureRequest.model_validate_json(body)
+        except ValidationError as exc:
+            message = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            self._error(400, "InvalidRequest", message[:1024])
+            return
+        status, created = self.server.service.submit(request)
+        self._send_model(202 if created else 200, status)
+
+    def _archive(self, key: str) -> None:
+        path, info = self.server.service.archive_file(key)
+        with path.open("rb") as handle:
+            size = path.stat().st_size
+            self._status = 200
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-tar")
+            self.send_header("Content-Length", str(size))
+            self.send_header(SHA256_HEADER, info.sha256)
+            self.send_header("Content-Disposition", f'attachment; filename="{path.name}"')
+            self.end_headers()
+            while chunk := handle.read(_CHUNK):
+                self.wfile.write(chunk)
+
+    # --- responses --------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Read an unread request body so the connection can be reused."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if 0 < length <= _MAX_BODY:
+            self.rfile.read(length)
+        elif length > _MAX_BODY:
+            self.close_connection = True
+
+    def _send_model(self, status: int, model: WireModel) -> None:
+        self._send_bytes(status, model.to_json().encode(), "application/json")
+
+    def _error(
+        self, status: int, reason: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        body = ErrorBody(reason=reason, message=message).model_dump_json(by_alias=True)
+        self._send_bytes(status, body.encode(), "application/json", headers)
+
+    def _send_bytes(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._status = status
+        self.send_response(status, HTTPStatus(status).phrase)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)

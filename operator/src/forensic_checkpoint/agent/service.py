@@ -1,0 +1,407 @@
+"""Capture jobs: queue, kubelet call, hash, analysis, and recovery after a restart.
+
+Invariants:
+
+- exactly one kubelet call per capture key, ever: the job record says ``Capturing`` with the
+  call time on disk before the call is made, and a job found in that state after a restart is
+  never called again; the agent looks for the archive the kubelet wrote since the call instead;
+- nothing the kubelet wrote is deleted except by :meth:`CaptureService.delete`;
+- archives and reports are 0600.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from forensic_checkpoint.agent import paths
+from forensic_checkpoint.agent.analysis_runner import Analyzer
+from forensic_checkpoint.agent.hashing import sha256_file
+from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
+from forensic_checkpoint.agent.kubelet import DEFAULT_KUBELET_TIMEOUT
+from forensic_checkpoint.agent.metrics import AgentMetrics
+from forensic_checkpoint.api.agent import (
+    ArchiveInfo,
+    CaptureRequest,
+    CaptureState,
+    CaptureStatus,
+    DeleteResult,
+)
+from forensic_checkpoint.errors import (
+    CaptureError,
+    ConflictError,
+    ForensicCheckpointError,
+    KubeletError,
+    KubeletRuntimeError,
+    NotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Reason of a job whose kubelet call was cut short by an agent restart and whose archive never
+#: appeared: the call may or may not have happened, so it is not repeated.
+INTERRUPTED = "CaptureInterrupted"
+#: An archive is adopted only once its size has stopped changing for this long.
+_STABLE_SECONDS = 1.0
+
+
+class Checkpointer(Protocol):
+    def checkpoint(
+        self, namespace: str, pod: str, container: str, timeout_seconds: int | None
+    ) -> str: ...
+
+
+class CaptureService:
+    """Owns the job store and the worker pool; the HTTP layer only calls its public methods."""
+
+    def __init__(
+        self,
+        *,
+        node_name: str,
+        store: JobStore,
+        kubelet: Callable[[], Checkpointer],
+        analyzer: Analyzer,
+        checkpoint_dir: Path,
+        metrics: AgentMetrics | None = None,
+        capture_workers: int = 4,
+        kubelet_timeout_margin: float = 30.0,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.node_name = node_name
+        self.store = store
+        self._kubelet = kubelet
+        self._analyze = analyzer
+        self.checkpoint_dir = checkpoint_dir
+        self.metrics = metrics or AgentMetrics()
+        self.kubelet_timeout_margin = kubelet_timeout_margin
+        self.poll_interval = poll_interval
+        self._pool = ThreadPoolExecutor(capture_workers, thread_name_prefix="capture")
+        self._queued = 0
+        self._running = 0
+        self._counts_lock = threading.Lock()
+        # The kubelet names archives to the second: two calls for one container within a second
+        # would target the same file. Calls per container are serialised and spaced.
+        self._target_locks: dict[str, threading.Lock] = {}
+        self._target_last_call: dict[str, float] = {}
+        self._stopping = threading.Event()
+
+    # --- public API -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Resume every unfinished job found on disk."""
+        for bad in self.store.broken():
+            log.error("unreadable job record %s left in place", bad)
+        for record in self.store.all():
+            state = record.status.state
+            if state is CaptureState.QUEUED:
+                self._enqueue(record.status.key)
+            elif state is CaptureState.CAPTURING:
+                log.warning(
+                    "job %s was capturing when the agent stopped: adopting", record.status.key
+                )
+                self._enqueue(record.status.key)
+            elif state is CaptureState.ANALYZING:
+                self._enqueue(record.status.key)
+
+    def submit(self, request: CaptureRequest) -> tuple[CaptureStatus, bool]:
+        """The job for ``request.key``: existing (``False``) or newly queued (``True``)."""
+        record, created = self.store.create_if_absent(request)
+        if created:
+            log.info(
+                "capture %s queued for %s/%s/%s",
+                request.key,
+                request.pod_namespace,
+                request.pod_name,
+                request.container,
+            )
+            self._enqueue(request.key)
+        return record.status, created
+
+    def status(self, key: str) -> CaptureStatus:
+        return self._get(key).status
+
+    def report_file(self, key: str) -> Path:
+        record = self._get(key)
+        if record.report_path is None or not Path(record.report_path).is_file():
+            raise NotFoundError(
+                f"capture {key} has no report (state {record.status.state})",
+                reason="ReportNotReady",
+            )
+        return Path(record.report_path)
+
+    def archive_file(self, key: str) -> tuple[Path, ArchiveInfo]:
+        record = self._get(key)
+        info = record.status.archive
+        if info is None:
+            raise NotFoundError(f"capture {key} has no archive", reason="ArchiveNotReady")
+        path = paths.resolve_archive(info.path, self.checkpoint_dir)
+        return path, info
+
+    def delete(self, key: str) -> DeleteResult:
+        """Remove the archive and the report, then the job. Refused while the job runs."""
+        with self.store.locked():
+            record = self._get(key)
+            if not record.status.state.terminal:
+                raise ConflictError(
+                    f"capture {key} is {record.status.state}; delete it once it has finished",
+                    reason="CaptureInProgress",
+                )
+            deleted: list[str] = []
+            if record.status.archive is not None:
+                try:
+                    archive = paths.resolve_archive(record.status.archive.path, self.checkpoint_dir)
+                except CaptureError:
+                    archive = None  # already gone, or no longer ours to touch
+                if archive is not None:
+                    archive.unlink(missing_ok=True)
+                    deleted.append(str(archive))
+            if record.report_path is not None:
+                report = Path(record.report_path)
+                if report.exists():
+                    report.unlink()
+                    deleted.append(str(report))
+            self.store.delete(key)
+        log.info("capture %s deleted: %s", key, deleted)
+        return DeleteResult(key=key, deleted=deleted)
+
+    def queue_depth(self) -> int:
+        return self._queued
+
+    def in_progress(self) -> int:
+        return self._running
+
+    def shutdown(self, wait: bool = False) -> None:
+        self._stopping.set()
+        self._pool.shutdown(wait=wait, cancel_futures=True)
+
+    # --- the job ----------------------------------------------------------------------------
+
+    def _get(self, key: str) -> JobRecord:
+        record = self.store.get(key)
+        if record is None:
+            raise NotFoundError(f"no capture with key {key}", reason="NotFound")
+        return record
+
+    def _enqueue(self, key: str) -> None:
+        with self._counts_lock:
+            self._queued += 1
+            self.metrics.queue_depth.set(self._queued)
+        self._pool.submit(self._run, key)
+
+    def _run(self, key: str) -> None:
+        with self._counts_lock:
+            self._queued -= 1
+            self._running += 1
+            self.metrics.queue_depth.set(self._queued)
+            self.metrics.in_progress.set(self._running)
+        try:
+            self._advance(key)
+        except Exception:
+            log.exception("capture %s: unexpected error", key)
+            record = self.store.get(key)
+            if record is not None and not record.status.state.terminal:
+                self._finish(record, reason="AgentError", message="unexpected agent error; see log")
+        finally:
+            with self._counts_lock:
+                self._running -= 1
+                self.metrics.in_progress.set(self._running)
+
+    def _advance(self, key: str) -> None:
+        record = self.store.get(key)
+        if record is None or record.status.state.terminal:
+            return
+        state = record.status.state
+        if state is CaptureState.QUEUED:
+            record = self._capture(record)
+        elif state is CaptureState.CAPTURING:
+            record = self._adopt(record)
+        if record is None or record.status.state is not CaptureState.ANALYZING:
+            return
+        self._analysis(record)
+
+    def _capture(self, record: JobRecord) -> JobRecord | None:
+        request = record.request
+        target = f"{request.pod_namespace}/{request.pod_name}/{request.container}"
+        with self._target_lock(target):
+            self._space_calls(target)
+            now = utcnow()
+            record.status.state = CaptureState.CAPTURING
+            record.status.started_at = now
+            record.kubelet_called_at = now
+            self.store.save(record)  # on disk BEFORE the call: see the module docstring
+            started = time.monotonic()
+            try:
+                location = self._kubelet().checkpoint(
+                    request.pod_namespace,
+                    request.pod_name,
+                    request.container,
+                    request.timeout_seconds,
+                )
+            except KubeletError as exc:
+                code = str(exc.status_code) if exc.status_code is not None else "none"
+                self.metrics.kubelet_errors.labels(code=code).inc()
+                log.warning("capture %s: %s: %s", record.status.key, exc.reason, exc.message)
+                if isinstance(exc, KubeletRuntimeError):
+                    record.status.criu_log_excerpt = (exc.excerpt or "")[:8192] or None
+                return self._finish(
+                    record,
+                    reason=exc.reason,
+                    message=exc.message,
+                    remediation=exc.remediation,
+                    kubelet_status_code=exc.status_code,
+                )
+            finally:
+                self._target_last_call[target] = time.monotonic()
+        record.status.kubelet_status_code = 200
+        try:
+            archive = paths.resolve_archive(location, self.checkpoint_dir)
+        except CaptureError as exc:
+            return self._finish(record, reason=exc.reason, message=exc.message)
+        return self._record_archive(record, archive, started)
+
+    def _adopt(self, record: JobRecord) -> JobRecord | None:
+        """A job left in Capturing by a restart: find the archive, never call the kubelet."""
+        request = record.request
+        called_at = record.kubelet_called_at or record.status.started_at or utcnow()
+        wait = (
+            float(request.timeout_seconds or DEFAULT_KUBELET_TIMEOUT) + self.kubelet_timeout_margin
+        )
+        deadline = called_at + timedelta(seconds=wait)
+        started = time.monotonic()
+        while not self._stopping.is_set():
+            archive = self._unclaimed_archive(record, called_at)
+            if archive is not None and _is_stable(archive, self.poll_interval):
+                log.info(
+                    "capture %s: adopted %s written after the restart", record.status.key, archive
+                )
+                record.status.kubelet_status_code = None
+                return self._record_archive(record, archive, started)
+            if datetime.now(UTC) >= deadline:
+                return self._finish(
+                    record,
+                    reason=INTERRUPTED,
+                    message=(
+                        "the agent restarted during the kubelet call and no archive for "
+                        f"{request.pod_namespace}/{request.pod_name}/{request.container} appeared "
+                        f"in {self.checkpoint_dir} within {wait:g} s; the call is not repeated"
+                    ),
+                    remediation="Create a new ForensicCheckpoint to capture again.",
+                )
+            self._stopping.wait(self.poll_interval)
+        return None
+
+    def _unclaimed_archive(self, record: JobRecord, since: datetime) -> Path | None:
+        request = record.request
+        candidates = paths.find_archives(
+            self.checkpoint_dir,
+            request.pod_name,
+            request.pod_namespace,
+            request.container,
+            since=since,
+        )
+        if not candidates:
+            return None
+        claimed = {
+            other.status.archive.path
+            for other in self.store.all()
+            if other.status.archive is not None and other.status.key != record.status.key
+        }
+        for candidate in candidates:
+            real = paths.resolve_archive(candidate, self.checkpoint_dir)
+            if str(real) not in claimed:
+                return real
+        return None
+
+    def _record_archive(self, record: JobRecord, archive: Path, started: float) -> JobRecord | None:
+        try:
+            archive.chmod(0o600)
+            digest, size = sha256_file(archive)
+            captured_at = datetime.fromtimestamp(archive.stat().st_mtime, UTC)
+        except OSError as exc:
+            return self._finish(
+                record, reason="ArchiveUnreadable", message=f"cannot read archive {archive}: {exc}"
+            )
+        self.metrics.capture_seconds.observe(time.monotonic() - started)
+        self.metrics.archive_bytes.inc(size)
+        self.metrics.archive_size.observe(size)
+        record.status.archive = ArchiveInfo(
+            path=str(archive), sha256=digest, size_bytes=size, captured_at=captured_at
+        )
+        record.status.state = CaptureState.ANALYZING
+        self.store.save(record)
+        log.info(
+            "capture %s: archive %s sha256 %s (%d bytes)", record.status.key, archive, digest, size
+        )
+        return record
+
+    def _analysis(self, record: JobRecord) -> None:
+        assert record.status.archive is not None  # noqa: S101 - ANALYZING implies an archive
+        report = self.store.report_path(record.status.key)
+        started = time.monotonic()
+        try:
+            self._analyze(Path(record.status.archive.path), report, record.request.analysis)
+        except ForensicCheckpointError as exc:
+            self._finish(record, reason=exc.reason, message=f"analysis failed: {exc.message}")
+            return
+        finally:
+            self.metrics.analysis_seconds.observe(time.monotonic() - started)
+        record.report_path = str(report)
+        self._finish(
+            record,
+            reason="Completed",
+            message="archive captured and analysed",
+            state=CaptureState.COMPLETED,
+        )
+
+    def _finish(
+        self,
+        record: JobRecord,
+        *,
+        reason: str,
+        message: str,
+        remediation: str | None = None,
+        kubelet_status_code: int | None = None,
+        state: CaptureState = CaptureState.FAILED,
+    ) -> JobRecord:
+        record.status.state = state
+        record.status.reason = reason
+        record.status.message = message
+        record.status.remediation = remediation
+        if kubelet_status_code is not None:
+            record.status.kubelet_status_code = kubelet_status_code
+        record.status.finished_at = utcnow()
+        self.store.save(record)
+        self.metrics.captures.labels(outcome=reason).inc()
+        return record
+
+    # --- per-container call spacing ---------------------------------------------------------
+
+    def _target_lock(self, target: str) -> threading.Lock:
+        with self._counts_lock:
+            return self._target_locks.setdefault(target, threading.Lock())
+
+    def _space_calls(self, target: str) -> None:
+        last = self._target_last_call.get(target)
+        if last is not None:
+            gap = 1.05 - (time.monotonic() - last)
+            if gap > 0:
+                time.sleep(gap)
+
+
+def _is_stable(path: Path, interval: float) -> bool:
+    """The kubelet may still be writing: adopt only a file whose size stopped changing."""
+    try:
+        before = path.stat()
+        if time.time() - before.st_mtime >= _STABLE_SECONDS:
+            return True
+        time.sleep(interval)
+        after = path.stat()
+    except FileNotFoundError:
+        return False
+    return before.st_size == after.st_size and before.st_mtime_ns == after.st_mtime_ns

@@ -1,0 +1,98 @@
+"""`forensic-checkpoint agent`: the node agent (one per node, a DaemonSet)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+HELP = "Run the node agent: kubelet checkpoints, hashing, analysis, and the operator's API."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    env = os.environ.get
+    parser.add_argument("--node-name", default=env("NODE_NAME"), help="this node (env NODE_NAME)")
+    parser.add_argument("--kubeconfig", help="default: $KUBECONFIG, else in-cluster")
+    parser.add_argument("--listen-address", default="0.0.0.0")  # noqa: S104 - a DaemonSet port
+    parser.add_argument("--port", type=int, default=8443, help="0 picks a free port")
+    parser.add_argument(
+        "--advertise-address",
+        default=env("POD_IP") or env("HOST_IP"),
+        help="host the operator reaches this agent at (default env POD_IP/HOST_IP, else the "
+        "Node's InternalIP)",
+    )
+    parser.add_argument("--tls-cert", type=Path, required=True, help="serving certificate (PEM)")
+    parser.add_argument("--tls-key", type=Path, required=True, help="serving key (PEM)")
+    parser.add_argument(
+        "--operator-identity",
+        required=True,
+        help="the only caller allowed: system:serviceaccount:<ns>:<sa>",
+    )
+    parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/forensic-checkpoint"))
+    parser.add_argument("--checkpoint-dir", type=Path, default=Path("/var/lib/kubelet/checkpoints"))
+    kubelet = parser.add_argument_group("kubelet")
+    kubelet.add_argument("--kubelet-client-cert", type=Path)
+    kubelet.add_argument("--kubelet-client-key", type=Path)
+    kubelet.add_argument("--kubelet-ca", type=Path, help="CA of the kubelet's serving cert")
+    kubelet.add_argument(
+        "--kubelet-token-file", type=Path, help="bearer token instead of a client certificate"
+    )
+    kubelet.add_argument(
+        "--kubelet-insecure-skip-tls-verify",
+        action="store_true",
+        help="DANGEROUS: do not verify the kubelet's certificate",
+    )
+    kubelet.add_argument("--kubelet-timeout-margin", type=float, default=30.0)
+    parser.add_argument("--capture-workers", type=int, default=4)
+    parser.add_argument("--analysis-workers", type=int, default=0, help="0: min(2, CPUs)")
+    parser.add_argument("--heartbeat-interval", type=float, default=10.0)
+    parser.add_argument("--log-level", default="INFO")
+
+
+def run(args: argparse.Namespace) -> int:
+    from forensic_checkpoint.agent.kubelet import KubeletAuth
+    from forensic_checkpoint.agent.runtime import AgentConfig, AgentRuntime
+    from forensic_checkpoint.errors import ConfigError
+
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if not args.node_name:
+        raise ConfigError("--node-name (or env NODE_NAME) is required")
+    config = AgentConfig(
+        node_name=args.node_name,
+        kubeconfig=args.kubeconfig,
+        listen_address=args.listen_address,
+        port=args.port,
+        advertise_address=args.advertise_address,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        operator_identity=args.operator_identity,
+        state_dir=args.state_dir,
+        checkpoint_dir=args.checkpoint_dir,
+        kubelet_auth=KubeletAuth(
+            client_cert=args.kubelet_client_cert,
+            client_key=args.kubelet_client_key,
+            token_file=args.kubelet_token_file,
+            ca_file=args.kubelet_ca,
+            insecure_skip_tls_verify=args.kubelet_insecure_skip_tls_verify,
+        ),
+        kubelet_timeout_margin=args.kubelet_timeout_margin,
+        capture_workers=args.capture_workers,
+        analysis_workers=args.analysis_workers or None,
+        heartbeat_interval=args.heartbeat_interval,
+    )
+    runtime = AgentRuntime(config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runtime.start()
+    try:
+        stop.wait()
+    finally:
+        runtime.stop()
+    return 0

@@ -1,0 +1,42 @@
+"""Fixtures of the agent tests: real certificates (trustme) and a real checkpoint archive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trustme
+import zstandard
+from agent_support import DATA, Pki
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    root = tmp_path_factory.mktemp("pki")
+    ca = trustme.CA()
+    other = trustme.CA()
+    server = ca.issue_cert("127.0.0.1", "localhost")
+    client = ca.issue_cert("agent@example", common_name="forensic-checkpoint-agent")
+    ca.cert_pem.write_to_path(str(root / "ca.crt"))
+    other.cert_pem.write_to_path(str(root / "other-ca.crt"))
+    server.private_key_pem.write_to_path(str(root / "server.key"))
+    server.cert_chain_pems[0].write_to_path(str(root / "server.crt"))
+    client.private_key_pem.write_to_path(str(root / "client.key"))
+    client.cert_chain_pems[0].write_to_path(str(root / "client.crt"))
+    return Pki(
+        ca=root / "ca.crt",
+        server_cert=root / "server.crt",
+        server_key=root / "server.key",
+        client_cert=root / "client.crt",
+        client_key=root / "client.key",
+        other_ca=root / "other-ca.crt",
+    )
+
+
+@pytest.fixture(scope="session")
+def sample_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """counter-blog-crio as the kubelet writes it: a plain tar."""
+    out = tmp_path_factory.mktemp("samples") / "counter-blog-crio.tar"
+    with (DATA / "counter-blog-crio.tar.zst").open("rb") as src, out.open("wb") as dst:
+        zstandard.ZstdDecompressor().copy_stream(src, dst)
+    return out

@@ -1,0 +1,130 @@
+"""The kubelet client against a local HTTPS server that demands a client certificate.
+
+The full kubelet behaviour (TokenReview, SubjectAccessReview, real archives) is exercised
+against the dev cluster's fake kubelets in test_agent_cluster.py; here each transport failure
+is produced for real: a wrong CA, a refused port, a server that never answers.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from agent_support import Pki
+
+from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
+from forensic_checkpoint.errors import ConfigError, KubeletError
+
+
+class _Kubelet(ThreadingHTTPServer):
+    daemon_threads = True
+    answer: tuple[int, str] = (200, '{"items":["/x/checkpoint-p_ns-c-2026-01-01T00:00:00Z.tar"]}')
+    hang = threading.Event()
+    seen: list[tuple[str, str | None]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Kubelet
+
+    def do_POST(self) -> None:
+        peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
+        subject = dict(x[0] for x in peer["subject"]) if peer else {}
+        self.server.seen.append((self.path, subject.get("commonName")))
+        if self.server.hang.is_set():
+            self.server.hang.wait(5)
+            threading.Event().wait(5)
+        status, body = self.server.answer
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def kubelet(pki: Pki) -> Iterator[_Kubelet]:
+    server = _Kubelet(("127.0.0.1", 0), _Handler)
+    server.seen = []
+    server.hang = threading.Event()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.server_cert, pki.server_key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(pki.ca)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.hang.clear()
+    server.shutdown()
+    server.server_close()
+
+
+def _client(pki: Pki, port: int, *, ca: Path | None = None, margin: float = 30.0) -> KubeletClient:
+    auth = KubeletAuth(client_cert=pki.client_cert, client_key=pki.client_key, ca_file=ca or pki.ca)
+    return KubeletClient("node-1", "127.0.0.1", port, auth, timeout_margin=margin)
+
+
+def test_checkpoint_uses_the_client_certificate_and_timeout(pki: Pki, kubelet: _Kubelet) -> None:
+    path = _client(pki, kubelet.server_port).checkpoint("ns", "p", "c", 42)
+    assert path == "/x/checkpoint-p_ns-c-2026-01-01T00:00:00Z.tar"
+    assert kubelet.seen == [("/checkpoint/ns/p/c?timeout=42", "forensic-checkpoint-agent")]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (401, "Unauthorized", "KubeletUnauthorized"),
+        (404, "404 page not found", "CheckpointingDisabled"),
+        (404, "container c does not exist", "ContainerNotFound"),
+        (200, '{"items":[]}', "KubeletBadResponse"),
+        (200, "not json", "KubeletBadResponse"),
+    ],
+)
+def test_answers_become_reasons(
+    pki: Pki, kubelet: _Kubelet, status: int, body: str, reason: str
+) -> None:
+    kubelet.answer = (status, body)
+    with pytest.raises(KubeletError) as info:
+        _client(pki, kubelet.server_port).checkpoint("ns", "p", "c", None)
+    assert info.value.reason == reason
+
+
+def test_wrong_ca_is_a_tls_error(pki: Pki, kubelet: _Kubelet) -> None:
+    with pytest.raises(KubeletError) as info:
+        _client(pki, kubelet.server_port, ca=pki.other_ca).checkpoint("ns", "p", "c", 5)
+    assert info.value.reason == "KubeletTLSError"
+    assert kubelet.seen == []
+
+
+def test_refused_port_is_unreachable(pki: Pki) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        with pytest.raises(KubeletError) as info:
+            _client(pki, port).checkpoint("ns", "p", "c", 5)
+    assert info.value.reason == "KubeletUnreachable"
+
+
+def test_a_kubelet_that_never_answers_times_out(pki: Pki, kubelet: _Kubelet) -> None:
+    kubelet.hang.set()
+    with pytest.raises(KubeletError) as info:
+        _client(pki, kubelet.server_port, margin=0.0).checkpoint("ns", "p", "c", 1)
+    assert info.value.reason == "Timeout"
+
+
+def test_settings_are_checked(pki: Pki, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="kubelet-ca"):
+        KubeletAuth(client_cert=pki.client_cert, client_key=pki.client_key).validate()
+    with pytest.raises(ConfigError, match="go together"):
+        KubeletAuth(client_cert=pki.client_cert, ca_file=pki.ca).validate()
+    with pytest.raises(ConfigError, match="not a readable file"):
+        KubeletAuth(token_file=tmp_path / "none", ca_file=pki.ca).validate()
+    KubeletAuth(token_file=pki.ca, insecure_skip_tls_verify=True).validate()
