@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from forensic_checkpoint.api.forensicnode import HEARTBEAT_STALE_SECONDS, ForensicNode
+
 AGENT_UNAVAILABLE = "AgentUnavailable"
-#: The agent refreshes its heartbeat every ~10 s; three missed beats mean it is gone.
-DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=30)
+DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=HEARTBEAT_STALE_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,14 @@ class AgentFacts:
     node_name: str
     endpoint: str | None
     heartbeat_time: datetime | None
+
+
+def agent_facts(node: ForensicNode) -> AgentFacts:
+    name = str(node.metadata.get("name", ""))
+    agent = node.status.agent if node.status is not None else None
+    if agent is None:
+        return AgentFacts(node_name=name, endpoint=None, heartbeat_time=None)
+    return AgentFacts(node_name=name, endpoint=agent.endpoint, heartbeat_time=agent.heartbeat_time)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ Order of a capture, with what makes it restart-safe:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -62,6 +63,20 @@ class CheckpointRef:
     namespace: str
     uid: str
     generation: int | None
+
+
+INVALID_SPEC = "InvalidSpec"
+
+
+def check_spec(spec: ForensicCheckpointSpec) -> Rejection | None:
+    """What the CRD schema cannot check: that every regex compiles (as a bytes pattern, the way
+    the memory scanner uses it)."""
+    for pattern in spec.analysis.regexes:
+        try:
+            re.compile(pattern.encode("utf-8"))
+        except re.error as exc:
+            return Rejection(INVALID_SPEC, f"spec.analysis.regexes: {pattern!r} is invalid: {exc}")
+    return None
 
 
 def record_targets(

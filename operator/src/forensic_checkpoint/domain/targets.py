@@ -6,8 +6,9 @@ a CamelCase reason and a message that says what to fix.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from forensic_checkpoint.api.forensiccheckpoint import MAX_CONTAINERS
 
@@ -34,6 +35,28 @@ class PodFacts:
     #: names of containers whose status says ``state.running``.
     running: frozenset[str] = field(default_factory=frozenset)
     terminating: bool = False
+
+
+def pod_facts(pod: Mapping[str, Any]) -> PodFacts:
+    """:class:`PodFacts` from a pod object as the API returns it (JSON)."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    running = frozenset(
+        str(s.get("name"))
+        for s in status.get("containerStatuses") or []
+        if (s.get("state") or {}).get("running") is not None
+    )
+    return PodFacts(
+        name=str(meta.get("name", "")),
+        namespace=str(meta.get("namespace", "")),
+        uid=str(meta.get("uid", "")),
+        phase=str(status.get("phase") or ""),
+        node_name=str(spec.get("nodeName") or ""),
+        containers=tuple(str(c.get("name")) for c in spec.get("containers") or []),
+        running=running,
+        terminating=meta.get("deletionTimestamp") is not None,
+    )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,80 @@
+"""`forensic-checkpoint operator`: run the ForensicCheckpoint operator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from datetime import timedelta
+from pathlib import Path
+
+HELP = "Run the ForensicCheckpoint operator (kopf) against a cluster."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from forensic_checkpoint.controller.config import DEFAULT_TOKEN_FILE
+
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable)",
+    )
+    scope.add_argument("--all-namespaces", "-A", action="store_true", help="watch every namespace")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster)")
+    parser.add_argument(
+        "--agent-ca-file", type=Path, help="CA that signed the agents' serving certificates"
+    )
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=DEFAULT_TOKEN_FILE,
+        help="bearer token the agents authenticate the operator with (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--standalone",
+        action="store_true",
+        default=True,
+        help="no kopf peering (the default; run one replica)",
+    )
+    parser.add_argument(
+        "--peering", dest="standalone", action="store_false", help="use kopf peering"
+    )
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    parser.add_argument("--health-port", type=int, help="serve /healthz on this port")
+    parser.add_argument(
+        "--poll-interval", type=float, default=1.0, help="seconds between agent polls"
+    )
+    parser.add_argument(
+        "--agent-wait",
+        type=float,
+        default=60.0,
+        help="seconds a new checkpoint waits for its node's agent before failing",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def run(args: argparse.Namespace) -> int:
+    from forensic_checkpoint.controller.config import OperatorConfig
+    from forensic_checkpoint.controller.runner import run_operator
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    config = OperatorConfig(
+        namespaces=tuple(args.namespace),
+        all_namespaces=args.all_namespaces,
+        kubeconfig=args.kubeconfig,
+        agent_ca_file=args.agent_ca_file,
+        token_file=args.token_file,
+        standalone=args.standalone,
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        poll_interval=args.poll_interval,
+        agent_wait=timedelta(seconds=args.agent_wait),
+    )
+    asyncio.run(run_operator(config))
+    return 0

@@ -1,0 +1,259 @@
+"""The ForensicCheckpoint handlers: one kopf daemon per object drives the capture, a deletion
+handler cleans the node. Both gather facts, call :mod:`forensic_checkpoint.domain` for the
+decision and write the result; no decision is made here.
+
+The daemon is async and does all I/O without blocking the event loop: agent calls through
+aiohttp, Kubernetes calls through ``asyncio.to_thread``. It re-derives everything from the
+object's status on start, so an operator restart at any point resumes the same capture jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
+from forensic_checkpoint.api.forensiccheckpoint import (
+    ContainerCapturePhase,
+    ContainerStatus,
+    ForensicCheckpoint,
+    ForensicCheckpointSpec,
+    ForensicCheckpointStatus,
+)
+from forensic_checkpoint.controller import metrics
+from forensic_checkpoint.controller.agent_client import AgentClient
+from forensic_checkpoint.controller.config import OperatorConfig
+from forensic_checkpoint.domain import reconcile
+from forensic_checkpoint.domain.agents import AgentUnavailable, agent_facts, usable_endpoint
+from forensic_checkpoint.domain.deletion import is_held, keys_to_delete
+from forensic_checkpoint.domain.summary import summarize
+from forensic_checkpoint.domain.targets import resolve_targets
+from forensic_checkpoint.errors import AgentError, ClusterError, ForensicCheckpointError
+from forensic_checkpoint.k8s.resources import OperatorResources
+
+#: ForensicNode lookups are shared by all daemons of a node for this long.
+_ENDPOINT_TTL = 2.0
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class CheckpointController:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        resources: OperatorResources,
+        agents: AgentClient,
+        *,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self._config = config
+        self._resources = resources
+        self._agents = agents
+        self._clock = clock
+        self._endpoints: dict[str, tuple[float, str | AgentUnavailable]] = {}
+
+    # --- the daemon ---------------------------------------------------------------------
+
+    async def drive(
+        self, body: kopf.Body, stopped: kopf.DaemonStopped, logger: logging.Logger
+    ) -> None:
+        """Run one ForensicCheckpoint to Completed or Failed."""
+        fcp = ForensicCheckpoint.model_validate(dict(body))
+        ref = reconcile.CheckpointRef(
+            name=str(body.metadata.name),
+            namespace=str(body.metadata.namespace),
+            uid=str(body.metadata.uid),
+            generation=body.metadata.get("generation"),
+        )
+        status = fcp.status or ForensicCheckpointStatus()
+        while not stopped and not status.phase.terminal:
+            try:
+                new = await self.step(ref, fcp.spec, status)
+            except ClusterError as exc:
+                # The API server is the operator's lifeline; wait for it, do not fail the CR.
+                logger.warning("cannot reach the API server: %s", exc.message)
+                await stopped.wait(5 * self._config.poll_interval)
+                continue
+            if new != status:
+                await asyncio.to_thread(self._resources.write_status, ref.namespace, ref.name, new)
+                for event in reconcile.transition_events(status, new):
+                    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+                metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
+                status = new
+            if status.phase.terminal:
+                break
+            await stopped.wait(self._config.poll_interval)
+
+    async def step(
+        self,
+        ref: reconcile.CheckpointRef,
+        spec: ForensicCheckpointSpec,
+        status: ForensicCheckpointStatus,
+    ) -> ForensicCheckpointStatus:
+        """One reconcile pass: gather facts, apply the domain's decisions."""
+        now = self._clock()
+        if not status.containers:
+            problem = reconcile.check_spec(spec)
+            if problem is not None:
+                return reconcile.record_targets(status, problem, ref=ref, now=now)
+            pod = await asyncio.to_thread(self._resources.get_pod, ref.namespace, spec.pod_name)
+            decision = resolve_targets(
+                pod, namespace=ref.namespace, pod_name=spec.pod_name, requested=spec.containers
+            )
+            # Recorded (and written) before the agent is asked: the capture keys must survive
+            # a restart that happens right after the request.
+            return reconcile.record_targets(status, decision, ref=ref, now=now)
+
+        endpoint = await self._endpoint(status.node_name, now)
+        if isinstance(endpoint, AgentUnavailable):
+            started = status.started_at or now
+            requested = any(c.requested_at for c in status.containers)
+            if (not requested and now - started > self._config.agent_wait) or any(
+                reconcile.overdue(c, spec, now=now, grace=self._config.capture_grace)
+                for c in status.containers
+            ):
+                return reconcile.fail(
+                    status, reason=endpoint.reason, message=endpoint.message, ref=ref, now=now
+                )
+            return reconcile.agent_waiting(status, message=endpoint.message, ref=ref, now=now)
+
+        new = status.model_copy(deep=True)
+        new.agent_endpoint = endpoint
+        new.containers = [
+            await self._advance(ref, spec, container, endpoint, now) for container in new.containers
+        ]
+        return reconcile.aggregate(new, ref=ref, now=now)
+
+    async def _advance(
+        self,
+        ref: reconcile.CheckpointRef,
+        spec: ForensicCheckpointSpec,
+        container: ContainerStatus,
+        endpoint: str,
+        now: datetime,
+    ) -> ContainerStatus:
+        if container.phase in (ContainerCapturePhase.COMPLETED, ContainerCapturePhase.FAILED):
+            return container
+        try:
+            capture: CaptureStatus | None = None
+            if container.requested_at is not None:
+                capture = await self._agents.status(endpoint, container.capture_key)
+            if capture is None:
+                # First request, or an agent that lost the job: the key makes this idempotent.
+                capture = await self._agents.submit(
+                    endpoint, reconcile.capture_request(ref, spec, container)
+                )
+                container = reconcile.mark_requested(container, now=now)
+            report_url = f"{endpoint}/v1/captures/{container.capture_key}/report"
+            updated = reconcile.apply_capture_status(
+                container, capture, report_url=report_url, now=now
+            )
+            if capture.state == CaptureState.COMPLETED:
+                report = await self._agents.report(endpoint, container.capture_key)
+                summary = summarize(
+                    report, pod=spec.pod_name, namespace=ref.namespace, container=container.name
+                )
+                updated = reconcile.attach_summary(
+                    updated, summary, finished_at=capture.finished_at or now
+                )
+            return updated
+        except AgentError as exc:
+            if reconcile.overdue(container, spec, now=now, grace=self._config.capture_grace):
+                failed = container.model_copy(deep=True)
+                failed.phase = ContainerCapturePhase.FAILED
+                failed.reason = exc.reason
+                failed.message = exc.message[:1024]
+                failed.finished_at = now
+                return failed
+            waiting = container.model_copy(deep=True)
+            waiting.message = exc.message[:1024]
+            return waiting
+
+    async def _endpoint(self, node_name: str, now: datetime) -> str | AgentUnavailable:
+        cached = self._endpoints.get(node_name)
+        if cached is not None and time.monotonic() - cached[0] < _ENDPOINT_TTL:
+            return cached[1]
+        node = await asyncio.to_thread(self._resources.get_forensic_node, node_name)
+        result = usable_endpoint(
+            agent_facts(node) if node is not None else None, node_name=node_name, now=now
+        )
+        self._endpoints[node_name] = (time.monotonic(), result)
+        return result
+
+    # --- deletion -----------------------------------------------------------------------
+
+    async def clean_up(self, body: kopf.Body, retry: int, logger: logging.Logger) -> None:
+        """Delete the node's archives and reports of a deleted ForensicCheckpoint."""
+        if is_held(body.metadata):
+            kopf.event(
+                body,
+                type="Normal",
+                reason="ArchiveHeld",
+                message="hold is set: the archives stay on the node",
+            )
+            return
+        fcp = ForensicCheckpoint.model_validate(dict(body))
+        keys = keys_to_delete(fcp.status)
+        if not keys or fcp.status is None:
+            return
+        endpoint = await self._endpoint(fcp.status.node_name, self._clock())
+        if isinstance(endpoint, AgentUnavailable):
+            endpoint = fcp.status.agent_endpoint or endpoint
+        try:
+            if isinstance(endpoint, AgentUnavailable):
+                raise AgentError(endpoint.message, reason=endpoint.reason)
+            deleted: list[str] = []
+            for key in keys:
+                result = await self._agents.delete(endpoint, key)
+                deleted.extend(result.deleted if result else [])
+        except AgentError as exc:
+            if retry < self._config.delete_retries:
+                raise kopf.TemporaryError(
+                    f"cannot delete the archives: {exc.message}", delay=5
+                ) from exc
+            kopf.event(
+                body,
+                type="Warning",
+                reason="ArchiveNotDeleted",
+                message=f"gave up deleting the archives on {fcp.status.node_name}: {exc.message}",
+            )
+            return
+        logger.info("deleted %d file(s) on %s", len(deleted), fcp.status.node_name)
+        kopf.event(
+            body,
+            type="Normal",
+            reason="ArchiveDeleted",
+            message=f"deleted {len(deleted)} file(s) on node {fcp.status.node_name}",
+        )
+
+
+def register(registry: kopf.OperatorRegistry, controller: CheckpointController) -> None:
+    """Attach the handlers to ``registry`` (no module-level decorators: tests build their own)."""
+    info = ForensicCheckpoint.crd
+    resource = (info.group, info.version, info.plural)
+
+    async def drive(body: kopf.Body, stopped: kopf.DaemonStopped, logger: Any, **_: Any) -> None:
+        try:
+            await controller.drive(body, stopped, logger)
+        except ForensicCheckpointError as exc:
+            raise kopf.TemporaryError(exc.message, delay=5) from exc
+
+    async def clean_up(body: kopf.Body, retry: int, logger: Any, **_: Any) -> None:
+        await controller.clean_up(body, retry, logger)
+
+    kopf.daemon(
+        *resource,
+        id="capture",
+        registry=registry,
+        cancellation_timeout=5.0,
+        initial_delay=0,
+    )(drive)
+    kopf.on.delete(*resource, id="cleanup", registry=registry)(clean_up)

@@ -1,0 +1,30 @@
+"""The operator's settings (from the CLI flags)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+#: Where a pod's projected ServiceAccount token is mounted.
+DEFAULT_TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    namespaces: tuple[str, ...] = ()
+    all_namespaces: bool = False
+    kubeconfig: str | None = None
+    agent_ca_file: Path | None = None
+    token_file: Path = DEFAULT_TOKEN_FILE
+    standalone: bool = True
+    metrics_port: int | None = None
+    health_port: int | None = None
+    #: How often a ForensicCheckpoint's daemon asks its agent for progress.
+    poll_interval: float = 1.0
+    #: How long a new ForensicCheckpoint waits for an agent to appear before failing.
+    agent_wait: timedelta = timedelta(seconds=60)
+    #: Extra time on top of the kubelet timeout before an unfinished capture fails.
+    capture_grace: timedelta = timedelta(minutes=5)
+    #: Retries of archive deletion before a deleted CR lets go of its node's files.
+    delete_retries: int = 5

@@ -1,0 +1,102 @@
+"""Assemble and run the operator in-process: settings, login, handlers, kopf's main loop.
+
+kopf runs with its own registry (no import-time decorators) and with settings chosen for this
+CRD: progress and diff-base in annotations under our own prefix (the status schema is declared,
+so anything kopf wrote there would be pruned), our own finalizer name, and only errors of
+kopf's own log turned into Kubernetes Events (ours are posted explicitly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+import aiohttp
+import kopf
+from prometheus_client import start_http_server
+
+from forensic_checkpoint.api.base import GROUP
+from forensic_checkpoint.controller.agent_client import AgentClient, TokenFile, tls_context
+from forensic_checkpoint.controller.checkpoints import CheckpointController, register
+from forensic_checkpoint.controller.config import OperatorConfig
+from forensic_checkpoint.errors import ConfigError
+from forensic_checkpoint.k8s.client import from_environment
+from forensic_checkpoint.k8s.connection import connection_facts
+from forensic_checkpoint.k8s.resources import OperatorResources
+
+ANNOTATION_PREFIX = f"operator.{GROUP}"
+FINALIZER = f"{GROUP}/cleanup"
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.ERROR
+    settings.watching.server_timeout = 60
+    settings.watching.client_timeout = 90
+    settings.watching.connect_timeout = 10
+    settings.networking.request_timeout = 30
+    # Namespace/CRD scanning needs cluster-wide list rights the operator does not have.
+    settings.scanning.disabled = True
+
+
+async def run_operator(
+    config: OperatorConfig,
+    *,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    """Run until ``stop_flag`` is set or the process is signalled."""
+    if not config.all_namespaces and not config.namespaces:
+        raise ConfigError("give --namespace (repeatable) or --all-namespaces")
+    api = await asyncio.to_thread(from_environment, config.kubeconfig)
+    resources = OperatorResources(api)
+    facts = connection_facts(api)
+    tls = tls_context(config.agent_ca_file)
+    token = TokenFile(config.token_file)
+    token.get()  # fail at start, not at the first capture
+
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.startup(registry=registry)
+    def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings)
+
+    @kopf.on.login(registry=registry)
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        return kopf.ConnectionInfo(
+            server=facts.server,
+            ca_path=facts.ca_path,
+            insecure=facts.insecure,
+            scheme="Bearer" if facts.token else None,
+            token=facts.token,
+            certificate_path=facts.certificate_path,
+            private_key_path=facts.private_key_path,
+        )
+
+    if config.metrics_port is not None:
+        start_http_server(config.metrics_port)
+
+    async with aiohttp.ClientSession() as session:
+        controller = CheckpointController(config, resources, AgentClient(session, token, tls))
+        register(registry, controller)
+        await kopf.operator(
+            registry=registry,
+            standalone=config.standalone,
+            clusterwide=config.all_namespaces,
+            namespaces=() if config.all_namespaces else config.namespaces,
+            liveness_endpoint=(
+                f"http://0.0.0.0:{config.health_port}/healthz"
+                if config.health_port is not None
+                else None
+            ),
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+        )
