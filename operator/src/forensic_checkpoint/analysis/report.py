@@ -21,7 +21,7 @@ REDACTED = "<redacted>"
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, defer_build=True)
 
 
 class EnvVar(_Model):
@@ -50,7 +50,10 @@ class ArchiveInfo(_Model):
 
 class ContainerInfo(_Model):
     id: str | None = None
+    #: the Kubernetes container name where known, else the engine's container name
     name: str | None = None
+    #: the engine's own name (config.dump): k8s_<ctr>_<pod>_<ns>_<uid>_<n> on CRI-O
+    config_name: str | None = None
     pod: str | None = None
     pod_id: str | None = None
     pod_uid: str | None = None
@@ -159,6 +162,7 @@ class Process(_Model):
     cmdline: list[str] = Field(default_factory=list)
     #: "running" | "sleeping" | "stopped" | "zombie" | "dead" | ...
     state: str
+    exit_code: int | None = None
     threads: list[Thread] = Field(default_factory=list)
     env: list[EnvVar] = Field(default_factory=list)
     cwd: str | None = None
@@ -260,6 +264,8 @@ class RootfsEntry(_Model):
     mode: str
     link_target: str | None = None
     mtime: str | None = None
+    #: sha256 of a regular file's content
+    sha256: str | None = None
 
 
 class Rootfs(_Model):
@@ -301,6 +307,8 @@ class MemorySearch(_Model):
     pattern: str
     kind: Literal["literal", "regex"]
     matches: list[SearchMatch] = Field(default_factory=list)
+    #: all matches found; ``matches`` holds the first ones (``truncated`` when cut)
+    total_matches: int = 0
     truncated: bool = False
 
 

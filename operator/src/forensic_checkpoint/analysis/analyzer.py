@@ -1,0 +1,210 @@
+"""``run_analysis``: one archive in, one Report out.
+
+Order matters only for streaming: the archive pass collects metadata, images, the rootfs
+listing and the log tail; everything after it works on memory, except the memory engine,
+which may stream the pages of a large compressed archive once more.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from forensic_checkpoint.analysis.archive import (
+    DEFAULT_LIMITS,
+    LOG_MEMBERS,
+    ROOTFS_DIFF,
+    ArchiveContents,
+    ArchiveLimits,
+    MemberInfo,
+    is_pages,
+    scan_archive,
+)
+from forensic_checkpoint.analysis.files import FileTable, build_pipes, build_sockets
+from forensic_checkpoint.analysis.identity import build_identity, detect_engine, load_json
+from forensic_checkpoint.analysis.images import try_decode
+from forensic_checkpoint.analysis.process_memory import analyze_memory
+from forensic_checkpoint.analysis.processes import build_process_tree
+from forensic_checkpoint.analysis.redact import redact
+from forensic_checkpoint.analysis.report import (
+    ArchiveInfo,
+    ContainerLog,
+    DumpStats,
+    MemorySummary,
+    Mount,
+    Report,
+    Rootfs,
+)
+from forensic_checkpoint.analysis.rootfs import RootfsListing, list_rootfs, parse_deleted_files
+
+if TYPE_CHECKING:
+    from forensic_checkpoint.analysis import AnalysisOptions
+
+#: the log is kept as its last bytes; whole logs can be gigabytes
+LOG_TAIL_BYTES = 64 << 10
+
+
+class _Collected:
+    def __init__(self) -> None:
+        self.rootfs: RootfsListing | None = None
+        self.log: ContainerLog | None = None
+
+
+def _visitors(collected: _Collected, limits: ArchiveLimits) -> dict[str, Any]:
+    def rootfs(_member: MemberInfo, stream: IO[bytes]) -> None:
+        collected.rootfs = list_rootfs(stream, limits)
+
+    def log(member: MemberInfo, stream: IO[bytes]) -> None:
+        if collected.log is not None:
+            return
+        tail = b""
+        while chunk := stream.read(1 << 20):
+            tail = (tail + chunk)[-LOG_TAIL_BYTES:]
+        collected.log = ContainerLog(
+            member=member.name,
+            size_bytes=member.size,
+            content=tail.decode("utf-8", "replace"),
+            truncated=member.size > len(tail),
+        )
+
+    visitors: dict[str, Any] = {ROOTFS_DIFF: rootfs}
+    visitors.update(dict.fromkeys(LOG_MEMBERS, log))
+    return visitors
+
+
+def run_analysis(
+    path: Path, options: AnalysisOptions, limits: ArchiveLimits = DEFAULT_LIMITS
+) -> Report:
+    collected = _Collected()
+    contents = scan_archive(path, limits=limits, visitors=_visitors(collected, limits))
+    warnings = list(contents.warnings)
+    data = contents.data
+    names = {m.name for m in contents.members}
+
+    config = _as_dict(load_json(data.get("config.dump"), "config.dump", warnings))
+    spec = _as_dict(load_json(data.get("spec.dump"), "spec.dump", warnings))
+    status_dump = _as_dict(load_json(data.get("status.dump"), "status.dump", warnings))
+    network_status = load_json(data.get("network.status"), "network.status", warnings)
+    bind_mounts = load_json(data.get("bind.mounts"), "bind.mounts", warnings)
+    engine = detect_engine(spec, config, names)
+
+    table = FileTable.load(data, warnings)
+    tree = build_process_tree(data, table, warnings)
+    checkpoint_dir = contents.member("checkpoint") or contents.member("checkpoint/")
+    container = build_identity(
+        engine=engine,
+        config=config,
+        spec=spec,
+        status_dump=status_dump,
+        network_status=network_status,
+        hostname=tree.hostname,
+        domainname=tree.domainname,
+        checkpoint_mtime=checkpoint_dir.mtime if checkpoint_dir else None,
+    )
+    memory = analyze_memory(
+        contents,
+        tree,
+        searches=options.searches,
+        regexes=options.regexes,
+        read_args=options.read_process_memory,
+        context=options.context,
+        max_matches=options.max_matches,
+        warnings=warnings,
+    )
+    report = Report(
+        archive=_archive_info(contents, engine),
+        container=container,
+        processes=tree.processes,
+        sockets=build_sockets(table, data, tree.fd_map, warnings),
+        pipes=build_pipes(table, data, tree.fd_map, warnings),
+        namespaces=tree.namespaces,
+        mounts=tree.mounts + _spec_mounts(spec),
+        rootfs=_rootfs(collected.rootfs, data, names, warnings),
+        log=collected.log,
+        bind_mounts=bind_mounts,
+        network_status=network_status,
+        memory=MemorySummary(
+            page_size=memory.page_size,
+            dumped_bytes=sum(m.size for m in contents.members if is_pages(m.name)),
+            searches=memory.searches,
+        ),
+        dump_stats=_dump_stats(data.get("stats-dump"), warnings),
+        warnings=warnings,
+    )
+    return report if options.reveal else redact(report)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _archive_info(contents: ArchiveContents, engine: str) -> ArchiveInfo:
+    files = [m for m in contents.members if m.kind == "file"]
+    rootfs = contents.member(ROOTFS_DIFF)
+    return ArchiveInfo(
+        path=str(contents.path),
+        sha256=contents.sha256,
+        size_bytes=contents.size_bytes,
+        engine=engine,
+        compression=contents.compression,
+        member_count=len(contents.members),
+        checkpoint_size_bytes=sum(m.size for m in files if m.name.startswith("checkpoint/")),
+        memory_pages_size_bytes=sum(m.size for m in files if is_pages(m.name)),
+        rootfs_diff_size_bytes=rootfs.size if rootfs else 0,
+        members=[m.name for m in contents.members],
+    )
+
+
+def _spec_mounts(spec: dict[str, Any]) -> list[Mount]:
+    mounts = []
+    for m in spec.get("mounts") or []:
+        if isinstance(m, dict) and isinstance(m.get("destination"), str):
+            options = m.get("options")
+            mounts.append(
+                Mount(
+                    mountpoint=m["destination"],
+                    fstype=m.get("type") if isinstance(m.get("type"), str) else None,
+                    source=m.get("source") if isinstance(m.get("source"), str) else None,
+                    options=",".join(str(o) for o in options)
+                    if isinstance(options, list)
+                    else None,
+                    origin="spec",
+                )
+            )
+    return mounts
+
+
+def _rootfs(
+    listing: RootfsListing | None,
+    data: dict[str, bytes],
+    names: set[str],
+    warnings: list[str],
+) -> Rootfs:
+    rootfs = Rootfs(present=ROOTFS_DIFF in names)
+    deleted = parse_deleted_files(data.get("deleted.files"), warnings)
+    if deleted:
+        rootfs.deleted, rootfs.deleted_source = deleted, "deleted.files"
+    if listing is not None:
+        warnings.extend(listing.warnings)
+        rootfs.format = listing.format
+        rootfs.changed = listing.entries
+        rootfs.opaque_dirs = listing.opaque_dirs
+        if listing.whiteouts:
+            rootfs.deleted = sorted({*rootfs.deleted, *listing.whiteouts})
+            rootfs.deleted_source = (
+                "whiteouts" if rootfs.deleted_source is None else "deleted.files+whiteouts"
+            )
+    return rootfs
+
+
+def _dump_stats(blob: bytes | None, warnings: list[str]) -> DumpStats | None:
+    image = try_decode("STATS", blob, "stats-dump", warnings)
+    if image is None or not image.entries or not image.entries[0].HasField("dump"):
+        return None
+    dump = image.entries[0].dump
+    values = {
+        f.name: int(getattr(dump, f.name))
+        for f in dump.DESCRIPTOR.fields
+        if dump.HasField(f.name) and f.name in DumpStats.model_fields
+    }
+    return DumpStats(**values)

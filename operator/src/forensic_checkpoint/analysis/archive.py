@@ -1,0 +1,486 @@
+"""Reading checkpoint archives: one streaming pass, nothing written to disk, every size bounded.
+
+The outer archive is a tar, optionally gzip- or zstd-compressed; the compression is taken from
+the first bytes, never from the file name (podman writes zstd into files called ``.tar``). The
+pass hashes the raw bytes, lists every member, keeps the small members (metadata and CRIU
+images) in memory and hands the others to visitors:
+
+* ``pages-*.img`` of a plain tar are not read at all: the memory engine seeks into the file
+  later (``TarInfo.offset_data``). In a compressed archive they are kept in memory up to
+  ``ArchiveLimits.max_spool_bytes`` and otherwise streamed again in a later pass.
+* ``rootfs-diff.tar`` and the container log are handed to a visitor as a stream, so a big
+  rootfs diff or log never sits in memory.
+
+Archives are untrusted input. Members with absolute names, ``..`` components or device/FIFO
+types are never read; links are recorded but never followed; counts and sizes are capped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import tarfile
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, BinaryIO
+
+from forensic_checkpoint.errors import (
+    ArchiveError,
+    ArchiveLimitError,
+    EncryptedArchiveError,
+    UnsafeArchiveError,
+)
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+AGE_MAGIC = b"age-encryption.org/v1"
+_BLOCK = 1 << 20
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """Safety bounds. Defaults fit real checkpoints of containers with tens of GiB of memory."""
+
+    max_members: int = 100_000
+    #: decompressed bytes of the whole outer archive (decompression bombs)
+    max_total_bytes: int = 256 * GiB
+    #: one member read into memory (metadata, CRIU images other than pages)
+    max_member_bytes: int = 64 * MiB
+    #: all members kept in memory together, pages excluded
+    max_kept_bytes: int = 512 * MiB
+    #: pages kept in memory when the archive is compressed (else streamed in a second pass)
+    max_spool_bytes: int = 256 * MiB
+    #: entries and decompressed bytes of the inner rootfs-diff.tar
+    max_inner_members: int = 200_000
+    max_inner_bytes: int = 64 * GiB
+
+
+DEFAULT_LIMITS = ArchiveLimits()
+
+
+@dataclass
+class MemberInfo:
+    name: str
+    size: int
+    #: "file" | "dir" | "symlink" | "hardlink" | "other"
+    kind: str
+    mode: int
+    mtime: int
+    linkname: str = ""
+    #: byte offset of the data in the (decompressed) tar stream
+    offset_data: int = 0
+
+
+@dataclass
+class ArchiveContents:
+    path: Path
+    compression: str
+    sha256: str
+    size_bytes: int
+    members: list[MemberInfo] = field(default_factory=list)
+    #: small members kept in memory, by normalised name
+    data: dict[str, bytes] = field(default_factory=dict)
+    #: pages-*.img (and pagemap-shmem pages) kept in memory (compressed archives only)
+    spooled: dict[str, bytes] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def member(self, name: str) -> MemberInfo | None:
+        return next((m for m in self.members if m.name == name), None)
+
+    @property
+    def seekable(self) -> bool:
+        """True when member data can be read by offset straight from the file."""
+        return self.compression == "none"
+
+
+#: visitor(member, stream) for members the caller wants to see as a stream
+StreamVisitor = Callable[[MemberInfo, IO[bytes]], None]
+
+
+def detect_compression(head: bytes) -> str:
+    if head.startswith(AGE_MAGIC):
+        raise EncryptedArchiveError(
+            "archive is age-encrypted; decrypt it first (age -d -i IDENTITY)"
+        )
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    return "none"
+
+
+class _HashingReader:
+    """Raw file reader that hashes and counts every byte that goes through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.sha = hashlib.sha256()
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.sha.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self) -> None:
+        while chunk := self.read(_BLOCK):
+            del chunk
+
+
+class _BoundedReader:
+    """Decompressed stream that stops a decompression bomb at ``limit`` bytes."""
+
+    def __init__(self, inner: IO[bytes] | _HashingReader, limit: int, what: str) -> None:
+        self._inner = inner
+        self._limit = limit
+        self._what = what
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._inner.read(size)
+        self.count += len(data)
+        if self.count > self._limit:
+            raise ArchiveLimitError(
+                f"{self._what} expands to more than {self._limit} bytes (decompression bomb?)"
+            )
+        return data
+
+
+def decompressing_stream(
+    raw: IO[bytes] | _HashingReader, compression: str, limit: int, what: str
+) -> _BoundedReader:
+    """Wrap ``raw`` so reads return decompressed bytes, capped at ``limit``."""
+    inner: IO[bytes] | _HashingReader
+    if compression == "zstd":
+        import zstandard
+
+        # read_across_frames: podman and zstd(1) may write several frames.
+        inner = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+    elif compression == "gzip":
+        import gzip
+
+        inner = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
+    else:
+        inner = raw
+    return _BoundedReader(inner, limit, what)
+
+
+_READ_ERRORS: tuple[type[BaseException], ...] = (
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    OSError,
+    ValueError,
+)
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import zstandard
+    except ImportError:  # pragma: no cover - zstandard is a hard dependency
+        return _READ_ERRORS
+    return (*_READ_ERRORS, zstandard.ZstdError)
+
+
+def normalize_name(name: str) -> str | None:
+    """The member name without ``./``; None when it is absolute or climbs out with ``..``."""
+    if name.startswith("/"):
+        return None
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if any(p == ".." for p in parts):
+        return None
+    return "/".join(parts) + ("/" if name.endswith("/") and parts else "")
+
+
+def link_escapes(member_name: str, target: str) -> bool:
+    """True when a symlink target leaves the archive root."""
+    if target.startswith("/"):
+        return True
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(member_name), target))
+    return joined == ".." or joined.startswith("../")
+
+
+def _kind(info: tarfile.TarInfo) -> str:
+    if info.isreg():
+        return "file"
+    if info.isdir():
+        return "dir"
+    if info.issym():
+        return "symlink"
+    if info.islnk():
+        return "hardlink"
+    return "other"
+
+
+def is_pages(name: str) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return name.startswith("checkpoint/") and base.startswith("pages-") and base.endswith(".img")
+
+
+#: members read into memory, besides CRIU images under checkpoint/
+_KEPT_TOP = frozenset(
+    {
+        "config.dump",
+        "spec.dump",
+        "stats-dump",
+        "status",
+        "status.dump",
+        "network.status",
+        "bind.mounts",
+        "deleted.files",
+        "pod.options",
+        "pod.dump",
+    }
+)
+#: engine-specific names of the container log
+LOG_MEMBERS = ("io.kubernetes.cri-o.LogPath", "container.log", "ctr.log")
+ROOTFS_DIFF = "rootfs-diff.tar"
+
+
+def _wanted_in_memory(name: str) -> bool:
+    if name in _KEPT_TOP:
+        return True
+    if not name.startswith("checkpoint/") or is_pages(name):
+        return False
+    base = name.rsplit("/", 1)[-1]
+    return (base.endswith(".img") and not base.startswith("tmpfs-")) or base == "descriptors.json"
+
+
+@contextmanager
+def open_tar_stream(
+    path: Path, limits: ArchiveLimits = DEFAULT_LIMITS
+) -> Iterator[tuple[tarfile.TarFile, _HashingReader, str]]:
+    """Open ``path`` as a streamed tar; yields (tar, raw hashing reader, compression)."""
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise ArchiveError(f"cannot open {path}: {exc.strerror or exc}") from exc
+    with fh:
+        head = fh.read(64)
+        fh.seek(0)
+        if not head:
+            raise ArchiveError(f"{path} is empty")
+        compression = detect_compression(head)
+        raw = _HashingReader(fh)
+        stream = decompressing_stream(raw, compression, limits.max_total_bytes, "archive")
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
+        except _read_errors() as exc:
+            raise ArchiveError(
+                f"not a checkpoint archive: cannot read a tar ({compression} compression): "
+                f"{_one_line(exc)}"
+            ) from exc
+        with tar:
+            yield tar, raw, compression
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
+
+
+def scan_archive(
+    path: Path,
+    *,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+    visitors: dict[str, StreamVisitor] | None = None,
+    spool_pages: bool = True,
+) -> ArchiveContents:
+    """One pass over the archive: list members, keep small ones, stream the rest to visitors.
+
+    ``visitors`` maps a member name to a callback that receives the member's data stream
+    (the rootfs diff, the log). Raises ArchiveError types when the archive is unusable; a
+    damaged tail after usable members becomes a warning.
+    """
+    visitors = visitors or {}
+    size = path.stat().st_size if path.exists() else 0
+    with open_tar_stream(path, limits) as (tar, raw, compression):
+        contents = ArchiveContents(path=path, compression=compression, sha256="", size_bytes=size)
+        _walk(tar, contents, limits, visitors, spool_pages and compression != "none")
+        # Trailing padding/garbage after the tar end marker is part of the file's hash.
+        try:
+            raw.drain()
+        except _read_errors() as exc:  # pragma: no cover - plain reads of a local file
+            contents.warnings.append(f"could not hash the whole file: {_one_line(exc)}")
+        contents.sha256 = raw.sha.hexdigest()
+        contents.size_bytes = raw.count
+    if not any(m.name.startswith("checkpoint/") for m in contents.members):
+        raise ArchiveError("not a container checkpoint: the archive has no checkpoint/ directory")
+    return contents
+
+
+def _walk(
+    tar: tarfile.TarFile,
+    contents: ArchiveContents,
+    limits: ArchiveLimits,
+    visitors: dict[str, StreamVisitor],
+    spool: bool,
+) -> None:
+    seen: set[str] = set()
+    kept = 0
+    spooled = 0
+    count = 0
+    try:
+        for info in tar:
+            count += 1
+            if count > limits.max_members:
+                raise ArchiveLimitError(f"archive has more than {limits.max_members} members")
+            name = normalize_name(info.name)
+            if name is None:
+                contents.warnings.append(
+                    f"skipped unsafe member {info.name[:200]!r}: absolute or '..' path"
+                )
+                continue
+            if info.ischr() or info.isblk() or info.isfifo():
+                contents.warnings.append(f"skipped device/FIFO member {name!r}")
+                continue
+            member = MemberInfo(
+                name=name,
+                size=info.size if info.isreg() else 0,
+                kind=_kind(info),
+                mode=info.mode,
+                mtime=int(info.mtime),
+                linkname=info.linkname,
+                offset_data=info.offset_data,
+            )
+            key = name.rstrip("/")
+            if key in seen:
+                contents.warnings.append(f"duplicate member {name!r}: the first one is used")
+                continue
+            seen.add(key)
+            contents.members.append(member)
+            if member.kind == "symlink" and link_escapes(name, info.linkname):
+                contents.warnings.append(
+                    f"symlink {name!r} points outside the archive ({info.linkname[:200]!r}); "
+                    "not followed"
+                )
+            if member.kind == "hardlink":
+                target = normalize_name(info.linkname)
+                if target is None:
+                    contents.warnings.append(
+                        f"hardlink {name!r} points outside the archive; not followed"
+                    )
+            if member.kind != "file":
+                continue
+            if name in visitors:
+                stream = tar.extractfile(info)
+                if stream is not None:
+                    visitors[name](member, stream)
+                continue
+            if is_pages(name):
+                if spool and spooled + member.size <= limits.max_spool_bytes:
+                    data = _read_member(tar, info, member.size)
+                    contents.spooled[name] = data
+                    spooled += len(data)
+                continue
+            if not _wanted_in_memory(name):
+                continue
+            if member.size > limits.max_member_bytes:
+                contents.warnings.append(
+                    f"member {name} is {member.size} bytes, over the "
+                    f"{limits.max_member_bytes}-byte limit; not read"
+                )
+                continue
+            if kept + member.size > limits.max_kept_bytes:
+                contents.warnings.append(
+                    f"member {name} not read: metadata exceeds {limits.max_kept_bytes} bytes"
+                )
+                continue
+            contents.data[name] = _read_member(tar, info, member.size)
+            kept += member.size
+    except ArchiveError:
+        raise
+    except _read_errors() as exc:
+        if not contents.members:
+            raise ArchiveError(f"not a readable tar archive: {_one_line(exc)}") from exc
+        last = contents.members[-1].name
+        contents.warnings.append(
+            f"archive is truncated or damaged after member {last!r}: {_one_line(exc)}; "
+            "the report is partial"
+        )
+    if count == 0:
+        raise ArchiveError("not a checkpoint archive: empty or not a tar")
+
+
+def _read_member(tar: tarfile.TarFile, info: tarfile.TarInfo, size: int) -> bytes:
+    stream = tar.extractfile(info)
+    if stream is None:
+        return b""
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError(f"member {info.name} is truncated")
+    return data
+
+
+def stream_members(
+    path: Path,
+    wanted: Callable[[str], bool],
+    visit: Callable[[MemberInfo, IO[bytes]], bool],
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+) -> None:
+    """Another pass: call ``visit`` on the data stream of each safe regular member ``wanted``
+    selects, until ``visit`` returns False (done)."""
+    with open_tar_stream(path, limits) as (tar, _raw, _compression):
+        try:
+            for count, info in enumerate(tar, start=1):
+                if count > limits.max_members:
+                    raise ArchiveLimitError(f"archive has more than {limits.max_members} members")
+                name = normalize_name(info.name)
+                if name is None or not info.isreg() or not wanted(name):
+                    continue
+                stream = tar.extractfile(info)
+                if stream is None:
+                    continue
+                member = MemberInfo(
+                    name=name,
+                    size=info.size,
+                    kind="file",
+                    mode=info.mode,
+                    mtime=int(info.mtime),
+                    offset_data=info.offset_data,
+                )
+                if not visit(member, stream):
+                    return
+        except ArchiveError:
+            raise
+        except _read_errors() as exc:
+            raise ArchiveError(f"archive is truncated or damaged: {_one_line(exc)}") from exc
+
+
+def read_range(path: Path, offset: int, size: int) -> bytes:
+    """Bytes of a member of a plain (uncompressed) tar, by offset."""
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        return fh.read(size)
+
+
+def check_safe_member_name(name: str) -> str:
+    """Normalise a user-given member path or raise UnsafeArchiveError."""
+    norm = normalize_name(name)
+    if norm is None:
+        raise UnsafeArchiveError(f"unsafe path {name!r}")
+    return norm
+
+
+__all__ = [
+    "LOG_MEMBERS",
+    "ROOTFS_DIFF",
+    "ArchiveContents",
+    "ArchiveLimits",
+    "MemberInfo",
+    "decompressing_stream",
+    "detect_compression",
+    "is_pages",
+    "link_escapes",
+    "normalize_name",
+    "read_range",
+    "scan_archive",
+    "stream_members",
+]

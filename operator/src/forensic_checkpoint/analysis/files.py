@@ -1,0 +1,369 @@
+"""Open files, sockets and pipes: files.img joined with fdinfo, remap, ghost and queue images.
+
+CRIU keeps one ``file_entry`` per open file description in files.img; each process's fd table
+(``fdinfo-<files_id>.img``) points at those ids. Deleted-but-open files are regular entries
+whose id appears as ``orig_id`` in remap-fpath.img; a GHOST remap's content is in
+``ghost-file-<remap_id in hex>.img``. Queued bytes live in tcp-stream-<ino hex>.img (TCP),
+sk-queues.img (keyed by the socket's file id) and pipes-data.img (keyed by pipe inode).
+"""
+
+from __future__ import annotations
+
+import socket as _socket
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from forensic_checkpoint.analysis.images import Image, try_decode
+from forensic_checkpoint.analysis.report import (
+    GhostFile,
+    Holder,
+    OpenFile,
+    Pipe,
+    QueueData,
+    Socket,
+)
+
+FD_TYPES = {
+    0: "UND",
+    1: "REG",
+    2: "PIPE",
+    3: "FIFO",
+    4: "INETSK",
+    5: "UNIXSK",
+    6: "EVENTFD",
+    7: "EVENTPOLL",
+    8: "INOTIFY",
+    9: "SIGNALFD",
+    10: "PACKETSK",
+    11: "TTY",
+    12: "FANOTIFY",
+    13: "NETLINKSK",
+    14: "NS",
+    15: "TUNF",
+    16: "EXT",
+    17: "TIMERFD",
+    18: "MEMFD",
+    19: "BPFMAP",
+    20: "PIDFD",
+}
+TCP_STATES = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+}
+SOCK_TYPES = {1: "stream", 2: "dgram", 3: "raw", 4: "rdm", 5: "seqpacket", 10: "packet"}
+IP_PROTOS = {0: "ip", 1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp", 136: "udplite"}
+NETLINK_PROTOS = {0: "route", 4: "sock_diag", 9: "audit", 15: "kobject_uevent", 16: "generic"}
+AF_INET, AF_INET6 = 2, 10
+#: O_* flags worth naming (the access mode is the low two bits)
+_OPEN_FLAGS = (
+    (0o100, "O_CREAT"),
+    (0o1000, "O_TRUNC"),
+    (0o2000, "O_APPEND"),
+    (0o4000, "O_NONBLOCK"),
+    (0o200000, "O_DIRECTORY"),
+    (0o400000, "O_NOFOLLOW"),
+    (0o2000000, "O_CLOEXEC"),
+    (0o20000000, "O_PATH"),
+    (0o40000, "O_DIRECT"),
+    (0o4010000, "O_SYNC"),
+)
+GHOST_PREVIEW_BYTES = 4096
+QUEUE_TEXT_BYTES = 4096
+REMAP_GHOST = 1
+REMAP_LINKED = 0
+REMAP_PROCFS = 2
+
+
+def open_flags(flags: int) -> str:
+    names = [("O_RDONLY", "O_WRONLY", "O_RDWR", "O_ACCMODE")[flags & 3]]
+    names += [name for bit, name in _OPEN_FLAGS if flags & bit == bit]
+    return "|".join(names)
+
+
+def queue_data(data: bytes) -> QueueData:
+    head = data[:QUEUE_TEXT_BYTES]
+    text = head.decode("utf-8", "replace")
+    printable = all(c.isprintable() or c in "\n\r\t" for c in text)
+    return QueueData(
+        size_bytes=len(data),
+        text=text,
+        hex=None if printable else head.hex(),
+        truncated=len(data) > len(head),
+    )
+
+
+def inet_address(words: Any, family: int) -> str | None:
+    raw = b"".join(struct.pack("<I", int(w) & 0xFFFFFFFF) for w in words)
+    try:
+        if family == AF_INET6 and len(raw) == 16:
+            return _socket.inet_ntop(_socket.AF_INET6, raw)
+        if len(raw) >= 4:
+            return _socket.inet_ntop(_socket.AF_INET, raw[:4])
+    except (ValueError, OSError):
+        return None
+    return None
+
+
+def unix_name(raw: bytes) -> str:
+    """Abstract names (leading NUL) as '@name', the way ss(8) and /proc/net/unix show them."""
+    if raw.startswith(b"\0"):
+        return "@" + raw[1:].decode("utf-8", "backslashreplace").replace("\0", "@")
+    return raw.rstrip(b"\0").decode("utf-8", "backslashreplace")
+
+
+@dataclass
+class FileTable:
+    """files.img indexed by id, with the remaps, ghosts and memfd inodes that describe it."""
+
+    entries: dict[int, Any] = field(default_factory=dict)
+    #: file id -> (remap type, ghost image name or None)
+    remaps: dict[int, tuple[int, str | None]] = field(default_factory=dict)
+    ghosts: dict[str, tuple[Any, bytes]] = field(default_factory=dict)
+    memfd_names: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, data: dict[str, bytes], warnings: list[str]) -> FileTable:
+        table = cls()
+        files = try_decode("FILES", data.get("checkpoint/files.img"), "files.img", warnings)
+        for entry in files.entries if files else []:
+            table.entries[int(entry.id)] = entry
+        remap = try_decode(
+            "REMAP_FPATH", data.get("checkpoint/remap-fpath.img"), "remap-fpath.img", warnings
+        )
+        for entry in remap.entries if remap else []:
+            rtype = int(entry.remap_type)
+            ghost = None
+            if rtype == REMAP_GHOST:
+                ghost = f"checkpoint/ghost-file-{int(entry.remap_id) & 0x7FFFFFFF:x}.img"
+            table.remaps[int(entry.orig_id)] = (rtype, ghost)
+        for name, blob in data.items():
+            if name.startswith("checkpoint/ghost-file-"):
+                image = try_decode("GHOST_FILE", blob, name.rsplit("/", 1)[-1], warnings)
+                if image and image.entries:
+                    table.ghosts[name] = (image.entries[0], image.content)
+        memfd = try_decode("MEMFD_INODE", data.get("checkpoint/memfd.img"), "memfd.img", warnings)
+        for entry in memfd.entries if memfd else []:
+            table.memfd_names[int(entry.inode_id)] = str(entry.name)
+        return table
+
+    def type_name(self, file_id: int, fallback: int = 0) -> str:
+        entry = self.entries.get(file_id)
+        code = int(entry.type) if entry is not None else fallback
+        return FD_TYPES.get(code, f"TYPE{code}")
+
+    def path(self, file_id: int) -> str:
+        """A human path for any file id (what crit x fds shows, with sockets rendered)."""
+        entry = self.entries.get(file_id)
+        if entry is None:
+            return f"file#{file_id}"
+        kind = FD_TYPES.get(int(entry.type), "UND")
+        if entry.HasField("reg"):
+            return str(entry.reg.name)
+        if entry.HasField("pipe"):
+            return f"pipe:[{int(entry.pipe.pipe_id)}]"
+        if entry.HasField("fifo"):
+            return self.path(int(entry.fifo.regf_id))
+        if entry.HasField("memfd"):
+            name = self.memfd_names.get(int(entry.memfd.inode_id), "?")
+            return f"memfd:{name}"
+        if entry.HasField("usk"):
+            name = unix_name(bytes(entry.usk.name))
+            return f"unix:{name}" if name else f"socket:[{int(entry.usk.ino)}]"
+        if entry.HasField("isk"):
+            return f"socket:[{int(entry.isk.ino)}]"
+        if entry.HasField("nlsk"):
+            return f"socket:[{int(entry.nlsk.ino)}]"
+        return f"{kind.lower()}:[{file_id}]"
+
+    def open_file(self, fd: int | str, file_id: int, fd_type: int = 0) -> OpenFile:
+        entry = self.entries.get(file_id)
+        kind = self.type_name(file_id, fd_type)
+        item = OpenFile(fd=fd, type=kind, path=self.path(file_id), file_id=file_id)
+        if entry is None:
+            return item
+        if entry.HasField("reg"):
+            reg = entry.reg
+            item.flags = open_flags(int(reg.flags))
+            item.position = int(reg.pos)
+            if reg.HasField("mode"):
+                item.mode = oct(int(reg.mode))
+            if reg.HasField("size"):
+                item.size_bytes = int(reg.size)
+            self._mark_deleted(item, file_id)
+        elif entry.HasField("memfd"):
+            item.flags = open_flags(int(entry.memfd.flags))
+            item.position = int(entry.memfd.pos)
+        elif entry.HasField("pipe"):
+            item.flags = open_flags(int(entry.pipe.flags))
+        return item
+
+    def _mark_deleted(self, item: OpenFile, file_id: int) -> None:
+        remap = self.remaps.get(file_id)
+        if remap is None:
+            return
+        rtype, ghost_name = remap
+        if rtype == REMAP_PROCFS:
+            return
+        item.deleted = True
+        if ghost_name and ghost_name in self.ghosts:
+            ghost_entry, content = self.ghosts[ghost_name]
+            preview = content[:GHOST_PREVIEW_BYTES]
+            mode = int(ghost_entry.mode)
+            item.ghost = GhostFile(
+                image=ghost_name,
+                size_bytes=len(content),
+                mode=oct(mode) if mode else None,
+                preview=preview.decode("utf-8", "replace"),
+                truncated=len(content) > len(preview),
+            )
+            if item.size_bytes is None:
+                item.size_bytes = len(content)
+
+    def ghost_content(self, path: str) -> bytes | None:
+        """Content of the deleted-but-open file that was open as ``path`` (show-file)."""
+        for file_id, (rtype, ghost_name) in self.remaps.items():
+            entry = self.entries.get(file_id)
+            if (
+                rtype == REMAP_GHOST
+                and ghost_name in self.ghosts
+                and entry is not None
+                and entry.HasField("reg")
+                and str(entry.reg.name) == path
+            ):
+                return self.ghosts[ghost_name][1]
+        return None
+
+
+def _holders(fd_map: dict[int, list[Holder]], file_id: int) -> list[Holder]:
+    return sorted(fd_map.get(file_id, []), key=lambda h: (h.pid, h.fd))
+
+
+def build_sockets(
+    table: FileTable,
+    data: dict[str, bytes],
+    fd_map: dict[int, list[Holder]],
+    warnings: list[str],
+) -> list[Socket]:
+    """Every socket in files.img with its holders, addresses, state and queued bytes."""
+    queues: dict[int, list[bytes]] = {}
+    skq = try_decode("SK_QUEUES", data.get("checkpoint/sk-queues.img"), "sk-queues.img", warnings)
+    if skq:
+        for entry, payload in zip(skq.entries, skq.payloads, strict=True):
+            queues.setdefault(int(entry.id_for), []).append(payload)
+    sockets: list[Socket] = []
+    for file_id, entry in sorted(table.entries.items()):
+        holders = _holders(fd_map, file_id)
+        sock: Socket | None = None
+        if entry.HasField("isk"):
+            sock = _inet(entry.isk, data, warnings)
+        elif entry.HasField("usk"):
+            usk = entry.usk
+            name = unix_name(bytes(usk.name))
+            sock = Socket(
+                id=file_id,
+                inode=int(usk.ino),
+                family="unix",
+                type=SOCK_TYPES.get(int(usk.type), str(int(usk.type))),
+                state=TCP_STATES.get(int(usk.state), str(int(usk.state))),
+                local_address=name or None,
+                peer_inode=int(usk.peer) or None,
+            )
+        elif entry.HasField("psk"):
+            psk = entry.psk
+            sock = Socket(
+                id=file_id,
+                family="packet",
+                type=SOCK_TYPES.get(int(psk.type), str(int(psk.type))),
+                protocol=f"0x{int(psk.protocol):04x}",
+                local_address=f"ifindex {int(psk.ifindex)}",
+            )
+        elif entry.HasField("nlsk"):
+            nlsk = entry.nlsk
+            sock = Socket(
+                id=file_id,
+                inode=int(nlsk.ino),
+                family="netlink",
+                type="raw",
+                protocol=NETLINK_PROTOS.get(int(nlsk.protocol), str(int(nlsk.protocol))),
+                local_port=int(nlsk.portid),
+            )
+        if sock is None:
+            continue
+        sock.id = file_id
+        sock.held_by = holders
+        sock.pid = holders[0].pid if holders else None
+        if file_id in queues and sock.receive_queue is None:
+            sock.receive_queue = queue_data(b"".join(queues[file_id]))
+        sockets.append(sock)
+    return sockets
+
+
+def _inet(isk: Any, data: dict[str, bytes], warnings: list[str]) -> Socket:
+    family = int(isk.family)
+    proto = IP_PROTOS.get(int(isk.proto), str(int(isk.proto)))
+    state = TCP_STATES.get(int(isk.state), str(int(isk.state)))
+    if proto == "udp":
+        state = "ESTABLISHED" if int(isk.state) == 1 else "UNCONNECTED"
+    sock = Socket(
+        id=int(isk.id),
+        inode=int(isk.ino),
+        family="inet6" if family == AF_INET6 else "inet",
+        type=SOCK_TYPES.get(int(isk.type), str(int(isk.type))),
+        protocol=proto,
+        state=state,
+        local_address=inet_address(isk.src_addr, family),
+        local_port=int(isk.src_port),
+        remote_address=inet_address(isk.dst_addr, family),
+        remote_port=int(isk.dst_port),
+    )
+    if isk.HasField("opts"):
+        sock.send_buffer_bytes = int(isk.opts.so_sndbuf)
+        sock.receive_buffer_bytes = int(isk.opts.so_rcvbuf)
+    name = f"tcp-stream-{int(isk.ino):x}.img"
+    stream = try_decode("TCP_STREAM", data.get(f"checkpoint/{name}"), name, warnings)
+    if stream and stream.payloads:
+        inq, outq = stream.payloads[0]
+        sock.receive_queue = queue_data(inq)
+        sock.send_queue = queue_data(outq)
+    return sock
+
+
+def build_pipes(
+    table: FileTable,
+    data: dict[str, bytes],
+    fd_map: dict[int, list[Holder]],
+    warnings: list[str],
+) -> list[Pipe]:
+    """Pipes and FIFOs grouped by inode, with the bytes that were still buffered."""
+    buffered: dict[int, bytes] = {}
+    for member, kind in (("pipes-data.img", "PIPES_DATA"), ("fifo-data.img", "FIFO_DATA")):
+        image: Image | None = try_decode(kind, data.get(f"checkpoint/{member}"), member, warnings)
+        if image:
+            for entry, payload in zip(image.entries, image.payloads, strict=True):
+                buffered[int(entry.pipe_id)] = buffered.get(int(entry.pipe_id), b"") + payload
+    pipes: dict[int, Pipe] = {}
+    for file_id, entry in sorted(table.entries.items()):
+        if entry.HasField("pipe"):
+            inode, kind, path = int(entry.pipe.pipe_id), "pipe", None
+        elif entry.HasField("fifo"):
+            inode, kind, path = int(entry.fifo.pipe_id), "fifo", table.path(file_id)
+        else:
+            continue
+        pipe = pipes.setdefault(inode, Pipe(id=inode, type=kind, path=path))  # type: ignore[arg-type]
+        pipe.held_by = sorted(
+            [*pipe.held_by, *_holders(fd_map, file_id)], key=lambda h: (h.pid, h.fd)
+        )
+    for inode, blob in buffered.items():
+        pipe = pipes.setdefault(inode, Pipe(id=inode))
+        pipe.buffered = queue_data(blob)
+    return [pipes[k] for k in sorted(pipes)]
