@@ -19,9 +19,9 @@ from pydantic import Field, field_validator
 
 from forensic_checkpoint.api.base import KubeModel, Sha256, ShortText
 
-#: Upper bound of ``status.custody``: a capture's life has a handful of entries (request,
-#: capture, export, verification, deletion, a few re-verifications); the bound keeps the CR small.
-MAX_CUSTODY_ENTRIES = 128
+#: Upper bound of ``status.custody`` (per container, as ``api.forensiccheckpoint.MAX_CUSTODY``): a
+#: capture's life has a handful of entries (request, capture, export, verification, deletion).
+MAX_CUSTODY_ENTRIES = 32
 
 #: Schema hints for the ``status.custody`` list field (``json_schema_extra``): entries correlate
 #: by ``sequence`` so each can be declared immutable, and the list may only grow.
@@ -106,3 +106,44 @@ class CustodyEntry(KubeModel):
         if value.tzinfo is None:
             raise ValueError("custody times must carry a time zone")
         return value.astimezone(UTC)
+
+
+class ExportRecord(KubeModel):
+    """Where one archive went off the node; ``sha256`` is of the object's bytes as stored."""
+
+    url: Annotated[str, Field(max_length=2048)]
+    sha256: Sha256
+    archive_sha256: Sha256
+    size_bytes: int = Field(ge=0)
+    encrypted: bool
+    exported_at: datetime
+    report_url: Annotated[str, Field(max_length=2048)] | None = None
+    manifest_url: Annotated[str, Field(max_length=2048)] | None = None
+
+
+class EvidenceTarget(KubeModel):
+    """What was captured, as the manifest and object keys name it."""
+
+    namespace: str
+    pod: str
+    container: str
+    capture_key: str
+    node: str = ""
+    checkpoint_name: str = ""
+
+
+MANIFEST_API_VERSION = "forensic-checkpoint.dev/evidence-v1"
+
+
+class EvidenceManifest(KubeModel):
+    """The sidecar written next to an exported archive (``<sha256>.evidence.json``), and what
+    ``forensic-checkpoint verify --sidecar`` reads: the hashes and the custody chain as of the
+    export, with its head, so that a chain shown later can be checked against it.
+    """
+
+    api_version: str = MANIFEST_API_VERSION
+    subject: str  # the custody chain's subject: the capture key
+    target: EvidenceTarget
+    export: ExportRecord
+    custody: list[CustodyEntry] = Field(default_factory=list, max_length=MAX_CUSTODY_ENTRIES)
+    custody_head: Sha256

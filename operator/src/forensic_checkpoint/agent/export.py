@@ -1,0 +1,667 @@
+"""Export of an archive, its report and an evidence manifest to S3-compatible storage.
+
+Guarantees, and how:
+
+- **Bounded memory**: multipart upload, one part (``part_size``, default 8 MiB) in memory at a
+  time; encryption streams to a spool file first (pyrage copies through small buffers).
+- **Retries**: each S3 call is retried with exponential backoff and jitter on connection
+  errors, timeouts, 5xx and throttling; 4xx answers fail at once.
+- **Resumable**: after each part the upload id and the ETags of finished parts go to a state
+  file under ``state_dir`` (written atomically). A restarted agent reads it, lists the parts the
+  store actually holds, and uploads only those missing (a part uploaded but not yet recorded
+  when the agent died is sent again: at most one). Encryption is randomised, so the spooled
+  ciphertext is kept until the upload completes and reused on resume.
+- **Verified**: the sha256 of the object's bytes is known before the upload (the capture's hash
+  for a plain archive, the spool's hash for an encrypted one) and re-computed from the local
+  bytes while parts are sent; after completion the object is read back from the store and
+  hashed again. Re-reading costs one download, but it is the only end-to-end proof that works
+  on every S3-compatible store: S3's own SHA256 checksum of a multipart object is a checksum of
+  part checksums, not the object's sha256, and MinIO/Ceph/moto differ in what they support.
+  The hash is also stored as object metadata (``x-amz-meta-sha256``).
+- **Never overwrites**: keys are deterministic
+  (``<prefix>/<cluster>/<namespace>/<pod>/<container>/<captureKey>/<archiveSha256>.tar[.age]``)
+  and every write is conditional (``If-None-Match: *``); a store that ignores the condition is
+  still guarded by a HEAD check first. An object already at the key with the same archive hash
+  is our own earlier export: it is verified and reported, not written again.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+import pyrage
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from forensic_checkpoint.agent import encryption
+from forensic_checkpoint.api.custody import (
+    Actor,
+    ActorKind,
+    CustodyAction,
+    CustodyEntry,
+    EvidenceManifest,
+    EvidenceTarget,
+    ExportRecord,
+)
+from forensic_checkpoint.domain import custody
+from forensic_checkpoint.errors import ConfigError, ExportError, IntegrityError
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+#: S3's smallest part (all parts but the last); its largest part count.
+MIN_PART_SIZE = 5 * MIB
+MAX_PARTS = 10_000
+READ_CHUNK = 1 * MIB
+STATE_VERSION = 1
+
+_T = TypeVar("_T")
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """Per-cluster settings (chart values ``export.*``), overridable per ForensicCheckpoint with
+    :meth:`with_overrides`. Credentials left ``None`` come from boto3's usual chain (the chart
+    sets ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` from a Secret)."""
+
+    bucket: str
+    state_dir: Path
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    prefix: str = "forensic-checkpoint"
+    cluster: str = "default"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    #: age recipients (``age1...`` or ssh public keys); empty: the archive goes unencrypted.
+    recipients: tuple[str, ...] = ()
+    part_size: int = 8 * MIB
+    max_attempts: int = 6
+    backoff_base_seconds: float = 0.5
+    backoff_max_seconds: float = 30.0
+    #: Identity recorded as the actor of Exported/Verified custody entries.
+    node_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.bucket:
+            raise ConfigError("export bucket is empty")
+        if self.part_size < MIN_PART_SIZE:
+            raise ConfigError(f"export partSize must be >= {MIN_PART_SIZE} bytes")
+        for segment in [*self.prefix.split("/"), self.cluster]:
+            if not _PATH_SEGMENT.match(segment):
+                raise ConfigError(f"export prefix/cluster segment {segment!r} is not allowed")
+        if self.max_attempts < 1:
+            raise ConfigError("export maxAttempts must be >= 1")
+
+    @classmethod
+    def from_values(
+        cls, values: Mapping[str, Any], *, state_dir: Path, node_name: str = ""
+    ) -> ExportConfig:
+        """From the chart's camelCase ``export`` values."""
+        try:
+            return cls(
+                bucket=str(values["bucket"]),
+                state_dir=state_dir,
+                endpoint_url=values.get("endpoint") or None,
+                region=str(values.get("region", "us-east-1")),
+                prefix=str(values.get("prefix", "forensic-checkpoint")).strip("/"),
+                cluster=str(values.get("cluster", "default")),
+                recipients=tuple(values.get("ageRecipients", ()) or ()),
+                part_size=int(values.get("partSizeMiB", 8)) * MIB,
+                max_attempts=int(values.get("maxAttempts", 6)),
+                node_name=node_name,
+            )
+        except KeyError as exc:
+            raise ConfigError(f"export values miss {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"export values are invalid: {exc}") from exc
+
+    def with_overrides(self, **changes: Any) -> ExportConfig:
+        """A per-ForensicCheckpoint variant (e.g. another prefix or recipient)."""
+        return replace(self, **changes)
+
+    @property
+    def encrypt(self) -> bool:
+        return bool(self.recipients)
+
+
+def make_client(config: ExportConfig) -> Any:
+    """A boto3 S3 client for ``config``: path-style addressing (MinIO and friends), short
+    connect timeout, and botocore's own retries kept low because :func:`_retry` retries."""
+    session = boto3.session.Session(
+        aws_access_key_id=config.access_key_id,
+        aws_secret_access_key=config.secret_access_key,
+        region_name=config.region,
+    )
+    return session.client(
+        "s3",
+        endpoint_url=config.endpoint_url,
+        config=BotoConfig(
+            connect_timeout=5,
+            read_timeout=60,
+            retries={"max_attempts": 1, "mode": "standard"},
+            s3={"addressing_style": "path"},
+            # Not every S3-compatible store accepts the CRC trailers newer botocore adds.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        ),
+    )
+
+
+def object_key(config: ExportConfig, target: EvidenceTarget, archive_sha256: str) -> str:
+    """The archive's key; the report and manifest keys share its stem."""
+    for segment in (target.namespace, target.pod, target.container, target.capture_key):
+        if not _PATH_SEGMENT.match(segment):
+            raise ConfigError(f"cannot name an object after {segment!r}")
+    if not _SHA256.match(archive_sha256):
+        raise ConfigError("archive sha256 must be 64 lower-case hex digits")
+    suffix = ".tar" + (encryption.SUFFIX if config.encrypt else "")
+    return "/".join(
+        [
+            config.prefix,
+            config.cluster,
+            target.namespace,
+            target.pod,
+            target.container,
+            target.capture_key,
+            archive_sha256 + suffix,
+        ]
+    )
+
+
+# --- retries -------------------------------------------------------------------------------
+
+_RETRYABLE_CODES = {
+    "SlowDown",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+}
+
+
+class S3RequestError(ExportError):
+    """The store refused a request (4xx) or kept failing; ``code`` is S3's error code."""
+
+    def __init__(self, message: str, *, code: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def _describe(exc: Exception) -> tuple[str, int | None, bool]:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        retryable = code in _RETRYABLE_CODES or (isinstance(status, int) and status >= 500)
+        return code, status, retryable
+    return type(exc).__name__, None, True  # connection errors, timeouts
+
+
+def backoff_delays(config: ExportConfig, rng: random.Random | None = None) -> list[float]:
+    """Sleeps between attempts: exponential, capped, with jitter in [50%, 100%]."""
+    rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+    return [
+        min(config.backoff_max_seconds, config.backoff_base_seconds * 2**n)
+        * (0.5 + rng.random() / 2)
+        for n in range(config.max_attempts - 1)
+    ]
+
+
+def _retry(
+    config: ExportConfig,
+    what: str,
+    call: Callable[[], _T],
+    sleep: Callable[[float], None] = time.sleep,
+) -> _T:
+    delays = backoff_delays(config)
+    for attempt in range(config.max_attempts):
+        try:
+            return call()
+        except (BotoCoreError, ClientError) as exc:
+            code, status, retryable = _describe(exc)
+            if not retryable or attempt == config.max_attempts - 1:
+                tries = f" after {attempt + 1} attempts" if retryable else ""
+                raise S3RequestError(
+                    f"{what}: {code} {status or ''}{tries}".rstrip(), code=code, status=status
+                ) from exc
+            log.warning(
+                "%s failed (%s); retry %d in %.1fs", what, code, attempt + 1, delays[attempt]
+            )
+            sleep(delays[attempt])
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- resumable state ------------------------------------------------------------------------
+
+
+@dataclass
+class UploadState:
+    """What a restarted agent needs to continue one multipart upload."""
+
+    bucket: str
+    key: str
+    upload_id: str
+    part_size: int
+    object_sha256: str
+    object_size: int
+    #: part number -> ETag, for parts the store acknowledged.
+    parts: dict[int, str] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        data = {
+            "version": STATE_VERSION,
+            "bucket": self.bucket,
+            "key": self.key,
+            "uploadId": self.upload_id,
+            "partSize": self.part_size,
+            "objectSha256": self.object_sha256,
+            "objectSize": self.object_size,
+            "parts": {str(n): etag for n, etag in sorted(self.parts.items())},
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w") as out:
+            json.dump(data, out)
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> UploadState | None:
+        try:
+            data = json.loads(path.read_text())
+            if data.get("version") != STATE_VERSION:
+                return None
+            return cls(
+                bucket=data["bucket"],
+                key=data["key"],
+                upload_id=data["uploadId"],
+                part_size=int(data["partSize"]),
+                object_sha256=data["objectSha256"],
+                object_size=int(data["objectSize"]),
+                parts={int(n): str(e) for n, e in data["parts"].items()},
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable upload state %s: %s", path, exc)
+            return None
+
+
+# --- the export -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    record: ExportRecord
+    #: The input chain plus the Exported and Verified entries, as the manifest holds it.
+    custody: list[CustodyEntry]
+    parts_uploaded: int
+    parts_skipped: int
+    #: False when the object was already there from an earlier run.
+    uploaded: bool
+
+
+class Exporter:
+    """Uploads captures with one S3 client; one instance per agent, one capture at a time."""
+
+    def __init__(
+        self,
+        config: ExportConfig,
+        client: Any | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.config = config
+        self.client = client if client is not None else make_client(config)
+        self._clock = clock
+        self._sleep = sleep
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._recipients = encryption.parse_recipients(config.recipients) if config.encrypt else []
+
+    def _s3(self, what: str, call: Callable[[], _T]) -> _T:
+        return _retry(self.config, what, call, self._sleep)
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.config.bucket}/{key}"
+
+    def export(
+        self,
+        archive: Path,
+        archive_sha256: str,
+        target: EvidenceTarget,
+        *,
+        report_json: bytes | None = None,
+        chain: Sequence[CustodyEntry] = (),
+    ) -> ExportOutcome:
+        """Upload ``archive`` (whose capture-time hash is ``archive_sha256``), its report and a
+        manifest; resume an interrupted upload of the same capture if one is recorded."""
+        key = object_key(self.config, target, archive_sha256)
+        stem = key.rsplit(".tar", 1)[0]
+        state_path = self.config.state_dir / f"{target.capture_key}.upload.json"
+        spool = self.config.state_dir / f"{target.capture_key}.tar.age"
+
+        existing = self._head(key)
+        if existing is not None:
+            meta = existing.get("Metadata", {})
+            if meta.get("archive-sha256") != archive_sha256:
+                raise IntegrityError(f"{self.url(key)} exists with other content; not overwriting")
+            object_sha256, size = meta.get("sha256", ""), int(existing["ContentLength"])
+            parts_uploaded = parts_skipped = 0
+            uploaded = False
+        else:
+            source, object_sha256, size = self._prepare(archive, archive_sha256, spool, state_path)
+            parts_uploaded, parts_skipped = self._multipart(
+                source=source,
+                key=key,
+                object_sha256=object_sha256,
+                size=size,
+                archive_sha256=archive_sha256,
+                target=target,
+                state_path=state_path,
+            )
+            uploaded = True
+        self._verify(key, object_sha256, size)
+        exported_at = self._clock()
+
+        report_url = None
+        if report_json is not None:
+            report_key = stem + ".report.json" + (encryption.SUFFIX if self.config.encrypt else "")
+            body = (
+                pyrage.encrypt(report_json, self._recipients)
+                if self.config.encrypt
+                else report_json
+            )
+            self._put_once(report_key, body, {"archive-sha256": archive_sha256})
+            report_url = self.url(report_key)
+
+        manifest_key = stem + ".evidence.json"
+        record = ExportRecord(
+            url=self.url(key),
+            sha256=object_sha256,
+            archive_sha256=archive_sha256,
+            size_bytes=size,
+            encrypted=self.config.encrypt,
+            exported_at=exported_at,
+            report_url=report_url,
+            manifest_url=self.url(manifest_key),
+        )
+        new_chain = self._custody(chain, target, record)
+        manifest = EvidenceManifest(
+            subject=target.capture_key,
+            target=target,
+            export=record,
+            custody=new_chain,
+            custody_head=custody.head(new_chain, target.capture_key),
+        )
+        body = manifest.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
+        if not self._put_once(manifest_key, body, {"archive-sha256": archive_sha256}):
+            # An earlier run wrote it: that manifest is the record, keep its chain.
+            manifest = self.read_manifest(manifest_key)
+            record, new_chain = manifest.export, manifest.custody
+
+        state_path.unlink(missing_ok=True)
+        spool.unlink(missing_ok=True)
+        return ExportOutcome(record, new_chain, parts_uploaded, parts_skipped, uploaded)
+
+    # --- steps ---
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        try:
+            answer: dict[str, Any] = self._s3(
+                f"HEAD {key}", lambda: self.client.head_object(Bucket=self.config.bucket, Key=key)
+            )
+        except S3RequestError as exc:
+            if exc.status == 404 or exc.code in {"404", "NoSuchKey", "NotFound"}:
+                return None
+            raise
+        return answer
+
+    def _prepare(
+        self, archive: Path, archive_sha256: str, spool: Path, state_path: Path
+    ) -> tuple[Path, str, int]:
+        """The file to upload with its sha256 and size (the spool when encrypting)."""
+        if not self.config.encrypt:
+            return archive, archive_sha256, archive.stat().st_size
+        state = UploadState.load(state_path)
+        if state is not None and spool.exists() and spool.stat().st_size == state.object_size:
+            return spool, state.object_sha256, state.object_size  # resume: same ciphertext
+        encrypted = encryption.encrypt_file(archive, spool, self._recipients)
+        return spool, encrypted.sha256, encrypted.size_bytes
+
+    def _multipart(
+        self,
+        *,
+        source: Path,
+        key: str,
+        object_sha256: str,
+        size: int,
+        archive_sha256: str,
+        target: EvidenceTarget,
+        state_path: Path,
+    ) -> tuple[int, int]:
+        bucket = self.config.bucket
+        state = self._resume(state_path, key, object_sha256, size)
+        if state is None:
+            part_size = max(self.config.part_size, -(-size // MAX_PARTS))
+            metadata = {
+                "sha256": object_sha256,
+                "archive-sha256": archive_sha256,
+                "capture-key": target.capture_key,
+                "encryption": "age" if self.config.encrypt else "none",
+            }
+            created = self._s3(
+                f"create upload {key}",
+                lambda: self.client.create_multipart_upload(
+                    Bucket=bucket,
+                    Key=key,
+                    Metadata=metadata,
+                    ContentType="application/octet-stream",
+                ),
+            )
+            state = UploadState(bucket, key, created["UploadId"], part_size, object_sha256, size)
+            state.save(state_path)
+
+        digest = hashlib.sha256()
+        uploaded = skipped = 0
+        part_count = max(1, -(-size // state.part_size))
+        with source.open("rb") as src:
+            for number in range(1, part_count + 1):
+                data = src.read(state.part_size)
+                digest.update(data)
+                if number in state.parts:
+                    skipped += 1
+                    continue
+                state.parts[number] = self._upload_part(state, number, data)
+                state.save(state_path)
+                uploaded += 1
+        if digest.hexdigest() != object_sha256:
+            self._abort(state, state_path)
+            raise IntegrityError(f"{source} changed since it was hashed; upload aborted")
+
+        parts = [{"PartNumber": n, "ETag": e} for n, e in sorted(state.parts.items())]
+        try:
+            self._s3(
+                f"complete upload {key}",
+                lambda: self.client.complete_multipart_upload(
+                    Bucket=bucket,
+                    Key=key,
+                    UploadId=state.upload_id,
+                    MultipartUpload={"Parts": parts},
+                    IfNoneMatch="*",
+                ),
+            )
+        except S3RequestError as exc:
+            if exc.code != "PreconditionFailed":
+                raise
+            raise IntegrityError(
+                f"{self.url(key)} appeared during the upload; not overwriting"
+            ) from exc
+        return uploaded, skipped
+
+    def _resume(
+        self, state_path: Path, key: str, object_sha256: str, size: int
+    ) -> UploadState | None:
+        """The recorded upload, its parts cut down to those the store really holds."""
+        state = UploadState.load(state_path)
+        if state is None:
+            return None
+        if (state.key, state.object_sha256, state.object_size) != (key, object_sha256, size):
+            self._abort(state, state_path)
+            return None
+        try:
+            listed = self._list_parts(state)
+        except S3RequestError as exc:
+            if exc.code != "NoSuchUpload":
+                raise
+            log.info("upload %s is gone from the store; starting again", state.upload_id)
+            state_path.unlink(missing_ok=True)
+            return None
+        state.parts = {n: e for n, e in state.parts.items() if listed.get(n) == e}
+        log.info("resuming %s: %d parts already stored", key, len(state.parts))
+        return state
+
+    def _list_parts(self, state: UploadState) -> dict[int, str]:
+        found: dict[int, str] = {}
+        marker = 0
+        while True:
+            page = self._s3(
+                f"list parts {state.key}",
+                lambda m=marker: self.client.list_parts(  # type: ignore[misc]
+                    Bucket=state.bucket, Key=state.key, UploadId=state.upload_id, PartNumberMarker=m
+                ),
+            )
+            for part in page.get("Parts", []):
+                found[int(part["PartNumber"])] = str(part["ETag"])
+            if not page.get("IsTruncated"):
+                return found
+            marker = int(page["NextPartNumberMarker"])
+
+    def _upload_part(self, state: UploadState, number: int, data: bytes) -> str:
+        md5 = base64.b64encode(hashlib.md5(data).digest()).decode()  # noqa: S324 - S3 Content-MD5
+        answer = self._s3(
+            f"upload part {number} of {state.key}",
+            lambda: self.client.upload_part(
+                Bucket=state.bucket,
+                Key=state.key,
+                UploadId=state.upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentMD5=md5,
+            ),
+        )
+        return str(answer["ETag"])
+
+    def _abort(self, state: UploadState, state_path: Path) -> None:
+        try:
+            self._s3(
+                f"abort upload {state.key}",
+                lambda: self.client.abort_multipart_upload(
+                    Bucket=state.bucket, Key=state.key, UploadId=state.upload_id
+                ),
+            )
+        except S3RequestError as exc:
+            log.warning("could not abort upload %s: %s", state.upload_id, exc.message)
+        state_path.unlink(missing_ok=True)
+
+    def _verify(self, key: str, object_sha256: str, size: int) -> None:
+        """Read the object back and hash it (see the module docstring for why)."""
+        answer = self._s3(
+            f"GET {key}", lambda: self.client.get_object(Bucket=self.config.bucket, Key=key)
+        )
+        digest = hashlib.sha256()
+        length = 0
+        try:
+            for chunk in answer["Body"].iter_chunks(READ_CHUNK):
+                digest.update(chunk)
+                length += len(chunk)
+        except (BotoCoreError, OSError) as exc:
+            raise ExportError(f"reading {key} back failed: {exc}") from exc
+        finally:
+            answer["Body"].close()
+        stored = answer.get("Metadata", {}).get("sha256")
+        if digest.hexdigest() != object_sha256 or length != size or stored != object_sha256:
+            raise IntegrityError(
+                f"{self.url(key)} does not match: sha256 {digest.hexdigest()} ({length} bytes), "
+                f"expected {object_sha256} ({size} bytes)"
+            )
+
+    def _put_once(self, key: str, body: bytes, metadata: dict[str, str]) -> bool:
+        """A small conditional PUT; False when the key already exists (nothing written)."""
+        if self._head(key) is not None:
+            return False
+        sha = hashlib.sha256(body).hexdigest()
+        md5 = base64.b64encode(hashlib.md5(body).digest()).decode()  # noqa: S324 - Content-MD5
+        try:
+            self._s3(
+                f"PUT {key}",
+                lambda: self.client.put_object(
+                    Bucket=self.config.bucket,
+                    Key=key,
+                    Body=body,
+                    ContentMD5=md5,
+                    Metadata={**metadata, "sha256": sha},
+                    IfNoneMatch="*",
+                ),
+            )
+        except S3RequestError as exc:
+            if exc.code == "PreconditionFailed":
+                return False
+            raise
+        self._verify(key, sha, len(body))
+        return True
+
+    def read_manifest(self, manifest_key: str) -> EvidenceManifest:
+        answer = self._s3(
+            f"GET {manifest_key}",
+            lambda: self.client.get_object(Bucket=self.config.bucket, Key=manifest_key),
+        )
+        try:
+            return EvidenceManifest.model_validate_json(answer["Body"].read())
+        except ValueError as exc:
+            raise IntegrityError(f"{self.url(manifest_key)} is not an evidence manifest") from exc
+
+    def _custody(
+        self, chain: Sequence[CustodyEntry], target: EvidenceTarget, record: ExportRecord
+    ) -> list[CustodyEntry]:
+        actor = Actor(kind=ActorKind.AGENT, name=self.config.node_name or target.node or "agent")
+        at = max(record.exported_at, chain[-1].at) if chain else record.exported_at
+        chain = custody.append(
+            chain,
+            target.capture_key,
+            action=CustodyAction.EXPORTED,
+            at=at,
+            actor=actor,
+            node=target.node or None,
+            sha256=record.archive_sha256,
+            size_bytes=record.size_bytes,
+            url=record.url,
+            object_sha256=record.sha256,
+            encrypted=record.encrypted,
+        )
+        return custody.append(
+            chain,
+            target.capture_key,
+            action=CustodyAction.VERIFIED,
+            at=at,
+            actor=actor,
+            url=record.url,
+            object_sha256=record.sha256,
+            message="object read back from the store; sha256 matches",
+        )

@@ -1,0 +1,162 @@
+"""Export to a real S3-compatible server over HTTP (moto server mode on loopback)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forensic_checkpoint.agent.export import ExportConfig, Exporter, object_key
+from forensic_checkpoint.api.custody import (
+    Actor,
+    ActorKind,
+    CustodyAction,
+    EvidenceManifest,
+    EvidenceTarget,
+)
+from forensic_checkpoint.domain import custody
+from forensic_checkpoint.errors import ConfigError, IntegrityError
+
+from .conftest import ACCESS_KEY, SECRET_KEY
+
+MIB = 1024 * 1024
+TARGET = EvidenceTarget(
+    namespace="shop",
+    pod="web-7d9f-abc",
+    container="app",
+    capture_key="6f1c2a8e-0d1b-4e57-9a51-3c1f4f0b2d11-app",
+    node="node-a",
+    checkpoint_name="web-incident",
+)
+
+
+def config(endpoint: str, bucket: str, state_dir: Path, **extra: Any) -> ExportConfig:
+    return ExportConfig(
+        bucket=bucket,
+        state_dir=state_dir,
+        endpoint_url=endpoint,
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+        prefix="evidence",
+        cluster="prod-eu",
+        part_size=5 * MIB,
+        backoff_base_seconds=0.05,
+        node_name="node-a",
+        **extra,
+    )
+
+
+def captured_chain(sha: str) -> list[Any]:
+    chain = custody.append(
+        [],
+        TARGET.capture_key,
+        action=CustodyAction.REQUESTED,
+        at=datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
+        actor=Actor(kind=ActorKind.USER, name="alice@example.com"),
+    )
+    return custody.append(
+        chain,
+        TARGET.capture_key,
+        action=CustodyAction.CAPTURED,
+        at=datetime(2026, 11, 28, 12, 0, 5, tzinfo=UTC),
+        actor=Actor(kind=ActorKind.AGENT, name="node-a"),
+        node="node-a",
+        sha256=sha,
+    )
+
+
+def read_object(s3: Any, bucket: str, url: str) -> tuple[bytes, dict[str, str]]:
+    key = url.removeprefix(f"s3://{bucket}/")
+    answer = s3.get_object(Bucket=bucket, Key=key)
+    return answer["Body"].read(), answer["Metadata"]
+
+
+def test_export_uploads_verifies_and_records(
+    s3_endpoint: str, s3: Any, bucket: str, archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = archive
+    exporter = Exporter(config(s3_endpoint, bucket, tmp_path / "state"))
+    report = json.dumps({"processes": [{"pid": 1, "comm": "nginx"}]}).encode()
+    outcome = exporter.export(path, sha, TARGET, report_json=report, chain=captured_chain(sha))
+
+    key = f"evidence/prod-eu/shop/web-7d9f-abc/app/{TARGET.capture_key}/{sha}.tar"
+    assert outcome.record.url == f"s3://{bucket}/{key}"
+    assert (outcome.parts_uploaded, outcome.parts_skipped, outcome.uploaded) == (5, 0, True)
+    body, meta = read_object(s3, bucket, outcome.record.url)
+    assert hashlib.sha256(body).hexdigest() == sha == outcome.record.sha256
+    assert meta["sha256"] == sha and meta["encryption"] == "none"
+    assert outcome.record.size_bytes == path.stat().st_size
+
+    report_body, _ = read_object(s3, bucket, outcome.record.report_url or "")
+    assert report_body == report
+
+    manifest_body, _ = read_object(s3, bucket, outcome.record.manifest_url or "")
+    manifest = EvidenceManifest.model_validate_json(manifest_body)
+    assert manifest.export == outcome.record
+    assert [e.action for e in manifest.custody] == [
+        CustodyAction.REQUESTED,
+        CustodyAction.CAPTURED,
+        CustodyAction.EXPORTED,
+        CustodyAction.VERIFIED,
+    ]
+    verdict = custody.verify_chain(
+        manifest.custody, TARGET.capture_key, expected_head=manifest.custody_head
+    )
+    assert verdict.ok, verdict.problems
+    assert manifest.custody == outcome.custody
+    assert not list((tmp_path / "state").iterdir()), "state and spool are removed after success"
+
+
+def test_a_second_export_neither_overwrites_nor_uploads(
+    s3_endpoint: str, s3: Any, bucket: str, archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = archive
+    exporter = Exporter(config(s3_endpoint, bucket, tmp_path / "state"))
+    first = exporter.export(path, sha, TARGET, chain=captured_chain(sha))
+    before = s3.head_object(Bucket=bucket, Key=first.record.url.split("/", 3)[3])
+    again = exporter.export(path, sha, TARGET, chain=captured_chain(sha))
+    after = s3.head_object(Bucket=bucket, Key=first.record.url.split("/", 3)[3])
+    assert not again.uploaded and again.parts_uploaded == 0
+    assert before["LastModified"] == after["LastModified"]
+    # The manifest written first stays the record, chain included.
+    assert again.custody == first.custody
+    assert again.record == first.record
+
+
+def test_other_content_at_the_key_is_never_overwritten(
+    s3_endpoint: str, s3: Any, bucket: str, archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = archive
+    cfg = config(s3_endpoint, bucket, tmp_path / "state")
+    key = object_key(cfg, TARGET, sha)
+    s3.put_object(Bucket=bucket, Key=key, Body=b"planted", Metadata={"archive-sha256": "0" * 64})
+    with pytest.raises(IntegrityError, match="not overwriting"):
+        Exporter(cfg).export(path, sha, TARGET)
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"planted"
+
+
+def test_a_changed_local_archive_is_refused(
+    s3_endpoint: str, s3: Any, bucket: str, archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = archive
+    with path.open("r+b") as f:
+        f.seek(7 * MIB)
+        f.write(b"tampered")
+    with pytest.raises(IntegrityError, match="changed since it was hashed"):
+        Exporter(config(s3_endpoint, bucket, tmp_path / "state")).export(path, sha, TARGET)
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads") is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("part_size", 1 * MIB), ("prefix", "../escape"), ("cluster", "a/b"), ("bucket", "")],
+)
+def test_invalid_configuration_is_refused(field: str, value: Any, tmp_path: Path) -> None:
+    values: dict[str, Any] = {"bucket": "b", "state_dir": tmp_path, field: value}
+    with pytest.raises(ConfigError):
+        ExportConfig(**values)
