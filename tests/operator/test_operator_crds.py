@@ -1,0 +1,76 @@
+"""The committed CRDs are what the models generate, and they are structural."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from forensic_checkpoint.api import crds
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "crds"
+
+
+def test_committed_crds_match_the_models() -> None:
+    files = crds.rendered_files()
+    assert f"{ForensicCheckpoint.crd.name}.yaml" in files
+    for name, text in files.items():
+        committed = CRD_DIR / name
+        assert committed.is_file(), (
+            f"{name} missing: python -m forensic_checkpoint.api.crds --write crds/"
+        )
+        assert committed.read_text() == text, f"{name} is stale: regenerate with --write crds/"
+
+
+def _walk(node: Any, path: str = "") -> list[str]:
+    problems: list[str] = []
+    if isinstance(node, dict):
+        for bad in ("$ref", "anyOf", "allOf", "oneOf", "const", "title", "$defs"):
+            if bad in node:
+                problems.append(f"{path}: {bad}")
+        if "properties" in node and "type" not in node:
+            problems.append(f"{path}: object without type")
+        if "properties" in node and "additionalProperties" in node:
+            problems.append(f"{path}: properties with additionalProperties")
+        bounded = "enum" in node or "format" in node or "maxLength" in node
+        if node.get("type") == "string" and not bounded:
+            problems.append(f"{path}: unbounded string")
+        if node.get("type") == "array" and "maxItems" not in node:
+            problems.append(f"{path}: unbounded array")
+        for key, value in node.items():
+            if key in ("properties",):
+                for name, sub in value.items():
+                    problems.extend(_walk(sub, f"{path}.{name}"))
+            elif isinstance(value, (dict, list)) and key != "x-kubernetes-validations":
+                problems.extend(_walk(value, f"{path}/{key}"))
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            problems.extend(_walk(item, f"{path}[{i}]"))
+    return problems
+
+
+def test_forensiccheckpoint_schema_is_structural_and_bounded() -> None:
+    manifest = crds.crd_manifest(ForensicCheckpoint)
+    version = manifest["spec"]["versions"][0]
+    schema = version["schema"]["openAPIV3Schema"]
+    spec_and_status = {k: schema["properties"][k] for k in ("spec", "status")}
+    assert _walk(spec_and_status) == []
+    assert schema["properties"]["spec"]["x-kubernetes-validations"] == [
+        {"rule": "self == oldSelf", "message": "spec is immutable"}
+    ]
+    assert version["subresources"] == {"status": {}}
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns[:5] == ["Pod", "Containers", "Node", "Phase", "Size"] and "Age" in columns
+    assert manifest["spec"]["names"]["shortNames"] == ["fcp"]
+
+
+def test_check_mode_reports_stale_files(tmp_path: Path) -> None:
+    assert crds.main(["--check", str(tmp_path)]) == 1
+    assert crds.main(["--write", str(tmp_path)]) == 0
+    assert crds.main(["--check", str(tmp_path)]) == 0
+    target = tmp_path / f"{ForensicCheckpoint.crd.name}.yaml"
+    target.write_text(target.read_text().replace("fcp", "fc"))
+    assert crds.main(["--check", str(tmp_path)]) == 1
+    assert yaml.safe_load(crds.render(ForensicCheckpoint))["kind"] == "CustomResourceDefinition"
