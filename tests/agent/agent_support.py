@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
+import threading
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -23,3 +29,60 @@ class Pki:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class DirKubelet:
+    """In-process stand-in for the kubelet's checkpoint call, for service-level tests.
+
+    It does what the kubelet does on the node's disk (copies a real archive into the checkpoint
+    dir under the kubelet's name, mode 0644 so the agent's chmod is observable) and counts
+    calls. The HTTP/TLS/RBAC side of the real kubelet is covered by the dev-cluster tests.
+    """
+
+    def __init__(self, checkpoint_dir: Path, sample: Path, *, delay: float = 0.0) -> None:
+        self.checkpoint_dir = checkpoint_dir
+        self.sample = sample
+        self.delay = delay
+        self.calls: list[tuple[str, str, str, int | None]] = []
+        self.location: str | None = None  # answer this path instead of the written one
+        self._lock = threading.Lock()
+
+    def write_archive(self, namespace: str, pod: str, container: str) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        target = self.checkpoint_dir / f"checkpoint-{pod}_{namespace}-{container}-{stamp}.tar"
+        shutil.copyfile(self.sample, target)
+        target.chmod(0o644)
+        return target
+
+    def checkpoint(
+        self, namespace: str, pod: str, container: str, timeout_seconds: int | None
+    ) -> str:
+        with self._lock:
+            self.calls.append((namespace, pod, container, timeout_seconds))
+        if self.delay:
+            time.sleep(self.delay)
+        target = self.write_archive(namespace, pod, container)
+        return self.location or str(target)
+
+
+def request(key: str, *, pod: str = "counter", container: str = "app", timeout: int = 30) -> Any:
+    from forensic_checkpoint.api.agent import CaptureRequest
+
+    return CaptureRequest(
+        key=key,
+        checkpoint_uid=key.rsplit("-", 1)[0],
+        checkpoint_namespace="default",
+        checkpoint_name="fcp",
+        pod_namespace="default",
+        pod_name=pod,
+        container=container,
+        timeout_seconds=timeout,
+    )
+
+
+def hashing_analyzer(archive: Path, report: Path, options: Any) -> None:
+    """Writes what the service handed over, so tests can check the hand-over itself."""
+    from forensic_checkpoint.agent.jobs import write_private
+
+    body = {"archive": str(archive), "sha256": sha256(archive), "searches": options.searches}
+    write_private(report, json.dumps(body).encode())

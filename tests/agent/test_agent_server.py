@@ -1,0 +1,188 @@
+"""The agent's HTTPS API over real TLS: routes, status codes, auth decisions, streaming."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from agent_support import DirKubelet, Pki, hashing_analyzer, request, sha256
+
+from forensic_checkpoint.agent.auth import Authenticator
+from forensic_checkpoint.agent.jobs import JobStore
+from forensic_checkpoint.agent.server import AgentServer, tls_context
+from forensic_checkpoint.agent.service import CaptureService
+from forensic_checkpoint.api.agent import SHA256_HEADER, CaptureStatus, DeleteResult
+from forensic_checkpoint.errors import ClusterError
+
+OPERATOR = "system:serviceaccount:forensic-checkpoint:operator"
+OP_TOKEN = "op-token"
+TOKENS = {OP_TOKEN: OPERATOR, "other-token": "system:serviceaccount:default:intruder"}
+
+
+class Agent:
+    def __init__(self, server: AgentServer, kubelet: DirKubelet, pki: Pki) -> None:
+        self.url = f"https://127.0.0.1:{server.port}"
+        self.server = server
+        self.kubelet = kubelet
+        self.session = requests.Session()
+        self.session.verify = str(pki.ca)
+        self.session.trust_env = False  # REQUESTS_CA_BUNDLE would override verify
+        self.reviews = 0
+
+    def call(
+        self, method: str, path: str, token: str | None = OP_TOKEN, **kw: object
+    ) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.session.request(method, self.url + path, headers=headers, timeout=10, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def agent(tmp_path: Path, pki: Pki, sample_tar: Path) -> Iterator[Agent]:
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    kubelet = DirKubelet(checkpoints, sample_tar)
+    service = CaptureService(
+        node_name="node-1",
+        store=JobStore(tmp_path / "state"),
+        kubelet=lambda: kubelet,
+        analyzer=hashing_analyzer,
+        checkpoint_dir=checkpoints,
+    )
+    holder: dict[str, Agent] = {}
+
+    def review(token: str) -> tuple[bool, str]:
+        holder["agent"].reviews += 1
+        if token == "broken-apiserver":
+            raise ClusterError("API server unreachable")
+        return (token in TOKENS, TOKENS.get(token, ""))
+
+    server = AgentServer(
+        ("127.0.0.1", 0),
+        service=service,
+        authenticator=Authenticator(review, OPERATOR),
+        tls=tls_context(pki.server_cert, pki.server_key),
+    )
+    holder["agent"] = Agent(server, kubelet, pki)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield holder["agent"]
+    server.shutdown()
+    server.server_close()
+    service.shutdown(wait=True)
+
+
+def wait_done(agent: Agent, key: str) -> CaptureStatus:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        status = CaptureStatus.model_validate_json(agent.call("GET", f"/v1/captures/{key}").text)
+        if status.state.terminal:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(key)
+
+
+def test_capture_lifecycle(agent: Agent) -> None:
+    body = request("uid1-app").to_json()
+    first = agent.call("POST", "/v1/captures", data=body)
+    assert first.status_code == 202, first.text
+    assert first.json()["state"] == "Queued"
+    second = agent.call("POST", "/v1/captures", data=body)
+    assert second.status_code == 200
+    status = wait_done(agent, "uid1-app")
+    assert status.state == "Completed" and status.archive is not None
+    assert len(agent.kubelet.calls) == 1
+
+    report = agent.call("GET", "/v1/captures/uid1-app/report")
+    assert report.status_code == 200 and report.json()["sha256"] == status.archive.sha256
+
+    archive = agent.call("GET", "/v1/captures/uid1-app/archive", stream=True)
+    assert archive.status_code == 200
+    assert archive.headers[SHA256_HEADER] == status.archive.sha256
+    data = b"".join(archive.iter_content(65536))
+    assert len(data) == status.archive.size_bytes
+    assert data == Path(status.archive.path).read_bytes()
+
+    deleted = DeleteResult.model_validate_json(agent.call("DELETE", "/v1/captures/uid1-app").text)
+    assert status.archive.path in deleted.deleted
+    assert not Path(status.archive.path).exists()
+    gone = agent.call("GET", "/v1/captures/uid1-app")
+    assert gone.status_code == 404 and gone.json()["reason"] == "NotFound"
+
+
+@pytest.mark.parametrize(
+    ("token", "status", "reason"),
+    [
+        (None, 401, "Unauthenticated"),
+        ("forged", 401, "Unauthenticated"),
+        ("other-token", 403, "Forbidden"),
+        ("broken-apiserver", 503, "AuthenticationUnavailable"),
+    ],
+)
+def test_only_the_operator_gets_in(
+    agent: Agent, token: str | None, status: int, reason: str
+) -> None:
+    for method, path, body in (
+        ("POST", "/v1/captures", request("uid9-app").to_json()),
+        ("GET", "/v1/captures/uid9-app", None),
+        ("GET", "/v1/captures/uid9-app/archive", None),
+        ("DELETE", "/v1/captures/uid9-app", None),
+    ):
+        answer = agent.call(method, path, token=token, data=body)
+        assert answer.status_code == status, (method, path, answer.text)
+        assert answer.json()["reason"] == reason
+    assert agent.kubelet.calls == []
+
+
+def test_token_reviews_are_cached(agent: Agent) -> None:
+    for _ in range(5):
+        assert agent.call("GET", "/v1/captures/nope-app").status_code == 404
+    assert agent.reviews == 1
+
+
+def test_bad_requests(agent: Agent) -> None:
+    invalid = agent.call("POST", "/v1/captures", data='{"key": "UPPER"}')
+    assert invalid.status_code == 400 and invalid.json()["reason"] == "InvalidRequest"
+    assert agent.call("POST", "/v1/captures", data="not json").status_code == 400
+    assert agent.call("GET", "/v1/other").status_code == 404
+    assert agent.call("PUT", "/v1/captures/a-b").status_code in (404, 405, 501)
+    report = agent.call("GET", "/v1/captures/unknown-app/report")
+    assert report.status_code == 404
+
+
+def test_healthz_and_metrics_need_no_token(agent: Agent) -> None:
+    health = agent.call("GET", "/healthz", token=None)
+    assert health.status_code == 200 and health.json()["nodeName"] == "node-1"
+    agent.call("POST", "/v1/captures", data=request("uid2-app").to_json())
+    wait_done(agent, "uid2-app")
+    metrics = agent.call("GET", "/metrics", token=None).text
+    for name in (
+        "forensic_agent_captures_total",
+        "forensic_agent_capture_duration_seconds_bucket",
+        "forensic_agent_analysis_duration_seconds_bucket",
+        "forensic_agent_archive_bytes_total",
+        "forensic_agent_queue_depth",
+        "forensic_agent_kubelet_errors_total",
+    ):
+        assert name in metrics
+
+
+def test_plain_http_and_untrusted_clients_get_nothing(agent: Agent, pki: Pki) -> None:
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(agent.url.replace("https", "http") + "/healthz", timeout=5)
+    with pytest.raises(requests.exceptions.SSLError):
+        untrusting = requests.Session()
+        untrusting.trust_env = False
+        untrusting.get(agent.url + "/healthz", verify=str(pki.other_ca), timeout=5)
+    # the server survives both
+    assert agent.call("GET", "/healthz").status_code == 200
+
+
+def test_archive_sha_matches_file(agent: Agent) -> None:
+    agent.call("POST", "/v1/captures", data=request("uid3-app").to_json())
+    status = wait_done(agent, "uid3-app")
+    assert status.archive is not None
+    assert status.archive.sha256 == sha256(Path(status.archive.path))

@@ -1,0 +1,208 @@
+"""Capture jobs end to end on disk: one kubelet call per key, restart adoption, deletion."""
+
+from __future__ import annotations
+
+import json
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from agent_support import DirKubelet, hashing_analyzer, request, sha256
+
+from forensic_checkpoint.agent.jobs import JobStore
+from forensic_checkpoint.agent.service import INTERRUPTED, CaptureService
+from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
+from forensic_checkpoint.errors import ConflictError, NotFoundError
+
+
+class Env:
+    def __init__(self, root: Path, sample: Path) -> None:
+        self.root = root
+        self.checkpoints = root / "checkpoints"
+        self.checkpoints.mkdir()
+        self.state = root / "state"
+        self.kubelet = DirKubelet(self.checkpoints, sample)
+        self.services: list[CaptureService] = []
+
+    def service(self, *, workers: int = 2, margin: float = 30.0) -> CaptureService:
+        service = CaptureService(
+            node_name="node-1",
+            store=JobStore(self.state),
+            kubelet=lambda: self.kubelet,
+            analyzer=hashing_analyzer,
+            checkpoint_dir=self.checkpoints,
+            capture_workers=workers,
+            kubelet_timeout_margin=margin,
+            poll_interval=0.1,
+        )
+        self.services.append(service)
+        return service
+
+
+@pytest.fixture
+def env(tmp_path: Path, sample_tar: Path) -> Iterator[Env]:
+    environment = Env(tmp_path, sample_tar)
+    yield environment
+    for service in environment.services:
+        service.shutdown(wait=True)
+
+
+def wait_terminal(service: CaptureService, key: str, timeout: float = 20.0) -> CaptureStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = service.status(key)
+        if status.state.terminal:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"{key} still {service.status(key).state}")
+
+
+def test_capture_completes_with_the_archive_hash_and_private_files(env: Env) -> None:
+    service = env.service()
+    status, created = service.submit(request("uid1-app"))
+    assert created and status.state is CaptureState.QUEUED
+    done = wait_terminal(service, "uid1-app")
+    assert done.state is CaptureState.COMPLETED, done
+    assert done.archive is not None
+    archive = Path(done.archive.path)
+    assert archive.parent == env.checkpoints.resolve()
+    assert done.archive.sha256 == sha256(archive)
+    assert done.archive.size_bytes == archive.stat().st_size
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    report = service.report_file("uid1-app")
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    assert json.loads(report.read_text())["sha256"] == done.archive.sha256
+    assert env.kubelet.calls == [("default", "counter", "app", 30)]
+    assert done.started_at is not None and done.finished_at is not None
+    text = service.metrics.render().decode()
+    assert 'forensic_agent_captures_total{outcome="Completed"} 1.0' in text
+
+
+def test_same_key_twice_is_one_kubelet_call(env: Env) -> None:
+    service = env.service()
+    _, first = service.submit(request("uid1-app"))
+    again, second = service.submit(request("uid1-app"))
+    assert (first, second) == (True, False)
+    assert again.key == "uid1-app"
+    wait_terminal(service, "uid1-app")
+    _, third = service.submit(request("uid1-app"))
+    assert third is False
+    # a restarted agent with the same state dir does not call again either
+    env.service().start()
+    time.sleep(0.3)
+    assert len(env.kubelet.calls) == 1
+
+
+def test_restart_during_the_kubelet_call_adopts_the_archive(env: Env) -> None:
+    """The first agent wrote Capturing and died in the call; the kubelet finished the call."""
+    store = JobStore(env.state)
+    record, _ = store.create_if_absent(request("uid2-app"))
+    record.status.state = CaptureState.CAPTURING
+    record.kubelet_called_at = record.status.started_at = datetime.now(UTC)
+    store.save(record)
+    # an older archive of the same container (another capture, earlier) must not be taken
+    old = env.checkpoints / "checkpoint-counter_default-app-2020-01-01T00:00:00Z.tar"
+    old.write_bytes(b"older capture")
+
+    service = env.service()
+    service.start()
+    time.sleep(0.3)
+    assert service.status("uid2-app").state is CaptureState.CAPTURING
+    written = env.kubelet.write_archive("default", "counter", "app")  # the kubelet's late write
+    done = wait_terminal(service, "uid2-app")
+    assert done.state is CaptureState.COMPLETED, done
+    assert done.archive is not None and Path(done.archive.path) == written.resolve()
+    assert done.archive.sha256 == sha256(written)
+    assert env.kubelet.calls == []  # the restarted agent never called the kubelet
+
+
+def test_restart_without_an_archive_fails_after_the_timeout(env: Env) -> None:
+    store = JobStore(env.state)
+    record, _ = store.create_if_absent(request("uid3-app", timeout=1))
+    record.status.state = CaptureState.CAPTURING
+    record.kubelet_called_at = datetime.now(UTC)
+    store.save(record)
+    service = env.service(margin=0.5)
+    service.start()
+    done = wait_terminal(service, "uid3-app")
+    assert done.state is CaptureState.FAILED
+    assert done.reason == INTERRUPTED
+    assert "not repeated" in (done.message or "")
+    assert env.kubelet.calls == []
+
+
+def test_restart_adopts_only_unclaimed_archives(env: Env) -> None:
+    service = env.service()
+    service.submit(request("uid4-app"))
+    first = wait_terminal(service, "uid4-app")
+    assert first.archive is not None
+    store = JobStore(env.state)
+    record, _ = store.create_if_absent(request("uid5-app", timeout=1))
+    record.status.state = CaptureState.CAPTURING
+    record.kubelet_called_at = first.started_at  # same second as the finished capture
+    store.save(record)
+    again = env.service(margin=0.5)
+    again.start()
+    done = wait_terminal(again, "uid5-app")
+    assert done.state is CaptureState.FAILED and done.reason == INTERRUPTED
+
+
+def test_queued_jobs_resume_after_a_restart(env: Env) -> None:
+    JobStore(env.state).create_if_absent(request("uid6-app"))
+    service = env.service()
+    service.start()
+    assert wait_terminal(service, "uid6-app").state is CaptureState.COMPLETED
+    assert len(env.kubelet.calls) == 1
+
+
+def test_a_path_outside_the_checkpoint_dir_is_refused(env: Env, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "etc-shadow"
+    elsewhere.write_text("root:*:")
+    env.kubelet.location = str(elsewhere)
+    service = env.service()
+    service.submit(request("uid7-app"))
+    done = wait_terminal(service, "uid7-app")
+    assert done.state is CaptureState.FAILED and done.reason == "UnsafeArchivePath"
+    assert done.archive is None
+
+
+def test_delete_removes_archive_and_report_only_when_finished(env: Env) -> None:
+    env.kubelet.delay = 0.5
+    service = env.service()
+    service.submit(request("uid8-app"))
+    time.sleep(0.1)
+    with pytest.raises(ConflictError):
+        service.delete("uid8-app")
+    done = wait_terminal(service, "uid8-app")
+    assert done.archive is not None
+    archive, report = Path(done.archive.path), service.report_file("uid8-app")
+    result = service.delete("uid8-app")
+    assert sorted(result.deleted) == sorted([str(archive), str(report)])
+    assert not archive.exists() and not report.exists()
+    with pytest.raises(NotFoundError):
+        service.status("uid8-app")
+
+
+def test_concurrent_captures_all_complete_with_one_call_each(env: Env) -> None:
+    env.kubelet.delay = 0.2
+    service = env.service(workers=3)
+    keys = [f"uid{n}-app" for n in range(8)]
+    threads = [
+        threading.Thread(target=service.submit, args=(request(k, pod=f"pod{n % 4}"),))
+        for n, k in enumerate(keys)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert service.queue_depth() >= 1  # 8 jobs, 3 workers: some wait in the queue
+    finals = [wait_terminal(service, k) for k in keys]
+    assert all(s.state is CaptureState.COMPLETED for s in finals), finals
+    assert len(env.kubelet.calls) == len(keys)
+    paths = {s.archive.path for s in finals if s.archive}
+    assert len(paths) == len(keys)  # two captures of one pod never share an archive
+    assert service.queue_depth() == 0
