@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
+from forensic_checkpoint.errors import ClusterError
+from forensic_checkpoint.k8s.alert_captures import PodContainers
 
 DATA = Path(__file__).parent / "data"
 
@@ -32,3 +35,38 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class MemoryBackend:
+    """The cluster as the receiver sees it, in memory: for the HTTP-level tests (auth, size,
+    schema, TLS). What the receiver does against a real API server is in test_receiver_cluster."""
+
+    def __init__(self, policies: list[ForensicCapturePolicy] | None = None) -> None:
+        self.policy_list = policies if policies is not None else [policy("catch-all")]
+        self.pods: dict[tuple[str, str], PodContainers] = {
+            ("default", "counter"): PodContainers(
+                names=("counter",),
+                ids={"counter": "3ad7b26ded6d9f2e4c1a0b7d8e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f"},
+            ),
+            ("default", "counter-2"): PodContainers(names=("counter",), ids={}),
+        }
+        self.created: dict[str, ForensicCheckpoint] = {}
+        self.fail_creates = False
+
+    async def policies(self) -> list[ForensicCapturePolicy]:
+        return list(self.policy_list)
+
+    async def active_captures(self) -> set[str]:
+        return set()
+
+    async def pod_containers(self, namespace: str, pod: str) -> PodContainers | None:
+        return self.pods.get((namespace, pod))
+
+    async def create(self, checkpoint: ForensicCheckpoint) -> bool:
+        if self.fail_creates:
+            raise ClusterError("create forensiccheckpoint: 500 etcdserver: request timed out")
+        key = f"{checkpoint.metadata['namespace']}/{checkpoint.metadata['name']}"
+        if key in self.created:
+            return False
+        self.created[key] = checkpoint
+        return True

@@ -50,6 +50,11 @@ class DecisionReason(StrEnum):
     COOLDOWN = "Cooldown"
     CONCURRENCY_LIMIT = "ConcurrencyLimit"
     RATE_LIMITED = "RateLimited"
+    # Outcomes the receiver finds after a Capture decision, when it looks at the cluster:
+    POD_NOT_FOUND = "PodNotFound"
+    CONTAINER_NOT_FOUND = "ContainerNotFound"
+    ALREADY_EXISTS = "AlreadyExists"
+    CREATE_FAILED = "CreateFailed"
 
 
 #: Outcomes that are the final answer for this alert; a re-send is a duplicate. Resolved and
@@ -59,6 +64,7 @@ _FINAL = frozenset(DecisionReason) - {
     DecisionReason.CONCURRENCY_LIMIT,
     DecisionReason.RESOLVED,
     DecisionReason.TEST_EVENT,
+    DecisionReason.CREATE_FAILED,
 }
 
 
@@ -185,12 +191,15 @@ class AlertGate:
             self.active.add(decision.capture_key)
         return decision
 
-    def undo(self, decision: Decision) -> None:
-        """Forget a capture decision whose ForensicCheckpoint could not be created, so that the
-        sender's retry (we answer 5xx) is decided afresh instead of as a duplicate."""
+    def undo(self, decision: Decision, *, forget_alert: bool = True) -> None:
+        """Take back a capture decision that produced no ForensicCheckpoint: its cooldown, its
+        slot among the active captures and its token. With ``forget_alert`` (the create failed;
+        we answer 5xx) the sender's retry is decided afresh instead of as a duplicate; without
+        it (the pod does not exist) a re-send stays a duplicate."""
         if not decision.capture or decision.target is None:
             return
-        self._seen.discard(decision.event.dedupe_key)
+        if forget_alert:
+            self._seen.discard(decision.event.dedupe_key)
         self._cooldowns.discard(_pod_key(decision.target))
         self.active.discard(decision.capture_key)
         self._bucket.give_back()

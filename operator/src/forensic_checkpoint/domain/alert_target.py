@@ -77,3 +77,13 @@ def _first(labels: Mapping[str, str], keys: tuple[str, ...]) -> str:
         if value := labels.get(key, "").strip():
             return value
     return ""
+
+
+def resolve_container_id(container_id: str, ids: Mapping[str, str]) -> str | None:
+    """The name of the container whose runtime ID is ``container_id`` or starts with it (Falco's
+    ``container.id`` is a 12-character prefix); None when none or more than one match."""
+    wanted = container_id.split("://", 1)[-1].lower()
+    if not wanted:
+        return None
+    names = [name for name, full in ids.items() if full.lower().startswith(wanted)]
+    return names[0] if len(names) == 1 else None

@@ -1,0 +1,300 @@
+"""The webhook receiver: HTTP in, decisions out, ForensicCheckpoints created.
+
+Routes (see docs/alerts.md)::
+
+    POST /v1/alerts/alertmanager    Alertmanager webhook, payload version 4
+    POST /v1/alerts/falcosidekick   Falcosidekick webhook output (one Falco event)
+    GET  /healthz                   200 "ok"
+    GET  /metrics                   Prometheus text format
+
+Answers: 401 without the bearer token, 413 over the size cap, 400 for invalid JSON or a schema
+violation (the body says which field), 503 when the cluster could not be reached (senders
+retry 5xx; the decisions that failed are taken back so the retry is not a "duplicate"), 200
+otherwise, with one entry per alert saying what was decided and why. Any other failure is a 500
+and a log line; the server keeps running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
+
+from forensic_checkpoint.api.alerts import AlertmanagerWebhook, FalcoEvent
+from forensic_checkpoint.api.policy import ContainerSelection, ForensicCapturePolicy
+from forensic_checkpoint.controller.alerts.auth import TokenFile
+from forensic_checkpoint.controller.alerts.backend import CaptureBackend
+from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
+from forensic_checkpoint.controller.alerts.metrics import AlertMetrics, metrics_for
+from forensic_checkpoint.domain.alert_capture import build_checkpoint
+from forensic_checkpoint.domain.alert_events import AlertEvent, from_alertmanager, from_falco
+from forensic_checkpoint.domain.alert_limits import Clock
+from forensic_checkpoint.domain.alert_policy import AlertGate, Decision, DecisionReason
+from forensic_checkpoint.domain.alert_target import resolve_container_id
+from forensic_checkpoint.errors import ForensicCheckpointError
+
+log = logging.getLogger("forensic_checkpoint.alerts")
+
+ROUTE_ALERTMANAGER = "/v1/alerts/alertmanager"
+ROUTE_FALCOSIDEKICK = "/v1/alerts/falcosidekick"
+_MAX_REASON_ERRORS = 5
+
+Parser = Callable[[Any], list[AlertEvent]]
+
+
+def parse_alertmanager(data: Any) -> list[AlertEvent]:
+    return from_alertmanager(AlertmanagerWebhook.model_validate(data))
+
+
+def parse_falcosidekick(data: Any) -> list[AlertEvent]:
+    return [from_falco(FalcoEvent.model_validate(data))]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A decision after the receiver acted on it (the reason may have changed)."""
+
+    decision: Decision
+    reason: DecisionReason
+    message: str
+    checkpoint: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        event = self.decision.event
+        answer: dict[str, Any] = {
+            "alert": event.name,
+            "fingerprint": event.fingerprint,
+            "reason": self.reason.value,
+            "message": self.message,
+        }
+        if self.checkpoint:
+            answer["checkpoint"] = self.checkpoint
+        return answer
+
+
+class _Unavailable(Exception):
+    """The cluster could not be asked; answer 503 so the sender retries."""
+
+
+class AlertReceiver:
+    def __init__(
+        self,
+        config: AlertReceiverConfig,
+        backend: CaptureBackend,
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        config.validate()
+        self.config = config
+        self.backend = backend
+        self.gate = AlertGate(limits=config.limits, mapping=config.mapping, clock=clock)
+        self.metrics: AlertMetrics = metrics_for(registry)
+        self._registry = registry
+        self._clock = clock
+        self._token = TokenFile(config.token_file) if config.token_file else None
+        self._policies: list[ForensicCapturePolicy] | None = None
+        self._refreshed_at = float("-inf")
+        self._refresh_lock = asyncio.Lock()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app.router.add_post(ROUTE_ALERTMANAGER, self._route(ROUTE_ALERTMANAGER, parse_alertmanager))
+        app.router.add_post(
+            ROUTE_FALCOSIDEKICK, self._route(ROUTE_FALCOSIDEKICK, parse_falcosidekick)
+        )
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        return app
+
+    # --- HTTP --------------------------------------------------------------------------------
+
+    def _route(
+        self, route: str, parse: Parser
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def handler(request: web.Request) -> web.StreamResponse:
+            started = time.perf_counter()
+            try:
+                status, body = await self._handle(request, parse)
+            except Exception:  # the receiver must answer whatever happens
+                log.exception("alert receiver: unexpected error on %s", route)
+                status, body = 500, {"error": "internal error; see the operator log"}
+            self.metrics.requests.labels(route, str(status)).inc()
+            self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return web.json_response(body, status=status, headers=headers)
+
+        return handler
+
+    async def _handle(  # noqa: PLR0911 - one answer per HTTP status, in the order checked
+        self, request: web.Request, parse: Parser
+    ) -> tuple[int, dict[str, Any]]:
+        if self._token is not None and not self._token.accepts(
+            request.headers.get("Authorization")
+        ):
+            return 401, {"error": "a valid bearer token is required"}
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return 413, {"error": f"body over {limit} bytes"}
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return 413, {"error": f"body over {limit} bytes"}
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return 400, {"error": f"invalid JSON: {exc}"}
+        try:
+            events = parse(data)
+        except ValidationError as exc:
+            return 400, {"error": "schema violation", "details": _schema_errors(exc)}
+        try:
+            await self._refresh()
+        except _Unavailable as exc:
+            return 503, {"error": str(exc)}
+
+        outcomes = [
+            await self._act(self.gate.decide(event, self._policies or [])) for event in events
+        ]
+        failed = any(o.reason is DecisionReason.CREATE_FAILED for o in outcomes)
+        body = {"received": len(events), "decisions": [o.as_json() for o in outcomes]}
+        return (503 if failed else 200), body
+
+    async def _healthz(self, _request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    async def _metrics(self, _request: web.Request) -> web.StreamResponse:
+        from prometheus_client import REGISTRY
+
+        payload = generate_latest(self._registry or REGISTRY)
+        return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    # --- cluster state -----------------------------------------------------------------------
+
+    async def _refresh(self) -> None:
+        """Re-read policies and active captures when the cached ones are older than allowed.
+
+        A failed refresh keeps the last good policies; with none ever read there is nothing to
+        decide with, and the sender is told to retry.
+        """
+        if self._clock() - self._refreshed_at < self.config.refresh_seconds:
+            return
+        async with self._refresh_lock:
+            if self._clock() - self._refreshed_at < self.config.refresh_seconds:
+                return
+            try:
+                policies = await self.backend.policies()
+                active = await self.backend.active_captures()
+            except ForensicCheckpointError as exc:
+                log.warning("alert receiver: cannot refresh from the cluster: %s", exc.message)
+                if self._policies is None:
+                    raise _Unavailable(f"cannot read capture policies: {exc.message}") from exc
+                return
+            self._policies = policies
+            self.gate.active.reconcile(active)
+            self._refreshed_at = self._clock()
+
+    async def _act(self, decision: Decision) -> Outcome:
+        outcome = await self._capture(decision) if decision.capture else _outcome(decision)
+        self.metrics.alerts.labels(decision.event.source.value, outcome.reason.value).inc()
+        _log(outcome)
+        return outcome
+
+    async def _capture(self, decision: Decision) -> Outcome:  # noqa: PLR0911 - one per outcome
+        target = decision.target
+        policy = decision.policy
+        if target is None or policy is None:  # a capture decision always has both
+            return _outcome(decision)
+        try:
+            pod = await self.backend.pod_containers(target.namespace, target.pod)
+            if pod is None:
+                self.gate.undo(decision, forget_alert=False)
+                return _outcome(
+                    decision,
+                    DecisionReason.POD_NOT_FOUND,
+                    f"no pod {target.namespace}/{target.pod}",
+                )
+            containers = decision.containers
+            alerted = policy.spec.capture.containers is ContainerSelection.ALERTED
+            if alerted and not containers and target.container_id:
+                name = resolve_container_id(target.container_id, pod.ids)
+                if name is None:
+                    self.gate.undo(decision, forget_alert=False)
+                    return _outcome(
+                        decision,
+                        DecisionReason.CONTAINER_NOT_FOUND,
+                        f"no container of the pod has ID {target.container_id}",
+                    )
+                containers = (name,)
+            missing = [c for c in containers if c not in pod.names]
+            if missing:
+                self.gate.undo(decision, forget_alert=False)
+                return _outcome(
+                    decision,
+                    DecisionReason.CONTAINER_NOT_FOUND,
+                    f"pod {target.pod} has no container {missing[0]}",
+                )
+            checkpoint = build_checkpoint(decision, containers)
+            created = await self.backend.create(checkpoint)
+        except ForensicCheckpointError as exc:
+            self.gate.undo(decision)
+            return _outcome(decision, DecisionReason.CREATE_FAILED, exc.message)
+        ref = f"{target.namespace}/{checkpoint.metadata['name']}"
+        if not created:
+            self.gate.undo(decision, forget_alert=False)
+            return _outcome(decision, DecisionReason.ALREADY_EXISTS, f"{ref} exists", ref)
+        self.metrics.created.labels(decision.event.source.value).inc()
+        return _outcome(decision, DecisionReason.CAPTURE, decision.message, ref)
+
+
+def _outcome(
+    decision: Decision,
+    reason: DecisionReason | None = None,
+    message: str | None = None,
+    checkpoint: str = "",
+) -> Outcome:
+    return Outcome(
+        decision,
+        reason or decision.reason,
+        message if message is not None else decision.message,
+        checkpoint,
+    )
+
+
+def _log(outcome: Outcome) -> None:
+    decision = outcome.decision
+    event = decision.event
+    record: dict[str, Any] = {
+        "event": "alert",
+        "source": event.source.value,
+        "alert": event.name,
+        "fingerprint": event.fingerprint,
+        "reason": outcome.reason.value,
+        "message": outcome.message,
+    }
+    if decision.target is not None:
+        record["namespace"] = decision.target.namespace
+        record["pod"] = decision.target.pod
+    if decision.policy is not None:
+        record["policy"] = decision.policy.name
+    if outcome.checkpoint:
+        record["checkpoint"] = outcome.checkpoint
+    level = logging.INFO if outcome.reason is not DecisionReason.CREATE_FAILED else logging.WARNING
+    log.log(level, json.dumps(record, sort_keys=True))
+
+
+def _schema_errors(exc: ValidationError) -> list[str]:
+    errors = []
+    for error in exc.errors(include_url=False, include_input=False)[:_MAX_REASON_ERRORS]:
+        where = ".".join(str(part) for part in error["loc"]) or "(body)"
+        errors.append(f"{where}: {error['msg']}")
+    return errors
