@@ -96,8 +96,8 @@ class MemoryScanner:
 
     ``counts`` holds the number of matches per pattern, including those beyond ``max_hits``
     (only the first ``max_hits`` per pattern are returned). Bytes of present pages overlapping
-    ``retain`` vaddr ranges are kept for ``retained()`` (argv / environment of a streamed
-    archive), so one pass serves both search and random reads.
+    ``retain`` vaddr ranges (widened to whole pages) are kept for ``retained()`` (argv /
+    environment of a streamed archive), so one pass serves both search and random reads.
     """
 
     def __init__(
@@ -135,7 +135,9 @@ class MemoryScanner:
         self._parts: list[bytes | memoryview] = []
         self._pending = 0
         self.extra_bytes = 0
-        self._retain = sorted((a, b) for a, b in retain if b > a)
+        # Whole pages are kept: strings read from a range's start may run past its end.
+        page = index.page_size
+        self._retain = sorted((a - a % page, -(-b // page) * page) for a, b in retain if b > a)
         self._kept: list[tuple[int, bytes]] = []
 
     @property

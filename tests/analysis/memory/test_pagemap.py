@@ -1,0 +1,143 @@
+"""Pagemap decoding: CRIU 4.2 and 3.x layouts, legacy flags, malformed input, page size."""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+
+import pytest
+from fc_memory_images import (
+    MM,
+    PAGEMAP,
+    PE_LAZY,
+    PE_PARENT,
+    PE_PRESENT,
+    Entry,
+    frame,
+    pagemap_image,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from forensic_checkpoint.analysis.memory import (
+    PageIndex,
+    PagemapEntry,
+    derive_page_size,
+    parse_pagemap,
+)
+from forensic_checkpoint.errors import ImageError
+
+ENTRIES = [
+    Entry(0x400000, 3, PE_PRESENT),
+    Entry(0x403000, 2, PE_PARENT),
+    Entry(0x7F0000000000, 1 << 20, PE_LAZY | PE_PRESENT),  # > 16 bits: varint of several bytes
+]
+
+
+@pytest.mark.parametrize("criu42", [True, False], ids=["criu-4.2-field5", "criu-3.x-field2"])
+def test_page_count_comes_from_field_5_or_field_2(criu42: bool) -> None:
+    pm = parse_pagemap(pagemap_image(7, ENTRIES, criu42=criu42))
+    assert pm.pages_id == 7
+    assert pm.entries == (
+        PagemapEntry(0x400000, 3, PE_PRESENT),
+        PagemapEntry(0x403000, 2, PE_PARENT),
+        PagemapEntry(0x7F0000000000, 1 << 20, PE_LAZY | PE_PRESENT),
+    )
+    assert pm.present_pages == 3 + (1 << 20)
+
+
+def test_legacy_entries_are_normalised_like_criu() -> None:
+    # init_compat_pagemap_entry(): in_parent -> PE_PARENT, no flags -> PE_PRESENT.
+    img = pagemap_image(
+        1,
+        [
+            Entry(0x1000, 1, None, in_parent=True),
+            Entry(0x2000, 1, None),
+            Entry(0x3000, 1, None, False),
+        ],
+        criu42=False,
+    )
+    assert [e.flags for e in parse_pagemap(img).entries] == [PE_PARENT, PE_PRESENT, PE_PRESENT]
+
+
+def test_pagemap_without_common_magic_is_accepted() -> None:
+    img = pagemap_image(2, ENTRIES[:1])
+    assert parse_pagemap(img[4:]).entries[0].nr_pages == 3
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "too short"),
+        (frame(MM, []), "magic"),
+        (frame(PAGEMAP, []), "no head"),
+        (pagemap_image(1, ENTRIES)[:-3], "truncated"),
+        (pagemap_image(1, ENTRIES) + b"\x01\x00", "record length"),
+        (frame(PAGEMAP, [b""]), "pages_id"),
+        (pagemap_image(1, [Entry(0x5000, 2), Entry(0x6000, 1)]), "overlaps"),
+        (frame(PAGEMAP, [b"\x08\x01", b"\x10\x01"]), "no vaddr"),
+        (frame(PAGEMAP, [b"\x08\x01", b"\x08\x80\x20"]), "no page count"),
+        (frame(PAGEMAP, [b"\x08\x01", b"\xff\xff\xff"]), "does not decode"),
+    ],
+)
+def test_malformed_pagemaps_raise_image_error(data: bytes, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        parse_pagemap(data)
+
+
+def test_huge_pagemap_is_parsed_and_indexed_exactly() -> None:
+    # 200 000 entries alternating present runs and gaps: nothing merges, offsets accumulate.
+    n = 200_000
+    entries = [Entry(0x10000000 + i * 0x3000, 2, PE_PRESENT) for i in range(n)]
+    pm = parse_pagemap(pagemap_image(3, entries))
+    assert len(pm.entries) == n
+    index = PageIndex.build(pm, derive_page_size(n * 2 * 4096, pm))
+    assert len(index.runs) == n
+    assert index.runs[-1].file_offset == (n - 1) * 2 * 4096
+    assert index.locate(0x10000000 + 12345 * 0x3000 + 5) == (
+        index.runs[12345],
+        12345 * 8192 + 5,
+    )
+
+
+def test_page_size_is_derived_from_the_pages_file() -> None:
+    pm = parse_pagemap(pagemap_image(1, ENTRIES[:2]))  # 3 present pages
+    assert derive_page_size(3 * 16384, pm) == 16384
+    assert derive_page_size(3 * 4096, 3) == 4096
+    assert derive_page_size(0, 0) == 4096
+    with pytest.raises(ImageError):
+        derive_page_size(3 * 4096 + 1, pm)  # truncated or mismatched pages file
+    with pytest.raises(ImageError):
+        derive_page_size(3 * 3000, pm)  # no architecture has 3000-byte pages
+    with pytest.raises(ImageError):
+        derive_page_size(4096, 0)
+
+
+def test_index_rejects_entries_not_aligned_to_the_derived_page_size() -> None:
+    pm = parse_pagemap(pagemap_image(1, [Entry(0x1000, 1)]))
+    with pytest.raises(ImageError, match="aligned"):
+        PageIndex.build(pm, 16384)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=200))
+def test_fuzz_garbage_only_raises_image_error(data: bytes) -> None:
+    for candidate in (data, struct.pack("<II", 0x54564319, PAGEMAP) + data):
+        with contextlib.suppress(ImageError):
+            parse_pagemap(candidate)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_fuzz_mutated_pagemaps_only_raise_image_error(data: st.DataObject) -> None:
+    img = bytearray(pagemap_image(1, ENTRIES))
+    for _ in range(data.draw(st.integers(1, 8))):
+        pos = data.draw(st.integers(0, len(img) - 1))
+        img[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(img)))
+    try:
+        pm = parse_pagemap(bytes(img[:cut]))
+    except ImageError:
+        return
+    with contextlib.suppress(ImageError):
+        PageIndex.build(pm)
