@@ -1,0 +1,202 @@
+"""Alert storm: 1,000 Alertmanager notifications in 10 s, 90 % of them re-sends.
+
+Starts the receiver against a real API server (a one-node dev cluster with one running pod per
+distinct alert), sends the storm at a steady rate over HTTP with the bearer token, and reports:
+
+* the receiver's response time (p50, p99, max) against a 100 ms goal;
+* the ForensicCheckpoints that exist afterwards, counted in the API server;
+* the captures started against what the configured limits allow
+  (``min(max_concurrent, burst + rate x duration)``), and the decisions by reason.
+
+No operator runs, so no capture finishes: the concurrency cap is reached and stays reached, which
+is the storm case the cap exists for.
+
+    python -m benchmarks.alert_storm [--alerts 1000] [--seconds 10] [--unique 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from forensic_checkpoint.api.policy import ForensicCapturePolicy
+from forensic_checkpoint.controller.alerts import (
+    AlertReceiverConfig,
+    KubeCaptureBackend,
+    serve_alerts,
+)
+from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint.domain.alert_capture import LABEL_SOURCE
+from forensic_checkpoint.domain.alert_policy import Limits
+from forensic_checkpoint.k8s.client import request_json
+
+NAMESPACE = "storm"
+TOKEN = secrets.token_hex(16)
+P99_GOAL_SECONDS = 0.1
+
+
+def notification(index: int, pod: str) -> dict[str, Any]:
+    """One Alertmanager v4 notification carrying one firing alert."""
+    alert = {
+        "status": "firing",
+        "labels": {
+            "alertname": "StormAlert",
+            "namespace": NAMESPACE,
+            "pod": pod,
+            "container": "app",
+            "severity": "critical",
+        },
+        "annotations": {"summary": f"storm alert for {pod}"},
+        "startsAt": "2026-11-28T12:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "",
+        "fingerprint": f"{index:016x}",
+    }
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="StormAlert", pod="{pod}"}}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "forensics",
+        "groupLabels": {"alertname": "StormAlert"},
+        "commonLabels": alert["labels"],
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "alerts": [alert],
+    }
+
+
+async def storm(
+    url: str, alerts: int, seconds: float, distinct: int
+) -> tuple[list[float], Counter[int], Counter[str]]:
+    """Send ``alerts`` notifications evenly over ``seconds``; alert i is distinct alert
+    ``i % distinct``, so all but ``distinct`` of them are re-sends."""
+    latencies: list[float] = []
+    codes: Counter[int] = Counter()
+    reasons: Counter[str] = Counter()
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    bodies = [
+        json.dumps(notification(i % distinct, f"pod-{i % distinct}")).encode()
+        for i in range(alerts)
+    ]
+    interval = seconds / alerts
+    started = time.perf_counter()
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+
+        async def send(body: bytes) -> None:
+            t0 = time.perf_counter()
+            async with session.post(url, data=body, headers=headers) as response:
+                answer = await response.json()
+            latencies.append(time.perf_counter() - t0)
+            codes[response.status] += 1
+            for decision in answer.get("decisions", []):
+                reasons[decision["reason"]] += 1
+
+        tasks = []
+        for i, body in enumerate(bodies):
+            delay = started + i * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(send(body)))
+        await asyncio.gather(*tasks)
+    return latencies, codes, reasons
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
+
+
+async def run(args: argparse.Namespace, cluster: DevCluster) -> int:
+    api = cluster.admin_client()
+    distinct = max(1, round(args.alerts * args.unique))
+    print(f"creating {distinct} running pods in namespace {NAMESPACE} ...", flush=True)
+    for i in range(distinct):
+        cluster.create_running_pod(NAMESPACE, f"pod-{i}", cluster.nodes[0].name, containers=["app"])
+    policy = ForensicCapturePolicy.model_validate(
+        {
+            "metadata": {"name": "storm"},
+            "spec": {"match": {"namespaces": [NAMESPACE]}, "cooldownSeconds": 600},
+        }
+    )
+    request_json(
+        api, "POST", "/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies",
+        body=policy.to_kube(),
+    )  # fmt: skip
+    token_file = cluster.dir / "alert-token"
+    token_file.write_text(TOKEN)
+    limits = Limits(rate_per_second=args.rate, burst=args.burst, max_concurrent=args.concurrent)
+    config = AlertReceiverConfig(host="127.0.0.1", port=0, token_file=token_file, limits=limits)
+    server = await serve_alerts(config, KubeCaptureBackend(api), registry=CollectorRegistry())
+    try:
+        started = time.perf_counter()
+        latencies, codes, reasons = await storm(
+            server.url + "/v1/alerts/alertmanager", args.alerts, args.seconds, distinct
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        await server.stop()
+
+    listed = request_json(
+        api,
+        "GET",
+        f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints",
+        query={"labelSelector": LABEL_SOURCE},
+    )
+    created = len(listed["items"])
+    allowed = min(args.concurrent, args.burst + math.floor(args.rate * elapsed))
+    p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
+    print(f"alerts sent            {args.alerts} in {elapsed:.2f} s ({distinct} distinct)")
+    print(f"HTTP status codes      {dict(sorted(codes.items()))}")
+    print(f"decisions by reason    {dict(reasons.most_common())}")
+    print(f"response time p50      {p50 * 1000:.2f} ms")
+    print(f"response time p99      {p99 * 1000:.2f} ms  (goal {P99_GOAL_SECONDS * 1000:.0f} ms, "
+          f"ratio {p99 / P99_GOAL_SECONDS:.2f})")  # fmt: skip
+    print(f"response time max      {max(latencies) * 1000:.2f} ms")
+    print(f"checkpoints created    {created} (counted in the API server)")
+    print(
+        f"captures started       {reasons['Capture']} vs limits allow {allowed} "
+        f"(rate {args.rate}/s, burst {args.burst}, max concurrent {args.concurrent}; "
+        f"ratio {reasons['Capture'] / allowed:.2f})"
+    )
+    # Every request answered, no capture without its object, none beyond the limits.
+    ok = codes.get(200, 0) == args.alerts and created == reasons["Capture"] <= allowed
+    print("result                 " + ("OK" if ok else "LIMITS VIOLATED"))
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=1000)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--unique", type=float, default=0.1, help="fraction of distinct alerts")
+    parser.add_argument("--rate", type=float, default=1.0, help="captures per second")
+    parser.add_argument("--burst", type=int, default=5)
+    parser.add_argument("--concurrent", type=int, default=10, help="max concurrent captures")
+    args = parser.parse_args(argv)
+    directory = Path(tempfile.mkdtemp(prefix="alert-storm-"))
+    cluster = DevCluster.start(directory / "cluster", nodes=1, die_with_parent=True)
+    try:
+        return asyncio.run(run(args, cluster))
+    finally:
+        cluster.stop(remove=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
