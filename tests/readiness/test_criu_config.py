@@ -217,3 +217,40 @@ def test_create_never_replaces_a_file_that_appeared_meanwhile(tmp_path: Path) ->
         _create_exclusive(path, render(ON))
     assert path.read_text() == FOREIGN
     assert [p.name for p in path.parent.iterdir()] == ["runc.conf"]
+
+
+def test_settings_from_chart_values() -> None:
+    settings = CriuConfigSettings.from_values(
+        {"enabled": True, "ghostLimitBytes": 64 * MIB, "skipInFlight": False}
+    )
+    assert settings == CriuConfigSettings(
+        enabled=True, ghost_limit_bytes=64 * MIB, skip_in_flight=False
+    )
+    assert CriuConfigSettings.from_values(None) == CriuConfigSettings()
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"enabled": "yes"}, {"ghostLimitBytes": "256M"}, {"ghostLimit": 1}, {"enabled": 1}],
+)
+def test_bad_chart_values_are_named(values: dict[str, object]) -> None:
+    with pytest.raises(ConfigError, match="criuConfig"):
+        CriuConfigSettings.from_values(values)
+
+
+def test_result_feeds_the_readiness_check(tmp_path: Path) -> None:
+    from forensic_checkpoint.domain.readiness import CheckName, NodeProbe, evaluate
+
+    observed = reconcile_criu_config(ON, root=tmp_path).observation()
+    check = next(
+        c
+        for c in evaluate(NodeProbe(criu_config=observed)).checks
+        if c.name is CheckName.CRIU_CONFIG
+    )
+    assert (check.status.value, check.reason) == ("Pass", "Configured")
+    absent = reconcile_criu_config(OFF, root=tmp_path).observation()
+    assert absent.state == "Absent"
+    check = next(
+        c for c in evaluate(NodeProbe(criu_config=absent)).checks if c.name is CheckName.CRIU_CONFIG
+    )
+    assert check.reason == "EstablishedTCPNeedsConfig"

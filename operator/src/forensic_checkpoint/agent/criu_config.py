@@ -20,11 +20,13 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
+from forensic_checkpoint.domain.readiness import CriuConfigObservation
 from forensic_checkpoint.errors import ConfigError
 
 MIB = 1 << 20
@@ -80,6 +82,31 @@ class CriuConfigSettings:
                 f"{MAX_GHOST_LIMIT}, got {self.ghost_limit_bytes}"
             )
 
+    @classmethod
+    def from_values(cls, values: Mapping[str, Any] | None) -> CriuConfigSettings:
+        """From the chart's camelCase ``criuConfig`` values; unknown keys are an error."""
+        values = dict(values or {})
+        keys = {
+            "enabled": "enabled",
+            "tcpEstablished": "tcp_established",
+            "skipInFlight": "skip_in_flight",
+            "fileLocks": "file_locks",
+            "ghostLimitBytes": "ghost_limit_bytes",
+        }
+        unknown = sorted(set(values) - set(keys))
+        if unknown:
+            raise ConfigError(f"criuConfig: unknown setting(s) {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for key, attr in keys.items():
+            if key not in values:
+                continue
+            value = values[key]
+            wanted = int if attr == "ghost_limit_bytes" else bool
+            if type(value) is not wanted:
+                raise ConfigError(f"criuConfig.{key} must be a {wanted.__name__}, got {value!r}")
+            kwargs[attr] = value
+        return cls(**kwargs)
+
     def option_lines(self) -> list[str]:
         """The CRIU config statements, one per line, without the leading ``--``."""
         lines = []
@@ -114,6 +141,16 @@ class CriuConfigResult:
     @property
     def ghost_limit_bytes(self) -> int:
         return parse_size(self.options.get("ghost-limit", "")) or CRIU_DEFAULT_GHOST_LIMIT
+
+    def observation(self) -> CriuConfigObservation:
+        """The readiness probe's view of this result (``domain.readiness``)."""
+        return CriuConfigObservation(
+            state=self.state.value,
+            tcp_established=self.tcp_established,
+            ghost_limit_bytes=self.ghost_limit_bytes,
+            message=self.message,
+            notes=self.notes,
+        )
 
 
 def render(settings: CriuConfigSettings) -> str:
