@@ -18,7 +18,7 @@ lint: setup
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: setup
+test: setup cluster-tools
 	$(PY) -m pytest -q
 
 bench: setup
@@ -26,6 +26,11 @@ bench: setup
 
 demo: setup
 	$(VENV)/bin/forensic-checkpoint analyze tests/data/counter-blog-crio.tar.zst --search 'secret' 
+
+# etcd, kube-apiserver, kube-controller-manager, kubectl, helm at the versions in tools/versions.env,
+# built once per machine into $(TOOLS_DIR); a no-op (version checks only) when already there.
+cluster-tools:
+	TOOLS_DIR=$(TOOLS_DIR) bash scripts/build-cluster-tools.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

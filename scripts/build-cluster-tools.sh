@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 # shellcheck source=/dev/null
 source tools/versions.env
-TOOLS_DIR=${TOOLS_DIR:-$HOME/.cache/forensic-checkpoint}
+TOOLS_DIR=${TOOLS_DIR:-${FORENSIC_TOOLS_DIR:-$HOME/.cache/forensic-checkpoint}}
 export GOFLAGS="-trimpath -buildvcs=false"
 export CGO_ENABLED=0
 
@@ -124,7 +124,7 @@ mkdir -p "$TOOLS_DIR"
 start=$(date +%s)
 if ! etcd_ok; then
     build etcd "$etcd_dir" "" go.etcd.io/etcd/server/v3
-    mv "$etcd_dir/v3" "$etcd_dir/etcd"
+    mv "$etcd_dir/server" "$etcd_dir/etcd" # go names the binary after the path before /v3
 fi
 if ! kube_ok; then
     v=k8s.io/component-base/version
