@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.server import ThreadedMotoServer
 
-from forensic_checkpoint.agent.export import ExportConfig, Exporter, object_key
+from forensic_checkpoint.agent.export import ExportConfig, Exporter, backoff_delays, object_key
 from forensic_checkpoint.api.custody import (
     Actor,
     ActorKind,
@@ -19,7 +22,7 @@ from forensic_checkpoint.api.custody import (
     EvidenceTarget,
 )
 from forensic_checkpoint.domain import custody
-from forensic_checkpoint.errors import ConfigError, IntegrityError
+from forensic_checkpoint.errors import ConfigError, ExportError, IntegrityError
 
 from .conftest import ACCESS_KEY, SECRET_KEY
 
@@ -160,3 +163,55 @@ def test_invalid_configuration_is_refused(field: str, value: Any, tmp_path: Path
     values: dict[str, Any] = {"bucket": "b", "state_dir": tmp_path, field: value}
     with pytest.raises(ConfigError):
         ExportConfig(**values)
+
+
+def test_connection_errors_are_retried_with_backoff(
+    s3: Any, bucket: str, archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The store is down when the export starts and comes up during the backoff."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    late = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 2:
+            late.start()  # moto keeps its state per process: the bucket is there too
+
+    path, sha = archive
+    cfg = config(f"http://127.0.0.1:{port}", bucket, tmp_path / "state", max_attempts=4)
+    try:
+        outcome = Exporter(cfg, sleep=sleep).export(path, sha, TARGET)
+    finally:
+        late.stop()
+    assert outcome.record.sha256 == sha
+    assert len(sleeps) == 2
+    assert sleeps[1] > sleeps[0] * 0.9  # exponential, with jitter in [50%, 100%]
+
+
+def test_refusals_fail_at_once_without_retries(
+    s3_endpoint: str, archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    sleeps: list[float] = []
+    path, sha = archive
+    cfg = config(s3_endpoint, "no-such-bucket-here", tmp_path / "state")
+    with pytest.raises(ExportError, match="NoSuchBucket"):
+        Exporter(cfg, sleep=sleeps.append).export(path, sha, TARGET)
+    assert sleeps == []
+
+
+def test_backoff_is_exponential_capped_and_jittered(tmp_path: Path) -> None:
+    cfg = ExportConfig(
+        bucket="b",
+        state_dir=tmp_path,
+        max_attempts=8,
+        backoff_base_seconds=1,
+        backoff_max_seconds=10,
+    )
+    delays = backoff_delays(cfg, random.Random(7))  # noqa: S311 - reproducible jitter
+    assert len(delays) == 7
+    for n, delay in enumerate(delays):
+        ceiling = min(10, 2**n)
+        assert ceiling / 2 <= delay <= ceiling
