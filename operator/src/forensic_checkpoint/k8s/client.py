@@ -95,6 +95,11 @@ def from_environment(kubeconfig: str | os.PathLike[str] | None = None) -> ApiCli
     return from_kubeconfig(Path.home() / ".kube" / "config")
 
 
+def close(api: ApiClient) -> None:
+    """Release the client's connection pool (the library's method is untyped)."""
+    api.close()  # type: ignore[no-untyped-call]
+
+
 def _base_configuration(server: str, ca_file: str | os.PathLike[str] | None) -> Any:
     cfg = k8s_client.Configuration()
     cfg.host = server.rstrip("/")

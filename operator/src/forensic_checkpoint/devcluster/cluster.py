@@ -1,0 +1,548 @@
+"""A local control plane (etcd, kube-apiserver, kube-controller-manager) plus fake kubelets.
+
+What controller-runtime users call envtest, plus nodes: everything listens on loopback ports
+the kernel picks at start, so several clusters can run side by side. TLS everywhere (etcd
+included), RBAC with the Node authoriser, ServiceAccount token issuing, and a controller manager
+for the CSR signer, ServiceAccount tokens and namespace deletion. The node lifecycle controller
+is deliberately not run: nothing would heartbeat, and it would taint and evict the fake nodes.
+
+``DevCluster.start`` writes ``state.json`` in the cluster directory; ``stop_from_state`` (the CLI's
+``down``) reads it to find every process group, so nothing is left running or listening.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from forensic_checkpoint.devcluster import access, binaries, pki, processes
+from forensic_checkpoint.devcluster.fake_kubelet import KubeletConfig, prepare_default_archive
+from forensic_checkpoint.devcluster.faults import NodeSettings
+from forensic_checkpoint.devcluster.pods import create_running_pod
+from forensic_checkpoint.errors import ClusterError, ConfigError, ToolError
+from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig, request_json
+
+STATE_FILE = "state.json"
+DEFAULT_ARCHIVE = binaries.REPO_ROOT / "tests" / "data" / "counter-blog-crio.tar.zst"
+CRDS_DIR = binaries.REPO_ROOT / "crds"
+ADMIN_USER = "forensic-checkpoint-admin"
+#: Controllers the dev cluster needs; node lifecycle and friends are left out on purpose.
+CONTROLLERS = (
+    "serviceaccount",
+    "serviceaccount-token",
+    "namespace",
+    "garbagecollector",
+    "csrsigning",
+    "csrapproving",
+    "csrcleaner",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation",
+)
+
+
+@dataclass
+class FakeNode:
+    """One fake kubelet: where it listens, where it writes, how to verify and steer it."""
+
+    name: str
+    port: int
+    checkpoint_dir: Path
+    serving_ca: Path  #: the "kubelet serving CA" that signed this kubelet's certificate
+    pid: int
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def _control(self, method: str, path: str, body: Any = None) -> Any:
+        resp = requests.request(
+            method, f"{self.url}{path}", json=body, verify=str(self.serving_ca), timeout=10
+        )
+        if resp.status_code != 200:
+            raise ClusterError(f"fake kubelet {self.name}: {method} {path}: {resp.text}")
+        return resp.json()
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every checkpoint request this kubelet has answered (path, status, user)."""
+        return list(self._control("GET", "/_fake/calls")["calls"])
+
+    def reset_calls(self) -> None:
+        self._control("DELETE", "/_fake/calls")
+
+    def config(self) -> dict[str, Any]:
+        return dict(self._control("GET", "/_fake/config"))
+
+    def set_config(self, **settings: Any) -> dict[str, Any]:
+        """``checkpointGate=False``, ``runtimeVersion="containerd://2.3.4"``,
+        ``failWith="<CRI error>"`` (``None`` clears it)."""
+        return dict(self._control("PUT", "/_fake/config", settings))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "port": self.port,
+            "checkpointDir": str(self.checkpoint_dir),
+            "servingCA": str(self.serving_ca),
+            "pid": self.pid,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> FakeNode:
+        return cls(
+            name=raw["name"],
+            port=raw["port"],
+            checkpoint_dir=Path(raw["checkpointDir"]),
+            serving_ca=Path(raw["servingCA"]),
+            pid=raw["pid"],
+        )
+
+
+@dataclass
+class DevCluster:
+    dir: Path
+    server: str
+    ca_file: Path  #: the cluster CA: API server trust, client CA, kubelet client CA
+    ca_key: Path
+    kubeconfig: Path  #: admin (system:masters)
+    nodes: list[FakeNode] = field(default_factory=list)
+    pids: dict[str, int] = field(default_factory=dict)  #: component -> process-group leader
+    ports: list[int] = field(default_factory=list)
+    startup_seconds: float = 0.0
+
+    # --- clients and identities ------------------------------------------------------------
+
+    @property
+    def ca(self) -> pki.CertPair:
+        return pki.CertPair(self.ca_file, self.ca_key)
+
+    def admin_client(self) -> ApiClient:
+        return from_kubeconfig(self.kubeconfig)
+
+    def node(self, name: str) -> FakeNode:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise ConfigError(f"no fake node {name!r}")
+
+    def issue_client_certificate(
+        self, user: str, groups: Sequence[str] = (), *, name: str | None = None
+    ) -> pki.CertPair:
+        """A client certificate signed by the cluster CA (CN=user, O=groups), accepted by the
+        API server and by every fake kubelet."""
+        stem = name or user.replace(":", "-")
+        target = pki.CertPair(
+            self.dir / "clients" / f"{stem}.crt", self.dir / "clients" / f"{stem}.key"
+        )
+        return pki.issue(self.ca, target, user, organizations=tuple(groups), client=True)
+
+    def create_running_pod(
+        self, namespace: str, name: str, node: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        api = self.admin_client()
+        try:
+            access.ensure_namespace(api, namespace)
+            return create_running_pod(api, namespace, name, node, **kwargs)
+        finally:
+            close(api)
+
+    # --- life cycle ------------------------------------------------------------------------
+
+    @classmethod
+    def start(
+        cls,
+        directory: Path,
+        *,
+        nodes: int = 2,
+        die_with_parent: bool = False,
+        build: bool = True,
+        crds_dir: Path | None = CRDS_DIR,
+        default_archive: Path = DEFAULT_ARCHIVE,
+        runtime_version: str = NodeSettings.runtime_version,
+    ) -> DevCluster:
+        started = time.monotonic()
+        tools = binaries.ensure(build=build)
+        directory = directory.resolve()
+        if (directory / STATE_FILE).exists():
+            raise ConfigError(f"{directory} already holds a cluster; run `dev-cluster down` first")
+        directory.mkdir(parents=True, exist_ok=True)
+        p = _Pki(directory / "pki")
+        p.create(node_names=[f"node-{i + 1}" for i in range(nodes)])
+        etcd_port, etcd_peer, api_port = (processes.free_port() for _ in range(3))
+        cluster = cls(
+            dir=directory,
+            server=f"https://127.0.0.1:{api_port}",
+            ca_file=p.ca.cert,
+            ca_key=p.ca.key,
+            kubeconfig=directory / "admin.kubeconfig",
+            ports=[etcd_port, etcd_peer, api_port],
+        )
+        logs = directory / "logs"
+        try:
+            cluster.pids["etcd"] = processes.spawn(
+                _etcd_args(tools.etcd, directory / "etcd", p, etcd_port, etcd_peer),
+                logs / "etcd.log",
+                die_with_parent=die_with_parent,
+            ).pid
+            cluster._save()
+            cluster.pids["kube-apiserver"] = processes.spawn(
+                _apiserver_args(tools.kube_apiserver, p, etcd_port, api_port),
+                logs / "kube-apiserver.log",
+                die_with_parent=die_with_parent,
+            ).pid
+            cluster._save()
+            _write_kubeconfig(cluster.kubeconfig, cluster.server, p.ca.cert, p.admin)
+            kcm_kubeconfig = directory / "kube-controller-manager.kubeconfig"
+            _write_kubeconfig(kcm_kubeconfig, cluster.server, p.ca.cert, p.kcm)
+            cluster._wait_ready(p, timeout=60)
+            cluster.pids["kube-controller-manager"] = processes.spawn(
+                _kcm_args(tools.kube_controller_manager, p, kcm_kubeconfig),
+                logs / "kube-controller-manager.log",
+                die_with_parent=die_with_parent,
+            ).pid
+            cluster._save()
+            if crds_dir is not None and crds_dir.is_dir():
+                cluster.apply_crds(sorted(crds_dir.glob("*.yaml")))
+            cluster._start_nodes(p, nodes, default_archive, runtime_version, die_with_parent)
+        except BaseException:
+            cluster.stop(remove=False)
+            raise
+        cluster.startup_seconds = time.monotonic() - started
+        cluster._save()
+        return cluster
+
+    def _wait_ready(self, p: _Pki, *, timeout: float) -> None:
+        session = requests.Session()
+        session.verify = str(p.ca.cert)
+        session.cert = (str(p.admin.cert), str(p.admin.key))
+
+        def ready() -> bool:
+            for name, pid in self.pids.items():
+                if not processes.alive(pid):
+                    raise ToolError(
+                        f"{name} exited during start-up; see {self.dir}/logs/{name}.log"
+                    )
+            try:
+                return session.get(f"{self.server}/readyz", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        if not processes.wait_until(ready, timeout, interval=0.1):
+            raise ToolError(f"kube-apiserver not ready in {timeout:.0f} s; see {self.dir}/logs")
+
+    def apply_crds(self, files: Sequence[Path]) -> list[str]:
+        """Server-side apply every CRD in ``files`` and wait until each is Established."""
+        api = self.admin_client()
+        names: list[str] = []
+        try:
+            for f in files:
+                for doc in yaml.safe_load_all(f.read_text()):
+                    if not doc or doc.get("kind") != "CustomResourceDefinition":
+                        continue
+                    name = doc["metadata"]["name"]
+                    request_json(
+                        api,
+                        "PATCH",
+                        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
+                        body=doc,
+                        query={"fieldManager": "forensic-checkpoint-dev-cluster", "force": "true"},
+                        content_type="application/apply-patch+yaml",
+                    )
+                    names.append(name)
+
+            def established(name: str) -> bool:
+                crd = request_json(
+                    api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+                )
+                conds = crd.get("status", {}).get("conditions") or []
+                return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+
+            for name in names:
+                if not processes.wait_until(lambda n=name: established(n), 30, interval=0.1):  # type: ignore[misc]
+                    raise ClusterError(f"CRD {name} not Established within 30 s")
+        finally:
+            close(api)
+        return names
+
+    def _start_nodes(
+        self, p: _Pki, count: int, archive: Path, runtime_version: str, die_with_parent: bool
+    ) -> None:
+        started: list[tuple[str, Path, Path, Path, int]] = []
+        for i in range(count):
+            name = f"node-{i + 1}"
+            base = self.dir / "nodes" / name
+            state = base / "state"
+            state.mkdir(parents=True, exist_ok=True)
+            kubeconfig = base / "kubeconfig"
+            _write_kubeconfig(kubeconfig, self.server, p.ca.cert, p.node_client(name))
+            serving = p.node_serving(name)
+            default = prepare_default_archive(archive, self.dir / "default-archive.tar")
+            config = KubeletConfig(
+                node_name=name,
+                kubeconfig=kubeconfig,
+                serving_cert=serving.cert,
+                serving_key=serving.key,
+                client_ca=p.ca.cert,
+                checkpoint_dir=base / "checkpoints",
+                state_dir=state,
+                default_archive=default,
+                runtime_version=runtime_version,
+            )
+            (base / "config.json").write_text(json.dumps(config.to_json(), indent=2))
+            proc = processes.spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "forensic_checkpoint.devcluster.fake_kubelet",
+                    base / "config.json",
+                ],
+                self.dir / "logs" / f"kubelet-{name}.log",
+                die_with_parent=die_with_parent,
+            )
+            self.pids[f"kubelet-{name}"] = proc.pid
+            self._save()
+            started.append(
+                (name, state / "ready.json", config.checkpoint_dir, p.kubelet_ca.cert, proc.pid)
+            )
+        for name, ready, checkpoints, serving_ca, pid in started:
+
+            def up(ready: Path = ready, pid: int = pid, name: str = name) -> bool:
+                if not processes.alive(pid):
+                    raise ToolError(
+                        f"fake kubelet {name} exited; see {self.dir}/logs/kubelet-{name}.log"
+                    )
+                return ready.exists()
+
+            if not processes.wait_until(up, 30):
+                raise ToolError(f"fake kubelet {name} not ready within 30 s")
+            port = int(json.loads(ready.read_text())["port"])
+            self.ports.append(port)
+            self.nodes.append(FakeNode(name, port, checkpoints, serving_ca, pid))
+
+    def stop(self, *, remove: bool = False) -> None:
+        """Stop every process group (kubelets first, etcd last); idempotent."""
+        for name in reversed(list(self.pids)):
+            processes.stop_group(self.pids[name])
+        self.pids.clear()
+        self._save()
+        if remove:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def leftovers(self) -> tuple[list[int], list[int]]:
+        """(pids still alive, ports still accepting) among this cluster's; both empty when clean."""
+        state = _read_state(self.dir) if (self.dir / STATE_FILE).exists() else {}
+        pids = [pid for pid in state.get("allPids", []) if processes.alive(pid)]
+        return pids, [port for port in self.ports if processes.port_open(port)]
+
+    # --- state file ------------------------------------------------------------------------
+
+    def _save(self) -> None:
+        path = self.dir / STATE_FILE
+        previous = _read_state(self.dir) if path.exists() else {}
+        all_pids = sorted(set(previous.get("allPids", [])) | set(self.pids.values()))
+        state = {
+            "dir": str(self.dir),
+            "server": self.server,
+            "caFile": str(self.ca_file),
+            "caKey": str(self.ca_key),
+            "kubeconfig": str(self.kubeconfig),
+            "pids": self.pids,
+            "allPids": all_pids,
+            "ports": self.ports,
+            "nodes": [n.to_json() for n in self.nodes],
+            "startupSeconds": round(self.startup_seconds, 2),
+        }
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, directory: Path) -> DevCluster:
+        raw = _read_state(directory.resolve())
+        return cls(
+            dir=Path(raw["dir"]),
+            server=raw["server"],
+            ca_file=Path(raw["caFile"]),
+            ca_key=Path(raw["caKey"]),
+            kubeconfig=Path(raw["kubeconfig"]),
+            nodes=[FakeNode.from_json(n) for n in raw["nodes"]],
+            pids=dict(raw["pids"]),
+            ports=list(raw["ports"]),
+            startup_seconds=float(raw.get("startupSeconds", 0.0)),
+        )
+
+
+def _read_state(directory: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((directory / STATE_FILE).read_text()))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"no dev cluster state in {directory}: {exc}") from exc
+
+
+def stop_from_state(directory: Path, *, remove: bool = False) -> DevCluster:
+    cluster = DevCluster.load(directory)
+    cluster.stop(remove=False)
+    pids, ports = cluster.leftovers()
+    if pids or ports:
+        raise ToolError(f"dev cluster left pids {pids} and ports {ports} behind")
+    (cluster.dir / STATE_FILE).unlink(missing_ok=True)
+    if remove:
+        shutil.rmtree(cluster.dir, ignore_errors=True)
+    return cluster
+
+
+# --- certificates -------------------------------------------------------------------------
+
+
+class _Pki:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ca = self._pair("ca")
+        self.kubelet_ca = self._pair("kubelet-ca")
+        self.apiserver = self._pair("apiserver")
+        self.etcd = self._pair("etcd-server")
+        self.etcd_client = self._pair("apiserver-etcd-client")
+        self.kubelet_client = self._pair("apiserver-kubelet-client")
+        self.admin = self._pair("admin")
+        self.kcm = self._pair("kube-controller-manager")
+        self.sa_key = root / "sa.key"
+        self.sa_pub = root / "sa.pub"
+
+    def _pair(self, stem: str) -> pki.CertPair:
+        return pki.CertPair(self.root / f"{stem}.crt", self.root / f"{stem}.key")
+
+    def node_client(self, name: str) -> pki.CertPair:
+        return self._pair(f"node-{name}-client")
+
+    def node_serving(self, name: str) -> pki.CertPair:
+        return self._pair(f"node-{name}-serving")
+
+    def create(self, node_names: Sequence[str]) -> None:
+        pki.create_ca(self.ca, "forensic-checkpoint-dev-ca")
+        pki.create_ca(self.kubelet_ca, "forensic-checkpoint-dev-kubelet-serving-ca")
+        local = ("127.0.0.1", "localhost")
+        pki.issue(
+            self.ca,
+            self.apiserver,
+            "kube-apiserver",
+            server_names=(*local, "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+        )
+        pki.issue(self.ca, self.etcd, "etcd", server_names=local)
+        pki.issue(self.ca, self.etcd_client, "kube-apiserver-etcd-client", client=True)
+        pki.issue(self.ca, self.kubelet_client, "kube-apiserver-kubelet-client", client=True)
+        pki.issue(self.ca, self.admin, ADMIN_USER, organizations=("system:masters",), client=True)
+        pki.issue(self.ca, self.kcm, "system:kube-controller-manager", client=True)
+        pki.create_signing_key(self.sa_key, self.sa_pub)
+        for name in node_names:
+            pki.issue(
+                self.ca,
+                self.node_client(name),
+                f"system:node:{name}",
+                organizations=("system:nodes",),
+                client=True,
+            )
+            pki.issue(self.kubelet_ca, self.node_serving(name), name, server_names=(*local, name))
+
+
+def _write_kubeconfig(path: Path, server: str, ca: Path, client: pki.CertPair) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "dev", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [
+            {
+                "name": "dev",
+                "user": {"client-certificate": str(client.cert), "client-key": str(client.key)},
+            }
+        ],
+        "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": "dev"}}],
+        "current-context": "dev",
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config, f, indent=2)
+
+
+# --- command lines ------------------------------------------------------------------------
+
+
+def _etcd_args(etcd: Path, data: Path, p: _Pki, port: int, peer: int) -> list[str]:
+    client_url = f"https://127.0.0.1:{port}"
+    peer_url = f"http://127.0.0.1:{peer}"
+    return [
+        str(etcd),
+        "--name=dev",
+        f"--data-dir={data}",
+        f"--listen-client-urls={client_url}",
+        f"--advertise-client-urls={client_url}",
+        f"--listen-peer-urls={peer_url}",
+        f"--initial-advertise-peer-urls={peer_url}",
+        f"--initial-cluster=dev={peer_url}",
+        f"--cert-file={p.etcd.cert}",
+        f"--key-file={p.etcd.key}",
+        f"--trusted-ca-file={p.ca.cert}",
+        "--client-cert-auth=true",
+        "--listen-metrics-urls=",
+        "--unsafe-no-fsync=true",  # a throwaway cluster: durability costs start-up time
+        "--log-level=warn",
+    ]
+
+
+def _apiserver_args(binary: Path, p: _Pki, etcd_port: int, port: int) -> list[str]:
+    return [
+        str(binary),
+        f"--etcd-servers=https://127.0.0.1:{etcd_port}",
+        f"--etcd-cafile={p.ca.cert}",
+        f"--etcd-certfile={p.etcd_client.cert}",
+        f"--etcd-keyfile={p.etcd_client.key}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--tls-cert-file={p.apiserver.cert}",
+        f"--tls-private-key-file={p.apiserver.key}",
+        f"--client-ca-file={p.ca.cert}",
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={p.sa_pub}",
+        f"--service-account-signing-key-file={p.sa_key}",
+        "--api-audiences=https://kubernetes.default.svc.cluster.local",
+        "--service-cluster-ip-range=10.96.0.0/16",
+        f"--kubelet-client-certificate={p.kubelet_client.cert}",
+        f"--kubelet-client-key={p.kubelet_client.key}",
+        f"--kubelet-certificate-authority={p.kubelet_ca.cert}",
+        "--kubelet-preferred-address-types=InternalIP",
+        "--allow-privileged=true",
+        "--endpoint-reconciler-type=none",
+        "--v=1",
+    ]
+
+
+def _kcm_args(binary: Path, p: _Pki, kubeconfig: Path) -> list[str]:
+    return [
+        str(binary),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        "--secure-port=0",
+        "--leader-elect=false",
+        f"--controllers={','.join(CONTROLLERS)}",
+        f"--cluster-signing-cert-file={p.ca.cert}",
+        f"--cluster-signing-key-file={p.ca.key}",
+        f"--root-ca-file={p.ca.cert}",
+        f"--service-account-private-key-file={p.sa_key}",
+        "--use-service-account-credentials=false",
+        "--v=1",
+    ]

@@ -1,0 +1,100 @@
+"""Pods that look scheduled and running, without a scheduler or a real kubelet.
+
+``create_running_pod`` creates the pod bound to a node (``spec.nodeName``), then writes the
+status a kubelet would (phase Running, Ready, a running ``containerStatuses`` entry per
+container) through the ``status`` subresource, so watchers and the fake kubelet see a normal
+running pod.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from forensic_checkpoint.devcluster.faults import ARCHIVE_ANNOTATION, FAULT_ANNOTATION
+from forensic_checkpoint.k8s.client import ApiClient, request_json
+
+DEFAULT_IMAGE = "registry.k8s.io/pause:3.10"
+
+
+def create_running_pod(
+    api: ApiClient,
+    namespace: str,
+    name: str,
+    node: str,
+    *,
+    containers: Sequence[str] = ("app",),
+    image: str = DEFAULT_IMAGE,
+    labels: Mapping[str, str] | None = None,
+    annotations: Mapping[str, str] | None = None,
+    fault: str | None = None,
+    archive: str | None = None,
+    running: bool = True,
+) -> dict[str, Any]:
+    """Create ``namespace/name`` on ``node`` and mark it Running; returns the pod as stored.
+
+    ``fault`` and ``archive`` set the fake kubelet's annotations (see ``faults``);
+    ``running=False`` leaves the containers in ``waiting`` (the kubelet then fails a
+    checkpoint with "container ... not found").
+    """
+    notes = dict(annotations or {})
+    if fault is not None:
+        notes[FAULT_ANNOTATION] = fault
+    if archive is not None:
+        notes[ARCHIVE_ANNOTATION] = archive
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": dict(labels or {}), "annotations": notes},
+        "spec": {
+            "nodeName": node,
+            "automountServiceAccountToken": False,
+            "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": c, "image": image} for c in containers],
+        },
+    }
+    created = request_json(api, "POST", f"/api/v1/namespaces/{namespace}/pods", body=pod)
+    uid = created["metadata"]["uid"]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def container_status(c: str) -> dict[str, Any]:
+        cid = hashlib.sha256(f"{uid}/{c}".encode()).hexdigest()
+        state = {"running": {"startedAt": now}} if running else {"waiting": {"reason": "Created"}}
+        return {
+            "name": c,
+            "image": image,
+            "imageID": f"{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}",
+            "containerID": f"cri-o://{cid}",
+            "ready": running,
+            "started": running,
+            "restartCount": 0,
+            "state": state,
+        }
+
+    ready = "True" if running else "False"
+    status = {
+        "status": {
+            "phase": "Running" if running else "Pending",
+            "hostIP": "127.0.0.1",
+            "hostIPs": [{"ip": "127.0.0.1"}],
+            "podIP": "10.244.0.10",
+            "podIPs": [{"ip": "10.244.0.10"}],
+            "startTime": now,
+            "conditions": [
+                {"type": t, "status": ready if t != "PodScheduled" else "True"}
+                for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+            ],
+            "containerStatuses": [container_status(c) for c in containers],
+        }
+    }
+    return dict(
+        request_json(
+            api,
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/pods/{name}/status",
+            body=status,
+            content_type="application/merge-patch+json",
+        )
+    )

@@ -1,0 +1,58 @@
+"""Parsing of the fake kubelet's fault annotation and node settings (no cluster needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from forensic_checkpoint.devcluster.faults import Fault, NodeSettings, parse_fault
+from forensic_checkpoint.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("value", "fault"),
+    [
+        (None, Fault()),
+        ("", Fault()),
+        ("latency=3s", Fault(latency=3.0)),
+        ("latency=250ms", Fault(latency=0.25)),
+        ("latency=1.5", Fault(latency=1.5)),
+        ("hang", Fault(hang=True)),
+        ("gate-off", Fault(gate_off=True)),
+        ("reset", Fault(reset=True)),
+        ("latency=2s;reset", Fault(latency=2.0, reset=True)),
+        (
+            "error=checkpoint/restore support not available",
+            Fault(
+                error="rpc error: code = Unknown desc = checkpoint/restore support not available"
+            ),
+        ),
+        # the text is verbatim, ';' and '=' included, and an rpc status is not wrapped twice
+        (
+            "latency=1s;error=rpc error: code = Unknown desc = a=b; c",
+            Fault(latency=1.0, error="rpc error: code = Unknown desc = a=b; c"),
+        ),
+    ],
+)
+def test_parse_fault(value: str | None, fault: Fault) -> None:
+    assert parse_fault(value) == fault
+
+
+@pytest.mark.parametrize("value", ["explode", "latency=fast", "error=", "hang;reset"])
+def test_parse_fault_rejects(value: str) -> None:
+    with pytest.raises(ConfigError, match="fault"):
+        parse_fault(value)
+
+
+def test_node_settings_update() -> None:
+    settings = NodeSettings()
+    settings.update({"checkpointGate": False, "failWith": "criu failed"})
+    assert settings.to_json() == {
+        "checkpointGate": False,
+        "runtimeVersion": "cri-o://1.26.4",
+        "failWith": "rpc error: code = Unknown desc = criu failed",
+    }
+    settings.update({"failWith": None, "runtimeVersion": "containerd://2.3.4"})
+    assert settings.fail_with is None and settings.runtime_version == "containerd://2.3.4"
+    for bad in ({"gate": True}, {"checkpointGate": "no"}, {"runtimeVersion": "2.3"}):
+        with pytest.raises(ConfigError):
+            settings.update(bad)

@@ -1,0 +1,73 @@
+"""`dev-cluster up` / `down` as a user runs them: a second cluster next to the session's one,
+which must leave no process and no listening port behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from forensic_checkpoint.devcluster import processes
+from forensic_checkpoint.devcluster.testing import ClusterHandle
+from forensic_checkpoint.k8s.client import close, from_kubeconfig, request_json
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "forensic_checkpoint", "dev-cluster", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_up_env_down_leaves_nothing_behind(dev_cluster: ClusterHandle, tmp_path: Path) -> None:
+    if not dev_cluster.local:
+        pytest.skip("starts its own local cluster")
+    directory = tmp_path / "second"
+    up = cli("up", "--nodes", "1", "--dir", str(directory), "--no-build")
+    assert up.returncode == 0, up.stderr
+    assert "dev cluster up in" in up.stderr
+    state = json.loads((directory / "state.json").read_text())
+    kubeconfig = directory.resolve() / "admin.kubeconfig"
+    assert up.stdout.strip() == f"export KUBECONFIG={kubeconfig}"
+    assert cli("env", "--dir", str(directory)).stdout == up.stdout
+    # a separate cluster: its own ports, alongside the session's
+    assert state["server"] != dev_cluster.server
+    assert set(state["pids"]) == {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kubelet-node-1",
+    }
+    api = from_kubeconfig(kubeconfig)
+    try:
+        nodes = request_json(api, "GET", "/api/v1/nodes")["items"]
+        assert [n["metadata"]["name"] for n in nodes] == ["node-1"]
+    finally:
+        close(api)
+    pids, ports = state["allPids"], state["ports"]
+    assert all(processes.alive(p) for p in pids)
+    assert all(processes.port_open(p) for p in ports)
+
+    down = cli("down", "--dir", str(directory))
+    assert down.returncode == 0, down.stderr
+    assert not [p for p in pids if processes.alive(p)]
+    assert not [p for p in ports if processes.port_open(p)]
+    assert not directory.exists()
+    # the session cluster is untouched
+    assert request_json(dev_cluster.admin_client(), "GET", "/api/v1/nodes/node-1")
+
+
+def test_down_without_a_cluster_is_an_error(tmp_path: Path) -> None:
+    result = cli("down", "--dir", str(tmp_path / "nothing"))
+    assert result.returncode == 1
+    assert "no dev cluster state" in result.stderr

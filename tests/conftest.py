@@ -1,0 +1,40 @@
+"""Session-wide fixtures shared by every test package.
+
+``dev_cluster``: a real kube-apiserver + etcd + kube-controller-manager on loopback with two
+fake kubelet nodes (``node-1``, ``node-2``), started once per session and always stopped, or
+the cluster named by ``FORENSIC_TEST_KUBECONFIG``. Tests using it are marked ``cluster``. See
+docs/dev-cluster.md and ``forensic_checkpoint.devcluster.testing.ClusterHandle``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from forensic_checkpoint.devcluster import binaries
+from forensic_checkpoint.devcluster.testing import (
+    EXTERNAL_KUBECONFIG_ENV,
+    ClusterHandle,
+    session_cluster,
+)
+
+
+@pytest.fixture(scope="session")
+def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
+    if not os.environ.get(EXTERNAL_KUBECONFIG_ENV) and binaries.missing():
+        if not binaries.go_available():
+            pytest.skip(
+                "cluster tools are not built and no Go toolchain is installed to build them"
+            )
+        binaries.ensure(build=True)  # minutes, once per machine
+    started = time.monotonic()
+    with session_cluster(tmp_path_factory.mktemp("dev-cluster"), nodes=2) as handle:
+        print(
+            f"\ndev cluster ready in {time.monotonic() - started:.1f} s ({handle.server})",
+            file=sys.stderr,
+        )
+        yield handle
