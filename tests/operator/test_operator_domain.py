@@ -171,7 +171,9 @@ def test_capture_request_is_identical_after_a_restart() -> None:
 
 
 def _capture(state: CaptureState, **extra: object) -> CaptureStatus:
-    return CaptureStatus(key=capture_key(REF.uid, "counter"), state=state, **extra)  # type: ignore[arg-type]
+    return CaptureStatus.model_validate(
+        {"key": capture_key(REF.uid, "counter"), "state": state, **extra}
+    )
 
 
 def test_a_container_completes_only_with_its_summary() -> None:

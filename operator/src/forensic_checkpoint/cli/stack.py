@@ -1,0 +1,338 @@
+"""The whole system on a dev cluster as local processes: the operator and one agent per fake
+node, each running as its ServiceAccount with exactly the RBAC in ``deploy/rbac/``.
+
+Used by the operator's end-to-end tests, the capture-load benchmark and ``forensic-checkpoint
+demo``. Nothing here is faked beyond the kubelet: tokens come from the TokenRequest API, the
+agents serve real TLS with a CA made here, and the operator verifies it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+import yaml
+
+from forensic_checkpoint.devcluster import access, pki, processes
+from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint.errors import ClusterError, ToolError
+from forensic_checkpoint.k8s.client import ApiClient, close, request_json
+
+REPO_ROOT = Path(__file__).resolve().parents[4]
+RBAC_DIR = REPO_ROOT / "deploy" / "rbac"
+SYSTEM_NAMESPACE = "forensic-checkpoint"
+OPERATOR_SA = "forensic-checkpoint-operator"
+AGENT_SA = "forensic-checkpoint-agent"
+GROUP_PATH = "/apis/forensic-checkpoint.dev/v1alpha1"
+
+#: kind -> (collection path, namespaced) for the manifests in deploy/rbac.
+_PATHS = {
+    "Namespace": ("/api/v1/namespaces", False),
+    "ServiceAccount": ("/api/v1/namespaces/{ns}/serviceaccounts", True),
+    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1/clusterroles", False),
+    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", False),
+}
+
+
+def apply_manifests(api: ApiClient, files: list[Path]) -> None:
+    """Server-side apply every document of ``files`` (kinds in ``_PATHS`` only)."""
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if not doc:
+                continue
+            collection, namespaced = _PATHS[doc["kind"]]
+            if namespaced:
+                collection = collection.format(ns=doc["metadata"]["namespace"])
+            request_json(
+                api,
+                "PATCH",
+                f"{collection}/{doc['metadata']['name']}",
+                body=doc,
+                query={"fieldManager": "forensic-checkpoint-stack", "force": "true"},
+                content_type="application/apply-patch+yaml",
+            )
+
+
+def _write_token_kubeconfig(path: Path, server: str, ca: Path, token_file: Path) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "dev", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [{"name": "sa", "user": {"tokenFile": str(token_file)}}],
+        "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": "sa"}}],
+        "current-context": "dev",
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(config, f, indent=2)
+
+
+@dataclass
+class Identity:
+    """A ServiceAccount's token file and a kubeconfig that uses it."""
+
+    user: str
+    token_file: Path
+    kubeconfig: Path
+
+
+@dataclass
+class LocalStack:
+    cluster: DevCluster
+    root: Path
+    operator: Identity
+    agent: Identity
+    agent_ca: pki.CertPair
+    agent_cert: pki.CertPair
+    agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    operator_process: subprocess.Popen[bytes] | None = None
+    health_port: int = 0
+
+    @classmethod
+    def prepare(cls, cluster: DevCluster, root: Path) -> LocalStack:
+        """Apply deploy/rbac, mint both ServiceAccounts' tokens, make the agents' TLS."""
+        root.mkdir(parents=True, exist_ok=True)
+        api = cluster.admin_client()
+        try:
+            apply_manifests(api, [RBAC_DIR / "operator.yaml", RBAC_DIR / "agent.yaml"])
+            identities = []
+            for sa in (OPERATOR_SA, AGENT_SA):
+                token = _wait_token(api, sa)
+                token_file = root / f"{sa}.token"
+                token_file.write_text(token)
+                token_file.chmod(0o600)
+                kubeconfig = root / f"{sa}.kubeconfig"
+                _write_token_kubeconfig(kubeconfig, cluster.server, cluster.ca_file, token_file)
+                identities.append(
+                    Identity(
+                        f"system:serviceaccount:{SYSTEM_NAMESPACE}:{sa}", token_file, kubeconfig
+                    )
+                )
+        finally:
+            close(api)
+        tls = root / "agent-tls"
+        ca = pki.create_ca(
+            pki.CertPair(tls / "ca.crt", tls / "ca.key"), "forensic-checkpoint-agents"
+        )
+        cert = pki.issue(
+            ca,
+            pki.CertPair(tls / "agent.crt", tls / "agent.key"),
+            "forensic-checkpoint-agent",
+            server_names=("127.0.0.1", "localhost"),
+        )
+        return cls(cluster, root, identities[0], identities[1], ca, cert)
+
+    # --- agents -------------------------------------------------------------------------
+
+    def start_agent(self, node_name: str, *, wait: float = 60.0) -> None:
+        node = self.cluster.node(node_name)
+        base = self.root / "agents" / node_name
+        base.mkdir(parents=True, exist_ok=True)
+        started = datetime.now(UTC)
+        argv = [
+            sys.executable, "-m", "forensic_checkpoint", "agent",
+            "--node-name", node_name,
+            "--kubeconfig", str(self.agent.kubeconfig),
+            "--listen-address", "127.0.0.1",
+            "--port", "0",
+            "--advertise-address", "127.0.0.1",
+            "--tls-cert", str(self.agent_cert.cert),
+            "--tls-key", str(self.agent_cert.key),
+            "--operator-identity", self.operator.user,
+            "--state-dir", str(base / "state"),
+            "--checkpoint-dir", str(node.checkpoint_dir),
+            "--kubelet-ca", str(node.serving_ca),
+            "--kubelet-token-file", str(self.agent.token_file),
+            "--heartbeat-interval", "2",
+            "--kubelet-timeout-margin", "5",
+        ]  # fmt: skip
+        self.agents[node_name] = processes.spawn(
+            argv, self.root / "logs" / f"agent-{node_name}.log", die_with_parent=True
+        )
+        api = self.cluster.admin_client()
+        try:
+            if not processes.wait_until(
+                lambda: self._heartbeat_since(api, node_name, started), wait, interval=0.2
+            ):
+                raise ToolError(
+                    f"agent on {node_name} did not publish a heartbeat; see {self.root}/logs"
+                )
+        finally:
+            close(api)
+
+    def _heartbeat_since(self, api: ApiClient, node_name: str, since: datetime) -> bool:
+        proc = self.agents[node_name]
+        if proc.poll() is not None:
+            raise ToolError(
+                f"agent on {node_name} exited ({proc.returncode}); see {self.root}/logs"
+            )
+        try:
+            fnode = request_json(api, "GET", f"{GROUP_PATH}/forensicnodes/{node_name}")
+        except ClusterError:
+            return False
+        agent = (fnode.get("status") or {}).get("agent") or {}
+        beat = agent.get("heartbeatTime")
+        if not beat or not agent.get("endpoint"):
+            return False
+        return datetime.fromisoformat(beat.replace("Z", "+00:00")) >= since.replace(microsecond=0)
+
+    def kill_agent(self, node_name: str) -> None:
+        """SIGKILL, as a crashed or evicted agent: no clean shutdown."""
+        proc = self.agents.pop(node_name)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def agent_endpoint(self, node_name: str) -> str:
+        api = self.cluster.admin_client()
+        try:
+            fnode = request_json(api, "GET", f"{GROUP_PATH}/forensicnodes/{node_name}")
+        finally:
+            close(api)
+        return str(fnode["status"]["agent"]["endpoint"])
+
+    # --- operator -----------------------------------------------------------------------
+
+    def start_operator(self, namespaces: list[str], *, wait: float = 60.0) -> None:
+        self.health_port = processes.free_port()
+        argv = [
+            sys.executable, "-m", "forensic_checkpoint", "operator",
+            "--kubeconfig", str(self.operator.kubeconfig),
+            "--agent-ca-file", str(self.agent_ca.cert),
+            "--token-file", str(self.operator.token_file),
+            "--health-port", str(self.health_port),
+            "--poll-interval", "0.5",
+            "--agent-wait", "20",
+        ]  # fmt: skip
+        for ns in namespaces:
+            argv += ["--namespace", ns]
+        self.operator_process = processes.spawn(
+            argv, self.root / "logs" / "operator.log", die_with_parent=True
+        )
+        url = f"http://127.0.0.1:{self.health_port}/healthz"
+
+        def healthy() -> bool:
+            proc = self.operator_process
+            if proc is None or proc.poll() is not None:
+                raise ToolError(f"operator exited; see {self.root}/logs/operator.log")
+            try:
+                return requests.get(url, timeout=1).status_code == 200
+            except requests.RequestException:
+                return False
+
+        if not processes.wait_until(healthy, wait, interval=0.2):
+            raise ToolError(f"operator not healthy within {wait:.0f} s; see {self.root}/logs")
+
+    def kill_operator(self) -> None:
+        proc = self.operator_process
+        if proc is not None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        self.operator_process = None
+
+    def stop(self) -> None:
+        """Stop everything this stack started (SIGTERM, then SIGKILL), agents and operator."""
+        procs = list(self.agents.values())
+        if self.operator_process is not None:
+            procs.append(self.operator_process)
+        for proc in procs:
+            processes.stop_group(proc.pid, grace=5.0)
+            proc.poll()
+        self.agents.clear()
+        self.operator_process = None
+
+    # --- ForensicCheckpoints ------------------------------------------------------------
+
+    def create_checkpoint(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        api = self.cluster.admin_client()
+        body = {
+            "apiVersion": "forensic-checkpoint.dev/v1alpha1",
+            "kind": "ForensicCheckpoint",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+        try:
+            return dict(
+                request_json(
+                    api,
+                    "POST",
+                    f"{GROUP_PATH}/namespaces/{namespace}/forensiccheckpoints",
+                    body=body,
+                )
+            )
+        finally:
+            close(api)
+
+    def get_checkpoint(self, namespace: str, name: str) -> dict[str, Any] | None:
+        api = self.cluster.admin_client()
+        try:
+            return dict(
+                request_json(
+                    api, "GET", f"{GROUP_PATH}/namespaces/{namespace}/forensiccheckpoints/{name}"
+                )
+            )
+        except ClusterError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        finally:
+            close(api)
+
+    def wait_phase(
+        self,
+        namespace: str,
+        name: str,
+        phases: tuple[str, ...] = ("Completed", "Failed"),
+        *,
+        timeout: float = 120.0,
+        predicate: Any = None,
+    ) -> dict[str, Any]:
+        """The object once ``status.phase`` is one of ``phases`` (and ``predicate(obj)``)."""
+        found: dict[str, Any] = {}
+
+        def check() -> bool:
+            obj = self.get_checkpoint(namespace, name) or {}
+            status = obj.get("status") or {}
+            if status.get("phase") in phases and (predicate is None or predicate(obj)):
+                found.update(obj)
+                return True
+            return False
+
+        if not processes.wait_until(check, timeout, interval=0.25):
+            last = self.get_checkpoint(namespace, name)
+            raise ToolError(
+                f"{namespace}/{name} not in {phases} within {timeout:.0f} s: "
+                f"{json.dumps((last or {}).get('status'))[:2000]}"
+            )
+        return found
+
+    def delete_checkpoint(self, namespace: str, name: str) -> None:
+        api = self.cluster.admin_client()
+        try:
+            request_json(
+                api, "DELETE", f"{GROUP_PATH}/namespaces/{namespace}/forensiccheckpoints/{name}"
+            )
+        finally:
+            close(api)
+
+
+def _wait_token(api: ApiClient, sa: str, timeout: float = 30.0) -> str:
+    """A token for ``sa`` (the ServiceAccount was just applied; the API may need a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return access.request_token(api, SYSTEM_NAMESPACE, sa, expiration_seconds=86400)
+        except ClusterError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

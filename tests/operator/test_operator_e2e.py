@@ -1,0 +1,231 @@
+"""End to end on a real API server: ForensicCheckpoint -> operator -> agent (real TLS, token
+auth, RBAC of deploy/rbac) -> fake kubelet -> real archive -> analysis -> status."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forensic_checkpoint.cli.stack import LocalStack
+from forensic_checkpoint.devcluster import processes
+from forensic_checkpoint.devcluster.pods import create_running_pod
+from forensic_checkpoint.k8s.client import close
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+NAMESPACE = "fcp-e2e"  # the namespace the operator of the `stack` fixture watches
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+BLOG_TRUTH = json.loads((DATA / "counter-blog-crio.truth.json").read_text())
+SECRET = BLOG_TRUTH["memory_strings"][0]
+
+
+def _pod(stack: LocalStack, name: str, node: str, **kwargs: Any) -> None:
+    api = stack.cluster.admin_client()
+    try:
+        create_running_pod(api, NAMESPACE, name, node, **kwargs)
+    finally:
+        close(api)
+
+
+def _calls(stack: LocalStack, node: str, pod: str) -> list[dict[str, Any]]:
+    return [c for c in stack.cluster.node(node).calls() if f"/{NAMESPACE}/{pod}/" in c["path"]]
+
+
+def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
+
+
+def test_blog_scenario_completes_with_the_secret_found(stack: LocalStack) -> None:
+    _pod(stack, "counters", "node-1", containers=("counter",))
+    stack.create_checkpoint(
+        NAMESPACE, "blog", {"podName": "counters", "analysis": {"searches": [SECRET["value"]]}}
+    )
+    obj = stack.wait_phase(NAMESPACE, "blog")
+    status = obj["status"]
+    assert status["phase"] == "Completed", status
+    assert status["nodeName"] == "node-1"
+    assert _condition(obj, "Ready")["status"] == "True"
+    assert _condition(obj, "Ready")["observedGeneration"] == obj["metadata"]["generation"]
+    [container] = status["containers"]
+    summary = container["summary"]
+    assert {h["pid"] for h in summary["memoryHits"]} == set(SECRET["found_in_pids"])
+    assert summary["memoryHitCount"] == SECRET["occurrences"]
+    assert {h["address"] for h in summary["memoryHits"]} == {
+        o["vaddr"] for o in SECRET["occurrence_list"]
+    }
+    assert [p["pid"] for p in summary["processes"]] == sorted(
+        p["pid"] for p in BLOG_TRUTH["processes"]
+    )
+    assert summary["listening"][0]["local"].endswith(":8088")
+    archive = container["archive"]
+    assert Path(archive["path"]).is_file()
+    assert archive["sizeBytes"] == BLOG_TRUTH["archive"]["size_bytes"]
+    assert archive["sha256"] == BLOG_TRUTH["archive"]["sha256"]
+    assert container["reportUrl"].startswith("https://127.0.0.1:")
+    assert status["containerNames"] == "counter" and status["totalSize"].endswith("MiB")
+    assert len(_calls(stack, "node-1", "counters")) == 1
+
+
+def test_multi_container_pod(stack: LocalStack) -> None:
+    _pod(stack, "multi", "node-2", containers=("app", "sidecar", "logger"))
+    stack.create_checkpoint(
+        NAMESPACE, "multi", {"podName": "multi", "containers": ["app", "sidecar"]}
+    )
+    obj = stack.wait_phase(NAMESPACE, "multi")
+    status = obj["status"]
+    assert status["phase"] == "Completed", status
+    assert [c["name"] for c in status["containers"]] == ["app", "sidecar"]
+    assert all(
+        c["phase"] == "Completed" and c["summary"]["processCount"] > 0 for c in status["containers"]
+    )
+    assert len({c["archive"]["path"] for c in status["containers"]}) == 2
+    paths = sorted(c["path"] for c in _calls(stack, "node-2", "multi"))
+    assert paths == [f"/checkpoint/{NAMESPACE}/multi/app", f"/checkpoint/{NAMESPACE}/multi/sidecar"]
+
+    # Empty containers means every container of the pod.
+    stack.create_checkpoint(NAMESPACE, "multi-all", {"podName": "multi"})
+    obj = stack.wait_phase(NAMESPACE, "multi-all")
+    assert obj["status"]["phase"] == "Completed"
+    assert obj["status"]["containerNames"] == "app,sidecar,logger"
+
+
+@pytest.mark.parametrize(
+    ("fault", "timeout", "reason", "status_code"),
+    [
+        ("gate-off", 30, "CheckpointingDisabled", 404),
+        ("error=criu failed: type NOTIFY errno 0", 30, None, 500),
+        ("hang", 2, "Timeout", None),
+        ("reset", 30, "KubeletUnreachable", None),
+    ],
+)
+def test_kubelet_failure_modes_give_their_reason(
+    stack: LocalStack, fault: str, timeout: int, reason: str | None, status_code: int | None
+) -> None:
+    name = "fault-" + fault.split("=", maxsplit=1)[0].split(":", maxsplit=1)[0]
+    _pod(stack, name, "node-3", containers=("app",), fault=fault)
+    stack.create_checkpoint(NAMESPACE, name, {"podName": name, "timeoutSeconds": timeout})
+    obj = stack.wait_phase(NAMESPACE, name)
+    status = obj["status"]
+    assert status["phase"] == "Failed", status
+    [container] = status["containers"]
+    if reason is None:  # a 500: RuntimeError or a refinement of it by the failure classifier
+        assert container["reason"] not in ("CheckpointingDisabled", "Timeout", "Completed")
+        assert "NOTIFY" in container["message"] or container["remediation"]
+    else:
+        assert container["reason"] == reason
+    if status_code is not None:
+        assert container["kubeletStatusCode"] == status_code
+    assert status["reason"] == container["reason"]
+    assert _condition(obj, "Ready")["reason"] == container["reason"]
+
+
+def test_kubelet_forbidden_names_the_missing_permission(stack: LocalStack) -> None:
+    from forensic_checkpoint.k8s.client import request_json
+
+    api = stack.cluster.admin_client()
+    binding = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/forensic-checkpoint-agent"
+    saved = request_json(api, "GET", binding)
+    request_json(api, "DELETE", binding)
+    try:
+        _pod(stack, "forbidden", "node-3", containers=("app",))
+        stack.create_checkpoint(NAMESPACE, "forbidden", {"podName": "forbidden"})
+        obj = stack.wait_phase(NAMESPACE, "forbidden")
+    finally:
+        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+            saved["metadata"].pop(key, None)
+        request_json(
+            api, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", body=saved
+        )
+        close(api)
+    [container] = obj["status"]["containers"]
+    assert container["reason"] == "KubeletForbidden"
+    assert "nodes/checkpoint" in container["message"]
+
+
+@pytest.mark.parametrize(
+    ("pod_kwargs", "spec", "reason"),
+    [
+        (None, {"podName": "no-such-pod"}, "PodNotFound"),
+        ({"containers": ("app",)}, {"containers": ["nope"]}, "ContainerNotFound"),
+        ({"containers": ("app",), "running": False}, {}, "PodNotRunning"),
+    ],
+)
+def test_pod_problems_fail_before_any_kubelet_call(
+    stack: LocalStack, pod_kwargs: dict[str, Any] | None, spec: dict[str, Any], reason: str
+) -> None:
+    name = f"reject-{reason.lower()}"
+    if pod_kwargs is not None:
+        _pod(stack, name, "node-2", **pod_kwargs)
+    stack.create_checkpoint(NAMESPACE, name, {"podName": name, **spec})
+    obj = stack.wait_phase(NAMESPACE, name)
+    assert obj["status"]["phase"] == "Failed"
+    assert obj["status"]["reason"] == reason
+    assert _calls(stack, "node-2", name) == []
+
+
+def _wait_requested(stack: LocalStack, name: str) -> None:
+    def requested(obj: dict[str, Any]) -> bool:
+        return any(c.get("requestedAt") for c in obj["status"].get("containers", []))
+
+    stack.wait_phase(NAMESPACE, name, ("Capturing",), timeout=30, predicate=requested)
+
+
+def test_operator_killed_mid_capture_resumes_without_a_second_checkpoint(stack: LocalStack) -> None:
+    _pod(stack, "slow-op", "node-1", containers=("app",), fault="latency=4s")
+    stack.create_checkpoint(NAMESPACE, "slow-op", {"podName": "slow-op"})
+    _wait_requested(stack, "slow-op")
+    stack.kill_operator()
+    time.sleep(1)
+    stack.start_operator([NAMESPACE])
+    obj = stack.wait_phase(NAMESPACE, "slow-op")
+    assert obj["status"]["phase"] == "Completed", obj["status"]
+    assert len(_calls(stack, "node-1", "slow-op")) == 1
+
+
+def test_agent_killed_mid_capture_resumes_without_a_second_checkpoint(stack: LocalStack) -> None:
+    _pod(stack, "slow-agent", "node-2", containers=("app",), fault="latency=4s")
+    stack.create_checkpoint(NAMESPACE, "slow-agent", {"podName": "slow-agent"})
+    _wait_requested(stack, "slow-agent")
+    stack.kill_agent("node-2")
+    time.sleep(1)
+    stack.start_agent("node-2")
+    obj = stack.wait_phase(NAMESPACE, "slow-agent", timeout=180)
+    assert obj["status"]["phase"] == "Completed", obj["status"]
+    assert len(_calls(stack, "node-2", "slow-agent")) == 1
+
+
+def test_deleting_the_checkpoint_removes_the_archive_unless_held(stack: LocalStack) -> None:
+    _pod(stack, "cleanup", "node-3", containers=("app",))
+    stack.create_checkpoint(NAMESPACE, "cleanup", {"podName": "cleanup"})
+    obj = stack.wait_phase(NAMESPACE, "cleanup")
+    archive = Path(obj["status"]["containers"][0]["archive"]["path"])
+    assert archive.is_file()
+    stack.delete_checkpoint(NAMESPACE, "cleanup")
+    assert processes.wait_until(lambda: stack.get_checkpoint(NAMESPACE, "cleanup") is None, 60)
+    assert not archive.exists()
+
+    _pod(stack, "held", "node-3", containers=("app",))
+    stack.create_checkpoint(NAMESPACE, "held", {"podName": "held"})
+    obj = stack.wait_phase(NAMESPACE, "held")
+    held = Path(obj["status"]["containers"][0]["archive"]["path"])
+    from forensic_checkpoint.k8s.client import request_json
+
+    api = stack.cluster.admin_client()
+    try:
+        request_json(
+            api,
+            "PATCH",
+            f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints/held",
+            body={"metadata": {"labels": {"forensic-checkpoint.dev/hold": "true"}}},
+            content_type="application/merge-patch+json",
+        )
+    finally:
+        close(api)
+    stack.delete_checkpoint(NAMESPACE, "held")
+    assert processes.wait_until(lambda: stack.get_checkpoint(NAMESPACE, "held") is None, 60)
+    assert held.is_file()
