@@ -27,6 +27,13 @@ _FCP = ForensicCheckpoint.crd
 _POLICY = ForensicCapturePolicy.crd
 _TERMINAL = {Phase.COMPLETED.value, Phase.FAILED.value}
 
+#: The RBAC rules the receiver's identity needs, and no more (deploy/rbac mirrors them).
+RBAC_RULES: tuple[dict[str, list[str]], ...] = (
+    {"apiGroups": [_POLICY.group], "resources": [_POLICY.plural], "verbs": ["list"]},
+    {"apiGroups": [_FCP.group], "resources": [_FCP.plural], "verbs": ["list", "create"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+)
+
 
 @dataclass(frozen=True)
 class PodContainers:
