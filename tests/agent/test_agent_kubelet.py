@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_support import Pki
@@ -33,11 +34,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         peer = self.connection.getpeercert() if isinstance(self.connection, ssl.SSLSocket) else None
-        subject = dict(x[0] for x in peer["subject"]) if peer else {}
+        subject: dict[str, Any] = dict(x[0] for x in peer["subject"]) if peer else {}  # type: ignore[misc]
         self.server.seen.append((self.path, subject.get("commonName")))
         if self.server.hang.is_set():
-            self.server.hang.wait(5)
-            threading.Event().wait(5)
+            threading.Event().wait(5)  # longer than the client waits
         status, body = self.server.answer
         data = body.encode()
         self.send_response(status)

@@ -75,6 +75,10 @@ class AgentServer(ThreadingHTTPServer):
             conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, addr
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Failed handshakes (port scanners, plain-HTTP clients) are not worth a traceback.
+        log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
     @property
     def port(self) -> int:
         return int(self.server_address[1])
