@@ -127,11 +127,11 @@ def test_memory_stays_bounded_by_the_part_size(
     being sent and botocore's view of it), measured in the uploading process alone."""
     path = tmp_path / "big.tar"
     digest = hashlib.sha256()
-    with path.open("wb") as out:
+    with path.open("wb") as sink:
         for _ in range(64):
             block = os.urandom(1024 * 1024)
             digest.update(block)
-            out.write(block)
+            sink.write(block)
     settings = {
         "endpoint": s3_endpoint,
         "bucket": bucket,
