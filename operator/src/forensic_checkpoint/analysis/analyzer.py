@@ -7,8 +7,9 @@ which may stream the pages of a large compressed archive once more.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from forensic_checkpoint.analysis.archive import (
     DEFAULT_LIMITS,
@@ -23,11 +24,12 @@ from forensic_checkpoint.analysis.archive import (
 from forensic_checkpoint.analysis.files import FileTable, build_pipes, build_sockets
 from forensic_checkpoint.analysis.identity import build_identity, detect_engine, load_json
 from forensic_checkpoint.analysis.images import try_decode
-from forensic_checkpoint.analysis.process_memory import analyze_memory
-from forensic_checkpoint.analysis.processes import build_process_tree
+from forensic_checkpoint.analysis.process_memory import MemoryResult, analyze_memory
+from forensic_checkpoint.analysis.processes import ProcessTree, build_process_tree
 from forensic_checkpoint.analysis.redact import redact
 from forensic_checkpoint.analysis.report import (
     ArchiveInfo,
+    ContainerInfo,
     ContainerLog,
     DumpStats,
     MemorySummary,
@@ -42,6 +44,23 @@ if TYPE_CHECKING:
 
 #: the log is kept as its last bytes; whole logs can be gigabytes
 LOG_TAIL_BYTES = 64 << 10
+
+T = TypeVar("T")
+
+
+def _section(what: str, warnings: list[str], build: Callable[[], T], fallback: T) -> T:
+    """Build one part of the report; a hostile image that trips a builder costs that part
+    (with a warning), never the whole report and never a traceback."""
+    from forensic_checkpoint.errors import ConfigError
+
+    try:
+        return build()
+    except ConfigError:
+        raise  # the user's own input (a bad regex) is an error, not a damaged archive
+    except Exception as exc:  # noqa: BLE001 - any decoder failure on untrusted bytes
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        warnings.append(f"{what} could not be read: {type(exc).__name__}: {text}".rstrip(": "))
+        return fallback
 
 
 class _Collected:
@@ -88,37 +107,56 @@ def run_analysis(
     bind_mounts = load_json(data.get("bind.mounts"), "bind.mounts", warnings)
     engine = detect_engine(spec, config, names)
 
-    table = FileTable.load(data, warnings)
-    tree = build_process_tree(data, table, warnings)
-    checkpoint_dir = contents.member("checkpoint") or contents.member("checkpoint/")
-    container = build_identity(
-        engine=engine,
-        config=config,
-        spec=spec,
-        status_dump=status_dump,
-        network_status=network_status,
-        hostname=tree.hostname,
-        domainname=tree.domainname,
-        checkpoint_mtime=checkpoint_dir.mtime if checkpoint_dir else None,
+    table = _section("files.img", warnings, lambda: FileTable.load(data, warnings), FileTable())
+    tree = _section(
+        "the process tree",
+        warnings,
+        lambda: build_process_tree(data, table, warnings),
+        ProcessTree(),
     )
-    memory = analyze_memory(
-        contents,
-        tree,
-        searches=options.searches,
-        regexes=options.regexes,
-        read_args=options.read_process_memory,
-        context=options.context,
-        max_matches=options.max_matches,
-        warnings=warnings,
+    checkpoint_dir = contents.member("checkpoint") or contents.member("checkpoint/")
+    container = _section(
+        "container identity",
+        warnings,
+        lambda: build_identity(
+            engine=engine,
+            config=config,
+            spec=spec,
+            status_dump=status_dump,
+            network_status=network_status,
+            hostname=tree.hostname,
+            domainname=tree.domainname,
+            checkpoint_mtime=checkpoint_dir.mtime if checkpoint_dir else None,
+        ),
+        ContainerInfo(),
+    )
+    memory = _section(
+        "process memory",
+        warnings,
+        lambda: analyze_memory(
+            contents,
+            tree,
+            searches=options.searches,
+            regexes=options.regexes,
+            read_args=options.read_process_memory,
+            context=options.context,
+            max_matches=options.max_matches,
+            warnings=warnings,
+        ),
+        MemoryResult(),
     )
     report = Report(
         archive=_archive_info(contents, engine),
         container=container,
         processes=tree.processes,
-        sockets=build_sockets(table, data, tree.fd_map, warnings),
-        pipes=build_pipes(table, data, tree.fd_map, warnings),
+        sockets=_section(
+            "sockets", warnings, lambda: build_sockets(table, data, tree.fd_map, warnings), []
+        ),
+        pipes=_section(
+            "pipes", warnings, lambda: build_pipes(table, data, tree.fd_map, warnings), []
+        ),
         namespaces=tree.namespaces,
-        mounts=tree.mounts + _spec_mounts(spec),
+        mounts=tree.mounts + _section("spec.dump mounts", warnings, lambda: _spec_mounts(spec), []),
         rootfs=_rootfs(collected.rootfs, data, names, warnings),
         log=collected.log,
         bind_mounts=bind_mounts,
@@ -128,7 +166,9 @@ def run_analysis(
             dumped_bytes=sum(m.size for m in contents.members if is_pages(m.name)),
             searches=memory.searches,
         ),
-        dump_stats=_dump_stats(data.get("stats-dump"), warnings),
+        dump_stats=_section(
+            "stats-dump", warnings, lambda: _dump_stats(data.get("stats-dump"), warnings), None
+        ),
         warnings=warnings,
     )
     return report if options.reveal else redact(report)

@@ -216,14 +216,15 @@ def _creds_and_seccomp(proc: Process, thread_core: Any, filters: list[Any]) -> N
         mode = int(thread_core.seccomp_mode)
         seccomp = Seccomp(mode=SECCOMP_MODES.get(mode, str(mode)))
         if mode == 2 and thread_core.HasField("seccomp_filter"):
-            # seccomp_filter is 1 + the index of the innermost filter; prev chains outwards.
-            index = int(thread_core.seccomp_filter)
+            # seccomp_filter indexes seccomp.img's filter list (the innermost filter); each
+            # filter's optional prev links to the one installed before it (criu/seccomp.c).
+            index: int | None = int(thread_core.seccomp_filter)
             hops = 0
-            while 0 < index <= len(filters) and hops < len(filters):
-                flt = filters[index - 1]
+            while index is not None and 0 <= index < len(filters) and hops < len(filters):
+                flt = filters[index]
                 seccomp.filters += 1
                 seccomp.filter_instructions += len(bytes(flt.filter)) // 8
-                index = int(flt.prev) if flt.HasField("prev") else 0
+                index = int(flt.prev) if flt.HasField("prev") else None
                 hops += 1
         proc.seccomp = seccomp
 
@@ -314,6 +315,15 @@ def _vma(v: Any, table: FileTable) -> MemoryMap:
     )
 
 
+def _fstype(mount: Any) -> str:
+    if mount.HasField("fsname") and mount.fsname:
+        return str(mount.fsname)
+    enum = mount.DESCRIPTOR.file.enum_types_by_name.get("fstype")
+    value = enum.values_by_number.get(int(mount.fstype)) if enum is not None else None
+    name = value.name.lower() if value is not None else str(int(mount.fstype))
+    return {"overlayfs": "overlay", "unsupported": "other"}.get(name, name)
+
+
 def _namespace_details(tree: ProcessTree, data: dict[str, bytes], warnings: list[str]) -> None:
     for ns in tree.namespaces:
         if ns.type == "uts":
@@ -333,7 +343,7 @@ def _namespace_details(tree: ProcessTree, data: dict[str, bytes], warnings: list
                 tree.mounts.append(
                     Mount(
                         mountpoint=str(m.mountpoint),
-                        fstype=str(m.fsname) if m.HasField("fsname") else str(int(m.fstype)),
+                        fstype=_fstype(m),
                         source=str(m.source),
                         root=str(m.root),
                         options=str(m.options) or None,

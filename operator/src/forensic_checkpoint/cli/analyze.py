@@ -1,0 +1,72 @@
+"""`forensic-checkpoint analyze ARCHIVE`: the offline report of one checkpoint archive."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = (
+    "Analyse a container checkpoint archive (CRI-O, containerd or podman; plain, gzip or "
+    "zstd) without extracting it: identity, processes, files, sockets, memory, rootfs changes."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst)")
+    parser.add_argument(
+        "--format", choices=("text", "json", "yaml"), default="text", help="output format"
+    )
+    parser.add_argument(
+        "--search",
+        action="append",
+        default=[],
+        metavar="TEXT",
+        help="literal text to find in process memory (raw bytes, UTF-8); repeatable",
+    )
+    parser.add_argument(
+        "--search-regex",
+        action="append",
+        default=[],
+        metavar="RE",
+        help="Python regular expression over raw memory bytes; repeatable",
+    )
+    parser.add_argument(
+        "--reveal",
+        action="store_true",
+        help="show secret values (environment values, regex matches) instead of masking them",
+    )
+    parser.add_argument(
+        "--context", type=int, default=32, metavar="N", help="bytes shown around each match"
+    )
+    parser.add_argument(
+        "--max-matches", type=int, default=100, metavar="N", help="matches kept per pattern"
+    )
+    parser.add_argument(
+        "-o", "--output", type=Path, help="write the report to this file instead of stdout"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from forensic_checkpoint.analysis import AnalysisOptions, analyze
+    from forensic_checkpoint.analysis.render import render_report
+    from forensic_checkpoint.errors import ConfigError
+
+    if args.context < 0 or args.max_matches < 0:
+        raise ConfigError("--context and --max-matches must not be negative")
+    report = analyze(
+        args.archive,
+        AnalysisOptions(
+            searches=list(args.search),
+            regexes=list(args.search_regex),
+            reveal=bool(args.reveal),
+            context=args.context,
+            max_matches=args.max_matches,
+        ),
+    )
+    text = render_report(report, args.format)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0

@@ -1,0 +1,31 @@
+"""`forensic-checkpoint diff A B`: what changed between two checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = (
+    "Compare two checkpoint archives: processes, open files, sockets, rootfs changes and "
+    "memory size."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("a", type=Path, help="the earlier checkpoint archive")
+    parser.add_argument("b", type=Path, help="the later checkpoint archive")
+    parser.add_argument(
+        "--format", choices=("text", "json", "yaml"), default="text", help="output format"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from forensic_checkpoint.analysis import AnalysisOptions, analyze
+    from forensic_checkpoint.analysis.diff import diff_reports
+    from forensic_checkpoint.analysis.render import render_report
+
+    options = AnalysisOptions()
+    diff = diff_reports(analyze(args.a, options), analyze(args.b, options))
+    sys.stdout.write(render_report(diff, args.format))
+    return 0

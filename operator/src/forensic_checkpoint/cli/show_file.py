@@ -1,0 +1,30 @@
+"""`forensic-checkpoint show-file ARCHIVE PATH`: print one file the container changed."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = (
+    "Print the content of a file from the checkpoint: a file in rootfs-diff.tar or a "
+    "deleted-but-open file CRIU saved. Bytes are written as they are."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("archive", type=Path, help="checkpoint archive")
+    parser.add_argument("path", help="absolute path inside the container, e.g. /etc/passwd")
+    parser.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from forensic_checkpoint.analysis.show_file import show_file
+
+    if args.output:
+        with args.output.open("wb") as out:
+            show_file(args.archive, args.path, out.write)
+    else:
+        show_file(args.archive, args.path, sys.stdout.buffer.write)
+        sys.stdout.buffer.flush()
+    return 0
