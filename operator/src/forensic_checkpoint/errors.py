@@ -54,6 +54,12 @@ class ImageError(ForensicCheckpointError):
     reason = "InvalidImage"
 
 
+class MemberNotFoundError(ArchiveError):
+    """The archive is fine but does not hold the file or member asked for."""
+
+    reason = "NotInArchive"
+
+
 class EncryptedArchiveError(ArchiveError):
     """The archive is age-encrypted and no (matching) identity was given."""
 
