@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "operator": "operator",
     "agent": "agent",
     "dev-cluster": "dev_cluster",
+    "demo": "demo",
 }
 
 EXIT_ERROR = 1
