@@ -25,6 +25,10 @@ class Pki:
     client_cert: Path
     client_key: Path
     other_ca: Path  # a CA that signed nothing here: verifying with it must fail
+    operator_cert: Path  # CN=forensic-checkpoint-operator, signed by ca
+    operator_key: Path
+    rogue_cert: Path  # the same CN, signed by other_ca
+    rogue_key: Path
 
 
 def sha256(path: Path) -> str:

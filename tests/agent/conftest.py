@@ -17,6 +17,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     other = trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
     client = ca.issue_cert("agent@example", common_name="forensic-checkpoint-agent")
+    operator = ca.issue_cert("operator@example", common_name="forensic-checkpoint-operator")
+    rogue = other.issue_cert("operator@example", common_name="forensic-checkpoint-operator")
+    for stem, cert in (("operator", operator), ("rogue", rogue)):
+        cert.private_key_pem.write_to_path(str(root / f"{stem}.key"))
+        cert.cert_chain_pems[0].write_to_path(str(root / f"{stem}.crt"))
     ca.cert_pem.write_to_path(str(root / "ca.crt"))
     other.cert_pem.write_to_path(str(root / "other-ca.crt"))
     server.private_key_pem.write_to_path(str(root / "server.key"))
@@ -30,6 +35,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
         client_cert=root / "client.crt",
         client_key=root / "client.key",
         other_ca=root / "other-ca.crt",
+        operator_cert=root / "operator.crt",
+        operator_key=root / "operator.key",
+        rogue_cert=root / "rogue.crt",
+        rogue_key=root / "rogue.key",
     )
 
 

@@ -40,8 +40,10 @@ class Agent:
         return self.session.request(method, self.url + path, headers=headers, timeout=10, **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def agent(tmp_path: Path, pki: Pki, sample_tar: Path) -> Iterator[Agent]:
+@pytest.fixture(params=["token"])
+def agent(
+    request: pytest.FixtureRequest, tmp_path: Path, pki: Pki, sample_tar: Path
+) -> Iterator[Agent]:
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     kubelet = DirKubelet(checkpoints, sample_tar)
@@ -64,7 +66,10 @@ def agent(tmp_path: Path, pki: Pki, sample_tar: Path) -> Iterator[Agent]:
         ("127.0.0.1", 0),
         service=service,
         authenticator=Authenticator(review, OPERATOR),
-        tls=tls_context(pki.server_cert, pki.server_key),
+        tls=tls_context(
+            pki.server_cert, pki.server_key, pki.ca if request.param == "mtls" else None
+        ),
+        operator_cert_cn="forensic-checkpoint-operator" if request.param == "mtls" else None,
     )
     holder["agent"] = Agent(server, kubelet, pki)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -186,3 +191,23 @@ def test_archive_sha_matches_file(agent: Agent) -> None:
     status = wait_done(agent, "uid3-app")
     assert status.archive is not None
     assert status.archive.sha256 == sha256(Path(status.archive.path))
+
+
+@pytest.mark.parametrize("agent", ["mtls"], indirect=True)
+def test_mutual_tls_is_an_alternative_to_the_token(agent: Agent, pki: Pki) -> None:
+    def get(cert: tuple[str, str] | None) -> requests.Response:
+        session = requests.Session()
+        session.trust_env = False
+        return session.get(
+            agent.url + "/v1/captures/nope-app", verify=str(pki.ca), cert=cert, timeout=10
+        )
+
+    assert get((str(pki.operator_cert), str(pki.operator_key))).status_code == 404  # in, no job
+    assert get(None).status_code == 401
+    # the agent's own certificate: signed by the CA, but not the operator's name
+    assert get((str(pki.client_cert), str(pki.client_key))).status_code == 401
+    with pytest.raises(requests.exceptions.ConnectionError):
+        get((str(pki.rogue_cert), str(pki.rogue_key)))  # same name, untrusted CA: handshake fails
+    assert agent.reviews == 0
+    # a token still works next to mTLS
+    assert agent.call("GET", "/v1/captures/nope-app").status_code == 404

@@ -44,6 +44,9 @@ class AgentConfig:
     analysis_workers: int | None = None
     heartbeat_interval: float = 10.0
     token_cache_seconds: float = 10.0
+    #: mTLS alternative to the token: client CA and the operator certificate's common name.
+    client_ca: Path | None = None
+    operator_cert_cn: str | None = None
 
 
 class AgentRuntime:
@@ -53,6 +56,8 @@ class AgentRuntime:
                 "--operator-identity must be system:serviceaccount:<namespace>:<name>"
             )
         config.kubelet_auth.validate()
+        if (config.client_ca is None) != (config.operator_cert_cn is None):
+            raise ConfigError("--client-ca-file and --operator-cert-cn go together")
         self.config = config
         self.api = k8s_client.from_environment(config.kubeconfig)
         host, port = kubelet_endpoint(self.api, config.node_name)
@@ -83,7 +88,7 @@ class AgentRuntime:
             cache_seconds=config.token_cache_seconds,
         )
         try:
-            tls = tls_context(config.tls_cert, config.tls_key)
+            tls = tls_context(config.tls_cert, config.tls_key, config.client_ca)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--tls-cert/--tls-key: {exc}") from exc
         self.server = AgentServer(
@@ -91,6 +96,7 @@ class AgentRuntime:
             service=self.service,
             authenticator=self.authenticator,
             tls=tls,
+            operator_cert_cn=config.operator_cert_cn if config.client_ca else None,
         )
         self.started_at = utcnow()
         self.heartbeat = Heartbeat(

@@ -45,10 +45,15 @@ _CHUNK = 1024 * 1024
 _KEY_ROUTE = re.compile(rf"^{API_PREFIX}/(?P<key>[a-z0-9-]{{1,128}})(?P<sub>/report|/archive)?$")
 
 
-def tls_context(cert_file: Path, key_file: Path) -> ssl.SSLContext:
+def tls_context(cert_file: Path, key_file: Path, client_ca: Path | None = None) -> ssl.SSLContext:
+    """Serving TLS; with ``client_ca``, client certificates signed by it are verified (and
+    optional: callers without one use a bearer token)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(str(cert_file), str(key_file))
+    if client_ca is not None:
+        context.verify_mode = ssl.CERT_OPTIONAL
+        context.load_verify_locations(str(client_ca))
     return context
 
 
@@ -63,9 +68,13 @@ class AgentServer(ThreadingHTTPServer):
         service: CaptureService,
         authenticator: Authenticator,
         tls: ssl.SSLContext | None,
+        operator_cert_cn: str | None = None,
     ) -> None:
         self.service = service
         self.authenticator = authenticator
+        #: mTLS alternative: a client certificate (verified against the client CA given to
+        #: :func:`tls_context`) with exactly this common name is the operator.
+        self.operator_cert_cn = operator_cert_cn
         self.tls = tls
         super().__init__(address, _Handler)
 
@@ -188,7 +197,10 @@ class _Handler(BaseHTTPRequestHandler):
     # --- handlers ---------------------------------------------------------------------------
 
     def _authorized(self) -> bool:
-        decision = self.server.authenticator.check(self.headers.get("Authorization"))
+        header = self.headers.get("Authorization")
+        if not header and self._operator_certificate():
+            return True
+        decision = self.server.authenticator.check(header)
         if decision.allowed:
             return True
         self._drain()
@@ -199,6 +211,17 @@ class _Handler(BaseHTTPRequestHandler):
         extra = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else {}
         self._error(decision.status, decision.reason, message, extra)
         return False
+
+    def _operator_certificate(self) -> bool:
+        expected = self.server.operator_cert_cn
+        if not expected or not isinstance(self.connection, ssl.SSLSocket):
+            return False
+        peer = self.connection.getpeercert()  # only verified certificates are returned
+        if not peer:
+            return False
+        subject: Any = peer.get("subject", ())
+        names = [pair[1] for rdn in subject for pair in rdn if pair[0] == "commonName"]
+        return names == [expected]
 
     def _healthz(self) -> None:
         service = self.server.service

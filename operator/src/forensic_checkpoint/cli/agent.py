@@ -31,6 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="the only caller allowed: system:serviceaccount:<ns>:<sa>",
     )
+    parser.add_argument(
+        "--client-ca-file",
+        type=Path,
+        help="mTLS alternative: CA of the operator's client certificate",
+    )
+    parser.add_argument(
+        "--operator-cert-cn", help="mTLS alternative: the operator certificate's common name"
+    )
     parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/forensic-checkpoint"))
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("/var/lib/kubelet/checkpoints"))
     kubelet = parser.add_argument_group("kubelet")
@@ -85,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
         capture_workers=args.capture_workers,
         analysis_workers=args.analysis_workers or None,
         heartbeat_interval=args.heartbeat_interval,
+        client_ca=args.client_ca_file,
+        operator_cert_cn=args.operator_cert_cn,
     )
     runtime = AgentRuntime(config)
     stop = threading.Event()
