@@ -271,3 +271,22 @@ def test_every_rule_names_its_source() -> None:
     for rule in KUBELET_RULES + CRIU_LOG_RULES:
         assert rule.source.strip(), rule
         assert rule.remediation.strip(), rule
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(401, FailureReason.KUBELET_UNAUTHORIZED), (403, FailureReason.KUBELET_FORBIDDEN)],
+)
+def test_status_alone_decides_when_the_body_is_empty(status: int, reason: FailureReason) -> None:
+    failure = classify(status, "")
+    assert failure.reason is reason
+    assert "the caller" in failure.message or status == 401
+
+
+def test_values_from_inside_the_container_are_bounded() -> None:
+    # A file name is chosen by whoever runs in the container; it must not flood the condition.
+    long_name = "/tmp/" + "A" * 3000
+    log = text("crio-ghost.dump.log").replace("/var/tmp/scratch.bin", long_name)
+    failure = classify(500, kubelet_500(text("crio-criu-failed.desc.txt")), log)
+    assert failure.reason is FailureReason.GHOST_FILE_TOO_LARGE
+    assert len(failure.message) < 600

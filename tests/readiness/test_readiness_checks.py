@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,17 +52,8 @@ HEALTHY = NodeProbe(
 )
 
 
-def healthy(**changes: object) -> NodeProbe:
-    fields = {
-        "container_runtime_version": HEALTHY.container_runtime_version,
-        "kubelet_version": HEALTHY.kubelet_version,
-        "kubelet": HEALTHY.kubelet,
-        "access_review": HEALTHY.access_review,
-        "criu_config": HEALTHY.criu_config,
-        "canary": None,
-    }
-    fields.update(changes)
-    return NodeProbe(**fields)  # type: ignore[arg-type]
+def healthy(**changes: Any) -> NodeProbe:
+    return dataclasses.replace(HEALTHY, **changes)
 
 
 def traced_canary() -> CanaryOutcome:

@@ -24,6 +24,7 @@ from enum import StrEnum
 DEFAULT_EXCERPT_BYTES = 4096
 _CONTEXT_LINES = 3
 _MAX_LINE_CHARS = 400
+_MAX_FIELD_CHARS = 256
 
 
 class FailureReason(StrEnum):
@@ -467,11 +468,14 @@ def classify_capture_failure(
         return _unrecognised(status_code, body, criu_log, log_path, max_excerpt_bytes)
     rule, match = found
     focus: re.Pattern[str] | None = None
-    refined = _first_match(CRIU_LOG_RULES, criu_log, None) if rule.refine_with_criu_log else None
+    refined = (
+        _first_match(CRIU_LOG_RULES, criu_log or None, None) if rule.refine_with_criu_log else None
+    )
     if refined is not None:
         rule, match = refined
         focus = rule.pattern
-    fields.update({k: v for k, v in match.groupdict().items() if v is not None})
+    # Matched values come from inside the container (file names, process names): bound them.
+    fields.update({k: v[:_MAX_FIELD_CHARS] for k, v in match.groupdict().items() if v is not None})
     if rule.derive is not None:
         fields.update(rule.derive(fields))
     message = rule.message.format_map(_Defaulting(fields))
@@ -493,7 +497,7 @@ def classify_capture_failure(
 def _first_match(
     rules: tuple[Rule, ...], text: str | None, status_code: int | None
 ) -> tuple[Rule, re.Match[str]] | None:
-    if not text:
+    if text is None:
         return None
     for rule in rules:
         if rule.statuses and status_code not in rule.statuses:
