@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubernetes import client as k8s_client
-from kubernetes.client.exceptions import ApiException
-
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint, ForensicCheckpointStatus
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.domain.targets import PodFacts, pod_facts
 from forensic_checkpoint.errors import NotFoundError
-from forensic_checkpoint.k8s.client import ApiClient, api_error, request_json, translated
+from forensic_checkpoint.k8s.client import ApiClient, request_json
 
 _FCP = ForensicCheckpoint.crd
+#: Status fields other components write; the operator leaves them alone.
+NOT_OWNED_STATUS_FIELDS = ("custody",)
 _NODE = ForensicNode.crd
+
+
+def _fcp_path(namespace: str, name: str) -> str:
+    return f"/apis/{_FCP.api_version}/namespaces/{namespace}/{_FCP.plural}/{name}"
 
 
 class OperatorResources:
@@ -27,7 +30,6 @@ class OperatorResources:
 
     def __init__(self, api: ApiClient) -> None:
         self._api = api
-        self._custom = k8s_client.CustomObjectsApi(api)
 
     def get_pod(self, namespace: str, name: str) -> PodFacts | None:
         """The pod's facts, or ``None`` if it does not exist."""
@@ -39,24 +41,18 @@ class OperatorResources:
 
     def get_forensic_node(self, node_name: str) -> ForensicNode | None:
         try:
-            raw = self._custom.get_cluster_custom_object(
-                _NODE.group, _NODE.version, _NODE.plural, node_name
+            raw = request_json(
+                self._api, "GET", f"/apis/{_NODE.api_version}/{_NODE.plural}/{node_name}"
             )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise api_error(exc, f"get forensicnode {node_name}") from exc
+        except NotFoundError:
+            return None
         return ForensicNode.model_validate(raw)
 
     def get_checkpoint(self, namespace: str, name: str) -> ForensicCheckpoint | None:
         try:
-            raw = self._custom.get_namespaced_custom_object(
-                _FCP.group, _FCP.version, namespace, _FCP.plural, name
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise api_error(exc, f"get forensiccheckpoint {namespace}/{name}") from exc
+            raw = request_json(self._api, "GET", _fcp_path(namespace, name))
+        except NotFoundError:
+            return None
         return ForensicCheckpoint.model_validate(raw)
 
     def write_status(self, namespace: str, name: str, status: ForensicCheckpointStatus) -> None:
@@ -64,13 +60,20 @@ class OperatorResources:
 
         Top-level fields that became unset are sent as ``null`` so the merge removes them;
         lists are replaced whole (JSON merge patch has no list merging for custom resources).
+        ``custody`` belongs to the evidence component and is never sent: its CEL rules make the
+        list append-only, and a stale copy would fail the patch or lose an entry.
         """
         body: dict[str, Any] = status.to_kube()
         for field_name, info in ForensicCheckpointStatus.model_fields.items():
             alias = info.alias or field_name
             if alias not in body:
                 body[alias] = None
-        with translated(f"patch forensiccheckpoint {namespace}/{name} status"):
-            self._custom.patch_namespaced_custom_object_status(
-                _FCP.group, _FCP.version, namespace, _FCP.plural, name, {"status": body}
-            )
+        for foreign in NOT_OWNED_STATUS_FIELDS:
+            body.pop(foreign, None)
+        request_json(
+            self._api,
+            "PATCH",
+            f"{_fcp_path(namespace, name)}/status",
+            body={"status": body},
+            content_type="application/merge-patch+json",
+        )
