@@ -19,6 +19,7 @@ from forensic_checkpoint.domain.capture_failures import (
 )
 from forensic_checkpoint.domain.readiness import (
     PROBE_PATH,
+    TABLE_COLUMNS,
     AccessReview,
     CanaryOutcome,
     CheckName,
@@ -29,6 +30,7 @@ from forensic_checkpoint.domain.readiness import (
     capture_blocker,
     evaluate,
     parse_version,
+    table_row,
     to_status,
 )
 
@@ -312,3 +314,17 @@ def test_ready_transition_time_moves_only_when_status_changes() -> None:
     assert same[0].last_transition_time == NOW
     assert changed[0].last_transition_time == later
     assert changed[0].reason == FailureReason.CHECKPOINTING_DISABLED
+
+
+def test_table_row_shows_ok_or_the_reason() -> None:
+    node = published(
+        evaluate(healthy(kubelet=GATE_OFF, criu_config=CriuConfigObservation("Absent")))
+    )
+    row = dict(zip(TABLE_COLUMNS, table_row(node, now=NOW), strict=True))
+    assert row["NODE"] == "node-a"
+    assert (row["READY"], row["REASON"]) == ("False", "CheckpointingDisabled")
+    assert row["GATE"] == "CheckpointingDisabled"
+    assert row["RUNTIME"] == "ok"
+    assert row["CRIU"] == "EstablishedTCPNeedsConfig"
+    assert row["CANARY"] == "-"
+    assert row["HEARTBEAT"] == "never"

@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, str] = {
     "agent": "agent",
     "dev-cluster": "dev_cluster",
     "demo": "demo",
+    "nodes": "nodes",
 }
 
 EXIT_ERROR = 1

@@ -466,3 +466,55 @@ def capture_blocker(node: ForensicNode, *, container_has_tcp: bool = False) -> N
     if ready is not None and ready.status is ConditionStatus.FALSE and not checks:
         return NodeNotReady(ready.reason, f"node {name} is not ready: {ready.message}", "")
     return None
+
+
+# --- the `nodes` table ------------------------------------------------------------------------
+
+#: Column titles of ``forensic-checkpoint nodes``; one column per check, in blame order.
+TABLE_COLUMNS: tuple[str, ...] = (
+    "NODE",
+    "READY",
+    "REASON",
+    "TLS",
+    "AUTHN",
+    "RUNTIME",
+    "GATE",
+    "AUTHZ",
+    "CANARY",
+    "CRIU",
+    "HEARTBEAT",
+)
+_CHECK_COLUMNS = (
+    CheckName.KUBELET_TLS,
+    CheckName.KUBELET_AUTHENTICATION,
+    CheckName.RUNTIME,
+    CheckName.FEATURE_GATE,
+    CheckName.AUTHORIZATION,
+    CheckName.CANARY,
+    CheckName.CRIU_CONFIG,
+)
+
+
+def table_row(node: ForensicNode, *, now: datetime) -> tuple[str, ...]:
+    """One line of the table: a passing check shows ``ok``, any other its reason."""
+    status = node.status
+    checks = {c.name: c for c in (status.checks if status else [])}
+    ready = find_condition(status.conditions, READY) if status else None
+    cells = [str(node.metadata.get("name", "")), "Unknown", NOT_PROBED]
+    if ready is not None:
+        cells[1:3] = [ready.status.value, ready.reason]
+    for name in _CHECK_COLUMNS:
+        check = checks.get(name.value)
+        if check is None:
+            cells.append("-")
+        elif check.status is CheckStatus.PASSED:
+            cells.append("ok")
+        else:
+            cells.append(check.reason or check.status.value)
+    agent = status.agent if status else None
+    if agent is None:
+        cells.append("never")
+    else:
+        age = max(0, int((now - agent.heartbeat_time).total_seconds()))
+        cells.append(f"{age}s ago")
+    return tuple(cells)

@@ -1,0 +1,58 @@
+"""`forensic-checkpoint nodes`: which nodes can take a forensic checkpoint, and why not.
+
+Reads every ForensicNode (one per node, written by that node's agent) and prints one line per
+node: the Ready condition, then each readiness check as ``ok`` or its reason. ``-o json`` prints
+the checks with their messages and remediation instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+
+from forensic_checkpoint.api.base import GROUP, VERSION
+from forensic_checkpoint.api.forensicnode import ForensicNode
+from forensic_checkpoint.domain.readiness import TABLE_COLUMNS, table_row
+from forensic_checkpoint.k8s.client import close, from_environment, request_json
+
+HELP = "Show each node's capture readiness (its ForensicNode)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", help="kubeconfig file (else the usual lookup)")
+    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+
+def run(args: argparse.Namespace) -> int:
+    api = from_environment(args.kubeconfig)
+    try:
+        listing = request_json(api, "GET", f"/apis/{GROUP}/{VERSION}/{ForensicNode.crd.plural}")
+    finally:
+        close(api)
+    nodes = sorted(
+        (ForensicNode.model_validate(item) for item in listing.get("items") or []),
+        key=lambda n: str(n.metadata.get("name", "")),
+    )
+    if args.output == "json":
+        out = [
+            {
+                "node": n.metadata.get("name"),
+                **(n.status.model_dump(mode="json", by_alias=True) if n.status else {}),
+            }
+            for n in nodes
+        ]
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    now = datetime.now(UTC)
+    rows = [TABLE_COLUMNS, *(table_row(n, now=now) for n in nodes)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
+    for row in rows:
+        line = "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        sys.stdout.write(line.rstrip())
+        sys.stdout.write("\n")
+    if not nodes:
+        sys.stderr.write("no ForensicNodes: is the forensic-checkpoint agent running?\n")
+    return 0
