@@ -249,11 +249,29 @@ def test_probe_answers_prove_gate_and_authorisation_together() -> None:
     assert checks[CheckName.KUBELET_AUTHENTICATION].status is CheckStatus.PASSED
 
 
-def test_gate_unknown_when_auth_blocks_the_probe_names_the_default() -> None:
-    readiness = evaluate(healthy(kubelet=KubeletProbe(401, "Unauthorized")))
-    gate = next(c for c in readiness.checks if c.name is CheckName.FEATURE_GATE)
-    assert gate.status is CheckStatus.UNKNOWN
-    assert "gate on by default" in gate.message
+def test_an_auth_answer_proves_the_route_exists() -> None:
+    # Without the gate the kubelet has no /checkpoint route, and answers 404 before any auth
+    # filter runs; a 401 or 403 therefore comes from behind an installed route.
+    for probe in (KubeletProbe(401, "Unauthorized"), FORBIDDEN):
+        gate = next(
+            c for c in evaluate(healthy(kubelet=probe)).checks if c.name is CheckName.FEATURE_GATE
+        )
+        assert gate.status is CheckStatus.PASSED
+
+
+def test_gate_off_proves_nothing_about_credentials() -> None:
+    checks = {c.name: c for c in evaluate(healthy(kubelet=GATE_OFF, access_review=None)).checks}
+    assert checks[CheckName.KUBELET_AUTHENTICATION].status is CheckStatus.UNKNOWN
+    assert checks[CheckName.AUTHORIZATION].status is CheckStatus.UNKNOWN
+
+
+def test_gate_unknown_without_an_answer_names_the_kubelet_default() -> None:
+    timeout = KubeletProbe(None, transport=TransportFailure.TIMEOUT)
+    for version, default in (("v1.31.2", "on"), ("v1.28.9", "off")):
+        readiness = evaluate(healthy(kubelet=timeout, kubelet_version=version))
+        gate = next(c for c in readiness.checks if c.name is CheckName.FEATURE_GATE)
+        assert gate.status is CheckStatus.UNKNOWN
+        assert f"gate {default} by default" in gate.message
 
 
 @pytest.mark.parametrize(

@@ -72,6 +72,7 @@ BLOCKING = frozenset(
 READY_REASON = "CaptureReady"
 READY_WITH_WARNINGS = "CaptureReadyWithWarnings"
 NOT_PROBED = "NotProbedYet"
+UNDETERMINED = "Undetermined"
 CRIU_CONFIG_CONFLICT = "CRIUConfigConflict"
 CRIU_CONFIG_ERROR = "CRIUConfigError"
 
@@ -225,6 +226,21 @@ def _tls(kubelet: KubeletProbe | None) -> Check:
     return Check(name, CheckStatus.PASSED, "Verified", "the kubelet's certificate is verified")
 
 
+def _handler_ran(kubelet: KubeletProbe) -> bool:
+    """Did the checkpoint handler answer (so authentication and authorisation passed)?
+
+    Its answers are a 404 naming the pod, container or timeout, or a 500 from the runtime. A
+    ``404 page not found`` (no route) or an authorizer error proves nothing about either.
+    """
+    if kubelet.status_code not in (404, 500):
+        return False
+    reason = _probe_failure(kubelet).reason
+    return reason not in (
+        FailureReason.CHECKPOINTING_DISABLED,
+        FailureReason.KUBELET_AUTHORIZATION_ERROR,
+    ) or (kubelet.status_code == 500 and reason is FailureReason.CHECKPOINTING_DISABLED)
+
+
 def _authentication(kubelet: KubeletProbe | None) -> Check:
     name = CheckName.KUBELET_AUTHENTICATION
     if kubelet is None or kubelet.status_code is None:
@@ -232,7 +248,19 @@ def _authentication(kubelet: KubeletProbe | None) -> Check:
     if kubelet.status_code == 401:
         failure = _probe_failure(kubelet)
         return Check(name, CheckStatus.FAILED, failure.reason, failure.message, failure.remediation)
-    return Check(name, CheckStatus.PASSED, "Authenticated", "the kubelet accepts the credentials")
+    authorised_or_denied = kubelet.status_code == 403 or (
+        _probe_failure(kubelet).reason is FailureReason.KUBELET_AUTHORIZATION_ERROR
+    )
+    if authorised_or_denied or _handler_ran(kubelet):
+        return Check(
+            name, CheckStatus.PASSED, "Authenticated", "the kubelet accepts the credentials"
+        )
+    return Check(
+        name,
+        CheckStatus.UNKNOWN,
+        UNDETERMINED,
+        f"the kubelet answered {kubelet.status_code} before it checked the credentials",
+    )
 
 
 def parse_version(text: str | None) -> tuple[str, tuple[int, int] | None]:
@@ -284,10 +312,8 @@ def _feature_gate(kubelet: KubeletProbe | None, kubelet_version: str | None) -> 
             return Check(
                 name, CheckStatus.FAILED, failure.reason, failure.message, failure.remediation
             )
-        # Any answer from the checkpoint handler itself proves the route is installed.
-        if kubelet.status_code in (404, 500) and failure.reason is not (
-            FailureReason.KUBELET_AUTHORIZATION_ERROR
-        ):
+        # Any answer from behind the route (auth filter or handler) proves it is installed.
+        if kubelet.status_code in (401, 403, 500) or _handler_ran(kubelet):
             return Check(name, CheckStatus.PASSED, "Enabled", "the kubelet serves /checkpoint")
     _, version = parse_version(kubelet_version)
     if version is not None and version < MIN_KUBELET:
@@ -322,7 +348,7 @@ def _authorization(kubelet: KubeletProbe | None, review: AccessReview | None) ->
             )
         if failure.reason is FailureReason.KUBELET_AUTHORIZATION_ERROR:
             return Check(name, CheckStatus.UNKNOWN, failure.reason, failure.message)
-        if kubelet.status_code in (404, 500):
+        if _handler_ran(kubelet):
             return Check(
                 name, CheckStatus.PASSED, "Allowed", "the kubelet allows create nodes/checkpoint"
             )
