@@ -7,7 +7,7 @@ import json
 import re
 from typing import Any
 
-from conftest import revealed, sample_path, truth
+from sample_data import revealed, sample_path, truth
 
 from forensic_checkpoint.analysis.report import OpenFile, Report
 from forensic_checkpoint.analysis.show_file import show_file

@@ -34,8 +34,10 @@ from forensic_checkpoint.analysis.report import (
     DumpStats,
     MemorySummary,
     Mount,
+    Pipe,
     Report,
     Rootfs,
+    Socket,
 )
 from forensic_checkpoint.analysis.rootfs import RootfsListing, list_rootfs, parse_deleted_files
 
@@ -57,7 +59,7 @@ def _section(what: str, warnings: list[str], build: Callable[[], T], fallback: T
         return build()
     except ConfigError:
         raise  # the user's own input (a bad regex) is an error, not a damaged archive
-    except Exception as exc:  # noqa: BLE001 - any decoder failure on untrusted bytes
+    except Exception as exc:  # any decoder failure on untrusted bytes
         text = str(exc).splitlines()[0][:200] if str(exc) else ""
         warnings.append(f"{what} could not be read: {type(exc).__name__}: {text}".rstrip(": "))
         return fallback
@@ -145,18 +147,25 @@ def run_analysis(
         ),
         MemoryResult(),
     )
+    no_sockets: list[Socket] = []
+    no_pipes: list[Pipe] = []
+    no_mounts: list[Mount] = []
     report = Report(
         archive=_archive_info(contents, engine),
         container=container,
         processes=tree.processes,
         sockets=_section(
-            "sockets", warnings, lambda: build_sockets(table, data, tree.fd_map, warnings), []
+            "sockets",
+            warnings,
+            lambda: build_sockets(table, data, tree.fd_map, warnings),
+            no_sockets,
         ),
         pipes=_section(
-            "pipes", warnings, lambda: build_pipes(table, data, tree.fd_map, warnings), []
+            "pipes", warnings, lambda: build_pipes(table, data, tree.fd_map, warnings), no_pipes
         ),
         namespaces=tree.namespaces,
-        mounts=tree.mounts + _section("spec.dump mounts", warnings, lambda: _spec_mounts(spec), []),
+        mounts=tree.mounts
+        + _section("spec.dump mounts", warnings, lambda: _spec_mounts(spec), no_mounts),
         rootfs=_rootfs(collected.rootfs, data, names, warnings),
         log=collected.log,
         bind_mounts=bind_mounts,

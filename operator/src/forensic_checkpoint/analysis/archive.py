@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, Protocol, cast
 
 from forensic_checkpoint.errors import (
     ArchiveError,
@@ -41,6 +41,10 @@ _BLOCK = 1 << 20
 
 MiB = 1 << 20
 GiB = 1 << 30
+
+
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -137,7 +141,7 @@ class _HashingReader:
 class _BoundedReader:
     """Decompressed stream that stops a decompression bomb at ``limit`` bytes."""
 
-    def __init__(self, inner: IO[bytes] | _HashingReader, limit: int, what: str) -> None:
+    def __init__(self, inner: Readable, limit: int, what: str) -> None:
         self._inner = inner
         self._limit = limit
         self._what = what
@@ -153,20 +157,20 @@ class _BoundedReader:
         return data
 
 
-def decompressing_stream(
-    raw: IO[bytes] | _HashingReader, compression: str, limit: int, what: str
-) -> _BoundedReader:
+def decompressing_stream(raw: Readable, compression: str, limit: int, what: str) -> _BoundedReader:
     """Wrap ``raw`` so reads return decompressed bytes, capped at ``limit``."""
-    inner: IO[bytes] | _HashingReader
+    inner: Readable
     if compression == "zstd":
         import zstandard
 
         # read_across_frames: podman and zstd(1) may write several frames.
-        inner = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
+        inner = zstandard.ZstdDecompressor().stream_reader(
+            cast(IO[bytes], raw), read_across_frames=True
+        )
     elif compression == "gzip":
         import gzip
 
-        inner = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[arg-type]
+        inner = gzip.GzipFile(fileobj=cast(IO[bytes], raw), mode="rb")
     else:
         inner = raw
     return _BoundedReader(inner, limit, what)
@@ -253,16 +257,19 @@ def _wanted_in_memory(name: str) -> bool:
     return (base.endswith(".img") and not base.startswith("tmpfs-")) or base == "descriptors.json"
 
 
+def _open(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise ArchiveError(f"cannot open {path}: {exc.strerror or exc}") from exc
+
+
 @contextmanager
 def open_tar_stream(
     path: Path, limits: ArchiveLimits = DEFAULT_LIMITS
 ) -> Iterator[tuple[tarfile.TarFile, _HashingReader, str]]:
     """Open ``path`` as a streamed tar; yields (tar, raw hashing reader, compression)."""
-    try:
-        fh = path.open("rb")
-    except OSError as exc:
-        raise ArchiveError(f"cannot open {path}: {exc.strerror or exc}") from exc
-    with fh:
+    with _open(path) as fh:
         head = fh.read(64)
         fh.seek(0)
         if not head:
@@ -271,7 +278,7 @@ def open_tar_stream(
         raw = _HashingReader(fh)
         stream = decompressing_stream(raw, compression, limits.max_total_bytes, "archive")
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
+            tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]  # noqa: SIM115 - closed below
         except _read_errors() as exc:
             raise ArchiveError(
                 f"not a checkpoint archive: cannot read a tar ({compression} compression): "
@@ -316,6 +323,73 @@ def scan_archive(
     return contents
 
 
+def _member(info: tarfile.TarInfo, contents: ArchiveContents) -> MemberInfo | None:
+    """The member's metadata, or None (with a warning) when it must never be read."""
+    name = normalize_name(info.name)
+    if name is None:
+        contents.warnings.append(
+            f"skipped unsafe member {info.name[:200]!r}: absolute or '..' path"
+        )
+        return None
+    if info.ischr() or info.isblk() or info.isfifo():
+        contents.warnings.append(f"skipped device/FIFO member {name!r}")
+        return None
+    if info.issym() and link_escapes(name, info.linkname):
+        contents.warnings.append(
+            f"symlink {name!r} points outside the archive ({info.linkname[:200]!r}); not followed"
+        )
+    if info.islnk() and normalize_name(info.linkname) is None:
+        contents.warnings.append(f"hardlink {name!r} points outside the archive; not followed")
+    return MemberInfo(
+        name=name,
+        size=info.size if info.isreg() else 0,
+        kind=_kind(info),
+        mode=info.mode,
+        mtime=int(info.mtime),
+        linkname=info.linkname,
+        offset_data=info.offset_data,
+    )
+
+
+@dataclass
+class _Budget:
+    kept: int = 0
+    spooled: int = 0
+
+
+def _take(
+    tar: tarfile.TarFile,
+    info: tarfile.TarInfo,
+    member: MemberInfo,
+    contents: ArchiveContents,
+    *,
+    limits: ArchiveLimits,
+    budget: _Budget,
+    spool: bool,
+) -> None:
+    """Keep a regular member in memory if it is wanted and fits the limits."""
+    name = member.name
+    if is_pages(name):
+        if spool and budget.spooled + member.size <= limits.max_spool_bytes:
+            contents.spooled[name] = _read_member(tar, info, member.size)
+            budget.spooled += member.size
+        return
+    if not _wanted_in_memory(name):
+        return
+    if member.size > limits.max_member_bytes:
+        contents.warnings.append(
+            f"member {name} is {member.size} bytes, over the "
+            f"{limits.max_member_bytes}-byte limit; not read"
+        )
+    elif budget.kept + member.size > limits.max_kept_bytes:
+        contents.warnings.append(
+            f"member {name} not read: metadata exceeds {limits.max_kept_bytes} bytes"
+        )
+    else:
+        contents.data[name] = _read_member(tar, info, member.size)
+        budget.kept += member.size
+
+
 def _walk(
     tar: tarfile.TarFile,
     contents: ArchiveContents,
@@ -324,77 +398,30 @@ def _walk(
     spool: bool,
 ) -> None:
     seen: set[str] = set()
-    kept = 0
-    spooled = 0
+    budget = _Budget()
     count = 0
     try:
         for info in tar:
             count += 1
             if count > limits.max_members:
                 raise ArchiveLimitError(f"archive has more than {limits.max_members} members")
-            name = normalize_name(info.name)
-            if name is None:
-                contents.warnings.append(
-                    f"skipped unsafe member {info.name[:200]!r}: absolute or '..' path"
-                )
+            member = _member(info, contents)
+            if member is None:
                 continue
-            if info.ischr() or info.isblk() or info.isfifo():
-                contents.warnings.append(f"skipped device/FIFO member {name!r}")
-                continue
-            member = MemberInfo(
-                name=name,
-                size=info.size if info.isreg() else 0,
-                kind=_kind(info),
-                mode=info.mode,
-                mtime=int(info.mtime),
-                linkname=info.linkname,
-                offset_data=info.offset_data,
-            )
-            key = name.rstrip("/")
+            key = member.name.rstrip("/")
             if key in seen:
-                contents.warnings.append(f"duplicate member {name!r}: the first one is used")
+                contents.warnings.append(f"duplicate member {member.name!r}: the first one is used")
                 continue
             seen.add(key)
             contents.members.append(member)
-            if member.kind == "symlink" and link_escapes(name, info.linkname):
-                contents.warnings.append(
-                    f"symlink {name!r} points outside the archive ({info.linkname[:200]!r}); "
-                    "not followed"
-                )
-            if member.kind == "hardlink":
-                target = normalize_name(info.linkname)
-                if target is None:
-                    contents.warnings.append(
-                        f"hardlink {name!r} points outside the archive; not followed"
-                    )
             if member.kind != "file":
                 continue
-            if name in visitors:
+            if member.name in visitors:
                 stream = tar.extractfile(info)
                 if stream is not None:
-                    visitors[name](member, stream)
+                    visitors[member.name](member, stream)
                 continue
-            if is_pages(name):
-                if spool and spooled + member.size <= limits.max_spool_bytes:
-                    data = _read_member(tar, info, member.size)
-                    contents.spooled[name] = data
-                    spooled += len(data)
-                continue
-            if not _wanted_in_memory(name):
-                continue
-            if member.size > limits.max_member_bytes:
-                contents.warnings.append(
-                    f"member {name} is {member.size} bytes, over the "
-                    f"{limits.max_member_bytes}-byte limit; not read"
-                )
-                continue
-            if kept + member.size > limits.max_kept_bytes:
-                contents.warnings.append(
-                    f"member {name} not read: metadata exceeds {limits.max_kept_bytes} bytes"
-                )
-                continue
-            contents.data[name] = _read_member(tar, info, member.size)
-            kept += member.size
+            _take(tar, info, member, contents, limits=limits, budget=budget, spool=spool)
     except ArchiveError:
         raise
     except _read_errors() as exc:

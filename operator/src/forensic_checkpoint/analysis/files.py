@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket as _socket
 import struct
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from forensic_checkpoint.analysis.images import Image, try_decode
 from forensic_checkpoint.analysis.report import (
@@ -167,23 +167,26 @@ class FileTable:
         if entry is None:
             return f"file#{file_id}"
         kind = FD_TYPES.get(int(entry.type), "UND")
+        path = f"{kind.lower()}:[{file_id}]"
         if entry.HasField("reg"):
-            return str(entry.reg.name)
-        if entry.HasField("pipe"):
-            return f"pipe:[{int(entry.pipe.pipe_id)}]"
-        if entry.HasField("fifo"):
-            return self.path(int(entry.fifo.regf_id))
-        if entry.HasField("memfd"):
-            name = self.memfd_names.get(int(entry.memfd.inode_id), "?")
-            return f"memfd:{name}"
-        if entry.HasField("usk"):
+            path = str(entry.reg.name)
+        elif entry.HasField("pipe"):
+            path = f"pipe:[{int(entry.pipe.pipe_id)}]"
+        elif entry.HasField("fifo"):
+            # The FIFO's name is the regular-file entry it points at (never another FIFO).
+            regf = self.entries.get(int(entry.fifo.regf_id))
+            if regf is not None and regf.HasField("reg"):
+                path = str(regf.reg.name)
+        elif entry.HasField("memfd"):
+            path = f"memfd:{self.memfd_names.get(int(entry.memfd.inode_id), '?')}"
+        elif entry.HasField("usk"):
             name = unix_name(bytes(entry.usk.name))
-            return f"unix:{name}" if name else f"socket:[{int(entry.usk.ino)}]"
-        if entry.HasField("isk"):
-            return f"socket:[{int(entry.isk.ino)}]"
-        if entry.HasField("nlsk"):
-            return f"socket:[{int(entry.nlsk.ino)}]"
-        return f"{kind.lower()}:[{file_id}]"
+            path = f"unix:{name}" if name else f"socket:[{int(entry.usk.ino)}]"
+        elif entry.HasField("isk"):
+            path = f"socket:[{int(entry.isk.ino)}]"
+        elif entry.HasField("nlsk"):
+            path = f"socket:[{int(entry.nlsk.ino)}]"
+        return path
 
     def open_file(self, fd: int | str, file_id: int, fd_type: int = 0) -> OpenFile:
         entry = self.entries.get(file_id)
@@ -346,20 +349,24 @@ def build_pipes(
 ) -> list[Pipe]:
     """Pipes and FIFOs grouped by inode, with the bytes that were still buffered."""
     buffered: dict[int, bytes] = {}
-    for member, kind in (("pipes-data.img", "PIPES_DATA"), ("fifo-data.img", "FIFO_DATA")):
-        image: Image | None = try_decode(kind, data.get(f"checkpoint/{member}"), member, warnings)
+    for member, image_kind in (("pipes-data.img", "PIPES_DATA"), ("fifo-data.img", "FIFO_DATA")):
+        image: Image | None = try_decode(
+            image_kind, data.get(f"checkpoint/{member}"), member, warnings
+        )
         if image:
             for entry, payload in zip(image.entries, image.payloads, strict=True):
                 buffered[int(entry.pipe_id)] = buffered.get(int(entry.pipe_id), b"") + payload
     pipes: dict[int, Pipe] = {}
     for file_id, entry in sorted(table.entries.items()):
         if entry.HasField("pipe"):
-            inode, kind, path = int(entry.pipe.pipe_id), "pipe", None
+            kind: Literal["pipe", "fifo"] = "pipe"
+            inode, path = int(entry.pipe.pipe_id), None
         elif entry.HasField("fifo"):
-            inode, kind, path = int(entry.fifo.pipe_id), "fifo", table.path(file_id)
+            kind = "fifo"
+            inode, path = int(entry.fifo.pipe_id), table.path(file_id)
         else:
             continue
-        pipe = pipes.setdefault(inode, Pipe(id=inode, type=kind, path=path))  # type: ignore[arg-type]
+        pipe = pipes.setdefault(inode, Pipe(id=inode, type=kind, path=path))
         pipe.held_by = sorted(
             [*pipe.held_by, *_holders(fd_map, file_id)], key=lambda h: (h.pid, h.fd)
         )

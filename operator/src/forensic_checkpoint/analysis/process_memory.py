@@ -7,12 +7,12 @@ second streaming pass that feeds every search and keeps only the argv/env byte r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from forensic_checkpoint.analysis.archive import ArchiveContents, stream_members
+from forensic_checkpoint.analysis.archive import ArchiveContents, MemberInfo, stream_members
 from forensic_checkpoint.analysis.memory import (
     MemoryHit,
     MemoryScanner,
@@ -170,7 +170,6 @@ def analyze_memory(
     tasks = _tasks(contents, tree, warnings)
     if tasks:
         result.page_size = tasks[0].index.page_size
-    by_pages = {t.pages_name: t for t in tasks}
     hits: list[MemoryHit] = []
     counts = [0] * len(patterns)
     for task in tasks:
@@ -189,34 +188,12 @@ def analyze_memory(
     scanned = [t for t in tasks if t.scanner is not None]
     streamed = [t for t in scanned if not _direct(contents, t)]
     for task in scanned:
-        if task in streamed:
-            continue
-        for chunk in _direct_chunks(contents, task):
-            assert task.scanner is not None  # noqa: S101 - set above for every scanned task
-            hits.extend(task.scanner.feed(chunk))
+        if task not in streamed:
+            hits.extend(_feed(task, _direct_chunks(contents, task)))
     if streamed:
-        wanted = {t.pages_name for t in streamed}
-
-        def visit(member: Any, stream: IO[bytes]) -> bool:
-            task = by_pages[member.name]
-            assert task.scanner is not None  # noqa: S101
-            while chunk := stream.read(_CHUNK):
-                hits.extend(task.scanner.feed(chunk))
-            wanted.discard(member.name)
-            return bool(wanted)
-
-        stream_members(contents.path, lambda n: n in wanted, visit)
+        hits.extend(_second_pass(contents.path, streamed))
     for task in scanned:
-        scanner = task.scanner
-        assert scanner is not None  # noqa: S101
-        hits.extend(scanner.finish())
-        if not scanner.complete:
-            warnings.append(
-                f"{task.pages_name} is shorter than its pagemap says; memory of pid "
-                f"{task.proc.pid} is partial"
-            )
-        for k, n in enumerate(scanner.counts):
-            counts[k] += n
+        hits.extend(_finish(task, counts, warnings))
     if read_args:
         for task in tasks:
             memory = (
@@ -228,6 +205,46 @@ def analyze_memory(
                 _fill_args(task, memory, warnings)
     result.searches = _searches(patterns, len(searches), hits, counts)
     return result
+
+
+def _feed(task: _Task, chunks: Iterable[bytes]) -> list[MemoryHit]:
+    scanner = task.scanner
+    if scanner is None:
+        return []
+    hits: list[MemoryHit] = []
+    for chunk in chunks:
+        hits.extend(scanner.feed(chunk))
+    return hits
+
+
+def _second_pass(path: Path, streamed: list[_Task]) -> list[MemoryHit]:
+    """Stream the archive again and feed each pages member to its process's scanner."""
+    by_pages = {t.pages_name: t for t in streamed}
+    wanted = set(by_pages)
+    hits: list[MemoryHit] = []
+
+    def visit(member: MemberInfo, stream: IO[bytes]) -> bool:
+        hits.extend(_feed(by_pages[member.name], iter(lambda: stream.read(_CHUNK), b"")))
+        wanted.discard(member.name)
+        return bool(wanted)
+
+    stream_members(path, lambda n: n in wanted, visit)
+    return hits
+
+
+def _finish(task: _Task, counts: list[int], warnings: list[str]) -> list[MemoryHit]:
+    scanner = task.scanner
+    if scanner is None:
+        return []
+    hits = scanner.finish()
+    if not scanner.complete:
+        warnings.append(
+            f"{task.pages_name} is shorter than its pagemap says; memory of pid "
+            f"{task.proc.pid} is partial"
+        )
+    for k, n in enumerate(scanner.counts):
+        counts[k] += n
+    return hits
 
 
 def _direct(contents: ArchiveContents, task: _Task) -> bool:

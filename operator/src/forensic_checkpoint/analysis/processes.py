@@ -168,8 +168,8 @@ def build_process_tree(
         )
         if tc is not None and state == "zombie":
             proc.exit_code = int(tc.exit_code)
-        for tid in entry.threads:
-            tid = int(tid)
+        for raw_tid in entry.threads:
+            tid = int(raw_tid)
             tcore = core if tid == pid else _entry(_img(data, "CORE", f"core-{tid}.img", warnings))
             thread = Thread(tid=tid)
             if tcore is not None and tcore.HasField("thread_core") and tcore.thread_core.comm:
@@ -180,7 +180,9 @@ def build_process_tree(
         if core is not None and core.HasField("thread_core"):
             _creds_and_seccomp(proc, core.thread_core, filters)
         if state != "zombie":
-            _task_resources(proc, task, data, table, tree, warnings)
+            _task_resources(
+                proc=proc, task=task, data=data, table=table, tree=tree, warnings=warnings
+            )
         for ns_type, attr in NS_FIELDS:
             ids = task.ids
             if ids is not None and ids.HasField(attr):
@@ -230,6 +232,7 @@ def _creds_and_seccomp(proc: Process, thread_core: Any, filters: list[Any]) -> N
 
 
 def _task_resources(
+    *,
     proc: Process,
     task: TaskImages,
     data: dict[str, bytes],

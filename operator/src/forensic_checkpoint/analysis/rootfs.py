@@ -82,15 +82,12 @@ def _kind(info: tarfile.TarInfo) -> str:
 def _open_inner(stream: IO[bytes], limits: ArchiveLimits) -> tuple[tarfile.TarFile, str]:
     peek = _Peekable(stream)
     fmt = "tar"
-    source: IO[bytes] | object = peek
+    compression = "none"
     if peek.head.startswith(GZIP_MAGIC):
-        fmt = "tar+gzip"
-        source = decompressing_stream(peek, "gzip", limits.max_inner_bytes, "rootfs-diff.tar")  # type: ignore[arg-type]
+        fmt, compression = "tar+gzip", "gzip"
     elif peek.head.startswith(ZSTD_MAGIC):
-        fmt = "tar+zstd"
-        source = decompressing_stream(peek, "zstd", limits.max_inner_bytes, "rootfs-diff.tar")  # type: ignore[arg-type]
-    else:
-        source = decompressing_stream(peek, "none", limits.max_inner_bytes, "rootfs-diff.tar")  # type: ignore[arg-type]
+        fmt, compression = "tar+zstd", "zstd"
+    source = decompressing_stream(peek, compression, limits.max_inner_bytes, "rootfs-diff.tar")
     return tarfile.open(fileobj=source, mode="r|"), fmt  # type: ignore[call-overload]
 
 

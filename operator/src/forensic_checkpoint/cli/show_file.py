@@ -23,8 +23,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.output:
         with args.output.open("wb") as out:
-            show_file(args.archive, args.path, out.write)
+
+            def to_file(chunk: bytes) -> None:
+                out.write(chunk)
+
+            show_file(args.archive, args.path, to_file)
     else:
-        show_file(args.archive, args.path, sys.stdout.buffer.write)
+
+        def to_stdout(chunk: bytes) -> None:
+            sys.stdout.buffer.write(chunk)
+
+        show_file(args.archive, args.path, to_stdout)
         sys.stdout.buffer.flush()
     return 0
