@@ -123,3 +123,19 @@ def test_identity_files_are_checked(tmp_path: Path) -> None:
 )
 def test_age_header_detection(head: bytes, encrypted: bool) -> None:
     assert encryption.is_age_encrypted(head) is encrypted
+
+
+def test_decrypted_path_is_private_and_removed(
+    age_identity: tuple[Path, str], tmp_path: Path
+) -> None:
+    identity_file, recipient = age_identity
+    source = tmp_path / "c.tar.zst"
+    source.write_bytes(b"\x28\xb5\x2f\xfd" + b"z" * 5000)
+    recipients = encryption.parse_recipients([recipient])
+    encrypted = encryption.encrypt_file(source, tmp_path / "c.tar.zst.age", recipients)
+    with encryption.decrypted_path(encrypted.path, identity_file) as plain:
+        assert plain.name == "c.tar.zst"
+        assert plain.read_bytes() == source.read_bytes()
+        assert plain.parent.stat().st_mode & 0o077 == 0
+    assert not plain.exists()
+    assert not plain.parent.exists()

@@ -13,7 +13,8 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -157,3 +158,18 @@ def decrypt_to_stream(
         raise
     out.seek(0)
     return out
+
+
+@contextmanager
+def decrypted_path(
+    encrypted: str | os.PathLike[str], identity_file: str | os.PathLike[str]
+) -> Iterator[Path]:
+    """``with decrypted_path(obj, key) as tar:`` the plaintext as a file, for readers that want a
+    path (the analyzer seeks by offset in uncompressed archives). It lives in a private (0700)
+    temporary directory, removed on exit; the name drops the ``.age`` suffix."""
+    name = Path(encrypted).name.removesuffix(SUFFIX) or "archive"
+    with tempfile.TemporaryDirectory(prefix="fcp-decrypted-") as tmp:
+        plain = Path(tmp) / name
+        with plain.open("wb") as out:
+            decrypt_to_file(encrypted, identity_file, out)
+        yield plain
