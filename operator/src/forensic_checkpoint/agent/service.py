@@ -313,7 +313,10 @@ class CaptureService:
             if other.status.archive is not None and other.status.key != record.status.key
         }
         for candidate in candidates:
-            real = paths.resolve_archive(candidate, self.checkpoint_dir)
+            try:
+                real = paths.resolve_archive(candidate, self.checkpoint_dir)
+            except CaptureError:
+                continue  # vanished or replaced since the directory scan
             if str(real) not in claimed:
                 return real
         return None
