@@ -208,8 +208,8 @@ def test_rss_counts_present_pages_per_vma() -> None:
 # --- Property: the streamed search equals a naive search of each contiguous memory segment ---
 
 
-def naive(regions: list[Region], needle: bytes) -> list[int]:
-    """Non-overlapping matches in each maximal run of contiguous present memory."""
+def segments_of(regions: list[Region]) -> list[tuple[int, bytearray]]:
+    """Maximal runs of contiguous present memory."""
     segments: list[tuple[int, bytearray]] = []
     for r in regions:
         if not r.flags & PE_PRESENT:
@@ -218,7 +218,20 @@ def naive(regions: list[Region], needle: bytes) -> list[int]:
             segments[-1][1].extend(r.data)
         else:
             segments.append((r.vaddr, bytearray(r.data)))
-    return [seg + m.start() for seg, data in segments for m in re.finditer(re.escape(needle), data)]
+    return segments
+
+
+def naive(regions: list[Region], needle: bytes, ctx: int) -> list[tuple[int, bytes, bytes]]:
+    """Non-overlapping matches per segment with their context, clipped at segment edges."""
+    return [
+        (
+            seg + m.start(),
+            bytes(data[max(0, m.start() - ctx) : m.start()]),
+            bytes(data[m.end() : m.end() + ctx]),
+        )
+        for seg, data in segments_of(regions)
+        for m in re.finditer(re.escape(needle), data)
+    ]
 
 
 @st.composite
@@ -248,7 +261,7 @@ def test_streamed_search_equals_naive_segment_search(
     regions, needle = proc
     pagemap, pages = build_process(regions)
     index = index_of(pagemap, pages)
-    expected = naive(regions, needle)
+    expected = naive(regions, needle, 5)
     literal = Pattern.literal(needle)
     regex = Pattern.regex(re.escape(needle), max_length=len(needle))
     scanner = MemoryScanner(index, [literal, regex], chunk_size=chunk, context=5, max_hits=1 << 30)
@@ -258,9 +271,8 @@ def test_streamed_search_equals_naive_segment_search(
     hits += scanner.finish()
     assert scanner.complete
     for k in (0, 1):
-        got = sorted(h.vaddr for h in hits if h.pattern_index == k)
+        got = sorted((h.vaddr, h.before, h.after) for h in hits if h.pattern_index == k)
         assert got == expected
     memory = ProcessMemory.from_bytes(index, pages)
     for h in hits[: data.draw(st.integers(0, 5))]:
         assert memory.read(h.vaddr, len(needle)) == needle == h.match
-        assert memory.read(h.vaddr - len(h.before), len(h.before)) == h.before

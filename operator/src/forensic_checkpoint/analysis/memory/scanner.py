@@ -122,7 +122,6 @@ class MemoryScanner:
         self.context = context
         longest = max((p.max_length for p in self.patterns), default=1)
         self._lookahead = longest - 1 + context
-        self._chunk = max(chunk_size, 4 * (self._lookahead + context) + 1)
         self.max_hits = max_hits
         self.counts = [0] * len(self.patterns)
         self._emitted = [0] * len(self.patterns)
@@ -130,10 +129,15 @@ class MemoryScanner:
         self._runs = index.runs
         self._run_i = 0
         self._pos = 0  # pages-file offset of the next byte fed
-        self._carry = b""
-        self._buf_abs = self._runs[0].file_offset if self._runs else 0
-        self._parts: list[bytes | memoryview] = []
-        self._pending = 0
+        # Bytes needed after a match start before it can be reported (match + after-context),
+        # and the tail of the previous unit kept to scan the junction with the next one.
+        self._tail_len = self._lookahead + context
+        self._min_unit = 4 * self._tail_len
+        self._chunk = max(chunk_size, self._min_unit)
+        self._tail = b""
+        self._acc: list[bytes] = []
+        self._acc_len = 0
+        self._acc_abs = 0
         self.extra_bytes = 0
         # Whole pages are kept: strings read from a range's start may run past its end.
         page = index.page_size
@@ -152,37 +156,38 @@ class MemoryScanner:
     def feed(self, data: bytes | bytearray | memoryview) -> list[MemoryHit]:
         """Take the next bytes of the pages file; return the hits that are now certain."""
         if not isinstance(data, bytes):
-            data = bytes(data)  # the caller may reuse its buffer; buffers are kept across calls
+            data = bytes(data)  # the caller may reuse its buffer; small pieces are kept
         hits: list[MemoryHit] = []
         n = len(data)
         i = 0
-        view = memoryview(data)
         while i < n and self._run_i < len(self._runs):
             run = self._runs[self._run_i]
             run_end = run.file_offset + run.size
             take = min(n - i, run_end - self._pos)
-            piece: bytes | memoryview = data if (i == 0 and take == n) else view[i : i + take]
+            piece = data if (i == 0 and take == n) else data[i : i + take]
             if self._retain:
                 self._keep(run, self._pos, piece)
-            self._parts.append(piece)
-            self._pending += take
+            at = self._pos
             self._pos += take
             i += take
-            if self._pos == run_end:
-                self._flush(run, final=True, hits=hits)
+            final = self._pos == run_end
+            self._push(run, piece, at, final=final, hits=hits)
+            if final:
                 self._run_i += 1
-                if self._run_i < len(self._runs):
-                    self._buf_abs = self._runs[self._run_i].file_offset
-            elif self._pending >= self._chunk:
-                self._flush(run, final=False, hits=hits)
         self.extra_bytes += n - i
         return hits
 
     def finish(self) -> list[MemoryHit]:
         """Flush a run cut short by a truncated pages file (``complete`` stays False)."""
         hits: list[MemoryHit] = []
-        if self._run_i < len(self._runs) and (self._parts or self._carry):
-            self._flush(self._runs[self._run_i], final=True, hits=hits)
+        if self._run_i < len(self._runs):
+            run = self._runs[self._run_i]
+            if self._acc:
+                unit, at = b"".join(self._acc), self._acc_abs
+                self._acc, self._acc_len = [], 0
+                self._unit(run, unit, at, final=True, hits=hits)
+            elif self._tail:
+                self._unit(run, b"", self._pos, final=True, hits=hits)
         return hits
 
     def retained(self) -> ProcessMemory:
@@ -199,73 +204,87 @@ class MemoryScanner:
                 s, e = max(a, lo), min(b, hi)
                 self._kept.append((file_off + (s - lo), bytes(piece[s - lo : e - lo])))
 
-    def _flush(self, run: PresentRun, *, final: bool, hits: list[MemoryHit]) -> None:
-        parts = self._parts
-        if self._carry:
-            buf = self._carry + b"".join(parts)
-        elif len(parts) == 1 and isinstance(parts[0], bytes):
-            buf = parts[0]
-        else:
-            buf = b"".join(parts)
-        self._parts = []
-        self._pending = 0
-        base = self._buf_abs
-        limit = len(buf) if final else len(buf) - self._lookahead
-        if limit > 0:
-            for k, pat in enumerate(self.patterns):
-                self._scan(k, pat=pat, buf=buf, base=base, limit=limit, run=run, hits=hits)
-        if final:
-            self._carry = b""
-        else:
-            keep_from = max(0, limit - self.context)
-            self._carry = buf[keep_from:]
-            self._buf_abs = base + keep_from
+    def _push(
+        self, run: PresentRun, piece: bytes, at: int, *, final: bool, hits: list[MemoryHit]
+    ) -> None:
+        """Scan big pieces in place (no copy); gather small ones into one unit first."""
+        if not self._acc and (final or len(piece) >= self._min_unit):
+            self._unit(run, piece, at, final=final, hits=hits)
+            return
+        if not self._acc:
+            self._acc_abs = at
+        self._acc.append(piece)
+        self._acc_len += len(piece)
+        if final or self._acc_len >= self._chunk:
+            unit, start = b"".join(self._acc), self._acc_abs
+            self._acc, self._acc_len = [], 0
+            self._unit(run, unit, start, final=final, hits=hits)
 
-    def _scan(
+    def _unit(
+        self, run: PresentRun, unit: bytes, at: int, *, final: bool, hits: list[MemoryHit]
+    ) -> None:
+        """Scan ``unit`` (pages-file offset ``at``; at least ``_min_unit`` bytes unless final).
+
+        Matches starting in the previous unit's last ``_lookahead`` bytes are found in a small
+        junction buffer (its kept tail + this unit's head); then the unit itself is scanned for
+        matches that start early enough to be complete, or anywhere when the run ends here.
+        """
+        tail = self._tail
+        n_tail = self._tail_len
+        if tail:
+            junction = tail + unit[:n_tail]
+            hi = len(junction) if final and len(unit) <= n_tail else len(tail)
+            for k, pat in enumerate(self.patterns):
+                self._scan(k, pat, junction, at - len(tail), hi, run, b"", hits)
+        hi = len(unit) if final else len(unit) - self._lookahead
+        for k, pat in enumerate(self.patterns):
+            self._scan(k, pat, unit, at, hi, run, tail, hits)
+        self._tail = b"" if final else unit[-n_tail:]
+
+    def _scan(  # noqa: PLR0917 - hot path: positional arguments are measurably cheaper
         self,
         k: int,
-        *,
         pat: Pattern,
         buf: bytes,
         base: int,
-        limit: int,
+        hi: int,
         run: PresentRun,
+        prefix: bytes,
         hits: list[MemoryHit],
     ) -> None:
-        # Matches start before ``limit``; later ones are rescanned with the next buffer.
+        """Report matches of pattern ``k`` starting before ``buf[hi]`` and not yet reported
+        (``buf[0]`` is at pages-file offset ``base``; ``prefix`` precedes it, for context)."""
         start = max(0, self._resume[k] - base)
         last_end = start
         if pat.needle is not None:
             needle = pat.needle
-
             size = len(needle)
             find = buf.find
             p = find(needle, start)
-            while 0 <= p < limit:
-                self._emit(k, pat=pat, buf=buf, base=base, s=p, e=p + size, run=run, hits=hits)
+            while 0 <= p < hi:
+                self._emit(k, pat, buf, base, p, p + size, run, prefix, hits)
                 last_end = p + size
                 p = find(needle, last_end)
         elif pat.compiled is not None:
             for m in pat.compiled.finditer(buf, start):
                 s, e = m.span()
-                if s >= limit:
+                if s >= hi:
                     break
-                if e == s:
-                    continue
-                self._emit(k, pat=pat, buf=buf, base=base, s=s, e=e, run=run, hits=hits)
-                last_end = e
-        self._resume[k] = base + max(limit, last_end)
+                if e > s:
+                    self._emit(k, pat, buf, base, s, e, run, prefix, hits)
+                    last_end = e
+        self._resume[k] = base + max(hi, last_end)
 
-    def _emit(
+    def _emit(  # noqa: PLR0917
         self,
         k: int,
-        *,
         pat: Pattern,
         buf: bytes,
         base: int,
         s: int,
         e: int,
         run: PresentRun,
+        prefix: bytes,
         hits: list[MemoryHit],
     ) -> None:
         self.counts[k] += 1
@@ -282,7 +301,8 @@ class MemoryScanner:
                 pid=self.pid,
                 vaddr=vaddr,
                 match=buf[s:e],
-                before=buf[max(0, s - ctx) : s],
+                before=(prefix[len(prefix) - (ctx - s) :] if s < ctx and prefix else b"")
+                + buf[max(0, s - ctx) : s],
                 after=buf[e : e + ctx],
                 vma=find_vma(self.vmas, self._vma_starts, vaddr),
                 pages_id=self.index.pages_id,
