@@ -180,7 +180,7 @@ def run_analysis(
         ),
         warnings=warnings,
     )
-    return report if options.reveal else redact(report)
+    return report if options.reveal else redact(report, copy=False)
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

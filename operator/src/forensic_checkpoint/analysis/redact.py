@@ -15,9 +15,10 @@ def _mask_env(env: list[EnvVar]) -> list[EnvVar]:
     return [EnvVar(name=e.name, value=REDACTED if e.value else "") for e in env]
 
 
-def redact(report: Report) -> Report:
-    """A copy of ``report`` with secret values masked and ``redacted`` set."""
-    out = report.model_copy(deep=True)
+def redact(report: Report, *, copy: bool = True) -> Report:
+    """``report`` with secret values masked and ``redacted`` set; a deep copy unless the
+    caller owns the report and passes ``copy=False``."""
+    out = report.model_copy(deep=True) if copy else report
     out.redacted = True
     out.container.spec_env = _mask_env(out.container.spec_env)
     for proc in out.processes:

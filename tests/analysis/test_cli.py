@@ -1,0 +1,180 @@
+"""The analyze / diff / show-file commands end to end, through the real CLI entry point."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+from sample_data import sample_path, truth
+
+from forensic_checkpoint.analysis import AnalysisOptions, analyze
+from forensic_checkpoint.analysis.report import REDACTED
+from forensic_checkpoint.cli.main import main
+
+MULTI = str(sample_path("multi-proc"))
+SECRET = "st_a05909b0369acc80c6bea84a"
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
+    assert main(list(args)) == 0
+    doc: dict[str, object] = json.loads(capsys.readouterr().out)
+    return doc
+
+
+def test_json_masks_secrets_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = run_json(
+        capsys,
+        "analyze",
+        MULTI,
+        "--format",
+        "json",
+        "--search",
+        "MEMSECRET-7AEBFA96D9785726",
+        "--search-regex",
+        r"st_[0-9a-f]{24}",
+    )
+    text = json.dumps(doc)
+    assert SECRET not in text
+    assert doc["redacted"] is True
+    server = next(p for p in doc["processes"] if p["pid"] == 11)  # type: ignore[attr-defined]
+    env = {e["name"]: e["value"] for e in server["env"]}
+    assert env["SECRET_TOKEN"] == REDACTED
+    literal, regex = doc["memory"]["searches"]  # type: ignore[index]
+    assert literal["matches"][0]["match"] == "MEMSECRET-7AEBFA96D9785726"
+    assert set(literal["matches"][0]["context"]) <= set("*MEMSECRET-7AEBFA96D9785726")
+    assert regex["totalMatches"] == 5
+    assert all(m["match"] == REDACTED and m["context"] == REDACTED for m in regex["matches"])
+
+
+def test_reveal_shows_secrets(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = run_json(
+        capsys,
+        "analyze",
+        MULTI,
+        "--format",
+        "json",
+        "--reveal",
+        "--search-regex",
+        r"st_[0-9a-f]{24}",
+    )
+    assert doc["redacted"] is False
+    server = next(p for p in doc["processes"] if p["pid"] == 11)  # type: ignore[attr-defined]
+    assert {"name": "SECRET_TOKEN", "value": SECRET} in server["env"]
+    (regex,) = doc["memory"]["searches"]  # type: ignore[index]
+    assert {m["match"] for m in regex["matches"]} == {SECRET}
+
+
+def test_yaml_is_the_same_document(capsys: pytest.CaptureFixture[str]) -> None:
+    as_json = run_json(capsys, "analyze", MULTI, "--format", "json")
+    assert main(["analyze", MULTI, "--format", "yaml"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == as_json
+
+
+def test_text_report_shows_what_checkpointctl_misses(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", MULTI, "--search", "MEMSECRET"]) == 0
+    out = capsys.readouterr().out
+    for needle in (
+        "Process tree",
+        "11 python3 (2 threads)",
+        "@multiproc-ctl",  # abstract unix name with '@', not a raw NUL
+        "DELETED",  # deleted-but-open file flagged
+        "TCP_INFLIGHT_CTb2777485eb",  # queued TCP data
+        "UNIX_INFLIGHT_CTb2777485eb",
+        "PIPE_INFLIGHT_785726",
+        "/etc/motd",  # deleted.files
+        "/var/lib/app/state.json",  # rootfs change
+        "[stack]",
+        "Memory search literal 'MEMSECRET': 2 matches",
+        "freezing_time",
+    ):
+        assert needle in out, needle
+    assert "\0" not in out
+    assert SECRET not in out
+
+
+def test_output_file(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    assert main(["analyze", MULTI, "--format", "json", "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["container"]["hostname"] == "multiproc-7"
+
+
+def test_show_file_prints_rootfs_and_ghost_content(
+    capsysbinary: pytest.CaptureFixture[bytes], tmp_path: Path
+) -> None:
+    t = truth("multi-proc")
+    issue = next(e for e in t["rootfs"]["entries"] if e["path"] == "/etc/issue")
+    assert main(["show-file", MULTI, "/etc/issue"]) == 0
+    assert capsysbinary.readouterr().out == issue["content"].encode()
+    ghost = t["deleted_open_files"][0]
+    out = tmp_path / "ghost"
+    assert main(["show-file", MULTI, ghost["path"], "-o", str(out)]) == 0
+    assert out.read_text() == ghost["content"]
+
+
+def test_show_file_of_containerd_gzip_diff(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    path = str(sample_path("attack-revshell"))
+    assert main(["show-file", path, "/tmp/.x/kworkerd"]) == 0
+    import hashlib
+
+    data = capsysbinary.readouterr().out
+    entry = next(
+        e for e in truth("attack-revshell")["rootfs"]["entries"] if e["path"] == "/tmp/.x/kworkerd"
+    )
+    assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+
+
+def test_show_file_missing_is_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show-file", MULTI, "/etc/shadow"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "/etc/shadow" in err
+
+
+def test_bad_regex_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", MULTI, "--search-regex", "(unclosed"]) == 1
+    err = capsys.readouterr().err
+    assert "--search-regex" in err and err.count("\n") == 1
+
+
+def test_diff_of_two_checkpoints_of_one_container(capsys: pytest.CaptureFixture[str]) -> None:
+    earlier = str(sample_path("multi-proc.podman-default-zstd"))
+    doc = run_json(capsys, "diff", earlier, MULTI, "--format", "json")
+    assert doc["sameContainer"] is True
+    assert doc["processes"] == {"added": [], "removed": [], "changed": []}
+    memory = doc["memory"]
+    assert isinstance(memory, dict)
+    assert memory["deltaBytes"] == memory["bBytes"] - memory["aBytes"]
+    assert {p["pid"] for p in memory["processes"]} == {1, 11, 14, 17}
+
+
+def test_diff_of_different_containers(capsys: pytest.CaptureFixture[str]) -> None:
+    blog = str(sample_path("counter-blog"))
+    doc = run_json(capsys, "diff", blog, MULTI, "--format", "json")
+    assert doc["sameContainer"] is False
+    procs = doc["processes"]
+    assert isinstance(procs, dict)
+    assert any(line.startswith("11 python3") for line in procs["added"])
+    assert any(line.startswith("6 counter.py") for line in procs["removed"])
+    assert any(line.startswith("1 ") for line in procs["changed"])
+    sockets = doc["sockets"]
+    assert isinstance(sockets, dict)
+    assert any("0.0.0.0:7070" in s for s in sockets["added"])
+    assert any("0.0.0.0:8088" in s for s in sockets["removed"])
+    rootfs = doc["rootfs"]
+    assert isinstance(rootfs, dict)
+    assert "/etc/motd deleted" in rootfs["added"]
+    assert main(["diff", blog, MULTI]) == 0
+    assert "Checkpoint diff" in capsys.readouterr().out
+
+
+def test_analyze_is_thread_safe() -> None:
+    """The node agent analyses in worker threads: parallel runs give the serial results."""
+    names = ["multi-proc", "counter-blog-crio", "attack-revshell", "counter-blog"]
+    options = AnalysisOptions(searches=["python"], reveal=True)
+    serial = {n: analyze(sample_path(n), options).to_json_dict() for n in names}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        parallel = list(pool.map(lambda n: analyze(sample_path(n), options), names * 2))
+    for name, report in zip(names * 2, parallel, strict=True):
+        assert report.to_json_dict() == serial[name]
