@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,15 @@ from .test_export import TARGET, captured_chain, config
 def download(s3: Any, bucket: str, url: str, dest: Path) -> Path:
     s3.download_file(bucket, url.removeprefix(f"s3://{bucket}/"), str(dest))
     return dest
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> tuple[Path, str]:
+    """Smaller than the export tests' archive: two parts are enough here."""
+    path = tmp_path / "checkpoint.tar"
+    data = os.urandom(6 * 1024 * 1024)
+    path.write_bytes(data)
+    return path, hashlib.sha256(data).hexdigest()
 
 
 @pytest.fixture
