@@ -287,3 +287,21 @@ def test_attack_sample_specifics() -> None:
     miner = report.process(22)
     assert miner is not None and len(miner.cmdline) == 2
     assert "LD_PRELOAD" in {e.name for e in miner.env}
+
+
+def test_streamed_pages_give_the_same_report(sample: str) -> None:
+    """Large compressed archives are not spooled: pages are streamed in a second pass, and
+    argv/env come from the ranges the scanner retains. The report must not change."""
+    from sample_data import sample_path
+
+    from forensic_checkpoint.analysis import AnalysisOptions
+    from forensic_checkpoint.analysis.analyzer import run_analysis
+    from forensic_checkpoint.analysis.archive import ArchiveLimits
+
+    searches = [m["value"] for m in truth(sample)["memory_strings"]]
+    streamed = run_analysis(
+        sample_path(sample),
+        AnalysisOptions(searches=searches, reveal=True),
+        ArchiveLimits(max_spool_bytes=0),
+    )
+    assert streamed.to_json_dict() == revealed(sample).to_json_dict()

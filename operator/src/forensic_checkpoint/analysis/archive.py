@@ -59,7 +59,7 @@ class ArchiveLimits:
     #: all members kept in memory together, pages excluded
     max_kept_bytes: int = 512 * MiB
     #: pages kept in memory when the archive is compressed (else streamed in a second pass)
-    max_spool_bytes: int = 256 * MiB
+    max_spool_bytes: int = 64 * MiB
     #: entries and decompressed bytes of the inner rootfs-diff.tar
     max_inner_members: int = 200_000
     max_inner_bytes: int = 64 * GiB
