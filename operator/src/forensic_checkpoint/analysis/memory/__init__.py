@@ -46,6 +46,7 @@ from forensic_checkpoint.analysis.memory.scanner import (
     PagesSource,
     Pattern,
     SeekableRange,
+    iter_chunks,
     search,
 )
 from forensic_checkpoint.analysis.memory.vmas import Vma, VmaLike, normalize_vmas, vmas_from_mm
@@ -72,6 +73,7 @@ __all__ = [
     "VmaLike",
     "VmaRss",
     "derive_page_size",
+    "iter_chunks",
     "normalize_vmas",
     "parse_pagemap",
     "rss_by_vma",

@@ -311,7 +311,7 @@ class MemoryScanner:
         )
 
 
-def _chunks(source: PagesSource, index: PageIndex, chunk_size: int) -> Iterator[bytes]:
+def iter_chunks(source: PagesSource, index: PageIndex, chunk_size: int) -> Iterator[bytes]:
     """Yield the pages file in order; seekable reads are cut at run ends to avoid copies."""
     if isinstance(source, bytes):
         yield source
@@ -360,7 +360,7 @@ def search(
         chunk_size=chunk_size,
         max_hits=max_hits,
     )
-    for chunk in _chunks(source, index, chunk_size):
+    for chunk in iter_chunks(source, index, chunk_size):
         yield from scanner.feed(chunk)
     yield from scanner.finish()
     if not scanner.complete:
