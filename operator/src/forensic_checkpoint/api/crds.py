@@ -34,7 +34,15 @@ REGISTRY: list[str] = [
     "forensic_checkpoint.api.policy:ForensicCapturePolicy",
 ]
 
-_DROP_KEYS = {"title", "$defs", "discriminator"}
+#: JSON-schema keys the API server's JSONSchemaProps accepts (besides ``x-kubernetes-*``);
+#: anything else pydantic emits (``title``, ``propertyNames``, ``examples``, ...) is dropped.
+_ALLOWED_KEYS = {
+    "type", "format", "description", "default", "maximum", "exclusiveMaximum", "minimum",
+    "exclusiveMinimum", "maxLength", "minLength", "pattern", "maxItems", "minItems",
+    "multipleOf", "enum", "maxProperties", "minProperties", "required", "items", "properties",
+    "additionalProperties", "nullable", "example",
+}  # fmt: skip
+_VERBATIM_KEYS = {"enum", "default", "example", "required"}
 _EXCLUSIVE_BOUNDS = {"exclusiveMaximum": "maximum", "exclusiveMinimum": "minimum"}
 
 
@@ -70,7 +78,7 @@ def _unwrap_optional(node: dict[str, Any]) -> dict[str, Any]:
 
 def _clean_key(key: str, value: Any) -> bool:
     """Whether a JSON-schema key survives into the CRD."""
-    if key in _DROP_KEYS:
+    if key not in _ALLOWED_KEYS and not key.startswith("x-kubernetes-") and key != "const":
         return False
     if key == "default" and value is None:
         return False
@@ -103,6 +111,8 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
             out[key] = True
         elif key == "properties":
             out[key] = {name: _resolve(sub, defs) for name, sub in value.items()}
+        elif key in _VERBATIM_KEYS or key.startswith("x-kubernetes-"):
+            out[key] = value  # data, not schema: CEL rules, enum values, defaults
         else:
             out[key] = _resolve(value, defs)
     if ("enum" in out or out.get("format") == "date-time") and "type" not in out:
