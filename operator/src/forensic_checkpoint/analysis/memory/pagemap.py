@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Error as ProtobufError
@@ -31,12 +31,12 @@ PAGEMAP_MAGIC = 0x56084025
 _U32 = struct.Struct("<I")
 
 
-@dataclass(frozen=True, slots=True)
-class PagemapEntry:
+class PagemapEntry(NamedTuple):
     """One run of pages: ``nr_pages`` pages from ``vaddr``; ``flags`` already normalised.
 
     Legacy entries are normalised as CRIU's ``init_compat_pagemap_entry`` does: ``in_parent``
-    becomes ``PE_PARENT``, an entry without flags is ``PE_PRESENT``.
+    becomes ``PE_PARENT``, an entry without flags is ``PE_PRESENT``. A NamedTuple, because
+    pagemaps reach millions of entries and tuples are the cheapest record to build.
     """
 
     vaddr: int
@@ -78,7 +78,8 @@ def _message_classes() -> tuple[type[Any], type[Any]]:
         copy.CopyFrom(message)
         for field in copy.field:
             field.ClearField("options")  # CRIU's custom (opts.proto) display options
-            # Validation is done below with CRIU's own rules; a missing field is an ImageError.
+            # All optional: the parser checks presence itself with CRIU's rules (upb does not
+            # enforce proto2 `required` on parse anyway).
             field.label = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
         if copy.name == "pagemap_entry":
             numbers = {f.number for f in copy.field}
@@ -118,22 +119,15 @@ def _body_offset(data: bytes | memoryview, expected: int) -> int:
     return offset
 
 
-def parse_pagemap(data: bytes) -> Pagemap:
-    """Decode a whole ``pagemap-*.img`` (``pagemap-shmem-*.img`` too).
-
-    Raises ImageError (and nothing else) for any malformed input: bad magic, truncated record,
-    undecodable protobuf, missing ``pages_id`` / ``vaddr`` / page count, or entries that are not
-    in ascending, non-overlapping vaddr order (the page index relies on that order).
-    """
-    head_cls, entry_cls = _message_classes()
-    view = memoryview(data)
+def _parse_head(view: memoryview) -> tuple[int, int]:
+    """Return (pages_id, offset of the first entry record)."""
+    head_cls, _ = _message_classes()
     pos = _body_offset(view, PAGEMAP_MAGIC)
-    end = len(view)
-    if end - pos < 4:
+    if len(view) - pos < 4:
         raise ImageError("pagemap has no head record")
     (size,) = _U32.unpack_from(view, pos)
     pos += 4
-    if pos + size > end:
+    if pos + size > len(view):
         raise ImageError("pagemap head record is truncated")
     head = head_cls()
     try:
@@ -142,47 +136,52 @@ def parse_pagemap(data: bytes) -> Pagemap:
         raise ImageError("pagemap head does not decode") from exc
     if not head.HasField("pages_id"):
         raise ImageError("pagemap head has no pages_id")
-    pos += size
+    return head.pages_id, pos + size
 
+
+def parse_pagemap(data: bytes) -> Pagemap:
+    """Decode a whole ``pagemap-*.img`` (``pagemap-shmem-*.img`` too).
+
+    Raises ImageError (and nothing else) for any malformed input: bad magic, truncated record,
+    undecodable protobuf, missing ``pages_id`` / ``vaddr`` / page count, or entries that are not
+    in ascending, non-overlapping vaddr order (the page index relies on that order).
+    """
+    _, entry_cls = _message_classes()
+    view = memoryview(data)
+    end = len(view)
+    pages_id, pos = _parse_head(view)
     entries: list[PagemapEntry] = []
+    append = entries.append
     msg = entry_cls()
+    parse = msg.ParseFromString
+    has = msg.HasField
+    unpack = _U32.unpack_from
     while pos < end:
         if end - pos < 4:
             raise ImageError("pagemap ends inside a record length")
-        (size,) = _U32.unpack_from(view, pos)
+        (size,) = unpack(view, pos)
         pos += 4
         if pos + size > end:
             raise ImageError("pagemap record is truncated")
-        msg.Clear()
         try:
-            msg.ParseFromString(view[pos : pos + size])
+            parse(view[pos : pos + size])  # clears the message first
         except ProtobufError as exc:
             raise ImageError(f"pagemap entry {len(entries)} does not decode") from exc
         pos += size
-        entries.append(_entry(msg, len(entries)))
+        if not has("vaddr"):
+            raise ImageError(f"pagemap entry {len(entries)} has no vaddr")
+        # Hot loop, inlined: CRIU >= 4.2 writes nr_pages (5), older CRIU compat_nr_pages (2).
+        if has("nr_pages"):
+            nr = msg.nr_pages
+        elif has("compat_nr_pages"):
+            nr = msg.compat_nr_pages
+        else:
+            raise ImageError(f"pagemap entry {len(entries)} has no page count")
+        # init_compat_pagemap_entry(): without flags, legacy in_parent or else present.
+        flags = msg.flags if has("flags") else PE_PARENT if msg.in_parent else PE_PRESENT
+        append(PagemapEntry(msg.vaddr, nr, flags))
     _check_order(entries)
-    return Pagemap(head.pages_id, tuple(entries))
-
-
-def _entry(msg: Any, i: int) -> PagemapEntry:
-    """Apply CRIU's compatibility rules to one decoded entry."""
-    has = msg.HasField
-    if not has("vaddr"):
-        raise ImageError(f"pagemap entry {i} has no vaddr")
-    # CRIU >= 4.2 writes nr_pages (5) and leaves compat_nr_pages (2) at 0.
-    if has("nr_pages"):
-        nr = msg.nr_pages
-    elif has("compat_nr_pages"):
-        nr = msg.compat_nr_pages
-    else:
-        raise ImageError(f"pagemap entry {i} has no page count")
-    if has("flags"):
-        flags = msg.flags
-    elif has("in_parent") and msg.in_parent:
-        flags = PE_PARENT
-    else:
-        flags = PE_PRESENT
-    return PagemapEntry(msg.vaddr, nr, flags)
+    return Pagemap(pages_id, tuple(entries))
 
 
 def _check_order(entries: list[PagemapEntry]) -> None:
