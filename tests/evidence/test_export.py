@@ -215,3 +215,80 @@ def test_backoff_is_exponential_capped_and_jittered(tmp_path: Path) -> None:
     for n, delay in enumerate(delays):
         ceiling = min(10, 2**n)
         assert ceiling / 2 <= delay <= ceiling
+
+
+class _Crash(Exception):
+    """Stands in for the process dying after some parts (in-process variant)."""
+
+
+def _crash_after(client: Any, parts: int) -> None:
+    real = client.upload_part
+    count = {"n": 0}
+
+    def upload_part(**kwargs: Any) -> Any:
+        if count["n"] == parts:
+            raise _Crash
+        count["n"] += 1
+        return real(**kwargs)
+
+    client.upload_part = upload_part
+
+
+def test_an_upload_the_store_dropped_starts_again(
+    s3_endpoint: str, s3: Any, bucket: str, archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = archive
+    cfg = config(s3_endpoint, bucket, tmp_path / "state")
+    crashing = Exporter(cfg)
+    _crash_after(crashing.client, 2)
+    with pytest.raises(_Crash):
+        crashing.export(path, sha, TARGET)
+    uploads = s3.list_multipart_uploads(Bucket=bucket)["Uploads"]
+    assert len(uploads) == 1
+    # e.g. a bucket lifecycle rule aborting incomplete uploads
+    s3.abort_multipart_upload(Bucket=bucket, Key=uploads[0]["Key"], UploadId=uploads[0]["UploadId"])
+
+    outcome = Exporter(cfg).export(path, sha, TARGET)
+    assert (outcome.parts_uploaded, outcome.parts_skipped) == (5, 0)
+    assert outcome.record.sha256 == sha
+
+
+def test_an_interrupted_upload_resumes_in_process_too(
+    s3_endpoint: str, s3: Any, bucket: str, archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    path, sha = archive
+    cfg = config(s3_endpoint, bucket, tmp_path / "state")
+    crashing = Exporter(cfg)
+    _crash_after(crashing.client, 3)
+    with pytest.raises(_Crash):
+        crashing.export(path, sha, TARGET)
+    outcome = Exporter(cfg).export(path, sha, TARGET)
+    assert (outcome.parts_uploaded, outcome.parts_skipped) == (2, 3)
+    body = s3.get_object(Bucket=bucket, Key=outcome.record.url.split("/", 3)[3])["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sha
+
+
+def test_config_from_chart_values(tmp_path: Path) -> None:
+    cfg = ExportConfig.from_values(
+        {
+            "endpoint": "https://minio:9000",
+            "bucket": "forensic-evidence",
+            "prefix": "/fc/",
+            "cluster": "prod-eu-1",
+            "partSizeMiB": 16,
+            "ageRecipients": ["age1example"],
+        },
+        state_dir=tmp_path,
+        node_name="node-a",
+    )
+    assert (cfg.endpoint_url, cfg.prefix, cfg.part_size, cfg.encrypt) == (
+        "https://minio:9000",
+        "fc",
+        16 * MIB,
+        True,
+    )
+    assert cfg.with_overrides(prefix="team-b").prefix == "team-b"
+    with pytest.raises(ConfigError, match="miss 'bucket'"):
+        ExportConfig.from_values({}, state_dir=tmp_path)
+    with pytest.raises(ConfigError, match="invalid"):
+        ExportConfig.from_values({"bucket": "b", "partSizeMiB": "lots"}, state_dir=tmp_path)
