@@ -178,3 +178,51 @@ def test_analyze_is_thread_safe() -> None:
         parallel = list(pool.map(lambda n: analyze(sample_path(n), options), names * 2))
     for name, report in zip(names * 2, parallel, strict=True):
         assert report.to_json_dict() == serial[name]
+
+
+def test_list_reads_identity_and_reports_bad_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    shutil.copy(sample_path("attack-revshell"), tmp_path / "checkpoint-web-1.tar")
+    shutil.copy(sample_path("counter-blog-crio"), tmp_path / "checkpoint-counter-2.tar")
+    (tmp_path / "checkpoint-broken.tar").write_bytes(b"not a tar at all" * 64)
+    (tmp_path / "unrelated.tar").write_bytes(b"ignored: not named checkpoint-*")
+    assert main(["list", str(tmp_path), "--format", "json"]) == 1  # one file is broken
+    rows = json.loads(capsys.readouterr().out)["checkpoints"]
+    assert [r["path"].rsplit("/", 1)[-1] for r in rows] == [
+        "checkpoint-broken.tar",
+        "checkpoint-counter-2.tar",
+        "checkpoint-web-1.tar",
+    ]
+    broken, crio, web = rows
+    assert broken["error"] and broken["engine"] is None
+    assert (crio["namespace"], crio["pod"], crio["container"], crio["engine"]) == (
+        "default",
+        "counters",
+        "counter",
+        "cri-o",
+    )
+    assert (web["namespace"], web["pod"], web["container"], web["engine"]) == (
+        "shop",
+        "storefront-7d4b9c6f5-x8k2m",
+        "web",
+        "containerd",
+    )
+    assert web["checkpointedAt"] == "2026-11-28T12:10:54.556854487Z"
+
+
+def test_show_member_raw_and_decoded(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    assert main(["show-file", MULTI, "deleted.files"]) == 0
+    assert json.loads(capsysbinary.readouterr().out) == ["/etc/motd"]
+    assert main(["show-file", MULTI, "checkpoint/pstree.img", "--decode"]) == 0
+    pstree = json.loads(capsysbinary.readouterr().out)
+    assert pstree["magic"] == "PSTREE"
+    assert [e["pid"] for e in pstree["entries"]] == [1, 11, 14, 17]
+    assert main(["show-file", MULTI, "checkpoint/pagemap-17.img", "--decode"]) == 0
+    pagemap = json.loads(capsysbinary.readouterr().out)
+    present = sum(e["nr_pages"] for e in pagemap["entries"][1:] if e["flags"] & 4)
+    assert present * 4096 == 110592  # == size of pages-4.img, pid 17's pages
+    assert main(["show-file", MULTI, "spec.dump", "--decode"]) == 1
+    assert main(["show-file", MULTI, "../../etc/passwd"]) == 1

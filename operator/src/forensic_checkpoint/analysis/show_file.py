@@ -1,8 +1,10 @@
 """``show-file``: one file's bytes from a checkpoint, streamed to a sink.
 
-The file is looked up in rootfs-diff.tar (files the container wrote) and, failing that,
-among the ghost files (deleted-but-open files whose content CRIU saved). Nothing is written
-to disk; the caller decides where the bytes go.
+An absolute path is looked up in rootfs-diff.tar (files the container wrote) and, failing
+that, among the ghost files (deleted-but-open files whose content CRIU saved). A relative
+path names an archive member (``spec.dump``, ``checkpoint/core-1.img``); ``decode`` turns a
+CRIU image into JSON the way ``crit show`` does. Nothing is written to disk; the caller
+decides where the bytes go.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from forensic_checkpoint.analysis.archive import (
     ROOTFS_DIFF,
     ArchiveLimits,
     MemberInfo,
+    check_safe_member_name,
     scan_archive,
+    stream_members,
 )
 from forensic_checkpoint.analysis.files import FileTable
 from forensic_checkpoint.analysis.report import RootfsEntry
 from forensic_checkpoint.analysis.rootfs import read_rootfs_file
-from forensic_checkpoint.errors import MemberNotFoundError
+from forensic_checkpoint.errors import ArchiveLimitError, ImageError, MemberNotFoundError
 
 
 def show_file(
@@ -54,3 +58,64 @@ def show_file(
     raise MemberNotFoundError(
         f"{target} is neither in {ROOTFS_DIFF} nor a deleted-but-open file of this checkpoint"
     )
+
+
+def show_member(
+    archive: Path,
+    name: str,
+    sink: Callable[[bytes], None],
+    *,
+    decode: bool = False,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+) -> None:
+    """Stream archive member ``name`` into ``sink``, or its decoded JSON with ``decode``."""
+    wanted = check_safe_member_name(name).rstrip("/")
+    found: list[bytes] = []
+
+    def visit(member: MemberInfo, stream: IO[bytes]) -> bool:
+        if decode:
+            if member.size > limits.max_member_bytes:
+                raise ArchiveLimitError(f"{wanted} is too large to decode ({member.size} bytes)")
+            found.append(stream.read(member.size))
+        else:
+            found.append(b"")
+            while chunk := stream.read(1 << 20):
+                sink(chunk)
+        return False
+
+    stream_members(archive, lambda n: n == wanted, visit, limits)
+    if not found:
+        raise MemberNotFoundError(f"the archive has no regular member {wanted!r}")
+    if decode:
+        sink(decode_image_json(wanted, found[0]).encode())
+
+
+def decode_image_json(name: str, data: bytes) -> str:
+    """A CRIU image as JSON: crit's rendering, except pagemaps, which crit 3.17 misreads for
+    CRIU >= 4.2 (nr_pages moved to field 5) and the memory engine reads right."""
+    import json
+
+    base = name.rsplit("/", 1)[-1]
+    value: object
+    if base.startswith("pagemap-"):
+        from forensic_checkpoint.analysis.memory import parse_pagemap
+
+        pagemap = parse_pagemap(data)
+        value = {
+            "magic": "PAGEMAP",
+            "entries": [{"pages_id": pagemap.pages_id}]
+            + [
+                {"vaddr": f"0x{e.vaddr:x}", "nr_pages": e.nr_pages, "flags": e.flags}
+                for e in pagemap.entries
+            ],
+        }
+    else:
+        import io
+
+        from pycriu import images
+
+        try:
+            value = images.load(io.BytesIO(data), pretty=True)
+        except Exception as exc:  # pycriu raises bare Exception, struct.error, MagicException
+            raise ImageError(f"{name} is not a decodable CRIU image: {type(exc).__name__}") from exc
+    return json.dumps(value, indent=2, default=str) + "\n"

@@ -17,6 +17,7 @@ from rich.tree import Tree
 
 if TYPE_CHECKING:
     from forensic_checkpoint.analysis.diff import DiffReport
+    from forensic_checkpoint.analysis.listing import CheckpointList
     from forensic_checkpoint.analysis.report import Process, QueueData, Report
 
 _WIDTH = 140
@@ -71,10 +72,35 @@ def _console() -> tuple[Console, io.StringIO]:
 
 def render(report: Any) -> str:
     from forensic_checkpoint.analysis.diff import DiffReport
+    from forensic_checkpoint.analysis.listing import CheckpointList
 
     if isinstance(report, DiffReport):
         return render_diff(report)
+    if isinstance(report, CheckpointList):
+        return render_list(report)
     return render_report(report)
+
+
+def render_list(listing: CheckpointList) -> str:
+    console, buf = _console()
+    table = _table(
+        "Checkpoints", "namespace", "pod", "container", "engine", "checkpointed", "size", "path"
+    )
+    for c in listing.checkpoints:
+        if c.error:
+            table.add_row("", "", "", "", f"error: {c.error}", _size(c.size_bytes), c.path)
+        else:
+            table.add_row(
+                c.namespace or "-",
+                c.pod or "-",
+                c.container or "-",
+                c.engine or "-",
+                c.checkpointed_at or "-",
+                _size(c.size_bytes),
+                c.path,
+            )
+    console.print(table)
+    return buf.getvalue()
 
 
 def render_report(report: Report) -> str:

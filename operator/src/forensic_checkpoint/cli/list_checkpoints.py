@@ -1,0 +1,30 @@
+"""`forensic-checkpoint list [DIR|FILE]...`: the checkpoints found, one line each."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+HELP = (
+    "List checkpoint archives (default: the kubelet's /var/lib/kubelet/checkpoints) with "
+    "namespace, pod, container, engine and checkpoint time."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", type=Path, help="directories or archive files")
+    parser.add_argument(
+        "--format", choices=("text", "json", "yaml"), default="text", help="output format"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # see cli/analyze.py
+    from forensic_checkpoint.analysis.listing import KUBELET_CHECKPOINTS, list_checkpoints
+    from forensic_checkpoint.analysis.render import render_report
+
+    listing = list_checkpoints(list(args.paths) or [KUBELET_CHECKPOINTS])
+    sys.stdout.write(render_report(listing, args.format))
+    return 0 if all(c.error is None for c in listing.checkpoints) else 1
