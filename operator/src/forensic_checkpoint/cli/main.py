@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "analyze": "analyze",
     "diff": "diff",
     "show-file": "show_file",
+    "list": "list_checkpoints",
     "verify": "verify",
     "operator": "operator",
     "agent": "agent",
