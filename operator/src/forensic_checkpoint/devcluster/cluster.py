@@ -38,15 +38,15 @@ CRDS_DIR = binaries.REPO_ROOT / "crds"
 ADMIN_USER = "forensic-checkpoint-admin"
 #: Controllers the dev cluster needs; node lifecycle and friends are left out on purpose.
 CONTROLLERS = (
-    "serviceaccount",
-    "serviceaccount-token",
-    "namespace",
-    "garbagecollector",
-    "csrsigning",
-    "csrapproving",
-    "csrcleaner",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "namespace-controller",
+    "garbage-collector-controller",
+    "certificatesigningrequest-signing-controller",
+    "certificatesigningrequest-approving-controller",
+    "certificatesigningrequest-cleaner-controller",
     "root-ca-certificate-publisher-controller",
-    "clusterrole-aggregation",
+    "clusterrole-aggregation-controller",
 )
 
 
@@ -222,6 +222,7 @@ class DevCluster:
 
     def _wait_ready(self, p: _Pki, *, timeout: float) -> None:
         session = requests.Session()
+        session.trust_env = False  # else $REQUESTS_CA_BUNDLE overrides the verify below
         session.verify = str(p.ca.cert)
         session.cert = (str(p.admin.cert), str(p.admin.key))
 
@@ -436,7 +437,7 @@ class _Pki:
             "kube-apiserver",
             server_names=(*local, "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
         )
-        pki.issue(self.ca, self.etcd, "etcd", server_names=local)
+        pki.issue(self.ca, self.etcd, "etcd", server_names=local, also_client=True)
         pki.issue(self.ca, self.etcd_client, "kube-apiserver-etcd-client", client=True)
         pki.issue(self.ca, self.kubelet_client, "kube-apiserver-kubelet-client", client=True)
         pki.issue(self.ca, self.admin, ADMIN_USER, organizations=("system:masters",), client=True)
@@ -543,6 +544,6 @@ def _kcm_args(binary: Path, p: _Pki, kubeconfig: Path) -> list[str]:
         f"--cluster-signing-key-file={p.ca.key}",
         f"--root-ca-file={p.ca.cert}",
         f"--service-account-private-key-file={p.sa_key}",
-        "--use-service-account-credentials=false",
+        "--use-service-account-credentials=true",  # per-controller identities, as in real clusters
         "--v=1",
     ]

@@ -112,13 +112,17 @@ def issue(
     organizations: tuple[str, ...] = (),
     server_names: tuple[str, ...] = (),
     client: bool = False,
+    also_client: bool = False,
 ) -> CertPair:
     """Sign a leaf certificate: a client certificate (CN = user, O = groups) when ``client``,
-    a serving certificate for ``server_names`` (DNS names or IP addresses) otherwise."""
+    a serving certificate for ``server_names`` (DNS names or IP addresses) otherwise;
+    ``also_client`` adds client use to a serving certificate (etcd dials itself with it)."""
     ca_cert, ca_key = _load_ca(ca)
     key = _new_key()
     now = dt.datetime.now(dt.UTC)
-    usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+    usages = [ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH]
+    if also_client and not client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name, organizations))
@@ -128,7 +132,7 @@ def issue(
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + _VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
             critical=False,

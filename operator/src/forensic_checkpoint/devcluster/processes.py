@@ -20,6 +20,8 @@ from pathlib import Path
 from forensic_checkpoint.errors import ToolError
 
 _PR_SET_PDEATHSIG = 1
+#: Children started by this process, so they are reaped (waited for) when stopped.
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _die_with_parent() -> None:
@@ -37,7 +39,7 @@ def spawn(
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         try:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [os.fspath(a) for a in argv],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -48,21 +50,21 @@ def spawn(
             )
         except OSError as exc:
             raise ToolError(f"cannot start {argv[0]}: {exc}") from exc
+    _children[proc.pid] = proc
+    return proc
 
 
 def alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        return child.poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    # A zombie still answers kill(0); reap it if it is our child.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return _state(pid) not in {"Z", "X", ""}
+    return _state(pid) not in {"Z", "X", ""}  # a zombie still answers kill(0)
 
 
 def _state(pid: int) -> str:
@@ -83,6 +85,9 @@ def stop_group(pid: int, *, grace: float = 5.0) -> None:
     # Stragglers in the group (children of the leader) go too.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait(timeout=5)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
