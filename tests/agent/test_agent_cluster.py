@@ -1,0 +1,508 @@
+"""The agent against the dev cluster: a real API server (TokenReview, RBAC, CRDs), fake
+kubelets that answer like kubelet's server.go over mutual TLS, and the real CRI-O sample.
+
+The agent runs with exactly the ClusterRole that ``deploy/rbac/agent.yaml`` ships, under its own
+ServiceAccount token, so the permissions are proven sufficient. Its kubelet identity is a client
+certificate signed by the cluster CA and bound to ``create nodes/checkpoint``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import trustme
+import yaml
+from agent_support import sha256
+
+from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
+from forensic_checkpoint.agent.runtime import AgentConfig, AgentRuntime
+from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
+from forensic_checkpoint.devcluster import access
+from forensic_checkpoint.errors import KubeletError
+from forensic_checkpoint.k8s.client import request_json
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+AGENT_RBAC = REPO / "deploy" / "rbac" / "agent.yaml"
+SECRET = "RANDOM_4105_KEY"  # counter-blog-crio.truth.json: in pid 6's memory
+# containerd 2.3.4's text for a container with an established TCP connection
+# (capture-failures.md, "criu failed ... path= .../criu-dump.log")
+CRIU_FAILED = (
+    'checkpointing container "0123abc" failed: runc did not terminate successfully: exit '
+    "status 1: criu failed: type NOTIFY errno 0 path= /run/containerd/"
+    "io.containerd.runtime.v2.task/k8s.io/0123abc/criu-dump.log"
+)
+EXITED = (
+    'container "0123abc" is in CONTAINER_EXITED state. only CONTAINER_RUNNING containers can '
+    "be checkpointed"
+)
+
+
+@dataclass
+class Identities:
+    namespace: str
+    operator_identity: str
+    operator_token: str
+    other_token: str
+    agent_kubeconfig: Path
+    kubelet_cert: Path
+    kubelet_key: Path
+    unbound_cert: Path
+    unbound_key: Path
+    serving_cert: Path
+    serving_key: Path
+    serving_ca: Path
+
+
+def _kubeconfig(path: Path, server: str, ca: Path, token: str) -> Path:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "dev", "cluster": {"server": server, "certificate-authority": str(ca)}}
+        ],
+        "users": [{"name": "agent", "user": {"token": token}}],
+        "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": "agent"}}],
+        "current-context": "dev",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def _agent_rules() -> list[dict[str, Any]]:
+    for doc in yaml.safe_load_all(AGENT_RBAC.read_text()):
+        if doc and doc.get("kind") == "ClusterRole":
+            return list(doc["rules"])
+    raise AssertionError(f"no ClusterRole in {AGENT_RBAC}")
+
+
+@pytest.fixture(scope="module")
+def ids(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Identities:
+    root = tmp_path_factory.mktemp("agent-ids")
+    suffix = uuid.uuid4().hex[:6]
+    ns = f"agent-{suffix}"
+    api = dev_cluster.admin_client()
+    access.ensure_namespace(api, ns)
+    for sa in ("agent", "operator", "intruder"):
+        access.create_service_account(api, ns, sa)
+    role = f"fc-agent-{suffix}"
+    access.create_cluster_role(api, role, _agent_rules())
+    access.bind_cluster_role(api, role, role, [access.service_account(ns, "agent")])
+    kubelet_user = f"fc-agent-kubelet-{suffix}"
+    access.grant_node_checkpoint(api, f"fc-kubelet-{suffix}", [access.user(kubelet_user)])
+    kubelet = dev_cluster.issue_client_certificate(kubelet_user)
+    unbound = dev_cluster.issue_client_certificate(f"fc-unbound-{suffix}")
+    agent_token = access.request_token(api, ns, "agent")
+    ca = trustme.CA()
+    serving = ca.issue_cert("127.0.0.1", "localhost")
+    ca.cert_pem.write_to_path(str(root / "agent-ca.crt"))
+    serving.cert_chain_pems[0].write_to_path(str(root / "agent.crt"))
+    serving.private_key_pem.write_to_path(str(root / "agent.key"))
+    return Identities(
+        namespace=ns,
+        operator_identity=f"system:serviceaccount:{ns}:operator",
+        operator_token=access.request_token(api, ns, "operator"),
+        other_token=access.request_token(api, ns, "intruder"),
+        agent_kubeconfig=_kubeconfig(
+            root / "agent.kubeconfig", dev_cluster.server, dev_cluster.ca_file, agent_token
+        ),
+        kubelet_cert=kubelet.cert,
+        kubelet_key=kubelet.key,
+        unbound_cert=unbound.cert,
+        unbound_key=unbound.key,
+        serving_cert=root / "agent.crt",
+        serving_key=root / "agent.key",
+        serving_ca=root / "agent-ca.crt",
+    )
+
+
+def _config(ids: Identities, node: Any, state: Path, **overrides: Any) -> AgentConfig:
+    values: dict[str, Any] = {
+        "node_name": node.name,
+        "kubeconfig": str(ids.agent_kubeconfig),
+        "listen_address": "127.0.0.1",
+        "port": 0,
+        "advertise_address": "127.0.0.1",
+        "tls_cert": ids.serving_cert,
+        "tls_key": ids.serving_key,
+        "operator_identity": ids.operator_identity,
+        "state_dir": state,
+        "checkpoint_dir": node.checkpoint_dir,
+        "kubelet_auth": KubeletAuth(
+            client_cert=ids.kubelet_cert, client_key=ids.kubelet_key, ca_file=node.serving_ca
+        ),
+        "kubelet_timeout_margin": 5.0,
+        "capture_workers": 4,
+        "analysis_workers": 1,
+        "heartbeat_interval": 1.0,
+    }
+    values.update(overrides)
+    return AgentConfig(**values)
+
+
+class Caller:
+    """The operator's side of the contract: requests with the CA and a token."""
+
+    def __init__(self, endpoint: str, ca: Path, token: str) -> None:
+        self.endpoint = endpoint
+        self.session = requests.Session()
+        self.session.trust_env = False
+        self.session.verify = str(ca)
+        self.token = token
+
+    def call(
+        self, method: str, path: str, *, token: str | None = None, **kw: Any
+    ) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token or self.token}"} if token != "" else {}
+        return self.session.request(method, self.endpoint + path, headers=headers, timeout=30, **kw)
+
+    def capture(self, pod: dict[str, Any], container: str = "app", **analysis: Any) -> str:
+        meta = pod["metadata"]
+        uid = str(uuid.uuid4())
+        req = CaptureRequest(
+            key=capture_key(uid, container),
+            checkpoint_uid=uid,
+            checkpoint_namespace=meta["namespace"],
+            checkpoint_name=f"fcp-{meta['name']}",
+            pod_namespace=meta["namespace"],
+            pod_name=meta["name"],
+            pod_uid=meta["uid"],
+            container=container,
+            timeout_seconds=analysis.pop("timeout", 30),
+            analysis=analysis or {},
+        )
+        answer = self.call("POST", "/v1/captures", data=req.to_json())
+        assert answer.status_code == 202, answer.text
+        return req.key
+
+    def wait(self, key: str, timeout: float = 60.0) -> CaptureStatus:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answer = self.call("GET", f"/v1/captures/{key}")
+            if answer.status_code == 200:
+                status = CaptureStatus.model_validate_json(answer.text)
+                if status.state.terminal:
+                    return status
+            time.sleep(0.2)
+        raise AssertionError(f"capture {key} did not finish: {answer.text}")
+
+
+@pytest.fixture(scope="module")
+def agent(
+    dev_cluster: Any, ids: Identities, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[AgentRuntime, Caller]]:
+    node = dev_cluster.nodes[0]
+    runtime = AgentRuntime(_config(ids, node, tmp_path_factory.mktemp("agent-state")))
+    runtime.start()
+    try:
+        yield runtime, Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
+    finally:
+        runtime.stop()
+
+
+def _pod(dev_cluster: Any, ids: Identities, node: str, **kwargs: Any) -> dict[str, Any]:
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    return dict(dev_cluster.create_running_pod(name, node, namespace=ids.namespace, **kwargs))
+
+
+def _calls_for(node: Any, pod: dict[str, Any]) -> list[dict[str, Any]]:
+    marker = f"/{pod['metadata']['namespace']}/{pod['metadata']['name']}/"
+    return [c for c in node.calls() if marker in c.get("path", "")]
+
+
+def test_capture_completes_with_hash_report_and_forensicnode(
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+) -> None:
+    runtime, caller = agent
+    node = dev_cluster.nodes[0]
+    pod = _pod(dev_cluster, ids, node.name)
+    key = caller.capture(pod, searches=[SECRET])
+    status = caller.wait(key)
+    assert status.state == "Completed", status
+    assert status.archive is not None and status.kubelet_status_code == 200
+    archive = Path(status.archive.path)
+    assert archive.parent == node.checkpoint_dir.resolve()
+    assert status.archive.sha256 == sha256(archive)
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    assert len(_calls_for(node, pod)) == 1
+
+    report = caller.call("GET", f"/v1/captures/{key}/report").json()
+    searches = report["memory"]["searches"]
+    hits = [m for s in searches for m in s["matches"]]
+    assert 6 in {m["pid"] for m in hits}, searches
+    assert report["redacted"] is True
+
+    download = caller.call("GET", f"/v1/captures/{key}/archive")
+    assert download.headers["X-Checkpoint-Sha256"] == status.archive.sha256
+    assert len(download.content) == status.archive.size_bytes
+
+    fnode = request_json(
+        dev_cluster.admin_client(),
+        "GET",
+        f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node.name}",
+    )
+    assert fnode["status"]["agent"]["endpoint"] == runtime.endpoint
+    first_beat = fnode["status"]["agent"]["heartbeatTime"]
+    time.sleep(2.2)
+    fnode = request_json(
+        dev_cluster.admin_client(),
+        "GET",
+        f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node.name}",
+    )
+    assert fnode["status"]["agent"]["heartbeatTime"] > first_beat
+
+
+def test_same_key_is_one_kubelet_call(
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+) -> None:
+    _, caller = agent
+    node = dev_cluster.nodes[0]
+    pod = _pod(dev_cluster, ids, node.name, fault="latency=1s")
+    key = caller.capture(pod)
+    request = {
+        "key": key,
+        "checkpointUid": key.rsplit("-", 1)[0],
+        "checkpointNamespace": ids.namespace,
+        "checkpointName": "again",
+        "podNamespace": ids.namespace,
+        "podName": pod["metadata"]["name"],
+        "container": "app",
+    }
+    for _ in range(3):
+        assert caller.call("POST", "/v1/captures", json=request).status_code == 200
+    assert caller.wait(key).state == "Completed"
+    assert caller.call("POST", "/v1/captures", json=request).status_code == 200
+    assert len(_calls_for(node, pod)) == 1
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ({"fault": "gate-off"}, "app", "CheckpointingDisabled"),
+        ({}, "nope", "ContainerNotFound"),
+        ({"fault": f"error={CRIU_FAILED}"}, "app", "RuntimeError"),
+        ({"fault": f"error={EXITED}"}, "app", "ContainerNotRunning"),
+        ({"running": False}, "app", "ContainerNotRunning"),
+        ({"fault": "hang"}, "app", "Timeout"),
+        ({"fault": "reset"}, "app", "KubeletUnreachable"),
+    ],
+)
+def test_kubelet_failures_become_reasons(
+    dev_cluster: Any,
+    ids: Identities,
+    agent: tuple[AgentRuntime, Caller],
+    case: tuple[dict[str, Any], str, str],
+) -> None:
+    pod_kwargs, container, reason = case
+    _, caller = agent
+    node = dev_cluster.nodes[0]
+    pod = _pod(dev_cluster, ids, node.name, **pod_kwargs)
+    key = caller.capture(pod, container, timeout=2)
+    status = caller.wait(key)
+    assert status.state == "Failed"
+    assert status.reason == reason, status
+    assert status.message
+    assert status.archive is None
+    assert len(_calls_for(node, pod)) == 1
+
+
+def test_pod_on_another_node_is_not_found(
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+) -> None:
+    _, caller = agent
+    pod = _pod(dev_cluster, ids, dev_cluster.nodes[1].name)
+    status = caller.wait(caller.capture(pod))
+    assert (status.state, status.reason, status.kubelet_status_code) == (
+        "Failed",
+        "ContainerNotFound",
+        404,
+    )
+
+
+def test_kubelet_identity_and_transport_failures(dev_cluster: Any, ids: Identities) -> None:
+    node = dev_cluster.nodes[0]
+    pod = _pod(dev_cluster, ids, node.name)
+    name = pod["metadata"]["name"]
+
+    def attempt(auth: KubeletAuth, port: int = node.port) -> str:
+        with pytest.raises(KubeletError) as info:
+            KubeletClient(node.name, "127.0.0.1", port, auth, timeout_margin=2).checkpoint(
+                ids.namespace, name, "app", 5
+            )
+        return info.value.reason
+
+    unbound = KubeletAuth(
+        client_cert=ids.unbound_cert, client_key=ids.unbound_key, ca_file=node.serving_ca
+    )
+    assert attempt(unbound) == "KubeletForbidden"
+    wrong_ca = KubeletAuth(
+        client_cert=ids.kubelet_cert, client_key=ids.kubelet_key, ca_file=ids.serving_ca
+    )
+    assert attempt(wrong_ca) == "KubeletTLSError"
+    token_file = ids.agent_kubeconfig.parent / "intruder.token"
+    token_file.write_text(ids.other_token)
+    assert attempt(KubeletAuth(token_file=token_file, ca_file=node.serving_ca)) == (
+        "KubeletForbidden"
+    )
+    token_file.write_text("not-a-token")
+    assert attempt(KubeletAuth(token_file=token_file, ca_file=node.serving_ca)) == (
+        "KubeletUnauthorized"
+    )
+    bound = KubeletAuth(
+        client_cert=ids.kubelet_cert, client_key=ids.kubelet_key, ca_file=node.serving_ca
+    )
+    closed = _closed_port()
+    assert attempt(bound, closed) == "KubeletUnreachable"
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_only_the_operator_may_call(
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+) -> None:
+    _, caller = agent
+    assert caller.call("GET", "/v1/captures/x-app", token="").status_code == 401
+    assert caller.call("GET", "/v1/captures/x-app", token="forged").status_code == 401
+    other = caller.call("GET", "/v1/captures/x-app", token=ids.other_token)
+    assert other.status_code == 403 and other.json()["reason"] == "Forbidden"
+    assert caller.call("GET", "/v1/captures/x-app").status_code == 404
+
+
+def test_delete_removes_the_archive(
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+) -> None:
+    _, caller = agent
+    pod = _pod(dev_cluster, ids, dev_cluster.nodes[0].name)
+    key = caller.capture(pod)
+    status = caller.wait(key)
+    assert status.archive is not None
+    archive = Path(status.archive.path)
+    assert archive.exists()
+    deleted = caller.call("DELETE", f"/v1/captures/{key}").json()
+    assert status.archive.path in deleted["deleted"]
+    assert not archive.exists()
+    assert caller.call("GET", f"/v1/captures/{key}/report").status_code == 404
+
+
+def test_concurrent_captures(
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+) -> None:
+    _, caller = agent
+    node = dev_cluster.nodes[0]
+    pods = [_pod(dev_cluster, ids, node.name, fault="latency=0.5s") for _ in range(6)]
+    started = time.monotonic()
+    keys = [caller.capture(pod) for pod in pods]
+    finals = [caller.wait(key, timeout=120) for key in keys]
+    elapsed = time.monotonic() - started
+    assert [s.state for s in finals] == ["Completed"] * len(pods)
+    assert len({s.archive.sha256 for s in finals if s.archive}) == 1  # the same sample
+    assert len({s.archive.path for s in finals if s.archive}) == len(pods)
+    for pod in pods:
+        assert len(_calls_for(node, pod)) == 1
+    print(f"6 concurrent captures on one node: {elapsed:.1f} s")
+
+
+def test_agent_killed_mid_capture_resumes_without_a_second_call(
+    dev_cluster: Any, ids: Identities, tmp_path: Path
+) -> None:
+    """SIGKILL the agent process while the kubelet is still working on the checkpoint."""
+    node = dev_cluster.nodes[1]
+    state = tmp_path / "state"
+
+    def start() -> tuple[subprocess.Popen[bytes], Caller]:
+        port = _closed_port()
+        log = (tmp_path / "agent.log").open("ab")
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "forensic_checkpoint",
+                "agent",
+                "--node-name",
+                node.name,
+                "--kubeconfig",
+                str(ids.agent_kubeconfig),
+                "--listen-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--advertise-address",
+                "127.0.0.1",
+                "--tls-cert",
+                str(ids.serving_cert),
+                "--tls-key",
+                str(ids.serving_key),
+                "--operator-identity",
+                ids.operator_identity,
+                "--state-dir",
+                str(state),
+                "--checkpoint-dir",
+                str(node.checkpoint_dir),
+                "--kubelet-client-cert",
+                str(ids.kubelet_cert),
+                "--kubelet-client-key",
+                str(ids.kubelet_key),
+                "--kubelet-ca",
+                str(node.serving_ca),
+                "--analysis-workers",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        caller = Caller(f"https://127.0.0.1:{port}", ids.serving_ca, ids.operator_token)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if caller.call("GET", "/healthz").status_code == 200:
+                    return proc, caller
+            except requests.exceptions.ConnectionError:
+                time.sleep(0.2)
+        proc.kill()
+        raise AssertionError((tmp_path / "agent.log").read_text())
+
+    pod = _pod(dev_cluster, ids, node.name, fault="latency=3s")
+    first, caller = start()
+    try:
+        key = caller.capture(pod, timeout=30)
+        deadline = time.monotonic() + 10
+        while caller.call("GET", f"/v1/captures/{key}").json()["state"] != "Capturing":
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(0.5)  # the kubelet call is in flight
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    second, caller = start()
+    try:
+        status = caller.wait(key, timeout=90)
+    finally:
+        second.terminate()
+        second.wait(20)
+    assert status.state == "Completed", status
+    assert status.archive is not None
+    assert status.archive.sha256 == sha256(Path(status.archive.path))
+    assert status.kubelet_status_code is None  # adopted: the restarted agent saw no answer
+    assert "adopted" in (tmp_path / "agent.log").read_text()
+    assert len(_calls_for(node, pod)) == 1
