@@ -25,6 +25,7 @@ from forensic_checkpoint.analysis.memory import (
     parse_pagemap,
     rss_by_vma,
     search,
+    shmem_vaddrs,
     vmas_from_mm,
 )
 
@@ -221,3 +222,14 @@ def test_shmem_pagemap_of_the_memfd_is_decoded() -> None:
         index = PageIndex.build(pm, derive_page_size(pages.size, pm))
         memory = ProcessMemory.from_bytes(index, tf.extractfile(pages).read())  # type: ignore[union-attr]
         assert memory.read(0, 4) == b"\x7fELF"  # the memfd holds a copy of /bin/sleep
+        # pid 23 runs that memfd: its VMAs of the memfd file map offset 0x2000 at start+0x2000-pgoff
+        vmas = vmas_from_mm(tf.extractfile("checkpoint/mm-23.img").read())  # type: ignore[union-attr]
+        memfd_vmas = [v for v in vmas if v.description.startswith("memfd")]
+        assert len(memfd_vmas) == 5
+        [(vma, vaddr)] = shmem_vaddrs(0x2000, memfd_vmas)
+        assert (vma.pgoff, vaddr) == (0x2000, vma.start)
+        assert shmem_vaddrs(11 * 4096, memfd_vmas) == []  # past the last mapped page
+        # MAP_SHARED pages live only in the shmem image, not in the process's own pagemap.
+        pm23 = parse_pagemap(tf.extractfile("checkpoint/pagemap-23.img").read())  # type: ignore[union-attr]
+        own = PageIndex.build(pm23)
+        assert all(own.locate(v.start) is None for v in memfd_vmas)

@@ -49,7 +49,13 @@ from forensic_checkpoint.analysis.memory.scanner import (
     iter_chunks,
     search,
 )
-from forensic_checkpoint.analysis.memory.vmas import Vma, VmaLike, normalize_vmas, vmas_from_mm
+from forensic_checkpoint.analysis.memory.vmas import (
+    Vma,
+    VmaLike,
+    normalize_vmas,
+    shmem_vaddrs,
+    vmas_from_mm,
+)
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -78,5 +84,6 @@ __all__ = [
     "parse_pagemap",
     "rss_by_vma",
     "search",
+    "shmem_vaddrs",
     "vmas_from_mm",
 ]

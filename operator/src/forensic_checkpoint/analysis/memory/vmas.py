@@ -123,3 +123,19 @@ def vmas_from_mm(data: bytes) -> tuple[Vma, ...]:
         )
         for v in mm.vmas
     )
+
+
+def shmem_vaddrs(offset: int, vmas: Iterable[Vma]) -> list[tuple[Vma, int]]:
+    """Where byte ``offset`` of a shared-memory object appears in a process.
+
+    ``pagemap-shmem-<shmid>.img`` addresses the object by offset (its "vaddr" starts at 0), so
+    a hit found there maps into every VMA of the object: ``vma.start + offset - vma.pgoff``.
+    ``vmas`` are the VMAs that map this object (anonymous shared VMAs carry the shmid itself;
+    memfd and SysV VMAs are resolved by the caller through files.img / memfd.img).
+    """
+    out = []
+    for vma in vmas:
+        rel = offset - vma.pgoff
+        if 0 <= rel < vma.end - vma.start:
+            out.append((vma, vma.start + rel))
+    return out
