@@ -229,7 +229,5 @@ def test_shmem_pagemap_of_the_memfd_is_decoded() -> None:
         [(vma, vaddr)] = shmem_vaddrs(0x2000, memfd_vmas)
         assert (vma.pgoff, vaddr) == (0x2000, vma.start)
         assert shmem_vaddrs(11 * 4096, memfd_vmas) == []  # past the last mapped page
-        # MAP_SHARED pages live only in the shmem image, not in the process's own pagemap.
-        pm23 = parse_pagemap(tf.extractfile("checkpoint/pagemap-23.img").read())  # type: ignore[union-attr]
-        own = PageIndex.build(pm23)
-        assert all(own.locate(v.start) is None for v in memfd_vmas)
+        [(first, at)] = shmem_vaddrs(0, memfd_vmas)
+        assert (first.start, at) == (memfd_vmas[0].start, memfd_vmas[0].start)
