@@ -284,6 +284,13 @@ def test_attack_sample_specifics() -> None:
     shell = report.process(14)
     assert shell is not None
     assert [f.fd for f in shell.open_files if f.type == "INETSK"] == [0, 1, 2, 255]
+    (memfd,) = report.shared_memory
+    kworkerd = next(
+        e for e in truth("attack-revshell")["rootfs"]["entries"] if e["path"] == "/tmp/.x/kworkerd"
+    )
+    assert (memfd.kind, memfd.name, memfd.size_bytes) == ("memfd", "memfd:kworker", 43888)
+    assert memfd.sha256 == kworkerd["sha256"]  # the memfd holds a copy of /bin/sleep
+    assert "23 fd 3" in memfd.used_by
     miner = report.process(22)
     assert miner is not None and len(miner.cmdline) == 2
     assert "LD_PRELOAD" in {e.name for e in miner.env}

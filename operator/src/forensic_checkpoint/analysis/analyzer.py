@@ -138,6 +138,7 @@ def run_analysis(
         lambda: analyze_memory(
             contents,
             tree,
+            table,
             searches=options.searches,
             regexes=options.regexes,
             read_args=options.read_process_memory,
@@ -175,6 +176,7 @@ def run_analysis(
             dumped_bytes=sum(m.size for m in contents.members if is_pages(m.name)),
             searches=memory.searches,
         ),
+        shared_memory=memory.shared,
         dump_stats=_section(
             "stats-dump", warnings, lambda: _dump_stats(data.get("stats-dump"), warnings), None
         ),

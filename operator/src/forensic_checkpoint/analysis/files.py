@@ -130,6 +130,8 @@ class FileTable:
     remaps: dict[int, tuple[int, str | None]] = field(default_factory=dict)
     ghosts: dict[str, tuple[Any, bytes]] = field(default_factory=dict)
     memfd_names: dict[int, str] = field(default_factory=dict)
+    #: memfd inode id -> memfd_inode_entry (name, size, shmid)
+    memfd_inodes: dict[int, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, data: dict[str, bytes], warnings: list[str]) -> FileTable:
@@ -154,6 +156,7 @@ class FileTable:
         memfd = try_decode("MEMFD_INODE", data.get("checkpoint/memfd.img"), "memfd.img", warnings)
         for entry in memfd.entries if memfd else []:
             table.memfd_names[int(entry.inode_id)] = str(entry.name)
+            table.memfd_inodes[int(entry.inode_id)] = entry
         return table
 
     def type_name(self, file_id: int, fallback: int = 0) -> str:

@@ -7,12 +7,14 @@ second streaming pass that feeds every search and keeps only the argv/env byte r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from forensic_checkpoint.analysis.archive import ArchiveContents, MemberInfo, stream_members
+from forensic_checkpoint.analysis.files import FileTable
 from forensic_checkpoint.analysis.memory import (
     MemoryHit,
     MemoryScanner,
@@ -30,7 +32,9 @@ from forensic_checkpoint.analysis.report import (
     MemorySearch,
     Process,
     SearchMatch,
+    SharedMemoryObject,
 )
+from forensic_checkpoint.analysis.shared_memory import SharedObject, find_shared_objects
 from forensic_checkpoint.errors import ImageError
 
 _CHUNK = 8 << 20
@@ -40,20 +44,29 @@ MAX_ARG_AREA = 1 << 20
 
 @dataclass
 class _Task:
-    proc: Process
+    """The pages of one process, or of one shared memory object (``shared``)."""
+
+    proc: Process | None
     index: PageIndex
     pages_name: str
     vmas: list[Vma]
     arg_range: tuple[int, int] | None = None
     env_range: tuple[int, int] | None = None
-    memory: ProcessMemory | None = None
     scanner: MemoryScanner | None = None
+    shared: SharedObject | None = None
+
+    @property
+    def label(self) -> str:
+        if self.shared is not None:
+            return f"shared memory object {self.shared.info.shmid}"
+        return f"pid {self.proc.pid}" if self.proc else "?"
 
 
 @dataclass
 class MemoryResult:
     searches: list[MemorySearch] = field(default_factory=list)
     page_size: int = 4096
+    shared: list[SharedMemoryObject] = field(default_factory=list)
 
 
 def _range(start: int, end: int) -> tuple[int, int] | None:
@@ -104,8 +117,40 @@ def _tasks(contents: ArchiveContents, tree: ProcessTree, warnings: list[str]) ->
     return tasks
 
 
+def _shared_tasks(
+    contents: ArchiveContents, objects: dict[int, SharedObject], warnings: list[str]
+) -> list[_Task]:
+    sizes = {m.name: m.size for m in contents.members}
+    tasks = []
+    for shmid, obj in sorted(objects.items()):
+        try:
+            pagemap = parse_pagemap(contents.data[f"checkpoint/pagemap-shmem-{shmid}.img"])
+            pages_name = f"checkpoint/pages-{pagemap.pages_id}.img"
+            if pages_name not in sizes:
+                warnings.append(f"{pages_name} (shared memory {shmid}) is not in the archive")
+                continue
+            index = PageIndex.build(pagemap, derive_page_size(sizes[pages_name], pagemap))
+        except ImageError as exc:
+            warnings.append(f"shared memory object {shmid}: {exc.message}")
+            continue
+        obj.info.dumped_bytes = index.present_bytes
+        tasks.append(_Task(proc=None, index=index, pages_name=pages_name, vmas=[], shared=obj))
+    return tasks
+
+
+def _hash_memfd(task: _Task, memory: ProcessMemory) -> None:
+    info = task.shared.info if task.shared else None
+    if info is None or info.kind != "memfd" or not info.size_bytes:
+        return
+    content = memory.try_read(0, min(info.size_bytes, 1 << 30))
+    if content is not None:
+        info.sha256 = hashlib.sha256(content).hexdigest()
+
+
 def _account(task: _Task, pagemap_pages: int) -> None:
     proc, index = task.proc, task.index
+    if proc is None:
+        return
     proc.rss_bytes = index.present_bytes
     proc.memory_size_bytes = pagemap_pages * index.page_size
     for rss, area in zip(rss_by_vma(index, task.vmas), proc.maps, strict=True):
@@ -121,6 +166,8 @@ def _split(raw: bytes) -> list[str]:
 
 def _fill_args(task: _Task, memory: ProcessMemory, warnings: list[str]) -> None:
     proc = task.proc
+    if proc is None:
+        return
     if task.arg_range:
         raw = memory.try_read(task.arg_range[0], task.arg_range[1] - task.arg_range[0])
         if raw is None:
@@ -157,6 +204,7 @@ def _printable(data: bytes) -> str:
 def analyze_memory(
     contents: ArchiveContents,
     tree: ProcessTree,
+    table: FileTable,
     *,
     searches: list[str],
     regexes: list[str],
@@ -170,15 +218,24 @@ def analyze_memory(
     tasks = _tasks(contents, tree, warnings)
     if tasks:
         result.page_size = tasks[0].index.page_size
+    objects = find_shared_objects(contents.data, table, tree)
+    result.shared = [o.info for _, o in sorted(objects.items())]
+    tasks += _shared_tasks(contents, objects, warnings)
     hits: list[MemoryHit] = []
     counts = [0] * len(patterns)
     for task in tasks:
-        if patterns or (read_args and not _direct(contents, task)):
+        if (
+            patterns
+            or (read_args and not _direct(contents, task))
+            or (task.shared is not None and not _direct(contents, task))
+        ):
             retain = [r for r in (task.arg_range, task.env_range) if r] if read_args else []
+            if task.shared is not None and task.shared.info.size_bytes:
+                retain = [(0, min(task.shared.info.size_bytes, 1 << 30))]
             task.scanner = MemoryScanner(
                 task.index,
                 patterns,
-                pid=task.proc.pid,
+                pid=task.proc.pid if task.proc else None,
                 vmas=task.vmas,
                 context=context,
                 chunk_size=_CHUNK,
@@ -194,16 +251,19 @@ def analyze_memory(
         hits.extend(_second_pass(contents.path, streamed))
     for task in scanned:
         hits.extend(_finish(task, counts, warnings))
-    if read_args:
-        for task in tasks:
-            memory = (
-                task.scanner.retained()
-                if task.scanner is not None and task in streamed
-                else _direct_memory(contents, task)
-            )
-            if memory is not None:
-                _fill_args(task, memory, warnings)
-    result.searches = _searches(patterns, len(searches), hits, counts)
+    for task in tasks:
+        if not read_args and task.shared is None:
+            continue
+        memory = (
+            task.scanner.retained()
+            if task.scanner is not None and task in streamed
+            else _direct_memory(contents, task)
+        )
+        if memory is not None:
+            _fill_args(task, memory, warnings)
+            _hash_memfd(task, memory)
+    shared_by_pages = {t.pages_name: t.shared for t in tasks if t.shared is not None}
+    result.searches = _searches(patterns, len(searches), hits, counts, shared_by_pages)
     return result
 
 
@@ -239,8 +299,7 @@ def _finish(task: _Task, counts: list[int], warnings: list[str]) -> list[MemoryH
     hits = scanner.finish()
     if not scanner.complete:
         warnings.append(
-            f"{task.pages_name} is shorter than its pagemap says; memory of pid "
-            f"{task.proc.pid} is partial"
+            f"{task.pages_name} is shorter than its pagemap says; memory of {task.label} is partial"
         )
     for k, n in enumerate(scanner.counts):
         counts[k] += n
@@ -287,18 +346,27 @@ def _direct_chunks(contents: ArchiveContents, task: _Task) -> Iterator[bytes]:
 
 
 def _searches(
-    patterns: list[Pattern], n_literal: int, hits: list[MemoryHit], counts: list[int]
+    patterns: list[Pattern],
+    n_literal: int,
+    hits: list[MemoryHit],
+    counts: list[int],
+    shared: dict[str, SharedObject],
 ) -> list[MemorySearch]:
     out = [
         MemorySearch(pattern=p.text, kind="literal" if k < n_literal else "regex")
         for k, p in enumerate(patterns)
     ]
     for hit in sorted(hits, key=lambda h: (h.pattern_index, h.pid or 0, h.vaddr)):
+        pid, vaddr = hit.pid or 0, hit.vaddr
+        mapping = hit.vma.description if hit.vma else None
+        obj = shared.get(f"checkpoint/pages-{hit.pages_id}.img") if hit.pid is None else None
+        if obj is not None:
+            pid, vaddr, mapping = obj.locate(hit.vaddr)
         out[hit.pattern_index].matches.append(
             SearchMatch(
-                pid=hit.pid or 0,
-                address=f"0x{hit.vaddr:x}",
-                mapping=hit.vma.description if hit.vma else None,
+                pid=pid,
+                address=f"0x{vaddr:x}",
+                mapping=mapping,
                 context=_printable(hit.before + hit.match + hit.after),
                 match=hit.match.decode("utf-8", "backslashreplace"),
             )

@@ -319,6 +319,23 @@ class MemorySummary(_Model):
     searches: list[MemorySearch] = Field(default_factory=list)
 
 
+class SharedMemoryObject(_Model):
+    """A shared memory object whose pages CRIU dumped once for all processes
+    (pagemap-shmem-<shmid>.img): a memfd, or MAP_SHARED anonymous memory."""
+
+    shmid: int
+    #: "memfd" | "anon-shared"
+    kind: str
+    name: str | None = None
+    #: the object's size (memfd inode size), when known
+    size_bytes: int | None = None
+    dumped_bytes: int = 0
+    #: sha256 of the memfd content (size_bytes bytes from offset 0) when fully dumped
+    sha256: str | None = None
+    #: processes that map it ("pid 0xstart-0xend") or hold it open ("pid fd N")
+    used_by: list[str] = Field(default_factory=list)
+
+
 class DumpStats(_Model):
     """CRIU's dump statistics (stats-dump), times in microseconds."""
 
@@ -358,6 +375,7 @@ class Report(_Model):
     bind_mounts: Any = None
     network_status: Any = None
     memory: MemorySummary = Field(default_factory=MemorySummary)
+    shared_memory: list[SharedMemoryObject] = Field(default_factory=list)
     dump_stats: DumpStats | None = None
     warnings: list[str] = Field(default_factory=list)
 

@@ -306,6 +306,21 @@ def _memory(console: Console, report: Report) -> None:
 
 
 def _misc(console: Console, report: Report) -> None:
+    if report.shared_memory:
+        table = _table(
+            "Shared memory objects", "shmid", "kind", "name", "size", "dumped", "sha256", "used by"
+        )
+        for o in report.shared_memory:
+            table.add_row(
+                str(o.shmid),
+                o.kind,
+                o.name or "",
+                _size(o.size_bytes),
+                _size(o.dumped_bytes),
+                o.sha256 or "",
+                ", ".join(o.used_by),
+            )
+        console.print(table)
     if report.namespaces:
         table = _table("Namespaces", "type", "id", "details")
         for ns in report.namespaces:
