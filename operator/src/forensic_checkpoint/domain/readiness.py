@@ -119,13 +119,14 @@ class NodeProbe:
     kubelet: KubeletProbe | None = None
     access_review: AccessReview | None = None
     criu_config: CriuConfigObservation | None = None
-    #: Only when the (off by default) canary setting is on: the canary capture's failure, or
-    #: ``None`` inside a ``CanaryOutcome`` that succeeded.
+    #: Only when the canary setting (off by default) is on: how the canary capture went.
     canary: CanaryOutcome | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CanaryOutcome:
+    """A real capture of a tiny container on the node; ``failure`` from the classifier."""
+
     succeeded: bool
     failure: CaptureFailure | None = None
 
