@@ -34,6 +34,7 @@ TARGET = EvidenceTarget(
     capture_key="6f1c2a8e-0d1b-4e57-9a51-3c1f4f0b2d11-app",
     node="node-a",
     checkpoint_name="web-incident",
+    checkpoint_uid="6f1c2a8e-0d1b-4e57-9a51-3c1f4f0b2d11",
 )
 
 
@@ -56,14 +57,14 @@ def config(endpoint: str, bucket: str, state_dir: Path, **extra: Any) -> ExportC
 def captured_chain(sha: str) -> list[Any]:
     chain = custody.append(
         [],
-        TARGET.capture_key,
+        TARGET.custody_subject,
         action=CustodyAction.REQUESTED,
         at=datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
         actor=Actor(kind=ActorKind.USER, name="alice@example.com"),
     )
     return custody.append(
         chain,
-        TARGET.capture_key,
+        TARGET.custody_subject,
         action=CustodyAction.CAPTURED,
         at=datetime(2026, 11, 28, 12, 0, 5, tzinfo=UTC),
         actor=Actor(kind=ActorKind.AGENT, name="node-a"),
@@ -107,7 +108,7 @@ def test_export_uploads_verifies_and_records(
         CustodyAction.VERIFIED,
     ]
     verdict = custody.verify_chain(
-        manifest.custody, TARGET.capture_key, expected_head=manifest.custody_head
+        manifest.custody, TARGET.custody_subject, expected_head=manifest.custody_head
     )
     assert verdict.ok, verdict.problems
     assert manifest.custody == outcome.custody

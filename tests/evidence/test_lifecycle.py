@@ -42,6 +42,7 @@ TARGET = EvidenceTarget(
     capture_key="0b5f7a36-2c1e-4d0a-8f7e-5a3d2c1b0a99-counter",
     node="node-a",
     checkpoint_name="counter-incident",
+    checkpoint_uid="0b5f7a36-2c1e-4d0a-8f7e-5a3d2c1b0a99",
 )
 
 
@@ -59,7 +60,7 @@ def test_custody_over_the_whole_life_of_a_capture(  # noqa: PLR0917 - fixtures
     archive = node_dir / "checkpoint-counter-blog-0_blog-counter.tar"
     shutil.copyfile(DATA / "counter-blog.tar.zst", archive)
     t0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-    subject = TARGET.capture_key
+    subject = TARGET.custody_subject  # the CR's uid: one chain per ForensicCheckpoint
 
     # 1. requested: the user who created the ForensicCheckpoint
     chain = custody.append(
@@ -102,7 +103,7 @@ def test_custody_over_the_whole_life_of_a_capture(  # noqa: PLR0917 - fixtures
         size_bytes=10,
     )
     ours = ArchiveRecord(
-        key=subject,
+        key=TARGET.capture_key,
         node="node-a",
         namespace="blog",
         pod="counter-blog-0",
@@ -116,7 +117,7 @@ def test_custody_over_the_whole_life_of_a_capture(  # noqa: PLR0917 - fixtures
         RetentionPolicy(container_default=Limits(max_count=1), protect_unexported=True),
         now=t0 + timedelta(days=2),
     )
-    assert plan.delete_keys == [subject]
+    assert plan.delete_keys == [TARGET.capture_key]
     archive.unlink()
     chain = custody.append(
         chain,
@@ -143,18 +144,10 @@ def test_custody_over_the_whole_life_of_a_capture(  # noqa: PLR0917 - fixtures
     downloaded.parent.mkdir()
     s3.download_file(bucket, outcome.record.url.removeprefix(f"s3://{bucket}/"), str(downloaded))
     status = {
-        "metadata": {"name": "counter-incident"},
-        "status": {
-            "containers": [
-                {
-                    "name": "counter",
-                    "captureKey": subject,
-                    "custody": [e.to_kube() for e in chain],
-                }
-            ]
-        },
+        "metadata": {"name": "counter-incident", "uid": TARGET.checkpoint_uid},
+        "status": {"custody": [e.to_kube() for e in chain]},
     }
-    record = verify.record_from_checkpoint(status, "counter")
+    record = verify.record_from_checkpoint(status)
     assert verify.check(downloaded, record, identity_file) == []
     assert "decrypted sha256 " + sha + " matches" in capsys.readouterr().out
 

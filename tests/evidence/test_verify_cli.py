@@ -17,7 +17,7 @@ from forensic_checkpoint.api.custody import Actor, ActorKind, CustodyAction
 from forensic_checkpoint.cli import verify
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.domain import custody
-from forensic_checkpoint.errors import ConfigError
+from forensic_checkpoint.errors import NotFoundError
 
 from .test_export import TARGET, captured_chain, config
 
@@ -132,20 +132,14 @@ def test_unreadable_inputs_are_errors(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def _checkpoint_object(chain: list[Any]) -> dict[str, Any]:
-    """A ForensicCheckpoint as the API server returns it, status.containers[].custody filled."""
+    """A ForensicCheckpoint as the API server returns it, with status.custody filled."""
     return {
         "apiVersion": "forensic-checkpoint.dev/v1alpha1",
         "kind": "ForensicCheckpoint",
-        "metadata": {"name": "web-incident", "namespace": "shop"},
+        "metadata": {"name": "web-incident", "namespace": "shop", "uid": TARGET.checkpoint_uid},
         "status": {
-            "containers": [
-                {
-                    "name": "app",
-                    "captureKey": TARGET.capture_key,
-                    "custody": [e.to_kube() for e in chain],
-                },
-                {"name": "sidecar", "captureKey": "other", "custody": []},
-            ]
+            "containers": [{"name": "app", "captureKey": TARGET.capture_key}],
+            "custody": [e.to_kube() for e in chain],
         },
     }
 
@@ -156,23 +150,24 @@ def test_record_from_a_checkpoint_status(
     outcome, obj, _ = exported
     chain = custody.append(
         outcome.custody,
-        TARGET.capture_key,
+        TARGET.custody_subject,
         action=CustodyAction.DELETED,
         at=datetime(2026, 12, 28, tzinfo=UTC),
         actor=Actor(kind=ActorKind.AGENT, name="node-a"),
         reason="RetentionMaxAge",
     )
-    record = verify.record_from_checkpoint(json.loads(json.dumps(_checkpoint_object(chain))), "app")
-    assert record.captured_sha256 == archive[1]
+    record = verify.record_from_checkpoint(json.loads(json.dumps(_checkpoint_object(chain))))
+    assert record.subject == TARGET.checkpoint_uid
+    assert record.captured_sha256s == {archive[1]}
     assert record.object_sha256s == {outcome.record.sha256}
     assert verify.check(obj, record, None) == []
     assert verify.check(archive[0], record, None) == []
 
-    with pytest.raises(ConfigError, match="several containers"):
-        verify.record_from_checkpoint(_checkpoint_object(chain), None)
-
     forged = _checkpoint_object(chain)
-    forged["status"]["containers"][0]["custody"][1]["sha256"] = "f" * 64
-    problems = verify.check(archive[0], verify.record_from_checkpoint(forged, "app"), None)
+    forged["status"]["custody"][1]["sha256"] = "f" * 64
+    problems = verify.check(archive[0], verify.record_from_checkpoint(forged), None)
     assert "custody: entry 1: content does not match its hash" in problems
     assert any("matches no recorded hash" in p for p in problems)
+
+    with pytest.raises(NotFoundError, match="no custody"):
+        verify.record_from_checkpoint({"metadata": {"name": "new"}, "status": {}})

@@ -404,11 +404,11 @@ class Exporter:
         )
         new_chain = self._custody(chain, target, record)
         manifest = EvidenceManifest(
-            subject=target.capture_key,
+            subject=target.custody_subject,
             target=target,
             export=record,
             custody=new_chain,
-            custody_head=custody.head(new_chain, target.capture_key),
+            custody_head=custody.head(new_chain, target.custody_subject),
         )
         body = manifest.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
         if not self._put_once(manifest_key, body, {"archive-sha256": archive_sha256}):
@@ -644,7 +644,7 @@ class Exporter:
         at = max(record.exported_at, chain[-1].at) if chain else record.exported_at
         chain = custody.append(
             chain,
-            target.capture_key,
+            target.custody_subject,
             action=CustodyAction.EXPORTED,
             at=at,
             actor=actor,
@@ -657,7 +657,7 @@ class Exporter:
         )
         return custody.append(
             chain,
-            target.capture_key,
+            target.custody_subject,
             action=CustodyAction.VERIFIED,
             at=at,
             actor=actor,

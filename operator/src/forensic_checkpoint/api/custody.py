@@ -5,8 +5,10 @@ An entry is written once and never changed: each carries ``prevHash`` (the previ
 without ``hash``). :mod:`forensic_checkpoint.domain.custody` builds and verifies chains; this
 module only holds the shapes, so that the CR status model can embed them.
 
-For the CRD: declare ``status.custody`` with :data:`CUSTODY_LIST_SCHEMA` so the API server itself
-refuses to edit or drop an entry (map list keyed on ``sequence``, entries immutable once written).
+There is one chain per ForensicCheckpoint (``status.custody``); its subject, which the anchor
+binds it to, is the CR's uid. For the CRD: declare ``status.custody`` with
+:data:`CUSTODY_LIST_SCHEMA` so the API server itself refuses to edit or drop an entry (map list
+keyed on ``sequence``, entries immutable once written).
 """
 
 from __future__ import annotations
@@ -130,6 +132,14 @@ class EvidenceTarget(KubeModel):
     capture_key: str
     node: str = ""
     checkpoint_name: str = ""
+    #: The ForensicCheckpoint's uid: the subject of its ``status.custody`` chain.
+    checkpoint_uid: str = ""
+
+    @property
+    def custody_subject(self) -> str:
+        """The chain anchor's subject: the CR uid (one chain per ForensicCheckpoint), or the
+        capture key when exporting outside a CR."""
+        return self.checkpoint_uid or self.capture_key
 
 
 MANIFEST_API_VERSION = "forensic-checkpoint.dev/evidence-v1"
@@ -142,7 +152,7 @@ class EvidenceManifest(KubeModel):
     """
 
     api_version: str = MANIFEST_API_VERSION
-    subject: str  # the custody chain's subject: the capture key
+    subject: str  # the custody chain's subject (``EvidenceTarget.custody_subject``)
     target: EvidenceTarget
     export: ExportRecord
     custody: list[CustodyEntry] = Field(default_factory=list, max_length=MAX_CUSTODY_ENTRIES)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from forensic_checkpoint.api.custody import CustodyAction, CustodyEntry, EvidenceManifest
+from forensic_checkpoint.api.custody import CustodyEntry, EvidenceManifest
 from forensic_checkpoint.domain import custody
 from forensic_checkpoint.errors import ConfigError, NotFoundError
 
@@ -34,7 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--sidecar", type=Path, help="the <sha256>.evidence.json manifest")
     source.add_argument("--ref", metavar="NAME", help="the ForensicCheckpoint to read")
     parser.add_argument("-n", "--namespace", default="default", help="namespace of --ref")
-    parser.add_argument("--container", help="which container of --ref (if it has several)")
     parser.add_argument("--kubeconfig", help="kubeconfig for --ref (else the usual lookup)")
     parser.add_argument(
         "--identity", type=Path, help="age identity file: also check the decrypted plaintext"
@@ -47,7 +46,9 @@ class Record:
 
     subject: str
     chain: list[CustodyEntry]
-    captured_sha256: str | None
+    #: Archive hashes at capture (one per captured container of the CR).
+    captured_sha256s: set[str] = field(default_factory=set)
+    #: Hashes of exported objects (the encrypted form when encryption is on).
     object_sha256s: set[str] = field(default_factory=set)
     expected_head: str | None = None
     problems: list[str] = field(default_factory=list)
@@ -57,42 +58,27 @@ def record_from_manifest(manifest: EvidenceManifest) -> Record:
     record = Record(
         subject=manifest.subject,
         chain=list(manifest.custody),
-        captured_sha256=custody.captured_sha256(manifest.custody),
+        captured_sha256s={manifest.export.archive_sha256},
         object_sha256s={manifest.export.sha256},
         expected_head=manifest.custody_head,
     )
-    if record.captured_sha256 not in (None, manifest.export.archive_sha256):
-        record.problems.append("the manifest's archive sha256 differs from the captured one")
-    if record.captured_sha256 is None:
-        record.captured_sha256 = manifest.export.archive_sha256
+    if manifest.export.archive_sha256 not in custody.captured_sha256s(manifest.custody):
+        record.problems.append("the manifest's archive sha256 is not in its custody chain")
     return record
 
 
-def record_from_checkpoint(obj: dict[str, Any], container: str | None) -> Record:
-    """From a ForensicCheckpoint object: ``status.containers[]`` with ``captureKey`` and
-    ``custody``; the chain's subject is the capture key."""
-    name = obj.get("metadata", {}).get("name", "?")
-    statuses = obj.get("status", {}).get("containers", []) or []
-    if container is not None:
-        statuses = [s for s in statuses if s.get("name") == container]
-    if not statuses:
-        raise NotFoundError(f"ForensicCheckpoint {name} has no container status {container or ''}")
-    if len(statuses) > 1:
-        names = ", ".join(str(s.get("name")) for s in statuses)
-        raise ConfigError(
-            f"ForensicCheckpoint {name} has several containers ({names}): --container"
-        )
-    status = statuses[0]
-    chain = custody.parse_chain(status.get("custody", []) or [])
+def record_from_checkpoint(obj: dict[str, Any]) -> Record:
+    """From a ForensicCheckpoint object: ``status.custody`` is its chain, ``metadata.uid`` the
+    chain's subject."""
+    metadata = obj.get("metadata", {})
+    chain = custody.parse_chain((obj.get("status") or {}).get("custody") or [])
+    if not chain:
+        raise NotFoundError(f"ForensicCheckpoint {metadata.get('name', '?')} has no custody yet")
     return Record(
-        subject=str(status.get("captureKey", "")),
+        subject=str(metadata.get("uid", "")),
         chain=chain,
-        captured_sha256=custody.captured_sha256(chain),
-        object_sha256s={
-            e.object_sha256
-            for e in chain
-            if e.action is CustodyAction.EXPORTED and e.object_sha256 is not None
-        },
+        captured_sha256s=custody.captured_sha256s(chain),
+        object_sha256s=custody.exported_sha256s(chain),
     )
 
 
@@ -122,8 +108,8 @@ def check(archive: Path, record: Record, identity: Path | None) -> list[str]:
     problems = list(record.problems)
     verdict = custody.verify_chain(record.chain, record.subject, expected_head=record.expected_head)
     problems.extend(f"custody: {p}" for p in verdict.problems)
-    if record.captured_sha256 is None:
-        problems.append("the record holds no sha256 of the captured archive")
+    if not record.captured_sha256s:
+        problems.append("the record holds no sha256 of a captured archive")
     try:
         with archive.open("rb") as stream:
             head = stream.read(64)
@@ -132,22 +118,19 @@ def check(archive: Path, record: Record, identity: Path | None) -> list[str]:
     except OSError as exc:
         raise ConfigError(f"cannot read {archive}: {exc.strerror}") from exc
 
-    if actual == record.captured_sha256:
+    if actual in record.captured_sha256s:
         print(f"{archive}: sha256 {actual} matches the archive as captured")
     elif actual in record.object_sha256s:
         print(f"{archive}: sha256 {actual} matches the exported object")
         if identity is not None and encryption.is_age_encrypted(head):
             with encryption.decrypt_to_stream(archive, identity) as plain:
                 plaintext = sha256_of(plain)
-            if plaintext == record.captured_sha256:
+            if plaintext in record.captured_sha256s:
                 print(f"{archive}: decrypted sha256 {plaintext} matches the archive as captured")
             else:
-                captured = record.captured_sha256
-                problems.append(
-                    f"decrypted sha256 {plaintext} differs from the captured {captured}"
-                )
+                problems.append(f"decrypted sha256 {plaintext} matches no captured archive")
     else:
-        expected = ", ".join(sorted(filter(None, {record.captured_sha256, *record.object_sha256s})))
+        expected = ", ".join(sorted(record.captured_sha256s | record.object_sha256s))
         problems.append(f"sha256 {actual} matches no recorded hash (expected one of: {expected})")
     return problems
 
@@ -162,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.sidecar} is not an evidence manifest: {exc}") from exc
         record = record_from_manifest(manifest)
     else:
-        record = record_from_checkpoint(_fetch_checkpoint(args), args.container)
+        record = record_from_checkpoint(_fetch_checkpoint(args))
     problems = check(args.archive, record, args.identity)
     if problems:
         for problem in problems:

@@ -147,6 +147,18 @@ def captured_sha256(chain: Sequence[CustodyEntry]) -> str | None:
     return None
 
 
+def captured_sha256s(chain: Sequence[CustodyEntry]) -> set[str]:
+    """Every archive hash recorded at capture (a chain covers all containers of its CR)."""
+    return {e.sha256 for e in chain if e.action is CustodyAction.CAPTURED and e.sha256}
+
+
+def exported_sha256s(chain: Sequence[CustodyEntry]) -> set[str]:
+    """Every exported object's hash (the encrypted form when encryption is on)."""
+    return {
+        e.object_sha256 for e in chain if e.action is CustodyAction.EXPORTED and e.object_sha256
+    }
+
+
 def parse_chain(raw: Sequence[dict[str, Any]]) -> list[CustodyEntry]:
     """Entries from ``status.custody`` or a sidecar (camelCase JSON)."""
     try:

@@ -1,0 +1,143 @@
+"""The custody chain in a real ForensicCheckpoint on a real API server: the CRD keeps entries
+append-only, and `verify --ref` checks an archive against the chain it reads back."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forensic_checkpoint.api.base import API_VERSION
+from forensic_checkpoint.api.custody import (
+    Actor,
+    ActorKind,
+    CustodyAction,
+    CustodyEntry,
+    KubeletResponse,
+)
+from forensic_checkpoint.cli.main import main
+from forensic_checkpoint.devcluster.testing import ClusterHandle
+from forensic_checkpoint.domain import custody
+from forensic_checkpoint.errors import ClusterError
+from forensic_checkpoint.k8s.client import request_json
+
+pytestmark = pytest.mark.cluster
+
+MERGE = "application/merge-patch+json"
+
+
+def _path(handle: ClusterHandle, name: str, sub: str = "") -> str:
+    return f"/apis/{API_VERSION}/namespaces/{handle.namespace}/forensiccheckpoints/{name}{sub}"
+
+
+def _chain(subject: str, sha: str) -> list[CustodyEntry]:
+    t0 = datetime.now(UTC).replace(microsecond=0)
+    chain = custody.append(
+        [],
+        subject,
+        action=CustodyAction.REQUESTED,
+        at=t0,
+        actor=Actor(kind=ActorKind.USER, name="alice@example.com"),
+    )
+    return custody.append(
+        chain,
+        subject,
+        action=CustodyAction.CAPTURED,
+        at=t0 + timedelta(seconds=2),
+        actor=Actor(kind=ActorKind.AGENT, name="node-1"),
+        node="node-1",
+        kubelet=KubeletResponse(status_code=200, message="/var/lib/kubelet/checkpoints/x.tar"),
+        sha256=sha,
+        size_bytes=1024,
+    )
+
+
+def _set_custody(api: Any, handle: ClusterHandle, name: str, raw: list[Any]) -> Any:
+    body = {"status": {"custody": raw}}
+    return request_json(api, "PATCH", _path(handle, name, "/status"), body=body, content_type=MERGE)
+
+
+def test_custody_is_append_only_and_verify_reads_it(
+    dev_cluster: ClusterHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = dev_cluster.admin_client()
+    name = f"evidence-{secrets.token_hex(3)}"
+    created = request_json(
+        api,
+        "POST",
+        f"/apis/{API_VERSION}/namespaces/{dev_cluster.namespace}/forensiccheckpoints",
+        body={
+            "apiVersion": API_VERSION,
+            "kind": "ForensicCheckpoint",
+            "metadata": {"name": name},
+            "spec": {"podName": "web", "containers": ["app"]},
+        },
+    )
+    uid = created["metadata"]["uid"]
+    archive = tmp_path / "checkpoint.tar"
+    archive.write_bytes(os.urandom(4096))
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    chain = _chain(uid, sha)
+    stored = _set_custody(api, dev_cluster, name, [e.to_kube() for e in chain])
+    assert custody.verify_chain(custody.parse_chain(stored["status"]["custody"]), uid).ok, (
+        "the API server must keep every field the hash covers"
+    )
+
+    # The API server refuses to edit or drop an entry ...
+    edited = [e.to_kube() for e in chain]
+    edited[1]["sha256"] = "f" * 64
+    with pytest.raises(ClusterError, match="immutable"):
+        _set_custody(api, dev_cluster, name, edited)
+    with pytest.raises(ClusterError, match="cannot be removed"):
+        _set_custody(api, dev_cluster, name, [chain[0].to_kube()])
+    # ... but takes a new one.
+    longer = custody.append(
+        chain,
+        uid,
+        action=CustodyAction.VERIFIED,
+        at=chain[-1].at + timedelta(seconds=1),
+        actor=Actor(kind=ActorKind.ANALYST, name="bob"),
+        sha256=sha,
+    )
+    _set_custody(api, dev_cluster, name, [e.to_kube() for e in longer])
+
+    args = [
+        "verify",
+        str(archive),
+        "--ref",
+        name,
+        "-n",
+        dev_cluster.namespace,
+        "--kubeconfig",
+        str(dev_cluster.kubeconfig),
+    ]
+    assert main(args) == 0
+    assert "3 entries verify" in capsys.readouterr().out
+
+    archive.write_bytes(os.urandom(4096))
+    assert main(args) == 1
+    assert "matches no recorded hash" in capsys.readouterr().err
+
+    other = tmp_path / "other.tar"
+    other.write_bytes(b"x")
+    assert (
+        main(
+            [
+                "verify",
+                str(other),
+                "--ref",
+                "no-such-checkpoint",
+                "-n",
+                dev_cluster.namespace,
+                "--kubeconfig",
+                str(dev_cluster.kubeconfig),
+            ]
+        )
+        == 1
+    )
+    assert "404" in capsys.readouterr().err
