@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from pathlib import Path
 
 HELP = "Run the operator end to end on a local dev cluster and show one analysed checkpoint."
 
-NAMESPACE = "demo"
+NAMESPACE = "default"
 NODES = 3
 
 
@@ -88,3 +89,5 @@ def run(args: argparse.Namespace) -> int:
             if stack is not None:
                 stack.stop()
             cluster.stop()
+            if args.dir is None:
+                shutil.rmtree(work, ignore_errors=True)
