@@ -290,3 +290,29 @@ def test_values_from_inside_the_container_are_bounded() -> None:
     failure = classify(500, kubelet_500(text("crio-criu-failed.desc.txt")), log)
     assert failure.reason is FailureReason.GHOST_FILE_TOO_LARGE
     assert len(failure.message) < 600
+
+
+@pytest.mark.parametrize(
+    ("line", "reason", "option"),
+    [
+        # CRIU's own texts (criu/file-lock.c, criu/sk-inet.c); no recorded runtime run has them.
+        (
+            "Error (criu/file-lock.c:110): Some file locks are hold by dumping tasks! "
+            "You can try --file-locks to dump them.",
+            FailureReason.FILE_LOCKS,
+            "file-locks",
+        ),
+        (
+            "Error (criu/sk-inet.c:188): In-flight connection (l) for 35b28",
+            FailureReason.IN_FLIGHT_TCP,
+            "skip-in-flight",
+        ),
+    ],
+)
+def test_criu_source_texts_point_to_the_option(
+    line: str, reason: FailureReason, option: str
+) -> None:
+    log = f"(00.044770) {line}\n(00.121302) Error (criu/cr-dump.c:2128): Dumping FAILED.\n"
+    failure = classify(500, kubelet_500(text("containerd-criu-failed.desc.txt")), log)
+    assert failure.reason is reason
+    assert f"`{option}`" in failure.remediation

@@ -43,6 +43,7 @@ class FailureReason(StrEnum):
     CRIU_MISSING = "CRIUMissing"
     ESTABLISHED_TCP = "EstablishedTCPNeedsConfig"
     IN_FLIGHT_TCP = "InFlightTCPNeedsConfig"
+    FILE_LOCKS = "FileLocksNeedConfig"
     GHOST_FILE_TOO_LARGE = "GhostFileTooLarge"
     TRACED_TASK = "TracedTask"
     MEMFD_SECRET = "MemfdSecret"  # noqa: S105 - a reason name, not a secret
@@ -333,6 +334,17 @@ CRIU_LOG_RULES: tuple[Rule, ...] = (
         remediation=(
             "Add `skip-in-flight` to " + _CRIU_CONF + ": the half-open connections are left "
             "out of the checkpoint and stay with the running workload."
+        ),
+    ),
+    Rule(
+        reason=FailureReason.FILE_LOCKS,
+        pattern=_rx(r"Some file locks are hold by dumping tasks"),
+        source="CRIU criu/file-lock.c (source text; not recorded). containerd's CRI passes no "
+        "--file-locks to runc, CRI-O does",
+        message="A process in {container_ref} holds a file lock (flock or POSIX lock).",
+        remediation=(
+            "Add `file-locks` to " + _CRIU_CONF + " (the agent's `criuConfig.fileLocks`): the "
+            "lock state is recorded and the locks stay held by the running workload."
         ),
     ),
     Rule(
