@@ -312,3 +312,18 @@ def test_streamed_pages_give_the_same_report(sample: str) -> None:
         ArchiveLimits(max_spool_bytes=0),
     )
     assert streamed.to_json_dict() == revealed(sample).to_json_dict()
+
+
+def test_dump_log(sample: str) -> None:
+    report, t = revealed(sample), truth(sample)
+    if not t["dump_log_in_archive"]:
+        assert report.dump_log is None
+        return
+    log = report.dump_log
+    assert log is not None
+    assert log.succeeded
+    assert log.criu_version is not None and log.criu_version.startswith("4.2")
+    assert log.size_bytes == next(
+        m["size"] for m in t["archive"]["members"] if m["name"] == "dump.log"
+    )
+    assert all(") Error " in p or ") Warn " in p for p in log.problems)

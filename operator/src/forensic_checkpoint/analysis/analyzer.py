@@ -13,6 +13,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from forensic_checkpoint.analysis.archive import (
     DEFAULT_LIMITS,
+    DUMP_LOG,
     LOG_MEMBERS,
     ROOTFS_DIFF,
     ArchiveContents,
@@ -31,6 +32,7 @@ from forensic_checkpoint.analysis.report import (
     ArchiveInfo,
     ContainerInfo,
     ContainerLog,
+    DumpLog,
     DumpStats,
     MemorySummary,
     Mount,
@@ -65,10 +67,32 @@ def _section(what: str, warnings: list[str], build: Callable[[], T], fallback: T
         return fallback
 
 
+#: lines of dump.log kept as problems / tail
+DUMP_LOG_PROBLEMS = 50
+DUMP_LOG_TAIL_LINES = 20
+
+
 class _Collected:
     def __init__(self) -> None:
         self.rootfs: RootfsListing | None = None
         self.log: ContainerLog | None = None
+        self.dump_log: DumpLog | None = None
+
+
+def summarize_dump_log(member: MemberInfo, stream: IO[bytes]) -> DumpLog:
+    """Stream dump.log line by line: version, Error/Warn lines, success, last lines."""
+    summary = DumpLog(size_bytes=member.size)
+    tail: list[str] = []
+    for raw in stream:
+        line = raw[:1000].decode("utf-8", "replace").rstrip("\n")
+        if summary.criu_version is None and ") Version: " in line:
+            summary.criu_version = line.split(") Version: ", 1)[1].strip()
+        if (") Error " in line or ") Warn " in line) and len(summary.problems) < DUMP_LOG_PROBLEMS:
+            summary.problems.append(line)
+        tail = [*tail[-(DUMP_LOG_TAIL_LINES - 1) :], line]
+    summary.tail = "\n".join(tail)
+    summary.succeeded = bool(tail) and tail[-1].endswith("Dumping finished successfully")
+    return summary
 
 
 def _visitors(collected: _Collected, limits: ArchiveLimits) -> dict[str, Any]:
@@ -88,7 +112,10 @@ def _visitors(collected: _Collected, limits: ArchiveLimits) -> dict[str, Any]:
             truncated=member.size > len(tail),
         )
 
-    visitors: dict[str, Any] = {ROOTFS_DIFF: rootfs}
+    def dump_log(member: MemberInfo, stream: IO[bytes]) -> None:
+        collected.dump_log = summarize_dump_log(member, stream)
+
+    visitors: dict[str, Any] = {ROOTFS_DIFF: rootfs, DUMP_LOG: dump_log}
     visitors.update(dict.fromkeys(LOG_MEMBERS, log))
     return visitors
 
@@ -169,6 +196,7 @@ def run_analysis(
         + _section("spec.dump mounts", warnings, lambda: _spec_mounts(spec), no_mounts),
         rootfs=_rootfs(collected.rootfs, data, names, warnings),
         log=collected.log,
+        dump_log=collected.dump_log,
         bind_mounts=bind_mounts,
         network_status=network_status,
         memory=MemorySummary(

@@ -245,6 +245,8 @@ _KEPT_TOP = frozenset(
 )
 #: engine-specific names of the container log
 LOG_MEMBERS = ("io.kubernetes.cri-o.LogPath", "container.log", "ctr.log")
+#: CRIU's own log (CRI-O and containerd put it in the archive; podman does not)
+DUMP_LOG = "dump.log"
 ROOTFS_DIFF = "rootfs-diff.tar"
 
 

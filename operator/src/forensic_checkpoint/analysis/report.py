@@ -281,6 +281,19 @@ class Rootfs(_Model):
     opaque_dirs: list[str] = Field(default_factory=list)
 
 
+class DumpLog(_Model):
+    """CRIU's dump.log (CRI-O and containerd archives), summarised."""
+
+    size_bytes: int
+    criu_version: str | None = None
+    #: "Dumping finished successfully" is the last line
+    succeeded: bool = False
+    #: the first "Error" and "Warn" lines, as CRIU wrote them
+    problems: list[str] = Field(default_factory=list)
+    #: the last lines of the log
+    tail: str = ""
+
+
 class ContainerLog(_Model):
     member: str
     size_bytes: int
@@ -371,6 +384,7 @@ class Report(_Model):
     mounts: list[Mount] = Field(default_factory=list)
     rootfs: Rootfs = Field(default_factory=Rootfs)
     log: ContainerLog | None = None
+    dump_log: DumpLog | None = None
     #: bind.mounts (CRI-O) and network.status (podman) as parsed JSON
     bind_mounts: Any = None
     network_status: Any = None

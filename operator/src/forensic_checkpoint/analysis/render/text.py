@@ -343,6 +343,18 @@ def _misc(console: Console, report: Report) -> None:
                 [("content", report.log.content.rstrip("\n")[-4000:])],
             )
         )
+    if report.dump_log:
+        d = report.dump_log
+        console.print(
+            _kv(
+                "CRIU dump.log",
+                [
+                    ("criu", d.criu_version),
+                    ("result", "finished successfully" if d.succeeded else "NOT finished"),
+                    ("errors / warnings", "\n".join(d.problems)),
+                ],
+            )
+        )
     if report.bind_mounts:
         console.print(_kv("bind.mounts", [("entries", report.bind_mounts)]))
     if report.network_status:
