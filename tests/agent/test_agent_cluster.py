@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,7 @@ def _config(ids: Identities, node: Any, state: Path, **overrides: Any) -> AgentC
         "capture_workers": 4,
         "analysis_workers": 1,
         "heartbeat_interval": 1.0,
+        "readiness_interval": 2.0,
     }
     values.update(overrides)
     return AgentConfig(**values)
@@ -264,6 +266,66 @@ def test_capture_completes_with_hash_report_and_forensicnode(
         f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node.name}",
     )
     assert fnode["status"]["agent"]["heartbeatTime"] > first_beat
+
+
+def _ready(dev_cluster: Any, node: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The node's Ready condition once the agent has written one."""
+    deadline = time.monotonic() + timeout
+    path = f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node}"
+    while True:
+        fnode = request_json(dev_cluster.admin_client(), "GET", path)
+        conditions = (fnode.get("status") or {}).get("conditions") or []
+        ready = next((c for c in conditions if c["type"] == "Ready"), None)
+        if ready is not None and ready["status"] != "Unknown":
+            return dict(ready) | {"checks": fnode["status"].get("checks", [])}
+        assert time.monotonic() < deadline, fnode
+        time.sleep(0.2)
+
+
+def test_healthy_node_is_ready_within_ten_seconds(
+    dev_cluster: Any, agent: tuple[AgentRuntime, Caller]
+) -> None:
+    runtime, _ = agent
+    ready = _ready(dev_cluster, dev_cluster.nodes[0].name)
+    assert (ready["status"], ready["reason"]) == ("True", "CaptureReady"), ready
+    checks = {c["name"]: c["status"] for c in ready["checks"]}
+    assert checks["KubeletTLS"] == checks["CheckpointAuthorization"] == "Pass"
+    assert checks["FeatureGate"] == checks["Runtime"] == "Pass"
+    transition = datetime.fromisoformat(ready["lastTransitionTime"].replace("Z", "+00:00"))
+    assert transition - runtime.started_at < timedelta(seconds=10)
+
+
+@pytest.mark.parametrize(
+    ("identity", "reason"),
+    [("unbound", "KubeletForbidden"), ("wrong-ca", "KubeletTLSError")],
+)
+def test_misconfigured_agent_reports_not_ready(
+    dev_cluster: Any, ids: Identities, tmp_path: Path, identity: str, reason: str
+) -> None:
+    node = dev_cluster.nodes[1]
+    auth = (
+        KubeletAuth(
+            client_cert=ids.unbound_cert, client_key=ids.unbound_key, ca_file=node.serving_ca
+        )
+        if identity == "unbound"
+        else KubeletAuth(
+            client_cert=ids.kubelet_cert, client_key=ids.kubelet_key, ca_file=ids.serving_ca
+        )
+    )
+    runtime = AgentRuntime(_config(ids, node, tmp_path / "state", kubelet_auth=auth))
+    runtime.start()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            ready = _ready(dev_cluster, node.name)
+            if ready["reason"] == reason:
+                break
+            assert time.monotonic() < deadline, ready
+            time.sleep(0.2)
+    finally:
+        runtime.stop()
+    assert ready["status"] == "False"
+    assert ready["message"]
 
 
 def test_same_key_is_one_kubelet_call(

@@ -97,9 +97,27 @@ class KubeletClient:
         )
         params = {"timeout": str(timeout_seconds)} if timeout_seconds else None
         waited = (timeout_seconds or DEFAULT_KUBELET_TIMEOUT) + self.timeout_margin
+        response = self._post(path, params, waited, target)
+        if response.status_code != 200:
+            raise _error(
+                outcomes.classify_http(
+                    response.status_code, response.text, node=self.node, target=target
+                )
+            )
+        return _archive_path(response, self.node)
+
+    def probe(self, path: str, *, timeout: float = 10.0) -> tuple[int, str]:
+        """POST ``path`` (the readiness probe's checkpoint of a pod that cannot exist) and
+        return the kubelet's (status, body); transport failures raise :class:`KubeletError`."""
+        response = self._post(path, None, timeout, path)
+        return response.status_code, response.text[:4096]
+
+    def _post(
+        self, path: str, params: dict[str, str] | None, waited: float, target: str
+    ) -> requests.Response:
         try:
             with self._session() as session:
-                response = session.post(self.base_url + path, params=params, timeout=(10.0, waited))
+                return session.post(self.base_url + path, params=params, timeout=(10.0, waited))
         except requests.exceptions.SSLError as exc:
             raise _error(outcomes.tls_error(self.node, _root_cause(exc))) from exc
         except requests.exceptions.ConnectTimeout as exc:
@@ -111,13 +129,6 @@ class KubeletClient:
             if _is_tls_failure(exc):
                 raise _error(outcomes.tls_error(self.node, cause)) from exc
             raise _error(outcomes.unreachable(self.node, cause)) from exc
-        if response.status_code != 200:
-            raise _error(
-                outcomes.classify_http(
-                    response.status_code, response.text, node=self.node, target=target
-                )
-            )
-        return _archive_path(response, self.node)
 
 
 def _archive_path(response: requests.Response, node: str) -> str:

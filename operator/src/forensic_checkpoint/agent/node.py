@@ -50,12 +50,34 @@ def _path(name: str = "") -> str:
     return f"{base}/{quote(name, safe='')}" if name else base
 
 
-def publish(api: ApiClient, node_name: str, agent: AgentStatus) -> None:
-    """Create the ForensicNode if missing, then merge ``status.agent`` (other status fields,
-    written by the readiness probe, are left as they are)."""
+def node_info(api: ApiClient, node_name: str) -> dict[str, Any]:
+    """``status.nodeInfo`` of the Node (runtime and kubelet versions)."""
+    node = request_json(api, "GET", f"/api/v1/nodes/{quote(node_name, safe='')}")
+    return dict((node.get("status") or {}).get("nodeInfo") or {})
+
+
+def get_forensic_node(api: ApiClient, node_name: str) -> dict[str, Any] | None:
     try:
-        request_json(api, "GET", _path(node_name))
+        return dict(request_json(api, "GET", _path(node_name)))
     except NotFoundError:
+        return None
+
+
+def patch_forensic_node_status(api: ApiClient, node_name: str, status: dict[str, Any]) -> None:
+    """JSON merge of ``status``: the keys given are replaced, the others left as they are."""
+    request_json(
+        api,
+        "PATCH",
+        _path(node_name) + "/status",
+        body={"status": status},
+        content_type="application/merge-patch+json",
+    )
+
+
+def publish(api: ApiClient, node_name: str, agent: AgentStatus) -> None:
+    """Create the ForensicNode if missing, then merge ``status.agent`` (the readiness fields
+    are written by :mod:`~forensic_checkpoint.agent.readiness_probe`)."""
+    if get_forensic_node(api, node_name) is None:
         body = {
             "apiVersion": API_VERSION,
             "kind": "ForensicNode",
@@ -69,14 +91,7 @@ def publish(api: ApiClient, node_name: str, agent: AgentStatus) -> None:
         except ClusterError as exc:
             if exc.status_code != 409:  # another agent instance won the race: fine
                 raise
-    patch: dict[str, Any] = {"status": {"agent": agent.to_kube()}}
-    request_json(
-        api,
-        "PATCH",
-        _path(node_name) + "/status",
-        body=patch,
-        content_type="application/merge-patch+json",
-    )
+    patch_forensic_node_status(api, node_name, {"agent": agent.to_kube()})
 
 
 class Heartbeat:

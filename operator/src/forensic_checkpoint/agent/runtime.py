@@ -16,6 +16,7 @@ from forensic_checkpoint.agent.jobs import JobStore, utcnow
 from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.node import Heartbeat, kubelet_endpoint
+from forensic_checkpoint.agent.readiness_probe import ReadinessProber
 from forensic_checkpoint.agent.server import AgentServer, tls_context
 from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.forensicnode import AgentStatus
@@ -43,6 +44,8 @@ class AgentConfig:
     capture_workers: int = 4
     analysis_workers: int | None = None
     heartbeat_interval: float = 10.0
+    #: Seconds between readiness rounds (one probe call to the kubelet each); 0 disables them.
+    readiness_interval: float = 60.0
     token_cache_seconds: float = 10.0
     #: mTLS alternative to the token: client CA and the operator certificate's common name.
     client_ca: Path | None = None
@@ -102,6 +105,13 @@ class AgentRuntime:
         self.heartbeat = Heartbeat(
             self.api, config.node_name, self.agent_status, interval=config.heartbeat_interval
         )
+        self.readiness = (
+            ReadinessProber(
+                self.api, config.node_name, self.kubelet, interval=config.readiness_interval
+            )
+            if config.readiness_interval > 0
+            else None
+        )
         self._serve = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
 
     @property
@@ -126,6 +136,8 @@ class AgentRuntime:
         self.service.start()
         self._serve.start()
         self.heartbeat.start()
+        if self.readiness is not None:
+            self.readiness.start()
         log.info(
             "agent for node %s listening on %s (kubelet %s)",
             self.config.node_name,
@@ -134,6 +146,8 @@ class AgentRuntime:
         )
 
     def stop(self) -> None:
+        if self.readiness is not None:
+            self.readiness.stop()
         self.heartbeat.stop()
         self.server.shutdown()
         self.server.server_close()

@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--capture-workers", type=int, default=4)
     parser.add_argument("--analysis-workers", type=int, default=0, help="0: min(2, CPUs)")
     parser.add_argument("--heartbeat-interval", type=float, default=10.0)
+    parser.add_argument(
+        "--readiness-interval",
+        type=float,
+        default=60.0,
+        help="seconds between readiness probes of the kubelet (0: off)",
+    )
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -93,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         capture_workers=args.capture_workers,
         analysis_workers=args.analysis_workers or None,
         heartbeat_interval=args.heartbeat_interval,
+        readiness_interval=args.readiness_interval,
         client_ca=args.client_ca_file,
         operator_cert_cn=args.operator_cert_cn,
     )
