@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
+from forensic_checkpoint.domain.deletion import HOLD_KEY, is_held
 from forensic_checkpoint.domain.retention import (
     ArchiveRecord,
     Bound,
@@ -13,7 +15,6 @@ from forensic_checkpoint.domain.retention import (
     Limits,
     RetentionPolicy,
     Scope,
-    is_held,
     on_checkpoint_deleted,
     plan_retention,
 )
@@ -287,20 +288,18 @@ def test_local_archive_on_checkpoint_deletion(
 
 
 @pytest.mark.parametrize(
-    ("labels", "spec", "held"),
+    ("metadata", "held"),
     [
-        (None, None, False),
-        ({"forensic-checkpoint.dev/legal-hold": "true"}, None, True),
-        ({"forensic-checkpoint.dev/legal-hold": "True "}, None, True),
-        ({"forensic-checkpoint.dev/legal-hold": "false"}, None, False),
-        ({"other": "true"}, True, True),
-        ({}, False, False),
+        ({}, False),
+        ({"labels": {HOLD_KEY: "true"}}, True),
+        ({"annotations": {HOLD_KEY: "True "}}, True),
+        ({"labels": {HOLD_KEY: "false"}}, False),
+        ({"labels": {"other": "true"}}, False),
     ],
 )
-def test_legal_hold_from_label_or_spec(
-    labels: dict[str, str] | None, spec: bool | None, held: bool
-) -> None:
-    assert is_held(labels, spec) is held
+def test_legal_hold_from_label_or_annotation(metadata: dict[str, Any], held: bool) -> None:
+    assert HOLD_KEY == "forensic-checkpoint.dev/hold"
+    assert is_held(metadata) is held
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,9 @@ Semantics, in the order :func:`plan_retention` applies them:
 
 1. An archive under legal hold is outside retention: never deleted, and it does not count
    against any bound (like checkpoint-restore-operator's ``.keep`` pin). Its bytes are reported
-   as ``held_bytes``.
+   as ``held_bytes``. The hold is the project's one marker, the label or annotation
+   ``forensic-checkpoint.dev/hold: "true"`` (``domain.deletion.is_held``); the agent copies it
+   into :attr:`ArchiveRecord.held`.
 2. Container scope first: the archives of one container identity (node, namespace, workload or
    pod, container) are bounded by the first matching :class:`ContainerRule`, else by the node
    policy's ``container_default``. Then node scope: everything left on the node is bounded by
@@ -21,21 +23,12 @@ Semantics, in the order :func:`plan_retention` applies them:
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from forensic_checkpoint.errors import ConfigError
-
-#: A ForensicCheckpoint with this label set to "true" (or ``spec.legalHold: true``) is held.
-LEGAL_HOLD_LABEL = "forensic-checkpoint.dev/legal-hold"
-
-
-def is_held(labels: Mapping[str, str] | None, spec_legal_hold: bool | None = None) -> bool:
-    """Legal hold from the CR: the label (value ``"true"``, any case) or the spec field."""
-    label = (labels or {}).get(LEGAL_HOLD_LABEL, "")
-    return bool(spec_legal_hold) or label.strip().lower() == "true"
 
 
 @dataclass(frozen=True)
