@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: setup test test-fast lint bench demo cluster-tools crds clean
+.PHONY: setup test test-fast lint bench bench-cluster demo cluster-tools crds clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml scripts/setup-venv.sh
@@ -23,6 +23,14 @@ test: setup cluster-tools
 
 bench: setup
 	$(PY) -m benchmarks.run
+
+# 50 ForensicCheckpoints across a 3-node dev cluster (operator + agents as local processes).
+bench-cluster: setup cluster-tools
+	$(PY) -m benchmarks.capture_load
+
+# Regenerate crds/ from the pydantic models (a test fails when they drift).
+crds: setup
+	$(PY) -m forensic_checkpoint.api.crds --write crds/
 
 demo: setup
 	$(VENV)/bin/forensic-checkpoint analyze tests/data/counter-blog-crio.tar.zst --search 'secret' 
