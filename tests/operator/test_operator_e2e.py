@@ -4,6 +4,7 @@ auth, RBAC of deploy/rbac) -> fake kubelet -> real archive -> analysis -> status
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,9 @@ from typing import Any
 import pytest
 
 from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import processes
+from forensic_checkpoint.devcluster import binaries, processes
 from forensic_checkpoint.devcluster.pods import create_running_pod
-from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint.k8s.client import close, request_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -70,6 +71,27 @@ def test_blog_scenario_completes_with_the_secret_found(stack: LocalStack) -> Non
     assert status["containerNames"] == "counter" and status["totalSize"].endswith("MiB")
     assert len(_calls(stack, "node-1", "counters")) == 1
 
+    # What users run: kubectl wait on the Ready condition, and the Events of the object.
+    kubectl = binaries.locate("kubectl")
+    waited = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(stack.cluster.kubeconfig), "-n", NAMESPACE,
+         "wait", "--for=condition=Ready", "fcp/blog", "--timeout=30s"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert waited.returncode == 0, waited.stderr
+    api = stack.cluster.admin_client()
+    try:
+        events = request_json(
+            api,
+            "GET",
+            f"/api/v1/namespaces/{NAMESPACE}/events",
+            query={"fieldSelector": "involvedObject.name=blog"},
+        )["items"]
+    finally:
+        close(api)
+    reasons = {e["reason"] for e in events}
+    assert {"Resolved", "CaptureRequested", "Captured", "Completed"} <= reasons, reasons
+
 
 def test_multi_container_pod(stack: LocalStack) -> None:
     _pod(stack, "multi", "node-2", containers=("app", "sidecar", "logger"))
@@ -125,8 +147,6 @@ def test_kubelet_failure_modes_give_their_reason(
 
 
 def test_kubelet_forbidden_names_the_missing_permission(stack: LocalStack) -> None:
-    from forensic_checkpoint.k8s.client import request_json
-
     api = stack.cluster.admin_client()
     binding = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/forensic-checkpoint-agent"
     saved = request_json(api, "GET", binding)
@@ -213,8 +233,6 @@ def test_deleting_the_checkpoint_removes_the_archive_unless_held(stack: LocalSta
     stack.create_checkpoint(NAMESPACE, "held", {"podName": "held"})
     obj = stack.wait_phase(NAMESPACE, "held")
     held = Path(obj["status"]["containers"][0]["archive"]["path"])
-    from forensic_checkpoint.k8s.client import request_json
-
     api = stack.cluster.admin_client()
     try:
         request_json(
