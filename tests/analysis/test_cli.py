@@ -226,3 +226,12 @@ def test_show_member_raw_and_decoded(capsysbinary: pytest.CaptureFixture[bytes])
     assert present * 4096 == 110592  # == size of pages-4.img, pid 17's pages
     assert main(["show-file", MULTI, "spec.dump", "--decode"]) == 1
     assert main(["show-file", MULTI, "../../etc/passwd"]) == 1
+
+
+def test_max_matches_caps_the_report_not_the_count(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = run_json(
+        capsys, "analyze", MULTI, "--format", "json", "--search", "python", "--max-matches", "3"
+    )
+    (search,) = doc["memory"]["searches"]  # type: ignore[index]
+    assert len(search["matches"]) == 3
+    assert search["totalMatches"] > 3 and search["truncated"] is True

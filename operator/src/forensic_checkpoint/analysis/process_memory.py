@@ -40,6 +40,8 @@ from forensic_checkpoint.errors import ImageError
 _CHUNK = 8 << 20
 #: argv/env areas larger than this are cut (a hostile mm.img could claim gigabytes)
 MAX_ARG_AREA = 1 << 20
+#: memfds are hashed up to this size; a streamed archive keeps at most this much in memory
+MAX_HASHED_MEMFD = 64 << 20
 
 
 @dataclass
@@ -139,12 +141,19 @@ def _shared_tasks(
 
 
 def _hash_memfd(task: _Task, memory: ProcessMemory) -> None:
+    """sha256 of a memfd's content, when every page of it is in the dump."""
     info = task.shared.info if task.shared else None
     if info is None or info.kind != "memfd" or not info.size_bytes:
         return
-    content = memory.try_read(0, min(info.size_bytes, 1 << 30))
-    if content is not None:
-        info.sha256 = hashlib.sha256(content).hexdigest()
+    if info.size_bytes > MAX_HASHED_MEMFD:
+        return
+    sha = hashlib.sha256()
+    for offset in range(0, info.size_bytes, 1 << 20):
+        piece = memory.try_read(offset, min(1 << 20, info.size_bytes - offset))
+        if piece is None:
+            return
+        sha.update(piece)
+    info.sha256 = sha.hexdigest()
 
 
 def _account(task: _Task, pagemap_pages: int) -> None:
@@ -230,8 +239,9 @@ def analyze_memory(
             or (task.shared is not None and not _direct(contents, task))
         ):
             retain = [r for r in (task.arg_range, task.env_range) if r] if read_args else []
-            if task.shared is not None and task.shared.info.size_bytes:
-                retain = [(0, min(task.shared.info.size_bytes, 1 << 30))]
+            size = task.shared.info.size_bytes if task.shared is not None else None
+            if size and size <= MAX_HASHED_MEMFD:
+                retain = [(0, size)]
             task.scanner = MemoryScanner(
                 task.index,
                 patterns,
@@ -263,7 +273,7 @@ def analyze_memory(
             _fill_args(task, memory, warnings)
             _hash_memfd(task, memory)
     shared_by_pages = {t.pages_name: t.shared for t in tasks if t.shared is not None}
-    result.searches = _searches(patterns, len(searches), hits, counts, shared_by_pages)
+    result.searches = _searches(patterns, len(searches), hits, counts, shared_by_pages, max_matches)
     return result
 
 
@@ -351,12 +361,15 @@ def _searches(
     hits: list[MemoryHit],
     counts: list[int],
     shared: dict[str, SharedObject],
+    max_matches: int,
 ) -> list[MemorySearch]:
     out = [
         MemorySearch(pattern=p.text, kind="literal" if k < n_literal else "regex")
         for k, p in enumerate(patterns)
     ]
     for hit in sorted(hits, key=lambda h: (h.pattern_index, h.pid or 0, h.vaddr)):
+        if len(out[hit.pattern_index].matches) >= max_matches:
+            continue  # each process's scanner keeps max_matches; the report keeps them overall
         pid, vaddr = hit.pid or 0, hit.vaddr
         mapping = hit.vma.description if hit.vma else None
         obj = shared.get(f"checkpoint/pages-{hit.pages_id}.img") if hit.pid is None else None
