@@ -359,6 +359,7 @@ def _searches(
     patterns: list[Pattern],
     n_literal: int,
     hits: list[MemoryHit],
+    *,
     counts: list[int],
     shared: dict[str, SharedObject],
     max_matches: int,
