@@ -293,3 +293,22 @@ def test_config_from_chart_values(tmp_path: Path) -> None:
         ExportConfig.from_values({}, state_dir=tmp_path)
     with pytest.raises(ConfigError, match="invalid"):
         ExportConfig.from_values({"bucket": "b", "partSizeMiB": "lots"}, state_dir=tmp_path)
+
+
+def test_an_upload_recorded_for_another_bucket_is_abandoned(
+    s3_endpoint: str, s3: Any, bucket: str, archive: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The configuration changed between the crash and the restart: start afresh in the new
+    bucket and abort the old upload instead of finishing it where nobody looks."""
+    path, sha = archive
+    old = config(s3_endpoint, bucket, tmp_path / "state")
+    crashing = Exporter(old)
+    _crash_after(crashing.client, 1)
+    with pytest.raises(_Crash):
+        crashing.export(path, sha, TARGET)
+    other_bucket = bucket + "-b"
+    s3.create_bucket(Bucket=other_bucket)
+    outcome = Exporter(old.with_overrides(bucket=other_bucket)).export(path, sha, TARGET)
+    assert outcome.record.url.startswith(f"s3://{other_bucket}/")
+    assert (outcome.parts_uploaded, outcome.parts_skipped) == (5, 0)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads") is None

@@ -522,7 +522,8 @@ class Exporter:
         state = UploadState.load(state_path)
         if state is None:
             return None
-        if (state.key, state.object_sha256, state.object_size) != (key, object_sha256, size):
+        recorded = (state.bucket, state.key, state.object_sha256, state.object_size)
+        if recorded != (self.config.bucket, key, object_sha256, size):
             self._abort(state, state_path)
             return None
         try:
