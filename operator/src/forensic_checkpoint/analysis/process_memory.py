@@ -273,7 +273,14 @@ def analyze_memory(
             _fill_args(task, memory, warnings)
             _hash_memfd(task, memory)
     shared_by_pages = {t.pages_name: t.shared for t in tasks if t.shared is not None}
-    result.searches = _searches(patterns, len(searches), hits, counts, shared_by_pages, max_matches)
+    result.searches = _searches(
+        patterns,
+        len(searches),
+        hits,
+        counts=counts,
+        shared=shared_by_pages,
+        max_matches=max_matches,
+    )
     return result
 
 
