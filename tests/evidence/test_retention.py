@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from forensic_checkpoint.domain.deletion import HOLD_KEY, is_held
 from forensic_checkpoint.domain.retention import (
@@ -308,3 +310,67 @@ def test_legal_hold_from_label_or_annotation(metadata: dict[str, Any], held: boo
 def test_negative_limits_are_config_errors(limits: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         Limits(**limits)  # type: ignore[arg-type]
+
+
+@st.composite
+def _populations(draw: st.DrawFn) -> tuple[list[ArchiveRecord], RetentionPolicy]:
+    count = draw(st.integers(min_value=0, max_value=25))
+    records = [
+        rec(
+            f"k{i:02d}",
+            draw(st.integers(min_value=0, max_value=60)),
+            draw(st.integers(min_value=0, max_value=500)),
+            container=draw(st.sampled_from(["app", "sidecar"])),
+            node=draw(st.sampled_from(["n1", "n2"])),
+            held=draw(st.booleans()),
+        )
+        for i in range(count)
+    ]
+
+    def limits() -> Limits:
+        return Limits(
+            max_count=draw(st.none() | st.integers(min_value=0, max_value=6)),
+            max_age=draw(st.none() | st.integers(min_value=0, max_value=60).map(lambda d: d * DAY)),
+            max_bytes=draw(st.none() | st.integers(min_value=0, max_value=2000)),
+        )
+
+    return records, RetentionPolicy(node_limits=limits(), container_default=limits())
+
+
+def _within(records: list[ArchiveRecord], limits: Limits) -> bool:
+    return (
+        (limits.max_count is None or len(records) <= limits.max_count)
+        and (limits.max_bytes is None or sum(r.size_bytes for r in records) <= limits.max_bytes)
+        and (limits.max_age is None or all(NOW - r.created <= limits.max_age for r in records))
+    )
+
+
+@given(_populations())
+def test_invariants_hold_for_any_population(
+    case: tuple[list[ArchiveRecord], RetentionPolicy],
+) -> None:
+    """What stays is within every bound, held archives are untouched, and in each scope no
+    archive is kept while a newer one of the same scope is deleted for count or bytes."""
+    records, policy = case
+    plan = plan_retention(records, policy, NOW)
+    deleted = {r.record.key for r in plan.delete}
+    assert not any(r.held for r in records if r.key in deleted)
+    kept = [r for r in records if not r.held and r.key not in deleted]
+    assert {r.key for r in plan.keep} == {r.key for r in kept}
+    for node in ("n1", "n2"):
+        assert _within([r for r in kept if r.node == node], policy.node_limits)
+        for container in ("app", "sidecar"):
+            group = [r for r in kept if r.node == node and r.container == container]
+            assert _within(group, policy.container_default)
+    for removal in plan.delete:
+        if removal.bound is Bound.MAX_AGE:
+            continue
+        same_scope = [
+            r
+            for r in kept
+            if r.node == removal.record.node
+            and (removal.scope is Scope.NODE or r.container == removal.record.container)
+        ]
+        assert all(
+            (r.created, r.key) > (removal.record.created, removal.record.key) for r in same_scope
+        )
