@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import binaries, processes
+from forensic_checkpoint.devcluster import binaries, pki, processes
 from forensic_checkpoint.devcluster.pods import create_running_pod
 from forensic_checkpoint.k8s.client import close, request_json
 
@@ -247,3 +247,57 @@ def test_deleting_the_checkpoint_removes_the_archive_unless_held(stack: LocalSta
     stack.delete_checkpoint(NAMESPACE, "held")
     assert processes.wait_until(lambda: stack.get_checkpoint(NAMESPACE, "held") is None, 60)
     assert held.is_file()
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reason"),
+    [("wrong-kubelet-ca", "KubeletTLSError"), ("bad-kubelet-token", "KubeletUnauthorized")],
+)
+def test_agent_credential_failures_at_the_kubelet(
+    stack: LocalStack, tmp_path: Path, breakage: str, reason: str
+) -> None:
+    if breakage == "wrong-kubelet-ca":
+        other = pki.create_ca(pki.CertPair(tmp_path / "o.crt", tmp_path / "o.key"), "other")
+        overrides: dict[str, Any] = {"kubelet_ca": other.cert}
+    else:
+        token = tmp_path / "bad.token"
+        token.write_text("not-a-token-the-api-server-issued")
+        overrides = {"kubelet_token_file": token}
+    stack.kill_agent("node-3")
+    try:
+        stack.start_agent("node-3", **overrides)
+        name = f"cred-{breakage}"
+        _pod(stack, name, "node-3", containers=("app",))
+        stack.create_checkpoint(NAMESPACE, name, {"podName": name})
+        obj = stack.wait_phase(NAMESPACE, name)
+    finally:
+        stack.kill_agent("node-3")
+        stack.start_agent("node-3")
+    [container] = obj["status"]["containers"]
+    assert obj["status"]["phase"] == "Failed"
+    assert container["reason"] == reason, container
+
+
+def test_a_node_without_agent_fails_with_agent_unavailable(stack: LocalStack) -> None:
+    stack.kill_agent("node-3")
+    api = stack.cluster.admin_client()
+    try:
+        request_json(api, "DELETE", "/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/node-3")
+        _pod(stack, "orphan", "node-3", containers=("app",))
+        stack.create_checkpoint(NAMESPACE, "orphan", {"podName": "orphan"})
+        waiting = stack.wait_phase(
+            NAMESPACE,
+            "orphan",
+            ("Pending",),
+            timeout=30,
+            predicate=lambda o: o["status"].get("reason") == "AgentUnavailable",
+        )
+        assert "no ForensicNode node-3" in waiting["status"]["message"]
+        # The stack's operator waits 20 s (--agent-wait) for an agent before failing.
+        obj = stack.wait_phase(NAMESPACE, "orphan", timeout=60)
+    finally:
+        close(api)
+        stack.start_agent("node-3")
+    assert obj["status"]["phase"] == "Failed"
+    assert obj["status"]["reason"] == "AgentUnavailable"
+    assert _calls(stack, "node-3", "orphan") == []

@@ -135,7 +135,16 @@ class LocalStack:
 
     # --- agents -------------------------------------------------------------------------
 
-    def start_agent(self, node_name: str, *, wait: float = 60.0) -> None:
+    def start_agent(
+        self,
+        node_name: str,
+        *,
+        wait: float = 60.0,
+        kubelet_ca: Path | None = None,
+        kubelet_token_file: Path | None = None,
+    ) -> None:
+        """Start the node's agent; ``kubelet_ca``/``kubelet_token_file`` replace the right ones
+        (to provoke TLS and authentication failures at the kubelet)."""
         node = self.cluster.node(node_name)
         base = self.root / "agents" / node_name
         base.mkdir(parents=True, exist_ok=True)
@@ -152,8 +161,8 @@ class LocalStack:
             "--operator-identity", self.operator.user,
             "--state-dir", str(base / "state"),
             "--checkpoint-dir", str(node.checkpoint_dir),
-            "--kubelet-ca", str(node.serving_ca),
-            "--kubelet-token-file", str(self.agent.token_file),
+            "--kubelet-ca", str(kubelet_ca or node.serving_ca),
+            "--kubelet-token-file", str(kubelet_token_file or self.agent.token_file),
             "--heartbeat-interval", "2",
             "--kubelet-timeout-margin", "5",
         ]  # fmt: skip
