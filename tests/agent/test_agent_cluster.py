@@ -493,46 +493,46 @@ def test_agent_killed_mid_capture_resumes_without_a_second_call(
 
     def start() -> tuple[subprocess.Popen[bytes], Caller]:
         port = _closed_port()
-        log = (tmp_path / "agent.log").open("ab")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "forensic_checkpoint",
-                "agent",
-                "--node-name",
-                node.name,
-                "--kubeconfig",
-                str(ids.agent_kubeconfig),
-                "--listen-address",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--advertise-address",
-                "127.0.0.1",
-                "--tls-cert",
-                str(ids.serving_cert),
-                "--tls-key",
-                str(ids.serving_key),
-                "--operator-identity",
-                ids.operator_identity,
-                "--state-dir",
-                str(state),
-                "--checkpoint-dir",
-                str(node.checkpoint_dir),
-                "--kubelet-client-cert",
-                str(ids.kubelet_cert),
-                "--kubelet-client-key",
-                str(ids.kubelet_key),
-                "--kubelet-ca",
-                str(node.serving_ca),
-                "--analysis-workers",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+        with (tmp_path / "agent.log").open("ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "forensic_checkpoint",
+                    "agent",
+                    "--node-name",
+                    node.name,
+                    "--kubeconfig",
+                    str(ids.agent_kubeconfig),
+                    "--listen-address",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--advertise-address",
+                    "127.0.0.1",
+                    "--tls-cert",
+                    str(ids.serving_cert),
+                    "--tls-key",
+                    str(ids.serving_key),
+                    "--operator-identity",
+                    ids.operator_identity,
+                    "--state-dir",
+                    str(state),
+                    "--checkpoint-dir",
+                    str(node.checkpoint_dir),
+                    "--kubelet-client-cert",
+                    str(ids.kubelet_cert),
+                    "--kubelet-client-key",
+                    str(ids.kubelet_key),
+                    "--kubelet-ca",
+                    str(node.serving_ca),
+                    "--analysis-workers",
+                    "1",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         caller = Caller(f"https://127.0.0.1:{port}", ids.serving_ca, ids.operator_token)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -542,6 +542,7 @@ def test_agent_killed_mid_capture_resumes_without_a_second_call(
             except requests.exceptions.ConnectionError:
                 time.sleep(0.2)
         proc.kill()
+        proc.wait(10)
         raise AssertionError((tmp_path / "agent.log").read_text())
 
     pod = _pod(dev_cluster, ids, node.name, fault="latency=3s")
