@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from forensic_checkpoint.devcluster import processes
+from forensic_checkpoint.devcluster.cluster import DevCluster
 from forensic_checkpoint.devcluster.testing import ClusterHandle
 from forensic_checkpoint.k8s.client import close, from_kubeconfig, request_json
 
@@ -71,3 +73,25 @@ def test_down_without_a_cluster_is_an_error(tmp_path: Path) -> None:
     result = cli("down", "--dir", str(tmp_path / "nothing"))
     assert result.returncode == 1
     assert "no dev cluster state" in result.stderr
+
+
+def test_start_retries_when_a_picked_port_is_taken(
+    dev_cluster: ClusterHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Free ports are picked before the servers bind them; losing that race restarts."""
+    if not dev_cluster.local:
+        pytest.skip("starts its own local cluster")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = squatter.getsockname()[1]
+        picks = iter([processes.free_port(), processes.free_port(), taken])
+        real = processes.free_port
+        monkeypatch.setattr(processes, "free_port", lambda: next(picks, None) or real())
+        cluster = DevCluster.start(tmp_path / "c", nodes=0, die_with_parent=True, crds_dir=None)
+        try:
+            assert cluster.server != f"https://127.0.0.1:{taken}"
+            assert processes.port_open(int(cluster.server.rsplit(":", 1)[1]))
+        finally:
+            cluster.stop()
+    assert cluster.leftovers() == ([], [])

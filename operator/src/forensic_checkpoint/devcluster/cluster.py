@@ -12,6 +12,7 @@ is deliberately not run: nothing would heartbeat, and it would taint and evict t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -174,7 +175,42 @@ class DevCluster:
         directory = directory.resolve()
         if (directory / STATE_FILE).exists():
             raise ConfigError(f"{directory} already holds a cluster; run `dev-cluster down` first")
-        directory.mkdir(parents=True, exist_ok=True)
+        for attempt in range(3):
+            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                cluster = cls._start_once(
+                    directory,
+                    tools,
+                    nodes=nodes,
+                    die_with_parent=die_with_parent,
+                    crds_dir=crds_dir,
+                    default_archive=default_archive,
+                    runtime_version=runtime_version,
+                )
+            except ToolError:
+                # A port picked free can be taken before the server binds it (another
+                # cluster starting at the same moment): start again on new ports.
+                if attempt == 2 or not _port_clash(directory / "logs"):
+                    raise
+                _clear(directory)
+                continue
+            cluster.startup_seconds = time.monotonic() - started
+            cluster._save()
+            return cluster
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _start_once(
+        cls,
+        directory: Path,
+        tools: binaries.Binaries,
+        *,
+        nodes: int,
+        die_with_parent: bool,
+        crds_dir: Path | None,
+        default_archive: Path,
+        runtime_version: str,
+    ) -> DevCluster:
         p = _Pki(directory / "pki")
         p.create(node_names=[f"node-{i + 1}" for i in range(nodes)])
         etcd_port, etcd_peer, api_port = (processes.free_port() for _ in range(3))
@@ -203,6 +239,11 @@ class DevCluster:
             _write_kubeconfig(cluster.kubeconfig, cluster.server, p.ca.cert, p.admin)
             kcm_kubeconfig = directory / "kube-controller-manager.kubeconfig"
             _write_kubeconfig(kcm_kubeconfig, cluster.server, p.ca.cert, p.kcm)
+            # The kubelets start while the API server comes up (they retry until it answers);
+            # the controller manager gives up after 10 s without a healthy API server.
+            kubelets = cluster._spawn_nodes(
+                p, nodes, default_archive, runtime_version, die_with_parent
+            )
             cluster._wait_ready(p, timeout=60)
             cluster.pids["kube-controller-manager"] = processes.spawn(
                 _kcm_args(tools.kube_controller_manager, p, kcm_kubeconfig),
@@ -212,12 +253,10 @@ class DevCluster:
             cluster._save()
             if crds_dir is not None and crds_dir.is_dir():
                 cluster.apply_crds(sorted(crds_dir.glob("*.yaml")))
-            cluster._start_nodes(p, nodes, default_archive, runtime_version, die_with_parent)
+            cluster._wait_nodes(kubelets)
         except BaseException:
             cluster.stop(remove=False)
             raise
-        cluster.startup_seconds = time.monotonic() - started
-        cluster._save()
         return cluster
 
     def _wait_ready(self, p: _Pki, *, timeout: float) -> None:
@@ -274,9 +313,10 @@ class DevCluster:
             close(api)
         return names
 
-    def _start_nodes(
+    def _spawn_nodes(
         self, p: _Pki, count: int, archive: Path, runtime_version: str, die_with_parent: bool
-    ) -> None:
+    ) -> list[tuple[str, Path, Path, Path, int]]:
+        """Start the fake kubelets; they register once the API server answers."""
         started: list[tuple[str, Path, Path, Path, int]] = []
         for i in range(count):
             name = f"node-{i + 1}"
@@ -314,6 +354,9 @@ class DevCluster:
             started.append(
                 (name, state / "ready.json", config.checkpoint_dir, p.kubelet_ca.cert, proc.pid)
             )
+        return started
+
+    def _wait_nodes(self, started: list[tuple[str, Path, Path, Path, int]]) -> None:
         for name, ready, checkpoints, serving_ca, pid in started:
 
             def up(ready: Path = ready, pid: int = pid, name: str = name) -> bool:
@@ -323,8 +366,8 @@ class DevCluster:
                     )
                 return ready.exists()
 
-            if not processes.wait_until(up, 30):
-                raise ToolError(f"fake kubelet {name} not ready within 30 s")
+            if not processes.wait_until(up, 60):
+                raise ToolError(f"fake kubelet {name} not ready within 60 s")
             port = int(json.loads(ready.read_text())["port"])
             self.ports.append(port)
             self.nodes.append(FakeNode(name, port, checkpoints, serving_ca, pid))
@@ -380,6 +423,22 @@ class DevCluster:
             ports=list(raw["ports"]),
             startup_seconds=float(raw.get("startupSeconds", 0.0)),
         )
+
+
+def _port_clash(logs: Path) -> bool:
+    for log in logs.glob("*.log"):
+        with contextlib.suppress(OSError):
+            if "address already in use" in log.read_text(errors="replace"):
+                return True
+    return False
+
+
+def _clear(directory: Path) -> None:
+    """Remove what a failed start wrote, and nothing else a user keeps in the directory."""
+    for name in ("pki", "etcd", "logs", "nodes", "clients"):
+        shutil.rmtree(directory / name, ignore_errors=True)
+    for name in (STATE_FILE, "admin.kubeconfig", "kube-controller-manager.kubeconfig"):
+        (directory / name).unlink(missing_ok=True)
 
 
 def _read_state(directory: Path) -> dict[str, Any]:

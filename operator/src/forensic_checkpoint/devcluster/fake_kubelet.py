@@ -489,6 +489,19 @@ class _Server(ThreadingHTTPServer):
     kubelet: FakeKubelet
 
 
+def _register_when_api_answers(kubelet: FakeKubelet, timeout: float = 60.0) -> None:
+    """The kubelet starts alongside the API server, so it retries like a real one does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            kubelet.register()
+            return
+        except ClusterError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def serve(config: KubeletConfig) -> None:
     kubelet = FakeKubelet(config)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -503,7 +516,7 @@ def serve(config: KubeletConfig) -> None:
     )
     kubelet.port = server.server_address[1]
     config.checkpoint_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    kubelet.register()
+    _register_when_api_answers(kubelet)
     ready = config.state_dir / "ready.json"
     tmp = ready.with_suffix(".part")
     tmp.write_text(json.dumps({"port": kubelet.port, "pid": os.getpid()}))
