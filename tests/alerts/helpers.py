@@ -52,8 +52,11 @@ class MemoryBackend:
         }
         self.created: dict[str, ForensicCheckpoint] = {}
         self.fail_creates = False
+        self.fail_policies = False
 
     async def policies(self) -> list[ForensicCapturePolicy]:
+        if self.fail_policies:
+            raise ClusterError("list forensiccapturepolicies: API server unreachable")
         return list(self.policy_list)
 
     async def active_captures(self) -> set[str]:

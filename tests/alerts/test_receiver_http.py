@@ -311,3 +311,36 @@ def test_metrics_and_health_endpoints(token_file: Path) -> None:
         assert "forensic_checkpoint_alert_request_seconds_bucket" in text
 
     run(scenario, cfg(token_file), registry=registry)
+
+
+def test_policies_unreadable_at_first_is_503_then_recovers(token_file: Path) -> None:
+    backend = MemoryBackend()
+    backend.fail_policies = True
+
+    async def scenario(server: AlertServer, session: aiohttp.ClientSession) -> None:
+        status, body = await post(server, session, AM, payload("alertmanager-firing-group.json"))
+        assert status == 503 and "capture policies" in body["error"]
+        backend.fail_policies = False
+        status, body = await post(server, session, AM, payload("alertmanager-firing-group.json"))
+        assert status == 200
+        assert [d["reason"] for d in body["decisions"]] == ["Capture", "Capture"]
+
+    run(scenario, cfg(token_file), backend)
+
+
+def test_policy_changes_apply_without_restart(token_file: Path) -> None:
+    backend = MemoryBackend([policy("only-prod", match={"namespaces": ["prod"]})])
+
+    async def scenario(server: AlertServer, session: aiohttp.ClientSession) -> None:
+        raw = payload("alertmanager-firing-group.json")
+        _, body = await post(server, session, AM, raw)
+        assert [d["reason"] for d in body["decisions"]] == ["NamespaceExcluded"] * 2
+        backend.policy_list = [policy("default-too", match={"namespaces": ["default"]})]
+        await asyncio.sleep(0.05)
+        await post(server, session, FALCO, payload("falcosidekick-test-rule.json"))  # schedules
+        await asyncio.sleep(0.05)  # the background refresh
+        raw["alerts"][0]["fingerprint"] = "new-firing"
+        _, body = await post(server, session, AM, raw)
+        assert [d["reason"] for d in body["decisions"]] == ["Capture", "Duplicate"]
+
+    run(scenario, cfg(token_file, refresh_seconds=0.01), backend)

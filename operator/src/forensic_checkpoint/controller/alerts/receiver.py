@@ -17,6 +17,7 @@ and a log line; the server keeps running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -105,6 +106,7 @@ class AlertReceiver:
         self._policies: list[ForensicCapturePolicy] | None = None
         self._refreshed_at = float("-inf")
         self._refresh_lock = asyncio.Lock()
+        self._refresh_task: asyncio.Task[None] | None = None
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
@@ -158,7 +160,7 @@ class AlertReceiver:
         except ValidationError as exc:
             return 400, {"error": "schema violation", "details": _schema_errors(exc)}
         try:
-            await self._refresh()
+            await self._ensure_fresh()
         except _Unavailable as exc:
             return 503, {"error": str(exc)}
 
@@ -179,6 +181,29 @@ class AlertReceiver:
         return web.Response(body=payload, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     # --- cluster state -----------------------------------------------------------------------
+
+    async def _ensure_fresh(self) -> None:
+        """Only the very first read of the policies holds a request up; later refreshes run in
+        the background, so that an alert storm is answered from memory while the API server
+        lists (a list of many ForensicCheckpoints takes a while)."""
+        if self._policies is None:
+            await self._refresh()
+            return
+        stale = self._clock() - self._refreshed_at >= self.config.refresh_seconds
+        if stale and (self._refresh_task is None or self._refresh_task.done()):
+            self._refresh_task = asyncio.create_task(self._refresh_in_background())
+
+    async def _refresh_in_background(self) -> None:
+        try:
+            await self._refresh()
+        except Exception:  # logged; the next request schedules another try
+            log.exception("alert receiver: background refresh failed")
+
+    async def close(self) -> None:
+        if self._refresh_task is not None and not self._refresh_task.done():
+            self._refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh_task
 
     async def _refresh(self) -> None:
         """Re-read policies and active captures when the cached ones are older than allowed.

@@ -27,6 +27,7 @@ class AlertServer:
 
     async def stop(self) -> None:
         await self.runner.cleanup()
+        await self.receiver.close()
 
 
 async def serve_alerts(
