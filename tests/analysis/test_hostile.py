@@ -274,3 +274,25 @@ def test_inner_zstd_rootfs_is_read(tmp_path: Path) -> None:
     assert report.rootfs.format == "tar+zstd"
     assert [e.path for e in report.rootfs.changed] == ["/etc/motd"]
     _ = io  # keep the import for readers building corpora interactively
+
+
+def test_absurd_thread_list_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pstree entry claiming 5000 threads (cap lowered to 100 to keep the test fast)."""
+    from forensic_checkpoint.analysis import processes
+    from forensic_checkpoint.analysis.images import decode
+
+    monkeypatch.setattr(processes, "MAX_THREADS", 100)
+    items = small_members()
+    raw = next(d for i, d in items if i.name == "checkpoint/pstree.img")
+    image = decode("PSTREE", raw)
+    body = b""
+    for task in image.entries:
+        if task.pid == 6:
+            task.threads.extend(range(100_000, 105_000))
+        blob = task.SerializeToString()
+        body += struct.pack("<I", len(blob)) + blob
+    path = write_tar(tmp_path / "a.tar", replace(items, "checkpoint/pstree.img", raw[:8] + body))
+    report = analyze_at(path)
+    proc = report.process(6)
+    assert proc is not None and len(proc.threads) == 100
+    assert any("5001 threads; 100 kept" in w for w in report.warnings)

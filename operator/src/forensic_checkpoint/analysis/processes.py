@@ -92,6 +92,12 @@ VMA_AREA_VVAR = 1 << 12
 VMA_AREA_AIORING = 1 << 13
 VMA_AREA_MEMFD = 1 << 14
 MAP_SHARED = 0x01
+#: Bounds on what one image may make the report hold (a hostile pstree.img or fdinfo image
+#: can list millions of entries in a few MiB); real containers stay far below them.
+MAX_TASKS = 65_536
+MAX_THREADS = 65_536
+MAX_FDS = 65_536
+MAX_VMAS = 262_144
 PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 
 
@@ -149,7 +155,9 @@ def build_process_tree(
         list(seccomp_img.entries[0].seccomp_filters) if seccomp_img and seccomp_img.entries else []
     )
     seen_ns: dict[tuple[str, int], Namespace] = {}
-    for entry in pstree.entries:
+    if len(pstree.entries) > MAX_TASKS:
+        warnings.append(f"pstree.img lists {len(pstree.entries)} tasks; the first {MAX_TASKS} kept")
+    for entry in pstree.entries[:MAX_TASKS]:
         pid = int(entry.pid)
         core = _entry(_img(data, "CORE", f"core-{pid}.img", warnings))
         task = TaskImages(pid=pid, core=core)
@@ -168,15 +176,7 @@ def build_process_tree(
         )
         if tc is not None and state == "zombie":
             proc.exit_code = int(tc.exit_code)
-        for raw_tid in entry.threads:
-            tid = int(raw_tid)
-            tcore = core if tid == pid else _entry(_img(data, "CORE", f"core-{tid}.img", warnings))
-            thread = Thread(tid=tid)
-            if tcore is not None and tcore.HasField("thread_core") and tcore.thread_core.comm:
-                thread.comm = str(tcore.thread_core.comm)
-            elif tid == pid:
-                thread.comm = comm
-            proc.threads.append(thread)
+        proc.threads = _threads(entry, core, comm, data, warnings)
         if core is not None and core.HasField("thread_core"):
             _creds_and_seccomp(proc, core.thread_core, filters)
         if state != "zombie":
@@ -194,6 +194,26 @@ def build_process_tree(
     tree.namespaces = list(seen_ns.values())
     _namespace_details(tree, data, warnings)
     return tree
+
+
+def _threads(
+    entry: Any, core: Any, comm: str, data: dict[str, bytes], warnings: list[str]
+) -> list[Thread]:
+    """The task's threads with their names (each thread has its own core-<tid>.img)."""
+    pid = int(entry.pid)
+    if len(entry.threads) > MAX_THREADS:
+        warnings.append(f"pid {pid} lists {len(entry.threads)} threads; {MAX_THREADS} kept")
+    threads = []
+    for raw_tid in entry.threads[:MAX_THREADS]:
+        tid = int(raw_tid)
+        tcore = core if tid == pid else _entry(_img(data, "CORE", f"core-{tid}.img", warnings))
+        thread = Thread(tid=tid)
+        if tcore is not None and tcore.HasField("thread_core") and tcore.thread_core.comm:
+            thread.comm = str(tcore.thread_core.comm)
+        elif tid == pid:
+            thread.comm = comm
+        threads.append(thread)
+    return threads
 
 
 def _creds_and_seccomp(proc: Process, thread_core: Any, filters: list[Any]) -> None:
@@ -254,7 +274,9 @@ def _task_resources(
     if mm is not None:
         if mm.HasField("exe_file_id"):
             proc.exe = table.path(int(mm.exe_file_id))
-        proc.maps = [_vma(v, table) for v in mm.vmas]
+        if len(mm.vmas) > MAX_VMAS:
+            warnings.append(f"mm-{pid}.img lists {len(mm.vmas)} memory areas; {MAX_VMAS} kept")
+        proc.maps = [_vma(v, table) for v in mm.vmas[:MAX_VMAS]]
         # CRIU flags only some stacks with VMA_AREA_STACK; mm_start_stack names the main one.
         start_stack = int(mm.mm_start_stack)
         for area in proc.maps:
@@ -267,7 +289,10 @@ def _task_resources(
         return
     task.files_id = int(ids.files_id)
     fdinfo = _img(data, "FDINFO", f"fdinfo-{int(ids.files_id)}.img", warnings)
-    for fd in fdinfo.entries if fdinfo else []:
+    entries = fdinfo.entries if fdinfo else []
+    if len(entries) > MAX_FDS:
+        warnings.append(f"pid {pid} has {len(entries)} open files; the first {MAX_FDS} kept")
+    for fd in entries[:MAX_FDS]:
         file_id = int(fd.id)
         item = table.open_file(int(fd.fd), file_id, int(fd.type))
         proc.open_files.append(item)
