@@ -95,3 +95,39 @@ def test_start_retries_when_a_picked_port_is_taken(
         finally:
             cluster.stop()
     assert cluster.leftovers() == ([], [])
+
+
+STARTER = """
+import sys
+from pathlib import Path
+from forensic_checkpoint.devcluster.cluster import DevCluster
+DevCluster.start(Path(sys.argv[1]), nodes=1, die_with_parent=True, crds_dir=None)
+print("up", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_killed_starter_takes_its_cluster_along(dev_cluster: ClusterHandle, tmp_path: Path) -> None:
+    """The fixture's clusters die with the process that started them, even on SIGKILL."""
+    if not dev_cluster.local:
+        pytest.skip("starts its own local cluster")
+    directory = tmp_path / "orphan"
+    starter = subprocess.Popen(
+        [sys.executable, "-c", STARTER, str(directory)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert starter.stdout is not None
+        assert starter.stdout.readline().strip() == "up"
+        state = json.loads((directory / "state.json").read_text())
+        assert all(processes.alive(p) for p in state["allPids"])
+    finally:
+        starter.kill()
+        starter.wait()
+        assert starter.stdin is not None and starter.stdout is not None
+        starter.stdin.close()
+        starter.stdout.close()
+    assert processes.wait_until(lambda: not any(processes.alive(p) for p in state["allPids"]), 10)
+    assert processes.wait_until(lambda: not any(processes.port_open(p) for p in state["ports"]), 10)
