@@ -289,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
             [str(peer), "--version"], capture_output=True, text=True, check=False
         )
         print(f"peer: {version.stdout.strip()} ({peer})")
+    print(f"cpus {os.cpu_count()}, load average at start {os.getloadavg()[0]:.2f}")
     scratch = Path(tempfile.mkdtemp(prefix="fc-bench-"))
     try:
         bench_pagemap_decode()
@@ -299,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
             bench_generated(scratch, peer, args.large_runs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    print(f"\nload average at end {os.getloadavg()[0]:.2f} (other work on the host skews figures)")
     return 0
 
 

@@ -72,6 +72,27 @@ def test_match_across_two_contiguous_pagemap_entries_is_found() -> None:
         ]
 
 
+def test_reused_read_buffer_gives_the_same_hits_as_bytes() -> None:
+    # iter_chunks refills one bytearray; nothing the scanner keeps may alias it.
+    data = bytearray(os.urandom(40 * PAGE))
+    for at in range(PAGE - 5, len(data) - 64, 3 * PAGE + 17):
+        data[at : at + len(MARK)] = MARK
+    regions = [Region(0x40000, bytes(data[: 24 * PAGE])), Region(0x58000, bytes(data[24 * PAGE :]))]
+    pagemap, pages = build_process(regions)
+    index = index_of(pagemap, pages)
+    pats = [Pattern.literal(MARK), Pattern.regex(rb"STRADDLE_\w+_\x00", max_length=40)]
+
+    def key(h: MemoryHit) -> tuple[int, int]:
+        return h.pattern_index, h.vaddr
+
+    want = sorted(hits_of(pages, index, pats, context=8), key=key)
+    assert len(want) == 2 * 13
+    for chunk in (PAGE, 5 * PAGE + 3):
+        src = SeekableRange(io.BytesIO(pages), 0, len(pages))
+        got = hits_of(src, index, pats, context=8, chunk_size=chunk)  # type: ignore[arg-type]
+        assert sorted(got, key=key) == want
+
+
 def test_match_across_a_virtual_address_gap_is_not_reported() -> None:
     # Same bytes back to back in pages-N.img, but the memory is not contiguous.
     a = with_marker(page_fill(2), 2 * PAGE - 9, MARK[:9])

@@ -51,7 +51,8 @@ class Pattern:
         cls, expr: bytes | str, *, max_length: int = DEFAULT_REGEX_MAX_LENGTH, flags: int = 0
     ) -> Pattern:
         """A Python ``re`` expression over bytes. Matches longer than ``max_length`` may be cut
-        short or missed where they straddle a buffer boundary; shorter ones never are."""
+        short or missed where they straddle a buffer boundary; shorter ones never are.
+        Lookbehind and ``^`` see only the current buffer (at least ``context`` bytes back)."""
         raw = expr.encode() if isinstance(expr, str) else bytes(expr)
         if max_length < 1:
             raise ValueError("max_length must be positive")
@@ -89,6 +90,7 @@ class SeekableRange:
 
 
 PagesSource = SeekableRange | BinaryIO | bytes | Iterable[bytes]
+Buffer = bytes | bytearray
 
 
 class MemoryScanner:
@@ -154,9 +156,13 @@ class MemoryScanner:
         return self._run_i >= len(self._runs)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[MemoryHit]:
-        """Take the next bytes of the pages file; return the hits that are now certain."""
-        if not isinstance(data, bytes):
-            data = bytes(data)  # the caller may reuse its buffer; small pieces are kept
+        """Take the next bytes of the pages file; return the hits that are now certain.
+
+        A ``bytearray`` is scanned in place and not referenced after the call returns, so the
+        caller may refill it (``readinto``) for the next call.
+        """
+        if isinstance(data, memoryview):
+            data = bytes(data)  # bytes.find needs bytes or bytearray
         hits: list[MemoryHit] = []
         n = len(data)
         i = 0
@@ -194,7 +200,7 @@ class MemoryScanner:
         """Random access to the bytes kept for the ``retain`` ranges."""
         return ProcessMemory.from_fragments(self.index, self._kept)
 
-    def _keep(self, run: PresentRun, file_off: int, piece: bytes | memoryview) -> None:
+    def _keep(self, run: PresentRun, file_off: int, piece: Buffer) -> None:
         lo = run.vaddr + (file_off - run.file_offset)
         hi = lo + len(piece)
         for a, b in self._retain:
@@ -205,7 +211,7 @@ class MemoryScanner:
                 self._kept.append((file_off + (s - lo), bytes(piece[s - lo : e - lo])))
 
     def _push(
-        self, run: PresentRun, piece: bytes, at: int, *, final: bool, hits: list[MemoryHit]
+        self, run: PresentRun, piece: Buffer, at: int, *, final: bool, hits: list[MemoryHit]
     ) -> None:
         """Scan big pieces in place (no copy); gather small ones into one unit first."""
         if not self._acc and (final or len(piece) >= self._min_unit):
@@ -213,7 +219,7 @@ class MemoryScanner:
             return
         if not self._acc:
             self._acc_abs = at
-        self._acc.append(piece)
+        self._acc.append(piece if isinstance(piece, bytes) else bytes(piece))
         self._acc_len += len(piece)
         if final or self._acc_len >= self._chunk:
             unit, start = b"".join(self._acc), self._acc_abs
@@ -221,7 +227,7 @@ class MemoryScanner:
             self._unit(run, unit, start, final=final, hits=hits)
 
     def _unit(
-        self, run: PresentRun, unit: bytes, at: int, *, final: bool, hits: list[MemoryHit]
+        self, run: PresentRun, unit: Buffer, at: int, *, final: bool, hits: list[MemoryHit]
     ) -> None:
         """Scan ``unit`` (pages-file offset ``at``; at least ``_min_unit`` bytes unless final).
 
@@ -232,20 +238,20 @@ class MemoryScanner:
         tail = self._tail
         n_tail = self._tail_len
         if tail:
-            junction = tail + unit[:n_tail]
+            junction = tail + bytes(unit[:n_tail])
             hi = len(junction) if final and len(unit) <= n_tail else len(tail)
             for k, pat in enumerate(self.patterns):
                 self._scan(k, pat, junction, at - len(tail), hi, run, b"", hits)
         hi = len(unit) if final else len(unit) - self._lookahead
         for k, pat in enumerate(self.patterns):
             self._scan(k, pat, unit, at, hi, run, tail, hits)
-        self._tail = b"" if final else unit[-n_tail:]
+        self._tail = b"" if final else bytes(unit[-n_tail:])
 
     def _scan(  # noqa: PLR0917 - hot path: positional arguments are measurably cheaper
         self,
         k: int,
         pat: Pattern,
-        buf: bytes,
+        buf: Buffer,
         base: int,
         hi: int,
         run: PresentRun,
@@ -279,7 +285,7 @@ class MemoryScanner:
         self,
         k: int,
         pat: Pattern,
-        buf: bytes,
+        buf: Buffer,
         base: int,
         s: int,
         e: int,
@@ -300,10 +306,10 @@ class MemoryScanner:
                 pattern=pat.text,
                 pid=self.pid,
                 vaddr=vaddr,
-                match=buf[s:e],
+                match=bytes(buf[s:e]),
                 before=(prefix[len(prefix) - (ctx - s) :] if s < ctx and prefix else b"")
-                + buf[max(0, s - ctx) : s],
-                after=buf[e : e + ctx],
+                + bytes(buf[max(0, s - ctx) : s]),
+                after=bytes(buf[e : e + ctx]),
                 vma=find_vma(self.vmas, self._vma_starts, vaddr),
                 pages_id=self.index.pages_id,
                 file_offset=file_off,
@@ -311,8 +317,13 @@ class MemoryScanner:
         )
 
 
-def iter_chunks(source: PagesSource, index: PageIndex, chunk_size: int) -> Iterator[bytes]:
-    """Yield the pages file in order; seekable reads are cut at run ends to avoid copies."""
+def iter_chunks(source: PagesSource, index: PageIndex, chunk_size: int) -> Iterator[Buffer]:
+    """Yield the pages file in order, for ``MemoryScanner.feed``.
+
+    A seekable source is read with ``readinto`` into one reused buffer (no allocation per
+    chunk; reads stop at run ends so ``feed`` does not have to split them): each chunk is valid
+    only until the next one is requested.
+    """
     if isinstance(source, bytes):
         yield source
         return
@@ -320,15 +331,23 @@ def iter_chunks(source: PagesSource, index: PageIndex, chunk_size: int) -> Itera
         rng = source if isinstance(source, SeekableRange) else SeekableRange(cast(BinaryIO, source))
         total = index.present_bytes if rng.size is None else min(rng.size, index.present_bytes)
         rng.file.seek(rng.offset)
-        read = rng.file.read
+        readinto = getattr(rng.file, "readinto", None)
+        buf = bytearray(min(chunk_size, total))
+        view = memoryview(buf)
         pos = 0
         for run in index.runs:
             end = min(run.file_offset + run.size, total)
             while pos < end:
-                data = read(min(chunk_size, end - pos))
-                if not data:
+                want = min(len(buf), end - pos)
+                if readinto is None:
+                    data: Buffer = rng.file.read(want)
+                    got = len(data)
+                else:
+                    got = readinto(view[:want])
+                    data = buf if got == len(buf) else buf[:got]
+                if not got:
                     return
-                pos += len(data)
+                pos += got
                 yield data
         return
     yield from source
