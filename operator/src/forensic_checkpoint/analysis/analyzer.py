@@ -22,7 +22,12 @@ from forensic_checkpoint.analysis.archive import (
     is_pages,
     scan_archive,
 )
-from forensic_checkpoint.analysis.files import FileTable, build_pipes, build_sockets
+from forensic_checkpoint.analysis.files import (
+    FileTable,
+    build_pipes,
+    build_sockets,
+    label_socket_fds,
+)
 from forensic_checkpoint.analysis.identity import build_identity, detect_engine, load_json
 from forensic_checkpoint.analysis.images import try_decode
 from forensic_checkpoint.analysis.process_memory import MemoryResult, analyze_memory
@@ -210,6 +215,7 @@ def run_analysis(
         ),
         warnings=warnings,
     )
+    label_socket_fds(report.processes, report.sockets)
     return report if options.reveal else redact(report, copy=False)
 
 

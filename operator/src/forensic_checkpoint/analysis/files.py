@@ -20,6 +20,7 @@ from forensic_checkpoint.analysis.report import (
     Holder,
     OpenFile,
     Pipe,
+    Process,
     QueueData,
     Socket,
 )
@@ -377,3 +378,30 @@ def build_pipes(
         pipe = pipes.setdefault(inode, Pipe(id=inode))
         pipe.buffered = queue_data(blob)
     return [pipes[k] for k in sorted(pipes)]
+
+
+def socket_label(sock: Socket) -> str:
+    """How an fd on this socket reads in a process's file table, e.g.
+    ``tcp 10.86.0.2:58112 -> 10.86.0.1:4444 ESTABLISHED`` or ``unix @ctl LISTEN``."""
+    state = f" {sock.state}" if sock.state else ""
+    if sock.family in ("inet", "inet6"):
+        proto = sock.protocol or sock.family
+        local = f"{sock.local_address}:{sock.local_port}"
+        if sock.state == "LISTEN" or not sock.remote_port:
+            return f"{proto} {local}{state}"
+        return f"{proto} {local} -> {sock.remote_address}:{sock.remote_port}{state}"
+    if sock.family == "unix":
+        name = sock.local_address or f"socket:[{sock.inode}]"
+        peer = f" -> peer {sock.peer_inode}" if sock.peer_inode else ""
+        return f"unix {name}{peer}{state}"
+    return f"{sock.family} {sock.protocol or sock.type}"
+
+
+def label_socket_fds(processes: list[Process], sockets: list[Socket]) -> None:
+    """Give socket fds their endpoints as path (crit and checkpointctl show 'INETSK.18')."""
+    by_id = {s.id: s for s in sockets}
+    for proc in processes:
+        for item in proc.open_files:
+            sock = by_id.get(item.file_id) if item.file_id is not None else None
+            if sock is not None:
+                item.path = socket_label(sock)
