@@ -109,6 +109,13 @@ def test_alert_copy_is_capped_and_stays_json() -> None:
     assert kept["uuid"] == raw["uuid"]
 
 
+def test_alert_copy_keeps_its_cap_even_when_the_essentials_are_large() -> None:
+    raw = dict.fromkeys(("rule", "output", "uuid", "hostname", "source", "time"), "y" * 5000)
+    text = capped_alert_copy(raw, max_bytes=1024)
+    assert len(text.encode()) <= 1024
+    assert json.loads(text)["uuid"] == "y" * 64
+
+
 def test_small_alert_copy_is_verbatim() -> None:
     raw = payload("falcosidekick-terminal-shell.json")
     assert json.loads(capped_alert_copy(raw)) == raw

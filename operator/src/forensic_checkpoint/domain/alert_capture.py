@@ -88,8 +88,13 @@ def capped_alert_copy(raw: Mapping[str, Any], max_bytes: int = ALERT_COPY_MAX_BY
     text = _dumps(essential)
     if len(text.encode()) <= max_bytes:
         return text
-    bare = {k: v for k, v in essential.items() if not isinstance(v, dict)}
-    return _dumps(bare)[:max_bytes] if len(_dumps(bare).encode()) > max_bytes else _dumps(bare)
+    # Last resort: scalar fields only, each at most 64 characters (~1 KiB in all).
+    bare = {
+        k: v[:64] if isinstance(v, str) else v
+        for k, v in essential.items()
+        if not isinstance(v, dict | list)
+    }
+    return _dumps(bare)
 
 
 def _dumps(value: Any) -> str:
