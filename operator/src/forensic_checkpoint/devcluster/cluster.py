@@ -117,6 +117,8 @@ class DevCluster:
     kubeconfig: Path  #: admin (system:masters)
     nodes: list[FakeNode] = field(default_factory=list)
     pids: dict[str, int] = field(default_factory=dict)  #: component -> process-group leader
+    #: pid -> start time, so a `down` long after (a reboot, a reused pid) kills nothing else
+    pid_starts: dict[int, int] = field(default_factory=dict)
     ports: list[int] = field(default_factory=list)
     startup_seconds: float = 0.0
 
@@ -375,7 +377,8 @@ class DevCluster:
     def stop(self, *, remove: bool = False) -> None:
         """Stop every process group (kubelets first, etcd last); idempotent."""
         for name in reversed(list(self.pids)):
-            processes.stop_group(self.pids[name])
+            if self._ours(self.pids[name]):
+                processes.stop_group(self.pids[name])
         self.pids.clear()
         self._save()
         if remove:
@@ -384,8 +387,12 @@ class DevCluster:
     def leftovers(self) -> tuple[list[int], list[int]]:
         """(pids still alive, ports still accepting) among this cluster's; both empty when clean."""
         state = _read_state(self.dir) if (self.dir / STATE_FILE).exists() else {}
-        pids = [pid for pid in state.get("allPids", []) if processes.alive(pid)]
+        pids = [p for p in state.get("allPids", []) if self._ours(p) and processes.alive(p)]
         return pids, [port for port in self.ports if processes.port_open(port)]
+
+    def _ours(self, pid: int) -> bool:
+        started = processes.start_time(pid)
+        return started is not None and self.pid_starts.get(pid, started) == started
 
     # --- state file ------------------------------------------------------------------------
 
@@ -393,6 +400,9 @@ class DevCluster:
         path = self.dir / STATE_FILE
         previous = _read_state(self.dir) if path.exists() else {}
         all_pids = sorted(set(previous.get("allPids", [])) | set(self.pids.values()))
+        for pid in self.pids.values():
+            if pid not in self.pid_starts and (started := processes.start_time(pid)) is not None:
+                self.pid_starts[pid] = started
         state = {
             "dir": str(self.dir),
             "server": self.server,
@@ -401,6 +411,7 @@ class DevCluster:
             "kubeconfig": str(self.kubeconfig),
             "pids": self.pids,
             "allPids": all_pids,
+            "pidStarts": {str(k): v for k, v in self.pid_starts.items()},
             "ports": self.ports,
             "nodes": [n.to_json() for n in self.nodes],
             "startupSeconds": round(self.startup_seconds, 2),
@@ -420,6 +431,7 @@ class DevCluster:
             kubeconfig=Path(raw["kubeconfig"]),
             nodes=[FakeNode.from_json(n) for n in raw["nodes"]],
             pids=dict(raw["pids"]),
+            pid_starts={int(k): v for k, v in raw.get("pidStarts", {}).items()},
             ports=list(raw["ports"]),
             startup_seconds=float(raw.get("startupSeconds", 0.0)),
         )

@@ -67,6 +67,16 @@ def alive(pid: int) -> bool:
     return _state(pid) not in {"Z", "X", ""}  # a zombie still answers kill(0)
 
 
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot: with the pid, an identity that a
+    reused pid does not share."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
 def _state(pid: int) -> str:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
