@@ -14,6 +14,7 @@ from fc_memory_images import (
     PE_PRESENT,
     Entry,
     frame,
+    mm_image,
     pagemap_image,
 )
 from hypothesis import given, settings
@@ -24,6 +25,7 @@ from forensic_checkpoint.analysis.memory import (
     PagemapEntry,
     derive_page_size,
     parse_pagemap,
+    vmas_from_mm,
 )
 from forensic_checkpoint.errors import ImageError
 
@@ -141,3 +143,23 @@ def test_fuzz_mutated_pagemaps_only_raise_image_error(data: st.DataObject) -> No
         return
     with contextlib.suppress(ImageError):
         PageIndex.build(pm)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_fuzz_mm_images_only_raise_image_error(data: st.DataObject) -> None:
+    img = bytearray(mm_image([(0x1000, 0x3000, 0x201), (0x7000, 0x9000, 0x41)]))
+    for _ in range(data.draw(st.integers(0, 8))):
+        img[data.draw(st.integers(0, len(img) - 1))] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(img)))
+    with contextlib.suppress(ImageError):
+        vmas = vmas_from_mm(bytes(img[:cut]))
+        assert all(isinstance(v.start, int) for v in vmas)
+
+
+def test_vmas_from_mm_labels_and_sorts() -> None:
+    vmas = vmas_from_mm(mm_image([(0x7000, 0x9000, 0x41), (0x1000, 0x3000, 0x201 | 0x20)]))
+    assert [(v.start, v.end, v.description) for v in vmas] == [
+        (0x1000, 0x3000, "[heap]"),
+        (0x7000, 0x9000, "file #0"),
+    ]
