@@ -135,6 +135,26 @@ def test_parent_and_lazy_holes_do_not_shift_later_pages() -> None:
     assert memory.try_read(0x20FFE, 4) is None  # runs into the parent hole
 
 
+def test_parent_holes_are_read_from_the_pre_dump_parent_when_given() -> None:
+    # Pre-dump parent holds 0x21000-0x24000; the child dump marks them PE_PARENT.
+    parent_map, parent_pages = build_process(
+        [Region(0x20000, page_fill(1, 0x70)), Region(0x21000, page_fill(3, 0x50))], pages_id=9
+    )
+    child_map, child_pages = build_process(
+        [
+            Region(0x20000, page_fill(1, 0x30)),
+            Region(0x21000, page_fill(3), PE_PARENT),
+            Region(0x24000, page_fill(1, 0x4C), PE_LAZY),
+        ]
+    )
+    parent = ProcessMemory.from_bytes(index_of(parent_map, parent_pages), parent_pages)
+    child = ProcessMemory.from_bytes(index_of(child_map, child_pages), child_pages, parent=parent)
+    # The child's own page wins over the parent's; the hole comes from the parent.
+    assert child.read(0x20FFE, 4) == b"00PP"
+    with pytest.raises(MemoryUnavailableError, match="lazy hole"):
+        child.read(0x23FFF, 2)  # runs from the parent hole into a lazy one
+
+
 def test_no_match_is_assembled_across_a_hole() -> None:
     a = with_marker(page_fill(1), PAGE - 5, b"HOLE_")
     b = with_marker(page_fill(1), 0, b"SPANNER")

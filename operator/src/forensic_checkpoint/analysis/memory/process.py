@@ -24,27 +24,36 @@ class ProcessMemory:
 
     Pages that CRIU did not dump are not guessed (an untouched anonymous page would be zeros,
     a file page comes from the file): reading them raises ``MemoryUnavailableError``.
+    ``PE_PARENT`` holes are read from ``parent`` (the pre-dump image of the same process) when
+    the caller has one, as CRIU's ``read_parent_page`` does; otherwise they are unavailable too.
     """
 
-    def __init__(self, index: PageIndex, reader: PagesReader) -> None:
+    def __init__(
+        self, index: PageIndex, reader: PagesReader, *, parent: ProcessMemory | None = None
+    ) -> None:
         self.index = index
         self._reader = reader
+        self.parent = parent
 
     @classmethod
-    def from_file(cls, index: PageIndex, f: BinaryIO, offset: int = 0) -> ProcessMemory:
+    def from_file(
+        cls, index: PageIndex, f: BinaryIO, offset: int = 0, *, parent: ProcessMemory | None = None
+    ) -> ProcessMemory:
         """Pages file inside a seekable file at ``offset`` (e.g. a plain tar member's data)."""
 
         def read(at: int, size: int) -> bytes:
             f.seek(offset + at)
             return f.read(size)
 
-        return cls(index, read)
+        return cls(index, read, parent=parent)
 
     @classmethod
-    def from_bytes(cls, index: PageIndex, data: bytes) -> ProcessMemory:
+    def from_bytes(
+        cls, index: PageIndex, data: bytes, *, parent: ProcessMemory | None = None
+    ) -> ProcessMemory:
         """Whole pages file in memory (small images)."""
         view = memoryview(data)
-        return cls(index, lambda at, size: bytes(view[at : at + size]))
+        return cls(index, lambda at, size: bytes(view[at : at + size]), parent=parent)
 
     @classmethod
     def from_fragments(
@@ -77,6 +86,11 @@ class ProcessMemory:
             found = self.index.locate(at)
             if found is None:
                 hole = self.index.hole_at(at)
+                if hole is not None and hole.kind == "parent" and self.parent is not None:
+                    want = min(size - len(out), hole.end - at)
+                    out += self.parent.read(at, want)
+                    at += want
+                    continue
                 why = f"in a {hole.kind} hole" if hole else "not dumped"
                 raise MemoryUnavailableError(f"address 0x{at:x} is {why}")
             run, file_off = found
