@@ -344,3 +344,25 @@ def test_policy_changes_apply_without_restart(token_file: Path) -> None:
         assert [d["reason"] for d in body["decisions"]] == ["Capture", "Duplicate"]
 
     run(scenario, cfg(token_file, refresh_seconds=0.01), backend)
+
+
+def test_truncated_groups_are_logged(token_file: Path, caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario(server: AlertServer, session: aiohttp.ClientSession) -> None:
+        raw = payload("alertmanager-firing-group.json")
+        raw["truncatedAlerts"] = 7
+        status, _ = await post(server, session, AM, raw)
+        assert status == 200
+
+    with caplog.at_level("INFO", logger="forensic_checkpoint.alerts"):
+        run(scenario, cfg(token_file))
+    records = [json.loads(r.getMessage()) for r in caplog.records]
+    assert {
+        "event": "alerts-truncated",
+        "source": "alertmanager",
+        "truncatedAlerts": 7,
+    }.items() <= (next(r for r in records if r["event"] == "alerts-truncated").items())
+    decisions = [r for r in records if r["event"] == "alert"]
+    assert [(r["pod"], r["reason"]) for r in decisions] == [
+        ("counter", "Capture"),
+        ("counter-2", "Capture"),
+    ]

@@ -53,7 +53,20 @@ Parser = Callable[[Any], list[AlertEvent]]
 
 
 def parse_alertmanager(data: Any) -> list[AlertEvent]:
-    return from_alertmanager(AlertmanagerWebhook.model_validate(data))
+    payload = AlertmanagerWebhook.model_validate(data)
+    if payload.truncated_alerts:
+        # max_alerts cut the group: those alerts never reach us, so say so where it is seen.
+        log.warning(
+            json.dumps(
+                {
+                    "event": "alerts-truncated",
+                    "source": "alertmanager",
+                    "groupKey": payload.group_key,
+                    "truncatedAlerts": payload.truncated_alerts,
+                }
+            )
+        )
+    return from_alertmanager(payload)
 
 
 def parse_falcosidekick(data: Any) -> list[AlertEvent]:
