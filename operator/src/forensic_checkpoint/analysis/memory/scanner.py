@@ -1,12 +1,14 @@
 """Streaming literal / regex search over the pages file of one process (or shmem object).
 
 Bytes arrive in pages-file order (``feed``), which is also vaddr order. Each present run is
-scanned in buffers of ``chunk_size`` bytes; consecutive buffers of the same run overlap by
-``max_length - 1 + context`` bytes, so a match of at most ``max_length`` bytes is found whatever
-page, chunk or pagemap-entry boundary it straddles. Runs are already merged when their memory is
-contiguous (see ``PageIndex.build``), and a new run (a gap in virtual addresses) starts with an
-empty buffer: nothing is ever matched across a gap. Raw bytes are searched; nothing is
-substituted. Peak memory is about one buffer plus the overlap, whatever the archive size.
+scanned unit by unit (the caller's chunks, scanned in place, or small chunks gathered up to
+``chunk_size``). A match may start in one unit and end in the next: the last
+``max_length - 1 + context`` bytes of a unit are kept and scanned together with the head of the
+next one (a small junction buffer), so a match of at most ``max_length`` bytes is found whatever
+page, chunk or pagemap-entry boundary it straddles, without copying the units. Runs are already
+merged when their memory is contiguous (see ``PageIndex.build``), and a new run (a gap in
+virtual addresses) starts afresh: nothing is ever matched across a gap. Raw bytes are searched;
+nothing is substituted. Peak memory is one chunk plus the junction, whatever the archive size.
 """
 
 from __future__ import annotations
