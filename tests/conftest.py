@@ -23,6 +23,18 @@ from forensic_checkpoint.devcluster.testing import (
 )
 
 
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Build missing cluster binaries (minutes, once per machine) before any test runs, so the
+    build is not cut short by a per-test timeout. Only when a selected test needs the cluster."""
+    if os.environ.get(EXTERNAL_KUBECONFIG_ENV) or not binaries.missing():
+        return
+    if binaries.go_available() and any(
+        "dev_cluster" in getattr(item, "fixturenames", ()) for item in items
+    ):
+        binaries.ensure(build=True)
+
+
 @pytest.fixture(scope="session")
 def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHandle]:
     if not os.environ.get(EXTERNAL_KUBECONFIG_ENV) and binaries.missing():
@@ -30,7 +42,7 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHan
             pytest.skip(
                 "cluster tools are not built and no Go toolchain is installed to build them"
             )
-        binaries.ensure(build=True)  # minutes, once per machine
+        binaries.ensure(build=True)  # normally done at collection already
     started = time.monotonic()
     with session_cluster(tmp_path_factory.mktemp("dev-cluster"), nodes=2) as handle:
         print(
