@@ -29,6 +29,8 @@ class AnalysisOptions:
     max_matches: int = 100
     #: read argv/env from process memory (needs a pass over pages-*.img)
     read_process_memory: bool = True
+    #: evaluate the findings rules (analysis/findings)
+    findings: bool = True
 
 
 def analyze(path: str | Path, options: AnalysisOptions | None = None) -> Report:

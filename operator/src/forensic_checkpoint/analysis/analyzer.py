@@ -216,6 +216,10 @@ def run_analysis(
         warnings=warnings,
     )
     label_socket_fds(report.processes, report.sockets)
+    if options.findings:
+        from forensic_checkpoint.analysis.findings.run import add_findings
+
+        _section("findings", warnings, lambda: add_findings(report, contents), None)
     return report if options.reveal else redact(report, copy=False)
 
 

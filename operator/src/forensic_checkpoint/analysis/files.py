@@ -9,7 +9,6 @@ sk-queues.img (keyed by the socket's file id) and pipes-data.img (keyed by pipe 
 
 from __future__ import annotations
 
-import socket as _socket
 import struct
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -104,14 +103,16 @@ def queue_data(data: bytes) -> QueueData:
 
 
 def inet_address(words: Any, family: int) -> str | None:
+    """CRIU keeps addresses as u32 words in network byte order (4 words for IPv6)."""
     raw = b"".join(struct.pack("<I", int(w) & 0xFFFFFFFF) for w in words)
-    try:
-        if family == AF_INET6 and len(raw) == 16:
-            return _socket.inet_ntop(_socket.AF_INET6, raw)
-        if len(raw) >= 4:
-            return _socket.inet_ntop(_socket.AF_INET, raw[:4])
-    except (ValueError, OSError):
-        return None
+    if family == AF_INET6 and len(raw) == 16:
+        import ipaddress  # only archives with IPv6 sockets pay for it
+
+        address = ipaddress.IPv6Address(raw)
+        mapped = address.ipv4_mapped
+        return f"::ffff:{mapped}" if mapped is not None else address.compressed
+    if len(raw) >= 4:
+        return ".".join(str(b) for b in raw[:4])
     return None
 
 

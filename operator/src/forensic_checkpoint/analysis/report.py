@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from forensic_checkpoint.analysis.findings.model import Finding, TimelineEvent
+
 #: Bumped when a field is renamed or removed (adding fields does not bump it).
 SCHEMA_VERSION = "1"
 
@@ -391,6 +393,10 @@ class Report(_Model):
     memory: MemorySummary = Field(default_factory=MemorySummary)
     shared_memory: list[SharedMemoryObject] = Field(default_factory=list)
     dump_stats: DumpStats | None = None
+    #: what is wrong in the checkpoint (analysis/findings), most severe first
+    findings: list[Finding] = Field(default_factory=list)
+    #: every time the archive holds, oldest first (analysis/timeline.py)
+    timeline: list[TimelineEvent] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
     def process(self, pid: int) -> Process | None:

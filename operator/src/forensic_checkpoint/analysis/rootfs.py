@@ -21,6 +21,7 @@ from forensic_checkpoint.analysis.archive import (
     GZIP_MAGIC,
     ZSTD_MAGIC,
     ArchiveLimits,
+    Readable,
     decompressing_stream,
     normalize_name,
 )
@@ -35,7 +36,7 @@ _BLOCK = 1 << 20
 class _Peekable:
     """A stream whose first bytes can be looked at before a decompressor takes it."""
 
-    def __init__(self, inner: IO[bytes]) -> None:
+    def __init__(self, inner: Readable) -> None:
         self._inner = inner
         self._head = inner.read(8)
         self._pos = 0
@@ -79,7 +80,7 @@ def _kind(info: tarfile.TarInfo) -> str:
     return "other"
 
 
-def _open_inner(stream: IO[bytes], limits: ArchiveLimits) -> tuple[tarfile.TarFile, str]:
+def _open_inner(stream: Readable, limits: ArchiveLimits) -> tuple[tarfile.TarFile, str]:
     peek = _Peekable(stream)
     fmt = "tar"
     compression = "none"
@@ -92,7 +93,7 @@ def _open_inner(stream: IO[bytes], limits: ArchiveLimits) -> tuple[tarfile.TarFi
 
 
 def iter_inner(
-    stream: IO[bytes],
+    stream: Readable,
     limits: ArchiveLimits,
     visit: Callable[[tarfile.TarInfo, str, IO[bytes] | None], bool],
 ) -> str:
@@ -121,7 +122,7 @@ class _Unsafe(Exception):
         self.name = name
 
 
-def list_rootfs(stream: IO[bytes], limits: ArchiveLimits) -> RootfsListing:
+def list_rootfs(stream: Readable, limits: ArchiveLimits) -> RootfsListing:
     """List every entry of the inner tar with size, mode and sha256 (files are hashed while
     streaming, so a dropped binary can be matched against known hashes)."""
     listing = RootfsListing()
@@ -170,7 +171,7 @@ def list_rootfs(stream: IO[bytes], limits: ArchiveLimits) -> RootfsListing:
 
 
 def read_rootfs_file(
-    stream: IO[bytes], limits: ArchiveLimits, target: str, sink: Callable[[bytes], None]
+    stream: Readable, limits: ArchiveLimits, target: str, sink: Callable[[bytes], None]
 ) -> RootfsEntry | None:
     """Stream the content of ``target`` (an absolute path) from the inner tar into ``sink``."""
     want = "/" + (normalize_name(target.lstrip("/")) or "").rstrip("/")
