@@ -284,3 +284,21 @@ def test_hold_and_deletion_keys() -> None:
     status.containers[1].archive_deleted = True
     assert keys_to_delete(status) == [capture_key(REF.uid, "counter")]
     assert keys_to_delete(None) == []
+
+
+def test_metrics_count_final_phases_once() -> None:
+    from forensic_checkpoint.controller import metrics
+
+    def completed_count() -> float:
+        value = metrics.CHECKPOINTS_FINISHED.labels(phase="Completed", reason="Completed")
+        return float(value._value.get())
+
+    before = completed_count()
+    running = _started()
+    done = running.model_copy(deep=True)
+    done.phase = Phase.COMPLETED
+    done.reason = "Completed"
+    done.completed_at = T0 + timedelta(seconds=7)
+    metrics.observe_transition(running, done, created="2026-11-28T12:00:00Z")
+    metrics.observe_transition(done, done, created="2026-11-28T12:00:00Z")
+    assert completed_count() == before + 1

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from forensic_checkpoint.api.agent import capture_key
 from forensic_checkpoint.cli.stack import LocalStack
 from forensic_checkpoint.devcluster import binaries, pki, processes
 from forensic_checkpoint.devcluster.pods import create_running_pod
@@ -207,10 +209,27 @@ def test_operator_killed_mid_capture_resumes_without_a_second_checkpoint(stack: 
     assert len(_calls(stack, "node-1", "slow-op")) == 1
 
 
+def _agent_state(stack: LocalStack, node: str, key: str) -> str:
+    response = requests.get(
+        f"{stack.agent_endpoint(node)}/v1/captures/{key}",
+        headers={"Authorization": f"Bearer {stack.operator.token_file.read_text().strip()}"},
+        verify=str(stack.agent_ca.cert),
+        timeout=5,
+    )
+    return str(response.json().get("state"))
+
+
 def test_agent_killed_mid_capture_resumes_without_a_second_checkpoint(stack: LocalStack) -> None:
-    _pod(stack, "slow-agent", "node-2", containers=("app",), fault="latency=4s")
-    stack.create_checkpoint(NAMESPACE, "slow-agent", {"podName": "slow-agent"})
+    _pod(stack, "slow-agent", "node-2", containers=("app",), fault="latency=6s")
+    created = stack.create_checkpoint(NAMESPACE, "slow-agent", {"podName": "slow-agent"})
     _wait_requested(stack, "slow-agent")
+    key = capture_key(created["metadata"]["uid"], "app")
+    assert processes.wait_until(
+        lambda: _agent_state(stack, "node-2", key) == "Capturing", 20, interval=0.1
+    )
+    # "Capturing" is stored just before the kubelet request goes out; give the request time to
+    # reach the kubelet, so the agent dies with the call in flight (the kubelet finishes it).
+    time.sleep(2)
     stack.kill_agent("node-2")
     time.sleep(1)
     stack.start_agent("node-2")
