@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from forensic_checkpoint.analysis.memory.pagemap import PE_LAZY, PE_PARENT, PE_PRESENT, Pagemap
 from forensic_checkpoint.errors import ImageError
@@ -22,8 +22,7 @@ DEFAULT_PAGE_SIZE = 4096
 HoleKind = Literal["parent", "lazy", "unknown"]
 
 
-@dataclass(frozen=True, slots=True)
-class PresentRun:
+class PresentRun(NamedTuple):
     """Pages whose bytes are in the pages file: ``[vaddr, vaddr+size)`` at ``file_offset``."""
 
     vaddr: int
@@ -35,8 +34,7 @@ class PresentRun:
         return self.vaddr + self.size
 
 
-@dataclass(frozen=True, slots=True)
-class Hole:
+class Hole(NamedTuple):
     """Pages listed in the pagemap whose bytes are not in this archive's pages file."""
 
     vaddr: int
@@ -91,33 +89,35 @@ class PageIndex:
             raise ImageError(f"page size {page_size} is not a power of two")
         runs: list[PresentRun] = []
         holes: list[Hole] = []
-        offset = 0
+        offset = 0  # pages-file offset: advanced by PE_PRESENT entries only
         prev_end = 0
-        for i, e in enumerate(pagemap.entries):
-            if e.vaddr % page_size:
+        run_start = run_end = run_off = -1  # the run being extended (tuples are immutable)
+        for i, (vaddr, nr_pages, flags) in enumerate(pagemap.entries):
+            if vaddr % page_size:
                 raise ImageError(f"pagemap entry {i} is not aligned to {page_size}-byte pages")
-            if e.vaddr < prev_end:
+            if vaddr < prev_end:
                 raise ImageError(f"pagemap entry {i} overlaps the previous one")
-            size = e.nr_pages * page_size
-            prev_end = e.vaddr + size
+            size = nr_pages * page_size
+            prev_end = vaddr + size
             if size == 0:
                 continue
-            if e.flags & PE_PRESENT:
-                last = runs[-1] if runs else None
-                if (
-                    last is not None
-                    and last.end == e.vaddr
-                    and (last.file_offset + last.size == offset)
-                ):
-                    runs[-1] = PresentRun(last.vaddr, last.size + size, last.file_offset)
-                else:
-                    runs.append(PresentRun(e.vaddr, size, offset))
+            if flags & PE_PRESENT:
+                if vaddr != run_end:  # a gap in memory: close the current run
+                    if run_start >= 0:
+                        runs.append(PresentRun(run_start, run_end - run_start, run_off))
+                    run_start, run_off = vaddr, offset
+                run_end = vaddr + size
                 offset += size
             else:
+                if run_start >= 0:
+                    runs.append(PresentRun(run_start, run_end - run_start, run_off))
+                    run_start = run_end = -1
                 kind: HoleKind = (
-                    "parent" if e.flags & PE_PARENT else "lazy" if e.flags & PE_LAZY else "unknown"
+                    "parent" if flags & PE_PARENT else "lazy" if flags & PE_LAZY else "unknown"
                 )
-                holes.append(Hole(e.vaddr, size, kind))
+                holes.append(Hole(vaddr, size, kind))
+        if run_start >= 0:
+            runs.append(PresentRun(run_start, run_end - run_start, run_off))
         return cls(pagemap.pages_id, page_size, tuple(runs), tuple(holes))
 
     @property
