@@ -488,6 +488,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     kubelet: FakeKubelet
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Failed TLS handshakes (a certificate from another CA) and reset connections are
+        # normal here: one line, not a traceback.
+        sys.stderr.write(f"{client_address[0]}:{client_address[1]} {sys.exc_info()[1]!r}\n")
+
 
 def _register_when_api_answers(kubelet: FakeKubelet, timeout: float = 60.0) -> None:
     """The kubelet starts alongside the API server, so it retries like a real one does."""
