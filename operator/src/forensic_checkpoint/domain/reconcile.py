@@ -258,7 +258,7 @@ def aggregate(
         )
     elif new.phase != Phase.FAILED:
         new.reason = new.phase.value
-        new.message = new.message if new.reason == AGENT_UNAVAILABLE else ""
+        new.message = ""
     if new.phase.terminal and new.completed_at is None:
         new.completed_at = now
 
