@@ -1,23 +1,24 @@
 """Runs the analyzer on a captured archive, in worker processes.
 
 Analysis is CPU-bound pure Python: in the agent's threads it would serialise on the GIL and
-slow the HTTP API down. A small process pool keeps it off the API's back and also contains a
-hostile archive that makes the analyzer misbehave (a crashed worker fails one job, not the agent).
-Workers are spawned, not forked: the agent has threads, and forking a threaded process can
-copy a held lock.
+slow the HTTP API down. Separate processes keep it off the API's back and contain a hostile
+archive that makes the analyzer loop or crash: that fails one job, not the agent.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from forensic_checkpoint.api.agent import AnalysisOptions
 from forensic_checkpoint.errors import ArchiveError, ForensicCheckpointError
+
+#: Imported once by the forkserver, so each analysis process starts warm.
+_PRELOAD = ["forensic_checkpoint.agent.analysis_runner", "forensic_checkpoint.analysis.analyzer"]
 
 #: (archive, report path, options) -> None; writes the report JSON (0600) or raises.
 Analyzer = Callable[[Path, Path, AnalysisOptions], None]
@@ -39,45 +40,68 @@ def analyze_to_file(archive: Path, report_path: Path, options: AnalysisOptions) 
     write_private(report_path, report.model_dump_json(by_alias=True).encode())
 
 
-def _worker(archive: str, report_path: str, options_json: str) -> tuple[str, str] | None:
-    """Process-pool entry point: errors come back as (reason, message), not as pickled objects."""
+def _child(conn: Connection, archive: str, report_path: str, options_json: str) -> None:
+    """Entry point of one analysis process: the outcome goes back as (reason, message) or None,
+    never as a pickled exception (the parent must not unpickle what a hostile archive shaped)."""
+    outcome: tuple[str, str] | None
     try:
         analyze_to_file(
             Path(archive), Path(report_path), AnalysisOptions.model_validate_json(options_json)
         )
+        outcome = None
     except ForensicCheckpointError as exc:
-        return exc.reason, exc.message
-    except Exception as exc:  # report it; never kill the worker pool
-        return "AnalysisFailed", f"{type(exc).__name__}: {exc}"[:1024]
-    return None
+        outcome = (exc.reason, exc.message)
+    except Exception as exc:  # reported to the parent, which fails only this job
+        outcome = ("AnalysisFailed", f"{type(exc).__name__}: {exc}"[:1024])
+    conn.send(outcome)
+    conn.close()
 
 
 class ProcessAnalyzer:
-    """An :data:`Analyzer` backed by a process pool of ``workers`` processes."""
+    """An :data:`Analyzer` that runs each analysis in its own process, ``workers`` at a time.
 
-    def __init__(self, workers: int | None = None) -> None:
+    One process per archive gives each job its own deadline (``timeout``: the process is
+    killed, the job fails with ``AnalysisTimeout``) and its own crash (``AnalysisCrashed``)
+    without taking other jobs' analyses down, as killing a worker of a shared pool would.
+    Processes come from a forkserver that has the analyzer imported already, so starting
+    one costs milliseconds, and no thread state of the agent is copied.
+    """
+
+    def __init__(self, workers: int | None = None, *, timeout: float = 900.0) -> None:
         self.workers = workers or max(1, min(2, os.cpu_count() or 1))
-        self._pool = self._new_pool()
-
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
-        )
+        self.timeout = timeout
+        self._slots = threading.BoundedSemaphore(self.workers)
+        self._context = multiprocessing.get_context("forkserver")
+        self._context.set_forkserver_preload(_PRELOAD)
 
     def __call__(self, archive: Path, report_path: Path, options: AnalysisOptions) -> None:
-        try:
-            failure = self._pool.submit(
-                _worker, str(archive), str(report_path), options.model_dump_json()
-            ).result()
-        except BrokenProcessPool as exc:
-            # A worker died (OOM, a crash in a C extension): replace the pool for later jobs.
-            self._pool = self._new_pool()
-            raise ArchiveError(
-                "the analysis worker died while reading this archive", reason="AnalysisCrashed"
-            ) from exc
+        with self._slots:
+            receiver, sender = self._context.Pipe(duplex=False)
+            process = self._context.Process(
+                target=_child,
+                args=(sender, str(archive), str(report_path), options.model_dump_json()),
+                name="analysis",
+                daemon=True,
+            )
+            process.start()
+            sender.close()
+            try:
+                if not receiver.poll(self.timeout):
+                    raise ForensicCheckpointError(
+                        f"analysis did not finish within {self.timeout:g} s; stopped",
+                        reason="AnalysisTimeout",
+                    )
+                failure = receiver.recv()
+            except EOFError as exc:
+                raise ArchiveError(
+                    f"the analysis process died (exit code {process.exitcode}) on this archive",
+                    reason="AnalysisCrashed",
+                ) from exc
+            finally:
+                receiver.close()
+                if process.is_alive():
+                    process.kill()
+                process.join()
         if failure is not None:
             reason, message = failure
             raise ForensicCheckpointError(message, reason=reason)
-
-    def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -43,6 +43,7 @@ class AgentConfig:
     kubelet_timeout_margin: float = 30.0
     capture_workers: int = 4
     analysis_workers: int | None = None
+    analysis_timeout: float = 900.0
     heartbeat_interval: float = 10.0
     #: Seconds between readiness rounds (one probe call to the kubelet each); 0 disables them.
     readiness_interval: float = 60.0
@@ -73,12 +74,12 @@ class AgentRuntime:
         )
         self.advertise = config.advertise_address or host
         self.metrics = AgentMetrics()
-        self._process_analyzer = None if analyzer else ProcessAnalyzer(config.analysis_workers)
         self.service = CaptureService(
             node_name=config.node_name,
             store=JobStore(config.state_dir),
             kubelet=lambda: self.kubelet,
-            analyzer=analyzer or self._process_analyzer or ProcessAnalyzer(),
+            analyzer=analyzer
+            or ProcessAnalyzer(config.analysis_workers, timeout=config.analysis_timeout),
             checkpoint_dir=config.checkpoint_dir,
             metrics=self.metrics,
             capture_workers=config.capture_workers,
@@ -152,5 +153,3 @@ class AgentRuntime:
         self.server.shutdown()
         self.server.server_close()
         self.service.shutdown()
-        if self._process_analyzer is not None:
-            self._process_analyzer.shutdown()

@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     kubelet.add_argument("--kubelet-timeout-margin", type=float, default=30.0)
     parser.add_argument("--capture-workers", type=int, default=4)
     parser.add_argument("--analysis-workers", type=int, default=0, help="0: min(2, CPUs)")
+    parser.add_argument(
+        "--analysis-timeout", type=float, default=900.0, help="seconds before an analysis is killed"
+    )
     parser.add_argument("--heartbeat-interval", type=float, default=10.0)
     parser.add_argument(
         "--readiness-interval",
@@ -98,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         kubelet_timeout_margin=args.kubelet_timeout_margin,
         capture_workers=args.capture_workers,
         analysis_workers=args.analysis_workers or None,
+        analysis_timeout=args.analysis_timeout,
         heartbeat_interval=args.heartbeat_interval,
         readiness_interval=args.readiness_interval,
         client_ca=args.client_ca_file,
