@@ -66,7 +66,13 @@ def _kv(title: str, rows: list[tuple[str, Any]]) -> Table:
 def _console() -> tuple[Console, io.StringIO]:
     buf = io.StringIO()
     return Console(
-        file=buf, width=_WIDTH, no_color=True, highlight=False, soft_wrap=False, markup=False
+        file=buf,
+        width=_WIDTH,
+        no_color=True,
+        highlight=False,
+        soft_wrap=False,
+        markup=False,
+        emoji=False,
     ), buf
 
 
@@ -215,22 +221,30 @@ def _processes(console: Console, processes: list[Process]) -> None:
                     note,
                 )
             console.print(files)
-        resident = [m for m in p.maps if m.rss_bytes]
-        if p.maps:
-            maps = _table(
-                f"Memory of {p.pid}: {len(p.maps)} areas, {len(resident)} with dumped pages",
-                "start",
-                "end",
-                "perms",
-                "size",
-                "rss",
-                "name",
-            )
-            for m in resident:
-                maps.add_row(
-                    m.start, m.end, m.perms, _size(m.size_bytes), _size(m.rss_bytes), m.name
-                )
-            console.print(maps)
+    _maps(console, processes)
+
+
+def _maps(console: Console, processes: list[Process]) -> None:
+    """One table for all processes: the areas that have dumped pages (the rest are counted)."""
+    total = sum(len(p.maps) for p in processes)
+    resident = [(p.pid, m) for p in processes for m in p.maps if m.rss_bytes]
+    if not total:
+        return
+    table = _table(
+        f"Memory maps: {total} areas, {len(resident)} with dumped pages (all areas in JSON)",
+        "pid",
+        "start",
+        "end",
+        "perms",
+        "size",
+        "rss",
+        "name",
+    )
+    for pid, m in resident:
+        table.add_row(
+            str(pid), m.start, m.end, m.perms, _size(m.size_bytes), _size(m.rss_bytes), m.name
+        )
+    console.print(table)
 
 
 def _sockets(console: Console, report: Report) -> None:
