@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -9,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import requests
+import trustme
 from agent_support import DirKubelet, Pki, hashing_analyzer, request, sha256
 
 from forensic_checkpoint.agent.auth import Authenticator
 from forensic_checkpoint.agent.jobs import JobStore
-from forensic_checkpoint.agent.server import AgentServer, tls_context
+from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS, tls_context
 from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import SHA256_HEADER, CaptureStatus, DeleteResult
 from forensic_checkpoint.errors import ClusterError
@@ -211,3 +213,51 @@ def test_mutual_tls_is_an_alternative_to_the_token(agent: Agent, pki: Pki) -> No
     assert agent.reviews == 0
     # a token still works next to mTLS
     assert agent.call("GET", "/v1/captures/nope-app").status_code == 404
+
+
+def test_a_rotated_serving_certificate_is_used_without_a_restart(
+    tmp_path: Path, pki: Pki, sample_tar: Path
+) -> None:
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    shutil.copyfile(pki.server_cert, cert)
+    shutil.copyfile(pki.server_key, key)
+    checkpoints = tmp_path / "checkpoints"
+    checkpoints.mkdir()
+    kubelet = DirKubelet(checkpoints, sample_tar)
+    service = CaptureService(
+        node_name="node-1",
+        store=JobStore(tmp_path / "state"),
+        kubelet=lambda: kubelet,
+        analyzer=hashing_analyzer,
+        checkpoint_dir=checkpoints,
+    )
+    server = AgentServer(
+        ("127.0.0.1", 0),
+        service=service,
+        authenticator=Authenticator(lambda token: (False, ""), OPERATOR),
+        tls=ReloadingTLS(cert, key, check_every=0),
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.port}/healthz"
+
+    def healthz(ca: Path) -> int:
+        session = requests.Session()
+        session.trust_env = False
+        return session.get(url, verify=str(ca), timeout=5).status_code
+
+    try:
+        assert healthz(pki.ca) == 200
+        new = trustme.CA()
+        issued = new.issue_cert("127.0.0.1")
+        issued.private_key_pem.write_to_path(str(key))
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        new.cert_pem.write_to_path(str(tmp_path / "new-ca.crt"))
+        assert healthz(tmp_path / "new-ca.crt") == 200
+        with pytest.raises(requests.exceptions.SSLError):
+            healthz(pki.ca)
+        cert.write_text("half written")  # a broken pair keeps the last good one
+        assert healthz(tmp_path / "new-ca.crt") == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        service.shutdown(wait=True)

@@ -17,7 +17,7 @@ from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.node import Heartbeat, kubelet_endpoint
 from forensic_checkpoint.agent.readiness_probe import ReadinessProber
-from forensic_checkpoint.agent.server import AgentServer, tls_context
+from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS
 from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import ConfigError
@@ -92,7 +92,7 @@ class AgentRuntime:
             cache_seconds=config.token_cache_seconds,
         )
         try:
-            tls = tls_context(config.tls_cert, config.tls_key, config.client_ca)
+            tls = ReloadingTLS(config.tls_cert, config.tls_key, config.client_ca)
         except (OSError, ValueError) as exc:
             raise ConfigError(f"--tls-cert/--tls-key: {exc}") from exc
         self.server = AgentServer(

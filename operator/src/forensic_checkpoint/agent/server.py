@@ -13,6 +13,9 @@ import logging
 import re
 import socket
 import ssl
+import threading
+import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -57,6 +60,61 @@ def tls_context(cert_file: Path, key_file: Path, client_ca: Path | None = None) 
     return context
 
 
+class ReloadingTLS:
+    """The serving context, rebuilt when the certificate files change on disk.
+
+    Certificates mounted from a Secret (cert-manager, a rotated CA) are replaced in place; the
+    agent picks the new ones up for new connections without a restart. A broken new pair
+    (half written, mismatched) keeps the old context and is logged.
+    """
+
+    def __init__(
+        self,
+        cert_file: Path,
+        key_file: Path,
+        client_ca: Path | None = None,
+        *,
+        check_every: float = 5.0,
+    ) -> None:
+        self._files = (cert_file, key_file, client_ca)
+        self.check_every = check_every
+        self._context = tls_context(cert_file, key_file, client_ca)
+        self._stamp = self._stat()
+        self._checked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _stat(self) -> tuple[tuple[int, int], ...]:
+        stamps = []
+        for path in self._files:
+            if path is None:
+                continue
+            try:
+                info = path.stat()
+                stamps.append((info.st_mtime_ns, info.st_ino))
+            except OSError:
+                stamps.append((0, 0))
+        return tuple(stamps)
+
+    def __call__(self) -> ssl.SSLContext:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._checked < self.check_every:
+                return self._context
+            self._checked = now
+            stamp = self._stat()
+            if stamp == self._stamp:
+                return self._context
+            cert, key, ca = self._files
+            try:
+                self._context = tls_context(cert, key, ca)
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("new serving certificate not loaded, keeping the old one: %s", exc)
+                return self._context
+            self._stamp = stamp
+            log.info("serving certificate reloaded from %s", cert)
+            return self._context
+
+
 class AgentServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -67,7 +125,7 @@ class AgentServer(ThreadingHTTPServer):
         *,
         service: CaptureService,
         authenticator: Authenticator,
-        tls: ssl.SSLContext | None,
+        tls: ssl.SSLContext | Callable[[], ssl.SSLContext] | None,
         operator_cert_cn: str | None = None,
     ) -> None:
         self.service = service
@@ -81,7 +139,8 @@ class AgentServer(ThreadingHTTPServer):
     def get_request(self) -> tuple[socket.socket, Any]:
         conn, addr = super().get_request()
         if self.tls is not None:
-            conn = self.tls.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+            context = self.tls if isinstance(self.tls, ssl.SSLContext) else self.tls()
+            conn = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, addr
 
     def handle_error(self, request: Any, client_address: Any) -> None:
