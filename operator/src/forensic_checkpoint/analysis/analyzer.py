@@ -137,6 +137,7 @@ def run_analysis(
     config = _as_dict(load_json(data.get("config.dump"), "config.dump", warnings))
     spec = _as_dict(load_json(data.get("spec.dump"), "spec.dump", warnings))
     status_dump = _as_dict(load_json(data.get("status.dump"), "status.dump", warnings))
+    status = _as_dict(load_json(data.get("status"), "status", warnings))
     network_status = load_json(data.get("network.status"), "network.status", warnings)
     bind_mounts = load_json(data.get("bind.mounts"), "bind.mounts", warnings)
     engine = detect_engine(spec, config, names)
@@ -158,6 +159,7 @@ def run_analysis(
             spec=spec,
             status_dump=status_dump,
             network_status=network_status,
+            status=status,
             hostname=tree.hostname,
             domainname=tree.domainname,
             checkpoint_mtime=checkpoint_dir.mtime if checkpoint_dir else None,

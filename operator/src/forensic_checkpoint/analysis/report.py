@@ -70,6 +70,10 @@ class ContainerInfo(_Model):
     checkpointed_at: str | None = None
     #: Pod/container IP where the archive records one (network.status, CRI-O annotation).
     ip: str | None = None
+    #: host PID of the container's init process (containerd's status file)
+    host_pid: int | None = None
+    #: where the engine kept the container log on the node (status.dump log_path, CRI-O)
+    log_path: str | None = None
     args: list[str] = Field(default_factory=list)
     cwd: str | None = None
     #: OCI spec env as NAME=VALUE (values masked unless revealed).

@@ -1,0 +1,187 @@
+"""Credential exposure inventory: where secrets are, never what they are.
+
+Environment variables (every process and the OCI spec) and rootfs-diff files are checked
+against the detectors in rules.yaml. A finding carries counts, locations, length and sha256
+of the value (so two analysts can tell whether they look at the same secret), and for JWTs
+the header algorithm and the subject claim, which identify the token without enabling it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from forensic_checkpoint.analysis.findings.model import Evidence, Finding
+from forensic_checkpoint.analysis.report import Report
+
+JWT_RE = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
+
+
+@dataclass(frozen=True)
+class Hit:
+    detector: Mapping[str, Any]
+    value: bytes
+    where: str
+    pid: int | None = None
+    path: str | None = None
+    variable: str | None = None
+
+
+def redacted(value: bytes, shown: int = 0) -> str:
+    return f"{value[:shown].decode('ascii', 'replace')}...<redacted {len(value) - shown} chars>"
+
+
+def _b64json(part: bytes) -> dict[str, Any] | None:
+    try:
+        raw = base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
+        doc = json.loads(raw)
+    except (binascii.Error, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def jwt_parts(token: bytes) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    pieces = token.split(b".")
+    if len(pieces) != 3:
+        return None
+    header, payload = _b64json(pieces[0]), _b64json(pieces[1])
+    if header is None or payload is None or "alg" not in header:
+        return None
+    return header, payload
+
+
+def scan_value(
+    data: bytes, detectors: list[Mapping[str, Any]]
+) -> Iterator[tuple[Mapping[str, Any], bytes]]:
+    """(detector, secret bytes) for each secret in ``data``; a JWT matches the first JWT
+    detector whose ``claims`` regex matches its payload."""
+    for m in JWT_RE.finditer(data):
+        parts = jwt_parts(m.group(0))
+        if parts is None:
+            continue
+        claims = json.dumps(parts[1])
+        for det in detectors:
+            if det["kind"] == "jwt" and re.search(str(det.get("claims", "")), claims):
+                yield det, m.group(0)
+                break
+    for det in detectors:
+        if det["kind"] == "regex":
+            for m in re.finditer(str(det["pattern"]).encode(), data):
+                yield det, m.group(0)
+
+
+def find_credentials(
+    report: Report, files: Mapping[str, bytes], config: Mapping[str, Any]
+) -> list[Finding]:
+    detectors = list(config.get("detectors") or [])
+    name_re = re.compile(str(config.get("secret_env_name", "(?!)")))
+    env_rule = dict(config.get("env_name") or {})
+    hits: list[Hit] = []
+    for proc in report.processes:
+        for var in proc.env:
+            hits.extend(
+                _env_hits(
+                    var.name,
+                    var.value,
+                    detectors=detectors,
+                    name_re=name_re,
+                    env_rule=env_rule,
+                    pid=proc.pid,
+                )
+            )
+    for var in report.container.spec_env:
+        hits.extend(
+            _env_hits(
+                var.name,
+                var.value,
+                detectors=detectors,
+                name_re=name_re,
+                env_rule=env_rule,
+                pid=None,
+            )
+        )
+    for path, blob in files.items():
+        for det, value in scan_value(blob, detectors):
+            hits.append(Hit(det, value, "file", path=path))
+    return _group(hits)
+
+
+def _env_hits(
+    name: str,
+    value: str,
+    *,
+    detectors: list[Mapping[str, Any]],
+    name_re: re.Pattern[str],
+    env_rule: Mapping[str, Any],
+    pid: int | None,
+) -> Iterator[Hit]:
+    raw = value.encode()
+    where = "environment" if pid is not None else "spec.dump environment"
+    found = False
+    for det, secret in scan_value(raw, detectors):
+        found = True
+        yield Hit(det, secret, where, pid=pid, variable=name)
+    if not found and value and env_rule and name_re.search(name):
+        yield Hit(env_rule, raw, where, pid=pid, variable=name)
+
+
+def _group(hits: list[Hit]) -> list[Finding]:
+    groups: dict[tuple[str, str], list[Hit]] = {}
+    for hit in hits:
+        sha = hashlib.sha256(hit.value).hexdigest()
+        groups.setdefault((str(hit.detector["id"]), sha), []).append(hit)
+    out = []
+    for (rule, sha), members in groups.items():
+        first = members[0]
+        det = first.detector
+        pids = sorted({h.pid for h in members if h.pid is not None})
+        details = {
+            "length": str(len(first.value)),
+            "value": redacted(first.value, 12 if det.get("kind") == "jwt" else 0),
+            "occurrences": str(len(members)),
+            "locations": "; ".join(sorted({_where(h) for h in members}))[:1000],
+        }
+        variables = sorted({h.variable for h in members if h.variable})
+        if variables:
+            details["variable"] = ", ".join(variables)
+        parts = jwt_parts(first.value) if det.get("kind") == "jwt" else None
+        if parts is not None:
+            header, payload = parts
+            details["alg"] = str(header.get("alg"))
+            for claim in ("sub", "iss"):
+                if claim in payload:
+                    details[claim] = str(payload[claim])
+        paths = sorted({h.path for h in members if h.path})
+        out.append(
+            Finding(
+                id=f"{rule}:sha256={sha[:16]}",
+                rule=rule,
+                severity=det["severity"],
+                title=str(det["title"]),
+                source=str(det["source"]),
+                attack=[str(a) for a in det.get("attack") or []],
+                evidence=Evidence(
+                    pid=pids[0] if pids else None,
+                    pids=pids,
+                    path=paths[0] if paths else None,
+                    sha256=sha,
+                    bytes=len(first.value),
+                    details=details,
+                ),
+            )
+        )
+    return out
+
+
+def _where(hit: Hit) -> str:
+    if hit.pid is not None:
+        return f"pid {hit.pid} {hit.where} {hit.variable}"
+    if hit.path:
+        return f"rootfs-diff {hit.path}"
+    return f"{hit.where} {hit.variable}"

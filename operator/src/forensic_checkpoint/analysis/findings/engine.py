@@ -1,0 +1,218 @@
+"""Evaluate the data rules (rules.yaml) over the subjects of one checkpoint."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from forensic_checkpoint.analysis.findings.facts import (
+    Inputs,
+    Subject,
+    container_subjects,
+    env_subjects,
+    file_subjects,
+    mapping_subjects,
+    mount_subjects,
+    process_subjects,
+)
+from forensic_checkpoint.analysis.findings.model import SEVERITY_RANK, Evidence, Finding
+from forensic_checkpoint.errors import ConfigError
+
+SUBJECT_KINDS = ("process", "env", "file", "mapping", "mount", "container")
+_EVIDENCE_FIELDS = set(Evidence.model_fields) - {"details"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    title: str
+    severity: str
+    subject: str
+    source: str
+    when: Mapping[str, Any]
+    attack: tuple[str, ...] = ()
+    unless_rules: tuple[str, ...] = ()
+    group_by: tuple[str, ...] = ()
+    evidence: Mapping[str, str] = field(default_factory=dict)
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RuleSet:
+    lists: Mapping[str, list[str]]
+    rules: tuple[Rule, ...]
+    #: the credential inventory's detectors (credentials.py)
+    credentials: Mapping[str, Any] = field(default_factory=dict)
+
+
+def parse_rules(text: str) -> RuleSet:
+    """Parse and check a rules document; mistakes are ConfigErrors naming the rule."""
+    doc = yaml.safe_load(text) or {}
+    lists = {str(k): [str(x) for x in v] for k, v in (doc.get("lists") or {}).items()}
+    rules = []
+    seen: set[str] = set()
+    for raw in doc.get("rules") or []:
+        rid = str(raw.get("id", "?"))
+        try:
+            rule = Rule(
+                id=rid,
+                title=str(raw["title"]),
+                severity=str(raw["severity"]),
+                subject=str(raw["subject"]),
+                source=str(raw["source"]),
+                when=dict(raw["when"]),
+                attack=tuple(raw.get("attack") or ()),
+                unless_rules=tuple(raw.get("unless_rules") or ()),
+                group_by=tuple(raw.get("group_by") or ()),
+                evidence=dict(raw.get("evidence") or {}),
+                details=dict(raw.get("details") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"rule {rid}: missing or malformed field {exc}") from exc
+        _check(rule, lists, seen)
+        seen.add(rid)
+        rules.append(rule)
+    return RuleSet(lists=lists, rules=tuple(rules), credentials=dict(doc.get("credentials") or {}))
+
+
+def _check(rule: Rule, lists: Mapping[str, list[str]], seen: set[str]) -> None:
+    if rule.id in seen:
+        raise ConfigError(f"rule {rule.id}: duplicate id")
+    if rule.severity not in SEVERITY_RANK:
+        raise ConfigError(f"rule {rule.id}: unknown severity {rule.severity!r}")
+    if rule.subject not in SUBJECT_KINDS:
+        raise ConfigError(f"rule {rule.id}: unknown subject {rule.subject!r}")
+    unknown = set(rule.evidence) - _EVIDENCE_FIELDS
+    if unknown:
+        raise ConfigError(f"rule {rule.id}: unknown evidence fields {sorted(unknown)}")
+    for cond in rule.when.values():
+        if isinstance(cond, dict):
+            bad = set(cond) - set(_TESTS) - {"present"}
+            if bad:
+                raise ConfigError(f"rule {rule.id}: unknown operators {sorted(bad)}")
+            for op in ("in", "not_in", "glob", "not_glob", "any_in"):
+                arg = cond.get(op)
+                if isinstance(arg, str) and arg not in lists:
+                    raise ConfigError(f"rule {rule.id}: unknown list {arg!r}")
+
+
+@cache
+def default_rules() -> RuleSet:
+    text = resources.files(__package__).joinpath("rules.yaml").read_text(encoding="utf-8")
+    return parse_rules(text)
+
+
+def _list(arg: Any, lists: Mapping[str, list[str]]) -> list[str]:
+    if isinstance(arg, str):
+        return lists[arg]
+    return [str(x) for x in arg]
+
+
+def _globs(value: Any, patterns: list[str]) -> bool:
+    return any(fnmatch.fnmatchcase(str(value), g) for g in patterns)
+
+
+#: operator -> test(value, resolved argument); value is never None here
+_TESTS: dict[str, Callable[[Any, Any], bool]] = {
+    "in": lambda v, a: str(v) in a,
+    "not_in": lambda v, a: str(v) not in a,
+    "glob": _globs,
+    "not_glob": lambda v, a: not _globs(v, a),
+    "regex": lambda v, a: re.search(str(a), str(v)) is not None,
+    "gt": lambda v, a: isinstance(v, int | float) and v > a,
+    "any_in": lambda v, a: bool(set(map(str, v)) & set(a)),
+}
+_LIST_OPS = {"in", "not_in", "glob", "not_glob", "any_in"}
+
+
+def _test(value: Any, cond: Any, lists: Mapping[str, list[str]]) -> bool:
+    if not isinstance(cond, dict):
+        return bool(value == cond)
+    for op, arg in cond.items():
+        if op == "present":
+            if (value not in (None, "", [])) != bool(arg):
+                return False
+            continue
+        if value is None:
+            return False
+        if not _TESTS[op](value, _list(arg, lists) if op in _LIST_OPS else arg):
+            return False
+    return True
+
+
+def matches(rule: Rule, subject: Subject, lists: Mapping[str, list[str]]) -> bool:
+    return subject.get("_kind") == rule.subject and all(
+        _test(subject.get(name), cond, lists) for name, cond in rule.when.items()
+    )
+
+
+def subjects(inputs: Inputs, lists: Mapping[str, list[str]]) -> list[Subject]:
+    return [
+        *process_subjects(inputs, lists),
+        *env_subjects(inputs),
+        *file_subjects(inputs),
+        *mapping_subjects(inputs),
+        *mount_subjects(inputs),
+        *container_subjects(inputs, lists),
+    ]
+
+
+def evaluate(ruleset: RuleSet, items: Sequence[Subject]) -> list[Finding]:
+    """Every rule over every subject; ``unless_rules`` and ``group_by`` applied."""
+    hits: dict[str, set[str]] = {}  # subject key -> rules that matched it
+    matched: list[tuple[Rule, Subject]] = []
+    for rule in ruleset.rules:
+        for subject in items:
+            if matches(rule, subject, ruleset.lists):
+                hits.setdefault(f"{subject['_kind']}:{subject['_key']}", set()).add(rule.id)
+                matched.append((rule, subject))
+    groups: dict[tuple[str, str], list[tuple[Rule, Subject]]] = {}
+    for rule, subject in matched:
+        if set(rule.unless_rules) & hits[f"{subject['_kind']}:{subject['_key']}"]:
+            continue
+        key = (
+            ",".join(f"{g}={subject.get(g)}" for g in rule.group_by)
+            if rule.group_by
+            else subject["_key"]
+        )
+        groups.setdefault((rule.id, key), []).append((rule, subject))
+    return [_finding(key, members) for (_, key), members in groups.items()]
+
+
+def _finding(key: str, members: list[tuple[Rule, Subject]]) -> Finding:
+    rule, first = members[0]
+    values: dict[str, Any] = {}
+    for name, fact in rule.evidence.items():
+        if name in ("pids", "fd"):
+            merged: set[int] = set()
+            for _, s in members:
+                v = s.get(fact)
+                merged |= set(v) if isinstance(v, list) else ({v} if v is not None else set())
+            values[name] = sorted(merged)
+        else:
+            values[name] = first.get(fact)
+    details = {
+        label: str(first[fact])
+        for label, fact in rule.details.items()
+        if first.get(fact) is not None
+    }
+    return Finding(
+        id=f"{rule.id}:{key}",
+        rule=rule.id,
+        severity=rule.severity,  # checked against Severity by parse_rules
+        title=rule.title,
+        source=rule.source,
+        attack=list(rule.attack),
+        evidence=Evidence(**values, details=details),
+    )
+
+
+def sort_findings(findings: list[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.rule, f.id))

@@ -1,0 +1,65 @@
+"""The finding and timeline models embedded in the Report (camelCase JSON, like the rest)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+Severity = Literal["info", "low", "medium", "high", "critical"]
+
+#: Ordering used for sorting and for "above info" checks.
+SEVERITY_RANK: dict[str, int] = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, defer_build=True)
+
+
+class Evidence(_Model):
+    """What an analyst needs to go and look: every field is optional, ``details`` holds the
+    rule-specific rest (already redacted where it could hold a secret)."""
+
+    pid: int | None = None
+    #: every process involved (a chain, the holders of a socket, ...)
+    pids: list[int] = Field(default_factory=list)
+    fd: list[int] = Field(default_factory=list)
+    address: str | None = None
+    #: "0xstart-0xend perms name"
+    mapping: str | None = None
+    path: str | None = None
+    #: "tcp 10.0.0.2:5811 -> 10.0.0.1:4444 ESTABLISHED"
+    socket: str | None = None
+    #: bytes in flight (socket/pipe queues) or bytes of the object the finding is about
+    bytes: int | None = None
+    sha256: str | None = None
+    details: dict[str, str] = Field(default_factory=dict)
+
+
+class Finding(_Model):
+    #: stable across runs: "<rule>:<subject key>"
+    id: str
+    rule: str
+    severity: Severity
+    title: str
+    #: what the rule is (where the condition came from: Falco, Tracee, Volatility, CRIU, ...)
+    source: str
+    #: MITRE ATT&CK technique ids
+    attack: list[str] = Field(default_factory=list)
+    description: str = ""
+    evidence: Evidence = Field(default_factory=Evidence)
+
+
+class TimelineEvent(_Model):
+    #: ISO 8601 UTC with the precision the source has
+    time: str
+    #: Timesketch's timestamp_desc: what the time means ("File Modified", "Log Line", ...)
+    timestamp_desc: str
+    message: str
+    #: where the time came from: container.log, rootfs-diff, ghost-file, bash-history, ...
+    source: str
+    #: "ns" | "us" | "s": the resolution of the source (rootfs-diff tar mtimes are seconds)
+    precision: str = "s"
+    pid: int | None = None
+    path: str | None = None
