@@ -65,6 +65,18 @@ def test_container_identity(sample: str) -> None:
         assert c.annotations[key] == value
     spec_env = [f"{e.name}={e.value}" for e in c.spec_env]
     assert spec_env == t["spec_env"]
+    full = truth(sample)
+    if "containerd_status_file" in full:  # containerd: host PID and kubelet metadata
+        assert c.host_pid == full["containerd_status_file"]["Pid"]
+        assert c.host_pid == t["host_pid_of_container_init_in_status_file"]
+        status_dump = full["status_dump"]
+        assert c.log_path == status_dump["log_path"]
+        for key, value in status_dump["labels"].items():
+            assert c.labels[key] == value
+        for key, value in status_dump["annotations"].items():
+            assert c.annotations[key] == value
+    else:
+        assert c.host_pid is None
 
 
 def test_process_tree(sample: str) -> None:

@@ -35,6 +35,10 @@ def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _positive_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
 def detect_engine(spec: dict[str, Any], config: dict[str, Any], members: set[str]) -> str:
     annotations = _dict(spec.get("annotations"))
     manager = annotations.get("io.container.manager")
@@ -98,12 +102,16 @@ def build_identity(
     spec: dict[str, Any],
     status_dump: dict[str, Any],
     network_status: Any,
+    status: dict[str, Any] | None = None,
     hostname: str | None,
     domainname: str | None,
     checkpoint_mtime: int | None,
 ) -> ContainerInfo:
     ann_raw = _dict(spec.get("annotations"))
     ann = {str(k): str(v) for k, v in ann_raw.items()}
+    # containerd keeps the kubelet's container annotations only in status.dump
+    for key, value in _dict(status_dump.get("annotations")).items():
+        ann.setdefault(str(key), str(value))
     process = _dict(spec.get("process"))
     meta_name = None
     if "io.kubernetes.cri-o.Metadata" in ann:
@@ -183,6 +191,8 @@ def build_identity(
         created_at=created,
         checkpointed_at=checkpointed,
         ip=ip,
+        host_pid=_positive_int(_dict(status).get("Pid")),
+        log_path=_str(status_dump.get("log_path")) or ann.get("io.kubernetes.cri-o.LogPath"),
         args=[a for a in process.get("args") or [] if isinstance(a, str)],
         cwd=_str(process.get("cwd")),
         spec_env=env,

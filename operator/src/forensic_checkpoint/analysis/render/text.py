@@ -128,6 +128,8 @@ def render_report(report: Report) -> str:
                 ("runtime", c.runtime),
                 ("hostname", c.hostname),
                 ("ip", c.ip),
+                ("host pid", c.host_pid),
+                ("log path (node)", c.log_path),
                 ("created", c.created_at),
                 ("checkpointed", c.checkpointed_at),
                 ("command", " ".join(c.args)),
