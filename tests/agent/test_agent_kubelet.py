@@ -128,3 +128,15 @@ def test_settings_are_checked(pki: Pki, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a readable file"):
         KubeletAuth(token_file=tmp_path / "none", ca_file=pki.ca).validate()
     KubeletAuth(token_file=pki.ca, insecure_skip_tls_verify=True).validate()
+
+
+def test_skipping_verification_is_explicit_and_works(
+    pki: Pki, kubelet: _Kubelet, caplog: pytest.LogCaptureFixture
+) -> None:
+    auth = KubeletAuth(
+        client_cert=pki.client_cert, client_key=pki.client_key, insecure_skip_tls_verify=True
+    )
+    with caplog.at_level("WARNING"):
+        client = KubeletClient("node-1", "127.0.0.1", kubelet.server_port, auth)
+    assert "VERIFICATION IS DISABLED" in caplog.text
+    assert client.checkpoint("ns", "p", "c", 5).endswith(".tar")

@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import requests
+import urllib3
 
 from forensic_checkpoint.agent import outcomes
 from forensic_checkpoint.errors import ConfigError, KubeletError, KubeletRuntimeError
@@ -69,6 +70,8 @@ class KubeletClient:
         self.auth = auth
         self.timeout_margin = timeout_margin
         if auth.insecure_skip_tls_verify:
+            # Said once, loudly, here; not as a urllib3 warning on every call.
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
             log.warning(
                 "KUBELET TLS VERIFICATION IS DISABLED (--kubelet-insecure-skip-tls-verify): "
                 "the agent cannot tell the kubelet on %s from an impostor",
