@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: setup test test-fast lint bench bench-cluster demo cluster-tools crds clean
+.PHONY: setup test test-fast lint bench bench-cluster demo cluster-tools crds deploy clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml scripts/setup-venv.sh
@@ -31,6 +31,11 @@ bench-cluster: setup cluster-tools
 # Regenerate crds/ from the pydantic models (a test fails when they drift).
 crds: setup
 	$(PY) -m forensic_checkpoint.api.crds --write crds/
+
+# Copy crds/ into the chart and render deploy/forensic-checkpoint.yaml from it (tests check both).
+deploy: setup cluster-tools
+	cp crds/*.yaml charts/forensic-checkpoint/files/crds/
+	$(PY) -c 'from tests.install.chart import render_deploy, DEPLOY_MANIFEST; DEPLOY_MANIFEST.write_text(render_deploy())'
 
 demo: setup
 	$(VENV)/bin/forensic-checkpoint analyze tests/data/counter-blog-crio.tar.zst --search 'secret' 

@@ -1,0 +1,61 @@
+{{/* Names and labels shared by every template. */}}
+
+{{- define "fc.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "fc.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Component names: the agent's also names its headless Service, whose DNS the agents'
+serving certificate covers, so it stays short enough for a DNS label. */}}
+{{- define "fc.operatorName" -}}{{ include "fc.fullname" . | trunc 54 | trimSuffix "-" }}-operator{{- end -}}
+{{- define "fc.agentName" -}}{{ include "fc.fullname" . | trunc 57 | trimSuffix "-" }}-agent{{- end -}}
+
+{{- define "fc.operatorServiceAccount" -}}{{ default (include "fc.operatorName" .) .Values.operator.serviceAccount.name }}{{- end -}}
+{{- define "fc.agentServiceAccount" -}}{{ default (include "fc.agentName" .) .Values.agent.serviceAccount.name }}{{- end -}}
+{{- define "fc.agentTLSSecret" -}}{{ default (printf "%s-tls" (include "fc.agentName" .)) .Values.agent.tls.secretName }}{{- end -}}
+{{- define "fc.kubeletClientSecret" -}}{{ default (printf "%s-kubelet-client" (include "fc.fullname" .)) .Values.kubelet.clientCertificate.secretName }}{{- end -}}
+
+{{- define "fc.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "fc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: forensic-checkpoint
+{{- end -}}
+
+{{- define "fc.operatorSelector" -}}
+app.kubernetes.io/name: {{ include "fc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
+
+{{- define "fc.agentSelector" -}}
+app.kubernetes.io/name: {{ include "fc.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: agent
+{{- end -}}
+
+{{- define "fc.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{/* The agents' DNS suffix: each agent advertises <pod name>.<this>, which resolves through the
+headless Service (pods set `subdomain`) and matches the wildcard serving certificate. */}}
+{{- define "fc.agentDomain" -}}{{ include "fc.agentName" . }}.{{ .Release.Namespace }}.svc{{- end -}}

@@ -1,0 +1,100 @@
+"""Rendering the Helm chart and driving helm/kubectl against a cluster, for tests/install.
+
+The same commands the docs and e2e/kind.sh use: `helm template|install|upgrade|uninstall` and
+`kubectl apply --dry-run=server`; only the kubeconfig differs.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from forensic_checkpoint.devcluster import binaries
+
+REPO = binaries.REPO_ROOT
+CHART = REPO / "charts" / "forensic-checkpoint"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+DEPLOY_VALUES = REPO / "deploy" / "values.yaml"
+DEPLOY_MANIFEST = REPO / "deploy" / "forensic-checkpoint.yaml"
+NAMESPACE = "forensic-checkpoint"
+
+
+def helm() -> Path:
+    return binaries.locate("helm")
+
+
+def kubectl() -> Path:
+    return binaries.locate("kubectl")
+
+
+def run(
+    tool: Path, *args: str, kubeconfig: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a tool; a non-zero exit fails with its stderr in the message."""
+    env_args = [f"--kubeconfig={kubeconfig}"] if kubeconfig else []
+    result = subprocess.run(
+        [str(tool), *args, *env_args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=180,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{tool.name} {' '.join(args)} exited {result.returncode}:\n{result.stderr}"
+        )
+    return result
+
+
+def template(
+    *values_files: Path,
+    release: str = "fc",
+    namespace: str = NAMESPACE,
+    set_values: Sequence[str] = (),
+) -> str:
+    args = ["template", release, str(CHART), "--namespace", namespace]
+    for f in values_files:
+        args += ["--values", str(f)]
+    for s in set_values:
+        args += ["--set", s]
+    return run(helm(), *args).stdout
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def by_kind(docs: Sequence[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: Sequence[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in by_kind(docs, kind) if name is None or d["metadata"]["name"] == name]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def rules(docs: Sequence[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(role, rule) for every rule of every Role and ClusterRole."""
+    for doc in docs:
+        if doc["kind"] in ("Role", "ClusterRole"):
+            for rule in doc.get("rules") or []:
+                yield doc, rule
+
+
+def deploy_header() -> str:
+    return (
+        "# Generated from charts/forensic-checkpoint with deploy/values.yaml by `make deploy`;\n"
+        "# do not edit (tests/install checks it matches the chart).\n"
+    )
+
+
+def render_deploy() -> str:
+    return deploy_header() + template(
+        DEPLOY_VALUES, release="forensic-checkpoint", namespace=NAMESPACE
+    )

@@ -1,0 +1,274 @@
+"""The chart as rendered by `helm template`: lint, CRDs, least privilege, pod security, values,
+and the raw manifests in deploy/ (no cluster needed; the cluster tests apply the same renders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from forensic_checkpoint.agent.criu_config import CriuConfigSettings
+from forensic_checkpoint.agent.export import ExportConfig
+
+from .chart import (
+    CHART,
+    CI_VALUES,
+    DEPLOY_MANIFEST,
+    REPO,
+    by_kind,
+    documents,
+    helm,
+    one,
+    render_deploy,
+    rules,
+    run,
+    template,
+)
+
+VALUE_SETS = [None, *CI_VALUES]
+IDS = ["defaults", *(p.stem for p in CI_VALUES)]
+
+
+def render(values: Path | None) -> list[dict[str, Any]]:
+    return documents(template(*([values] if values else [])))
+
+
+@pytest.fixture(scope="module", params=VALUE_SETS, ids=IDS)
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    return render(request.param)
+
+
+def pod_spec(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return dict(one(docs, kind)["spec"]["template"]["spec"])
+
+
+def test_ci_value_sets_exist() -> None:
+    assert len(CI_VALUES) >= 2
+
+
+@pytest.mark.parametrize("values", VALUE_SETS, ids=IDS)
+def test_helm_lint_is_clean(values: Path | None) -> None:
+    args = ["lint", "--strict", str(CHART)] + (["--values", str(values)] if values else [])
+    out = run(helm(), *args).stdout
+    assert "[WARNING]" not in out
+    assert "[ERROR]" not in out
+    assert "0 chart(s) failed" in out
+
+
+def test_chart_crds_are_the_generated_ones() -> None:
+    generated = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
+    copied = {p.name: p.read_text() for p in (CHART / "files" / "crds").glob("*.yaml")}
+    assert copied == generated, "run `make deploy` after `make crds`"
+
+
+def test_crds_are_templates_kept_on_uninstall() -> None:
+    docs = render(None)
+    crds = by_kind(docs, "CustomResourceDefinition")
+    assert {c["metadata"]["name"] for c in crds} == {
+        yaml.safe_load(p.read_text())["metadata"]["name"] for p in (REPO / "crds").glob("*.yaml")
+    }
+    for crd in crds:
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert not by_kind(
+        documents(template(set_values=["crds.install=false"])), "CustomResourceDefinition"
+    )
+    assert not (CHART / "crds").exists(), "crds/ would never be upgraded by Helm"
+
+
+def test_rbac_has_no_wildcards_no_node_proxy_no_secrets(
+    rendered: list[dict[str, Any]],
+) -> None:
+    seen = 0
+    for role, rule in rules(rendered):
+        seen += 1
+        where = f"{role['kind']} {role['metadata']['name']}"
+        for key in ("apiGroups", "resources", "verbs", "resourceNames", "nonResourceURLs"):
+            assert "*" not in (rule.get(key) or []), f"wildcard {key} in {where}"
+        resources = set(rule.get("resources") or [])
+        assert not resources & {"nodes/proxy", "pods/exec", "pods/attach", "secrets"}, where
+        assert not set(rule["verbs"]) & {"escalate", "bind", "impersonate"}, where
+        if "nodes/checkpoint" in resources:
+            assert rule["verbs"] == ["create"], where
+            assert "agent" in role["metadata"]["name"], where
+    assert seen >= 8
+
+
+def _rules_of(docs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return list(one(docs, "ClusterRole", name)["rules"])
+
+
+def test_rbac_equals_the_rbac_the_operator_and_agent_tests_prove() -> None:
+    docs = documents(template(release="forensic-checkpoint"))
+    for component in ("operator", "agent"):
+        proven = documents((REPO / "deploy" / "rbac" / f"{component}.yaml").read_text())
+        name = f"forensic-checkpoint-{component}"
+        assert _rules_of(docs, name) == _rules_of(proven, name)
+        binding = one(docs, "ClusterRoleBinding", name)
+        assert binding["subjects"] == one(proven, "ClusterRoleBinding", name)["subjects"]
+
+
+def test_allow_list_narrows_the_operator_to_those_namespaces() -> None:
+    docs = documents(template(set_values=["captureNamespaces.allow={payments,web}"]))
+    cluster_rules = _rules_of(docs, "fc-forensic-checkpoint-operator")
+    assert cluster_rules == [
+        {"apiGroups": ["forensic-checkpoint.dev"], "resources": ["forensicnodes"], "verbs": ["get"]}
+    ]
+    roles = by_kind(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["payments", "web"]
+    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == [
+        "payments",
+        "web",
+    ]
+    args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=payments" in args
+    assert "--namespace=web" in args
+    assert "--all-namespaces" not in args
+    policy = one(docs, "ValidatingAdmissionPolicy")
+    assert [v["expression"] for v in policy["spec"]["validations"]] == [
+        'variables.ns in ["payments","web"]'
+    ]
+
+
+def test_operator_deployment(rendered: list[dict[str, Any]]) -> None:
+    deployment = one(rendered, "Deployment")
+    assert deployment["spec"]["replicas"] == 1
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    spec = pod_spec(rendered, "Deployment")
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["runAsUser"] != 0
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    ctx = container["securityContext"]
+    assert ctx == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert container["args"][0] == "operator"
+    assert not any("hostPath" in v for v in spec["volumes"])
+
+
+def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None:
+    spec = pod_spec(rendered, "DaemonSet")
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        assert not spec.get(key)
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = spec["containers"]
+    ctx = container["securityContext"]
+    assert ctx["capabilities"] == {"drop": ["ALL"]}
+    assert ctx["privileged"] is False
+    assert ctx["allowPrivilegeEscalation"] is False
+    assert ctx["readOnlyRootFilesystem"] is True
+    assert container["args"][0] == "agent"
+    assert spec["tolerations"] and spec["nodeSelector"]
+
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    host = {name: v["hostPath"]["path"] for name, v in volumes.items() if "hostPath" in v}
+    assert host["checkpoints"] == "/var/lib/kubelet/checkpoints"
+    assert host["state"] == "/var/lib/forensic-checkpoint"
+    assert host["criu-config"] == "/etc/criu"
+    criu_logs = {n: p for n, p in host.items() if n.startswith("criu-log-")}
+    assert criu_logs and set(host) == {"checkpoints", "state", "criu-config", *criu_logs}
+    for name, path in criu_logs.items():
+        assert mounts[name] == {"name": name, "mountPath": path, "readOnly": True}
+    values_cm = one(rendered, "ConfigMap")["data"]["agent-values.yaml"]
+    criu_on = yaml.safe_load(values_cm)["criuConfig"]["enabled"]
+    assert mounts["criu-config"]["readOnly"] is (not criu_on)
+
+
+def test_agent_kubelet_credentials_follow_the_auth_mode() -> None:
+    cert = pod_spec(render(None), "DaemonSet")
+    args = cert["containers"][0]["args"]
+    assert "--kubelet-client-cert=/etc/forensic-checkpoint/kubelet-client/tls.crt" in args
+    assert "--kubelet-ca=/etc/forensic-checkpoint/kubelet-ca/ca.crt" in args
+    assert {v["name"]: v for v in cert["volumes"]}["kubelet-client"]["secret"][
+        "secretName"
+    ] == "fc-forensic-checkpoint-kubelet-client"
+
+    token_docs = documents(template(set_values=["kubelet.authMode=token"]))
+    token = pod_spec(token_docs, "DaemonSet")
+    args = token["containers"][0]["args"]
+    assert "--kubelet-token-file=/var/run/secrets/kubernetes.io/serviceaccount/token" in args
+    assert not any(a.startswith("--kubelet-client-cert") for a in args)
+    assert "kubelet-client" not in {v["name"] for v in token["volumes"]}
+    assert not any(
+        "kubelet-client" in r["metadata"]["name"] for r in by_kind(token_docs, "ClusterRole")
+    )
+
+
+def test_agent_endpoint_is_covered_by_the_serving_certificate() -> None:
+    from cryptography import x509
+
+    docs = render(None)
+    secret = one(docs, "Secret")
+    import base64
+
+    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    names = sans.get_values_for_type(x509.DNSName)
+    args = pod_spec(docs, "DaemonSet")["containers"][0]["args"]
+    advertise = next(a.split("=", 1)[1] for a in args if a.startswith("--advertise-address="))
+    assert advertise == "$(POD_NAME).fc-forensic-checkpoint-agent.forensic-checkpoint.svc"
+    assert "*.fc-forensic-checkpoint-agent.forensic-checkpoint.svc" in names
+    spec = pod_spec(docs, "DaemonSet")
+    assert spec["subdomain"] == "fc-forensic-checkpoint-agent"
+    service = one(docs, "Service", "fc-forensic-checkpoint-agent")
+    assert service["spec"]["clusterIP"] == "None"
+
+
+def test_network_policy_admits_only_the_operator() -> None:
+    docs = render(None)
+    policy = one(docs, "NetworkPolicy")
+    agent_labels = one(docs, "DaemonSet")["spec"]["selector"]["matchLabels"]
+    operator_labels = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == agent_labels
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    (ingress,) = policy["spec"]["ingress"]
+    assert ingress["from"] == [{"podSelector": {"matchLabels": operator_labels}}]
+
+
+def test_agent_values_file_is_what_the_agent_readers_take(tmp_path: Path) -> None:
+    token_values = next(p for p in CI_VALUES if p.stem == "token-auth-values")
+    data = one(render(token_values), "ConfigMap")["data"]["agent-values.yaml"]
+    values = yaml.safe_load(data)
+    criu = CriuConfigSettings.from_values(values["criuConfig"])
+    assert criu.enabled and criu.ghost_limit_bytes == 64 * 1024 * 1024
+    export = ExportConfig.from_values(values["export"], state_dir=tmp_path, node_name="n")
+    assert (export.bucket, export.cluster, export.encrypt) == ("forensic-evidence", "ci", True)
+    assert "credentialsSecret" not in values["export"]
+    env = {
+        e["name"]: e for e in pod_spec(render(token_values), "DaemonSet")["containers"][0]["env"]
+    }
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "evidence-s3"
+    default = yaml.safe_load(one(render(None), "ConfigMap")["data"]["agent-values.yaml"])
+    assert "export" not in default
+    assert CriuConfigSettings.from_values(default["criuConfig"]) == CriuConfigSettings()
+
+
+@pytest.mark.parametrize(
+    ("setting", "complaint"),
+    [
+        ("agent.bogus=1", "additional properties 'bogus' not allowed"),
+        ("kubelet.authMode=anonymous", "authMode"),
+        ("export.enabled=true", "bucket"),
+        ("criuConfig.ghostLimitBytes=1024", "ghostLimitBytes"),
+        ("captureNamespaces.deny={Kube_System}", "deny"),
+    ],
+)
+def test_schema_refuses_bad_values(setting: str, complaint: str) -> None:
+    with pytest.raises(AssertionError, match=complaint):
+        template(set_values=[setting])
+
+
+def test_deploy_manifest_has_not_drifted() -> None:
+    assert DEPLOY_MANIFEST.read_text() == render_deploy(), "run `make deploy`"
+    docs = documents(DEPLOY_MANIFEST.read_text())
+    assert docs[0]["kind"] == "Namespace"
+    assert not by_kind(docs, "Secret"), "no key material in git"
