@@ -151,6 +151,7 @@ def render_report(report: Report) -> str:
             ],
         )
     )
+    _findings(console, report)
     _process_tree(console, report)
     _processes(console, report.processes)
     _sockets(console, report)
@@ -160,6 +161,31 @@ def render_report(report: Report) -> str:
     if report.redacted:
         console.print("Secret values are masked; use --reveal to show them.")
     return buf.getvalue()
+
+
+def _findings(console: Console, report: Report) -> None:
+    findings = getattr(report, "findings", [])
+    if not findings:
+        return
+    table = _table(f"Findings ({len(findings)})", "severity", "finding", "evidence", "ATT&CK")
+    for f in findings:
+        e = f.evidence
+        where = [
+            f"pid {e.pid}" if e.pid is not None else "",
+            f"fd {','.join(map(str, e.fd))}" if e.fd else "",
+            e.path or "",
+            e.socket or "",
+            e.mapping or "",
+            f"at {e.address}" if e.address else "",
+            f"sha256 {e.sha256[:16]}…" if e.sha256 else "",
+        ]
+        table.add_row(
+            f.severity.upper(),
+            f.title,
+            "; ".join(w for w in where if w),
+            " ".join(f.attack),
+        )
+    console.print(table)
 
 
 def _process_tree(console: Console, report: Report) -> None:
