@@ -1,0 +1,252 @@
+"""The chart against a real API server: server-side dry runs of every value set, and a real
+`helm install`, `upgrade` and `uninstall` that create, change and remove every object, with
+the granted permissions checked by the API server's own authorizer (`kubectl auth can-i`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from forensic_checkpoint.devcluster.cluster import DevCluster
+
+from .chart import CHART, CI_VALUES, NAMESPACE, documents, helm, kubectl, run, template
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+DATA = Path(__file__).parent / "data"
+RELEASE = "fc"
+OPERATOR_SA = f"system:serviceaccount:{NAMESPACE}:fc-forensic-checkpoint-operator"
+AGENT_SA = f"system:serviceaccount:{NAMESPACE}:fc-forensic-checkpoint-agent"
+KUBELET_USER = "forensic-checkpoint:agent"
+
+
+def k(cluster: DevCluster, *args: str, stdin: str | None = None) -> str:
+    return run(kubectl(), *args, kubeconfig=cluster.kubeconfig, stdin=stdin).stdout
+
+
+def h(cluster: DevCluster, *args: str) -> str:
+    return run(helm(), *args, kubeconfig=cluster.kubeconfig).stdout
+
+
+def can_i(cluster: DevCluster, who: str, *args: str) -> bool:
+    """The API server's answer for `who` (exit 1 with "no" is an answer, not a failure)."""
+    import subprocess
+
+    result = subprocess.run(
+        [
+            str(kubectl()),
+            "auth",
+            "can-i",
+            *args,
+            f"--as={who}",
+            f"--kubeconfig={cluster.kubeconfig}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    answer = result.stdout.strip()
+    assert answer in ("yes", "no"), result.stderr
+    return answer == "yes"
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.5)
+
+
+def ensure_namespaces(cluster: DevCluster, *names: str) -> None:
+    existing = k(cluster, "get", "namespaces", "-o", "name").split()
+    for name in names:
+        if f"namespace/{name}" not in existing:
+            k(cluster, "create", "namespace", name)
+
+
+def existing_objects(cluster: DevCluster, manifest: str) -> set[str]:
+    out = k(cluster, "get", "-f", "-", "-o", "name", "--ignore-not-found", stdin=manifest)
+    return set(out.split())
+
+
+def checkpoint(namespace: str, name: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "forensic-checkpoint.dev/v1alpha1",
+            "kind": "ForensicCheckpoint",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"podName": "counter", "analysis": {"searches": ["secret"]}},
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "values", [None, *CI_VALUES], ids=["defaults", *(p.stem for p in CI_VALUES)]
+)
+def test_every_value_set_applies_with_server_dry_run(
+    install_cluster: DevCluster, values: Path | None
+) -> None:
+    ensure_namespaces(install_cluster, NAMESPACE, "payments", "web")
+    k(install_cluster, "apply", "--server-side", "-f", str(DATA / "servicemonitor-crd.yaml"))
+    k(
+        install_cluster,
+        "wait",
+        "--for=condition=Established",
+        "crd/servicemonitors.monitoring.coreos.com",
+    )
+    manifest = template(*([values] if values else []))
+    out = k(
+        install_cluster, "apply", "--dry-run=server", "--validate=strict", "-f", "-", stdin=manifest
+    )
+    applied = [line for line in out.splitlines() if line.endswith("(server dry run)")]
+    assert len(applied) == len(documents(manifest))
+
+
+def test_install_upgrade_uninstall(install_cluster: DevCluster) -> None:
+    c = install_cluster
+    ensure_namespaces(c, "payments", "web", "denied")
+    h(c, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace")
+    manifest = h(c, "get", "manifest", RELEASE, "--namespace", NAMESPACE)
+    expected = {f"{d['kind']}/{d['metadata']['name']}" for d in documents(manifest)}
+    present = existing_objects(c, manifest)
+    assert len(present) == len(expected) >= 20
+    for crd in ("forensiccheckpoints", "forensicnodes", "forensiccapturepolicies"):
+        k(c, "wait", "--for=condition=Established", f"crd/{crd}.forensic-checkpoint.dev")
+
+    # Least privilege, as the API server's authorizer decides it.
+    assert can_i(
+        c,
+        OPERATOR_SA,
+        "patch",
+        "forensiccheckpoints.forensic-checkpoint.dev",
+        "--subresource=status",
+        "-n",
+        "web",
+    )
+    assert can_i(c, OPERATOR_SA, "get", "pods", "-n", "web")
+    assert can_i(c, AGENT_SA, "create", "nodes", "--subresource=checkpoint")
+    assert can_i(c, KUBELET_USER, "create", "nodes", "--subresource=checkpoint")
+    for who in (OPERATOR_SA, AGENT_SA, KUBELET_USER):
+        assert not can_i(c, who, "get", "secrets", "-A")
+        assert not can_i(c, who, "get", "secrets", "-n", NAMESPACE)
+        assert not can_i(c, who, "get", "nodes", "--subresource=proxy")
+        assert not can_i(c, who, "create", "pods", "--subresource=exec", "-n", "web")
+    assert not can_i(c, OPERATOR_SA, "create", "nodes", "--subresource=checkpoint")
+    assert not can_i(c, KUBELET_USER, "get", "nodes")
+    assert not can_i(c, AGENT_SA, "list", "pods", "-A")
+
+    # Aggregated roles: the controller manager folds them into view/edit.
+    k(c, "create", "rolebinding", "viewer", "--clusterrole=view", "--user=viewer", "-n", "web")
+    k(c, "create", "rolebinding", "editor", "--clusterrole=edit", "--user=editor", "-n", "web")
+    eventually(
+        lambda: can_i(
+            c, "viewer", "list", "forensiccheckpoints.forensic-checkpoint.dev", "-n", "web"
+        )
+    )
+    eventually(
+        lambda: can_i(
+            c, "editor", "create", "forensiccheckpoints.forensic-checkpoint.dev", "-n", "web"
+        )
+    )
+    assert not can_i(
+        c, "viewer", "create", "forensiccheckpoints.forensic-checkpoint.dev", "-n", "web"
+    )
+    assert not can_i(
+        c, "editor", "list", "forensiccheckpoints.forensic-checkpoint.dev", "-n", "payments"
+    )
+
+    tls_before = k(
+        c,
+        "get",
+        "secret",
+        "fc-forensic-checkpoint-agent-tls",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.data.tls\\.crt}",
+    )
+
+    # Upgrade 1: a deny list becomes an admission policy the API server enforces.
+    h(
+        c,
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--set",
+        "captureNamespaces.deny={denied}",
+    )
+    tls_after = k(
+        c,
+        "get",
+        "secret",
+        "fc-forensic-checkpoint-agent-tls",
+        "-n",
+        NAMESPACE,
+        "-o",
+        "jsonpath={.data.tls\\.crt}",
+    )
+    assert tls_after == tls_before, "an upgrade must keep the agents' certificate"
+
+    def refused_in_denied() -> bool:
+        import subprocess
+
+        result = subprocess.run(
+            [
+                str(kubectl()),
+                "create",
+                "--dry-run=server",
+                "-f",
+                "-",
+                f"--kubeconfig={c.kubeconfig}",
+            ],
+            input=checkpoint("denied", "probe"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        return result.returncode != 0 and "deny list" in result.stderr
+
+    eventually(refused_in_denied)
+    k(c, "create", "-f", "-", stdin=checkpoint("web", "allowed"))
+
+    # Upgrade 2: an allow list replaces the cluster-wide operator grants with per-namespace Roles.
+    h(
+        c,
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--set",
+        "captureNamespaces.allow={web}",
+    )
+    assert can_i(c, OPERATOR_SA, "get", "pods", "-n", "web")
+    assert not can_i(c, OPERATOR_SA, "get", "pods", "-n", "payments")
+    assert not can_i(
+        c, OPERATOR_SA, "list", "forensiccheckpoints.forensic-checkpoint.dev", "-n", "payments"
+    )
+    manifest2 = h(c, "get", "manifest", RELEASE, "--namespace", NAMESPACE)
+    assert "role.rbac.authorization.k8s.io/fc-forensic-checkpoint-operator" in existing_objects(
+        c, manifest2
+    )
+    args = json.loads(
+        k(c, "get", "deployment", "fc-forensic-checkpoint-operator", "-n", NAMESPACE, "-o", "json")
+    )["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--namespace=web" in args
+
+    # Uninstall: everything goes except the CRDs, and with them the evidence records.
+    h(c, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
+    left = existing_objects(c, manifest) | existing_objects(c, manifest2)
+    assert left == {
+        "customresourcedefinition.apiextensions.k8s.io/forensiccapturepolicies.forensic-checkpoint.dev",
+        "customresourcedefinition.apiextensions.k8s.io/forensiccheckpoints.forensic-checkpoint.dev",
+        "customresourcedefinition.apiextensions.k8s.io/forensicnodes.forensic-checkpoint.dev",
+    }
+    assert "allowed" in k(c, "get", "forensiccheckpoints", "-n", "web", "-o", "name")
