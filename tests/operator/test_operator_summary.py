@@ -74,3 +74,24 @@ def test_human_size() -> None:
     assert human_size(512) == "512 B"
     assert human_size(9700864) == "9.3 MiB"
     assert human_size(3 << 30) == "3.0 GiB"
+
+
+def test_findings_of_the_attack_sample_are_counted_and_listed() -> None:
+    truth = json.loads((DATA / "attack-revshell.truth.json").read_text())
+    report = analyze(DATA / "attack-revshell.tar.zst", AnalysisOptions())
+    summary = summarize(report, pod="x", namespace="default", container="x")
+    assert summary.findings is not None
+    assert sum(summary.findings.values()) == len(report.findings)
+    assert summary.findings.get("critical", 0) >= 1
+    rules = {f.rule for f in summary.top_findings}
+    shell = next(f for f in truth["expected_findings"] if f["id"] == "reverse-shell")
+    assert "reverse-shell" in rules
+    assert (
+        next(f for f in summary.top_findings if f.rule == "reverse-shell").pid
+        == (shell["evidence"]["pid"])
+    )
+    # Most severe first, and the established C2 connection shows up in the socket digest.
+    ranks = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+    severities = [ranks[f.severity] for f in summary.top_findings]
+    assert severities == sorted(severities, reverse=True)
+    assert any(s.remote == shell["evidence"]["remote"] for s in summary.established)

@@ -42,6 +42,7 @@ MAX_SOCKETS = 20
 MAX_PATHS = 10
 MAX_HITS = 20
 MAX_WARNINGS = 10
+MAX_FINDINGS = 10
 DEFAULT_TIMEOUT_SECONDS = 120
 MAX_TIMEOUT_SECONDS = 3600
 
@@ -181,6 +182,15 @@ class MemoryHit(KubeModel):
     context: Annotated[str, Field(max_length=256)] = ""
 
 
+class FindingSummary(KubeModel):
+    """One finding of the analyzer's rules (most severe first); details are in the report."""
+
+    rule: Annotated[str, Field(max_length=128)]
+    severity: Annotated[str, Field(max_length=16)]
+    title: Annotated[str, Field(max_length=256)] = ""
+    pid: int | None = None
+
+
 class AnalysisSummary(KubeModel):
     """A bounded digest of the analysis report; counts are totals, lists are the first N."""
 
@@ -203,8 +213,9 @@ class AnalysisSummary(KubeModel):
     warnings: list[Annotated[str, Field(max_length=512)]] = Field(
         default_factory=list, max_length=MAX_WARNINGS
     )
-    # Room for later issues: finding counts by severity (findings engine).
+    #: Finding counts by severity (info, low, medium, high, critical).
     findings: dict[str, int] | None = Field(default=None, json_schema_extra={"maxProperties": 16})
+    top_findings: list[FindingSummary] = Field(default_factory=list, max_length=MAX_FINDINGS)
 
 
 class ExportStatus(KubeModel):

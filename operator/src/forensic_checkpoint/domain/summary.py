@@ -11,6 +11,7 @@ from datetime import datetime
 
 from forensic_checkpoint.analysis.report import Report, Socket
 from forensic_checkpoint.api.forensiccheckpoint import (
+    MAX_FINDINGS,
     MAX_HITS,
     MAX_PATHS,
     MAX_PROCESSES,
@@ -18,6 +19,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     MAX_WARNINGS,
     AnalysisSummary,
     FileChangesSummary,
+    FindingSummary,
     IdentitySummary,
     MemoryHit,
     ProcessSummary,
@@ -103,6 +105,18 @@ def summarize(report: Report, *, pod: str, namespace: str, container: str) -> An
         for search in report.memory.searches
         for match in search.matches
     ]
+    counts: dict[str, int] = {}
+    for finding in report.findings:
+        counts[finding.severity] = counts.get(finding.severity, 0) + 1
+    top = [
+        FindingSummary(
+            rule=_clip(f.rule, 128),
+            severity=f.severity,
+            title=_clip(f.title, 256),
+            pid=f.evidence.pid,
+        )
+        for f in report.findings[:MAX_FINDINGS]
+    ]
     stats = (
         report.dump_stats.model_dump(by_alias=True, exclude_none=True) if report.dump_stats else {}
     )
@@ -125,6 +139,8 @@ def summarize(report: Report, *, pod: str, namespace: str, container: str) -> An
         dump_stats={k: int(v) for k, v in stats.items()},
         warning_count=len(report.warnings),
         warnings=[_clip(w, 512) for w in report.warnings[:MAX_WARNINGS]],
+        findings=counts,
+        top_findings=top,
     )
 
 
