@@ -93,6 +93,8 @@ def test_blog_scenario_completes_with_the_secret_found(stack: LocalStack) -> Non
         close(api)
     reasons = {e["reason"] for e in events}
     assert {"Resolved", "CaptureRequested", "Captured", "Completed"} <= reasons, reasons
+    metrics = requests.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5).text
+    assert 'forensic_checkpoint_operator_checkpoints_total{phase="Completed"' in metrics
 
 
 def test_multi_container_pod(stack: LocalStack) -> None:

@@ -98,6 +98,7 @@ class LocalStack:
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     operator_process: subprocess.Popen[bytes] | None = None
     health_port: int = 0
+    metrics_port: int = 0
 
     @classmethod
     def prepare(cls, cluster: DevCluster, root: Path) -> LocalStack:
@@ -214,12 +215,14 @@ class LocalStack:
 
     def start_operator(self, namespaces: list[str], *, wait: float = 60.0) -> None:
         self.health_port = processes.free_port()
+        self.metrics_port = processes.free_port()
         argv = [
             sys.executable, "-m", "forensic_checkpoint", "operator",
             "--kubeconfig", str(self.operator.kubeconfig),
             "--agent-ca-file", str(self.agent_ca.cert),
             "--token-file", str(self.operator.token_file),
             "--health-port", str(self.health_port),
+            "--metrics-port", str(self.metrics_port),
             "--poll-interval", "0.5",
             "--agent-wait", "20",
         ]  # fmt: skip
