@@ -231,3 +231,27 @@ def test_shmem_pagemap_of_the_memfd_is_decoded() -> None:
         assert shmem_vaddrs(11 * 4096, memfd_vmas) == []  # past the last mapped page
         [(first, at)] = shmem_vaddrs(0, memfd_vmas)
         assert (first.start, at) == (memfd_vmas[0].start, memfd_vmas[0].start)
+
+
+def test_regex_finds_the_jwt_at_every_truth_address() -> None:
+    # A JWT is ~1 KiB: the regex needs a max_length above it to be found across chunks.
+    claim = next(
+        c for c in truth("attack-revshell")["memory_strings"] if c["value"].startswith("eyJ")
+    )
+    expected = {(o["pid"], int(o["vaddr"], 16)) for o in claim["occurrence_list"]}
+    jwt = Pattern.regex(rb"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]{40,}", max_length=4096)
+    blob = io.BytesIO(plain_tar("attack-revshell"))
+    found = set()
+    with tarfile.open(fileobj=blob) as tf:
+        for m in tf.getmembers():
+            if not m.name.startswith("checkpoint/pagemap-") or "shmem" in m.name:
+                continue
+            pid = int(m.name[len("checkpoint/pagemap-") : -4])
+            pm = parse_pagemap(tf.extractfile(m).read())  # type: ignore[union-attr]
+            pages = tf.getmember(f"checkpoint/pages-{pm.pages_id}.img")
+            index = PageIndex.build(pm, derive_page_size(pages.size, pm))
+            src = SeekableRange(blob, pages.offset_data, pages.size)
+            for hit in search(src, index, [jwt], pid=pid, chunk_size=64 << 10):
+                if hit.match == claim["value"].encode():
+                    found.add((hit.pid, hit.vaddr))
+    assert found == expected
