@@ -92,7 +92,9 @@ def _agent_rules() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def ids(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Identities:
+def ids(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Identities]:
+    if not dev_cluster.local:
+        pytest.skip("the agent tests need the dev cluster's fake kubelets")
     root = tmp_path_factory.mktemp("agent-ids")
     suffix = uuid.uuid4().hex[:6]
     ns = f"agent-{suffix}"
@@ -113,7 +115,7 @@ def ids(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Identitie
     ca.cert_pem.write_to_path(str(root / "agent-ca.crt"))
     serving.cert_chain_pems[0].write_to_path(str(root / "agent.crt"))
     serving.private_key_pem.write_to_path(str(root / "agent.key"))
-    return Identities(
+    yield Identities(
         namespace=ns,
         operator_identity=f"system:serviceaccount:{ns}:operator",
         operator_token=access.request_token(api, ns, "operator"),
@@ -129,6 +131,10 @@ def ids(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Identitie
         serving_key=root / "agent.key",
         serving_ca=root / "agent-ca.crt",
     )
+    access.delete_namespace(api, ns)
+    for name in (role, f"fc-kubelet-{suffix}"):
+        for kind in ("clusterrolebindings", "clusterroles"):
+            request_json(api, "DELETE", f"{access.RBAC}/{kind}/{name}")
 
 
 def _config(ids: Identities, node: Any, state: Path, **overrides: Any) -> AgentConfig:
