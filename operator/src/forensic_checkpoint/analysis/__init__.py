@@ -31,6 +31,8 @@ class AnalysisOptions:
     read_process_memory: bool = True
     #: evaluate the findings rules (analysis/findings)
     findings: bool = True
+    #: YARA rule files and folders scanned over memory, files and queues (findings)
+    yara: list[str] = field(default_factory=list)
 
 
 def analyze(path: str | Path, options: AnalysisOptions | None = None) -> Report:

@@ -221,7 +221,7 @@ def run_analysis(
     if options.findings:
         from forensic_checkpoint.analysis.findings.run import add_findings
 
-        _section("findings", warnings, lambda: add_findings(report, contents), None)
+        _section("findings", warnings, lambda: add_findings(report, contents, options.yara), None)
     return report if options.reveal else redact(report, copy=False)
 
 

@@ -46,6 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-o", "--output", type=Path, help="write the report to this file instead of stdout"
     )
+    parser.add_argument(
+        "--yara",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="YARA rule file or folder (*.yar, *.yara) scanned over process memory, memfd and "
+        "deleted files, rootfs-diff files, /dev/shm and socket/pipe queues; repeatable",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             reveal=bool(args.reveal),
             context=args.context,
             max_matches=args.max_matches,
+            yara=[str(p) for p in args.yara],
         ),
     )
     text = render_report(report, args.format)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from forensic_checkpoint.analysis.archive import ArchiveContents
+from forensic_checkpoint.analysis.archive import ArchiveContents, Readable
+from forensic_checkpoint.analysis.files import FileTable
 from forensic_checkpoint.analysis.findings.credentials import find_credentials
 from forensic_checkpoint.analysis.findings.engine import (
     RuleSet,
@@ -16,8 +19,21 @@ from forensic_checkpoint.analysis.findings.engine import (
 )
 from forensic_checkpoint.analysis.findings.facts import Inputs
 from forensic_checkpoint.analysis.findings.model import Finding
-from forensic_checkpoint.analysis.findings.sources import read_rootfs_files
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.findings.sources import (
+    FileContents,
+    file_members,
+    read_files,
+    visit_members,
+)
+from forensic_checkpoint.analysis.findings.yara_scan import (
+    YaraScanner,
+    compile_rules,
+    hits_to_findings,
+    scan_pages,
+)
+from forensic_checkpoint.analysis.memory import PageIndex, derive_page_size, parse_pagemap
+from forensic_checkpoint.analysis.report import QueueData, Report
+from forensic_checkpoint.errors import ImageError
 
 
 def _spec(contents: ArchiveContents) -> dict[str, Any]:
@@ -43,9 +59,97 @@ def find_all(
     return sort_findings(found)
 
 
-def add_findings(report: Report, contents: ArchiveContents) -> None:
-    """Fill ``report.findings`` (the report must not be redacted yet)."""
-    rootfs = read_rootfs_files(contents)
-    for path in rootfs.skipped[:20]:
-        report.warnings.append(f"findings: rootfs-diff file {path} is too large to inspect")
-    report.findings = find_all(report, contents.data, rootfs.files, _spec(contents))
+@dataclass(frozen=True)
+class PagesTask:
+    index: PageIndex
+    kind: str
+    target: str
+    pid: int | None
+
+
+def pages_tasks(contents: ArchiveContents, report: Report) -> dict[str, PagesTask]:
+    """pages-<id>.img member -> what it holds (a process or a shared memory object)."""
+    sizes = {m.name: m.size for m in contents.members}
+    wanted: list[tuple[str, str, str, int | None]] = [
+        (f"checkpoint/pagemap-{p.pid}.img", "memory", f"pid {p.pid}", p.pid)
+        for p in report.processes
+    ]
+    for obj in report.shared_memory:
+        label = f"{obj.kind} {obj.name or obj.shmid}"
+        wanted.append((f"checkpoint/pagemap-shmem-{obj.shmid}.img", "shared-memory", label, None))
+    out = {}
+    for name, kind, target, pid in wanted:
+        blob = contents.data.get(name)
+        if blob is None:
+            continue
+        try:
+            pagemap = parse_pagemap(blob)
+            pages = f"checkpoint/pages-{pagemap.pages_id}.img"
+            if pages not in sizes:
+                continue
+            index = PageIndex.build(pagemap, derive_page_size(sizes[pages], pagemap))
+        except ImageError:
+            continue  # the analyzer has already warned about this image
+        out[pages] = PagesTask(index, kind, target, pid)
+    return out
+
+
+def _queue_bytes(q: QueueData | None) -> bytes:
+    if q is None or not q.size_bytes:
+        return b""
+    return bytes.fromhex(q.hex) if q.hex else q.text.encode()
+
+
+def _scan_other(
+    scanner: YaraScanner, report: Report, contents: ArchiveContents, files: FileContents
+) -> None:
+    for path, blob in files.rootfs.items():
+        scanner.scan(blob, kind="rootfs-diff", target=path)
+    for label, blob in files.tmpfs.items():
+        scanner.scan(blob, kind="tmpfs", target=label)
+    table = FileTable.load(dict(contents.data), [])
+    ghost_paths = {f.ghost.image: f.path for p in report.processes for f in p.open_files if f.ghost}
+    for name, (_entry, content) in table.ghosts.items():
+        scanner.scan(content, kind="ghost-file", target=ghost_paths.get(name, name))
+    for sock in report.sockets:
+        for direction, queue in (("receive", sock.receive_queue), ("send", sock.send_queue)):
+            data = _queue_bytes(queue)
+            if data:
+                scanner.scan(data, kind="socket-queue", target=f"socket {sock.id} {direction}")
+    for pipe in report.pipes:
+        data = _queue_bytes(pipe.buffered)
+        if data:
+            scanner.scan(data, kind="pipe-queue", target=f"pipe:[{pipe.id}]")
+
+
+def add_findings(report: Report, contents: ArchiveContents, yara: Sequence[str] = ()) -> None:
+    """Fill ``report.findings`` (the report must not be redacted yet). ``yara``: rule files
+    and folders; their compile errors are ConfigErrors (the user's input)."""
+    scanner = YaraScanner(compile_rules(yara)) if yara else None
+    tasks = pages_tasks(contents, report) if scanner else {}
+    files = FileContents()
+
+    def visit(name: str, stream: Readable) -> None:
+        task = tasks.get(name)
+        if task is None:
+            read_files(name, stream, files)
+        elif scanner is not None:
+            scan_pages(
+                scanner, stream, task.index, kind=task.kind, target=task.target, pid=task.pid
+            )
+
+    visit_members(contents, file_members(contents) | set(tasks), visit)
+    for path in files.skipped[:20]:
+        report.warnings.append(f"findings: {path} is too large to inspect")
+    found = find_all(report, contents.data, files.rootfs, _spec(contents))
+    if scanner is not None:
+        _scan_other(scanner, report, contents, files)
+        maps = {
+            p.pid: [
+                (int(m.start, 16), int(m.end, 16), f"{m.start}-{m.end} {m.perms} {m.name}")
+                for m in p.maps
+            ]
+            for p in report.processes
+        }
+        found = sort_findings(found + hits_to_findings(scanner.hits.values(), maps))
+    report.findings = found

@@ -1,38 +1,70 @@
-"""Bytes the findings need beyond the report: the content of rootfs-diff files.
+"""Bytes the findings need beyond the report: archive members read once more.
 
-The analyzer lists and hashes rootfs-diff.tar while streaming; findings also need what the
-files say (a cron line, a key, YARA over a dropped binary). A plain tar is read by offset; a
-compressed archive costs one more streaming pass, which stops at rootfs-diff.tar.
+The analyzer lists and hashes rootfs-diff.tar while streaming and keeps only small CRIU images;
+findings also need what files say (a cron line, a key, YARA over a dropped binary), the tmpfs
+contents CRIU saved (/dev/shm), and, for YARA, the pages. A plain tar is read by offset, small
+compressed archives from the analyzer's spool, and anything else in one more streaming pass
+that visits every wanted member in archive order.
 """
 
 from __future__ import annotations
 
+import io
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, cast
 
 from forensic_checkpoint.analysis.archive import (
     DEFAULT_LIMITS,
     ROOTFS_DIFF,
     ArchiveContents,
     MemberInfo,
+    Readable,
     stream_members,
 )
 from forensic_checkpoint.analysis.rootfs import iter_inner
 
 #: files larger than this are not read (their sha256 is in the report already)
 MAX_FILE_BYTES = 16 << 20
-#: all rootfs file content kept for one analysis
+#: all file content kept for one analysis
 MAX_TOTAL_BYTES = 128 << 20
 
 
+def is_tmpfs(name: str) -> bool:
+    """CRIU's tmpfs dumps (tmpfs-dev-<mnt>.tar.gz.img: /dev, /dev/shm, ...) and podman's
+    devshm-checkpoint.tar."""
+    base = name.rsplit("/", 1)[-1]
+    return (name.startswith("checkpoint/") and base.startswith("tmpfs-")) or (
+        name == "devshm-checkpoint.tar"
+    )
+
+
 @dataclass
-class RootfsContent:
-    files: dict[str, bytes] = field(default_factory=dict)
+class FileContents:
+    #: rootfs-diff files by absolute path
+    rootfs: dict[str, bytes] = field(default_factory=dict)
+    #: tmpfs files as "<member>:<absolute path>"
+    tmpfs: dict[str, bytes] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    budget: int = MAX_TOTAL_BYTES
+
+    def read_inner(self, stream: Readable, into: dict[str, bytes], prefix: str = "") -> None:
+        def visit(info: tarfile.TarInfo, path: str, data: IO[bytes] | None) -> bool:
+            if data is None:
+                return True
+            if info.size > MAX_FILE_BYTES or info.size > self.budget:
+                self.skipped.append(prefix + path)
+                return True
+            blob = data.read(info.size)
+            self.budget -= len(blob)
+            into[prefix + path] = blob
+            return True
+
+        iter_inner(cast(IO[bytes], stream), DEFAULT_LIMITS, visit)
 
 
-class _Window:
+class Window:
     """A file-like view of one member of a plain tar (no extraction, no copy of the rest)."""
 
     def __init__(self, fh: IO[bytes], offset: int, size: int) -> None:
@@ -47,32 +79,41 @@ class _Window:
         return data
 
 
-def read_rootfs_files(contents: ArchiveContents) -> RootfsContent:
-    out = RootfsContent()
-    budget = [MAX_TOTAL_BYTES]
+def visit_members(
+    contents: ArchiveContents, names: set[str], visit: Callable[[str, Readable], None]
+) -> None:
+    """Call ``visit(name, sequential stream)`` once for each of ``names`` that is present."""
+    present = {m.name: m for m in contents.members if m.name in names and m.kind == "file"}
+    streamed = set()
+    for name, member in present.items():
+        if name in contents.spooled:
+            visit(name, io.BytesIO(contents.spooled[name]))
+        elif contents.seekable:
+            with contents.path.open("rb") as fh:
+                visit(name, Window(fh, member.offset_data, member.size))
+        else:
+            streamed.add(name)
+    if not streamed:
+        return
 
-    def visit_inner(info: tarfile.TarInfo, path: str, data: IO[bytes] | None) -> bool:
-        if data is None:
-            return True
-        if info.size > MAX_FILE_BYTES or info.size > budget[0]:
-            out.skipped.append(path)
-            return True
-        blob = data.read(info.size)
-        budget[0] -= len(blob)
-        out.files[path] = blob
-        return True
+    def on_member(member: MemberInfo, stream: IO[bytes]) -> bool:
+        visit(member.name, stream)
+        streamed.discard(member.name)
+        return bool(streamed)
 
-    member = contents.member(ROOTFS_DIFF)
-    if member is None:
-        return out
-    if contents.seekable:
-        with contents.path.open("rb") as fh:
-            iter_inner(_Window(fh, member.offset_data, member.size), DEFAULT_LIMITS, visit_inner)
-        return out
+    stream_members(contents.path, lambda n: n in streamed, on_member)
 
-    def visit(_m: MemberInfo, stream: IO[bytes]) -> bool:
-        iter_inner(stream, DEFAULT_LIMITS, visit_inner)
-        return False
 
-    stream_members(contents.path, lambda n: n == ROOTFS_DIFF, visit)
-    return out
+def file_members(contents: ArchiveContents) -> set[str]:
+    return {m.name for m in contents.members if m.name == ROOTFS_DIFF or is_tmpfs(m.name)}
+
+
+def read_files(name: str, stream: Readable, out: FileContents) -> None:
+    """Read one rootfs-diff or tmpfs member into ``out`` (called from ``visit_members``)."""
+    if name == ROOTFS_DIFF:
+        out.read_inner(stream, out.rootfs)
+    elif is_tmpfs(name):
+        try:
+            out.read_inner(stream, out.tmpfs, prefix=f"{name}:")
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            out.skipped.append(f"{name} ({type(exc).__name__})")
