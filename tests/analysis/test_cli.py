@@ -165,6 +165,7 @@ def test_diff_of_different_containers(capsys: pytest.CaptureFixture[str]) -> Non
     rootfs = doc["rootfs"]
     assert isinstance(rootfs, dict)
     assert "/etc/motd deleted" in rootfs["added"]
+    assert set(doc["findings"]) == {"added", "removed", "changed"}  # type: ignore[arg-type]
     assert main(["diff", blog, MULTI]) == 0
     assert "Checkpoint diff" in capsys.readouterr().out
 
@@ -235,3 +236,12 @@ def test_max_matches_caps_the_report_not_the_count(capsys: pytest.CaptureFixture
     (search,) = doc["memory"]["searches"]  # type: ignore[index]
     assert len(search["matches"]) == 3
     assert search["totalMatches"] > 3 and search["truncated"] is True
+
+
+def test_diff_shows_new_findings(capsys: pytest.CaptureFixture[str]) -> None:
+    blog = str(sample_path("counter-blog-containerd"))
+    attack = str(sample_path("attack-revshell"))
+    doc = run_json(capsys, "diff", blog, attack, "--format", "json")
+    added = doc["findings"]["added"]  # type: ignore[index]
+    assert any("(reverse-shell:pid=14)" in line for line in added)
+    assert any("(memfd-exec:pid=23)" in line for line in added)

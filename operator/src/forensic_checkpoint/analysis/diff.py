@@ -55,6 +55,8 @@ class DiffReport(_Model):
     files: Changes
     sockets: Changes
     rootfs: Changes
+    #: findings by id (rule + subject), so a new reverse shell shows as added
+    findings: Changes = Field(default_factory=Changes)
     memory: MemoryChange
 
 
@@ -110,6 +112,9 @@ def diff_reports(a: Report, b: Report) -> DiffReport:
         out.update({f"deleted:{p}": f"{p} deleted" for p in r.rootfs.deleted})
         return out
 
+    def findings(r: Report) -> dict[str, str]:
+        return {f.id: f"{f.severity.upper()} {f.title} ({f.id})" for f in r.findings}
+
     rss_a = {p.pid: p.rss_bytes for p in a.processes}
     rss_b = {p.pid: p.rss_bytes for p in b.processes}
     per_pid = [
@@ -139,6 +144,7 @@ def diff_reports(a: Report, b: Report) -> DiffReport:
         files=_changes(files(a), files(b)),
         sockets=_changes(sockets(a), sockets(b)),
         rootfs=_changes(rootfs(a), rootfs(b)),
+        findings=_changes(findings(a), findings(b)),
         memory=MemoryChange(
             a_bytes=a.memory.dumped_bytes,
             b_bytes=b.memory.dumped_bytes,

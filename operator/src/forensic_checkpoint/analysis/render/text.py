@@ -422,6 +422,7 @@ def render_diff(diff: DiffReport) -> str:
         ("Open files", diff.files),
         ("Sockets", diff.sockets),
         ("Rootfs changes", diff.rootfs),
+        ("Findings", diff.findings),
     ):
         table = _table(
             f"{title}: +{len(section.added)} -{len(section.removed)} ~{len(section.changed)}",
