@@ -21,6 +21,7 @@ EXPECTED_RULES = {
     "serviceaccount-jwt-in-env": {"serviceaccount-token"},
     "web-server-spawned-shell": {"shell-under-server"},
     "history-evasion-env": {"history-evasion-env"},
+    "bash-history-in-memory": {"shell-history"},
 }
 #: rules that add a second view of an expected finding (same pid/path), not a new claim
 RELATED = {"kernel-thread-masquerade": "memfd-exec"}

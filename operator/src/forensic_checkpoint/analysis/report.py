@@ -13,7 +13,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from forensic_checkpoint.analysis.findings.model import Finding, TimelineEvent
+from forensic_checkpoint.analysis.findings.model import (
+    Finding,
+    HistoryEntry,
+    MappedBinary,
+    TimelineEvent,
+)
 
 #: Bumped when a field is renamed or removed (adding fields does not bump it).
 SCHEMA_VERSION = "1"
@@ -401,6 +406,10 @@ class Report(_Model):
     findings: list[Finding] = Field(default_factory=list)
     #: every time the archive holds, oldest first (analysis/timeline.py)
     timeline: list[TimelineEvent] = Field(default_factory=list)
+    #: commands recovered from shells' in-memory history (findings/history.py)
+    shell_history: list[HistoryEntry] = Field(default_factory=list)
+    #: mapped ELFs with build-ids and origin (findings/provenance.py)
+    binaries: list[MappedBinary] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
 
     def process(self, pid: int) -> Process | None:

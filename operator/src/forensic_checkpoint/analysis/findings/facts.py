@@ -191,6 +191,9 @@ def process_subjects(inp: Inputs, lists: Mapping[str, list[str]]) -> list[Subjec
     def is_server(p: Process) -> bool:
         return graph.listens(p.pid) or p.comm in servers or _basename(p.exe) in servers
 
+    history: dict[int, list[str]] = {}
+    for h in report.shell_history:
+        history.setdefault(h.pid, []).append(f"{h.time or '?'} {h.command}")
     children: dict[int, list[Process]] = {}
     for p in report.processes:
         children.setdefault(p.ppid, []).append(p)
@@ -261,6 +264,9 @@ def process_subjects(inp: Inputs, lists: Mapping[str, list[str]]) -> list[Subjec
                 "exe_size": entry.size_bytes if entry else (obj.size_bytes if obj else None),
                 "exe_hidden": any(part.startswith(".") for part in exe.split("/") if part),
                 "pool_url": pool.group(0) if pool else None,
+                "history_count": len(history.get(p.pid, [])),
+                "history_first": history[p.pid][0][:200] if p.pid in history else None,
+                "history_last": history[p.pid][-1][:200] if p.pid in history else None,
                 "argv_address": _argv_address(inp, p, pool.start() if pool else None),
             }
         )
@@ -390,6 +396,7 @@ def mapping_subjects(inp: Inputs) -> list[Subject]:
         except ImageError:
             continue
         names = {int(m.start, 16): m for m in p.maps}
+        written = {e.path for e in report.rootfs.changed if e.type == "file"}
         # compel runs the parasite's syscalls by patching the first page of the first regular
         # executable VMA (compel/src/lib/infect.c, find_executable_area) and restoring it;
         # that page is then a COW copy that CRIU dumps. It is not evidence.
@@ -397,7 +404,13 @@ def mapping_subjects(inp: Inputs) -> list[Subject]:
             (v.start for v in vmas if v.status & VMA_AREA_REGULAR and v.prot & PROT_EXEC), None
         )
         for v in vmas:
-            out.append(_mapping(p, v, names=names, entries=entries, page=page, patched=patched))
+            out.append(
+                _mapping(p, v, names=names, entries=entries, page=page, patched=patched)
+                | {
+                    "backing_in_rootfs_diff": (names[v.start].name if v.start in names else "")
+                    in written
+                }
+            )
     return out
 
 

@@ -63,3 +63,33 @@ class TimelineEvent(_Model):
     precision: str = "s"
     pid: int | None = None
     path: str | None = None
+
+
+class MappedBinary(_Model):
+    """An ELF (or other executable file) mapped by some process, with its GNU build-id.
+
+    CRIU records the build-id of every mapped file (``--file-validation=buildid``, the
+    default), so the binaries can be matched against the image's own files or a package
+    index; ``origin`` says where the file came from.
+    """
+
+    path: str
+    #: GNU build-id as readelf prints it (hex), when CRIU recorded one
+    build_id: str | None = None
+    size_bytes: int | None = None
+    pids: list[int] = Field(default_factory=list)
+    #: "image" | "rootfs-diff" (written in the container) | "memfd" | "deleted"
+    origin: str = "image"
+    executable_mapping: bool = False
+    sha256: str | None = None
+
+
+class HistoryEntry(_Model):
+    """One command from a shell's in-memory history (readline HIST_ENTRY)."""
+
+    pid: int
+    command: str
+    #: ISO 8601 UTC from the entry's "#<epoch>" timestamp string
+    time: str | None = None
+    #: address of the HIST_ENTRY in the process
+    address: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from forensic_checkpoint.analysis.archive import ArchiveContents, Readable
@@ -18,10 +18,13 @@ from forensic_checkpoint.analysis.findings.engine import (
     subjects,
 )
 from forensic_checkpoint.analysis.findings.facts import Inputs
-from forensic_checkpoint.analysis.findings.model import Finding
+from forensic_checkpoint.analysis.findings.history import recover_history
+from forensic_checkpoint.analysis.findings.model import Finding, HistoryEntry
+from forensic_checkpoint.analysis.findings.provenance import mapped_binaries
 from forensic_checkpoint.analysis.findings.sources import (
     FileContents,
     file_members,
+    iter_runs,
     read_files,
     visit_members,
 )
@@ -29,9 +32,14 @@ from forensic_checkpoint.analysis.findings.yara_scan import (
     YaraScanner,
     compile_rules,
     hits_to_findings,
-    scan_pages,
 )
-from forensic_checkpoint.analysis.memory import PageIndex, derive_page_size, parse_pagemap
+from forensic_checkpoint.analysis.images import try_decode
+from forensic_checkpoint.analysis.memory import (
+    PageIndex,
+    ProcessMemory,
+    derive_page_size,
+    parse_pagemap,
+)
 from forensic_checkpoint.analysis.report import QueueData, Report
 from forensic_checkpoint.errors import ImageError
 
@@ -59,22 +67,60 @@ def find_all(
     return sort_findings(found)
 
 
-@dataclass(frozen=True)
+#: shells whose heap is searched for readline history (HIST_ENTRY layout)
+HISTORY_SHELLS = frozenset({"bash"})
+#: heaps larger than this are not searched for history
+MAX_HEAP = 64 << 20
+
+
+@dataclass
 class PagesTask:
     index: PageIndex
     kind: str
     target: str
     pid: int | None
+    #: [start, end) of memory to keep while the pages stream by (a shell's heap)
+    keep: tuple[int, int] | None = None
+    #: the kept bytes as (vaddr, data) and as (pages-file offset, data)
+    segments: list[tuple[int, bytes]] = field(default_factory=list)
+    kept: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def take(self, vaddr: int, file_offset: int, data: bytes) -> None:
+        if self.keep is None:
+            return
+        lo, hi = max(vaddr, self.keep[0]), min(vaddr + len(data), self.keep[1])
+        if lo < hi:
+            piece = data[lo - vaddr : hi - vaddr]
+            self.segments.append((lo, piece))
+            self.kept.append((file_offset + lo - vaddr, piece))
 
 
-def pages_tasks(contents: ArchiveContents, report: Report) -> dict[str, PagesTask]:
-    """pages-<id>.img member -> what it holds (a process or a shared memory object)."""
+def _heap(contents: ArchiveContents, pid: int) -> tuple[int, int] | None:
+    image = try_decode("MM", contents.data.get(f"checkpoint/mm-{pid}.img"), "mm", [])
+    if image is None or not image.entries:
+        return None
+    mm = image.entries[0]
+    start, end = int(mm.mm_start_brk), int(mm.mm_brk)
+    return (start, end) if 0 < end - start <= MAX_HEAP else None
+
+
+def pages_tasks(
+    contents: ArchiveContents, report: Report, *, everything: bool = True
+) -> dict[str, PagesTask]:
+    """pages-<id>.img member -> what it holds (a process or a shared memory object);
+    without ``everything`` only the shells whose heap holds history."""
     sizes = {m.name: m.size for m in contents.members}
+    shells = {
+        p.pid
+        for p in report.processes
+        if p.comm in HISTORY_SHELLS or (p.exe or "").rsplit("/", 1)[-1] in HISTORY_SHELLS
+    }
     wanted: list[tuple[str, str, str, int | None]] = [
         (f"checkpoint/pagemap-{p.pid}.img", "memory", f"pid {p.pid}", p.pid)
         for p in report.processes
+        if everything or p.pid in shells
     ]
-    for obj in report.shared_memory:
+    for obj in report.shared_memory if everything else []:
         label = f"{obj.kind} {obj.name or obj.shmid}"
         wanted.append((f"checkpoint/pagemap-shmem-{obj.shmid}.img", "shared-memory", label, None))
     out = {}
@@ -90,7 +136,8 @@ def pages_tasks(contents: ArchiveContents, report: Report) -> dict[str, PagesTas
             index = PageIndex.build(pagemap, derive_page_size(sizes[pages], pagemap))
         except ImageError:
             continue  # the analyzer has already warned about this image
-        out[pages] = PagesTask(index, kind, target, pid)
+        keep = _heap(contents, pid) if pid in shells else None
+        out[pages] = PagesTask(index, kind, target, pid, keep=keep)
     return out
 
 
@@ -122,25 +169,40 @@ def _scan_other(
             scanner.scan(data, kind="pipe-queue", target=f"pipe:[{pipe.id}]")
 
 
+def _history(tasks: dict[str, PagesTask]) -> list[HistoryEntry]:
+    entries: list[HistoryEntry] = []
+    for task in tasks.values():
+        if task.keep is None or task.pid is None or not task.kept:
+            continue
+        memory = ProcessMemory.from_fragments(task.index, task.kept)
+        entries += recover_history(task.pid, task.segments, memory)
+    return entries
+
+
 def add_findings(report: Report, contents: ArchiveContents, yara: Sequence[str] = ()) -> None:
-    """Fill ``report.findings`` (the report must not be redacted yet). ``yara``: rule files
-    and folders; their compile errors are ConfigErrors (the user's input)."""
+    """Fill ``report.findings``, ``shell_history`` and ``binaries`` (the report must not be
+    redacted yet). ``yara``: rule files and folders; compile errors are ConfigErrors."""
     scanner = YaraScanner(compile_rules(yara)) if yara else None
-    tasks = pages_tasks(contents, report) if scanner else {}
+    tasks = pages_tasks(contents, report, everything=scanner is not None)
     files = FileContents()
 
     def visit(name: str, stream: Readable) -> None:
         task = tasks.get(name)
         if task is None:
             read_files(name, stream, files)
-        elif scanner is not None:
-            scan_pages(
-                scanner, stream, task.index, kind=task.kind, target=task.target, pid=task.pid
-            )
+            return
+        for run, data in iter_runs(stream, task.index):
+            task.take(run.vaddr, run.file_offset, data)
+            if scanner is not None:
+                scanner.scan_run(
+                    data, kind=task.kind, target=task.target, base=run.vaddr, pid=task.pid
+                )
 
     visit_members(contents, file_members(contents) | set(tasks), visit)
     for path in files.skipped[:20]:
         report.warnings.append(f"findings: {path} is too large to inspect")
+    report.shell_history = _history(tasks)
+    report.binaries = mapped_binaries(report, contents.data)
     found = find_all(report, contents.data, files.rootfs, _spec(contents))
     if scanner is not None:
         _scan_other(scanner, report, contents, files)

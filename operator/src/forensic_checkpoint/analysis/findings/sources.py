@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, cast
 
@@ -23,6 +23,7 @@ from forensic_checkpoint.analysis.archive import (
     Readable,
     stream_members,
 )
+from forensic_checkpoint.analysis.memory import PageIndex, PresentRun
 from forensic_checkpoint.analysis.rootfs import iter_inner
 
 #: files larger than this are not read (their sha256 is in the report already)
@@ -117,3 +118,21 @@ def read_files(name: str, stream: Readable, out: FileContents) -> None:
             out.read_inner(stream, out.tmpfs, prefix=f"{name}:")
         except (tarfile.TarError, OSError, EOFError) as exc:
             out.skipped.append(f"{name} ({type(exc).__name__})")
+
+
+def iter_runs(stream: Readable, index: PageIndex) -> Iterator[tuple[PresentRun, bytes]]:
+    """(run, its bytes) for each present run of a pages file, reading ``stream`` once in
+    file order; stops at a short read (a truncated pages file)."""
+    position = 0
+    for run in sorted(index.runs, key=lambda r: r.file_offset):
+        while position < run.file_offset:  # runs are contiguous; a gap means a damaged index
+            skipped = stream.read(min(run.file_offset - position, 1 << 20))
+            if not skipped:
+                return
+            position += len(skipped)
+        data = stream.read(run.size)
+        position += len(data)
+        if data:
+            yield run, data
+        if len(data) < run.size:
+            return

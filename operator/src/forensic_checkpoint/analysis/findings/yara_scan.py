@@ -19,6 +19,7 @@ from typing import Any
 
 from forensic_checkpoint.analysis.archive import Readable
 from forensic_checkpoint.analysis.findings.model import SEVERITY_RANK, Evidence, Finding
+from forensic_checkpoint.analysis.findings.sources import iter_runs
 from forensic_checkpoint.analysis.memory import PageIndex
 from forensic_checkpoint.errors import ConfigError
 
@@ -148,20 +149,9 @@ def scan_pages(
     target: str,
     pid: int | None,
 ) -> None:
-    """Walk the runs of one pages file in file order, reading the stream sequentially."""
-    position = 0
-    for run in sorted(index.runs, key=lambda r: r.file_offset):
-        while position < run.file_offset:  # runs are contiguous; a gap means a damaged index
-            skipped = stream.read(min(run.file_offset - position, 1 << 20))
-            if not skipped:
-                return
-            position += len(skipped)
-        data = stream.read(run.size)
-        position += len(data)
-        if data:
-            scanner.scan_run(data, kind=kind, target=target, base=run.vaddr, pid=pid)
-        if len(data) < run.size:
-            return
+    """Scan every run of one pages file (read sequentially, one scan per run)."""
+    for run, data in iter_runs(stream, index):
+        scanner.scan_run(data, kind=kind, target=target, base=run.vaddr, pid=pid)
 
 
 def _severity(meta: dict[str, str]) -> str:
