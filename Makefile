@@ -37,8 +37,10 @@ deploy: setup cluster-tools
 	cp crds/*.yaml charts/forensic-checkpoint/files/crds/
 	$(PY) -c 'from tests.install.chart import render_deploy, DEPLOY_MANIFEST; DEPLOY_MANIFEST.write_text(render_deploy())'
 
-demo: setup
-	$(VENV)/bin/forensic-checkpoint analyze tests/data/counter-blog-crio.tar.zst --search 'secret' 
+# A local control plane with 3 fake nodes, the operator and agents as processes, and one
+# ForensicCheckpoint of a real CRI-O sample analysed into its status.
+demo: setup cluster-tools
+	$(VENV)/bin/forensic-checkpoint demo
 
 # etcd, kube-apiserver, kube-controller-manager, kubectl, helm at the versions in tools/versions.env,
 # built once per machine into $(TOOLS_DIR); a no-op (version checks only) when already there.
