@@ -296,3 +296,14 @@ def test_absurd_thread_list_is_capped(tmp_path: Path, monkeypatch: pytest.Monkey
     proc = report.process(6)
     assert proc is not None and len(proc.threads) == 100
     assert any("5001 threads; 100 kept" in w for w in report.warnings)
+
+
+def test_dump_log_without_newlines_is_read_in_bounded_pieces(tmp_path: Path) -> None:
+    log = (
+        b"(00.000001) Version: 4.2\n" + b"A" * (3 << 20) + b"\n(00.1) Dumping finished successfully"
+    )
+    path = write_tar(tmp_path / "a.tar", [*small_members(), entry("dump.log", log)])
+    report = analyze_at(path)
+    assert report.dump_log is not None
+    assert report.dump_log.succeeded and report.dump_log.criu_version == "4.2"
+    assert all(len(line) <= 1000 for line in report.dump_log.tail.split("\n"))

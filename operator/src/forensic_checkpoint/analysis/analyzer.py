@@ -88,7 +88,8 @@ def summarize_dump_log(member: MemberInfo, stream: IO[bytes]) -> DumpLog:
     """Stream dump.log line by line: version, Error/Warn lines, success, last lines."""
     summary = DumpLog(size_bytes=member.size)
     tail: list[str] = []
-    for raw in stream:
+    # readline with a bound: a hostile log may be one endless line
+    while raw := stream.readline(64 << 10):
         line = raw[:1000].decode("utf-8", "replace").rstrip("\n")
         if summary.criu_version is None and ") Version: " in line:
             summary.criu_version = line.split(") Version: ", 1)[1].strip()
