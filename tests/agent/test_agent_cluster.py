@@ -334,6 +334,44 @@ def test_misconfigured_agent_reports_not_ready(
     assert ready["message"]
 
 
+@pytest.mark.parametrize("foreign", [False, True])
+def test_criu_configuration_is_kept_and_reported(
+    dev_cluster: Any, ids: Identities, tmp_path: Path, foreign: bool
+) -> None:
+    """criuConfig from the chart's values: the agent writes the node's runc.conf (here under a
+    temporary host root) and reports it; a file it did not write is left alone and reported."""
+    host = tmp_path / "host"
+    runc_conf = host / "etc" / "criu" / "runc.conf"
+    runc_conf.parent.mkdir(parents=True)
+    if foreign:
+        runc_conf.write_text("# the admin's own\nlog-file /var/log/criu.log\n")
+    values = tmp_path / "agent-values.yaml"
+    values.write_text("criuConfig:\n  enabled: true\n  ghostLimitBytes: 10485760\n")
+    node = dev_cluster.nodes[1]
+    runtime = AgentRuntime(
+        _config(ids, node, tmp_path / "state", values_file=values, host_root=host)
+    )
+    runtime.start()
+    try:
+        deadline = time.monotonic() + 10
+        while runtime.readiness is None or runtime.readiness.last is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    finally:
+        runtime.stop()  # no round after this one: what the ForensicNode holds is its result
+    ready = _ready(dev_cluster, node.name)
+    criu = next(c for c in ready["checks"] if c["name"] == "CRIUConfig")
+    text = runc_conf.read_text()
+    if foreign:
+        assert text.startswith("# the admin's own")  # untouched
+        assert (criu["status"], criu["reason"]) == ("Fail", "CRIUConfigConflict")
+        assert (ready["status"], ready["reason"]) == ("True", "CaptureReadyWithWarnings")
+    else:
+        assert "tcp-established" in text and "ghost-limit 10485760" in text
+        assert criu["status"] == "Pass"
+        assert (ready["status"], ready["reason"]) == ("True", "CaptureReady")
+
+
 def test_same_key_is_one_kubelet_call(
     dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
 ) -> None:

@@ -19,6 +19,7 @@ from forensic_checkpoint.agent.node import Heartbeat, kubelet_endpoint
 from forensic_checkpoint.agent.readiness_probe import ReadinessProber
 from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS
 from forensic_checkpoint.agent.service import CaptureService
+from forensic_checkpoint.agent.values import AgentValues, criu_observer
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import ConfigError
 from forensic_checkpoint.k8s import client as k8s_client
@@ -47,6 +48,10 @@ class AgentConfig:
     heartbeat_interval: float = 10.0
     #: Seconds between readiness rounds (one probe call to the kubelet each); 0 disables them.
     readiness_interval: float = 60.0
+    #: The chart's agent-values.yaml (criuConfig, export); None: defaults.
+    values_file: Path | None = None
+    #: The node's root filesystem as mounted in the agent (for /etc/criu); None: not visible.
+    host_root: Path | None = None
     token_cache_seconds: float = 10.0
     #: mTLS alternative to the token: client CA and the operator certificate's common name.
     client_ca: Path | None = None
@@ -106,9 +111,16 @@ class AgentRuntime:
         self.heartbeat = Heartbeat(
             self.api, config.node_name, self.agent_status, interval=config.heartbeat_interval
         )
+        self.values = AgentValues.load(config.values_file)
+        if self.values.export is not None:
+            log.warning("evidence export is configured but not wired into this agent version")
         self.readiness = (
             ReadinessProber(
-                self.api, config.node_name, self.kubelet, interval=config.readiness_interval
+                self.api,
+                config.node_name,
+                self.kubelet,
+                interval=config.readiness_interval,
+                criu_config=criu_observer(self.values.criu_config, config.host_root),
             )
             if config.readiness_interval > 0
             else None

@@ -66,6 +66,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="seconds between readiness probes of the kubelet (0: off)",
     )
+    parser.add_argument(
+        "--values-file",
+        type=Path,
+        default=env("FORENSIC_AGENT_VALUES"),
+        help="the chart's agent-values.yaml: criuConfig, export (env FORENSIC_AGENT_VALUES)",
+    )
+    parser.add_argument(
+        "--host-root",
+        type=Path,
+        default=env("FORENSIC_HOST_ROOT"),
+        help="the node's / as mounted here, to keep /etc/criu/runc.conf (env FORENSIC_HOST_ROOT)",
+    )
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -104,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         analysis_timeout=args.analysis_timeout,
         heartbeat_interval=args.heartbeat_interval,
         readiness_interval=args.readiness_interval,
+        values_file=args.values_file,
+        host_root=args.host_root,
         client_ca=args.client_ca_file,
         operator_cert_cn=args.operator_cert_cn,
     )
