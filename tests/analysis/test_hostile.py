@@ -307,3 +307,19 @@ def test_dump_log_without_newlines_is_read_in_bounded_pieces(tmp_path: Path) -> 
     assert report.dump_log is not None
     assert report.dump_log.succeeded and report.dump_log.criu_version == "4.2"
     assert all(len(line) <= 1000 for line in report.dump_log.tail.split("\n"))
+
+
+def test_sparse_ghost_file_cannot_claim_terabytes() -> None:
+    """A ghost chunk at offset 2**40 would make a naive reader allocate a terabyte of zeros."""
+    from forensic_checkpoint.analysis.images import decode, magic_values, pb2
+    from forensic_checkpoint.errors import ImageError
+
+    ghost_pb2 = pb2("ghost_file_pb2")
+    head = ghost_pb2.ghost_file_entry(uid=0, gid=0, mode=0o100644, chunks=True, size=1 << 41)
+    chunk = ghost_pb2.ghost_chunk_entry(off=1 << 40, len=4)
+    data = struct.pack("<II", 0x54564319, magic_values()["GHOST_FILE"])
+    for msg, payload in ((head, b""), (chunk, b"evil")):
+        body = msg.SerializeToString()
+        data += struct.pack("<I", len(body)) + body + payload
+    with pytest.raises(ImageError, match="ghost file content exceeds"):
+        decode("GHOST_FILE", data)
