@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+# One image for every role; the first argument selects it (the chart passes it):
+#   operator | agent | analyze ARCHIVE | verify ... | nodes | kubectl-forensic (as the command)
+# Debian bookworm's own python3 and criu (pycriu is not on PyPI: it ships with Debian's criu).
+# Python dependencies are installed only from the hash-pinned deploy/image/requirements.lock,
+# by deploy/image/install-python-env.sh, which tests/install/test_image.py also runs.
+ARG BASE=debian:bookworm-slim
+
+FROM ${BASE} AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3=3.11.2-1+b1 \
+        python3-venv=3.11.2-1+b1 \
+        criu=3.17.1-2+deb12u2 \
+        ca-certificates=20250419~deb12u2 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator/src operator/src
+COPY deploy/image deploy/image
+RUN sh deploy/image/install-python-env.sh /opt/forensic-checkpoint /src
+
+FROM ${BASE}
+# criu brings pycriu and the libraries it loads; ca-certificates verifies S3 and the API server.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        python3=3.11.2-1+b1 \
+        criu=3.17.1-2+deb12u2 \
+        ca-certificates=20250419~deb12u2 \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --gid 65532 forensic \
+    && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin forensic
+COPY --from=build /opt/forensic-checkpoint /opt/forensic-checkpoint
+ENV PATH=/opt/forensic-checkpoint/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+# Non-root by default (operator, analyze, verify). The agent alone runs as uid 0, set by the
+# chart's securityContext, with every capability dropped: see the DaemonSet for why.
+USER 65532:65532
+WORKDIR /tmp
+ENTRYPOINT ["forensic-checkpoint"]
+CMD ["--help"]
