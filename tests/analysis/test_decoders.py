@@ -50,3 +50,30 @@ def test_capability_names() -> None:
     assert capability_names([1 << 21]) == ["CAP_SYS_ADMIN"]
     assert capability_names([0, 1 << 8]) == ["CAP_CHECKPOINT_RESTORE"]  # cap 40
     assert capability_names([0, 1 << 20]) == ["CAP_52"]  # unknown caps keep their number
+
+
+def test_socket_kinds_the_samples_lack() -> None:
+    """UDP over IPv6, a packet sniffer and a netlink socket, built from CRIU's own messages."""
+    from forensic_checkpoint.analysis.files import FileTable, build_sockets, socket_label
+    from forensic_checkpoint.analysis.images import pb2
+    from forensic_checkpoint.analysis.report import Holder
+
+    fd = pb2("fdinfo_pb2")
+    udp6 = fd.file_entry(type=4, id=1)
+    udp6.isk.id, udp6.isk.ino, udp6.isk.family, udp6.isk.type, udp6.isk.proto = 1, 101, 10, 2, 17
+    udp6.isk.state, udp6.isk.src_port, udp6.isk.dst_port = 7, 5353, 0
+    udp6.isk.src_addr.extend(words("fe80::1", socket.AF_INET6))
+    udp6.isk.dst_addr.extend(words("::", socket.AF_INET6))
+    sniffer = fd.file_entry(type=10, id=2)
+    sniffer.psk.id, sniffer.psk.type, sniffer.psk.protocol, sniffer.psk.ifindex = 2, 3, 0x0300, 2
+    netlink = fd.file_entry(type=13, id=3)
+    netlink.nlsk.id, netlink.nlsk.ino, netlink.nlsk.protocol, netlink.nlsk.portid = 3, 103, 0, 77
+    table = FileTable(entries={1: udp6, 2: sniffer, 3: netlink})
+    holders = {1: [Holder(pid=5, fd=3)], 2: [Holder(pid=6, fd=4)], 3: [Holder(pid=6, fd=5)]}
+    got = {s.id: s for s in build_sockets(table, {}, holders, [])}
+    assert (got[1].family, got[1].protocol, got[1].state) == ("inet6", "udp", "UNCONNECTED")
+    assert (got[1].local_address, got[1].local_port) == ("fe80::1", 5353)
+    assert socket_label(got[1]) == "udp fe80::1:5353 UNCONNECTED"
+    assert (got[2].family, got[2].type, got[2].protocol) == ("packet", "raw", "0x0300")
+    assert got[2].pid == 6 and got[2].local_address == "ifindex 2"
+    assert (got[3].family, got[3].protocol, got[3].local_port) == ("netlink", "route", 77)
