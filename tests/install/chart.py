@@ -56,8 +56,11 @@ def template(
     release: str = "fc",
     namespace: str = NAMESPACE,
     set_values: Sequence[str] = (),
+    show_only: str | None = None,
 ) -> str:
     args = ["template", release, str(CHART), "--namespace", namespace]
+    if show_only:
+        args += ["--show-only", show_only]
     for f in values_files:
         args += ["--values", str(f)]
     for s in set_values:

@@ -1,0 +1,201 @@
+"""`kubectl forensic` on a dev cluster with the operator and an agent running (as local
+processes, cli.stack): an investigator who holds only the namespace's "edit" role (with the
+chart's aggregated roles) captures, waits with progress, reads the report, and downloads the
+archive with its sha256 checked; a changed archive on the node is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from forensic_checkpoint.cli.stack import LocalStack
+from forensic_checkpoint.devcluster import access, binaries
+from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint.k8s.client import close, request_json
+
+from .chart import kubectl, run, template
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+NAMESPACE = "shop"
+TRUTH = json.loads(
+    (Path(__file__).resolve().parents[1] / "data" / "counter-blog-crio.truth.json").read_text()
+)
+SECRET = TRUTH["memory_strings"][0]["value"]
+PLUGIN = Path(sys.executable).parent / "kubectl-forensic"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    if binaries.missing() and not binaries.go_available():
+        pytest.skip("cluster tools are not built and no Go toolchain is installed")
+    root = tmp_path_factory.mktemp("plugin")
+    cluster = DevCluster.start(root / "cluster", nodes=1, die_with_parent=True)
+    local: LocalStack | None = None
+    try:
+        api = cluster.admin_client()
+        access.ensure_namespace(api, NAMESPACE)
+        close(api)
+        local = LocalStack.prepare(cluster, root / "stack")
+        local.start_agent("node-1")
+        local.start_operator([NAMESPACE])
+        yield local
+    finally:
+        if local is not None:
+            local.stop()
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def investigator(stack: LocalStack) -> Path:
+    """A kubeconfig for a user with the built-in "edit" role in the namespace only; the chart's
+    aggregated roles are what let "edit" create ForensicCheckpoints."""
+    c = stack.cluster
+    aggregated = template(
+        set_values=["crds.install=false"], show_only="templates/rbac-aggregated.yaml"
+    )
+    run(kubectl(), "apply", "-f", "-", kubeconfig=c.kubeconfig, stdin=aggregated)
+    run(kubectl(), "create", "rolebinding", "investigator", "--clusterrole=edit",
+        "--user=investigator", "-n", NAMESPACE, kubeconfig=c.kubeconfig)  # fmt: skip
+    pair = c.issue_client_certificate("investigator")
+    path = stack.root / "investigator.kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "dev",
+                        "cluster": {"server": c.server, "certificate-authority": str(c.ca_file)},
+                    }
+                ],
+                "users": [
+                    {
+                        "name": "investigator",
+                        "user": {"client-certificate": str(pair.cert), "client-key": str(pair.key)},
+                    }
+                ],
+                "contexts": [
+                    {
+                        "name": "dev",
+                        "context": {
+                            "cluster": "dev",
+                            "user": "investigator",
+                            "namespace": NAMESPACE,
+                        },
+                    }
+                ],
+                "current-context": "dev",
+            }
+        )
+    )
+    return path
+
+
+def plugin(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    return subprocess.run(
+        [str(PLUGIN), "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env=env,
+    )
+
+
+def captured_name(stdout: str) -> str:
+    first = stdout.splitlines()[0]
+    assert first.endswith(" created"), stdout
+    return first.split("/", 1)[1].split()[0]
+
+
+def test_capture_wait_report_and_get_archive(
+    stack: LocalStack, investigator: Path, tmp_path: Path
+) -> None:
+    stack.cluster.create_running_pod(NAMESPACE, "counter", "node-1", containers=("counter",))
+    # The namespace comes from the investigator's kubeconfig context (no -n).
+    done = plugin(investigator, "capture", "counter", "--search", SECRET, "--wait")
+    assert done.returncode == 0, done.stderr
+    name = captured_name(done.stdout)
+    assert name.startswith("counter-")
+    assert f"{name}: Completed" in done.stdout
+    progress = done.stderr.splitlines()
+    assert any("Capturing" in line or "Analyzing" in line for line in progress), done.stderr
+    assert progress[-1].startswith(f"{name}: Completed")
+
+    report = plugin(investigator, "report", name)
+    assert report.returncode == 0, report.stderr
+    assert f"ForensicCheckpoint {NAMESPACE}/{name}: Completed" in report.stdout
+    assert f"memory matches: {TRUTH['memory_strings'][0]['occurrences']}" in report.stdout
+    assert TRUTH["archive"]["sha256"] in report.stdout
+    as_json = json.loads(plugin(investigator, "report", name, "-o", "json").stdout)
+    assert as_json["phase"] == "Completed"
+
+    # The agent serves archives only to the identity it trusts (the operator's token).
+    refused = plugin(investigator, "get-archive", name, "-o", str(tmp_path / "x.tar"))
+    assert refused.returncode == 1
+    assert "no bearer token" in refused.stderr
+    out = tmp_path / "counter.tar"
+    got = plugin(
+        investigator, "get-archive", name, "-o", str(out),
+        "--token-file", str(stack.operator.token_file),
+        "--agent-ca-file", str(stack.agent_ca.cert),
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == TRUTH["archive"]["sha256"]
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert "(verified)" in got.stdout
+
+    # Someone changes the archive on the node: the download is refused and nothing is left.
+    api = stack.cluster.admin_client()
+    try:
+        obj = request_json(
+            api,
+            "GET",
+            f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints/{name}",
+        )
+    finally:
+        close(api)
+    on_node = Path(obj["status"]["containers"][0]["archive"]["path"])
+    with on_node.open("r+b") as f:
+        f.seek(4096)
+        byte = f.read(1)
+        f.seek(4096)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    tampered = tmp_path / "tampered.tar"
+    bad = plugin(
+        investigator, "get-archive", name, "-o", str(tampered),
+        "--token-file", str(stack.operator.token_file),
+        "--agent-ca-file", str(stack.agent_ca.cert),
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert "sha256 mismatch" in bad.stderr
+    assert not tampered.exists()
+    assert not tampered.with_name("tampered.tar.part").exists()
+
+
+def test_capture_of_a_missing_pod_fails_with_the_reason(
+    stack: LocalStack, investigator: Path
+) -> None:
+    failed = plugin(
+        investigator, "capture", "no-such-pod", "-n", NAMESPACE, "--wait", "--wait-timeout", "60"
+    )
+    assert failed.returncode == 1
+    name = captured_name(failed.stdout)
+    assert f"{name}: Failed" in failed.stdout
+
+
+def test_investigator_cannot_capture_elsewhere(stack: LocalStack, investigator: Path) -> None:
+    denied = plugin(investigator, "capture", "counter", "-n", "default")
+    assert denied.returncode == 1
+    assert "forbidden" in denied.stderr.lower()
