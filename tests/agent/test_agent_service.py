@@ -180,11 +180,19 @@ def test_delete_removes_archive_and_report_only_when_finished(env: Env) -> None:
     done = wait_terminal(service, "uid8-app")
     assert done.archive is not None
     archive, report = Path(done.archive.path), service.report_file("uid8-app")
+    kept = archive.stat().st_size + report.stat().st_size
+    text = service.metrics.render().decode()
+    assert 'forensic_agent_jobs{state="Completed"} 1.0' in text
+    stored = next(line for line in text.splitlines() if line.startswith("forensic_agent_stored"))
+    assert float(stored.split()[1]) == kept
     result = service.delete("uid8-app")
     assert sorted(result.deleted) == sorted([str(archive), str(report)])
     assert not archive.exists() and not report.exists()
     with pytest.raises(NotFoundError):
         service.status("uid8-app")
+    text = service.metrics.render().decode()
+    assert 'forensic_agent_jobs{state="Completed"} 0.0' in text
+    assert "forensic_agent_stored_bytes 0.0" in text
 
 
 def test_concurrent_captures_all_complete_with_one_call_each(env: Env) -> None:

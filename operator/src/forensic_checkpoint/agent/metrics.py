@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+#: () -> (jobs by state, bytes of archives and reports on disk); read at scrape time.
+StorageReader = Callable[[], tuple[dict[str, int], int]]
 
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 _SIZE_BUCKETS = tuple(float(2**n) for n in range(20, 36, 2))  # 1 MiB .. 16 GiB
@@ -63,5 +70,31 @@ class AgentMetrics:
             registry=self.registry,
         )
 
+    def watch_storage(self, reader: StorageReader) -> None:
+        """Report the job store (jobs by state, bytes kept) whenever metrics are scraped."""
+        self.registry.register(_StorageCollector(reader))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _StorageCollector(Collector):
+    def __init__(self, reader: StorageReader) -> None:
+        self._reader = reader
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        by_state, stored = self._reader()
+        jobs = GaugeMetricFamily(
+            "forensic_agent_jobs", "Capture jobs on disk by state.", labels=["state"]
+        )
+        for state, count in sorted(by_state.items()):
+            jobs.add_metric([state], count)
+        yield jobs
+        yield GaugeMetricFamily(
+            "forensic_agent_stored_bytes",
+            "Bytes of archives and reports the agent keeps on the node.",
+            value=stored,
+        )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        return iter(())

@@ -79,6 +79,7 @@ class CaptureService:
         self._analyze = analyzer
         self.checkpoint_dir = checkpoint_dir
         self.metrics = metrics or AgentMetrics()
+        self.metrics.watch_storage(self.storage)
         self.kubelet_timeout_margin = kubelet_timeout_margin
         self.poll_interval = poll_interval
         self._pool = ThreadPoolExecutor(capture_workers, thread_name_prefix="capture")
@@ -169,6 +170,22 @@ class CaptureService:
             self.store.delete(key)
         log.info("capture %s deleted: %s", key, deleted)
         return DeleteResult(key=key, deleted=deleted)
+
+    def storage(self) -> tuple[dict[str, int], int]:
+        """Jobs by state, and bytes of the archives and reports still on disk."""
+        by_state = {state.value: 0 for state in CaptureState}
+        stored = 0
+        for record in self.store.all():
+            by_state[record.status.state.value] += 1
+            paths_kept = [record.report_path] if record.report_path else []
+            if record.status.archive is not None:
+                paths_kept.append(record.status.archive.path)
+            for kept in paths_kept:
+                try:
+                    stored += Path(kept).stat().st_size
+                except OSError:
+                    continue  # removed behind our back: not on disk, not counted
+        return by_state, stored
 
     def queue_depth(self) -> int:
         return self._queued
