@@ -245,3 +245,20 @@ def test_diff_shows_new_findings(capsys: pytest.CaptureFixture[str]) -> None:
     added = doc["findings"]["added"]  # type: ignore[index]
     assert any("(reverse-shell:pid=14)" in line for line in added)
     assert any("(memfd-exec:pid=23)" in line for line in added)
+
+
+def test_show_memory_hexdump_and_raw(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    attack = str(sample_path("attack-revshell"))
+    assert main(["show-file", attack, "memory:24:0x7f8f504e3000:0x60"]) == 0
+    rows = capsysbinary.readouterr().out.decode().splitlines()
+    assert len(rows) == 6
+    assert rows[0] == "00007f8f504e3000  " + " ".join(["90"] * 16) + "  |................|"
+    assert rows[4].startswith("00007f8f504e3040  45 56 49 4c") and "|EVIL_SHELLCODE_M|" in rows[4]
+    # The env entry the truth file locates at 0x7ffdd1b73f01 in pid 11, as raw bytes.
+    assert main(["show-file", MULTI, "memory:11:0x7ffdd1b73f01:40", "--raw"]) == 0
+    assert capsysbinary.readouterr().out == f"SECRET_TOKEN={SECRET}".encode()
+    # Every dumped byte of pid 17 (pages-4.img holds 110592 bytes), one 16-byte row each.
+    assert main(["show-file", MULTI, "memory:17"]) == 0
+    assert len(capsysbinary.readouterr().out.splitlines()) == 110592 // 16
+    assert main(["show-file", MULTI, "memory:99"]) == 1
+    assert main(["show-file", MULTI, "memory:11:0x10"]) == 1

@@ -18,10 +18,15 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("archive", type=Path, help="checkpoint archive")
     parser.add_argument(
-        "path", help="/path/in/container, or an archive member such as checkpoint/files.img"
+        "path",
+        help="/path/in/container; an archive member such as checkpoint/files.img; or "
+        "memory:PID[:ADDRESS:LENGTH] for a hexdump of a process's dumped memory",
     )
     parser.add_argument(
         "--decode", action="store_true", help="decode a CRIU image member to JSON (crit show)"
+    )
+    parser.add_argument(
+        "--raw", action="store_true", help="with memory:PID, print raw bytes, not a hexdump"
     )
     parser.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
 
@@ -30,10 +35,13 @@ def run(args: argparse.Namespace) -> int:
     # The report models use no pydantic plugins; skipping the entry-point scan that looks
     # for them saves a noticeable part of a short CLI run.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    from forensic_checkpoint.analysis.show_file import show_file, show_member
+    from forensic_checkpoint.analysis.show_file import show_file, show_member, show_memory
 
     def show(sink: Callable[[bytes], None]) -> None:
-        if args.path.startswith("/"):
+        if args.path.startswith("memory:"):
+            pid, address, length = _memory_spec(args.path)
+            show_memory(args.archive, pid, sink, address=address, length=length, raw=args.raw)
+        elif args.path.startswith("/"):
             show_file(args.archive, args.path, sink)
         else:
             show_member(args.archive, args.path, sink, decode=args.decode)
@@ -53,3 +61,19 @@ def run(args: argparse.Namespace) -> int:
         show(to_stdout)
         sys.stdout.buffer.flush()
     return 0
+
+
+def _memory_spec(spec: str) -> tuple[int, int | None, int | None]:
+    """``memory:PID`` or ``memory:PID:ADDRESS:LENGTH`` (numbers in decimal or 0x hex)."""
+    from forensic_checkpoint.errors import ConfigError
+
+    parts = spec.split(":")[1:]
+    try:
+        numbers = [int(p, 0) for p in parts]
+    except ValueError as exc:
+        raise ConfigError(f"{spec!r}: expected memory:PID[:ADDRESS:LENGTH]") from exc
+    if len(numbers) == 1:
+        return numbers[0], None, None
+    if len(numbers) == 3 and numbers[2] > 0:
+        return numbers[0], numbers[1], numbers[2]
+    raise ConfigError(f"{spec!r}: expected memory:PID[:ADDRESS:LENGTH]")
