@@ -1,4 +1,4 @@
-"""Findings tests import their helpers by name (crafted.py, samples.py)."""
+"""Findings tests import their helpers by name (findings_crafted.py, findings_samples.py)."""
 
 import sys
 from pathlib import Path

@@ -60,6 +60,12 @@ class MemberNotFoundError(ArchiveError):
     reason = "NotInArchive"
 
 
+class ReportExportError(ForensicCheckpointError):
+    """A report export (Timesketch, STIX, HTML) would not be accepted by the tool it is for."""
+
+    reason = "ReportExportInvalid"
+
+
 class EncryptedArchiveError(ArchiveError):
     """The archive is age-encrypted and no (matching) identity was given."""
 

@@ -6,6 +6,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from forensic_checkpoint.analysis.report import Report
 
 HELP = (
     "Analyse a container checkpoint archive (CRI-O, containerd or podman; plain, gzip or "
@@ -54,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="YARA rule file or folder (*.yar, *.yara) scanned over process memory, memfd and "
         "deleted files, rootfs-diff files, /dev/shm and socket/pipe queues; repeatable",
     )
+    for flag, what in (
+        ("--export-timesketch", "the timeline as Timesketch JSONL (each line validated)"),
+        ("--export-stix", "the findings as a STIX 2.1 bundle"),
+        ("--export-html", "a single-file offline HTML report"),
+    ):
+        parser.add_argument(flag, type=Path, metavar="FILE", help=f"also write {what}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,8 +88,23 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     text = render_report(report, args.format)
+    _exports(report, args)
     if args.output:
         args.output.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _exports(report: Report, args: argparse.Namespace) -> None:
+    """Write the --export-* files (from the same, redacted unless --reveal, report)."""
+    from forensic_checkpoint.analysis.export import html, stix, timesketch
+
+    writers = (
+        (args.export_timesketch, timesketch.to_jsonl),
+        (args.export_stix, stix.to_json),
+        (args.export_html, html.to_html),
+    )
+    for path, write in writers:
+        if path is not None:
+            path.write_text(write(report), encoding="utf-8")

@@ -18,6 +18,7 @@ from forensic_checkpoint.analysis.findings.facts import (
     container_subjects,
     env_subjects,
     file_subjects,
+    log_subjects,
     mapping_subjects,
     mount_subjects,
     process_subjects,
@@ -25,7 +26,7 @@ from forensic_checkpoint.analysis.findings.facts import (
 from forensic_checkpoint.analysis.findings.model import SEVERITY_RANK, Evidence, Finding
 from forensic_checkpoint.errors import ConfigError
 
-SUBJECT_KINDS = ("process", "env", "file", "mapping", "mount", "container")
+SUBJECT_KINDS = ("process", "env", "file", "mapping", "mount", "container", "logline")
 _EVIDENCE_FIELDS = set(Evidence.model_fields) - {"details"}
 
 
@@ -161,6 +162,7 @@ def subjects(inputs: Inputs, lists: Mapping[str, list[str]]) -> list[Subject]:
         *mapping_subjects(inputs),
         *mount_subjects(inputs),
         *container_subjects(inputs, lists),
+        *log_subjects(inputs),
     ]
 
 

@@ -508,3 +508,34 @@ def container_subjects(inp: Inputs, lists: Mapping[str, list[str]]) -> list[Subj
             "privileged_signs": ", ".join(signs) or None,
         }
     ]
+
+
+# --- container log ------------------------------------------------------------------------
+
+_CRI_LINE = re.compile(r"^(\S+) (stdout|stderr) [FP] ?(.*)$")
+
+
+def log_subjects(inp: Inputs) -> list[Subject]:
+    """One subject per CRI log line in the kept tail, with the URL-decoded text (web
+    servers log request lines percent-encoded)."""
+    from urllib.parse import unquote_plus
+
+    log = inp.report.log
+    if log is None:
+        return []
+    out = []
+    for n, line in enumerate(log.content.splitlines()):
+        m = _CRI_LINE.match(line)
+        text = m.group(3) if m else line
+        out.append(
+            {
+                "_kind": "logline",
+                "_key": f"line={n}",
+                "time": m.group(1) if m else None,
+                "stream": m.group(2) if m else None,
+                "text": text[:2000],
+                "decoded": unquote_plus(text)[:2000],
+                "member": log.member,
+            }
+        )
+    return out

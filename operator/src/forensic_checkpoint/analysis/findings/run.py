@@ -41,6 +41,7 @@ from forensic_checkpoint.analysis.memory import (
     parse_pagemap,
 )
 from forensic_checkpoint.analysis.report import QueueData, Report
+from forensic_checkpoint.analysis.timeline import build_timeline
 from forensic_checkpoint.errors import ImageError
 
 
@@ -203,6 +204,7 @@ def add_findings(report: Report, contents: ArchiveContents, yara: Sequence[str] 
         report.warnings.append(f"findings: {path} is too large to inspect")
     report.shell_history = _history(tasks)
     report.binaries = mapped_binaries(report, contents.data)
+    report.timeline = build_timeline(report, contents.data)
     found = find_all(report, contents.data, files.rootfs, _spec(contents))
     if scanner is not None:
         _scan_other(scanner, report, contents, files)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from crafted import (
+from findings_crafted import (
     ANON_PRIVATE,
     FILE_PRIVATE,
     MEMFD,

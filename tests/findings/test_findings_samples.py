@@ -4,7 +4,7 @@ archive exactly the attacks its truth file lists (expected_findings), nothing un
 from __future__ import annotations
 
 import pytest
-from samples import ATTACKS, BENIGN, analysed, truth
+from findings_samples import ATTACKS, BENIGN, analysed, truth
 
 from forensic_checkpoint.analysis.findings.model import SEVERITY_RANK, Finding
 
@@ -22,6 +22,7 @@ EXPECTED_RULES = {
     "web-server-spawned-shell": {"shell-under-server"},
     "history-evasion-env": {"history-evasion-env"},
     "bash-history-in-memory": {"shell-history"},
+    "exploit-request-in-log": {"command-injection-in-log"},
 }
 #: rules that add a second view of an expected finding (same pid/path), not a new claim
 RELATED = {"kernel-thread-masquerade": "memfd-exec"}
@@ -54,7 +55,7 @@ def test_attack_yields_every_expected_finding(name: str) -> None:
     by_rule = _by_rule(analysed(name).findings)
     for expected in truth(name)["expected_findings"]:
         if expected["id"] not in EXPECTED_RULES:
-            continue  # the exploit request in the log is a timeline entry, not a rule
+            continue
         rules = EXPECTED_RULES[expected["id"]]
         hits = [f for r in rules for f in by_rule.get(r, [])]
         assert hits, f"{expected['id']} not found"
