@@ -58,9 +58,17 @@ def test_helm_lint_is_clean(values: Path | None) -> None:
 
 
 def test_chart_crds_are_the_generated_ones() -> None:
-    generated = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
-    copied = {p.name: p.read_text() for p in (CHART / "files" / "crds").glob("*.yaml")}
-    assert copied == generated, "run `make deploy` after `make crds`"
+    """The chart reads crds/ through a symlink (packaged as files), so it cannot drift."""
+    link = CHART / "files" / "crds"
+    assert link.is_symlink() and link.resolve() == (REPO / "crds").resolve()
+    rendered = {
+        c["metadata"]["name"]: c["spec"] for c in by_kind(render(None), "CustomResourceDefinition")
+    }
+    generated = {
+        d["metadata"]["name"]: d["spec"]
+        for d in (yaml.safe_load(p.read_text()) for p in (REPO / "crds").glob("*.yaml"))
+    }
+    assert rendered == generated
 
 
 def test_crds_are_templates_kept_on_uninstall() -> None:
@@ -100,14 +108,37 @@ def _rules_of(docs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return list(one(docs, "ClusterRole", name)["rules"])
 
 
+def grants(docs: list[dict[str, Any]], subject: str) -> set[tuple[str, str, str]]:
+    """(apiGroup, resource, verb) granted to a ServiceAccount by the ClusterRoleBindings."""
+    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
+    found = set()
+    for binding in by_kind(docs, "ClusterRoleBinding"):
+        if any(s.get("name") == subject for s in binding["subjects"]):
+            for rule in roles[binding["roleRef"]["name"]]["rules"]:
+                for group in rule["apiGroups"]:
+                    for resource in rule["resources"]:
+                        found |= {(group, resource, verb) for verb in rule["verbs"]}
+    return found
+
+
 def test_rbac_equals_the_rbac_the_operator_and_agent_tests_prove() -> None:
-    docs = documents(template(release="forensic-checkpoint"))
+    """deploy/rbac/*.yaml is what the operator, agent and alert tests run with. The chart grants
+    the same; the alert receiver's rules only when the receiver is enabled."""
+    plain = documents(template(release="forensic-checkpoint"))
+    with_alerts = documents(
+        template(
+            release="forensic-checkpoint",
+            set_values=["alerts.enabled=true", "alerts.tokenSecret.name=t"],
+        )
+    )
     for component in ("operator", "agent"):
         proven = documents((REPO / "deploy" / "rbac" / f"{component}.yaml").read_text())
-        name = f"forensic-checkpoint-{component}"
-        assert _rules_of(docs, name) == _rules_of(proven, name)
-        binding = one(docs, "ClusterRoleBinding", name)
-        assert binding["subjects"] == one(proven, "ClusterRoleBinding", name)["subjects"]
+        sa = f"forensic-checkpoint-{component}"
+        assert grants(with_alerts, sa) == grants(proven, sa)
+        assert grants(plain, sa) <= grants(proven, sa)
+    assert ("forensic-checkpoint.dev", "forensiccheckpoints", "create") not in grants(
+        plain, "forensic-checkpoint-operator"
+    )
 
 
 def test_allow_list_narrows_the_operator_to_those_namespaces() -> None:
@@ -272,3 +303,24 @@ def test_deploy_manifest_has_not_drifted() -> None:
     docs = documents(DEPLOY_MANIFEST.read_text())
     assert docs[0]["kind"] == "Namespace"
     assert not by_kind(docs, "Secret"), "no key material in git"
+
+
+def test_alert_receiver_gets_exactly_its_documented_rules() -> None:
+    from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
+
+    assert not [
+        r for r in by_kind(render(None), "ClusterRole") if r["metadata"]["name"].endswith("-alerts")
+    ]
+    token_values = next(p for p in CI_VALUES if p.stem == "token-auth-values")
+    docs = render(token_values)
+    assert _rules_of(docs, "fc-forensic-checkpoint-operator-alerts") == [
+        dict(r) for r in RBAC_RULES
+    ]
+    binding = one(docs, "ClusterRoleBinding", "fc-forensic-checkpoint-operator-alerts")
+    assert binding["subjects"][0]["name"] == "fc-forensic-checkpoint-operator"
+    args = pod_spec(docs, "Deployment")["containers"][0]["args"]
+    assert "--alerts-token-file=/etc/forensic-checkpoint/alerts/token" in args
+    assert (
+        one(docs, "Service", "fc-forensic-checkpoint-operator-alerts")["spec"]["ports"][0]["port"]
+        == 9095
+    )
