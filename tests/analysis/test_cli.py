@@ -262,3 +262,14 @@ def test_show_memory_hexdump_and_raw(capsysbinary: pytest.CaptureFixture[bytes])
     assert len(capsysbinary.readouterr().out.splitlines()) == 110592 // 16
     assert main(["show-file", MULTI, "memory:99"]) == 1
     assert main(["show-file", MULTI, "memory:11:0x10"]) == 1
+
+
+def test_pid_prunes_to_a_subtree(capsys: pytest.CaptureFixture[str]) -> None:
+    attack = str(sample_path("attack-revshell"))
+    doc = run_json(capsys, "analyze", attack, "--pid", "14", "--format", "json")
+    assert [p["pid"] for p in doc["processes"]] == [14, 22, 23, 24]  # type: ignore[union-attr]
+    assert [s["localPort"] for s in doc["sockets"]] == [58112]  # type: ignore[union-attr]
+    ids = {f["id"] for f in doc["findings"]}  # type: ignore[union-attr]
+    assert "reverse-shell:pid=14" in ids and "memfd-exec:pid=23" in ids
+    assert main(["analyze", attack, "--pid", "77"]) == 1
+    assert "--pid 77" in capsys.readouterr().err

@@ -51,12 +51,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-o", "--output", type=Path, help="write the report to this file instead of stdout"
     )
     parser.add_argument(
+        "--pid",
+        type=int,
+        metavar="PID",
+        help="show only this process and its descendants (checkpointctl inspect --pid)",
+    )
+    parser.add_argument(
         "--yara",
         action="append",
         default=[],
         metavar="PATH",
         help="YARA rule file or folder (*.yar, *.yara) scanned over process memory, memfd and "
         "deleted files, rootfs-diff files, /dev/shm and socket/pipe queues; repeatable",
+    )
+    parser.add_argument(
+        "--no-memory-secrets",
+        action="store_true",
+        help="skip the credential search over all process memory (it reads the pages once "
+        "more; environment variables and files are still checked)",
     )
     for flag, what in (
         ("--export-timesketch", "the timeline as Timesketch JSONL (each line validated)"),
@@ -85,8 +97,13 @@ def run(args: argparse.Namespace) -> int:
             context=args.context,
             max_matches=args.max_matches,
             yara=[str(p) for p in args.yara],
+            memory_secrets=not args.no_memory_secrets,
         ),
     )
+    if args.pid is not None:
+        from forensic_checkpoint.analysis.prune import prune_to_subtree
+
+        report = prune_to_subtree(report, args.pid)
     text = render_report(report, args.format)
     _exports(report, args)
     if args.output:
