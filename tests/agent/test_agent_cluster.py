@@ -332,6 +332,16 @@ def test_misconfigured_agent_reports_not_ready(
         runtime.stop()
     assert ready["status"] == "False"
     assert ready["message"]
+    # A fixed agent replaces the verdict before it announces itself: no stale checks.
+    healthy = AgentRuntime(_config(ids, node, tmp_path / "state"))
+    healthy.start()
+    try:
+        path = f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node.name}"
+        status = request_json(dev_cluster.admin_client(), "GET", path)["status"]
+    finally:
+        healthy.stop()
+    [now] = [c for c in status["conditions"] if c["type"] == "Ready"]
+    assert (now["status"], now["reason"]) == ("True", "CaptureReady")
 
 
 @pytest.mark.parametrize("foreign", [False, True])

@@ -74,9 +74,8 @@ def patch_forensic_node_status(api: ApiClient, node_name: str, status: dict[str,
     )
 
 
-def publish(api: ApiClient, node_name: str, agent: AgentStatus) -> None:
-    """Create the ForensicNode if missing, then merge ``status.agent`` (the readiness fields
-    are written by :mod:`~forensic_checkpoint.agent.readiness_probe`)."""
+def ensure_forensic_node(api: ApiClient, node_name: str) -> None:
+    """Create the node's ForensicNode unless it exists."""
     if get_forensic_node(api, node_name) is None:
         body = {
             "apiVersion": API_VERSION,
@@ -91,6 +90,12 @@ def publish(api: ApiClient, node_name: str, agent: AgentStatus) -> None:
         except ClusterError as exc:
             if exc.status_code != 409:  # another agent instance won the race: fine
                 raise
+
+
+def publish(api: ApiClient, node_name: str, agent: AgentStatus) -> None:
+    """Merge ``status.agent`` into the ForensicNode, creating it if needed (the readiness
+    fields are written by :mod:`~forensic_checkpoint.agent.readiness_probe`)."""
+    ensure_forensic_node(api, node_name)
     patch_forensic_node_status(api, node_name, {"agent": agent.to_kube()})
 
 

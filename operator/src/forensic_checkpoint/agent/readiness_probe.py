@@ -112,17 +112,21 @@ class ReadinessProber:
         return readiness
 
     def start(self) -> None:
+        """One round now, before the caller announces the agent (so nobody reads the checks a
+        previous agent left), then one every ``interval`` seconds in the background."""
+        self._guarded_round()
         self._thread.start()
+
+    def _guarded_round(self) -> None:
+        try:
+            self.round()
+        except ClusterError as exc:
+            log.warning("readiness round for %s failed: %s", self.node_name, exc.message)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=15)
 
     def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.round()
-            except ClusterError as exc:
-                log.warning("readiness round for %s failed: %s", self.node_name, exc.message)
-            if self._stop.wait(self.interval):
-                return
+        while not self._stop.wait(self.interval):
+            self._guarded_round()

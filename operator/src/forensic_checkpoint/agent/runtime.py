@@ -15,7 +15,7 @@ from forensic_checkpoint.agent.auth import Authenticator
 from forensic_checkpoint.agent.jobs import JobStore, utcnow
 from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.metrics import AgentMetrics
-from forensic_checkpoint.agent.node import Heartbeat, kubelet_endpoint
+from forensic_checkpoint.agent.node import Heartbeat, ensure_forensic_node, kubelet_endpoint
 from forensic_checkpoint.agent.readiness_probe import ReadinessProber
 from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS
 from forensic_checkpoint.agent.service import CaptureService
@@ -148,9 +148,12 @@ class AgentRuntime:
     def start(self) -> None:
         self.service.start()
         self._serve.start()
-        self.heartbeat.start()
+        # The operator trusts a ForensicNode once its heartbeat is fresh; its readiness checks
+        # must be this agent's by then, not the ones a previous agent left.
+        ensure_forensic_node(self.api, self.config.node_name)
         if self.readiness is not None:
             self.readiness.start()
+        self.heartbeat.start()
         log.info(
             "agent for node %s listening on %s (kubelet %s)",
             self.config.node_name,
