@@ -33,6 +33,8 @@ class AnalysisOptions:
     findings: bool = True
     #: YARA rule files and folders scanned over memory, files and queues (findings)
     yara: list[str] = field(default_factory=list)
+    #: look for credentials in all process memory (findings; one more read of the pages)
+    memory_secrets: bool = True
 
 
 def analyze(path: str | Path, options: AnalysisOptions | None = None) -> Report:

@@ -222,7 +222,14 @@ def run_analysis(
     if options.findings:
         from forensic_checkpoint.analysis.findings.run import add_findings
 
-        _section("findings", warnings, lambda: add_findings(report, contents, options.yara), None)
+        _section(
+            "findings",
+            warnings,
+            lambda: add_findings(
+                report, contents, options.yara, memory_secrets=options.memory_secrets
+            ),
+            None,
+        )
     return report if options.reveal else redact(report, copy=False)
 
 

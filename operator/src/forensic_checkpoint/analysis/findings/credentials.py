@@ -1,9 +1,10 @@
 """Credential exposure inventory: where secrets are, never what they are.
 
-Environment variables (every process and the OCI spec) and rootfs-diff files are checked
-against the detectors in rules.yaml. A finding carries counts, locations, length and sha256
-of the value (so two analysts can tell whether they look at the same secret), and for JWTs
-the header algorithm and the subject claim, which identify the token without enabling it.
+Environment variables (every process and the OCI spec), rootfs-diff files and process and
+shared memory are checked against the detectors in rules.yaml. A finding carries counts,
+locations, length and sha256 of the value (so two analysts can tell whether they look at the
+same secret), and for JWTs the header algorithm and the subject and issuer claims, which
+identify the token without enabling it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import binascii
 import hashlib
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,8 @@ class Hit:
     pid: int | None = None
     path: str | None = None
     variable: str | None = None
+    #: virtual address (process memory) or offset (shared memory object)
+    address: int | None = None
 
 
 def redacted(value: bytes, shown: int = 0) -> str:
@@ -76,8 +80,50 @@ def scan_value(
                 yield det, m.group(0)
 
 
+class MemoryCredentials:
+    """Secrets in memory: one yara-x pass with the detectors' ``anchor`` strings finds the
+    candidates, then the detector itself is applied at each candidate (so memory is read
+    once and the Python regexes only see a small window)."""
+
+    WINDOW = 20_000
+    #: candidates examined per analysis (a heap full of tokens is one finding anyway)
+    MAX_CANDIDATES = 20_000
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        import yara_x
+
+        from forensic_checkpoint.analysis.findings.yara_scan import compile_rules_from_source
+
+        self.detectors = list(config.get("detectors") or [])
+        anchors = sorted({str(d["anchor"]) for d in self.detectors if d.get("anchor")})
+        source = "\n".join(
+            f"rule anchor_{i} {{ strings: $a = {a} condition: $a }}" for i, a in enumerate(anchors)
+        )
+        self._scanner = yara_x.Scanner(compile_rules_from_source(source, "credentials"))
+        self.hits: list[Hit] = []
+        self.candidates = 0
+
+    def scan(self, data: bytes, *, base: int, pid: int | None, where: str) -> None:
+        if self.candidates >= self.MAX_CANDIDATES:
+            return
+        for rule in self._scanner.scan(data).matching_rules:
+            for pattern in rule.patterns:
+                for m in pattern.matches:
+                    self.candidates += 1
+                    window = data[m.offset : m.offset + self.WINDOW]
+                    for det, value in scan_value(window, self.detectors):
+                        if window.startswith(value):
+                            self.hits.append(
+                                Hit(det, value, where, pid=pid, address=base + m.offset)
+                            )
+                            break
+
+
 def find_credentials(
-    report: Report, files: Mapping[str, bytes], config: Mapping[str, Any]
+    report: Report,
+    files: Mapping[str, bytes],
+    config: Mapping[str, Any],
+    memory_hits: Iterable[Hit] = (),
 ) -> list[Finding]:
     detectors = list(config.get("detectors") or [])
     name_re = re.compile(str(config.get("secret_env_name", "(?!)")))
@@ -109,6 +155,7 @@ def find_credentials(
     for path, blob in files.items():
         for det, value in scan_value(blob, detectors):
             hits.append(Hit(det, value, "file", path=path))
+    hits.extend(memory_hits)
     return _group(hits)
 
 
@@ -141,12 +188,19 @@ def _group(hits: list[Hit]) -> list[Finding]:
         first = members[0]
         det = first.detector
         pids = sorted({h.pid for h in members if h.pid is not None})
+        in_memory = Counter(
+            h.pid if h.pid is not None else h.where for h in members if h.address is not None
+        )
         details = {
             "length": str(len(first.value)),
             "value": redacted(first.value, 12 if det.get("kind") == "jwt" else 0),
             "occurrences": str(len(members)),
             "locations": "; ".join(sorted({_where(h) for h in members}))[:1000],
         }
+        if in_memory:
+            details["in_memory"] = ", ".join(
+                f"pid {k}: {n}" for k, n in sorted(in_memory.items(), key=str)
+            )
         variables = sorted({h.variable for h in members if h.variable})
         if variables:
             details["variable"] = ", ".join(variables)
@@ -180,6 +234,9 @@ def _group(hits: list[Hit]) -> list[Finding]:
 
 
 def _where(hit: Hit) -> str:
+    if hit.address is not None:
+        owner = f"pid {hit.pid}" if hit.pid is not None else hit.where
+        return f"{owner} memory 0x{hit.address:x}"
     if hit.pid is not None:
         return f"pid {hit.pid} {hit.where} {hit.variable}"
     if hit.path:

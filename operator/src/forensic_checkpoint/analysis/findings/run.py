@@ -9,7 +9,11 @@ from typing import Any
 
 from forensic_checkpoint.analysis.archive import ArchiveContents, Readable
 from forensic_checkpoint.analysis.files import FileTable
-from forensic_checkpoint.analysis.findings.credentials import find_credentials
+from forensic_checkpoint.analysis.findings.credentials import (
+    Hit,
+    MemoryCredentials,
+    find_credentials,
+)
 from forensic_checkpoint.analysis.findings.engine import (
     RuleSet,
     default_rules,
@@ -58,13 +62,15 @@ def find_all(
     images: dict[str, bytes],
     rootfs_files: dict[str, bytes],
     spec: dict[str, Any],
+    *,
+    memory_secrets: Sequence[Hit] = (),
     ruleset: RuleSet | None = None,
 ) -> list[Finding]:
     """Rules + credential inventory over one (unredacted) report; pure, for tests too."""
     rules = ruleset or default_rules()
     inputs = Inputs(report=report, images=images, rootfs_files=rootfs_files, spec=spec)
     found = evaluate(rules, subjects(inputs, rules.lists))
-    found += find_credentials(report, rootfs_files, rules.credentials)
+    found += find_credentials(report, rootfs_files, rules.credentials, memory_secrets)
     return sort_findings(found)
 
 
@@ -180,11 +186,19 @@ def _history(tasks: dict[str, PagesTask]) -> list[HistoryEntry]:
     return entries
 
 
-def add_findings(report: Report, contents: ArchiveContents, yara: Sequence[str] = ()) -> None:
-    """Fill ``report.findings``, ``shell_history`` and ``binaries`` (the report must not be
-    redacted yet). ``yara``: rule files and folders; compile errors are ConfigErrors."""
+def add_findings(
+    report: Report,
+    contents: ArchiveContents,
+    yara: Sequence[str] = (),
+    *,
+    memory_secrets: bool = True,
+) -> None:
+    """Fill ``report.findings``, ``shell_history``, ``binaries`` and ``timeline`` (the report
+    must not be redacted yet). ``yara``: rule files and folders (compile errors are
+    ConfigErrors); ``memory_secrets``: search all process memory for credentials."""
     scanner = YaraScanner(compile_rules(yara)) if yara else None
-    tasks = pages_tasks(contents, report, everything=scanner is not None)
+    secrets = MemoryCredentials(default_rules().credentials) if memory_secrets else None
+    tasks = pages_tasks(contents, report, everything=bool(scanner or secrets))
     files = FileContents()
 
     def visit(name: str, stream: Readable) -> None:
@@ -194,6 +208,8 @@ def add_findings(report: Report, contents: ArchiveContents, yara: Sequence[str] 
             return
         for run, data in iter_runs(stream, task.index):
             task.take(run.vaddr, run.file_offset, data)
+            if secrets is not None:
+                secrets.scan(data, base=run.vaddr, pid=task.pid, where=task.target)
             if scanner is not None:
                 scanner.scan_run(
                     data, kind=task.kind, target=task.target, base=run.vaddr, pid=task.pid
@@ -205,7 +221,10 @@ def add_findings(report: Report, contents: ArchiveContents, yara: Sequence[str] 
     report.shell_history = _history(tasks)
     report.binaries = mapped_binaries(report, contents.data)
     report.timeline = build_timeline(report, contents.data)
-    found = find_all(report, contents.data, files.rootfs, _spec(contents))
+    memory_hits = secrets.hits if secrets else []
+    found = find_all(
+        report, contents.data, files.rootfs, _spec(contents), memory_secrets=memory_hits
+    )
     if scanner is not None:
         _scan_other(scanner, report, contents, files)
         maps = {
