@@ -70,12 +70,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip the credential search over all process memory (it reads the pages once "
         "more; environment variables and files are still checked)",
     )
-    parser.add_argument(
-        "--no-memory-secrets",
-        action="store_true",
-        help="skip the credential search over all process memory (it reads the pages once "
-        "more; environment variables and files are still checked)",
-    )
     for flag, what in (
         ("--export-timesketch", "the timeline as Timesketch JSONL (each line validated)"),
         ("--export-stix", "the findings as a STIX 2.1 bundle"),
@@ -103,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
             context=args.context,
             max_matches=args.max_matches,
             yara=[str(p) for p in args.yara],
-            memory_secrets=not args.no_memory_secrets,
             memory_secrets=not args.no_memory_secrets,
         ),
     )
