@@ -199,3 +199,23 @@ def test_investigator_cannot_capture_elsewhere(stack: LocalStack, investigator: 
     denied = plugin(investigator, "capture", "counter", "-n", "default")
     assert denied.returncode == 1
     assert "forbidden" in denied.stderr.lower()
+
+
+def test_documented_metrics_are_exported(stack: LocalStack, investigator: Path) -> None:
+    """docs/metrics.md lists only what the running operator and agent really export (the
+    alert receiver's metrics are checked by tests/alerts)."""
+    import re
+
+    import requests
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "metrics.md").read_text()
+    always = doc.split("With the alert receiver")[0]
+    documented = set(re.findall(r"^\| `(forensic_[a-z_]+)`", always, flags=re.MULTILINE))
+    assert len(documented) >= 12
+    endpoint = stack.agent_endpoint("node-1")
+    agent = requests.get(f"{endpoint}/metrics", verify=str(stack.agent_ca.cert), timeout=10).text
+    operator = requests.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=10).text
+    exported = set(re.findall(r"^# TYPE (\S+) ", agent + operator, flags=re.MULTILINE))
+    # prometheus_client names a counter's family without the _total suffix.
+    exported |= {f"{name}_total" for name in exported}
+    assert documented <= exported, sorted(documented - exported)
