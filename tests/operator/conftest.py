@@ -35,7 +35,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         local = LocalStack.prepare(cluster, root / "stack")
         for node in NODES:
             local.start_agent(node)
-        local.start_operator([NAMESPACE])
+        local.start_operator([NAMESPACE], alerts=True)
         yield local
     finally:
         if local is not None:

@@ -297,6 +297,9 @@ def test_agent_credential_failures_at_the_kubelet(
     [container] = obj["status"]["containers"]
     assert obj["status"]["phase"] == "Failed"
     assert container["reason"] == reason, container
+    # The agent's readiness round found it first: the operator never asked for the capture.
+    assert container.get("requestedAt") is None
+    assert _calls(stack, "node-3", name) == []
 
 
 def test_a_node_without_agent_fails_with_agent_unavailable(stack: LocalStack) -> None:

@@ -21,9 +21,9 @@ from pydantic import Field, field_validator
 
 from forensic_checkpoint.api.base import KubeModel, Sha256, ShortText
 
-#: Upper bound of ``status.custody`` (per container, as ``api.forensiccheckpoint.MAX_CUSTODY``): a
-#: capture's life has a handful of entries (request, capture, export, verification, deletion).
-MAX_CUSTODY_ENTRIES = 32
+#: Upper bound of ``status.custody``, one chain for all containers of a CR: each container's life
+#: has a handful of entries (capture, export, verification, deletion), and a CR has up to 16.
+MAX_CUSTODY_ENTRIES = 128
 
 #: Schema hints for the ``status.custody`` list field (``json_schema_extra``): entries correlate
 #: by ``sequence`` so each can be declared immutable, and the list may only grow.
@@ -85,6 +85,8 @@ class CustodyEntry(KubeModel):
     #: When it happened, UTC; hashed at microsecond precision.
     at: datetime
     actor: Actor
+    #: The container the entry is about; unset for entries about the whole CR (``Requested``).
+    container: Annotated[str, Field(max_length=63)] | None = None
     node: Annotated[str, Field(max_length=253)] | None = None
     kubelet: KubeletResponse | None = None
     #: sha256 of the checkpoint archive as captured (the plaintext tar).

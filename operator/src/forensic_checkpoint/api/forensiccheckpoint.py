@@ -43,6 +43,8 @@ MAX_PATHS = 10
 MAX_HITS = 20
 MAX_WARNINGS = 10
 MAX_FINDINGS = 10
+#: The CRIU log lines of a failed capture kept in the status (the agent sends up to 8 KiB).
+MAX_CRIU_LOG_EXCERPT = 4096
 DEFAULT_TIMEOUT_SECONDS = 120
 MAX_TIMEOUT_SECONDS = 3600
 
@@ -246,6 +248,9 @@ class ContainerStatus(KubeModel):
     message: ShortText = ""
     remediation: ShortText = ""
     kubelet_status_code: int | None = None
+    criu_log_excerpt: Annotated[str, Field(max_length=MAX_CRIU_LOG_EXCERPT)] = Field(
+        default="", description="The runtime's CRIU log lines that show why a capture failed."
+    )
     requested_at: datetime | None = None
     finished_at: datetime | None = None
     archive: ArchiveStatus | None = None

@@ -12,6 +12,7 @@ HELP = "Run the ForensicCheckpoint operator (kopf) against a cluster."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from forensic_checkpoint.controller.alerts import config as alerts_config
     from forensic_checkpoint.controller.config import DEFAULT_TOKEN_FILE
 
     scope = parser.add_mutually_exclusive_group()
@@ -54,9 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a new checkpoint waits for its node's agent before failing",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    alerts_config.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from forensic_checkpoint.controller.alerts import config as alerts_config
     from forensic_checkpoint.controller.config import OperatorConfig
     from forensic_checkpoint.controller.runner import run_operator
 
@@ -75,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         health_port=args.health_port,
         poll_interval=args.poll_interval,
         agent_wait=timedelta(seconds=args.agent_wait),
+        alerts=alerts_config.from_arguments(args),  # None without --alerts-port
     )
     asyncio.run(run_operator(config))
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -99,6 +100,9 @@ class LocalStack:
     operator_process: subprocess.Popen[bytes] | None = None
     health_port: int = 0
     metrics_port: int = 0
+    #: The operator's alert receiver (``start_operator(alerts=True)``): port and bearer token.
+    alerts_port: int | None = None
+    alerts_token_file: Path | None = None
 
     @classmethod
     def prepare(cls, cluster: DevCluster, root: Path) -> LocalStack:
@@ -145,7 +149,12 @@ class LocalStack:
         kubelet_token_file: Path | None = None,
     ) -> None:
         """Start the node's agent; ``kubelet_ca``/``kubelet_token_file`` replace the right ones
-        (to provoke TLS and authentication failures at the kubelet)."""
+        (to provoke TLS and authentication failures at the kubelet).
+
+        Returns once the agent has published a heartbeat *and* its first readiness round: the
+        operator fails captures on a node whose checks fail, so a check left over from an
+        earlier agent must not decide the next capture.
+        """
         node = self.cluster.node(node_name)
         base = self.root / "agents" / node_name
         base.mkdir(parents=True, exist_ok=True)
@@ -178,8 +187,33 @@ class LocalStack:
                 raise ToolError(
                     f"agent on {node_name} did not publish a heartbeat; see {self.root}/logs"
                 )
+            if not processes.wait_until(
+                lambda: self._probed_since(api, node_name, started), wait, interval=0.2
+            ):
+                raise ToolError(
+                    f"agent on {node_name} did not publish readiness; see {self.root}/logs"
+                )
         finally:
             close(api)
+
+    def _probed_since(self, api: ApiClient, node_name: str, since: datetime) -> bool:
+        fnode = request_json(api, "GET", f"{GROUP_PATH}/forensicnodes/{node_name}")
+        checks = (fnode.get("status") or {}).get("checks") or []
+        times = [c.get("lastProbeTime") for c in checks]
+        return bool(times) and all(
+            t and datetime.fromisoformat(t.replace("Z", "+00:00")) >= since.replace(microsecond=0)
+            for t in times
+        )
+
+    def readiness(self, node_name: str) -> dict[str, Any]:
+        """The node's ForensicNode ``Ready`` condition (empty before the first round)."""
+        api = self.cluster.admin_client()
+        try:
+            fnode = request_json(api, "GET", f"{GROUP_PATH}/forensicnodes/{node_name}")
+        finally:
+            close(api)
+        conditions = (fnode.get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c.get("type") == "Ready"), {})
 
     def _heartbeat_since(self, api: ApiClient, node_name: str, since: datetime) -> bool:
         proc = self.agents[node_name]
@@ -213,7 +247,14 @@ class LocalStack:
 
     # --- operator -----------------------------------------------------------------------
 
-    def start_operator(self, namespaces: list[str], *, wait: float = 60.0) -> None:
+    def start_operator(
+        self, namespaces: list[str], *, wait: float = 60.0, alerts: bool | None = None
+    ) -> None:
+        """Start the operator; with ``alerts`` it also serves the alert webhooks on
+        ``alerts_port`` (loopback, bearer ``alerts_token_file``), as ``--alerts-port`` does in a
+        cluster. ``None`` keeps what the previous start chose (a restart keeps the receiver)."""
+        if alerts is None:
+            alerts = self.alerts_port is not None
         self.health_port = processes.free_port()
         self.metrics_port = processes.free_port()
         argv = [
@@ -228,6 +269,16 @@ class LocalStack:
         ]  # fmt: skip
         for ns in namespaces:
             argv += ["--namespace", ns]
+        if alerts:
+            if self.alerts_token_file is None:
+                self.alerts_token_file = self.root / "alerts.token"
+                _write_secret(self.alerts_token_file, secrets.token_urlsafe(24))
+            self.alerts_port = self.alerts_port or processes.free_port()
+            argv += [
+                "--alerts-port", str(self.alerts_port),
+                "--alerts-host", "127.0.0.1",
+                "--alerts-token-file", str(self.alerts_token_file),
+            ]  # fmt: skip
         self.operator_process = processes.spawn(
             argv, self.root / "logs" / "operator.log", die_with_parent=True
         )
@@ -244,6 +295,32 @@ class LocalStack:
 
         if not processes.wait_until(healthy, wait, interval=0.2):
             raise ToolError(f"operator not healthy within {wait:.0f} s; see {self.root}/logs")
+        if alerts and not processes.wait_until(self._alerts_healthy, wait, interval=0.2):
+            raise ToolError(f"alert receiver not answering; see {self.root}/logs/operator.log")
+
+    @property
+    def alerts_url(self) -> str:
+        if self.alerts_port is None:
+            raise ToolError("the operator was started without the alert receiver")
+        return f"http://127.0.0.1:{self.alerts_port}"
+
+    def _alerts_healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.alerts_url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def post_alerts(self, route: str, payload: dict[str, Any]) -> requests.Response:
+        """POST ``payload`` to the operator's receiver (``alertmanager`` or ``falcosidekick``)."""
+        if self.alerts_token_file is None:
+            raise ToolError("the operator was started without the alert receiver")
+        token = self.alerts_token_file.read_text().strip()
+        return requests.post(
+            f"{self.alerts_url}/v1/alerts/{route}",
+            json=payload,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
 
     def kill_operator(self) -> None:
         proc = self.operator_process
@@ -265,12 +342,19 @@ class LocalStack:
 
     # --- ForensicCheckpoints ------------------------------------------------------------
 
-    def create_checkpoint(self, namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    def create_checkpoint(
+        self,
+        namespace: str,
+        name: str,
+        spec: dict[str, Any],
+        *,
+        annotations: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         api = self.cluster.admin_client()
         body = {
             "apiVersion": "forensic-checkpoint.dev/v1alpha1",
             "kind": "ForensicCheckpoint",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "annotations": dict(annotations or {})},
             "spec": spec,
         }
         try:
@@ -336,6 +420,12 @@ class LocalStack:
             )
         finally:
             close(api)
+
+
+def _write_secret(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
 
 
 def _wait_token(api: ApiClient, sa: str, timeout: float = 30.0) -> str:

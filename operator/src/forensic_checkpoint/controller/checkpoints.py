@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,19 +26,21 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointSpec,
     ForensicCheckpointStatus,
 )
+from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.controller import metrics
 from forensic_checkpoint.controller.agent_client import AgentClient
 from forensic_checkpoint.controller.config import OperatorConfig
-from forensic_checkpoint.domain import reconcile
+from forensic_checkpoint.domain import checkpoint_custody, reconcile
 from forensic_checkpoint.domain.agents import AgentUnavailable, agent_facts, usable_endpoint
 from forensic_checkpoint.domain.deletion import is_held, keys_to_delete
+from forensic_checkpoint.domain.readiness import capture_blocker
 from forensic_checkpoint.domain.summary import summarize
 from forensic_checkpoint.domain.targets import resolve_targets
 from forensic_checkpoint.errors import AgentError, ClusterError, ForensicCheckpointError
 from forensic_checkpoint.k8s.resources import OperatorResources
 
 #: ForensicNode lookups are shared by all daemons of a node for this long.
-_ENDPOINT_TTL = 2.0
+_NODE_TTL = 2.0
 
 
 def _utcnow() -> datetime:
@@ -58,7 +60,7 @@ class CheckpointController:
         self._resources = resources
         self._agents = agents
         self._clock = clock
-        self._endpoints: dict[str, tuple[float, str | AgentUnavailable]] = {}
+        self._nodes: dict[str, tuple[float, ForensicNode | None]] = {}
 
     # --- the daemon ---------------------------------------------------------------------
 
@@ -74,16 +76,23 @@ class CheckpointController:
             generation=body.metadata.get("generation"),
         )
         status = fcp.status or ForensicCheckpointStatus()
+        metadata = dict(body.metadata)
         while not stopped and not status.phase.terminal:
             try:
-                new = await self.step(ref, fcp.spec, status)
+                new = await self.step(ref, fcp.spec, status, metadata=metadata)
             except ClusterError as exc:
                 # The API server is the operator's lifeline; wait for it, do not fail the CR.
                 logger.warning("cannot reach the API server: %s", exc.message)
                 await stopped.wait(5 * self._config.poll_interval)
                 continue
             if new != status:
-                await asyncio.to_thread(self._resources.write_status, ref.namespace, ref.name, new)
+                await asyncio.to_thread(
+                    self._resources.write_status,
+                    ref.namespace,
+                    ref.name,
+                    new,
+                    with_custody=new.custody != status.custody,
+                )
                 for event in reconcile.transition_events(status, new):
                     kopf.event(body, type=event.type, reason=event.reason, message=event.message)
                 metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
@@ -97,9 +106,25 @@ class CheckpointController:
         ref: reconcile.CheckpointRef,
         spec: ForensicCheckpointSpec,
         status: ForensicCheckpointStatus,
+        *,
+        metadata: Mapping[str, Any],
     ) -> ForensicCheckpointStatus:
-        """One reconcile pass: gather facts, apply the domain's decisions."""
+        """One reconcile pass: gather facts, apply the domain's decisions, and record what
+        happened to the evidence in the custody chain."""
         now = self._clock()
+        status = checkpoint_custody.record_request(
+            status, subject=ref.uid, metadata=metadata, spec=spec, at=now
+        )
+        new = await self._decide(ref, spec, status, now)
+        return checkpoint_custody.record_captures(new, subject=ref.uid)
+
+    async def _decide(
+        self,
+        ref: reconcile.CheckpointRef,
+        spec: ForensicCheckpointSpec,
+        status: ForensicCheckpointStatus,
+        now: datetime,
+    ) -> ForensicCheckpointStatus:
         if not status.containers:
             problem = reconcile.check_spec(spec)
             if problem is not None:
@@ -112,7 +137,10 @@ class CheckpointController:
             # a restart that happens right after the request.
             return reconcile.record_targets(status, decision, ref=ref, now=now)
 
-        endpoint = await self._endpoint(status.node_name, now)
+        node = await self._node(status.node_name)
+        endpoint = usable_endpoint(
+            agent_facts(node) if node is not None else None, node_name=status.node_name, now=now
+        )
         if isinstance(endpoint, AgentUnavailable):
             started = status.started_at or now
             requested = any(c.requested_at for c in status.containers)
@@ -124,6 +152,13 @@ class CheckpointController:
                     status, reason=endpoint.reason, message=endpoint.message, ref=ref, now=now
                 )
             return reconcile.agent_waiting(status, message=endpoint.message, ref=ref, now=now)
+
+        if node is not None and not any(c.requested_at for c in status.containers):
+            # The agent's readiness round already knows the kubelet would refuse: say why now,
+            # with the fix, instead of freezing nothing and failing later.
+            blocker = capture_blocker(node)
+            if blocker is not None:
+                return reconcile.node_not_ready(status, blocker, ref=ref, now=now)
 
         new = status.model_copy(deep=True)
         new.agent_endpoint = endpoint
@@ -177,16 +212,20 @@ class CheckpointController:
             waiting.message = exc.message[:1024]
             return waiting
 
-    async def _endpoint(self, node_name: str, now: datetime) -> str | AgentUnavailable:
-        cached = self._endpoints.get(node_name)
-        if cached is not None and time.monotonic() - cached[0] < _ENDPOINT_TTL:
+    async def _node(self, node_name: str) -> ForensicNode | None:
+        """The node's ForensicNode, shared by all daemons of that node for a moment."""
+        cached = self._nodes.get(node_name)
+        if cached is not None and time.monotonic() - cached[0] < _NODE_TTL:
             return cached[1]
         node = await asyncio.to_thread(self._resources.get_forensic_node, node_name)
-        result = usable_endpoint(
+        self._nodes[node_name] = (time.monotonic(), node)
+        return node
+
+    async def _endpoint(self, node_name: str, now: datetime) -> str | AgentUnavailable:
+        node = await self._node(node_name)
+        return usable_endpoint(
             agent_facts(node) if node is not None else None, node_name=node_name, now=now
         )
-        self._endpoints[node_name] = (time.monotonic(), result)
-        return result
 
     # --- deletion -----------------------------------------------------------------------
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
+
 #: Where a pod's projected ServiceAccount token is mounted.
 DEFAULT_TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
@@ -28,3 +30,5 @@ class OperatorConfig:
     capture_grace: timedelta = timedelta(minutes=5)
     #: Retries of archive deletion before a deleted CR lets go of its node's files.
     delete_retries: int = 5
+    #: Serve the alert webhooks (docs/alerts.md) in the operator's event loop; None: off.
+    alerts: AlertReceiverConfig | None = None

@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 
 from forensic_checkpoint.api.base import GROUP
 from forensic_checkpoint.controller.agent_client import AgentClient, TokenFile, tls_context
+from forensic_checkpoint.controller.alerts.kopf_wiring import register as register_alerts
 from forensic_checkpoint.controller.checkpoints import CheckpointController, register
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.errors import ConfigError
@@ -87,6 +88,10 @@ async def run_operator(
     async with aiohttp.ClientSession() as session:
         controller = CheckpointController(config, resources, AgentClient(session, token, tls))
         register(registry, controller)
+        if config.alerts is not None:
+            # Same identity as the operator: deploy/rbac/operator.yaml carries the receiver's
+            # rules (k8s.alert_captures.RBAC_RULES).
+            register_alerts(registry, config.alerts, api)
         await kopf.operator(
             registry=registry,
             standalone=config.standalone,

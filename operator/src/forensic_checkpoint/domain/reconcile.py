@@ -30,6 +30,7 @@ from forensic_checkpoint.api.agent import (
 )
 from forensic_checkpoint.api.conditions import ANALYZED, CAPTURED, READY, Condition, ConditionStatus
 from forensic_checkpoint.api.forensiccheckpoint import (
+    MAX_CRIU_LOG_EXCERPT,
     AnalysisSummary,
     ArchiveStatus,
     ContainerCapturePhase,
@@ -39,6 +40,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     Phase,
 )
 from forensic_checkpoint.domain.conditions import set_condition
+from forensic_checkpoint.domain.readiness import NodeNotReady
 from forensic_checkpoint.domain.summary import human_size
 from forensic_checkpoint.domain.targets import Rejection, Targets
 
@@ -107,6 +109,7 @@ def fail(
     message: str,
     ref: CheckpointRef,
     now: datetime,
+    remediation: str = "",
 ) -> ForensicCheckpointStatus:
     """Fail every unfinished container (or the whole request if none were chosen yet)."""
     new = status.model_copy(deep=True)
@@ -115,11 +118,38 @@ def fail(
             container.phase = ContainerCapturePhase.FAILED
             container.reason = reason
             container.message = message[:1024]
+            container.remediation = remediation[:1024]
             container.finished_at = now
     new.reason = reason
-    new.message = message[:1024]
+    new.message = _with_remediation(message, remediation)
     new.phase = Phase.FAILED
     return aggregate(new, ref=ref, now=now)
+
+
+def _with_remediation(message: str, remediation: str) -> str:
+    """The status/condition message: what went wrong, then what to do (both in one line, as
+    ``kubectl get -o wide`` and ``kubectl wait`` show only the message)."""
+    text = f"{message} Remediation: {remediation}" if remediation else message
+    return text[:1024]
+
+
+def node_not_ready(
+    status: ForensicCheckpointStatus,
+    blocker: NodeNotReady,
+    *,
+    ref: CheckpointRef,
+    now: datetime,
+) -> ForensicCheckpointStatus:
+    """Fail at once because the node's agent reports it cannot capture (a failed readiness
+    check): asking the kubelet would only fail later, or freeze the workload for nothing."""
+    return fail(
+        status,
+        reason=blocker.reason,
+        message=blocker.message,
+        remediation=blocker.remediation,
+        ref=ref,
+        now=now,
+    )
 
 
 def capture_request(
@@ -176,6 +206,7 @@ def apply_capture_status(
         new.reason = capture.reason or "CaptureFailed"
         new.message = (capture.message or "the agent reported a failed capture")[:1024]
         new.remediation = (capture.remediation or "")[:1024]
+        new.criu_log_excerpt = _excerpt(capture.criu_log_excerpt)
         new.finished_at = capture.finished_at or now
         return new
     if capture.state in (CaptureState.QUEUED, CaptureState.CAPTURING):
@@ -186,6 +217,15 @@ def apply_capture_status(
     new.reason = None
     new.message = ""
     return new
+
+
+def _excerpt(text: str | None) -> str:
+    """The agent's CRIU log excerpt, cut to the status field's size at a line boundary (the
+    first lines carry the cause; the agent puts them first)."""
+    if not text or len(text) <= MAX_CRIU_LOG_EXCERPT:
+        return text or ""
+    cut = text[: MAX_CRIU_LOG_EXCERPT - 4]
+    return cut[: cut.rfind("\n") + 1 or len(cut)] + "...\n"
 
 
 def attach_summary(
@@ -248,7 +288,9 @@ def aggregate(
     failed = _failure(new.containers)
     if failed is not None and new.phase == Phase.FAILED:
         new.reason = failed.reason
-        new.message = f"container {failed.name}: {failed.message}"[:1024]
+        new.message = _with_remediation(
+            f"container {failed.name}: {failed.message}", failed.remediation
+        )
     elif new.phase == Phase.COMPLETED:
         new.reason = "Completed"
         hits = sum(c.summary.memory_hit_count for c in new.containers if c.summary)
@@ -375,7 +417,9 @@ def transition_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStat
                 Event(
                     "Warning",
                     container.reason or "CaptureFailed",
-                    f"container {container.name}: {container.message}"[:1024],
+                    _with_remediation(
+                        f"container {container.name}: {container.message}", container.remediation
+                    ),
                 )
             )
     if new.phase != old.phase and new.phase == Phase.COMPLETED:

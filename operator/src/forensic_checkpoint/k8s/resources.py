@@ -16,8 +16,6 @@ from forensic_checkpoint.errors import NotFoundError
 from forensic_checkpoint.k8s.client import ApiClient, request_json
 
 _FCP = ForensicCheckpoint.crd
-#: Status fields other components write; the operator leaves them alone.
-NOT_OWNED_STATUS_FIELDS = ("custody",)
 _NODE = ForensicNode.crd
 
 
@@ -55,21 +53,29 @@ class OperatorResources:
             return None
         return ForensicCheckpoint.model_validate(raw)
 
-    def write_status(self, namespace: str, name: str, status: ForensicCheckpointStatus) -> None:
+    def write_status(
+        self,
+        namespace: str,
+        name: str,
+        status: ForensicCheckpointStatus,
+        *,
+        with_custody: bool = False,
+    ) -> None:
         """Replace the status fields the operator owns (a merge patch on ``/status``).
 
         Top-level fields that became unset are sent as ``null`` so the merge removes them;
         lists are replaced whole (JSON merge patch has no list merging for custom resources).
-        ``custody`` belongs to the evidence component and is never sent: its CEL rules make the
-        list append-only, and a stale copy would fail the patch or lose an entry.
+        ``custody`` is sent only ``with_custody`` (the caller appended to it), and then whole:
+        the CRD's CEL rules refuse a list that lost or changed an entry, so a stale copy fails
+        the patch (422) instead of rewriting the chain.
         """
         body: dict[str, Any] = status.to_kube()
         for field_name, info in ForensicCheckpointStatus.model_fields.items():
             alias = info.alias or field_name
             if alias not in body:
                 body[alias] = None
-        for foreign in NOT_OWNED_STATUS_FIELDS:
-            body.pop(foreign, None)
+        if not with_custody:
+            body.pop("custody", None)
         request_json(
             self._api,
             "PATCH",

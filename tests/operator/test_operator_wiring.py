@@ -1,0 +1,282 @@
+"""The operator's use of readiness, the CRIU log excerpt, the custody chain and the alert
+receiver's RBAC: the pure parts, with readiness verdicts made by ``domain.readiness`` itself
+from recorded kubelet answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from forensic_checkpoint.api.agent import ArchiveInfo, CaptureState, CaptureStatus, capture_key
+from forensic_checkpoint.api.conditions import READY, ConditionStatus
+from forensic_checkpoint.api.custody import ActorKind, CustodyAction
+from forensic_checkpoint.api.forensiccheckpoint import (
+    MAX_CRIU_LOG_EXCERPT,
+    AlertReference,
+    CaptureReasonSpec,
+    ContainerCapturePhase,
+    ContainerStatus,
+    ForensicCheckpointSpec,
+    ForensicCheckpointStatus,
+    Phase,
+)
+from forensic_checkpoint.api.forensicnode import ForensicNode
+from forensic_checkpoint.domain import checkpoint_custody, custody, reconcile
+from forensic_checkpoint.domain.conditions import find_condition
+from forensic_checkpoint.domain.readiness import (
+    KubeletProbe,
+    NodeProbe,
+    capture_blocker,
+    evaluate,
+    to_status,
+)
+from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+REF = reconcile.CheckpointRef(name="blog", namespace="default", uid="5d0c-uid", generation=1)
+SHA = "cd" * 32
+REPO = Path(__file__).resolve().parents[2]
+READINESS_DATA = REPO / "tests" / "readiness" / "data"
+
+
+def _node(probe: NodeProbe, name: str = "node-b") -> ForensicNode:
+    """A ForensicNode as the agent writes it after one readiness round over ``probe``."""
+    checks, conditions = to_status(evaluate(probe), [], now=T0)
+    return ForensicNode.model_validate(
+        {
+            "metadata": {"name": name},
+            "status": {
+                "checks": [c.to_kube() for c in checks],
+                "conditions": [c.to_kube() for c in conditions],
+            },
+        }
+    )
+
+
+def _targets() -> ForensicCheckpointStatus:
+    status = ForensicCheckpointStatus(node_name="node-b")
+    status.containers = [
+        ContainerStatus(name=n, capture_key=capture_key(REF.uid, n)) for n in ("app", "sidecar")
+    ]
+    return reconcile.aggregate(status, ref=REF, now=T0)
+
+
+# --- readiness fail-fast ----------------------------------------------------------------------
+
+
+def test_a_gate_off_node_fails_the_checkpoint_with_reason_and_remediation() -> None:
+    gate_off = (READINESS_DATA / "kubelet-404-gate-off.body.txt").read_text()
+    node = _node(
+        NodeProbe(
+            container_runtime_version="cri-o://1.26.4",
+            kubelet_version="v1.28.3",
+            kubelet=KubeletProbe(404, gate_off),
+        )
+    )
+    blocker = capture_blocker(node)
+    assert blocker is not None and blocker.reason == "CheckpointingDisabled"
+
+    failed = reconcile.node_not_ready(_targets(), blocker, ref=REF, now=T0)
+    assert failed.phase == Phase.FAILED
+    assert failed.reason == "CheckpointingDisabled"
+    assert all(c.phase == ContainerCapturePhase.FAILED for c in failed.containers)
+    assert {c.remediation for c in failed.containers} == {blocker.remediation}
+    assert blocker.remediation and blocker.remediation in failed.message
+    ready = find_condition(failed.conditions, READY)
+    assert ready is not None and ready.status == ConditionStatus.FALSE
+    assert ready.reason == "CheckpointingDisabled" and "Remediation:" in ready.message
+    events = reconcile.transition_events(_targets(), failed)
+    warnings = [e for e in events if e.type == "Warning"]
+    assert {e.reason for e in warnings} == {"CheckpointingDisabled"}
+    assert all(blocker.remediation[:40] in e.message for e in warnings)
+
+
+def test_an_old_runtime_blocks_and_a_ready_node_does_not() -> None:
+    old = _node(
+        NodeProbe(
+            container_runtime_version="containerd://1.7.24",
+            kubelet_version="v1.31.0",
+            kubelet=KubeletProbe(404, "pod does not exist"),
+        )
+    )
+    blocker = capture_blocker(old)
+    assert blocker is not None and blocker.reason == "RuntimeUnsupported"
+    assert "containerd" in blocker.remediation.lower() or "2.0" in blocker.remediation
+    ready = _node(
+        NodeProbe(
+            container_runtime_version="containerd://2.0.2",
+            kubelet_version="v1.31.0",
+            kubelet=KubeletProbe(404, "pod does not exist"),
+        )
+    )
+    assert capture_blocker(ready) is None
+
+
+# --- the CRIU log excerpt -------------------------------------------------------------------
+
+
+def _failed_capture(excerpt: str | None) -> CaptureStatus:
+    return CaptureStatus(
+        key=capture_key(REF.uid, "app"),
+        state=CaptureState.FAILED,
+        reason="EstablishedTCPNeedsConfig",
+        message="CRIU refused a connected TCP socket",
+        remediation="tcp-established in /etc/criu/runc.conf",
+        kubelet_status_code=500,
+        criu_log_excerpt=excerpt,
+        finished_at=T0,
+    )
+
+
+def test_a_failed_capture_keeps_the_criu_log_excerpt_capped_at_a_line() -> None:
+    container = _targets().containers[0]
+    log = (READINESS_DATA / "containerd-tcp.dump.log").read_text()
+    kept = reconcile.apply_capture_status(container, _failed_capture(log), report_url="", now=T0)
+    assert kept.criu_log_excerpt == log
+    assert "tcp-established" in kept.remediation
+
+    long = "".join(f"({i:04d}) Error (criu/sk-inet.c:200): line {i}\n" for i in range(150))
+    capped = reconcile.apply_capture_status(
+        container, _failed_capture(long), report_url="", now=T0
+    ).criu_log_excerpt
+    assert len(capped) <= MAX_CRIU_LOG_EXCERPT
+    assert capped.startswith(long[:100]) and capped.endswith("...\n")
+    assert capped.removesuffix("...\n") == long[: len(capped) - 4]  # whole lines only
+    none = reconcile.apply_capture_status(container, _failed_capture(None), report_url="", now=T0)
+    assert none.criu_log_excerpt == ""
+
+
+# --- custody ----------------------------------------------------------------------------------
+
+
+def _spec(**kwargs: Any) -> ForensicCheckpointSpec:
+    return ForensicCheckpointSpec(pod_name="counters", **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "spec", "kind", "name", "source"),
+    [
+        (
+            {"managedFields": [{"manager": "kubectl-create", "operation": "Update"}]},
+            _spec(),
+            ActorKind.USER,
+            "unknown",
+            checkpoint_custody.FROM_FIELD_MANAGER,
+        ),
+        (
+            {"annotations": {checkpoint_custody.REQUESTED_BY_ANNOTATION: "alice@example.com"}},
+            _spec(),
+            ActorKind.USER,
+            "alice@example.com",
+            checkpoint_custody.FROM_ANNOTATION,
+        ),
+        (
+            {
+                "annotations": {
+                    checkpoint_custody.REQUESTED_BY_ANNOTATION: "system:serviceaccount:ir:bot"
+                }
+            },
+            _spec(),
+            ActorKind.SERVICE_ACCOUNT,
+            "system:serviceaccount:ir:bot",
+            checkpoint_custody.FROM_ANNOTATION,
+        ),
+        (
+            {"annotations": {checkpoint_custody.REQUESTED_BY_ANNOTATION: "mallory"}},
+            _spec(
+                reason=CaptureReasonSpec(
+                    alert=AlertReference(
+                        source="alertmanager",
+                        name="CounterSecretLeak",
+                        fingerprint="e59b47998d601dcf",
+                        policy="counter-secrets",
+                    )
+                )
+            ),
+            ActorKind.ALERT,
+            "alertmanager/e59b47998d601dcf",
+            checkpoint_custody.FROM_ALERT,
+        ),
+    ],
+)
+def test_the_requested_entry_names_its_actor_and_where_that_came_from(
+    metadata: dict[str, Any], spec: ForensicCheckpointSpec, kind: ActorKind, name: str, source: str
+) -> None:
+    status = checkpoint_custody.record_request(
+        ForensicCheckpointStatus(), subject=REF.uid, metadata=metadata, spec=spec, at=T0
+    )
+    (entry,) = status.custody
+    assert entry.action is CustodyAction.REQUESTED
+    assert (entry.actor.kind, entry.actor.name, entry.reason) == (kind, name, source)
+    assert entry.message
+    if source == checkpoint_custody.FROM_FIELD_MANAGER:
+        assert "kubectl-create" in entry.message and "not a user" in entry.message
+    # A second pass (or a restarted operator) does not add another.
+    again = checkpoint_custody.record_request(
+        status, subject=REF.uid, metadata=metadata, spec=spec, at=T0 + timedelta(seconds=5)
+    )
+    assert again.custody == status.custody
+
+
+def test_captured_entries_name_their_container_and_the_chain_verifies() -> None:
+    status = checkpoint_custody.record_request(
+        _targets(), subject=REF.uid, metadata={}, spec=_spec(), at=T0
+    )
+    for i, container in enumerate(status.containers):
+        capture = CaptureStatus(
+            key=container.capture_key,
+            state=CaptureState.ANALYZING,
+            kubelet_status_code=200,
+            archive=ArchiveInfo(
+                path=f"/var/lib/kubelet/checkpoints/{container.name}.tar",
+                sha256=SHA if i == 0 else "ef" * 32,
+                size_bytes=1000 + i,
+                # The agent's clock may lag the operator's: the chain must not go backwards.
+                captured_at=T0 - timedelta(seconds=1),
+            ),
+        )
+        status.containers[i] = reconcile.apply_capture_status(
+            container, capture, report_url="", now=T0
+        )
+    chained = checkpoint_custody.record_captures(status, subject=REF.uid)
+    requested, app, sidecar = chained.custody
+    assert (app.container, sidecar.container) == ("app", "sidecar")
+    assert app.action is CustodyAction.CAPTURED and app.sha256 == SHA
+    assert app.kubelet is not None and app.kubelet.message.endswith("/app.tar")
+    assert app.actor.kind is ActorKind.AGENT and app.node == "node-b"
+    assert app.at >= requested.at
+    assert custody.verify_chain(chained.custody, REF.uid).ok
+    assert custody.captured_sha256s(chained.custody) == {SHA, "ef" * 32}
+    # Idempotent: nothing new on the next pass.
+    assert checkpoint_custody.record_captures(chained, subject=REF.uid).custody == chained.custody
+    # The container is covered by the hash; and another CR's uid does not verify the chain.
+    moved = app.model_copy(update={"container": "sidecar"})
+    assert not custody.verify_chain([requested, moved, sidecar], REF.uid).ok
+    assert not custody.verify_chain(chained.custody, "another-uid").ok
+
+
+# --- the alert receiver's RBAC ----------------------------------------------------------------
+
+
+def test_the_operator_role_grants_the_alert_receiver_rules() -> None:
+    docs = yaml.safe_load_all((REPO / "deploy" / "rbac" / "operator.yaml").read_text())
+    (role,) = [d for d in docs if d and d["kind"] == "ClusterRole"]
+    granted = {
+        (group, resource, verb)
+        for rule in role["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    needed = {
+        (group, resource, verb)
+        for rule in RBAC_RULES
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    assert needed <= granted, needed - granted

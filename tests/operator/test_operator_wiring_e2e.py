@@ -1,0 +1,251 @@
+"""The operator's wiring of alerts, readiness and custody, end to end on the stack's dev cluster:
+the operator process serves the alert webhooks (``--alerts-port``), fails captures on nodes
+whose agent reports them unable to capture without calling their kubelet, copies the CRIU log
+excerpt of a failed capture, and keeps a custody chain that verifies."""
+
+from __future__ import annotations
+
+import copy
+import json
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from forensic_checkpoint.api.custody import ActorKind, CustodyAction
+from forensic_checkpoint.cli.main import main
+from forensic_checkpoint.cli.stack import LocalStack
+from forensic_checkpoint.devcluster.pods import create_running_pod
+from forensic_checkpoint.domain import checkpoint_custody, custody
+from forensic_checkpoint.k8s.client import close, request_json
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+NAMESPACE = "fcp-e2e"  # the namespace the operator of the `stack` fixture watches
+TESTS = Path(__file__).resolve().parents[1]
+BLOG_TRUTH = json.loads((TESTS / "data" / "counter-blog-crio.truth.json").read_text())
+SECRET = BLOG_TRUTH["memory_strings"][0]
+ALERTMANAGER = json.loads(
+    (TESTS / "alerts" / "data" / "alertmanager-firing-group.json").read_text()
+)
+GROUP_PATH = "/apis/forensic-checkpoint.dev/v1alpha1"
+
+
+def _pod(stack: LocalStack, name: str, node: str, **kwargs: Any) -> None:
+    api = stack.cluster.admin_client()
+    try:
+        create_running_pod(api, NAMESPACE, name, node, **kwargs)
+    finally:
+        close(api)
+
+
+def _calls(stack: LocalStack, node: str, pod: str) -> list[dict[str, Any]]:
+    return [c for c in stack.cluster.node(node).calls() if f"/{NAMESPACE}/{pod}/" in c["path"]]
+
+
+def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
+
+
+def _chain(obj: dict[str, Any]) -> list[custody.CustodyEntry]:
+    chain = custody.parse_chain(obj["status"].get("custody") or [])
+    verdict = custody.verify_chain(chain, obj["metadata"]["uid"])
+    assert verdict.ok, verdict.problems
+    return chain
+
+
+def _events(stack: LocalStack, name: str) -> list[dict[str, Any]]:
+    api = stack.cluster.admin_client()
+    try:
+        items = request_json(
+            api,
+            "GET",
+            f"/api/v1/namespaces/{NAMESPACE}/events",
+            query={"fieldSelector": f"involvedObject.name={name}"},
+        )["items"]
+    finally:
+        close(api)
+    return list(items)
+
+
+# --- alerts -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def capture_policy(stack: LocalStack) -> Iterator[str]:
+    name = "fcp-e2e-critical"
+    api = stack.cluster.admin_client()
+    body = {
+        "apiVersion": "forensic-checkpoint.dev/v1alpha1",
+        "kind": "ForensicCapturePolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "match": {"namespaces": [NAMESPACE], "severities": ["critical"]},
+            "capture": {"analysis": {"searches": [SECRET["value"]]}},
+        },
+    }
+    try:
+        request_json(api, "POST", f"{GROUP_PATH}/forensiccapturepolicies", body=body)
+        yield name
+    finally:
+        request_json(api, "DELETE", f"{GROUP_PATH}/forensiccapturepolicies/{name}")
+        close(api)
+
+
+def _firing(pod: str, fingerprint: str) -> dict[str, Any]:
+    """The captured Alertmanager notification, re-aimed at ``pod`` in the test namespace."""
+    payload = copy.deepcopy(ALERTMANAGER)
+    alert = payload["alerts"][0]
+    alert["labels"].update(namespace=NAMESPACE, pod=pod, container="counter")
+    alert["fingerprint"] = fingerprint
+    alert["startsAt"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    payload["alerts"] = [alert]
+    payload["commonLabels"]["namespace"] = payload["groupLabels"]["namespace"] = NAMESPACE
+    return payload
+
+
+def test_the_operators_receiver_turns_an_alert_into_a_completed_capture(
+    stack: LocalStack, capture_policy: str
+) -> None:
+    _pod(stack, "alerted", "node-1", containers=("counter",))
+    fingerprint = secrets.token_hex(8)
+    payload = _firing("alerted", fingerprint)
+    # The policy cache refreshes in the background; the first answer may predate the policy.
+    deadline = time.monotonic() + 30
+    while True:
+        answer = stack.post_alerts("alertmanager", payload)
+        assert answer.status_code == 200, answer.text
+        (decision,) = answer.json()["decisions"]
+        if decision["reason"] != "NoMatchingPolicy" or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert decision["reason"] == "Capture", decision
+    namespace, name = decision["checkpoint"].split("/")
+    assert namespace == NAMESPACE
+
+    obj = stack.wait_phase(NAMESPACE, name, timeout=120)
+    status = obj["status"]
+    assert status["phase"] == "Completed", status
+    (container,) = status["containers"]
+    assert container["summary"]["memoryHitCount"] == SECRET["occurrences"]
+    assert {h["pid"] for h in container["summary"]["memoryHits"]} == set(SECRET["found_in_pids"])
+    assert obj["spec"]["reason"]["alert"]["policy"] == capture_policy
+    assert len(_calls(stack, "node-1", "alerted")) == 1
+
+    requested, captured = _chain(obj)
+    assert requested.actor.kind is ActorKind.ALERT
+    assert requested.actor.name == f"alertmanager/{fingerprint}"
+    assert captured.action is CustodyAction.CAPTURED
+    assert captured.sha256 == container["archive"]["sha256"]
+
+    again = stack.post_alerts("alertmanager", payload).json()["decisions"][0]
+    assert again["reason"] == "Duplicate"
+    assert len(_calls(stack, "node-1", "alerted")) == 1
+
+
+def test_the_receiver_refuses_a_sender_without_the_token(stack: LocalStack) -> None:
+    import requests
+
+    answer = requests.post(
+        f"{stack.alerts_url}/v1/alerts/alertmanager", json=_firing("x", "00"), timeout=10
+    )
+    assert answer.status_code == 401
+
+
+# --- readiness fail-fast ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"checkpointGate": False}, "CheckpointingDisabled"),
+        ({"runtimeVersion": "containerd://1.7.24"}, "RuntimeUnsupported"),
+    ],
+)
+def test_a_node_that_cannot_capture_fails_at_once_without_a_kubelet_call(
+    stack: LocalStack, settings: dict[str, Any], reason: str
+) -> None:
+    node = stack.cluster.node("node-3")
+    before = node.config()
+    name = f"unready-{reason.lower()}"
+    node.set_config(**settings)
+    try:
+        # A restarted agent runs its first readiness round at once (start_agent waits for it).
+        stack.kill_agent("node-3")
+        stack.start_agent("node-3")
+        ready = stack.readiness("node-3")
+        assert (ready["status"], ready["reason"]) == ("False", reason), ready
+        _pod(stack, name, "node-3", containers=("app",))
+        stack.create_checkpoint(NAMESPACE, name, {"podName": name})
+        obj = stack.wait_phase(NAMESPACE, name, timeout=60)
+    finally:
+        node.set_config(**{k: before[k] for k in settings})
+        stack.kill_agent("node-3")
+        stack.start_agent("node-3")
+    assert stack.readiness("node-3")["status"] == "True"
+
+    status = obj["status"]
+    assert status["phase"] == "Failed" and status["reason"] == reason, status
+    (container,) = status["containers"]
+    assert container["reason"] == reason and container["remediation"]
+    assert container.get("requestedAt") is None
+    assert "Remediation:" in status["message"]
+    assert _condition(obj, "Ready")["reason"] == reason
+    assert any(e["reason"] == reason and e["type"] == "Warning" for e in _events(stack, name))
+    assert _calls(stack, "node-3", name) == []
+    _chain(obj)  # the Requested entry alone, still a valid chain
+
+
+# --- a failed capture's CRIU log ---------------------------------------------------------------
+
+
+def test_a_failed_capture_carries_the_criu_log_excerpt(stack: LocalStack, tmp_path: Path) -> None:
+    # The runtime leaves CRIU's log on the node and names it in the error; the agent reads it.
+    log = tmp_path / "k8s.io" / "0f3e" / "criu-dump.log"
+    log.parent.mkdir(parents=True)
+    shutil.copy(TESTS / "readiness" / "data" / "containerd-tcp.dump.log", log)
+    error = (
+        'checkpointing container "0f3e" failed: runc did not terminate successfully: '
+        f"exit status 1: criu failed: type NOTIFY errno 0 path= {log}"
+    )
+    _pod(stack, "tcp-shell", "node-2", containers=("app",), fault=f"error={error}")
+    stack.create_checkpoint(NAMESPACE, "tcp-shell", {"podName": "tcp-shell"})
+    obj = stack.wait_phase(NAMESPACE, "tcp-shell")
+    (container,) = obj["status"]["containers"]
+    assert container["reason"] == "EstablishedTCPNeedsConfig", container
+    assert "tcp-established" in container["remediation"]
+    assert "Connected TCP socket" in container["criuLogExcerpt"]
+    assert container["kubeletStatusCode"] == 500
+
+
+# --- custody ----------------------------------------------------------------------------------
+
+
+def test_custody_of_a_completed_capture_verifies(stack: LocalStack) -> None:
+    _pod(stack, "custody", "node-1", containers=("counter",))
+    created = stack.create_checkpoint(
+        NAMESPACE,
+        "custody",
+        {"podName": "custody"},
+        annotations={checkpoint_custody.REQUESTED_BY_ANNOTATION: "alice@example.com"},
+    )
+    obj = stack.wait_phase(NAMESPACE, "custody")
+    assert obj["status"]["phase"] == "Completed", obj["status"]
+    requested, captured = _chain(obj)
+    assert (requested.actor.kind, requested.actor.name) == (ActorKind.USER, "alice@example.com")
+    assert requested.reason == checkpoint_custody.FROM_ANNOTATION
+    (container,) = obj["status"]["containers"]
+    archive = container["archive"]
+    assert captured.container == "counter" and captured.node == "node-1"
+    assert (captured.sha256, captured.size_bytes) == (archive["sha256"], archive["sizeBytes"])
+    assert captured.sha256 == BLOG_TRUTH["archive"]["sha256"]
+    assert obj["metadata"]["uid"] == created["metadata"]["uid"]
+
+    # The analyst's check: the archive file against the chain read back from the API server.
+    args = ["verify", archive["path"], "--ref", "custody", "-n", NAMESPACE]
+    assert main([*args, "--kubeconfig", str(stack.cluster.kubeconfig)]) == 0
