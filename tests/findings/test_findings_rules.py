@@ -355,3 +355,32 @@ def test_rwx_anon_exec_memfd_and_vdso() -> None:
         report(processes=[_maps_proc("/usr/bin/node")]), _mapping_images(vmas, []), {}, {}
     )
     assert {f.rule for f in jit} == {"memfd-exec-mapping"}
+
+
+def test_connection_graph_joins_pipe_ends_and_sockets() -> None:
+    from forensic_checkpoint.analysis.findings.graph import build_graph
+
+    sh = proc(20, "sh", ppid=19, fds=[fd(1, "PIPE", "pipe:[55]", 80, "O_WRONLY")])
+    nc = proc(
+        21,
+        "nc",
+        ppid=19,
+        fds=[fd(0, "PIPE", "pipe:[55]", 81, "O_RDONLY"), fd(3, "INETSK", "socket:[8]", 82)],
+    )
+    rep = report(
+        processes=[proc(19, "sh", ppid=0), sh, nc],
+        sockets=[tcp(82, [(21, 3)])],
+        pipes=[pipe(55, [(20, 1), (21, 0)])],
+    )
+    graph = build_graph(rep)
+    edges = {(e.source, e.target, e.fd, e.access) for e in graph.edges}
+    assert edges == {
+        ("pid:20", "pipe:55", 1, "write"),
+        ("pid:21", "pipe:55", 0, "read"),
+        ("pid:21", "socket:82", 3, "read-write"),
+    }
+    assert {n.kind for n in graph.nodes} == {"process", "pipe", "socket"}
+    assert len(graph.stdio_chains) == 1
+    chain = graph.stdio_chains[0]
+    assert chain.startswith("pid 20 (sh) fd 1 -> pipe:[55] -> pid 21 (nc) fd 0")
+    assert "10.0.0.9:4444 ESTABLISHED" in chain

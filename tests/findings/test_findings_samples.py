@@ -109,3 +109,32 @@ def test_attack_has_nothing_unrelated(name: str) -> None:
         base = RELATED.get(f.rule)
         if base is not None:
             assert base in expected_ids
+
+
+def test_attack_connection_graph_has_the_reverse_shell_chain() -> None:
+    graph = analysed("attack-revshell").connections
+    assert graph.stdio_chains == [
+        "pid 14 (bash) fd 0,1,2 = tcp socket -> tcp 10.86.0.2:58112 -> 10.86.0.1:4444 "
+        "ESTABLISHED, 0 bytes queued"
+    ]
+    socket = next(n for n in graph.nodes if n.kind == "socket" and "4444" in n.label)
+    fds = sorted(e.fd for e in graph.edges if e.target == socket.id)
+    assert fds == [0, 1, 2, 255]
+
+
+@pytest.mark.parametrize("name", BENIGN)
+def test_benign_samples_have_no_stdio_chains(name: str) -> None:
+    assert analysed(name).connections.stdio_chains == []
+
+
+def test_multi_proc_graph_counts_in_flight_bytes() -> None:
+    nodes = {n.id: n for n in analysed("multi-proc").connections.nodes}
+    assert nodes["pipe:54497"].queued_bytes == 21  # PIPE_INFLIGHT_785726\n
+    assert sorted(n.queued_bytes for n in nodes.values() if n.kind == "socket") == [
+        0,
+        0,
+        0,
+        0,
+        26,
+        27,
+    ]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from forensic_checkpoint.analysis.findings.model import (
+    ConnectionGraph,
     Finding,
     HistoryEntry,
     MappedBinary,
@@ -410,6 +411,8 @@ class Report(_Model):
     shell_history: list[HistoryEntry] = Field(default_factory=list)
     #: mapped ELFs with build-ids and origin (findings/provenance.py)
     binaries: list[MappedBinary] = Field(default_factory=list)
+    #: processes, pipes and sockets as a graph, with stdio chains (findings/graph.py)
+    connections: ConnectionGraph = Field(default_factory=ConnectionGraph)
     warnings: list[str] = Field(default_factory=list)
 
     def process(self, pid: int) -> Process | None:

@@ -138,6 +138,14 @@ def _sockets(report: Report) -> str:
     )
 
 
+def _chains(report: Report) -> str:
+    chains = report.connections.stdio_chains
+    if not chains:
+        return '<p class="muted">No process has its standard input/output on a remote peer.</p>'
+    items = "".join(f'<li class="mono">{_e(c)}</li>' for c in chains)
+    return f"<p><b>Standard input/output reaching a remote peer:</b></p><ul>{items}</ul>"
+
+
 def _history(report: Report) -> str:
     if not report.shell_history:
         return '<p class="muted">No shell history in memory.</p>'
@@ -200,7 +208,7 @@ def to_html(report: Report) -> str:
         f'<h2>Container</h2><table class="kv">{kv}</table>'
         f"<h2>Findings ({len(report.findings)})</h2>{_findings(report)}"
         f"<h2>Process tree</h2>{_tree(report)}"
-        f"<h2>Sockets</h2>{_sockets(report)}"
+        f"<h2>Sockets</h2>{_chains(report)}{_sockets(report)}"
         f"<h2>Shell history (from memory)</h2>{_history(report)}"
         f"<h2>Binaries not from the image</h2>{binaries}"
         f"<h2>Timeline ({len(report.timeline)} events)</h2>{_timeline(report)}"

@@ -68,7 +68,7 @@ def _basename(path: str | None) -> str:
     return posixpath.basename(path or "")
 
 
-def _socket_text(s: Socket) -> str:
+def socket_text(s: Socket) -> str:
     proto = s.protocol or s.family
     local = f"{s.local_address}:{s.local_port}"
     remote = f"{s.remote_address}:{s.remote_port}"
@@ -128,7 +128,7 @@ class Graph:
             holders = sorted({h.pid for h in last.held_by})
             return {
                 "fds": direct,
-                "remote": _socket_text(last),
+                "remote": socket_text(last),
                 "bytes": _queue_bytes(last),
                 "holders": holders,
                 "path": f"fd {','.join(map(str, direct))} = {last.protocol} socket",
@@ -154,12 +154,12 @@ class Graph:
                     queued = _queue_bytes(sock) + (pipe.buffered.size_bytes if pipe.buffered else 0)
                     return {
                         "fds": [fd],
-                        "remote": _socket_text(sock),
+                        "remote": socket_text(sock),
                         "bytes": queued,
                         "holders": sorted({pid, holder.pid}),
                         "path": (
                             f"fd {fd} {arrow} pipe:[{pipe.id}] {arrow} pid {holder.pid} "
-                            f"({relay.comm}) fd {holder.fd}, which holds {_socket_text(sock)}"
+                            f"({relay.comm}) fd {holder.fd}, which holds {socket_text(sock)}"
                         ),
                     }
         return None

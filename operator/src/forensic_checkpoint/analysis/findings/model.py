@@ -93,3 +93,33 @@ class HistoryEntry(_Model):
     time: str | None = None
     #: address of the HIST_ENTRY in the process
     address: str | None = None
+
+
+class GraphNode(_Model):
+    #: "pid:14" | "pipe:205270" | "socket:29" (files.img id)
+    id: str
+    #: "process" | "pipe" | "socket"
+    kind: str
+    label: str
+    #: bytes waiting in the pipe buffer or socket queues at checkpoint time
+    queued_bytes: int = 0
+
+
+class GraphEdge(_Model):
+    #: a process node
+    source: str
+    #: a pipe or socket node
+    target: str
+    fd: int
+    #: "read" | "write" | "read-write", from the fd's open flags
+    access: str = "read-write"
+
+
+class ConnectionGraph(_Model):
+    """Processes, pipes and sockets as a graph, plus the chains that carry a process's
+    standard input/output to a remote peer (directly or through a pipe)."""
+
+    nodes: list[GraphNode] = Field(default_factory=list)
+    edges: list[GraphEdge] = Field(default_factory=list)
+    #: "pid 14 (bash) fd 0,1,2 = tcp 10.86.0.2:58112 -> 10.86.0.1:4444 ESTABLISHED, 0 bytes queued"
+    stdio_chains: list[str] = Field(default_factory=list)

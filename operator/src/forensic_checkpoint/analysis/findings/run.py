@@ -22,6 +22,7 @@ from forensic_checkpoint.analysis.findings.engine import (
     subjects,
 )
 from forensic_checkpoint.analysis.findings.facts import Inputs
+from forensic_checkpoint.analysis.findings.graph import build_graph
 from forensic_checkpoint.analysis.findings.history import recover_history
 from forensic_checkpoint.analysis.findings.model import Finding, HistoryEntry
 from forensic_checkpoint.analysis.findings.provenance import mapped_binaries
@@ -221,6 +222,7 @@ def add_findings(
     report.shell_history = _history(tasks)
     report.binaries = mapped_binaries(report, contents.data)
     report.timeline = build_timeline(report, contents.data)
+    report.connections = build_graph(report)
     memory_hits = secrets.hits if secrets else []
     found = find_all(
         report, contents.data, files.rootfs, _spec(contents), memory_secrets=memory_hits
