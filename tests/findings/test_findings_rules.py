@@ -384,3 +384,39 @@ def test_connection_graph_joins_pipe_ends_and_sockets() -> None:
     chain = graph.stdio_chains[0]
     assert chain.startswith("pid 20 (sh) fd 1 -> pipe:[55] -> pid 21 (nc) fd 0")
     assert "10.0.0.9:4444 ESTABLISHED" in chain
+
+
+def test_network_rules() -> None:
+    miner = proc(
+        30,
+        "xmrig",
+        argv=["xmrig", "-o", "stratum+tcp://pool.example:3333"],
+        fds=[fd(3, "INETSK", "socket:[1]", 60)],
+    )
+    meta = proc(31, "curl", fds=[fd(3, "INETSK", "socket:[2]", 61)])
+    api = proc(
+        32, "app", env={"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, fds=[fd(3, "INETSK", "s", 62)]
+    )
+    sniffer = proc(33, "tcpd", fds=[fd(4, "PACKETSK", "packet", 63)])
+    rep = report(
+        processes=[miner, meta, api, sniffer],
+        sockets=[
+            tcp(60, [(30, 3)], remote=("203.0.113.7", 3333)),
+            tcp(61, [(31, 3)], remote=("169.254.169.254", 80)),
+            tcp(62, [(32, 3)], remote=("10.96.0.1", 443)),
+        ],
+    )
+    found = rules_of(rep)
+    assert found["miner-pool-connection"].evidence.socket == (
+        "tcp 10.0.0.2:40000 -> 203.0.113.7:3333 ESTABLISHED"
+    )
+    assert found["metadata-service-connection"].evidence.pid == 31
+    assert found["api-server-connection"].severity == "low"
+    assert found["packet-socket"].evidence.fd == [4]
+
+
+def test_a_miner_port_alone_is_not_a_miner() -> None:
+    # the attack sample's C2 listens on 4444, one of Falco's miner ports
+    shell = proc(14, "python3", fds=[fd(3, "INETSK", "socket:[1]", 60)])
+    rep = report(processes=[shell], sockets=[tcp(60, [(14, 3)], remote=("10.0.0.9", 4444))])
+    assert "miner-pool-connection" not in rules_of(rep)

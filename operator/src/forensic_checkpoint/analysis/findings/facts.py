@@ -229,6 +229,15 @@ def process_subjects(inp: Inputs, lists: Mapping[str, list[str]]) -> list[Subjec
         chain = [deepest, *[a for a in ancestors(deepest) if server and a.pid >= 0]]
         chain = chain[: chain.index(server) + 1] if server in chain else chain
         obj = memfds.get(exe.lstrip("/").removesuffix(" (deleted)")) if memfd else None
+        remotes = graph.remote_sockets(p.pid)
+        miner_ports = {int(x) for x in lists.get("miner_ports", [])}
+        miner = next((s for s in remotes if s.remote_port in miner_ports), None)
+        env = {e.name: e.value for e in p.env}
+        api_hosts = {env.get("KUBERNETES_SERVICE_HOST"), "kubernetes.default.svc"} - {None}
+        api = next((s for s in remotes if s.remote_address in api_hosts), None)
+        metadata = next(
+            (s for s in remotes if s.remote_address in lists.get("metadata_addresses", [])), None
+        )
         subjects.append(
             {
                 "_kind": "process",
@@ -264,6 +273,10 @@ def process_subjects(inp: Inputs, lists: Mapping[str, list[str]]) -> list[Subjec
                 "exe_size": entry.size_bytes if entry else (obj.size_bytes if obj else None),
                 "exe_hidden": any(part.startswith(".") for part in exe.split("/") if part),
                 "pool_url": pool.group(0) if pool else None,
+                "miner_port_connection": socket_text(miner) if miner else None,
+                "api_server_connection": socket_text(api) if api else None,
+                "metadata_connection": socket_text(metadata) if metadata else None,
+                "packet_sockets": [int(f.fd) for f in p.open_files if f.type == "PACKETSK"],
                 "history_count": len(history.get(p.pid, [])),
                 "history_first": history[p.pid][0][:200] if p.pid in history else None,
                 "history_last": history[p.pid][-1][:200] if p.pid in history else None,
