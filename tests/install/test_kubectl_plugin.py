@@ -219,3 +219,25 @@ def test_documented_metrics_are_exported(stack: LocalStack, investigator: Path) 
     # prometheus_client names a counter's family without the _total suffix.
     exported |= {f"{name}_total" for name in exported}
     assert documented <= exported, sorted(documented - exported)
+
+
+def test_e2e_blog_steps_on_the_dev_cluster(stack: LocalStack) -> None:
+    """e2e/kind.sh's capture and assertions, unchanged: e2e/forensiccheckpoint.yaml applied with
+    kubectl, then e2e/assert-blog.sh. Here the counter pod is a fake one whose kubelet returns
+    the recorded counter archive; on kind it is the real workload."""
+    repo = Path(__file__).resolve().parents[2]
+    c = stack.cluster
+    c.create_running_pod(NAMESPACE, "counters", "node-1", containers=("counter",))
+    run(kubectl(), "apply", "-n", NAMESPACE, "-f", str(repo / "e2e" / "forensiccheckpoint.yaml"),
+        kubeconfig=c.kubeconfig)  # fmt: skip
+    env = {**os.environ, "KUBECONFIG": str(c.kubeconfig), "KUBECTL": str(kubectl())}
+    checked = subprocess.run(
+        ["bash", str(repo / "e2e" / "assert-blog.sh"), NAMESPACE],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=360,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "assert-blog: ok: 2 hit(s) for RANDOM_4105_KEY" in checked.stdout

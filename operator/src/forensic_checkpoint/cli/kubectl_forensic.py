@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -391,7 +392,7 @@ def download_verified(
 
 def _kubelet_cert(api: Any, args: argparse.Namespace) -> int:
     key_pem, csr_pem = new_key_and_csr(args.user)
-    name = f"{args.secret}-{int(time.time())}"
+    name = f"{args.secret}-{secrets.token_hex(4)}"
     cert_pem = issue_client_certificate(
         api, name, csr_pem, days=args.days, approve=args.approve, timeout=args.wait_timeout
     )
