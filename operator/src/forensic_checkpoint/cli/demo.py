@@ -10,11 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from forensic_checkpoint.cli.stack import LocalStack
 
 HELP = "Run the operator end to end on a local dev cluster and show one analysed checkpoint."
 
@@ -27,6 +34,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search", default="RANDOM_4105_KEY", help="literal to find in memory")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--alerts",
+        action="store_true",
+        help="start the operator's alert receiver and capture through an Alertmanager alert",
+    )
+
+
+def _alert_capture(stack: LocalStack, search: str) -> str:
+    """Create a capture policy, post one firing Alertmanager alert for the pod to the
+    operator's receiver, and return the ForensicCheckpoint it created."""
+    from forensic_checkpoint.errors import ToolError
+    from forensic_checkpoint.k8s.client import close, request_json
+
+    api = stack.cluster.admin_client()
+    try:
+        request_json(
+            api,
+            "POST",
+            "/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies",
+            body={
+                "apiVersion": "forensic-checkpoint.dev/v1alpha1",
+                "kind": "ForensicCapturePolicy",
+                "metadata": {"name": "demo-critical"},
+                "spec": {
+                    "match": {"namespaces": [NAMESPACE], "severities": ["critical"]},
+                    "capture": {"analysis": {"searches": [search]}},
+                },
+            },
+        )
+    finally:
+        close(api)
+    labels = {
+        "alertname": "CounterSecretLeak",
+        "namespace": NAMESPACE,
+        "pod": "counters",
+        "container": "counter",
+        "severity": "critical",
+    }
+    payload = {
+        "version": "4",
+        "groupKey": '{}:{alertname="CounterSecretLeak"}',
+        "status": "firing",
+        "receiver": "forensics",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": labels,
+                "startsAt": datetime.now(UTC).isoformat(),
+                "fingerprint": secrets.token_hex(8),
+            }
+        ],
+    }
+    print(f"demo: POST {stack.alerts_url}/v1/alerts/alertmanager", file=sys.stderr)
+    deadline = time.monotonic() + 30
+    while True:  # the receiver reads policies in the background, at most 5 s apart
+        answer = stack.post_alerts("alertmanager", payload)
+        decision = answer.json()["decisions"][0] if answer.ok else {}
+        print(f"demo: receiver answered {answer.status_code} {decision}", file=sys.stderr)
+        if decision.get("reason") == "Capture":
+            return str(decision["checkpoint"]).split("/")[-1]
+        if decision.get("reason") != "NoMatchingPolicy" or time.monotonic() > deadline:
+            raise ToolError(f"the alert was not captured: {answer.text[:500]}")
+        time.sleep(1)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,16 +116,20 @@ def run(args: argparse.Namespace) -> int:
         stack = LocalStack.prepare(cluster, work / "stack")
         for i in range(NODES):
             stack.start_agent(f"node-{i + 1}")
-        stack.start_operator([NAMESPACE])
+        stack.start_operator([NAMESPACE], alerts=args.alerts)
         print(
             "demo: agents and operator running; creating pod and ForensicCheckpoint",
             file=sys.stderr,
         )
         cluster.create_running_pod(NAMESPACE, "counters", "node-1", containers=("counter",))
-        stack.create_checkpoint(
-            NAMESPACE, "blog", {"podName": "counters", "analysis": {"searches": [args.search]}}
-        )
-        obj = stack.wait_phase(NAMESPACE, "blog", timeout=args.timeout)
+        name = "blog"
+        if args.alerts:
+            name = _alert_capture(stack, args.search)
+        else:
+            stack.create_checkpoint(
+                NAMESPACE, name, {"podName": "counters", "analysis": {"searches": [args.search]}}
+            )
+        obj = stack.wait_phase(NAMESPACE, name, timeout=args.timeout)
         kubectl = binaries.locate("kubectl")
         subprocess.run(
             [
