@@ -131,15 +131,25 @@ def test_one_scan_per_contiguous_run_not_per_page() -> None:
     assert hit.offsets == [0x20000 + page + 10]
 
 
-def test_a_match_across_a_piece_boundary_is_found_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(yara_scan, "PIECE", 8192)
-    monkeypatch.setattr(yara_scan, "OVERLAP", 1024)
+def test_a_match_across_a_piece_boundary_is_found_once() -> None:
+    from forensic_checkpoint.analysis.findings.sources import iter_runs
+
     data = bytearray(30000)
     data[8180:8194] = b"stratum+tcp://"  # straddles the first piece's end
-    data[7200:7214] = b"stratum+tcp://"  # inside the overlap: seen by two pieces
+    data[7200:7214] = b"stratum+tcp://"  # inside the overlap: in two pieces
+    index = PageIndex.build(Pagemap(1, (PagemapEntry(0x10000, 8, 4),)), 4096)
+    padded = bytes(data) + bytes(8 * 4096 - len(data))
+    pieces = list(iter_runs(_Stream(padded), index, piece=8192, overlap=1024))
+    assert [(p.vaddr - 0x10000, len(p.data), p.seen, p.last) for p in pieces] == [
+        (0, 8192, 0, False),
+        (7168, 8192, 1024, False),
+        (14336, 8192, 1024, False),
+        (21504, 8192, 1024, False),
+        (28672, 4096, 1024, True),
+    ]
     scanner = yara_scan.YaraScanner(yara_scan.compile_rules_from_source(RULES))
-    scanner.scan_run(bytes(data), kind="memory", target="t", base=0x1000, pid=1)
+    for p in pieces:
+        scanner.scan(p.data, kind="memory", target="t", base=p.vaddr, pid=1, seen=p.seen)
     hit = next(iter(scanner.hits.values()))
-    assert sorted(hit.offsets) == [0x1000 + 7200, 0x1000 + 8180]
+    assert sorted(hit.offsets) == [0x10000 + 7200, 0x10000 + 8180]
     assert hit.count == 2
-    assert scanner.calls == 5

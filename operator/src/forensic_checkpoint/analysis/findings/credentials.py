@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forensic_checkpoint.analysis.findings.model import Evidence, Finding
+from forensic_checkpoint.analysis.findings.sources import OVERLAP
 from forensic_checkpoint.analysis.report import Report
 
 JWT_RE = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
@@ -85,7 +86,7 @@ class MemoryCredentials:
     candidates, then the detector itself is applied at each candidate (so memory is read
     once and the Python regexes only see a small window)."""
 
-    WINDOW = 20_000
+    WINDOW = 20_000  # < sources.OVERLAP
     #: candidates examined per analysis (a heap full of tokens is one finding anyway)
     MAX_CANDIDATES = 20_000
 
@@ -103,12 +104,20 @@ class MemoryCredentials:
         self.hits: list[Hit] = []
         self.candidates = 0
 
-    def scan(self, data: bytes, *, base: int, pid: int | None, where: str) -> None:
+    def scan(
+        self, data: bytes, *, base: int, pid: int | None, where: str, last: bool = True
+    ) -> None:
+        """``last``: no overlapping piece follows. Otherwise candidates in the final
+        ``OVERLAP`` bytes belong to the next piece, where their whole window is (the
+        window is shorter than the overlap), so each candidate is examined once."""
         if self.candidates >= self.MAX_CANDIDATES:
             return
+        owned = len(data) if last else len(data) - OVERLAP
         for rule in self._scanner.scan(data).matching_rules:
             for pattern in rule.patterns:
                 for m in pattern.matches:
+                    if m.offset >= owned:
+                        continue
                     self.candidates += 1
                     window = data[m.offset : m.offset + self.WINDOW]
                     for det, value in scan_value(window, self.detectors):

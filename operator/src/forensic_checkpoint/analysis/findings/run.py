@@ -207,13 +207,21 @@ def add_findings(
         if task is None:
             read_files(name, stream, files)
             return
-        for run, data in iter_runs(stream, task.index):
-            task.take(run.vaddr, run.file_offset, data)
+        for piece in iter_runs(stream, task.index):
+            fresh = piece.data[piece.seen :] if piece.seen else piece.data
+            task.take(piece.vaddr + piece.seen, piece.file_offset + piece.seen, fresh)
             if secrets is not None:
-                secrets.scan(data, base=run.vaddr, pid=task.pid, where=task.target)
+                secrets.scan(
+                    piece.data, base=piece.vaddr, pid=task.pid, where=task.target, last=piece.last
+                )
             if scanner is not None:
-                scanner.scan_run(
-                    data, kind=task.kind, target=task.target, base=run.vaddr, pid=task.pid
+                scanner.scan(
+                    piece.data,
+                    kind=task.kind,
+                    target=task.target,
+                    base=piece.vaddr,
+                    pid=task.pid,
+                    seen=piece.seen,
                 )
 
     visit_members(contents, file_members(contents) | set(tasks), visit)

@@ -23,7 +23,7 @@ from forensic_checkpoint.analysis.archive import (
     Readable,
     stream_members,
 )
-from forensic_checkpoint.analysis.memory import PageIndex, PresentRun
+from forensic_checkpoint.analysis.memory import PageIndex
 from forensic_checkpoint.analysis.rootfs import iter_inner
 
 #: files larger than this are not read (their sha256 is in the report already)
@@ -120,9 +120,31 @@ def read_files(name: str, stream: Readable, out: FileContents) -> None:
             out.skipped.append(f"{name} ({type(exc).__name__})")
 
 
-def iter_runs(stream: Readable, index: PageIndex) -> Iterator[tuple[PresentRun, bytes]]:
-    """(run, its bytes) for each present run of a pages file, reading ``stream`` once in
-    file order; stops at a short read (a truncated pages file)."""
+#: memory is handed out in pieces of at most this size (a run can be gigabytes) ...
+PIECE = 64 << 20
+#: ... that overlap by this much, so a match across a piece boundary is still whole in one
+OVERLAP = 64 << 10
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Bytes of memory at ``vaddr`` (``file_offset`` in the pages file). The first ``seen``
+    bytes were already in the previous piece of the same run: a match that ends inside
+    them was seen there. ``last``: no further piece of this run follows (its last
+    ``OVERLAP`` bytes will not be seen again)."""
+
+    vaddr: int
+    file_offset: int
+    data: bytes
+    seen: int = 0
+    last: bool = True
+
+
+def iter_runs(
+    stream: Readable, index: PageIndex, *, piece: int = PIECE, overlap: int = OVERLAP
+) -> Iterator[Piece]:
+    """The present memory of one pages file, run by run and in overlapping pieces, reading
+    ``stream`` once in file order; stops at a short read (a truncated pages file)."""
     position = 0
     for run in sorted(index.runs, key=lambda r: r.file_offset):
         while position < run.file_offset:  # runs are contiguous; a gap means a damaged index
@@ -130,9 +152,21 @@ def iter_runs(stream: Readable, index: PageIndex) -> Iterator[tuple[PresentRun, 
             if not skipped:
                 return
             position += len(skipped)
-        data = stream.read(run.size)
-        position += len(data)
-        if data:
-            yield run, data
-        if len(data) < run.size:
-            return
+        done = 0  # bytes of this run read so far
+        tail = b""
+        while done < run.size:
+            fresh = stream.read(min(piece - len(tail), run.size - done))
+            if not fresh:
+                return
+            position += len(fresh)
+            data = tail + fresh if tail else fresh
+            start = done - len(tail)
+            done += len(fresh)
+            yield Piece(
+                run.vaddr + start,
+                run.file_offset + start,
+                data,
+                seen=len(tail),
+                last=done >= run.size,
+            )
+            tail = data[-overlap:] if overlap and done < run.size else b""

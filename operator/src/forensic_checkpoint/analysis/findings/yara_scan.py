@@ -3,9 +3,10 @@
 Memory is scanned per contiguous pagemap run (present pages adjacent in memory and in the
 pages file), never per page: yara-x costs ~30-40 us per call, so 4 KiB calls would run at
 ~80 MiB/s instead of ~1 GB/s (findings-research.md 2.1; volatility3#1195 was this bug).
-Runs longer than ``PIECE`` are scanned in pieces that overlap by ``OVERLAP`` so a match
-across a piece boundary is still found once. Each hit keeps the rule's author metadata:
-some rule licences (DRL 1.1) require it in every output.
+Runs longer than ``sources.PIECE`` come in pieces that overlap by ``sources.OVERLAP``; a
+match that ends inside the overlap was counted in the previous piece and is skipped. Each
+hit keeps the rule's author metadata: some rule licences (DRL 1.1) require it in every
+output.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from forensic_checkpoint.analysis.findings.sources import iter_runs
 from forensic_checkpoint.analysis.memory import PageIndex
 from forensic_checkpoint.errors import ConfigError
 
-PIECE = 64 << 20
-OVERLAP = 64 << 10
 RULE_SUFFIXES = (".yar", ".yara")
 #: matches kept per rule and target (the count of all of them is reported)
 MAX_OFFSETS = 20
@@ -104,8 +103,17 @@ class YaraScanner:
         self.scan_seconds = 0.0
 
     def scan(
-        self, data: bytes, *, kind: str, target: str, base: int = 0, pid: int | None = None
+        self,
+        data: bytes,
+        *,
+        kind: str,
+        target: str,
+        base: int = 0,
+        pid: int | None = None,
+        seen: int = 0,
     ) -> None:
+        """Scan one buffer at ``base``; matches ending in its first ``seen`` bytes (an overlap
+        with the previous piece) were counted already."""
         self.calls += 1
         self.scanned_bytes += len(data)
         started = time.perf_counter()
@@ -114,30 +122,23 @@ class YaraScanner:
         for rule in results.matching_rules:
             key = (f"{rule.namespace}.{rule.identifier}", kind, target)
             hit = self.hits.get(key)
+            fresh = [
+                (pattern.identifier, m.offset)
+                for pattern in rule.patterns
+                for m in pattern.matches
+                if m.offset + m.length > seen
+            ]
             if hit is None:
+                if not fresh and seen:
+                    continue  # only matched inside the overlap: the previous piece has it
                 meta = {str(k): str(v) for k, v in rule.metadata}
                 hit = Hit(rule.identifier, rule.namespace, meta, kind, target, pid)
                 self.hits[key] = hit
-            for pattern in rule.patterns:
-                for m in pattern.matches:
-                    address = base + m.offset
-                    if address in hit.offsets:
-                        continue  # found again in a piece overlap
-                    hit.count += 1
-                    hit.patterns.add(pattern.identifier)
-                    if len(hit.offsets) < MAX_OFFSETS:
-                        hit.offsets.append(address)
-
-    def scan_run(self, data: bytes, *, kind: str, target: str, base: int, pid: int | None) -> None:
-        """One contiguous run, in overlapping pieces when it is very large."""
-        if len(data) <= PIECE:
-            self.scan(data, kind=kind, target=target, base=base, pid=pid)
-            return
-        step = PIECE - OVERLAP
-        for at in range(0, len(data), step):
-            self.scan(data[at : at + PIECE], kind=kind, target=target, base=base + at, pid=pid)
-            if at + PIECE >= len(data):
-                break
+            for identifier, offset in fresh:
+                hit.count += 1
+                hit.patterns.add(identifier)
+                if len(hit.offsets) < MAX_OFFSETS:
+                    hit.offsets.append(base + offset)
 
 
 def scan_pages(
@@ -149,9 +150,11 @@ def scan_pages(
     target: str,
     pid: int | None,
 ) -> None:
-    """Scan every run of one pages file (read sequentially, one scan per run)."""
-    for run, data in iter_runs(stream, index):
-        scanner.scan_run(data, kind=kind, target=target, base=run.vaddr, pid=pid)
+    """Scan every run of one pages file (read sequentially, one scan per run or piece)."""
+    for piece in iter_runs(stream, index):
+        scanner.scan(
+            piece.data, kind=kind, target=target, base=piece.vaddr, pid=pid, seen=piece.seen
+        )
 
 
 def _severity(meta: dict[str, str]) -> str:
