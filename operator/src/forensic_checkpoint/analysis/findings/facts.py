@@ -30,7 +30,6 @@ Subject = dict[str, Any]
 
 PROT_WRITE, PROT_EXEC = 2, 4
 _SPECIAL = VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL
-VMA_AREA_REGULAR = 1
 POOL_RE = re.compile(r"(?i)stratum[0-9]?\+(?:tcp|ssl|tls|ws)://[^\s'\"]+")
 #: capabilities a CRI runtime grants by default (containerd/CRI-O/Docker default set)
 DEFAULT_CAPS = frozenset(
@@ -410,12 +409,11 @@ def mapping_subjects(inp: Inputs) -> list[Subject]:
             continue
         names = {int(m.start, 16): m for m in p.maps}
         written = {e.path for e in report.rootfs.changed if e.type == "file"}
-        # compel runs the parasite's syscalls by patching the first page of the first regular
-        # executable VMA (compel/src/lib/infect.c, find_executable_area) and restoring it;
-        # that page is then a COW copy that CRIU dumps. It is not evidence.
-        patched = next(
-            (v.start for v in vmas if v.status & VMA_AREA_REGULAR and v.prot & PROT_EXEC), None
-        )
+        # compel runs the parasite's first syscalls by writing them at the start of the first
+        # executable VMA in /proc/PID/maps order (compel/src/lib/infect.c,
+        # find_executable_area) and restoring the bytes after; that page is then a COW copy
+        # that CRIU dumps. It is not evidence.
+        patched = next((v.start for v in vmas if v.prot & PROT_EXEC), None)
         for v in vmas:
             out.append(
                 _mapping(p, v, names=names, entries=entries, page=page, patched=patched)
