@@ -163,3 +163,36 @@ def test_vmas_from_mm_labels_and_sorts() -> None:
         (0x1000, 0x3000, "[heap]"),
         (0x7000, 0x9000, "file #0"),
     ]
+
+
+def test_embedded_pagemap42_descriptor_is_pycriu_pagemap_plus_field_5() -> None:
+    """The bytes the engine decodes with are pycriu's pagemap.proto, every field optional,
+    CRIU's display options dropped, field 2 renamed and CRIU 4.2's field 5 added."""
+    from google.protobuf import descriptor_pb2
+    from pycriu.images import pagemap_pb2
+
+    from forensic_checkpoint.analysis.memory.pagemap import PAGEMAP42_PACKAGE, PAGEMAP42_PROTO
+
+    src = descriptor_pb2.FileDescriptorProto()
+    pagemap_pb2.DESCRIPTOR.CopyToProto(src)
+    expected = descriptor_pb2.FileDescriptorProto(
+        name="forensic_checkpoint/pagemap42.proto", package=PAGEMAP42_PACKAGE
+    )
+    for message in src.message_type:
+        copy = expected.message_type.add()
+        copy.CopyFrom(message)
+        for field in copy.field:
+            field.ClearField("options")
+            field.label = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+            if copy.name == "pagemap_entry" and field.number == 2:
+                field.name = "compat_nr_pages"
+        if copy.name == "pagemap_entry":
+            assert 5 not in {f.number for f in copy.field}  # Debian's pycriu predates 4.2
+            copy.field.add(
+                name="nr_pages",
+                number=5,
+                type=descriptor_pb2.FieldDescriptorProto.TYPE_UINT64,
+                label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+            )
+    embedded = descriptor_pb2.FileDescriptorProto.FromString(PAGEMAP42_PROTO)
+    assert embedded == expected

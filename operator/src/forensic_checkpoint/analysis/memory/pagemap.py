@@ -3,8 +3,9 @@
 ``pycriu.images.load`` turns every entry into a dict and takes seconds on big pagemaps, so the
 records are parsed one by one with a message class. Debian's pycriu (3.17) predates CRIU 4.2,
 which moved ``nr_pages`` to field 5 (uint64) and writes field 2 (now ``compat_nr_pages``) as 0.
-The class used here is pycriu's ``pagemap_entry`` descriptor with field 5 added, built once in a
-private descriptor pool, so both layouts decode without touching unknown fields.
+The class used here is pycriu's ``pagemap_entry`` descriptor with field 5 added (embedded as
+bytes, loaded once into a private descriptor pool), so both layouts decode without touching
+unknown fields.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, NamedTuple
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Error as ProtobufError
 
 from forensic_checkpoint.errors import ImageError
@@ -62,45 +62,52 @@ class Pagemap:
         return sum(e.nr_pages for e in self.entries if e.flags & PE_PRESENT)
 
 
+#: Serialized ``FileDescriptorProto`` of the private ``pagemap42.proto``: pycriu's
+#: ``pagemap.proto`` with every field optional (the parser checks presence with CRIU's rules),
+#: CRIU's display options dropped, field 2 renamed ``compat_nr_pages`` and CRIU 4.2's field 5
+#: (uint64 ``nr_pages``) added. Kept as bytes so that decoding a pagemap imports neither
+#: ``descriptor_pb2`` nor the ``pycriu`` package (together ~50 ms, which is a quarter of a
+#: whole search process); a test rebuilds it from pycriu's own descriptor.
+PAGEMAP42_PROTO = (
+    b'\n#forensic_checkpoint/pagemap42.proto\x12\x1dforensic_checkpoint.pagemap42" \n'
+    b'\x0cpagemap_head\x12\x10\n\x08pages_id\x18\x01 \x01(\r"k\n\rpagemap_entry\x12\r\n'
+    b"\x05vaddr\x18\x01 \x01(\x04\x12\x17\n\x0fcompat_nr_pages\x18\x02 \x01(\r\x12\x11\n"
+    b"\tin_parent\x18\x03 \x01(\x08\x12\r\n\x05flags\x18\x04 \x01(\r\x12\x10\n\x08nr_pages"
+    b"\x18\x05 \x01(\x04"
+)
+PAGEMAP42_PACKAGE = "forensic_checkpoint.pagemap42"
+
+
 @cache
 def _message_classes() -> tuple[type[Any], type[Any]]:
     """Return (pagemap_head, pagemap_entry) classes that know CRIU 4.2's field 5."""
-    from pycriu.images import pagemap_pb2  # Debian's generated module (protobuf < 7)
+    try:
+        # upb (protobuf >= 4.21): a class straight from the C pool, without importing the
+        # pure-Python descriptor_pool/message_factory machinery (~25 ms).
+        from google._upb import _message as upb
+        from google.protobuf.message import Message
 
-    src = descriptor_pb2.FileDescriptorProto()
-    pagemap_pb2.DESCRIPTOR.CopyToProto(src)
-    fdp = descriptor_pb2.FileDescriptorProto()
-    fdp.name = "forensic_checkpoint/pagemap42.proto"
-    fdp.package = "forensic_checkpoint.pagemap42"
-    fdp.syntax = src.syntax or "proto2"
-    for message in src.message_type:
-        copy = fdp.message_type.add()
-        copy.CopyFrom(message)
-        for field in copy.field:
-            field.ClearField("options")  # CRIU's custom (opts.proto) display options
-            # All optional: the parser checks presence itself with CRIU's rules (upb does not
-            # enforce proto2 `required` on parse anyway).
-            field.label = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
-        if copy.name == "pagemap_entry":
-            numbers = {f.number for f in copy.field}
-            for field in copy.field:
-                if field.number == 2:
-                    field.name = "compat_nr_pages"
-            if 5 not in numbers:
-                added = copy.field.add()
-                added.name = "nr_pages"
-                added.number = 5
-                added.type = descriptor_pb2.FieldDescriptorProto.TYPE_UINT64
-                added.label = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(fdp)
-    head = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName(f"{fdp.package}.pagemap_head")
-    )
-    entry = message_factory.GetMessageClass(
-        pool.FindMessageTypeByName(f"{fdp.package}.pagemap_entry")
-    )
-    return head, entry
+        pool: Any = upb.DescriptorPool()
+        pool.AddSerializedFile(PAGEMAP42_PROTO)
+
+        def build(name: str) -> type[Any]:
+            descriptor = pool.FindMessageTypeByName(f"{PAGEMAP42_PACKAGE}.{name}")
+            namespace = {"DESCRIPTOR": descriptor, "__module__": __name__}
+            cls: type[Any] = upb.MessageMeta(name, (Message,), namespace)
+            return cls
+
+    except ImportError:  # another protobuf backend: the public, slower-to-import route
+        from google.protobuf import descriptor_pool, message_factory
+
+        pool = descriptor_pool.DescriptorPool()
+        pool.AddSerializedFile(PAGEMAP42_PROTO)
+
+        def build(name: str) -> type[Any]:
+            descriptor = pool.FindMessageTypeByName(f"{PAGEMAP42_PACKAGE}.{name}")
+            cls: type[Any] = message_factory.GetMessageClass(descriptor)
+            return cls
+
+    return build("pagemap_head"), build("pagemap_entry")
 
 
 def _body_offset(data: bytes | memoryview, expected: int) -> int:

@@ -97,8 +97,10 @@ def find_vma(vmas: Sequence[Vma], starts: Sequence[int], vaddr: int) -> Vma | No
 
 def vmas_from_mm(data: bytes) -> tuple[Vma, ...]:
     """Decode the VMAs of an ``mm-<pid>.img``. Raises ImageError on malformed input."""
-    from pycriu.images import mm_pb2
+    from forensic_checkpoint.analysis.images import pb2
 
+    # One generated module, not the pycriu.images package (which imports all ~60 of them).
+    mm_pb2 = pb2("mm_pb2")
     pos = _body_offset(data, MM_MAGIC)
     if len(data) - pos < 4:
         raise ImageError("mm image has no record")
