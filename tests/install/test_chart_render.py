@@ -324,3 +324,27 @@ def test_alert_receiver_gets_exactly_its_documented_rules() -> None:
         one(docs, "Service", "fc-forensic-checkpoint-operator-alerts")["spec"]["ports"][0]["port"]
         == 9095
     )
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "DaemonSet"])
+def test_container_args_parse_with_the_real_cli(rendered: list[dict[str, Any]], kind: str) -> None:
+    """The flags the chart passes are flags the operator and agent accept (a renamed flag would
+    otherwise only show as a crash-looping pod)."""
+    import argparse
+    import importlib
+
+    (container,) = pod_spec(rendered, kind)["containers"]
+    command, *args = container["args"]
+    module = importlib.import_module(f"forensic_checkpoint.cli.{command}")
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    module.add_arguments(parser)
+    env = {e["name"]: f"<{e['name']}>" for e in container.get("env", [])}
+    expanded = [a.replace("$(POD_NAME)", env.get("POD_NAME", "$(POD_NAME)")) for a in args]
+    parsed = parser.parse_args(expanded)
+    if command == "agent":
+        assert parsed.advertise_address.startswith("<POD_NAME>.")
+        assert parsed.operator_identity.startswith("system:serviceaccount:")
+        assert str(parsed.checkpoint_dir) == "/var/lib/kubelet/checkpoints"
+    else:
+        assert parsed.all_namespaces or parsed.namespace
+        assert str(parsed.agent_ca_file) == "/etc/forensic-checkpoint/agent-ca/ca.crt"
