@@ -91,3 +91,23 @@ def test_memory_candidates_are_checked_by_the_detectors() -> None:
     scanner.scan(bytes(data), base=0x7F0000000000, pid=9, where="pid 9")
     got = sorted((h.detector["id"], h.address) for h in scanner.hits)
     assert got == [("aws-access-key", 0x7F0000000000 + 9000), ("private-key", 0x7F0000000000 + 100)]
+
+
+def test_secrets_are_masked_in_text_the_findings_copy() -> None:
+    from forensic_checkpoint.analysis.findings.credentials import mask_secrets
+
+    detectors = list(default_rules().credentials["detectors"])
+    header = _b64({"alg": "HS256"})
+    token = f"{header}.{_b64({'sub': 'x', 'iat': 1})}.c2lnbmF0dXJlLWJ5dGVz"
+    text = f"curl -H 'Authorization: Bearer {token}' --aws {AWS} https://api"
+    masked = mask_secrets(text, detectors)
+    assert token not in masked and AWS not in masked
+    assert masked == (
+        f"curl -H 'Authorization: Bearer <redacted {len(token)} chars>' --aws "
+        "<redacted 20 chars> https://api"
+    )
+    assert mask_secrets("ls -la /tmp", detectors) == "ls -la /tmp"
+    # a finding's details (argv) go through the same mask
+    p = proc(7, "xmrig", argv=["xmrig", "-o", "stratum+tcp://pool:3333", "--key", AWS])
+    found = {f.rule: f for f in find_all(report(processes=[p]), {}, {}, {})}
+    assert AWS not in found["miner-pool-string"].evidence.details["argv"]

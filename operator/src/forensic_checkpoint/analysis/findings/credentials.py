@@ -61,6 +61,27 @@ def jwt_parts(token: bytes) -> tuple[dict[str, Any], dict[str, Any]] | None:
     return header, payload
 
 
+def mask_secrets(text: str, detectors: list[Mapping[str, Any]]) -> str:
+    """``text`` with every JWT and every detector match replaced by ``<redacted N chars>``:
+    for text the findings copy into the report (history commands, log lines, argv)."""
+    raw = text.encode("utf-8", "surrogateescape")
+    spans = [m.span() for m in JWT_RE.finditer(raw)]
+    for det in detectors:
+        if det.get("kind") == "regex":
+            spans += [m.span() for m in re.finditer(str(det["pattern"]).encode(), raw)]
+    if not spans:
+        return text
+    out, at = [], 0
+    for start, end in sorted(spans):
+        if start < at:
+            continue
+        out.append(raw[at:start])
+        out.append(f"<redacted {end - start} chars>".encode())
+        at = end
+    out.append(raw[at:])
+    return b"".join(out).decode("utf-8", "surrogateescape")
+
+
 def scan_value(
     data: bytes, detectors: list[Mapping[str, Any]]
 ) -> Iterator[tuple[Mapping[str, Any], bytes]]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from forensic_checkpoint.analysis.findings.credentials import mask_secrets
 from forensic_checkpoint.analysis.findings.facts import (
     Inputs,
     Subject,
@@ -185,10 +186,13 @@ def evaluate(ruleset: RuleSet, items: Sequence[Subject]) -> list[Finding]:
             else subject["_key"]
         )
         groups.setdefault((rule.id, key), []).append((rule, subject))
-    return [_finding(key, members) for (_, key), members in groups.items()]
+    detectors = list(ruleset.credentials.get("detectors") or [])
+    return [_finding(key, members, detectors) for (_, key), members in groups.items()]
 
 
-def _finding(key: str, members: list[tuple[Rule, Subject]]) -> Finding:
+def _finding(
+    key: str, members: list[tuple[Rule, Subject]], detectors: list[Mapping[str, Any]]
+) -> Finding:
     rule, first = members[0]
     values: dict[str, Any] = {}
     for name, fact in rule.evidence.items():
@@ -201,7 +205,7 @@ def _finding(key: str, members: list[tuple[Rule, Subject]]) -> Finding:
         else:
             values[name] = first.get(fact)
     details = {
-        label: str(first[fact])
+        label: mask_secrets(str(first[fact]), detectors)
         for label, fact in rule.details.items()
         if first.get(fact) is not None
     }

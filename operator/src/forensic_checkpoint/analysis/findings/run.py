@@ -13,6 +13,7 @@ from forensic_checkpoint.analysis.findings.credentials import (
     Hit,
     MemoryCredentials,
     find_credentials,
+    mask_secrets,
 )
 from forensic_checkpoint.analysis.findings.engine import (
     RuleSet,
@@ -227,9 +228,14 @@ def add_findings(
     visit_members(contents, file_members(contents) | set(tasks), visit)
     for path in files.skipped[:20]:
         report.warnings.append(f"findings: {path} is too large to inspect")
+    detectors = list(default_rules().credentials.get("detectors") or [])
     report.shell_history = _history(tasks)
+    for entry in report.shell_history:
+        entry.command = mask_secrets(entry.command, detectors)
     report.binaries = mapped_binaries(report, contents.data)
     report.timeline = build_timeline(report, contents.data)
+    for event in report.timeline:
+        event.message = mask_secrets(event.message, detectors)
     report.connections = build_graph(report)
     memory_hits = secrets.hits if secrets else []
     found = find_all(
