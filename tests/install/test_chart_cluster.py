@@ -5,6 +5,7 @@ the granted permissions checked by the API server's own authorizer (`kubectl aut
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,8 +35,6 @@ def h(cluster: DevCluster, *args: str) -> str:
 
 def can_i(cluster: DevCluster, who: str, *args: str) -> bool:
     """The API server's answer for `who` (exit 1 with "no" is an answer, not a failure)."""
-    import subprocess
-
     result = subprocess.run(
         [
             str(kubectl()),
@@ -195,8 +194,6 @@ def test_install_upgrade_uninstall(install_cluster: DevCluster) -> None:
     assert tls_after == tls_before, "an upgrade must keep the agents' certificate"
 
     def refused_in_denied() -> bool:
-        import subprocess
-
         result = subprocess.run(
             [
                 str(kubectl()),
@@ -250,3 +247,55 @@ def test_install_upgrade_uninstall(install_cluster: DevCluster) -> None:
         "customresourcedefinition.apiextensions.k8s.io/forensicnodes.forensic-checkpoint.dev",
     }
     assert "allowed" in k(c, "get", "forensiccheckpoints", "-n", "web", "-o", "name")
+
+
+def _pod_from(docs: list[dict[str, object]], kind: str, namespace: str) -> str:
+    workload = next(d for d in docs if d["kind"] == kind)
+    template_spec = workload["spec"]["template"]  # type: ignore[index]
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"psa-{kind.lower()}", "namespace": namespace},
+            "spec": template_spec["spec"],
+        }
+    )
+
+
+def test_pod_security_levels(install_cluster: DevCluster) -> None:
+    """Pod Security admission, enforced by the API server on real pods: the operator meets
+    "restricted"; the agent (hostPath) is refused by "baseline" and needs "privileged"."""
+    c = install_cluster
+    docs = documents(template(namespace="psa-restricted"))
+    for level in ("restricted", "baseline", "privileged"):
+        ns = f"psa-{level}"
+        ensure_namespaces(c, ns)
+        k(c, "label", "namespace", ns, f"pod-security.kubernetes.io/enforce={level}", "--overwrite")
+        for sa in ("fc-forensic-checkpoint-operator", "fc-forensic-checkpoint-agent"):
+            k(c, "apply", "-f", "-", stdin=k(c, "create", "serviceaccount", sa, "-n", ns,
+              "--dry-run=client", "-o", "yaml"))  # fmt: skip
+    k(
+        c,
+        "create",
+        "--dry-run=server",
+        "-f",
+        "-",
+        stdin=_pod_from(docs, "Deployment", "psa-restricted"),
+    )
+    refused = subprocess.run(
+        [str(kubectl()), "create", "--dry-run=server", "-f", "-", f"--kubeconfig={c.kubeconfig}"],
+        input=_pod_from(docs, "DaemonSet", "psa-baseline"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "violates PodSecurity" in refused.stderr and "hostPath" in refused.stderr
+    k(
+        c,
+        "create",
+        "--dry-run=server",
+        "-f",
+        "-",
+        stdin=_pod_from(docs, "DaemonSet", "psa-privileged"),
+    )
