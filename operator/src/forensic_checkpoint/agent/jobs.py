@@ -1,9 +1,12 @@
 """Capture jobs on disk (``--state-dir``, a hostPath): the agent's memory across restarts.
 
 One JSON file per capture key, replaced atomically (write, fsync, rename, fsync the directory),
-so a crash leaves either the old record or the new one, never half of one. The record is written
-with ``kubelet_called_at`` BEFORE the kubelet call: a restarted agent that finds a job in
-``Capturing`` knows a call may have happened and must not make another.
+so a crash leaves either the old record or the new one, never half of one. A legal hold is an
+empty file ``holds/<key>``, not a field of the record: the hold can change while a worker holds
+an older copy of the record in memory, and that worker's next save must not undo it.
+
+The record is written with ``kubelet_called_at`` BEFORE the kubelet call: a restarted agent that
+finds a job in ``Capturing`` knows a call may have happened and must not make another.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ class JobStore:
         self.state_dir = state_dir
         self.jobs_dir = state_dir / "jobs"
         self.reports_dir = state_dir / "reports"
-        for directory in (self.jobs_dir, self.reports_dir):
+        self.holds_dir = state_dir / "holds"
+        for directory in (self.jobs_dir, self.reports_dir, self.holds_dir):
             try:
                 directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
@@ -70,9 +74,22 @@ class JobStore:
         with self._lock:
             path = self._path(key)
             try:
-                return JobRecord.model_validate_json(path.read_bytes())
+                return self._with_hold(JobRecord.model_validate_json(path.read_bytes()))
             except FileNotFoundError:
                 return None
+
+    def _with_hold(self, record: JobRecord) -> JobRecord:
+        record.status.held = (self.holds_dir / record.status.key).exists()
+        return record
+
+    def set_hold(self, key: str, hold: bool) -> None:
+        with self._lock:
+            marker = self.holds_dir / key
+            if hold:
+                marker.touch(mode=0o600)
+            else:
+                marker.unlink(missing_ok=True)
+            _fsync_dir(self.holds_dir)
 
     def save(self, record: JobRecord) -> None:
         with self._lock:
@@ -86,8 +103,10 @@ class JobStore:
                 return existing, False
             record = JobRecord(
                 request=request,
-                status=CaptureStatus(key=request.key, state=CaptureState.QUEUED),
+                status=CaptureStatus(key=request.key, state=CaptureState.QUEUED, held=request.hold),
             )
+            if request.hold:
+                self.set_hold(request.key, True)
             self.save(record)
             return record, True
 
@@ -95,6 +114,7 @@ class JobStore:
         with self._lock:
             self._path(key).unlink(missing_ok=True)
             _fsync_dir(self.jobs_dir)
+            (self.holds_dir / key).unlink(missing_ok=True)
 
     def all(self) -> list[JobRecord]:
         """Every readable record; unreadable ones are skipped (they are reported by ``broken``)."""
@@ -102,7 +122,9 @@ class JobStore:
         with self._lock:
             for path in sorted(self.jobs_dir.glob(f"*{_RECORD_SUFFIX}")):
                 try:
-                    records.append(JobRecord.model_validate_json(path.read_bytes()))
+                    records.append(
+                        self._with_hold(JobRecord.model_validate_json(path.read_bytes()))
+                    )
                 except (OSError, ValidationError):
                     continue
         return records

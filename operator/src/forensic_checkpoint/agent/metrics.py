@@ -70,6 +70,39 @@ class AgentMetrics:
             registry=self.registry,
         )
 
+        self.exports = Counter(
+            "forensic_agent_exports",
+            "Export attempts by outcome (Exported or the failure reason).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.export_bytes = Counter(
+            "forensic_agent_export_bytes",
+            "Bytes of objects uploaded to evidence storage.",
+            registry=self.registry,
+        )
+        self.retention_deletions = Counter(
+            "forensic_agent_retention_deletions",
+            "Archives deleted by retention, by the bound they broke (RetentionMaxAge, ...).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.retention_bytes = Gauge(
+            "forensic_agent_retention_archive_bytes",
+            "Bytes of archives on the node after the last retention pass (held ones included).",
+            registry=self.registry,
+        )
+        self.retention_held_bytes = Gauge(
+            "forensic_agent_retention_held_bytes",
+            "Bytes of archives under legal hold at the last retention pass.",
+            registry=self.registry,
+        )
+        self.retention_deferred = Gauge(
+            "forensic_agent_retention_deferred",
+            "Archives retention would delete but keeps because they are not exported yet.",
+            registry=self.registry,
+        )
+
     def watch_storage(self, reader: StorageReader) -> None:
         """Report the job store (jobs by state, bytes kept) whenever metrics are scraped."""
         self.registry.register(_StorageCollector(reader))

@@ -1,5 +1,6 @@
 """Wiring of one agent process: cluster client, kubelet client, job service, API server,
-heartbeat. Tests start it in-process; ``forensic-checkpoint agent`` starts it from flags."""
+heartbeat, evidence export and retention. Tests start it in-process; ``forensic-checkpoint
+agent`` starts it from flags."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ from pathlib import Path
 from forensic_checkpoint import __version__
 from forensic_checkpoint.agent.analysis_runner import Analyzer, ProcessAnalyzer
 from forensic_checkpoint.agent.auth import Authenticator
+from forensic_checkpoint.agent.export_worker import ExportWorker
 from forensic_checkpoint.agent.jobs import JobStore, utcnow
 from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.node import Heartbeat, ensure_forensic_node, kubelet_endpoint
 from forensic_checkpoint.agent.readiness_probe import ReadinessProber
+from forensic_checkpoint.agent.retention_keeper import RetentionKeeper, policy_from_values
 from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS
 from forensic_checkpoint.agent.service import CaptureService
-from forensic_checkpoint.agent.values import AgentValues, criu_observer
+from forensic_checkpoint.agent.values import AgentValues, criu_observer, export_config
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import ConfigError
 from forensic_checkpoint.k8s import client as k8s_client
@@ -53,6 +56,11 @@ class AgentConfig:
     #: The node's root filesystem as mounted in the agent (for /etc/criu); None: not visible.
     host_root: Path | None = None
     token_cache_seconds: float = 10.0
+    #: Seconds between retention passes (there is one after each capture too); 0: only those.
+    retention_interval: float = 300.0
+    #: First delay before a failed export is tried again; doubles up to the maximum.
+    export_retry_base_seconds: float = 30.0
+    export_retry_max_seconds: float = 900.0
     #: mTLS alternative to the token: client CA and the operator certificate's common name.
     client_ca: Path | None = None
     operator_cert_cn: str | None = None
@@ -79,9 +87,14 @@ class AgentRuntime:
         )
         self.advertise = config.advertise_address or host
         self.metrics = AgentMetrics()
+        self.values = AgentValues.load(config.values_file)
+        exporting = export_config(
+            self.values.export, state_dir=config.state_dir, node_name=config.node_name
+        )
+        store = JobStore(config.state_dir)
         self.service = CaptureService(
             node_name=config.node_name,
-            store=JobStore(config.state_dir),
+            store=store,
             kubelet=lambda: self.kubelet,
             analyzer=analyzer
             or ProcessAnalyzer(config.analysis_workers, timeout=config.analysis_timeout),
@@ -89,7 +102,38 @@ class AgentRuntime:
             metrics=self.metrics,
             capture_workers=config.capture_workers,
             kubelet_timeout_margin=config.kubelet_timeout_margin,
+            export_enabled=exporting is not None,
         )
+        self.exports = (
+            ExportWorker(
+                store=store,
+                config=exporting,
+                node_name=config.node_name,
+                checkpoint_dir=config.checkpoint_dir,
+                metrics=self.metrics,
+                retry_base_seconds=config.export_retry_base_seconds,
+                retry_max_seconds=config.export_retry_max_seconds,
+            )
+            if exporting is not None
+            else None
+        )
+        policy = policy_from_values(self.values.retention)
+        self.retention = (
+            RetentionKeeper(
+                store=store,
+                policy=policy,
+                node_name=config.node_name,
+                checkpoint_dir=config.checkpoint_dir,
+                metrics=self.metrics,
+                interval=config.retention_interval,
+            )
+            if policy is not None
+            else None
+        )
+        if self.exports is not None:
+            self.service.on_finished.append(self.exports.wake)
+        if self.retention is not None:
+            self.service.on_finished.append(self.retention.trigger)
         api = self.api
         self.authenticator = Authenticator(
             lambda token: token_review(api, token)[:2],
@@ -111,9 +155,6 @@ class AgentRuntime:
         self.heartbeat = Heartbeat(
             self.api, config.node_name, self.agent_status, interval=config.heartbeat_interval
         )
-        self.values = AgentValues.load(config.values_file)
-        if self.values.export is not None:
-            log.warning("evidence export is configured but not wired into this agent version")
         self.readiness = (
             ReadinessProber(
                 self.api,
@@ -147,6 +188,10 @@ class AgentRuntime:
 
     def start(self) -> None:
         self.service.start()
+        if self.exports is not None:
+            self.exports.start()  # resumes exports cut short by the last stop
+        if self.retention is not None:
+            self.retention.start()
         self._serve.start()
         # The operator trusts a ForensicNode once its heartbeat is fresh; its readiness checks
         # must be this agent's by then, not the ones a previous agent left.
@@ -167,4 +212,7 @@ class AgentRuntime:
         self.heartbeat.stop()
         self.server.shutdown()
         self.server.server_close()
+        for worker in (self.exports, self.retention):
+            if worker is not None:
+                worker.stop()
         self.service.shutdown()

@@ -32,6 +32,7 @@ from forensic_checkpoint.api.agent import (
     CaptureRequest,
     ErrorBody,
     Health,
+    HoldRequest,
     WireModel,
 )
 from forensic_checkpoint.errors import (
@@ -45,7 +46,9 @@ log = logging.getLogger(__name__)
 
 _MAX_BODY = 64 * 1024
 _CHUNK = 1024 * 1024
-_KEY_ROUTE = re.compile(rf"^{API_PREFIX}/(?P<key>[a-z0-9-]{{1,128}})(?P<sub>/report|/archive)?$")
+_KEY_ROUTE = re.compile(
+    rf"^{API_PREFIX}/(?P<key>[a-z0-9-]{{1,128}})(?P<sub>/report|/archive|/hold)?$"
+)
 
 
 def tls_context(cert_file: Path, key_file: Path, client_ca: Path | None = None) -> ssl.SSLContext:
@@ -189,6 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0]
         route = "other"
@@ -234,8 +240,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "NotFound", f"no route {method} {path}")
             return "other"
         key, sub = match["key"], match["sub"]
-        route = {None: "capture", "/report": "report", "/archive": "archive"}[sub]
-        allowed = ("GET", "DELETE") if sub is None else ("GET",)
+        route = {None: "capture", "/report": "report", "/archive": "archive", "/hold": "hold"}[sub]
+        allowed = {None: ("GET", "DELETE"), "/hold": ("PUT",)}.get(sub, ("GET",))
         if method not in allowed:
             self._error(405, "MethodNotAllowed", f"{method} {path}")
             return route
@@ -246,6 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_model(200, service.status(key))
         elif sub is None:
             self._send_model(200, service.delete(key))
+        elif sub == "/hold":
+            self._hold(key)
         elif sub == "/report":
             report = service.report_file(key)
             self._send_bytes(200, report.read_bytes(), "application/json")
@@ -308,6 +316,26 @@ class _Handler(BaseHTTPRequestHandler):
             return
         status, created = self.server.service.submit(request)
         self._send_model(202 if created else 200, status)
+
+    def _hold(self, key: str) -> None:
+        body = self._body()
+        if body is None:
+            return
+        try:
+            hold = HoldRequest.model_validate_json(body)
+        except ValidationError as exc:
+            self._error(400, "InvalidRequest", str(exc)[:1024])
+            return
+        self._send_model(200, self.server.service.set_hold(key, hold.hold))
+
+    def _body(self) -> bytes | None:
+        """The request body, or ``None`` after answering 400/413."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0 or length > _MAX_BODY:
+            self._drain()
+            self._error(400 if length <= 0 else 413, "InvalidRequest", "body missing or too large")
+            return None
+        return self.rfile.read(length)
 
     def _archive(self, key: str) -> None:
         path, info = self.server.service.archive_file(key)

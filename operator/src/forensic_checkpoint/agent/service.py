@@ -5,7 +5,11 @@ Invariants:
 - exactly one kubelet call per capture key, ever: the job record says ``Capturing`` with the
   call time on disk before the call is made, and a job found in that state after a restart is
   never called again; the agent looks for the archive the kubelet wrote since the call instead;
-- nothing the kubelet wrote is deleted except by :meth:`CaptureService.delete`;
+- nothing the kubelet wrote is deleted except by :meth:`CaptureService.delete` and retention
+  (:mod:`forensic_checkpoint.agent.retention_keeper`), and neither deletes a held archive that
+  exists nowhere else;
+- every custody fact (Captured here; Exported, Verified and Deleted elsewhere) is appended to
+  the job record and saved with the state change it describes;
 - archives and reports are 0600.
 """
 
@@ -20,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from forensic_checkpoint.agent import paths
+from forensic_checkpoint.agent import custody_facts, paths
 from forensic_checkpoint.agent.analysis_runner import Analyzer
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
@@ -32,6 +36,8 @@ from forensic_checkpoint.api.agent import (
     CaptureState,
     CaptureStatus,
     DeleteResult,
+    ExportPhase,
+    ExportStatus,
 )
 from forensic_checkpoint.errors import (
     CaptureError,
@@ -72,6 +78,7 @@ class CaptureService:
         capture_workers: int = 4,
         kubelet_timeout_margin: float = 30.0,
         poll_interval: float = 1.0,
+        export_enabled: bool = False,
     ) -> None:
         self.node_name = node_name
         self.store = store
@@ -82,6 +89,11 @@ class CaptureService:
         self.metrics.watch_storage(self.storage)
         self.kubelet_timeout_margin = kubelet_timeout_margin
         self.poll_interval = poll_interval
+        #: A Completed capture gets ``export.phase: Pending`` for the export worker.
+        self.export_enabled = export_enabled
+        #: Called (without arguments, must not block) whenever a job reaches a final state:
+        #: the runtime wakes the export worker and the retention keeper here.
+        self.on_finished: list[Callable[[], None]] = []
         self._pool = ThreadPoolExecutor(capture_workers, thread_name_prefix="capture")
         self._queued = 0
         self._running = 0
@@ -141,17 +153,46 @@ class CaptureService:
         info = record.status.archive
         if info is None:
             raise NotFoundError(f"capture {key} has no archive", reason="ArchiveNotReady")
+        if record.status.archive_deleted_at is not None:
+            raise NotFoundError(
+                f"capture {key}: retention deleted the archive "
+                f"({record.status.archive_deleted_reason})",
+                reason="ArchiveDeleted",
+            )
         path = paths.resolve_archive(info.path, self.checkpoint_dir)
         return path, info
 
+    def set_hold(self, key: str, hold: bool) -> CaptureStatus:
+        """Set or lift the legal hold (the CR's ``forensic-checkpoint.dev/hold``)."""
+        with self.store.locked():
+            self._get(key)
+            self.store.set_hold(key, hold)
+            log.info("capture %s: legal hold %s", key, "set" if hold else "lifted")
+            return self._get(key).status
+
     def delete(self, key: str) -> DeleteResult:
-        """Remove the archive and the report, then the job. Refused while the job runs."""
+        """Remove the archive and the report, then the job. Refused while the job or its export
+        runs, and for a held archive not exported yet (``on_checkpoint_deleted``)."""
         with self.store.locked():
             record = self._get(key)
             if not record.status.state.terminal:
                 raise ConflictError(
                     f"capture {key} is {record.status.state}; delete it once it has finished",
                     reason="CaptureInProgress",
+                )
+            export = record.status.export
+            if export is not None and export.phase is ExportPhase.EXPORTING:
+                raise ConflictError(
+                    f"capture {key} is being exported; delete it once the export has finished",
+                    reason="ExportInProgress",
+                )
+            exported = export is not None and export.phase is ExportPhase.EXPORTED
+            on_disk = record.status.archive is not None and not record.status.archive_deleted_at
+            if record.status.held and on_disk and not exported:
+                raise ConflictError(
+                    f"capture {key} is under legal hold and exists nowhere else; lift the hold "
+                    "(PUT .../hold) or wait for its export",
+                    reason="HeldNotExported",
                 )
             deleted: list[str] = []
             if record.status.archive is not None:
@@ -354,6 +395,12 @@ class CaptureService:
             path=str(archive), sha256=digest, size_bytes=size, captured_at=captured_at
         )
         record.status.state = CaptureState.ANALYZING
+        custody_facts.add(
+            record,
+            custody_facts.captured(
+                record, self.node_name, utcnow(), record.status.kubelet_status_code, str(archive)
+            ),
+        )
         self.store.save(record)
         log.info(
             "capture %s: archive %s sha256 %s (%d bytes)", record.status.key, archive, digest, size
@@ -372,6 +419,8 @@ class CaptureService:
         finally:
             self.metrics.analysis_seconds.observe(time.monotonic() - started)
         record.report_path = str(report)
+        if self.export_enabled:
+            record.status.export = ExportStatus(phase=ExportPhase.PENDING)
         self._finish(
             record,
             reason="Completed",
@@ -398,6 +447,8 @@ class CaptureService:
         record.status.finished_at = utcnow()
         self.store.save(record)
         self.metrics.captures.labels(outcome=reason).inc()
+        for hook in self.on_finished:
+            hook()
         return record
 
     # --- per-container call spacing ---------------------------------------------------------

@@ -11,7 +11,10 @@ Endpoints (HTTPS, ``Authorization: Bearer <operator ServiceAccount token>``):
 - ``GET /v1/captures/{key}`` -> :class:`CaptureStatus`; 404 :class:`ErrorBody` ``NotFound``.
 - ``GET /v1/captures/{key}/report`` -> the analysis report JSON (``analysis.report.Report``).
 - ``GET /v1/captures/{key}/archive`` -> the archive bytes, header :data:`SHA256_HEADER`.
-- ``DELETE /v1/captures/{key}`` -> :class:`DeleteResult`.
+- ``PUT /v1/captures/{key}/hold`` body :class:`HoldRequest` -> :class:`CaptureStatus`: set or lift
+  the legal hold (retention never deletes a held archive).
+- ``DELETE /v1/captures/{key}`` -> :class:`DeleteResult`; 409 while the job or its export runs,
+  and 409 ``HeldNotExported`` for a held archive that exists nowhere else.
 - ``GET /healthz``, ``GET /metrics``.
 """
 
@@ -23,6 +26,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
+
+from forensic_checkpoint.api.custody import CustodyAction, ExportRecord, KubeletResponse
 
 API_PREFIX = "/v1/captures"
 SHA256_HEADER = "X-Checkpoint-Sha256"
@@ -90,6 +95,15 @@ class CaptureRequest(WireModel):
     #: Passed to the kubelet as ``?timeout=``; ``None`` lets the kubelet use its CRI default.
     timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
     analysis: AnalysisOptions = Field(default_factory=AnalysisOptions)
+    #: Legal hold at creation (the CR's ``forensic-checkpoint.dev/hold``); changed later with
+    #: ``PUT .../hold``.
+    hold: bool = False
+
+
+class HoldRequest(WireModel):
+    """Body of ``PUT /v1/captures/{key}/hold``."""
+
+    hold: bool
 
 
 class ArchiveInfo(WireModel):
@@ -99,6 +113,67 @@ class ArchiveInfo(WireModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size_bytes: int = Field(ge=0)
     captured_at: datetime
+
+
+#: Custody facts the agent reports; ``Requested`` is the operator's own.
+AGENT_ACTIONS = (
+    CustodyAction.CAPTURED,
+    CustodyAction.EXPORTED,
+    CustodyAction.VERIFIED,
+    CustodyAction.DELETED,
+)
+
+
+class CustodyFact(WireModel):
+    """Something the agent did to the evidence, as it happened. The agent does not chain these:
+    the operator appends each new fact (by its index in ``custodyEvents``) to the CR's
+    ``status.custody`` with :func:`forensic_checkpoint.domain.custody.append`."""
+
+    action: CustodyAction
+    time: datetime
+    #: ``agent/<node>``.
+    actor: str
+    node: str
+    container: str
+    kubelet_response: KubeletResponse | None = None
+    #: The archive's sha256 and size at capture.
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    size_bytes: int | None = Field(default=None, ge=0)
+    url: str | None = None
+    #: sha256 of the stored object (the ciphertext when encrypted).
+    object_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    encrypted: bool | None = None
+    #: CamelCase, e.g. ``RetentionMaxAge`` for a deletion.
+    reason: str | None = None
+    message: str | None = Field(default=None, max_length=1024)
+
+
+class ExportPhase(StrEnum):
+    """Where the export of a Completed capture stands (``CaptureStatus.export.phase``)."""
+
+    PENDING = "Pending"
+    EXPORTING = "Exporting"
+    #: The last attempt failed with a transient error; ``nextAttemptAt`` says when it retries.
+    RETRYING = "Retrying"
+    EXPORTED = "Exported"
+    #: Will not be retried (integrity mismatch, archive gone); the local archive is kept.
+    FAILED = "Failed"
+
+    @property
+    def active(self) -> bool:
+        return self in (ExportPhase.PENDING, ExportPhase.EXPORTING, ExportPhase.RETRYING)
+
+
+class ExportStatus(WireModel):
+    """The export sub-status of a Completed capture (absent when export is not configured)."""
+
+    phase: ExportPhase
+    attempts: int = 0
+    reason: str | None = None
+    message: str | None = None
+    next_attempt_at: datetime | None = None
+    #: Set once ``Exported``: url, object sha256, archive sha256, size, exportedAt.
+    record: ExportRecord | None = None
 
 
 class CaptureStatus(WireModel):
@@ -116,6 +191,14 @@ class CaptureStatus(WireModel):
     archive: ArchiveInfo | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    export: ExportStatus | None = None
+    #: Legal hold: retention never deletes this archive.
+    held: bool = False
+    #: Set when retention deleted the archive and report (the job record stays, for its facts).
+    archive_deleted_at: datetime | None = None
+    archive_deleted_reason: str | None = None
+    #: Append-only, in the order things happened; see :class:`CustodyFact`.
+    custody_events: list[CustodyFact] = Field(default_factory=list)
 
 
 class DeleteResult(WireModel):

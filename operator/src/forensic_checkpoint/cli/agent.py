@@ -78,6 +78,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=env("FORENSIC_HOST_ROOT"),
         help="the node's / as mounted here, to keep /etc/criu/runc.conf (env FORENSIC_HOST_ROOT)",
     )
+    parser.add_argument(
+        "--retention-interval",
+        type=float,
+        default=300.0,
+        help="seconds between retention passes (values 'retention'; also after each capture)",
+    )
+    parser.add_argument(
+        "--export-retry-seconds",
+        type=float,
+        default=30.0,
+        help="first delay before a failed export is retried (doubles, up to 15 min)",
+    )
     parser.add_argument("--log-level", default="INFO")
 
 
@@ -118,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         readiness_interval=args.readiness_interval,
         values_file=args.values_file,
         host_root=args.host_root,
+        retention_interval=args.retention_interval,
+        export_retry_base_seconds=args.export_retry_seconds,
         client_ca=args.client_ca_file,
         operator_cert_cn=args.operator_cert_cn,
     )

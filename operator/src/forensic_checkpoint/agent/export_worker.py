@@ -1,0 +1,229 @@
+"""Exports Completed captures off the node, one at a time, resuming across agent restarts.
+
+The job records on disk are the queue: a Completed job whose ``export.phase`` is Pending,
+Exporting or Retrying (and whose retry time has come) is due. A job found in ``Exporting`` after
+a restart is due at once, and :class:`~forensic_checkpoint.agent.export.Exporter` resumes its
+multipart upload from its own state file (``<state-dir>/exports``). A failed attempt never
+touches the local archive: transient errors (the store unreachable, 5xx, a 4xx such as
+``NoSuchBucket`` that an admin can fix) are retried with capped exponential backoff; an
+integrity mismatch or a vanished archive is final (``Failed``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from forensic_checkpoint.agent import custody_facts, paths
+from forensic_checkpoint.agent.export import (
+    ExportConfig,
+    Exporter,
+    ExportOutcome,
+    S3RequestError,
+)
+from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
+from forensic_checkpoint.agent.metrics import AgentMetrics
+from forensic_checkpoint.api.agent import CaptureState, ExportPhase, ExportStatus
+from forensic_checkpoint.api.custody import EvidenceTarget
+from forensic_checkpoint.errors import (
+    CaptureError,
+    ConfigError,
+    ForensicCheckpointError,
+    IntegrityError,
+)
+
+log = logging.getLogger(__name__)
+
+#: Reason of an export that cannot happen because retention (or a human) removed the archive.
+ARCHIVE_GONE = "ArchiveDeleted"
+
+
+def export_due(record: JobRecord, now: datetime) -> bool:
+    export = record.status.export
+    if record.status.state is not CaptureState.COMPLETED or export is None:
+        return False
+    if not export.phase.active or record.status.archive_deleted_at is not None:
+        return False
+    return export.next_attempt_at is None or export.next_attempt_at <= now
+
+
+class ExportWorker:
+    """One thread; :meth:`run_due` does one pass synchronously (tests call it directly)."""
+
+    def __init__(
+        self,
+        *,
+        store: JobStore,
+        config: ExportConfig,
+        node_name: str,
+        checkpoint_dir: Path,
+        metrics: AgentMetrics,
+        exporter_factory: Callable[[ExportConfig], Exporter] = Exporter,
+        retry_base_seconds: float = 30.0,
+        retry_max_seconds: float = 900.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.node_name = node_name
+        self.checkpoint_dir = checkpoint_dir
+        self.metrics = metrics
+        self._factory = exporter_factory
+        self.retry_base_seconds = retry_base_seconds
+        self.retry_max_seconds = retry_max_seconds
+        self._clock = clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._busy = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="export", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_due()
+            except Exception:
+                log.exception("export pass failed")
+            # Re-check at least every few seconds so that a retry time is honoured.
+            self._wake.wait(timeout=min(5.0, self.retry_base_seconds))
+            self._wake.clear()
+
+    def run_due(self) -> int:
+        """Export every due job once; the number attempted."""
+        attempted = 0
+        with self._busy:
+            for record in self.store.all():
+                if self._stop.is_set():
+                    break
+                if export_due(record, self._clock()):
+                    self._attempt(record.status.key)
+                    attempted += 1
+        return attempted
+
+    def _begin(self, key: str) -> JobRecord | None:
+        with self.store.locked():
+            record = self.store.get(key)
+            if record is None or not export_due(record, self._clock()):
+                return None
+            assert record.status.export is not None  # noqa: S101 - export_due checked it
+            record.status.export.phase = ExportPhase.EXPORTING
+            record.status.export.attempts += 1
+            record.status.export.next_attempt_at = None
+            self.store.save(record)
+            return record
+
+    def _attempt(self, key: str) -> None:
+        record = self._begin(key)
+        if record is None:
+            return
+        archive_info = record.status.archive
+        assert archive_info is not None  # noqa: S101 - Completed implies an archive
+        request = record.request
+        target = EvidenceTarget(
+            namespace=request.pod_namespace,
+            pod=request.pod_name,
+            container=request.container,
+            capture_key=key,
+            node=self.node_name,
+            checkpoint_name=request.checkpoint_name,
+            checkpoint_uid=request.checkpoint_uid,
+        )
+        try:
+            archive = paths.resolve_archive(archive_info.path, self.checkpoint_dir)
+        except CaptureError as exc:
+            self._fail(key, ARCHIVE_GONE, f"cannot export: {exc.message}", final=True)
+            return
+        outcome = self._export(record, archive, target)
+        if outcome is None:
+            return
+        with self.store.locked():
+            current = self.store.get(key)
+            if current is None:
+                return  # deleted by the operator meanwhile; the object stays in the store
+            current.status.export = ExportStatus(
+                phase=ExportPhase.EXPORTED,
+                attempts=current.status.export.attempts if current.status.export else 1,
+                reason="Exported",
+                message=f"uploaded and read back: sha256 {outcome.record.sha256}",
+                record=outcome.record,
+            )
+            for fact in custody_facts.from_entries(outcome.custody[-2:], current, self.node_name):
+                custody_facts.add(current, fact)
+            self.store.save(current)
+        self.metrics.exports.labels(outcome="Exported").inc()
+        if outcome.uploaded:
+            self.metrics.export_bytes.inc(outcome.record.size_bytes)
+        log.info(
+            "capture %s exported to %s (%d parts sent, %d resumed)",
+            key,
+            outcome.record.url,
+            outcome.parts_uploaded,
+            outcome.parts_skipped,
+        )
+
+    def _export(
+        self, record: JobRecord, archive: Path, target: EvidenceTarget
+    ) -> ExportOutcome | None:
+        """One export attempt; a failure is recorded (retry or final) and gives ``None``."""
+        key = record.status.key
+        assert record.status.archive is not None  # noqa: S101 - checked by the caller
+        report = Path(record.report_path) if record.report_path else None
+        try:
+            report_json = report.read_bytes() if report and report.is_file() else None
+            exporter = self._factory(self.config)
+            return exporter.export(
+                archive,
+                record.status.archive.sha256,
+                target,
+                report_json=report_json,
+                chain=custody_facts.manifest_chain(record, target.custody_subject),
+            )
+        except (IntegrityError, ConfigError) as exc:
+            self._fail(key, exc.reason, exc.message, final=True)
+        except S3RequestError as exc:
+            self._fail(key, exc.code or exc.reason, exc.message, final=False)
+        except ForensicCheckpointError as exc:
+            self._fail(key, exc.reason, exc.message, final=False)
+        except OSError as exc:
+            self._fail(key, "ExportIOError", str(exc), final=False)
+        return None
+
+    def retry_delay(self, attempts: int) -> float:
+        delay = self.retry_base_seconds * 2.0 ** max(0, attempts - 1)
+        return float(min(self.retry_max_seconds, delay))
+
+    def _fail(self, key: str, reason: str, message: str, *, final: bool) -> None:
+        with self.store.locked():
+            record = self.store.get(key)
+            if record is None or record.status.export is None:
+                return
+            export = record.status.export
+            export.reason = reason or "ExportFailed"
+            export.message = message[:1024]
+            if final:
+                export.phase = ExportPhase.FAILED
+            else:
+                delay = self.retry_delay(export.attempts)
+                export.phase = ExportPhase.RETRYING
+                export.next_attempt_at = self._clock() + timedelta(seconds=delay)
+                export.message = (
+                    f"{export.message} (attempt {export.attempts}; next in {delay:g} s)"
+                )
+            self.store.save(record)
+        self.metrics.exports.labels(outcome=reason or "ExportFailed").inc()
+        log.warning("capture %s export failed (%s): %s", key, reason, message)
