@@ -153,3 +153,27 @@ def test_a_match_across_a_piece_boundary_is_found_once() -> None:
     hit = next(iter(scanner.hits.values()))
     assert sorted(hit.offsets) == [0x10000 + 7200, 0x10000 + 8180]
     assert hit.count == 2
+
+
+def test_streamed_compressed_archive_gives_the_same_hits(tmp_path: Path) -> None:
+    """A large compressed archive is not spooled: its pages (and rootfs-diff) come from one
+    more streaming pass. A zero spool bound forces that path on the small sample."""
+    from forensic_checkpoint.analysis.analyzer import run_analysis
+    from forensic_checkpoint.analysis.archive import ArchiveLimits
+
+    rules = tmp_path / "attack.yar"
+    rules.write_text(RULES)
+    options = AnalysisOptions(yara=[str(rules)])
+    path = DATA / "attack-revshell.tar.zst"
+    spooled = run_analysis(path, options)
+    streamed = run_analysis(path, options, ArchiveLimits(max_spool_bytes=0))
+
+    def summary(report: object) -> list[tuple[str, str | None, str]]:
+        return sorted(
+            (f.id, f.evidence.address, f.evidence.details.get("matches", ""))
+            for f in report.findings  # type: ignore[attr-defined]
+        )
+
+    assert summary(streamed) == summary(spooled)
+    assert [h.command for h in streamed.shell_history] == [h.command for h in spooled.shell_history]
+    assert any(f.rule == "yara" for f in streamed.findings)
