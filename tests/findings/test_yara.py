@@ -177,3 +177,20 @@ def test_streamed_compressed_archive_gives_the_same_hits(tmp_path: Path) -> None
     assert summary(streamed) == summary(spooled)
     assert [h.command for h in streamed.shell_history] == [h.command for h in spooled.shell_history]
     assert any(f.rule == "yara" for f in streamed.findings)
+
+
+def test_plain_tar_read_by_offset_gives_the_same_hits(tmp_path: Path) -> None:
+    import zstandard
+
+    plain = tmp_path / "attack.tar"
+    with (DATA / "attack-revshell.tar.zst").open("rb") as src, plain.open("wb") as dst:
+        zstandard.ZstdDecompressor().copy_stream(src, dst)
+    rules = tmp_path / "attack.yar"
+    rules.write_text(RULES)
+    options = AnalysisOptions(yara=[str(rules)])
+    by_offset = analyze(plain, options)
+    spooled = analyze(DATA / "attack-revshell.tar.zst", options)
+    assert by_offset.archive.compression == "none"
+    assert sorted((f.id, f.evidence.address) for f in by_offset.findings) == sorted(
+        (f.id, f.evidence.address) for f in spooled.findings
+    )
