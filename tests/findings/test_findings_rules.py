@@ -27,7 +27,7 @@ from findings_crafted import (
 
 from forensic_checkpoint.analysis.findings.model import Finding
 from forensic_checkpoint.analysis.findings.run import find_all
-from forensic_checkpoint.analysis.report import MemoryMap, Report, SharedMemoryObject
+from forensic_checkpoint.analysis.report import Holder, MemoryMap, Report, SharedMemoryObject
 
 ANY = "0.0.0.0"  # noqa: S104 (a socket address in data, nothing binds)
 SERVER = proc(
@@ -420,3 +420,40 @@ def test_a_miner_port_alone_is_not_a_miner() -> None:
     shell = proc(14, "python3", fds=[fd(3, "INETSK", "socket:[1]", 60)])
     rep = report(processes=[shell], sockets=[tcp(60, [(14, 3)], remote=("10.0.0.9", 4444))])
     assert "miner-pool-connection" not in rules_of(rep)
+
+
+def test_reverse_shell_through_a_socketpair_relay() -> None:
+    # socat TCP:c2:4444 EXEC:bash: bash's stdio is one end of a UNIX socketpair
+    from forensic_checkpoint.analysis.report import Socket
+
+    def unix(file_id: int, inode: int, peer: int, holders: list[tuple[int, int]]) -> Socket:
+        return Socket(
+            id=file_id,
+            inode=inode,
+            peer_inode=peer,
+            held_by=[Holder(pid=p, fd=f) for p, f in holders],
+            family="unix",
+            type="stream",
+            state="ESTABLISHED",
+        )
+
+    bash = proc(41, "bash", ppid=40, fds=[fd(n, "UNIXSK", "socket:[501]", 70) for n in (0, 1, 2)])
+    socat = proc(
+        40, "socat", ppid=0, fds=[fd(5, "UNIXSK", "socket:[502]", 71), fd(3, "INETSK", "s", 72)]
+    )
+    rep = report(
+        processes=[socat, bash],
+        sockets=[
+            unix(70, 501, 502, [(41, 0), (41, 1), (41, 2)]),
+            unix(71, 502, 501, [(40, 5)]),
+            tcp(72, [(40, 3)]),
+        ],
+    )
+    found = rules_of(rep)
+    shell = found["reverse-shell"]
+    assert shell.evidence.pid == 41 and shell.evidence.pids == [40, 41]
+    assert (
+        "unix socket:[501] <-> socket:[502] of pid 40 (socat) fd 5"
+        in shell.evidence.details["path"]
+    )
+    assert "network-tool" in found  # socat itself

@@ -114,8 +114,9 @@ class Graph:
         )
 
     def stdio_link(self, pid: int) -> dict[str, Any] | None:
-        """A remote peer reached by this process's fd 0/1/2: directly (a socket) or through
-        the other end of a pipe held by a process that holds a connected socket."""
+        """A remote peer reached by this process's fd 0/1/2: directly (a socket), through the
+        other end of a pipe, or through the peer of a UNIX socket, held by a process that
+        holds a connected socket."""
         direct: list[int] = []
         for fd in (0, 1, 2):
             item = self.fd(pid, fd)
@@ -159,6 +160,34 @@ class Graph:
                         "path": (
                             f"fd {fd} {arrow} pipe:[{pipe.id}] {arrow} pid {holder.pid} "
                             f"({relay.comm}) fd {holder.fd}, which holds {socket_text(sock)}"
+                        ),
+                    }
+        return self._unix_relay(pid)
+
+    def _unix_relay(self, pid: int) -> dict[str, Any] | None:
+        """fd 0/1/2 on a UNIX socket whose peer is held by a process with a connected socket:
+        ``socat TCP:c2:4444 EXEC:sh`` gives the shell one end of a socketpair."""
+        by_inode = {s.inode: s for s in self.report.sockets if s.inode is not None}
+        for fd in (0, 1, 2):
+            item = self.fd(pid, fd)
+            mine = self.socket_of(item) if item else None
+            if mine is None or mine.family != "unix" or mine.peer_inode is None:
+                continue
+            peer = by_inode.get(mine.peer_inode)
+            for holder in peer.held_by if peer else []:
+                if holder.pid == pid:
+                    continue
+                for sock in self.remote_sockets(holder.pid):
+                    relay = self.procs[holder.pid]
+                    return {
+                        "fds": [fd],
+                        "remote": socket_text(sock),
+                        "bytes": _queue_bytes(sock) + _queue_bytes(mine) + _queue_bytes(peer),
+                        "holders": sorted({pid, holder.pid}),
+                        "path": (
+                            f"fd {fd} = unix socket:[{mine.inode}] <-> socket:[{mine.peer_inode}]"
+                            f" of pid {holder.pid} ({relay.comm}) fd {holder.fd}, which holds "
+                            f"{socket_text(sock)}"
                         ),
                     }
         return None
