@@ -174,7 +174,9 @@ class Graph:
             if mine is None or mine.family != "unix" or mine.peer_inode is None:
                 continue
             peer = by_inode.get(mine.peer_inode)
-            for holder in peer.held_by if peer else []:
+            if peer is None:
+                continue
+            for holder in peer.held_by:
                 if holder.pid == pid:
                     continue
                 for sock in self.remote_sockets(holder.pid):
