@@ -21,6 +21,7 @@ from forensic_checkpoint.analysis.archive import (
     GZIP_MAGIC,
     ZSTD_MAGIC,
     ArchiveLimits,
+    ForwardReader,
     Readable,
     decompressing_stream,
     normalize_name,
@@ -89,7 +90,7 @@ def _open_inner(stream: Readable, limits: ArchiveLimits) -> tuple[tarfile.TarFil
     elif peek.head.startswith(ZSTD_MAGIC):
         fmt, compression = "tar+zstd", "zstd"
     source = decompressing_stream(peek, compression, limits.max_inner_bytes, "rootfs-diff.tar")
-    return tarfile.open(fileobj=source, mode="r|"), fmt  # type: ignore[call-overload]
+    return tarfile.open(fileobj=ForwardReader(source), mode="r:"), fmt  # type: ignore[call-overload]
 
 
 def iter_inner(

@@ -1,0 +1,87 @@
+"""ForwardReader: tarfile's random-access mode over a read-once (decompressed) stream."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+from hostile_archives import entry, tar_bytes
+from sample_data import SAMPLES, sample_path
+
+from forensic_checkpoint.analysis.archive import ForwardReader, scan_archive
+
+
+class Dribble:
+    """A stream that returns at most ``step`` bytes per read, as a decompressor may."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self._data = io.BytesIO(data)
+        self._step = step
+        self.reads = 0
+
+    def read(self, size: int = -1) -> bytes:
+        self.reads += 1
+        return self._data.read(self._step if size < 0 else min(size, self._step))
+
+
+def test_members_after_a_skipped_big_member_read_back_exactly() -> None:
+    big = bytes(range(256)) * (3 << 12)  # 3 MiB, skipped by seeking
+    raw = tar_bytes([entry("big", big), entry("small", b"tail data"), entry("odd", b"x" * 513)])
+    inner = Dribble(raw, 4096)
+    with tarfile.open(fileobj=ForwardReader(inner), mode="r:") as tar:  # type: ignore[call-overload]
+        seen = {}
+        for info in tar:
+            if info.name != "big":
+                stream = tar.extractfile(info)
+                assert stream is not None
+                seen[info.name] = stream.read()
+    assert seen == {"small": b"tail data", "odd": b"x" * 513}
+
+
+def test_short_reads_are_filled_up_to_the_size_asked() -> None:
+    reader = ForwardReader(Dribble(bytes(range(200)), 7))
+    assert reader.read(100) == bytes(range(100))
+    assert reader.tell() == 100
+    reader.seek(150)
+    assert reader.read(-1) == bytes(range(150, 200))
+    assert reader.read(10) == b""
+
+
+def test_seeking_back_or_past_the_end_behaves_like_a_stream() -> None:
+    reader = ForwardReader(io.BytesIO(b"0123456789"))
+    reader.seek(4)
+    with pytest.raises(tarfile.StreamError):
+        reader.seek(2)
+    assert reader.seek(100) == 100
+    assert reader.read(1) == b""  # tarfile turns this into "unexpected end of data"
+
+
+def test_a_skip_is_a_few_large_reads_not_thousands_of_small_ones() -> None:
+    raw = tar_bytes([entry("pages", bytes(8 << 20)), entry("after", b"ok")])
+    inner = Dribble(raw, 1 << 30)
+    with tarfile.open(fileobj=ForwardReader(inner), mode="r:") as tar:  # type: ignore[call-overload]
+        names = [info.name for info in tar]
+    assert names == ["pages", "after"]
+    # stream mode ("r|") reads 10 KiB at a time: more than 800 reads for these 8 MiB
+    assert inner.reads < 40
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_scan_of_plain_and_recompressed_samples_agree(name: str, tmp_path: Path) -> None:
+    """The same tar, plain and zstd-compressed, lists the same members with the same data."""
+    with sample_path(name).open("rb") as fh:
+        plain = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True).read()
+    (tmp_path / "plain.tar").write_bytes(plain)
+    (tmp_path / "small-frames.tar.zst").write_bytes(
+        zstandard.ZstdCompressor(level=1).compress(plain)
+    )
+    a = scan_archive(tmp_path / "plain.tar")
+    b = scan_archive(tmp_path / "small-frames.tar.zst")
+    assert [m.name for m in a.members] == [m.name for m in b.members]
+    assert a.data == b.data
+    assert [(m.name, m.offset_data, m.size) for m in a.members] == [
+        (m.name, m.offset_data, m.size) for m in b.members
+    ]
