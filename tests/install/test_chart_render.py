@@ -3,6 +3,12 @@ and the raw manifests in deploy/ (no cluster needed; the cluster tests apply the
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import socket
+import ssl
+import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +202,8 @@ def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None
     assert ctx["privileged"] is False
     assert ctx["allowPrivilegeEscalation"] is False
     assert ctx["readOnlyRootFilesystem"] is True
-    assert container["args"][0] == "agent"
+    assert container["command"] == ["/bin/sh", "-c"]
+    assert container["args"][1] == "agent"
     assert spec["tolerations"] and spec["nodeSelector"]
 
     volumes = {v["name"]: v for v in spec["volumes"]}
@@ -234,24 +241,68 @@ def test_agent_kubelet_credentials_follow_the_auth_mode() -> None:
     )
 
 
-def test_agent_endpoint_is_covered_by_the_serving_certificate() -> None:
-    from cryptography import x509
+def agent_argv(container: dict[str, Any], tmp_path: Path, pod_ip: str) -> list[str]:
+    """What the agent container really executes: Kubernetes' ``$$`` unescaping, then the
+    chart's ``/bin/sh -c`` wrapper, with a stub ``forensic-checkpoint`` that records its argv."""
+    stub = tmp_path / "bin" / "forensic-checkpoint"
+    stub.parent.mkdir(exist_ok=True)
+    stub.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    stub.chmod(0o755)
+    argv = [a.replace("$$", "$") for a in container["command"] + container["args"]]
+    env = {"PATH": f"{stub.parent}:/usr/bin:/bin", "POD_IP": pod_ip}
+    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
 
+
+@pytest.mark.parametrize(
+    ("pod_ip", "name"),
+    [
+        ("10.244.1.5", "10-244-1-5.forensic-checkpoint.pod.cluster.local"),
+        ("fd00:10:244::5", "fd00-10-244--5.forensic-checkpoint.pod.cluster.local"),
+    ],
+)
+def test_agent_advertises_its_pod_dns_name(tmp_path: Path, pod_ip: str, name: str) -> None:
+    (container,) = pod_spec(render(None), "DaemonSet")["containers"]
+    argv = agent_argv(container, tmp_path, pod_ip)
+    assert argv[0] == "agent"
+    assert f"--advertise-address={name}" in argv
+    assert "--port=8443" in argv
+
+
+def test_agent_endpoint_is_covered_by_the_serving_certificate(tmp_path: Path) -> None:
+    """A real TLS handshake with the chart's generated certificate: the operator's check (the
+    agents' CA, the advertised name) passes; a pod name in another namespace does not."""
     docs = render(None)
-    secret = one(docs, "Secret")
-    import base64
+    data = {k: base64.b64decode(v) for k, v in one(docs, "Secret")["data"].items()}
+    for key, blob in data.items():
+        (tmp_path / key).write_bytes(blob)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    client_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
 
-    cert = x509.load_pem_x509_certificate(base64.b64decode(secret["data"]["tls.crt"]))
-    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    names = sans.get_values_for_type(x509.DNSName)
-    args = pod_spec(docs, "DaemonSet")["containers"][0]["args"]
-    advertise = next(a.split("=", 1)[1] for a in args if a.startswith("--advertise-address="))
-    assert advertise == "$(POD_NAME).fc-forensic-checkpoint-agent.forensic-checkpoint.svc"
-    assert "*.fc-forensic-checkpoint-agent.forensic-checkpoint.svc" in names
-    spec = pod_spec(docs, "DaemonSet")
-    assert spec["subdomain"] == "fc-forensic-checkpoint-agent"
-    service = one(docs, "Service", "fc-forensic-checkpoint-agent")
-    assert service["spec"]["clusterIP"] == "None"
+    def handshake(name: str) -> None:
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            port = listener.getsockname()[1]
+
+            def serve() -> None:
+                conn, _ = listener.accept()
+                with contextlib.suppress(ssl.SSLError, OSError):
+                    server_ctx.wrap_socket(conn, server_side=True).close()
+
+            thread = threading.Thread(target=serve)
+            thread.start()
+            try:
+                with socket.create_connection(("127.0.0.1", port)) as raw:
+                    client_ctx.wrap_socket(raw, server_hostname=name).close()
+            finally:
+                thread.join(10)
+
+    handshake("10-244-1-5.forensic-checkpoint.pod.cluster.local")
+    handshake("10-244-1-5.forensic-checkpoint.pod")
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake("10-244-1-5.kube-system.pod.cluster.local")
 
 
 def test_network_policy_admits_only_the_operator() -> None:
@@ -327,22 +378,25 @@ def test_alert_receiver_gets_exactly_its_documented_rules() -> None:
 
 
 @pytest.mark.parametrize("kind", ["Deployment", "DaemonSet"])
-def test_container_args_parse_with_the_real_cli(rendered: list[dict[str, Any]], kind: str) -> None:
+def test_container_args_parse_with_the_real_cli(
+    rendered: list[dict[str, Any]], kind: str, tmp_path: Path
+) -> None:
     """The flags the chart passes are flags the operator and agent accept (a renamed flag would
     otherwise only show as a crash-looping pod)."""
     import argparse
     import importlib
 
     (container,) = pod_spec(rendered, kind)["containers"]
-    command, *args = container["args"]
+    if kind == "DaemonSet":
+        command, *args = agent_argv(container, tmp_path, "10.0.0.7")
+    else:
+        command, *args = container["args"]
     module = importlib.import_module(f"forensic_checkpoint.cli.{command}")
     parser = argparse.ArgumentParser(exit_on_error=False)
     module.add_arguments(parser)
-    env = {e["name"]: f"<{e['name']}>" for e in container.get("env", [])}
-    expanded = [a.replace("$(POD_NAME)", env.get("POD_NAME", "$(POD_NAME)")) for a in args]
-    parsed = parser.parse_args(expanded)
+    parsed = parser.parse_args(args)
     if command == "agent":
-        assert parsed.advertise_address.startswith("<POD_NAME>.")
+        assert parsed.advertise_address.startswith("10-0-0-7.")
         assert parsed.operator_identity.startswith("system:serviceaccount:")
         assert str(parsed.checkpoint_dir) == "/var/lib/kubelet/checkpoints"
     else:

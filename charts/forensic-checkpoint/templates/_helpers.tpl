@@ -56,6 +56,8 @@ app.kubernetes.io/component: agent
 {{- end -}}
 {{- end -}}
 
-{{/* The agents' DNS suffix: each agent advertises <pod name>.<this>, which resolves through the
-headless Service (pods set `subdomain`) and matches the wildcard serving certificate. */}}
-{{- define "fc.agentDomain" -}}{{ include "fc.agentName" . }}.{{ .Release.Namespace }}.svc{{- end -}}
+{{/* The agents' DNS suffix. Each agent advertises <pod IP, dashed>.<this>: the cluster DNS's pod
+record (CoreDNS `pods insecure|verified`, the kubeadm default), which the wildcard serving
+certificate covers. A headless Service would not do: it names a DaemonSet's pods only when each
+sets its own spec.hostname, which a pod template cannot. */}}
+{{- define "fc.agentDomain" -}}{{ .Release.Namespace }}.pod.{{ .Values.clusterDomain }}{{- end -}}
