@@ -198,7 +198,11 @@ def test_a_node_that_cannot_capture_fails_at_once_without_a_kubelet_call(
     assert _condition(obj, "Ready")["reason"] == reason
     assert any(e["reason"] == reason and e["type"] == "Warning" for e in _events(stack, name))
     assert _calls(stack, "node-3", name) == []
-    _chain(obj)  # the Requested entry alone, still a valid chain
+    # The Requested entry alone, still a valid chain. No annotation or alert names the creator:
+    # the entry says so and names the creating program from managedFields as a hint.
+    (requested,) = _chain(obj)
+    assert requested.reason == checkpoint_custody.FROM_FIELD_MANAGER
+    assert requested.actor.name == "unknown" and "field manager '" in (requested.message or "")
 
 
 # --- a failed capture's CRIU log ---------------------------------------------------------------

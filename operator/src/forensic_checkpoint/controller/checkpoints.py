@@ -33,7 +33,7 @@ from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.domain import checkpoint_custody, reconcile
 from forensic_checkpoint.domain.agents import AgentUnavailable, agent_facts, usable_endpoint
 from forensic_checkpoint.domain.deletion import is_held, keys_to_delete
-from forensic_checkpoint.domain.readiness import capture_blocker
+from forensic_checkpoint.domain.readiness import NodeNotReady, capture_blocker
 from forensic_checkpoint.domain.summary import summarize
 from forensic_checkpoint.domain.targets import resolve_targets
 from forensic_checkpoint.errors import AgentError, ClusterError, ForensicCheckpointError
@@ -41,6 +41,7 @@ from forensic_checkpoint.k8s.resources import OperatorResources
 
 #: ForensicNode lookups are shared by all daemons of a node for this long.
 _NODE_TTL = 2.0
+_RECHECK = "recheck"
 
 
 def _utcnow() -> datetime:
@@ -118,6 +119,25 @@ class CheckpointController:
         new = await self._decide(ref, spec, status, now)
         return checkpoint_custody.record_captures(new, subject=ref.uid)
 
+    async def _resolve(
+        self,
+        ref: reconcile.CheckpointRef,
+        spec: ForensicCheckpointSpec,
+        status: ForensicCheckpointStatus,
+        now: datetime,
+    ) -> ForensicCheckpointStatus:
+        """The first pass: the pod's node and the containers to capture, or why not."""
+        problem = reconcile.check_spec(spec)
+        if problem is not None:
+            return reconcile.record_targets(status, problem, ref=ref, now=now)
+        pod = await asyncio.to_thread(self._resources.get_pod, ref.namespace, spec.pod_name)
+        decision = resolve_targets(
+            pod, namespace=ref.namespace, pod_name=spec.pod_name, requested=spec.containers
+        )
+        # Recorded (and written) before the agent is asked: the capture keys must survive
+        # a restart that happens right after the request.
+        return reconcile.record_targets(status, decision, ref=ref, now=now)
+
     async def _decide(
         self,
         ref: reconcile.CheckpointRef,
@@ -126,17 +146,7 @@ class CheckpointController:
         now: datetime,
     ) -> ForensicCheckpointStatus:
         if not status.containers:
-            problem = reconcile.check_spec(spec)
-            if problem is not None:
-                return reconcile.record_targets(status, problem, ref=ref, now=now)
-            pod = await asyncio.to_thread(self._resources.get_pod, ref.namespace, spec.pod_name)
-            decision = resolve_targets(
-                pod, namespace=ref.namespace, pod_name=spec.pod_name, requested=spec.containers
-            )
-            # Recorded (and written) before the agent is asked: the capture keys must survive
-            # a restart that happens right after the request.
-            return reconcile.record_targets(status, decision, ref=ref, now=now)
-
+            return await self._resolve(ref, spec, status, now)
         node = await self._node(status.node_name)
         endpoint = usable_endpoint(
             agent_facts(node) if node is not None else None, node_name=status.node_name, now=now
@@ -155,9 +165,12 @@ class CheckpointController:
 
         if node is not None and not any(c.requested_at for c in status.containers):
             # The agent's readiness round already knows the kubelet would refuse: say why now,
-            # with the fix, instead of freezing nothing and failing later.
-            blocker = capture_blocker(node)
-            if blocker is not None:
+            # with the fix, instead of freezing nothing and failing later. Failing is final, so
+            # the verdict is taken from a fresh read, not from the shared cache.
+            blocker = await self._confirmed_blocker(node, now)
+            if blocker == _RECHECK:
+                return status  # the node changed under the cache; decide on the next pass
+            if isinstance(blocker, NodeNotReady):
                 return reconcile.node_not_ready(status, blocker, ref=ref, now=now)
 
         new = status.model_copy(deep=True)
@@ -212,10 +225,27 @@ class CheckpointController:
             waiting.message = exc.message[:1024]
             return waiting
 
-    async def _node(self, node_name: str) -> ForensicNode | None:
+    async def _confirmed_blocker(
+        self, node: ForensicNode, now: datetime
+    ) -> NodeNotReady | str | None:
+        """The node's readiness blocker, confirmed on a fresh read (failing is final, and the
+        cached copy may predate a restarted agent), or ``_RECHECK`` when the fresh read has no
+        usable agent any more."""
+        if capture_blocker(node) is None:
+            return None
+        name = str(node.metadata.get("name", ""))
+        fresh = await self._node(name, fresh=True)
+        facts = agent_facts(fresh) if fresh is not None else None
+        if fresh is None or isinstance(
+            usable_endpoint(facts, node_name=name, now=now), AgentUnavailable
+        ):
+            return _RECHECK
+        return capture_blocker(fresh)
+
+    async def _node(self, node_name: str, *, fresh: bool = False) -> ForensicNode | None:
         """The node's ForensicNode, shared by all daemons of that node for a moment."""
         cached = self._nodes.get(node_name)
-        if cached is not None and time.monotonic() - cached[0] < _NODE_TTL:
+        if not fresh and cached is not None and time.monotonic() - cached[0] < _NODE_TTL:
             return cached[1]
         node = await asyncio.to_thread(self._resources.get_forensic_node, node_name)
         self._nodes[node_name] = (time.monotonic(), node)
