@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -273,3 +275,34 @@ def test_pid_prunes_to_a_subtree(capsys: pytest.CaptureFixture[str]) -> None:
     assert "reverse-shell:pid=14" in ids and "memfd-exec:pid=23" in ids
     assert main(["analyze", attack, "--pid", "77"]) == 1
     assert "--pid 77" in capsys.readouterr().err
+
+
+def test_json_analyze_imports_only_what_json_output_needs(tmp_path: Path) -> None:
+    """Start-up is most of a small analyze: the JSON path must not load the text renderer,
+    the exporters, the whole pycriu.images package (all ~60 modules) or any cluster library."""
+    script = (
+        "import sys\n"
+        "from forensic_checkpoint.cli.main import main\n"
+        f"main(['analyze', {str(sample_path('counter-blog-crio'))!r}, '--format', 'json',"
+        f" '-o', {str(tmp_path / 'r.json')!r}])\n"
+        "print('\\n'.join(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.split()
+    loaded = set(out)
+    assert "forensic_checkpoint.analysis.analyzer" in loaded  # the run did happen
+    for heavy in (
+        "rich",
+        "forensic_checkpoint.analysis.render.text",
+        "forensic_checkpoint.analysis.export.html",
+        "forensic_checkpoint.analysis.export.stix",
+        "forensic_checkpoint.analysis.export.timesketch",
+        "pycriu.images",
+        "pycriu.images.pb2dict",
+        "kubernetes",
+        "kopf",
+        "requests",
+        "aiohttp",
+    ):
+        assert heavy not in loaded, heavy

@@ -114,14 +114,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _exports(report: Report, args: argparse.Namespace) -> None:
-    """Write the --export-* files (from the same, redacted unless --reveal, report)."""
-    from forensic_checkpoint.analysis.export import html, stix, timesketch
+    """Write the --export-* files (from the same, redacted unless --reveal, report).
 
-    writers = (
-        (args.export_timesketch, timesketch.to_jsonl),
-        (args.export_stix, stix.to_json),
-        (args.export_html, html.to_html),
-    )
-    for path, write in writers:
-        if path is not None:
-            path.write_text(write(report), encoding="utf-8")
+    Each exporter is imported only when asked for, so a plain analyze pays for none of them.
+    """
+    if args.export_timesketch is not None:
+        from forensic_checkpoint.analysis.export.timesketch import to_jsonl
+
+        args.export_timesketch.write_text(to_jsonl(report), encoding="utf-8")
+    if args.export_stix is not None:
+        from forensic_checkpoint.analysis.export.stix import to_json
+
+        args.export_stix.write_text(to_json(report), encoding="utf-8")
+    if args.export_html is not None:
+        from forensic_checkpoint.analysis.export.html import to_html
+
+        args.export_html.write_text(to_html(report), encoding="utf-8")
