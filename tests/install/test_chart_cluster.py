@@ -299,3 +299,35 @@ def test_pod_security_levels(install_cluster: DevCluster) -> None:
         "-",
         stdin=_pod_from(docs, "DaemonSet", "psa-privileged"),
     )
+
+
+def test_upgrade_changes_the_crds_and_reinstall_adopts_kept_ones(
+    install_cluster: DevCluster, tmp_path: Path
+) -> None:
+    """Why the CRDs are templates: `helm upgrade` carries a changed schema to the API server
+    (Helm never upgrades a chart's crds/). And CRDs kept by an uninstall are taken over again by
+    a new install of the release."""
+    import shutil
+
+    import yaml
+
+    c = install_cluster
+    h(c, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace")
+    newer = tmp_path / "forensic-checkpoint"
+    shutil.copytree(CHART, newer, symlinks=False)  # materialises files/crds
+    crd_file = newer / "files" / "crds" / "forensiccheckpoints.forensic-checkpoint.dev.yaml"
+    crd = yaml.safe_load(crd_file.read_text())
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    status["properties"]["upgradeProbe"] = {"type": "string", "description": "added by v2"}
+    crd_file.write_text(yaml.safe_dump(crd, sort_keys=False))
+    path = (
+        "{.spec.versions[0].schema.openAPIV3Schema.properties.status"
+        ".properties.upgradeProbe.description}"
+    )
+    crd_name = "crd/forensiccheckpoints.forensic-checkpoint.dev"
+    assert k(c, "get", crd_name, "-o", f"jsonpath={path}") == ""
+    h(c, "upgrade", RELEASE, str(newer), "--namespace", NAMESPACE)
+    assert k(c, "get", crd_name, "-o", f"jsonpath={path}") == "added by v2"
+    h(c, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE)  # and back
+    assert k(c, "get", crd_name, "-o", f"jsonpath={path}") == ""
+    h(c, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
