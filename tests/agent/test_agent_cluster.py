@@ -8,6 +8,7 @@ certificate signed by the cluster CA and bound to ``create nodes/checkpoint``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import stat
@@ -623,3 +624,112 @@ def test_agent_killed_mid_capture_resumes_without_a_second_call(
     assert status.kubelet_status_code is None  # adopted: the restarted agent saw no answer
     assert "adopted" in (tmp_path / "agent.log").read_text()
     assert len(_calls_for(node, pod)) == 1
+
+
+@pytest.fixture(scope="module")
+def s3_store() -> Iterator[tuple[str, Any]]:
+    """moto's S3 server on loopback, spoken to over HTTP (as the agent speaks to MinIO)."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="agent-test",
+        aws_secret_access_key="agent-test-secret",
+        config=BotoConfig(s3={"addressing_style": "path"}),
+    )
+    try:
+        yield endpoint, client
+    finally:
+        server.stop()
+
+
+def _until(caller: Caller, key: str, done: Any, timeout: float = 60.0) -> CaptureStatus:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = CaptureStatus.model_validate_json(caller.call("GET", f"/v1/captures/{key}").text)
+        if done(status):
+            return status
+        assert time.monotonic() < deadline, status
+        time.sleep(0.2)
+
+
+def _exported(status: CaptureStatus) -> bool:
+    return status.export is not None and status.export.phase == "Exported"
+
+
+def test_capture_is_exported_verified_and_retained(
+    dev_cluster: Any, ids: Identities, s3_store: tuple[str, Any], tmp_path: Path
+) -> None:
+    """A real capture on the dev cluster goes to S3 with its sha256 read back; a held archive
+    survives retention, and once the hold is lifted retention deletes it (it is exported) and
+    the job reports a Deleted fact."""
+    endpoint, s3 = s3_store
+    bucket = f"evidence-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    (tmp_path / "key-id").write_text("agent-test\n")
+    (tmp_path / "secret").write_text("agent-test-secret\n")
+    values = tmp_path / "agent-values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "export": {
+                    "endpoint": endpoint,
+                    "bucket": bucket,
+                    "cluster": "dev",
+                    "accessKeyIdFile": str(tmp_path / "key-id"),
+                    "secretAccessKeyFile": str(tmp_path / "secret"),
+                },
+                "retention": {"protectUnexported": True, "container": {"maxCount": 1}},
+            }
+        )
+    )
+    node = dev_cluster.nodes[1]
+    runtime = AgentRuntime(
+        _config(ids, node, tmp_path / "state", values_file=values, retention_interval=3600.0)
+    )
+    runtime.start()
+    try:
+        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
+        pod = _pod(dev_cluster, ids, node.name)
+        first = _until(caller, caller.capture(pod), _exported)
+        assert first.archive is not None and first.export is not None
+        record = first.export.record
+        assert record is not None
+        local = sha256(Path(first.archive.path))
+        stored = s3.get_object(Bucket=bucket, Key=record.url.split("/", 3)[3])["Body"].read()
+        assert hashlib.sha256(stored).hexdigest() == record.sha256 == first.archive.sha256 == local
+        assert [f.action for f in first.custody_events] == ["Captured", "Exported", "Verified"]
+        captured = first.custody_events[0]
+        assert captured.kubelet_response is not None
+        assert captured.kubelet_response.status_code == 200
+        assert captured.actor == f"agent/{node.name}" and captured.container == "app"
+
+        held = caller.call("PUT", f"/v1/captures/{first.key}/hold", json={"hold": True})
+        assert held.status_code == 200 and held.json()["held"] is True, held.text
+        second = _until(caller, caller.capture(pod), _exported)
+        # maxCount 1, but the older archive is held: both stay.
+        assert Path(first.archive.path).exists()
+
+        lifted = caller.call("PUT", f"/v1/captures/{first.key}/hold", json={"hold": False})
+        assert lifted.status_code == 200 and lifted.json()["held"] is False
+        gone = _until(caller, first.key, lambda s: s.archive_deleted_at is not None, 15)
+        assert gone.archive_deleted_reason == "RetentionMaxCount"
+        assert [f.action for f in gone.custody_events][-1] == "Deleted"
+        assert not Path(first.archive.path).exists()
+        assert second.archive is not None and Path(second.archive.path).exists()
+        assert caller.call("GET", f"/v1/captures/{first.key}/archive").json()["reason"] == (
+            "ArchiveDeleted"
+        )
+        metrics = caller.call("GET", "/metrics").text
+        assert 'forensic_agent_exports_total{outcome="Exported"} 2.0' in metrics
+        assert 'forensic_agent_retention_deletions_total{reason="RetentionMaxCount"} 1.0' in metrics
+    finally:
+        runtime.stop()

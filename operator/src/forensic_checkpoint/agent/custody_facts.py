@@ -98,7 +98,8 @@ def manifest_chain(record: JobRecord, subject: str) -> list[CustodyEntry]:
     """The node's chain for this container (its Captured fact), which the exporter extends with
     Exported and Verified and stores in the manifest. The CR's ``status.custody`` is a different
     chain (the operator's, with ``Requested`` first and every container): both verify on their
-    own, under the same subject (the CR uid)."""
+    own, under the same subject (the CR uid). Exported and Verified entries, which the exporter
+    appends, do not name the container; their URL does."""
     chain: list[CustodyEntry] = []
     for fact in record.status.custody_events:
         if fact.action is not CustodyAction.CAPTURED:
@@ -115,4 +116,7 @@ def manifest_chain(record: JobRecord, subject: str) -> list[CustodyEntry]:
             size_bytes=fact.size_bytes,
             message=fact.message,
         )
+        # Name the container before hashing, as the operator does for the CR's chain.
+        last = chain[-1].model_copy(update={"container": fact.container})
+        chain[-1] = last.model_copy(update={"hash": custody.entry_hash(last)})
     return chain

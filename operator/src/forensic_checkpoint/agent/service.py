@@ -168,7 +168,10 @@ class CaptureService:
             self._get(key)
             self.store.set_hold(key, hold)
             log.info("capture %s: legal hold %s", key, "set" if hold else "lifted")
-            return self._get(key).status
+            status = self._get(key).status
+        for hook in self.on_finished:
+            hook()  # a lifted hold may let retention delete now
+        return status
 
     def delete(self, key: str) -> DeleteResult:
         """Remove the archive and the report, then the job. Refused while the job or its export
