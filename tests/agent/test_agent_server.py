@@ -261,3 +261,31 @@ def test_a_rotated_serving_certificate_is_used_without_a_restart(
         server.shutdown()
         server.server_close()
         service.shutdown(wait=True)
+
+
+def test_hold_route(agent: Agent) -> None:
+    """PUT .../hold sets and lifts the legal hold; DELETE refuses a held archive that exists
+    nowhere else (no export here), and the Captured fact is in the status."""
+    assert agent.call("POST", "/v1/captures", data=request("uid3-app").to_json()).ok
+    status = wait_done(agent, "uid3-app")
+    assert [f.action for f in status.custody_events] == ["Captured"]
+    assert status.held is False
+
+    path = "/v1/captures/uid3-app/hold"
+    assert agent.call("PUT", path, token=None, json={"hold": True}).status_code == 401
+    assert agent.call("PUT", path, json={"hold": "maybe"}).status_code == 400
+    assert agent.call("PUT", path).status_code == 400
+    assert agent.call("GET", path).status_code == 405
+    missing = agent.call("PUT", "/v1/captures/nope-app/hold", json={"hold": True})
+    assert missing.status_code == 404
+
+    held = agent.call("PUT", path, json={"hold": True})
+    assert held.status_code == 200 and held.json()["held"] is True
+    assert agent.call("GET", "/v1/captures/uid3-app").json()["held"] is True
+    refused = agent.call("DELETE", "/v1/captures/uid3-app")
+    assert refused.status_code == 409 and refused.json()["reason"] == "HeldNotExported"
+    assert status.archive is not None and Path(status.archive.path).exists()
+
+    assert agent.call("PUT", path, json={"hold": False}).json()["held"] is False
+    assert agent.call("DELETE", "/v1/captures/uid3-app").status_code == 200
+    assert not Path(status.archive.path).exists()
