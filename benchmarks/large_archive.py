@@ -197,7 +197,7 @@ def generate(out_dir: Path, *, size: int = 2112 * MIB, entry_size: int = 64 * MI
                         io.BytesIO(old_pages[split:]),
                     ]
                 )
-                out.addfile(info, io.BufferedReader(stream, 8 * MIB))
+                out.addfile(info, io.BufferedReader(stream, 8 * MIB))  # type: ignore[type-var]
             else:
                 info.size = len(blobs[m.name])
                 out.addfile(info, io.BytesIO(blobs[m.name]))

@@ -49,13 +49,26 @@ class Timing:
     seconds: float
     peak_rss_mb: float
     stdout: str
+    #: median user+sys CPU seconds: steadier than wall time when other work shares the host
+    cpu_seconds: float = 0.0
 
 
 TIME_BIN = shutil.which("time", path="/usr/bin:/bin")
 
 
-def run_once(cmd: list[str], out: Path) -> tuple[float, float]:
-    """Wall time and peak RSS (MB) of one run.
+def child_env(scratch: Path) -> dict[str, str]:
+    """Environment of the timed processes: bytecode is cached (in the scratch directory).
+
+    An installed package has compiled bytecode; a shell with PYTHONDONTWRITEBYTECODE set
+    (as in CI containers) would make every run recompile every changed module instead.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(scratch / "pycache")
+    return env
+
+
+def run_once(cmd: list[str], out: Path) -> tuple[float, float, float]:
+    """Wall time, peak RSS (MB) and CPU seconds of one run.
 
     The RSS comes from GNU time when present: ``wait4`` on our own child would also count the
     pages the forked child shares with this (larger) benchmark process before it execs.
@@ -64,24 +77,55 @@ def run_once(cmd: list[str], out: Path) -> tuple[float, float]:
     wrapped = [TIME_BIN, "-f", "%M", "-o", str(rss_file), *cmd] if TIME_BIN else cmd
     with out.open("wb") as sink:
         start = time.perf_counter()
-        proc = subprocess.Popen(wrapped, stdout=sink, stderr=subprocess.DEVNULL, cwd=REPO)
+        proc = subprocess.Popen(
+            wrapped,
+            stdout=sink,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            env=child_env(out.parent),
+        )
         _, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - start
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {code}")
     kib = int(rss_file.read_text().split()[-1]) if TIME_BIN else usage.ru_maxrss
-    return elapsed, kib / 1024
+    return elapsed, kib / 1024, usage.ru_utime + usage.ru_stime
 
 
 def timed(cmd: list[str], runs: int, scratch: Path) -> Timing:
+    """Median of ``runs`` runs after one untimed warm-up run (bytecode and page cache)."""
     out = scratch / "stdout.txt"
+    run_once(cmd, out)
     samples = [run_once(cmd, out) for _ in range(runs)]
     return Timing(
-        statistics.median(s for s, _ in samples),
-        max(r for _, r in samples),
+        statistics.median(s for s, _, _ in samples),
+        max(r for _, r, _ in samples),
         out.read_text(errors="replace"),
+        statistics.median(c for _, _, c in samples),
     )
+
+
+def timed_pair(ours: list[str], peer: list[str], runs: int, scratch: Path) -> tuple[Timing, Timing]:
+    """Time two commands in alternation, so that both see the same changes in host load."""
+    warm = scratch / "stdout.txt"
+    run_once(ours, warm)
+    run_once(peer, warm)
+    a: list[tuple[float, float, float]] = []
+    b: list[tuple[float, float, float]] = []
+    for _ in range(runs):
+        a.append(run_once(ours, scratch / "ours.txt"))
+        b.append(run_once(peer, scratch / "peer.txt"))
+
+    def summary(samples: list[tuple[float, float, float]], out: Path) -> Timing:
+        return Timing(
+            statistics.median(s for s, _, _ in samples),
+            max(r for _, r, _ in samples),
+            out.read_text(errors="replace"),
+            statistics.median(c for _, _, c in samples),
+        )
+
+    return summary(a, scratch / "ours.txt"), summary(b, scratch / "peer.txt")
 
 
 def peer_binary() -> Path | None:
@@ -101,7 +145,10 @@ def peer_binary() -> Path | None:
 def ratio_line(
     label: str, ours: Timing, peer: float | None, target: float | None, extra: str = ""
 ) -> None:
-    text = f"{label:<58} ours {ours.seconds:7.3f} s  rss {ours.peak_rss_mb:6.1f} MB"
+    text = (
+        f"{label:<58} ours {ours.seconds:7.3f} s (cpu {ours.cpu_seconds:.3f} s)"
+        f"  rss {ours.peak_rss_mb:6.1f} MB"
+    )
     if peer is not None:
         ratio = peer / ours.seconds
         verdict = "" if target is None else (" OK" if ratio >= target else " MISSED")
@@ -163,17 +210,16 @@ def bench_memhog(samples: Path | None, scratch: Path, peer: Path | None, runs: i
     extra = f"  markers ours {len(found)}/{len(expected)}"
     assert sorted(found) == expected, "our search missed memhog markers"
     peer_s = None
+    engine_cmd = [sys.executable, "-m", "benchmarks.search_pages", str(tar), str(pid), "MEMHOG_"]
     if peer is not None:
-        p = timed(
-            [str(peer), "memparse", "--pid", str(pid), "--search", "MEMHOG_", str(tar)],
-            runs,
-            scratch,
-        )
+        memparse = [str(peer), "memparse", "--pid", str(pid), "--search", "MEMHOG_", str(tar)]
+        engine, p = timed_pair(engine_cmd, memparse, runs, scratch)
         peer_s = p.seconds
         extra += f", peer {len(set(peer_matches(p.stdout)) & set(expected))}/{len(expected)}"
+        extra += f"; peer cpu {p.cpu_seconds:.3f} s"
+    else:
+        engine = timed(engine_cmd, runs, scratch)
     ratio_line("analyze --search vs memparse --search", ours, peer_s, None, extra)
-    engine_cmd = [sys.executable, "-m", "benchmarks.search_pages", str(tar), str(pid), "MEMHOG_"]
-    engine = timed(engine_cmd, runs, scratch)
     assert engine.stdout.strip() == str(len(expected)), engine.stdout
     ratio_line("search (engine, whole process) vs memparse --search", engine, peer_s, 3.0)
 
@@ -228,7 +274,7 @@ def bench_generated(scratch: Path, peer: Path | None, runs: int) -> None:
 
     pages = scratch / "pages.img"
     with tarfile.open(large.path) as tf, pages.open("wb") as dst:
-        shutil.copyfileobj(tf.extractfile(large.pages_member), dst, 8 << 20)  # type: ignore[misc]
+        shutil.copyfileobj(tf.extractfile(large.pages_member), dst, 8 << 20)  # type: ignore[arg-type]
     grep = timed(["grep", "-c", "-F", marker, str(pages)], runs, scratch)
     pages.unlink()
     engine_cmd = [
