@@ -21,6 +21,7 @@ import requests
 
 from forensic_checkpoint.agent.criu_config import CriuConfigSettings, reconcile_criu_config
 from forensic_checkpoint.api.conditions import ConditionStatus
+from forensic_checkpoint.cli.kubectl_forensic import main as kubectl_forensic
 from forensic_checkpoint.devcluster import access
 from forensic_checkpoint.devcluster.cluster import FakeNode
 from forensic_checkpoint.devcluster.testing import ClusterHandle
@@ -304,5 +305,11 @@ def test_nodes_command_prints_each_nodes_reason(
         listed = {n["node"]: n for n in json.loads(capsys.readouterr().out)}
         gate = next(c for c in listed[name]["checks"] if c["name"] == "FeatureGate")
         assert "ContainerCheckpoint" in gate["remediation"]
+        # `kubectl forensic nodes` is the same table through the kubectl plugin.
+        assert kubectl_forensic(["--kubeconfig", str(local.kubeconfig), "nodes"]) == 0
+        row = next(
+            line.split() for line in capsys.readouterr().out.splitlines() if line.startswith(name)
+        )
+        assert row[1:3] == ["False", "CheckpointingDisabled"]
     finally:
         request_json(admin, "DELETE", f"{base}/{name}")

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     archive.add_argument("--agent-ca-file", type=Path, help="CA of the agents' certificates")
 
+    nodes = sub.add_parser("nodes", help="each node's capture readiness (ForensicNodes)")
+    nodes.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
     cert = sub.add_parser(
         "kubelet-cert", help="issue the agents' kubelet client certificate through a CSR"
     )
@@ -101,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
                 "report": _report,
                 "get-archive": _get_archive,
                 "kubelet-cert": _kubelet_cert,
+                "nodes": _nodes,
             }[args.command]
             return handler(api, args)
         finally:
@@ -113,6 +117,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # --- capture / report ------------------------------------------------------------------------
+
+
+def _nodes(api: Any, args: argparse.Namespace) -> int:
+    from forensic_checkpoint.cli.nodes import print_nodes
+
+    return print_nodes(api, args.output)
 
 
 def _namespace(given: str | None, kubeconfig: str | None) -> str:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from forensic_checkpoint.api.base import GROUP, VERSION
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.domain.readiness import TABLE_COLUMNS, table_row
-from forensic_checkpoint.k8s.client import close, from_environment, request_json
+from forensic_checkpoint.k8s.client import ApiClient, close, from_environment, request_json
 
 HELP = "Show each node's capture readiness (its ForensicNode)."
 
@@ -28,14 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     api = from_environment(args.kubeconfig)
     try:
-        listing = request_json(api, "GET", f"/apis/{GROUP}/{VERSION}/{ForensicNode.crd.plural}")
+        return print_nodes(api, args.output)
     finally:
         close(api)
+
+
+def print_nodes(api: ApiClient, output: str) -> int:
+    """Print the readiness table (or JSON) of every ForensicNode; shared with `kubectl forensic`."""
+    listing = request_json(api, "GET", f"/apis/{GROUP}/{VERSION}/{ForensicNode.crd.plural}")
     nodes = sorted(
         (ForensicNode.model_validate(item) for item in listing.get("items") or []),
         key=lambda n: str(n.metadata.get("name", "")),
     )
-    if args.output == "json":
+    if output == "json":
         out = [
             {
                 "node": n.metadata.get("name"),
