@@ -5,12 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: setup test test-fast lint bench bench-cluster demo cluster-tools crds deploy clean
+.PHONY: test-deps setup test test-fast lint bench bench-cluster demo cluster-tools crds deploy clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml scripts/setup-venv.sh
 	VENV=$(VENV) bash scripts/setup-venv.sh
 	touch $@
+
+# System tools for tests that would otherwise skip (age, shellcheck, chromium, zstd); apt as root.
+test-deps:
+	bash scripts/install-test-deps.sh
 
 lint: setup
 	$(VENV)/bin/ruff check operator/src tests benchmarks
