@@ -11,9 +11,16 @@ from typing import Any
 import pytest
 import yaml
 
-from forensic_checkpoint.api.agent import ArchiveInfo, CaptureState, CaptureStatus, capture_key
+from forensic_checkpoint.api.agent import (
+    CaptureState,
+    CaptureStatus,
+    CustodyFact,
+    ExportPhase,
+    capture_key,
+)
+from forensic_checkpoint.api.agent import ExportStatus as AgentExportStatus
 from forensic_checkpoint.api.conditions import READY, ConditionStatus
-from forensic_checkpoint.api.custody import ActorKind, CustodyAction
+from forensic_checkpoint.api.custody import ActorKind, CustodyAction, ExportRecord, KubeletResponse
 from forensic_checkpoint.api.forensiccheckpoint import (
     MAX_CRIU_LOG_EXCERPT,
     AlertReference,
@@ -222,41 +229,106 @@ def test_the_requested_entry_names_its_actor_and_where_that_came_from(
     assert again.custody == status.custody
 
 
-def test_captured_entries_name_their_container_and_the_chain_verifies() -> None:
+def _fact(action: str, container: str, at: datetime, **fields: Any) -> CustodyFact:
+    return CustodyFact(
+        action=CustodyAction(action),
+        time=at,
+        actor="agent/node-b",
+        node="node-b",
+        container=container,
+        **fields,
+    )
+
+
+def test_agent_facts_become_one_linear_chain_that_verifies() -> None:
     status = checkpoint_custody.record_request(
         _targets(), subject=REF.uid, metadata={}, spec=_spec(), at=T0
     )
-    for i, container in enumerate(status.containers):
-        capture = CaptureStatus(
-            key=container.capture_key,
-            state=CaptureState.ANALYZING,
-            kubelet_status_code=200,
-            archive=ArchiveInfo(
-                path=f"/var/lib/kubelet/checkpoints/{container.name}.tar",
-                sha256=SHA if i == 0 else "ef" * 32,
-                size_bytes=1000 + i,
-                # The agent's clock may lag the operator's: the chain must not go backwards.
-                captured_at=T0 - timedelta(seconds=1),
-            ),
+    app = [
+        _fact(
+            "Captured",
+            "app",
+            T0 + timedelta(seconds=2),
+            kubelet_response=KubeletResponse(status_code=200, message="/ckpt/app.tar"),
+            sha256=SHA,
+            size_bytes=1000,
         )
-        status.containers[i] = reconcile.apply_capture_status(
-            container, capture, report_url="", now=T0
-        )
-    chained = checkpoint_custody.record_captures(status, subject=REF.uid)
-    requested, app, sidecar = chained.custody
-    assert (app.container, sidecar.container) == ("app", "sidecar")
-    assert app.action is CustodyAction.CAPTURED and app.sha256 == SHA
-    assert app.kubelet is not None and app.kubelet.message.endswith("/app.tar")
-    assert app.actor.kind is ActorKind.AGENT and app.node == "node-b"
-    assert app.at >= requested.at
-    assert custody.verify_chain(chained.custody, REF.uid).ok
-    assert custody.captured_sha256s(chained.custody) == {SHA, "ef" * 32}
-    # Idempotent: nothing new on the next pass.
-    assert checkpoint_custody.record_captures(chained, subject=REF.uid).custody == chained.custody
-    # The container is covered by the hash; and another CR's uid does not verify the chain.
-    moved = app.model_copy(update={"container": "sidecar"})
-    assert not custody.verify_chain([requested, moved, sidecar], REF.uid).ok
-    assert not custody.verify_chain(chained.custody, "another-uid").ok
+    ]
+    # The sidecar's job ran on its own clock, a little behind the app's.
+    sidecar = [
+        _fact("Captured", "sidecar", T0 + timedelta(seconds=1), sha256="ef" * 32, size_bytes=9)
+    ]
+    first = checkpoint_custody.record_facts(
+        status, {"app": app, "sidecar": sidecar}, subject=REF.uid
+    )
+    requested, app_captured, sidecar_captured = first.custody
+    assert (app_captured.container, sidecar_captured.container) == ("app", "sidecar")
+    assert app_captured.actor.kind is ActorKind.AGENT and app_captured.node == "node-b"
+    assert app_captured.kubelet is not None and app_captured.kubelet.message == "/ckpt/app.tar"
+    # Entered at the head's time, its own time kept in the message: the chain never goes back.
+    assert sidecar_captured.at == app_captured.at
+    assert "reported at" in (sidecar_captured.message or "")
+    assert custody.verify_chain(first.custody, REF.uid).ok
+
+    # The agent's list only grows: the next poll repeats the old facts and adds the export.
+    url = "s3://evidence/dev/default/counters/app/k/abc.tar"
+    app += [
+        _fact("Exported", "app", T0 + timedelta(seconds=5), url=url, object_sha256=SHA),
+        _fact("Verified", "app", T0 + timedelta(seconds=6), url=url, object_sha256=SHA),
+    ]
+    second = checkpoint_custody.record_facts(
+        first, {"app": app, "sidecar": sidecar}, subject=REF.uid
+    )
+    assert second.custody[: len(first.custody)] == first.custody
+    assert [e.action.value for e in second.custody] == [
+        "Requested",
+        "Captured",
+        "Captured",
+        "Exported",
+        "Verified",
+    ]
+    assert custody.verify_chain(second.custody, REF.uid).ok
+    assert custody.exported_sha256s(second.custody) == {SHA}
+    assert custody.captured_sha256s(second.custody) == {SHA, "ef" * 32}
+    # Nothing new: the same status object back.
+    assert checkpoint_custody.record_facts(second, {"app": app}, subject=REF.uid) is second
+    # The container is covered by the hash; another CR's uid does not verify the chain.
+    moved = app_captured.model_copy(update={"container": "sidecar"})
+    assert not custody.verify_chain([requested, moved, *second.custody[2:]], REF.uid).ok
+    assert not custody.verify_chain(second.custody, "another-uid").ok
+
+
+def test_the_export_sub_status_is_followed_until_it_settles() -> None:
+    container = _targets().containers[0]
+    assert not reconcile.exporting(reconcile.apply_export(container, None))
+    pending = reconcile.apply_export(container, AgentExportStatus(phase=ExportPhase.PENDING))
+    assert reconcile.exporting(pending)
+    done_at = T0 + timedelta(seconds=3)
+    record = ExportRecord(
+        url="s3://evidence/k.tar.age",
+        sha256="ab" * 32,
+        archive_sha256=SHA,
+        size_bytes=10,
+        encrypted=True,
+        exported_at=done_at,
+    )
+    done = reconcile.apply_export(
+        pending, AgentExportStatus(phase=ExportPhase.EXPORTED, record=record)
+    )
+    assert not reconcile.exporting(done)
+    assert done.export is not None
+    assert (done.export.destination, done.export.sha256, done.export.encrypted) == (
+        record.url,
+        record.sha256,
+        True,
+    )
+    before = _targets()
+    before.containers[0] = pending
+    after = _targets()
+    after.containers[0] = done
+    assert reconcile.follow_up(before) and not reconcile.follow_up(after)
+    (event,) = reconcile.transition_events(before, after)
+    assert event.reason == "Exported" and record.url in event.message
 
 
 # --- the alert receiver's RBAC ----------------------------------------------------------------

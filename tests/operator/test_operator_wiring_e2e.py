@@ -6,6 +6,7 @@ excerpt of a failed capture, and keeps a custody chain that verifies."""
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import secrets
 import shutil
@@ -252,4 +253,87 @@ def test_custody_of_a_completed_capture_verifies(stack: LocalStack) -> None:
 
     # The analyst's check: the archive file against the chain read back from the API server.
     args = ["verify", archive["path"], "--ref", "custody", "-n", NAMESPACE]
+    assert main([*args, "--kubeconfig", str(stack.cluster.kubeconfig)]) == 0
+
+
+# --- export: the agent's custody facts in the CR's chain --------------------------------------
+
+
+@pytest.fixture
+def exporting_agent(stack: LocalStack, tmp_path: Path) -> Iterator[tuple[Any, str]]:
+    """node-2's agent restarted with an S3 export (moto's server on loopback), then restored."""
+    import boto3
+    from botocore.config import Config as BotoConfig
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="operator-test",
+        aws_secret_access_key="operator-test-secret",
+        config=BotoConfig(s3={"addressing_style": "path"}),
+    )
+    bucket = "evidence-" + secrets.token_hex(4)
+    s3.create_bucket(Bucket=bucket)
+    (tmp_path / "key-id").write_text("operator-test\n")
+    (tmp_path / "secret").write_text("operator-test-secret\n")
+    values = tmp_path / "agent-values.yaml"
+    values.write_text(
+        json.dumps(
+            {
+                "export": {
+                    "endpoint": endpoint,
+                    "bucket": bucket,
+                    "cluster": "dev",
+                    "accessKeyIdFile": str(tmp_path / "key-id"),
+                    "secretAccessKeyFile": str(tmp_path / "secret"),
+                }
+            }
+        )
+    )
+    stack.kill_agent("node-2")
+    try:
+        stack.start_agent("node-2", values_file=values)
+        yield s3, bucket
+    finally:
+        stack.kill_agent("node-2")
+        stack.start_agent("node-2")
+        server.stop()
+
+
+def test_an_exported_capture_has_the_agents_facts_in_its_verified_chain(
+    stack: LocalStack, exporting_agent: tuple[Any, str]
+) -> None:
+    s3, bucket = exporting_agent
+    _pod(stack, "exported", "node-2", containers=("counter",))
+    stack.create_checkpoint(NAMESPACE, "exported", {"podName": "exported"})
+
+    def exported(obj: dict[str, Any]) -> bool:
+        export = obj["status"]["containers"][0].get("export") or {}
+        return export.get("phase") == "Exported" and len(obj["status"].get("custody", [])) >= 4
+
+    # The CR completes first; the operator then follows the export to its end.
+    obj = stack.wait_phase(NAMESPACE, "exported", ("Completed",), timeout=120, predicate=exported)
+    (container,) = obj["status"]["containers"]
+    export = container["export"]
+    chain = _chain(obj)
+    assert [e.action.value for e in chain] == ["Requested", "Captured", "Exported", "Verified"]
+    _, captured, exported_entry, verified = chain
+    assert captured.sha256 == container["archive"]["sha256"] == BLOG_TRUTH["archive"]["sha256"]
+    assert exported_entry.url == verified.url == export["destination"]
+    assert exported_entry.object_sha256 == export["sha256"]
+    assert {e.container for e in chain[1:]} == {"counter"}
+    assert {e.actor.name for e in chain[1:]} == {"agent/node-2"}
+
+    # The object in the store is the archive the chain names.
+    key = export["destination"].split("/", 3)[3]
+    stored = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == export["sha256"] == captured.sha256
+    assert any(e["reason"] == "Exported" for e in _events(stack, "exported"))
+    args = ["verify", container["archive"]["path"], "--ref", "exported", "-n", NAMESPACE]
     assert main([*args, "--kubeconfig", str(stack.cluster.kubeconfig)]) == 0

@@ -221,9 +221,14 @@ class AnalysisSummary(KubeModel):
 
 
 class ExportStatus(KubeModel):
-    """Where the archive was exported to (EVIDENCE fills this)."""
+    """The export of the archive off the node, as the agent reports it."""
 
+    #: Pending, Exporting, Retrying, Exported or Failed (the agent's ``export.phase``).
+    phase: Annotated[str, Field(max_length=16)] = ""
+    reason: Reason | None = None
+    message: ShortText = ""
     destination: Annotated[str, Field(max_length=2048)] = ""
+    #: sha256 of the stored object (of the ciphertext when encrypted).
     sha256: Annotated[str, Field(max_length=64)] = ""
     encrypted: bool = False
     exported_at: datetime | None = None

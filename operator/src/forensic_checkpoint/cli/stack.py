@@ -147,9 +147,11 @@ class LocalStack:
         wait: float = 60.0,
         kubelet_ca: Path | None = None,
         kubelet_token_file: Path | None = None,
+        values_file: Path | None = None,
     ) -> None:
         """Start the node's agent; ``kubelet_ca``/``kubelet_token_file`` replace the right ones
-        (to provoke TLS and authentication failures at the kubelet).
+        (to provoke TLS and authentication failures at the kubelet); ``values_file`` is the
+        chart's agent values (export, retention, criuConfig).
 
         Returns once the agent has published a heartbeat *and* its first readiness round: the
         operator fails captures on a node whose checks fail, so a check left over from an
@@ -176,6 +178,8 @@ class LocalStack:
             "--heartbeat-interval", "2",
             "--kubelet-timeout-margin", "5",
         ]  # fmt: skip
+        if values_file is not None:
+            argv += ["--values-file", str(values_file), "--export-retry-seconds", "1"]
         self.agents[node_name] = processes.spawn(
             argv, self.root / "logs" / f"agent-{node_name}.log", die_with_parent=True
         )

@@ -18,7 +18,7 @@ from typing import Any
 
 import kopf
 
-from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
+from forensic_checkpoint.api.agent import CaptureState, CaptureStatus, CustodyFact
 from forensic_checkpoint.api.forensiccheckpoint import (
     ContainerCapturePhase,
     ContainerStatus,
@@ -68,7 +68,7 @@ class CheckpointController:
     async def drive(
         self, body: kopf.Body, stopped: kopf.DaemonStopped, logger: logging.Logger
     ) -> None:
-        """Run one ForensicCheckpoint to Completed or Failed."""
+        """Run one ForensicCheckpoint to Completed or Failed, then follow its exports."""
         fcp = ForensicCheckpoint.model_validate(dict(body))
         ref = reconcile.CheckpointRef(
             name=str(body.metadata.name),
@@ -78,7 +78,7 @@ class CheckpointController:
         )
         status = fcp.status or ForensicCheckpointStatus()
         metadata = dict(body.metadata)
-        while not stopped and not status.phase.terminal:
+        while not stopped and (not status.phase.terminal or reconcile.follow_up(status)):
             try:
                 new = await self.step(ref, fcp.spec, status, metadata=metadata)
             except ClusterError as exc:
@@ -98,9 +98,11 @@ class CheckpointController:
                     kopf.event(body, type=event.type, reason=event.reason, message=event.message)
                 metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
                 status = new
-            if status.phase.terminal:
+            if status.phase.terminal and not reconcile.follow_up(status):
                 break
-            await stopped.wait(self._config.poll_interval)
+            # An export takes seconds to minutes (and retries back off): poll it more slowly.
+            slow = 5 if status.phase.terminal else 1
+            await stopped.wait(slow * self._config.poll_interval)
 
     async def step(
         self,
@@ -116,8 +118,33 @@ class CheckpointController:
         status = checkpoint_custody.record_request(
             status, subject=ref.uid, metadata=metadata, spec=spec, at=now
         )
-        new = await self._decide(ref, spec, status, now)
-        return checkpoint_custody.record_captures(new, subject=ref.uid)
+        facts: dict[str, list[CustodyFact]] = {}
+        if status.phase.terminal:
+            new = await self._follow_exports(status, facts)
+        else:
+            new = await self._decide(ref, spec, status, now, facts)
+        return checkpoint_custody.record_facts(new, facts, subject=ref.uid)
+
+    async def _follow_exports(
+        self, status: ForensicCheckpointStatus, facts: dict[str, list[CustodyFact]]
+    ) -> ForensicCheckpointStatus:
+        """A finished capture whose archive is still being exported: the export sub-status and
+        the agent's new custody facts (Exported, Verified). Phase and conditions stay."""
+        new = status.model_copy(deep=True)
+        endpoint = await self._endpoint(status.node_name, self._clock())
+        if isinstance(endpoint, AgentUnavailable):
+            return new  # the agent keeps the export queue on disk; ask again later
+        for i, container in enumerate(new.containers):
+            if not reconcile.exporting(container):
+                continue
+            try:
+                capture = await self._agents.status(endpoint, container.capture_key)
+            except AgentError:
+                continue
+            if capture is not None:
+                facts[container.name] = list(capture.custody_events)
+                new.containers[i] = reconcile.apply_export(container, capture.export)
+        return new
 
     async def _resolve(
         self,
@@ -144,6 +171,7 @@ class CheckpointController:
         spec: ForensicCheckpointSpec,
         status: ForensicCheckpointStatus,
         now: datetime,
+        facts: dict[str, list[CustodyFact]],
     ) -> ForensicCheckpointStatus:
         if not status.containers:
             return await self._resolve(ref, spec, status, now)
@@ -176,7 +204,8 @@ class CheckpointController:
         new = status.model_copy(deep=True)
         new.agent_endpoint = endpoint
         new.containers = [
-            await self._advance(ref, spec, container, endpoint, now) for container in new.containers
+            await self._advance(ref, spec, container, endpoint, now, facts=facts)
+            for container in new.containers
         ]
         return reconcile.aggregate(new, ref=ref, now=now)
 
@@ -187,6 +216,8 @@ class CheckpointController:
         container: ContainerStatus,
         endpoint: str,
         now: datetime,
+        *,
+        facts: dict[str, list[CustodyFact]],
     ) -> ContainerStatus:
         if container.phase in (ContainerCapturePhase.COMPLETED, ContainerCapturePhase.FAILED):
             return container
@@ -200,6 +231,7 @@ class CheckpointController:
                     endpoint, reconcile.capture_request(ref, spec, container)
                 )
                 container = reconcile.mark_requested(container, now=now)
+            facts[container.name] = list(capture.custody_events)
             report_url = f"{endpoint}/v1/captures/{container.capture_key}/report"
             updated = reconcile.apply_capture_status(
                 container, capture, report_url=report_url, now=now
@@ -212,6 +244,7 @@ class CheckpointController:
                 updated = reconcile.attach_summary(
                     updated, summary, finished_at=capture.finished_at or now
                 )
+                updated = reconcile.apply_export(updated, capture.export)
             return updated
         except AgentError as exc:
             if reconcile.overdue(container, spec, now=now, grace=self._config.capture_grace):

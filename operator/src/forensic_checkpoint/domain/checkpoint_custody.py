@@ -1,7 +1,9 @@
 """The operator's entries in a ForensicCheckpoint's chain of custody (pure: no I/O, no clock).
 
-The operator appends ``Requested`` on the first pass and one ``Captured`` per container once its
-agent reports the archive; existing entries are never touched (the CRD rejects that anyway). The
+The operator appends ``Requested`` on the first pass, then each custody fact its agents report
+(``Captured``, ``Exported``, ``Verified``, ``Deleted``: ``CaptureStatus.custodyEvents``), so the CR
+holds one linear chain with one writer; existing entries are never touched (the CRD rejects
+that anyway). The
 chain's subject is the CR's uid, so :func:`domain.custody.verify_chain` checks it with that.
 
 **Who requested it.** Kubernetes does not record the creating user in the object, and kopf gets
@@ -24,13 +26,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from forensic_checkpoint.api.agent import AGENT_ACTIONS, CustodyFact
 from forensic_checkpoint.api.base import GROUP
 from forensic_checkpoint.api.custody import (
     Actor,
     ActorKind,
     CustodyAction,
     CustodyEntry,
-    KubeletResponse,
 )
 from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointSpec,
@@ -109,33 +111,53 @@ def record_request(
     return new
 
 
-def record_captures(status: ForensicCheckpointStatus, *, subject: str) -> ForensicCheckpointStatus:
-    """``status`` with a ``Captured`` entry for each container whose archive the agent reported
-    and the chain does not name yet (so a repeated pass adds nothing)."""
-    recorded = {
-        e.container for e in status.custody if e.action is CustodyAction.CAPTURED and e.container
-    }
+def recorded_facts(chain: Sequence[CustodyEntry], container: str) -> int:
+    """How many of ``container``'s agent facts the chain holds: each fact became one entry, so
+    the next fact to take is at this index of ``CaptureStatus.custodyEvents``."""
+    return sum(1 for e in chain if e.container == container and e.action in AGENT_ACTIONS)
+
+
+def record_facts(
+    status: ForensicCheckpointStatus,
+    facts: Mapping[str, Sequence[CustodyFact]],
+    *,
+    subject: str,
+) -> ForensicCheckpointStatus:
+    """``status`` with the agent's new custody facts (per container, as the agent reported
+    them) appended to the chain, container by container in status order.
+
+    The agent's facts are append-only and ordered, so those past :func:`recorded_facts` are the
+    new ones; the operator is the chain's only writer, which keeps it one linear chain across
+    containers. A fact dated before the chain's head (another container's job, another clock)
+    is entered at the head's time, with its own time kept in the message.
+    """
     chain: list[CustodyEntry] = list(status.custody)
     for container in status.containers:
-        archive = container.archive
-        if archive is None or container.name in recorded:
-            continue
-        # The archive's own time (the agent's clock), unless that would go back in the chain.
-        when = max(archive.captured_at, chain[-1].at) if chain else archive.captured_at
-        chain = _append(
-            chain,
-            subject,
-            container=container.name,
-            action=CustodyAction.CAPTURED,
-            at=when,
-            actor=Actor(kind=ActorKind.AGENT, name=f"forensic-checkpoint-agent@{status.node_name}"),
-            node=status.node_name or None,
-            kubelet=KubeletResponse(
-                status_code=container.kubelet_status_code or 200, message=archive.path[:1024]
-            ),
-            sha256=archive.sha256,
-            size_bytes=archive.size_bytes,
-        )
+        reported = facts.get(container.name, ())
+        for fact in reported[recorded_facts(chain, container.name) :]:
+            at = fact.time
+            message = fact.message
+            if chain and at < chain[-1].at:
+                at = chain[-1].at
+                note = f"reported at {fact.time.isoformat()}"
+                message = f"{message} ({note})" if message else note
+            chain = _append(
+                chain,
+                subject,
+                container=container.name,
+                action=fact.action,
+                at=at,
+                actor=Actor(kind=ActorKind.AGENT, name=fact.actor[:512]),
+                node=fact.node or None,
+                kubelet=fact.kubelet_response,
+                sha256=fact.sha256,
+                size_bytes=fact.size_bytes,
+                url=fact.url,
+                object_sha256=fact.object_sha256,
+                encrypted=fact.encrypted,
+                reason=fact.reason,
+                message=message[:1024] if message else None,
+            )
     if len(chain) == len(status.custody):
         return status
     new = status.model_copy(deep=True)

@@ -28,6 +28,7 @@ from forensic_checkpoint.api.agent import (
     CaptureStatus,
     capture_key,
 )
+from forensic_checkpoint.api.agent import ExportStatus as AgentExportStatus
 from forensic_checkpoint.api.conditions import ANALYZED, CAPTURED, READY, Condition, ConditionStatus
 from forensic_checkpoint.api.forensiccheckpoint import (
     MAX_CRIU_LOG_EXCERPT,
@@ -35,6 +36,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ArchiveStatus,
     ContainerCapturePhase,
     ContainerStatus,
+    ExportStatus,
     ForensicCheckpointSpec,
     ForensicCheckpointStatus,
     Phase,
@@ -217,6 +219,38 @@ def apply_capture_status(
     new.reason = None
     new.message = ""
     return new
+
+
+#: Agent export phases after which the operator stops polling a Completed capture.
+_EXPORT_ACTIVE = frozenset({"Pending", "Exporting", "Retrying"})
+
+
+def apply_export(container: ContainerStatus, export: AgentExportStatus | None) -> ContainerStatus:
+    """Fold the agent's export sub-status into the container's (absent: export not configured)."""
+    if export is None:
+        return container
+    new = container.model_copy(deep=True)
+    record = export.record
+    new.export = ExportStatus(
+        phase=export.phase.value,
+        reason=export.reason,
+        message=(export.message or "")[:1024],
+        destination=record.url if record else "",
+        sha256=record.sha256 if record else "",
+        encrypted=record.encrypted if record else False,
+        exported_at=record.exported_at if record else None,
+    )
+    return new
+
+
+def exporting(container: ContainerStatus) -> bool:
+    """Whether a Completed container's export is still under way (so keep polling its agent)."""
+    return container.export is not None and container.export.phase in _EXPORT_ACTIVE
+
+
+def follow_up(status: ForensicCheckpointStatus) -> bool:
+    """Whether a finished ForensicCheckpoint still has agent work to follow (an export)."""
+    return any(exporting(c) for c in status.containers)
 
 
 def _excerpt(text: str | None) -> str:
@@ -422,8 +456,34 @@ def transition_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStat
                     ),
                 )
             )
+    for container in new.containers:
+        events.extend(_export_events(before.get(container.name), container))
     if new.phase != old.phase and new.phase == Phase.COMPLETED:
         events.append(Event("Normal", "Completed", new.message))
     elif new.phase != old.phase and new.phase == Phase.FAILED and not new.containers:
         events.append(Event("Warning", new.reason or "Failed", new.message))
     return events
+
+
+def _export_events(old: ContainerStatus | None, new: ContainerStatus) -> list[Event]:
+    was = old.export.phase if old is not None and old.export is not None else ""
+    export = new.export
+    if export is None or export.phase == was:
+        return []
+    if export.phase == "Exported":
+        return [
+            Event(
+                "Normal",
+                "Exported",
+                f"container {new.name}: {export.destination}, sha256 {export.sha256} verified",
+            )
+        ]
+    if export.phase == "Failed":
+        return [
+            Event(
+                "Warning",
+                export.reason or "ExportFailed",
+                f"container {new.name}: {export.message}"[:1024],
+            )
+        ]
+    return []
