@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ import pytest
 import yaml
 
 from forensic_checkpoint.agent.criu_config import CriuConfigSettings
-from forensic_checkpoint.agent.export import ExportConfig
+from forensic_checkpoint.agent.retention_keeper import policy_from_values
+from forensic_checkpoint.agent.values import export_config
+from forensic_checkpoint.domain.retention import ContainerRule, Limits, RetentionPolicy
 
 from .chart import (
     CHART,
@@ -318,20 +321,60 @@ def test_network_policy_admits_only_the_operator() -> None:
 
 def test_agent_values_file_is_what_the_agent_readers_take(tmp_path: Path) -> None:
     token_values = next(p for p in CI_VALUES if p.stem == "token-auth-values")
-    data = one(render(token_values), "ConfigMap")["data"]["agent-values.yaml"]
-    values = yaml.safe_load(data)
+    docs = render(token_values)
+    values = yaml.safe_load(one(docs, "ConfigMap")["data"]["agent-values.yaml"])
     criu = CriuConfigSettings.from_values(values["criuConfig"])
     assert criu.enabled and criu.ghost_limit_bytes == 64 * 1024 * 1024
-    export = ExportConfig.from_values(values["export"], state_dir=tmp_path, node_name="n")
-    assert (export.bucket, export.cluster, export.encrypt) == ("forensic-evidence", "ci", True)
-    assert "credentialsSecret" not in values["export"]
-    env = {
-        e["name"]: e for e in pod_spec(render(token_values), "DaemonSet")["containers"][0]["env"]
+    assert not {"credentialsSecret", "retrySeconds"} & set(values["export"])
+
+    # The credential files the ConfigMap names are the keys of the Secret volume at its mount.
+    pod = pod_spec(docs, "DaemonSet")
+    container = pod["containers"][0]
+    assert not [e for e in container["env"] if e["name"].startswith("AWS_")], "no keys in env"
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "s3-credentials"]
+    assert mount["readOnly"] is True
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "s3-credentials"]
+    assert volume["secret"]["secretName"] == "evidence-s3"
+    mounted = {
+        f"{mount['mountPath']}/{item['path']}": item["key"] for item in volume["secret"]["items"]
     }
-    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "evidence-s3"
-    default = yaml.safe_load(one(render(None), "ConfigMap")["data"]["agent-values.yaml"])
-    assert "export" not in default
+    export = values["export"]
+    assert mounted == {
+        export["accessKeyIdFile"]: "AWS_ACCESS_KEY_ID",
+        export["secretAccessKeyFile"]: "AWS_SECRET_ACCESS_KEY",
+    }
+    # The agent's own reader, with the Secret's files placed where the mount puts them.
+    secret_files = {"AWS_ACCESS_KEY_ID": "AKIDCI", "AWS_SECRET_ACCESS_KEY": "ci-secret"}
+    for path, key in mounted.items():
+        local = tmp_path / path.lstrip("/")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(secret_files[key] + "\n")
+        export[{"AWS_ACCESS_KEY_ID": "accessKeyIdFile"}.get(key, "secretAccessKeyFile")] = str(
+            local
+        )
+    config = export_config(export, state_dir=tmp_path / "state", node_name="n")
+    assert config is not None
+    assert (config.bucket, config.cluster, config.encrypt) == ("forensic-evidence", "ci", True)
+    assert (config.access_key_id, config.secret_access_key) == ("AKIDCI", "ci-secret")
+
+    policy = policy_from_values(values["retention"])
+    assert policy == RetentionPolicy(
+        node_limits=Limits(max_count=50, max_age=timedelta(days=7), max_bytes=50 * 2**30),
+        container_default=Limits(max_count=5),
+        container_rules=(
+            ContainerRule(Limits(max_count=10, max_age=timedelta(days=30)), namespace="payments"),
+        ),
+        protect_unexported=True,
+    )
+    args = container["args"]
+    for flag in ("--retention-interval=120", "--export-retry-seconds=30", "--log-format=json"):
+        assert flag in args
+
+    default_docs = render(None)
+    default = yaml.safe_load(one(default_docs, "ConfigMap")["data"]["agent-values.yaml"])
+    assert "export" not in default and "retention" not in default, "both are opt-in"
     assert CriuConfigSettings.from_values(default["criuConfig"]) == CriuConfigSettings()
+    assert not [v for v in pod_spec(default_docs, "DaemonSet")["volumes"] if "s3" in v["name"]]
 
 
 @pytest.mark.parametrize(
@@ -341,6 +384,9 @@ def test_agent_values_file_is_what_the_agent_readers_take(tmp_path: Path) -> Non
         ("kubelet.authMode=anonymous", "authMode"),
         ("export.enabled=true", "bucket"),
         ("criuConfig.ghostLimitBytes=1024", "ghostLimitBytes"),
+        ("retention.node.maxAge=7x", "maxAge"),
+        ("retention.containerRules[0].maxCount=-1", "maxCount"),
+        ("agent.logFormat=xml", "logFormat"),
         ("captureNamespaces.deny={Kube_System}", "deny"),
     ],
 )

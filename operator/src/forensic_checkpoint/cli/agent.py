@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import signal
 import threading
 from pathlib import Path
+
+from forensic_checkpoint import logs
 
 HELP = "Run the node agent: kubelet checkpoints, hashing, analysis, and the operator's API."
 
@@ -91,6 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="first delay before a failed export is retried (doubles, up to 15 min)",
     )
     parser.add_argument("--log-level", default="INFO")
+    logs.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,10 +100,7 @@ def run(args: argparse.Namespace) -> int:
     from forensic_checkpoint.agent.runtime import AgentConfig, AgentRuntime
     from forensic_checkpoint.errors import ConfigError
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_format, level=args.log_level)
     if not args.node_name:
         raise ConfigError("--node-name (or env NODE_NAME) is required")
     config = AgentConfig(
