@@ -45,7 +45,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         access.ensure_namespace(api, NAMESPACE)
         close(api)
         local = LocalStack.prepare(cluster, root / "stack")
-        local.start_agent("node-1")
+        # The agent logs everything (DEBUG) to a file: test_agent_logs_... reads it for secrets.
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("FORENSIC_LOG_LEVEL", "DEBUG")
+            env.delenv("FORENSIC_LOG_FORMAT", raising=False)
+            local.start_agent("node-1")
         local.start_operator([NAMESPACE])
         yield local
     finally:
@@ -241,3 +245,26 @@ def test_e2e_blog_steps_on_the_dev_cluster(stack: LocalStack) -> None:
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "assert-blog: ok: 2 hit(s) for RANDOM_4105_KEY" in checked.stdout
+
+
+def test_agent_logs_are_json_lines_without_secrets(stack: LocalStack, investigator: Path) -> None:
+    """The agent's stderr (a file, as in a pod) after a capture at DEBUG level: every line is a
+    JSON object with time, level, logger and message, and no line holds a bearer token (the
+    operator's, which the agent reviews on every call, or its own) or a private key."""
+    stack.cluster.create_running_pod(NAMESPACE, "logged", "node-1", containers=("counter",))
+    done = plugin(investigator, "capture", "logged", "--wait")
+    assert done.returncode == 0, done.stderr
+    text = (stack.root / "logs" / "agent-node-1.log").read_text()
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert all({"time", "level", "logger", "message"} <= set(e) for e in entries)
+    assert any(e["level"] == "DEBUG" for e in entries), "the agent did not log at DEBUG"
+    assert any("/checkpoint/shop/logged/counter" in json.dumps(e) for e in entries), (
+        "the capture left no trace in the log"
+    )
+    secrets = {
+        "operator token": stack.operator.token_file.read_text().strip(),
+        "agent token": stack.agent.token_file.read_text().strip(),
+    }
+    for what, secret in secrets.items():
+        assert len(secret) > 20 and secret not in text, f"{what} logged"
+    assert "PRIVATE KEY" not in text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -67,13 +68,22 @@ def default_format() -> LogFormat:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--log-format json|text`` (default: :func:`default_format`)."""
+    """``--log-level`` and ``--log-format json|text``; their defaults come from
+    ``FORENSIC_LOG_LEVEL`` (else INFO) and ``FORENSIC_LOG_FORMAT`` (else :func:`default_format`),
+    so a process started by someone else (a test harness, ``kubectl set env``) can be turned up
+    without changing its arguments."""
+    env = os.environ.get
+    parser.add_argument(
+        "--log-level",
+        default=env("FORENSIC_LOG_LEVEL", "INFO"),
+        help="DEBUG, INFO, WARNING or ERROR (env FORENSIC_LOG_LEVEL)",
+    )
     parser.add_argument(
         "--log-format",
         choices=FORMATS,
-        default=default_format(),
-        help="json: one JSON object per line; text: for a terminal (default: json unless "
-        "stderr is a terminal)",
+        default=env("FORENSIC_LOG_FORMAT") or default_format(),
+        help="json: one JSON object per line; text: for a terminal (env FORENSIC_LOG_FORMAT; "
+        "default: json unless stderr is a terminal)",
     )
 
 

@@ -91,8 +91,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="first delay before a failed export is retried (doubles, up to 15 min)",
     )
-    parser.add_argument("--log-level", default="INFO")
-    logs.add_arguments(parser)
+    logs.add_arguments(parser)  # --log-level, --log-format
 
 
 def run(args: argparse.Namespace) -> int:
