@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import struct
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from fc_memory_images import (
@@ -196,3 +200,30 @@ def test_embedded_pagemap42_descriptor_is_pycriu_pagemap_plus_field_5() -> None:
             )
     embedded = descriptor_pb2.FileDescriptorProto.FromString(PAGEMAP42_PROTO)
     assert embedded == expected
+
+
+def test_pure_python_protobuf_backend_decodes_the_same_pagemap(tmp_path: Path) -> None:
+    """With PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python the classes come from the public
+    descriptor_pool/message_factory API and decode the same entries as upb's."""
+    data = pagemap_image(7, ENTRIES, criu42=True)
+    (tmp_path / "pagemap.img").write_bytes(data)
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from google.protobuf.internal import api_implementation\n"
+        "from forensic_checkpoint.analysis.memory import parse_pagemap\n"
+        "pm = parse_pagemap(Path(sys.argv[1]).read_bytes())\n"
+        "print(api_implementation.Type(), pm.pages_id, [tuple(e) for e in pm.entries])\n"
+    )
+    env = {**os.environ, "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "pagemap.img")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    ).stdout.split(" ", 2)
+    expected = parse_pagemap(data)
+    assert out[0] == "python"
+    assert int(out[1]) == expected.pages_id == 7
+    assert out[2].strip() == str([tuple(e) for e in expected.entries])

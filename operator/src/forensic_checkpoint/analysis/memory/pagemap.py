@@ -81,9 +81,11 @@ PAGEMAP42_PACKAGE = "forensic_checkpoint.pagemap42"
 @cache
 def _message_classes() -> tuple[type[Any], type[Any]]:
     """Return (pagemap_head, pagemap_entry) classes that know CRIU 4.2's field 5."""
-    try:
-        # upb (protobuf >= 4.21): a class straight from the C pool, without importing the
-        # pure-Python descriptor_pool/message_factory machinery (~25 ms).
+    from google.protobuf.internal import api_implementation
+
+    if api_implementation.Type() == "upb":
+        # A class straight from a upb pool, without importing the pure-Python
+        # descriptor_pool/message_factory machinery (~25 ms of a short search process).
         from google._upb import _message as upb
         from google.protobuf.message import Message
 
@@ -96,7 +98,7 @@ def _message_classes() -> tuple[type[Any], type[Any]]:
             cls: type[Any] = upb.MessageMeta(name, (Message,), namespace)
             return cls
 
-    except ImportError:  # another protobuf backend: the public, slower-to-import route
+    else:  # the pure-Python backend: its own public API
         from google.protobuf import descriptor_pool, message_factory
 
         pool = descriptor_pool.DescriptorPool()
