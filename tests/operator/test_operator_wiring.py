@@ -4,6 +4,7 @@ from recorded kubelet answers."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -352,3 +353,10 @@ def test_the_operator_role_grants_the_alert_receiver_rules() -> None:
         for verb in rule["verbs"]
     }
     assert needed <= granted, needed - granted
+
+
+def test_the_capture_request_carries_the_hold() -> None:
+    container = _targets().containers[0]
+    held = reconcile.capture_request(dataclasses.replace(REF, held=True), _spec(), container)
+    assert held.hold is True
+    assert reconcile.capture_request(REF, _spec(), container).hold is False

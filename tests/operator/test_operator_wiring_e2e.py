@@ -337,3 +337,63 @@ def test_an_exported_capture_has_the_agents_facts_in_its_verified_chain(
     assert any(e["reason"] == "Exported" for e in _events(stack, "exported"))
     args = ["verify", container["archive"]["path"], "--ref", "exported", "-n", NAMESPACE]
     assert main([*args, "--kubeconfig", str(stack.cluster.kubeconfig)]) == 0
+
+
+# --- legal hold -------------------------------------------------------------------------------
+
+
+def _held_at_agent(stack: LocalStack, node: str, key: str) -> bool:
+    import requests
+
+    response = requests.get(
+        f"{stack.agent_endpoint(node)}/v1/captures/{key}",
+        headers={"Authorization": f"Bearer {stack.operator.token_file.read_text().strip()}"},
+        verify=str(stack.agent_ca.cert),
+        timeout=5,
+    )
+    response.raise_for_status()
+    return bool(response.json().get("held"))
+
+
+def test_the_hold_reaches_the_agent_at_creation_and_when_it_changes(stack: LocalStack) -> None:
+    from forensic_checkpoint.api.agent import capture_key
+    from forensic_checkpoint.devcluster import processes
+    from forensic_checkpoint.domain.deletion import HOLD_KEY
+
+    _pod(stack, "on-hold", "node-1", containers=("counter",))
+    api = stack.cluster.admin_client()
+    path = f"{GROUP_PATH}/namespaces/{NAMESPACE}/forensiccheckpoints/on-hold"
+    try:
+        request_json(
+            api,
+            "POST",
+            f"{GROUP_PATH}/namespaces/{NAMESPACE}/forensiccheckpoints",
+            body={
+                "apiVersion": "forensic-checkpoint.dev/v1alpha1",
+                "kind": "ForensicCheckpoint",
+                "metadata": {"name": "on-hold", "labels": {HOLD_KEY: "true"}},
+                "spec": {"podName": "on-hold"},
+            },
+        )
+        obj = stack.wait_phase(NAMESPACE, "on-hold")
+        assert obj["status"]["phase"] == "Completed"
+        key = capture_key(obj["metadata"]["uid"], "counter")
+        assert _held_at_agent(stack, "node-1", key)  # CaptureRequest.hold
+
+        def patch(section: str, value: str | None) -> None:
+            request_json(
+                api,
+                "PATCH",
+                path,
+                body={"metadata": {section: {HOLD_KEY: value}}},
+                content_type="application/merge-patch+json",
+            )
+
+        patch("labels", None)
+        assert processes.wait_until(lambda: not _held_at_agent(stack, "node-1", key), 30)
+        patch("annotations", "true")
+        assert processes.wait_until(lambda: _held_at_agent(stack, "node-1", key), 30)
+    finally:
+        close(api)
+    reasons = [e["reason"] for e in _events(stack, "on-hold")]
+    assert "HoldLifted" in reasons and "HoldSet" in reasons

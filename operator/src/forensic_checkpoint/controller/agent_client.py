@@ -20,6 +20,7 @@ from forensic_checkpoint.api.agent import (
     CaptureRequest,
     CaptureStatus,
     DeleteResult,
+    HoldRequest,
 )
 from forensic_checkpoint.errors import AgentError, ConfigError
 
@@ -90,6 +91,17 @@ class AgentClient:
     async def report(self, endpoint: str, key: str) -> Report:
         _, body = await self._call("GET", endpoint, f"{API_PREFIX}/{key}/report")
         return _parse(Report, body, endpoint)
+
+    async def hold(self, endpoint: str, key: str, *, hold: bool) -> CaptureStatus | None:
+        """Set or lift the legal hold of a job; ``None`` if the agent does not know the key."""
+        status, body = await self._call(
+            "PUT",
+            endpoint,
+            f"{API_PREFIX}/{key}/hold",
+            json_body=HoldRequest(hold=hold).model_dump(mode="json", by_alias=True),
+            allow_404=True,
+        )
+        return None if status == 404 else _parse(CaptureStatus, body, endpoint)
 
     async def delete(self, endpoint: str, key: str) -> DeleteResult | None:
         """Delete the job's archive and report; ``None`` if there was nothing to delete."""

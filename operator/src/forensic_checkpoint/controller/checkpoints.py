@@ -10,6 +10,7 @@ object's status on start, so an operator restart at any point resumes the same c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +33,7 @@ from forensic_checkpoint.controller.agent_client import AgentClient
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.domain import checkpoint_custody, reconcile
 from forensic_checkpoint.domain.agents import AgentUnavailable, agent_facts, usable_endpoint
-from forensic_checkpoint.domain.deletion import is_held, keys_to_delete
+from forensic_checkpoint.domain.deletion import HOLD_KEY, is_held, keys_to_delete
 from forensic_checkpoint.domain.readiness import NodeNotReady, capture_blocker
 from forensic_checkpoint.domain.summary import summarize
 from forensic_checkpoint.domain.targets import resolve_targets
@@ -77,8 +78,9 @@ class CheckpointController:
             generation=body.metadata.get("generation"),
         )
         status = fcp.status or ForensicCheckpointStatus()
-        metadata = dict(body.metadata)
         while not stopped and (not status.phase.terminal or reconcile.follow_up(status)):
+            metadata = dict(body.metadata)  # kopf keeps the body current
+            ref = dataclasses.replace(ref, held=is_held(metadata))
             try:
                 new = await self.step(ref, fcp.spec, status, metadata=metadata)
             except ClusterError as exc:
@@ -290,6 +292,36 @@ class CheckpointController:
             agent_facts(node) if node is not None else None, node_name=node_name, now=now
         )
 
+    # --- legal hold ---------------------------------------------------------------------
+
+    async def sync_hold(self, body: kopf.Body, old: Any, new: Any, logger: logging.Logger) -> None:
+        """Tell the agent when the hold label/annotation changes, so its retention keeps (or may
+        again delete) the archive. A capture requested later carries the hold in its request."""
+        # ``old``/``new`` are the watched field (labels or annotations); the hold in force is
+        # either of them (``is_held`` of the whole metadata).
+        if _hold_value(old) == _hold_value(new):
+            return
+        held = is_held(body.metadata)
+        fcp = ForensicCheckpoint.model_validate(dict(body))
+        if fcp.status is None or not any(c.requested_at for c in fcp.status.containers):
+            return
+        endpoint = await self._endpoint(fcp.status.node_name, self._clock())
+        if isinstance(endpoint, AgentUnavailable):
+            raise kopf.TemporaryError(f"cannot change the hold: {endpoint.message}", delay=10)
+        try:
+            for container in fcp.status.containers:
+                if container.requested_at is not None:
+                    await self._agents.hold(endpoint, container.capture_key, hold=held)
+        except AgentError as exc:
+            raise kopf.TemporaryError(f"cannot change the hold: {exc.message}", delay=10) from exc
+        logger.info("hold %s on %s", "set" if held else "lifted", fcp.status.node_name)
+        kopf.event(
+            body,
+            type="Normal",
+            reason="HoldSet" if held else "HoldLifted",
+            message=f"legal hold {'set' if held else 'lifted'} on node {fcp.status.node_name}",
+        )
+
     # --- deletion -----------------------------------------------------------------------
 
     async def clean_up(self, body: kopf.Body, retry: int, logger: logging.Logger) -> None:
@@ -337,6 +369,10 @@ class CheckpointController:
         )
 
 
+def _hold_value(values: Any) -> bool:
+    return str((values or {}).get(HOLD_KEY, "")).strip().lower() == "true"
+
+
 def register(registry: kopf.OperatorRegistry, controller: CheckpointController) -> None:
     """Attach the handlers to ``registry`` (no module-level decorators: tests build their own)."""
     info = ForensicCheckpoint.crd
@@ -351,6 +387,9 @@ def register(registry: kopf.OperatorRegistry, controller: CheckpointController) 
     async def clean_up(body: kopf.Body, retry: int, logger: Any, **_: Any) -> None:
         await controller.clean_up(body, retry, logger)
 
+    async def sync_hold(body: kopf.Body, old: Any, new: Any, logger: Any, **_: Any) -> None:
+        await controller.sync_hold(body, old, new, logger)
+
     kopf.daemon(
         *resource,
         id="capture",
@@ -359,3 +398,8 @@ def register(registry: kopf.OperatorRegistry, controller: CheckpointController) 
         initial_delay=0,
     )(drive)
     kopf.on.delete(*resource, id="cleanup", registry=registry)(clean_up)
+    # The hold is a label or an annotation (domain.deletion.is_held); both are watched.
+    for section in ("labels", "annotations"):
+        kopf.on.field(
+            *resource, id=f"hold-{section}", field=f"metadata.{section}", registry=registry
+        )(sync_hold)

@@ -67,6 +67,8 @@ class CheckpointRef:
     namespace: str
     uid: str
     generation: int | None
+    #: The CR's legal hold (``forensic-checkpoint.dev/hold``) as of this pass.
+    held: bool = False
 
 
 INVALID_SPEC = "InvalidSpec"
@@ -170,6 +172,7 @@ def capture_request(
         pod_name=spec.pod_name,
         container=container.name,
         timeout_seconds=spec.timeout_seconds,
+        hold=ref.held,
         analysis=AnalysisOptions(
             searches=list(spec.analysis.searches),
             regexes=list(spec.analysis.regexes),
