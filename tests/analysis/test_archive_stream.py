@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from pathlib import Path
@@ -85,3 +86,30 @@ def test_scan_of_plain_and_recompressed_samples_agree(name: str, tmp_path: Path)
     assert [(m.name, m.offset_data, m.size) for m in a.members] == [
         (m.name, m.offset_data, m.size) for m in b.members
     ]
+
+
+def test_background_hash_of_a_plain_tar_is_the_whole_file(tmp_path: Path) -> None:
+    """hash_later: the walk seeks over pages, a thread hashes every byte of the file (the
+    trailing bytes after the tar end marker too), and the result equals the inline hash."""
+    with sample_path("multi-proc").open("rb") as fh:
+        plain = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True).read()
+    archive = tmp_path / "plain.tar"
+    archive.write_bytes(plain + b"trailing bytes after the end marker")
+    later = scan_archive(archive, hash_later=True)
+    assert later.pending_hash is not None
+    assert later.wait_hash() is None
+    assert later.pending_hash is None
+    inline = scan_archive(archive)
+    expected = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert later.sha256 == inline.sha256 == expected
+    assert later.size_bytes == inline.size_bytes == archive.stat().st_size
+    assert [m.name for m in later.members] == [m.name for m in inline.members]
+    assert later.data == inline.data
+
+
+def test_compressed_archives_are_hashed_inline_even_when_asked_later() -> None:
+    contents = scan_archive(sample_path("attack-revshell"), hash_later=True)
+    assert contents.pending_hash is None
+    assert (
+        contents.sha256 == hashlib.sha256(sample_path("attack-revshell").read_bytes()).hexdigest()
+    )

@@ -130,7 +130,10 @@ def run_analysis(
     path: Path, options: AnalysisOptions, limits: ArchiveLimits = DEFAULT_LIMITS
 ) -> Report:
     collected = _Collected()
-    contents = scan_archive(path, limits=limits, visitors=_visitors(collected, limits))
+    # A plain tar is hashed in a thread while the images are decoded and memory searched.
+    contents = scan_archive(
+        path, limits=limits, visitors=_visitors(collected, limits), hash_later=True
+    )
     warnings = list(contents.warnings)
     data = contents.data
     names = {m.name for m in contents.members}
@@ -186,6 +189,8 @@ def run_analysis(
     no_sockets: list[Socket] = []
     no_pipes: list[Pipe] = []
     no_mounts: list[Mount] = []
+    if (problem := contents.wait_hash()) is not None:
+        warnings.append(problem)
     report = Report(
         archive=_archive_info(contents, engine),
         container=container,

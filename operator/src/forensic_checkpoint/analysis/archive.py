@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import tarfile
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -93,6 +94,22 @@ class ArchiveContents:
     #: pages-*.img (and pagemap-shmem pages) kept in memory (compressed archives only)
     spooled: dict[str, bytes] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: the whole-file hash still being computed (``scan_archive(hash_later=True)``)
+    pending_hash: _FileHash | None = field(default=None, repr=False, compare=False)
+
+    def wait_hash(self) -> str | None:
+        """Fill ``sha256``/``size_bytes`` from a background hash; returns a warning if the
+        file could not be read to the end (a no-op when the hash is already there)."""
+        job, self.pending_hash = self.pending_hash, None
+        if job is None:
+            return None
+        job.wait()
+        if job.error is not None:
+            message = f"could not hash the whole file: {_one_line(job.error)}"
+            self.warnings.append(message)
+            return message
+        self.sha256, self.size_bytes = job.sha256, job.size
+        return None
 
     def member(self, name: str) -> MemberInfo | None:
         return next((m for m in self.members if m.name == name), None)
@@ -120,16 +137,19 @@ def detect_compression(head: bytes) -> str:
 
 
 class _HashingReader:
-    """Raw file reader that hashes and counts every byte that goes through it."""
+    """Raw file reader that hashes (unless ``enabled`` is false) and counts every byte that
+    goes through it."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: BinaryIO, *, enabled: bool = True) -> None:
         self._raw = raw
         self.sha = hashlib.sha256()
+        self.enabled = enabled
         self.count = 0
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
-        self.sha.update(data)
+        if self.enabled:
+            self.sha.update(data)
         self.count += len(data)
         return data
 
@@ -325,19 +345,27 @@ def _open(path: Path) -> BinaryIO:
 
 @contextmanager
 def open_tar_stream(
-    path: Path, limits: ArchiveLimits = DEFAULT_LIMITS
+    path: Path, limits: ArchiveLimits = DEFAULT_LIMITS, *, hash_bytes: bool = True
 ) -> Iterator[tuple[tarfile.TarFile, _HashingReader, str]]:
-    """Open ``path`` as a streamed tar; yields (tar, raw hashing reader, compression)."""
+    """Open ``path`` as a streamed tar; yields (tar, raw hashing reader, compression).
+
+    Without ``hash_bytes`` a plain tar is read with real seeks, so members nobody reads
+    (gigabytes of pages) are not read at all."""
     with _open(path) as fh:
         head = fh.read(64)
         fh.seek(0)
         if not head:
             raise ArchiveError(f"{path} is empty")
         compression = detect_compression(head)
-        raw = _HashingReader(fh)
-        stream = decompressing_stream(raw, compression, limits.max_total_bytes, "archive")
+        raw = _HashingReader(fh, enabled=hash_bytes)
+        source: BinaryIO | ForwardReader
+        if compression == "none" and not hash_bytes:
+            source = fh
+        else:
+            stream = decompressing_stream(raw, compression, limits.max_total_bytes, "archive")
+            source = ForwardReader(stream)
         try:
-            tar = tarfile.open(fileobj=ForwardReader(stream), mode="r:")  # type: ignore[call-overload]  # noqa: SIM115 - closed below
+            tar = tarfile.open(fileobj=source, mode="r:")  # type: ignore[call-overload]  # noqa: SIM115 - closed below
         except _read_errors() as exc:
             raise ArchiveError(
                 f"not a checkpoint archive: cannot read a tar ({compression} compression): "
@@ -345,6 +373,40 @@ def open_tar_stream(
             ) from exc
         with tar:
             yield tar, raw, compression
+
+
+def _peek_compression(path: Path) -> str:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return "unknown"  # open_tar_stream reports it
+    return detect_compression(head) if head else "unknown"
+
+
+class _FileHash:
+    """SHA-256 and size of a whole file, computed in a daemon thread."""
+
+    def __init__(self, path: Path) -> None:
+        self.sha256 = ""
+        self.size = 0
+        self.error: OSError | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(path,), name="archive-sha256", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        try:
+            with path.open("rb") as fh:
+                digest = hashlib.file_digest(fh, "sha256")
+                self.size = fh.tell()
+            self.sha256 = digest.hexdigest()
+        except OSError as exc:
+            self.error = exc
+
+    def wait(self) -> None:
+        self._thread.join()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -358,25 +420,34 @@ def scan_archive(
     limits: ArchiveLimits = DEFAULT_LIMITS,
     visitors: dict[str, StreamVisitor] | None = None,
     spool_pages: bool = True,
+    hash_later: bool = False,
 ) -> ArchiveContents:
     """One pass over the archive: list members, keep small ones, stream the rest to visitors.
 
     ``visitors`` maps a member name to a callback that receives the member's data stream
     (the rootfs diff, the log). Raises ArchiveError types when the archive is unusable; a
     damaged tail after usable members becomes a warning.
+
+    ``hash_later``: a plain tar is hashed in a background thread while the caller goes on
+    (hashlib releases the GIL; 2 GiB take ~1.3 s), and the walk seeks over the members it
+    does not keep; ``sha256`` and ``size_bytes`` are filled by ``contents.wait_hash()``.
     """
     visitors = visitors or {}
     size = path.stat().st_size if path.exists() else 0
-    with open_tar_stream(path, limits) as (tar, raw, compression):
+    background = hash_later and _peek_compression(path) == "none"
+    with open_tar_stream(path, limits, hash_bytes=not background) as (tar, raw, compression):
         contents = ArchiveContents(path=path, compression=compression, sha256="", size_bytes=size)
+        if background:
+            contents.pending_hash = _FileHash(path)
         _walk(tar, contents, limits, visitors, spool_pages and compression != "none")
-        # Trailing padding/garbage after the tar end marker is part of the file's hash.
-        try:
-            raw.drain()
-        except _read_errors() as exc:  # pragma: no cover - plain reads of a local file
-            contents.warnings.append(f"could not hash the whole file: {_one_line(exc)}")
-        contents.sha256 = raw.sha.hexdigest()
-        contents.size_bytes = raw.count
+        if not background:
+            # Trailing padding/garbage after the tar end marker is part of the file's hash.
+            try:
+                raw.drain()
+            except _read_errors() as exc:  # pragma: no cover - plain reads of a local file
+                contents.warnings.append(f"could not hash the whole file: {_one_line(exc)}")
+            contents.sha256 = raw.sha.hexdigest()
+            contents.size_bytes = raw.count
     if not any(m.name.startswith("checkpoint/") for m in contents.members):
         raise ArchiveError("not a container checkpoint: the archive has no checkpoint/ directory")
     return contents
@@ -513,7 +584,7 @@ def stream_members(
 ) -> None:
     """Another pass: call ``visit`` on the data stream of each safe regular member ``wanted``
     selects, until ``visit`` returns False (done)."""
-    with open_tar_stream(path, limits) as (tar, _raw, _compression):
+    with open_tar_stream(path, limits, hash_bytes=False) as (tar, _raw, _compression):
         try:
             for count, info in enumerate(tar, start=1):
                 if count > limits.max_members:
