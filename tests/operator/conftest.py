@@ -35,6 +35,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         local = LocalStack.prepare(cluster, root / "stack")
         for node in NODES:
             local.start_agent(node)
+        # Finished captures are polled for retention facts every 2 s (300 s by default).
+        local.archive_poll_interval = 2.0
         local.start_operator([NAMESPACE], alerts=True)
         yield local
     finally:

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from forensic_checkpoint.api.agent import (
+    ArchiveInfo,
     CaptureState,
     CaptureStatus,
     CustodyFact,
@@ -25,6 +26,7 @@ from forensic_checkpoint.api.custody import ActorKind, CustodyAction, ExportReco
 from forensic_checkpoint.api.forensiccheckpoint import (
     MAX_CRIU_LOG_EXCERPT,
     AlertReference,
+    AnalysisSummary,
     CaptureReasonSpec,
     ContainerCapturePhase,
     ContainerStatus,
@@ -360,3 +362,55 @@ def test_the_capture_request_carries_the_hold() -> None:
     held = reconcile.capture_request(dataclasses.replace(REF, held=True), _spec(), container)
     assert held.hold is True
     assert reconcile.capture_request(REF, _spec(), container).hold is False
+
+
+def test_a_finished_capture_is_followed_until_its_archive_is_deleted() -> None:
+    status = _targets()
+    archive = ArchiveInfo(path="/ckpt/app.tar", sha256=SHA, size_bytes=1, captured_at=T0)
+    for i, container in enumerate(status.containers):
+        done = CaptureStatus(
+            key=container.capture_key,
+            state=CaptureState.COMPLETED,
+            archive=archive,
+            finished_at=T0,
+        )
+        analysing = reconcile.apply_capture_status(container, done, report_url="", now=T0)
+        status.containers[i] = reconcile.attach_summary(
+            analysing, AnalysisSummary(), finished_at=T0
+        )
+    status = reconcile.aggregate(status, ref=REF, now=T0)
+    assert status.phase == Phase.COMPLETED and reconcile.keep_following(status)
+    assert not reconcile.follow_up(status)  # no export: polled at the slow interval
+    gone = CaptureStatus(
+        key=status.containers[0].capture_key,
+        state=CaptureState.COMPLETED,
+        archive=archive,
+        archive_deleted_at=T0 + timedelta(days=7),
+        archive_deleted_reason="RetentionMaxAge",
+    )
+    for i, container in enumerate(status.containers):
+        status.containers[i] = reconcile.apply_follow_up(container, gone)
+    assert all(c.archive_deleted for c in status.containers)
+    assert not reconcile.keep_following(status)
+
+
+def test_captured_is_announced_when_the_archive_appears_even_between_two_polls() -> None:
+    capturing = _targets()
+    capturing.containers = [reconcile.mark_requested(c, now=T0) for c in capturing.containers[:1]]
+    archive = ArchiveInfo(path="/ckpt/app.tar", sha256=SHA, size_bytes=1, captured_at=T0)
+    done = CaptureStatus(
+        key=capturing.containers[0].capture_key,
+        state=CaptureState.COMPLETED,
+        archive=archive,
+        finished_at=T0,
+    )
+    completed = capturing.model_copy(deep=True)
+    completed.containers[0] = reconcile.attach_summary(
+        reconcile.apply_capture_status(capturing.containers[0], done, report_url="", now=T0),
+        AnalysisSummary(),
+        finished_at=T0,
+    )
+    completed = reconcile.aggregate(completed, ref=REF, now=T0)
+    reasons = [e.reason for e in reconcile.transition_events(capturing, completed)]
+    assert reasons == ["Captured", "Completed"]
+    assert reconcile.transition_events(completed, completed) == []

@@ -397,3 +397,39 @@ def test_the_hold_reaches_the_agent_at_creation_and_when_it_changes(stack: Local
         close(api)
     reasons = [e["reason"] for e in _events(stack, "on-hold")]
     assert "HoldLifted" in reasons and "HoldSet" in reasons
+
+
+# --- retention: a Deleted fact after the CR completed -------------------------------------
+
+
+def test_a_retention_deletion_is_appended_to_the_finished_checkpoints_chain(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    values = tmp_path / "agent-values.yaml"
+    values.write_text(
+        json.dumps({"retention": {"protectUnexported": False, "container": {"maxCount": 1}}})
+    )
+    stack.kill_agent("node-2")
+    try:
+        stack.start_agent("node-2", values_file=values)
+        _pod(stack, "retained", "node-2", containers=("app",))
+        stack.create_checkpoint(NAMESPACE, "retained-1", {"podName": "retained"})
+        first = stack.wait_phase(NAMESPACE, "retained-1")
+        assert first["status"]["phase"] == "Completed"
+        # A second capture of the same container: maxCount 1 deletes the first archive.
+        stack.create_checkpoint(NAMESPACE, "retained-2", {"podName": "retained"})
+        assert stack.wait_phase(NAMESPACE, "retained-2")["status"]["phase"] == "Completed"
+
+        def deleted(obj: dict[str, Any]) -> bool:
+            return bool(obj["status"]["containers"][0].get("archiveDeleted"))
+
+        obj = stack.wait_phase(NAMESPACE, "retained-1", ("Completed",), predicate=deleted)
+    finally:
+        stack.kill_agent("node-2")
+        stack.start_agent("node-2")
+    chain = _chain(obj)
+    assert [e.action.value for e in chain] == ["Requested", "Captured", "Deleted"]
+    assert chain[2].reason == "RetentionMaxCount"
+    assert chain[2].sha256 == chain[1].sha256
+    assert not Path(obj["status"]["containers"][0]["archive"]["path"]).exists()
+    assert obj["status"]["phase"] == "Completed"  # the capture's outcome is unchanged

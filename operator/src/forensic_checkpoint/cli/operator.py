@@ -54,6 +54,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=60.0,
         help="seconds a new checkpoint waits for its node's agent before failing",
     )
+    parser.add_argument(
+        "--archive-poll-interval",
+        type=float,
+        default=300.0,
+        help="seconds between custody polls of a finished capture whose archive is kept",
+    )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     alerts_config.add_arguments(parser)
 
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         health_port=args.health_port,
         poll_interval=args.poll_interval,
         agent_wait=timedelta(seconds=args.agent_wait),
+        archive_poll_interval=args.archive_poll_interval,
         alerts=alerts_config.from_arguments(args),  # None without --alerts-port
     )
     asyncio.run(run_operator(config))

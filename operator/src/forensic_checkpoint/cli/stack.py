@@ -103,6 +103,8 @@ class LocalStack:
     #: The operator's alert receiver (``start_operator(alerts=True)``): port and bearer token.
     alerts_port: int | None = None
     alerts_token_file: Path | None = None
+    #: The operator's ``--archive-poll-interval`` (a test of retention facts shortens it).
+    archive_poll_interval: float = 300.0
 
     @classmethod
     def prepare(cls, cluster: DevCluster, root: Path) -> LocalStack:
@@ -271,6 +273,7 @@ class LocalStack:
             "--metrics-port", str(self.metrics_port),
             "--poll-interval", "0.5",
             "--agent-wait", "20",
+            "--archive-poll-interval", str(self.archive_poll_interval),
         ]  # fmt: skip
         for ns in namespaces:
             argv += ["--namespace", ns]

@@ -78,7 +78,7 @@ class CheckpointController:
             generation=body.metadata.get("generation"),
         )
         status = fcp.status or ForensicCheckpointStatus()
-        while not stopped and (not status.phase.terminal or reconcile.follow_up(status)):
+        while not stopped and (not status.phase.terminal or reconcile.keep_following(status)):
             metadata = dict(body.metadata)  # kopf keeps the body current
             ref = dataclasses.replace(ref, held=is_held(metadata))
             try:
@@ -100,11 +100,9 @@ class CheckpointController:
                     kopf.event(body, type=event.type, reason=event.reason, message=event.message)
                 metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
                 status = new
-            if status.phase.terminal and not reconcile.follow_up(status):
+            if status.phase.terminal and not reconcile.keep_following(status):
                 break
-            # An export takes seconds to minutes (and retries back off): poll it more slowly.
-            slow = 5 if status.phase.terminal else 1
-            await stopped.wait(slow * self._config.poll_interval)
+            await stopped.wait(self._interval(status))
 
     async def step(
         self,
@@ -127,17 +125,27 @@ class CheckpointController:
             new = await self._decide(ref, spec, status, now, facts)
         return checkpoint_custody.record_facts(new, facts, subject=ref.uid)
 
+    def _interval(self, status: ForensicCheckpointStatus) -> float:
+        """Seconds to the next pass: a capture is polled closely, an export (seconds to minutes,
+        with backed-off retries) more slowly, a kept archive (retention) rarely."""
+        if not status.phase.terminal:
+            return self._config.poll_interval
+        if reconcile.follow_up(status):
+            return 5 * self._config.poll_interval
+        return self._config.archive_poll_interval
+
     async def _follow_exports(
         self, status: ForensicCheckpointStatus, facts: dict[str, list[CustodyFact]]
     ) -> ForensicCheckpointStatus:
-        """A finished capture whose archive is still being exported: the export sub-status and
-        the agent's new custody facts (Exported, Verified). Phase and conditions stay."""
+        """A finished capture: the export sub-status, whether retention deleted the archive,
+        and the agent's new custody facts (Exported, Verified, Deleted). Phase and conditions
+        stay as they are."""
         new = status.model_copy(deep=True)
         endpoint = await self._endpoint(status.node_name, self._clock())
         if isinstance(endpoint, AgentUnavailable):
             return new  # the agent keeps the export queue on disk; ask again later
         for i, container in enumerate(new.containers):
-            if not reconcile.exporting(container):
+            if not (reconcile.exporting(container) or reconcile.archive_kept(container)):
                 continue
             try:
                 capture = await self._agents.status(endpoint, container.capture_key)
@@ -145,7 +153,7 @@ class CheckpointController:
                 continue
             if capture is not None:
                 facts[container.name] = list(capture.custody_events)
-                new.containers[i] = reconcile.apply_export(container, capture.export)
+                new.containers[i] = reconcile.apply_follow_up(container, capture)
         return new
 
     async def _resolve(

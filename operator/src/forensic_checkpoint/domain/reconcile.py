@@ -251,9 +251,33 @@ def exporting(container: ContainerStatus) -> bool:
     return container.export is not None and container.export.phase in _EXPORT_ACTIVE
 
 
+def archive_kept(container: ContainerStatus) -> bool:
+    """Whether a finished container's archive is still on its node (retention may delete it)."""
+    return (
+        container.phase == ContainerCapturePhase.COMPLETED
+        and container.archive is not None
+        and not container.archive_deleted
+    )
+
+
 def follow_up(status: ForensicCheckpointStatus) -> bool:
     """Whether a finished ForensicCheckpoint still has agent work to follow (an export)."""
     return any(exporting(c) for c in status.containers)
+
+
+def keep_following(status: ForensicCheckpointStatus) -> bool:
+    """Whether the agent may still report custody facts of a finished ForensicCheckpoint: an
+    export under way, or an archive that retention may yet delete."""
+    return any(exporting(c) or archive_kept(c) for c in status.containers)
+
+
+def apply_follow_up(container: ContainerStatus, capture: CaptureStatus) -> ContainerStatus:
+    """A finished container after an agent poll: its export, and whether retention deleted
+    the archive."""
+    new = apply_export(container, capture.export)
+    if capture.archive_deleted_at is not None and not new.archive_deleted:
+        new = new.model_copy(update={"archive_deleted": True})
+    return new
 
 
 def _excerpt(text: str | None) -> str:
@@ -431,6 +455,17 @@ def transition_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStat
     for container in new.containers:
         prev = before.get(container.name)
         prev_phase = prev.phase if prev else ContainerCapturePhase.PENDING
+        # On the archive's first appearance, not on a phase: a fast capture and analysis can go
+        # from Capturing to Completed between two polls.
+        if container.archive is not None and (prev is None or prev.archive is None):
+            events.append(
+                Event(
+                    "Normal",
+                    "Captured",
+                    f"container {container.name}: {human_size(container.archive.size_bytes)} "
+                    f"archive, sha256 {container.archive.sha256}",
+                )
+            )
         if container.phase == prev_phase:
             continue
         if (
@@ -439,15 +474,6 @@ def transition_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStat
         ):
             events.append(
                 Event("Normal", "CaptureRequested", f"container {container.name}: agent asked")
-            )
-        elif container.phase == ContainerCapturePhase.ANALYZING and container.archive:
-            events.append(
-                Event(
-                    "Normal",
-                    "Captured",
-                    f"container {container.name}: {human_size(container.archive.size_bytes)} "
-                    f"archive, sha256 {container.archive.sha256}",
-                )
             )
         elif container.phase == ContainerCapturePhase.FAILED:
             events.append(
