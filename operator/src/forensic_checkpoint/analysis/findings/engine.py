@@ -56,7 +56,8 @@ class RuleSet:
 
 def parse_rules(text: str) -> RuleSet:
     """Parse and check a rules document; mistakes are ConfigErrors naming the rule."""
-    doc = yaml.safe_load(text) or {}
+    # The C loader parses the same safe subset ~8x faster; fall back where libyaml is absent.
+    doc = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # noqa: S506
     lists = {str(k): [str(x) for x in v] for k, v in (doc.get("lists") or {}).items()}
     rules = []
     seen: set[str] = set()

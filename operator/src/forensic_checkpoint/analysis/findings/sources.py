@@ -120,8 +120,10 @@ def read_files(name: str, stream: Readable, out: FileContents) -> None:
             out.skipped.append(f"{name} ({type(exc).__name__})")
 
 
-#: memory is handed out in pieces of at most this size (a run can be gigabytes) ...
-PIECE = 64 << 20
+#: memory is handed out in pieces of at most this size (a run can be gigabytes); a piece can
+#: exist about three times at once (read, joined with the overlap, sliced), so this bounds the
+#: findings pass's memory at roughly 50 MiB whatever the archive size ...
+PIECE = 16 << 20
 #: ... that overlap by this much, so a match across a piece boundary is still whole in one
 OVERLAP = 64 << 10
 
