@@ -139,3 +139,44 @@ def test_decrypted_path_is_private_and_removed(
         assert plain.parent.stat().st_mode & 0o077 == 0
     assert not plain.exists()
     assert not plain.parent.exists()
+
+
+def test_analyst_analyses_an_encrypted_archive_with_the_identity(
+    age_identity: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The agent's encrypted export of a real checkpoint reads back with `analyze --identity`:
+    the report is the plaintext archive's (sha256 and secret found); without the identity, or
+    with another one, the CLI fails with one line and no report."""
+    import json
+
+    import zstandard
+
+    from forensic_checkpoint.cli.main import main
+
+    sample = Path(__file__).parents[1] / "data" / "counter-blog-crio.tar.zst"
+    plain = tmp_path / "checkpoint.tar"
+    with sample.open("rb") as src, plain.open("wb") as dst:
+        zstandard.ZstdDecompressor().copy_stream(src, dst)
+    sha = hashlib.sha256(plain.read_bytes()).hexdigest()
+    identity_file, recipient = age_identity
+    sealed = encryption.encrypt_file(
+        plain, tmp_path / "checkpoint.tar.age", encryption.parse_recipients([recipient])
+    ).path
+    plain.unlink()  # only the ciphertext is left, as on the analyst's machine
+
+    args = ["analyze", str(sealed), "--format", "json", "--search", "RANDOM_4105_KEY"]
+    assert main([*args, "--identity", str(identity_file)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["archive"]["sha256"] == sha
+    assert report["archive"]["path"] == str(sealed)
+    hits = report["memory"]["searches"][0]["matches"]
+    assert {m["pid"] for m in hits} == {6}
+
+    assert main(args) == 1
+    assert "age" in capsys.readouterr().err.lower()
+    other = tmp_path / "other.key"
+    other.write_text(f"{x25519.Identity.generate()}\n")
+    assert main([*args, "--identity", str(other)]) == 1
+    captured = capsys.readouterr()
+    assert "cannot be decrypted" in captured.err
+    assert captured.out == ""
