@@ -191,6 +191,8 @@ class FindingSummary(KubeModel):
     severity: Annotated[str, Field(max_length=16)]
     title: Annotated[str, Field(max_length=256)] = ""
     pid: int | None = None
+    #: The analyzer's stable id (``<rule>:<subject>``): the same finding in a later capture has it.
+    id: Annotated[str, Field(max_length=512)] = ""
 
 
 class AnalysisSummary(KubeModel):

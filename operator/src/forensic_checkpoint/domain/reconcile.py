@@ -41,9 +41,10 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointStatus,
     Phase,
 )
-from forensic_checkpoint.domain.conditions import set_condition
+from forensic_checkpoint.domain.conditions import find_condition, set_condition
 from forensic_checkpoint.domain.readiness import NodeNotReady
 from forensic_checkpoint.domain.summary import human_size
+from forensic_checkpoint.domain.suspicion import SUSPICIOUS, verdict
 from forensic_checkpoint.domain.targets import Rejection, Targets
 
 AGENT_UNAVAILABLE = "AgentUnavailable"
@@ -411,6 +412,11 @@ def _conditions(
         put(ANALYZED, ConditionStatus.FALSE, reason, message)
     else:
         put(ANALYZED, ConditionStatus.UNKNOWN, status.phase.value, "")
+
+    suspicion = verdict(status)
+    if suspicion is not None:
+        value = ConditionStatus.TRUE if suspicion.suspicious else ConditionStatus.FALSE
+        put(SUSPICIOUS, value, suspicion.reason, suspicion.message)
     return conditions
 
 
@@ -487,6 +493,15 @@ def transition_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStat
             )
     for container in new.containers:
         events.extend(_export_events(before.get(container.name), container))
+    # Once per object: the condition is stored, so a restarted operator sees it was already True.
+    suspicious = find_condition(new.conditions, SUSPICIOUS)
+    was = find_condition(old.conditions, SUSPICIOUS)
+    if (
+        suspicious is not None
+        and suspicious.status == ConditionStatus.TRUE
+        and (was is None or was.status != ConditionStatus.TRUE)
+    ):
+        events.append(Event("Warning", SUSPICIOUS, suspicious.message[:1024]))
     if new.phase != old.phase and new.phase == Phase.COMPLETED:
         events.append(Event("Normal", "Completed", new.message))
     elif new.phase != old.phase and new.phase == Phase.FAILED and not new.containers:

@@ -114,6 +114,7 @@ def summarize(report: Report, *, pod: str, namespace: str, container: str) -> An
             severity=f.severity,
             title=_clip(f.title, 256),
             pid=f.evidence.pid,
+            id=_clip(f.id, 512),
         )
         for f in report.findings[:MAX_FINDINGS]
     ]
