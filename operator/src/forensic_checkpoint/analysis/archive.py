@@ -421,6 +421,7 @@ def scan_archive(
     visitors: dict[str, StreamVisitor] | None = None,
     spool_pages: bool = True,
     hash_later: bool = False,
+    hash_file: bool = True,
 ) -> ArchiveContents:
     """One pass over the archive: list members, keep small ones, stream the rest to visitors.
 
@@ -431,16 +432,20 @@ def scan_archive(
     ``hash_later``: a plain tar is hashed in a background thread while the caller goes on
     (hashlib releases the GIL; 2 GiB take ~1.3 s), and the walk seeks over the members it
     does not keep; ``sha256`` and ``size_bytes`` are filled by ``contents.wait_hash()``.
+
+    ``hash_file=False`` (``search``, which reports no hash) skips hashing altogether, so a
+    plain tar's pages are never read in this pass.
     """
     visitors = visitors or {}
     size = path.stat().st_size if path.exists() else 0
-    background = hash_later and _peek_compression(path) == "none"
-    with open_tar_stream(path, limits, hash_bytes=not background) as (tar, raw, compression):
+    background = hash_file and hash_later and _peek_compression(path) == "none"
+    hashing = hash_file and not background
+    with open_tar_stream(path, limits, hash_bytes=hashing) as (tar, raw, compression):
         contents = ArchiveContents(path=path, compression=compression, sha256="", size_bytes=size)
         if background:
             contents.pending_hash = _FileHash(path)
         _walk(tar, contents, limits, visitors, spool_pages and compression != "none")
-        if not background:
+        if hashing:
             # Trailing padding/garbage after the tar end marker is part of the file's hash.
             try:
                 raw.drain()

@@ -8,7 +8,7 @@ are often the rest of a secret. ``--reveal`` skips this function.
 
 from __future__ import annotations
 
-from forensic_checkpoint.analysis.report import REDACTED, EnvVar, Report
+from forensic_checkpoint.analysis.report import REDACTED, EnvVar, MemorySearch, Report
 
 
 def _mask_env(env: list[EnvVar]) -> list[EnvVar]:
@@ -23,14 +23,19 @@ def redact(report: Report, *, copy: bool = True) -> Report:
     out.container.spec_env = _mask_env(out.container.spec_env)
     for proc in out.processes:
         proc.env = _mask_env(proc.env)
-    for search in out.memory.searches:
+    mask_searches(out.memory.searches)
+    return out
+
+
+def mask_searches(searches: list[MemorySearch]) -> None:
+    """Mask memory-search matches in place (also used by ``search``, which has no Report)."""
+    for search in searches:
         for match in search.matches:
             if search.kind == "regex":
                 match.match = REDACTED
                 match.context = REDACTED
             else:
                 match.context = _around(match.context, match.match)
-    return out
 
 
 def _around(context: str, match: str) -> str:

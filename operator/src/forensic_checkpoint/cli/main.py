@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "analyze": "analyze",
     "diff": "diff",
     "show-file": "show_file",
+    "search": "search",
     "list": "list_checkpoints",
     "verify": "verify",
     "operator": "operator",

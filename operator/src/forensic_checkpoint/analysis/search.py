@@ -1,0 +1,81 @@
+"""``search_archive``: the memory search alone, as ``checkpointctl memparse --search`` does.
+
+It reuses the analyzer's parts: one archive pass that keeps the small CRIU images (pages are
+not read; on a plain tar they are seeked over), the process tree for pids and VMAs, and the
+memory engine through ``analyze_memory`` (no argv/env reads, no findings, no file hash).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
+from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits, scan_archive
+from forensic_checkpoint.analysis.files import FileTable
+from forensic_checkpoint.analysis.process_memory import analyze_memory
+from forensic_checkpoint.analysis.processes import build_process_tree
+from forensic_checkpoint.analysis.redact import mask_searches
+from forensic_checkpoint.analysis.report import MemorySearch, MemorySummary
+from forensic_checkpoint.errors import ConfigError
+
+
+class SearchResult(BaseModel):
+    """The output of ``search``: ``memory.searches`` has the shape of the analyze report's."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    archive: str
+    redacted: bool
+    pid: int | None = None
+    memory: MemorySummary
+    warnings: list[str] = []
+
+
+@dataclass
+class SearchOptions:
+    literals: list[str] = field(default_factory=list)
+    regexes: list[str] = field(default_factory=list)
+    pid: int | None = None
+    context: int = 32
+    max_matches: int = 100
+    reveal: bool = False
+
+
+def search_archive(
+    path: Path, options: SearchOptions, limits: ArchiveLimits = DEFAULT_LIMITS
+) -> SearchResult:
+    if not options.literals and not options.regexes:
+        raise ConfigError("give at least one PATTERN or --regex")
+    contents = scan_archive(path, limits=limits, hash_file=False)
+    warnings = list(contents.warnings)
+    table = FileTable.load(contents.data, warnings)
+    tree = build_process_tree(contents.data, table, warnings)
+    if options.pid is not None:
+        # memparse --pid semantics: that one process (its shared objects included).
+        tree.processes = [p for p in tree.processes if p.pid == options.pid]
+        if not tree.processes:
+            raise ConfigError(f"no process with pid {options.pid} in {path}")
+    memory = analyze_memory(
+        contents,
+        tree,
+        table,
+        searches=options.literals,
+        regexes=options.regexes,
+        read_args=False,
+        context=options.context,
+        max_matches=options.max_matches,
+        warnings=warnings,
+    )
+    searches: list[MemorySearch] = memory.searches
+    if not options.reveal:
+        mask_searches(searches)
+    return SearchResult(
+        archive=str(path),
+        redacted=not options.reveal,
+        pid=options.pid,
+        memory=MemorySummary(page_size=memory.page_size, searches=searches),
+        warnings=warnings,
+    )

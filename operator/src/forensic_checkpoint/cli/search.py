@@ -1,0 +1,89 @@
+"""`forensic-checkpoint search ARCHIVE PATTERN...`: find text in process memory, nothing else.
+
+The counterpart of ``checkpointctl memparse --search``/``--search-regex``: no report, no
+findings, no archive hash, so its time is the memory engine's. Matches of ``--regex`` are
+masked unless ``--reveal`` (the same redaction as ``analyze``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from forensic_checkpoint.analysis.search import SearchResult
+
+HELP = (
+    "Search process memory of a checkpoint archive for literal text or regular expressions "
+    "(like checkpointctl memparse --search), streaming the pages without extracting."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst)")
+    parser.add_argument(
+        "pattern", nargs="*", help="literal text to find (raw bytes, UTF-8); several allowed"
+    )
+    parser.add_argument(
+        "--regex",
+        action="append",
+        default=[],
+        metavar="RE",
+        help="Python regular expression over raw memory bytes; repeatable",
+    )
+    parser.add_argument("--pid", type=int, metavar="PID", help="search only this process")
+    parser.add_argument(
+        "--context", type=int, default=32, metavar="N", help="bytes shown around each match"
+    )
+    parser.add_argument(
+        "--max-matches", type=int, default=100, metavar="N", help="matches kept per pattern"
+    )
+    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    parser.add_argument(
+        "--reveal", action="store_true", help="show regex matches and context unmasked"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    from forensic_checkpoint.analysis.search import SearchOptions, search_archive
+    from forensic_checkpoint.errors import ConfigError
+
+    if args.context < 0 or args.max_matches < 0:
+        raise ConfigError("--context and --max-matches must not be negative")
+    result = search_archive(
+        args.archive,
+        SearchOptions(
+            literals=[p for p in args.pattern if p],
+            regexes=list(args.regex),
+            pid=args.pid,
+            context=args.context,
+            max_matches=args.max_matches,
+            reveal=bool(args.reveal),
+        ),
+    )
+    if args.format == "json":
+        import json
+
+        sys.stdout.write(json.dumps(result.model_dump(mode="json", by_alias=True), indent=2))
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(_text(result))
+    return 0
+
+
+def _text(result: SearchResult) -> str:
+    """One line per match, memparse-like: pid, address, mapping, context."""
+    lines = []
+    for s in result.memory.searches:
+        more = f", showing {len(s.matches)}" if s.truncated else ""
+        lines.append(f"{s.kind} {s.pattern!r}: {s.total_matches} matches{more}")
+        lines.extend(
+            f"  pid {m.pid:<7} {m.address:<18} {m.context}    [{m.mapping or '?'}]"
+            for m in s.matches
+        )
+    lines.extend(f"warning: {w}" for w in result.warnings)
+    return "\n".join(lines) + "\n"
