@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from forensic_checkpoint.agent import custody_facts, paths
+from forensic_checkpoint.agent.background import BackgroundPass
 from forensic_checkpoint.agent.export import (
     ExportConfig,
     Exporter,
@@ -50,8 +51,10 @@ def export_due(record: JobRecord, now: datetime) -> bool:
     return export.next_attempt_at is None or export.next_attempt_at <= now
 
 
-class ExportWorker:
+class ExportWorker(BackgroundPass):
     """One thread; :meth:`run_due` does one pass synchronously (tests call it directly)."""
+
+    name = "export"
 
     def __init__(
         self,
@@ -75,33 +78,15 @@ class ExportWorker:
         self.retry_base_seconds = retry_base_seconds
         self.retry_max_seconds = retry_max_seconds
         self._clock = clock
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._busy = threading.Lock()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="export", daemon=True)
-        self._thread.start()
+    def run_pass(self) -> None:
+        self.run_due()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def wake(self) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_due()
-            except Exception:
-                log.exception("export pass failed")
-            # Re-check at least every few seconds so that a retry time is honoured.
-            self._wake.wait(timeout=min(5.0, self.retry_base_seconds))
-            self._wake.clear()
+    def wait_seconds(self) -> float:
+        # Re-check at least every few seconds so that a retry time is honoured.
+        return min(5.0, self.retry_base_seconds)
 
     def run_due(self) -> int:
         """Export every due job once; the number attempted."""

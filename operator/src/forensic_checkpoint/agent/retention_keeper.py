@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from forensic_checkpoint.agent import custody_facts, paths
+from forensic_checkpoint.agent.background import BackgroundPass
 from forensic_checkpoint.agent.export_worker import ARCHIVE_GONE
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
 from forensic_checkpoint.agent.metrics import AgentMetrics
@@ -126,7 +127,9 @@ def _candidate(record: JobRecord, node: str) -> ArchiveRecord | None:
     )
 
 
-class RetentionKeeper:
+class RetentionKeeper(BackgroundPass):
+    name = "retention"
+
     def __init__(
         self,
         *,
@@ -145,32 +148,14 @@ class RetentionKeeper:
         self.metrics = metrics
         self.interval = interval
         self._clock = clock
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._pass = threading.Lock()
-        self._thread: threading.Thread | None = None
+        super().__init__()
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="retention", daemon=True)
-        self._thread.start()
+    def run_pass(self) -> None:
+        self.run_once()
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def trigger(self) -> None:
-        self._wake.set()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("retention pass failed")
-            self._wake.wait(timeout=self.interval if self.interval > 0 else None)
-            self._wake.clear()
+    def wait_seconds(self) -> float | None:
+        return self.interval if self.interval > 0 else None
 
     def run_once(self, now: datetime | None = None) -> RetentionPlan:
         """Plan over the archives on disk and delete what the plan says; returns the plan."""

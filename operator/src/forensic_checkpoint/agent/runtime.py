@@ -133,7 +133,7 @@ class AgentRuntime:
         if self.exports is not None:
             self.service.on_finished.append(self.exports.wake)
         if self.retention is not None:
-            self.service.on_finished.append(self.retention.trigger)
+            self.service.on_finished.append(self.retention.wake)
         api = self.api
         self.authenticator = Authenticator(
             lambda token: token_review(api, token)[:2],
