@@ -75,9 +75,10 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """Per-cluster settings (chart values ``export.*``), overridable per ForensicCheckpoint with
-    :meth:`with_overrides`. Credentials left ``None`` come from boto3's usual chain (the chart
-    sets ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` from a Secret)."""
+    """Per-cluster settings (chart values ``export.*``); :meth:`with_overrides` fills in values
+    read later, such as the credentials. The chart mounts the credentials Secret as files
+    (``accessKeyIdFile``/``secretAccessKeyFile``, read by ``agent.values``); credentials left
+    ``None`` come from boto3's usual chain."""
 
     bucket: str
     state_dir: Path
