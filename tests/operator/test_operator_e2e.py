@@ -93,8 +93,82 @@ def test_blog_scenario_completes_with_the_secret_found(stack: LocalStack) -> Non
         close(api)
     reasons = {e["reason"] for e in events}
     assert {"Resolved", "CaptureRequested", "Captured", "Completed"} <= reasons, reasons
+    # The blog sample's only finding is an info one (/etc/mtab written): not suspicious.
+    suspicious = _condition(obj, "Suspicious")
+    assert (suspicious["status"], suspicious["reason"]) == ("False", "NoHighSeverityFindings")
+    assert "Suspicious" not in reasons
     metrics = requests.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5).text
     assert 'forensic_checkpoint_operator_checkpoints_total{phase="Completed"' in metrics
+
+
+def _events(stack: LocalStack, name: str) -> list[dict[str, Any]]:
+    api = stack.cluster.admin_client()
+    try:
+        return list(
+            request_json(
+                api,
+                "GET",
+                f"/api/v1/namespaces/{NAMESPACE}/events",
+                query={"fieldSelector": f"involvedObject.name={name}"},
+            )["items"]
+        )
+    finally:
+        close(api)
+
+
+def test_an_attacked_container_is_flagged_suspicious_once(stack: LocalStack) -> None:
+    # containerd sample of a reverse shell, a memfd payload, cron and ssh persistence.
+    _pod(stack, "victim", "node-2", archive=str(DATA / "attack-revshell.tar.zst"))
+    stack.create_checkpoint(NAMESPACE, "attack", {"podName": "victim"})
+    obj = stack.wait_phase(NAMESPACE, "attack")
+    assert obj["status"]["phase"] == "Completed", obj["status"]
+    suspicious = _condition(obj, "Suspicious")
+    assert suspicious["status"] == "True"
+    assert suspicious["reason"] == "HighSeverityFindings"
+    assert suspicious["message"].startswith("2 critical, 8 high finding(s): ")
+    [container] = obj["status"]["containers"]
+    summary = container["summary"]
+    assert summary["findings"]["critical"] == 2 and summary["findings"]["high"] == 8
+    assert {"memfd-exec", "reverse-shell"} <= set(suspicious["message"].split(": ")[1].split(", "))
+    ids = {f["id"] for f in summary["topFindings"]}
+    assert "reverse-shell:pid=14" in ids, ids
+    # Later reconciles (the archive is polled for custody facts every 2 s) post no second one.
+    time.sleep(5)
+    warnings = [e for e in _events(stack, "attack") if e["reason"] == "Suspicious"]
+    assert len(warnings) == 1, warnings
+    assert warnings[0]["type"] == "Warning"
+    assert warnings[0]["message"] == suspicious["message"]
+
+
+def test_the_operator_logs_one_json_object_per_line(stack: LocalStack) -> None:
+    _pod(stack, "logged", "node-3")
+    stack.create_checkpoint(NAMESPACE, "logged", {"podName": "logged"})
+    assert stack.wait_phase(NAMESPACE, "logged")["status"]["phase"] == "Completed"
+    log = stack.root / "logs" / "operator.log"
+
+    def logged_completion() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        lines = log.read_text().splitlines()
+        entries = [json.loads(line) for line in lines if line.strip()]
+        # A checkpoint's transitions are logged by kopf's per-object logger: with the object.
+        completed = [
+            e
+            for e in entries
+            if e["message"].startswith("Completed: ")
+            and e.get("object", {}).get("name") == "logged"
+        ]
+        return entries, completed
+
+    # The line follows the status write by a moment: poll the file briefly.
+    deadline = time.monotonic() + 10
+    entries, completed = logged_completion()
+    while not completed and time.monotonic() < deadline:
+        time.sleep(0.2)
+        entries, completed = logged_completion()
+    assert all({"time", "level", "logger", "message"} <= e.keys() for e in entries)
+    assert completed, [e["message"] for e in entries]
+    assert completed[0]["object"]["namespace"] == NAMESPACE
+    assert completed[0]["object"]["kind"] == "ForensicCheckpoint"
+    assert completed[0]["level"] == "INFO" and completed[0]["logger"] == "kopf.objects"
 
 
 def test_multi_container_pod(stack: LocalStack) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 from datetime import timedelta
 from pathlib import Path
+
+from forensic_checkpoint import logs
 
 HELP = "Run the ForensicCheckpoint operator (kopf) against a cluster."
 
@@ -61,6 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between custody polls of a finished capture whose archive is kept",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    logs.add_arguments(parser)  # --log-level, --log-format
     alerts_config.add_arguments(parser)
 
 
@@ -69,10 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from forensic_checkpoint.controller.config import OperatorConfig
     from forensic_checkpoint.controller.runner import run_operator
 
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    # Not kopf.configure(): it would add a second handler and write every line twice.
+    logs.configure(args.log_format, level="DEBUG" if args.verbose else args.log_level)
     config = OperatorConfig(
         namespaces=tuple(args.namespace),
         all_namespaces=args.all_namespaces,

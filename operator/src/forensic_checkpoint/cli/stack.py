@@ -274,6 +274,7 @@ class LocalStack:
             "--poll-interval", "0.5",
             "--agent-wait", "20",
             "--archive-poll-interval", str(self.archive_poll_interval),
+            "--log-format", "json",
         ]  # fmt: skip
         for ns in namespaces:
             argv += ["--namespace", ns]

@@ -98,6 +98,9 @@ class CheckpointController:
                 )
                 for event in reconcile.transition_events(status, new):
                     kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+                    # The same fact in the log, which outlives the Event's one-hour TTL.
+                    level = logging.WARNING if event.type == "Warning" else logging.INFO
+                    logger.log(level, "%s: %s", event.reason, event.message)
                 metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
                 status = new
             if status.phase.terminal and not reconcile.keep_following(status):
