@@ -146,9 +146,9 @@ kube_ok && etcd_ok && helm_ok || {
     echo "build-cluster-tools: a built binary does not run" >&2
     exit 1
 }
-"$etcd_dir/etcd" --version | head -1
+"$etcd_dir/etcd" --version | sed -n 1p  # sed reads all: no SIGPIPE under pipefail
 "$kube_dir/kube-apiserver" --version
 "$kube_dir/kube-controller-manager" --version
-"$kube_dir/kubectl" version --client | head -1
+"$kube_dir/kubectl" version --client | sed -n 1p
 "$helm_dir/helm" version --short
 echo "build-cluster-tools: ready in $TOOLS_DIR ($(($(date +%s) - start)) s)"
