@@ -17,7 +17,6 @@ types are never read; links are recorded but never followed; counts and sizes ar
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 import tarfile
 import threading
@@ -26,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol, cast
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 from forensic_checkpoint.errors import (
     ArchiveError,
@@ -136,13 +135,27 @@ def detect_compression(head: bytes) -> str:
     return "none"
 
 
+class _NoHash:
+    """Stands in for a sha256 object when hashing is off."""
+
+    def update(self, data: bytes) -> None:
+        raise AssertionError("hashing is disabled")
+
+    def hexdigest(self) -> str:
+        raise AssertionError("hashing is disabled")
+
+
 class _HashingReader:
     """Raw file reader that hashes (unless ``enabled`` is false) and counts every byte that
     goes through it."""
 
     def __init__(self, raw: BinaryIO, *, enabled: bool = True) -> None:
         self._raw = raw
-        self.sha = hashlib.sha256()
+        self.sha: Any = _NoHash()
+        if enabled:
+            import hashlib  # ~3 ms of OpenSSL set-up that ``search`` (enabled=False) skips
+
+            self.sha = hashlib.sha256()
         self.enabled = enabled
         self.count = 0
 
@@ -398,6 +411,8 @@ class _FileHash:
 
     def _run(self, path: Path) -> None:
         try:
+            import hashlib
+
             with path.open("rb") as fh:
                 digest = hashlib.file_digest(fh, "sha256")
                 self.size = fh.tell()

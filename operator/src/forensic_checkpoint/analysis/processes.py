@@ -143,14 +143,17 @@ def _img(data: dict[str, bytes], kind: str, base: str, warnings: list[str]) -> I
 
 
 def build_process_tree(
-    data: dict[str, bytes], table: FileTable, warnings: list[str]
+    data: dict[str, bytes], table: FileTable, warnings: list[str], *, memory_only: bool = False
 ) -> ProcessTree:
+    """Decode the tree. ``memory_only`` (the ``search`` command) keeps what memory needs: pids,
+    mm images and maps, fd holders (shared memory objects); threads, credentials, seccomp,
+    cwd/root/exe, open files and namespaces are left empty, and their images undecoded."""
     tree = ProcessTree()
     pstree = _img(data, "PSTREE", "pstree.img", warnings)
     if pstree is None:
         warnings.append("pstree.img is missing or unreadable: no process tree")
         return tree
-    seccomp_img = _img(data, "SECCOMP", "seccomp.img", warnings)
+    seccomp_img = None if memory_only else _img(data, "SECCOMP", "seccomp.img", warnings)
     filters = (
         list(seccomp_img.entries[0].seccomp_filters) if seccomp_img and seccomp_img.entries else []
     )
@@ -176,13 +179,23 @@ def build_process_tree(
         )
         if tc is not None and state == "zombie":
             proc.exit_code = int(tc.exit_code)
-        proc.threads = _threads(entry, core, comm, data, warnings)
-        if core is not None and core.HasField("thread_core"):
-            _creds_and_seccomp(proc, core.thread_core, filters)
+        if not memory_only:
+            proc.threads = _threads(entry, core, comm, data, warnings)
+            if core is not None and core.HasField("thread_core"):
+                _creds_and_seccomp(proc, core.thread_core, filters)
         if state != "zombie":
             _task_resources(
-                proc=proc, task=task, data=data, table=table, tree=tree, warnings=warnings
+                proc=proc,
+                task=task,
+                data=data,
+                table=table,
+                tree=tree,
+                warnings=warnings,
+                memory_only=memory_only,
             )
+        tree.processes.append(proc)
+        if memory_only:
+            continue
         for ns_type, attr in NS_FIELDS:
             ids = task.ids
             if ids is not None and ids.HasField(attr):
@@ -190,9 +203,9 @@ def build_process_tree(
                 proc.namespaces[ns_type] = ns_id
                 if (ns_type, ns_id) not in seen_ns:
                     seen_ns[(ns_type, ns_id)] = Namespace(type=ns_type, id=ns_id)
-        tree.processes.append(proc)
     tree.namespaces = list(seen_ns.values())
-    _namespace_details(tree, data, warnings)
+    if not memory_only:
+        _namespace_details(tree, data, warnings)
     return tree
 
 
@@ -259,20 +272,21 @@ def _task_resources(
     table: FileTable,
     tree: ProcessTree,
     warnings: list[str],
+    memory_only: bool,
 ) -> None:
     pid = proc.pid
     ids = _entry(_img(data, "IDS", f"ids-{pid}.img", warnings))
     if ids is None and task.core is not None and task.core.HasField("ids"):
         ids = task.core.ids
     task.ids = ids
-    fs = _entry(_img(data, "FS", f"fs-{pid}.img", warnings))
+    fs = None if memory_only else _entry(_img(data, "FS", f"fs-{pid}.img", warnings))
     if fs is not None:
         proc.cwd = table.path(int(fs.cwd_id))
         proc.root = table.path(int(fs.root_id))
     mm = _entry(_img(data, "MM", f"mm-{pid}.img", warnings))
     task.mm = mm
     if mm is not None:
-        if mm.HasField("exe_file_id"):
+        if mm.HasField("exe_file_id") and not memory_only:
             proc.exe = table.path(int(mm.exe_file_id))
         if len(mm.vmas) > MAX_VMAS:
             warnings.append(f"mm-{pid}.img lists {len(mm.vmas)} memory areas; {MAX_VMAS} kept")
@@ -294,8 +308,8 @@ def _task_resources(
         warnings.append(f"pid {pid} has {len(entries)} open files; the first {MAX_FDS} kept")
     for fd in entries[:MAX_FDS]:
         file_id = int(fd.id)
-        item = table.open_file(int(fd.fd), file_id, int(fd.type))
-        proc.open_files.append(item)
+        if not memory_only:
+            proc.open_files.append(table.open_file(int(fd.fd), file_id, int(fd.type)))
         tree.fd_map.setdefault(file_id, []).append(Holder(pid=pid, fd=int(fd.fd)))
     proc.open_files.sort(key=lambda f: f.fd if isinstance(f.fd, int) else -1)
 

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         import json
 
-        sys.stdout.write(json.dumps(result.model_dump(mode="json", by_alias=True), indent=2))
+        sys.stdout.write(json.dumps(result.to_json(), indent=2))
         sys.stdout.write("\n")
     else:
         sys.stdout.write(_text(result))

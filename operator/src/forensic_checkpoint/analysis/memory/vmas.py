@@ -97,10 +97,10 @@ def find_vma(vmas: Sequence[Vma], starts: Sequence[int], vaddr: int) -> Vma | No
 
 def vmas_from_mm(data: bytes) -> tuple[Vma, ...]:
     """Decode the VMAs of an ``mm-<pid>.img``. Raises ImageError on malformed input."""
-    from forensic_checkpoint.analysis.images import pb2
+    from forensic_checkpoint.analysis.images import message_class
 
-    # One generated module, not the pycriu.images package (which imports all ~60 of them).
-    mm_pb2 = pb2("mm_pb2")
+    # One message class, not the pycriu.images package (which imports all ~60 modules).
+    mm_entry = message_class("mm_pb2", "mm_entry")
     pos = _body_offset(data, MM_MAGIC)
     if len(data) - pos < 4:
         raise ImageError("mm image has no record")
@@ -108,7 +108,7 @@ def vmas_from_mm(data: bytes) -> tuple[Vma, ...]:
     pos += 4
     if pos + size > len(data):
         raise ImageError("mm record is truncated")
-    mm = mm_pb2.mm_entry()
+    mm = mm_entry()
     try:
         mm.ParseFromString(data[pos : pos + size])
     except ProtobufError as exc:
