@@ -352,8 +352,9 @@ def _direct_chunks(contents: ArchiveContents, task: _Task) -> Iterator[bytes | b
     member = contents.member(task.pages_name)
     if member is None:
         return
-    # One buffer refilled in place: a fresh 8 MiB bytes per read costs page faults that
-    # showed as a third of the pass over memhog-large. The scanner keeps no reference to it.
+    # One buffer refilled in place rather than a fresh 8 MiB bytes object per read (the
+    # scanner keeps no reference to it). A reader thread overlapping reads with the search was
+    # tried and was slower: bytes.find holds the GIL, so the reader could not start meanwhile.
     buf = bytearray(min(_CHUNK, member.size))
     with contents.path.open("rb", buffering=0) as fh:
         fh.seek(member.offset_data)
