@@ -69,10 +69,16 @@ def test_kopf_object_reference_becomes_object_and_its_internals_are_dropped(
 ) -> None:
     """kopf's per-object loggers put the object in ``k8s_ref`` and its settings object (not
     JSON) in ``settings``: the line carries ``object`` like kopf's own JSON format."""
+    import kopf
+
     logs.configure("json")
     ref = {"kind": "ForensicCheckpoint", "name": "c1", "namespace": "shop", "uid": "u"}
+    # A real settings object: kopf's event poster, left on this logger by an in-process kopf
+    # run earlier in the session, reads it. Posting is off, so no Event is queued.
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False
     logging.getLogger("kopf.objects").info(
-        "Handler succeeded.", extra={"k8s_ref": ref, "settings": object(), "k8s_skip": False}
+        "Handler succeeded.", extra={"k8s_ref": ref, "settings": settings, "k8s_skip": False}
     )
     (entry,) = lines(capsys.readouterr().err)
     assert entry["object"] == ref

@@ -225,21 +225,29 @@ def test_kubelet_failure_modes_give_their_reason(
 
 
 def test_kubelet_forbidden_names_the_missing_permission(stack: LocalStack) -> None:
+    """The agent's ClusterRole without `create nodes/checkpoint` (a mis-installed RBAC): the
+    agent keeps its heartbeat and readiness rights, the kubelet answers 403."""
     api = stack.cluster.admin_client()
-    binding = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/forensic-checkpoint-agent"
-    saved = request_json(api, "GET", binding)
-    request_json(api, "DELETE", binding)
+    role = "/apis/rbac.authorization.k8s.io/v1/clusterroles/forensic-checkpoint-agent"
+    saved = request_json(api, "GET", role)
+    for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
+        saved["metadata"].pop(key, None)
+    crippled = {
+        **saved,
+        "rules": [r for r in saved["rules"] if "nodes/checkpoint" not in r["resources"]],
+    }
+    request_json(api, "PUT", role, body=crippled)
     try:
         _pod(stack, "forbidden", "node-3", containers=("app",))
         stack.create_checkpoint(NAMESPACE, "forbidden", {"podName": "forbidden"})
         obj = stack.wait_phase(NAMESPACE, "forbidden")
     finally:
-        for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
-            saved["metadata"].pop(key, None)
-        request_json(
-            api, "POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", body=saved
-        )
+        request_json(api, "PUT", role, body=saved)
         close(api)
+        # The next tests capture on node-3 again: wait until its readiness recovered.
+        assert processes.wait_until(
+            lambda: stack.readiness("node-3").get("status") == "True", 60
+        ), stack.readiness("node-3")
     [container] = obj["status"]["containers"]
     assert container["reason"] == "KubeletForbidden"
     assert "nodes/checkpoint" in container["message"]
