@@ -301,7 +301,8 @@ def link_escapes(member_name: str, target: str) -> bool:
     return joined == ".." or joined.startswith("../")
 
 
-def _kind(info: tarfile.TarInfo) -> str:
+def member_kind(info: tarfile.TarInfo) -> str:
+    """file, dir, symlink, hardlink or other: the type names the report uses."""
     if info.isreg():
         return "file"
     if info.isdir():
@@ -493,7 +494,7 @@ def _member(info: tarfile.TarInfo, contents: ArchiveContents) -> MemberInfo | No
     return MemberInfo(
         name=name,
         size=info.size if info.isreg() else 0,
-        kind=_kind(info),
+        kind=member_kind(info),
         mode=info.mode,
         mtime=int(info.mtime),
         linkname=info.linkname,

@@ -24,6 +24,7 @@ from forensic_checkpoint.analysis.archive import (
     ForwardReader,
     Readable,
     decompressing_stream,
+    member_kind,
     normalize_name,
 )
 from forensic_checkpoint.analysis.report import RootfsEntry
@@ -67,18 +68,6 @@ class RootfsListing:
     whiteouts: list[str] = field(default_factory=list)
     opaque_dirs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def _kind(info: tarfile.TarInfo) -> str:
-    if info.isreg():
-        return "file"
-    if info.isdir():
-        return "dir"
-    if info.issym():
-        return "symlink"
-    if info.islnk():
-        return "hardlink"
-    return "other"
 
 
 def _open_inner(stream: Readable, limits: ArchiveLimits) -> tuple[tarfile.TarFile, str]:
@@ -138,7 +127,7 @@ def list_rootfs(stream: Readable, limits: ArchiveLimits) -> RootfsListing:
             return True
         entry = RootfsEntry(
             path=path,
-            type=_kind(info),
+            type=member_kind(info),
             size_bytes=info.size if info.isreg() else 0,
             mode=oct(info.mode & 0o7777),
             link_target=info.linkname or None,
@@ -183,7 +172,10 @@ def read_rootfs_file(
             return True
         found.append(
             RootfsEntry(
-                path=path, type=_kind(info), size_bytes=info.size, mode=oct(info.mode & 0o7777)
+                path=path,
+                type=member_kind(info),
+                size_bytes=info.size,
+                mode=oct(info.mode & 0o7777),
             )
         )
         if data is not None:
