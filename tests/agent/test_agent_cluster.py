@@ -31,7 +31,7 @@ from agent_support import sha256
 from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.runtime import AgentConfig, AgentRuntime
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
-from forensic_checkpoint.devcluster import access
+from forensic_checkpoint.devcluster import access, binaries
 from forensic_checkpoint.errors import KubeletError
 from forensic_checkpoint.k8s.client import request_json
 
@@ -300,6 +300,30 @@ def test_healthy_node_is_ready_within_ten_seconds(
     assert checks["FeatureGate"] == checks["Runtime"] == "Pass"
     transition = datetime.fromisoformat(ready["lastTransitionTime"].replace("Z", "+00:00"))
     assert transition - runtime.started_at < timedelta(seconds=10)
+
+    # `kubectl get forensicnodes` shows the runtime and each check through the CRD's columns.
+    node = dev_cluster.nodes[0].name
+    table = subprocess.run(
+        [str(binaries.locate("kubectl")), "get", "forensicnodes", node],
+        env={**os.environ, "KUBECONFIG": str(dev_cluster.kubeconfig)},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    header, row = table[0].split(), table[1].split()
+    assert header[:9] == [
+        "NAME",
+        "READY",
+        "REASON",
+        "RUNTIME",
+        "TLS",
+        "AUTHN",
+        "GATE",
+        "AUTHZ",
+        "CRIU",
+    ]
+    assert row[:8] == [node, "True", "CaptureReady", row[3], "Pass", "Pass", "Pass", "Pass"]
+    assert row[3].startswith(("containerd://", "cri-o://")), row
 
 
 @pytest.mark.parametrize(

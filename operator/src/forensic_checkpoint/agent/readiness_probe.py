@@ -83,7 +83,8 @@ class ReadinessProber:
         )
 
     def round(self) -> Readiness:
-        readiness = evaluate(self.gather())
+        probe = self.gather()
+        readiness = evaluate(probe)
         now = utcnow()
         current = get_forensic_node(self.api, self.node_name)
         raw: list[Any] = ((current or {}).get("status") or {}).get("conditions") or []
@@ -93,6 +94,7 @@ class ReadinessProber:
             self.api,
             self.node_name,
             {
+                "runtime": probe.container_runtime_version or "",
                 "checks": [c.to_kube() for c in checks],
                 "conditions": [c.to_kube() for c in updated],
             },

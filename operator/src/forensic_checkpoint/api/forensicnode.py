@@ -71,6 +71,11 @@ class ReadinessCheck(KubeModel):
 
 class ForensicNodeStatus(KubeModel):
     agent: AgentStatus | None = None
+    runtime: _Short = Field(
+        default="",
+        description="The node's container runtime and version, as the Node reports it "
+        "(status.nodeInfo.containerRuntimeVersion).",
+    )
     checks: list[ReadinessCheck] = Field(
         default_factory=list,
         max_length=MAX_CHECKS,
@@ -81,6 +86,21 @@ class ForensicNodeStatus(KubeModel):
         max_length=MAX_CONDITIONS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+
+
+#: ``kubectl get forensicnodes`` columns: (title, readiness check name) — each shows the check's
+#: Pass/Fail/Unknown; ``forensic-checkpoint nodes`` shows the failing reasons as well.
+CHECK_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("TLS", "KubeletTLS"),
+    ("AuthN", "KubeletAuthentication"),
+    ("Gate", "FeatureGate"),
+    ("AuthZ", "CheckpointAuthorization"),
+    ("CRIU", "CRIUConfig"),
+)
+
+
+def _check_status(check: str) -> str:
+    return f'.status.checks[?(@.name=="{check}")].status'
 
 
 class ForensicNode(RootModel):
@@ -95,8 +115,10 @@ class ForensicNode(RootModel):
         printer_columns=(
             PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status'),
             PrinterColumn("Reason", '.status.conditions[?(@.type=="Ready")].reason'),
-            PrinterColumn("Endpoint", ".status.agent.endpoint"),
+            PrinterColumn("Runtime", ".status.runtime"),
+            *(PrinterColumn(title, _check_status(check)) for title, check in CHECK_COLUMNS),
             PrinterColumn("Heartbeat", ".status.agent.heartbeatTime", type="date"),
+            PrinterColumn("Endpoint", ".status.agent.endpoint", priority=1),
             PrinterColumn("Version", ".status.agent.version", priority=1),
             PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
         ),
