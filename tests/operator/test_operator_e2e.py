@@ -11,40 +11,23 @@ from typing import Any
 
 import pytest
 import requests
+from operator_e2e_support import NAMESPACE, condition, create_pod, events, kubelet_calls
 
 from forensic_checkpoint.api.agent import capture_key
 from forensic_checkpoint.cli.stack import LocalStack
 from forensic_checkpoint.devcluster import binaries, pki, processes
-from forensic_checkpoint.devcluster.pods import create_running_pod
 from forensic_checkpoint.k8s.client import close, request_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-NAMESPACE = "fcp-e2e"  # the namespace the operator of the `stack` fixture watches
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 BLOG_TRUTH = json.loads((DATA / "counter-blog-crio.truth.json").read_text())
 SECRET = BLOG_TRUTH["memory_strings"][0]
 
 
-def _pod(stack: LocalStack, name: str, node: str, **kwargs: Any) -> None:
-    api = stack.cluster.admin_client()
-    try:
-        create_running_pod(api, NAMESPACE, name, node, **kwargs)
-    finally:
-        close(api)
-
-
-def _calls(stack: LocalStack, node: str, pod: str) -> list[dict[str, Any]]:
-    return [c for c in stack.cluster.node(node).calls() if f"/{NAMESPACE}/{pod}/" in c["path"]]
-
-
-def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
-
-
 def test_blog_scenario_completes_with_the_secret_found(stack: LocalStack) -> None:
-    _pod(stack, "counters", "node-1", containers=("counter",))
+    create_pod(stack, "counters", "node-1", containers=("counter",))
     stack.create_checkpoint(
         NAMESPACE, "blog", {"podName": "counters", "analysis": {"searches": [SECRET["value"]]}}
     )
@@ -52,8 +35,8 @@ def test_blog_scenario_completes_with_the_secret_found(stack: LocalStack) -> Non
     status = obj["status"]
     assert status["phase"] == "Completed", status
     assert status["nodeName"] == "node-1"
-    assert _condition(obj, "Ready")["status"] == "True"
-    assert _condition(obj, "Ready")["observedGeneration"] == obj["metadata"]["generation"]
+    assert condition(obj, "Ready")["status"] == "True"
+    assert condition(obj, "Ready")["observedGeneration"] == obj["metadata"]["generation"]
     [container] = status["containers"]
     summary = container["summary"]
     assert {h["pid"] for h in summary["memoryHits"]} == set(SECRET["found_in_pids"])
@@ -71,7 +54,7 @@ def test_blog_scenario_completes_with_the_secret_found(stack: LocalStack) -> Non
     assert archive["sha256"] == BLOG_TRUTH["archive"]["sha256"]
     assert container["reportUrl"].startswith("https://127.0.0.1:")
     assert status["containerNames"] == "counter" and status["totalSize"].endswith("MiB")
-    assert len(_calls(stack, "node-1", "counters")) == 1
+    assert len(kubelet_calls(stack, "node-1", "counters")) == 1
 
     # What users run: kubectl wait on the Ready condition, and the Events of the object.
     kubectl = binaries.locate("kubectl")
@@ -81,48 +64,23 @@ def test_blog_scenario_completes_with_the_secret_found(stack: LocalStack) -> Non
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert waited.returncode == 0, waited.stderr
-    api = stack.cluster.admin_client()
-    try:
-        events = request_json(
-            api,
-            "GET",
-            f"/api/v1/namespaces/{NAMESPACE}/events",
-            query={"fieldSelector": "involvedObject.name=blog"},
-        )["items"]
-    finally:
-        close(api)
-    reasons = {e["reason"] for e in events}
+    reasons = {e["reason"] for e in events(stack, "blog")}
     assert {"Resolved", "CaptureRequested", "Captured", "Completed"} <= reasons, reasons
     # The blog sample's only finding is an info one (/etc/mtab written): not suspicious.
-    suspicious = _condition(obj, "Suspicious")
+    suspicious = condition(obj, "Suspicious")
     assert (suspicious["status"], suspicious["reason"]) == ("False", "NoHighSeverityFindings")
     assert "Suspicious" not in reasons
     metrics = requests.get(f"http://127.0.0.1:{stack.metrics_port}/metrics", timeout=5).text
     assert 'forensic_checkpoint_operator_checkpoints_total{phase="Completed"' in metrics
 
 
-def _events(stack: LocalStack, name: str) -> list[dict[str, Any]]:
-    api = stack.cluster.admin_client()
-    try:
-        return list(
-            request_json(
-                api,
-                "GET",
-                f"/api/v1/namespaces/{NAMESPACE}/events",
-                query={"fieldSelector": f"involvedObject.name={name}"},
-            )["items"]
-        )
-    finally:
-        close(api)
-
-
 def test_an_attacked_container_is_flagged_suspicious_once(stack: LocalStack) -> None:
     # containerd sample of a reverse shell, a memfd payload, cron and ssh persistence.
-    _pod(stack, "victim", "node-2", archive=str(DATA / "attack-revshell.tar.zst"))
+    create_pod(stack, "victim", "node-2", archive=str(DATA / "attack-revshell.tar.zst"))
     stack.create_checkpoint(NAMESPACE, "attack", {"podName": "victim"})
     obj = stack.wait_phase(NAMESPACE, "attack")
     assert obj["status"]["phase"] == "Completed", obj["status"]
-    suspicious = _condition(obj, "Suspicious")
+    suspicious = condition(obj, "Suspicious")
     assert suspicious["status"] == "True"
     assert suspicious["reason"] == "HighSeverityFindings"
     assert suspicious["message"].startswith("2 critical, 8 high finding(s): ")
@@ -134,14 +92,14 @@ def test_an_attacked_container_is_flagged_suspicious_once(stack: LocalStack) -> 
     assert "reverse-shell:pid=14" in ids, ids
     # Later reconciles (the archive is polled for custody facts every 2 s) post no second one.
     time.sleep(5)
-    warnings = [e for e in _events(stack, "attack") if e["reason"] == "Suspicious"]
+    warnings = [e for e in events(stack, "attack") if e["reason"] == "Suspicious"]
     assert len(warnings) == 1, warnings
     assert warnings[0]["type"] == "Warning"
     assert warnings[0]["message"] == suspicious["message"]
 
 
 def test_the_operator_logs_one_json_object_per_line(stack: LocalStack) -> None:
-    _pod(stack, "logged", "node-3")
+    create_pod(stack, "logged", "node-3")
     stack.create_checkpoint(NAMESPACE, "logged", {"podName": "logged"})
     assert stack.wait_phase(NAMESPACE, "logged")["status"]["phase"] == "Completed"
     log = stack.root / "logs" / "operator.log"
@@ -172,7 +130,7 @@ def test_the_operator_logs_one_json_object_per_line(stack: LocalStack) -> None:
 
 
 def test_multi_container_pod(stack: LocalStack) -> None:
-    _pod(stack, "multi", "node-2", containers=("app", "sidecar", "logger"))
+    create_pod(stack, "multi", "node-2", containers=("app", "sidecar", "logger"))
     stack.create_checkpoint(
         NAMESPACE, "multi", {"podName": "multi", "containers": ["app", "sidecar"]}
     )
@@ -184,7 +142,7 @@ def test_multi_container_pod(stack: LocalStack) -> None:
         c["phase"] == "Completed" and c["summary"]["processCount"] > 0 for c in status["containers"]
     )
     assert len({c["archive"]["path"] for c in status["containers"]}) == 2
-    paths = sorted(c["path"] for c in _calls(stack, "node-2", "multi"))
+    paths = sorted(c["path"] for c in kubelet_calls(stack, "node-2", "multi"))
     assert paths == [f"/checkpoint/{NAMESPACE}/multi/app", f"/checkpoint/{NAMESPACE}/multi/sidecar"]
 
     # Empty containers means every container of the pod.
@@ -207,7 +165,7 @@ def test_kubelet_failure_modes_give_their_reason(
     stack: LocalStack, fault: str, timeout: int, reason: str | None, status_code: int | None
 ) -> None:
     name = "fault-" + fault.split("=", maxsplit=1)[0].split(":", maxsplit=1)[0]
-    _pod(stack, name, "node-3", containers=("app",), fault=fault)
+    create_pod(stack, name, "node-3", containers=("app",), fault=fault)
     stack.create_checkpoint(NAMESPACE, name, {"podName": name, "timeoutSeconds": timeout})
     obj = stack.wait_phase(NAMESPACE, name)
     status = obj["status"]
@@ -221,7 +179,7 @@ def test_kubelet_failure_modes_give_their_reason(
     if status_code is not None:
         assert container["kubeletStatusCode"] == status_code
     assert status["reason"] == container["reason"]
-    assert _condition(obj, "Ready")["reason"] == container["reason"]
+    assert condition(obj, "Ready")["reason"] == container["reason"]
 
 
 def test_kubelet_forbidden_names_the_missing_permission(stack: LocalStack) -> None:
@@ -238,7 +196,7 @@ def test_kubelet_forbidden_names_the_missing_permission(stack: LocalStack) -> No
     }
     request_json(api, "PUT", role, body=crippled)
     try:
-        _pod(stack, "forbidden", "node-3", containers=("app",))
+        create_pod(stack, "forbidden", "node-3", containers=("app",))
         stack.create_checkpoint(NAMESPACE, "forbidden", {"podName": "forbidden"})
         obj = stack.wait_phase(NAMESPACE, "forbidden")
     finally:
@@ -266,12 +224,12 @@ def test_pod_problems_fail_before_any_kubelet_call(
 ) -> None:
     name = f"reject-{reason.lower()}"
     if pod_kwargs is not None:
-        _pod(stack, name, "node-2", **pod_kwargs)
+        create_pod(stack, name, "node-2", **pod_kwargs)
     stack.create_checkpoint(NAMESPACE, name, {"podName": name, **spec})
     obj = stack.wait_phase(NAMESPACE, name)
     assert obj["status"]["phase"] == "Failed"
     assert obj["status"]["reason"] == reason
-    assert _calls(stack, "node-2", name) == []
+    assert kubelet_calls(stack, "node-2", name) == []
 
 
 def _wait_requested(stack: LocalStack, name: str) -> None:
@@ -282,7 +240,7 @@ def _wait_requested(stack: LocalStack, name: str) -> None:
 
 
 def test_operator_killed_mid_capture_resumes_without_a_second_checkpoint(stack: LocalStack) -> None:
-    _pod(stack, "slow-op", "node-1", containers=("app",), fault="latency=4s")
+    create_pod(stack, "slow-op", "node-1", containers=("app",), fault="latency=4s")
     stack.create_checkpoint(NAMESPACE, "slow-op", {"podName": "slow-op"})
     _wait_requested(stack, "slow-op")
     stack.kill_operator()
@@ -290,7 +248,7 @@ def test_operator_killed_mid_capture_resumes_without_a_second_checkpoint(stack: 
     stack.start_operator([NAMESPACE])
     obj = stack.wait_phase(NAMESPACE, "slow-op")
     assert obj["status"]["phase"] == "Completed", obj["status"]
-    assert len(_calls(stack, "node-1", "slow-op")) == 1
+    assert len(kubelet_calls(stack, "node-1", "slow-op")) == 1
 
 
 def _agent_state(stack: LocalStack, node: str, key: str) -> str:
@@ -304,7 +262,7 @@ def _agent_state(stack: LocalStack, node: str, key: str) -> str:
 
 
 def test_agent_killed_mid_capture_resumes_without_a_second_checkpoint(stack: LocalStack) -> None:
-    _pod(stack, "slow-agent", "node-2", containers=("app",), fault="latency=6s")
+    create_pod(stack, "slow-agent", "node-2", containers=("app",), fault="latency=6s")
     created = stack.create_checkpoint(NAMESPACE, "slow-agent", {"podName": "slow-agent"})
     _wait_requested(stack, "slow-agent")
     key = capture_key(created["metadata"]["uid"], "app")
@@ -319,11 +277,11 @@ def test_agent_killed_mid_capture_resumes_without_a_second_checkpoint(stack: Loc
     stack.start_agent("node-2")
     obj = stack.wait_phase(NAMESPACE, "slow-agent", timeout=180)
     assert obj["status"]["phase"] == "Completed", obj["status"]
-    assert len(_calls(stack, "node-2", "slow-agent")) == 1
+    assert len(kubelet_calls(stack, "node-2", "slow-agent")) == 1
 
 
 def test_deleting_the_checkpoint_removes_the_archive_unless_held(stack: LocalStack) -> None:
-    _pod(stack, "cleanup", "node-3", containers=("app",))
+    create_pod(stack, "cleanup", "node-3", containers=("app",))
     stack.create_checkpoint(NAMESPACE, "cleanup", {"podName": "cleanup"})
     obj = stack.wait_phase(NAMESPACE, "cleanup")
     archive = Path(obj["status"]["containers"][0]["archive"]["path"])
@@ -332,7 +290,7 @@ def test_deleting_the_checkpoint_removes_the_archive_unless_held(stack: LocalSta
     assert processes.wait_until(lambda: stack.get_checkpoint(NAMESPACE, "cleanup") is None, 60)
     assert not archive.exists()
 
-    _pod(stack, "held", "node-3", containers=("app",))
+    create_pod(stack, "held", "node-3", containers=("app",))
     stack.create_checkpoint(NAMESPACE, "held", {"podName": "held"})
     obj = stack.wait_phase(NAMESPACE, "held")
     held = Path(obj["status"]["containers"][0]["archive"]["path"])
@@ -370,7 +328,7 @@ def test_agent_credential_failures_at_the_kubelet(
     try:
         stack.start_agent("node-3", **overrides)
         name = f"cred-{breakage}"
-        _pod(stack, name, "node-3", containers=("app",))
+        create_pod(stack, name, "node-3", containers=("app",))
         stack.create_checkpoint(NAMESPACE, name, {"podName": name})
         obj = stack.wait_phase(NAMESPACE, name)
     finally:
@@ -381,7 +339,7 @@ def test_agent_credential_failures_at_the_kubelet(
     assert container["reason"] == reason, container
     # The agent's readiness round found it first: the operator never asked for the capture.
     assert container.get("requestedAt") is None
-    assert _calls(stack, "node-3", name) == []
+    assert kubelet_calls(stack, "node-3", name) == []
 
 
 def test_a_node_without_agent_fails_with_agent_unavailable(stack: LocalStack) -> None:
@@ -389,7 +347,7 @@ def test_a_node_without_agent_fails_with_agent_unavailable(stack: LocalStack) ->
     api = stack.cluster.admin_client()
     try:
         request_json(api, "DELETE", "/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/node-3")
-        _pod(stack, "orphan", "node-3", containers=("app",))
+        create_pod(stack, "orphan", "node-3", containers=("app",))
         stack.create_checkpoint(NAMESPACE, "orphan", {"podName": "orphan"})
         waiting = stack.wait_phase(
             NAMESPACE,
@@ -406,4 +364,4 @@ def test_a_node_without_agent_fails_with_agent_unavailable(stack: LocalStack) ->
         stack.start_agent("node-3")
     assert obj["status"]["phase"] == "Failed"
     assert obj["status"]["reason"] == "AgentUnavailable"
-    assert _calls(stack, "node-3", "orphan") == []
+    assert kubelet_calls(stack, "node-3", "orphan") == []

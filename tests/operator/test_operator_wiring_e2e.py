@@ -17,17 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from operator_e2e_support import NAMESPACE, condition, create_pod, events, kubelet_calls
 
 from forensic_checkpoint.api.custody import ActorKind, CustodyAction
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster.pods import create_running_pod
 from forensic_checkpoint.domain import checkpoint_custody, custody
 from forensic_checkpoint.k8s.client import close, request_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-NAMESPACE = "fcp-e2e"  # the namespace the operator of the `stack` fixture watches
 TESTS = Path(__file__).resolve().parents[1]
 BLOG_TRUTH = json.loads((TESTS / "data" / "counter-blog-crio.truth.json").read_text())
 SECRET = BLOG_TRUTH["memory_strings"][0]
@@ -37,41 +36,11 @@ ALERTMANAGER = json.loads(
 GROUP_PATH = "/apis/forensic-checkpoint.dev/v1alpha1"
 
 
-def _pod(stack: LocalStack, name: str, node: str, **kwargs: Any) -> None:
-    api = stack.cluster.admin_client()
-    try:
-        create_running_pod(api, NAMESPACE, name, node, **kwargs)
-    finally:
-        close(api)
-
-
-def _calls(stack: LocalStack, node: str, pod: str) -> list[dict[str, Any]]:
-    return [c for c in stack.cluster.node(node).calls() if f"/{NAMESPACE}/{pod}/" in c["path"]]
-
-
-def _condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
-    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
-
-
 def _chain(obj: dict[str, Any]) -> list[custody.CustodyEntry]:
     chain = custody.parse_chain(obj["status"].get("custody") or [])
     verdict = custody.verify_chain(chain, obj["metadata"]["uid"])
     assert verdict.ok, verdict.problems
     return chain
-
-
-def _events(stack: LocalStack, name: str) -> list[dict[str, Any]]:
-    api = stack.cluster.admin_client()
-    try:
-        items = request_json(
-            api,
-            "GET",
-            f"/api/v1/namespaces/{NAMESPACE}/events",
-            query={"fieldSelector": f"involvedObject.name={name}"},
-        )["items"]
-    finally:
-        close(api)
-    return list(items)
 
 
 # --- alerts -----------------------------------------------------------------------------------
@@ -113,7 +82,7 @@ def _firing(pod: str, fingerprint: str) -> dict[str, Any]:
 def test_the_operators_receiver_turns_an_alert_into_a_completed_capture(
     stack: LocalStack, capture_policy: str
 ) -> None:
-    _pod(stack, "alerted", "node-1", containers=("counter",))
+    create_pod(stack, "alerted", "node-1", containers=("counter",))
     fingerprint = secrets.token_hex(8)
     payload = _firing("alerted", fingerprint)
     # The policy cache refreshes in the background; the first answer may predate the policy.
@@ -136,7 +105,7 @@ def test_the_operators_receiver_turns_an_alert_into_a_completed_capture(
     assert container["summary"]["memoryHitCount"] == SECRET["occurrences"]
     assert {h["pid"] for h in container["summary"]["memoryHits"]} == set(SECRET["found_in_pids"])
     assert obj["spec"]["reason"]["alert"]["policy"] == capture_policy
-    assert len(_calls(stack, "node-1", "alerted")) == 1
+    assert len(kubelet_calls(stack, "node-1", "alerted")) == 1
 
     requested, captured = _chain(obj)
     assert requested.actor.kind is ActorKind.ALERT
@@ -146,7 +115,7 @@ def test_the_operators_receiver_turns_an_alert_into_a_completed_capture(
 
     again = stack.post_alerts("alertmanager", payload).json()["decisions"][0]
     assert again["reason"] == "Duplicate"
-    assert len(_calls(stack, "node-1", "alerted")) == 1
+    assert len(kubelet_calls(stack, "node-1", "alerted")) == 1
 
 
 def test_the_receiver_refuses_a_sender_without_the_token(stack: LocalStack) -> None:
@@ -181,7 +150,7 @@ def test_a_node_that_cannot_capture_fails_at_once_without_a_kubelet_call(
         stack.start_agent("node-3")
         ready = stack.readiness("node-3")
         assert (ready["status"], ready["reason"]) == ("False", reason), ready
-        _pod(stack, name, "node-3", containers=("app",))
+        create_pod(stack, name, "node-3", containers=("app",))
         stack.create_checkpoint(NAMESPACE, name, {"podName": name})
         obj = stack.wait_phase(NAMESPACE, name, timeout=60)
     finally:
@@ -196,9 +165,9 @@ def test_a_node_that_cannot_capture_fails_at_once_without_a_kubelet_call(
     assert container["reason"] == reason and container["remediation"]
     assert container.get("requestedAt") is None
     assert "Remediation:" in status["message"]
-    assert _condition(obj, "Ready")["reason"] == reason
-    assert any(e["reason"] == reason and e["type"] == "Warning" for e in _events(stack, name))
-    assert _calls(stack, "node-3", name) == []
+    assert condition(obj, "Ready")["reason"] == reason
+    assert any(e["reason"] == reason and e["type"] == "Warning" for e in events(stack, name))
+    assert kubelet_calls(stack, "node-3", name) == []
     # The Requested entry alone, still a valid chain. No annotation or alert names the creator:
     # the entry says so and names the creating program from managedFields as a hint.
     (requested,) = _chain(obj)
@@ -218,7 +187,7 @@ def test_a_failed_capture_carries_the_criu_log_excerpt(stack: LocalStack, tmp_pa
         'checkpointing container "0f3e" failed: runc did not terminate successfully: '
         f"exit status 1: criu failed: type NOTIFY errno 0 path= {log}"
     )
-    _pod(stack, "tcp-shell", "node-2", containers=("app",), fault=f"error={error}")
+    create_pod(stack, "tcp-shell", "node-2", containers=("app",), fault=f"error={error}")
     stack.create_checkpoint(NAMESPACE, "tcp-shell", {"podName": "tcp-shell"})
     obj = stack.wait_phase(NAMESPACE, "tcp-shell")
     (container,) = obj["status"]["containers"]
@@ -232,7 +201,7 @@ def test_a_failed_capture_carries_the_criu_log_excerpt(stack: LocalStack, tmp_pa
 
 
 def test_custody_of_a_completed_capture_verifies(stack: LocalStack) -> None:
-    _pod(stack, "custody", "node-1", containers=("counter",))
+    create_pod(stack, "custody", "node-1", containers=("counter",))
     created = stack.create_checkpoint(
         NAMESPACE,
         "custody",
@@ -310,7 +279,7 @@ def test_an_exported_capture_has_the_agents_facts_in_its_verified_chain(
     stack: LocalStack, exporting_agent: tuple[Any, str]
 ) -> None:
     s3, bucket = exporting_agent
-    _pod(stack, "exported", "node-2", containers=("counter",))
+    create_pod(stack, "exported", "node-2", containers=("counter",))
     stack.create_checkpoint(NAMESPACE, "exported", {"podName": "exported"})
 
     def exported(obj: dict[str, Any]) -> bool:
@@ -334,7 +303,7 @@ def test_an_exported_capture_has_the_agents_facts_in_its_verified_chain(
     key = export["destination"].split("/", 3)[3]
     stored = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == export["sha256"] == captured.sha256
-    assert any(e["reason"] == "Exported" for e in _events(stack, "exported"))
+    assert any(e["reason"] == "Exported" for e in events(stack, "exported"))
     args = ["verify", container["archive"]["path"], "--ref", "exported", "-n", NAMESPACE]
     assert main([*args, "--kubeconfig", str(stack.cluster.kubeconfig)]) == 0
 
@@ -360,7 +329,7 @@ def test_the_hold_reaches_the_agent_at_creation_and_when_it_changes(stack: Local
     from forensic_checkpoint.devcluster import processes
     from forensic_checkpoint.domain.deletion import HOLD_KEY
 
-    _pod(stack, "on-hold", "node-1", containers=("counter",))
+    create_pod(stack, "on-hold", "node-1", containers=("counter",))
     api = stack.cluster.admin_client()
     path = f"{GROUP_PATH}/namespaces/{NAMESPACE}/forensiccheckpoints/on-hold"
     try:
@@ -395,7 +364,7 @@ def test_the_hold_reaches_the_agent_at_creation_and_when_it_changes(stack: Local
         assert processes.wait_until(lambda: _held_at_agent(stack, "node-1", key), 30)
     finally:
         close(api)
-    reasons = [e["reason"] for e in _events(stack, "on-hold")]
+    reasons = [e["reason"] for e in events(stack, "on-hold")]
     assert "HoldLifted" in reasons and "HoldSet" in reasons
 
 
@@ -412,7 +381,7 @@ def test_a_retention_deletion_is_appended_to_the_finished_checkpoints_chain(
     stack.kill_agent("node-2")
     try:
         stack.start_agent("node-2", values_file=values)
-        _pod(stack, "retained", "node-2", containers=("app",))
+        create_pod(stack, "retained", "node-2", containers=("app",))
         stack.create_checkpoint(NAMESPACE, "retained-1", {"podName": "retained"})
         first = stack.wait_phase(NAMESPACE, "retained-1")
         assert first["status"]["phase"] == "Completed"

@@ -1,0 +1,40 @@
+"""Helpers shared by the operator end-to-end tests, which all run on the `stack` fixture."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from forensic_checkpoint.cli.stack import LocalStack
+from forensic_checkpoint.k8s.client import close, request_json
+
+NAMESPACE = "fcp-e2e"  # the namespace the operator of the `stack` fixture watches
+
+
+def create_pod(stack: LocalStack, name: str, node: str, **kwargs: Any) -> None:
+    stack.cluster.create_running_pod(NAMESPACE, name, node, **kwargs)
+
+
+def kubelet_calls(stack: LocalStack, node: str, pod: str) -> list[dict[str, Any]]:
+    """The checkpoint calls the node's fake kubelet received for this pod (readiness probes,
+    which name a pod that cannot exist, are left out)."""
+    return [c for c in stack.cluster.node(node).calls() if f"/{NAMESPACE}/{pod}/" in c["path"]]
+
+
+def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next(c for c in obj["status"]["conditions"] if c["type"] == type_)
+
+
+def events(stack: LocalStack, name: str) -> list[dict[str, Any]]:
+    """The Kubernetes Events about the object called ``name`` in the e2e namespace."""
+    api = stack.cluster.admin_client()
+    try:
+        return list(
+            request_json(
+                api,
+                "GET",
+                f"/api/v1/namespaces/{NAMESPACE}/events",
+                query={"fieldSelector": f"involvedObject.name={name}"},
+            )["items"]
+        )
+    finally:
+        close(api)
