@@ -50,3 +50,12 @@ def dev_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterHan
             file=sys.stderr,
         )
         yield handle
+
+
+@pytest.fixture(scope="module")
+def local(dev_cluster: ClusterHandle) -> ClusterHandle:
+    """The dev cluster when it is our local one, with fake kubelet nodes; tests that talk to
+    those nodes skip on an external cluster (``FORENSIC_TEST_KUBECONFIG``)."""
+    if not dev_cluster.local:
+        pytest.skip("needs the local dev cluster's fake nodes")
+    return dev_cluster

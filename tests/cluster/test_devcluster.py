@@ -44,13 +44,6 @@ def _sha256_zst(path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def local(dev_cluster: ClusterHandle) -> ClusterHandle:
-    if not dev_cluster.local:
-        pytest.skip("needs the local dev cluster's fake nodes")
-    return dev_cluster
-
-
-@pytest.fixture(scope="module")
 def allowed_token(local: ClusterHandle) -> str:
     local.create_service_account("checkpointer")
     local.grant_node_checkpoint(

@@ -53,13 +53,6 @@ def text(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def local(dev_cluster: ClusterHandle) -> ClusterHandle:
-    if not dev_cluster.local:
-        pytest.skip("needs the local dev cluster's fake nodes")
-    return dev_cluster
-
-
-@pytest.fixture(scope="module")
 def agent_token(local: ClusterHandle) -> str:
     local.create_service_account("readiness-agent")
     local.grant_node_checkpoint(
