@@ -12,6 +12,24 @@ from typing import Any
 
 from forensic_checkpoint.analysis.files import FileTable
 from forensic_checkpoint.analysis.images import Image, try_decode
+from forensic_checkpoint.analysis.memory.vmas import (
+    MAP_SHARED,
+    PROT_EXEC,
+    PROT_READ,
+    PROT_WRITE,
+    VMA_ANON_SHARED,
+    VMA_AREA_AIORING,
+    VMA_AREA_HEAP,
+    VMA_AREA_MEMFD,
+    VMA_AREA_SOCKET,
+    VMA_AREA_STACK,
+    VMA_AREA_SYSVIPC,
+    VMA_AREA_VDSO,
+    VMA_AREA_VSYSCALL,
+    VMA_AREA_VVAR,
+    VMA_FILE_PRIVATE,
+    VMA_FILE_SHARED,
+)
 from forensic_checkpoint.analysis.report import (
     Credentials,
     Holder,
@@ -78,27 +96,12 @@ NS_FIELDS = (
     ("cgroup", "cgroup_ns_id"),
     ("time", "time_ns_id"),
 )
-# VMA status bits (criu/include/image.h) and mmap flags
-VMA_AREA_STACK = 1 << 1
-VMA_AREA_VSYSCALL = 1 << 2
-VMA_AREA_VDSO = 1 << 3
-VMA_AREA_HEAP = 1 << 5
-VMA_FILE_PRIVATE = 1 << 6
-VMA_FILE_SHARED = 1 << 7
-VMA_ANON_SHARED = 1 << 8
-VMA_AREA_SYSVIPC = 1 << 10
-VMA_AREA_SOCKET = 1 << 11
-VMA_AREA_VVAR = 1 << 12
-VMA_AREA_AIORING = 1 << 13
-VMA_AREA_MEMFD = 1 << 14
-MAP_SHARED = 0x01
 #: Bounds on what one image may make the report hold (a hostile pstree.img or fdinfo image
 #: can list millions of entries in a few MiB); real containers stay far below them.
 MAX_TASKS = 65_536
 MAX_THREADS = 65_536
 MAX_FDS = 65_536
 MAX_VMAS = 262_144
-PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
 
 
 def capability_names(words: Any) -> list[str]:

@@ -14,12 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from forensic_checkpoint.analysis.files import FileTable
-from forensic_checkpoint.analysis.processes import (
-    MAP_SHARED,
-    VMA_ANON_SHARED,
-    VMA_AREA_MEMFD,
-    ProcessTree,
-)
+from forensic_checkpoint.analysis.memory.vmas import MAP_SHARED, VMA_ANON_SHARED, VMA_AREA_MEMFD
+from forensic_checkpoint.analysis.processes import ProcessTree
 from forensic_checkpoint.analysis.report import SharedMemoryObject
 
 SHMEM_PAGEMAP = re.compile(r"checkpoint/pagemap-shmem-(\d+)\.img")

@@ -15,6 +15,8 @@ from typing import Any
 from forensic_checkpoint.analysis.images import try_decode
 from forensic_checkpoint.analysis.memory import Vma, parse_pagemap, vmas_from_mm
 from forensic_checkpoint.analysis.memory.vmas import (
+    PROT_EXEC,
+    PROT_WRITE,
     VMA_ANON_PRIVATE,
     VMA_ANON_SHARED,
     VMA_AREA_MEMFD,
@@ -28,7 +30,6 @@ from forensic_checkpoint.errors import ImageError
 
 Subject = dict[str, Any]
 
-PROT_WRITE, PROT_EXEC = 2, 4
 _SPECIAL = VMA_AREA_VDSO | VMA_AREA_VVAR | VMA_AREA_VSYSCALL
 POOL_RE = re.compile(r"(?i)stratum[0-9]?\+(?:tcp|ssl|tls|ws)://[^\s'\"]+")
 #: capabilities a CRI runtime grants by default (containerd/CRI-O/Docker default set)

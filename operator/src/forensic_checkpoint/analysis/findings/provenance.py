@@ -15,14 +15,13 @@ from forensic_checkpoint.analysis.files import FileTable
 from forensic_checkpoint.analysis.findings.model import MappedBinary
 from forensic_checkpoint.analysis.memory import vmas_from_mm
 from forensic_checkpoint.analysis.memory.vmas import (
+    PROT_EXEC,
     VMA_AREA_MEMFD,
     VMA_FILE_PRIVATE,
     VMA_FILE_SHARED,
 )
 from forensic_checkpoint.analysis.report import Report
 from forensic_checkpoint.errors import ImageError
-
-PROT_EXEC = 4
 
 
 def build_id_hex(words: list[int]) -> str | None:

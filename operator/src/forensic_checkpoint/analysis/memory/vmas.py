@@ -31,7 +31,11 @@ VMA_ANON_PRIVATE = 1 << 9
 VMA_AREA_SYSVIPC = 1 << 10
 VMA_AREA_SOCKET = 1 << 11
 VMA_AREA_VVAR = 1 << 12
+VMA_AREA_AIORING = 1 << 13
 VMA_AREA_MEMFD = 1 << 14
+# mmap(2) protection and flag bits as CRIU stores them in VmaEntry.prot / .flags.
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+MAP_SHARED = 0x01
 
 _LABELS = (
     (VMA_AREA_STACK, "[stack]"),
