@@ -37,13 +37,8 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-def _load(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(f"forensic_checkpoint.cli.{SUBCOMMANDS[name]}")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("forensic_checkpoint.cli."):
-            return None  # not built yet in this version
-        raise
+def _load(name: str) -> ModuleType:
+    return importlib.import_module(f"forensic_checkpoint.cli.{SUBCOMMANDS[name]}")
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -65,9 +60,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     name, rest = args_list[0], args_list[1:]
     module = _load(name)
-    if module is None:
-        print(f"forensic-checkpoint: '{name}' is not available in this build", file=sys.stderr)
-        return EXIT_USAGE
     parser = argparse.ArgumentParser(prog=f"forensic-checkpoint {name}", description=module.HELP)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
