@@ -59,7 +59,7 @@ def test_private_key_and_cloud_key_in_files_are_high_and_hashed_whole() -> None:
     assert key.evidence.path == "/root/.ssh/id_ed25519"
     assert key.evidence.sha256 == hashlib.sha256(PEM.rstrip(b"\n")).hexdigest()
     assert found["aws-access-key"].evidence.path == "/app/.env"
-    dump = json.dumps([f.model_dump() for f in found.values()])
+    dump = json.dumps([f.to_json_dict() for f in found.values()])
     assert AWS not in dump and "b3BlbnNzaC1rZXkt" not in dump
 
 
@@ -79,7 +79,7 @@ def test_jwt_kinds_and_secret_env_names() -> None:
     assert secret.severity == "info"
     assert secret.evidence.details["variable"] == "DB_PASSWORD"
     assert secret.evidence.details["value"] == "...<redacted 7 chars>"
-    assert "hunter2" not in json.dumps([f.model_dump() for f in found.values()])
+    assert "hunter2" not in json.dumps([f.to_json_dict() for f in found.values()])
 
 
 def test_memory_candidates_are_checked_by_the_detectors() -> None:

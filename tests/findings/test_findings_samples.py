@@ -40,7 +40,7 @@ def test_benign_multi_proc_inventory_is_info_and_redacted() -> None:
     assert secret.severity == "info"
     assert secret.evidence.pids == [11]
     assert secret.evidence.details["variable"] == "SECRET_TOKEN"
-    assert "st_" not in secret.model_dump_json()  # the value itself never leaves
+    assert "st_" not in secret.to_json()  # the value itself never leaves
 
 
 def _by_rule(findings: list[Finding]) -> dict[str, list[Finding]]:
@@ -93,7 +93,7 @@ def test_attack_revshell_evidence_details() -> None:
         "bdbd0f03f751f2207452c8598c4e3037f07384dcc979072aeaa95031f15c4653"
     )
     jwt = truth("attack-revshell")["attack"]["fake_serviceaccount_jwt"]["value"]
-    assert jwt[20:80] not in analysed("attack-revshell").model_dump_json()
+    assert jwt[20:80] not in analysed("attack-revshell").to_json()
     cron = by_rule["cron-persistence"][0]
     assert cron.evidence.details["content"].startswith("*/5 * * * * root /tmp/.x/kworkerd")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import struct
@@ -116,7 +117,7 @@ def test_stix_bundle_carries_the_attack_observables() -> None:
 
 
 def test_html_is_one_offline_file_with_everything_escaped() -> None:
-    report = analysed("attack-revshell").model_copy(deep=True)
+    report = copy.deepcopy(analysed("attack-revshell"))
     report.processes[0].cmdline = ["<script>alert(1)</script>"]
     page = html.to_html(report)
     assert "<script" not in page.replace("&lt;script&gt;", "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from functools import cache
 from pathlib import Path
@@ -55,9 +57,9 @@ def test_identity_mismatch_is_flagged() -> None:
 
 
 def test_summary_is_bounded_and_round_trips_through_the_status() -> None:
-    report = _report().model_copy(deep=True)
+    report = copy.deepcopy(_report())
     report.processes = [
-        p.model_copy(update={"pid": 1000 + i}) for i, p in enumerate(report.processes * 30)
+        dataclasses.replace(p, pid=1000 + i) for i, p in enumerate(report.processes * 30)
     ]
     report.warnings = [f"warning {i}" for i in range(50)]
     summary = summarize(report, pod="counters", namespace="default", container="counter")

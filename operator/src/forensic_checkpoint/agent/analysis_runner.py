@@ -37,7 +37,7 @@ def analyze_to_file(archive: Path, report_path: Path, options: AnalysisOptions) 
             reveal=options.reveal,
         ),
     )
-    write_private(report_path, report.model_dump_json(by_alias=True).encode())
+    write_private(report_path, report.to_json().encode())
 
 
 def _child(conn: Connection, archive: str, report_path: str, options_json: str) -> None:

@@ -32,6 +32,7 @@ from forensic_checkpoint.analysis.identity import build_identity, detect_engine,
 from forensic_checkpoint.analysis.images import try_decode
 from forensic_checkpoint.analysis.process_memory import MemoryResult, analyze_memory
 from forensic_checkpoint.analysis.processes import ProcessTree, build_process_tree
+from forensic_checkpoint.analysis.record import field_names
 from forensic_checkpoint.analysis.redact import redact
 from forensic_checkpoint.analysis.report import (
     ArchiveInfo,
@@ -158,7 +159,6 @@ def run_analysis(
         "container identity",
         warnings,
         lambda: build_identity(
-            engine=engine,
             config=config,
             spec=spec,
             status_dump=status_dump,
@@ -309,6 +309,6 @@ def _dump_stats(blob: bytes | None, warnings: list[str]) -> DumpStats | None:
     values = {
         f.name: int(getattr(dump, f.name))
         for f in dump.DESCRIPTOR.fields
-        if dump.HasField(f.name) and f.name in DumpStats.model_fields
+        if dump.HasField(f.name) and f.name in field_names(DumpStats)
     }
     return DumpStats(**values)

@@ -8,46 +8,47 @@ masked by default anyway) and memory is compared per process by dumped bytes.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from dataclasses import dataclass, field
 
+from forensic_checkpoint.analysis.record import Record
 from forensic_checkpoint.analysis.report import Process, Report, Socket
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-
-class DiffSide(_Model):
+@dataclass(kw_only=True)
+class DiffSide(Record):
     path: str
     sha256: str
     container_id: str | None = None
     checkpointed_at: str | None = None
 
 
-class Changes(_Model):
+@dataclass(kw_only=True)
+class Changes(Record):
     """Human-readable one-line items; JSON consumers get the same lines."""
 
-    added: list[str] = Field(default_factory=list)
-    removed: list[str] = Field(default_factory=list)
-    changed: list[str] = Field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
 
 
-class ProcessMemoryChange(_Model):
+@dataclass(kw_only=True)
+class ProcessMemoryChange(Record):
     pid: int
     a_bytes: int
     b_bytes: int
     delta_bytes: int
 
 
-class MemoryChange(_Model):
+@dataclass(kw_only=True)
+class MemoryChange(Record):
     a_bytes: int
     b_bytes: int
     delta_bytes: int
-    processes: list[ProcessMemoryChange] = Field(default_factory=list)
+    processes: list[ProcessMemoryChange] = field(default_factory=list)
 
 
-class DiffReport(_Model):
+@dataclass(kw_only=True)
+class DiffReport(Record):
     a: DiffSide
     b: DiffSide
     same_container: bool
@@ -56,7 +57,7 @@ class DiffReport(_Model):
     sockets: Changes
     rootfs: Changes
     #: findings by id (rule + subject), so a new reverse shell shows as added
-    findings: Changes = Field(default_factory=Changes)
+    findings: Changes = field(default_factory=Changes)
     memory: MemoryChange
 
 

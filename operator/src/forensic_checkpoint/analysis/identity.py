@@ -97,7 +97,6 @@ def _ns_time(value: Any) -> str | None:
 
 def build_identity(
     *,
-    engine: str,
     config: dict[str, Any],
     spec: dict[str, Any],
     status_dump: dict[str, Any],
@@ -198,5 +197,4 @@ def build_identity(
         spec_env=env,
         annotations=ann,
         labels=_labels(ann_raw, status_dump),
-        engine=engine,
     )

@@ -6,22 +6,20 @@ its error instead of stopping the listing.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
 
 from forensic_checkpoint.analysis.archive import scan_archive
 from forensic_checkpoint.analysis.identity import build_identity, detect_engine, load_json
+from forensic_checkpoint.analysis.record import Record
 from forensic_checkpoint.errors import ForensicCheckpointError
 
 #: the kubelet's default checkpoint directory
 KUBELET_CHECKPOINTS = Path("/var/lib/kubelet/checkpoints")
 
 
-class ListedCheckpoint(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
+@dataclass(kw_only=True)
+class ListedCheckpoint(Record):
     path: str
     size_bytes: int = 0
     engine: str | None = None
@@ -32,10 +30,9 @@ class ListedCheckpoint(BaseModel):
     error: str | None = None
 
 
-class CheckpointList(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    checkpoints: list[ListedCheckpoint] = Field(default_factory=list)
+@dataclass(kw_only=True)
+class CheckpointList(Record):
+    checkpoints: list[ListedCheckpoint] = field(default_factory=list)
 
 
 def _as_dict(value: object) -> dict[str, object]:
@@ -56,7 +53,6 @@ def describe(path: Path) -> ListedCheckpoint:
     engine = detect_engine(spec, config, {m.name for m in contents.members})
     directory = contents.member("checkpoint") or contents.member("checkpoint/")
     identity = build_identity(
-        engine=engine,
         config=config,
         spec=spec,
         status_dump=status,

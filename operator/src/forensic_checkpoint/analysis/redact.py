@@ -8,6 +8,8 @@ are often the rest of a secret. ``--reveal`` skips this function.
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 from forensic_checkpoint.analysis.report import REDACTED, EnvVar, MemorySearch, Report
 
 
@@ -18,7 +20,7 @@ def _mask_env(env: list[EnvVar]) -> list[EnvVar]:
 def redact(report: Report, *, copy: bool = True) -> Report:
     """``report`` with secret values masked and ``redacted`` set; a deep copy unless the
     caller owns the report and passes ``copy=False``."""
-    out = report.model_copy(deep=True) if copy else report
+    out = deepcopy(report) if copy else report
     out.redacted = True
     out.container.spec_env = _mask_env(out.container.spec_env)
     for proc in out.processes:

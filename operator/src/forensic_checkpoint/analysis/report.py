@@ -1,6 +1,6 @@
-"""The analysis report: one pydantic model that every renderer, the agent and the operator share.
+"""The analysis report: one model that every renderer, the agent and the operator share.
 
-JSON is camelCase (``report.model_dump(mode="json", by_alias=True)``); Python code uses the
+JSON is camelCase (``report.to_json_dict()``, see ``record.Record``); Python code uses the
 snake_case attribute names. Addresses are hex strings (``"0x7ffd..."``) because that is how
 crit, /proc and every analyst write them, and because 64-bit values do not survive JavaScript
 numbers. Fields the archive cannot tell are ``None`` rather than guessed.
@@ -8,10 +8,9 @@ numbers. Fields the archive cannot tell are ``None`` rather than guessed.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from dataclasses import dataclass, field
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
 from forensic_checkpoint.analysis.findings.model import (
     ConnectionGraph,
@@ -20,6 +19,10 @@ from forensic_checkpoint.analysis.findings.model import (
     MappedBinary,
     TimelineEvent,
 )
+from forensic_checkpoint.analysis.record import Record
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 #: Bumped when a field is renamed or removed (adding fields does not bump it).
 SCHEMA_VERSION = "1"
@@ -28,11 +31,8 @@ SCHEMA_VERSION = "1"
 REDACTED = "<redacted>"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, defer_build=True)
-
-
-class EnvVar(_Model):
+@dataclass(kw_only=True)
+class EnvVar(Record):
     name: str
     value: str
 
@@ -40,7 +40,8 @@ class EnvVar(_Model):
 # --- archive and container identity ---------------------------------------------------------
 
 
-class ArchiveInfo(_Model):
+@dataclass(kw_only=True)
+class ArchiveInfo(Record):
     path: str
     sha256: str
     size_bytes: int
@@ -53,10 +54,11 @@ class ArchiveInfo(_Model):
     checkpoint_size_bytes: int = 0
     memory_pages_size_bytes: int = 0
     rootfs_diff_size_bytes: int = 0
-    members: list[str] = Field(default_factory=list)
+    members: list[str] = field(default_factory=list)
 
 
-class ContainerInfo(_Model):
+@dataclass(kw_only=True)
+class ContainerInfo(Record):
     id: str | None = None
     #: the Kubernetes container name where known, else the engine's container name
     name: str | None = None
@@ -80,24 +82,26 @@ class ContainerInfo(_Model):
     host_pid: int | None = None
     #: where the engine kept the container log on the node (status.dump log_path, CRI-O)
     log_path: str | None = None
-    args: list[str] = Field(default_factory=list)
+    args: list[str] = field(default_factory=list)
     cwd: str | None = None
     #: OCI spec env as NAME=VALUE (values masked unless revealed).
-    spec_env: list[EnvVar] = Field(default_factory=list)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    labels: dict[str, str] = Field(default_factory=dict)
+    spec_env: list[EnvVar] = field(default_factory=list)
+    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 # --- processes ---------------------------------------------------------------------------------
 
 
-class Thread(_Model):
+@dataclass(kw_only=True)
+class Thread(Record):
     tid: int
     comm: str | None = None
     state: str | None = None
 
 
-class Credentials(_Model):
+@dataclass(kw_only=True)
+class Credentials(Record):
     uid: int | None = None
     euid: int | None = None
     suid: int | None = None
@@ -106,24 +110,26 @@ class Credentials(_Model):
     egid: int | None = None
     sgid: int | None = None
     fsgid: int | None = None
-    groups: list[int] = Field(default_factory=list)
+    groups: list[int] = field(default_factory=list)
     #: Capability sets as lists of names (CAP_NET_BIND_SERVICE, ...).
-    cap_effective: list[str] = Field(default_factory=list)
-    cap_permitted: list[str] = Field(default_factory=list)
-    cap_inheritable: list[str] = Field(default_factory=list)
-    cap_bounding: list[str] = Field(default_factory=list)
-    cap_ambient: list[str] = Field(default_factory=list)
+    cap_effective: list[str] = field(default_factory=list)
+    cap_permitted: list[str] = field(default_factory=list)
+    cap_inheritable: list[str] = field(default_factory=list)
+    cap_bounding: list[str] = field(default_factory=list)
+    cap_ambient: list[str] = field(default_factory=list)
     no_new_privs: bool | None = None
 
 
-class Seccomp(_Model):
+@dataclass(kw_only=True)
+class Seccomp(Record):
     #: "disabled" | "strict" | "filter"
     mode: str
     filters: int = 0
     filter_instructions: int = 0
 
 
-class GhostFile(_Model):
+@dataclass(kw_only=True)
+class GhostFile(Record):
     """Content of a deleted-but-open file, which CRIU saves in ghost-file-N.img."""
 
     image: str
@@ -134,7 +140,8 @@ class GhostFile(_Model):
     truncated: bool = False
 
 
-class OpenFile(_Model):
+@dataclass(kw_only=True)
+class OpenFile(Record):
     fd: int | str  # int, or "cwd" / "root" / "exe"
     #: REG | PIPE | FIFO | INETSK | UNIXSK | PACKETSK | NETLINKSK | EVENTFD | EVENTPOLL | ...
     type: str
@@ -149,7 +156,8 @@ class OpenFile(_Model):
     file_id: int | None = None
 
 
-class MemoryMap(_Model):
+@dataclass(kw_only=True)
+class MemoryMap(Record):
     start: str
     end: str
     size_bytes: int
@@ -163,7 +171,8 @@ class MemoryMap(_Model):
     rss_bytes: int = 0
 
 
-class Process(_Model):
+@dataclass(kw_only=True)
+class Process(Record):
     pid: int
     ppid: int
     pgid: int | None = None
@@ -171,31 +180,32 @@ class Process(_Model):
     comm: str
     exe: str | None = None
     #: argv read from memory (mm_arg_start..mm_arg_end); empty if unreadable.
-    cmdline: list[str] = Field(default_factory=list)
+    cmdline: list[str] = field(default_factory=list)
     #: "running" | "sleeping" | "stopped" | "zombie" | "dead" | ...
     state: str
     exit_code: int | None = None
-    threads: list[Thread] = Field(default_factory=list)
-    env: list[EnvVar] = Field(default_factory=list)
+    threads: list[Thread] = field(default_factory=list)
+    env: list[EnvVar] = field(default_factory=list)
     cwd: str | None = None
     root: str | None = None
     credentials: Credentials | None = None
     seccomp: Seccomp | None = None
-    open_files: list[OpenFile] = Field(default_factory=list)
-    maps: list[MemoryMap] = Field(default_factory=list)
+    open_files: list[OpenFile] = field(default_factory=list)
+    maps: list[MemoryMap] = field(default_factory=list)
     #: bytes of private memory in the dump (pagemap PE_PRESENT pages)
     rss_bytes: int = 0
     #: checkpointctl memparse: all pagemap pages; shared = size of MAP_SHARED areas
     memory_size_bytes: int = 0
     shared_memory_size_bytes: int = 0
     #: namespace type -> id (ids-PID.img)
-    namespaces: dict[str, int] = Field(default_factory=dict)
+    namespaces: dict[str, int] = field(default_factory=dict)
 
 
 # --- sockets, pipes, queues -----------------------------------------------------------------
 
 
-class QueueData(_Model):
+@dataclass(kw_only=True)
+class QueueData(Record):
     """Bytes waiting in a kernel queue when the dump was taken."""
 
     size_bytes: int
@@ -205,17 +215,19 @@ class QueueData(_Model):
     truncated: bool = False
 
 
-class Holder(_Model):
+@dataclass(kw_only=True)
+class Holder(Record):
     pid: int
     fd: int
 
 
-class Socket(_Model):
+@dataclass(kw_only=True)
+class Socket(Record):
     id: int
     inode: int | None = None
     #: pid of the first holder (sockets shared by several fds list all in heldBy)
     pid: int | None = None
-    held_by: list[Holder] = Field(default_factory=list)
+    held_by: list[Holder] = field(default_factory=list)
     #: "unix" | "inet" | "inet6" | "packet" | "netlink"
     family: str
     #: "stream" | "dgram" | "seqpacket" | "raw" | ...
@@ -236,25 +248,28 @@ class Socket(_Model):
     receive_buffer_bytes: int | None = None
 
 
-class Pipe(_Model):
+@dataclass(kw_only=True)
+class Pipe(Record):
     id: int
     type: Literal["pipe", "fifo"] = "pipe"
     path: str | None = None
-    held_by: list[Holder] = Field(default_factory=list)
+    held_by: list[Holder] = field(default_factory=list)
     buffered: QueueData | None = None
 
 
 # --- namespaces, mounts -----------------------------------------------------------------------
 
 
-class Namespace(_Model):
+@dataclass(kw_only=True)
+class Namespace(Record):
     type: str
     id: int
     #: extra facts: external key, UTS names, ...
-    details: dict[str, str] = Field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
 
 
-class Mount(_Model):
+@dataclass(kw_only=True)
+class Mount(Record):
     mountpoint: str
     fstype: str | None = None
     source: str | None = None
@@ -268,7 +283,8 @@ class Mount(_Model):
 # --- rootfs diff --------------------------------------------------------------------------------
 
 
-class RootfsEntry(_Model):
+@dataclass(kw_only=True)
+class RootfsEntry(Record):
     path: str
     #: "file" | "dir" | "symlink" | "hardlink" | "whiteout" | "other"
     type: str
@@ -280,20 +296,22 @@ class RootfsEntry(_Model):
     sha256: str | None = None
 
 
-class Rootfs(_Model):
+@dataclass(kw_only=True)
+class Rootfs(Record):
     present: bool = False
     #: "tar" | "tar+gzip" | None
     format: str | None = None
-    changed: list[RootfsEntry] = Field(default_factory=list)
+    changed: list[RootfsEntry] = field(default_factory=list)
     #: absolute paths deleted from the image (deleted.files or .wh. whiteouts)
-    deleted: list[str] = Field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
     #: "deleted.files" | "whiteouts" | None
     deleted_source: str | None = None
     #: directories marked opaque (.wh..wh..opq)
-    opaque_dirs: list[str] = Field(default_factory=list)
+    opaque_dirs: list[str] = field(default_factory=list)
 
 
-class DumpLog(_Model):
+@dataclass(kw_only=True)
+class DumpLog(Record):
     """CRIU's dump.log (CRI-O and containerd archives), summarised."""
 
     size_bytes: int
@@ -301,12 +319,13 @@ class DumpLog(_Model):
     #: "Dumping finished successfully" is the last line
     succeeded: bool = False
     #: the first "Error" and "Warn" lines, as CRIU wrote them
-    problems: list[str] = Field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
     #: the last lines of the log
     tail: str = ""
 
 
-class ContainerLog(_Model):
+@dataclass(kw_only=True)
+class ContainerLog(Record):
     member: str
     size_bytes: int
     #: the last lines of the log (text); ``truncated`` says whether earlier lines were cut
@@ -317,7 +336,8 @@ class ContainerLog(_Model):
 # --- memory -----------------------------------------------------------------------------------
 
 
-class SearchMatch(_Model):
+@dataclass(kw_only=True)
+class SearchMatch(Record):
     pid: int
     address: str
     #: the VMA it falls in: "0xstart-0xend perms name"
@@ -328,23 +348,26 @@ class SearchMatch(_Model):
     match: str = ""
 
 
-class MemorySearch(_Model):
+@dataclass(kw_only=True)
+class MemorySearch(Record):
     pattern: str
     kind: Literal["literal", "regex"]
-    matches: list[SearchMatch] = Field(default_factory=list)
+    matches: list[SearchMatch] = field(default_factory=list)
     #: all matches found; ``matches`` holds the first ones (``truncated`` when cut)
     total_matches: int = 0
     truncated: bool = False
 
 
-class MemorySummary(_Model):
+@dataclass(kw_only=True)
+class MemorySummary(Record):
     page_size: int = 4096
     #: bytes of all pages-*.img
     dumped_bytes: int = 0
-    searches: list[MemorySearch] = Field(default_factory=list)
+    searches: list[MemorySearch] = field(default_factory=list)
 
 
-class SharedMemoryObject(_Model):
+@dataclass(kw_only=True)
+class SharedMemoryObject(Record):
     """A shared memory object whose pages CRIU dumped once for all processes
     (pagemap-shmem-<shmid>.img): a memfd, or MAP_SHARED anonymous memory."""
 
@@ -358,10 +381,11 @@ class SharedMemoryObject(_Model):
     #: sha256 of the memfd content (size_bytes bytes from offset 0) when fully dumped
     sha256: str | None = None
     #: processes that map it ("pid 0xstart-0xend") or hold it open ("pid fd N")
-    used_by: list[str] = Field(default_factory=list)
+    used_by: list[str] = field(default_factory=list)
 
 
-class DumpStats(_Model):
+@dataclass(kw_only=True)
+class DumpStats(Record):
     """CRIU's dump statistics (stats-dump), times in microseconds."""
 
     freezing_time: int | None = None
@@ -383,41 +407,51 @@ class DumpStats(_Model):
 # --- the report -------------------------------------------------------------------------------
 
 
-class Report(_Model):
+@dataclass(kw_only=True)
+class Report(Record):
     schema_version: str = SCHEMA_VERSION
     #: True when secrets were masked (the default); False after --reveal.
     redacted: bool = False
     archive: ArchiveInfo
-    container: ContainerInfo = Field(default_factory=ContainerInfo)
-    processes: list[Process] = Field(default_factory=list)
-    sockets: list[Socket] = Field(default_factory=list)
-    pipes: list[Pipe] = Field(default_factory=list)
-    namespaces: list[Namespace] = Field(default_factory=list)
-    mounts: list[Mount] = Field(default_factory=list)
-    rootfs: Rootfs = Field(default_factory=Rootfs)
+    container: ContainerInfo = field(default_factory=ContainerInfo)
+    processes: list[Process] = field(default_factory=list)
+    sockets: list[Socket] = field(default_factory=list)
+    pipes: list[Pipe] = field(default_factory=list)
+    namespaces: list[Namespace] = field(default_factory=list)
+    mounts: list[Mount] = field(default_factory=list)
+    rootfs: Rootfs = field(default_factory=Rootfs)
     log: ContainerLog | None = None
     dump_log: DumpLog | None = None
     #: bind.mounts (CRI-O) and network.status (podman) as parsed JSON
     bind_mounts: Any = None
     network_status: Any = None
-    memory: MemorySummary = Field(default_factory=MemorySummary)
-    shared_memory: list[SharedMemoryObject] = Field(default_factory=list)
+    memory: MemorySummary = field(default_factory=MemorySummary)
+    shared_memory: list[SharedMemoryObject] = field(default_factory=list)
     dump_stats: DumpStats | None = None
     #: what is wrong in the checkpoint (analysis/findings), most severe first
-    findings: list[Finding] = Field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
     #: every time the archive holds, oldest first (analysis/timeline.py)
-    timeline: list[TimelineEvent] = Field(default_factory=list)
+    timeline: list[TimelineEvent] = field(default_factory=list)
     #: commands recovered from shells' in-memory history (findings/history.py)
-    shell_history: list[HistoryEntry] = Field(default_factory=list)
+    shell_history: list[HistoryEntry] = field(default_factory=list)
     #: mapped ELFs with build-ids and origin (findings/provenance.py)
-    binaries: list[MappedBinary] = Field(default_factory=list)
+    binaries: list[MappedBinary] = field(default_factory=list)
     #: processes, pipes and sockets as a graph, with stdio chains (findings/graph.py)
-    connections: ConnectionGraph = Field(default_factory=ConnectionGraph)
-    warnings: list[str] = Field(default_factory=list)
+    connections: ConnectionGraph = field(default_factory=ConnectionGraph)
+    warnings: list[str] = field(default_factory=list)
 
     def process(self, pid: int) -> Process | None:
         return next((p for p in self.processes if p.pid == pid), None)
 
-    def to_json_dict(self) -> dict[str, Any]:
-        """The camelCase JSON contract."""
-        return self.model_dump(mode="json", by_alias=True)
+
+@cache
+def _report_adapter() -> TypeAdapter[Report]:
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Report)
+
+
+def parse_report(text: str | bytes) -> Report:
+    """A report from its JSON (an agent's answer): validated by pydantic, which is imported
+    only here, so the analyzer itself never pays for it. Raises ``ValueError``."""
+    return _report_adapter().validate_json(text)

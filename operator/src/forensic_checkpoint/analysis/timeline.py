@@ -63,7 +63,13 @@ def sort_key(event: TimelineEvent) -> int:
 
 
 def _event(
-    stamp: tuple[str, int, str] | None, desc: str, message: str, source: str, **extra: object
+    stamp: tuple[str, int, str] | None,
+    desc: str,
+    message: str,
+    source: str,
+    *,
+    pid: int | None = None,
+    path: str | None = None,
 ) -> TimelineEvent | None:
     if stamp is None:
         return None
@@ -73,7 +79,8 @@ def _event(
         message=message[:MAX_MESSAGE],
         source=source,
         precision=stamp[2],
-        **extra,
+        pid=pid,
+        path=path,
     )
 
 

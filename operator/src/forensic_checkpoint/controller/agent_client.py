@@ -8,13 +8,14 @@ projected ServiceAccount tokens rotate.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 from pydantic import ValidationError
 
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.report import Report, parse_report
 from forensic_checkpoint.api.agent import (
     API_PREFIX,
     CaptureRequest,
@@ -81,16 +82,20 @@ class AgentClient:
             API_PREFIX,
             json_body=request.model_dump(mode="json", by_alias=True, exclude_none=True),
         )
-        return _parse(CaptureStatus, body, endpoint)
+        return _parse(CaptureStatus.model_validate_json, body, endpoint, "CaptureStatus")
 
     async def status(self, endpoint: str, key: str) -> CaptureStatus | None:
         """The job's status, or ``None`` if the agent does not know the key."""
         status, body = await self._call("GET", endpoint, f"{API_PREFIX}/{key}", allow_404=True)
-        return None if status == 404 else _parse(CaptureStatus, body, endpoint)
+        return (
+            None
+            if status == 404
+            else _parse(CaptureStatus.model_validate_json, body, endpoint, "CaptureStatus")
+        )
 
     async def report(self, endpoint: str, key: str) -> Report:
         _, body = await self._call("GET", endpoint, f"{API_PREFIX}/{key}/report")
-        return _parse(Report, body, endpoint)
+        return _parse(parse_report, body, endpoint, "Report")
 
     async def hold(self, endpoint: str, key: str, *, hold: bool) -> CaptureStatus | None:
         """Set or lift the legal hold of a job; ``None`` if the agent does not know the key."""
@@ -101,12 +106,20 @@ class AgentClient:
             json_body=HoldRequest(hold=hold).model_dump(mode="json", by_alias=True),
             allow_404=True,
         )
-        return None if status == 404 else _parse(CaptureStatus, body, endpoint)
+        return (
+            None
+            if status == 404
+            else _parse(CaptureStatus.model_validate_json, body, endpoint, "CaptureStatus")
+        )
 
     async def delete(self, endpoint: str, key: str) -> DeleteResult | None:
         """Delete the job's archive and report; ``None`` if there was nothing to delete."""
         status, body = await self._call("DELETE", endpoint, f"{API_PREFIX}/{key}", allow_404=True)
-        return None if status == 404 else _parse(DeleteResult, body, endpoint)
+        return (
+            None
+            if status == 404
+            else _parse(DeleteResult.model_validate_json, body, endpoint, "DeleteResult")
+        )
 
     async def _call(
         self,
@@ -153,11 +166,11 @@ class AgentClient:
         return status, text
 
 
-def _parse(model: type[_M], text: Any, endpoint: str) -> _M:
+def _parse(parse: Callable[[Any], _M], text: Any, endpoint: str, what: str) -> _M:
     try:
-        return model.model_validate_json(text)
+        return parse(text)
     except (ValidationError, ValueError) as exc:
         raise AgentError(
-            f"agent {endpoint} sent an invalid {model.__name__}: {exc.__class__.__name__}",
+            f"agent {endpoint} sent an invalid {what}: {exc.__class__.__name__}",
             reason=AGENT_BAD_RESPONSE,
         ) from exc

@@ -118,9 +118,7 @@ def summarize(report: Report, *, pod: str, namespace: str, container: str) -> An
         )
         for f in report.findings[:MAX_FINDINGS]
     ]
-    stats = (
-        report.dump_stats.model_dump(by_alias=True, exclude_none=True) if report.dump_stats else {}
-    )
+    stats = report.dump_stats.to_json_dict(exclude_none=True) if report.dump_stats else {}
     return AnalysisSummary(
         identity=_identity(report, pod=pod, namespace=namespace, container=container),
         process_count=len(processes),

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from forensic_checkpoint.analysis.findings.model import Evidence, Finding
+from forensic_checkpoint.analysis.findings.model import Evidence, Finding, as_severity
 from forensic_checkpoint.analysis.findings.sources import OVERLAP
 from forensic_checkpoint.analysis.report import Report
 
@@ -246,7 +246,7 @@ def _group(hits: list[Hit]) -> list[Finding]:
             Finding(
                 id=f"{rule}:sha256={sha[:16]}",
                 rule=rule,
-                severity=det["severity"],
+                severity=as_severity(det["severity"]) or "high",  # checked by parse_rules
                 title=str(det["title"]),
                 source=str(det["source"]),
                 attack=[str(a) for a in det.get("attack") or []],

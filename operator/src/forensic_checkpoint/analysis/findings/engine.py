@@ -24,18 +24,25 @@ from forensic_checkpoint.analysis.findings.facts import (
     mount_subjects,
     process_subjects,
 )
-from forensic_checkpoint.analysis.findings.model import SEVERITY_RANK, Evidence, Finding
+from forensic_checkpoint.analysis.findings.model import (
+    SEVERITY_RANK,
+    Evidence,
+    Finding,
+    Severity,
+    as_severity,
+)
+from forensic_checkpoint.analysis.record import field_names
 from forensic_checkpoint.errors import ConfigError
 
 SUBJECT_KINDS = ("process", "env", "file", "mapping", "mount", "container", "logline")
-_EVIDENCE_FIELDS = set(Evidence.model_fields) - {"details"}
+_EVIDENCE_FIELDS = field_names(Evidence) - {"details"}
 
 
 @dataclass(frozen=True)
 class Rule:
     id: str
     title: str
-    severity: str
+    severity: Severity
     subject: str
     source: str
     when: Mapping[str, Any]
@@ -63,11 +70,14 @@ def parse_rules(text: str) -> RuleSet:
     seen: set[str] = set()
     for raw in doc.get("rules") or []:
         rid = str(raw.get("id", "?"))
+        severity = as_severity(raw.get("severity"))
+        if severity is None:
+            raise ConfigError(f"rule {rid}: unknown severity {raw.get('severity')!r}")
         try:
             rule = Rule(
                 id=rid,
                 title=str(raw["title"]),
-                severity=str(raw["severity"]),
+                severity=severity,
                 subject=str(raw["subject"]),
                 source=str(raw["source"]),
                 when=dict(raw["when"]),
@@ -82,14 +92,16 @@ def parse_rules(text: str) -> RuleSet:
         _check(rule, lists, seen)
         seen.add(rid)
         rules.append(rule)
-    return RuleSet(lists=lists, rules=tuple(rules), credentials=dict(doc.get("credentials") or {}))
+    credentials = dict(doc.get("credentials") or {})
+    for det in [credentials.get("env_name") or {}, *(credentials.get("detectors") or [])]:
+        if as_severity(severity := det.get("severity")) is None:
+            raise ConfigError(f"credential {det.get('id', '?')}: unknown severity {severity!r}")
+    return RuleSet(lists=lists, rules=tuple(rules), credentials=credentials)
 
 
 def _check(rule: Rule, lists: Mapping[str, list[str]], seen: set[str]) -> None:
     if rule.id in seen:
         raise ConfigError(f"rule {rule.id}: duplicate id")
-    if rule.severity not in SEVERITY_RANK:
-        raise ConfigError(f"rule {rule.id}: unknown severity {rule.severity!r}")
     if rule.subject not in SUBJECT_KINDS:
         raise ConfigError(f"rule {rule.id}: unknown subject {rule.subject!r}")
     unknown = set(rule.evidence) - _EVIDENCE_FIELDS
@@ -213,7 +225,7 @@ def _finding(
     return Finding(
         id=f"{rule.id}:{key}",
         rule=rule.id,
-        severity=rule.severity,  # checked against Severity by parse_rules
+        severity=rule.severity,
         title=rule.title,
         source=rule.source,
         attack=list(rule.attack),

@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from forensic_checkpoint.analysis.record import Record
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 
 #: Ordering used for sorting and for "above info" checks.
 SEVERITY_RANK: dict[str, int] = {"info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, defer_build=True)
+def as_severity(value: object) -> Severity | None:
+    """``value`` if it names a severity, else None (rule files are data, so they are checked)."""
+    return next((s for s in SEVERITIES if s == value), None)
 
 
-class Evidence(_Model):
+@dataclass(kw_only=True)
+class Evidence(Record):
     """What an analyst needs to go and look: every field is optional, ``details`` holds the
     rule-specific rest (already redacted where it could hold a secret)."""
 
     pid: int | None = None
     #: every process involved (a chain, the holders of a socket, ...)
-    pids: list[int] = Field(default_factory=list)
-    fd: list[int] = Field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    fd: list[int] = field(default_factory=list)
     address: str | None = None
     #: "0xstart-0xend perms name"
     mapping: str | None = None
@@ -34,10 +37,11 @@ class Evidence(_Model):
     #: bytes in flight (socket/pipe queues) or bytes of the object the finding is about
     bytes: int | None = None
     sha256: str | None = None
-    details: dict[str, str] = Field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
 
 
-class Finding(_Model):
+@dataclass(kw_only=True)
+class Finding(Record):
     #: stable across runs: "<rule>:<subject key>"
     id: str
     rule: str
@@ -46,12 +50,13 @@ class Finding(_Model):
     #: what the rule is (where the condition came from: Falco, Tracee, Volatility, CRIU, ...)
     source: str
     #: MITRE ATT&CK technique ids
-    attack: list[str] = Field(default_factory=list)
+    attack: list[str] = field(default_factory=list)
     description: str = ""
-    evidence: Evidence = Field(default_factory=Evidence)
+    evidence: Evidence = field(default_factory=Evidence)
 
 
-class TimelineEvent(_Model):
+@dataclass(kw_only=True)
+class TimelineEvent(Record):
     #: ISO 8601 UTC with the precision the source has
     time: str
     #: Timesketch's timestamp_desc: what the time means ("File Modified", "Log Line", ...)
@@ -65,7 +70,8 @@ class TimelineEvent(_Model):
     path: str | None = None
 
 
-class MappedBinary(_Model):
+@dataclass(kw_only=True)
+class MappedBinary(Record):
     """An ELF (or other executable file) mapped by some process, with its GNU build-id.
 
     CRIU records the build-id of every mapped file (``--file-validation=buildid``, the
@@ -77,14 +83,15 @@ class MappedBinary(_Model):
     #: GNU build-id as readelf prints it (hex), when CRIU recorded one
     build_id: str | None = None
     size_bytes: int | None = None
-    pids: list[int] = Field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
     #: "image" | "rootfs-diff" (written in the container) | "memfd" | "deleted"
     origin: str = "image"
     executable_mapping: bool = False
     sha256: str | None = None
 
 
-class HistoryEntry(_Model):
+@dataclass(kw_only=True)
+class HistoryEntry(Record):
     """One command from a shell's in-memory history (readline HIST_ENTRY)."""
 
     pid: int
@@ -95,7 +102,8 @@ class HistoryEntry(_Model):
     address: str | None = None
 
 
-class GraphNode(_Model):
+@dataclass(kw_only=True)
+class GraphNode(Record):
     #: "pid:14" | "pipe:205270" | "socket:29" (files.img id)
     id: str
     #: "process" | "pipe" | "socket"
@@ -105,7 +113,8 @@ class GraphNode(_Model):
     queued_bytes: int = 0
 
 
-class GraphEdge(_Model):
+@dataclass(kw_only=True)
+class GraphEdge(Record):
     #: a process node
     source: str
     #: a pipe or socket node
@@ -115,11 +124,12 @@ class GraphEdge(_Model):
     access: str = "read-write"
 
 
-class ConnectionGraph(_Model):
+@dataclass(kw_only=True)
+class ConnectionGraph(Record):
     """Processes, pipes and sockets as a graph, plus the chains that carry a process's
     standard input/output to a remote peer (directly or through a pipe)."""
 
-    nodes: list[GraphNode] = Field(default_factory=list)
-    edges: list[GraphEdge] = Field(default_factory=list)
+    nodes: list[GraphNode] = field(default_factory=list)
+    edges: list[GraphEdge] = field(default_factory=list)
     #: "pid 14 (bash) fd 0,1,2 = tcp 10.86.0.2:58112 -> 10.86.0.1:4444 ESTABLISHED, 0 bytes queued"
-    stdio_chains: list[str] = Field(default_factory=list)
+    stdio_chains: list[str] = field(default_factory=list)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from forensic_checkpoint.analysis.archive import Readable
-from forensic_checkpoint.analysis.findings.model import SEVERITY_RANK, Evidence, Finding
+from forensic_checkpoint.analysis.findings.model import Evidence, Finding, Severity, as_severity
 from forensic_checkpoint.analysis.findings.sources import iter_runs
 from forensic_checkpoint.analysis.memory import PageIndex
 from forensic_checkpoint.errors import ConfigError
@@ -157,9 +157,8 @@ def scan_pages(
         )
 
 
-def _severity(meta: dict[str, str]) -> str:
-    value = meta.get("severity", "").lower()
-    return value if value in SEVERITY_RANK else "high"
+def _severity(meta: dict[str, str]) -> Severity:
+    return as_severity(meta.get("severity", "").lower()) or "high"
 
 
 def hits_to_findings(

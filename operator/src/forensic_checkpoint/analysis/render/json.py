@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from pydantic import BaseModel
+from forensic_checkpoint.analysis.record import Record
 
 
-def render(report: BaseModel) -> str:
-    return json.dumps(report.model_dump(mode="json", by_alias=True), indent=2) + "\n"
+def render(report: Record) -> str:
+    return json.dumps(report.to_json_dict(), indent=2) + "\n"

@@ -375,7 +375,7 @@ def _misc(console: Console, report: Report) -> None:
             table.add_row(m.origin, m.mountpoint, m.fstype or "", m.source or "", m.options or "")
         console.print(table)
     if report.dump_stats:
-        stats = report.dump_stats.model_dump(exclude_none=True)
+        stats = {k: v for k, v in vars(report.dump_stats).items() if v is not None}
         console.print(_kv("CRIU dump statistics (times in µs)", list(stats.items())))
     if report.log:
         cut = " (last part)" if report.log.truncated else ""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import yaml
-from pydantic import BaseModel
+
+from forensic_checkpoint.analysis.record import Record
 
 
-def render(report: BaseModel) -> str:
-    data = report.model_dump(mode="json", by_alias=True)
+def render(report: Record) -> str:
+    data = report.to_json_dict()
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
