@@ -27,11 +27,13 @@ from forensic_checkpoint.analysis.memory import (
     ProcessMemory,
     SeekableRange,
     derive_page_size,
+    literals,
     parse_pagemap,
     rss_by_vma,
     search,
     vmas_from_mm,
 )
+from forensic_checkpoint.analysis.memory.literals import MATCH_CAP
 from forensic_checkpoint.errors import ImageError
 
 PAGE = 4096
@@ -180,14 +182,52 @@ def test_regex_over_raw_bytes_across_chunks_with_context_and_vma() -> None:
         assert hit.vma is not None and hit.vma.description == "anon"
 
 
-def test_counts_go_beyond_max_hits_and_matches_do_not_overlap() -> None:
+@pytest.mark.parametrize("bulk_min", [0, 1 << 30])
+def test_counts_go_beyond_max_hits_and_matches_do_not_overlap(bulk_min: int) -> None:
     pagemap, pages = build_process([Region(0x1000, page_fill(4, 0x61))])
     index = index_of(pagemap, pages)
-    scanner = MemoryScanner(index, [Pattern.literal(b"aaaa")], max_hits=5, chunk_size=PAGE)
+    scanner = MemoryScanner(
+        index, [Pattern.literal(b"aaaa")], max_hits=5, chunk_size=PAGE, bulk_min=bulk_min
+    )
     hits = scanner.feed(pages) + scanner.finish()
     assert len(hits) == 5
     assert scanner.counts == [4 * PAGE // 4]
     assert [h.vaddr for h in hits] == [0x1000 + 4 * i for i in range(5)]
+
+
+def test_yara_x_literals_in_large_units_match_bytes_find_exactly() -> None:
+    """The bulk path (yara-x) against the find path on one 8 MiB unit: a rare marker, a
+    frequent string past yara-x's match cap, overlapping candidates and a 1-byte literal."""
+    assert literals.LiteralFinder([MARK]).usable  # yara-x is there: the bulk path is taken
+    data = bytearray(os.urandom(2048 * PAGE))
+    data[5 * PAGE : 5 * PAGE + 3 * (MATCH_CAP + 500)] = b"xyz" * (MATCH_CAP + 500)
+    data[9 * PAGE : 9 * PAGE + 9] = b"ababababa"
+    for at in range(PAGE - 7, len(data) - 64, 97 * PAGE + 13):
+        data[at : at + len(MARK)] = MARK
+    pagemap, pages = build_process([Region(0x7F0000000000, bytes(data))])
+    index = index_of(pagemap, pages)
+    patterns = [Pattern.literal(x) for x in (MARK, b"xyz", b"abab", b"\xff", b"absent!")]
+
+    def run(bulk_min: int) -> tuple[list[int], list[tuple[int, int, bytes, bytes]]]:
+        scanner = MemoryScanner(index, patterns, max_hits=1 << 30, bulk_min=bulk_min)
+        hits = scanner.feed(pages) + scanner.finish()
+        return scanner.counts, sorted((h.pattern_index, h.vaddr, h.before, h.after) for h in hits)
+
+    bulk, find = run(0), run(1 << 40)
+    assert bulk == find
+    counts = bulk[0]
+    assert counts[1] >= MATCH_CAP + 500 and counts[2] == 2 and counts[4] == 0
+    assert counts[0] == len(range(PAGE - 7, len(data) - 64, 97 * PAGE + 13))
+
+
+def test_without_yara_x_the_bulk_path_falls_back_to_find(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(literals, "_compiled", lambda _needles: None)
+    data = with_marker(page_fill(300), 200 * PAGE + 3, MARK)
+    pagemap, pages = build_process([Region(0x10000, data)])
+    index = index_of(pagemap, pages)
+    scanner = MemoryScanner(index, [Pattern.literal(MARK)], bulk_min=0)
+    [hit] = scanner.feed(pages) + scanner.finish()
+    assert hit.vaddr == 0x10000 + 200 * PAGE + 3
 
 
 def test_seekable_source_inside_a_larger_file_and_truncation() -> None:
@@ -295,9 +335,15 @@ def processes(draw: st.DrawFn) -> tuple[list[Region], bytes]:
 
 
 @settings(max_examples=150, deadline=None)
-@given(processes(), st.sampled_from([PAGE, 2 * PAGE + 1, 1 << 20]), st.integers(1, 9000), st.data())
+@given(
+    processes(),
+    st.sampled_from([PAGE, 2 * PAGE + 1, 1 << 20]),
+    st.integers(1, 9000),
+    st.sampled_from([0, 1 << 30]),  # literals by yara-x in every unit, or by bytes.find only
+    st.data(),
+)
 def test_streamed_search_equals_naive_segment_search(
-    proc: tuple[list[Region], bytes], chunk: int, feed: int, data: st.DataObject
+    proc: tuple[list[Region], bytes], chunk: int, feed: int, bulk_min: int, data: st.DataObject
 ) -> None:
     regions, needle = proc
     pagemap, pages = build_process(regions)
@@ -305,7 +351,14 @@ def test_streamed_search_equals_naive_segment_search(
     expected = naive(regions, needle, 5)
     literal = Pattern.literal(needle)
     regex = Pattern.regex(re.escape(needle), max_length=len(needle))
-    scanner = MemoryScanner(index, [literal, regex], chunk_size=chunk, context=5, max_hits=1 << 30)
+    scanner = MemoryScanner(
+        index,
+        [literal, regex],
+        chunk_size=chunk,
+        context=5,
+        max_hits=1 << 30,
+        bulk_min=bulk_min,
+    )
     hits = []
     for i in range(0, len(pages), feed):
         hits += scanner.feed(pages[i : i + feed])

@@ -352,20 +352,18 @@ def _direct_chunks(contents: ArchiveContents, task: _Task) -> Iterator[bytes | b
     member = contents.member(task.pages_name)
     if member is None:
         return
-    # One buffer refilled in place rather than a fresh 8 MiB bytes object per read (the
-    # scanner keeps no reference to it). A reader thread overlapping reads with the search was
-    # tried and was slower: bytes.find holds the GIL, so the reader could not start meanwhile.
-    buf = bytearray(min(_CHUNK, member.size))
+    # Fresh bytes per read, not one bytearray refilled in place: yara-x (the literal search of
+    # large units) takes only bytes, and a copy would cost more than the allocation, which
+    # malloc serves from memory the previous chunk freed.
     with contents.path.open("rb", buffering=0) as fh:
         fh.seek(member.offset_data)
         left = member.size
         while left > 0:
-            view = memoryview(buf)[: min(len(buf), left)]
-            got = fh.readinto(view)
-            if not got:
+            data = fh.read(min(_CHUNK, left))
+            if not data:
                 return
-            left -= got
-            yield buf if got == len(buf) else bytearray(view[:got])
+            left -= len(data)
+            yield data
 
 
 def _searches(

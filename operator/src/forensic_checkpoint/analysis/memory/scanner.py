@@ -9,6 +9,8 @@ page, chunk or pagemap-entry boundary it straddles, without copying the units. R
 merged when their memory is contiguous (see ``PageIndex.build``), and a new run (a gap in
 virtual addresses) starts afresh: nothing is ever matched across a gap. Raw bytes are searched;
 nothing is substituted. Peak memory is one chunk plus the junction, whatever the archive size.
+Literals in large units are found by yara-x in one pass for all of them (``literals.py``),
+elsewhere by ``bytes.find``; both give the same matches.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, cast
 
 from forensic_checkpoint.analysis.memory.index import PageIndex, PresentRun
+from forensic_checkpoint.analysis.memory.literals import MIN_BULK, LiteralFinder
 from forensic_checkpoint.analysis.memory.process import ProcessMemory
 from forensic_checkpoint.analysis.memory.vmas import Vma, VmaLike, find_vma, normalize_vmas
 from forensic_checkpoint.errors import ImageError
@@ -115,6 +118,7 @@ class MemoryScanner:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_hits: int = DEFAULT_MAX_HITS,
         retain: Iterable[tuple[int, int]] = (),
+        bulk_min: int = MIN_BULK,
     ) -> None:
         if context < 0:
             raise ValueError("context cannot be negative")
@@ -147,6 +151,11 @@ class MemoryScanner:
         page = index.page_size
         self._retain = sorted((a - a % page, -(-b // page) * page) for a, b in retain if b > a)
         self._kept: list[tuple[int, bytes]] = []
+        # Units of at least bulk_min bytes have their literals found by yara-x (made on
+        # first use, so small processes never pay for compiling the patterns).
+        self._bulk_min = bulk_min
+        self._literals = [k for k, p in enumerate(self.patterns) if p.needle is not None]
+        self._finder: LiteralFinder | None = None
 
     @property
     def bytes_fed(self) -> int:
@@ -245,9 +254,24 @@ class MemoryScanner:
             for k, pat in enumerate(self.patterns):
                 self._scan(k, pat, junction, at - len(tail), hi, run, b"", hits)
         hi = len(unit) if final else len(unit) - self._lookahead
+        found = self._bulk_offsets(unit, hi)
         for k, pat in enumerate(self.patterns):
-            self._scan(k, pat, unit, at, hi, run, tail, hits)
+            self._scan(k, pat, unit, at, hi, run, tail, hits, found.get(k))
         self._tail = b"" if final else bytes(unit[-n_tail:])
+
+    def _bulk_offsets(self, unit: Buffer, hi: int) -> dict[int, list[int]]:
+        """pattern index -> offsets of its matches in ``unit`` (yara-x), for the literals it
+        could count; patterns left out are searched with bytes.find."""
+        if not self._literals or hi < self._bulk_min:
+            return {}
+        if self._finder is None:
+            self._finder = LiteralFinder(
+                [cast(bytes, self.patterns[k].needle) for k in self._literals]
+            )
+        if not self._finder.usable:
+            return {}
+        offsets = self._finder.offsets(unit if isinstance(unit, bytes) else bytes(unit))
+        return {k: o for k, o in zip(self._literals, offsets, strict=True) if o is not None}
 
     def _scan(  # noqa: PLR0917 - hot path: positional arguments are measurably cheaper
         self,
@@ -259,12 +283,22 @@ class MemoryScanner:
         run: PresentRun,
         prefix: bytes,
         hits: list[MemoryHit],
+        offsets: list[int] | None = None,
     ) -> None:
         """Report matches of pattern ``k`` starting before ``buf[hi]`` and not yet reported
-        (``buf[0]`` is at pages-file offset ``base``; ``prefix`` precedes it, for context)."""
+        (``buf[0]`` is at pages-file offset ``base``; ``prefix`` precedes it, for context).
+        ``offsets``: every start of the literal in ``buf``, overlapping ones too (yara-x)."""
         start = max(0, self._resume[k] - base)
         last_end = start
-        if pat.needle is not None:
+        if offsets is not None and pat.needle is not None:
+            size = len(pat.needle)
+            for p in offsets:
+                if p >= hi:
+                    break
+                if p >= last_end:  # leftmost, non-overlapping: as the find loop below
+                    self._emit(k, pat, buf, base, p, p + size, run, prefix, hits)
+                    last_end = p + size
+        elif pat.needle is not None:
             needle = pat.needle
             size = len(needle)
             find = buf.find
