@@ -51,6 +51,7 @@ from forensic_checkpoint.analysis.rootfs import RootfsListing, list_rootfs, pars
 
 if TYPE_CHECKING:
     from forensic_checkpoint.analysis import AnalysisOptions
+    from forensic_checkpoint.analysis.findings.run import FindingsPass
 
 #: the log is kept as its last bytes; whole logs can be gigabytes
 LOG_TAIL_BYTES = 64 << 10
@@ -170,6 +171,11 @@ def run_analysis(
         ),
         ContainerInfo(),
     )
+    findings = (
+        _section("findings", warnings, lambda: _findings_pass(contents, options), None)
+        if options.findings
+        else None
+    )
     memory = _section(
         "process memory",
         warnings,
@@ -183,6 +189,10 @@ def run_analysis(
             context=options.context,
             max_matches=options.max_matches,
             warnings=warnings,
+            # the findings scan memory while it is read here: the pages are read once
+            observe=(lambda shared: findings.observers(tree.processes, shared))
+            if findings is not None
+            else None,
         ),
         MemoryResult(),
     )
@@ -224,18 +234,15 @@ def run_analysis(
         warnings=warnings,
     )
     label_socket_fds(report.processes, report.sockets)
-    if options.findings:
-        from forensic_checkpoint.analysis.findings.run import add_findings
-
-        _section(
-            "findings",
-            warnings,
-            lambda: add_findings(
-                report, contents, options.yara, memory_secrets=options.memory_secrets
-            ),
-            None,
-        )
+    if findings is not None:
+        _section("findings", warnings, lambda: findings.finish(report), None)
     return report if options.reveal else redact(report, copy=False)
+
+
+def _findings_pass(contents: ArchiveContents, options: AnalysisOptions) -> FindingsPass:
+    from forensic_checkpoint.analysis.findings.run import FindingsPass
+
+    return FindingsPass(contents, options.yara, memory_secrets=options.memory_secrets)
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

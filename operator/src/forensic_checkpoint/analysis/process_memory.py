@@ -3,14 +3,16 @@
 The pages of each process come from one of three places, cheapest first: the spooled bytes
 of a small compressed archive, a seek into a plain tar, or (large compressed archives) a
 second streaming pass that feeds every search and keeps only the argv/env byte ranges.
+Observers (the findings' credential and YARA scans) are fed the same bytes as they go by,
+so the pages are read once for both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from forensic_checkpoint.analysis.archive import ArchiveContents, MemberInfo, stream_members
 from forensic_checkpoint.analysis.files import FileTable
@@ -43,6 +45,18 @@ MAX_ARG_AREA = 1 << 20
 MAX_HASHED_MEMFD = 64 << 20
 
 
+class PagesObserver(Protocol):
+    """Something that wants the bytes of one pages file in file order (the findings)."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+#: Given the shared memory objects found, the observers wanted, by pages member name.
+ObserverFactory = Callable[[list[SharedMemoryObject]], Mapping[str, PagesObserver]]
+
+
 @dataclass
 class _Task:
     """The pages of one process, or of one shared memory object (``shared``)."""
@@ -55,6 +69,7 @@ class _Task:
     env_range: tuple[int, int] | None = None
     scanner: MemoryScanner | None = None
     shared: SharedObject | None = None
+    observer: PagesObserver | None = None
 
     @property
     def label(self) -> str:
@@ -222,6 +237,7 @@ def analyze_memory(
     context: int,
     max_matches: int,
     warnings: list[str],
+    observe: ObserverFactory | None = None,
 ) -> MemoryResult:
     result = MemoryResult()
     patterns = _patterns(searches, regexes)
@@ -231,11 +247,14 @@ def analyze_memory(
     objects = find_shared_objects(contents.data, table, tree)
     result.shared = [o.info for _, o in sorted(objects.items())]
     tasks += _shared_tasks(contents, objects, warnings)
+    observers = observe(result.shared) if observe is not None else {}
     hits: list[MemoryHit] = []
     counts = [0] * len(patterns)
     for task in tasks:
+        task.observer = observers.get(task.pages_name)
         if (
             patterns
+            or task.observer is not None
             or (read_args and not _direct(contents, task))
             or (task.shared is not None and not _direct(contents, task))
         ):
@@ -285,13 +304,17 @@ def analyze_memory(
     return result
 
 
-def _feed(task: _Task, chunks: Iterable[bytes | bytearray]) -> list[MemoryHit]:
-    scanner = task.scanner
+def _feed(task: _Task, chunks: Iterable[bytes]) -> list[MemoryHit]:
+    scanner, observer = task.scanner, task.observer
     if scanner is None:
         return []
     hits: list[MemoryHit] = []
     for chunk in chunks:
         hits.extend(scanner.feed(chunk))
+        if observer is not None:
+            observer.feed(chunk)
+    if observer is not None:
+        observer.finish()
     return hits
 
 
@@ -345,7 +368,7 @@ def _direct_memory(contents: ArchiveContents, task: _Task) -> ProcessMemory | No
     return None
 
 
-def _direct_chunks(contents: ArchiveContents, task: _Task) -> Iterator[bytes | bytearray]:
+def _direct_chunks(contents: ArchiveContents, task: _Task) -> Iterator[bytes]:
     if task.pages_name in contents.spooled:
         yield contents.spooled[task.pages_name]
         return

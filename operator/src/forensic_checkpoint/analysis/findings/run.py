@@ -29,6 +29,8 @@ from forensic_checkpoint.analysis.findings.model import Finding, HistoryEntry
 from forensic_checkpoint.analysis.findings.provenance import mapped_binaries
 from forensic_checkpoint.analysis.findings.sources import (
     FileContents,
+    Piece,
+    RunPieces,
     file_members,
     iter_runs,
     read_files,
@@ -46,7 +48,8 @@ from forensic_checkpoint.analysis.memory import (
     derive_page_size,
     parse_pagemap,
 )
-from forensic_checkpoint.analysis.report import QueueData, Report
+from forensic_checkpoint.analysis.process_memory import PagesObserver
+from forensic_checkpoint.analysis.report import Process, QueueData, Report, SharedMemoryObject
 from forensic_checkpoint.analysis.timeline import build_timeline
 from forensic_checkpoint.errors import ImageError
 
@@ -114,22 +117,26 @@ def _heap(contents: ArchiveContents, pid: int) -> tuple[int, int] | None:
 
 
 def pages_tasks(
-    contents: ArchiveContents, report: Report, *, everything: bool = True
+    contents: ArchiveContents,
+    processes: Sequence[Process],
+    shared: Sequence[SharedMemoryObject],
+    *,
+    everything: bool = True,
 ) -> dict[str, PagesTask]:
     """pages-<id>.img member -> what it holds (a process or a shared memory object);
     without ``everything`` only the shells whose heap holds history."""
     sizes = {m.name: m.size for m in contents.members}
     shells = {
         p.pid
-        for p in report.processes
+        for p in processes
         if p.comm in HISTORY_SHELLS or (p.exe or "").rsplit("/", 1)[-1] in HISTORY_SHELLS
     }
     wanted: list[tuple[str, str, str, int | None]] = [
         (f"checkpoint/pagemap-{p.pid}.img", "memory", f"pid {p.pid}", p.pid)
-        for p in report.processes
+        for p in processes
         if everything or p.pid in shells
     ]
-    for obj in report.shared_memory if everything else []:
+    for obj in shared if everything else []:
         label = f"{obj.kind} {obj.name or obj.shmid}"
         wanted.append((f"checkpoint/pagemap-shmem-{obj.shmid}.img", "shared-memory", label, None))
     out = {}
@@ -188,6 +195,141 @@ def _history(tasks: dict[str, PagesTask]) -> list[HistoryEntry]:
     return entries
 
 
+class FindingsPass:
+    """The findings' work over one archive.
+
+    Memory (credential anchors, YARA, a shell's heap) is best fed while the memory engine
+    reads the pages anyway (``observers``, passed to ``analyze_memory``): the pages are then
+    read once. ``finish`` reads what was not fed that way, and the rootfs and tmpfs files, then
+    evaluates the rules. ``yara``: rule files and folders (compile errors are ConfigErrors);
+    ``memory_secrets``: search all process memory for credentials.
+    """
+
+    def __init__(
+        self, contents: ArchiveContents, yara: Sequence[str] = (), *, memory_secrets: bool = True
+    ) -> None:
+        self.contents = contents
+        self.scanner = YaraScanner(compile_rules(yara)) if yara else None
+        self.secrets = MemoryCredentials(default_rules().credentials) if memory_secrets else None
+        self.tasks: dict[str, PagesTask] | None = None
+        #: pages members whose bytes were all seen through an observer
+        self.fed: set[str] = set()
+        #: pages members an observer saw only in part (the memory pass failed), with why
+        self.broken: dict[str, str] = {}
+
+    def observers(
+        self, processes: Sequence[Process], shared: Sequence[SharedMemoryObject]
+    ) -> dict[str, PagesObserver]:
+        self.tasks = pages_tasks(self.contents, processes, shared, everything=self._everything)
+        return {name: _Observer(self, name, task) for name, task in self.tasks.items()}
+
+    @property
+    def _everything(self) -> bool:
+        return bool(self.scanner or self.secrets)
+
+    def take(self, task: PagesTask, piece: Piece) -> None:
+        """One piece of a process's (or shared object's) memory."""
+        fresh = piece.data[piece.seen :] if piece.seen else piece.data
+        task.take(piece.vaddr + piece.seen, piece.file_offset + piece.seen, fresh)
+        if self.secrets is not None:
+            self.secrets.scan(
+                piece.data, base=piece.vaddr, pid=task.pid, where=task.target, last=piece.last
+            )
+        if self.scanner is not None:
+            self.scanner.scan(
+                piece.data,
+                kind=task.kind,
+                target=task.target,
+                base=piece.vaddr,
+                pid=task.pid,
+                seen=piece.seen,
+            )
+
+    def finish(self, report: Report) -> None:
+        """Fill ``report.findings``, ``shell_history``, ``binaries``, ``timeline`` and
+        ``connections`` (the report must not be redacted yet)."""
+        contents = self.contents
+        tasks = self.tasks
+        if tasks is None:
+            tasks = pages_tasks(
+                contents, report.processes, report.shared_memory, everything=self._everything
+            )
+        files = FileContents()
+
+        def visit(name: str, stream: Readable) -> None:
+            task = tasks.get(name)
+            if task is None:
+                read_files(name, stream, files)
+                return
+            for piece in iter_runs(stream, task.index):
+                self.take(task, piece)
+
+        unread = set(tasks) - self.fed - set(self.broken)
+        visit_members(contents, file_members(contents) | unread, visit)
+        for name, why in sorted(self.broken.items()):
+            report.warnings.append(f"findings: memory in {name} was scanned only in part: {why}")
+        for path in files.skipped[:20]:
+            report.warnings.append(f"findings: {path} is too large to inspect")
+        detectors = list(default_rules().credentials.get("detectors") or [])
+        report.shell_history = _history(tasks)
+        for entry in report.shell_history:
+            entry.command = mask_secrets(entry.command, detectors)
+        report.binaries = mapped_binaries(report, contents.data)
+        report.timeline = build_timeline(report, contents.data)
+        for event in report.timeline:
+            event.message = mask_secrets(event.message, detectors)
+        report.connections = build_graph(report)
+        memory_hits = self.secrets.hits if self.secrets else []
+        found = find_all(
+            report, contents.data, files.rootfs, _spec(contents), memory_secrets=memory_hits
+        )
+        if self.scanner is not None:
+            _scan_other(self.scanner, report, contents, files)
+            maps = {
+                p.pid: [
+                    (int(m.start, 16), int(m.end, 16), f"{m.start}-{m.end} {m.perms} {m.name}")
+                    for m in p.maps
+                ]
+                for p in report.processes
+            }
+            found = sort_findings(found + hits_to_findings(self.scanner.hits.values(), maps))
+        report.findings = found
+
+
+class _Observer:
+    """Feeds one pages file, as the memory engine reads it, to a FindingsPass. A failure here
+    must not cost the memory results: it is kept and reported as a findings warning."""
+
+    def __init__(self, owner: FindingsPass, name: str, task: PagesTask) -> None:
+        self._owner, self._name, self._task = owner, name, task
+        self._pieces = RunPieces(task.index)
+        self._failed = False
+
+    def feed(self, data: bytes) -> None:
+        self._owner.broken.setdefault(self._name, "the memory pass stopped")
+        if self._failed:
+            return
+        try:
+            for piece in self._pieces.feed(data):
+                self._owner.take(self._task, piece)
+        except Exception as exc:  # untrusted bytes: one pages file, never the whole analysis
+            self._failed = True
+            self._owner.broken[self._name] = f"{type(exc).__name__}: {exc}"[:200]
+
+    def finish(self) -> None:
+        if self._failed:
+            return
+        try:
+            for piece in self._pieces.finish():
+                self._owner.take(self._task, piece)
+        except Exception as exc:
+            self._failed = True
+            self._owner.broken[self._name] = f"{type(exc).__name__}: {exc}"[:200]
+            return
+        self._owner.broken.pop(self._name, None)
+        self._owner.fed.add(self._name)
+
+
 def add_findings(
     report: Report,
     contents: ArchiveContents,
@@ -195,60 +337,6 @@ def add_findings(
     *,
     memory_secrets: bool = True,
 ) -> None:
-    """Fill ``report.findings``, ``shell_history``, ``binaries`` and ``timeline`` (the report
-    must not be redacted yet). ``yara``: rule files and folders (compile errors are
-    ConfigErrors); ``memory_secrets``: search all process memory for credentials."""
-    scanner = YaraScanner(compile_rules(yara)) if yara else None
-    secrets = MemoryCredentials(default_rules().credentials) if memory_secrets else None
-    tasks = pages_tasks(contents, report, everything=bool(scanner or secrets))
-    files = FileContents()
-
-    def visit(name: str, stream: Readable) -> None:
-        task = tasks.get(name)
-        if task is None:
-            read_files(name, stream, files)
-            return
-        for piece in iter_runs(stream, task.index):
-            fresh = piece.data[piece.seen :] if piece.seen else piece.data
-            task.take(piece.vaddr + piece.seen, piece.file_offset + piece.seen, fresh)
-            if secrets is not None:
-                secrets.scan(
-                    piece.data, base=piece.vaddr, pid=task.pid, where=task.target, last=piece.last
-                )
-            if scanner is not None:
-                scanner.scan(
-                    piece.data,
-                    kind=task.kind,
-                    target=task.target,
-                    base=piece.vaddr,
-                    pid=task.pid,
-                    seen=piece.seen,
-                )
-
-    visit_members(contents, file_members(contents) | set(tasks), visit)
-    for path in files.skipped[:20]:
-        report.warnings.append(f"findings: {path} is too large to inspect")
-    detectors = list(default_rules().credentials.get("detectors") or [])
-    report.shell_history = _history(tasks)
-    for entry in report.shell_history:
-        entry.command = mask_secrets(entry.command, detectors)
-    report.binaries = mapped_binaries(report, contents.data)
-    report.timeline = build_timeline(report, contents.data)
-    for event in report.timeline:
-        event.message = mask_secrets(event.message, detectors)
-    report.connections = build_graph(report)
-    memory_hits = secrets.hits if secrets else []
-    found = find_all(
-        report, contents.data, files.rootfs, _spec(contents), memory_secrets=memory_hits
-    )
-    if scanner is not None:
-        _scan_other(scanner, report, contents, files)
-        maps = {
-            p.pid: [
-                (int(m.start, 16), int(m.end, 16), f"{m.start}-{m.end} {m.perms} {m.name}")
-                for m in p.maps
-            ]
-            for p in report.processes
-        }
-        found = sort_findings(found + hits_to_findings(scanner.hits.values(), maps))
-    report.findings = found
+    """The findings of an analysed report in one call, reading the pages themselves (tests and
+    callers that did not feed a FindingsPass during the memory pass)."""
+    FindingsPass(contents, yara, memory_secrets=memory_secrets).finish(report)

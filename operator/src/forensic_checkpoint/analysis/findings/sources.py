@@ -23,7 +23,7 @@ from forensic_checkpoint.analysis.archive import (
     Readable,
     stream_members,
 )
-from forensic_checkpoint.analysis.memory import PageIndex
+from forensic_checkpoint.analysis.memory import PageIndex, PresentRun
 from forensic_checkpoint.analysis.rootfs import iter_inner
 
 #: files larger than this are not read (their sha256 is in the report already)
@@ -120,9 +120,9 @@ def read_files(name: str, stream: Readable, out: FileContents) -> None:
             out.skipped.append(f"{name} ({type(exc).__name__})")
 
 
-#: memory is handed out in pieces of at most this size (a run can be gigabytes); a piece can
-#: exist about three times at once (read, joined with the overlap, sliced), so this bounds the
-#: findings pass's memory at roughly 50 MiB whatever the archive size ...
+#: memory is handed out in pieces of at most this size (a run can be gigabytes); a piece
+#: exists about twice at once (the chunks it was cut from, and the piece), so this bounds the
+#: findings' memory work at a few tens of MiB whatever the archive size ...
 PIECE = 16 << 20
 #: ... that overlap by this much, so a match across a piece boundary is still whole in one
 OVERLAP = 64 << 10
@@ -142,33 +142,85 @@ class Piece:
     last: bool = True
 
 
+class RunPieces:
+    """Cuts a pages file, pushed in file order in chunks of any size, into the overlapping
+    pieces of each run. The pieces depend only on the pagemap, never on the chunking, so the
+    memory engine can hand the findings the chunks it reads anyway (one read of the pages).
+
+    Chunks are referenced (not copied) until their piece is cut: a caller must not refill a
+    chunk it has fed, which is why a ``bytearray`` is copied.
+    """
+
+    def __init__(self, index: PageIndex, *, piece: int = PIECE, overlap: int = OVERLAP) -> None:
+        if not 0 <= overlap < piece:
+            raise ValueError("the overlap must be shorter than a piece")
+        self._runs = [r for r in sorted(index.runs, key=lambda r: r.file_offset) if r.size > 0]
+        self._piece, self._overlap = piece, overlap
+        self._i = 0  # current run
+        self._pos = 0  # pages-file offset of the next byte fed
+        self._done = 0  # bytes of the current run already in pieces
+        self._tail = b""
+        self._pending: list[memoryview] = []
+        self._pending_len = 0
+
+    @property
+    def complete(self) -> bool:
+        """Every run has been cut into pieces."""
+        return self._i >= len(self._runs)
+
+    def feed(self, data: bytes | bytearray) -> list[Piece]:
+        view = memoryview(bytes(data) if isinstance(data, bytearray) else data)
+        out: list[Piece] = []
+        at, n = 0, len(view)
+        while at < n and self._i < len(self._runs):
+            run = self._runs[self._i]
+            if self._pos < run.file_offset:  # runs are contiguous; a gap means a damaged index
+                skip = min(run.file_offset - self._pos, n - at)
+                self._pos += skip
+                at += skip
+                continue
+            want = self._want(run)
+            take = min(want - self._pending_len, n - at)
+            self._pending.append(view[at : at + take])
+            self._pending_len += take
+            self._pos += take
+            at += take
+            if self._pending_len == want:
+                out.append(self._cut(run))
+        return out
+
+    def finish(self) -> list[Piece]:
+        """The end of the pages file: a run cut short (a truncated file) gives its last,
+        short piece, as a short read would."""
+        if self._pending_len and not self.complete:
+            return [self._cut(self._runs[self._i])]
+        return []
+
+    def _want(self, run: PresentRun) -> int:
+        return min(self._piece - len(self._tail), run.size - self._done)
+
+    def _cut(self, run: PresentRun) -> Piece:
+        tail = self._tail
+        data = b"".join([tail, *self._pending])
+        fresh = self._pending_len
+        self._pending, self._pending_len = [], 0
+        start = self._done - len(tail)
+        self._done += fresh
+        last = self._done >= run.size
+        piece = Piece(run.vaddr + start, run.file_offset + start, data, seen=len(tail), last=last)
+        if last:
+            self._i, self._done, self._tail = self._i + 1, 0, b""
+        else:
+            self._tail = data[-self._overlap :] if self._overlap else b""
+        return piece
+
+
 def iter_runs(
     stream: Readable, index: PageIndex, *, piece: int = PIECE, overlap: int = OVERLAP
 ) -> Iterator[Piece]:
     """The present memory of one pages file, run by run and in overlapping pieces, reading
     ``stream`` once in file order; stops at a short read (a truncated pages file)."""
-    position = 0
-    for run in sorted(index.runs, key=lambda r: r.file_offset):
-        while position < run.file_offset:  # runs are contiguous; a gap means a damaged index
-            skipped = stream.read(min(run.file_offset - position, 1 << 20))
-            if not skipped:
-                return
-            position += len(skipped)
-        done = 0  # bytes of this run read so far
-        tail = b""
-        while done < run.size:
-            fresh = stream.read(min(piece - len(tail), run.size - done))
-            if not fresh:
-                return
-            position += len(fresh)
-            data = tail + fresh if tail else fresh
-            start = done - len(tail)
-            done += len(fresh)
-            yield Piece(
-                run.vaddr + start,
-                run.file_offset + start,
-                data,
-                seen=len(tail),
-                last=done >= run.size,
-            )
-            tail = data[-overlap:] if overlap and done < run.size else b""
+    pieces = RunPieces(index, piece=piece, overlap=overlap)
+    while not pieces.complete and (chunk := stream.read(piece)):
+        yield from pieces.feed(chunk)
+    yield from pieces.finish()
