@@ -45,6 +45,9 @@ def _child(conn: Connection, archive: str, report_path: str, options_json: str) 
     never as a pickled exception (the parent must not unpickle what a hostile archive shaped)."""
     outcome: tuple[str, str] | None
     try:
+        from forensic_checkpoint.analysis.heap import tune_for
+
+        tune_for([archive])  # this process exists for one analysis
         analyze_to_file(
             Path(archive), Path(report_path), AnalysisOptions.model_validate_json(options_json)
         )

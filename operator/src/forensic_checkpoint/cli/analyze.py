@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,10 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # The report models use no pydantic plugins; skipping the entry-point scan that looks
-    # for them saves a noticeable part of a short CLI run.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from forensic_checkpoint.analysis import AnalysisOptions, analyze
+    from forensic_checkpoint.analysis.heap import tune_for
     from forensic_checkpoint.analysis.render import render_report
     from forensic_checkpoint.errors import ConfigError
 
@@ -105,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         yara=[str(p) for p in args.yara],
         memory_secrets=not args.no_memory_secrets,
     )
+    tune_for([args.archive])
     if args.identity is not None:
         from forensic_checkpoint.agent.encryption import decrypted_path
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -22,13 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # The report models use no pydantic plugins; skipping the entry-point scan that looks
-    # for them saves a noticeable part of a short CLI run.
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     from forensic_checkpoint.analysis import AnalysisOptions, analyze
     from forensic_checkpoint.analysis.diff import diff_reports
+    from forensic_checkpoint.analysis.heap import tune_for
     from forensic_checkpoint.analysis.render import render_report
 
+    tune_for([args.a, args.b])
     options = AnalysisOptions()
     diff = diff_reports(analyze(args.a, options), analyze(args.b, options))
     sys.stdout.write(render_report(diff, args.format))

@@ -8,7 +8,6 @@ masked unless ``--reveal`` (the same redaction as ``analyze``).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,12 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    from forensic_checkpoint.analysis.heap import tune_for
     from forensic_checkpoint.analysis.search import SearchOptions, search_archive
     from forensic_checkpoint.errors import ConfigError
 
     if args.context < 0 or args.max_matches < 0:
         raise ConfigError("--context and --max-matches must not be negative")
+    tune_for([args.archive])
     result = search_archive(
         args.archive,
         SearchOptions(
