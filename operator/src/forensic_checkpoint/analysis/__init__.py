@@ -33,7 +33,7 @@ class AnalysisOptions:
     findings: bool = True
     #: YARA rule files and folders scanned over memory, files and queues (findings)
     yara: list[str] = field(default_factory=list)
-    #: look for credentials in all process memory (findings; one more read of the pages)
+    #: look for credentials in all process memory (findings; a yara-x scan of every page)
     memory_secrets: bool = True
 
 

@@ -66,8 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-memory-secrets",
         action="store_true",
-        help="skip the credential search over all process memory (it reads the pages once "
-        "more; environment variables and files are still checked)",
+        help="skip the credential search over all process memory (the CPU it costs; "
+        "environment variables and files are still checked)",
     )
     parser.add_argument(
         "-i",

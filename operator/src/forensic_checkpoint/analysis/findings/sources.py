@@ -1,10 +1,12 @@
-"""Bytes the findings need beyond the report: archive members read once more.
+"""Bytes the findings need beyond the report: archive members read once more, and memory cut
+into overlapping pieces.
 
 The analyzer lists and hashes rootfs-diff.tar while streaming and keeps only small CRIU images;
 findings also need what files say (a cron line, a key, YARA over a dropped binary), the tmpfs
-contents CRIU saved (/dev/shm), and, for YARA, the pages. A plain tar is read by offset, small
-compressed archives from the analyzer's spool, and anything else in one more streaming pass
-that visits every wanted member in archive order.
+contents CRIU saved (/dev/shm), and the pages. The pages normally come from the memory engine
+as it reads them (``RunPieces`` takes its chunks). Members read here are read by offset from a
+plain tar, from the analyzer's spool for small compressed archives, and otherwise in one more
+streaming pass that visits every wanted member in archive order.
 """
 
 from __future__ import annotations
