@@ -144,3 +144,22 @@ def test_pieces_do_not_depend_on_how_the_pages_are_chunked(
     assert pieces.complete == (len(data) == index.present_bytes)
     for p in got:
         assert p.data == data[p.file_offset : p.file_offset + len(p.data)]
+
+
+def test_findings_read_the_pages_themselves_when_no_observer_could_be_made(
+    plain_tar: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = run_analysis(plain_tar, AnalysisOptions(reveal=True))
+    real = findings_run.pages_tasks
+    calls: list[int] = []
+
+    def first_call_fails(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("damaged image")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(findings_run, "pages_tasks", first_call_fails)
+    again = run_analysis(plain_tar, AnalysisOptions(reveal=True))
+    assert len(calls) == 2  # the observers' call failed; finish() made its own
+    assert again.to_json_dict() == good.to_json_dict()

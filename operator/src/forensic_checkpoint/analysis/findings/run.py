@@ -220,8 +220,14 @@ class FindingsPass:
     def observers(
         self, processes: Sequence[Process], shared: Sequence[SharedMemoryObject]
     ) -> dict[str, PagesObserver]:
-        self.tasks = pages_tasks(self.contents, processes, shared, everything=self._everything)
-        return {name: _Observer(self, name, task) for name, task in self.tasks.items()}
+        """One observer per pages file the findings want. A failure here leaves the pages to
+        ``finish``, which reads them itself, rather than failing the memory pass."""
+        try:
+            tasks = pages_tasks(self.contents, processes, shared, everything=self._everything)
+        except Exception:  # untrusted images; finish() meets the same error in its own section
+            return {}
+        self.tasks = tasks
+        return {name: _Observer(self, name, task) for name, task in tasks.items()}
 
     @property
     def _everything(self) -> bool:
