@@ -254,7 +254,6 @@ def analyze_memory(
         task.observer = observers.get(task.pages_name)
         if (
             patterns
-            or task.observer is not None
             or (read_args and not _direct(contents, task))
             or (task.shared is not None and not _direct(contents, task))
         ):
@@ -272,14 +271,15 @@ def analyze_memory(
                 max_hits=max_matches,
                 retain=retain,
             )
-    scanned = [t for t in tasks if t.scanner is not None]
-    streamed = [t for t in scanned if not _direct(contents, t)]
-    for task in scanned:
+    # Pages are read for a scanner (searches; argv/env of a streamed archive) or an observer.
+    read = [t for t in tasks if t.scanner is not None or t.observer is not None]
+    streamed = [t for t in read if not _direct(contents, t)]
+    for task in read:
         if task not in streamed:
             hits.extend(_feed(task, _direct_chunks(contents, task)))
     if streamed:
         hits.extend(_second_pass(contents.path, streamed))
-    for task in scanned:
+    for task in read:
         hits.extend(_finish(task, counts, warnings))
     for task in tasks:
         if not read_args and task.shared is None:
@@ -306,11 +306,10 @@ def analyze_memory(
 
 def _feed(task: _Task, chunks: Iterable[bytes]) -> list[MemoryHit]:
     scanner, observer = task.scanner, task.observer
-    if scanner is None:
-        return []
     hits: list[MemoryHit] = []
     for chunk in chunks:
-        hits.extend(scanner.feed(chunk))
+        if scanner is not None:
+            hits.extend(scanner.feed(chunk))
         if observer is not None:
             observer.feed(chunk)
     if observer is not None:

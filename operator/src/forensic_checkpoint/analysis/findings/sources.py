@@ -170,9 +170,10 @@ class RunPieces:
         """Every run has been cut into pieces."""
         return self._i >= len(self._runs)
 
-    def feed(self, data: bytes | bytearray) -> list[Piece]:
+    def feed(self, data: bytes | bytearray) -> Iterator[Piece]:
+        """The pieces completed by ``data``, one at a time: a consumer that drops each before
+        taking the next holds one piece at once, not a chunk's worth of copies."""
         view = memoryview(bytes(data) if isinstance(data, bytearray) else data)
-        out: list[Piece] = []
         at, n = 0, len(view)
         while at < n and self._i < len(self._runs):
             run = self._runs[self._i]
@@ -188,22 +189,24 @@ class RunPieces:
             self._pos += take
             at += take
             if self._pending_len == want:
-                out.append(self._cut(run))
-        return out
+                yield self._cut(run)
 
-    def finish(self) -> list[Piece]:
+    def finish(self) -> Iterator[Piece]:
         """The end of the pages file: a run cut short (a truncated file) gives its last,
         short piece, as a short read would."""
         if self._pending_len and not self.complete:
-            return [self._cut(self._runs[self._i])]
-        return []
+            yield self._cut(self._runs[self._i])
 
     def _want(self, run: PresentRun) -> int:
         return min(self._piece - len(self._tail), run.size - self._done)
 
     def _cut(self, run: PresentRun) -> Piece:
         tail = self._tail
-        data = b"".join([tail, *self._pending])
+        whole = self._pending[0] if len(self._pending) == 1 and not tail else None
+        if whole is not None and isinstance(whole.obj, bytes) and len(whole) == len(whole.obj):
+            data = whole.obj  # the piece is one chunk as fed: no copy
+        else:
+            data = b"".join([tail, *self._pending])
         fresh = self._pending_len
         self._pending, self._pending_len = [], 0
         start = self._done - len(tail)
