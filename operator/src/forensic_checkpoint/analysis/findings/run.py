@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,8 +235,9 @@ class FindingsPass:
 
     def take(self, task: PagesTask, piece: Piece) -> None:
         """One piece of a process's (or shared object's) memory."""
-        fresh = piece.data[piece.seen :] if piece.seen else piece.data
-        task.take(piece.vaddr + piece.seen, piece.file_offset + piece.seen, fresh)
+        if task.keep is not None:  # a shell's heap; slicing a 16 MiB piece is a copy
+            fresh = piece.data[piece.seen :] if piece.seen else piece.data
+            task.take(piece.vaddr + piece.seen, piece.file_offset + piece.seen, fresh)
         if self.secrets is not None:
             self.secrets.scan(
                 piece.data, base=piece.vaddr, pid=task.pid, where=task.target, last=piece.last
@@ -313,27 +314,23 @@ class _Observer:
 
     def feed(self, data: bytes) -> None:
         self._owner.broken.setdefault(self._name, "the memory pass stopped")
+        self._take(self._pieces.feed(data))
+
+    def finish(self) -> None:
+        if self._take(self._pieces.finish()):
+            self._owner.broken.pop(self._name, None)
+            self._owner.fed.add(self._name)
+
+    def _take(self, pieces: Iterator[Piece]) -> bool:
         if self._failed:
-            return
+            return False
         try:
-            for piece in self._pieces.feed(data):
+            for piece in pieces:
                 self._owner.take(self._task, piece)
         except Exception as exc:  # untrusted bytes: one pages file, never the whole analysis
             self._failed = True
             self._owner.broken[self._name] = f"{type(exc).__name__}: {exc}"[:200]
-
-    def finish(self) -> None:
-        if self._failed:
-            return
-        try:
-            for piece in self._pieces.finish():
-                self._owner.take(self._task, piece)
-        except Exception as exc:
-            self._failed = True
-            self._owner.broken[self._name] = f"{type(exc).__name__}: {exc}"[:200]
-            return
-        self._owner.broken.pop(self._name, None)
-        self._owner.fed.add(self._name)
+        return not self._failed
 
 
 def add_findings(
