@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: test-deps setup test test-fast lint bench bench-cluster demo cluster-tools crds deploy clean
+.PHONY: test-deps setup test test-fast lint bench bench-cluster demo cluster-tools crds rules deploy clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml scripts/setup-venv.sh
@@ -35,6 +35,12 @@ bench-cluster: setup cluster-tools
 # Regenerate crds/ from the pydantic models (a test fails when they drift).
 crds: setup
 	$(PY) -m forensic_checkpoint.api.crds --write crds/
+
+# Regenerate the bundled findings rules as JSON (the analyzer loads it; a test checks drift).
+RULES := operator/src/forensic_checkpoint/analysis/findings/rules
+rules: setup
+	$(PY) -c 'import sys; from forensic_checkpoint.analysis.findings.engine import rules_json; sys.stdout.write(rules_json(open("$(RULES).yaml").read()))' > $(RULES).json.tmp
+	mv $(RULES).json.tmp $(RULES).json
 
 # Render deploy/forensic-checkpoint.yaml from the chart (a test checks it has not drifted). The
 # chart reads crds/ through the symlink charts/forensic-checkpoint/files/crds.

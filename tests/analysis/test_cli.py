@@ -279,7 +279,8 @@ def test_pid_prunes_to_a_subtree(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_json_analyze_imports_only_what_json_output_needs(tmp_path: Path) -> None:
     """Start-up is most of a small analyze: the JSON path must not load the text renderer,
-    the exporters, the whole pycriu.images package (all ~60 modules) or any cluster library."""
+    the exporters, the whole pycriu.images package (all ~60 modules), pydantic (the report is
+    dataclasses), a YAML parser (the bundled rules are JSON) or any cluster library."""
     script = (
         "import sys\n"
         "from forensic_checkpoint.cli.main import main\n"
@@ -300,6 +301,8 @@ def test_json_analyze_imports_only_what_json_output_needs(tmp_path: Path) -> Non
         "forensic_checkpoint.analysis.export.timesketch",
         "pycriu.images",
         "pycriu.images.pb2dict",
+        "pydantic",
+        "yaml",
         "kubernetes",
         "kopf",
         "requests",

@@ -457,3 +457,25 @@ def test_reverse_shell_through_a_socketpair_relay() -> None:
         in shell.evidence.details["path"]
     )
     assert "network-tool" in found  # socat itself
+
+
+def test_bundled_rules_json_is_generated_from_rules_yaml() -> None:
+    """The analyzer loads rules.json (no YAML parser per run); `make rules` writes it."""
+    from importlib import resources
+
+    from forensic_checkpoint.analysis.findings import engine
+
+    folder = resources.files("forensic_checkpoint.analysis.findings")
+    text = folder.joinpath("rules.yaml").read_text(encoding="utf-8")
+    shipped = folder.joinpath("rules.json").read_text(encoding="utf-8")
+    assert shipped == engine.rules_json(text), "rules.json is stale: run `make rules`"
+    assert engine.default_rules() == engine.parse_rules(text)
+    assert len(engine.default_rules().rules) > 30
+
+
+def test_a_rules_document_must_be_a_mapping() -> None:
+    from forensic_checkpoint.analysis.findings import engine
+    from forensic_checkpoint.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="mapping"):
+        engine.parse_rules("- just\n- a list\n")
