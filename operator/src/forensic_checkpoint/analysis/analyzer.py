@@ -30,7 +30,7 @@ from forensic_checkpoint.analysis.files import (
 )
 from forensic_checkpoint.analysis.identity import build_identity, detect_engine, load_json
 from forensic_checkpoint.analysis.images import try_decode
-from forensic_checkpoint.analysis.process_memory import MemoryResult, analyze_memory
+from forensic_checkpoint.analysis.process_memory import FirstPass, MemoryResult, analyze_memory
 from forensic_checkpoint.analysis.processes import ProcessTree, build_process_tree
 from forensic_checkpoint.analysis.record import field_names
 from forensic_checkpoint.analysis.redact import redact
@@ -132,11 +132,30 @@ def run_analysis(
     path: Path, options: AnalysisOptions, limits: ArchiveLimits = DEFAULT_LIMITS
 ) -> Report:
     collected = _Collected()
+    early: list[str] = []  # warnings from before the archive pass
+    findings = (
+        _section("findings", early, lambda: _findings_pass(options), None)
+        if options.findings
+        else None
+    )
+    # A large compressed archive is searched while it streams by: one pass (process_memory).
+    first_pass = FirstPass(
+        searches=options.searches,
+        regexes=options.regexes,
+        read_args=options.read_process_memory,
+        context=options.context,
+        max_matches=options.max_matches,
+        observe=findings.observers if findings is not None else None,
+    )
     # A plain tar is hashed in a thread while the images are decoded and memory searched.
     contents = scan_archive(
-        path, limits=limits, visitors=_visitors(collected, limits), hash_later=True
+        path,
+        limits=limits,
+        visitors=_visitors(collected, limits),
+        hash_later=True,
+        pages_visitor=first_pass.visit,
     )
-    warnings = list(contents.warnings)
+    warnings = [*early, *contents.warnings]
     data = contents.data
     names = {m.name for m in contents.members}
 
@@ -171,11 +190,6 @@ def run_analysis(
         ),
         ContainerInfo(),
     )
-    findings = (
-        _section("findings", warnings, lambda: _findings_pass(contents, options), None)
-        if options.findings
-        else None
-    )
     memory = _section(
         "process memory",
         warnings,
@@ -190,9 +204,8 @@ def run_analysis(
             max_matches=options.max_matches,
             warnings=warnings,
             # the findings scan memory while it is read here: the pages are read once
-            observe=(lambda shared: findings.observers(tree.processes, shared))
-            if findings is not None
-            else None,
+            observe=findings.observers if findings is not None else None,
+            first_pass=first_pass,
         ),
         MemoryResult(),
     )
@@ -235,14 +248,14 @@ def run_analysis(
     )
     label_socket_fds(report.processes, report.sockets)
     if findings is not None:
-        _section("findings", warnings, lambda: findings.finish(report), None)
+        _section("findings", warnings, lambda: findings.finish(contents, report), None)
     return report if options.reveal else redact(report, copy=False)
 
 
-def _findings_pass(contents: ArchiveContents, options: AnalysisOptions) -> FindingsPass:
+def _findings_pass(options: AnalysisOptions) -> FindingsPass:
     from forensic_checkpoint.analysis.findings.run import FindingsPass
 
-    return FindingsPass(contents, options.yara, memory_secrets=options.memory_secrets)
+    return FindingsPass(options.yara, memory_secrets=options.memory_secrets)
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

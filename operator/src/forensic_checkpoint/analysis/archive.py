@@ -7,7 +7,9 @@ images) in memory and hands the others to visitors:
 
 * ``pages-*.img`` of a plain tar are not read at all: the memory engine seeks into the file
   later (``TarInfo.offset_data``). In a compressed archive they are kept in memory up to
-  ``ArchiveLimits.max_spool_bytes`` and otherwise streamed again in a later pass.
+  ``ArchiveLimits.max_spool_bytes``; larger ones go to ``pages_visitor`` as they stream by
+  (``process_memory.FirstPass`` searches them then), and are streamed again in a later pass
+  only where that could not be done.
 * ``rootfs-diff.tar`` and the container log are handed to a visitor as a stream, so a big
   rootfs diff or log never sits in memory.
 
@@ -121,6 +123,8 @@ class ArchiveContents:
 
 #: visitor(member, stream) for members the caller wants to see as a stream
 StreamVisitor = Callable[[MemberInfo, IO[bytes]], None]
+#: Receives a pages member too large to spool, with what the pass has collected so far.
+PagesVisitor = Callable[[MemberInfo, IO[bytes], "ArchiveContents"], None]
 
 
 def detect_compression(head: bytes) -> str:
@@ -438,6 +442,7 @@ def scan_archive(
     spool_pages: bool = True,
     hash_later: bool = False,
     hash_file: bool = True,
+    pages_visitor: PagesVisitor | None = None,
 ) -> ArchiveContents:
     """One pass over the archive: list members, keep small ones, stream the rest to visitors.
 
@@ -451,6 +456,10 @@ def scan_archive(
 
     ``hash_file=False`` (``search``, which reports no hash) skips hashing altogether, so a
     plain tar's pages are never read in this pass.
+
+    ``pages_visitor``: a compressed archive's pages member that is too large to spool is
+    handed to it as a stream, with the contents collected so far (every engine writes the
+    pagemaps and mm images before the pages), so memory can be searched in this one pass.
     """
     visitors = visitors or {}
     size = path.stat().st_size if path.exists() else 0
@@ -460,7 +469,14 @@ def scan_archive(
         contents = ArchiveContents(path=path, compression=compression, sha256="", size_bytes=size)
         if background:
             contents.pending_hash = _FileHash(path)
-        _walk(tar, contents, limits, visitors, spool_pages and compression != "none")
+        _walk(
+            tar,
+            contents,
+            limits,
+            visitors,
+            spool=spool_pages and compression != "none",
+            pages_visitor=pages_visitor,
+        )
         if hashing:
             # Trailing padding/garbage after the tar end marker is part of the file's hash.
             try:
@@ -517,6 +533,7 @@ def _take(
     limits: ArchiveLimits,
     budget: _Budget,
     spool: bool,
+    pages_visitor: PagesVisitor | None = None,
 ) -> None:
     """Keep a regular member in memory if it is wanted and fits the limits."""
     name = member.name
@@ -524,6 +541,10 @@ def _take(
         if spool and budget.spooled + member.size <= limits.max_spool_bytes:
             contents.spooled[name] = _read_member(tar, info, member.size)
             budget.spooled += member.size
+        elif spool and pages_visitor is not None:
+            stream = tar.extractfile(info)
+            if stream is not None:
+                pages_visitor(member, stream, contents)
         return
     if not _wanted_in_memory(name):
         return
@@ -546,7 +567,9 @@ def _walk(
     contents: ArchiveContents,
     limits: ArchiveLimits,
     visitors: dict[str, StreamVisitor],
+    *,
     spool: bool,
+    pages_visitor: PagesVisitor | None,
 ) -> None:
     seen: set[str] = set()
     budget = _Budget()
@@ -572,7 +595,16 @@ def _walk(
                 if stream is not None:
                     visitors[member.name](member, stream)
                 continue
-            _take(tar, info, member, contents, limits=limits, budget=budget, spool=spool)
+            _take(
+                tar,
+                info,
+                member,
+                contents,
+                limits=limits,
+                budget=budget,
+                spool=spool,
+                pages_visitor=pages_visitor,
+            )
     except ArchiveError:
         raise
     except _read_errors() as exc:

@@ -1,15 +1,17 @@
 """Per-process memory through the MEMORY engine: RSS, argv/environment and searches.
 
-The pages of each process come from one of three places, cheapest first: the spooled bytes
-of a small compressed archive, a seek into a plain tar, or (large compressed archives) a
-second streaming pass that feeds every search and keeps only the argv/env byte ranges.
+The pages of each process come from one of four places, cheapest first: the spooled bytes
+of a small compressed archive, a seek into a plain tar, the archive's first pass as it
+streams by (large compressed archives, ``FirstPass``), or, where the first pass could not
+plan the work, a second streaming pass. Streamed pages feed every search and keep only the
+argv/env byte ranges.
 Observers (the findings' credential and YARA scans) are fed the same bytes as they go by,
 so the pages are read once for both.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -27,7 +29,7 @@ from forensic_checkpoint.analysis.memory import (
     parse_pagemap,
     rss_by_vma,
 )
-from forensic_checkpoint.analysis.processes import ProcessTree
+from forensic_checkpoint.analysis.processes import ProcessTree, provisional_tree
 from forensic_checkpoint.analysis.report import (
     EnvVar,
     MemorySearch,
@@ -53,8 +55,11 @@ class PagesObserver(Protocol):
     def finish(self) -> None: ...
 
 
-#: Given the shared memory objects found, the observers wanted, by pages member name.
-ObserverFactory = Callable[[list[SharedMemoryObject]], Mapping[str, PagesObserver]]
+#: Given the archive, its processes and shared memory objects, the observers wanted, by pages
+#: member name.
+ObserverFactory = Callable[
+    [ArchiveContents, Sequence[Process], list[SharedMemoryObject]], Mapping[str, PagesObserver]
+]
 
 
 @dataclass
@@ -70,6 +75,9 @@ class _Task:
     scanner: MemoryScanner | None = None
     shared: SharedObject | None = None
     observer: PagesObserver | None = None
+    #: the pages were read in the archive's first pass (``FirstPass``), with these hits
+    prefed: bool = False
+    hits: list[MemoryHit] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -238,6 +246,7 @@ def analyze_memory(
     max_matches: int,
     warnings: list[str],
     observe: ObserverFactory | None = None,
+    first_pass: FirstPass | None = None,
 ) -> MemoryResult:
     result = MemoryResult()
     patterns = _patterns(searches, regexes)
@@ -247,46 +256,40 @@ def analyze_memory(
     objects = find_shared_objects(contents.data, table, tree)
     result.shared = [o.info for _, o in sorted(objects.items())]
     tasks += _shared_tasks(contents, objects, warnings)
-    observers = observe(result.shared) if observe is not None else {}
+    observers = observe(contents, tree.processes, result.shared) if observe is not None else {}
     hits: list[MemoryHit] = []
     counts = [0] * len(patterns)
     for task in tasks:
+        done = first_pass.adopt(task) if first_pass is not None else None
+        if done is not None:
+            task.scanner, task.hits, task.prefed = done.scanner, done.hits, True
+            hits.extend(task.hits)
+            continue
         task.observer = observers.get(task.pages_name)
-        if (
-            patterns
-            or (read_args and not _direct(contents, task))
-            or (task.shared is not None and not _direct(contents, task))
-        ):
-            retain = [r for r in (task.arg_range, task.env_range) if r] if read_args else []
-            size = task.shared.info.size_bytes if task.shared is not None else None
-            if size and size <= MAX_HASHED_MEMFD:
-                retain = [(0, size)]
-            task.scanner = MemoryScanner(
-                task.index,
-                patterns,
-                pid=task.proc.pid if task.proc else None,
-                vmas=task.vmas,
-                context=context,
-                chunk_size=_CHUNK,
-                max_hits=max_matches,
-                retain=retain,
-            )
+        task.scanner = _scanner(
+            task,
+            patterns,
+            streamed=not _direct(contents, task),
+            read_args=read_args,
+            context=context,
+            max_matches=max_matches,
+        )
     # Pages are read for a scanner (searches; argv/env of a streamed archive) or an observer.
-    read = [t for t in tasks if t.scanner is not None or t.observer is not None]
+    read = [t for t in tasks if not t.prefed and (t.scanner is not None or t.observer is not None)]
     streamed = [t for t in read if not _direct(contents, t)]
     for task in read:
         if task not in streamed:
             hits.extend(_feed(task, _direct_chunks(contents, task)))
     if streamed:
         hits.extend(_second_pass(contents.path, streamed))
-    for task in read:
+    for task in tasks:
         hits.extend(_finish(task, counts, warnings))
     for task in tasks:
         if not read_args and task.shared is None:
             continue
         memory = (
             task.scanner.retained()
-            if task.scanner is not None and task in streamed
+            if task.scanner is not None and (task.prefed or task in streamed)
             else _direct_memory(contents, task)
         )
         if memory is not None:
@@ -302,6 +305,132 @@ def analyze_memory(
         max_matches=max_matches,
     )
     return result
+
+
+def _scanner(
+    task: _Task,
+    patterns: list[Pattern],
+    *,
+    streamed: bool,
+    read_args: bool,
+    context: int,
+    max_matches: int,
+) -> MemoryScanner | None:
+    """A scanner for searches, or to keep argv/env and memfd bytes of pages that are streamed
+    (random reads are impossible there); None when the pages need no scan."""
+    if not patterns and not (streamed and (read_args or task.shared is not None)):
+        return None
+    retain = [r for r in (task.arg_range, task.env_range) if r] if read_args else []
+    size = task.shared.info.size_bytes if task.shared is not None else None
+    if size and size <= MAX_HASHED_MEMFD:
+        retain = [(0, size)]
+    return MemoryScanner(
+        task.index,
+        patterns,
+        pid=task.proc.pid if task.proc else None,
+        vmas=task.vmas,
+        context=context,
+        chunk_size=_CHUNK,
+        max_hits=max_matches,
+        retain=retain,
+    )
+
+
+class FirstPass:
+    """The memory work of a large compressed archive, done in the archive's first pass.
+
+    ``visit`` is ``scan_archive``'s ``pages_visitor``: it gets each pages member too large to
+    spool while the archive streams by. Every engine writes the pagemap, mm, core, ids and
+    fdinfo images before the pages, but pstree.img after them, so the work is planned from
+    ``provisional_tree`` (one process per mm image, built by the same code as the real tree).
+    ``analyze_memory`` then adopts a pages file's scanner and hits only where the real tree has
+    the same process or object; anything else is read in a second pass, as before.
+    """
+
+    def __init__(
+        self,
+        *,
+        searches: list[str],
+        regexes: list[str],
+        read_args: bool,
+        context: int,
+        max_matches: int,
+        observe: ObserverFactory | None = None,
+    ) -> None:
+        self._patterns = _patterns(searches, regexes)
+        self._read_args, self._context, self._max_matches = read_args, context, max_matches
+        self._observe = observe
+        self._plan: tuple[ProcessTree, dict[int, SharedObject]] | None = None
+        #: pages member -> its task, fed to the end
+        self.fed: dict[str, _Task] = {}
+
+    def visit(self, member: MemberInfo, stream: IO[bytes], contents: ArchiveContents) -> None:
+        task = self._task(member.name, contents)
+        if task is None:
+            return  # the second pass reads it
+        failed_read: list[BaseException] = []
+
+        def chunks() -> Iterator[bytes]:
+            while True:
+                try:
+                    data = stream.read(_CHUNK)
+                except BaseException as exc:
+                    failed_read.append(exc)
+                    raise
+                if not data:
+                    return
+                yield data
+
+        try:
+            task.hits = _feed(task, chunks())
+        except Exception:
+            if failed_read:
+                raise  # the archive itself is damaged: scan_archive reports it
+            return  # our failure on these bytes: the second pass reads them again
+        self.fed[member.name] = task
+
+    def adopt(self, task: _Task) -> _Task | None:
+        """This pass's work on ``task``'s pages, if it was done for the same owner."""
+        done = self.fed.get(task.pages_name)
+        if done is None:
+            return None
+        same = (
+            (done.proc.pid if done.proc else None) == (task.proc.pid if task.proc else None)
+            and (done.shared.info.shmid if done.shared else None)
+            == (task.shared.info.shmid if task.shared else None)
+            and done.index.runs == task.index.runs
+        )
+        return done if same else None
+
+    def _task(self, name: str, contents: ArchiveContents) -> _Task | None:
+        try:
+            if self._plan is None:
+                table = FileTable.load(contents.data, [])
+                tree = provisional_tree(contents.data, table)
+                self._plan = (tree, find_shared_objects(contents.data, table, tree))
+            tree, objects = self._plan
+            found = [
+                t
+                for t in _tasks(contents, tree, []) + _shared_tasks(contents, objects, [])
+                if t.pages_name == name
+            ]
+            if len(found) != 1:
+                return None
+            task = found[0]
+            task.scanner = _scanner(
+                task,
+                self._patterns,
+                streamed=True,
+                read_args=self._read_args,
+                context=self._context,
+                max_matches=self._max_matches,
+            )
+            if self._observe is not None:
+                shared = [o.info for _, o in sorted(objects.items())]
+                task.observer = self._observe(contents, tree.processes, shared).get(name)
+        except Exception:  # untrusted images: the second pass does the work instead
+            return None
+        return task
 
 
 def _feed(task: _Task, chunks: Iterable[bytes]) -> list[MemoryHit]:

@@ -7,8 +7,10 @@ image, so both 2 and 6 are reported as "zombie" and such tasks have no files or 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from forensic_checkpoint.analysis.files import FileTable
 from forensic_checkpoint.analysis.images import Image, try_decode
@@ -145,25 +147,64 @@ def _img(data: dict[str, bytes], kind: str, base: str, warnings: list[str]) -> I
     return try_decode(kind, data.get(f"checkpoint/{base}"), base, warnings)
 
 
-def build_process_tree(
-    data: dict[str, bytes], table: FileTable, warnings: list[str], *, memory_only: bool = False
-) -> ProcessTree:
-    """Decode the tree. ``memory_only`` (the ``search`` command) keeps what memory needs: pids,
-    mm images and maps, fd holders (shared memory objects); threads, credentials, seccomp,
-    cwd/root/exe, open files and namespaces are left empty, and their images undecoded."""
-    tree = ProcessTree()
+class _Provisional(NamedTuple):
+    """A pstree entry stand-in: a pid known from its mm image (see ``provisional_tree``)."""
+
+    pid: int
+    ppid: int = 0
+    pgid: int = 0
+    sid: int = 0
+    threads: tuple[int, ...] = ()
+
+
+_MM_IMAGE = re.compile(r"checkpoint/mm-(\d+)\.img")
+
+
+def provisional_tree(data: dict[str, bytes], table: FileTable) -> ProcessTree:
+    """A memory-only tree before pstree.img has been read: one process per ``mm-<pid>.img``.
+
+    Every engine writes pstree.img after the pages (lexical order) but the core, mm, ids and
+    fdinfo images before them, so this is what a first pass knows when the pages arrive. Each
+    process is built by the same code as in ``build_process_tree`` (same maps and names);
+    only the parent ids and threads are unknown."""
+    pids = sorted(int(m[1]) for name in data if (m := _MM_IMAGE.fullmatch(name)))
+    return build_process_tree(
+        data, table, [], memory_only=True, entries=[_Provisional(pid) for pid in pids]
+    )
+
+
+def _pstree_entries(data: dict[str, bytes], warnings: list[str]) -> list[Any] | None:
     pstree = _img(data, "PSTREE", "pstree.img", warnings)
     if pstree is None:
         warnings.append("pstree.img is missing or unreadable: no process tree")
+        return None
+    return list(pstree.entries)
+
+
+def build_process_tree(
+    data: dict[str, bytes],
+    table: FileTable,
+    warnings: list[str],
+    *,
+    memory_only: bool = False,
+    entries: Sequence[Any] | None = None,
+) -> ProcessTree:
+    """Decode the tree. ``memory_only`` (the ``search`` command) keeps what memory needs: pids,
+    exe, mm images and maps, fd holders (shared memory objects); threads, credentials, seccomp,
+    cwd/root, open files and namespaces are left empty, and their images undecoded.
+    ``entries``: the tasks to build instead of pstree.img's (``provisional_tree``)."""
+    tree = ProcessTree()
+    entries = _pstree_entries(data, warnings) if entries is None else entries
+    if entries is None:
         return tree
     seccomp_img = None if memory_only else _img(data, "SECCOMP", "seccomp.img", warnings)
     filters = (
         list(seccomp_img.entries[0].seccomp_filters) if seccomp_img and seccomp_img.entries else []
     )
     seen_ns: dict[tuple[str, int], Namespace] = {}
-    if len(pstree.entries) > MAX_TASKS:
-        warnings.append(f"pstree.img lists {len(pstree.entries)} tasks; the first {MAX_TASKS} kept")
-    for entry in pstree.entries[:MAX_TASKS]:
+    if len(entries) > MAX_TASKS:
+        warnings.append(f"pstree.img lists {len(entries)} tasks; the first {MAX_TASKS} kept")
+    for entry in entries[:MAX_TASKS]:
         pid = int(entry.pid)
         core = _entry(_img(data, "CORE", f"core-{pid}.img", warnings))
         task = TaskImages(pid=pid, core=core)
@@ -289,7 +330,7 @@ def _task_resources(
     mm = _entry(_img(data, "MM", f"mm-{pid}.img", warnings))
     task.mm = mm
     if mm is not None:
-        if mm.HasField("exe_file_id") and not memory_only:
+        if mm.HasField("exe_file_id"):  # memory_only too: the findings spot shells by it
             proc.exe = table.path(int(mm.exe_file_id))
         if len(mm.vmas) > MAX_VMAS:
             warnings.append(f"mm-{pid}.img lists {len(mm.vmas)} memory areas; {MAX_VMAS} kept")

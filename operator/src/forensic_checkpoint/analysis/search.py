@@ -13,7 +13,7 @@ from typing import Any
 
 from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits, scan_archive
 from forensic_checkpoint.analysis.files import FileTable
-from forensic_checkpoint.analysis.process_memory import analyze_memory
+from forensic_checkpoint.analysis.process_memory import FirstPass, analyze_memory
 from forensic_checkpoint.analysis.processes import build_process_tree
 from forensic_checkpoint.analysis.redact import mask_searches
 from forensic_checkpoint.analysis.report import MemorySearch, MemorySummary
@@ -57,7 +57,15 @@ def search_archive(
 ) -> SearchResult:
     if not options.literals and not options.regexes:
         raise ConfigError("give at least one PATTERN or --regex")
-    contents = scan_archive(path, limits=limits, hash_file=False)
+    # a large compressed archive is searched while it streams by: one pass
+    first_pass = FirstPass(
+        searches=options.literals,
+        regexes=options.regexes,
+        read_args=False,
+        context=options.context,
+        max_matches=options.max_matches,
+    )
+    contents = scan_archive(path, limits=limits, hash_file=False, pages_visitor=first_pass.visit)
     warnings = list(contents.warnings)
     table = FileTable.load(contents.data, warnings)
     tree = build_process_tree(contents.data, table, warnings, memory_only=True)
@@ -76,6 +84,7 @@ def search_archive(
         context=options.context,
         max_matches=options.max_matches,
         warnings=warnings,
+        first_pass=first_pass,
     )
     searches: list[MemorySearch] = memory.searches
     if not options.reveal:

@@ -205,10 +205,7 @@ class FindingsPass:
     ``memory_secrets``: search all process memory for credentials.
     """
 
-    def __init__(
-        self, contents: ArchiveContents, yara: Sequence[str] = (), *, memory_secrets: bool = True
-    ) -> None:
-        self.contents = contents
+    def __init__(self, yara: Sequence[str] = (), *, memory_secrets: bool = True) -> None:
         self.scanner = YaraScanner(compile_rules(yara)) if yara else None
         self.secrets = MemoryCredentials(default_rules().credentials) if memory_secrets else None
         self.tasks: dict[str, PagesTask] | None = None
@@ -218,16 +215,25 @@ class FindingsPass:
         self.broken: dict[str, str] = {}
 
     def observers(
-        self, processes: Sequence[Process], shared: Sequence[SharedMemoryObject]
+        self,
+        contents: ArchiveContents,
+        processes: Sequence[Process],
+        shared: Sequence[SharedMemoryObject],
     ) -> dict[str, PagesObserver]:
-        """One observer per pages file the findings want. A failure here leaves the pages to
-        ``finish``, which reads them itself, rather than failing the memory pass."""
+        """One observer per pages file the findings want and have not seen yet (this is asked
+        once per pages member in an archive's first pass, and again by the memory pass). A
+        failure here leaves the pages to ``finish``, which reads them itself."""
         try:
-            tasks = pages_tasks(self.contents, processes, shared, everything=self._everything)
+            tasks = pages_tasks(contents, processes, shared, everything=self._everything)
         except Exception:  # untrusted images; finish() meets the same error in its own section
             return {}
-        self.tasks = tasks
-        return {name: _Observer(self, name, task) for name, task in tasks.items()}
+        known = self.tasks if self.tasks is not None else {}
+        self.tasks = {**tasks, **known}  # a task already fed keeps what it collected
+        return {
+            name: _Observer(self, name, self.tasks[name])
+            for name in tasks
+            if name not in self.fed and name not in self.broken
+        }
 
     @property
     def _everything(self) -> bool:
@@ -252,10 +258,9 @@ class FindingsPass:
                 seen=piece.seen,
             )
 
-    def finish(self, report: Report) -> None:
+    def finish(self, contents: ArchiveContents, report: Report) -> None:
         """Fill ``report.findings``, ``shell_history``, ``binaries``, ``timeline`` and
         ``connections`` (the report must not be redacted yet)."""
-        contents = self.contents
         tasks = self.tasks
         if tasks is None:
             tasks = pages_tasks(
@@ -342,4 +347,4 @@ def add_findings(
 ) -> None:
     """The findings of an analysed report in one call, reading the pages themselves (tests and
     callers that did not feed a FindingsPass during the memory pass)."""
-    FindingsPass(contents, yara, memory_secrets=memory_secrets).finish(report)
+    FindingsPass(yara, memory_secrets=memory_secrets).finish(contents, report)

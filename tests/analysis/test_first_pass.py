@@ -1,0 +1,88 @@
+"""A large compressed archive is read once: its pages are searched, and the findings scan
+them, while the first pass streams by (the images they need come before them in every
+engine's archive). The report is the same as from spooled pages, and the second pass stays
+as the fallback."""
+
+from __future__ import annotations
+
+import pytest
+from sample_data import SAMPLES, sample_path, truth
+
+from forensic_checkpoint.analysis import AnalysisOptions, process_memory
+from forensic_checkpoint.analysis.analyzer import run_analysis
+from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits
+from forensic_checkpoint.analysis.findings import run as findings_run
+from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.search import SearchOptions, search_archive
+
+STREAMED = ArchiveLimits(max_spool_bytes=0)  # no pages spooled: as for a multi-GiB archive
+
+
+def _options(sample: str) -> AnalysisOptions:
+    searches = [m["value"] for m in truth(sample)["memory_strings"]]
+    return AnalysisOptions(searches=searches, reveal=True)
+
+
+class _Passes:
+    """Counts the streaming passes after the first: the memory engine's and the findings'."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.memory: list[set[str]] = []
+        self.findings: list[set[str]] = []
+        memory_pass, findings_visit = process_memory.stream_members, findings_run.visit_members
+
+        def memory(path: object, wanted: object, visit: object) -> None:
+            self.memory.append({"called"})
+            memory_pass(path, wanted, visit)  # type: ignore[arg-type]
+
+        def findings(contents: object, names: set[str], visit: object) -> None:
+            self.findings.append({n for n in names if "/pages-" in n})
+            findings_visit(contents, names, visit)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(process_memory, "stream_members", memory)
+        monkeypatch.setattr(findings_run, "visit_members", findings)
+
+    @property
+    def pages_read_again(self) -> bool:
+        return bool(self.memory) or any(self.findings)
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_streamed_pages_are_read_in_the_first_pass(
+    sample: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spooled = run_analysis(sample_path(sample), _options(sample), DEFAULT_LIMITS)
+    passes = _Passes(monkeypatch)
+    once = run_analysis(sample_path(sample), _options(sample), STREAMED)
+    assert not passes.pages_read_again
+    assert once.to_json_dict() == spooled.to_json_dict()
+    assert any(s.total_matches for s in once.memory.searches)
+
+
+def test_search_reads_a_streamed_archive_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    sample = "attack-revshell"
+    options = SearchOptions(literals=[m["value"] for m in truth(sample)["memory_strings"]])
+    spooled = search_archive(sample_path(sample), options).to_json()
+    passes = _Passes(monkeypatch)
+    once = search_archive(sample_path(sample), options, STREAMED).to_json()
+    assert not passes.memory
+    assert once == spooled
+
+
+def _without_first_pass(monkeypatch: pytest.MonkeyPatch, sample: str) -> tuple[Report, _Passes]:
+    def cannot_plan(*_args: object) -> object:
+        raise RuntimeError("a damaged image")
+
+    monkeypatch.setattr(process_memory, "provisional_tree", cannot_plan)
+    passes = _Passes(monkeypatch)
+    return run_analysis(sample_path(sample), _options(sample), STREAMED), passes
+
+
+def test_when_the_first_pass_cannot_plan_the_second_pass_does_the_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sample = "attack-revshell"
+    spooled = run_analysis(sample_path(sample), _options(sample), DEFAULT_LIMITS)
+    report, passes = _without_first_pass(monkeypatch, sample)
+    assert passes.memory  # read again, as before
+    assert report.to_json_dict() == spooled.to_json_dict()
