@@ -309,3 +309,26 @@ def test_json_analyze_imports_only_what_json_output_needs(tmp_path: Path) -> Non
         "aiohttp",
     ):
         assert heavy not in loaded, heavy
+
+
+def test_an_empty_search_does_not_turn_a_regex_into_a_revealed_literal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An empty --search is skipped; the regex after it must stay a masked regex (it was
+    once counted as a literal and printed its secret match)."""
+    blog = str(sample_path("counter-blog-crio"))
+    doc = run_json(
+        capsys,
+        "analyze",
+        blog,
+        "--search",
+        "",
+        "--search-regex",
+        "RANDOM_[0-9]+_KEY",
+        "--format",
+        "json",
+    )
+    [search] = doc["memory"]["searches"]  # type: ignore[index]
+    assert search["kind"] == "regex" and search["totalMatches"] > 0
+    assert all(m["match"] == "<redacted>" for m in search["matches"])
+    assert "RANDOM_4105_KEY" not in json.dumps(search)  # the match and its context

@@ -30,7 +30,7 @@ from forensic_checkpoint.analysis.files import (
 )
 from forensic_checkpoint.analysis.identity import build_identity, detect_engine, load_json
 from forensic_checkpoint.analysis.images import try_decode
-from forensic_checkpoint.analysis.process_memory import FirstPass, MemoryResult, analyze_memory
+from forensic_checkpoint.analysis.process_memory import MemoryPass, MemoryResult
 from forensic_checkpoint.analysis.processes import ProcessTree, build_process_tree
 from forensic_checkpoint.analysis.record import field_names
 from forensic_checkpoint.analysis.redact import redact
@@ -138,8 +138,9 @@ def run_analysis(
         if options.findings
         else None
     )
-    # A large compressed archive is searched while it streams by: one pass (process_memory).
-    first_pass = FirstPass(
+    # Made before the archive pass: a large compressed archive's pages are searched, and the
+    # findings scan them, while it streams by (one read of any archive).
+    memory_pass = MemoryPass(
         searches=options.searches,
         regexes=options.regexes,
         read_args=options.read_process_memory,
@@ -153,7 +154,7 @@ def run_analysis(
         limits=limits,
         visitors=_visitors(collected, limits),
         hash_later=True,
-        pages_visitor=first_pass.visit,
+        pages_visitor=memory_pass.visit,
     )
     warnings = [*early, *contents.warnings]
     data = contents.data
@@ -193,20 +194,7 @@ def run_analysis(
     memory = _section(
         "process memory",
         warnings,
-        lambda: analyze_memory(
-            contents,
-            tree,
-            table,
-            searches=options.searches,
-            regexes=options.regexes,
-            read_args=options.read_process_memory,
-            context=options.context,
-            max_matches=options.max_matches,
-            warnings=warnings,
-            # the findings scan memory while it is read here: the pages are read once
-            observe=findings.observers if findings is not None else None,
-            first_pass=first_pass,
-        ),
+        lambda: memory_pass.run(contents, tree, table, warnings),
         MemoryResult(),
     )
     no_sockets: list[Socket] = []

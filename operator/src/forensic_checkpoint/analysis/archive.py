@@ -8,7 +8,7 @@ images) in memory and hands the others to visitors:
 * ``pages-*.img`` of a plain tar are not read at all: the memory engine seeks into the file
   later (``TarInfo.offset_data``). In a compressed archive they are kept in memory up to
   ``ArchiveLimits.max_spool_bytes``; larger ones go to ``pages_visitor`` as they stream by
-  (``process_memory.FirstPass`` searches them then), and are streamed again in a later pass
+  (``process_memory.MemoryPass`` searches them then), and are streamed again in a later pass
   only where that could not be done.
 * ``rootfs-diff.tar`` and the container log are handed to a visitor as a stream, so a big
   rootfs diff or log never sits in memory.

@@ -2,7 +2,7 @@
 
 The pages of each process come from one of four places, cheapest first: the spooled bytes
 of a small compressed archive, a seek into a plain tar, the archive's first pass as it
-streams by (large compressed archives, ``FirstPass``), or, where the first pass could not
+streams by (large compressed archives, ``MemoryPass.visit``), or, where the first pass could not
 plan the work, a second streaming pass. Streamed pages feed every search and keep only the
 argv/env byte ranges.
 Observers (the findings' credential and YARA scans) are fed the same bytes as they go by,
@@ -75,7 +75,7 @@ class _Task:
     scanner: MemoryScanner | None = None
     shared: SharedObject | None = None
     observer: PagesObserver | None = None
-    #: the pages were read in the archive's first pass (``FirstPass``), with these hits
+    #: the pages were read in the archive's first pass (``MemoryPass.visit``), with these hits
     prefed: bool = False
     hits: list[MemoryHit] = field(default_factory=list)
 
@@ -234,79 +234,6 @@ def _printable(data: bytes) -> str:
     return "".join(chr(b) if 32 <= b < 127 else "." for b in data)
 
 
-def analyze_memory(
-    contents: ArchiveContents,
-    tree: ProcessTree,
-    table: FileTable,
-    *,
-    searches: list[str],
-    regexes: list[str],
-    read_args: bool,
-    context: int,
-    max_matches: int,
-    warnings: list[str],
-    observe: ObserverFactory | None = None,
-    first_pass: FirstPass | None = None,
-) -> MemoryResult:
-    result = MemoryResult()
-    patterns = _patterns(searches, regexes)
-    tasks = _tasks(contents, tree, warnings)
-    if tasks:
-        result.page_size = tasks[0].index.page_size
-    objects = find_shared_objects(contents.data, table, tree)
-    result.shared = [o.info for _, o in sorted(objects.items())]
-    tasks += _shared_tasks(contents, objects, warnings)
-    observers = observe(contents, tree.processes, result.shared) if observe is not None else {}
-    hits: list[MemoryHit] = []
-    counts = [0] * len(patterns)
-    for task in tasks:
-        done = first_pass.adopt(task) if first_pass is not None else None
-        if done is not None:
-            task.scanner, task.hits, task.prefed = done.scanner, done.hits, True
-            hits.extend(task.hits)
-            continue
-        task.observer = observers.get(task.pages_name)
-        task.scanner = _scanner(
-            task,
-            patterns,
-            streamed=not _direct(contents, task),
-            read_args=read_args,
-            context=context,
-            max_matches=max_matches,
-        )
-    # Pages are read for a scanner (searches; argv/env of a streamed archive) or an observer.
-    read = [t for t in tasks if not t.prefed and (t.scanner is not None or t.observer is not None)]
-    streamed = [t for t in read if not _direct(contents, t)]
-    for task in read:
-        if task not in streamed:
-            hits.extend(_feed(task, _direct_chunks(contents, task)))
-    if streamed:
-        hits.extend(_second_pass(contents.path, streamed))
-    for task in tasks:
-        hits.extend(_finish(task, counts, warnings))
-    for task in tasks:
-        if not read_args and task.shared is None:
-            continue
-        memory = (
-            task.scanner.retained()
-            if task.scanner is not None and (task.prefed or task in streamed)
-            else _direct_memory(contents, task)
-        )
-        if memory is not None:
-            _fill_args(task, memory, warnings)
-            _hash_memfd(task, memory)
-    shared_by_pages = {t.pages_name: t.shared for t in tasks if t.shared is not None}
-    result.searches = _searches(
-        patterns,
-        len(searches),
-        hits,
-        counts=counts,
-        shared=shared_by_pages,
-        max_matches=max_matches,
-    )
-    return result
-
-
 def _scanner(
     task: _Task,
     patterns: list[Pattern],
@@ -336,15 +263,16 @@ def _scanner(
     )
 
 
-class FirstPass:
-    """The memory work of a large compressed archive, done in the archive's first pass.
+class MemoryPass:
+    """The memory work of one analysis: searches, argv/environment, shared memory objects,
+    and the observers' (the findings') view of every page.
 
-    ``visit`` is ``scan_archive``'s ``pages_visitor``: it gets each pages member too large to
-    spool while the archive streams by. Every engine writes the pagemap, mm, core, ids and
-    fdinfo images before the pages, but pstree.img after them, so the work is planned from
-    ``provisional_tree`` (one process per mm image, built by the same code as the real tree).
-    ``analyze_memory`` then adopts a pages file's scanner and hits only where the real tree has
-    the same process or object; anything else is read in a second pass, as before.
+    Made before the archive pass, whose ``pages_visitor`` is ``visit``: a large compressed
+    archive's pages members arrive there while the archive streams by. Every engine writes the
+    pagemap, mm, core, ids and fdinfo images before the pages, but pstree.img after them, so
+    that work is planned from ``provisional_tree`` (one process per mm image, built by the same
+    code as the real tree). ``run`` then adopts a pages file's scanner and hits only where the
+    real tree has the same process or object, and reads anything else as before.
     """
 
     def __init__(
@@ -358,6 +286,7 @@ class FirstPass:
         observe: ObserverFactory | None = None,
     ) -> None:
         self._patterns = _patterns(searches, regexes)
+        self._n_literal = sum(1 for s in searches if s)  # _patterns skips empty literals
         self._read_args, self._context, self._max_matches = read_args, context, max_matches
         self._observe = observe
         self._plan: tuple[ProcessTree, dict[int, SharedObject]] | None = None
@@ -389,7 +318,72 @@ class FirstPass:
             return  # our failure on these bytes: the second pass reads them again
         self.fed[member.name] = task
 
-    def adopt(self, task: _Task) -> _Task | None:
+    def run(
+        self, contents: ArchiveContents, tree: ProcessTree, table: FileTable, warnings: list[str]
+    ) -> MemoryResult:
+        """All the memory work after the archive pass: what the first pass did is adopted,
+        the rest of the pages is read (by seeking, from the spool or in a second pass)."""
+        result = MemoryResult()
+        patterns = self._patterns
+        tasks = _tasks(contents, tree, warnings)
+        if tasks:
+            result.page_size = tasks[0].index.page_size
+        objects = find_shared_objects(contents.data, table, tree)
+        result.shared = [o.info for _, o in sorted(objects.items())]
+        tasks += _shared_tasks(contents, objects, warnings)
+        observers = self._observe(contents, tree.processes, result.shared) if self._observe else {}
+        hits: list[MemoryHit] = []
+        counts = [0] * len(patterns)
+        for task in tasks:
+            done = self._adopt(task)
+            if done is not None:
+                task.scanner, task.hits, task.prefed = done.scanner, done.hits, True
+                hits.extend(task.hits)
+                continue
+            task.observer = observers.get(task.pages_name)
+            task.scanner = _scanner(
+                task,
+                patterns,
+                streamed=not _direct(contents, task),
+                read_args=self._read_args,
+                context=self._context,
+                max_matches=self._max_matches,
+            )
+        # Pages are read for a scanner (searches; argv/env of a streamed archive) or an observer.
+        read = [
+            t for t in tasks if not t.prefed and (t.scanner is not None or t.observer is not None)
+        ]
+        streamed = [t for t in read if not _direct(contents, t)]
+        for task in read:
+            if task not in streamed:
+                hits.extend(_feed(task, _direct_chunks(contents, task)))
+        if streamed:
+            hits.extend(_second_pass(contents.path, streamed))
+        for task in tasks:
+            hits.extend(_finish(task, counts, warnings))
+        for task in tasks:
+            if not self._read_args and task.shared is None:
+                continue
+            memory = (
+                task.scanner.retained()
+                if task.scanner is not None and (task.prefed or task in streamed)
+                else _direct_memory(contents, task)
+            )
+            if memory is not None:
+                _fill_args(task, memory, warnings)
+                _hash_memfd(task, memory)
+        shared_by_pages = {t.pages_name: t.shared for t in tasks if t.shared is not None}
+        result.searches = _searches(
+            patterns,
+            self._n_literal,
+            hits,
+            counts=counts,
+            shared=shared_by_pages,
+            max_matches=self._max_matches,
+        )
+        return result
+
+    def _adopt(self, task: _Task) -> _Task | None:
         """This pass's work on ``task``'s pages, if it was done for the same owner."""
         done = self.fed.get(task.pages_name)
         if done is None:

@@ -1,8 +1,9 @@
 """``search_archive``: the memory search alone, as ``checkpointctl memparse --search`` does.
 
-It reuses the analyzer's parts: one archive pass that keeps the small CRIU images (pages are
-not read; on a plain tar they are seeked over), the process tree for pids and VMAs, and the
-memory engine through ``analyze_memory`` (no argv/env reads, no findings, no file hash).
+It reuses the analyzer's parts: one archive pass that keeps the small CRIU images (on a plain
+tar the pages are seeked over; a large compressed archive's are searched as they stream by),
+the process tree for pids and VMAs, and the memory engine through ``MemoryPass`` (no argv/env
+reads, no findings, no file hash).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits, scan_archive
 from forensic_checkpoint.analysis.files import FileTable
-from forensic_checkpoint.analysis.process_memory import FirstPass, analyze_memory
+from forensic_checkpoint.analysis.process_memory import MemoryPass
 from forensic_checkpoint.analysis.processes import build_process_tree
 from forensic_checkpoint.analysis.redact import mask_searches
 from forensic_checkpoint.analysis.report import MemorySearch, MemorySummary
@@ -58,14 +59,14 @@ def search_archive(
     if not options.literals and not options.regexes:
         raise ConfigError("give at least one PATTERN or --regex")
     # a large compressed archive is searched while it streams by: one pass
-    first_pass = FirstPass(
+    memory_pass = MemoryPass(
         searches=options.literals,
         regexes=options.regexes,
         read_args=False,
         context=options.context,
         max_matches=options.max_matches,
     )
-    contents = scan_archive(path, limits=limits, hash_file=False, pages_visitor=first_pass.visit)
+    contents = scan_archive(path, limits=limits, hash_file=False, pages_visitor=memory_pass.visit)
     warnings = list(contents.warnings)
     table = FileTable.load(contents.data, warnings)
     tree = build_process_tree(contents.data, table, warnings, memory_only=True)
@@ -74,18 +75,7 @@ def search_archive(
         tree.processes = [p for p in tree.processes if p.pid == options.pid]
         if not tree.processes:
             raise ConfigError(f"no process with pid {options.pid} in {path}")
-    memory = analyze_memory(
-        contents,
-        tree,
-        table,
-        searches=options.literals,
-        regexes=options.regexes,
-        read_args=False,
-        context=options.context,
-        max_matches=options.max_matches,
-        warnings=warnings,
-        first_pass=first_pass,
-    )
+    memory = memory_pass.run(contents, tree, table, warnings)
     searches: list[MemorySearch] = memory.searches
     if not options.reveal:
         mask_searches(searches)

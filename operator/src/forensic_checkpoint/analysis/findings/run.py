@@ -199,10 +199,10 @@ class FindingsPass:
     """The findings' work over one archive.
 
     Memory (credential anchors, YARA, a shell's heap) is best fed while the memory engine
-    reads the pages anyway (``observers``, passed to ``analyze_memory``): the pages are then
-    read once. ``finish`` reads what was not fed that way, and the rootfs and tmpfs files, then
-    evaluates the rules. ``yara``: rule files and folders (compile errors are ConfigErrors);
-    ``memory_secrets``: search all process memory for credentials.
+    reads the pages anyway (``observers``, given to ``process_memory.MemoryPass``): the pages
+    are then read once. ``finish`` reads what was not fed that way, and the rootfs and tmpfs
+    files, then evaluates the rules. ``yara``: rule files and folders (compile errors are
+    ConfigErrors); ``memory_secrets``: search all process memory for credentials.
     """
 
     def __init__(self, yara: Sequence[str] = (), *, memory_secrets: bool = True) -> None:
