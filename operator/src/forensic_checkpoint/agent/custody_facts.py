@@ -110,13 +110,11 @@ def manifest_chain(record: JobRecord, subject: str) -> list[CustodyEntry]:
             action=fact.action,
             at=fact.time,
             actor=Actor(kind=ActorKind.AGENT, name=fact.actor),
+            container=fact.container,  # hashed with the entry, as in the operator's chain
             node=fact.node,
             kubelet=fact.kubelet_response,
             sha256=fact.sha256,
             size_bytes=fact.size_bytes,
             message=fact.message,
         )
-        # Name the container before hashing, as the operator does for the CR's chain.
-        last = chain[-1].model_copy(update={"container": fact.container})
-        chain[-1] = last.model_copy(update={"hash": custody.entry_hash(last)})
     return chain

@@ -74,17 +74,6 @@ def requester(metadata: Mapping[str, Any], spec: ForensicCheckpointSpec) -> tupl
     return Actor(kind=ActorKind.USER, name=UNKNOWN_REQUESTER), FROM_FIELD_MANAGER, note
 
 
-def _append(
-    chain: Sequence[CustodyEntry], subject: str, *, container: str | None, **fields: Any
-) -> list[CustodyEntry]:
-    """``custody.append`` plus the entry's container (set before hashing, so it is covered)."""
-    entries = custody.append(chain, subject, **fields)
-    if container is None:
-        return entries
-    last = entries[-1].model_copy(update={"container": container})
-    return [*entries[:-1], last.model_copy(update={"hash": custody.entry_hash(last)})]
-
-
 def record_request(
     status: ForensicCheckpointStatus,
     *,
@@ -98,10 +87,9 @@ def record_request(
         return status
     actor, source, note = requester(metadata, spec)
     new = status.model_copy(deep=True)
-    new.custody = _append(
+    new.custody = custody.append(
         [],
         subject,
-        container=None,
         action=CustodyAction.REQUESTED,
         at=at,
         actor=actor,
@@ -141,7 +129,7 @@ def record_facts(
                 at = chain[-1].at
                 note = f"reported at {fact.time.isoformat()}"
                 message = f"{message} ({note})" if message else note
-            chain = _append(
+            chain = custody.append(
                 chain,
                 subject,
                 container=container.name,

@@ -66,6 +66,7 @@ def append(
     action: CustodyAction,
     at: datetime,
     actor: Actor,
+    container: str | None = None,
     node: str | None = None,
     kubelet: KubeletResponse | None = None,
     sha256: str | None = None,
@@ -76,7 +77,8 @@ def append(
     reason: str | None = None,
     message: str | None = None,
 ) -> list[CustodyEntry]:
-    """A new list: ``chain`` plus one linked entry. ``chain`` itself is never modified."""
+    """A new list: ``chain`` plus one linked entry. ``chain`` itself is never modified.
+    ``container``: the container the entry is about (covered by its hash); None for the CR."""
     if len(chain) >= MAX_CUSTODY_ENTRIES:
         raise IntegrityError(f"custody chain is full ({MAX_CUSTODY_ENTRIES} entries)")
     if chain and at < chain[-1].at:
@@ -87,6 +89,7 @@ def append(
         action=action,
         at=at,
         actor=actor,
+        container=container,
         node=node,
         kubelet=kubelet,
         sha256=sha256,
