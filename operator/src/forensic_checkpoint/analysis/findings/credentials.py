@@ -21,7 +21,7 @@ from typing import Any
 
 from forensic_checkpoint.analysis.findings.model import Evidence, Finding, as_severity
 from forensic_checkpoint.analysis.findings.sources import OVERLAP
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.report import EnvVar, Report
 
 JWT_RE = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
@@ -159,8 +159,11 @@ def find_credentials(
     name_re = re.compile(str(config.get("secret_env_name", "(?!)")))
     env_rule = dict(config.get("env_name") or {})
     hits: list[Hit] = []
-    for proc in report.processes:
-        for var in proc.env:
+    # each process's environment (read from memory), then the OCI spec's (no pid)
+    environments: list[tuple[int | None, list[EnvVar]]] = [(p.pid, p.env) for p in report.processes]
+    environments.append((None, report.container.spec_env))
+    for pid, env in environments:
+        for var in env:
             hits.extend(
                 _env_hits(
                     var.name,
@@ -168,20 +171,9 @@ def find_credentials(
                     detectors=detectors,
                     name_re=name_re,
                     env_rule=env_rule,
-                    pid=proc.pid,
+                    pid=pid,
                 )
             )
-    for var in report.container.spec_env:
-        hits.extend(
-            _env_hits(
-                var.name,
-                var.value,
-                detectors=detectors,
-                name_re=name_re,
-                env_rule=env_rule,
-                pid=None,
-            )
-        )
     for path, blob in files.items():
         for det, value in scan_value(blob, detectors):
             hits.append(Hit(det, value, "file", path=path))
