@@ -11,7 +11,7 @@ so the pages are read once for both.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
@@ -22,6 +22,7 @@ from forensic_checkpoint.analysis.memory import (
     MemoryHit,
     MemoryScanner,
     PageIndex,
+    Pagemap,
     Pattern,
     ProcessMemory,
     Vma,
@@ -55,11 +56,18 @@ class PagesObserver(Protocol):
     def finish(self) -> None: ...
 
 
-#: Given the archive, its processes and shared memory objects, the observers wanted, by pages
-#: member name.
-ObserverFactory = Callable[
-    [ArchiveContents, Sequence[Process], list[SharedMemoryObject]], Mapping[str, PagesObserver]
-]
+class ObserverFactory(Protocol):
+    """Given the archive, its processes and shared memory objects, the observers wanted, by
+    pages member name (``only``: just the one for that member)."""
+
+    def __call__(
+        self,
+        contents: ArchiveContents,
+        processes: Sequence[Process],
+        shared: list[SharedMemoryObject],
+        *,
+        only: str | None = None,
+    ) -> Mapping[str, PagesObserver]: ...
 
 
 @dataclass
@@ -99,18 +107,45 @@ def _range(start: int, end: int) -> tuple[int, int] | None:
     return start, min(end, start + MAX_ARG_AREA)
 
 
-def _tasks(contents: ArchiveContents, tree: ProcessTree, warnings: list[str]) -> list[_Task]:
+def parsed_pagemap(
+    contents: ArchiveContents, name: str, cache: dict[str, Pagemap] | None = None
+) -> Pagemap | None:
+    """The pagemap image ``name`` decoded (None if absent), once per ``cache``: the first pass
+    plans each pages member as it arrives, and must not decode every pagemap each time."""
+    if cache is not None and name in cache:
+        return cache[name]
+    blob = contents.data.get(name)
+    if blob is None:
+        return None
+    pagemap = parse_pagemap(blob)
+    if cache is not None:
+        cache[name] = pagemap
+    return pagemap
+
+
+def _tasks(
+    contents: ArchiveContents,
+    tree: ProcessTree,
+    warnings: list[str],
+    *,
+    only: str | None = None,
+    cache: dict[str, Pagemap] | None = None,
+) -> list[_Task]:
+    """The tasks of the tree's processes; ``only``: just those whose pages are that member."""
     sizes = {m.name: m.size for m in contents.members}
     tasks = []
     for proc in tree.processes:
         images = tree.tasks.get(proc.pid)
         name = f"checkpoint/pagemap-{proc.pid}.img"
-        blob = contents.data.get(name)
-        if images is None or images.mm is None or blob is None:
+        if images is None or images.mm is None or name not in contents.data:
             continue
         try:
-            pagemap = parse_pagemap(blob)
+            pagemap = parsed_pagemap(contents, name, cache)
+            if pagemap is None:
+                continue
             pages_name = f"checkpoint/pages-{pagemap.pages_id}.img"
+            if only is not None and pages_name != only:
+                continue
             if pages_name not in sizes:
                 warnings.append(f"{pages_name} (memory of pid {proc.pid}) is not in the archive")
                 continue
@@ -142,14 +177,23 @@ def _tasks(contents: ArchiveContents, tree: ProcessTree, warnings: list[str]) ->
 
 
 def _shared_tasks(
-    contents: ArchiveContents, objects: dict[int, SharedObject], warnings: list[str]
+    contents: ArchiveContents,
+    objects: dict[int, SharedObject],
+    warnings: list[str],
+    *,
+    only: str | None = None,
+    cache: dict[str, Pagemap] | None = None,
 ) -> list[_Task]:
     sizes = {m.name: m.size for m in contents.members}
     tasks = []
     for shmid, obj in sorted(objects.items()):
         try:
-            pagemap = parse_pagemap(contents.data[f"checkpoint/pagemap-shmem-{shmid}.img"])
+            pagemap = parsed_pagemap(contents, f"checkpoint/pagemap-shmem-{shmid}.img", cache)
+            if pagemap is None:
+                continue
             pages_name = f"checkpoint/pages-{pagemap.pages_id}.img"
+            if only is not None and pages_name != only:
+                continue
             if pages_name not in sizes:
                 warnings.append(f"{pages_name} (shared memory {shmid}) is not in the archive")
                 continue
@@ -290,6 +334,7 @@ class MemoryPass:
         self._read_args, self._context, self._max_matches = read_args, context, max_matches
         self._observe = observe
         self._plan: tuple[ProcessTree, dict[int, SharedObject]] | None = None
+        self._pagemaps: dict[str, Pagemap] = {}  # decoded once for all the pages members
         #: pages member -> its task, fed to the end
         self.fed: dict[str, _Task] = {}
 
@@ -325,12 +370,12 @@ class MemoryPass:
         the rest of the pages is read (by seeking, from the spool or in a second pass)."""
         result = MemoryResult()
         patterns = self._patterns
-        tasks = _tasks(contents, tree, warnings)
+        tasks = _tasks(contents, tree, warnings, cache=self._pagemaps)
         if tasks:
             result.page_size = tasks[0].index.page_size
         objects = find_shared_objects(contents.data, table, tree)
         result.shared = [o.info for _, o in sorted(objects.items())]
-        tasks += _shared_tasks(contents, objects, warnings)
+        tasks += _shared_tasks(contents, objects, warnings, cache=self._pagemaps)
         observers = self._observe(contents, tree.processes, result.shared) if self._observe else {}
         hits: list[MemoryHit] = []
         counts = [0] * len(patterns)
@@ -403,11 +448,8 @@ class MemoryPass:
                 tree = provisional_tree(contents.data, table)
                 self._plan = (tree, find_shared_objects(contents.data, table, tree))
             tree, objects = self._plan
-            found = [
-                t
-                for t in _tasks(contents, tree, []) + _shared_tasks(contents, objects, [])
-                if t.pages_name == name
-            ]
+            found = _tasks(contents, tree, [], only=name, cache=self._pagemaps)
+            found += _shared_tasks(contents, objects, [], only=name, cache=self._pagemaps)
             if len(found) != 1:
                 return None
             task = found[0]
@@ -421,7 +463,8 @@ class MemoryPass:
             )
             if self._observe is not None:
                 shared = [o.info for _, o in sorted(objects.items())]
-                task.observer = self._observe(contents, tree.processes, shared).get(name)
+                observers = self._observe(contents, tree.processes, shared, only=name)
+                task.observer = observers.get(name)
         except Exception:  # untrusted images: the second pass does the work instead
             return None
         return task

@@ -44,11 +44,11 @@ from forensic_checkpoint.analysis.findings.yara_scan import (
 from forensic_checkpoint.analysis.images import try_decode
 from forensic_checkpoint.analysis.memory import (
     PageIndex,
+    Pagemap,
     ProcessMemory,
     derive_page_size,
-    parse_pagemap,
 )
-from forensic_checkpoint.analysis.process_memory import PagesObserver
+from forensic_checkpoint.analysis.process_memory import PagesObserver, parsed_pagemap
 from forensic_checkpoint.analysis.report import Process, QueueData, Report, SharedMemoryObject
 from forensic_checkpoint.analysis.timeline import build_timeline
 from forensic_checkpoint.errors import ImageError
@@ -122,6 +122,8 @@ def pages_tasks(
     shared: Sequence[SharedMemoryObject],
     *,
     everything: bool = True,
+    only: str | None = None,
+    cache: dict[str, Pagemap] | None = None,
 ) -> dict[str, PagesTask]:
     """pages-<id>.img member -> what it holds (a process or a shared memory object);
     without ``everything`` only the shells whose heap holds history."""
@@ -141,13 +143,12 @@ def pages_tasks(
         wanted.append((f"checkpoint/pagemap-shmem-{obj.shmid}.img", "shared-memory", label, None))
     out = {}
     for name, kind, target, pid in wanted:
-        blob = contents.data.get(name)
-        if blob is None:
-            continue
         try:
-            pagemap = parse_pagemap(blob)
+            pagemap = parsed_pagemap(contents, name, cache)
+            if pagemap is None:
+                continue
             pages = f"checkpoint/pages-{pagemap.pages_id}.img"
-            if pages not in sizes:
+            if pages not in sizes or (only is not None and pages != only):
                 continue
             index = PageIndex.build(pagemap, derive_page_size(sizes[pages], pagemap))
         except ImageError:
@@ -213,18 +214,28 @@ class FindingsPass:
         self.fed: set[str] = set()
         #: pages members an observer saw only in part (the memory pass failed), with why
         self.broken: dict[str, str] = {}
+        self._pagemaps: dict[str, Pagemap] = {}  # decoded once, however often observers() runs
 
     def observers(
         self,
         contents: ArchiveContents,
         processes: Sequence[Process],
         shared: Sequence[SharedMemoryObject],
+        *,
+        only: str | None = None,
     ) -> dict[str, PagesObserver]:
         """One observer per pages file the findings want and have not seen yet (this is asked
         once per pages member in an archive's first pass, and again by the memory pass). A
         failure here leaves the pages to ``finish``, which reads them itself."""
         try:
-            tasks = pages_tasks(contents, processes, shared, everything=self._everything)
+            tasks = pages_tasks(
+                contents,
+                processes,
+                shared,
+                everything=self._everything,
+                only=only,
+                cache=self._pagemaps,
+            )
         except Exception:  # untrusted images; finish() meets the same error in its own section
             return {}
         known = self.tasks if self.tasks is not None else {}
@@ -261,11 +272,15 @@ class FindingsPass:
     def finish(self, contents: ArchiveContents, report: Report) -> None:
         """Fill ``report.findings``, ``shell_history``, ``binaries``, ``timeline`` and
         ``connections`` (the report must not be redacted yet)."""
-        tasks = self.tasks
-        if tasks is None:
-            tasks = pages_tasks(
-                contents, report.processes, report.shared_memory, everything=self._everything
-            )
+        # Every pages file the findings want; those an observer saw keep what they collected.
+        everyone = pages_tasks(
+            contents,
+            report.processes,
+            report.shared_memory,
+            everything=self._everything,
+            cache=self._pagemaps,
+        )
+        tasks = {**everyone, **(self.tasks or {})}
         files = FileContents()
 
         def visit(name: str, stream: Readable) -> None:
