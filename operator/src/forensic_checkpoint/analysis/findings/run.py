@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,6 +123,7 @@ def pages_tasks(
     *,
     everything: bool = True,
     only: str | None = None,
+    known: Collection[str] = (),
     cache: dict[str, Pagemap] | None = None,
 ) -> dict[str, PagesTask]:
     """pages-<id>.img member -> what it holds (a process or a shared memory object);
@@ -148,7 +149,7 @@ def pages_tasks(
             if pagemap is None:
                 continue
             pages = f"checkpoint/pages-{pagemap.pages_id}.img"
-            if pages not in sizes or (only is not None and pages != only):
+            if pages not in sizes or pages in known or (only is not None and pages != only):
                 continue
             index = PageIndex.build(pagemap, derive_page_size(sizes[pages], pagemap))
         except ImageError:
@@ -227,23 +228,24 @@ class FindingsPass:
         """One observer per pages file the findings want and have not seen yet (this is asked
         once per pages member in an archive's first pass, and again by the memory pass). A
         failure here leaves the pages to ``finish``, which reads them itself."""
+        known = self.tasks or {}
         try:
-            tasks = pages_tasks(
+            planned = pages_tasks(
                 contents,
                 processes,
                 shared,
                 everything=self._everything,
                 only=only,
+                known=known,  # a task planned before keeps what it collected
                 cache=self._pagemaps,
             )
         except Exception:  # untrusted images; finish() meets the same error in its own section
             return {}
-        known = self.tasks if self.tasks is not None else {}
-        self.tasks = {**tasks, **known}  # a task already fed keeps what it collected
+        self.tasks = {**planned, **known}
         return {
-            name: _Observer(self, name, self.tasks[name])
-            for name in tasks
-            if name not in self.fed and name not in self.broken
+            name: _Observer(self, name, task)
+            for name, task in self.tasks.items()
+            if (only is None or name == only) and name not in self.fed and name not in self.broken
         }
 
     @property
@@ -272,15 +274,20 @@ class FindingsPass:
     def finish(self, contents: ArchiveContents, report: Report) -> None:
         """Fill ``report.findings``, ``shell_history``, ``binaries``, ``timeline`` and
         ``connections`` (the report must not be redacted yet)."""
-        # Every pages file the findings want; those an observer saw keep what they collected.
-        everyone = pages_tasks(
-            contents,
-            report.processes,
-            report.shared_memory,
-            everything=self._everything,
-            cache=self._pagemaps,
-        )
-        tasks = {**everyone, **(self.tasks or {})}
+        # Every pages file the findings want: those planned for observers keep what they
+        # collected, the others (a memory pass that stopped early) are planned now.
+        known = self.tasks or {}
+        tasks = {
+            **pages_tasks(
+                contents,
+                report.processes,
+                report.shared_memory,
+                everything=self._everything,
+                known=known,
+                cache=self._pagemaps,
+            ),
+            **known,
+        }
         files = FileContents()
 
         def visit(name: str, stream: Readable) -> None:
