@@ -3,8 +3,9 @@
 The memory engine and the findings handle pages as fresh ``bytes`` of 8-16 MiB (yara-x takes
 nothing else). glibc serves allocations that large with mmap and gives them back with munmap,
 so every chunk pays its page faults and zeroing again. On the 2.07 GiB benchmark archive that
-was ~1.5 s of system time in a 4.3 s ``analyze --search``. Served from the heap, and with freed
-memory kept for the next chunk, the run takes 2.7-2.8 s at the same peak RSS (~105 MB).
+was ~1.7 s of system time in a 4.3 s ``analyze --search``. Served from the heap, and with freed
+memory kept for the next chunk, the same run took 2.5-2.7 s at the same peak RSS
+(docs/benchmarks.md has the later figures).
 Small archives skip this: ``ctypes`` alone costs a few ms of a ~0.2 s run.
 """
 
