@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Build etcd, kube-apiserver, kube-controller-manager, kubectl and helm from the Go module proxy at
-# the versions pinned in tools/versions.env, once per machine, into a cache keyed by version:
-#   $TOOLS_DIR/kubernetes-<v>/{kube-apiserver,kube-controller-manager,kubectl}
+# Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and helm from the Go
+# module proxy at the versions pinned in tools/versions.env, once per machine, into a cache keyed
+# by version:
+#   $TOOLS_DIR/kubernetes-<v>/{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl}
 #   $TOOLS_DIR/etcd-<v>/etcd        $TOOLS_DIR/helm-<v>/helm
 # Kubernetes' own go.mod replaces every k8s.io/* staging module with a path inside its repo, which
 # a module-proxy consumer cannot see; tools/kube/go.mod re-points each one at its published v0.X.Y.
+# The same module also lists kubelet and kube-proxy, which scripts/build-node-tools.sh builds.
 #
 # Usage: build-cluster-tools.sh            build whatever is missing (idempotent, prints paths)
 #        build-cluster-tools.sh --check    exit 0 only if every binary is cached and runs
@@ -42,7 +44,10 @@ write_kube_mod() {
         echo "tool ("
         echo "	k8s.io/kubernetes/cmd/kube-apiserver"
         echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
+        echo "	k8s.io/kubernetes/cmd/kube-proxy"
+        echo "	k8s.io/kubernetes/cmd/kube-scheduler"
         echo "	k8s.io/kubernetes/cmd/kubectl"
+        echo "	k8s.io/kubernetes/cmd/kubelet"
         echo ")"
         echo
         echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
@@ -92,7 +97,7 @@ helm_dir=$TOOLS_DIR/helm-$HELM_VERSION
 runs() { [ -x "$1" ] && "$@" >/dev/null 2>&1; }
 kube_ok() {
     runs "$kube_dir/kube-apiserver" --version && runs "$kube_dir/kube-controller-manager" --version &&
-        runs "$kube_dir/kubectl" version --client
+        runs "$kube_dir/kube-scheduler" --version && runs "$kube_dir/kubectl" version --client
 }
 etcd_ok() { runs "$etcd_dir/etcd" --version; }
 helm_ok() { runs "$helm_dir/helm" version --short; }
@@ -135,7 +140,8 @@ if ! kube_ok; then
         flags+=" -X $p.gitTreeState=clean"
     done
     build kube "$kube_dir" "$flags" k8s.io/kubernetes/cmd/kube-apiserver \
-        k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kubectl
+        k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler \
+        k8s.io/kubernetes/cmd/kubectl
 fi
 if ! helm_ok; then
     build helm "$helm_dir" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
@@ -149,6 +155,7 @@ kube_ok && etcd_ok && helm_ok || {
 "$etcd_dir/etcd" --version | sed -n 1p  # sed reads all: no SIGPIPE under pipefail
 "$kube_dir/kube-apiserver" --version
 "$kube_dir/kube-controller-manager" --version
+"$kube_dir/kube-scheduler" --version
 "$kube_dir/kubectl" version --client | sed -n 1p
 "$helm_dir/helm" version --short
 echo "build-cluster-tools: ready in $TOOLS_DIR ($(($(date +%s) - start)) s)"

@@ -1,10 +1,11 @@
-"""Finding (and if need be building) etcd, kube-apiserver, kube-controller-manager and kubectl.
+"""Finding (and if need be building) etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kubectl.
 
 Resolution per tool: an environment variable naming a binary (``FORENSIC_ETCD``,
-``FORENSIC_KUBE_APISERVER``, ``FORENSIC_KUBE_CONTROLLER_MANAGER``, ``FORENSIC_KUBECTL``,
-``FORENSIC_HELM``) wins; otherwise the per-machine cache that ``make cluster-tools`` fills
-(``$FORENSIC_TOOLS_DIR``, default ``~/.cache/forensic-checkpoint``), at the versions pinned in
-``tools/versions.env``.
+``FORENSIC_KUBE_APISERVER``, ``FORENSIC_KUBE_CONTROLLER_MANAGER``, ``FORENSIC_KUBE_SCHEDULER``,
+``FORENSIC_KUBECTL``, ``FORENSIC_HELM``) wins; otherwise the per-machine cache that
+``make cluster-tools`` fills (``$FORENSIC_TOOLS_DIR``, default ``~/.cache/forensic-checkpoint``),
+at the versions pinned in ``tools/versions.env``.
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ _TOOLS = {
         "KUBERNETES_VERSION",
         "kubernetes",
     ),
+    "kube-scheduler": ("FORENSIC_KUBE_SCHEDULER", "KUBERNETES_VERSION", "kubernetes"),
     "kubectl": ("FORENSIC_KUBECTL", "KUBERNETES_VERSION", "kubernetes"),
     "helm": ("FORENSIC_HELM", "HELM_VERSION", "helm"),
 }
-CLUSTER_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager")
+CLUSTER_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Binaries:
     etcd: Path
     kube_apiserver: Path
     kube_controller_manager: Path
+    kube_scheduler: Path
 
 
 def tools_dir() -> Path:
@@ -99,4 +102,5 @@ def ensure(*, build: bool = True) -> Binaries:
         etcd=locate("etcd"),
         kube_apiserver=locate("kube-apiserver"),
         kube_controller_manager=locate("kube-controller-manager"),
+        kube_scheduler=locate("kube-scheduler"),
     )
