@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: test-deps setup test test-fast lint bench bench-cluster demo cluster-tools crds rules deploy clean
+.PHONY: test-deps setup test test-fast lint bench bench-cluster demo cluster-tools node-tools crds rules deploy clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml scripts/setup-venv.sh
@@ -56,6 +56,12 @@ demo: setup cluster-tools
 # built once per machine into $(TOOLS_DIR); a no-op (version checks only) when already there.
 cluster-tools:
 	TOOLS_DIR=$(TOOLS_DIR) bash scripts/build-cluster-tools.sh
+
+# A real node's tools: containerd, runc's CRIU 4.1.1 (Debian trixie's source), crictl, CNI plugins,
+# kubelet, kube-proxy and local pause/busybox/python images, pinned in tools/versions.env and cached
+# in $(TOOLS_DIR); apt-installs runc, iptables and build dependencies (root). No-op when cached.
+node-tools:
+	TOOLS_DIR=$(TOOLS_DIR) bash scripts/build-node-tools.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
