@@ -48,6 +48,7 @@ def test_up_env_down_leaves_nothing_behind(dev_cluster: ClusterHandle, tmp_path:
         "etcd",
         "kube-apiserver",
         "kube-controller-manager",
+        "kube-scheduler",
         "kubelet-node-1",
     }
     api = from_kubeconfig(kubeconfig)

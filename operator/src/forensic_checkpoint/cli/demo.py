@@ -4,6 +4,10 @@ Starts a 3-node dev cluster, applies deploy/rbac, runs three agents and the oper
 processes (each with its own ServiceAccount token), creates a running pod from the CRI-O blog
 sample and a ForensicCheckpoint that searches its memory for the secret, waits for it, then
 prints ``kubectl get fcp`` and the analysis summary from the status.
+
+With ``--real-node`` the node is real (containerd, runc, CRIU and a kubelet from
+``make node-tools``): the blog's counter pod from ``e2e/`` runs on it, is sent the secret
+through ``kubectl exec``, and the kubelet really checkpoints it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from forensic_checkpoint.cli.stack import LocalStack
@@ -34,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--search", default="RANDOM_4105_KEY", help="literal to find in memory")
     parser.add_argument("--keep", action="store_true", help="leave the cluster running")
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="capture a real pod on a real node (containerd + kubelet; `make node-tools`, root)",
+    )
     parser.add_argument(
         "--alerts",
         action="store_true",
@@ -99,6 +108,52 @@ def _alert_capture(stack: LocalStack, search: str) -> str:
         time.sleep(1)
 
 
+def _real_counter(stack: LocalStack, kubectl: list[str], secret: str) -> None:
+    """The blog's counter pod from e2e/, scheduled onto the real node and sent ``secret``."""
+    from forensic_checkpoint.cli.stack import REPO_ROOT
+
+    e2e = REPO_ROOT / "e2e"
+    for argv in (
+        ["create", "configmap", "counter", f"--from-file={e2e / 'counter.py'}"],
+        ["apply", "-f", str(e2e / "counter.yaml")],
+        ["wait", "--for=condition=Ready", "pod/counters", "--timeout=180s"],
+        [
+            "exec", "counters", "-c", "counter", "--", "python3", "-c",
+            "import urllib.request, sys; "
+            "urllib.request.urlopen('http://127.0.0.1:8088/secret?' + sys.argv[1]).read()",
+            secret,
+        ],
+    ):  # fmt: skip
+        print(f"demo: kubectl {' '.join(argv[:3])}", file=sys.stderr)
+        subprocess.run([*kubectl, "-n", NAMESPACE, *argv], check=True, timeout=240)
+
+
+def _report(status: dict[str, Any], search: str) -> bool:
+    """Print the status; whether the capture Completed with ``search`` found in memory."""
+    print(json.dumps({"phase": status["phase"], "message": status.get("message")}, indent=2))
+    for container in status.get("containers", []):
+        print(f"--- container {container['name']}: {container['phase']}")
+        print(
+            json.dumps(
+                {k: container.get(k) for k in ("archive", "summary", "reason", "message")},
+                indent=2,
+            )
+        )
+    holders = sorted(
+        {
+            hit["pid"]
+            for container in status.get("containers", [])
+            for hit in (container.get("summary") or {}).get("memoryHits") or []
+            if hit.get("pattern") == search
+        }
+    )
+    if holders:
+        print(f"demo: {search} found in the memory of pid {holders}", file=sys.stderr)
+    else:
+        print(f"demo: {search} was NOT found in memory", file=sys.stderr)
+    return status["phase"] == "Completed" and bool(holders)
+
+
 def run(args: argparse.Namespace) -> int:
     from forensic_checkpoint.cli.stack import LocalStack
     from forensic_checkpoint.devcluster import access, binaries
@@ -106,22 +161,35 @@ def run(args: argparse.Namespace) -> int:
     from forensic_checkpoint.k8s.client import close
 
     work = args.dir or Path(tempfile.mkdtemp(prefix="forensic-checkpoint-demo-"))
-    print(f"demo: starting a {NODES}-node dev cluster in {work}", file=sys.stderr)
-    cluster = DevCluster.start(work / "cluster", nodes=NODES, die_with_parent=not args.keep)
+    fakes = 0 if args.real_node else NODES
+    kind = "a real node" if args.real_node else f"{NODES} fake nodes"
+    print(f"demo: starting a dev cluster with {kind} in {work}", file=sys.stderr)
+    cluster = DevCluster.start(
+        work / "cluster",
+        nodes=fakes,
+        die_with_parent=not args.keep,
+        with_real_node=args.real_node,
+    )
+    kubectl = [str(binaries.locate("kubectl")), "--kubeconfig", str(cluster.kubeconfig)]
     stack: LocalStack | None = None
     try:
         api = cluster.admin_client()
         access.ensure_namespace(api, NAMESPACE)
         close(api)
         stack = LocalStack.prepare(cluster, work / "stack")
-        for i in range(NODES):
+        for i in range(fakes):
             stack.start_agent(f"node-{i + 1}")
+        if cluster.real_node is not None:
+            stack.start_agent(cluster.real_node.name)
         stack.start_operator([NAMESPACE], alerts=args.alerts)
         print(
             "demo: agents and operator running; creating pod and ForensicCheckpoint",
             file=sys.stderr,
         )
-        cluster.create_running_pod(NAMESPACE, "counters", "node-1", containers=("counter",))
+        if args.real_node:
+            _real_counter(stack, kubectl, args.search)
+        else:
+            cluster.create_running_pod(NAMESPACE, "counters", "node-1", containers=("counter",))
         name = "blog"
         if args.alerts:
             name = _alert_capture(stack, args.search)
@@ -130,34 +198,11 @@ def run(args: argparse.Namespace) -> int:
                 NAMESPACE, name, {"podName": "counters", "analysis": {"searches": [args.search]}}
             )
         obj = stack.wait_phase(NAMESPACE, name, timeout=args.timeout)
-        kubectl = binaries.locate("kubectl")
-        subprocess.run(
-            [
-                str(kubectl),
-                "--kubeconfig",
-                str(cluster.kubeconfig),
-                "-n",
-                NAMESPACE,
-                "get",
-                "fcp",
-                "-o",
-                "wide",
-            ],
-            check=False,
-        )
-        status = obj["status"]
-        print(json.dumps({"phase": status["phase"], "message": status.get("message")}, indent=2))
-        for container in status.get("containers", []):
-            print(f"--- container {container['name']}: {container['phase']}")
-            print(
-                json.dumps(
-                    {k: container.get(k) for k in ("archive", "summary", "reason", "message")},
-                    indent=2,
-                )
-            )
+        subprocess.run([*kubectl, "-n", NAMESPACE, "get", "fcp", "-o", "wide"], check=False)
+        found = _report(obj["status"], args.search)
         if args.keep:
             print(f"demo: cluster kept; kubeconfig {cluster.kubeconfig}", file=sys.stderr)
-        return 0 if status["phase"] == "Completed" else 1
+        return 0 if found else 1
     finally:
         if not args.keep:
             if stack is not None:

@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["up", "down", "env"])
     parser.add_argument("--nodes", type=int, default=2, help="fake kubelet nodes (default 2)")
     parser.add_argument(
+        "--real-node",
+        action="store_true",
+        help="also run one real node (containerd, runc, CRIU and a kubelet, from "
+        "`make node-tools`); needs root and a kernel where `criu check` passes",
+    )
+    parser.add_argument(
         "--dir", type=Path, default=DEFAULT_DIR, help="cluster directory (default .dev-cluster)"
     )
     parser.add_argument(
@@ -39,13 +45,24 @@ def run(args: argparse.Namespace) -> int:
         if args.nodes < 0:
             raise ConfigError("--nodes must be 0 or more")
         extra = {"runtime_version": args.runtime_version} if args.runtime_version else {}
-        cluster = DevCluster.start(args.dir, nodes=args.nodes, build=not args.no_build, **extra)
+        cluster = DevCluster.start(
+            args.dir,
+            nodes=args.nodes,
+            build=not args.no_build,
+            with_real_node=args.real_node,
+            **extra,
+        )
         print(
             f"dev cluster up in {cluster.startup_seconds:.1f} s: {cluster.server}", file=sys.stderr
         )
         for node in cluster.nodes:
             print(
                 f"  {node.name}: kubelet {node.url} checkpoints in {node.checkpoint_dir}",
+                file=sys.stderr,
+            )
+        if (real := cluster.real_node) is not None:
+            print(
+                f"  {real.name} (real): kubelet {real.url} checkpoints in {real.checkpoint_dir}",
                 file=sys.stderr,
             )
         _print_env(cluster.kubeconfig)

@@ -149,11 +149,15 @@ class LocalStack:
         wait: float = 60.0,
         kubelet_ca: Path | None = None,
         kubelet_token_file: Path | None = None,
+        kubelet_client_cert: pki.CertPair | None = None,
         values_file: Path | None = None,
+        host_root: bool = False,
     ) -> None:
         """Start the node's agent; ``kubelet_ca``/``kubelet_token_file`` replace the right ones
-        (to provoke TLS and authentication failures at the kubelet); ``values_file`` is the
-        chart's agent values (export, retention, criuConfig).
+        (to provoke TLS and authentication failures at the kubelet); ``kubelet_client_cert``
+        replaces the token with a client certificate; ``values_file`` is the chart's agent
+        values (export, retention, criuConfig), and ``host_root`` lets the agent keep this
+        machine's /etc/criu (a real node only).
 
         Returns once the agent has published a heartbeat *and* its first readiness round: the
         operator fails captures on a node whose checks fail, so a check left over from an
@@ -176,10 +180,18 @@ class LocalStack:
             "--state-dir", str(base / "state"),
             "--checkpoint-dir", str(node.checkpoint_dir),
             "--kubelet-ca", str(kubelet_ca or node.serving_ca),
-            "--kubelet-token-file", str(kubelet_token_file or self.agent.token_file),
             "--heartbeat-interval", "2",
             "--kubelet-timeout-margin", "5",
         ]  # fmt: skip
+        if kubelet_client_cert is not None:
+            argv += [
+                "--kubelet-client-cert", str(kubelet_client_cert.cert),
+                "--kubelet-client-key", str(kubelet_client_cert.key),
+            ]  # fmt: skip
+        else:
+            argv += ["--kubelet-token-file", str(kubelet_token_file or self.agent.token_file)]
+        if host_root:
+            argv += ["--host-root", "/"]
         if values_file is not None:
             argv += ["--values-file", str(values_file), "--export-retry-seconds", "1"]
         self.agents[node_name] = processes.spawn(
@@ -237,6 +249,11 @@ class LocalStack:
         if not beat or not agent.get("endpoint"):
             return False
         return datetime.fromisoformat(beat.replace("Z", "+00:00")) >= since.replace(microsecond=0)
+
+    def stop_agent(self, node_name: str) -> None:
+        """SIGTERM (a clean shutdown: the agent removes the CRIU config it wrote)."""
+        proc = self.agents.pop(node_name)
+        processes.stop_group(proc.pid, grace=10.0)
 
     def kill_agent(self, node_name: str) -> None:
         """SIGKILL, as a crashed or evicted agent: no clean shutdown."""

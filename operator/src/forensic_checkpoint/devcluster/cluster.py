@@ -26,10 +26,11 @@ from typing import Any
 import requests
 import yaml
 
-from forensic_checkpoint.devcluster import access, binaries, pki, processes
+from forensic_checkpoint.devcluster import access, binaries, pki, processes, real_node
 from forensic_checkpoint.devcluster.fake_kubelet import KubeletConfig, prepare_default_archive
 from forensic_checkpoint.devcluster.faults import NodeSettings
 from forensic_checkpoint.devcluster.pods import create_running_pod
+from forensic_checkpoint.devcluster.real_node import RealNode, Spawn
 from forensic_checkpoint.errors import ClusterError, ConfigError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig, request_json
 
@@ -51,6 +52,12 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
 )
+#: Fake kubelets run no pods: a pod without ``spec.nodeName`` must go to a real node or wait.
+FAKE_NODE_TAINT = {
+    "key": "forensic-checkpoint.dev/fake-kubelet",
+    "value": "true",
+    "effect": "NoSchedule",
+}
 
 
 @dataclass
@@ -118,6 +125,8 @@ class DevCluster:
     ca_key: Path
     kubeconfig: Path  #: admin (system:masters)
     nodes: list[FakeNode] = field(default_factory=list)
+    #: containerd + a real kubelet (``start(real_node=True)``); None on a fake-only cluster.
+    real_node: RealNode | None = None
     pids: dict[str, int] = field(default_factory=dict)  #: component -> process-group leader
     #: pid -> start time, so a `down` long after (a reboot, a reused pid) kills nothing else
     pid_starts: dict[int, int] = field(default_factory=dict)
@@ -133,11 +142,13 @@ class DevCluster:
     def admin_client(self) -> ApiClient:
         return from_kubeconfig(self.kubeconfig)
 
-    def node(self, name: str) -> FakeNode:
+    def node(self, name: str) -> FakeNode | RealNode:
         for n in self.nodes:
             if n.name == name:
                 return n
-        raise ConfigError(f"no fake node {name!r}")
+        if self.real_node is not None and self.real_node.name == name:
+            return self.real_node
+        raise ConfigError(f"no node {name!r} in this dev cluster")
 
     def issue_client_certificate(
         self, user: str, groups: Sequence[str] = (), *, name: str | None = None
@@ -173,8 +184,14 @@ class DevCluster:
         crds_dir: Path | None = CRDS_DIR,
         default_archive: Path = DEFAULT_ARCHIVE,
         runtime_version: str = NodeSettings.runtime_version,
+        with_real_node: bool = False,
     ) -> DevCluster:
+        """Start the control plane and ``nodes`` fake kubelets; with ``with_real_node``, one
+        real node (containerd + kubelet, see :mod:`.real_node`), or
+        :class:`~.real_node.RealNodeUnavailable` saying why this machine cannot run one."""
         started = time.monotonic()
+        # Before anything starts: a machine that cannot run a real node says so at once.
+        real = real_node.preflight() if with_real_node else None
         tools = binaries.ensure(build=build)
         directory = directory.resolve()
         if (directory / STATE_FILE).exists():
@@ -190,6 +207,7 @@ class DevCluster:
                     crds_dir=crds_dir,
                     default_archive=default_archive,
                     runtime_version=runtime_version,
+                    real=real,
                 )
             except ToolError:
                 # A port picked free can be taken before the server binds it (another
@@ -214,6 +232,7 @@ class DevCluster:
         crds_dir: Path | None,
         default_archive: Path,
         runtime_version: str,
+        real: tuple[binaries.NodeTools, str] | None = None,
     ) -> DevCluster:
         p = _Pki(directory / "pki")
         p.create(node_names=[f"node-{i + 1}" for i in range(nodes)])
@@ -257,13 +276,102 @@ class DevCluster:
                 die_with_parent=die_with_parent,
             ).pid
             cluster._save()
+            scheduler_kubeconfig = directory / "kube-scheduler.kubeconfig"
+            _write_kubeconfig(scheduler_kubeconfig, cluster.server, p.ca.cert, p.scheduler)
+            cluster.pids["kube-scheduler"] = processes.spawn(
+                _scheduler_args(tools.kube_scheduler, scheduler_kubeconfig),
+                logs / "kube-scheduler.log",
+                die_with_parent=die_with_parent,
+            ).pid
+            cluster._save()
+            if real is not None:
+                cluster._start_real_node(p, *real, die_with_parent=die_with_parent)
             if crds_dir is not None and crds_dir.is_dir():
                 cluster.apply_crds(sorted(crds_dir.glob("*.yaml")))
             cluster._wait_nodes(kubelets)
+            if cluster.real_node is not None:
+                api = cluster.admin_client()
+                try:
+                    real_node.wait_ready(
+                        cluster.real_node,
+                        lambda path: request_json(api, "GET", path),
+                        cluster._check_alive,
+                    )
+                finally:
+                    close(api)
         except BaseException:
             cluster.stop(remove=False)
             raise
         return cluster
+
+    def _spawner(self, die_with_parent: bool) -> Spawn:
+        def spawn(component: str, argv: Sequence[str], env: dict[str, str] | None) -> int:
+            pid = processes.spawn(
+                argv,
+                self.dir / "logs" / f"{component}.log",
+                die_with_parent=die_with_parent,
+                env=env,
+            ).pid
+            self.pids[component] = pid
+            self._save()
+            return pid
+
+        return spawn
+
+    def restart_real_kubelet(self, *, checkpoint_gate: bool, die_with_parent: bool = True) -> None:
+        """Restart the real node's kubelet with the ContainerCheckpoint gate on or off, and
+        wait until it is Ready again."""
+        node = self.real_node
+        if node is None:
+            raise ConfigError("this dev cluster has no real node")
+        since = time.time()
+        real_node.restart_kubelet(
+            node,
+            self.dir,
+            self._stop_component,
+            self._spawner(die_with_parent),
+            checkpoint_gate=checkpoint_gate,
+        )
+        api = self.admin_client()
+        try:
+            real_node.wait_ready(
+                node, lambda path: request_json(api, "GET", path), self._check_alive, since=since
+            )
+        finally:
+            close(api)
+
+    def _start_real_node(
+        self, p: _Pki, tools: binaries.NodeTools, ip: str, *, die_with_parent: bool
+    ) -> None:
+        """containerd and a real kubelet, registered with this control plane."""
+        spawn = self._spawner(die_with_parent)
+        api = self.admin_client()
+        try:
+            # The API server's kubelet client may exec, attach and read logs (as on kubeadm).
+            access.bind_cluster_role(
+                api,
+                "kube-apiserver-kubelet-client",
+                "system:kubelet-api-admin",
+                [access.user("kube-apiserver-kubelet-client")],
+            )
+        finally:
+            close(api)
+        self.real_node = real_node.start(
+            self.dir,
+            server=self.server,
+            ca=p.ca,
+            kubelet_ca=p.kubelet_ca,
+            spawn=spawn,
+            tools=tools,
+            ip=ip,
+        )
+        self.ports.append(self.real_node.port)
+        self._save()
+
+    def _check_alive(self) -> None:
+        for name, pid in self.pids.items():
+            if not processes.alive(pid):
+                raise ToolError(f"{name} exited; see {self.dir}/logs/{name}.log")
 
     def _wait_ready(self, p: _Pki, *, timeout: float) -> None:
         session = requests.Session()
@@ -379,7 +487,12 @@ class DevCluster:
             self.nodes.append(FakeNode(name, port, checkpoints, serving_ca, pid))
 
     def stop(self, *, remove: bool = False) -> None:
-        """Stop every process group (kubelets first, etcd last); idempotent."""
+        """Stop every process group (kubelets first, etcd last); idempotent. A real node
+        goes first, with everything it put on the machine (see :func:`real_node.stop`)."""
+        if self.real_node is not None:
+            problems = real_node.stop(self.real_node, self.dir, self._stop_component)
+            if problems:
+                raise ToolError("the real node left " + "; ".join(problems))
         for name in reversed(list(self.pids)):
             if self._ours(self.pids[name]):
                 processes.stop_group(self.pids[name])
@@ -387,6 +500,12 @@ class DevCluster:
         self._save()
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _stop_component(self, name: str) -> None:
+        pid = self.pids.pop(name, None)
+        if pid is not None and self._ours(pid):
+            processes.stop_group(pid, grace=10.0)
+        self._save()
 
     def leftovers(self) -> tuple[list[int], list[int]]:
         """(pids still alive, ports still accepting) among this cluster's; both empty when clean."""
@@ -418,6 +537,7 @@ class DevCluster:
             "pidStarts": {str(k): v for k, v in self.pid_starts.items()},
             "ports": self.ports,
             "nodes": [n.to_json() for n in self.nodes],
+            "realNode": self.real_node.to_json() if self.real_node else None,
             "startupSeconds": round(self.startup_seconds, 2),
         }
         tmp = path.with_suffix(".part")
@@ -434,6 +554,7 @@ class DevCluster:
             ca_key=Path(raw["caKey"]),
             kubeconfig=Path(raw["kubeconfig"]),
             nodes=[FakeNode.from_json(n) for n in raw["nodes"]],
+            real_node=RealNode.from_json(raw["realNode"]) if raw.get("realNode") else None,
             pids=dict(raw["pids"]),
             pid_starts={int(k): v for k, v in raw.get("pidStarts", {}).items()},
             ports=list(raw["ports"]),
@@ -453,7 +574,12 @@ def _clear(directory: Path) -> None:
     """Remove what a failed start wrote, and nothing else a user keeps in the directory."""
     for name in ("pki", "etcd", "logs", "nodes", "clients"):
         shutil.rmtree(directory / name, ignore_errors=True)
-    for name in (STATE_FILE, "admin.kubeconfig", "kube-controller-manager.kubeconfig"):
+    for name in (
+        STATE_FILE,
+        "admin.kubeconfig",
+        "kube-controller-manager.kubeconfig",
+        "kube-scheduler.kubeconfig",
+    ):
         (directory / name).unlink(missing_ok=True)
 
 
@@ -470,6 +596,8 @@ def stop_from_state(directory: Path, *, remove: bool = False) -> DevCluster:
     pids, ports = cluster.leftovers()
     if pids or ports:
         raise ToolError(f"dev cluster left pids {pids} and ports {ports} behind")
+    if cluster.real_node is not None and (left := real_node.leftovers(cluster.real_node)):
+        raise ToolError(f"the real node left {', '.join(left)} behind")
     (cluster.dir / STATE_FILE).unlink(missing_ok=True)
     if remove:
         shutil.rmtree(cluster.dir, ignore_errors=True)
@@ -490,6 +618,7 @@ class _Pki:
         self.kubelet_client = self._pair("apiserver-kubelet-client")
         self.admin = self._pair("admin")
         self.kcm = self._pair("kube-controller-manager")
+        self.scheduler = self._pair("kube-scheduler")
         self.sa_key = root / "sa.key"
         self.sa_pub = root / "sa.pub"
 
@@ -517,6 +646,7 @@ class _Pki:
         pki.issue(self.ca, self.kubelet_client, "kube-apiserver-kubelet-client", client=True)
         pki.issue(self.ca, self.admin, ADMIN_USER, organizations=("system:masters",), client=True)
         pki.issue(self.ca, self.kcm, "system:kube-controller-manager", client=True)
+        pki.issue(self.ca, self.scheduler, "system:kube-scheduler", client=True)
         pki.create_signing_key(self.sa_key, self.sa_pub)
         for name in node_names:
             pki.issue(
@@ -620,5 +750,18 @@ def _kcm_args(binary: Path, p: _Pki, kubeconfig: Path) -> list[str]:
         f"--root-ca-file={p.ca.cert}",
         f"--service-account-private-key-file={p.sa_key}",
         "--use-service-account-credentials=true",  # per-controller identities, as in real clusters
+        "--v=1",
+    ]
+
+
+def _scheduler_args(binary: Path, kubeconfig: Path) -> list[str]:
+    return [
+        str(binary),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        "--secure-port=0",
+        "--leader-elect=false",
         "--v=1",
     ]

@@ -52,7 +52,10 @@ class ClusterHandle:
     def node(self, name: str) -> FakeNode:
         if self.cluster is None:
             raise ConfigError("an external cluster has no fake nodes")
-        return self.cluster.node(name)
+        node = self.cluster.node(name)
+        if not isinstance(node, FakeNode):
+            raise ConfigError(f"{name} is a real node, not a fake one")
+        return node
 
     def admin_client(self) -> ApiClient:
         """A new admin client; closed when the session ends."""

@@ -1,0 +1,705 @@
+"""One real node beside the dev cluster's fake ones: containerd + runc + CRIU + a real kubelet.
+
+Everything it needs comes from ``make node-tools`` (see :mod:`.binaries`). One real node per
+machine: it owns a network bridge, iptables chains and ``/etc/criu``, so a lock file guards it.
+Paths are short on purpose: the kubelet and containerd create unix sockets below their
+directories, and a socket path may not exceed 107 bytes.
+
+Layout of one node, with ``<id>`` a per-cluster token:
+
+- ``/run/fcp-<id>/``: containerd's state and socket (and the CRIU logs the agent reads);
+- ``/var/lib/fcp-<id>/``: the kubelet's root directory; archives land in its ``checkpoints/``;
+- ``$TOOLS_DIR/realnode/containerd``: containerd's content store, kept between clusters so the
+  locally built images are imported once per machine (a cache, like the binaries).
+
+``stop`` removes the pods first (through the CRI, with the kubelet already stopped so nothing is
+restarted), then containerd and its shims, every mount below the node's directories, the
+bridge, the iptables chains the node added, the kubelet's cgroups and its directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from forensic_checkpoint.devcluster import binaries, pki, processes
+from forensic_checkpoint.errors import ClusterError, ToolError
+
+NAME = "realnode"
+BRIDGE = "fcp0"
+POD_SUBNET = "10.88.0.0/16"
+#: containerd's CRI gives sandboxes this pause image unless told otherwise; ours is tagged so.
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10.2"
+LOCK_FILE = Path("/run/forensic-checkpoint-realnode.lock")
+#: A runc reads its CRIU options here; the agent writes it (criuConfig) and owns what it wrote.
+CRIU_CONFIG = Path("/etc/criu/runc.conf")
+CRIU_CONFIG_MARK = "# Written by the forensic-checkpoint agent"
+READY_TIMEOUT = 90.0
+#: iptables tables whose chains a kubelet, CNI's portmap/bridge or kube-proxy may add.
+_TABLES = ("filter", "nat", "mangle")
+_CHAIN_PREFIXES = ("KUBE-", "CNI-")
+
+
+class RealNodeUnavailable(ToolError):
+    """This machine cannot run a real node; the message says why, in one line."""
+
+
+@dataclass
+class RealNode:
+    """Where the real node listens and writes, and how to take it down again."""
+
+    name: str
+    ip: str
+    port: int  #: the kubelet's HTTPS port (a free one, so a host kubelet on 10250 is no clash)
+    token: str  #: ``<id>`` in the paths above
+    serving_ca: Path  #: the CA that signed the kubelet's serving certificate
+    containerd_root: Path
+    #: containerd's Prometheus port (loopback): its CRI call counters tell how often the
+    #: kubelet really asked the runtime for a checkpoint.
+    metrics_port: int
+    #: iptables chains present before the node started: ``stop`` removes only the others.
+    chains_before: list[str] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(f"/run/fcp-{self.token}")
+
+    @property
+    def kubelet_root(self) -> Path:
+        return Path(f"/var/lib/fcp-{self.token}")
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.kubelet_root / "checkpoints"
+
+    @property
+    def containerd_socket(self) -> Path:
+        return self.run_dir / "containerd.sock"
+
+    @property
+    def containerd_state(self) -> Path:
+        return self.run_dir / "containerd"
+
+    @property
+    def criu_log_dir(self) -> Path:
+        """Where runc leaves ``criu-dump.log`` (the agent reads it to explain a failed dump)."""
+        return self.containerd_state / "io.containerd.runtime.v2.task" / "k8s.io"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.ip}:{self.port}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ip": self.ip,
+            "port": self.port,
+            "token": self.token,
+            "servingCA": str(self.serving_ca),
+            "containerdRoot": str(self.containerd_root),
+            "metricsPort": self.metrics_port,
+            "chainsBefore": self.chains_before,
+        }
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> RealNode:
+        return cls(
+            name=raw["name"],
+            ip=raw["ip"],
+            port=int(raw["port"]),
+            token=raw["token"],
+            serving_ca=Path(raw["servingCA"]),
+            containerd_root=Path(raw["containerdRoot"]),
+            metrics_port=int(raw["metricsPort"]),
+            chains_before=list(raw.get("chainsBefore", [])),
+        )
+
+    # --- CRI access, for tests and clean-up --------------------------------------------------
+
+    def crictl(self, *args: str, timeout: float = 60.0) -> str:
+        tools = binaries.node_tools()
+        result = subprocess.run(
+            [str(tools.crictl), f"--runtime-endpoint=unix://{self.containerd_socket}", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ClusterError(f"crictl {' '.join(args)}: {result.stderr.strip()[-500:]}")
+        return result.stdout
+
+    def runtime_calls(self, method: str = "CheckpointContainer") -> int:
+        """How many ``method`` calls containerd's CRI server has received (its gRPC metrics):
+        the kubelet's checkpoint requests that reached the runtime."""
+        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/v1/metrics", timeout=5).text
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith("grpc_server_started_total{") and f'grpc_method="{method}"' in line:
+                total += float(line.rsplit(" ", 1)[1])
+        return int(total)
+
+
+# --- can this machine run one? -------------------------------------------------------------
+
+
+def node_ip() -> str | None:
+    """The first global IPv4 address: a real kubelet refuses a loopback node IP."""
+    try:
+        out = subprocess.run(
+            ["ip", "-4", "-o", "addr", "show", "scope", "global"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    for line in out.splitlines():
+        parts = line.split()
+        if "inet" in parts:
+            return parts[parts.index("inet") + 1].split("/")[0]
+    return None
+
+
+def preflight() -> tuple[binaries.NodeTools, str]:
+    """The node tools and the node IP, or :class:`RealNodeUnavailable` saying why not."""
+    if os.geteuid() != 0:
+        raise RealNodeUnavailable("a real node needs root (containerd, mounts, a bridge, iptables)")
+    try:
+        tools = binaries.node_tools()
+    except ToolError as exc:
+        raise RealNodeUnavailable(str(exc)) from exc
+    for tool in ("runc", "iptables", "ip"):
+        if shutil.which(tool) is None:
+            raise RealNodeUnavailable(f"{tool} is not installed; run `make node-tools`")
+    ip = node_ip()
+    if ip is None:
+        raise RealNodeUnavailable(
+            "no global IPv4 address: a real kubelet refuses a loopback node IP"
+        )
+    check = subprocess.run(
+        [str(tools.criu), "check"], capture_output=True, text=True, timeout=60, check=False
+    )
+    if check.returncode != 0:
+        last = (check.stderr or check.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise RealNodeUnavailable(f"`criu check` fails on this kernel: {last[0]}")
+    return tools, ip
+
+
+class _Lock:
+    """One real node per machine (the bridge, iptables and /etc/criu are machine-wide)."""
+
+    def __init__(self) -> None:
+        self.fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def take(self, owner: Path) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = LOCK_FILE.read_text(errors="replace").strip() or "another process"
+            os.close(self.fd)
+            raise RealNodeUnavailable(
+                f"a real node already runs on this machine (cluster {holder}); "
+                "`dev-cluster down` it first"
+            ) from None
+        os.ftruncate(self.fd, 0)
+        os.write(self.fd, str(owner).encode())
+
+
+_held: dict[str, _Lock] = {}
+
+
+def _lock(owner: Path) -> None:
+    lock = _Lock()
+    lock.take(owner)
+    _held[str(owner)] = lock
+
+
+def _unlock(owner: Path) -> None:
+    lock = _held.pop(str(owner), None)
+    if lock is not None:
+        os.close(lock.fd)  # closing the descriptor drops the flock
+    with contextlib.suppress(OSError):
+        if LOCK_FILE.read_text().strip() == str(owner):
+            LOCK_FILE.unlink()
+
+
+# --- start ---------------------------------------------------------------------------------
+
+
+Spawn = Callable[[str, Sequence[str], dict[str, str] | None], int]
+
+
+def start(
+    cluster_dir: Path,
+    *,
+    server: str,
+    ca: pki.CertPair,
+    kubelet_ca: pki.CertPair,
+    spawn: Spawn,
+    tools: binaries.NodeTools,
+    ip: str,
+) -> RealNode:
+    """Start containerd and the kubelet; returns once the kubelet serves (not yet Ready).
+
+    ``spawn(component, argv, env)`` starts a process the cluster tracks and returns its pid.
+    """
+    _lock(cluster_dir)
+    node = RealNode(
+        name=NAME,
+        ip=ip,
+        port=processes.free_port(),
+        token=secrets.token_hex(4),
+        serving_ca=kubelet_ca.cert,
+        containerd_root=binaries.tools_dir() / "realnode" / "containerd",
+        metrics_port=processes.free_port(),
+        chains_before=_chains(),
+    )
+    base = cluster_dir / "nodes" / NAME
+    etc = base / "etc"
+    for d in (etc, node.run_dir, node.kubelet_root, node.containerd_root):
+        d.mkdir(parents=True, exist_ok=True)
+    client = pki.issue(
+        ca,
+        pki.CertPair(base / "client.crt", base / "client.key"),
+        f"system:node:{NAME}",
+        organizations=("system:nodes",),
+        client=True,
+    )
+    serving = pki.issue(
+        kubelet_ca,
+        pki.CertPair(base / "serving.crt", base / "serving.key"),
+        NAME,
+        server_names=(ip, "127.0.0.1", "localhost", NAME),
+    )
+    kubeconfig = base / "kubeconfig"
+    _write_json(
+        kubeconfig,
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "dev",
+                    "cluster": {"server": server, "certificate-authority": str(ca.cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": "node",
+                    "user": {
+                        "client-certificate": str(client.cert),
+                        "client-key": str(client.key),
+                    },
+                }
+            ],
+            "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": "node"}}],
+            "current-context": "dev",
+        },
+    )
+    (etc / "containerd.toml").write_text(_containerd_config(node, tools, etc))
+    cni_dir = etc / "cni"
+    cni_dir.mkdir(exist_ok=True)
+    _write_json(cni_dir / "10-fcp.conflist", _cni_config(node))
+    _write_json(etc / "kubelet-config.json", _kubelet_config(node, ca.cert, serving))
+
+    env = {
+        # containerd finds its shim on PATH; runc and iptables come from the system.
+        "PATH": f"{tools.containerd.parent}:{tools.cni_bin_dir}:/usr/local/sbin:/usr/local/bin:"
+        "/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+    }
+    spawn(
+        "containerd",
+        [str(tools.containerd), "--config", str(etc / "containerd.toml"), "--log-level", "warn"],
+        env,
+    )
+    _wait(node.containerd_socket.exists, 30, "containerd did not create its socket")
+    _import_images(node, tools)
+    kubelet_argv = [
+        str(tools.kubelet),
+        f"--config={etc / 'kubelet-config.json'}",
+        f"--kubeconfig={kubeconfig}",
+        f"--root-dir={node.kubelet_root}",
+        f"--cert-dir={base / 'pki'}",
+        f"--hostname-override={NAME}",
+        f"--node-ip={ip}",
+        "--v=2",
+    ]
+    _write_json(etc / "kubelet-launch.json", {"argv": kubelet_argv, "env": env})
+    spawn(f"kubelet-{NAME}", kubelet_argv, env)
+    return node
+
+
+def restart_kubelet(
+    node: RealNode,
+    cluster_dir: Path,
+    stop_component: Callable[[str], None],
+    spawn: Spawn,
+    *,
+    checkpoint_gate: bool,
+) -> None:
+    """Restart the kubelet with the ContainerCheckpoint gate on or off (pods keep running)."""
+    etc = cluster_dir / "nodes" / node.name / "etc"
+    config = json.loads((etc / "kubelet-config.json").read_text())
+    config["featureGates"]["ContainerCheckpoint"] = checkpoint_gate
+    _write_json(etc / "kubelet-config.json", config)
+    launch = json.loads((etc / "kubelet-launch.json").read_text())
+    stop_component(f"kubelet-{node.name}")
+    spawn(f"kubelet-{node.name}", launch["argv"], launch["env"])
+
+
+def wait_ready(
+    node: RealNode,
+    api_get: Callable[[str], dict[str, Any]],
+    alive: Callable[[], None],
+    *,
+    since: float = 0.0,
+) -> None:
+    """Until the Node reports Ready (its CNI and runtime are up) with a heartbeat after
+    ``since`` (epoch seconds); ``alive`` raises when a component died."""
+
+    def ready() -> bool:
+        alive()
+        try:
+            obj = api_get(f"/api/v1/nodes/{node.name}")
+        except ClusterError:
+            return False
+        for c in (obj.get("status") or {}).get("conditions") or []:
+            if c.get("type") == "Ready" and c.get("status") == "True":
+                beat = datetime.fromisoformat(c["lastHeartbeatTime"].replace("Z", "+00:00"))
+                return beat.timestamp() >= int(since)
+        return False
+
+    _wait(ready, READY_TIMEOUT, f"node {node.name} not Ready within {READY_TIMEOUT:.0f} s")
+
+
+def _wait(check: Callable[[], bool], timeout: float, message: str) -> None:
+    if not processes.wait_until(check, timeout, interval=0.2):
+        raise ToolError(message)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+
+
+def _containerd_config(node: RealNode, tools: binaries.NodeTools, etc: Path) -> str:
+    cri = 'plugins."io.containerd.cri.v1'
+    return f"""\
+version = 3
+root = "{node.containerd_root}"
+state = "{node.containerd_state}"
+
+[grpc]
+  address = "{node.containerd_socket}"
+
+[ttrpc]
+  address = "{node.run_dir}/containerd.sock.ttrpc"
+
+[metrics]
+  address = "127.0.0.1:{node.metrics_port}"
+
+[{cri}.images"]
+  snapshotter = "overlayfs"
+  [{cri}.images".pinned_images]
+    sandbox = "{PAUSE_IMAGE}"
+
+[{cri}.runtime"]
+  # Root without CAP_SYS_RESOURCE cannot lower oom_score_adj below containerd's own: without
+  # this every sandbox fails "can't get final child's PID from pipe: EOF". Production nodes
+  # need no such setting.
+  restrict_oom_score_adj = true
+  # Network namespaces under our state directory, so `down` finds every one of them.
+  netns_mounts_under_state_dir = true
+  [{cri}.runtime".containerd]
+    default_runtime_name = "runc"
+    [{cri}.runtime".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [{cri}.runtime".containerd.runtimes.runc.options]
+        # runc with --criu pointing at the CRIU built by `make node-tools`.
+        BinaryName = "{tools.runc_wrapper}"
+        SystemdCgroup = false
+  [{cri}.runtime".cni]
+    bin_dirs = ["{tools.cni_bin_dir}"]
+    conf_dir = "{etc / "cni"}"
+"""
+
+
+def _cni_config(node: RealNode) -> dict[str, Any]:
+    return {
+        "cniVersion": "1.0.0",
+        "name": "fcp-realnode",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": BRIDGE,
+                "isGateway": True,
+                "ipMasq": False,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": POD_SUBNET}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": str(node.run_dir / "ipam"),
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+
+
+def _kubelet_config(node: RealNode, client_ca: Path, serving: pki.CertPair) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubelet.config.k8s.io/v1beta1",
+        "kind": "KubeletConfiguration",
+        "failCgroupV1": False,  # 1.35+ refuses a cgroup v1 host otherwise
+        "failSwapOn": False,
+        "cgroupDriver": "cgroupfs",
+        "containerRuntimeEndpoint": f"unix://{node.containerd_socket}",
+        "address": node.ip,
+        "port": node.port,
+        "readOnlyPort": 0,
+        "healthzPort": 0,
+        "tlsCertFile": str(serving.cert),
+        "tlsPrivateKeyFile": str(serving.key),
+        "rotateCertificates": False,
+        "serverTLSBootstrap": False,
+        "authentication": {
+            "anonymous": {"enabled": False},
+            "webhook": {"enabled": True, "cacheTTL": "10s"},
+            "x509": {"clientCAFile": str(client_ca)},
+        },
+        "authorization": {
+            "mode": "Webhook",
+            "webhook": {"cacheAuthorizedTTL": "10s", "cacheUnauthorizedTTL": "5s"},
+        },
+        "featureGates": {"ContainerCheckpoint": True},
+        "resolvConf": "/etc/resolv.conf",
+        "staticPodPath": "",
+        "imageGCHighThresholdPercent": 100,
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "1%",
+            "imagefs.available": "1%",
+        },
+        "protectKernelDefaults": False,
+        "syncFrequency": "10s",
+        "nodeStatusReportFrequency": "10s",
+    }
+
+
+def _import_images(node: RealNode, tools: binaries.NodeTools) -> None:
+    """Import each locally built image once per content store (a marker names its digest)."""
+    for key, tar in sorted(tools.images.items()):
+        marker = node.containerd_root / f".imported-{key}-{_file_id(tar)}"
+        if marker.exists():
+            continue
+        result = subprocess.run(
+            [
+                str(tools.ctr),
+                f"--address={node.containerd_socket}",
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                "--no-unpack",
+                str(tar),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ToolError(f"ctr images import {tar.name}: {result.stderr.strip()[-500:]}")
+        for old in node.containerd_root.glob(f".imported-{key}-*"):
+            old.unlink()
+        marker.touch()
+
+
+def _file_id(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_size:x}{int(st.st_mtime):x}"
+
+
+# --- stop ----------------------------------------------------------------------------------
+
+
+def stop(node: RealNode, cluster_dir: Path, stop_component: Callable[[str], None]) -> list[str]:
+    """Take the node down and remove what it left; returns what could not be removed."""
+    problems: list[str] = []
+    stop_component(f"kubelet-{node.name}")
+    if node.containerd_socket.exists():
+        try:
+            _remove_pods(node)
+        except (ClusterError, subprocess.TimeoutExpired, OSError) as exc:
+            problems.append(f"pods: {exc}")
+    stop_component("containerd")
+    _kill_shims(node)
+    problems += _unmount_below((node.run_dir, node.kubelet_root))
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        if Path(f"/sys/class/net/{BRIDGE}").exists():
+            subprocess.run(["ip", "link", "delete", BRIDGE], check=True, capture_output=True)
+    problems += _remove_chains(node.chains_before)
+    _remove_criu_config()
+    _remove_cgroups()
+    for d in (node.run_dir, node.kubelet_root):
+        shutil.rmtree(d, ignore_errors=True)
+        if d.exists():
+            problems.append(f"{d} could not be removed")
+    _unlock(cluster_dir)
+    return problems
+
+
+def leftovers(node: RealNode) -> list[str]:
+    """What of the node is still on the machine (empty when `down` was clean)."""
+    left = [f"mount {m}" for m in _mounts_below((node.run_dir, node.kubelet_root))]
+    left += [str(d) for d in (node.run_dir, node.kubelet_root) if d.exists()]
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        left.append(f"bridge {BRIDGE}")
+    left += [f"iptables chain {c}" for c in _chains() if c not in node.chains_before]
+    if _ours(CRIU_CONFIG):
+        left.append(str(CRIU_CONFIG))
+    left += [f"shim pid {pid}" for pid in _shim_pids(node)]
+    return left
+
+
+def _remove_pods(node: RealNode) -> None:
+    pods = node.crictl("pods", "-q").split()
+    for pod in pods:
+        with contextlib.suppress(ClusterError):
+            node.crictl("stopp", pod)
+        with contextlib.suppress(ClusterError):
+            node.crictl("rmp", "-f", pod)
+
+
+def _shim_pids(node: RealNode) -> list[int]:
+    """containerd's shims daemonise out of its process group; they name our socket."""
+    found = []
+    needle = str(node.containerd_socket).encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            cmdline = (proc / "cmdline").read_bytes()
+            if b"containerd-shim" in cmdline and needle in cmdline:
+                found.append(int(proc.name))
+    return found
+
+
+def _kill_shims(node: RealNode) -> None:
+    for pid in _shim_pids(node):
+        with contextlib.suppress(OSError):
+            os.kill(pid, 9)
+    processes.wait_until(lambda: not _shim_pids(node), 10)
+
+
+def _mounts_below(roots: Sequence[Path]) -> list[str]:
+    prefixes = [str(r) for r in roots]
+    mounts = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            target = line.split()[1].replace("\\040", " ")
+            if any(target == p or target.startswith(p + "/") for p in prefixes):
+                mounts.append(target)
+    return mounts
+
+
+def _unmount_below(roots: Sequence[Path]) -> list[str]:
+    for _ in range(3):
+        mounts = _mounts_below(roots)
+        if not mounts:
+            return []
+        for target in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+        time.sleep(0.1)
+    return [f"mount {m} could not be removed" for m in _mounts_below(roots)]
+
+
+def _chains() -> list[str]:
+    """Every KUBE-/CNI- chain now, as ``table/chain``."""
+    chains = []
+    for table in _TABLES:
+        try:
+            out = subprocess.run(
+                ["iptables", "-w", "5", "-t", table, "-S"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        for line in out.splitlines():
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "-N" and parts[1].startswith(_CHAIN_PREFIXES):
+                chains.append(f"{table}/{parts[1]}")
+    return chains
+
+
+def _remove_chains(before: Sequence[str]) -> list[str]:
+    """Drop the rules that jump to our chains, then the chains themselves."""
+    ours = [c for c in _chains() if c not in before]
+    for entry in ours:
+        table, chain = entry.split("/", 1)
+        rules = subprocess.run(
+            ["iptables", "-w", "5", "-t", table, "-S"], capture_output=True, text=True, check=False
+        ).stdout
+        for rule in rules.splitlines():
+            parts = rule.split()
+            if parts[:1] == ["-A"] and "-j" in parts and parts[parts.index("-j") + 1] == chain:
+                subprocess.run(
+                    ["iptables", "-w", "5", "-t", table, "-D", *parts[1:]],
+                    capture_output=True,
+                    check=False,
+                )
+    for entry in ours:
+        table, chain = entry.split("/", 1)
+        subprocess.run(
+            ["iptables", "-w", "5", "-t", table, "-F", chain], capture_output=True, check=False
+        )
+    for entry in ours:
+        table, chain = entry.split("/", 1)
+        subprocess.run(
+            ["iptables", "-w", "5", "-t", table, "-X", chain], capture_output=True, check=False
+        )
+    return [f"iptables chain {c} could not be removed" for c in _chains() if c not in before]
+
+
+def _ours(path: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return path.read_text(errors="replace").startswith(CRIU_CONFIG_MARK)
+    return False
+
+
+def _remove_criu_config() -> None:
+    """The agent removes its own CRIU config when it stops; a killed agent cannot."""
+    if _ours(CRIU_CONFIG):
+        CRIU_CONFIG.unlink()
+        with contextlib.suppress(OSError):
+            CRIU_CONFIG.parent.rmdir()  # only when empty: someone else's files stay
+
+
+def _remove_cgroups() -> None:
+    """The kubelet's ``kubepods`` hierarchy, bottom-up, in every v1 controller and in v2."""
+    root = Path("/sys/fs/cgroup")
+    for top in list(root.glob("*/kubepods")) + list(root.glob("kubepods")):
+        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
