@@ -262,12 +262,16 @@ build_criu() {
         }
     fi
     tar -xJf "$tmp/src/$orig" -C "$tmp/src"
-    echo "build-node-tools: make criu ($orig from criu $debver, sha256 $sum)" >&2
+    echo "build-node-tools: make criu ($orig from criu $debver, sha256 $sum;" \
+        "fetched in $(($(date +%s) - step_start)) s)" >&2
+    local make_start
+    make_start=$(date +%s)
     # CGO_ENABLED and GOFLAGS are Go's; CRIU's make reads none of them.
     (cd "$tmp/src/criu-$CRIU_VERSION" && nice -n 10 make -j"$(nproc)" criu >"$tmp/make.log" 2>&1) || {
         tail -30 "$tmp/make.log" >&2
         exit 1
     }
+    echo "build-node-tools: make criu took $(($(date +%s) - make_start)) s" >&2
     mkdir -p "$tmp/out"
     install -m 0755 "$tmp/src/criu-$CRIU_VERSION/criu/criu" "$tmp/out/criu"
     printf '#!/bin/sh\n# runc with the CRIU %s of this cache (containerd: runc BinaryName).\nexec /usr/bin/runc --criu %s "$@"\n' \
