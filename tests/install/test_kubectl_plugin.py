@@ -132,7 +132,8 @@ def test_capture_wait_report_and_get_archive(
     assert done.returncode == 0, done.stderr
     name = captured_name(done.stdout)
     assert name.startswith("counter-")
-    assert f"{name}: Completed" in done.stdout
+    frozen = f"{TRUTH['criu_stats_dump']['dump']['frozen_time'] / 1000:.1f}ms"
+    assert f"{name}: Completed" in done.stdout and f"frozen {frozen})" in done.stdout
     progress = done.stderr.splitlines()
     assert any("Capturing" in line or "Analyzing" in line for line in progress), done.stderr
     assert progress[-1].startswith(f"{name}: Completed")
@@ -142,6 +143,7 @@ def test_capture_wait_report_and_get_archive(
     assert f"ForensicCheckpoint {NAMESPACE}/{name}: Completed" in report.stdout
     assert f"memory matches: {TRUTH['memory_strings'][0]['occurrences']}" in report.stdout
     assert TRUTH["archive"]["sha256"] in report.stdout
+    assert f"frozen:  {frozen} (the workload was paused)" in report.stdout
     as_json = json.loads(plugin(investigator, "report", name, "-o", "json").stdout)
     assert as_json["phase"] == "Completed"
 

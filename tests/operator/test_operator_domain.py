@@ -269,11 +269,22 @@ def test_invalid_regex_is_rejected() -> None:
 
 
 def test_overdue_uses_the_kubelet_timeout_plus_grace() -> None:
+    spec = ForensicCheckpointSpec(pod_name="p", timeout_seconds=600)
+    container = reconcile.mark_requested(_started().containers[0], now=T0)
+    grace = timedelta(seconds=30)
+    assert not reconcile.overdue(container, spec, now=T0 + timedelta(seconds=629), grace=grace)
+    assert reconcile.overdue(container, spec, now=T0 + timedelta(seconds=631), grace=grace)
+
+
+def test_overdue_counts_from_the_kubelets_runtime_request_timeout_for_short_timeouts() -> None:
+    """The kubelet raises timeoutSeconds 60 to its runtimeRequestTimeout (2 min): the agent
+    may rightly still be waiting at 91 s (real-node.md B1)."""
     spec = ForensicCheckpointSpec(pod_name="p", timeout_seconds=60)
     container = reconcile.mark_requested(_started().containers[0], now=T0)
     grace = timedelta(seconds=30)
-    assert not reconcile.overdue(container, spec, now=T0 + timedelta(seconds=89), grace=grace)
-    assert reconcile.overdue(container, spec, now=T0 + timedelta(seconds=91), grace=grace)
+    assert not reconcile.overdue(container, spec, now=T0 + timedelta(seconds=91), grace=grace)
+    assert not reconcile.overdue(container, spec, now=T0 + timedelta(seconds=149), grace=grace)
+    assert reconcile.overdue(container, spec, now=T0 + timedelta(seconds=151), grace=grace)
 
 
 def test_hold_and_deletion_keys() -> None:

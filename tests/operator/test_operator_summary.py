@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from forensic_checkpoint.analysis.report import Report
 from forensic_checkpoint.api.forensiccheckpoint import (
     MAX_PROCESSES,
     AnalysisSummary,
+    ContainerStatus,
     ForensicCheckpointStatus,
 )
-from forensic_checkpoint.domain.summary import human_size, summarize
+from forensic_checkpoint.domain import reconcile
+from forensic_checkpoint.domain.summary import frozen_time, human_duration, human_size, summarize
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLE = DATA / "counter-blog-crio.tar.zst"
@@ -72,6 +75,38 @@ def test_summary_is_bounded_and_round_trips_through_the_status() -> None:
     assert status.to_kube()["phase"] == "Pending"
 
 
+def test_the_freeze_of_the_dump_is_in_the_container_status_and_the_printer_column() -> None:
+    """CRIU's frozen_time: how long the workload served nothing (real-node.md M3: a 13 s dump
+    of a 2 GiB container made its exec readiness probe fail)."""
+    truth = TRUTH["criu_stats_dump"]["dump"]["frozen_time"]  # microseconds
+    summary = summarize(_report(), pod="counters", namespace="default", container="counter")
+    assert summary.dump_stats["frozenTime"] == truth == 149600
+    assert frozen_time(summary) == "149.6ms"
+    ref = reconcile.CheckpointRef(name="blog", namespace="default", uid="u", generation=1)
+    status = ForensicCheckpointStatus(
+        containers=[
+            ContainerStatus(name=name, capture_key=f"u-{name}") for name in ("app", "sidecar")
+        ]
+    )
+    slow = summary.model_copy(
+        update={"dump_stats": {**summary.dump_stats, "frozenTime": 13_217_000}}
+    )
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    status.containers[0] = reconcile.attach_summary(status.containers[0], summary, finished_at=now)
+    status.containers[1] = reconcile.attach_summary(status.containers[1], slow, finished_at=now)
+    status = reconcile.aggregate(status, ref=ref, now=now)
+    assert [c.frozen_time for c in status.containers] == ["149.6ms", "13.2s"]
+    assert status.frozen_time == "13.2s"  # the longest freeze, for `kubectl get fcp -o wide`
+    dumped = status.to_kube()
+    assert dumped["containers"][1]["frozenTime"] == "13.2s" and dumped["frozenTime"] == "13.2s"
+    assert frozen_time(AnalysisSummary()) == frozen_time(None) == ""
+    assert (human_duration(850), human_duration(1_500), human_duration(2_000_000)) == (
+        "850us",
+        "1.5ms",
+        "2.0s",
+    )
+
+
 def test_human_size() -> None:
     assert human_size(512) == "512 B"
     assert human_size(9700864) == "9.3 MiB"
@@ -97,3 +132,32 @@ def test_findings_of_the_attack_sample_are_counted_and_listed() -> None:
     severities = [ranks[f.severity] for f in summary.top_findings]
     assert severities == sorted(severities, reverse=True)
     assert any(s.remote == shell["evidence"]["remote"] for s in summary.established)
+
+
+def test_the_plugin_report_shows_the_freeze_and_a_late_archive() -> None:
+    from forensic_checkpoint.cli.kubectl_forensic import render_report
+
+    obj = {
+        "metadata": {"namespace": "default", "name": "big"},
+        "spec": {"podName": "bigmem"},
+        "status": {
+            "phase": "Failed",
+            "reason": "Timeout",
+            "nodeName": "realnode",
+            "containers": [
+                {
+                    "name": "app",
+                    "phase": "Failed",
+                    "reason": "Timeout",
+                    "message": "kubelet on realnode did not answer",
+                    "archive": {"path": "/ckpt/late.tar", "sizeBytes": 2160269824, "sha256": "ab"},
+                    "orphanArchive": True,
+                },
+                {"name": "sidecar", "phase": "Completed", "frozenTime": "13.2s"},
+            ],
+        },
+    }
+    text = render_report("big", obj)
+    assert "archive: /ckpt/late.tar (2160269824 bytes)" in text
+    assert "written by the kubelet after the capture failed" in text
+    assert "frozen:  13.2s (the workload was paused)" in text

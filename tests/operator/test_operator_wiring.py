@@ -329,7 +329,7 @@ def test_the_export_sub_status_is_followed_until_it_settles() -> None:
     before.containers[0] = pending
     after = _targets()
     after.containers[0] = done
-    assert reconcile.follow_up(before) and not reconcile.follow_up(after)
+    assert reconcile.follow_up(before, T0) and not reconcile.follow_up(after, T0)
     (event,) = reconcile.transition_events(before, after)
     assert event.reason == "Exported" and record.url in event.message
 
@@ -379,8 +379,8 @@ def test_a_finished_capture_is_followed_until_its_archive_is_deleted() -> None:
             analysing, AnalysisSummary(), finished_at=T0
         )
     status = reconcile.aggregate(status, ref=REF, now=T0)
-    assert status.phase == Phase.COMPLETED and reconcile.keep_following(status)
-    assert not reconcile.follow_up(status)  # no export: polled at the slow interval
+    assert status.phase == Phase.COMPLETED and reconcile.keep_following(status, T0)
+    assert not reconcile.follow_up(status, T0)  # no export: polled at the slow interval
     gone = CaptureStatus(
         key=status.containers[0].capture_key,
         state=CaptureState.COMPLETED,
@@ -391,7 +391,72 @@ def test_a_finished_capture_is_followed_until_its_archive_is_deleted() -> None:
     for i, container in enumerate(status.containers):
         status.containers[i] = reconcile.apply_follow_up(container, gone)
     assert all(c.archive_deleted for c in status.containers)
-    assert not reconcile.keep_following(status)
+    assert not reconcile.keep_following(status, T0)
+
+
+def test_a_late_archive_of_a_failed_capture_is_followed_shown_and_chained() -> None:
+    """real-node.md B2: the agent gave up (Timeout) and watches for an archive the kubelet may
+    still write. The operator keeps polling the Failed container while the agent watches, then
+    shows the archive (kept, not analysed) with a Warning and its custody entry."""
+    status = _targets()
+    status.containers = [reconcile.mark_requested(status.containers[0], now=T0)]
+    key = status.containers[0].capture_key
+    until = T0 + timedelta(seconds=60)
+    gave_up = CaptureStatus(
+        key=key,
+        state=CaptureState.FAILED,
+        reason="Timeout",
+        message="kubelet on node-b did not answer the checkpoint within 150 s; the agent watches",
+        late_archive_watch_until=until,
+        finished_at=T0,
+    )
+    status.containers[0] = reconcile.apply_capture_status(
+        status.containers[0], gave_up, report_url="", now=T0
+    )
+    failed = reconcile.aggregate(status, ref=REF, now=T0)
+    assert failed.phase == Phase.FAILED and failed.containers[0].late_archive_watch_until == until
+    # While the agent watches (and one poll after), the failed CR is followed at the fast pace.
+    assert reconcile.keep_following(failed, until) and reconcile.follow_up(failed, until)
+    later = until + timedelta(minutes=1)
+    assert not reconcile.keep_following(failed, later)  # nothing came: the daemon stops
+
+    archive = ArchiveInfo(
+        path="/ckpt/late.tar", sha256=SHA, size_bytes=2_160_269_824, captured_at=T0
+    )
+    fact = CustodyFact(
+        action=CustodyAction.CAPTURED,
+        time=T0 + timedelta(seconds=1),
+        actor="agent/node-b",
+        node="node-b",
+        container="app",
+        sha256=SHA,
+        size_bytes=archive.size_bytes,
+        reason="OrphanArchive",
+        message="/ckpt/late.tar written after the agent gave up on the kubelet call",
+    )
+    landed = gave_up.model_copy(
+        update={
+            "archive": archive,
+            "orphan_archive": True,
+            "message": f"{gave_up.message}; the kubelet wrote /ckpt/late.tar 0.9 s after",
+            "custody_events": [fact],
+        }
+    )
+    kept = failed.model_copy(deep=True)
+    kept.containers[0] = reconcile.apply_follow_up(failed.containers[0], landed)
+    container = kept.containers[0]
+    assert container.phase == ContainerCapturePhase.FAILED and container.reason == "Timeout"
+    assert container.archive is not None and container.archive.sha256 == SHA
+    assert container.orphan_archive and "0.9 s after" in container.message
+    [event] = reconcile.transition_events(failed, kept)
+    assert (event.type, event.reason) == ("Warning", "OrphanArchive")
+    assert "2.0 GiB" in event.message and SHA in event.message
+    # Kept on the node, so followed for retention's Deleted fact like a completed capture's.
+    assert reconcile.archive_kept(container) and reconcile.keep_following(kept, later)
+    chained = checkpoint_custody.record_facts(kept, {"app": [fact]}, subject=REF.uid)
+    entry = chained.custody[-1]
+    assert (entry.action, entry.reason, entry.sha256) == ("Captured", "OrphanArchive", SHA)
+    assert custody.verify_chain(chained.custody, REF.uid).ok
 
 
 def test_captured_is_announced_when_the_archive_appears_even_between_two_polls() -> None:

@@ -197,6 +197,12 @@ class CaptureStatus(WireModel):
     #: Set when retention deleted the archive and report (the job record stays, for its facts).
     archive_deleted_at: datetime | None = None
     archive_deleted_reason: str | None = None
+    #: The agent gave up on a kubelet call that reached the kubelet (``Timeout``, a broken
+    #: connection): until this time it looks for an archive the kubelet may still write.
+    late_archive_watch_until: datetime | None = None
+    #: ``archive`` was written after the agent had given up on the call (or no capture claimed
+    #: it): it is kept, hashed and subject to retention, but not analysed; the job stays Failed.
+    orphan_archive: bool = False
     #: Append-only, in the order things happened; see :class:`CustodyFact`.
     custody_events: list[CustodyFact] = Field(default_factory=list)
 

@@ -105,7 +105,12 @@ class ForensicCheckpointSpec(KubeModel):
         default=DEFAULT_TIMEOUT_SECONDS,
         ge=1,
         le=MAX_TIMEOUT_SECONDS,
-        description="Kubelet checkpoint timeout per container.",
+        description=(
+            "Seconds the kubelet gives the runtime for each container's checkpoint (?timeout=). "
+            "It can only lengthen the kubelet's own deadline, its runtimeRequestTimeout (2 min "
+            "by default): the kubelet raises a smaller value to that, so a dump may take that "
+            "long whatever is set here."
+        ),
     )
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     reason: CaptureReasonSpec | None = None
@@ -267,6 +272,28 @@ class ContainerStatus(KubeModel):
     )
     archive_deleted: bool = False
     export: ExportStatus | None = None
+    orphan_archive: bool = Field(
+        default=False,
+        description=(
+            "The archive was written after the capture had failed (the kubelet finished the dump "
+            "after the agent gave up on the call): kept on the node, hashed and subject to "
+            "retention, but not analysed."
+        ),
+    )
+    late_archive_watch_until: datetime | None = Field(
+        default=None,
+        description=(
+            "The agent gave up on a kubelet call that may still write the archive; it looks for "
+            "one until this time and keeps it with this capture."
+        ),
+    )
+    frozen_time: Annotated[str, Field(max_length=32)] = Field(
+        default="",
+        description=(
+            "How long the container was frozen for the dump (CRIU's frozen_time): it served "
+            "nothing, and exec probes failed, for this long."
+        ),
+    )
 
 
 class ForensicCheckpointStatus(KubeModel):
@@ -285,6 +312,8 @@ class ForensicCheckpointStatus(KubeModel):
     #: Printer-column helpers: "app,sidecar" and "12.5 MiB".
     container_names: Annotated[str, Field(max_length=1100)] = ""
     total_size: Annotated[str, Field(max_length=32)] = ""
+    #: Printer-column helper: the longest freeze of a container for its dump, "13.2s".
+    frozen_time: Annotated[str, Field(max_length=32)] = ""
     started_at: datetime | None = None
     completed_at: datetime | None = None
     containers: list[ContainerStatus] = Field(
@@ -311,6 +340,12 @@ class ForensicCheckpoint(RootModel):
             PrinterColumn("Node", ".status.nodeName"),
             PrinterColumn("Phase", ".status.phase"),
             PrinterColumn("Size", ".status.totalSize"),
+            PrinterColumn(
+                "Frozen",
+                ".status.frozenTime",
+                priority=1,
+                description="How long the workload was frozen for its dump (longest container).",
+            ),
             PrinterColumn("Reason", ".status.reason", priority=1),
             PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
         ),

@@ -7,7 +7,8 @@ forensiccheckpoints`` in the namespace (the aggregated "edit" role), ``report`` 
 
 - ``capture POD [-c C] [--search S] [--wait]``: create a ForensicCheckpoint, optionally wait
   with live progress.
-- ``report NAME``: the analysis summary from the ForensicCheckpoint's status.
+- ``report NAME``: the analysis summary from the ForensicCheckpoint's status, with how long
+  each container was frozen for its dump.
 - ``get-archive NAME -o FILE``: download the archive from the node's agent, checking its sha256
   against the one the agent recorded at capture (status) before the file gets its final name.
 - ``kubelet-cert``: issue the agents' kubelet client certificate through a
@@ -221,7 +222,8 @@ def _wait(api: Any, namespace: str, name: str, timeout: float) -> dict[str, Any]
 def _print_outcome(name: str, status: dict[str, Any]) -> None:
     phase = status.get("phase")
     if phase == "Completed":
-        print(f"{name}: Completed ({status.get('totalSize', '')})")
+        frozen = f", frozen {status['frozenTime']}" if status.get("frozenTime") else ""
+        print(f"{name}: Completed ({status.get('totalSize', '')}{frozen})")
         return
     print(f"{name}: {phase} {status.get('reason') or ''}: {status.get('message', '')}")
     for container in status.get("containers") or []:
@@ -263,6 +265,14 @@ def render_report(name: str, obj: dict[str, Any]) -> str:
         if archive:
             lines.append(f"  archive: {archive['path']} ({archive['sizeBytes']} bytes)")
             lines.append(f"  sha256:  {archive['sha256']}")
+            if container.get("orphanArchive"):
+                lines.append(
+                    "  (written by the kubelet after the capture failed: kept on the node, "
+                    "not analysed)"
+                )
+        if container.get("frozenTime"):
+            # The container's tasks were frozen for the dump: probes and clients saw it hang.
+            lines.append(f"  frozen:  {container['frozenTime']} (the workload was paused)")
         summary = container.get("summary") or {}
         if summary:
             ident = summary.get("identity") or {}

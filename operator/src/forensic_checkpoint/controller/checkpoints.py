@@ -78,7 +78,9 @@ class CheckpointController:
             generation=body.metadata.get("generation"),
         )
         status = fcp.status or ForensicCheckpointStatus()
-        while not stopped and (not status.phase.terminal or reconcile.keep_following(status)):
+        while not stopped and (
+            not status.phase.terminal or reconcile.keep_following(status, self._clock())
+        ):
             metadata = dict(body.metadata)  # kopf keeps the body current
             ref = dataclasses.replace(ref, held=is_held(metadata))
             try:
@@ -103,7 +105,7 @@ class CheckpointController:
                     logger.log(level, "%s: %s", event.reason, event.message)
                 metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
                 status = new
-            if status.phase.terminal and not reconcile.keep_following(status):
+            if status.phase.terminal and not reconcile.keep_following(status, self._clock()):
                 break
             await stopped.wait(self._interval(status))
 
@@ -133,22 +135,23 @@ class CheckpointController:
         with backed-off retries) more slowly, a kept archive (retention) rarely."""
         if not status.phase.terminal:
             return self._config.poll_interval
-        if reconcile.follow_up(status):
+        if reconcile.follow_up(status, self._clock()):
             return 5 * self._config.poll_interval
         return self._config.archive_poll_interval
 
     async def _follow_exports(
         self, status: ForensicCheckpointStatus, facts: dict[str, list[CustodyFact]]
     ) -> ForensicCheckpointStatus:
-        """A finished capture: the export sub-status, whether retention deleted the archive,
-        and the agent's new custody facts (Exported, Verified, Deleted). Phase and conditions
-        stay as they are."""
+        """A finished capture: the export sub-status, whether retention deleted the archive, a
+        late archive of a failed capture, and the agent's new custody facts (Captured for a late
+        archive, Exported, Verified, Deleted). Phase and conditions stay as they are."""
         new = status.model_copy(deep=True)
         endpoint = await self._endpoint(status.node_name, self._clock())
         if isinstance(endpoint, AgentUnavailable):
             return new  # the agent keeps the export queue on disk; ask again later
+        now = self._clock()
         for i, container in enumerate(new.containers):
-            if not (reconcile.exporting(container) or reconcile.archive_kept(container)):
+            if not reconcile.following(container, now):
                 continue
             try:
                 capture = await self._agents.status(endpoint, container.capture_key)

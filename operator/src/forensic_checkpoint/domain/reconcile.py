@@ -43,7 +43,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
 )
 from forensic_checkpoint.domain.conditions import find_condition, set_condition
 from forensic_checkpoint.domain.readiness import NodeNotReady
-from forensic_checkpoint.domain.summary import human_size
+from forensic_checkpoint.domain.summary import frozen_time, human_size
 from forensic_checkpoint.domain.suspicion import SUSPICIOUS, verdict
 from forensic_checkpoint.domain.targets import Rejection, Targets
 
@@ -51,6 +51,11 @@ AGENT_UNAVAILABLE = "AgentUnavailable"
 AGENT_LOST_CAPTURE = "AgentLostCapture"
 #: Extra time on top of the kubelet timeout for queueing, hashing and analysis.
 DEFAULT_GRACE = timedelta(minutes=5)
+#: The kubelet's default runtimeRequestTimeout: it raises a shorter spec.timeoutSeconds to this
+#: (k8s.io/cri-client CheckpointContainer), so a capture may take this long in any case.
+RUNTIME_REQUEST_TIMEOUT = timedelta(minutes=2)
+#: How long after the agent's late-archive watch ends a failed container is still polled once.
+LATE_ARCHIVE_SLACK = timedelta(seconds=30)
 
 _TERMINAL = (ContainerCapturePhase.COMPLETED, ContainerCapturePhase.FAILED)
 _ORDER = {
@@ -207,6 +212,8 @@ def apply_capture_status(
             captured_at=capture.archive.captured_at,
         )
     new.kubelet_status_code = capture.kubelet_status_code
+    new.late_archive_watch_until = capture.late_archive_watch_until
+    new.orphan_archive = capture.orphan_archive
     if capture.state == CaptureState.FAILED:
         new.phase = ContainerCapturePhase.FAILED
         new.reason = capture.reason or "CaptureFailed"
@@ -253,29 +260,64 @@ def exporting(container: ContainerStatus) -> bool:
 
 
 def archive_kept(container: ContainerStatus) -> bool:
-    """Whether a finished container's archive is still on its node (retention may delete it)."""
+    """Whether a finished container's archive is still on its node (retention may delete it):
+    a Completed one's, or the late archive kept with a Failed one."""
+    kept = container.phase == ContainerCapturePhase.COMPLETED or (
+        container.phase == ContainerCapturePhase.FAILED and container.orphan_archive
+    )
+    return kept and container.archive is not None and not container.archive_deleted
+
+
+def awaiting_late_archive(container: ContainerStatus, now: datetime) -> bool:
+    """Whether a Failed container's agent still watches for an archive the kubelet may write
+    after the agent gave up on the call (``lateArchiveWatchUntil``)."""
+    until = container.late_archive_watch_until
     return (
-        container.phase == ContainerCapturePhase.COMPLETED
-        and container.archive is not None
-        and not container.archive_deleted
+        container.phase == ContainerCapturePhase.FAILED
+        and container.archive is None
+        and until is not None
+        and now <= until + LATE_ARCHIVE_SLACK
     )
 
 
-def follow_up(status: ForensicCheckpointStatus) -> bool:
-    """Whether a finished ForensicCheckpoint still has agent work to follow (an export)."""
-    return any(exporting(c) for c in status.containers)
+def following(container: ContainerStatus, now: datetime) -> bool:
+    """Whether a finished container's agent may still report something about it."""
+    return exporting(container) or archive_kept(container) or awaiting_late_archive(container, now)
 
 
-def keep_following(status: ForensicCheckpointStatus) -> bool:
+def follow_up(status: ForensicCheckpointStatus, now: datetime) -> bool:
+    """Whether a finished ForensicCheckpoint still has agent work to follow soon (an export, or
+    a late archive the agent watches for)."""
+    return any(exporting(c) or awaiting_late_archive(c, now) for c in status.containers)
+
+
+def keep_following(status: ForensicCheckpointStatus, now: datetime) -> bool:
     """Whether the agent may still report custody facts of a finished ForensicCheckpoint: an
-    export under way, or an archive that retention may yet delete."""
-    return any(exporting(c) or archive_kept(c) for c in status.containers)
+    export under way, an archive that retention may yet delete, or a late archive."""
+    return any(following(c, now) for c in status.containers)
 
 
 def apply_follow_up(container: ContainerStatus, capture: CaptureStatus) -> ContainerStatus:
-    """A finished container after an agent poll: its export, and whether retention deleted
-    the archive."""
+    """A finished container after an agent poll: its export, whether retention deleted the
+    archive, and an archive the kubelet wrote after the capture failed (kept, not analysed)."""
     new = apply_export(container, capture.export)
+    if (
+        new.phase == ContainerCapturePhase.FAILED
+        and new.archive is None
+        and capture.archive is not None
+    ):
+        new = new.model_copy(
+            update={
+                "archive": ArchiveStatus(
+                    path=capture.archive.path,
+                    sha256=capture.archive.sha256,
+                    size_bytes=capture.archive.size_bytes,
+                    captured_at=capture.archive.captured_at,
+                ),
+                "orphan_archive": capture.orphan_archive,
+                "message": (capture.message or new.message)[:1024],
+            }
+        )
     if capture.archive_deleted_at is not None and not new.archive_deleted:
         new = new.model_copy(update={"archive_deleted": True})
     return new
@@ -295,6 +337,7 @@ def attach_summary(
 ) -> ContainerStatus:
     new = container.model_copy(deep=True)
     new.summary = summary
+    new.frozen_time = frozen_time(summary)
     new.phase = ContainerCapturePhase.COMPLETED
     new.finished_at = finished_at
     return new
@@ -307,10 +350,13 @@ def overdue(
     now: datetime,
     grace: timedelta = DEFAULT_GRACE,
 ) -> bool:
-    """Whether a requested capture has had longer than the kubelet timeout plus ``grace``."""
+    """Whether a requested capture has had longer than the kubelet's deadline plus ``grace``.
+    The deadline is ``max(timeoutSeconds, runtimeRequestTimeout)``: the kubelet raises a shorter
+    timeout, so the agent may rightly still be waiting after ``timeoutSeconds``."""
     if container.requested_at is None or container.phase in _TERMINAL:
         return False
-    return now - container.requested_at > timedelta(seconds=spec.timeout_seconds) + grace
+    deadline = max(timedelta(seconds=spec.timeout_seconds), RUNTIME_REQUEST_TIMEOUT)
+    return now - container.requested_at > deadline + grace
 
 
 def _phase_of(containers: list[ContainerStatus]) -> Phase:
@@ -346,6 +392,7 @@ def aggregate(
     new.container_names = ",".join(c.name for c in new.containers)[:1100]
     sizes = [c.archive.size_bytes for c in new.containers if c.archive is not None]
     new.total_size = human_size(sum(sizes)) if sizes else ""
+    new.frozen_time = _longest_freeze(new.containers)
 
     failed = _failure(new.containers)
     if failed is not None and new.phase == Phase.FAILED:
@@ -368,6 +415,16 @@ def aggregate(
 
     new.conditions = _conditions(new, ref=ref, now=now)
     return new
+
+
+def _longest_freeze(containers: list[ContainerStatus]) -> str:
+    """The printer column's freeze: the container frozen longest for its dump."""
+    frozen = [
+        (c.summary.dump_stats["frozenTime"], c.frozen_time)
+        for c in containers
+        if c.summary is not None and "frozenTime" in c.summary.dump_stats
+    ]
+    return max(frozen)[1] if frozen else ""
 
 
 def _conditions(
@@ -463,7 +520,18 @@ def transition_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStat
         prev_phase = prev.phase if prev else ContainerCapturePhase.PENDING
         # On the archive's first appearance, not on a phase: a fast capture and analysis can go
         # from Capturing to Completed between two polls.
-        if container.archive is not None and (prev is None or prev.archive is None):
+        appeared = container.archive is not None and (prev is None or prev.archive is None)
+        if appeared and container.orphan_archive and container.archive is not None:
+            events.append(
+                Event(
+                    "Warning",
+                    "OrphanArchive",
+                    f"container {container.name}: the kubelet wrote the archive after the "
+                    f"capture failed: {human_size(container.archive.size_bytes)}, sha256 "
+                    f"{container.archive.sha256}, kept on the node (not analysed)",
+                )
+            )
+        elif appeared and container.archive is not None:
             events.append(
                 Event(
                     "Normal",
