@@ -49,6 +49,10 @@ class DirKubelet:
         self.delay = delay
         self.calls: list[tuple[str, str, str, int | None]] = []
         self.location: str | None = None  # answer this path instead of the written one
+        #: Give up like the agent's client does (Timeout, connection closed) and write the
+        #: archive this many seconds later anyway: the real kubelet's rare late file.
+        self.late_write: float | None = None
+        self.late_written: list[Path] = []
         self._lock = threading.Lock()
 
     def write_archive(self, namespace: str, pod: str, container: str) -> Path:
@@ -65,6 +69,20 @@ class DirKubelet:
             self.calls.append((namespace, pod, container, timeout_seconds))
         if self.delay:
             time.sleep(self.delay)
+        if self.late_write is not None:
+            from forensic_checkpoint.agent.kubelet import KubeletCallAbandoned
+
+            def late() -> None:
+                self.late_written.append(self.write_archive(namespace, pod, container))
+
+            timer = threading.Timer(self.late_write, late)
+            timer.daemon = True
+            timer.start()
+            raise KubeletCallAbandoned(
+                f"kubelet on node-1 did not answer the checkpoint of {namespace}/{pod}/"
+                f"{container} within {self.delay:g} s",
+                reason="Timeout",
+            )
         target = self.write_archive(namespace, pod, container)
         return self.location or str(target)
 

@@ -51,6 +51,9 @@ EXITED = (
     'container "0123abc" is in CONTAINER_EXITED state. only CONTAINER_RUNNING containers can '
     "be checkpointed"
 )
+#: The fake kubelets' runtimeRequestTimeout in this module (a real kubelet's is 120 s), and
+#: the agents' --kubelet-runtime-request-timeout to match.
+RUNTIME_REQUEST_TIMEOUT = 3.0
 
 
 @dataclass
@@ -154,6 +157,7 @@ def _config(ids: Identities, node: Any, state: Path, **overrides: Any) -> AgentC
             client_cert=ids.kubelet_cert, client_key=ids.kubelet_key, ca_file=node.serving_ca
         ),
         "kubelet_timeout_margin": 5.0,
+        "kubelet_runtime_request_timeout": RUNTIME_REQUEST_TIMEOUT,
         "capture_workers": 4,
         "analysis_workers": 1,
         "heartbeat_interval": 1.0,
@@ -208,6 +212,17 @@ class Caller:
                     return status
             time.sleep(0.2)
         raise AssertionError(f"capture {key} did not finish: {answer.text}")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def short_runtime_request_timeout(dev_cluster: Any) -> Iterator[None]:
+    """The kubelets give a checkpoint max(?timeout=, runtimeRequestTimeout): 3 s here, not 2 min,
+    so that a hung dump fails within seconds."""
+    for node in dev_cluster.nodes:
+        node.set_config(runtimeRequestTimeout=RUNTIME_REQUEST_TIMEOUT)
+    yield
+    for node in dev_cluster.nodes:
+        node.set_config(runtimeRequestTimeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -563,69 +578,74 @@ def test_concurrent_captures(
     print(f"6 concurrent captures on one node: {elapsed:.1f} s")
 
 
-def test_agent_killed_mid_capture_resumes_without_a_second_call(
-    dev_cluster: Any, ids: Identities, tmp_path: Path
-) -> None:
-    """SIGKILL the agent process while the kubelet is still working on the checkpoint."""
-    node = dev_cluster.nodes[1]
-    state = tmp_path / "state"
+def _start_agent_process(
+    ids: Identities, node: Any, state: Path, log_file: Path, *extra: str
+) -> tuple[subprocess.Popen[bytes], Caller]:
+    """``forensic-checkpoint agent`` as its own process (so that it can be SIGKILLed)."""
+    port = _closed_port()
+    with log_file.open("ab") as log:  # the child keeps its own copy
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "forensic_checkpoint",
+                "agent",
+                "--node-name",
+                node.name,
+                "--kubeconfig",
+                str(ids.agent_kubeconfig),
+                "--listen-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--advertise-address",
+                "127.0.0.1",
+                "--tls-cert",
+                str(ids.serving_cert),
+                "--tls-key",
+                str(ids.serving_key),
+                "--operator-identity",
+                ids.operator_identity,
+                "--state-dir",
+                str(state),
+                "--checkpoint-dir",
+                str(node.checkpoint_dir),
+                "--kubelet-client-cert",
+                str(ids.kubelet_cert),
+                "--kubelet-client-key",
+                str(ids.kubelet_key),
+                "--kubelet-ca",
+                str(node.serving_ca),
+                "--kubelet-runtime-request-timeout",
+                str(RUNTIME_REQUEST_TIMEOUT),
+                "--analysis-workers",
+                "1",
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    caller = Caller(f"https://127.0.0.1:{port}", ids.serving_ca, ids.operator_token)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if caller.call("GET", "/healthz").status_code == 200:
+                return proc, caller
+        except requests.exceptions.ConnectionError:
+            time.sleep(0.2)
+    proc.kill()
+    proc.wait(10)
+    raise AssertionError(log_file.read_text())
 
-    def start() -> tuple[subprocess.Popen[bytes], Caller]:
-        port = _closed_port()
-        with (tmp_path / "agent.log").open("ab") as log:  # the child keeps its own copy
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "forensic_checkpoint",
-                    "agent",
-                    "--node-name",
-                    node.name,
-                    "--kubeconfig",
-                    str(ids.agent_kubeconfig),
-                    "--listen-address",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--advertise-address",
-                    "127.0.0.1",
-                    "--tls-cert",
-                    str(ids.serving_cert),
-                    "--tls-key",
-                    str(ids.serving_key),
-                    "--operator-identity",
-                    ids.operator_identity,
-                    "--state-dir",
-                    str(state),
-                    "--checkpoint-dir",
-                    str(node.checkpoint_dir),
-                    "--kubelet-client-cert",
-                    str(ids.kubelet_cert),
-                    "--kubelet-client-key",
-                    str(ids.kubelet_key),
-                    "--kubelet-ca",
-                    str(node.serving_ca),
-                    "--analysis-workers",
-                    "1",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        caller = Caller(f"https://127.0.0.1:{port}", ids.serving_ca, ids.operator_token)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if caller.call("GET", "/healthz").status_code == 200:
-                    return proc, caller
-            except requests.exceptions.ConnectionError:
-                time.sleep(0.2)
-        proc.kill()
-        proc.wait(10)
-        raise AssertionError((tmp_path / "agent.log").read_text())
 
-    pod = _pod(dev_cluster, ids, node.name, fault="latency=3s")
-    first, caller = start()
+def _kill_mid_capture(
+    ids: Identities, node: Any, pod: dict[str, Any], tmp_path: Path
+) -> tuple[str, CaptureStatus, float]:
+    """Capture with an agent process, SIGKILL it during the kubelet call, restart it on the
+    same state dir: the key, the job's final status, and seconds from restart to that."""
+    state, log_file = tmp_path / "state", tmp_path / "agent.log"
+    first, caller = _start_agent_process(ids, node, state, log_file)
     try:
         key = caller.capture(pod, timeout=30)
         deadline = time.monotonic() + 10
@@ -636,18 +656,128 @@ def test_agent_killed_mid_capture_resumes_without_a_second_call(
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-    second, caller = start()
+    restarted = time.monotonic()
+    second, caller = _start_agent_process(ids, node, state, log_file)
     try:
         status = caller.wait(key, timeout=90)
+        elapsed = time.monotonic() - restarted
     finally:
         second.terminate()
         second.wait(20)
+    return key, status, elapsed
+
+
+def test_agent_killed_mid_capture_fails_fast_because_the_kubelet_cancelled_the_dump(
+    dev_cluster: Any, ids: Identities, tmp_path: Path
+) -> None:
+    """real-node.md B3: SIGKILL closes the agent's connection, the kubelet cancels the dump
+    (containerd: "context canceled") and writes no archive. The restarted agent says so within
+    seconds (not after the call's 30 s + margin) and does not call again."""
+    node = dev_cluster.nodes[1]
+    pod = _pod(dev_cluster, ids, node.name, fault="latency=3s")
+    _, status, elapsed = _kill_mid_capture(ids, node, pod, tmp_path)
+    assert (status.state, status.reason) == ("Failed", "CaptureInterrupted"), status
+    assert elapsed < 20, elapsed  # the restart window (5 s) and start-up, not 30 s + 30 s
+    assert "cancels the checkpoint when the calling agent dies" in (status.message or "")
+    assert "no archive was written" in (status.message or "")
+    assert "not repeated automatically" in (status.message or "")
+    assert "Re-create the ForensicCheckpoint" in (status.remediation or "")
+    assert status.archive is None
+    [call] = _calls_for(node, pod)  # one kubelet call, cut by the kill
+    assert call.get("canceled") is True
+    time.sleep(3)  # past the dump's end: the kubelet wrote nothing
+    assert list(node.checkpoint_dir.glob(f"checkpoint-{pod['metadata']['name']}_*")) == []
+
+
+def test_agent_killed_mid_capture_adopts_an_archive_written_despite_the_cancel(
+    dev_cluster: Any, ids: Identities, tmp_path: Path
+) -> None:
+    """The rare late file: the runtime had already written the archive when the kubelet saw the
+    agent die. The restarted agent adopts it instead of calling again."""
+    node = dev_cluster.nodes[1]
+    pod = _pod(dev_cluster, ids, node.name, fault="latency=3s;late-file")
+    _, status, _ = _kill_mid_capture(ids, node, pod, tmp_path)
     assert status.state == "Completed", status
     assert status.archive is not None
     assert status.archive.sha256 == sha256(Path(status.archive.path))
     assert status.kubelet_status_code is None  # adopted: the restarted agent saw no answer
     assert "adopted" in (tmp_path / "agent.log").read_text()
+    [call] = _calls_for(node, pod)
+    assert call.get("canceled") is True
+
+
+def test_a_short_timeout_waits_for_the_kubelets_runtime_request_timeout(
+    dev_cluster: Any, ids: Identities, tmp_path: Path
+) -> None:
+    """real-node.md B1: the kubelet raises timeoutSeconds 1 to its runtimeRequestTimeout, so a
+    dump longer than timeout + margin still succeeds there; the agent must wait for it."""
+    node = dev_cluster.nodes[1]
+    runtime = AgentRuntime(_config(ids, node, tmp_path / "state", kubelet_timeout_margin=0.5))
+    runtime.start()
+    try:
+        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
+        pod = _pod(dev_cluster, ids, node.name, fault="latency=2.5s")
+        status = caller.wait(caller.capture(pod, timeout=1))
+    finally:
+        runtime.stop()
+    assert status.state == "Completed", status
+    assert status.kubelet_status_code == 200
     assert len(_calls_for(node, pod)) == 1
+
+
+@pytest.mark.parametrize("late_file", [True, False])
+def test_after_a_timeout_a_late_archive_is_kept_and_accounted(
+    dev_cluster: Any, ids: Identities, tmp_path: Path, late_file: bool
+) -> None:
+    """real-node.md B2: the agent gives up (here: an agent whose runtime request timeout is
+    shorter than the kubelet's), closes the connection, and the kubelet cancels the dump (no
+    archive, first run) or the archive was already being written and lands after the job
+    failed (second run). That archive is attached to the failed job: hashed, 0600, a custody
+    fact, counted; no kubelet-named file is left on the node that no job claims."""
+    node = dev_cluster.nodes[1]
+    runtime = AgentRuntime(
+        _config(
+            ids,
+            node,
+            tmp_path / "state",
+            kubelet_timeout_margin=0.5,
+            kubelet_runtime_request_timeout=1.0,
+        )
+    )
+    runtime.start()
+    try:
+        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
+        fault = "latency=2.5s;late-file" if late_file else "latency=2.5s"
+        pod = _pod(dev_cluster, ids, node.name, fault=fault)
+        key = caller.capture(pod, timeout=1)
+        failed = caller.wait(key)
+        assert (failed.state, failed.reason, failed.archive) == ("Failed", "Timeout", None)
+        assert failed.late_archive_watch_until is not None
+        assert "watches" in (failed.message or "")
+        if late_file:
+            kept = _until(caller, key, lambda s: s.archive is not None, 20)
+        else:
+            time.sleep(3)  # past the dump's end
+            kept = CaptureStatus.model_validate_json(caller.call("GET", f"/v1/captures/{key}").text)
+        metrics = caller.call("GET", "/metrics").text
+    finally:
+        runtime.stop()
+    name = pod["metadata"]["name"]
+    on_disk = list(node.checkpoint_dir.resolve().glob(f"checkpoint-{name}_*.tar"))
+    [call] = _calls_for(node, pod)
+    assert call.get("canceled") is True  # the kubelet saw the agent go
+    assert (kept.state, kept.reason) == ("Failed", "Timeout")
+    if not late_file:
+        assert on_disk == [] and kept.archive is None
+        return
+    assert kept.archive is not None and on_disk == [Path(kept.archive.path)]
+    archive = on_disk[0]
+    assert kept.orphan_archive is True
+    assert kept.archive.sha256 == sha256(archive)
+    assert stat.S_IMODE(archive.stat().st_mode) == 0o600
+    [fact] = kept.custody_events
+    assert (fact.action, fact.reason) == ("Captured", "OrphanArchive")
+    assert 'forensic_agent_orphan_archives_total{action="attached"} 1.0' in metrics
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 from agent_support import Pki
 
-from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
+from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletCallAbandoned, KubeletClient
 from forensic_checkpoint.errors import ConfigError, KubeletError
 
 
@@ -26,6 +27,7 @@ class _Kubelet(ThreadingHTTPServer):
     daemon_threads = True
     answer: tuple[int, str] = (200, '{"items":["/x/checkpoint-p_ns-c-2026-01-01T00:00:00Z.tar"]}')
     hang = threading.Event()
+    delay = 0.0  # seconds before the answer, like a runtime dumping memory
     seen: list[tuple[str, str | None]]
 
 
@@ -38,6 +40,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.seen.append((self.path, subject.get("commonName")))
         if self.server.hang.is_set():
             threading.Event().wait(5)  # longer than the client waits
+        threading.Event().wait(self.server.delay)
         status, body = self.server.answer
         data = body.encode()
         self.send_response(status)
@@ -54,6 +57,7 @@ def kubelet(pki: Pki) -> Iterator[_Kubelet]:
     server = _Kubelet(("127.0.0.1", 0), _Handler)
     server.seen = []
     server.hang = threading.Event()
+    server.delay = 0.0
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(pki.server_cert, pki.server_key)
     context.verify_mode = ssl.CERT_REQUIRED
@@ -67,9 +71,23 @@ def kubelet(pki: Pki) -> Iterator[_Kubelet]:
     server.server_close()
 
 
-def _client(pki: Pki, port: int, *, ca: Path | None = None, margin: float = 30.0) -> KubeletClient:
+def _client(
+    pki: Pki,
+    port: int,
+    *,
+    ca: Path | None = None,
+    margin: float = 30.0,
+    runtime_request_timeout: float = 120.0,
+) -> KubeletClient:
     auth = KubeletAuth(client_cert=pki.client_cert, client_key=pki.client_key, ca_file=ca or pki.ca)
-    return KubeletClient("node-1", "127.0.0.1", port, auth, timeout_margin=margin)
+    return KubeletClient(
+        "node-1",
+        "127.0.0.1",
+        port,
+        auth,
+        timeout_margin=margin,
+        runtime_request_timeout=runtime_request_timeout,
+    )
 
 
 def test_checkpoint_uses_the_client_certificate_and_timeout(pki: Pki, kubelet: _Kubelet) -> None:
@@ -115,9 +133,29 @@ def test_refused_port_is_unreachable(pki: Pki) -> None:
 
 def test_a_kubelet_that_never_answers_times_out(pki: Pki, kubelet: _Kubelet) -> None:
     kubelet.hang.set()
-    with pytest.raises(KubeletError) as info:
-        _client(pki, kubelet.server_port, margin=0.0).checkpoint("ns", "p", "c", 1)
+    started = time.monotonic()
+    with pytest.raises(KubeletCallAbandoned) as info:
+        client = _client(pki, kubelet.server_port, margin=0.5, runtime_request_timeout=1.0)
+        client.checkpoint("ns", "p", "c", 1)
     assert info.value.reason == "Timeout"
+    assert "within 1.5 s" in info.value.message
+    assert time.monotonic() - started < 4  # the agent gave up; the kubelet still "dumps"
+
+
+def test_a_short_timeout_waits_for_the_kubelets_runtime_request_timeout(
+    pki: Pki, kubelet: _Kubelet
+) -> None:
+    """The kubelet raises ?timeout=1 to its runtimeRequestTimeout (cri-client
+    CheckpointContainer): a 2 s dump still succeeds there, so the agent must wait for it."""
+    kubelet.delay = 2.0
+    client = _client(pki, kubelet.server_port, margin=0.5, runtime_request_timeout=3.0)
+    started = time.monotonic()
+    path = client.checkpoint("ns", "p", "c", 1)
+    assert path.endswith(".tar")
+    assert time.monotonic() - started >= 2.0
+    assert kubelet.seen == [("/checkpoint/ns/p/c?timeout=1", "forensic-checkpoint-agent")]
+    # A timeout above the runtime request timeout is the kubelet's deadline as asked.
+    assert client.deadline(10) == 10.5 and client.deadline(None) == client.deadline(1) == 3.5
 
 
 def test_settings_are_checked(pki: Pki, tmp_path: Path) -> None:

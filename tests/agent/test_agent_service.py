@@ -28,7 +28,14 @@ class Env:
         self.kubelet = DirKubelet(self.checkpoints, sample)
         self.services: list[CaptureService] = []
 
-    def service(self, *, workers: int = 2, margin: float = 30.0) -> CaptureService:
+    def service(
+        self,
+        *,
+        workers: int = 2,
+        margin: float = 30.0,
+        restart_window: float = 5.0,
+        late_window: float = 60.0,
+    ) -> CaptureService:
         service = CaptureService(
             node_name="node-1",
             store=JobStore(self.state),
@@ -37,6 +44,8 @@ class Env:
             checkpoint_dir=self.checkpoints,
             capture_workers=workers,
             kubelet_timeout_margin=margin,
+            restart_adopt_window=restart_window,
+            late_archive_window=late_window,
             poll_interval=0.1,
         )
         self.services.append(service)
@@ -120,18 +129,59 @@ def test_restart_during_the_kubelet_call_adopts_the_archive(env: Env) -> None:
     assert env.kubelet.calls == []  # the restarted agent never called the kubelet
 
 
-def test_restart_without_an_archive_fails_after_the_timeout(env: Env) -> None:
+def test_restart_without_an_archive_fails_promptly_saying_the_dump_was_cancelled(
+    env: Env,
+) -> None:
+    """The restart closed the kubelet call's connection, and the kubelet cancels the dump with
+    it: the restarted agent looks for a few seconds, not for the call's 10 minutes."""
     store = JobStore(env.state)
-    record, _ = store.create_if_absent(request("uid3-app", timeout=1))
+    record, _ = store.create_if_absent(request("uid3-app", timeout=600))
     record.status.state = CaptureState.CAPTURING
     record.kubelet_called_at = datetime.now(UTC)
     store.save(record)
-    service = env.service(margin=0.5)
+    service = env.service(restart_window=1.0)
+    started = time.monotonic()
     service.start()
-    done = wait_terminal(service, "uid3-app")
+    done = wait_terminal(service, "uid3-app", timeout=10)
+    assert time.monotonic() - started < 5
     assert done.state is CaptureState.FAILED
     assert done.reason == INTERRUPTED
-    assert "not repeated" in (done.message or "")
+    message = done.message or ""
+    assert "cancels the checkpoint when the calling agent dies" in message
+    assert "no archive was written" in message and "not repeated automatically" in message
+    assert "Re-create the ForensicCheckpoint" in (done.remediation or "")
+    assert done.late_archive_watch_until is None  # nothing to watch for after a restart
+    assert env.kubelet.calls == []
+
+
+def test_restart_waits_for_an_archive_still_being_written(env: Env) -> None:
+    """The runtime was writing the archive when the agent died (the rare late file): a file
+    that still grows is waited for past the short window, then adopted whole."""
+    store = JobStore(env.state)
+    record, _ = store.create_if_absent(request("uid9-app"))
+    record.status.state = CaptureState.CAPTURING
+    record.kubelet_called_at = datetime.now(UTC)
+    store.save(record)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    growing = env.checkpoints / f"checkpoint-counter_default-app-{stamp}.tar"
+    data = env.kubelet.sample.read_bytes()
+
+    def write_slowly() -> None:
+        with growing.open("wb") as out:
+            for start in range(0, len(data), len(data) // 20 + 1):
+                out.write(data[start : start + len(data) // 20 + 1])
+                out.flush()
+                time.sleep(0.1)
+
+    writer = threading.Thread(target=write_slowly)
+    writer.start()
+    service = env.service(restart_window=0.3)
+    service.start()
+    done = wait_terminal(service, "uid9-app")
+    writer.join()
+    assert done.state is CaptureState.COMPLETED, done
+    assert done.archive is not None and done.archive.sha256 == sha256(growing)
+    assert done.archive.size_bytes == len(data)
     assert env.kubelet.calls == []
 
 
@@ -145,7 +195,7 @@ def test_restart_adopts_only_unclaimed_archives(env: Env) -> None:
     record.status.state = CaptureState.CAPTURING
     record.kubelet_called_at = first.started_at  # same second as the finished capture
     store.save(record)
-    again = env.service(margin=0.5)
+    again = env.service(restart_window=0.5)
     again.start()
     done = wait_terminal(again, "uid5-app")
     assert done.state is CaptureState.FAILED and done.reason == INTERRUPTED

@@ -64,7 +64,7 @@ def node1(local: ClusterHandle) -> Iterator[Any]:
     node = local.node("node-1")
     node.reset_calls()
     yield node
-    node.set_config(checkpointGate=True, failWith=None)
+    node.set_config(checkpointGate=True, failWith=None, runtimeRequestTimeout=120)
 
 
 def post(
@@ -207,21 +207,61 @@ def test_fault_error_is_the_kubelets_500(
 
 
 def test_fault_latency_and_hang(node1: Any, local: ClusterHandle, allowed_token: str) -> None:
+    """The runtime gets max(?timeout=, runtimeRequestTimeout): the CRI client raises a shorter
+    timeout (real-node.md B1: ?timeout=1 answered 200 after 12.5 s)."""
+    node1.set_config(runtimeRequestTimeout=2)
     local.create_running_pod("slow", "node-1", fault="latency=1.5s")
+    local.create_running_pod("slower", "node-1", fault="latency=3s")
     local.create_running_pod("stuck", "node-1", fault="hang")
     started = time.monotonic()
     assert post(node1, f"{local.namespace}/slow/app", token=allowed_token).status_code == 200
     assert time.monotonic() - started >= 1.5
+    # ?timeout=1 is raised to the 2 s runtime request timeout: a 1.5 s dump succeeds.
+    resp = post(node1, f"{local.namespace}/slow/app?timeout=1", token=allowed_token)
+    assert resp.status_code == 200, resp.text
     started = time.monotonic()
     resp = post(node1, f"{local.namespace}/stuck/app?timeout=1", token=allowed_token)
-    assert time.monotonic() - started >= 1.0
+    assert time.monotonic() - started >= 2.0
     assert resp.status_code == 500
     assert resp.text.endswith(
         "(rpc error: code = DeadlineExceeded desc = context deadline exceeded)"
     )
-    # latency beyond the caller's timeout is a deadline too
-    resp = post(node1, f"{local.namespace}/slow/app?timeout=1", token=allowed_token)
+    # a dump longer than the deadline is a deadline too; a longer ?timeout= lets it finish
+    resp = post(node1, f"{local.namespace}/slower/app?timeout=1", token=allowed_token)
     assert resp.status_code == 500 and "DeadlineExceeded" in resp.text
+    resp = post(node1, f"{local.namespace}/slower/app?timeout=5", token=allowed_token)
+    assert resp.status_code == 200, resp.text
+
+
+def _archives(node: Any, pod: str) -> list[Path]:
+    return sorted(node.checkpoint_dir.glob(f"checkpoint-{pod}_*.tar"))
+
+
+@pytest.mark.parametrize("late_file", [False, True])
+def test_a_client_that_disconnects_cancels_the_dump(
+    node1: Any, local: ClusterHandle, allowed_token: str, late_file: bool
+) -> None:
+    """The kubelet runs the CRI call on the request's context: a client that goes away during
+    the dump cancels it and no archive is written (containerd: "context canceled"), unless the
+    runtime had written it already (fault late-file, real-node.md B2's second run)."""
+    pod = f"cut-{'late' if late_file else 'cancel'}"
+    fault = "latency=2s;late-file" if late_file else "latency=2s"
+    local.create_running_pod(pod, "node-1", fault=fault)
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        post(node1, f"{local.namespace}/{pod}/app", token=allowed_token, timeout=0.7)
+    deadline = time.monotonic() + 10
+    while not node1.calls():
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    [call] = node1.calls()
+    assert call["canceled"] is True and call["status"] == 500
+    time.sleep(2.5)  # past the dump's end
+    if late_file:
+        [archive] = _archives(node1, pod)
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        assert digest == _sha256_zst(DATA / "counter-blog-crio.tar.zst")
+    else:
+        assert _archives(node1, pod) == []
 
 
 def test_fault_gate_off_and_reset(node1: Any, local: ClusterHandle, allowed_token: str) -> None:

@@ -64,6 +64,16 @@ def test_blog_scenario_completes_with_the_secret_found(stack: LocalStack) -> Non
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert waited.returncode == 0, waited.stderr
+    # How long the workload was frozen for the dump (CRIU's frozen_time: 149.6 ms here).
+    frozen = BLOG_TRUTH["criu_stats_dump"]["dump"]["frozen_time"] / 1000
+    assert container["frozenTime"] == status["frozenTime"] == f"{frozen:.1f}ms"
+    wide = subprocess.run(
+        [str(kubectl), "--kubeconfig", str(stack.cluster.kubeconfig), "-n", NAMESPACE,
+         "get", "fcp/blog", "-o", "wide"],
+        capture_output=True, text=True, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    start = wide[0].index("FROZEN")  # columns are aligned; SIZE holds a space ("9.3 MiB")
+    assert wide[1][start:].split()[0] == status["frozenTime"]
     reasons = {e["reason"] for e in events(stack, "blog")}
     assert {"Resolved", "CaptureRequested", "Captured", "Completed"} <= reasons, reasons
     # The blog sample's only finding is an info one (/etc/mtab written): not suspicious.
@@ -166,8 +176,14 @@ def test_kubelet_failure_modes_give_their_reason(
 ) -> None:
     name = "fault-" + fault.split("=", maxsplit=1)[0].split(":", maxsplit=1)[0]
     create_pod(stack, name, "node-3", containers=("app",), fault=fault)
-    stack.create_checkpoint(NAMESPACE, name, {"podName": name, "timeoutSeconds": timeout})
-    obj = stack.wait_phase(NAMESPACE, name)
+    node = stack.cluster.node("node-3")
+    # The kubelet gives a hung dump max(timeoutSeconds, runtimeRequestTimeout): 3 s, not 2 min.
+    node.set_config(runtimeRequestTimeout=3)
+    try:
+        stack.create_checkpoint(NAMESPACE, name, {"podName": name, "timeoutSeconds": timeout})
+        obj = stack.wait_phase(NAMESPACE, name)
+    finally:
+        node.set_config(runtimeRequestTimeout=120)
     status = obj["status"]
     assert status["phase"] == "Failed", status
     [container] = status["containers"]
@@ -261,23 +277,45 @@ def _agent_state(stack: LocalStack, node: str, key: str) -> str:
     return str(response.json().get("state"))
 
 
-def test_agent_killed_mid_capture_resumes_without_a_second_checkpoint(stack: LocalStack) -> None:
-    create_pod(stack, "slow-agent", "node-2", containers=("app",), fault="latency=6s")
-    created = stack.create_checkpoint(NAMESPACE, "slow-agent", {"podName": "slow-agent"})
-    _wait_requested(stack, "slow-agent")
+@pytest.mark.parametrize(
+    ("fault", "phase", "reason"),
+    [
+        # SIGKILL closes the agent's connection and the kubelet cancels the dump: no archive.
+        ("latency=6s", "Failed", "CaptureInterrupted"),
+        # The rare late file: the runtime had written the archive already; it is adopted.
+        ("latency=6s;late-file", "Completed", "Completed"),
+    ],
+)
+def test_agent_killed_mid_capture_never_checkpoints_twice(
+    stack: LocalStack, fault: str, phase: str, reason: str
+) -> None:
+    name = f"killed-{phase.lower()}"
+    create_pod(stack, name, "node-2", containers=("app",), fault=fault)
+    created = stack.create_checkpoint(NAMESPACE, name, {"podName": name})
+    _wait_requested(stack, name)
     key = capture_key(created["metadata"]["uid"], "app")
     assert processes.wait_until(
         lambda: _agent_state(stack, "node-2", key) == "Capturing", 20, interval=0.1
     )
     # "Capturing" is stored just before the kubelet request goes out; give the request time to
-    # reach the kubelet, so the agent dies with the call in flight (the kubelet finishes it).
+    # reach the kubelet, so the agent dies with the call in flight.
     time.sleep(2)
     stack.kill_agent("node-2")
     time.sleep(1)
+    restarted = time.monotonic()
     stack.start_agent("node-2")
-    obj = stack.wait_phase(NAMESPACE, "slow-agent", timeout=180)
-    assert obj["status"]["phase"] == "Completed", obj["status"]
-    assert len(kubelet_calls(stack, "node-2", "slow-agent")) == 1
+    obj = stack.wait_phase(NAMESPACE, name, timeout=180)
+    status = obj["status"]
+    assert (status["phase"], status["reason"]) == (phase, reason), status
+    [call] = kubelet_calls(stack, "node-2", name)
+    assert call.get("canceled") is True  # the kubelet saw the agent die
+    if phase == "Failed":
+        # Decided within seconds of the restart, not after the 120 s timeout plus margin.
+        assert time.monotonic() - restarted < 60
+        [container] = status["containers"]
+        assert "cancels the checkpoint when the calling agent dies" in container["message"]
+        assert "Re-create the ForensicCheckpoint" in container["remediation"]
+        assert container.get("archive") is None
 
 
 def test_deleting_the_checkpoint_removes_the_archive_unless_held(stack: LocalStack) -> None:

@@ -56,6 +56,32 @@ def captured(
     )
 
 
+def orphan(
+    record: JobRecord,
+    node: str,
+    at: datetime,
+    action: CustodyAction,
+    *,
+    reason: str,
+    sha256: str,
+    size_bytes: int,
+    message: str,
+) -> CustodyFact:
+    """An archive the kubelet wrote after the agent gave up on the call: kept (``Captured``)
+    or deleted under the orphan policy (``Deleted``). There is no kubelet answer to record."""
+    return CustodyFact(
+        action=action,
+        time=at,
+        actor=actor(node),
+        node=node,
+        container=record.request.container,
+        sha256=sha256,
+        size_bytes=size_bytes,
+        reason=reason,
+        message=message[:1024],
+    )
+
+
 def from_entries(
     entries: Sequence[CustodyEntry], record: JobRecord, node: str
 ) -> list[CustodyFact]:

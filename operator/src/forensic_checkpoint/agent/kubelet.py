@@ -22,8 +22,16 @@ from forensic_checkpoint.errors import ConfigError, KubeletError, KubeletRuntime
 
 log = logging.getLogger(__name__)
 
-#: The kubelet's CRI call defaults to ``runtimeRequestTimeout`` (2 min) when no timeout is given.
-DEFAULT_KUBELET_TIMEOUT = 120.0
+#: The kubelet's ``runtimeRequestTimeout`` default (2 min). The kubelet's CRI client
+#: (k8s.io/cri-client ``CheckpointContainer``) never gives the runtime less than that: a smaller
+#: ``?timeout=`` is raised to it, so the call may take this long whatever the request says.
+DEFAULT_RUNTIME_REQUEST_TIMEOUT = 120.0
+
+
+def kubelet_deadline(timeout_seconds: int | None, runtime_request_timeout: float) -> float:
+    """Seconds the kubelet may take for one checkpoint: ``max(?timeout=, runtimeRequestTimeout)``
+    (an absent timeout is the runtime request timeout itself)."""
+    return max(float(timeout_seconds or 0), runtime_request_timeout)
 
 
 @dataclass(frozen=True)
@@ -58,17 +66,33 @@ class KubeletAuth:
                 raise ConfigError(f"{flag}: {path} is not a readable file")
 
 
+class KubeletCallAbandoned(KubeletError):
+    """The request reached the kubelet but no answer reached the agent: the agent stopped
+    waiting, or the connection broke mid-call. The kubelet runs the dump on the request's
+    context, so losing the caller cancels it, except when the runtime had already written the
+    archive: then a file no job claims appears (see ``agent.orphans``)."""
+
+
 class KubeletClient:
     """One node's kubelet. Thread-safe: each call uses its own ``requests`` session."""
 
     def __init__(
-        self, node: str, host: str, port: int, auth: KubeletAuth, *, timeout_margin: float = 30.0
+        self,
+        node: str,
+        host: str,
+        port: int,
+        auth: KubeletAuth,
+        *,
+        timeout_margin: float = 30.0,
+        runtime_request_timeout: float = DEFAULT_RUNTIME_REQUEST_TIMEOUT,
     ) -> None:
         auth.validate()
         self.node = node
         self.base_url = f"https://{_host_for_url(host)}:{port}"
         self.auth = auth
         self.timeout_margin = timeout_margin
+        #: The node kubelet's ``runtimeRequestTimeout`` (``--kubelet-runtime-request-timeout``).
+        self.runtime_request_timeout = runtime_request_timeout
         if auth.insecure_skip_tls_verify:
             # Said once, loudly, here; not as a urllib3 warning on every call.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -99,7 +123,7 @@ class KubeletClient:
             quote(part, safe="") for part in (namespace, pod, container)
         )
         params = {"timeout": str(timeout_seconds)} if timeout_seconds else None
-        waited = (timeout_seconds or DEFAULT_KUBELET_TIMEOUT) + self.timeout_margin
+        waited = self.deadline(timeout_seconds)
         response = self._post(path, params, waited, target)
         if response.status_code != 200:
             raise _error(
@@ -108,6 +132,12 @@ class KubeletClient:
                 )
             )
         return _archive_path(response, self.node)
+
+    def deadline(self, timeout_seconds: int | None) -> float:
+        """Seconds the agent waits for one checkpoint. Giving up before the kubelet does closes
+        the connection, which cancels the dump (or leaves an archive no job claims), so this is
+        as long as the kubelet really may take, plus the margin."""
+        return kubelet_deadline(timeout_seconds, self.runtime_request_timeout) + self.timeout_margin
 
     def probe(self, path: str, *, timeout: float = 10.0) -> tuple[int, str]:
         """POST ``path`` (the readiness probe's checkpoint of a pod that cannot exist) and
@@ -126,12 +156,15 @@ class KubeletClient:
         except requests.exceptions.ConnectTimeout as exc:
             raise _error(outcomes.unreachable(self.node, _root_cause(exc))) from exc
         except requests.exceptions.Timeout as exc:
-            raise _error(outcomes.timeout(self.node, target, waited)) from exc
+            raise _error(outcomes.timeout(self.node, target, waited), abandoned=True) from exc
         except requests.exceptions.ConnectionError as exc:
             cause = _root_cause(exc)
             if _is_tls_failure(exc):
                 raise _error(outcomes.tls_error(self.node, cause)) from exc
-            raise _error(outcomes.unreachable(self.node, cause)) from exc
+            # urllib3 raises a ProtocolError as is once the request is out (requests sends it
+            # without read retries); a failed connect comes wrapped in a MaxRetryError.
+            sent = bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ProtocolError)
+            raise _error(outcomes.unreachable(self.node, cause), abandoned=sent) from exc
 
 
 def _archive_path(response: requests.Response, node: str) -> str:
@@ -150,7 +183,14 @@ def _archive_path(response: requests.Response, node: str) -> str:
     )
 
 
-def _error(outcome: outcomes.Outcome) -> KubeletError:
+def _error(outcome: outcomes.Outcome, *, abandoned: bool = False) -> KubeletError:
+    if abandoned:
+        return KubeletCallAbandoned(
+            outcome.message,
+            reason=outcome.reason,
+            status_code=outcome.status_code,
+            remediation=outcome.remediation,
+        )
     if outcome.criu_log_excerpt:
         return KubeletRuntimeError(
             outcome.message,

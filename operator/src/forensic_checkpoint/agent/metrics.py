@@ -102,6 +102,14 @@ class AgentMetrics:
             "Archives retention would delete but keeps because they are not exported yet.",
             registry=self.registry,
         )
+        self.orphan_archives = Counter(
+            "forensic_agent_orphan_archives",
+            "Archives no capture claimed (written after the agent gave up on the kubelet call, or "
+            "by another caller), by what --orphan-archives did: attached (to the capture that "
+            "caused it), adopted (a job of its own) or deleted.",
+            ["action"],
+            registry=self.registry,
+        )
 
     def watch_storage(self, reader: StorageReader) -> None:
         """Report the job store (jobs by state, bytes kept) whenever metrics are scraped."""

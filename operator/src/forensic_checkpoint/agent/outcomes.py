@@ -152,10 +152,14 @@ def _read_log(path: str | None) -> str | None:
 
 
 def timeout(node: str, target: str, seconds: float) -> Outcome:
+    # The agent waits max(timeoutSeconds, runtimeRequestTimeout) + margin, longer than the
+    # kubelet's own deadline: reaching it means a stuck runtime or a wrong agent setting.
     return Outcome(
         TIMEOUT,
         f"kubelet on {node} did not answer the checkpoint of {target} within {seconds:g} s",
-        "Raise spec.timeoutSeconds, or check the runtime: CRIU may be waiting on a frozen task.",
+        "Check the runtime: CRIU may be waiting on a frozen task. Check that the agent's "
+        "--kubelet-runtime-request-timeout is the kubelet's runtimeRequestTimeout; "
+        "spec.timeoutSeconds only lengthens a dump beyond it.",
     )
 
 

@@ -15,13 +15,22 @@ from forensic_checkpoint.agent.analysis_runner import Analyzer, ProcessAnalyzer
 from forensic_checkpoint.agent.auth import Authenticator
 from forensic_checkpoint.agent.export_worker import ExportWorker
 from forensic_checkpoint.agent.jobs import JobStore, utcnow
-from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
+from forensic_checkpoint.agent.kubelet import (
+    DEFAULT_RUNTIME_REQUEST_TIMEOUT,
+    KubeletAuth,
+    KubeletClient,
+)
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.node import Heartbeat, ensure_forensic_node, kubelet_endpoint
+from forensic_checkpoint.agent.orphans import DEFAULT_GRACE, OrphanKeeper, OrphanPolicy
 from forensic_checkpoint.agent.readiness_probe import ReadinessProber
 from forensic_checkpoint.agent.retention_keeper import RetentionKeeper, policy_from_values
 from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS
-from forensic_checkpoint.agent.service import CaptureService
+from forensic_checkpoint.agent.service import (
+    DEFAULT_LATE_ARCHIVE_WINDOW,
+    DEFAULT_RESTART_ADOPT_WINDOW,
+    CaptureService,
+)
 from forensic_checkpoint.agent.values import AgentValues, criu_observer, export_config
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import ConfigError
@@ -45,6 +54,16 @@ class AgentConfig:
     port: int = 8443
     advertise_address: str | None = None
     kubelet_timeout_margin: float = 30.0
+    #: The kubelet's runtimeRequestTimeout: it never gives a checkpoint less time than this.
+    kubelet_runtime_request_timeout: float = DEFAULT_RUNTIME_REQUEST_TIMEOUT
+    #: Seconds a restarted agent looks for the archive of a call the restart cut.
+    restart_adopt_window: float = DEFAULT_RESTART_ADOPT_WINDOW
+    #: Seconds a job watches for a late archive after the agent gave up on its kubelet call.
+    late_archive_window: float = DEFAULT_LATE_ARCHIVE_WINDOW
+    #: What to do with archives no capture claims (adopt: keep and account; delete).
+    orphan_archives: str = OrphanPolicy.ADOPT.value
+    #: An unclaimed archive is swept once unchanged for this long (every retention interval).
+    orphan_grace: float = DEFAULT_GRACE
     capture_workers: int = 4
     analysis_workers: int | None = None
     analysis_timeout: float = 900.0
@@ -84,6 +103,7 @@ class AgentRuntime:
             port,
             config.kubelet_auth,
             timeout_margin=config.kubelet_timeout_margin,
+            runtime_request_timeout=config.kubelet_runtime_request_timeout,
         )
         self.advertise = config.advertise_address or host
         self.metrics = AgentMetrics()
@@ -102,7 +122,18 @@ class AgentRuntime:
             metrics=self.metrics,
             capture_workers=config.capture_workers,
             kubelet_timeout_margin=config.kubelet_timeout_margin,
+            kubelet_runtime_request_timeout=config.kubelet_runtime_request_timeout,
+            restart_adopt_window=config.restart_adopt_window,
+            late_archive_window=config.late_archive_window,
             export_enabled=exporting is not None,
+        )
+        # Every archive in the checkpoint directory belongs to a job: the orphan keeper looks
+        # for late archives of abandoned calls and sweeps up the rest.
+        self.orphans = OrphanKeeper(
+            service=self.service,
+            policy=OrphanPolicy.parse(config.orphan_archives),
+            grace=config.orphan_grace,
+            interval=config.retention_interval,
         )
         self.exports = (
             ExportWorker(
@@ -134,6 +165,8 @@ class AgentRuntime:
             self.service.on_finished.append(self.exports.wake)
         if self.retention is not None:
             self.service.on_finished.append(self.retention.wake)
+            self.orphans.on_change.append(self.retention.wake)
+        self.service.on_finished.append(self.orphans.wake)
         api = self.api
         self.authenticator = Authenticator(
             lambda token: token_review(api, token)[:2],
@@ -192,6 +225,7 @@ class AgentRuntime:
             self.exports.start()  # resumes exports cut short by the last stop
         if self.retention is not None:
             self.retention.start()
+        self.orphans.start()
         self._serve.start()
         # The operator trusts a ForensicNode once its heartbeat is fresh; its readiness checks
         # must be this agent's by then, not the ones a previous agent left.
@@ -212,7 +246,7 @@ class AgentRuntime:
         self.heartbeat.stop()
         self.server.shutdown()
         self.server.server_close()
-        for worker in (self.exports, self.retention):
+        for worker in (self.exports, self.retention, self.orphans):
             if worker is not None:
                 worker.stop()
         self.service.shutdown()

@@ -4,7 +4,11 @@ Invariants:
 
 - exactly one kubelet call per capture key, ever: the job record says ``Capturing`` with the
   call time on disk before the call is made, and a job found in that state after a restart is
-  never called again; the agent looks for the archive the kubelet wrote since the call instead;
+  never called again; the agent looks, briefly, for an archive the kubelet wrote since the call
+  instead (the kubelet cancels the dump when its caller dies, so usually there is none);
+- no archive is left on the node unaccounted for: when the agent gives up on a call that
+  reached the kubelet, the job watches for a late archive (:mod:`forensic_checkpoint.agent.
+  orphans` attaches it to the job, or deletes it under ``--orphan-archives=delete``);
 - nothing the kubelet wrote is deleted except by :meth:`CaptureService.delete` and retention
   (:mod:`forensic_checkpoint.agent.retention_keeper`), and neither deletes a held archive that
   exists nowhere else;
@@ -28,7 +32,11 @@ from forensic_checkpoint.agent import custody_facts, paths
 from forensic_checkpoint.agent.analysis_runner import Analyzer
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
-from forensic_checkpoint.agent.kubelet import DEFAULT_KUBELET_TIMEOUT
+from forensic_checkpoint.agent.kubelet import (
+    DEFAULT_RUNTIME_REQUEST_TIMEOUT,
+    KubeletCallAbandoned,
+    kubelet_deadline,
+)
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
@@ -53,6 +61,12 @@ log = logging.getLogger(__name__)
 #: Reason of a job whose kubelet call was cut short by an agent restart and whose archive never
 #: appeared: the call may or may not have happened, so it is not repeated.
 INTERRUPTED = "CaptureInterrupted"
+#: Seconds a restarted agent looks for the archive of a call the restart cut: the kubelet
+#: cancels the dump when its caller disconnects (containerd: "context canceled"), so only a
+#: file the runtime had already written can appear, and it appears at once.
+DEFAULT_RESTART_ADOPT_WINDOW = 5.0
+#: Seconds a job watches for a late archive after the agent gave up on its kubelet call.
+DEFAULT_LATE_ARCHIVE_WINDOW = 60.0
 #: An archive is adopted only once its size has stopped changing for this long.
 _STABLE_SECONDS = 1.0
 
@@ -77,6 +91,9 @@ class CaptureService:
         metrics: AgentMetrics | None = None,
         capture_workers: int = 4,
         kubelet_timeout_margin: float = 30.0,
+        kubelet_runtime_request_timeout: float = DEFAULT_RUNTIME_REQUEST_TIMEOUT,
+        restart_adopt_window: float = DEFAULT_RESTART_ADOPT_WINDOW,
+        late_archive_window: float = DEFAULT_LATE_ARCHIVE_WINDOW,
         poll_interval: float = 1.0,
         export_enabled: bool = False,
     ) -> None:
@@ -88,6 +105,9 @@ class CaptureService:
         self.metrics = metrics or AgentMetrics()
         self.metrics.watch_storage(self.storage)
         self.kubelet_timeout_margin = kubelet_timeout_margin
+        self.kubelet_runtime_request_timeout = kubelet_runtime_request_timeout
+        self.restart_adopt_window = restart_adopt_window
+        self.late_archive_window = late_archive_window
         self.poll_interval = poll_interval
         #: A Completed capture gets ``export.phase: Pending`` for the export worker.
         self.export_enabled = export_enabled
@@ -116,7 +136,8 @@ class CaptureService:
                 self._enqueue(record.status.key)
             elif state is CaptureState.CAPTURING:
                 log.warning(
-                    "job %s was capturing when the agent stopped: adopting", record.status.key
+                    "job %s was capturing when the agent stopped: looking for its archive",
+                    record.status.key,
                 )
                 self._enqueue(record.status.key)
             elif state is CaptureState.ANALYZING:
@@ -310,10 +331,13 @@ class CaptureService:
                 log.warning("capture %s: %s: %s", record.status.key, exc.reason, exc.message)
                 if isinstance(exc, KubeletRuntimeError):
                     record.status.criu_log_excerpt = (exc.excerpt or "")[:8192] or None
+                message = exc.message
+                if isinstance(exc, KubeletCallAbandoned):
+                    message += self._watch_late_archive(record)
                 return self._finish(
                     record,
                     reason=exc.reason,
-                    message=exc.message,
+                    message=message,
                     remediation=exc.remediation,
                     kubelet_status_code=exc.status_code,
                 )
@@ -326,38 +350,73 @@ class CaptureService:
             return self._finish(record, reason=exc.reason, message=exc.message)
         return self._record_archive(record, archive, started)
 
-    def _adopt(self, record: JobRecord) -> JobRecord | None:
-        """A job left in Capturing by a restart: find the archive, never call the kubelet."""
-        request = record.request
-        called_at = record.kubelet_called_at or record.status.started_at or utcnow()
-        wait = (
-            float(request.timeout_seconds or DEFAULT_KUBELET_TIMEOUT) + self.kubelet_timeout_margin
+    def _watch_late_archive(self, record: JobRecord) -> str:
+        """Mark ``record`` as watching for a late archive (saved by the caller with the failure);
+        the text to append to its message."""
+        if self.late_archive_window <= 0:
+            return ""
+        until = utcnow() + timedelta(seconds=self.late_archive_window)
+        record.status.late_archive_watch_until = until
+        return (
+            "; the agent closed the connection, so the kubelet cancels the dump unless the "
+            f"archive was already written: the agent watches {self.checkpoint_dir} until "
+            f"{until.strftime('%H:%M:%SZ')} and keeps a late archive with this capture"
         )
-        deadline = called_at + timedelta(seconds=wait)
+
+    def _adopt(self, record: JobRecord) -> JobRecord | None:
+        """A job left in Capturing by a restart: never call the kubelet again; look briefly for
+        the archive.
+
+        The restart closed the connection of the kubelet call, and the kubelet runs the dump on
+        that request's context: it cancelled the dump, unless the runtime had already written
+        the archive. So the agent looks for ``restart_adopt_window`` seconds, not for the
+        call's whole timeout. A file that is still growing is waited for, up to the kubelet's
+        own deadline for the call.
+        """
+        request = record.request
+        target = f"{request.pod_namespace}/{request.pod_name}/{request.container}"
+        called_at = record.kubelet_called_at or record.status.started_at or utcnow()
+        kubelet_end = called_at + timedelta(
+            seconds=kubelet_deadline(request.timeout_seconds, self.kubelet_runtime_request_timeout)
+            + self.kubelet_timeout_margin
+        )
+        window_end = datetime.now(UTC) + timedelta(seconds=self.restart_adopt_window)
         started = time.monotonic()
         while not self._stopping.is_set():
-            archive = self._unclaimed_archive(record, called_at)
-            if archive is not None and _is_stable(archive, self.poll_interval):
+            archive = self.unclaimed_archive(record, called_at)
+            if archive is not None and is_stable(archive, self.poll_interval):
                 log.info(
                     "capture %s: adopted %s written after the restart", record.status.key, archive
                 )
                 record.status.kubelet_status_code = None
                 return self._record_archive(record, archive, started)
+            deadline = window_end if archive is None else max(window_end, kubelet_end)
             if datetime.now(UTC) >= deadline:
+                log.warning(
+                    "capture %s: the restart cut the kubelet call; no archive appeared",
+                    record.status.key,
+                )
                 return self._finish(
                     record,
                     reason=INTERRUPTED,
                     message=(
-                        "the agent restarted during the kubelet call and no archive for "
-                        f"{request.pod_namespace}/{request.pod_name}/{request.container} appeared "
-                        f"in {self.checkpoint_dir} within {wait:g} s; the call is not repeated"
+                        f"the agent restarted during the kubelet call for {target}. The kubelet "
+                        "cancels the checkpoint when the calling agent dies (containerd logs "
+                        "'context canceled'), and no archive was written: none appeared in "
+                        f"{self.checkpoint_dir} within {self.restart_adopt_window:g} s of the "
+                        "restart. The call is not repeated automatically"
                     ),
-                    remediation="Create a new ForensicCheckpoint to capture again.",
+                    remediation=(
+                        "Re-create the ForensicCheckpoint (a new one) to capture the container "
+                        "again."
+                    ),
                 )
             self._stopping.wait(self.poll_interval)
         return None
 
-    def _unclaimed_archive(self, record: JobRecord, since: datetime) -> Path | None:
+    def unclaimed_archive(self, record: JobRecord, since: datetime) -> Path | None:
+        """The oldest archive of ``record``'s container written since ``since`` (to the second)
+        that no other job claims."""
         request = record.request
         candidates = paths.find_archives(
             self.checkpoint_dir,
@@ -468,7 +527,7 @@ class CaptureService:
                 time.sleep(gap)
 
 
-def _is_stable(path: Path, interval: float) -> bool:
+def is_stable(path: Path, interval: float) -> bool:
     """The kubelet may still be writing: adopt only a file whose size stopped changing."""
     try:
         before = path.stat()

@@ -54,7 +54,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="DANGEROUS: do not verify the kubelet's certificate",
     )
-    kubelet.add_argument("--kubelet-timeout-margin", type=float, default=30.0)
+    kubelet.add_argument(
+        "--kubelet-timeout-margin",
+        type=float,
+        default=30.0,
+        help="seconds the agent waits beyond the kubelet's own deadline for a checkpoint",
+    )
+    kubelet.add_argument(
+        "--kubelet-runtime-request-timeout",
+        type=float,
+        default=120.0,
+        help="the kubelet's runtimeRequestTimeout (2 min by default): the kubelet raises a "
+        "shorter spec.timeoutSeconds to it, so the agent waits max(both) + the margin",
+    )
+    captures = parser.add_argument_group("archives no capture claims")
+    captures.add_argument(
+        "--orphan-archives",
+        choices=("adopt", "delete"),
+        default="adopt",
+        help="adopt: keep, hash and account for them (retention applies); delete: hash, log "
+        "and delete them",
+    )
+    captures.add_argument(
+        "--orphan-grace",
+        type=float,
+        default=120.0,
+        help="seconds an unclaimed archive must be unchanged before the sweep (every "
+        "--retention-interval) handles it",
+    )
+    captures.add_argument(
+        "--late-archive-window",
+        type=float,
+        default=60.0,
+        help="seconds a capture watches for its archive after the agent gave up on the call",
+    )
+    captures.add_argument(
+        "--restart-adopt-window",
+        type=float,
+        default=5.0,
+        help="seconds a restarted agent looks for the archive of a kubelet call the restart "
+        "cut (the kubelet cancels the dump when its caller dies)",
+    )
     parser.add_argument("--capture-workers", type=int, default=4)
     parser.add_argument("--analysis-workers", type=int, default=0, help="0: min(2, CPUs)")
     parser.add_argument(
@@ -121,6 +161,11 @@ def run(args: argparse.Namespace) -> int:
             insecure_skip_tls_verify=args.kubelet_insecure_skip_tls_verify,
         ),
         kubelet_timeout_margin=args.kubelet_timeout_margin,
+        kubelet_runtime_request_timeout=args.kubelet_runtime_request_timeout,
+        orphan_archives=args.orphan_archives,
+        orphan_grace=args.orphan_grace,
+        late_archive_window=args.late_archive_window,
+        restart_adopt_window=args.restart_adopt_window,
         capture_workers=args.capture_workers,
         analysis_workers=args.analysis_workers or None,
         analysis_timeout=args.analysis_timeout,

@@ -8,7 +8,10 @@ real kubelet), sets ``status.addresses``, ``daemonEndpoints`` and ``nodeInfo``, 
 ``POST /checkpoint/{namespace}/{pod}/{container}[?timeout=N]``
     HTTPS; client certificates verified against the cluster (kubelet client) CA, bearer tokens
     through a ``TokenReview``, every request authorised by a ``SubjectAccessReview``
-    (``create nodes/checkpoint <node>``); statuses and bodies as in kubelet's server.go.
+    (``create nodes/checkpoint <node>``); statuses and bodies as in kubelet's server.go. The
+    runtime gets ``max(N, runtimeRequestTimeout)`` seconds (the CRI client raises a shorter
+    timeout), and the dump runs on the request's context: when the client disconnects during
+    the dump, it is cancelled and no archive is written (fault ``late-file``: it is written).
 ``GET /_fake/calls``, ``DELETE /_fake/calls``
     every checkpoint request seen (status, user), so tests can count kubelet calls.
 ``GET /_fake/config``, ``PUT /_fake/config``
@@ -25,6 +28,7 @@ import contextlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -44,7 +48,9 @@ import zstandard
 
 from forensic_checkpoint.devcluster.faults import (
     ARCHIVE_ANNOTATION,
+    CANCELED,
     DEADLINE_EXCEEDED,
+    DEFAULT_RUNTIME_REQUEST_TIMEOUT,
     FAULT_ANNOTATION,
     Fault,
     NodeSettings,
@@ -55,8 +61,6 @@ from forensic_checkpoint.k8s import client as kube
 from forensic_checkpoint.k8s.reviews import subject_access_review, token_review
 
 KUBELET_VERSION = "v1.36.3"
-#: The CRI default a kubelet applies when ?timeout= is absent (runtimeRequestTimeout, 2 min).
-DEFAULT_CRI_TIMEOUT = 120.0
 _TIMEOUT_VALUE = re.compile(r"^[+-]?\d+$")
 
 
@@ -71,6 +75,8 @@ class KubeletConfig:
     state_dir: Path  #: ready file, decompressed default archive
     default_archive: Path
     runtime_version: str = "cri-o://1.26.4"
+    #: The kubelet configuration's runtimeRequestTimeout, in seconds.
+    runtime_request_timeout: float = DEFAULT_RUNTIME_REQUEST_TIMEOUT
 
     @classmethod
     def load(cls, path: Path) -> KubeletConfig:
@@ -85,9 +91,12 @@ class KubeletConfig:
             state_dir=Path(raw["stateDir"]),
             default_archive=Path(raw["defaultArchive"]),
             runtime_version=raw.get("runtimeVersion", cls.runtime_version),
+            runtime_request_timeout=float(
+                raw.get("runtimeRequestTimeout", cls.runtime_request_timeout)
+            ),
         )
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "nodeName": self.node_name,
             "kubeconfig": str(self.kubeconfig),
@@ -98,6 +107,7 @@ class KubeletConfig:
             "stateDir": str(self.state_dir),
             "defaultArchive": str(self.default_archive),
             "runtimeVersion": self.runtime_version,
+            "runtimeRequestTimeout": self.runtime_request_timeout,
         }
 
 
@@ -106,6 +116,37 @@ class Reply:
     status: int
     body: bytes
     content_type: str = "text/plain; charset=utf-8"
+    #: The client went away during the call: the answer has nowhere to go.
+    canceled: bool = False
+
+
+class Caller:
+    """The client of one checkpoint call as the kubelet's request context sees it: the CRI
+    call runs on ``request.Request.Context()``, which Go cancels when the connection closes."""
+
+    def __init__(self, sock: socket.socket | None) -> None:
+        self._sock = sock
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep ``seconds``; ``False`` as soon as the client has disconnected."""
+        deadline = time.monotonic() + seconds
+        if self._sock is None:
+            time.sleep(max(0.0, seconds))
+            return True
+        poller = select.poll()
+        # RDHUP: the peer closed (FIN); HUP/ERR: reset. The request body was read already.
+        poller.register(self._sock.fileno(), select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return True
+            if poller.poll(min(left, 0.1) * 1000):
+                return False
+
+
+def _log(text: str) -> None:
+    stamp = datetime.now(UTC).strftime("%H:%M:%S.%f")
+    sys.stderr.write(f"{stamp} {text}\n")
 
 
 def _text(status: int, text: str) -> Reply:
@@ -118,7 +159,10 @@ class FakeKubelet:
     def __init__(self, config: KubeletConfig) -> None:
         self.config = config
         self.api = kube.from_kubeconfig(config.kubeconfig)
-        self.settings = NodeSettings(runtime_version=config.runtime_version)
+        self.settings = NodeSettings(
+            runtime_version=config.runtime_version,
+            runtime_request_timeout=config.runtime_request_timeout,
+        )
         self.port = 0
         self._lock = threading.Lock()
         self._calls: list[dict[str, Any]] = []
@@ -190,9 +234,12 @@ class FakeKubelet:
 
     # --- call log --------------------------------------------------------------------------
 
-    def record(self, path: str, status: int, user: str | None) -> None:
+    def record(self, path: str, status: int, user: str | None, *, canceled: bool = False) -> None:
+        entry = {"path": path, "status": status, "user": user, "time": time.time()}
+        if canceled:
+            entry["canceled"] = True  # the client disconnected during the dump
         with self._lock:
-            self._calls.append({"path": path, "status": status, "user": user, "time": time.time()})
+            self._calls.append(entry)
 
     def calls(self) -> dict[str, Any]:
         with self._lock:
@@ -229,13 +276,25 @@ class FakeKubelet:
     # --- the checkpoint handler ------------------------------------------------------------
 
     def checkpoint(
-        self, path: str, query: str, peer_cert: dict[str, Any] | None, authorization: str | None
+        self,
+        path: str,
+        query: str,
+        peer_cert: dict[str, Any] | None,
+        authorization: str | None,
+        caller: Caller | None = None,
     ) -> Reply | Fault:
         """The kubelet's answer, or a ``Fault`` with ``reset`` the handler must act on.
         Every call is recorded, whatever its outcome."""
         user: list[str] = []
-        result = self._checkpoint(path, query, peer_cert, authorization, user)
-        self.record(path, result.status if isinstance(result, Reply) else 0, next(iter(user), None))
+        result = self._checkpoint(
+            path, query, peer_cert, authorization, user_out=user, caller=caller or Caller(None)
+        )
+        self.record(
+            path,
+            result.status if isinstance(result, Reply) else 0,
+            next(iter(user), None),
+            canceled=isinstance(result, Reply) and result.canceled,
+        )
         return result
 
     def _checkpoint(
@@ -244,7 +303,9 @@ class FakeKubelet:
         query: str,
         peer_cert: dict[str, Any] | None,
         authorization: str | None,
+        *,
         user_out: list[str],
+        caller: Caller,
     ) -> Reply | Fault:
         if not self.settings.checkpoint_gate:
             return _text(404, "404 page not found\n")  # route not registered: before auth
@@ -283,7 +344,7 @@ class FakeKubelet:
                 f"Forbidden (user={user}, verb=create, resource=nodes, "
                 "subresource(s)=[checkpoint])\n",
             )
-        return self._checkpoint_pod(namespace, pod_name, container, query)
+        return self._checkpoint_pod(namespace, pod_name, container, query, caller)
 
     def _find_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         pods = kube.request_json(
@@ -298,7 +359,7 @@ class FakeKubelet:
         return None
 
     def _checkpoint_pod(
-        self, namespace: str, pod_name: str, container: str, query: str
+        self, namespace: str, pod_name: str, container: str, query: str, caller: Caller
     ) -> Reply | Fault:
         try:
             pod = self._find_pod(namespace, pod_name)
@@ -320,12 +381,15 @@ class FakeKubelet:
             if not _TIMEOUT_VALUE.match(timeouts[-1]):
                 return _text(404, "cannot parse value of timeout parameter")
             timeout = int(timeouts[-1])
-        return self._run(pod, container, timeout)
+        return self._run(pod, container, timeout, caller)
 
-    def _run(self, pod: dict[str, Any], container: str, timeout: int) -> Reply | Fault:  # noqa: PLR0911 - one return per kubelet outcome
+    def _run(  # noqa: PLR0911 - one return per kubelet outcome
+        self, pod: dict[str, Any], container: str, timeout: int, caller: Caller
+    ) -> Reply | Fault:
         """The part behind the kubelet's CheckpointContainer(): findContainer, then the CRI."""
         meta = pod["metadata"]
-        failed = f"checkpointing of {meta['namespace']}/{meta['name']}/{container} failed"
+        target = f"{meta['namespace']}/{meta['name']}/{container}"
+        failed = f"checkpointing of {target} failed"
         annotations = meta.get("annotations") or {}
         try:
             fault = parse_fault(annotations.get(FAULT_ANNOTATION))
@@ -336,11 +400,14 @@ class FakeKubelet:
         if not _running(pod, container):
             # findContainer() finds no running container: the kubelet fails before the CRI.
             return _text(500, f"{failed} (container {container} not found)")
-        budget = float(timeout) if timeout > 0 else DEFAULT_CRI_TIMEOUT
+        # cri-client CheckpointContainer: a timeout below runtimeRequestTimeout is raised to it.
+        budget = self.settings.deadline(timeout)
+        dump = budget if fault.hang else min(fault.latency, budget)
+        started = time.monotonic()
+        if not caller.wait(dump):
+            return self._canceled(pod, container, fault, dump - (time.monotonic() - started))
         if fault.hang or fault.latency > budget:
-            time.sleep(budget)
             return _text(500, f"{failed} ({DEADLINE_EXCEEDED})")
-        time.sleep(fault.latency)
         if fault.reset:
             return fault
         error = fault.error or self.settings.fail_with
@@ -351,6 +418,28 @@ class FakeKubelet:
         except OSError as exc:
             return _text(500, f"{failed} (rpc error: code = Unknown desc = {exc})")
         return Reply(200, json.dumps({"items": [str(location)]}).encode(), "application/json")
+
+    def _canceled(self, pod: dict[str, Any], container: str, fault: Fault, left: float) -> Reply:
+        """The client disconnected during the dump: containerd aborts it ("context canceled")
+        and writes nothing, unless the archive was already written (``late-file``)."""
+        meta = pod["metadata"]
+        target = f"{meta['namespace']}/{meta['name']}/{container}"
+        text = f"checkpointing of {target} failed ({CANCELED})"
+        if not fault.late_file or fault.hang:
+            _log(
+                f'CheckpointContainer for "{target}" failed: {CANCELED}: the client '
+                "disconnected during the dump; no archive written"
+            )
+            return Reply(500, text.encode(), canceled=True)
+        time.sleep(max(0.0, left))
+        location = self._write_archive(
+            pod, container, meta.get("annotations", {}).get(ARCHIVE_ANNOTATION)
+        )
+        _log(
+            f'CheckpointContainer for "{target}": the client disconnected, but the runtime had '
+            f"already written the archive: {location}"
+        )
+        return Reply(500, text.encode(), canceled=True)
 
     def _write_archive(self, pod: dict[str, Any], container: str, source: str | None) -> Path:
         meta = pod["metadata"]
@@ -439,9 +528,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         kubelet = self.server.kubelet
         peer = self.request.getpeercert()
-        result = kubelet.checkpoint(url.path, url.query, peer, self.headers.get("Authorization"))
+        result = kubelet.checkpoint(
+            url.path, url.query, peer, self.headers.get("Authorization"), Caller(self.request)
+        )
         if isinstance(result, Fault):
             self._reset()
+        elif result.canceled:
+            self.close_connection = True  # the client is gone: nothing to answer
         else:
             self._send(result)
 

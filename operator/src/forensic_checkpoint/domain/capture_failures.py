@@ -277,8 +277,9 @@ KUBELET_RULES: tuple[Rule, ...] = (
         "request's `timeout` ran out",
         message="The runtime did not finish the checkpoint within the timeout.",
         remediation=(
-            "Raise the ForensicCheckpoint's timeout (the kubelet default is its "
-            "`runtimeRequestTimeout`, 2 min); large memory takes longer to write."
+            "Set the ForensicCheckpoint's timeoutSeconds above the kubelet's "
+            "`runtimeRequestTimeout` (2 min by default; a smaller value is raised to it, so it "
+            "has no effect); large memory takes longer to write."
         ),
         retryable=True,
     ),
@@ -421,7 +422,9 @@ _TRANSPORT: Mapping[TransportFailure, tuple[FailureReason, str, str, bool]] = {
     TransportFailure.TIMEOUT: (
         FailureReason.TIMEOUT,
         "The kubelet did not answer the checkpoint call in time.",
-        "Raise the ForensicCheckpoint's timeout; writing large memory takes a while.",
+        "Check the runtime (CRIU may wait on a frozen task) and that the agent's "
+        "--kubelet-runtime-request-timeout is the kubelet's runtimeRequestTimeout; a "
+        "timeoutSeconds above that lengthens the dump's deadline.",
         True,
     ),
     TransportFailure.TLS: (
