@@ -343,6 +343,8 @@ class OrphanKeeper(BackgroundPass):
         assert match is not None  # noqa: S101 - only such names are swept
         namespace, _, container = match["rest"].partition("-")
         key = "orphan-" + hashlib.sha256(archive.name.encode()).hexdigest()[:24]
+        if self.store.get(key) is not None:  # the same name again (an older one was deleted)
+            key = f"{key}-{digest[:12]}"
         request = CaptureRequest(
             key=key,
             checkpoint_uid=key,
