@@ -38,7 +38,8 @@ APT_NODE=(runc iptables libprotobuf-c1 libnl-3-200 libnet1 libuuid1 libbsd0 libn
 # protobuf-compiler, python3-protobuf, asciidoc and xmlto are only for crit, pycriu and the docs,
 # which are not built).
 APT_CRIU_BUILD=(gcc make libc6-dev pkg-config protobuf-c-compiler libprotobuf-c-dev libprotobuf-dev
-    libnl-3-dev libnet1-dev libcap-dev uuid-dev libbsd-dev libnftables-dev libgnutls28-dev xz-utils)
+    libnl-3-dev libnet1-dev libcap-dev uuid-dev libbsd-dev libnftables-dev libgnutls28-dev xz-utils
+    patch)
 APT_IMAGES=(gcc libc6-dev busybox-static debootstrap)
 
 write_tool_mod() { # dir module version tool-packages...
@@ -127,9 +128,13 @@ cni_ok() {
         says "$CNI_PLUGINS_VERSION" "$cni_dir/${p#*/}" || return 1
     done
 }
+# Fixes to the pinned CRIU for kernels newer than it (each patch says why); the build note
+# records their digest, so a changed patch set rebuilds CRIU.
+criu_patches=("$ROOT"/tools/node/criu-patches/*.patch)
+criu_patch_key=$(cat "${criu_patches[@]}" | sha256sum | cut -c1-12)
 criu_ok() {
     says "Version: $CRIU_VERSION" "$criu_dir/criu" --version && [ -x "$criu_dir/runc" ] &&
-        [ -x /usr/bin/runc ]
+        [ -x /usr/bin/runc ] && grep -q "patches $criu_patch_key" "$criu_dir/BUILD-NOTE"
 }
 images_ok() {
     local i
@@ -262,6 +267,11 @@ build_criu() {
         }
     fi
     tar -xJf "$tmp/src/$orig" -C "$tmp/src"
+    local p
+    for p in "${criu_patches[@]}"; do
+        echo "build-node-tools: applying $(basename "$p")" >&2
+        patch -d "$tmp/src/criu-$CRIU_VERSION" -p1 --quiet <"$p"
+    done
     echo "build-node-tools: make criu ($orig from criu $debver, sha256 $sum;" \
         "fetched in $(($(date +%s) - step_start)) s)" >&2
     local make_start
@@ -278,7 +288,8 @@ build_criu() {
         "$CRIU_VERSION" "$criu_dir/criu" >"$tmp/out/runc"
     chmod 0755 "$tmp/out/runc"
     echo "criu $CRIU_VERSION: $orig of Debian trixie source package criu $debver (sha256 $sum)," \
-        "built with make criu on $(sed -n 's/^PRETTY_NAME="\(.*\)"/\1/p' /etc/os-release)" \
+        "built with make criu on $(sed -n 's/^PRETTY_NAME="\(.*\)"/\1/p' /etc/os-release);" \
+        "patches $criu_patch_key: $(cd "$ROOT/tools/node/criu-patches" && echo *.patch)" \
         >"$tmp/out/BUILD-NOTE"
     # `criu check` needs root; the result is recorded, a failure does not fail the build (the dev
     # cluster decides whether it can checkpoint).
