@@ -290,15 +290,7 @@ class DevCluster:
                 cluster.apply_crds(sorted(crds_dir.glob("*.yaml")))
             cluster._wait_nodes(kubelets)
             if cluster.real_node is not None:
-                api = cluster.admin_client()
-                try:
-                    real_node.wait_ready(
-                        cluster.real_node,
-                        lambda path: request_json(api, "GET", path),
-                        cluster._check_alive,
-                    )
-                finally:
-                    close(api)
+                cluster._wait_real_node_ready(since=0.0)
         except BaseException:
             cluster.stop(remove=False)
             raise
@@ -332,11 +324,31 @@ class DevCluster:
             self._spawner(die_with_parent),
             checkpoint_gate=checkpoint_gate,
         )
+        self._wait_real_node_ready(since=since)
+
+    def _wait_real_node_ready(self, *, since: float) -> None:
+        """Until the real node is Ready; then lift its ``not-ready`` taint. The dev cluster
+        runs no node lifecycle controller (fake kubelets do not heartbeat, it would evict
+        them), so it does that controller's one job for the real node here."""
+        node = self.real_node
+        if node is None:
+            raise ConfigError("this dev cluster has no real node")
         api = self.admin_client()
         try:
             real_node.wait_ready(
                 node, lambda path: request_json(api, "GET", path), self._check_alive, since=since
             )
+            path = f"/api/v1/nodes/{node.name}"
+            taints = request_json(api, "GET", path).get("spec", {}).get("taints") or []
+            kept = [t for t in taints if t.get("key") != "node.kubernetes.io/not-ready"]
+            if kept != taints:
+                request_json(
+                    api,
+                    "PATCH",
+                    path,
+                    body={"spec": {"taints": kept or None}},
+                    content_type="application/merge-patch+json",
+                )
         finally:
             close(api)
 

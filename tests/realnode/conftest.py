@@ -1,0 +1,53 @@
+"""The real node: containerd, runc, CRIU and a real kubelet registered with the dev cluster.
+
+One cluster per session (``make node-tools`` first), with the operator and the node's agent as
+local processes, exactly as ``forensic-checkpoint demo`` runs them on fake nodes. A machine
+that cannot run a real node fails these tests with the one-line reason; set
+``FORENSIC_SKIP_REAL_NODE=1`` to skip them there on purpose (CI never does).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from tests.realnode.support import NAMESPACE, RealNodeEnv
+
+from forensic_checkpoint.cli.stack import LocalStack
+from forensic_checkpoint.devcluster import real_node
+from forensic_checkpoint.devcluster.cluster import DevCluster
+
+SKIP_ENV = "FORENSIC_SKIP_REAL_NODE"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "realnode" in str(item.fspath):
+            item.add_marker(pytest.mark.realnode)
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def real_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNodeEnv]:
+    if os.environ.get(SKIP_ENV) == "1":
+        pytest.skip(f"{SKIP_ENV}=1: real-node tests skipped on purpose")
+    root = tmp_path_factory.mktemp("real")
+    try:
+        cluster = DevCluster.start(
+            root / "cluster", nodes=0, with_real_node=True, die_with_parent=True
+        )
+    except real_node.RealNodeUnavailable as exc:
+        pytest.fail(f"this machine cannot run the real node: {exc}", pytrace=False)
+    stack: LocalStack | None = None
+    try:
+        stack = LocalStack.prepare(cluster, root / "stack")
+        env = RealNodeEnv(cluster, stack, root)
+        env.ensure_namespace(NAMESPACE)
+        stack.start_operator([NAMESPACE])
+        env.start_agent()
+        yield env
+    finally:
+        if stack is not None:
+            stack.stop()
+        cluster.stop()
