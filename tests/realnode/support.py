@@ -145,7 +145,13 @@ class RealNodeEnv:
 
     # --- agents ---------------------------------------------------------------------------
 
-    def start_agent(self, *, cert: bool = False, values: dict[str, Any] | None = None) -> None:
+    def start_agent(
+        self,
+        *,
+        cert: bool = False,
+        values: dict[str, Any] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         """(Re)start the node's agent with the ServiceAccount token (default) or a client
         certificate allowed ``create nodes/checkpoint`` as its kubelet credential."""
         if self.node.name in self.stack.agents:
@@ -165,7 +171,11 @@ class RealNodeEnv:
                 close(api)
             credentials = {"kubelet_client_cert": pair}
         self.stack.start_agent(
-            self.node.name, values_file=values_file, host_root=values is not None, **credentials
+            self.node.name,
+            values_file=values_file,
+            host_root=values is not None,
+            extra_args=extra_args,
+            **credentials,
         )
 
     # --- captures -------------------------------------------------------------------------

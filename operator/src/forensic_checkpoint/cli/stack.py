@@ -152,12 +152,13 @@ class LocalStack:
         kubelet_client_cert: pki.CertPair | None = None,
         values_file: Path | None = None,
         host_root: bool = False,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         """Start the node's agent; ``kubelet_ca``/``kubelet_token_file`` replace the right ones
         (to provoke TLS and authentication failures at the kubelet); ``kubelet_client_cert``
         replaces the token with a client certificate; ``values_file`` is the chart's agent
         values (export, retention, criuConfig), and ``host_root`` lets the agent keep this
-        machine's /etc/criu (a real node only).
+        machine's /etc/criu (a real node only); ``extra_args`` go last on its command line.
 
         Returns once the agent has published a heartbeat *and* its first readiness round: the
         operator fails captures on a node whose checks fail, so a check left over from an
@@ -194,6 +195,7 @@ class LocalStack:
             argv += ["--host-root", "/"]
         if values_file is not None:
             argv += ["--values-file", str(values_file), "--export-retry-seconds", "1"]
+        argv += extra_args
         self.agents[node_name] = processes.spawn(
             argv, self.root / "logs" / f"agent-{node_name}.log", die_with_parent=True
         )
