@@ -299,38 +299,54 @@ class OrphanKeeper(BackgroundPass):
             path=str(archive), sha256=digest, size_bytes=size, captured_at=captured_at
         )
         status.orphan_archive = True
-        status.message = f"{status.message or ''}; {note}".lstrip("; ")[:4096]
-        custody_facts.add(
+        self._record(
             record,
-            custody_facts.orphan(
-                record,
-                self.service.node_name,
-                now,
-                CustodyAction.CAPTURED,
-                reason=ORPHAN_ARCHIVE,
-                sha256=digest,
-                size_bytes=size,
-                message=f"{archive} written after the agent gave up on the kubelet call",
-            ),
+            note,
+            action=CustodyAction.CAPTURED,
+            reason=ORPHAN_ARCHIVE,
+            archive=(digest, size),
+            now=now,
+            custody_message=f"{archive} written after the agent gave up on the kubelet call",
         )
-        self.store.save(record)
 
     def _record_deleted(
         self, record: JobRecord, archive: Path, digest: str, size: int, now: datetime
     ) -> None:
-        note = f"the kubelet wrote {archive} after the capture failed; deleted by policy"
+        self._record(
+            record,
+            f"the kubelet wrote {archive} after the capture failed; deleted by policy",
+            action=CustodyAction.DELETED,
+            reason=ORPHAN_ARCHIVE_DELETED,
+            archive=(digest, size),
+            now=now,
+            custody_message=f"{archive} written after the agent gave up; --orphan-archives=delete",
+        )
+
+    def _record(
+        self,
+        record: JobRecord,
+        note: str,
+        *,
+        action: CustodyAction,
+        reason: str,
+        archive: tuple[str, int],
+        now: datetime,
+        custody_message: str,
+    ) -> None:
+        """Say what happened to the archive (sha256, size) in the job's message and custody."""
         record.status.message = f"{record.status.message or ''}; {note}".lstrip("; ")[:4096]
+        digest, size = archive
         custody_facts.add(
             record,
             custody_facts.orphan(
                 record,
                 self.service.node_name,
                 now,
-                CustodyAction.DELETED,
-                reason=ORPHAN_ARCHIVE_DELETED,
+                action,
+                reason=reason,
                 sha256=digest,
                 size_bytes=size,
-                message=f"{archive} written after the agent gave up; --orphan-archives=delete",
+                message=custody_message,
             ),
         )
         self.store.save(record)
