@@ -1,0 +1,63 @@
+"""Where a machine cannot run a real node, `dev-cluster up --real-node` says why in one line
+and starts nothing: no fake stands in for it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from forensic_checkpoint.devcluster import real_node
+
+CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "forensic-checkpoint"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_without_root_up_real_node_says_why_in_one_line_and_starts_nothing(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "cluster"
+    tmp_path.chmod(0o777)
+    result = subprocess.run(
+        [shutil.which("setpriv") or "setpriv", "--reuid=65534", "--regid=65534",
+         "--clear-groups", str(CLI), "dev-cluster", "up", "--real-node", "--nodes", "0",
+         "--dir", str(directory), "--no-build"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "forensic-checkpoint dev-cluster: error: a real node needs root "
+        "(containerd, mounts, a bridge, iptables)"
+    ]
+    assert not directory.exists()
+
+
+def test_a_failing_criu_check_is_the_reason(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A kernel where CRIU cannot dump (Debian's 3.17.1 here: vdso) must not start a node."""
+    fake_criu = tmp_path / "criu"
+    fake_criu.write_text(
+        "#!/bin/sh\necho 'Error (criu/vdso.c:330): vdso: Unexpected rt vDSO area' >&2\nexit 1\n"
+    )
+    fake_criu.chmod(0o755)
+    tools = real_node.binaries.locate_node_tools()
+    monkeypatch.setattr(real_node.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(
+        real_node.binaries,
+        "node_tools",
+        lambda **_: type(tools)(**{**tools.__dict__, "criu": fake_criu}),
+    )
+    monkeypatch.setattr(real_node, "node_ip", lambda: "192.0.2.2")
+    monkeypatch.setattr(real_node, "LOCK_FILE", tmp_path / "no-lock")
+    with pytest.raises(real_node.RealNodeUnavailable) as info:
+        real_node.preflight()
+    assert str(info.value) == (
+        "`criu check` fails on this kernel: Error (criu/vdso.c:330): vdso: Unexpected rt vDSO area"
+    )
