@@ -29,13 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import access
+from forensic_checkpoint.devcluster import access, binaries
 from forensic_checkpoint.devcluster.cluster import DevCluster
 from forensic_checkpoint.devcluster.pods import create_running_pod
 from forensic_checkpoint.k8s.client import close, request_json
 
 NAMESPACE = "load"
 NODES = 3
+#: Named on every pod: the fake kubelets' default archive is the containerd sample.
+BLOG_ARCHIVE = binaries.REPO_ROOT / "tests" / "data" / "counter-blog-crio.tar.zst"
 
 
 def _group_rss_kib(pgid: int) -> int:
@@ -97,7 +99,14 @@ def main(argv: list[str] | None = None) -> int:
         stack.start_operator([NAMESPACE])
         names = [f"load-{i:03d}" for i in range(args.count)]
         for i, name in enumerate(names):
-            create_running_pod(api, NAMESPACE, name, f"node-{i % NODES + 1}", containers=("app",))
+            create_running_pod(
+                api,
+                NAMESPACE,
+                name,
+                f"node-{i % NODES + 1}",
+                containers=("app",),
+                archive=str(BLOG_ARCHIVE),
+            )
         groups = {"operator": stack.operator_process.pid if stack.operator_process else 0}
         groups.update({f"agent-{n}": p.pid for n, p in stack.agents.items()})
         sampler = RssSampler(groups)

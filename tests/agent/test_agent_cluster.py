@@ -1,5 +1,6 @@
 """The agent against the dev cluster: a real API server (TokenReview, RBAC, CRDs), fake
-kubelets that answer like kubelet's server.go over mutual TLS, and the real CRI-O sample.
+kubelets that answer like kubelet's server.go over mutual TLS, and the real containerd sample
+they return by default.
 
 The agent runs with exactly the ClusterRole that ``deploy/rbac/agent.yaml`` ships, under its own
 ServiceAccount token, so the permissions are proven sufficient. Its kubelet identity is a client
@@ -9,6 +10,7 @@ certificate signed by the cluster CA and bound to ``create nodes/checkpoint``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import stat
@@ -39,7 +41,11 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_RBAC = REPO / "deploy" / "rbac" / "agent.yaml"
-SECRET = "RANDOM_4105_KEY"  # counter-blog-crio.truth.json: in pid 6's memory
+#: What the fake kubelets return by default (devcluster.cluster.DEFAULT_ARCHIVE).
+DEFAULT_TRUTH = json.loads(
+    (REPO / "tests" / "data" / "counter-blog-containerd.truth.json").read_text()
+)
+SECRET = DEFAULT_TRUTH["memory_strings"][0]  # RANDOM_8788_KEY, in pid 7's memory
 # containerd 2.3.4's text for a container with an established TCP connection
 # (capture-failures.md, "criu failed ... path= .../criu-dump.log")
 CRIU_FAILED = (
@@ -254,20 +260,20 @@ def test_capture_completes_with_hash_report_and_forensicnode(
     runtime, caller = agent
     node = dev_cluster.nodes[0]
     pod = _pod(dev_cluster, ids, node.name)
-    key = caller.capture(pod, searches=[SECRET])
+    key = caller.capture(pod, searches=[SECRET["value"]])
     status = caller.wait(key)
     assert status.state == "Completed", status
     assert status.archive is not None and status.kubelet_status_code == 200
     archive = Path(status.archive.path)
     assert archive.parent == node.checkpoint_dir.resolve()
-    assert status.archive.sha256 == sha256(archive)
+    assert status.archive.sha256 == sha256(archive) == DEFAULT_TRUTH["archive"]["sha256"]
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     assert len(_calls_for(node, pod)) == 1
 
     report = caller.call("GET", f"/v1/captures/{key}/report").json()
     searches = report["memory"]["searches"]
     hits = [m for s in searches for m in s["matches"]]
-    assert 6 in {m["pid"] for m in hits}, searches
+    assert {m["pid"] for m in hits} == set(SECRET["found_in_pids"]), searches
     assert report["redacted"] is True
 
     download = caller.call("GET", f"/v1/captures/{key}/archive")
@@ -496,7 +502,7 @@ def test_kubelet_identity_and_transport_failures(dev_cluster: Any, ids: Identiti
 
     def attempt(auth: KubeletAuth, port: int = node.port) -> str:
         with pytest.raises(KubeletError) as info:
-            KubeletClient(node.name, "127.0.0.1", port, auth, timeout_margin=2).checkpoint(
+            KubeletClient(node.name, node.address, port, auth, timeout_margin=2).checkpoint(
                 ids.namespace, name, "app", 5
             )
         return info.value.reason
@@ -521,15 +527,15 @@ def test_kubelet_identity_and_transport_failures(dev_cluster: Any, ids: Identiti
     bound = KubeletAuth(
         client_cert=ids.kubelet_cert, client_key=ids.kubelet_key, ca_file=node.serving_ca
     )
-    closed = _closed_port()
+    closed = _closed_port(node.address)
     assert attempt(bound, closed) == "KubeletUnreachable"
 
 
-def _closed_port() -> int:
+def _closed_port(address: str = "127.0.0.1") -> int:
     import socket
 
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((address, 0))
         return int(sock.getsockname()[1])
 
 

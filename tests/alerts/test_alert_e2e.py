@@ -34,6 +34,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 NAMESPACE = "alerts-e2e"
 DATA = Path(__file__).resolve().parents[1] / "data"
+#: The CRI-O blog recording, named on the pod (the fake kubelets' default is containerd's).
+BLOG_ARCHIVE = DATA / "counter-blog-crio.tar.zst"
 BLOG_TRUTH = json.loads((DATA / "counter-blog-crio.truth.json").read_text())
 SECRET = BLOG_TRUTH["memory_strings"][0]
 CHECKPOINTS = f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints"
@@ -60,7 +62,14 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     admin = cluster.admin_client()
     try:
         access.ensure_namespace(admin, NAMESPACE)
-        create_running_pod(admin, NAMESPACE, "counter", "node-1", containers=("counter",))
+        create_running_pod(
+            admin,
+            NAMESPACE,
+            "counter",
+            "node-1",
+            containers=("counter",),
+            archive=str(BLOG_ARCHIVE),
+        )
         policy = ForensicCapturePolicy.model_validate(
             {
                 "metadata": {"name": "counter-secrets"},

@@ -19,7 +19,7 @@ import pytest
 import requests
 import zstandard
 
-from forensic_checkpoint.devcluster import access, pki
+from forensic_checkpoint.devcluster import access, pki, real_node
 from forensic_checkpoint.devcluster.testing import ClusterHandle
 from forensic_checkpoint.k8s.client import request_json
 
@@ -90,13 +90,37 @@ def test_nodes_registered_with_kubelet_endpoint_and_crds_applied(local: ClusterH
     for node in local.nodes:
         obj = request_json(api, "GET", f"/api/v1/nodes/{node.name}")
         status = obj["status"]
-        assert {"type": "InternalIP", "address": "127.0.0.1"} in status["addresses"]
+        # As a real kubelet: the machine's address, never loopback (real-node.md, M1).
+        address = real_node.node_ip()
+        assert address is not None and not address.startswith("127.")
+        assert {"type": "InternalIP", "address": address} in status["addresses"]
+        assert node.address == address
         assert status["daemonEndpoints"]["kubeletEndpoint"]["Port"] == node.port
-        assert status["nodeInfo"]["containerRuntimeVersion"] == "cri-o://1.26.4"
+        assert status["nodeInfo"]["containerRuntimeVersion"] == "containerd://2.3.4"
+        assert {
+            "key": "forensic-checkpoint.dev/fake-kubelet",
+            "value": "true",
+            "effect": "NoSchedule",
+        } in obj["spec"]["taints"]
     crds = request_json(api, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
     names = {c["metadata"]["name"] for c in crds["items"]}
     expected = {p.name.removesuffix(".yaml") for p in (DATA.parents[1] / "crds").glob("*.yaml")}
     assert expected <= names
+
+
+def test_the_api_servers_node_proxy_reaches_the_fake_kubelets(local: ClusterHandle) -> None:
+    """Node proxy dials the InternalIP with the API server's kubelet client certificate; it
+    refuses loopback addresses, so this works only because the nodes register a real one."""
+    assert local.cluster is not None
+    pki_dir = local.cluster.dir / "pki"
+    for node in local.nodes:
+        answer = requests.get(
+            f"{local.server}/api/v1/nodes/{node.name}/proxy/healthz",
+            cert=(str(pki_dir / "admin.crt"), str(pki_dir / "admin.key")),
+            verify=str(pki_dir / "ca.crt"),
+            timeout=10,
+        )
+        assert (answer.status_code, answer.text) == (200, "ok")
 
 
 def test_unauthenticated_request_is_401(node1: Any, pod: str, local: ClusterHandle) -> None:
@@ -135,7 +159,7 @@ def test_granted_service_account_gets_a_real_archive(
     assert abs(datetime.fromisoformat(match["ts"]).timestamp() - time.time()) < 60
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-    assert digest == _sha256_zst(DATA / "counter-blog-crio.tar.zst")
+    assert digest == _sha256_zst(DATA / "counter-blog-containerd.tar.zst")
     calls = node1.calls()
     assert [c["status"] for c in calls] == [200]
     assert calls[0]["user"] == local.service_account_user("checkpointer")
@@ -259,7 +283,7 @@ def test_a_client_that_disconnects_cancels_the_dump(
     if late_file:
         [archive] = _archives(node1, pod)
         digest = hashlib.sha256(archive.read_bytes()).hexdigest()
-        assert digest == _sha256_zst(DATA / "counter-blog-crio.tar.zst")
+        assert digest == _sha256_zst(DATA / "counter-blog-containerd.tar.zst")
     else:
         assert _archives(node1, pod) == []
 
@@ -307,12 +331,12 @@ def test_node_settings_gate_fail_and_runtime_version(
     assert resp.text.endswith(
         "(rpc error: code = Unknown desc = checkpoint/restore support not available)"
     )
-    node1.set_config(runtimeVersion="containerd://2.3.4")
+    node1.set_config(runtimeVersion="cri-o://1.26.4")
     try:
         obj = request_json(local.admin_client(), "GET", "/api/v1/nodes/node-1")
-        assert obj["status"]["nodeInfo"]["containerRuntimeVersion"] == "containerd://2.3.4"
+        assert obj["status"]["nodeInfo"]["containerRuntimeVersion"] == "cri-o://1.26.4"
     finally:
-        node1.set_config(runtimeVersion="cri-o://1.26.4")
+        node1.set_config(runtimeVersion="containerd://2.3.4")
 
 
 def test_same_second_requests_share_one_archive_name(

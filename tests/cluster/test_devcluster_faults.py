@@ -51,12 +51,12 @@ def test_node_settings_update() -> None:
     settings.update({"checkpointGate": False, "failWith": "criu failed"})
     assert settings.to_json() == {
         "checkpointGate": False,
-        "runtimeVersion": "cri-o://1.26.4",
+        "runtimeVersion": "containerd://2.3.4",
         "failWith": "rpc error: code = Unknown desc = criu failed",
         "runtimeRequestTimeout": 120.0,
     }
-    settings.update({"failWith": None, "runtimeVersion": "containerd://2.3.4"})
-    assert settings.fail_with is None and settings.runtime_version == "containerd://2.3.4"
+    settings.update({"failWith": None, "runtimeVersion": "cri-o://1.26.4"})
+    assert settings.fail_with is None and settings.runtime_version == "cri-o://1.26.4"
     bad_values: list[dict[str, object]] = [
         {"gate": True},
         {"checkpointGate": "no"},

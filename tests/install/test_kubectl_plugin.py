@@ -26,9 +26,11 @@ from .chart import kubectl, run, template
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 NAMESPACE = "shop"
-TRUTH = json.loads(
-    (Path(__file__).resolve().parents[1] / "data" / "counter-blog-crio.truth.json").read_text()
-)
+DATA = Path(__file__).resolve().parents[1] / "data"
+#: The CRI-O blog recording, named on the counter pods (the fake kubelets' default is the
+#: containerd sample): e2e/assert-blog.sh searches its secret, RANDOM_4105_KEY.
+BLOG_ARCHIVE = str(DATA / "counter-blog-crio.tar.zst")
+TRUTH = json.loads((DATA / "counter-blog-crio.truth.json").read_text())
 SECRET = TRUTH["memory_strings"][0]["value"]
 PLUGIN = Path(sys.executable).parent / "kubectl-forensic"
 
@@ -126,7 +128,9 @@ def captured_name(stdout: str) -> str:
 def test_capture_wait_report_and_get_archive(
     stack: LocalStack, investigator: Path, tmp_path: Path
 ) -> None:
-    stack.cluster.create_running_pod(NAMESPACE, "counter", "node-1", containers=("counter",))
+    stack.cluster.create_running_pod(
+        NAMESPACE, "counter", "node-1", containers=("counter",), archive=BLOG_ARCHIVE
+    )
     # The namespace comes from the investigator's kubeconfig context (no -n).
     done = plugin(investigator, "capture", "counter", "--search", SECRET, "--wait")
     assert done.returncode == 0, done.stderr
@@ -230,10 +234,12 @@ def test_documented_metrics_are_exported(stack: LocalStack, investigator: Path) 
 def test_e2e_blog_steps_on_the_dev_cluster(stack: LocalStack) -> None:
     """e2e/kind.sh's capture and assertions, unchanged: e2e/forensiccheckpoint.yaml applied with
     kubectl, then e2e/assert-blog.sh. Here the counter pod is a fake one whose kubelet returns
-    the recorded counter archive; on kind it is the real workload."""
+    the recorded CRI-O blog archive; on kind it is the real workload."""
     repo = Path(__file__).resolve().parents[2]
     c = stack.cluster
-    c.create_running_pod(NAMESPACE, "counters", "node-1", containers=("counter",))
+    c.create_running_pod(
+        NAMESPACE, "counters", "node-1", containers=("counter",), archive=BLOG_ARCHIVE
+    )
     run(kubectl(), "apply", "-n", NAMESPACE, "-f", str(repo / "e2e" / "forensiccheckpoint.yaml"),
         kubeconfig=c.kubeconfig)  # fmt: skip
     env = {**os.environ, "KUBECONFIG": str(c.kubeconfig), "KUBECTL": str(kubectl())}

@@ -22,12 +22,14 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+#: The CRI-O blog recording, named on the pod (the fake kubelets' default is containerd's).
+BLOG_ARCHIVE = DATA / "counter-blog-crio.tar.zst"
 BLOG_TRUTH = json.loads((DATA / "counter-blog-crio.truth.json").read_text())
 SECRET = BLOG_TRUTH["memory_strings"][0]
 
 
 def test_blog_scenario_completes_with_the_secret_found(stack: LocalStack) -> None:
-    create_pod(stack, "counters", "node-1", containers=("counter",))
+    create_pod(stack, "counters", "node-1", containers=("counter",), archive=str(BLOG_ARCHIVE))
     stack.create_checkpoint(
         NAMESPACE, "blog", {"podName": "counters", "analysis": {"searches": [SECRET["value"]]}}
     )

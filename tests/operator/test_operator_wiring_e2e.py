@@ -28,8 +28,10 @@ from forensic_checkpoint.k8s.client import close, request_json
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parents[1]
-BLOG_TRUTH = json.loads((TESTS / "data" / "counter-blog-crio.truth.json").read_text())
-SECRET = BLOG_TRUTH["memory_strings"][0]
+#: What the fake kubelets return by default (devcluster.cluster.DEFAULT_ARCHIVE): the blog's
+#: counter checkpointed by containerd.
+DEFAULT_TRUTH = json.loads((TESTS / "data" / "counter-blog-containerd.truth.json").read_text())
+SECRET = DEFAULT_TRUTH["memory_strings"][0]
 ALERTMANAGER = json.loads(
     (TESTS / "alerts" / "data" / "alertmanager-firing-group.json").read_text()
 )
@@ -217,7 +219,7 @@ def test_custody_of_a_completed_capture_verifies(stack: LocalStack) -> None:
     archive = container["archive"]
     assert captured.container == "counter" and captured.node == "node-1"
     assert (captured.sha256, captured.size_bytes) == (archive["sha256"], archive["sizeBytes"])
-    assert captured.sha256 == BLOG_TRUTH["archive"]["sha256"]
+    assert captured.sha256 == DEFAULT_TRUTH["archive"]["sha256"]
     assert obj["metadata"]["uid"] == created["metadata"]["uid"]
 
     # The analyst's check: the archive file against the chain read back from the API server.
@@ -293,7 +295,7 @@ def test_an_exported_capture_has_the_agents_facts_in_its_verified_chain(
     chain = _chain(obj)
     assert [e.action.value for e in chain] == ["Requested", "Captured", "Exported", "Verified"]
     _, captured, exported_entry, verified = chain
-    assert captured.sha256 == container["archive"]["sha256"] == BLOG_TRUTH["archive"]["sha256"]
+    assert captured.sha256 == container["archive"]["sha256"] == DEFAULT_TRUTH["archive"]["sha256"]
     assert exported_entry.url == verified.url == export["destination"]
     assert exported_entry.object_sha256 == export["sha256"]
     assert {e.container for e in chain[1:]} == {"counter"}

@@ -1,9 +1,11 @@
 """`forensic-checkpoint demo`: the whole flow for one checkpoint on a local dev cluster.
 
 Starts a 3-node dev cluster, applies deploy/rbac, runs three agents and the operator as local
-processes (each with its own ServiceAccount token), creates a running pod from the CRI-O blog
-sample and a ForensicCheckpoint that searches its memory for the secret, waits for it, then
-prints ``kubectl get fcp`` and the analysis summary from the status.
+processes (each with its own ServiceAccount token), creates a running pod whose fake kubelet
+returns the recorded CRI-O blog sample (its annotation names the archive: the fake kubelets'
+default is the containerd sample, which holds another secret) and a ForensicCheckpoint that
+searches its memory for the secret, waits for it, then prints ``kubectl get fcp`` and the
+analysis summary from the status.
 
 With ``--real-node`` the node is real (containerd, runc, CRIU and a kubelet from
 ``make node-tools``): the blog's counter pod from ``e2e/`` runs on it, is sent the secret
@@ -31,6 +33,9 @@ HELP = "Run the operator end to end on a local dev cluster and show one analysed
 
 NAMESPACE = "default"
 NODES = 3
+#: The blog's counter as CRI-O checkpointed it: ``RANDOM_4105_KEY`` (the default ``--search``)
+#: is in its memory. The fake kubelets' default archive is the containerd sample, another secret.
+BLOG_ARCHIVE = "tests/data/counter-blog-crio.tar.zst"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -189,7 +194,13 @@ def run(args: argparse.Namespace) -> int:
         if args.real_node:
             _real_counter(stack, kubectl, args.search)
         else:
-            cluster.create_running_pod(NAMESPACE, "counters", "node-1", containers=("counter",))
+            cluster.create_running_pod(
+                NAMESPACE,
+                "counters",
+                "node-1",
+                containers=("counter",),
+                archive=str(binaries.REPO_ROOT / BLOG_ARCHIVE),
+            )
         name = "blog"
         if args.alerts:
             name = _alert_capture(stack, args.search)

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--runtime-version",
         default=None,
-        help="node status containerRuntimeVersion (default cri-o://1.26.4)",
+        help="node status containerRuntimeVersion (default containerd://2.3.4)",
     )
     parser.add_argument(
         "--no-build", action="store_true", help="fail instead of building missing binaries"

@@ -35,7 +35,9 @@ from forensic_checkpoint.errors import ClusterError, ConfigError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig, request_json
 
 STATE_FILE = "state.json"
-DEFAULT_ARCHIVE = binaries.REPO_ROOT / "tests" / "data" / "counter-blog-crio.tar.zst"
+#: What a fake kubelet returns by default: the blog counter captured by containerd, the runtime
+#: of the real node (gzip rootfs diff and bind-mount stubs included).
+DEFAULT_ARCHIVE = binaries.REPO_ROOT / "tests" / "data" / "counter-blog-containerd.tar.zst"
 CRDS_DIR = binaries.REPO_ROOT / "crds"
 ADMIN_USER = "forensic-checkpoint-admin"
 #: Upper bound for the API server and each fake kubelet to answer after spawning.
@@ -52,12 +54,6 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
 )
-#: Fake kubelets run no pods: a pod without ``spec.nodeName`` must go to a real node or wait.
-FAKE_NODE_TAINT = {
-    "key": "forensic-checkpoint.dev/fake-kubelet",
-    "value": "true",
-    "effect": "NoSchedule",
-}
 
 
 @dataclass
@@ -69,10 +65,11 @@ class FakeNode:
     checkpoint_dir: Path
     serving_ca: Path  #: the "kubelet serving CA" that signed this kubelet's certificate
     pid: int
+    address: str = "127.0.0.1"  #: where it listens: its InternalIP
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     def _control(self, method: str, path: str, body: Any = None) -> Any:
         resp = requests.request(
@@ -104,6 +101,7 @@ class FakeNode:
             "checkpointDir": str(self.checkpoint_dir),
             "servingCA": str(self.serving_ca),
             "pid": self.pid,
+            "address": self.address,
         }
 
     @classmethod
@@ -114,6 +112,7 @@ class FakeNode:
             checkpoint_dir=Path(raw["checkpointDir"]),
             serving_ca=Path(raw["servingCA"]),
             pid=raw["pid"],
+            address=raw.get("address", "127.0.0.1"),
         )
 
 
@@ -235,7 +234,10 @@ class DevCluster:
         real: tuple[binaries.NodeTools, str] | None = None,
     ) -> DevCluster:
         p = _Pki(directory / "pki")
-        p.create(node_names=[f"node-{i + 1}" for i in range(nodes)])
+        # The fake kubelets listen on, and register, the machine's address (as a real kubelet
+        # must); loopback only where there is none.
+        node_address = real_node.node_ip() or "127.0.0.1"
+        p.create(node_names=[f"node-{i + 1}" for i in range(nodes)], node_address=node_address)
         etcd_port, etcd_peer, api_port = (processes.free_port() for _ in range(3))
         cluster = cls(
             dir=directory,
@@ -265,7 +267,12 @@ class DevCluster:
             # The kubelets start while the API server comes up (they retry until it answers);
             # the controller manager gives up after 10 s without a healthy API server.
             kubelets = cluster._spawn_nodes(
-                p, nodes, default_archive, runtime_version, die_with_parent
+                p,
+                nodes,
+                default_archive,
+                runtime_version,
+                die_with_parent=die_with_parent,
+                address=node_address,
             )
             # Typically ready in 3-8 s; the generous bound only matters on a loaded machine
             # (CI shares its two cores with the Go build caches and other suites).
@@ -440,7 +447,14 @@ class DevCluster:
         return names
 
     def _spawn_nodes(
-        self, p: _Pki, count: int, archive: Path, runtime_version: str, die_with_parent: bool
+        self,
+        p: _Pki,
+        count: int,
+        archive: Path,
+        runtime_version: str,
+        *,
+        die_with_parent: bool,
+        address: str,
     ) -> list[tuple[str, Path, Path, Path, int]]:
         """Start the fake kubelets; they register once the API server answers."""
         started: list[tuple[str, Path, Path, Path, int]] = []
@@ -463,6 +477,7 @@ class DevCluster:
                 state_dir=state,
                 default_archive=default,
                 runtime_version=runtime_version,
+                address=address,
             )
             (base / "config.json").write_text(json.dumps(config.to_json(), indent=2))
             proc = processes.spawn(
@@ -496,7 +511,8 @@ class DevCluster:
                 raise ToolError(f"fake kubelet {name} not ready within {START_TIMEOUT:.0f} s")
             port = int(json.loads(ready.read_text())["port"])
             self.ports.append(port)
-            self.nodes.append(FakeNode(name, port, checkpoints, serving_ca, pid))
+            address = str(json.loads(ready.read_text()).get("address", "127.0.0.1"))
+            self.nodes.append(FakeNode(name, port, checkpoints, serving_ca, pid, address))
 
     def stop(self, *, remove: bool = False) -> None:
         """Stop every process group (kubelets first, etcd last); idempotent. A real node
@@ -643,7 +659,7 @@ class _Pki:
     def node_serving(self, name: str) -> pki.CertPair:
         return self._pair(f"node-{name}-serving")
 
-    def create(self, node_names: Sequence[str]) -> None:
+    def create(self, node_names: Sequence[str], node_address: str = "127.0.0.1") -> None:
         pki.create_ca(self.ca, "forensic-checkpoint-dev-ca")
         pki.create_ca(self.kubelet_ca, "forensic-checkpoint-dev-kubelet-serving-ca")
         local = ("127.0.0.1", "localhost")
@@ -668,7 +684,12 @@ class _Pki:
                 organizations=("system:nodes",),
                 client=True,
             )
-            pki.issue(self.kubelet_ca, self.node_serving(name), name, server_names=(*local, name))
+            pki.issue(
+                self.kubelet_ca,
+                self.node_serving(name),
+                name,
+                server_names=(*local, node_address, name),
+            )
 
 
 def _write_kubeconfig(path: Path, server: str, ca: Path, client: pki.CertPair) -> None:

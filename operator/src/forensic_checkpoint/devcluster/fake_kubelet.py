@@ -61,6 +61,11 @@ from forensic_checkpoint.k8s import client as kube
 from forensic_checkpoint.k8s.reviews import subject_access_review, token_review
 
 KUBELET_VERSION = "v1.36.3"
+FAKE_NODE_TAINT = {
+    "key": "forensic-checkpoint.dev/fake-kubelet",
+    "value": "true",
+    "effect": "NoSchedule",
+}
 _TIMEOUT_VALUE = re.compile(r"^[+-]?\d+$")
 
 
@@ -74,9 +79,14 @@ class KubeletConfig:
     checkpoint_dir: Path
     state_dir: Path  #: ready file, decompressed default archive
     default_archive: Path
-    runtime_version: str = "cri-o://1.26.4"
+    #: What the real node here reports (kubelet v1.36.3 on containerd 2.3.4, real-node.md).
+    runtime_version: str = "containerd://2.3.4"
     #: The kubelet configuration's runtimeRequestTimeout, in seconds.
     runtime_request_timeout: float = DEFAULT_RUNTIME_REQUEST_TIMEOUT
+    #: Where it listens and the InternalIP it registers. A real kubelet refuses a loopback node
+    #: IP, and the API server's node proxy refuses to dial one, so the dev cluster passes the
+    #: machine's address; loopback only where the machine has none.
+    address: str = "127.0.0.1"
 
     @classmethod
     def load(cls, path: Path) -> KubeletConfig:
@@ -94,6 +104,7 @@ class KubeletConfig:
             runtime_request_timeout=float(
                 raw.get("runtimeRequestTimeout", cls.runtime_request_timeout)
             ),
+            address=raw.get("address", cls.address),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -108,6 +119,7 @@ class KubeletConfig:
             "defaultArchive": str(self.default_archive),
             "runtimeVersion": self.runtime_version,
             "runtimeRequestTimeout": self.runtime_request_timeout,
+            "address": self.address,
         }
 
 
@@ -184,6 +196,8 @@ class FakeKubelet:
                     "kubernetes.io/arch": "amd64",
                 },
             },
+            # It runs no pods: the scheduler must leave it alone (tests bind pods by nodeName).
+            "spec": {"taints": [FAKE_NODE_TAINT]},
         }
         with contextlib.suppress(ClusterError):  # 409: registered by an earlier run
             kube.request_json(self.api, "POST", "/api/v1/nodes", body=node)
@@ -194,7 +208,7 @@ class FakeKubelet:
         status = {
             "status": {
                 "addresses": [
-                    {"type": "InternalIP", "address": "127.0.0.1"},
+                    {"type": "InternalIP", "address": self.config.address},
                     {"type": "Hostname", "address": self.config.node_name},
                 ],
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": self.port}},
@@ -607,7 +621,7 @@ def serve(config: KubeletConfig) -> None:
     context.load_cert_chain(config.serving_cert, config.serving_key)
     context.load_verify_locations(config.client_ca)
     context.verify_mode = ssl.CERT_OPTIONAL  # tokens are the other way in
-    server = _Server(("127.0.0.1", 0), _Handler)
+    server = _Server((config.address, 0), _Handler)
     server.kubelet = kubelet
     server.socket = context.wrap_socket(
         server.socket, server_side=True, do_handshake_on_connect=False
@@ -617,7 +631,9 @@ def serve(config: KubeletConfig) -> None:
     _register_when_api_answers(kubelet)
     ready = config.state_dir / "ready.json"
     tmp = ready.with_suffix(".part")
-    tmp.write_text(json.dumps({"port": kubelet.port, "pid": os.getpid()}))
+    tmp.write_text(
+        json.dumps({"port": kubelet.port, "pid": os.getpid(), "address": config.address})
+    )
     tmp.replace(ready)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     try:

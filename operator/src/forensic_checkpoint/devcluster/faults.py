@@ -93,7 +93,7 @@ class NodeSettings:
     """Per-node behaviour a test can change while the fake kubelet runs."""
 
     checkpoint_gate: bool = True  #: False: every /checkpoint/ path is "404 page not found"
-    runtime_version: str = "cri-o://1.26.4"  #: node status nodeInfo.containerRuntimeVersion
+    runtime_version: str = "containerd://2.3.4"  #: node status nodeInfo.containerRuntimeVersion
     fail_with: str | None = None  #: a CRI error text every checkpoint fails with (500)
     #: The kubelet's ``runtimeRequestTimeout`` in seconds. The CRI client raises a smaller
     #: ``?timeout=`` to it (k8s.io/cri-client ``CheckpointContainer``); tests lower it so

@@ -3,17 +3,20 @@
 ``create_running_pod`` creates the pod bound to a node (``spec.nodeName``), then writes the
 status a kubelet would (phase Running, Ready, a running ``containerStatuses`` entry per
 container) through the ``status`` subresource, so watchers and the fake kubelet see a normal
-running pod.
+running pod. Container IDs and ``hostIP`` are what the node's runtime and kubelet would write:
+``containerd://<id>`` and the node's InternalIP.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from forensic_checkpoint.devcluster.faults import ARCHIVE_ANNOTATION, FAULT_ANNOTATION
+from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.client import ApiClient, request_json
 
 DEFAULT_IMAGE = "registry.k8s.io/pause:3.10"
@@ -66,7 +69,7 @@ def create_running_pod(
             "name": c,
             "image": image,
             "imageID": f"{image}@sha256:{hashlib.sha256(image.encode()).hexdigest()}",
-            "containerID": f"cri-o://{cid}",
+            "containerID": f"containerd://{cid}",
             "ready": running,
             "started": running,
             "restartCount": 0,
@@ -74,11 +77,12 @@ def create_running_pod(
         }
 
     ready = "True" if running else "False"
+    host_ip = _internal_ip(api, node)
     status = {
         "status": {
             "phase": "Running" if running else "Pending",
-            "hostIP": "127.0.0.1",
-            "hostIPs": [{"ip": "127.0.0.1"}],
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
             "podIP": "10.244.0.10",
             "podIPs": [{"ip": "10.244.0.10"}],
             "startTime": now,
@@ -98,3 +102,14 @@ def create_running_pod(
             content_type="application/merge-patch+json",
         )
     )
+
+
+def _internal_ip(api: ApiClient, node: str) -> str:
+    """The node's registered InternalIP, as the kubelet writes it into ``hostIP``; loopback for
+    a node that is not (yet) registered."""
+    with contextlib.suppress(ClusterError):
+        found = request_json(api, "GET", f"/api/v1/nodes/{node}")
+        for address in (found.get("status") or {}).get("addresses") or []:
+            if address.get("type") == "InternalIP":
+                return str(address["address"])
+    return "127.0.0.1"
