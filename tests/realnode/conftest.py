@@ -50,4 +50,8 @@ def real_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNodeEnv]:
     finally:
         if stack is not None:
             stack.stop()
+        node = cluster.real_node
         cluster.stop()
+        # `down` must leave no mount, bridge, iptables chain, shim, directory or /etc/criu file.
+        assert node is not None
+        assert real_node.leftovers(node) == []

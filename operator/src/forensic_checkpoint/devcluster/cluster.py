@@ -286,7 +286,7 @@ class DevCluster:
             scheduler_kubeconfig = directory / "kube-scheduler.kubeconfig"
             _write_kubeconfig(scheduler_kubeconfig, cluster.server, p.ca.cert, p.scheduler)
             cluster.pids["kube-scheduler"] = processes.spawn(
-                _scheduler_args(tools.kube_scheduler, scheduler_kubeconfig),
+                _controller_args(tools.kube_scheduler, scheduler_kubeconfig),
                 logs / "kube-scheduler.log",
                 die_with_parent=die_with_parent,
             ).pid
@@ -375,17 +375,18 @@ class DevCluster:
             )
         finally:
             close(api)
-        self.real_node = real_node.start(
+        self.real_node = node = real_node.claim(self.dir, ip, p.kubelet_ca)
+        self.ports.append(node.port)
+        self._save()
+        real_node.start(
+            node,
             self.dir,
             server=self.server,
             ca=p.ca,
             kubelet_ca=p.kubelet_ca,
             spawn=spawn,
             tools=tools,
-            ip=ip,
         )
-        self.ports.append(self.real_node.port)
-        self._save()
 
     def _check_alive(self) -> None:
         for name, pid in self.pids.items():
@@ -517,15 +518,16 @@ class DevCluster:
     def stop(self, *, remove: bool = False) -> None:
         """Stop every process group (kubelets first, etcd last); idempotent. A real node
         goes first, with everything it put on the machine (see :func:`real_node.stop`)."""
+        problems: list[str] = []
         if self.real_node is not None:
             problems = real_node.stop(self.real_node, self.dir, self._stop_component)
-            if problems:
-                raise ToolError("the real node left " + "; ".join(problems))
         for name in reversed(list(self.pids)):
             if self._ours(self.pids[name]):
                 processes.stop_group(self.pids[name])
         self.pids.clear()
         self._save()
+        if problems:  # the control plane is down all the same; what is left is named
+            raise ToolError("the real node left " + "; ".join(problems))
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -768,7 +770,9 @@ def _apiserver_args(binary: Path, p: _Pki, etcd_port: int, port: int) -> list[st
     ]
 
 
-def _kcm_args(binary: Path, p: _Pki, kubeconfig: Path) -> list[str]:
+def _controller_args(binary: Path, kubeconfig: Path) -> list[str]:
+    """What the controller manager and the scheduler share: one identity, no serving port, no
+    leader election (one of each)."""
     return [
         str(binary),
         f"--kubeconfig={kubeconfig}",
@@ -777,24 +781,17 @@ def _kcm_args(binary: Path, p: _Pki, kubeconfig: Path) -> list[str]:
         "--bind-address=127.0.0.1",
         "--secure-port=0",
         "--leader-elect=false",
+        "--v=1",
+    ]
+
+
+def _kcm_args(binary: Path, p: _Pki, kubeconfig: Path) -> list[str]:
+    return [
+        *_controller_args(binary, kubeconfig),
         f"--controllers={','.join(CONTROLLERS)}",
         f"--cluster-signing-cert-file={p.ca.cert}",
         f"--cluster-signing-key-file={p.ca.key}",
         f"--root-ca-file={p.ca.cert}",
         f"--service-account-private-key-file={p.sa_key}",
         "--use-service-account-credentials=true",  # per-controller identities, as in real clusters
-        "--v=1",
-    ]
-
-
-def _scheduler_args(binary: Path, kubeconfig: Path) -> list[str]:
-    return [
-        str(binary),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        "--secure-port=0",
-        "--leader-elect=false",
-        "--v=1",
     ]

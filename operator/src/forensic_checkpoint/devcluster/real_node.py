@@ -185,6 +185,10 @@ def preflight() -> tuple[binaries.NodeTools, str]:
     for tool in ("runc", "iptables", "ip"):
         if shutil.which(tool) is None:
             raise RealNodeUnavailable(f"{tool} is not installed; run `make node-tools`")
+    with contextlib.suppress(OSError):
+        holder = LOCK_FILE.read_text().strip()
+        if holder and _claim_alive(Path(holder)):
+            raise RealNodeUnavailable(_taken(holder))
     ip = node_ip()
     if ip is None:
         raise RealNodeUnavailable(
@@ -199,39 +203,38 @@ def preflight() -> tuple[binaries.NodeTools, str]:
     return tools, ip
 
 
-class _Lock:
-    """One real node per machine (the bridge, iptables and /etc/criu are machine-wide)."""
-
-    def __init__(self) -> None:
-        self.fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-
-    def take(self, owner: Path) -> None:
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = LOCK_FILE.read_text(errors="replace").strip() or "another process"
-            os.close(self.fd)
-            raise RealNodeUnavailable(
-                f"a real node already runs on this machine (cluster {holder}); "
-                "`dev-cluster down` it first"
-            ) from None
-        os.ftruncate(self.fd, 0)
-        os.write(self.fd, str(owner).encode())
-
-
-_held: dict[str, _Lock] = {}
-
-
 def _lock(owner: Path) -> None:
-    lock = _Lock()
-    lock.take(owner)
-    _held[str(owner)] = lock
+    """Claim the machine's one real node for the cluster in ``owner``.
+
+    The claim outlives ``dev-cluster up`` (whose process exits), so it is the lock file's
+    content, not a held lock: a claim stands while its cluster's containerd runs. ``flock``
+    only makes the check-and-claim atomic between two starts."""
+    fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        holder = os.read(fd, 4096).decode(errors="replace").strip()
+        if holder and holder != str(owner) and _claim_alive(Path(holder)):
+            raise RealNodeUnavailable(_taken(holder))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(owner).encode(), 0)
+    finally:
+        os.close(fd)  # drops the flock
+
+
+def _taken(holder: str) -> str:
+    return f"a real node already runs on this machine (cluster {holder}); `dev-cluster down` it"
+
+
+def _claim_alive(cluster_dir: Path) -> bool:
+    try:
+        state = json.loads((cluster_dir / "state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    pid = (state.get("pids") or {}).get("containerd")
+    return isinstance(pid, int) and processes.alive(pid)
 
 
 def _unlock(owner: Path) -> None:
-    lock = _held.pop(str(owner), None)
-    if lock is not None:
-        os.close(lock.fd)  # closing the descriptor drops the flock
     with contextlib.suppress(OSError):
         if LOCK_FILE.read_text().strip() == str(owner):
             LOCK_FILE.unlink()
@@ -243,22 +246,12 @@ def _unlock(owner: Path) -> None:
 Spawn = Callable[[str, Sequence[str], dict[str, str] | None], int]
 
 
-def start(
-    cluster_dir: Path,
-    *,
-    server: str,
-    ca: pki.CertPair,
-    kubelet_ca: pki.CertPair,
-    spawn: Spawn,
-    tools: binaries.NodeTools,
-    ip: str,
-) -> RealNode:
-    """Start containerd and the kubelet; returns once the kubelet serves (not yet Ready).
-
-    ``spawn(component, argv, env)`` starts a process the cluster tracks and returns its pid.
-    """
+def claim(cluster_dir: Path, ip: str, kubelet_ca: pki.CertPair) -> RealNode:
+    """Claim the machine's real node for this cluster and choose its ports and paths. The
+    caller records the result before :func:`start`, so that a start that fails half-way is
+    taken down by :func:`stop` like a running node."""
     _lock(cluster_dir)
-    node = RealNode(
+    return RealNode(
         name=NAME,
         ip=ip,
         port=processes.free_port(),
@@ -268,6 +261,23 @@ def start(
         metrics_port=processes.free_port(),
         chains_before=_chains(),
     )
+
+
+def start(
+    node: RealNode,
+    cluster_dir: Path,
+    *,
+    server: str,
+    ca: pki.CertPair,
+    kubelet_ca: pki.CertPair,
+    spawn: Spawn,
+    tools: binaries.NodeTools,
+) -> None:
+    """Start containerd and the kubelet; returns once they run (the node is not yet Ready).
+
+    ``spawn(component, argv, env)`` starts a process the cluster tracks and returns its pid.
+    """
+    ip = node.ip
     base = cluster_dir / "nodes" / NAME
     etc = base / "etc"
     for d in (etc, node.run_dir, node.kubelet_root, node.containerd_root):
@@ -341,7 +351,6 @@ def start(
     ]
     _write_json(etc / "kubelet-launch.json", {"argv": kubelet_argv, "env": env})
     spawn(f"kubelet-{NAME}", kubelet_argv, env)
-    return node
 
 
 def restart_kubelet(
