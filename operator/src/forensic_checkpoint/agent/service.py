@@ -38,6 +38,7 @@ from forensic_checkpoint.agent.kubelet import (
     kubelet_deadline,
 )
 from forensic_checkpoint.agent.metrics import AgentMetrics
+from forensic_checkpoint.agent.tar_end import is_complete_tar
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
     CaptureRequest,
@@ -528,13 +529,15 @@ class CaptureService:
 
 
 def is_stable(path: Path, interval: float) -> bool:
-    """The kubelet may still be writing: adopt only a file whose size stopped changing."""
+    """The runtime may still be writing: adopt only a whole tar (see :mod:`.tar_end`) whose
+    size has stopped changing."""
     try:
         before = path.stat()
-        if time.time() - before.st_mtime >= _STABLE_SECONDS:
-            return True
-        time.sleep(interval)
-        after = path.stat()
+        if time.time() - before.st_mtime < _STABLE_SECONDS:
+            time.sleep(interval)
+            after = path.stat()
+            if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+                return False
     except FileNotFoundError:
         return False
-    return before.st_size == after.st_size and before.st_mtime_ns == after.st_mtime_ns
+    return is_complete_tar(path)
