@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: test-deps setup test test-slow test-fast lint bench bench-cluster demo demo-real cluster-tools node-tools crds rules deploy clean
+.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster demo demo-real cluster-tools node-tools crds rules deploy clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml scripts/setup-venv.sh
@@ -27,6 +27,16 @@ lint: setup
 # FORENSIC_SKIP_REAL_NODE=1 to skip the real node on a machine that cannot run one.
 test: setup cluster-tools node-tools
 	$(PY) -m pytest -q -m "not timing"
+
+# The tier without clusters, real nodes or slow tests (942 tests, about 110 s here on 2 cores),
+# each test cut off after 60 s. `cluster` is derived from the fixtures a test uses
+# (tests/conftest.py), so a test that starts a cluster cannot land in this tier.
+test-fast: setup
+	$(PY) -m pytest -q -m "not cluster and not slow and not timing" --timeout 60
+
+# One area, every tier but the timing scenarios: make test-area AREA=agent (a folder of tests/).
+test-area: setup cluster-tools
+	$(PY) -m pytest -q -m "not timing" tests/$(AREA)
 
 # The real node's slow timing scenarios (a 2 GiB dump, killing the agent mid-dump); CI runs it.
 test-slow: setup cluster-tools node-tools

@@ -12,15 +12,61 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from forensic_checkpoint.devcluster import binaries
+from forensic_checkpoint.devcluster.cluster import DevCluster
 from forensic_checkpoint.devcluster.testing import (
     EXTERNAL_KUBECONFIG_ENV,
     ClusterHandle,
     session_cluster,
 )
+
+#: Fixtures that start a dev cluster (or stand for one). A test that uses any of them, directly
+#: or through another fixture, is marked ``cluster``; the guard below fails a test that starts a
+#: cluster without being marked, so a new cluster fixture cannot slip into the fast tier.
+CLUSTER_FIXTURES = frozenset({"dev_cluster", "local", "stack", "install_cluster", "real_env"})
+_current: list[pytest.Item] = []
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        item.add_marker(pytest.mark.cluster)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    started = DevCluster.start.__func__  # type: ignore[attr-defined]
+
+    def guarded(cls: type[DevCluster], *args: Any, **kwargs: Any) -> DevCluster:
+        item = _current[-1] if _current else None
+        if item is not None and item.get_closest_marker("cluster") is None:
+            raise AssertionError(
+                f"{item.nodeid} starts a dev cluster but is not marked `cluster`: add the "
+                "fixture that starts it to CLUSTER_FIXTURES in tests/conftest.py"
+            )
+        return started(cls, *args, **kwargs)  # type: ignore[no-any-return]
+
+    DevCluster.start = classmethod(guarded)  # type: ignore[assignment,method-assign]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    _current.append(item)  # session fixtures start in the setup of their first test
+    try:
+        return (yield)
+    finally:
+        _current.pop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    _current.append(item)  # and some tests start their own
+    try:
+        return (yield)
+    finally:
+        _current.pop()
 
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection
