@@ -41,8 +41,6 @@ from forensic_checkpoint.errors import ClusterError, ToolError
 NAME = "realnode"
 BRIDGE = "fcp0"
 POD_SUBNET = "10.88.0.0/16"
-#: containerd's CRI gives sandboxes this pause image unless told otherwise; ours is tagged so.
-PAUSE_IMAGE = "registry.k8s.io/pause:3.10.2"
 LOCK_FILE = Path("/run/forensic-checkpoint-realnode.lock")
 #: A runc reads its CRIU options here; the agent writes it (criuConfig) and owns what it wrote.
 CRIU_CONFIG = Path("/etc/criu/runc.conf")
@@ -409,6 +407,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 def _containerd_config(node: RealNode, tools: binaries.NodeTools, etc: Path) -> str:
     cri = 'plugins."io.containerd.cri.v1'
+    pause = tools.image_names["pause"]  # pinned, so containerd never tries to pull its own
     return f"""\
 version = 3
 root = "{node.containerd_root}"
@@ -426,7 +425,7 @@ state = "{node.containerd_state}"
 [{cri}.images"]
   snapshotter = "overlayfs"
   [{cri}.images".pinned_images]
-    sandbox = "{PAUSE_IMAGE}"
+    sandbox = "{pause}"
 
 [{cri}.runtime"]
   # Root without CAP_SYS_RESOURCE cannot lower oom_score_adj below containerd's own: without
