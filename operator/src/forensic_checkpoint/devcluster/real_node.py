@@ -70,6 +70,9 @@ class RealNode:
     metrics_port: int
     #: iptables chains present before the node started: ``stop`` removes only the others.
     chains_before: list[str] = field(default_factory=list)
+    #: Whether /etc/criu existed before: the agent creates it for its config, ``stop`` removes
+    #: it again only then (and only empty).
+    criu_dir_before: bool = True
 
     @property
     def run_dir(self) -> Path:
@@ -110,6 +113,7 @@ class RealNode:
             "containerdRoot": str(self.containerd_root),
             "metricsPort": self.metrics_port,
             "chainsBefore": self.chains_before,
+            "criuDirBefore": self.criu_dir_before,
         }
 
     @classmethod
@@ -123,6 +127,7 @@ class RealNode:
             containerd_root=Path(raw["containerdRoot"]),
             metrics_port=int(raw["metricsPort"]),
             chains_before=list(raw.get("chainsBefore", [])),
+            criu_dir_before=bool(raw.get("criuDirBefore", True)),
         )
 
     # --- CRI access, for tests and clean-up --------------------------------------------------
@@ -258,6 +263,7 @@ def claim(cluster_dir: Path, ip: str, kubelet_ca: pki.CertPair) -> RealNode:
         containerd_root=binaries.tools_dir() / "realnode" / "containerd",
         metrics_port=processes.free_port(),
         chains_before=_chains(),
+        criu_dir_before=CRIU_CONFIG.parent.exists(),
     )
 
 
@@ -564,7 +570,7 @@ def stop(node: RealNode, cluster_dir: Path, stop_component: Callable[[str], None
         if Path(f"/sys/class/net/{BRIDGE}").exists():
             subprocess.run(["ip", "link", "delete", BRIDGE], check=True, capture_output=True)
     problems += _remove_chains(node.chains_before)
-    _remove_criu_config()
+    _remove_criu_config(keep_dir=node.criu_dir_before)
     _remove_cgroups()
     for d in (node.run_dir, node.kubelet_root):
         shutil.rmtree(d, ignore_errors=True)
@@ -583,6 +589,8 @@ def leftovers(node: RealNode) -> list[str]:
     left += [f"iptables chain {c}" for c in _chains() if c not in node.chains_before]
     if _ours(CRIU_CONFIG):
         left.append(str(CRIU_CONFIG))
+    if not node.criu_dir_before and CRIU_CONFIG.parent.exists():
+        left.append(str(CRIU_CONFIG.parent))
     left += [f"shim pid {pid}" for pid in _shim_pids(node)]
     return left
 
@@ -694,10 +702,12 @@ def _ours(path: Path) -> bool:
     return False
 
 
-def _remove_criu_config() -> None:
-    """The agent removes its own CRIU config when it stops; a killed agent cannot."""
+def _remove_criu_config(*, keep_dir: bool) -> None:
+    """The agent's CRIU config (a killed agent cannot remove it), and the directory when the
+    agent created it for that file."""
     if _ours(CRIU_CONFIG):
         CRIU_CONFIG.unlink()
+    if not keep_dir:
         with contextlib.suppress(OSError):
             CRIU_CONFIG.parent.rmdir()  # only when empty: someone else's files stay
 
