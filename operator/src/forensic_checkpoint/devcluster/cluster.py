@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -261,9 +260,9 @@ class DevCluster:
                 die_with_parent=die_with_parent,
             ).pid
             cluster._save()
-            _write_kubeconfig(cluster.kubeconfig, cluster.server, p.ca.cert, p.admin)
+            pki.write_kubeconfig(cluster.kubeconfig, cluster.server, p.ca.cert, p.admin)
             kcm_kubeconfig = directory / "kube-controller-manager.kubeconfig"
-            _write_kubeconfig(kcm_kubeconfig, cluster.server, p.ca.cert, p.kcm)
+            pki.write_kubeconfig(kcm_kubeconfig, cluster.server, p.ca.cert, p.kcm)
             # The kubelets start while the API server comes up (they retry until it answers);
             # the controller manager gives up after 10 s without a healthy API server.
             kubelets = cluster._spawn_nodes(
@@ -284,7 +283,7 @@ class DevCluster:
             ).pid
             cluster._save()
             scheduler_kubeconfig = directory / "kube-scheduler.kubeconfig"
-            _write_kubeconfig(scheduler_kubeconfig, cluster.server, p.ca.cert, p.scheduler)
+            pki.write_kubeconfig(scheduler_kubeconfig, cluster.server, p.ca.cert, p.scheduler)
             cluster.pids["kube-scheduler"] = processes.spawn(
                 _controller_args(tools.kube_scheduler, scheduler_kubeconfig),
                 logs / "kube-scheduler.log",
@@ -465,7 +464,7 @@ class DevCluster:
             state = base / "state"
             state.mkdir(parents=True, exist_ok=True)
             kubeconfig = base / "kubeconfig"
-            _write_kubeconfig(kubeconfig, self.server, p.ca.cert, p.node_client(name))
+            pki.write_kubeconfig(kubeconfig, self.server, p.ca.cert, p.node_client(name))
             serving = p.node_serving(name)
             default = prepare_default_archive(archive, self.dir / "default-archive.tar")
             config = KubeletConfig(
@@ -692,27 +691,6 @@ class _Pki:
                 name,
                 server_names=(*local, node_address, name),
             )
-
-
-def _write_kubeconfig(path: Path, server: str, ca: Path, client: pki.CertPair) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "dev", "cluster": {"server": server, "certificate-authority": str(ca)}}
-        ],
-        "users": [
-            {
-                "name": "dev",
-                "user": {"client-certificate": str(client.cert), "client-key": str(client.key)},
-            }
-        ],
-        "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": "dev"}}],
-        "current-context": "dev",
-    }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(config, f, indent=2)
 
 
 # --- command lines ------------------------------------------------------------------------

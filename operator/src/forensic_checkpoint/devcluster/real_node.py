@@ -300,30 +300,7 @@ def start(
         server_names=(ip, "127.0.0.1", "localhost", NAME),
     )
     kubeconfig = base / "kubeconfig"
-    _write_json(
-        kubeconfig,
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [
-                {
-                    "name": "dev",
-                    "cluster": {"server": server, "certificate-authority": str(ca.cert)},
-                }
-            ],
-            "users": [
-                {
-                    "name": "node",
-                    "user": {
-                        "client-certificate": str(client.cert),
-                        "client-key": str(client.key),
-                    },
-                }
-            ],
-            "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": "node"}}],
-            "current-context": "dev",
-        },
-    )
+    pki.write_kubeconfig(kubeconfig, server, ca.cert, client)
     (etc / "containerd.toml").write_text(_containerd_config(node, tools, etc))
     cni_dir = etc / "cni"
     cni_dir.mkdir(exist_ok=True)
