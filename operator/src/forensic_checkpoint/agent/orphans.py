@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -60,13 +59,6 @@ ORPHAN_ARCHIVE = "OrphanArchive"
 #: Reason of the Deleted fact of an orphan removed under ``--orphan-archives=delete``.
 ORPHAN_ARCHIVE_DELETED = "OrphanArchiveDeleted"
 DEFAULT_GRACE = 120.0
-
-#: Any kubelet archive name. Pod names have no ``_``; namespace and container are DNS labels,
-#: so ``rest`` is ``<namespace>-<container>`` and where it splits cannot always be told.
-_ANY_ARCHIVE = re.compile(
-    r"^checkpoint-(?P<pod>[a-z0-9.-]+)_(?P<rest>[a-z0-9-]+)-"
-    r"(?P<ts>\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:Z|[+-]\d{2}:\d{2}))\.tar$"
-)
 
 
 class OrphanPolicy(StrEnum):
@@ -194,7 +186,7 @@ class OrphanKeeper(BackgroundPass):
         return sorted(
             Path(e.path)
             for e in entries
-            if _ANY_ARCHIVE.match(e.name) and e.is_file(follow_symlinks=False)
+            if paths.ANY_ARCHIVE.match(e.name) and e.is_file(follow_symlinks=False)
         )
 
     @staticmethod
@@ -355,7 +347,7 @@ class OrphanKeeper(BackgroundPass):
         self, archive: Path, digest: str, size: int, captured_at: datetime, now: datetime
     ) -> JobRecord:
         """A job of its own for an archive no capture of this agent caused."""
-        match = _ANY_ARCHIVE.match(archive.name)
+        match = paths.ANY_ARCHIVE.match(archive.name)
         assert match is not None  # noqa: S101 - only such names are swept
         namespace, _, container = match["rest"].partition("-")
         key = "orphan-" + hashlib.sha256(archive.name.encode()).hexdigest()[:24]

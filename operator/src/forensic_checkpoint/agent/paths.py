@@ -20,6 +20,13 @@ from forensic_checkpoint.errors import CaptureError
 _RFC3339 = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:Z|[+-]\d{2}:\d{2})"
 
 
+#: Any kubelet archive name, whoever's: pod, then ``<namespace>-<container>`` (``rest``; both may
+#: hold ``-``, so they are split only where the container is known), then the time.
+ANY_ARCHIVE = re.compile(
+    rf"^checkpoint-(?P<pod>[a-z0-9.-]+)_(?P<rest>[a-z0-9-]+)-(?P<ts>{_RFC3339})\.tar$"
+)
+
+
 def archive_name_pattern(pod: str, namespace: str, container: str) -> re.Pattern[str]:
     """Matches the kubelet's archive names for exactly this pod/container.
 
