@@ -115,16 +115,21 @@ def go_available() -> bool:
     return shutil.which("go") is not None
 
 
+def _run_build(script: Path) -> None:
+    """Run one of the build scripts into this cache; a failure is a ToolError."""
+    env = {**os.environ, "TOOLS_DIR": str(tools_dir())}
+    result = subprocess.run(["bash", str(script)], env=env, check=False)
+    if result.returncode != 0:
+        raise ToolError(f"{script.name} failed with exit code {result.returncode}")
+
+
 def ensure(*, build: bool = True) -> Binaries:
     """The cluster binaries, built first (minutes, once per machine) when missing and allowed."""
     absent = missing()
     if absent and build:
         if not go_available():
             raise ToolError(f"missing {', '.join(absent)} and no Go toolchain to build them")
-        env = {**os.environ, "TOOLS_DIR": str(tools_dir())}
-        result = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, check=False)
-        if result.returncode != 0:
-            raise ToolError(f"{BUILD_SCRIPT.name} failed with exit code {result.returncode}")
+        _run_build(BUILD_SCRIPT)
         absent = missing()
     if absent:
         hint = "run `make cluster-tools` or set " + ", ".join(_TOOLS[t][0] for t in absent)
@@ -199,10 +204,7 @@ def node_tools(*, build: bool = False) -> NodeTools:
     if absent and build:
         if not go_available():
             raise ToolError(f"missing node tools {', '.join(absent)} and no Go toolchain")
-        env = {**os.environ, "TOOLS_DIR": str(tools_dir())}
-        result = subprocess.run(["bash", str(NODE_BUILD_SCRIPT)], env=env, check=False)
-        if result.returncode != 0:
-            raise ToolError(f"{NODE_BUILD_SCRIPT.name} failed with exit code {result.returncode}")
+        _run_build(NODE_BUILD_SCRIPT)
         absent = missing_node_tools()
     if absent:
         named = ", ".join(absent[:3]) + (f" and {len(absent) - 3} more" if len(absent) > 3 else "")
