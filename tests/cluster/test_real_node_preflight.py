@@ -3,35 +3,26 @@ and starts nothing: no fake stands in for it."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.devcluster import real_node
 
-CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "forensic-checkpoint"
 
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+@pytest.mark.cluster  # it calls DevCluster.start, which refuses before starting anything
 def test_without_root_up_real_node_says_why_in_one_line_and_starts_nothing(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """The CLI as a non-root user would run it (the euid it checks is that of nobody)."""
     directory = tmp_path / "cluster"
-    tmp_path.chmod(0o777)
-    result = subprocess.run(
-        [shutil.which("setpriv") or "setpriv", "--reuid=65534", "--regid=65534",
-         "--clear-groups", str(CLI), "dev-cluster", "up", "--real-node", "--nodes", "0",
-         "--dir", str(directory), "--no-build"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
+    monkeypatch.setattr(real_node.os, "geteuid", lambda: 65534)
+    code = main(
+        ["dev-cluster", "up", "--real-node", "--nodes", "0", "--dir", str(directory), "--no-build"]
+    )
+    assert code == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
         "forensic-checkpoint dev-cluster: error: a real node needs root "
         "(containerd, mounts, a bridge, iptables)"
     ]
