@@ -41,8 +41,8 @@ from forensic_checkpoint.controller.alerts import (
     serve_alerts,
 )
 from forensic_checkpoint.devcluster.cluster import DevCluster
-from forensic_checkpoint.domain.alert_capture import LABEL_SOURCE
-from forensic_checkpoint.domain.alert_policy import Limits
+from forensic_checkpoint.domain.alerts.capture import LABEL_SOURCE
+from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.client import request_json
 
 NAMESPACE = "storm"

@@ -27,7 +27,7 @@ from forensic_checkpoint.agent.orphans import (
 from forensic_checkpoint.agent.retention_keeper import RetentionKeeper
 from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
-from forensic_checkpoint.domain.retention import Limits, RetentionPolicy
+from forensic_checkpoint.domain.evidence.retention import Limits, RetentionPolicy
 
 
 class Env:

@@ -11,7 +11,7 @@ from alerts.helpers import FakeClock, payload, policy
 from forensic_checkpoint.api.alerts import AlertmanagerWebhook, FalcoEvent
 from forensic_checkpoint.api.base import DNS_SUBDOMAIN_PATTERN
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
-from forensic_checkpoint.domain.alert_capture import (
+from forensic_checkpoint.domain.alerts.capture import (
     ANNOTATION_ALERT,
     LABEL_ALERT_NAME,
     LABEL_FINGERPRINT,
@@ -21,8 +21,8 @@ from forensic_checkpoint.domain.alert_capture import (
     checkpoint_name,
     label_value,
 )
-from forensic_checkpoint.domain.alert_events import from_alertmanager, from_falco
-from forensic_checkpoint.domain.alert_policy import AlertGate, Decision, Limits
+from forensic_checkpoint.domain.alerts.events import from_alertmanager, from_falco
+from forensic_checkpoint.domain.alerts.policy import AlertGate, Decision, Limits
 
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 POLICY = policy(

@@ -25,8 +25,8 @@ from forensic_checkpoint.controller.alerts import AlertReceiverConfig, KubeCaptu
 from forensic_checkpoint.devcluster import access, binaries
 from forensic_checkpoint.devcluster.cluster import DevCluster
 from forensic_checkpoint.devcluster.pods import create_running_pod
-from forensic_checkpoint.domain.alert_capture import LABEL_SOURCE
-from forensic_checkpoint.domain.alert_policy import Limits
+from forensic_checkpoint.domain.alerts.capture import LABEL_SOURCE
+from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
 from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate, request_json
 

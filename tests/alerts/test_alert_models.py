@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from alerts.helpers import payload
 from forensic_checkpoint.api.alerts import AlertmanagerWebhook, FalcoEvent, FalcoPriority
 from forensic_checkpoint.api.policy import AlertSource
-from forensic_checkpoint.domain.alert_events import from_alertmanager, from_falco
+from forensic_checkpoint.domain.alerts.events import from_alertmanager, from_falco
 
 
 def test_real_alertmanager_group_parses_into_one_event_per_alert() -> None:

@@ -9,9 +9,9 @@ import pytest
 
 from alerts.helpers import FakeClock, payload, policy
 from forensic_checkpoint.api.alerts import AlertmanagerWebhook, FalcoEvent
-from forensic_checkpoint.domain.alert_events import AlertEvent, from_alertmanager, from_falco
-from forensic_checkpoint.domain.alert_policy import AlertGate, DecisionReason, Limits
-from forensic_checkpoint.domain.alert_target import TargetMapping
+from forensic_checkpoint.domain.alerts.events import AlertEvent, from_alertmanager, from_falco
+from forensic_checkpoint.domain.alerts.policy import AlertGate, DecisionReason, Limits
+from forensic_checkpoint.domain.alerts.target import TargetMapping
 
 R = DecisionReason
 

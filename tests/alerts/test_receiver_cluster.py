@@ -24,14 +24,14 @@ from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
 from forensic_checkpoint.controller.alerts import AlertReceiverConfig, KubeCaptureBackend
 from forensic_checkpoint.devcluster import access
-from forensic_checkpoint.domain.alert_capture import (
+from forensic_checkpoint.domain.alerts.capture import (
     ANNOTATION_ALERT,
     LABEL_ALERT_NAME,
     LABEL_FINGERPRINT,
     LABEL_POLICY,
     LABEL_SOURCE,
 )
-from forensic_checkpoint.domain.alert_policy import Limits
+from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
 from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate, request_json
 

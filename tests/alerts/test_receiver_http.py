@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from alerts.helpers import MemoryBackend, payload, policy
 from forensic_checkpoint.controller.alerts import AlertReceiverConfig, serve_alerts
 from forensic_checkpoint.controller.alerts.server import AlertServer
-from forensic_checkpoint.domain.alert_policy import Limits
+from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.errors import ConfigError
 
 TOKEN = "test-token-0123456789abcdef"

@@ -19,7 +19,7 @@ import zstandard
 from forensic_checkpoint.agent.export import ExportConfig
 from forensic_checkpoint.api.agent import CaptureState, ExportPhase
 from forensic_checkpoint.api.custody import Actor, ActorKind, CustodyAction, EvidenceManifest
-from forensic_checkpoint.domain import custody
+from forensic_checkpoint.domain.evidence import custody
 
 from .agent_node import NODE, Node
 from .conftest import ACCESS_KEY, SECRET_KEY

@@ -20,7 +20,7 @@ from forensic_checkpoint.agent.retention_keeper import (
 )
 from forensic_checkpoint.api.agent import CaptureStatus, ExportPhase
 from forensic_checkpoint.api.custody import CustodyAction
-from forensic_checkpoint.domain.retention import Limits
+from forensic_checkpoint.domain.evidence.retention import Limits
 from forensic_checkpoint.errors import ConfigError, ConflictError, NotFoundError
 
 from .agent_node import NODE, Node

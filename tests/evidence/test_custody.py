@@ -15,7 +15,7 @@ from forensic_checkpoint.api.custody import (
     CustodyEntry,
     KubeletResponse,
 )
-from forensic_checkpoint.domain import custody
+from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.errors import IntegrityError
 
 SUBJECT = "6f1c2a8e-0d1b-4e57-9a51-3c1f4f0b2d11"

@@ -21,7 +21,7 @@ from forensic_checkpoint.api.custody import (
     EvidenceManifest,
     EvidenceTarget,
 )
-from forensic_checkpoint.domain import custody
+from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.errors import ConfigError, ExportError, IntegrityError
 
 from .conftest import ACCESS_KEY, SECRET_KEY

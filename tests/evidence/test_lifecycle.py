@@ -23,8 +23,8 @@ from forensic_checkpoint.api.custody import (
     KubeletResponse,
 )
 from forensic_checkpoint.cli import verify
-from forensic_checkpoint.domain import custody
-from forensic_checkpoint.domain.retention import (
+from forensic_checkpoint.domain.evidence import custody
+from forensic_checkpoint.domain.evidence.retention import (
     ArchiveRecord,
     Limits,
     RetentionPolicy,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from forensic_checkpoint.domain.deletion import HOLD_KEY, is_held
-from forensic_checkpoint.domain.retention import (
+from forensic_checkpoint.domain.evidence.deletion import HOLD_KEY, is_held
+from forensic_checkpoint.domain.evidence.retention import (
     ArchiveRecord,
     Bound,
     ContainerRule,

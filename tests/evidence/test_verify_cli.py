@@ -16,7 +16,7 @@ from forensic_checkpoint.agent.export import Exporter, ExportOutcome
 from forensic_checkpoint.api.custody import Actor, ActorKind, CustodyAction
 from forensic_checkpoint.cli import verify
 from forensic_checkpoint.cli.main import main
-from forensic_checkpoint.domain import custody
+from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.errors import NotFoundError
 
 from .test_export import TARGET, captured_chain, config

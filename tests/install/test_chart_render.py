@@ -19,7 +19,7 @@ import yaml
 from forensic_checkpoint.agent.criu_config import CriuConfigSettings
 from forensic_checkpoint.agent.retention_keeper import policy_from_values
 from forensic_checkpoint.agent.values import export_config
-from forensic_checkpoint.domain.retention import ContainerRule, Limits, RetentionPolicy
+from forensic_checkpoint.domain.evidence.retention import ContainerRule, Limits, RetentionPolicy
 
 from .chart import (
     CHART,

@@ -18,7 +18,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
 from forensic_checkpoint.domain import reconcile, targets
 from forensic_checkpoint.domain.agents import AgentFacts, AgentUnavailable, usable_endpoint
 from forensic_checkpoint.domain.conditions import find_condition, set_condition
-from forensic_checkpoint.domain.deletion import is_held, keys_to_delete
+from forensic_checkpoint.domain.evidence.deletion import is_held, keys_to_delete
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 REF = reconcile.CheckpointRef(name="blog", namespace="default", uid="0f1e-uid", generation=1)

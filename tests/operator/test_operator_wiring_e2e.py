@@ -22,7 +22,7 @@ from operator_e2e_support import NAMESPACE, condition, create_pod, events, kubel
 from forensic_checkpoint.api.custody import ActorKind, CustodyAction
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.domain import checkpoint_custody, custody
+from forensic_checkpoint.domain.evidence import checkpoint_custody, custody
 from forensic_checkpoint.k8s.client import close, request_json
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -329,7 +329,7 @@ def _held_at_agent(stack: LocalStack, node: str, key: str) -> bool:
 def test_the_hold_reaches_the_agent_at_creation_and_when_it_changes(stack: LocalStack) -> None:
     from forensic_checkpoint.api.agent import capture_key
     from forensic_checkpoint.devcluster import processes
-    from forensic_checkpoint.domain.deletion import HOLD_KEY
+    from forensic_checkpoint.domain.evidence.deletion import HOLD_KEY
 
     create_pod(stack, "on-hold", "node-1", containers=("counter",))
     api = stack.cluster.admin_client()

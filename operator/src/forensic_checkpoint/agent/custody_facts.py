@@ -20,7 +20,7 @@ from forensic_checkpoint.api.custody import (
     CustodyEntry,
     KubeletResponse,
 )
-from forensic_checkpoint.domain import custody
+from forensic_checkpoint.domain.evidence import custody
 
 
 def actor(node: str) -> str:

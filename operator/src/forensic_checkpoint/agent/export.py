@@ -56,7 +56,7 @@ from forensic_checkpoint.api.custody import (
     EvidenceTarget,
     ExportRecord,
 )
-from forensic_checkpoint.domain import custody
+from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.errors import ConfigError, ExportError, IntegrityError
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Applies :func:`forensic_checkpoint.domain.retention.plan_retention` to the node's archives.
+"""Applies :func:`forensic_checkpoint.domain.evidence.retention.plan_retention` to the node's
+archives.
 
 The policy comes from the chart's ``retention`` values (:func:`policy_from_values`). A pass runs
 every ``--retention-interval`` seconds and after each finished capture. Only finished jobs with
@@ -23,7 +24,7 @@ from forensic_checkpoint.agent.export_worker import ARCHIVE_GONE
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.api.agent import ExportPhase
-from forensic_checkpoint.domain.retention import (
+from forensic_checkpoint.domain.evidence.retention import (
     ArchiveRecord,
     ContainerRule,
     Limits,

@@ -2,8 +2,8 @@
 
 An entry is written once and never changed: each carries ``prevHash`` (the previous entry's
 ``hash``, or the chain anchor for the first) and ``hash`` (sha256 over the entry's canonical JSON
-without ``hash``). :mod:`forensic_checkpoint.domain.custody` builds and verifies chains; this
-module only holds the shapes, so that the CR status model can embed them.
+without ``hash``). :mod:`forensic_checkpoint.domain.evidence.custody` builds and verifies
+chains; this module only holds the shapes, so that the CR status model can embed them.
 
 There is one chain per ForensicCheckpoint (``status.custody``); its subject, which the anchor
 binds it to, is the CR's uid. For the CRD: declare ``status.custody`` with

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from forensic_checkpoint.api.custody import CustodyEntry, EvidenceManifest
-from forensic_checkpoint.domain import custody
+from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.errors import ConfigError, NotFoundError
 
 HELP = "Check a downloaded archive against its recorded sha256 and chain of custody."

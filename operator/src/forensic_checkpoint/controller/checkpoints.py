@@ -31,9 +31,10 @@ from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.controller import metrics
 from forensic_checkpoint.controller.agent_client import AgentClient
 from forensic_checkpoint.controller.config import OperatorConfig
-from forensic_checkpoint.domain import checkpoint_custody, reconcile
+from forensic_checkpoint.domain import reconcile
 from forensic_checkpoint.domain.agents import AgentUnavailable, agent_facts, usable_endpoint
-from forensic_checkpoint.domain.deletion import HOLD_KEY, is_held, keys_to_delete
+from forensic_checkpoint.domain.evidence import checkpoint_custody
+from forensic_checkpoint.domain.evidence.deletion import HOLD_KEY, is_held, keys_to_delete
 from forensic_checkpoint.domain.readiness import NodeNotReady, capture_blocker
 from forensic_checkpoint.domain.summary import summarize
 from forensic_checkpoint.domain.targets import resolve_targets
@@ -412,7 +413,7 @@ def register(registry: kopf.OperatorRegistry, controller: CheckpointController) 
         initial_delay=0,
     )(drive)
     kopf.on.delete(*resource, id="cleanup", registry=registry)(clean_up)
-    # The hold is a label or an annotation (domain.deletion.is_held); both are watched.
+    # The hold is a label or an annotation (domain.evidence.deletion.is_held); both are watched.
     for section in ("labels", "annotations"):
         kopf.on.field(
             *resource, id=f"hold-{section}", field=f"metadata.{section}", registry=registry

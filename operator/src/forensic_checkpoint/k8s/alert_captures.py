@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint, Phase
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
-from forensic_checkpoint.domain.alert_capture import ANNOTATION_DEDUPE_KEY, LABEL_SOURCE
+from forensic_checkpoint.domain.alerts.capture import ANNOTATION_DEDUPE_KEY, LABEL_SOURCE
 from forensic_checkpoint.errors import ConflictError, NotFoundError
 from forensic_checkpoint.k8s.client import ApiClient, request_json
 

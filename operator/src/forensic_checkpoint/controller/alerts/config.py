@@ -7,8 +7,8 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forensic_checkpoint.domain.alert_policy import Limits
-from forensic_checkpoint.domain.alert_target import TargetMapping
+from forensic_checkpoint.domain.alerts.policy import Limits
+from forensic_checkpoint.domain.alerts.target import TargetMapping
 from forensic_checkpoint.errors import ConfigError
 
 DEFAULT_PORT = 8443

@@ -36,11 +36,11 @@ from forensic_checkpoint.controller.alerts.auth import TokenFile
 from forensic_checkpoint.controller.alerts.backend import CaptureBackend
 from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
 from forensic_checkpoint.controller.alerts.metrics import AlertMetrics, metrics_for
-from forensic_checkpoint.domain.alert_capture import build_checkpoint
-from forensic_checkpoint.domain.alert_events import AlertEvent, from_alertmanager, from_falco
-from forensic_checkpoint.domain.alert_limits import Clock
-from forensic_checkpoint.domain.alert_policy import AlertGate, Decision, DecisionReason
-from forensic_checkpoint.domain.alert_target import resolve_container_id
+from forensic_checkpoint.domain.alerts.capture import build_checkpoint
+from forensic_checkpoint.domain.alerts.events import AlertEvent, from_alertmanager, from_falco
+from forensic_checkpoint.domain.alerts.limits import Clock
+from forensic_checkpoint.domain.alerts.policy import AlertGate, Decision, DecisionReason
+from forensic_checkpoint.domain.alerts.target import resolve_container_id
 from forensic_checkpoint.errors import ForensicCheckpointError
 
 log = logging.getLogger("forensic_checkpoint.alerts")

@@ -27,14 +27,19 @@ from forensic_checkpoint.api.policy import (
     PolicyMatch,
     SelectorOperator,
 )
-from forensic_checkpoint.domain.alert_events import AlertEvent
-from forensic_checkpoint.domain.alert_limits import (
+from forensic_checkpoint.domain.alerts.events import AlertEvent
+from forensic_checkpoint.domain.alerts.limits import (
     ActiveCaptures,
     Clock,
     ExpiringSet,
     TokenBucket,
 )
-from forensic_checkpoint.domain.alert_target import NoTargetError, Target, TargetMapping, map_target
+from forensic_checkpoint.domain.alerts.target import (
+    NoTargetError,
+    Target,
+    TargetMapping,
+    map_target,
+)
 
 
 class DecisionReason(StrEnum):

@@ -3,8 +3,8 @@
 The operator appends ``Requested`` on the first pass, then each custody fact its agents report
 (``Captured``, ``Exported``, ``Verified``, ``Deleted``: ``CaptureStatus.custodyEvents``), so the CR
 holds one linear chain with one writer; existing entries are never touched (the CRD rejects
-that anyway). The
-chain's subject is the CR's uid, so :func:`domain.custody.verify_chain` checks it with that.
+that anyway). The chain's subject is the CR's uid, so
+:func:`domain.evidence.custody.verify_chain` checks it with that.
 
 **Who requested it.** Kubernetes does not record the creating user in the object, and kopf gets
 no admission request, so the operator cannot *know* it. In order of trust:
@@ -38,7 +38,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointSpec,
     ForensicCheckpointStatus,
 )
-from forensic_checkpoint.domain import custody
+from forensic_checkpoint.domain.evidence import custody
 
 REQUESTED_BY_ANNOTATION = f"{GROUP}/requested-by"
 #: Where the Requested entry's actor came from (its ``reason``).

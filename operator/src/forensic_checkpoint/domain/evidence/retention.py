@@ -5,8 +5,8 @@ Semantics, in the order :func:`plan_retention` applies them:
 1. An archive under legal hold is outside retention: never deleted, and it does not count
    against any bound (like checkpoint-restore-operator's ``.keep`` pin). Its bytes are reported
    as ``held_bytes``. The hold is the project's one marker, the label or annotation
-   ``forensic-checkpoint.dev/hold: "true"`` (``domain.deletion.is_held``); the agent copies it
-   into :attr:`ArchiveRecord.held`.
+   ``forensic-checkpoint.dev/hold: "true"`` (``domain.evidence.deletion.is_held``); the agent
+   copies it into :attr:`ArchiveRecord.held`.
 2. Container scope first: the archives of one container identity (node, namespace, workload or
    pod, container) are bounded by the first matching :class:`ContainerRule`, else by the node
    policy's ``container_default``. Then node scope: everything left on the node is bounded by

@@ -20,7 +20,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpoint,
     ForensicCheckpointSpec,
 )
-from forensic_checkpoint.domain.alert_policy import Decision
+from forensic_checkpoint.domain.alerts.policy import Decision
 
 LABEL_SOURCE = f"{GROUP}/alert-source"
 LABEL_ALERT_NAME = f"{GROUP}/alert-name"

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from forensic_checkpoint.api.policy import AlertSource
-from forensic_checkpoint.domain.alert_events import AlertEvent
+from forensic_checkpoint.domain.alerts.events import AlertEvent
 
 #: Falco fields, preferred first. ``ka.target.*`` is what k8s-audit events carry.
 FALCO_NAMESPACE_FIELDS = ("k8s.ns.name", "ka.target.namespace")
