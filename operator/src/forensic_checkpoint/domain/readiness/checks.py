@@ -1,42 +1,29 @@
-"""Can this node take a forensic checkpoint right now? Pure evaluation of the agent's probes.
+"""The readiness checks, one function each, judging a :class:`~.probe.NodeProbe` (pure).
 
-The agent gathers facts (the Node object's runtime and kubelet versions, one probe call to the
-kubelet's checkpoint endpoint for a pod that cannot exist, a SelfSubjectAccessReview, the CRIU
-configuration writer's result, optionally a canary capture) into a :class:`NodeProbe`;
-:func:`evaluate` turns them into checks and the node's ``Ready`` condition. The operator reads
-the result back from the ForensicNode with :func:`capture_blocker` to fail a capture at once,
-with the node's reason, instead of waiting for the kubelet.
-
-The probe call is the strongest evidence: the kubelet authenticates and authorises it exactly
-like a real checkpoint (``create nodes/checkpoint``), and its 404 body tells the feature gate
-apart: ``404 page not found`` means the route is not installed, ``pod does not exist`` means the
-handler ran (kubelet ``server.go``).
+:func:`run_checks` returns them in blame order: when several fail, the most basic cause (TLS,
+then authentication, the runtime, the feature gate, authorisation) is the one the node reports.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from enum import StrEnum
 
-from forensic_checkpoint.api.conditions import READY, Condition, ConditionStatus
-from forensic_checkpoint.api.forensicnode import CheckStatus, ForensicNode, ReadinessCheck
+from forensic_checkpoint.api.forensicnode import CheckStatus
 from forensic_checkpoint.domain.capture_failures import (
     CaptureFailure,
     FailureReason,
     TransportFailure,
     classify_capture_failure,
 )
-from forensic_checkpoint.domain.conditions import find_condition, set_condition
-
-#: The probe's target: a namespace and pod that no workload uses, so a kubelet with the gate on
-#: answers "pod does not exist" and never starts a checkpoint.
-PROBE_NAMESPACE = "forensic-checkpoint-readiness"
-PROBE_POD = "readiness-probe-no-such-pod-7f3c"
-PROBE_CONTAINER = "probe"
-PROBE_PATH = f"/checkpoint/{PROBE_NAMESPACE}/{PROBE_POD}/{PROBE_CONTAINER}"
+from forensic_checkpoint.domain.readiness.probe import (
+    AccessReview,
+    CanaryOutcome,
+    CriuConfigObservation,
+    KubeletProbe,
+    NodeProbe,
+)
 
 # Minimum versions (Kubernetes research notes §1.7, §1.9).
 MIN_CONTAINERD = (2, 0)
@@ -78,60 +65,6 @@ CRIU_CONFIG_ERROR = "CRIUConfigError"
 
 
 @dataclass(frozen=True, slots=True)
-class KubeletProbe:
-    """The kubelet's answer to ``POST PROBE_PATH``; ``transport`` when there was none."""
-
-    status_code: int | None
-    body: str = ""
-    transport: TransportFailure | None = None
-    #: False when the agent skipped certificate verification (no CA given).
-    tls_verified: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class AccessReview:
-    """A SelfSubjectAccessReview for ``create nodes/checkpoint`` on this node."""
-
-    allowed: bool
-    reason: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class CriuConfigObservation:
-    """What the agent's CRIU configuration writer found (``agent.criu_config`` result)."""
-
-    #: Absent, Managed, Foreign, Conflict, Error, or Unavailable (host path not mounted).
-    state: str
-    tcp_established: bool = False
-    ghost_limit_bytes: int = 1 << 20
-    message: str = ""
-    notes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class NodeProbe:
-    """Everything the agent learnt about its node in one probe round."""
-
-    #: ``status.nodeInfo.containerRuntimeVersion``, e.g. ``containerd://2.0.0``.
-    container_runtime_version: str | None = None
-    #: ``status.nodeInfo.kubeletVersion``, e.g. ``v1.31.2``.
-    kubelet_version: str | None = None
-    kubelet: KubeletProbe | None = None
-    access_review: AccessReview | None = None
-    criu_config: CriuConfigObservation | None = None
-    #: Only when the canary setting (off by default) is on: how the canary capture went.
-    canary: CanaryOutcome | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CanaryOutcome:
-    """A real capture of a tiny container on the node; ``failure`` from the classifier."""
-
-    succeeded: bool
-    failure: CaptureFailure | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Check:
     name: CheckName
     status: CheckStatus
@@ -144,17 +77,8 @@ class Check:
         return self.name in BLOCKING
 
 
-@dataclass(frozen=True, slots=True)
-class Readiness:
-    checks: tuple[Check, ...]
-    status: ConditionStatus
-    reason: str
-    message: str
-    warnings: tuple[Check, ...] = field(default=())
-
-
-def evaluate(probe: NodeProbe) -> Readiness:
-    """Checks in blame order, and the Ready condition they add up to."""
+def run_checks(probe: NodeProbe) -> list[Check]:
+    """The checks in blame order; the canary only when the agent ran one."""
     checks = [
         _tls(probe.kubelet),
         _authentication(probe.kubelet),
@@ -165,38 +89,7 @@ def evaluate(probe: NodeProbe) -> Readiness:
     if probe.canary is not None:
         checks.append(_canary(probe.canary))
     checks.append(_criu_config(probe.criu_config))
-
-    blocking = [c for c in checks if c.blocking]
-    failed = next((c for c in blocking if c.status is CheckStatus.FAILED), None)
-    warnings = tuple(c for c in checks if not c.blocking and c.status is CheckStatus.FAILED)
-    if failed is not None:
-        return Readiness(
-            tuple(checks), ConditionStatus.FALSE, failed.reason, failed.message, warnings
-        )
-    unknown = [c for c in blocking if c.status is CheckStatus.UNKNOWN]
-    if unknown:
-        names = ", ".join(c.name for c in unknown)
-        first = unknown[0]
-        return Readiness(
-            tuple(checks),
-            ConditionStatus.UNKNOWN,
-            first.reason,
-            f"not yet known: {names}. {first.message}",
-            warnings,
-        )
-    if warnings:
-        text = "; ".join(f"{c.reason}: {c.message}" for c in warnings)
-        return Readiness(
-            tuple(checks),
-            ConditionStatus.TRUE,
-            READY_WITH_WARNINGS,
-            f"captures work, but some will fail: {text}",
-            warnings,
-        )
-    return Readiness(tuple(checks), ConditionStatus.TRUE, READY_REASON, "captures work")
-
-
-# --- individual checks ------------------------------------------------------------------------
+    return checks
 
 
 def _probe_failure(kubelet: KubeletProbe) -> CaptureFailure:
@@ -420,128 +313,3 @@ def _criu_config(observed: CriuConfigObservation | None) -> Check:
         "Configured",
         f"tcp-established, ghost-limit {limit} bytes ({observed.state.lower()} file)",
     )
-
-
-# --- ForensicNode status and the operator's fail-fast -----------------------------------------
-
-
-def to_status(
-    readiness: Readiness, conditions: list[Condition], *, now: datetime
-) -> tuple[list[ReadinessCheck], list[Condition]]:
-    """``status.checks`` and ``status.conditions`` (with Ready set) for the ForensicNode."""
-    checks = [
-        ReadinessCheck(
-            name=c.name.value,
-            status=c.status,
-            reason=str(c.reason),
-            message=c.message[:1024],
-            remediation=c.remediation[:1024],
-            last_probe_time=now,
-        )
-        for c in readiness.checks
-    ]
-    updated = set_condition(
-        conditions,
-        type_=READY,
-        status=readiness.status,
-        reason=readiness.reason,
-        message=readiness.message,
-        generation=None,
-        now=now,
-    )
-    return checks, updated
-
-
-@dataclass(frozen=True, slots=True)
-class NodeNotReady:
-    """Why a capture on this node would fail, as the ForensicCheckpoint's condition says it."""
-
-    reason: str
-    message: str
-    remediation: str
-
-
-def capture_blocker(node: ForensicNode, *, container_has_tcp: bool = False) -> NodeNotReady | None:
-    """The reason to fail a capture on ``node`` at once, or ``None`` to go ahead.
-
-    Only a *failed* blocking check stops a capture: ``Unknown`` (a new agent, a probe timeout)
-    lets it run, and the kubelet's own answer decides. ``container_has_tcp`` lets the operator
-    also stop early on a missing ``tcp-established`` when it knows the target holds connections.
-    """
-    status = node.status
-    if status is None:
-        return None
-    name = str(node.metadata.get("name", ""))
-    checks: Sequence[ReadinessCheck] = status.checks
-    stopping = BLOCKING | ({CheckName.CRIU_CONFIG} if container_has_tcp else set())
-    for check_name in CheckName:
-        if check_name not in stopping:
-            continue
-        check = next((c for c in checks if c.name == check_name.value), None)
-        if check is not None and check.status is CheckStatus.FAILED and check.reason:
-            if (
-                check_name is CheckName.CRIU_CONFIG
-                and check.reason != FailureReason.ESTABLISHED_TCP
-            ):
-                continue
-            return NodeNotReady(
-                check.reason,
-                f"node {name} cannot capture: {check.message}",
-                check.remediation,
-            )
-    ready = find_condition(status.conditions, READY)
-    if ready is not None and ready.status is ConditionStatus.FALSE and not checks:
-        return NodeNotReady(ready.reason, f"node {name} is not ready: {ready.message}", "")
-    return None
-
-
-# --- the `nodes` table ------------------------------------------------------------------------
-
-#: Column titles of ``forensic-checkpoint nodes``; one column per check, in blame order.
-TABLE_COLUMNS: tuple[str, ...] = (
-    "NODE",
-    "READY",
-    "REASON",
-    "TLS",
-    "AUTHN",
-    "RUNTIME",
-    "GATE",
-    "AUTHZ",
-    "CANARY",
-    "CRIU",
-    "HEARTBEAT",
-)
-_CHECK_COLUMNS = (
-    CheckName.KUBELET_TLS,
-    CheckName.KUBELET_AUTHENTICATION,
-    CheckName.RUNTIME,
-    CheckName.FEATURE_GATE,
-    CheckName.AUTHORIZATION,
-    CheckName.CANARY,
-    CheckName.CRIU_CONFIG,
-)
-
-
-def table_row(node: ForensicNode, *, now: datetime) -> tuple[str, ...]:
-    """One line of the table: a passing check shows ``ok``, any other its reason."""
-    status = node.status
-    checks = {c.name: c for c in (status.checks if status else [])}
-    ready = find_condition(status.conditions, READY) if status else None
-    cells = [str(node.metadata.get("name", "")), "Unknown", NOT_PROBED]
-    if ready is not None:
-        cells[1:3] = [ready.status.value, ready.reason]
-    for name in _CHECK_COLUMNS:
-        check = checks.get(name.value)
-        if check is None:
-            cells.append("-")
-        elif check.status is CheckStatus.PASSED:
-            cells.append("ok")
-        else:
-            cells.append(check.reason or check.status.value)
-    agent = status.agent if status else None
-    if agent is None:
-        cells.append("never")
-    else:
-        age = max(0, int((now - agent.heartbeat_time).total_seconds()))
-        cells.append(f"{age}s ago")
-    return tuple(cells)
