@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from agent_support import DirKubelet, hashing_analyzer, request, sha256
 
+from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper
 from forensic_checkpoint.agent.jobs import JobStore
 from forensic_checkpoint.agent.orphans import (
     ORPHAN_ARCHIVE,
@@ -24,7 +25,6 @@ from forensic_checkpoint.agent.orphans import (
     OrphanKeeper,
     OrphanPolicy,
 )
-from forensic_checkpoint.agent.retention_keeper import RetentionKeeper
 from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
 from forensic_checkpoint.domain.evidence.retention import Limits, RetentionPolicy

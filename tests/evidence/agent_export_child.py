@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.agent.export import ExportConfig, Exporter
-from forensic_checkpoint.agent.export_worker import ExportWorker
+from forensic_checkpoint.agent.evidence.export import Exporter
+from forensic_checkpoint.agent.evidence.export_config import ExportConfig
+from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.jobs import JobStore
 from forensic_checkpoint.agent.metrics import AgentMetrics
 

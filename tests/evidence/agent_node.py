@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.agent.export import ExportConfig
-from forensic_checkpoint.agent.export_worker import ExportWorker
+from forensic_checkpoint.agent.evidence.export_config import ExportConfig
+from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.jobs import JobStore, write_private
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.service import CaptureService

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import zstandard
 
-from forensic_checkpoint.agent.export import ExportConfig
+from forensic_checkpoint.agent.evidence.export_config import ExportConfig
 from forensic_checkpoint.api.agent import CaptureState, ExportPhase
 from forensic_checkpoint.api.custody import Actor, ActorKind, CustodyAction, EvidenceManifest
 from forensic_checkpoint.domain.evidence import custody

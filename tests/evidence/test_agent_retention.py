@@ -12,7 +12,7 @@ import pytest
 import zstandard
 from prometheus_client.parser import text_string_to_metric_families
 
-from forensic_checkpoint.agent.retention_keeper import (
+from forensic_checkpoint.agent.evidence.retention_keeper import (
     RetentionKeeper,
     parse_bytes,
     parse_duration,

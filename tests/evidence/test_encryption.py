@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pyrage import x25519
 
-from forensic_checkpoint.agent import encryption
-from forensic_checkpoint.agent.export import Exporter
+from forensic_checkpoint.agent.evidence import encryption
+from forensic_checkpoint.agent.evidence.export import Exporter
 from forensic_checkpoint.errors import ConfigError, EncryptedArchiveError
 
 from .test_export import TARGET, config

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from forensic_checkpoint.agent.export import ExportConfig, Exporter, backoff_delays, object_key
+from forensic_checkpoint.agent.evidence.export import Exporter
+from forensic_checkpoint.agent.evidence.export_config import ExportConfig, object_key
+from forensic_checkpoint.agent.evidence.s3 import backoff_delays
 from forensic_checkpoint.api.custody import (
     Actor,
     ActorKind,

@@ -17,8 +17,8 @@ import pyrage
 import pytest
 from pyrage import x25519
 
-from forensic_checkpoint.agent import encryption
-from forensic_checkpoint.agent.export import UploadState
+from forensic_checkpoint.agent.evidence import encryption
+from forensic_checkpoint.agent.evidence.upload_state import UploadState
 
 from .conftest import ACCESS_KEY, SECRET_KEY
 from .test_export import TARGET

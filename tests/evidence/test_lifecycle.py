@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from forensic_checkpoint.agent.export import Exporter
+from forensic_checkpoint.agent.evidence.export import Exporter
 from forensic_checkpoint.api.custody import (
     Actor,
     ActorKind,
@@ -162,7 +162,7 @@ def test_the_age_command_reads_our_objects_and_we_read_its(
     s3_endpoint: str, s3: Any, bucket: str, age_identity: tuple[Path, str], tmp_path: Path
 ) -> None:
     """Interoperability with the reference implementation: `age -d` is how analysts decrypt."""
-    from forensic_checkpoint.agent import encryption
+    from forensic_checkpoint.agent.evidence import encryption
 
     identity_file, recipient = age_identity
     archive = tmp_path / "a.tar"

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from forensic_checkpoint.agent import encryption
-from forensic_checkpoint.agent.export import Exporter, ExportOutcome
+from forensic_checkpoint.agent.evidence import encryption
+from forensic_checkpoint.agent.evidence.export import Exporter, ExportOutcome
 from forensic_checkpoint.api.custody import Actor, ActorKind, CustodyAction
 from forensic_checkpoint.cli import verify
 from forensic_checkpoint.cli.main import main

@@ -15,7 +15,9 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.agent.export import ExportConfig, Exporter, make_client
+from forensic_checkpoint.agent.evidence.export import Exporter
+from forensic_checkpoint.agent.evidence.export_config import ExportConfig
+from forensic_checkpoint.agent.evidence.s3 import make_client
 from forensic_checkpoint.api.custody import EvidenceTarget
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from forensic_checkpoint.agent.criu_config import CriuConfigSettings
-from forensic_checkpoint.agent.retention_keeper import policy_from_values
+from forensic_checkpoint.agent.evidence.retention_keeper import policy_from_values
+from forensic_checkpoint.agent.readiness.criu_config import CriuConfigSettings
 from forensic_checkpoint.agent.values import export_config
 from forensic_checkpoint.domain.evidence.retention import ContainerRule, Limits, RetentionPolicy
 

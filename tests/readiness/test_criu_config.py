@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.agent.criu_config import (
+from forensic_checkpoint.agent.readiness.criu_config import (
     CRUN_CONF,
     DEFAULT_CONF,
     HEADER,
@@ -208,7 +208,7 @@ def test_parse_size_follows_criu(text: str, size: int) -> None:
 def test_create_never_replaces_a_file_that_appeared_meanwhile(tmp_path: Path) -> None:
     # The create step links a finished temp file into place, which fails on an existing name
     # instead of replacing it: an administrator's file written after our check survives.
-    from forensic_checkpoint.agent.criu_config import _create_exclusive
+    from forensic_checkpoint.agent.readiness.criu_config import _create_exclusive
 
     path = tmp_path / RUNC_CONF
     path.parent.mkdir(parents=True)

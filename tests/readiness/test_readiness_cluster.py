@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 import requests
 
-from forensic_checkpoint.agent.criu_config import CriuConfigSettings, reconcile_criu_config
+from forensic_checkpoint.agent.readiness.criu_config import (
+    CriuConfigSettings,
+    reconcile_criu_config,
+)
 from forensic_checkpoint.api.conditions import ConditionStatus
 from forensic_checkpoint.cli.kubectl_forensic import main as kubectl_forensic
 from forensic_checkpoint.devcluster import access

@@ -94,7 +94,7 @@ def ensure_forensic_node(api: ApiClient, node_name: str) -> None:
 
 def publish(api: ApiClient, node_name: str, agent: AgentStatus) -> None:
     """Merge ``status.agent`` into the ForensicNode, creating it if needed (the readiness
-    fields are written by :mod:`~forensic_checkpoint.agent.readiness_probe`)."""
+    fields are written by :mod:`~forensic_checkpoint.agent.readiness.probe`)."""
     ensure_forensic_node(api, node_name)
     patch_forensic_node_status(api, node_name, {"agent": agent.to_kube()})
 

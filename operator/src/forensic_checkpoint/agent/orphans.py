@@ -38,8 +38,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from forensic_checkpoint.agent import custody_facts, paths
+from forensic_checkpoint.agent import paths
 from forensic_checkpoint.agent.background import BackgroundPass
+from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, utcnow
 from forensic_checkpoint.agent.service import CaptureService, is_stable

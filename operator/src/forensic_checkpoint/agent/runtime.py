@@ -13,7 +13,8 @@ from pathlib import Path
 from forensic_checkpoint import __version__
 from forensic_checkpoint.agent.analysis_runner import Analyzer, ProcessAnalyzer
 from forensic_checkpoint.agent.auth import Authenticator
-from forensic_checkpoint.agent.export_worker import ExportWorker
+from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
+from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper, policy_from_values
 from forensic_checkpoint.agent.jobs import JobStore, utcnow
 from forensic_checkpoint.agent.kubelet import (
     DEFAULT_RUNTIME_REQUEST_TIMEOUT,
@@ -23,8 +24,7 @@ from forensic_checkpoint.agent.kubelet import (
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.node import Heartbeat, ensure_forensic_node, kubelet_endpoint
 from forensic_checkpoint.agent.orphans import DEFAULT_GRACE, OrphanKeeper, OrphanPolicy
-from forensic_checkpoint.agent.readiness_probe import ReadinessProber
-from forensic_checkpoint.agent.retention_keeper import RetentionKeeper, policy_from_values
+from forensic_checkpoint.agent.readiness.probe import ReadinessProber
 from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS
 from forensic_checkpoint.agent.service import (
     DEFAULT_LATE_ARCHIVE_WINDOW,

@@ -10,7 +10,7 @@ Invariants:
   reached the kubelet, the job watches for a late archive (:mod:`forensic_checkpoint.agent.
   orphans` attaches it to the job, or deletes it under ``--orphan-archives=delete``);
 - nothing the kubelet wrote is deleted except by :meth:`CaptureService.delete` and retention
-  (:mod:`forensic_checkpoint.agent.retention_keeper`), and neither deletes a held archive that
+  (:mod:`.evidence.retention_keeper`), and neither deletes a held archive that
   exists nowhere else;
 - every custody fact (Captured here; Exported, Verified and Deleted elsewhere) is appended to
   the job record and saved with the state change it describes;
@@ -28,8 +28,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from forensic_checkpoint.agent import custody_facts, paths
+from forensic_checkpoint.agent import paths
 from forensic_checkpoint.agent.analysis_runner import Analyzer
+from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
 from forensic_checkpoint.agent.kubelet import (

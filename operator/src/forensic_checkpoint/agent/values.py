@@ -11,12 +11,12 @@ from typing import Any
 
 import yaml
 
-from forensic_checkpoint.agent.criu_config import (
+from forensic_checkpoint.agent.evidence.export_config import ExportConfig
+from forensic_checkpoint.agent.readiness.criu_config import (
     ConfigAction,
     CriuConfigSettings,
     reconcile_criu_config,
 )
-from forensic_checkpoint.agent.export import ExportConfig
 from forensic_checkpoint.domain.readiness import CriuConfigObservation
 from forensic_checkpoint.errors import ConfigError
 

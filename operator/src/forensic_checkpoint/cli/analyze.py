@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     )
     tune_for([args.archive])
     if args.identity is not None:
-        from forensic_checkpoint.agent.encryption import decrypted_path
+        from forensic_checkpoint.agent.evidence.encryption import decrypted_path
 
         with decrypted_path(args.archive, args.identity) as plain:
             report = analyze(plain, options)

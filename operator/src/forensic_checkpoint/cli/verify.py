@@ -103,7 +103,7 @@ def sha256_of(stream: IO[bytes]) -> str:
 
 def check(archive: Path, record: Record, identity: Path | None) -> list[str]:
     """Everything that does not match; empty when the archive is the recorded evidence."""
-    from forensic_checkpoint.agent import encryption
+    from forensic_checkpoint.agent.evidence import encryption
 
     problems = list(record.problems)
     verdict = custody.verify_chain(record.chain, record.subject, expected_head=record.expected_head)

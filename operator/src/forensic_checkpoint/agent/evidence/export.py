@@ -29,282 +29,35 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
-import os
-import random
-import re
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import boto3
 import pyrage
-from botocore.config import Config as BotoConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError
 
-from forensic_checkpoint.agent import encryption
+from forensic_checkpoint.agent.evidence import encryption
+from forensic_checkpoint.agent.evidence.export_config import MAX_PARTS, ExportConfig, object_key
+from forensic_checkpoint.agent.evidence.manifest import build_manifest, exported_chain
+from forensic_checkpoint.agent.evidence.s3 import S3RequestError, make_client, retry
+from forensic_checkpoint.agent.evidence.upload_state import UploadState
 from forensic_checkpoint.api.custody import (
-    Actor,
-    ActorKind,
-    CustodyAction,
     CustodyEntry,
     EvidenceManifest,
     EvidenceTarget,
     ExportRecord,
 )
-from forensic_checkpoint.domain.evidence import custody
-from forensic_checkpoint.errors import ConfigError, ExportError, IntegrityError
+from forensic_checkpoint.errors import ExportError, IntegrityError
 
 log = logging.getLogger(__name__)
 
-MIB = 1024 * 1024
-#: S3's smallest part (all parts but the last); its largest part count.
-MIN_PART_SIZE = 5 * MIB
-MAX_PARTS = 10_000
-READ_CHUNK = 1 * MIB
-STATE_VERSION = 1
+READ_CHUNK = 1 * 1024 * 1024
 
 _T = TypeVar("_T")
-_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class ExportConfig:
-    """Per-cluster settings (chart values ``export.*``); :meth:`with_overrides` fills in values
-    read later, such as the credentials. The chart mounts the credentials Secret as files
-    (``accessKeyIdFile``/``secretAccessKeyFile``, read by ``agent.values``); credentials left
-    ``None`` come from boto3's usual chain."""
-
-    bucket: str
-    state_dir: Path
-    endpoint_url: str | None = None
-    region: str = "us-east-1"
-    prefix: str = "forensic-checkpoint"
-    cluster: str = "default"
-    access_key_id: str | None = None
-    secret_access_key: str | None = None
-    #: age recipients (``age1...`` or ssh public keys); empty: the archive goes unencrypted.
-    recipients: tuple[str, ...] = ()
-    part_size: int = 8 * MIB
-    max_attempts: int = 6
-    backoff_base_seconds: float = 0.5
-    backoff_max_seconds: float = 30.0
-    #: Identity recorded as the actor of Exported/Verified custody entries.
-    node_name: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.bucket:
-            raise ConfigError("export bucket is empty")
-        if self.part_size < MIN_PART_SIZE:
-            raise ConfigError(f"export partSize must be >= {MIN_PART_SIZE} bytes")
-        for segment in [*self.prefix.split("/"), self.cluster]:
-            if not _PATH_SEGMENT.match(segment):
-                raise ConfigError(f"export prefix/cluster segment {segment!r} is not allowed")
-        if self.max_attempts < 1:
-            raise ConfigError("export maxAttempts must be >= 1")
-
-    @classmethod
-    def from_values(
-        cls, values: Mapping[str, Any], *, state_dir: Path, node_name: str = ""
-    ) -> ExportConfig:
-        """From the chart's camelCase ``export`` values."""
-        try:
-            return cls(
-                bucket=str(values["bucket"]),
-                state_dir=state_dir,
-                endpoint_url=values.get("endpoint") or None,
-                region=str(values.get("region", "us-east-1")),
-                prefix=str(values.get("prefix", "forensic-checkpoint")).strip("/"),
-                cluster=str(values.get("cluster", "default")),
-                recipients=tuple(values.get("ageRecipients", ()) or ()),
-                part_size=int(values.get("partSizeMiB", 8)) * MIB,
-                max_attempts=int(values.get("maxAttempts", 6)),
-                node_name=node_name,
-            )
-        except KeyError as exc:
-            raise ConfigError(f"export values miss {exc.args[0]!r}") from exc
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"export values are invalid: {exc}") from exc
-
-    def with_overrides(self, **changes: Any) -> ExportConfig:
-        """A per-ForensicCheckpoint variant (e.g. another prefix or recipient)."""
-        return replace(self, **changes)
-
-    @property
-    def encrypt(self) -> bool:
-        return bool(self.recipients)
-
-
-def make_client(config: ExportConfig) -> Any:
-    """A boto3 S3 client for ``config``: path-style addressing (MinIO and friends), short
-    connect timeout, and botocore's own retries kept low because :func:`_retry` retries."""
-    session = boto3.session.Session(
-        aws_access_key_id=config.access_key_id,
-        aws_secret_access_key=config.secret_access_key,
-        region_name=config.region,
-    )
-    return session.client(
-        "s3",
-        endpoint_url=config.endpoint_url,
-        config=BotoConfig(
-            connect_timeout=5,
-            read_timeout=60,
-            retries={"max_attempts": 1, "mode": "standard"},
-            s3={"addressing_style": "path"},
-            # Not every S3-compatible store accepts the CRC trailers newer botocore adds.
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
-        ),
-    )
-
-
-def object_key(config: ExportConfig, target: EvidenceTarget, archive_sha256: str) -> str:
-    """The archive's key; the report and manifest keys share its stem."""
-    for segment in (target.namespace, target.pod, target.container, target.capture_key):
-        if not _PATH_SEGMENT.match(segment):
-            raise ConfigError(f"cannot name an object after {segment!r}")
-    if not _SHA256.match(archive_sha256):
-        raise ConfigError("archive sha256 must be 64 lower-case hex digits")
-    suffix = ".tar" + (encryption.SUFFIX if config.encrypt else "")
-    return "/".join(
-        [
-            config.prefix,
-            config.cluster,
-            target.namespace,
-            target.pod,
-            target.container,
-            target.capture_key,
-            archive_sha256 + suffix,
-        ]
-    )
-
-
-# --- retries -------------------------------------------------------------------------------
-
-_RETRYABLE_CODES = {
-    "SlowDown",
-    "RequestTimeout",
-    "InternalError",
-    "ServiceUnavailable",
-    "Throttling",
-}
-
-
-class S3RequestError(ExportError):
-    """The store refused a request (4xx) or kept failing; ``code`` is S3's error code."""
-
-    def __init__(self, message: str, *, code: str = "", status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-
-
-def _describe(exc: Exception) -> tuple[str, int | None, bool]:
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        retryable = code in _RETRYABLE_CODES or (isinstance(status, int) and status >= 500)
-        return code, status, retryable
-    return type(exc).__name__, None, True  # connection errors, timeouts
-
-
-def backoff_delays(config: ExportConfig, rng: random.Random | None = None) -> list[float]:
-    """Sleeps between attempts: exponential, capped, with jitter in [50%, 100%]."""
-    rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
-    return [
-        min(config.backoff_max_seconds, config.backoff_base_seconds * 2**n)
-        * (0.5 + rng.random() / 2)
-        for n in range(config.max_attempts - 1)
-    ]
-
-
-def _retry(
-    config: ExportConfig,
-    what: str,
-    call: Callable[[], _T],
-    sleep: Callable[[float], None] = time.sleep,
-) -> _T:
-    delays = backoff_delays(config)
-    for attempt in range(config.max_attempts):
-        try:
-            return call()
-        except (BotoCoreError, ClientError) as exc:
-            code, status, retryable = _describe(exc)
-            if not retryable or attempt == config.max_attempts - 1:
-                tries = f" after {attempt + 1} attempts" if retryable else ""
-                raise S3RequestError(
-                    f"{what}: {code} {status or ''}{tries}".rstrip(), code=code, status=status
-                ) from exc
-            log.warning(
-                "%s failed (%s); retry %d in %.1fs", what, code, attempt + 1, delays[attempt]
-            )
-            sleep(delays[attempt])
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-# --- resumable state ------------------------------------------------------------------------
-
-
-@dataclass
-class UploadState:
-    """What a restarted agent needs to continue one multipart upload."""
-
-    bucket: str
-    key: str
-    upload_id: str
-    part_size: int
-    object_sha256: str
-    object_size: int
-    #: part number -> ETag, for parts the store acknowledged.
-    parts: dict[int, str] = field(default_factory=dict)
-
-    def save(self, path: Path) -> None:
-        data = {
-            "version": STATE_VERSION,
-            "bucket": self.bucket,
-            "key": self.key,
-            "uploadId": self.upload_id,
-            "partSize": self.part_size,
-            "objectSha256": self.object_sha256,
-            "objectSize": self.object_size,
-            "parts": {str(n): etag for n, etag in sorted(self.parts.items())},
-        }
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w") as out:
-            json.dump(data, out)
-            out.flush()
-            os.fsync(out.fileno())
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: Path) -> UploadState | None:
-        try:
-            data = json.loads(path.read_text())
-            if data.get("version") != STATE_VERSION:
-                return None
-            return cls(
-                bucket=data["bucket"],
-                key=data["key"],
-                upload_id=data["uploadId"],
-                part_size=int(data["partSize"]),
-                object_sha256=data["objectSha256"],
-                object_size=int(data["objectSize"]),
-                parts={int(n): str(e) for n, e in data["parts"].items()},
-            )
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable upload state %s: %s", path, exc)
-            return None
-
-
-# --- the export -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -337,7 +90,7 @@ class Exporter:
         self._recipients = encryption.parse_recipients(config.recipients) if config.encrypt else []
 
     def _s3(self, what: str, call: Callable[[], _T]) -> _T:
-        return _retry(self.config, what, call, self._sleep)
+        return retry(self.config, what, call, self._sleep)
 
     def url(self, key: str) -> str:
         return f"s3://{self.config.bucket}/{key}"
@@ -403,14 +156,8 @@ class Exporter:
             report_url=report_url,
             manifest_url=self.url(manifest_key),
         )
-        new_chain = self._custody(chain, target, record)
-        manifest = EvidenceManifest(
-            subject=target.custody_subject,
-            target=target,
-            export=record,
-            custody=new_chain,
-            custody_head=custody.head(new_chain, target.custody_subject),
-        )
+        new_chain = exported_chain(chain, target, record, self.config.node_name)
+        manifest = build_manifest(new_chain, target, record)
         body = manifest.model_dump_json(by_alias=True, exclude_none=True, indent=2).encode()
         if not self._put_once(manifest_key, body, {"archive-sha256": archive_sha256}):
             # An earlier run wrote it: that manifest is the record, keep its chain.
@@ -638,32 +385,3 @@ class Exporter:
             return EvidenceManifest.model_validate_json(answer["Body"].read())
         except ValueError as exc:
             raise IntegrityError(f"{self.url(manifest_key)} is not an evidence manifest") from exc
-
-    def _custody(
-        self, chain: Sequence[CustodyEntry], target: EvidenceTarget, record: ExportRecord
-    ) -> list[CustodyEntry]:
-        actor = Actor(kind=ActorKind.AGENT, name=self.config.node_name or target.node or "agent")
-        at = max(record.exported_at, chain[-1].at) if chain else record.exported_at
-        chain = custody.append(
-            chain,
-            target.custody_subject,
-            action=CustodyAction.EXPORTED,
-            at=at,
-            actor=actor,
-            node=target.node or None,
-            sha256=record.archive_sha256,
-            size_bytes=record.size_bytes,
-            url=record.url,
-            object_sha256=record.sha256,
-            encrypted=record.encrypted,
-        )
-        return custody.append(
-            chain,
-            target.custody_subject,
-            action=CustodyAction.VERIFIED,
-            at=at,
-            actor=actor,
-            url=record.url,
-            object_sha256=record.sha256,
-            message="object read back from the store; sha256 matches",
-        )

@@ -1,12 +1,12 @@
 """Exports Completed captures off the node, one at a time, resuming across agent restarts.
 
-The job records on disk are the queue: a Completed job whose ``export.phase`` is Pending,
-Exporting or Retrying (and whose retry time has come) is due. A job found in ``Exporting`` after
-a restart is due at once, and :class:`~forensic_checkpoint.agent.export.Exporter` resumes its
-multipart upload from its own state file (``<state-dir>/exports``). A failed attempt never
-touches the local archive: transient errors (the store unreachable, 5xx, a 4xx such as
-``NoSuchBucket`` that an admin can fix) are retried with capped exponential backoff; an
-integrity mismatch or a vanished archive is final (``Failed``).
+The job records on disk are the queue: a Completed job whose ``export.phase`` is Pending, Exporting
+or Retrying (and whose retry time has come) is due. A job found in ``Exporting`` after a restart is
+due at once, and :class:`~forensic_checkpoint.agent.evidence.export.Exporter` resumes its multipart
+upload from its own state file (``<state-dir>/exports``). A failed attempt never touches the local
+archive: transient errors (the store unreachable, 5xx, a 4xx such as ``NoSuchBucket`` that an admin
+can fix) are retried with capped exponential backoff; an integrity mismatch or a vanished archive is
+final (``Failed``).
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from forensic_checkpoint.agent import custody_facts, paths
+from forensic_checkpoint.agent import paths
 from forensic_checkpoint.agent.background import BackgroundPass
-from forensic_checkpoint.agent.export import (
-    ExportConfig,
-    Exporter,
-    ExportOutcome,
-    S3RequestError,
-)
+from forensic_checkpoint.agent.evidence import custody_facts
+from forensic_checkpoint.agent.evidence.export import Exporter, ExportOutcome
+from forensic_checkpoint.agent.evidence.export_config import ExportConfig
+from forensic_checkpoint.agent.evidence.s3 import S3RequestError
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.api.agent import CaptureState, ExportPhase, ExportStatus

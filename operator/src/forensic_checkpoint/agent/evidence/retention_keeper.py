@@ -18,9 +18,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.agent import custody_facts, paths
+from forensic_checkpoint.agent import paths
 from forensic_checkpoint.agent.background import BackgroundPass
-from forensic_checkpoint.agent.export_worker import ARCHIVE_GONE
+from forensic_checkpoint.agent.evidence import custody_facts
+from forensic_checkpoint.agent.evidence.export_worker import ARCHIVE_GONE
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.api.agent import ExportPhase
