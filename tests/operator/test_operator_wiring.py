@@ -18,9 +18,9 @@ from forensic_checkpoint.api.agent import (
     CaptureStatus,
     CustodyFact,
     ExportPhase,
+    ExportProgress,
     capture_key,
 )
-from forensic_checkpoint.api.agent import ExportStatus as AgentExportStatus
 from forensic_checkpoint.api.conditions import READY, ConditionStatus
 from forensic_checkpoint.api.custody import ActorKind, CustodyAction, ExportRecord, KubeletResponse
 from forensic_checkpoint.api.forensiccheckpoint import (
@@ -305,7 +305,7 @@ def test_agent_facts_become_one_linear_chain_that_verifies() -> None:
 def test_the_export_sub_status_is_followed_until_it_settles() -> None:
     container = _targets().containers[0]
     assert not reconcile.exporting(reconcile.apply_export(container, None))
-    pending = reconcile.apply_export(container, AgentExportStatus(phase=ExportPhase.PENDING))
+    pending = reconcile.apply_export(container, ExportProgress(phase=ExportPhase.PENDING))
     assert reconcile.exporting(pending)
     done_at = T0 + timedelta(seconds=3)
     record = ExportRecord(
@@ -317,7 +317,7 @@ def test_the_export_sub_status_is_followed_until_it_settles() -> None:
         exported_at=done_at,
     )
     done = reconcile.apply_export(
-        pending, AgentExportStatus(phase=ExportPhase.EXPORTED, record=record)
+        pending, ExportProgress(phase=ExportPhase.EXPORTED, record=record)
     )
     assert not reconcile.exporting(done)
     assert done.export is not None

@@ -47,7 +47,7 @@ from forensic_checkpoint.api.agent import (
     CaptureStatus,
     DeleteResult,
     ExportPhase,
-    ExportStatus,
+    ExportProgress,
 )
 from forensic_checkpoint.errors import (
     CaptureError,
@@ -484,7 +484,7 @@ class CaptureService:
             self.metrics.analysis_seconds.observe(time.monotonic() - started)
         record.report_path = str(report)
         if self.export_enabled:
-            record.status.export = ExportStatus(phase=ExportPhase.PENDING)
+            record.status.export = ExportProgress(phase=ExportPhase.PENDING)
         self._finish(
             record,
             reason="Completed",

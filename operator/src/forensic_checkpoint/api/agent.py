@@ -164,8 +164,10 @@ class ExportPhase(StrEnum):
         return self in (ExportPhase.PENDING, ExportPhase.EXPORTING, ExportPhase.RETRYING)
 
 
-class ExportStatus(WireModel):
-    """The export sub-status of a Completed capture (absent when export is not configured)."""
+class ExportProgress(WireModel):
+    """How the export of a Completed capture is going (absent when export is not configured).
+
+    The operator copies a digest of it into the CR (``forensiccheckpoint.ExportStatus``)."""
 
     phase: ExportPhase
     attempts: int = 0
@@ -191,7 +193,7 @@ class CaptureStatus(WireModel):
     archive: ArchiveInfo | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
-    export: ExportStatus | None = None
+    export: ExportProgress | None = None
     #: Legal hold: retention never deletes this archive.
     held: bool = False
     #: Set when retention deleted the archive and report (the job record stays, for its facts).

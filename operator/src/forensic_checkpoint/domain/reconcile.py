@@ -26,9 +26,9 @@ from forensic_checkpoint.api.agent import (
     CaptureRequest,
     CaptureState,
     CaptureStatus,
+    ExportProgress,
     capture_key,
 )
-from forensic_checkpoint.api.agent import ExportStatus as AgentExportStatus
 from forensic_checkpoint.api.conditions import ANALYZED, CAPTURED, READY, Condition, ConditionStatus
 from forensic_checkpoint.api.forensiccheckpoint import (
     MAX_CRIU_LOG_EXCERPT,
@@ -236,7 +236,7 @@ def apply_capture_status(
 _EXPORT_ACTIVE = frozenset({"Pending", "Exporting", "Retrying"})
 
 
-def apply_export(container: ContainerStatus, export: AgentExportStatus | None) -> ContainerStatus:
+def apply_export(container: ContainerStatus, export: ExportProgress | None) -> ContainerStatus:
     """Fold the agent's export sub-status into the container's (absent: export not configured)."""
     if export is None:
         return container

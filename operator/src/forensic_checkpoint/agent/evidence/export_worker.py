@@ -25,7 +25,7 @@ from forensic_checkpoint.agent.evidence.export_config import ExportConfig
 from forensic_checkpoint.agent.evidence.s3 import S3RequestError
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
 from forensic_checkpoint.agent.metrics import AgentMetrics
-from forensic_checkpoint.api.agent import CaptureState, ExportPhase, ExportStatus
+from forensic_checkpoint.api.agent import CaptureState, ExportPhase, ExportProgress
 from forensic_checkpoint.api.custody import EvidenceTarget
 from forensic_checkpoint.errors import (
     CaptureError,
@@ -138,7 +138,7 @@ class ExportWorker(BackgroundPass):
             current = self.store.get(key)
             if current is None:
                 return  # deleted by the operator meanwhile; the object stays in the store
-            current.status.export = ExportStatus(
+            current.status.export = ExportProgress(
                 phase=ExportPhase.EXPORTED,
                 attempts=current.status.export.attempts if current.status.export else 1,
                 reason="Exported",
