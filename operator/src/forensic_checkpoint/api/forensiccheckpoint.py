@@ -321,7 +321,7 @@ class ForensicCheckpointStatus(KubeModel):
         max_length=MAX_CONTAINERS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    #: The chain of custody (EVIDENCE writes it; see api/custody.py for the hash rules).
+    #: The chain of custody, written by the operator alone (hash rules: api/custody.py).
     custody: list[Annotated[CustodyEntry, Field(json_schema_extra=CUSTODY_ENTRY_SCHEMA)]] = Field(
         default_factory=list, max_length=MAX_CUSTODY_ENTRIES, json_schema_extra=CUSTODY_LIST_SCHEMA
     )

@@ -2,7 +2,7 @@
 
 The archive is evidence; deleting the CR normally deletes it too, so that nodes do not fill up
 with memory dumps nobody tracks. The label or annotation ``forensic-checkpoint.dev/hold: "true"``
-keeps it (a legal or investigative hold); the EVIDENCE retention rules refine this later.
+keeps it (a legal or investigative hold); retention (:mod:`.retention`) honours the same hold.
 """
 
 from __future__ import annotations
