@@ -114,15 +114,31 @@ class PolicyMiss:
     message: str
 
 
-def match_policy(  # noqa: PLR0911 - one early answer per criterion, in documented order
-    match: PolicyMatch, event: AlertEvent, namespace: str
-) -> PolicyMiss | None:
-    """None when ``match`` takes the event for a pod in ``namespace``, else why not."""
+def match_policy(match: PolicyMatch, event: AlertEvent, namespace: str) -> PolicyMiss | None:
+    """None when ``match`` takes the event for a pod in ``namespace``, else why not.
+
+    The criteria are checked in their documented order: the alert's own (source, name, level,
+    labels), then the namespace."""
+    return _alert_miss(match, event) or _namespace_miss(match, namespace)
+
+
+def _alert_miss(match: PolicyMatch, event: AlertEvent) -> PolicyMiss | None:
     miss = DecisionReason.NO_MATCHING_POLICY
     if match.sources and event.source not in match.sources:
         return PolicyMiss(miss, f"source {event.source} not in {list(map(str, match.sources))}")
     if match.alert_names and event.name not in match.alert_names:
         return PolicyMiss(miss, f"alert {event.name!r} not listed")
+    level = _level_miss(match, event)
+    if level is not None:
+        return level
+    if match.alert_labels is not None and not selector_matches(match.alert_labels, event.labels):
+        return PolicyMiss(miss, "alert labels do not match the selector")
+    return None
+
+
+def _level_miss(match: PolicyMatch, event: AlertEvent) -> PolicyMiss | None:
+    """Alertmanager's severity label or Falco's priority, whichever the source has."""
+    miss = DecisionReason.NO_MATCHING_POLICY
     if match.severities and event.source is AlertSource.ALERTMANAGER:
         severity = event.labels.get(match.severity_label, "")
         if severity not in match.severities:
@@ -132,8 +148,10 @@ def match_policy(  # noqa: PLR0911 - one early answer per criterion, in document
         if event.priority is None or event.priority < minimum:
             got = event.priority.label if event.priority is not None else "none"
             return PolicyMiss(miss, f"priority {got} below {minimum.label}")
-    if match.alert_labels is not None and not selector_matches(match.alert_labels, event.labels):
-        return PolicyMiss(miss, "alert labels do not match the selector")
+    return None
+
+
+def _namespace_miss(match: PolicyMatch, namespace: str) -> PolicyMiss | None:
     if namespace in match.excluded_namespaces:
         return PolicyMiss(DecisionReason.NAMESPACE_EXCLUDED, f"namespace {namespace} excluded")
     if match.namespaces and namespace not in match.namespaces:

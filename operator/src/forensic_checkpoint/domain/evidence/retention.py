@@ -175,35 +175,21 @@ def plan_retention(
     population = [r for r in all_records if not r.held]
 
     removals: dict[str, Removal] = {}
+    _remove_over_container_limits(population, policy, now, removals)
+    _remove_over_node_limits(population, policy, now, removals)
 
-    def remove(found: list[tuple[ArchiveRecord, Bound, str]], scope: Scope) -> None:
-        for record, bound, detail in found:
-            removals.setdefault(record.key, Removal(record, bound, scope, detail))
+    delete, deferred = _split_deferred(population, policy, removals)
+    gone = {r.record.key for r in delete}
+    keep = [r for r in _newest_first(population) if r.key not in removals]
+    held_bytes = sum(r.size_bytes for r in held)
+    bytes_after = sum(r.size_bytes for r in all_records if r.key not in gone)
+    return RetentionPlan(delete, deferred, keep, held_bytes, bytes_after)
 
-    def still_counted(group: Iterable[ArchiveRecord]) -> list[ArchiveRecord]:
-        # Deferred archives stay on disk, so they keep counting against later scopes.
-        return [
-            r
-            for r in group
-            if r.key not in removals or (policy.protect_unexported and not r.exported)
-        ]
 
-    by_container: dict[tuple[str, str, str, str], list[ArchiveRecord]] = {}
-    for record in population:
-        by_container.setdefault(record.container_identity, []).append(record)
-    for identity, group in sorted(by_container.items()):
-        limits = policy.container_limits(group[0])
-        what = "container " + "/".join(identity)
-        remove(_over_limits(group, limits, now, what), Scope.CONTAINER)
-
-    by_node: dict[str, list[ArchiveRecord]] = {}
-    for record in population:
-        by_node.setdefault(record.node, []).append(record)
-    for node, group in sorted(by_node.items()):
-        remaining = still_counted(group)
-        found = _over_limits(remaining, policy.node_limits, now, f"node {node}")
-        remove([f for f in found if f[0].key not in removals], Scope.NODE)
-
+def _split_deferred(
+    population: list[ArchiveRecord], policy: RetentionPolicy, removals: dict[str, Removal]
+) -> tuple[list[Removal], list[Removal]]:
+    """The removals to do now and those deferred until export, both newest first."""
     delete: list[Removal] = []
     deferred: list[Removal] = []
     for record in _newest_first(population):
@@ -214,11 +200,50 @@ def plan_retention(
             deferred.append(removal)
         else:
             delete.append(removal)
-    gone = {r.record.key for r in delete}
-    keep = [r for r in _newest_first(population) if r.key not in removals]
-    held_bytes = sum(r.size_bytes for r in held)
-    bytes_after = sum(r.size_bytes for r in all_records if r.key not in gone)
-    return RetentionPlan(delete, deferred, keep, held_bytes, bytes_after)
+    return delete, deferred
+
+
+def _remove(
+    removals: dict[str, Removal], found: list[tuple[ArchiveRecord, Bound, str]], scope: Scope
+) -> None:
+    """Record each found archive under the first scope that found it."""
+    for record, bound, detail in found:
+        removals.setdefault(record.key, Removal(record, bound, scope, detail))
+
+
+def _remove_over_container_limits(
+    population: list[ArchiveRecord],
+    policy: RetentionPolicy,
+    now: datetime,
+    removals: dict[str, Removal],
+) -> None:
+    by_container: dict[tuple[str, str, str, str], list[ArchiveRecord]] = {}
+    for record in population:
+        by_container.setdefault(record.container_identity, []).append(record)
+    for identity, group in sorted(by_container.items()):
+        limits = policy.container_limits(group[0])
+        what = "container " + "/".join(identity)
+        _remove(removals, _over_limits(group, limits, now, what), Scope.CONTAINER)
+
+
+def _remove_over_node_limits(
+    population: list[ArchiveRecord],
+    policy: RetentionPolicy,
+    now: datetime,
+    removals: dict[str, Removal],
+) -> None:
+    by_node: dict[str, list[ArchiveRecord]] = {}
+    for record in population:
+        by_node.setdefault(record.node, []).append(record)
+    for node, group in sorted(by_node.items()):
+        # Deferred archives stay on disk, so they keep counting against the node's limits.
+        remaining = [
+            r
+            for r in group
+            if r.key not in removals or (policy.protect_unexported and not r.exported)
+        ]
+        found = _over_limits(remaining, policy.node_limits, now, f"node {node}")
+        _remove(removals, [f for f in found if f[0].key not in removals], Scope.NODE)
 
 
 @dataclass(frozen=True)
