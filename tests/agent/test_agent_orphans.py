@@ -104,6 +104,7 @@ def metric(service: CaptureService, action: str) -> float:
     return 0.0
 
 
+@pytest.mark.slow  # waits for a late write
 def test_an_archive_written_after_a_timeout_is_kept_with_the_failed_capture(env: Env) -> None:
     env.kubelet.late_write = 1.0
     service, _ = env.start()
@@ -136,6 +137,7 @@ def test_an_archive_written_after_a_timeout_is_kept_with_the_failed_capture(env:
     assert not late.exists()
 
 
+@pytest.mark.slow  # waits out the late window
 def test_the_watch_ends_and_a_failure_without_a_late_archive_stays_as_it_was(env: Env) -> None:
     env.kubelet.late_write = 3600.0  # never within the test
     service, keeper = env.start(late_window=0.5)
@@ -203,6 +205,7 @@ def test_sweep_adopts_an_archive_no_capture_caused_and_retention_then_applies(en
     assert [f.action for f in gone.custody_events] == ["Captured", "Deleted"]
 
 
+@pytest.mark.slow  # waits for a late write
 def test_delete_policy_hashes_records_and_removes_orphans(env: Env) -> None:
     stray = env.archive("handmade", datetime.now(UTC) - timedelta(hours=1), age=3600)
     env.kubelet.late_write = 0.5

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +11,7 @@ import pytest
 import requests
 import trustme
 from agent_support import DirKubelet, Pki, hashing_analyzer, request, sha256
+from tests.factories import serve_in_thread
 
 from forensic_checkpoint.agent.auth import Authenticator
 from forensic_checkpoint.agent.jobs import JobStore
@@ -74,8 +74,7 @@ def agent(
         operator_cert_cn="forensic-checkpoint-operator" if request.param == "mtls" else None,
     )
     holder["agent"] = Agent(server, kubelet, pki)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     yield holder["agent"]
     server.shutdown()
     server.server_close()
@@ -215,6 +214,7 @@ def test_mutual_tls_is_an_alternative_to_the_token(agent: Agent, pki: Pki) -> No
     assert agent.call("GET", "/v1/captures/nope-app").status_code == 404
 
 
+@pytest.mark.slow  # issues certificates, three TLS handshakes
 def test_a_rotated_serving_certificate_is_used_without_a_restart(
     tmp_path: Path, pki: Pki, sample_tar: Path
 ) -> None:
@@ -237,7 +237,7 @@ def test_a_rotated_serving_certificate_is_used_without_a_restart(
         authenticator=Authenticator(lambda token: (False, ""), OPERATOR),
         tls=ReloadingTLS(cert, key, check_every=0),
     )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     url = f"https://127.0.0.1:{server.port}/healthz"
 
     def healthz(ca: Path) -> int:

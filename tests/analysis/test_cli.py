@@ -172,6 +172,7 @@ def test_diff_of_different_containers(capsys: pytest.CaptureFixture[str]) -> Non
     assert "Checkpoint diff" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # analyses four samples, twice
 def test_analyze_is_thread_safe() -> None:
     """The node agent analyses in worker threads: parallel runs give the serial results."""
     names = ["multi-proc", "counter-blog-crio", "attack-revshell", "counter-blog"]

@@ -90,6 +90,7 @@ def test_values_are_parsed_with_units() -> None:
         parse_bytes("5 GB")
 
 
+@pytest.mark.slow  # six captures through a whole agent node
 def test_retention_deletes_exactly_what_the_policy_says(
     small_archive: Path, tmp_path: Path
 ) -> None:

@@ -87,6 +87,7 @@ def test_timesketch_validator_rejects_what_timesketch_rejects(line: str, why: st
         timesketch.validate_line(line)
 
 
+@pytest.mark.slow  # stix2-validator loads its schemas
 @pytest.mark.parametrize("name", ALL)
 def test_stix_bundle_passes_stix2_validator(name: str, tmp_path: Path) -> None:
     from stix2validator import ValidationOptions, validate_file
@@ -151,6 +152,7 @@ def test_cli_writes_every_export(tmp_path: Path) -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow  # starts chromium
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     page = tmp_path / "report.html"

@@ -91,6 +91,7 @@ def test_malformed_pagemaps_raise_image_error(data: bytes, message: str) -> None
         parse_pagemap(data)
 
 
+@pytest.mark.slow  # parses and indexes a pagemap of 200 000 entries
 def test_huge_pagemap_is_parsed_and_indexed_exactly() -> None:
     # 200 000 entries alternating present runs and gaps: nothing merges, offsets accumulate.
     n = 200_000
