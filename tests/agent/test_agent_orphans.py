@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from agent_support import DirKubelet, hashing_analyzer, request, sha256
+from tests.factories import capture_service
 
 from forensic_checkpoint.agent.jobs import JobStore
 from forensic_checkpoint.agent.orphans import (
@@ -42,12 +43,11 @@ class Env:
     def start(
         self, *, policy: OrphanPolicy = OrphanPolicy.ADOPT, late_window: float = 10.0
     ) -> tuple[CaptureService, OrphanKeeper]:
-        service = CaptureService(
-            node_name="node-1",
-            store=JobStore(self.state),
-            kubelet=lambda: self.kubelet,
-            analyzer=hashing_analyzer,
-            checkpoint_dir=self.checkpoints,
+        service = capture_service(
+            self.state,
+            self.kubelet,
+            self.checkpoints,
+            hashing_analyzer,
             late_archive_window=late_window,
             poll_interval=0.1,
         )
@@ -235,13 +235,8 @@ def test_an_archive_of_a_capture_in_flight_is_never_taken(env: Env) -> None:
     record.kubelet_called_at = datetime.now(UTC) - timedelta(hours=1)
     store.save(record)
     old = env.archive("counter", datetime.now(UTC) - timedelta(minutes=30), age=1800)
-    service = CaptureService(
-        node_name="node-1",
-        store=JobStore(env.state),
-        kubelet=lambda: env.kubelet,
-        analyzer=hashing_analyzer,
-        checkpoint_dir=env.checkpoints,
-        poll_interval=0.1,
+    service = capture_service(
+        env.state, env.kubelet, env.checkpoints, hashing_analyzer, poll_interval=0.1
     )
     keeper = OrphanKeeper(service=service, grace=0.0, interval=0)
     assert keeper.sweep_once() == []  # the Capturing job may still claim it

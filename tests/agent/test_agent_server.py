@@ -11,12 +11,10 @@ import pytest
 import requests
 import trustme
 from agent_support import DirKubelet, Pki, hashing_analyzer, request, sha256
-from tests.factories import serve_in_thread
+from tests.factories import capture_service, serve_in_thread
 
 from forensic_checkpoint.agent.auth import Authenticator
-from forensic_checkpoint.agent.jobs import JobStore
 from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS, tls_context
-from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import SHA256_HEADER, CaptureStatus, DeleteResult
 from forensic_checkpoint.errors import ClusterError
 
@@ -49,13 +47,7 @@ def agent(
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     kubelet = DirKubelet(checkpoints, sample_tar)
-    service = CaptureService(
-        node_name="node-1",
-        store=JobStore(tmp_path / "state"),
-        kubelet=lambda: kubelet,
-        analyzer=hashing_analyzer,
-        checkpoint_dir=checkpoints,
-    )
+    service = capture_service(tmp_path / "state", kubelet, checkpoints, hashing_analyzer)
     holder: dict[str, Agent] = {}
 
     def review(token: str) -> tuple[bool, str]:
@@ -224,13 +216,7 @@ def test_a_rotated_serving_certificate_is_used_without_a_restart(
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     kubelet = DirKubelet(checkpoints, sample_tar)
-    service = CaptureService(
-        node_name="node-1",
-        store=JobStore(tmp_path / "state"),
-        kubelet=lambda: kubelet,
-        analyzer=hashing_analyzer,
-        checkpoint_dir=checkpoints,
-    )
+    service = capture_service(tmp_path / "state", kubelet, checkpoints, hashing_analyzer)
     server = AgentServer(
         ("127.0.0.1", 0),
         service=service,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from agent_support import DirKubelet, hashing_analyzer, request, sha256
+from tests.factories import capture_service
 
 from forensic_checkpoint.agent.jobs import JobStore
 from forensic_checkpoint.agent.service import INTERRUPTED, CaptureService
@@ -36,12 +37,11 @@ class Env:
         restart_window: float = 5.0,
         late_window: float = 60.0,
     ) -> CaptureService:
-        service = CaptureService(
-            node_name="node-1",
-            store=JobStore(self.state),
-            kubelet=lambda: self.kubelet,
-            analyzer=hashing_analyzer,
-            checkpoint_dir=self.checkpoints,
+        service = capture_service(
+            self.state,
+            self.kubelet,
+            self.checkpoints,
+            hashing_analyzer,
             capture_workers=workers,
             kubelet_timeout_margin=margin,
             restart_adopt_window=restart_window,

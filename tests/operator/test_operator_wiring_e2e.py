@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from operator_e2e_support import NAMESPACE, condition, create_pod, events, kubelet_calls
+from tests.factories import export_values, s3_client
 
 from forensic_checkpoint.api.custody import ActorKind, CustodyAction
 from forensic_checkpoint.cli.main import main
@@ -233,40 +234,16 @@ def test_custody_of_a_completed_capture_verifies(stack: LocalStack) -> None:
 @pytest.fixture
 def exporting_agent(stack: LocalStack, tmp_path: Path) -> Iterator[tuple[Any, str]]:
     """node-2's agent restarted with an S3 export (moto's server on loopback), then restored."""
-    import boto3
-    from botocore.config import Config as BotoConfig
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="operator-test",
-        aws_secret_access_key="operator-test-secret",
-        config=BotoConfig(s3={"addressing_style": "path"}),
-    )
+    s3 = s3_client(endpoint, "operator-test", "operator-test-secret")
     bucket = "evidence-" + secrets.token_hex(4)
     s3.create_bucket(Bucket=bucket)
-    (tmp_path / "key-id").write_text("operator-test\n")
-    (tmp_path / "secret").write_text("operator-test-secret\n")
-    values = tmp_path / "agent-values.yaml"
-    values.write_text(
-        json.dumps(
-            {
-                "export": {
-                    "endpoint": endpoint,
-                    "bucket": bucket,
-                    "cluster": "dev",
-                    "accessKeyIdFile": str(tmp_path / "key-id"),
-                    "secretAccessKeyFile": str(tmp_path / "secret"),
-                }
-            }
-        )
-    )
+    values = export_values(tmp_path, endpoint, bucket, "operator-test", "operator-test-secret")
     stack.kill_agent("node-2")
     try:
         stack.start_agent("node-2", values_file=values)
