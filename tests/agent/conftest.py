@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from agent_support import Pki
+from tests.agent.agent_support import Pki
 from tests.factories import plain_sample
 
 

@@ -28,7 +28,7 @@ import pytest
 import requests
 import trustme
 import yaml
-from agent_support import sha256
+from tests.agent.agent_support import sha256
 from tests.factories import export_values, s3_client
 
 from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_support import Pki
+from tests.agent.agent_support import Pki
 from tests.factories import serve_in_thread
 
 from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletCallAbandoned, KubeletClient

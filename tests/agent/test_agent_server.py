@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 import trustme
-from agent_support import DirKubelet, Pki, hashing_analyzer, request, sha256
+from tests.agent.agent_support import DirKubelet, Pki, hashing_analyzer, request, sha256
 from tests.factories import capture_service, serve_in_thread
 
 from forensic_checkpoint.agent.auth import Authenticator

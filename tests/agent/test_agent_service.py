@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from agent_support import DirKubelet, hashing_analyzer, request, sha256
+from tests.agent.agent_support import DirKubelet, hashing_analyzer, request, sha256
 from tests.factories import capture_service
 
 from forensic_checkpoint.agent.jobs import JobStore

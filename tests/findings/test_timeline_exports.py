@@ -7,10 +7,11 @@ import json
 import shutil
 import struct
 import subprocess
+from html import escape
 from pathlib import Path
 
 import pytest
-from findings_samples import ATTACKS, BENIGN, DATA, analysed, truth
+from tests.findings.findings_samples import ATTACKS, BENIGN, DATA, analysed, truth
 
 from forensic_checkpoint.analysis.export import html, stix, timesketch
 from forensic_checkpoint.analysis.timeline import normalize, sort_key
@@ -126,7 +127,7 @@ def test_html_is_one_offline_file_with_everything_escaped() -> None:
     for marker in ("src=", "href=", "@import", "url("):
         assert marker not in page
     for finding in report.findings:
-        assert html.escape(finding.id) in page
+        assert escape(finding.id) in page
     assert "default-src &#x27;none&#x27;" in page or "default-src 'none'" in page
 
 

@@ -17,10 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_e2e_support import NAMESPACE, condition, create_pod, events, kubelet_calls
 from tests.factories import export_values, s3_client
+from tests.operator.operator_e2e_support import (
+    NAMESPACE,
+    condition,
+    create_pod,
+    events,
+    fake_node,
+    kubelet_calls,
+)
 
-from forensic_checkpoint.api.custody import ActorKind, CustodyAction
+from forensic_checkpoint.api.custody import ActorKind, CustodyAction, CustodyEntry
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.cli.stack import LocalStack
 from forensic_checkpoint.domain import checkpoint_custody, custody
@@ -39,7 +46,7 @@ ALERTMANAGER = json.loads(
 GROUP_PATH = "/apis/forensic-checkpoint.dev/v1alpha1"
 
 
-def _chain(obj: dict[str, Any]) -> list[custody.CustodyEntry]:
+def _chain(obj: dict[str, Any]) -> list[CustodyEntry]:
     chain = custody.parse_chain(obj["status"].get("custody") or [])
     verdict = custody.verify_chain(chain, obj["metadata"]["uid"])
     assert verdict.ok, verdict.problems
@@ -79,7 +86,7 @@ def _firing(pod: str, fingerprint: str) -> dict[str, Any]:
     alert["startsAt"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     payload["alerts"] = [alert]
     payload["commonLabels"]["namespace"] = payload["groupLabels"]["namespace"] = NAMESPACE
-    return payload
+    return dict(payload)
 
 
 def test_the_operators_receiver_turns_an_alert_into_a_completed_capture(
@@ -143,7 +150,7 @@ def test_the_receiver_refuses_a_sender_without_the_token(stack: LocalStack) -> N
 def test_a_node_that_cannot_capture_fails_at_once_without_a_kubelet_call(
     stack: LocalStack, settings: dict[str, Any], reason: str
 ) -> None:
-    node = stack.cluster.node("node-3")
+    node = fake_node(stack, "node-3")
     before = node.config()
     name = f"unready-{reason.lower()}"
     node.set_config(**settings)

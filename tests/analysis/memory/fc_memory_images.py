@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pycriu.images import mm_pb2, pagemap_pb2
-from tests.factories import criu_image as frame
-from tests.factories import varint
+from tests.factories import criu_image, varint
+
+frame = criu_image  # test_pagemap frames hostile records with it
 
 PAGEMAP = 0x56084025
 MM = 0x57492820

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fc_memory_images import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.analysis.memory.fc_memory_images import (
     MM,
     PAGEMAP,
     PE_LAZY,
@@ -21,8 +23,6 @@ from fc_memory_images import (
     mm_image,
     pagemap_image,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from forensic_checkpoint.analysis.memory import (
     PageIndex,
