@@ -28,11 +28,11 @@ lint: setup
 test: setup cluster-tools node-tools
 	$(PY) -m pytest -q -m "not timing"
 
-# The tier without clusters, real nodes or slow tests (942 tests, about 110 s here on 2 cores),
-# each test cut off after 60 s. `cluster` is derived from the fixtures a test uses
-# (tests/conftest.py), so a test that starts a cluster cannot land in this tier.
+# The tier without clusters, real nodes or slow tests, in two processes (pytest-xdist), each
+# test cut off after 60 s. `cluster` and most of `slow` are derived (tests/conftest.py), so a
+# test that starts a cluster, moto or hypothesis cannot land in this tier.
 test-fast: setup
-	$(PY) -m pytest -q -m "not cluster and not slow and not timing" --timeout 60
+	$(PY) -m pytest -q -n 2 -m "not cluster and not slow and not timing" --timeout 60
 
 # One area, every tier but the timing scenarios: make test-area AREA=agent (a folder of tests/).
 test-area: setup cluster-tools

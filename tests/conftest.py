@@ -28,12 +28,20 @@ from forensic_checkpoint.devcluster.testing import (
 #: or through another fixture, is marked ``cluster``; the guard below fails a test that starts a
 #: cluster without being marked, so a new cluster fixture cannot slip into the fast tier.
 CLUSTER_FIXTURES = frozenset({"dev_cluster", "local", "stack", "install_cluster", "real_env"})
+#: Fixtures that start moto's S3 server (seconds of start-up, multi-MiB uploads). A test that
+#: uses one, or a hypothesis ``@given`` test (hundreds of examples), is marked ``slow``: both
+#: stay in ``make test`` and leave ``make test-fast``.
+SLOW_FIXTURES = frozenset({"s3_endpoint"})
 _current: list[pytest.Item] = []
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    if CLUSTER_FIXTURES & set(getattr(item, "fixturenames", ())):
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if CLUSTER_FIXTURES & fixtures:
         item.add_marker(pytest.mark.cluster)
+    hypothesis = getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
+    if hypothesis or SLOW_FIXTURES & fixtures:
+        item.add_marker(pytest.mark.slow)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import trustme
-import zstandard
-from agent_support import DATA, Pki
+from tests.agent.agent_support import Pki
+from tests.factories import plain_sample
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +45,4 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="session")
 def sample_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """counter-blog-crio as the kubelet writes it: a plain tar."""
-    out = tmp_path_factory.mktemp("samples") / "counter-blog-crio.tar"
-    with (DATA / "counter-blog-crio.tar.zst").open("rb") as src, out.open("wb") as dst:
-        zstandard.ZstdDecompressor().copy_stream(src, dst)
-    return out
+    return plain_sample("counter-blog-crio", tmp_path_factory.mktemp("samples"))

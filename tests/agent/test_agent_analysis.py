@@ -17,6 +17,7 @@ from forensic_checkpoint.errors import ForensicCheckpointError
 SECRET = "RANDOM_4105_KEY"  # counter-blog-crio.truth.json: in pid 6's memory
 
 
+@pytest.mark.slow  # a full analysis in a child process
 def test_real_report_is_written_private_and_redacted(sample_tar: Path, tmp_path: Path) -> None:
     analyzer = ProcessAnalyzer(1)
     report = tmp_path / "r.json"
@@ -47,6 +48,7 @@ def test_a_broken_archive_fails_its_job_only(tmp_path: Path, sample_tar: Path) -
     assert (tmp_path / "ok.json").exists()
 
 
+@pytest.mark.slow  # waits out a 1 s deadline
 def test_an_analysis_past_its_deadline_is_killed(tmp_path: Path) -> None:
     fifo = tmp_path / "never-written.tar"
     os.mkfifo(fifo)  # opening it for reading blocks forever: an analysis that never ends

@@ -28,7 +28,8 @@ import pytest
 import requests
 import trustme
 import yaml
-from agent_support import sha256
+from tests.agent.agent_support import sha256
+from tests.factories import export_values, s3_client
 
 from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.runtime import AgentConfig, AgentRuntime
@@ -789,22 +790,13 @@ def test_after_a_timeout_a_late_archive_is_kept_and_accounted(
 @pytest.fixture(scope="module")
 def s3_store() -> Iterator[tuple[str, Any]]:
     """moto's S3 server on loopback, spoken to over HTTP (as the agent speaks to MinIO)."""
-    import boto3
-    from botocore.config import Config as BotoConfig
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="agent-test",
-        aws_secret_access_key="agent-test-secret",
-        config=BotoConfig(s3={"addressing_style": "path"}),
-    )
+    client = s3_client(endpoint, "agent-test", "agent-test-secret")
     try:
         yield endpoint, client
     finally:
@@ -834,22 +826,13 @@ def test_capture_is_exported_verified_and_retained(
     endpoint, s3 = s3_store
     bucket = f"evidence-{uuid.uuid4().hex[:8]}"
     s3.create_bucket(Bucket=bucket)
-    (tmp_path / "key-id").write_text("agent-test\n")
-    (tmp_path / "secret").write_text("agent-test-secret\n")
-    values = tmp_path / "agent-values.yaml"
-    values.write_text(
-        yaml.safe_dump(
-            {
-                "export": {
-                    "endpoint": endpoint,
-                    "bucket": bucket,
-                    "cluster": "dev",
-                    "accessKeyIdFile": str(tmp_path / "key-id"),
-                    "secretAccessKeyFile": str(tmp_path / "secret"),
-                },
-                "retention": {"protectUnexported": True, "container": {"maxCount": 1}},
-            }
-        )
+    values = export_values(
+        tmp_path,
+        endpoint,
+        bucket,
+        "agent-test",
+        "agent-test-secret",
+        retention={"protectUnexported": True, "container": {"maxCount": 1}},
     )
     node = dev_cluster.nodes[1]
     runtime = AgentRuntime(

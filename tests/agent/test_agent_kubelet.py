@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_support import Pki
+from tests.agent.agent_support import Pki
+from tests.factories import serve_in_thread
 
 from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletCallAbandoned, KubeletClient
 from forensic_checkpoint.errors import ConfigError, KubeletError
@@ -63,8 +64,7 @@ def kubelet(pki: Pki) -> Iterator[_Kubelet]:
     context.verify_mode = ssl.CERT_REQUIRED
     context.load_verify_locations(pki.ca)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     yield server
     server.hang.clear()
     server.shutdown()
@@ -131,6 +131,7 @@ def test_refused_port_is_unreachable(pki: Pki) -> None:
     assert info.value.reason == "KubeletUnreachable"
 
 
+@pytest.mark.slow  # waits out a 1.5 s call deadline
 def test_a_kubelet_that_never_answers_times_out(pki: Pki, kubelet: _Kubelet) -> None:
     kubelet.hang.set()
     started = time.monotonic()
@@ -142,6 +143,7 @@ def test_a_kubelet_that_never_answers_times_out(pki: Pki, kubelet: _Kubelet) -> 
     assert time.monotonic() - started < 4  # the agent gave up; the kubelet still "dumps"
 
 
+@pytest.mark.slow  # waits out the kubelet's 2 s timeout
 def test_a_short_timeout_waits_for_the_kubelets_runtime_request_timeout(
     pki: Pki, kubelet: _Kubelet
 ) -> None:

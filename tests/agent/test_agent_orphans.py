@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from agent_support import DirKubelet, hashing_analyzer, request, sha256
+from tests.agent.agent_support import DirKubelet, hashing_analyzer, request, sha256
+from tests.factories import capture_service
 
 from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper
 from forensic_checkpoint.agent.jobs import JobStore
@@ -42,12 +43,11 @@ class Env:
     def start(
         self, *, policy: OrphanPolicy = OrphanPolicy.ADOPT, late_window: float = 10.0
     ) -> tuple[CaptureService, OrphanKeeper]:
-        service = CaptureService(
-            node_name="node-1",
-            store=JobStore(self.state),
-            kubelet=lambda: self.kubelet,
-            analyzer=hashing_analyzer,
-            checkpoint_dir=self.checkpoints,
+        service = capture_service(
+            self.state,
+            self.kubelet,
+            self.checkpoints,
+            hashing_analyzer,
             late_archive_window=late_window,
             poll_interval=0.1,
         )
@@ -104,6 +104,7 @@ def metric(service: CaptureService, action: str) -> float:
     return 0.0
 
 
+@pytest.mark.slow  # waits for a late write
 def test_an_archive_written_after_a_timeout_is_kept_with_the_failed_capture(env: Env) -> None:
     env.kubelet.late_write = 1.0
     service, _ = env.start()
@@ -136,6 +137,7 @@ def test_an_archive_written_after_a_timeout_is_kept_with_the_failed_capture(env:
     assert not late.exists()
 
 
+@pytest.mark.slow  # waits out the late window
 def test_the_watch_ends_and_a_failure_without_a_late_archive_stays_as_it_was(env: Env) -> None:
     env.kubelet.late_write = 3600.0  # never within the test
     service, keeper = env.start(late_window=0.5)
@@ -203,6 +205,7 @@ def test_sweep_adopts_an_archive_no_capture_caused_and_retention_then_applies(en
     assert [f.action for f in gone.custody_events] == ["Captured", "Deleted"]
 
 
+@pytest.mark.slow  # waits for a late write
 def test_delete_policy_hashes_records_and_removes_orphans(env: Env) -> None:
     stray = env.archive("handmade", datetime.now(UTC) - timedelta(hours=1), age=3600)
     env.kubelet.late_write = 0.5
@@ -232,13 +235,8 @@ def test_an_archive_of_a_capture_in_flight_is_never_taken(env: Env) -> None:
     record.kubelet_called_at = datetime.now(UTC) - timedelta(hours=1)
     store.save(record)
     old = env.archive("counter", datetime.now(UTC) - timedelta(minutes=30), age=1800)
-    service = CaptureService(
-        node_name="node-1",
-        store=JobStore(env.state),
-        kubelet=lambda: env.kubelet,
-        analyzer=hashing_analyzer,
-        checkpoint_dir=env.checkpoints,
-        poll_interval=0.1,
+    service = capture_service(
+        env.state, env.kubelet, env.checkpoints, hashing_analyzer, poll_interval=0.1
     )
     keeper = OrphanKeeper(service=service, grace=0.0, interval=0)
     assert keeper.sweep_once() == []  # the Capturing job may still claim it

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,12 +10,11 @@ from pathlib import Path
 import pytest
 import requests
 import trustme
-from agent_support import DirKubelet, Pki, hashing_analyzer, request, sha256
+from tests.agent.agent_support import DirKubelet, Pki, hashing_analyzer, request, sha256
+from tests.factories import capture_service, serve_in_thread
 
 from forensic_checkpoint.agent.auth import Authenticator
-from forensic_checkpoint.agent.jobs import JobStore
 from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS, tls_context
-from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import SHA256_HEADER, CaptureStatus, DeleteResult
 from forensic_checkpoint.errors import ClusterError
 
@@ -49,13 +47,7 @@ def agent(
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     kubelet = DirKubelet(checkpoints, sample_tar)
-    service = CaptureService(
-        node_name="node-1",
-        store=JobStore(tmp_path / "state"),
-        kubelet=lambda: kubelet,
-        analyzer=hashing_analyzer,
-        checkpoint_dir=checkpoints,
-    )
+    service = capture_service(tmp_path / "state", kubelet, checkpoints, hashing_analyzer)
     holder: dict[str, Agent] = {}
 
     def review(token: str) -> tuple[bool, str]:
@@ -74,8 +66,7 @@ def agent(
         operator_cert_cn="forensic-checkpoint-operator" if request.param == "mtls" else None,
     )
     holder["agent"] = Agent(server, kubelet, pki)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     yield holder["agent"]
     server.shutdown()
     server.server_close()
@@ -215,6 +206,7 @@ def test_mutual_tls_is_an_alternative_to_the_token(agent: Agent, pki: Pki) -> No
     assert agent.call("GET", "/v1/captures/nope-app").status_code == 404
 
 
+@pytest.mark.slow  # issues certificates, three TLS handshakes
 def test_a_rotated_serving_certificate_is_used_without_a_restart(
     tmp_path: Path, pki: Pki, sample_tar: Path
 ) -> None:
@@ -224,20 +216,14 @@ def test_a_rotated_serving_certificate_is_used_without_a_restart(
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     kubelet = DirKubelet(checkpoints, sample_tar)
-    service = CaptureService(
-        node_name="node-1",
-        store=JobStore(tmp_path / "state"),
-        kubelet=lambda: kubelet,
-        analyzer=hashing_analyzer,
-        checkpoint_dir=checkpoints,
-    )
+    service = capture_service(tmp_path / "state", kubelet, checkpoints, hashing_analyzer)
     server = AgentServer(
         ("127.0.0.1", 0),
         service=service,
         authenticator=Authenticator(lambda token: (False, ""), OPERATOR),
         tls=ReloadingTLS(cert, key, check_every=0),
     )
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     url = f"https://127.0.0.1:{server.port}/healthz"
 
     def healthz(ca: Path) -> int:

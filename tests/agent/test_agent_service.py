@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from agent_support import DirKubelet, hashing_analyzer, request, sha256
+from tests.agent.agent_support import DirKubelet, hashing_analyzer, request, sha256
+from tests.factories import capture_service
 
 from forensic_checkpoint.agent.jobs import JobStore
 from forensic_checkpoint.agent.service import INTERRUPTED, CaptureService
@@ -36,12 +37,11 @@ class Env:
         restart_window: float = 5.0,
         late_window: float = 60.0,
     ) -> CaptureService:
-        service = CaptureService(
-            node_name="node-1",
-            store=JobStore(self.state),
-            kubelet=lambda: self.kubelet,
-            analyzer=hashing_analyzer,
-            checkpoint_dir=self.checkpoints,
+        service = capture_service(
+            self.state,
+            self.kubelet,
+            self.checkpoints,
+            hashing_analyzer,
             capture_workers=workers,
             kubelet_timeout_margin=margin,
             restart_adopt_window=restart_window,
@@ -106,6 +106,7 @@ def test_same_key_twice_is_one_kubelet_call(env: Env) -> None:
     assert len(env.kubelet.calls) == 1
 
 
+@pytest.mark.slow  # waits for the kubelet call to end
 def test_restart_during_the_kubelet_call_adopts_the_archive(env: Env) -> None:
     """The first agent wrote Capturing and died in the call; the kubelet finished the call."""
     store = JobStore(env.state)
@@ -129,6 +130,7 @@ def test_restart_during_the_kubelet_call_adopts_the_archive(env: Env) -> None:
     assert env.kubelet.calls == []  # the restarted agent never called the kubelet
 
 
+@pytest.mark.slow  # waits for the cancelled dump
 def test_restart_without_an_archive_fails_promptly_saying_the_dump_was_cancelled(
     env: Env,
 ) -> None:
@@ -154,6 +156,7 @@ def test_restart_without_an_archive_fails_promptly_saying_the_dump_was_cancelled
     assert env.kubelet.calls == []
 
 
+@pytest.mark.slow  # waits for a file still growing
 def test_restart_waits_for_an_archive_still_being_written(env: Env) -> None:
     """The runtime was writing the archive when the agent died (the rare late file): a file
     that still grows is waited for past the short window, then adopted whole."""
@@ -245,6 +248,7 @@ def test_delete_removes_archive_and_report_only_when_finished(env: Env) -> None:
     assert "forensic_agent_stored_bytes 0.0" in text
 
 
+@pytest.mark.slow  # eight delayed kubelet calls
 def test_concurrent_captures_all_complete_with_one_call_each(env: Env) -> None:
     env.kubelet.delay = 0.2
     service = env.service(workers=3)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from alerts.helpers import FakeClock
+from tests.alerts.helpers import FakeClock
 
 
 @pytest.fixture

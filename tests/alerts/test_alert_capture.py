@@ -6,8 +6,8 @@ import json
 import re
 
 import pytest
+from tests.alerts.helpers import FakeClock, payload, policy
 
-from alerts.helpers import FakeClock, payload, policy
 from forensic_checkpoint.api.alerts import AlertmanagerWebhook, FalcoEvent
 from forensic_checkpoint.api.base import DNS_SUBDOMAIN_PATTERN
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from tests.alerts.peers import ReceiverThread, running_alertmanager, wait_for
 
-from alerts.peers import ReceiverThread, running_alertmanager, wait_for
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
 from forensic_checkpoint.cli.stack import LocalStack
 from forensic_checkpoint.controller.alerts import AlertReceiverConfig, KubeCaptureBackend

@@ -13,9 +13,9 @@ from typing import Any
 import kopf
 import pytest
 import requests
+from tests.alerts.helpers import payload
+from tests.alerts.peers import free_port, wait_for
 
-from alerts.helpers import payload
-from alerts.peers import free_port, wait_for
 from forensic_checkpoint.controller.alerts import AlertReceiverConfig
 from forensic_checkpoint.controller.alerts.kopf_wiring import register
 from forensic_checkpoint.k8s.connection import connection_facts

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
+from tests.alerts.helpers import payload
 
-from alerts.helpers import payload
 from forensic_checkpoint.api.alerts import AlertmanagerWebhook, FalcoEvent, FalcoPriority
 from forensic_checkpoint.api.policy import AlertSource
 from forensic_checkpoint.domain.alerts.events import from_alertmanager, from_falco

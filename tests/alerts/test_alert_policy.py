@@ -6,8 +6,8 @@ import copy
 from typing import Any
 
 import pytest
+from tests.alerts.helpers import FakeClock, payload, policy
 
-from alerts.helpers import FakeClock, payload, policy
 from forensic_checkpoint.api.alerts import AlertmanagerWebhook, FalcoEvent
 from forensic_checkpoint.domain.alerts.events import AlertEvent, from_alertmanager, from_falco
 from forensic_checkpoint.domain.alerts.policy import AlertGate, DecisionReason, Limits

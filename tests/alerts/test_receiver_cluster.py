@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 import requests
+from tests.alerts.helpers import payload
+from tests.alerts.peers import ReceiverThread, running_alertmanager, wait_for
 
-from alerts.helpers import payload
-from alerts.peers import ReceiverThread, running_alertmanager, wait_for
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
 from forensic_checkpoint.controller.alerts import AlertReceiverConfig, KubeCaptureBackend

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 import trustme
 from prometheus_client import CollectorRegistry
+from tests.alerts.helpers import MemoryBackend, payload, policy
 
-from alerts.helpers import MemoryBackend, payload, policy
 from forensic_checkpoint.controller.alerts import AlertReceiverConfig, serve_alerts
 from forensic_checkpoint.controller.alerts.server import AlertServer
 from forensic_checkpoint.domain.alerts.policy import Limits

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sample_data import SAMPLES
+from tests.analysis.sample_data import SAMPLES
 
 
 @pytest.fixture(params=SAMPLES)

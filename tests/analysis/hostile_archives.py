@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 
 import zstandard
-from sample_data import sample_path
+from tests.analysis.sample_data import sample_path
 
 
 @cache

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from hostile_archives import entry, tar_bytes
-from sample_data import SAMPLES, sample_path
+from tests.analysis.hostile_archives import entry, tar_bytes
+from tests.analysis.sample_data import SAMPLES, sample_path
 
 from forensic_checkpoint.analysis.archive import ForwardReader, scan_archive
 

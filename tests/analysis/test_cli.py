@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sample_data import sample_path, truth
+from tests.analysis.sample_data import sample_path, truth
 
 from forensic_checkpoint.analysis import AnalysisOptions, analyze
 from forensic_checkpoint.analysis.report import REDACTED
@@ -167,11 +167,12 @@ def test_diff_of_different_containers(capsys: pytest.CaptureFixture[str]) -> Non
     rootfs = doc["rootfs"]
     assert isinstance(rootfs, dict)
     assert "/etc/motd deleted" in rootfs["added"]
-    assert set(doc["findings"]) == {"added", "removed", "changed"}  # type: ignore[arg-type]
+    assert set(doc["findings"]) == {"added", "removed", "changed"}  # type: ignore[call-overload]
     assert main(["diff", blog, MULTI]) == 0
     assert "Checkpoint diff" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # analyses four samples, twice
 def test_analyze_is_thread_safe() -> None:
     """The node agent analyses in worker threads: parallel runs give the serial results."""
     names = ["multi-proc", "counter-blog-crio", "attack-revshell", "counter-blog"]
@@ -269,9 +270,9 @@ def test_show_memory_hexdump_and_raw(capsysbinary: pytest.CaptureFixture[bytes])
 def test_pid_prunes_to_a_subtree(capsys: pytest.CaptureFixture[str]) -> None:
     attack = str(sample_path("attack-revshell"))
     doc = run_json(capsys, "analyze", attack, "--pid", "14", "--format", "json")
-    assert [p["pid"] for p in doc["processes"]] == [14, 22, 23, 24]  # type: ignore[union-attr]
-    assert [s["localPort"] for s in doc["sockets"]] == [58112]  # type: ignore[union-attr]
-    ids = {f["id"] for f in doc["findings"]}  # type: ignore[union-attr]
+    assert [p["pid"] for p in doc["processes"]] == [14, 22, 23, 24]  # type: ignore[attr-defined]
+    assert [s["localPort"] for s in doc["sockets"]] == [58112]  # type: ignore[attr-defined]
+    ids = {f["id"] for f in doc["findings"]}  # type: ignore[attr-defined]
     assert "reverse-shell:pid=14" in ids and "memfd-exec:pid=23" in ids
     assert main(["analyze", attack, "--pid", "77"]) == 1
     assert "--pid 77" in capsys.readouterr().err

@@ -6,12 +6,13 @@ as the fallback."""
 from __future__ import annotations
 
 import pytest
-from sample_data import SAMPLES, sample_path, truth
+from tests.analysis.sample_data import SAMPLES, sample_path, truth
 
 from forensic_checkpoint.analysis import AnalysisOptions, process_memory
 from forensic_checkpoint.analysis.analyzer import run_analysis
-from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits
+from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits, stream_members
 from forensic_checkpoint.analysis.findings import run as findings_run
+from forensic_checkpoint.analysis.findings.sources import visit_members
 from forensic_checkpoint.analysis.report import Report
 from forensic_checkpoint.analysis.search import SearchOptions, search_archive
 
@@ -29,7 +30,7 @@ class _Passes:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.memory: list[set[str]] = []
         self.findings: list[set[str]] = []
-        memory_pass, findings_visit = process_memory.stream_members, findings_run.visit_members
+        memory_pass, findings_visit = stream_members, visit_members
 
         def memory(path: object, wanted: object, visit: object) -> None:
             self.memory.append({"called"})

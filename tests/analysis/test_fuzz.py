@@ -12,9 +12,9 @@ import struct
 from functools import cache
 from pathlib import Path
 
-from hostile_archives import entry, replace, small_members, write_tar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tests.analysis.hostile_archives import entry, replace, small_members, write_tar
 
 from forensic_checkpoint.analysis import AnalysisOptions
 from forensic_checkpoint.analysis.analyzer import run_analysis

@@ -12,7 +12,14 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from hostile_archives import entry, members, replace, small_members, tar_bytes, write_tar
+from tests.analysis.hostile_archives import (
+    entry,
+    members,
+    replace,
+    small_members,
+    tar_bytes,
+    write_tar,
+)
 
 from forensic_checkpoint.analysis import AnalysisOptions
 from forensic_checkpoint.analysis.analyzer import run_analysis

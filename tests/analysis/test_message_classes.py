@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sample_data import sample_path
+from tests.analysis.sample_data import sample_path
 
 from forensic_checkpoint.analysis.archive import scan_archive
 from forensic_checkpoint.analysis.images import IMAGE_TYPES, decode, magic_values, pb2

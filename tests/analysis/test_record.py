@@ -7,7 +7,7 @@ import json
 
 import pytest
 from pydantic.alias_generators import to_camel as pydantic_to_camel
-from sample_data import SAMPLES, revealed
+from tests.analysis.sample_data import SAMPLES, revealed
 
 from forensic_checkpoint.analysis import diff, listing, report
 from forensic_checkpoint.analysis.findings import model

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sample_data import revealed, sample_path, truth
+from tests.analysis.sample_data import revealed, sample_path, truth
 
 from forensic_checkpoint.analysis.report import REDACTED
 from forensic_checkpoint.cli.main import main

@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any
 
-from sample_data import revealed, sample_path, truth
+from tests.analysis.sample_data import revealed, sample_path, truth
 
 from forensic_checkpoint.analysis.report import OpenFile, Report
 from forensic_checkpoint.analysis.show_file import show_file
@@ -312,7 +312,7 @@ def test_attack_sample_specifics() -> None:
 def test_streamed_pages_give_the_same_report(sample: str) -> None:
     """Large compressed archives are not spooled: pages are streamed in a second pass, and
     argv/env come from the ranges the scanner retains. The report must not change."""
-    from sample_data import sample_path
+    from tests.analysis.sample_data import sample_path
 
     from forensic_checkpoint.analysis import AnalysisOptions
     from forensic_checkpoint.analysis.analyzer import run_analysis

@@ -3,12 +3,13 @@ and starts nothing: no fake stands in for it."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from forensic_checkpoint.cli.main import main
-from forensic_checkpoint.devcluster import real_node
+from forensic_checkpoint.devcluster import binaries, real_node
 
 
 @pytest.mark.cluster  # it calls DevCluster.start, which refuses before starting anything
@@ -17,7 +18,7 @@ def test_without_root_up_real_node_says_why_in_one_line_and_starts_nothing(
 ) -> None:
     """The CLI as a non-root user would run it (the euid it checks is that of nobody)."""
     directory = tmp_path / "cluster"
-    monkeypatch.setattr(real_node.os, "geteuid", lambda: 65534)
+    monkeypatch.setattr(os, "geteuid", lambda: 65534)
     code = main(
         ["dev-cluster", "up", "--real-node", "--nodes", "0", "--dir", str(directory), "--no-build"]
     )
@@ -38,10 +39,10 @@ def test_a_failing_criu_check_is_the_reason(
         "#!/bin/sh\necho 'Error (criu/vdso.c:330): vdso: Unexpected rt vDSO area' >&2\nexit 1\n"
     )
     fake_criu.chmod(0o755)
-    tools = real_node.binaries.locate_node_tools()
-    monkeypatch.setattr(real_node.os, "geteuid", lambda: 0)
+    tools = binaries.locate_node_tools()
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(
-        real_node.binaries,
+        binaries,
         "node_tools",
         lambda **_: type(tools)(**{**tools.__dict__, "criu": fake_criu}),
     )

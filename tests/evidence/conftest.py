@@ -3,18 +3,15 @@ to over HTTP by boto3 exactly as the agent speaks to MinIO or AWS."""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config as BotoConfig
 from moto.server import ThreadedMotoServer
 from pyrage import x25519
+from tests.factories import random_archive, s3_client
 
 ACCESS_KEY = "evidence-test"
 SECRET_KEY = "evidence-test-secret"
@@ -34,14 +31,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3(s3_endpoint: str) -> Any:
     """A plain boto3 client for the test's own look at the store (not the exporter's)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=s3_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=BotoConfig(s3={"addressing_style": "path"}),
-    )
+    return s3_client(s3_endpoint, ACCESS_KEY, SECRET_KEY)
 
 
 @pytest.fixture
@@ -54,10 +44,7 @@ def bucket(s3: Any) -> str:
 @pytest.fixture
 def archive(tmp_path: Path) -> tuple[Path, str]:
     """A 23 MiB archive of random bytes (5 parts of 5 MiB), with its sha256."""
-    path = tmp_path / "checkpoint-web-app.tar"
-    data = os.urandom(23 * 1024 * 1024)
-    path.write_bytes(data)
-    return path, hashlib.sha256(data).hexdigest()
+    return random_archive(tmp_path / "checkpoint-web-app.tar", 23 * 1024 * 1024)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zstandard
+from tests.factories import plain_sample, run_script
 
 from forensic_checkpoint.agent.evidence.export_config import ExportConfig
 from forensic_checkpoint.api.agent import CaptureState, ExportPhase
@@ -24,17 +24,13 @@ from forensic_checkpoint.domain.evidence import custody
 from .agent_node import NODE, Node
 from .conftest import ACCESS_KEY, SECRET_KEY
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 CHILD = Path(__file__).with_name("agent_export_child.py")
 
 
 @pytest.fixture(scope="module")
 def real_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """counter-blog-crio as the kubelet writes it (a plain tar)."""
-    out = tmp_path_factory.mktemp("sample") / "counter-blog-crio.tar"
-    with (DATA / "counter-blog-crio.tar.zst").open("rb") as src, out.open("wb") as dst:
-        zstandard.ZstdDecompressor().copy_stream(src, dst)
-    return out
+    return plain_sample("counter-blog-crio", tmp_path_factory.mktemp("sample"))
 
 
 def export_config(endpoint: str, bucket: str, state: Path, **extra: Any) -> ExportConfig:
@@ -217,17 +213,6 @@ def test_export_of_a_tampered_archive_fails_for_good(  # noqa: PLR0917 - pytest 
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
 
 
-def _child(settings: dict[str, Any], tmp_path: Path, name: str) -> subprocess.Popen[str]:
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(settings))
-    return subprocess.Popen(
-        [sys.executable, str(CHILD), str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.mark.slow
 def test_agent_killed_mid_export_completes_after_restart(  # noqa: PLR0917 - pytest fixtures
     s3_endpoint: str,
@@ -257,7 +242,7 @@ def test_agent_killed_mid_export_completes_after_restart(  # noqa: PLR0917 - pyt
         "secretKey": SECRET_KEY,
         "partDelay": 0.5,
     }
-    first = _child(settings, tmp_path, "first")
+    first = run_script(CHILD, settings, tmp_path / "first.json")
     assert first.stdout is not None
     printed = [first.stdout.readline().strip() for _ in range(2)]
     first.kill()

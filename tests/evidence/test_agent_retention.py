@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import zstandard
 from prometheus_client.parser import text_string_to_metric_families
+from tests.factories import plain_sample
 
 from forensic_checkpoint.agent.evidence.retention_keeper import (
     RetentionKeeper,
@@ -26,17 +26,13 @@ from forensic_checkpoint.errors import ConfigError, ConflictError, NotFoundError
 from .agent_node import NODE, Node
 from .test_agent_export import export_config
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 HOUR = 3600.0
 DAY = 24 * HOUR
 
 
 @pytest.fixture(scope="module")
 def small_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("sample") / "multi-proc.tar"
-    with (DATA / "multi-proc.tar.zst").open("rb") as src, out.open("wb") as dst:
-        zstandard.ZstdDecompressor().copy_stream(src, dst)
-    return out
+    return plain_sample("multi-proc", tmp_path_factory.mktemp("sample"))
 
 
 def metric(node: Node, name: str, **labels: str) -> float:
@@ -90,6 +86,7 @@ def test_values_are_parsed_with_units() -> None:
         parse_bytes("5 GB")
 
 
+@pytest.mark.slow  # six captures through a whole agent node
 def test_retention_deletes_exactly_what_the_policy_says(
     small_archive: Path, tmp_path: Path
 ) -> None:

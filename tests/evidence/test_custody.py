@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from tests.factories import by_agent, requested
 
 from forensic_checkpoint.api.custody import (
     Actor,
@@ -26,19 +27,12 @@ OBJECT_SHA = "b" * 64
 
 def life_of_a_capture() -> list[CustodyEntry]:
     """Requested by a user, captured, exported encrypted, verified, then deleted by retention."""
-    chain = custody.append(
-        [],
-        SUBJECT,
-        action=CustodyAction.REQUESTED,
-        at=T0,
-        actor=Actor(kind=ActorKind.USER, name="alice@example.com", uid="u-1"),
-    )
-    chain = custody.append(
+    chain = requested(SUBJECT, T0, uid="u-1")
+    chain = by_agent(
         chain,
         SUBJECT,
-        action=CustodyAction.CAPTURED,
-        at=T0 + timedelta(seconds=3),
-        actor=Actor(kind=ActorKind.AGENT, name="node-a"),
+        CustodyAction.CAPTURED,
+        T0 + timedelta(seconds=3),
         node="node-a",
         kubelet=KubeletResponse(
             status_code=200, message="/var/lib/kubelet/checkpoints/checkpoint-web.tar"
@@ -46,30 +40,23 @@ def life_of_a_capture() -> list[CustodyEntry]:
         sha256=ARCHIVE_SHA,
         size_bytes=1234,
     )
-    chain = custody.append(
+    chain = by_agent(
         chain,
         SUBJECT,
-        action=CustodyAction.EXPORTED,
-        at=T0 + timedelta(seconds=9),
-        actor=Actor(kind=ActorKind.AGENT, name="node-a"),
+        CustodyAction.EXPORTED,
+        T0 + timedelta(seconds=9),
         url="s3://evidence/prod/default/web/app/key/" + OBJECT_SHA + ".tar.age",
         object_sha256=OBJECT_SHA,
         encrypted=True,
     )
-    chain = custody.append(
-        chain,
-        SUBJECT,
-        action=CustodyAction.VERIFIED,
-        at=T0 + timedelta(seconds=10),
-        actor=Actor(kind=ActorKind.AGENT, name="node-a"),
-        object_sha256=OBJECT_SHA,
+    chain = by_agent(
+        chain, SUBJECT, CustodyAction.VERIFIED, T0 + timedelta(seconds=10), object_sha256=OBJECT_SHA
     )
-    return custody.append(
+    return by_agent(
         chain,
         SUBJECT,
-        action=CustodyAction.DELETED,
-        at=T0 + timedelta(days=30),
-        actor=Actor(kind=ActorKind.AGENT, name="node-a"),
+        CustodyAction.DELETED,
+        T0 + timedelta(days=30),
         node="node-a",
         reason="RetentionMaxAge",
     )

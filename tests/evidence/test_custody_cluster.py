@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.factories import by_agent, requested
 
 from forensic_checkpoint.api.base import API_VERSION
 from forensic_checkpoint.api.custody import (
@@ -37,19 +38,12 @@ def _path(handle: ClusterHandle, name: str, sub: str = "") -> str:
 
 def _chain(subject: str, sha: str) -> list[CustodyEntry]:
     t0 = datetime.now(UTC).replace(microsecond=0)
-    chain = custody.append(
-        [],
+    return by_agent(
+        requested(subject, t0),
         subject,
-        action=CustodyAction.REQUESTED,
-        at=t0,
-        actor=Actor(kind=ActorKind.USER, name="alice@example.com"),
-    )
-    return custody.append(
-        chain,
-        subject,
-        action=CustodyAction.CAPTURED,
-        at=t0 + timedelta(seconds=2),
-        actor=Actor(kind=ActorKind.AGENT, name="node-1"),
+        CustodyAction.CAPTURED,
+        t0 + timedelta(seconds=2),
+        "node-1",
         node="node-1",
         kubelet=KubeletResponse(status_code=200, message="/var/lib/kubelet/checkpoints/x.tar"),
         sha256=sha,

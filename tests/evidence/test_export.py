@@ -12,16 +12,14 @@ from typing import Any
 
 import pytest
 from moto.server import ThreadedMotoServer
+from tests.factories import by_agent, evidence_target, requested
 
 from forensic_checkpoint.agent.evidence.export import Exporter
 from forensic_checkpoint.agent.evidence.export_config import ExportConfig, object_key
 from forensic_checkpoint.agent.evidence.s3 import backoff_delays
 from forensic_checkpoint.api.custody import (
-    Actor,
-    ActorKind,
     CustodyAction,
     EvidenceManifest,
-    EvidenceTarget,
 )
 from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.errors import ConfigError, ExportError, IntegrityError
@@ -29,14 +27,8 @@ from forensic_checkpoint.errors import ConfigError, ExportError, IntegrityError
 from .conftest import ACCESS_KEY, SECRET_KEY
 
 MIB = 1024 * 1024
-TARGET = EvidenceTarget(
-    namespace="shop",
-    pod="web-7d9f-abc",
-    container="app",
-    capture_key="6f1c2a8e-0d1b-4e57-9a51-3c1f4f0b2d11-app",
-    node="node-a",
-    checkpoint_name="web-incident",
-    checkpoint_uid="6f1c2a8e-0d1b-4e57-9a51-3c1f4f0b2d11",
+TARGET = evidence_target(
+    "6f1c2a8e-0d1b-4e57-9a51-3c1f4f0b2d11", "shop", "web-7d9f-abc", "app", "web-incident"
 )
 
 
@@ -57,19 +49,12 @@ def config(endpoint: str, bucket: str, state_dir: Path, **extra: Any) -> ExportC
 
 
 def captured_chain(sha: str) -> list[Any]:
-    chain = custody.append(
-        [],
-        TARGET.custody_subject,
-        action=CustodyAction.REQUESTED,
-        at=datetime(2026, 11, 28, 12, 0, tzinfo=UTC),
-        actor=Actor(kind=ActorKind.USER, name="alice@example.com"),
-    )
-    return custody.append(
+    chain = requested(TARGET.custody_subject, datetime(2026, 11, 28, 12, 0, tzinfo=UTC))
+    return by_agent(
         chain,
         TARGET.custody_subject,
-        action=CustodyAction.CAPTURED,
-        at=datetime(2026, 11, 28, 12, 0, 5, tzinfo=UTC),
-        actor=Actor(kind=ActorKind.AGENT, name="node-a"),
+        CustodyAction.CAPTURED,
+        datetime(2026, 11, 28, 12, 0, 5, tzinfo=UTC),
         node="node-a",
         sha256=sha,
     )

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import pyrage
 import pytest
 from pyrage import x25519
+from tests.factories import run_script
 
 from forensic_checkpoint.agent.evidence import encryption
 from forensic_checkpoint.agent.evidence.upload_state import UploadState
@@ -25,17 +25,6 @@ from .test_export import TARGET
 
 CHILD = Path(__file__).with_name("upload_child.py")
 TOTAL_PARTS = 5  # 23 MiB in 5 MiB parts
-
-
-def run_child(settings: dict[str, Any], tmp_path: Path, name: str) -> subprocess.Popen[str]:
-    path = tmp_path / f"{name}.json"
-    path.write_text(json.dumps(settings))
-    return subprocess.Popen(
-        [sys.executable, str(CHILD), str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def kill_after_parts(proc: subprocess.Popen[str], parts: int) -> list[str]:
@@ -80,7 +69,7 @@ def test_killed_export_resumes_without_resending_parts(  # noqa: PLR0917 - pytes
         "target": TARGET.to_kube(),
     }
 
-    first = run_child(settings, tmp_path, "first")
+    first = run_script(CHILD, settings, tmp_path / "first.json")
     # Killed while part 2 is stored but not yet recorded (the child pauses after the store
     # answered): the hardest moment, part 1 is recorded, part 2 exists only on the server.
     printed = kill_after_parts(first, 2)
@@ -94,7 +83,7 @@ def test_killed_export_resumes_without_resending_parts(  # noqa: PLR0917 - pytes
     assert {p["PartNumber"] for p in listed} == {1, 2}
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0, "nothing completed yet"
 
-    second = run_child({**settings, "partDelay": 0}, tmp_path, "second")
+    second = run_script(CHILD, {**settings, "partDelay": 0}, tmp_path / "second.json")
     out, err = second.communicate(timeout=120)
     assert second.returncode == 0, err
     lines = out.strip().splitlines()
@@ -143,7 +132,7 @@ def test_memory_stays_bounded_by_the_part_size(
         "partDelay": 0,
         "target": TARGET.to_kube(),
     }
-    child = run_child(settings, tmp_path, "big")
+    child = run_script(CHILD, settings, tmp_path / "big.json")
     out, err = child.communicate(timeout=120)
     assert child.returncode == 0, err
     result = json.loads(out.strip().splitlines()[-1])

@@ -13,13 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.factories import by_agent, evidence_target, requested
 
 from forensic_checkpoint.agent.evidence.export import Exporter
 from forensic_checkpoint.api.custody import (
-    Actor,
-    ActorKind,
     CustodyAction,
-    EvidenceTarget,
     KubeletResponse,
 )
 from forensic_checkpoint.cli import verify
@@ -35,14 +33,8 @@ from forensic_checkpoint.domain.evidence.retention import (
 from .test_export import config
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-TARGET = EvidenceTarget(
-    namespace="blog",
-    pod="counter-blog-0",
-    container="counter",
-    capture_key="0b5f7a36-2c1e-4d0a-8f7e-5a3d2c1b0a99-counter",
-    node="node-a",
-    checkpoint_name="counter-incident",
-    checkpoint_uid="0b5f7a36-2c1e-4d0a-8f7e-5a3d2c1b0a99",
+TARGET = evidence_target(
+    "0b5f7a36-2c1e-4d0a-8f7e-5a3d2c1b0a99", "blog", "counter-blog-0", "counter", "counter-incident"
 )
 
 
@@ -63,21 +55,14 @@ def test_custody_over_the_whole_life_of_a_capture(  # noqa: PLR0917 - fixtures
     subject = TARGET.custody_subject  # the CR's uid: one chain per ForensicCheckpoint
 
     # 1. requested: the user who created the ForensicCheckpoint
-    chain = custody.append(
-        [],
-        subject,
-        action=CustodyAction.REQUESTED,
-        at=t0,
-        actor=Actor(kind=ActorKind.USER, name="alice@example.com", uid="8d1c"),
-    )
+    chain = requested(subject, t0, uid="8d1c")
     # 2. captured: the node, the kubelet's answer, the sha256 at capture
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
-    chain = custody.append(
+    chain = by_agent(
         chain,
         subject,
-        action=CustodyAction.CAPTURED,
-        at=t0 + timedelta(seconds=4),
-        actor=Actor(kind=ActorKind.AGENT, name="node-a"),
+        CustodyAction.CAPTURED,
+        t0 + timedelta(seconds=4),
         node="node-a",
         kubelet=KubeletResponse(status_code=200, message=str(archive)),
         sha256=sha,
@@ -119,12 +104,11 @@ def test_custody_over_the_whole_life_of_a_capture(  # noqa: PLR0917 - fixtures
     )
     assert plan.delete_keys == [TARGET.capture_key]
     archive.unlink()
-    chain = custody.append(
+    chain = by_agent(
         chain,
         subject,
-        action=CustodyAction.DELETED,
-        at=t0 + timedelta(days=2),
-        actor=Actor(kind=ActorKind.AGENT, name="node-a"),
+        CustodyAction.DELETED,
+        t0 + timedelta(days=2),
         node="node-a",
         reason=str(plan.delete[0].bound),
         message=plan.delete[0].detail,

@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.factories import by_agent, random_archive
 
 from forensic_checkpoint.agent.evidence import encryption
 from forensic_checkpoint.agent.evidence.export import Exporter, ExportOutcome
-from forensic_checkpoint.api.custody import Actor, ActorKind, CustodyAction
+from forensic_checkpoint.api.custody import CustodyAction
 from forensic_checkpoint.cli import verify
 from forensic_checkpoint.cli.main import main
-from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.errors import NotFoundError
 
 from .test_export import TARGET, captured_chain, config
@@ -30,10 +28,7 @@ def download(s3: Any, bucket: str, url: str, dest: Path) -> Path:
 @pytest.fixture
 def archive(tmp_path: Path) -> tuple[Path, str]:
     """Smaller than the export tests' archive: two parts are enough here."""
-    path = tmp_path / "checkpoint.tar"
-    data = os.urandom(6 * 1024 * 1024)
-    path.write_bytes(data)
-    return path, hashlib.sha256(data).hexdigest()
+    return random_archive(tmp_path / "checkpoint.tar", 6 * 1024 * 1024)
 
 
 @pytest.fixture
@@ -148,12 +143,11 @@ def test_record_from_a_checkpoint_status(
     exported: tuple[ExportOutcome, Path, Path], archive: tuple[Path, str]
 ) -> None:
     outcome, obj, _ = exported
-    chain = custody.append(
+    chain = by_agent(
         outcome.custody,
         TARGET.custody_subject,
-        action=CustodyAction.DELETED,
-        at=datetime(2026, 12, 28, tzinfo=UTC),
-        actor=Actor(kind=ActorKind.AGENT, name="node-a"),
+        CustodyAction.DELETED,
+        datetime(2026, 12, 28, tzinfo=UTC),
         reason="RetentionMaxAge",
     )
     record = verify.record_from_checkpoint(json.loads(json.dumps(_checkpoint_object(chain))))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 from pycriu.images import mm_pb2, pagemap_pb2
+from tests.factories import criu_image
 
 from forensic_checkpoint.analysis.report import (
     EnvVar,
@@ -20,18 +20,11 @@ from forensic_checkpoint.analysis.report import (
     Socket,
 )
 
-IMG_COMMON, MM, PAGEMAP = 0x54564319, 0x57492820, 0x56084025
+MM, PAGEMAP = 0x57492820, 0x56084025
 PE_PRESENT = 4
 # criu/include/image.h
 REGULAR, VDSO, FILE_PRIVATE, ANON_PRIVATE, MEMFD = 1, 1 << 3, 1 << 6, 1 << 9, 1 << 14
 R, W, X = 1, 2, 4
-
-
-def _frame(magic: int, records: list[bytes]) -> bytes:
-    out = bytearray(struct.pack("<II", IMG_COMMON, magic))
-    for rec in records:
-        out += struct.pack("<I", len(rec)) + rec
-    return bytes(out)
 
 
 def mm_image(vmas: list[tuple[int, int, int, int]], arg_start: int = 0) -> bytes:
@@ -54,7 +47,7 @@ def mm_image(vmas: list[tuple[int, int, int, int]], arg_start: int = 0) -> bytes
         mm.vmas.add(
             start=start, end=end, pgoff=0, shmid=0, prot=prot, flags=2, status=status, fd=-1
         )
-    return _frame(MM, [mm.SerializeToString()])
+    return criu_image(MM, [mm.SerializeToString()])
 
 
 def pagemap_image(runs: list[tuple[int, int]]) -> bytes:
@@ -65,7 +58,7 @@ def pagemap_image(runs: list[tuple[int, int]]) -> bytes:
             vaddr=vaddr, nr_pages=0, flags=PE_PRESENT
         ).SerializeToString()
         records.append(raw + b"\x28" + bytes([n]))
-    return _frame(PAGEMAP, records)
+    return criu_image(PAGEMAP, records)
 
 
 def proc(

@@ -6,8 +6,8 @@ import base64
 import hashlib
 import json
 
-from findings_crafted import proc, report, rootfs
-from findings_samples import DATA, analysed, truth
+from tests.findings.findings_crafted import proc, report, rootfs
+from tests.findings.findings_samples import DATA, analysed, truth
 
 from forensic_checkpoint.analysis import AnalysisOptions, analyze
 from forensic_checkpoint.analysis.findings.credentials import MemoryCredentials

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from findings_crafted import (
+from tests.findings.findings_crafted import (
     ANON_PRIVATE,
     FILE_PRIVATE,
     MEMFD,

@@ -4,7 +4,7 @@ archive exactly the attacks its truth file lists (expected_findings), nothing un
 from __future__ import annotations
 
 import pytest
-from findings_samples import ATTACKS, BENIGN, analysed, truth
+from tests.findings.findings_samples import ATTACKS, BENIGN, analysed, truth
 
 from forensic_checkpoint.analysis.findings.model import SEVERITY_RANK, Finding
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from findings_samples import BENIGN, analysed, truth
+from tests.findings.findings_samples import BENIGN, analysed, truth
 
 from forensic_checkpoint.analysis.findings.history import recover_history
 from forensic_checkpoint.analysis.memory import PageIndex, Pagemap, PagemapEntry, ProcessMemory

@@ -4,18 +4,19 @@ findings as reading them separately, and a failure there costs no memory result.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zstandard
-from findings_samples import ATTACKS, DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.findings.findings_samples import ATTACKS, DATA
 
 from forensic_checkpoint.analysis import AnalysisOptions
 from forensic_checkpoint.analysis.analyzer import run_analysis
 from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits
 from forensic_checkpoint.analysis.findings import run as findings_run
-from forensic_checkpoint.analysis.findings.sources import RunPieces, iter_runs
+from forensic_checkpoint.analysis.findings.sources import RunPieces, iter_runs, visit_members
 from forensic_checkpoint.analysis.memory import PageIndex
 from forensic_checkpoint.analysis.memory.pagemap import PE_PARENT, PE_PRESENT, Pagemap, PagemapEntry
 from forensic_checkpoint.analysis.report import Report
@@ -50,7 +51,7 @@ def test_pages_are_read_once_and_the_findings_do_not_change(
     rules.write_text(RULES)
     options = AnalysisOptions(yara=[str(rules)], reveal=True)
     visited: list[set[str]] = []
-    visit = findings_run.visit_members
+    visit = visit_members
 
     def recording(contents: object, names: set[str], callback: object) -> None:
         visited.append(set(names))
@@ -134,7 +135,8 @@ def test_pieces_do_not_depend_on_how_the_pages_are_chunked(
     data = data[: max(0, len(data) - short)]
     want = list(iter_runs(_Stream(data), index, piece=8192, overlap=1000))
     pieces = RunPieces(index, piece=8192, overlap=1000)
-    got, at, k = [], 0, 0
+    got: list[Any] = []
+    at, k = 0, 0
     while at < len(data):
         size = cuts[k % len(cuts)]
         got += pieces.feed(data[at : at + size])

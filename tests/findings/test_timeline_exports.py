@@ -7,10 +7,11 @@ import json
 import shutil
 import struct
 import subprocess
+from html import escape
 from pathlib import Path
 
 import pytest
-from findings_samples import ATTACKS, BENIGN, DATA, analysed, truth
+from tests.findings.findings_samples import ATTACKS, BENIGN, DATA, analysed, truth
 
 from forensic_checkpoint.analysis.export import html, stix, timesketch
 from forensic_checkpoint.analysis.timeline import normalize, sort_key
@@ -87,6 +88,7 @@ def test_timesketch_validator_rejects_what_timesketch_rejects(line: str, why: st
         timesketch.validate_line(line)
 
 
+@pytest.mark.slow  # stix2-validator loads its schemas
 @pytest.mark.parametrize("name", ALL)
 def test_stix_bundle_passes_stix2_validator(name: str, tmp_path: Path) -> None:
     from stix2validator import ValidationOptions, validate_file
@@ -125,7 +127,7 @@ def test_html_is_one_offline_file_with_everything_escaped() -> None:
     for marker in ("src=", "href=", "@import", "url("):
         assert marker not in page
     for finding in report.findings:
-        assert html.escape(finding.id) in page
+        assert escape(finding.id) in page
     assert "default-src &#x27;none&#x27;" in page or "default-src 'none'" in page
 
 
@@ -151,6 +153,7 @@ def test_cli_writes_every_export(tmp_path: Path) -> None:
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+@pytest.mark.slow  # starts chromium
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
     page = tmp_path / "report.html"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from findings_samples import DATA, truth
+from tests.findings.findings_samples import DATA, truth
 
 from forensic_checkpoint.analysis import AnalysisOptions, analyze
 from forensic_checkpoint.analysis.findings import yara_scan

@@ -36,6 +36,9 @@ from .chart import (
     template,
 )
 
+# Each test renders the chart with `helm template` (a subprocess, about 0.5 s a render).
+pytestmark = pytest.mark.slow
+
 VALUE_SETS = [None, *CI_VALUES]
 IDS = ["defaults", *(p.stem for p in CI_VALUES)]
 

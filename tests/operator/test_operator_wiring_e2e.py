@@ -17,9 +17,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_e2e_support import NAMESPACE, condition, create_pod, events, kubelet_calls
+from tests.factories import export_values, s3_client
+from tests.operator.operator_e2e_support import (
+    NAMESPACE,
+    condition,
+    create_pod,
+    events,
+    fake_node,
+    kubelet_calls,
+)
 
-from forensic_checkpoint.api.custody import ActorKind, CustodyAction
+from forensic_checkpoint.api.custody import ActorKind, CustodyAction, CustodyEntry
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.cli.stack import LocalStack
 from forensic_checkpoint.domain.evidence import checkpoint_custody, custody
@@ -38,7 +46,7 @@ ALERTMANAGER = json.loads(
 GROUP_PATH = "/apis/forensic-checkpoint.dev/v1alpha1"
 
 
-def _chain(obj: dict[str, Any]) -> list[custody.CustodyEntry]:
+def _chain(obj: dict[str, Any]) -> list[CustodyEntry]:
     chain = custody.parse_chain(obj["status"].get("custody") or [])
     verdict = custody.verify_chain(chain, obj["metadata"]["uid"])
     assert verdict.ok, verdict.problems
@@ -78,7 +86,7 @@ def _firing(pod: str, fingerprint: str) -> dict[str, Any]:
     alert["startsAt"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     payload["alerts"] = [alert]
     payload["commonLabels"]["namespace"] = payload["groupLabels"]["namespace"] = NAMESPACE
-    return payload
+    return dict(payload)
 
 
 def test_the_operators_receiver_turns_an_alert_into_a_completed_capture(
@@ -142,7 +150,7 @@ def test_the_receiver_refuses_a_sender_without_the_token(stack: LocalStack) -> N
 def test_a_node_that_cannot_capture_fails_at_once_without_a_kubelet_call(
     stack: LocalStack, settings: dict[str, Any], reason: str
 ) -> None:
-    node = stack.cluster.node("node-3")
+    node = fake_node(stack, "node-3")
     before = node.config()
     name = f"unready-{reason.lower()}"
     node.set_config(**settings)
@@ -233,40 +241,16 @@ def test_custody_of_a_completed_capture_verifies(stack: LocalStack) -> None:
 @pytest.fixture
 def exporting_agent(stack: LocalStack, tmp_path: Path) -> Iterator[tuple[Any, str]]:
     """node-2's agent restarted with an S3 export (moto's server on loopback), then restored."""
-    import boto3
-    from botocore.config import Config as BotoConfig
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="operator-test",
-        aws_secret_access_key="operator-test-secret",
-        config=BotoConfig(s3={"addressing_style": "path"}),
-    )
+    s3 = s3_client(endpoint, "operator-test", "operator-test-secret")
     bucket = "evidence-" + secrets.token_hex(4)
     s3.create_bucket(Bucket=bucket)
-    (tmp_path / "key-id").write_text("operator-test\n")
-    (tmp_path / "secret").write_text("operator-test-secret\n")
-    values = tmp_path / "agent-values.yaml"
-    values.write_text(
-        json.dumps(
-            {
-                "export": {
-                    "endpoint": endpoint,
-                    "bucket": bucket,
-                    "cluster": "dev",
-                    "accessKeyIdFile": str(tmp_path / "key-id"),
-                    "secretAccessKeyFile": str(tmp_path / "secret"),
-                }
-            }
-        )
-    )
+    values = export_values(tmp_path, endpoint, bucket, "operator-test", "operator-test-secret")
     stack.kill_agent("node-2")
     try:
         stack.start_agent("node-2", values_file=values)

@@ -7,34 +7,16 @@ length + protobuf payload. Messages come from Debian pycriu's generated classes;
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from pycriu.images import mm_pb2, pagemap_pb2
+from tests.factories import criu_image, varint
 
-IMG_COMMON = 0x54564319
+frame = criu_image  # test_pagemap frames hostile records with it
+
 PAGEMAP = 0x56084025
 MM = 0x57492820
 PE_PARENT, PE_LAZY, PE_PRESENT = 1, 2, 4
-
-
-def frame(magic: int, records: list[bytes]) -> bytes:
-    out = bytearray(struct.pack("<II", IMG_COMMON, magic))
-    for rec in records:
-        out += struct.pack("<I", len(rec)) + rec
-    return bytes(out)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
 
 
 @dataclass(frozen=True)
@@ -57,7 +39,7 @@ def pagemap_image(pages_id: int, entries: list[Entry], *, criu42: bool = True) -
             msg.in_parent = e.in_parent
         raw = msg.SerializeToString()
         if criu42:
-            raw += b"\x28" + _varint(e.nr_pages)
+            raw += b"\x28" + varint(e.nr_pages)
         records.append(raw)
     return frame(PAGEMAP, records)
 

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fc_memory_images import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.analysis.memory.fc_memory_images import (
     MM,
     PAGEMAP,
     PE_LAZY,
@@ -21,8 +23,6 @@ from fc_memory_images import (
     mm_image,
     pagemap_image,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from forensic_checkpoint.analysis.memory import (
     PageIndex,
@@ -91,6 +91,7 @@ def test_malformed_pagemaps_raise_image_error(data: bytes, message: str) -> None
         parse_pagemap(data)
 
 
+@pytest.mark.slow  # parses and indexes a pagemap of 200 000 entries
 def test_huge_pagemap_is_parsed_and_indexed_exactly() -> None:
     # 200 000 entries alternating present runs and gaps: nothing merges, offsets accumulate.
     n = 200_000

@@ -7,7 +7,9 @@ import os
 import re
 
 import pytest
-from fc_memory_images import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tests.analysis.memory.fc_memory_images import (
     PE_LAZY,
     PE_PARENT,
     PE_PRESENT,
@@ -15,8 +17,6 @@ from fc_memory_images import (
     build_process,
     mm_image,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from forensic_checkpoint.analysis.memory import (
     MemoryHit,
