@@ -475,13 +475,14 @@ class CaptureService:
         report = self.store.report_path(record.status.key)
         started = time.monotonic()
         try:
-            self._analyze(Path(record.status.archive.path), report, record.request.analysis)
+            summary = self._analyze(Path(record.status.archive.path), report, record.request)
         except ForensicCheckpointError as exc:
             self._finish(record, reason=exc.reason, message=f"analysis failed: {exc.message}")
             return
         finally:
             self.metrics.analysis_seconds.observe(time.monotonic() - started)
         record.report_path = str(report)
+        record.status.summary = summary
         if self.export_enabled:
             record.status.export = ExportStatus(phase=ExportPhase.PENDING)
         self._finish(

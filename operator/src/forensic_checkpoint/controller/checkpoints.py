@@ -35,7 +35,6 @@ from forensic_checkpoint.domain import checkpoint_custody, reconcile
 from forensic_checkpoint.domain.agents import AgentUnavailable, agent_facts, usable_endpoint
 from forensic_checkpoint.domain.deletion import HOLD_KEY, is_held, keys_to_delete
 from forensic_checkpoint.domain.readiness import NodeNotReady, capture_blocker
-from forensic_checkpoint.domain.summary import summarize
 from forensic_checkpoint.domain.targets import resolve_targets
 from forensic_checkpoint.errors import AgentError, ClusterError, ForensicCheckpointError
 from forensic_checkpoint.k8s.resources import OperatorResources
@@ -253,13 +252,6 @@ class CheckpointController:
                 container, capture, report_url=report_url, now=now
             )
             if capture.state == CaptureState.COMPLETED:
-                report = await self._agents.report(endpoint, container.capture_key)
-                summary = summarize(
-                    report, pod=spec.pod_name, namespace=ref.namespace, container=container.name
-                )
-                updated = reconcile.attach_summary(
-                    updated, summary, finished_at=capture.finished_at or now
-                )
                 updated = reconcile.apply_export(updated, capture.export)
             return updated
         except AgentError as exc:

@@ -11,8 +11,9 @@ Order of a capture, with what makes it restart-safe:
    the agent is asked. A restarted operator finds the keys and asks for the same jobs; the agent
    dedupes on the key, so the kubelet is called once per container.
 2. :func:`apply_capture_status` folds the agent's job state into the container's status.
-3. :func:`attach_summary` adds the analysis digest; only then is the container Completed.
-4. :func:`aggregate` derives phase, conditions, message and printer-column fields.
+   A Completed job carries the analysis digest the agent built, which :func:`attach_summary`
+   copies into the container's status.
+3. :func:`aggregate` derives phase, conditions, message and printer-column fields.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     Phase,
 )
 from forensic_checkpoint.domain.conditions import find_condition, set_condition
+from forensic_checkpoint.domain.formatting import frozen_time, human_size
 from forensic_checkpoint.domain.readiness import NodeNotReady
-from forensic_checkpoint.domain.summary import frozen_time, human_size
 from forensic_checkpoint.domain.suspicion import SUSPICIOUS, verdict
 from forensic_checkpoint.domain.targets import Rejection, Targets
 
@@ -199,8 +200,9 @@ def mark_requested(container: ContainerStatus, *, now: datetime) -> ContainerSta
 def apply_capture_status(
     container: ContainerStatus, capture: CaptureStatus, *, report_url: str, now: datetime
 ) -> ContainerStatus:
-    """Fold the agent's job state into the container's status. An agent ``Completed`` becomes
-    ``Analyzing`` here: the container completes only once its summary is attached."""
+    """Fold the agent's job state into the container's status; a Completed job brings its
+    analysis summary (an agent older than the summary field sends none: the container completes
+    without one, and its report stays at ``reportUrl``)."""
     new = container.model_copy(deep=True)
     if new.phase in _TERMINAL:
         return new
@@ -224,9 +226,11 @@ def apply_capture_status(
         return new
     if capture.state in (CaptureState.QUEUED, CaptureState.CAPTURING):
         new.phase = ContainerCapturePhase.CAPTURING
-    else:  # Analyzing, or Completed awaiting its summary
+    else:
         new.phase = ContainerCapturePhase.ANALYZING
         new.report_url = report_url
+        if capture.state == CaptureState.COMPLETED:
+            new = attach_summary(new, capture.summary, finished_at=capture.finished_at or now)
     new.reason = None
     new.message = ""
     return new
@@ -333,7 +337,7 @@ def _excerpt(text: str | None) -> str:
 
 
 def attach_summary(
-    container: ContainerStatus, summary: AnalysisSummary, *, finished_at: datetime
+    container: ContainerStatus, summary: AnalysisSummary | None, *, finished_at: datetime
 ) -> ContainerStatus:
     new = container.model_copy(deep=True)
     new.summary = summary

@@ -1,8 +1,11 @@
-"""The bounded analysis summary written into a ForensicCheckpoint's status (pure).
+"""The bounded analysis summary the agent returns with a Completed capture (pure).
 
-An object in etcd must stay small (the API server rejects ~1.5 MiB), and a status humans read
-with ``kubectl get -o yaml`` should fit a screen or two. So every list is cut to its first N
-entries with the total count beside it; the full report stays with the agent.
+The operator writes it into the ForensicCheckpoint's status as it is. An object in etcd must
+stay small (the API server rejects ~1.5 MiB), and a status humans read with ``kubectl get -o
+yaml`` should fit a screen or two. So every list is cut to its first N entries with the total
+count beside it; the full report stays with the agent (``GET /v1/captures/{key}/report``).
+Built where the report is (in the analysis process), so no report crosses the network on the
+operator's reconcile path.
 """
 
 from __future__ import annotations
@@ -141,31 +144,3 @@ def summarize(report: Report, *, pod: str, namespace: str, container: str) -> An
         findings=counts,
         top_findings=top,
     )
-
-
-def human_size(size_bytes: int) -> str:
-    """``12.3 MiB`` for the printer column."""
-    value = float(size_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
-def frozen_time(summary: AnalysisSummary | None) -> str:
-    """CRIU's ``frozen_time`` (microseconds, ``dumpStats.frozenTime``) as ``149.6ms`` or
-    ``13.2s``: how long the container's tasks were frozen for the dump. Empty when unknown."""
-    micros = (summary.dump_stats if summary is not None else {}).get("frozenTime")
-    if micros is None:
-        return ""
-    return human_duration(micros)
-
-
-def human_duration(micros: int) -> str:
-    """Microseconds as a short Kubernetes-style duration: ``850us``, ``149.6ms``, ``13.2s``."""
-    if micros < 1000:
-        return f"{micros}us"
-    if micros < 1_000_000:
-        return f"{micros / 1000:.1f}ms"
-    return f"{micros / 1_000_000:.1f}s"
