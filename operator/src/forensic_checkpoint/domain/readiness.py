@@ -23,12 +23,8 @@ from enum import StrEnum
 
 from forensic_checkpoint.api.conditions import READY, Condition, ConditionStatus
 from forensic_checkpoint.api.forensicnode import CheckStatus, ForensicNode, ReadinessCheck
-from forensic_checkpoint.domain.capture_failures import (
-    CaptureFailure,
-    FailureReason,
-    TransportFailure,
-    classify_capture_failure,
-)
+from forensic_checkpoint.domain.capture_failure_model import FailureReason, TransportFailure
+from forensic_checkpoint.domain.capture_failures import CaptureFailure, classify_capture_failure
 from forensic_checkpoint.domain.conditions import find_condition, set_condition
 
 #: The probe's target: a namespace and pod that no workload uses, so a kubelet with the gate on
