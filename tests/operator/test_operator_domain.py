@@ -15,7 +15,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointStatus,
     Phase,
 )
-from forensic_checkpoint.domain import reconcile, targets
+from forensic_checkpoint.domain import checkpoint_events, reconcile, targets
 from forensic_checkpoint.domain.agents import AgentFacts, AgentUnavailable, usable_endpoint
 from forensic_checkpoint.domain.conditions import find_condition, set_condition
 from forensic_checkpoint.domain.deletion import is_held, keys_to_delete
@@ -220,9 +220,9 @@ def test_a_completed_capture_brings_its_summary() -> None:
     assert find_condition(complete.conditions, "Ready").status == ConditionStatus.TRUE  # type: ignore[union-attr]
     assert find_condition(complete.conditions, "Captured").status == ConditionStatus.TRUE  # type: ignore[union-attr]
     assert "2 memory hit(s)" in complete.message
-    events = reconcile.transition_events(partial, complete)
+    events = checkpoint_events.transition_events(partial, complete)
     assert [e.reason for e in events][-1] == "Completed"
-    assert reconcile.transition_events(complete, complete) == []
+    assert checkpoint_events.transition_events(complete, complete) == []
 
 
 def test_an_agent_failure_fails_the_checkpoint_with_the_kubelet_reason() -> None:
@@ -262,7 +262,7 @@ def test_a_rejection_fails_at_once_with_an_event() -> None:
         now=T0,
     )
     assert status.phase == Phase.FAILED and status.reason == "PodNotFound"
-    events = reconcile.transition_events(ForensicCheckpointStatus(), status)
+    events = checkpoint_events.transition_events(ForensicCheckpointStatus(), status)
     assert [(e.type, e.reason) for e in events] == [("Warning", "PodNotFound")]
 
 

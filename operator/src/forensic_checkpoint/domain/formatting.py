@@ -31,3 +31,10 @@ def human_duration(micros: int) -> str:
     if micros < 1_000_000:
         return f"{micros / 1000:.1f}ms"
     return f"{micros / 1_000_000:.1f}s"
+
+
+def with_remediation(message: str, remediation: str) -> str:
+    """The status/condition message: what went wrong, then what to do (both in one line, as
+    ``kubectl get -o wide`` and ``kubectl wait`` show only the message)."""
+    text = f"{message} Remediation: {remediation}" if remediation else message
+    return text[:1024]
