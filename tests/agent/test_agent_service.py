@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from agent_support import DirKubelet, hashing_analyzer, request, sha256
 
+from forensic_checkpoint.agent.adoption import INTERRUPTED
 from forensic_checkpoint.agent.jobs import JobStore
-from forensic_checkpoint.agent.service import INTERRUPTED, CaptureService
+from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
 from forensic_checkpoint.errors import ConflictError, NotFoundError
 

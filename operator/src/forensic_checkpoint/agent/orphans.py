@@ -41,8 +41,9 @@ from pathlib import Path
 from forensic_checkpoint.agent import custody_facts, paths
 from forensic_checkpoint.agent.background import BackgroundPass
 from forensic_checkpoint.agent.hashing import sha256_file
+from forensic_checkpoint.agent.job_files import is_stable
 from forensic_checkpoint.agent.jobs import JobRecord, utcnow
-from forensic_checkpoint.agent.service import CaptureService, is_stable
+from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
     CaptureRequest,
