@@ -299,7 +299,7 @@ class CaptureService:
         )
         started = time.monotonic()
         archive = adoption.wait_for_archive(
-            lambda: self.unclaimed_archive(record, called_at),
+            lambda: job_files.unclaimed_archive(self.store, self.checkpoint_dir, record, called_at),
             window=self.restart_adopt_window,
             kubelet_end=kubelet_end,
             poll=self.poll_interval,
@@ -323,11 +323,6 @@ class CaptureService:
             ),
             remediation=adoption.REMEDIATION,
         )
-
-    def unclaimed_archive(self, record: JobRecord, since: datetime) -> Path | None:
-        """The oldest archive of ``record``'s container written since ``since`` (to the second)
-        that no other job claims."""
-        return job_files.unclaimed_archive(self.store, self.checkpoint_dir, record, since)
 
     def _record_archive(self, record: JobRecord, archive: Path, started: float) -> JobRecord | None:
         try:
