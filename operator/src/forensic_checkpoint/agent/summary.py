@@ -10,6 +10,7 @@ operator's reconcile path.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 from forensic_checkpoint.analysis.report import Report, Socket
@@ -84,43 +85,11 @@ def _identity(report: Report, *, pod: str, namespace: str, container: str) -> Id
 
 def summarize(report: Report, *, pod: str, namespace: str, container: str) -> AnalysisSummary:
     """The status digest of ``report``, for the request of ``namespace/pod/container``."""
-    processes = [
-        ProcessSummary(
-            pid=p.pid,
-            ppid=p.ppid,
-            comm=_clip(p.comm, 64),
-            cmdline=_clip(" ".join(p.cmdline), 512),
-        )
-        for p in sorted(report.processes, key=lambda p: p.pid)
-    ]
+    processes = _processes(report)
     inet = [s for s in report.sockets if s.family in ("inet", "inet6")]
     listening = [s for s in inet if (s.state or "").upper() == "LISTEN"]
     established = [s for s in inet if (s.state or "").upper() == "ESTABLISHED"]
-    changed = [e.path for e in report.rootfs.changed if e.type != "dir"]
-    deleted = list(report.rootfs.deleted)
-    hits = [
-        MemoryHit(
-            pid=match.pid,
-            address=_clip(match.address, 20),
-            pattern=_clip(search.pattern, 256),
-            context=_clip(match.context, 256),
-        )
-        for search in report.memory.searches
-        for match in search.matches
-    ]
-    counts: dict[str, int] = {}
-    for finding in report.findings:
-        counts[finding.severity] = counts.get(finding.severity, 0) + 1
-    top = [
-        FindingSummary(
-            rule=_clip(f.rule, 128),
-            severity=f.severity,
-            title=_clip(f.title, 256),
-            pid=f.evidence.pid,
-            id=_clip(f.id, 512),
-        )
-        for f in report.findings[:MAX_FINDINGS]
-    ]
+    hits = _memory_hits(report)
     stats = report.dump_stats.to_json_dict(exclude_none=True) if report.dump_stats else {}
     return AnalysisSummary(
         identity=_identity(report, pod=pod, namespace=namespace, container=container),
@@ -130,17 +99,61 @@ def summarize(report: Report, *, pod: str, namespace: str, container: str) -> An
         listening=[_socket(s) for s in listening[:MAX_SOCKETS]],
         established_count=len(established),
         established=[_socket(s) for s in established[:MAX_SOCKETS]],
-        files=FileChangesSummary(
-            changed_count=len(changed),
-            changed_paths=[_clip(p, 1024) for p in changed[:MAX_PATHS]],
-            deleted_count=len(deleted),
-            deleted_paths=[_clip(p, 1024) for p in deleted[:MAX_PATHS]],
-        ),
+        files=_files(report),
         memory_hit_count=len(hits),
         memory_hits=hits[:MAX_HITS],
         dump_stats={k: int(v) for k, v in stats.items()},
         warning_count=len(report.warnings),
         warnings=[_clip(w, 512) for w in report.warnings[:MAX_WARNINGS]],
-        findings=counts,
-        top_findings=top,
+        findings=dict(Counter(f.severity for f in report.findings)),
+        top_findings=_top_findings(report),
     )
+
+
+def _processes(report: Report) -> list[ProcessSummary]:
+    return [
+        ProcessSummary(
+            pid=p.pid,
+            ppid=p.ppid,
+            comm=_clip(p.comm, 64),
+            cmdline=_clip(" ".join(p.cmdline), 512),
+        )
+        for p in sorted(report.processes, key=lambda p: p.pid)
+    ]
+
+
+def _files(report: Report) -> FileChangesSummary:
+    changed = [e.path for e in report.rootfs.changed if e.type != "dir"]
+    deleted = list(report.rootfs.deleted)
+    return FileChangesSummary(
+        changed_count=len(changed),
+        changed_paths=[_clip(p, 1024) for p in changed[:MAX_PATHS]],
+        deleted_count=len(deleted),
+        deleted_paths=[_clip(p, 1024) for p in deleted[:MAX_PATHS]],
+    )
+
+
+def _memory_hits(report: Report) -> list[MemoryHit]:
+    return [
+        MemoryHit(
+            pid=match.pid,
+            address=_clip(match.address, 20),
+            pattern=_clip(search.pattern, 256),
+            context=_clip(match.context, 256),
+        )
+        for search in report.memory.searches
+        for match in search.matches
+    ]
+
+
+def _top_findings(report: Report) -> list[FindingSummary]:
+    return [
+        FindingSummary(
+            rule=_clip(f.rule, 128),
+            severity=f.severity,
+            title=_clip(f.title, 256),
+            pid=f.evidence.pid,
+            id=_clip(f.id, 512),
+        )
+        for f in report.findings[:MAX_FINDINGS]
+    ]
