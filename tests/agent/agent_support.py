@@ -12,6 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from forensic_checkpoint.api.agent import CaptureRequest
+from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
+
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
@@ -102,9 +105,12 @@ def request(key: str, *, pod: str = "counter", container: str = "app", timeout: 
     )
 
 
-def hashing_analyzer(archive: Path, report: Path, options: Any) -> None:
-    """Writes what the service handed over, so tests can check the hand-over itself."""
+def hashing_analyzer(archive: Path, report: Path, request: CaptureRequest) -> AnalysisSummary:
+    """Writes what the service handed over, so tests can check the hand-over itself, and
+    returns a summary a test can recognise."""
     from forensic_checkpoint.agent.jobs import write_private
 
-    body = {"archive": str(archive), "sha256": sha256(archive), "searches": options.searches}
+    searches = request.analysis.searches
+    body = {"archive": str(archive), "sha256": sha256(archive), "searches": searches}
     write_private(report, json.dumps(body).encode())
+    return AnalysisSummary(process_count=1)

@@ -14,8 +14,9 @@ import pytest
 from tests.agent.agent_support import DirKubelet, hashing_analyzer, request, sha256
 from tests.factories import capture_service
 
+from forensic_checkpoint.agent.adoption import INTERRUPTED
 from forensic_checkpoint.agent.jobs import JobStore
-from forensic_checkpoint.agent.service import INTERRUPTED, CaptureService
+from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
 from forensic_checkpoint.errors import ConflictError, NotFoundError
 
@@ -85,6 +86,8 @@ def test_capture_completes_with_the_archive_hash_and_private_files(env: Env) -> 
     report = service.report_file("uid1-app")
     assert stat.S_IMODE(report.stat().st_mode) == 0o600
     assert json.loads(report.read_text())["sha256"] == done.archive.sha256
+    # The status digest comes with the status, so the operator never downloads the report.
+    assert done.summary is not None and done.summary.process_count == 1
     assert env.kubelet.calls == [("default", "counter", "app", 30)]
     assert done.started_at is not None and done.finished_at is not None
     text = service.metrics.render().decode()

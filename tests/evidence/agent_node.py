@@ -11,7 +11,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from forensic_checkpoint.agent.evidence.export_config import ExportConfig
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
@@ -19,6 +18,7 @@ from forensic_checkpoint.agent.jobs import JobStore, write_private
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
+from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 
 NODE = "node-a"
 
@@ -46,8 +46,9 @@ class DiskKubelet:
         return str(target)
 
 
-def report_writer(archive: Path, report: Path, options: Any) -> None:
+def report_writer(archive: Path, report: Path, request: CaptureRequest) -> AnalysisSummary:
     write_private(report, json.dumps({"archive": archive.name}).encode())
+    return AnalysisSummary()
 
 
 class Node:

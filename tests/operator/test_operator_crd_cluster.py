@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from forensic_checkpoint.agent.summary import summarize
 from forensic_checkpoint.analysis import AnalysisOptions, analyze
 from forensic_checkpoint.api.agent import capture_key
 from forensic_checkpoint.api.custody import CustodyEntry
@@ -23,7 +24,6 @@ from forensic_checkpoint.api.forensiccheckpoint import (
 from forensic_checkpoint.cli.stack import LocalStack
 from forensic_checkpoint.devcluster import access
 from forensic_checkpoint.domain import reconcile
-from forensic_checkpoint.domain.summary import summarize
 from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.client import ApiClient, close, request_json
 

@@ -15,7 +15,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointStatus,
     Phase,
 )
-from forensic_checkpoint.domain import reconcile, targets
+from forensic_checkpoint.domain import checkpoint_events, reconcile, targets
 from forensic_checkpoint.domain.agents import AgentFacts, AgentUnavailable, usable_endpoint
 from forensic_checkpoint.domain.conditions import find_condition, set_condition
 from forensic_checkpoint.domain.evidence.deletion import is_held, keys_to_delete
@@ -176,19 +176,27 @@ def _capture(state: CaptureState, **extra: object) -> CaptureStatus:
     )
 
 
-def test_a_container_completes_only_with_its_summary() -> None:
+def test_a_completed_capture_brings_its_summary() -> None:
     status = _started()
     container = reconcile.mark_requested(status.containers[0], now=T0)
     assert container.phase == ContainerCapturePhase.CAPTURING
     archive = ArchiveInfo(
         path="/var/lib/kubelet/checkpoints/x.tar", sha256=SHA, size_bytes=10 << 20, captured_at=T0
     )
-    done = reconcile.apply_capture_status(
-        container, _capture(CaptureState.COMPLETED, archive=archive), report_url="u", now=T0
+    analysing = reconcile.apply_capture_status(
+        container, _capture(CaptureState.ANALYZING, archive=archive), report_url="u", now=T0
     )
-    assert done.phase == ContainerCapturePhase.ANALYZING and done.archive is not None
-    finished = reconcile.attach_summary(done, AnalysisSummary(memory_hit_count=2), finished_at=T0)
+    assert analysing.phase == ContainerCapturePhase.ANALYZING and analysing.archive is not None
+    assert analysing.summary is None
+    summary = AnalysisSummary(memory_hit_count=2)
+    finished = reconcile.apply_capture_status(
+        analysing,
+        _capture(CaptureState.COMPLETED, archive=archive, summary=summary, finishedAt=T0),
+        report_url="u",
+        now=T0 + timedelta(seconds=1),
+    )
     assert finished.phase == ContainerCapturePhase.COMPLETED
+    assert (finished.summary, finished.finished_at, finished.report_url) == (summary, T0, "u")
 
     status.containers = [finished, reconcile.mark_requested(status.containers[1], now=T0)]
     partial = reconcile.aggregate(status, ref=REF, now=T0)
@@ -212,9 +220,9 @@ def test_a_container_completes_only_with_its_summary() -> None:
     assert find_condition(complete.conditions, "Ready").status == ConditionStatus.TRUE  # type: ignore[union-attr]
     assert find_condition(complete.conditions, "Captured").status == ConditionStatus.TRUE  # type: ignore[union-attr]
     assert "2 memory hit(s)" in complete.message
-    events = reconcile.transition_events(partial, complete)
+    events = checkpoint_events.transition_events(partial, complete)
     assert [e.reason for e in events][-1] == "Completed"
-    assert reconcile.transition_events(complete, complete) == []
+    assert checkpoint_events.transition_events(complete, complete) == []
 
 
 def test_an_agent_failure_fails_the_checkpoint_with_the_kubelet_reason() -> None:
@@ -254,7 +262,7 @@ def test_a_rejection_fails_at_once_with_an_event() -> None:
         now=T0,
     )
     assert status.phase == Phase.FAILED and status.reason == "PodNotFound"
-    events = reconcile.transition_events(ForensicCheckpointStatus(), status)
+    events = checkpoint_events.transition_events(ForensicCheckpointStatus(), status)
     assert [(e.type, e.reason) for e in events] == [("Warning", "PodNotFound")]
 
 
@@ -313,3 +321,16 @@ def test_metrics_count_final_phases_once() -> None:
     metrics.observe_transition(running, done, created="2026-11-28T12:00:00Z")
     metrics.observe_transition(done, done, created="2026-11-28T12:00:00Z")
     assert completed_count() == before + 1
+
+
+def test_a_completed_capture_of_an_older_agent_completes_without_a_summary() -> None:
+    # An agent from before CaptureStatus.summary: the report stays at reportUrl.
+    container = reconcile.mark_requested(_started().containers[0], now=T0)
+    done = reconcile.apply_capture_status(
+        container, _capture(CaptureState.COMPLETED), report_url="u", now=T0
+    )
+    assert (done.phase, done.summary, done.report_url) == (
+        ContainerCapturePhase.COMPLETED,
+        None,
+        "u",
+    )

@@ -1,4 +1,4 @@
-"""The status summary, built from the analyzer's report of a real CRI-O checkpoint."""
+"""The status summary the agent builds from the analyzer's report of a real CRI-O checkpoint."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
+from forensic_checkpoint.agent.summary import summarize
 from forensic_checkpoint.analysis import AnalysisOptions, analyze
 from forensic_checkpoint.analysis.report import Report
 from forensic_checkpoint.api.forensiccheckpoint import (
@@ -18,7 +19,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointStatus,
 )
 from forensic_checkpoint.domain import reconcile
-from forensic_checkpoint.domain.summary import frozen_time, human_duration, human_size, summarize
+from forensic_checkpoint.domain.formatting import frozen_time, human_duration, human_size
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SAMPLE = DATA / "counter-blog-crio.tar.zst"

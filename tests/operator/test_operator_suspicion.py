@@ -16,6 +16,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     Phase,
 )
 from forensic_checkpoint.domain import reconcile
+from forensic_checkpoint.domain.checkpoint_events import transition_events
 from forensic_checkpoint.domain.conditions import find_condition
 from forensic_checkpoint.domain.suspicion import verdict
 
@@ -108,15 +109,15 @@ def test_the_warning_event_is_posted_once_when_the_condition_turns_true() -> Non
     alarming.containers = [_container("a", DONE, REVSHELL)]
     done = reconcile.aggregate(alarming, ref=REF, now=T0 + timedelta(seconds=2))
     assert done.phase == Phase.COMPLETED
-    warnings = [e for e in reconcile.transition_events(pending, done) if e.reason == "Suspicious"]
+    warnings = [e for e in transition_events(pending, done) if e.reason == "Suspicious"]
     assert [(e.type, e.message) for e in warnings] == [
         ("Warning", "1 critical finding(s): reverse-shell")
     ]
     # The next reconcile (or a restarted operator reading the stored status) posts nothing.
     again = reconcile.aggregate(done, ref=REF, now=T0 + timedelta(seconds=4))
-    assert reconcile.transition_events(done, again) == []
+    assert transition_events(done, again) == []
     reread = ForensicCheckpointStatus.model_validate(done.to_kube())
-    assert not [e for e in reconcile.transition_events(reread, again) if e.reason == "Suspicious"]
+    assert not [e for e in transition_events(reread, again) if e.reason == "Suspicious"]
     suspicious = find_condition(again.conditions, "Suspicious")
     assert suspicious is not None and suspicious.last_transition_time == T0 + timedelta(seconds=2)
 
@@ -128,7 +129,7 @@ def test_a_benign_completion_posts_no_warning() -> None:
     benign = pending.model_copy(deep=True)
     benign.containers = [_container("a", DONE, PORT)]
     done = reconcile.aggregate(benign, ref=REF, now=T0)
-    events = reconcile.transition_events(pending, done)
+    events = transition_events(pending, done)
     assert all(e.type == "Normal" for e in events), events
     condition = find_condition(done.conditions, "Suspicious")
     assert condition is not None and condition.status == ConditionStatus.FALSE

@@ -35,7 +35,11 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     Phase,
 )
 from forensic_checkpoint.api.forensicnode import ForensicNode
-from forensic_checkpoint.domain import reconcile
+from forensic_checkpoint.domain import (
+    checkpoint_events,
+    finished,
+    reconcile,
+)
 from forensic_checkpoint.domain.conditions import find_condition
 from forensic_checkpoint.domain.evidence import checkpoint_custody, custody
 from forensic_checkpoint.domain.readiness import (
@@ -100,7 +104,7 @@ def test_a_gate_off_node_fails_the_checkpoint_with_reason_and_remediation() -> N
     ready = find_condition(failed.conditions, READY)
     assert ready is not None and ready.status == ConditionStatus.FALSE
     assert ready.reason == "CheckpointingDisabled" and "Remediation:" in ready.message
-    events = reconcile.transition_events(_targets(), failed)
+    events = checkpoint_events.transition_events(_targets(), failed)
     warnings = [e for e in events if e.type == "Warning"]
     assert {e.reason for e in warnings} == {"CheckpointingDisabled"}
     assert all(blocker.remediation[:40] in e.message for e in warnings)
@@ -304,9 +308,9 @@ def test_agent_facts_become_one_linear_chain_that_verifies() -> None:
 
 def test_the_export_sub_status_is_followed_until_it_settles() -> None:
     container = _targets().containers[0]
-    assert not reconcile.exporting(reconcile.apply_export(container, None))
-    pending = reconcile.apply_export(container, ExportProgress(phase=ExportPhase.PENDING))
-    assert reconcile.exporting(pending)
+    assert not finished.exporting(finished.apply_export(container, None))
+    pending = finished.apply_export(container, ExportProgress(phase=ExportPhase.PENDING))
+    assert finished.exporting(pending)
     done_at = T0 + timedelta(seconds=3)
     record = ExportRecord(
         url="s3://evidence/k.tar.age",
@@ -316,10 +320,8 @@ def test_the_export_sub_status_is_followed_until_it_settles() -> None:
         encrypted=True,
         exported_at=done_at,
     )
-    done = reconcile.apply_export(
-        pending, ExportProgress(phase=ExportPhase.EXPORTED, record=record)
-    )
-    assert not reconcile.exporting(done)
+    done = finished.apply_export(pending, ExportProgress(phase=ExportPhase.EXPORTED, record=record))
+    assert not finished.exporting(done)
     assert done.export is not None
     assert (done.export.destination, done.export.sha256, done.export.encrypted) == (
         record.url,
@@ -330,8 +332,8 @@ def test_the_export_sub_status_is_followed_until_it_settles() -> None:
     before.containers[0] = pending
     after = _targets()
     after.containers[0] = done
-    assert reconcile.follow_up(before, T0) and not reconcile.follow_up(after, T0)
-    (event,) = reconcile.transition_events(before, after)
+    assert finished.follow_up(before, T0) and not finished.follow_up(after, T0)
+    (event,) = checkpoint_events.transition_events(before, after)
     assert event.reason == "Exported" and record.url in event.message
 
 
@@ -380,8 +382,8 @@ def test_a_finished_capture_is_followed_until_its_archive_is_deleted() -> None:
             analysing, AnalysisSummary(), finished_at=T0
         )
     status = reconcile.aggregate(status, ref=REF, now=T0)
-    assert status.phase == Phase.COMPLETED and reconcile.keep_following(status, T0)
-    assert not reconcile.follow_up(status, T0)  # no export: polled at the slow interval
+    assert status.phase == Phase.COMPLETED and finished.keep_following(status, T0)
+    assert not finished.follow_up(status, T0)  # no export: polled at the slow interval
     gone = CaptureStatus(
         key=status.containers[0].capture_key,
         state=CaptureState.COMPLETED,
@@ -390,9 +392,9 @@ def test_a_finished_capture_is_followed_until_its_archive_is_deleted() -> None:
         archive_deleted_reason="RetentionMaxAge",
     )
     for i, container in enumerate(status.containers):
-        status.containers[i] = reconcile.apply_follow_up(container, gone)
+        status.containers[i] = finished.apply_follow_up(container, gone)
     assert all(c.archive_deleted for c in status.containers)
-    assert not reconcile.keep_following(status, T0)
+    assert not finished.keep_following(status, T0)
 
 
 def test_a_late_archive_of_a_failed_capture_is_followed_shown_and_chained() -> None:
@@ -417,9 +419,9 @@ def test_a_late_archive_of_a_failed_capture_is_followed_shown_and_chained() -> N
     failed = reconcile.aggregate(status, ref=REF, now=T0)
     assert failed.phase == Phase.FAILED and failed.containers[0].late_archive_watch_until == until
     # While the agent watches (and one poll after), the failed CR is followed at the fast pace.
-    assert reconcile.keep_following(failed, until) and reconcile.follow_up(failed, until)
+    assert finished.keep_following(failed, until) and finished.follow_up(failed, until)
     later = until + timedelta(minutes=1)
-    assert not reconcile.keep_following(failed, later)  # nothing came: the daemon stops
+    assert not finished.keep_following(failed, later)  # nothing came: the daemon stops
 
     archive = ArchiveInfo(
         path="/ckpt/late.tar", sha256=SHA, size_bytes=2_160_269_824, captured_at=T0
@@ -444,16 +446,16 @@ def test_a_late_archive_of_a_failed_capture_is_followed_shown_and_chained() -> N
         }
     )
     kept = failed.model_copy(deep=True)
-    kept.containers[0] = reconcile.apply_follow_up(failed.containers[0], landed)
+    kept.containers[0] = finished.apply_follow_up(failed.containers[0], landed)
     container = kept.containers[0]
     assert container.phase == ContainerCapturePhase.FAILED and container.reason == "Timeout"
     assert container.archive is not None and container.archive.sha256 == SHA
     assert container.orphan_archive and "0.9 s after" in container.message
-    [event] = reconcile.transition_events(failed, kept)
+    [event] = checkpoint_events.transition_events(failed, kept)
     assert (event.type, event.reason) == ("Warning", "OrphanArchive")
     assert "2.0 GiB" in event.message and SHA in event.message
     # Kept on the node, so followed for retention's Deleted fact like a completed capture's.
-    assert reconcile.archive_kept(container) and reconcile.keep_following(kept, later)
+    assert finished.archive_kept(container) and finished.keep_following(kept, later)
     chained = checkpoint_custody.record_facts(kept, {"app": [fact]}, subject=REF.uid)
     entry = chained.custody[-1]
     assert (entry.action, entry.reason, entry.sha256) == ("Captured", "OrphanArchive", SHA)
@@ -477,6 +479,6 @@ def test_captured_is_announced_when_the_archive_appears_even_between_two_polls()
         finished_at=T0,
     )
     completed = reconcile.aggregate(completed, ref=REF, now=T0)
-    reasons = [e.reason for e in reconcile.transition_events(capturing, completed)]
+    reasons = [e.reason for e in checkpoint_events.transition_events(capturing, completed)]
     assert reasons == ["Captured", "Completed"]
-    assert reconcile.transition_events(completed, completed) == []
+    assert checkpoint_events.transition_events(completed, completed) == []

@@ -6,16 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.domain.capture_failures import (
-    CRIU_LOG_RULES,
-    KUBELET_RULES,
-    CaptureFailure,
-    FailureReason,
-    TransportFailure,
-    classify_capture_failure,
-    criu_log_excerpt,
-    criu_log_path,
-)
+from forensic_checkpoint.domain.capture_failure_model import FailureReason, TransportFailure
+from forensic_checkpoint.domain.capture_failure_rules import CRIU_LOG_RULES, KUBELET_RULES
+from forensic_checkpoint.domain.capture_failures import CaptureFailure, classify_capture_failure
+from forensic_checkpoint.domain.criu_log import criu_log_excerpt, criu_log_path
 
 DATA = Path(__file__).parent / "data"
 CONTAINERD_LOG = "/run/containerd/io.containerd.runtime.v2.task/k8s.io/<id>/criu-dump.log"

@@ -28,12 +28,9 @@ from forensic_checkpoint.cli.kubectl_forensic import main as kubectl_forensic
 from forensic_checkpoint.devcluster import access
 from forensic_checkpoint.devcluster.cluster import FakeNode
 from forensic_checkpoint.devcluster.testing import ClusterHandle
-from forensic_checkpoint.domain.capture_failures import (
-    FailureReason,
-    TransportFailure,
-    classify_capture_failure,
-    criu_log_path,
-)
+from forensic_checkpoint.domain.capture_failure_model import FailureReason, TransportFailure
+from forensic_checkpoint.domain.capture_failures import classify_capture_failure
+from forensic_checkpoint.domain.criu_log import criu_log_path
 from forensic_checkpoint.domain.readiness import (
     PROBE_PATH,
     AccessReview,

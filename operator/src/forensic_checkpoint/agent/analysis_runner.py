@@ -14,21 +14,30 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from forensic_checkpoint.api.agent import AnalysisOptions
+from forensic_checkpoint.api.agent import CaptureRequest
+from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 from forensic_checkpoint.errors import ArchiveError, ForensicCheckpointError
 
 #: Imported once by the forkserver, so each analysis process starts warm.
-_PRELOAD = ["forensic_checkpoint.agent.analysis_runner", "forensic_checkpoint.analysis.analyzer"]
+_PRELOAD = [
+    "forensic_checkpoint.agent.analysis_runner",
+    "forensic_checkpoint.agent.summary",
+    "forensic_checkpoint.analysis.analyzer",
+]
 
-#: (archive, report path, options) -> None; writes the report JSON (0600) or raises.
-Analyzer = Callable[[Path, Path, AnalysisOptions], None]
+#: (archive, report path, the capture's request) -> the report's status digest; writes the
+#: report JSON (0600) or raises.
+Analyzer = Callable[[Path, Path, CaptureRequest], AnalysisSummary]
 
 
-def analyze_to_file(archive: Path, report_path: Path, options: AnalysisOptions) -> None:
-    """Analyse ``archive`` and write the report JSON (camelCase) to ``report_path``."""
+def analyze_to_file(archive: Path, report_path: Path, request: CaptureRequest) -> AnalysisSummary:
+    """Analyse ``archive``, write the report JSON (camelCase) to ``report_path`` and return its
+    status digest for ``request``'s container."""
     from forensic_checkpoint import analysis
     from forensic_checkpoint.agent.jobs import write_private
+    from forensic_checkpoint.agent.summary import summarize
 
+    options = request.analysis
     report = analysis.analyze(
         archive,
         analysis.AnalysisOptions(
@@ -38,20 +47,24 @@ def analyze_to_file(archive: Path, report_path: Path, options: AnalysisOptions) 
         ),
     )
     write_private(report_path, report.to_json().encode())
+    return summarize(
+        report, pod=request.pod_name, namespace=request.pod_namespace, container=request.container
+    )
 
 
-def _child(conn: Connection, archive: str, report_path: str, options_json: str) -> None:
-    """Entry point of one analysis process: the outcome goes back as (reason, message) or None,
-    never as a pickled exception (the parent must not unpickle what a hostile archive shaped)."""
-    outcome: tuple[str, str] | None
+def _child(conn: Connection, archive: str, report_path: str, request_json: str) -> None:
+    """Entry point of one analysis process: the outcome goes back as the summary's JSON text or
+    as (reason, message), never as a pickled exception or model (the parent must not unpickle
+    what a hostile archive shaped; it validates the JSON against the bounded model)."""
+    outcome: str | tuple[str, str]
     try:
         from forensic_checkpoint.analysis.heap import tune_for
 
         tune_for([archive])  # this process exists for one analysis
-        analyze_to_file(
-            Path(archive), Path(report_path), AnalysisOptions.model_validate_json(options_json)
+        summary = analyze_to_file(
+            Path(archive), Path(report_path), CaptureRequest.model_validate_json(request_json)
         )
-        outcome = None
+        outcome = summary.model_dump_json(by_alias=True)
     except ForensicCheckpointError as exc:
         outcome = (exc.reason, exc.message)
     except Exception as exc:  # reported to the parent, which fails only this job
@@ -77,12 +90,14 @@ class ProcessAnalyzer:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_PRELOAD)
 
-    def __call__(self, archive: Path, report_path: Path, options: AnalysisOptions) -> None:
+    def __call__(
+        self, archive: Path, report_path: Path, request: CaptureRequest
+    ) -> AnalysisSummary:
         with self._slots:
             receiver, sender = self._context.Pipe(duplex=False)
             process = self._context.Process(
                 target=_child,
-                args=(sender, str(archive), str(report_path), options.model_dump_json()),
+                args=(sender, str(archive), str(report_path), request.model_dump_json()),
                 name="analysis",
                 daemon=True,
             )
@@ -94,7 +109,7 @@ class ProcessAnalyzer:
                         f"analysis did not finish within {self.timeout:g} s; stopped",
                         reason="AnalysisTimeout",
                     )
-                failure = receiver.recv()
+                outcome = receiver.recv()
             except EOFError as exc:
                 raise ArchiveError(
                     f"the analysis process died (exit code {process.exitcode}) on this archive",
@@ -105,6 +120,12 @@ class ProcessAnalyzer:
                 if process.is_alive():
                     process.kill()
                 process.join()
-        if failure is not None:
-            reason, message = failure
+        if isinstance(outcome, tuple):
+            reason, message = outcome
             raise ForensicCheckpointError(message, reason=reason)
+        try:
+            return AnalysisSummary.model_validate_json(outcome)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise ArchiveError(
+                "the analysis process returned an invalid summary", reason="AnalysisFailed"
+            ) from exc

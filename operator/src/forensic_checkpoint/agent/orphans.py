@@ -38,12 +38,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from forensic_checkpoint.agent import paths
+from forensic_checkpoint.agent import job_files, paths
 from forensic_checkpoint.agent.background import BackgroundPass
 from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, utcnow
-from forensic_checkpoint.agent.service import CaptureService, is_stable
+from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
     CaptureRequest,
@@ -147,10 +147,12 @@ class OrphanKeeper(BackgroundPass):
                     continue
                 watching.append(record.status.key)
                 assert record.kubelet_called_at is not None  # noqa: S101 - _gave_up checked it
-                found = self.service.unclaimed_archive(record, record.kubelet_called_at)
+                found = job_files.unclaimed_archive(
+                    self.store, self.service.checkpoint_dir, record, record.kubelet_called_at
+                )
                 if found is None or self._in_flight(records, found.name, record.status.key):
                     continue
-                if is_stable(found, self.service.poll_interval):
+                if job_files.is_stable(found, self.service.poll_interval):
                     self._handle(found, record.status.key)
                     watching.remove(record.status.key)
             return watching

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forensic_checkpoint import __version__
+from forensic_checkpoint.agent.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.analysis_runner import Analyzer, ProcessAnalyzer
 from forensic_checkpoint.agent.auth import Authenticator
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
@@ -26,11 +27,7 @@ from forensic_checkpoint.agent.node import Heartbeat, ensure_forensic_node, kube
 from forensic_checkpoint.agent.orphans import DEFAULT_GRACE, OrphanKeeper, OrphanPolicy
 from forensic_checkpoint.agent.readiness.probe import ReadinessProber
 from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS
-from forensic_checkpoint.agent.service import (
-    DEFAULT_LATE_ARCHIVE_WINDOW,
-    DEFAULT_RESTART_ADOPT_WINDOW,
-    CaptureService,
-)
+from forensic_checkpoint.agent.service import DEFAULT_LATE_ARCHIVE_WINDOW, CaptureService
 from forensic_checkpoint.agent.values import AgentValues, criu_observer, export_config
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import ConfigError

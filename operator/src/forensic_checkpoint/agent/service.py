@@ -15,6 +15,10 @@ Invariants:
 - every custody fact (Captured here; Exported, Verified and Deleted elsewhere) is appended to
   the job record and saved with the state change it describes;
 - archives and reports are 0600.
+
+A Completed job's status carries the analysis summary (:mod:`.summary`). Beside this module:
+:mod:`.adoption` (a job a restart left in Capturing), :mod:`.job_files` (a job's archive and
+report on disk) and :mod:`.call_spacing` (one call per container at a time).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from forensic_checkpoint.agent import paths
+from forensic_checkpoint.agent import adoption, job_files, paths
+from forensic_checkpoint.agent.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.analysis_runner import Analyzer
+from forensic_checkpoint.agent.call_spacing import CallSpacer
 from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
@@ -39,7 +45,6 @@ from forensic_checkpoint.agent.kubelet import (
     kubelet_deadline,
 )
 from forensic_checkpoint.agent.metrics import AgentMetrics
-from forensic_checkpoint.agent.tar_end import is_complete_tar
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
     CaptureRequest,
@@ -51,7 +56,6 @@ from forensic_checkpoint.api.agent import (
 )
 from forensic_checkpoint.errors import (
     CaptureError,
-    ConflictError,
     ForensicCheckpointError,
     KubeletError,
     KubeletRuntimeError,
@@ -60,17 +64,8 @@ from forensic_checkpoint.errors import (
 
 log = logging.getLogger(__name__)
 
-#: Reason of a job whose kubelet call was cut short by an agent restart and whose archive never
-#: appeared: the call may or may not have happened, so it is not repeated.
-INTERRUPTED = "CaptureInterrupted"
-#: Seconds a restarted agent looks for the archive of a call the restart cut: the kubelet
-#: cancels the dump when its caller disconnects (containerd: "context canceled"), so only a
-#: file the runtime had already written can appear, and it appears at once.
-DEFAULT_RESTART_ADOPT_WINDOW = 5.0
 #: Seconds a job watches for a late archive after the agent gave up on its kubelet call.
 DEFAULT_LATE_ARCHIVE_WINDOW = 60.0
-#: An archive is adopted only once its size has stopped changing for this long.
-_STABLE_SECONDS = 1.0
 
 
 class Checkpointer(Protocol):
@@ -120,10 +115,7 @@ class CaptureService:
         self._queued = 0
         self._running = 0
         self._counts_lock = threading.Lock()
-        # The kubelet names archives to the second: two calls for one container within a second
-        # would target the same file. Calls per container are serialised and spaced.
-        self._target_locks: dict[str, threading.Lock] = {}
-        self._target_last_call: dict[str, float] = {}
+        self._spacer = CallSpacer()
         self._stopping = threading.Event()
 
     # --- public API -------------------------------------------------------------------------
@@ -133,16 +125,12 @@ class CaptureService:
         for bad in self.store.broken():
             log.error("unreadable job record %s left in place", bad)
         for record in self.store.all():
-            state = record.status.state
-            if state is CaptureState.QUEUED:
-                self._enqueue(record.status.key)
-            elif state is CaptureState.CAPTURING:
+            if record.status.state is CaptureState.CAPTURING:
                 log.warning(
                     "job %s was capturing when the agent stopped: looking for its archive",
                     record.status.key,
                 )
-                self._enqueue(record.status.key)
-            elif state is CaptureState.ANALYZING:
+            if not record.status.state.terminal:
                 self._enqueue(record.status.key)
 
     def submit(self, request: CaptureRequest) -> tuple[CaptureStatus, bool]:
@@ -163,27 +151,10 @@ class CaptureService:
         return self._get(key).status
 
     def report_file(self, key: str) -> Path:
-        record = self._get(key)
-        if record.report_path is None or not Path(record.report_path).is_file():
-            raise NotFoundError(
-                f"capture {key} has no report (state {record.status.state})",
-                reason="ReportNotReady",
-            )
-        return Path(record.report_path)
+        return job_files.report_file(self._get(key))
 
     def archive_file(self, key: str) -> tuple[Path, ArchiveInfo]:
-        record = self._get(key)
-        info = record.status.archive
-        if info is None:
-            raise NotFoundError(f"capture {key} has no archive", reason="ArchiveNotReady")
-        if record.status.archive_deleted_at is not None:
-            raise NotFoundError(
-                f"capture {key}: retention deleted the archive "
-                f"({record.status.archive_deleted_reason})",
-                reason="ArchiveDeleted",
-            )
-        path = paths.resolve_archive(info.path, self.checkpoint_dir)
-        return path, info
+        return job_files.archive_file(self._get(key), self.checkpoint_dir)
 
     def set_hold(self, key: str, hold: bool) -> CaptureStatus:
         """Set or lift the legal hold (the CR's ``forensic-checkpoint.dev/hold``)."""
@@ -201,58 +172,15 @@ class CaptureService:
         runs, and for a held archive not exported yet (``on_checkpoint_deleted``)."""
         with self.store.locked():
             record = self._get(key)
-            if not record.status.state.terminal:
-                raise ConflictError(
-                    f"capture {key} is {record.status.state}; delete it once it has finished",
-                    reason="CaptureInProgress",
-                )
-            export = record.status.export
-            if export is not None and export.phase is ExportPhase.EXPORTING:
-                raise ConflictError(
-                    f"capture {key} is being exported; delete it once the export has finished",
-                    reason="ExportInProgress",
-                )
-            exported = export is not None and export.phase is ExportPhase.EXPORTED
-            on_disk = record.status.archive is not None and not record.status.archive_deleted_at
-            if record.status.held and on_disk and not exported:
-                raise ConflictError(
-                    f"capture {key} is under legal hold and exists nowhere else; lift the hold "
-                    "(PUT .../hold) or wait for its export",
-                    reason="HeldNotExported",
-                )
-            deleted: list[str] = []
-            if record.status.archive is not None:
-                try:
-                    archive = paths.resolve_archive(record.status.archive.path, self.checkpoint_dir)
-                except CaptureError:
-                    archive = None  # already gone, or no longer ours to touch
-                if archive is not None:
-                    archive.unlink(missing_ok=True)
-                    deleted.append(str(archive))
-            if record.report_path is not None:
-                report = Path(record.report_path)
-                if report.exists():
-                    report.unlink()
-                    deleted.append(str(report))
+            job_files.check_deletable(record)
+            deleted = job_files.remove(record, self.checkpoint_dir)
             self.store.delete(key)
         log.info("capture %s deleted: %s", key, deleted)
         return DeleteResult(key=key, deleted=deleted)
 
     def storage(self) -> tuple[dict[str, int], int]:
         """Jobs by state, and bytes of the archives and reports still on disk."""
-        by_state = {state.value: 0 for state in CaptureState}
-        stored = 0
-        for record in self.store.all():
-            by_state[record.status.state.value] += 1
-            paths_kept = [record.report_path] if record.report_path else []
-            if record.status.archive is not None:
-                paths_kept.append(record.status.archive.path)
-            for kept in paths_kept:
-                try:
-                    stored += Path(kept).stat().st_size
-                except OSError:
-                    continue  # removed behind our back: not on disk, not counted
-        return by_state, stored
+        return job_files.storage(self.store.all())
 
     def queue_depth(self) -> int:
         return self._queued
@@ -312,8 +240,7 @@ class CaptureService:
     def _capture(self, record: JobRecord) -> JobRecord | None:
         request = record.request
         target = f"{request.pod_namespace}/{request.pod_name}/{request.container}"
-        with self._target_lock(target):
-            self._space_calls(target)
+        with self._spacer.call(target):
             now = utcnow()
             record.status.state = CaptureState.CAPTURING
             record.status.started_at = now
@@ -343,8 +270,6 @@ class CaptureService:
                     remediation=exc.remediation,
                     kubelet_status_code=exc.status_code,
                 )
-            finally:
-                self._target_last_call[target] = time.monotonic()
         record.status.kubelet_status_code = 200
         try:
             archive = paths.resolve_archive(location, self.checkpoint_dir)
@@ -366,82 +291,39 @@ class CaptureService:
         )
 
     def _adopt(self, record: JobRecord) -> JobRecord | None:
-        """A job left in Capturing by a restart: never call the kubelet again; look briefly for
-        the archive.
-
-        The restart closed the connection of the kubelet call, and the kubelet runs the dump on
-        that request's context: it cancelled the dump, unless the runtime had already written
-        the archive. So the agent looks for ``restart_adopt_window`` seconds, not for the
-        call's whole timeout. A file that is still growing is waited for, up to the kubelet's
-        own deadline for the call.
-        """
+        """A job left in Capturing by a restart: see :mod:`.adoption`."""
         request = record.request
-        target = f"{request.pod_namespace}/{request.pod_name}/{request.container}"
         called_at = record.kubelet_called_at or record.status.started_at or utcnow()
         kubelet_end = called_at + timedelta(
             seconds=kubelet_deadline(request.timeout_seconds, self.kubelet_runtime_request_timeout)
             + self.kubelet_timeout_margin
         )
-        window_end = datetime.now(UTC) + timedelta(seconds=self.restart_adopt_window)
         started = time.monotonic()
-        while not self._stopping.is_set():
-            archive = self.unclaimed_archive(record, called_at)
-            if archive is not None and is_stable(archive, self.poll_interval):
-                log.info(
-                    "capture %s: adopted %s written after the restart", record.status.key, archive
-                )
-                record.status.kubelet_status_code = None
-                return self._record_archive(record, archive, started)
-            deadline = window_end if archive is None else max(window_end, kubelet_end)
-            if datetime.now(UTC) >= deadline:
-                log.warning(
-                    "capture %s: the restart cut the kubelet call; no archive appeared",
-                    record.status.key,
-                )
-                return self._finish(
-                    record,
-                    reason=INTERRUPTED,
-                    message=(
-                        f"the agent restarted during the kubelet call for {target}. The kubelet "
-                        "cancels the checkpoint when the calling agent dies (containerd logs "
-                        "'context canceled'), and no archive was written: none appeared in "
-                        f"{self.checkpoint_dir} within {self.restart_adopt_window:g} s of the "
-                        "restart. The call is not repeated automatically"
-                    ),
-                    remediation=(
-                        "Re-create the ForensicCheckpoint (a new one) to capture the container "
-                        "again."
-                    ),
-                )
-            self._stopping.wait(self.poll_interval)
-        return None
-
-    def unclaimed_archive(self, record: JobRecord, since: datetime) -> Path | None:
-        """The oldest archive of ``record``'s container written since ``since`` (to the second)
-        that no other job claims."""
-        request = record.request
-        candidates = paths.find_archives(
-            self.checkpoint_dir,
-            request.pod_name,
-            request.pod_namespace,
-            request.container,
-            since=since,
+        archive = adoption.wait_for_archive(
+            lambda: job_files.unclaimed_archive(self.store, self.checkpoint_dir, record, called_at),
+            window=self.restart_adopt_window,
+            kubelet_end=kubelet_end,
+            poll=self.poll_interval,
+            stopping=self._stopping,
         )
-        if not candidates:
-            return None
-        claimed = {
-            other.status.archive.path
-            for other in self.store.all()
-            if other.status.archive is not None and other.status.key != record.status.key
-        }
-        for candidate in candidates:
-            try:
-                real = paths.resolve_archive(candidate, self.checkpoint_dir)
-            except CaptureError:
-                continue  # vanished or replaced since the directory scan
-            if str(real) not in claimed:
-                return real
-        return None
+        if archive is not None:
+            log.info("capture %s: adopted %s written after the restart", record.status.key, archive)
+            record.status.kubelet_status_code = None
+            return self._record_archive(record, archive, started)
+        if self._stopping.is_set():
+            return None  # the next start looks again
+        log.warning(
+            "capture %s: the restart cut the kubelet call; no archive appeared", request.key
+        )
+        target = f"{request.pod_namespace}/{request.pod_name}/{request.container}"
+        return self._finish(
+            record,
+            reason=adoption.INTERRUPTED,
+            message=adoption.interrupted_message(
+                target, self.checkpoint_dir, self.restart_adopt_window
+            ),
+            remediation=adoption.REMEDIATION,
+        )
 
     def _record_archive(self, record: JobRecord, archive: Path, started: float) -> JobRecord | None:
         try:
@@ -476,13 +358,14 @@ class CaptureService:
         report = self.store.report_path(record.status.key)
         started = time.monotonic()
         try:
-            self._analyze(Path(record.status.archive.path), report, record.request.analysis)
+            summary = self._analyze(Path(record.status.archive.path), report, record.request)
         except ForensicCheckpointError as exc:
             self._finish(record, reason=exc.reason, message=f"analysis failed: {exc.message}")
             return
         finally:
             self.metrics.analysis_seconds.observe(time.monotonic() - started)
         record.report_path = str(report)
+        record.status.summary = summary
         if self.export_enabled:
             record.status.export = ExportProgress(phase=ExportPhase.PENDING)
         self._finish(
@@ -514,31 +397,3 @@ class CaptureService:
         for hook in self.on_finished:
             hook()
         return record
-
-    # --- per-container call spacing ---------------------------------------------------------
-
-    def _target_lock(self, target: str) -> threading.Lock:
-        with self._counts_lock:
-            return self._target_locks.setdefault(target, threading.Lock())
-
-    def _space_calls(self, target: str) -> None:
-        last = self._target_last_call.get(target)
-        if last is not None:
-            gap = 1.05 - (time.monotonic() - last)
-            if gap > 0:
-                time.sleep(gap)
-
-
-def is_stable(path: Path, interval: float) -> bool:
-    """The runtime may still be writing: adopt only a whole tar (see :mod:`.tar_end`) whose
-    size has stopped changing."""
-    try:
-        before = path.stat()
-        if time.time() - before.st_mtime < _STABLE_SECONDS:
-            time.sleep(interval)
-            after = path.stat()
-            if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
-                return False
-    except FileNotFoundError:
-        return False
-    return is_complete_tar(path)

@@ -9,7 +9,8 @@ Endpoints (HTTPS, ``Authorization: Bearer <operator ServiceAccount token>``):
 - ``POST /v1/captures`` body :class:`CaptureRequest` -> :class:`CaptureStatus`, 202 when queued,
   200 when a job with that key already exists (idempotent: never a second kubelet call).
 - ``GET /v1/captures/{key}`` -> :class:`CaptureStatus`; 404 :class:`ErrorBody` ``NotFound``.
-- ``GET /v1/captures/{key}/report`` -> the analysis report JSON (``analysis.report.Report``).
+- ``GET /v1/captures/{key}/report`` -> the full analysis report JSON (``analysis.report.Report``),
+  for users and the kubectl plugin; the operator uses ``CaptureStatus.summary`` instead.
 - ``GET /v1/captures/{key}/archive`` -> the archive bytes, header :data:`SHA256_HEADER`.
 - ``PUT /v1/captures/{key}/hold`` body :class:`HoldRequest` -> :class:`CaptureStatus`: set or lift
   the legal hold (retention never deletes a held archive).
@@ -28,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from forensic_checkpoint.api.custody import CustodyAction, ExportRecord, KubeletResponse
+from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 
 API_PREFIX = "/v1/captures"
 SHA256_HEADER = "X-Checkpoint-Sha256"
@@ -191,6 +193,10 @@ class CaptureStatus(WireModel):
     #: The relevant lines of the runtime's CRIU log for a failed checkpoint, when readable.
     criu_log_excerpt: str | None = Field(default=None, max_length=8192)
     archive: ArchiveInfo | None = None
+    #: The bounded digest of the analysis report, set once ``Completed``: the operator copies it
+    #: into the ForensicCheckpoint's status and never downloads the report itself. Added to v1
+    #: as an optional field, so an older operator ignores it; an older agent sends none.
+    summary: AnalysisSummary | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     export: ExportProgress | None = None

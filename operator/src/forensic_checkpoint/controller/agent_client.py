@@ -1,5 +1,8 @@
 """The operator's async HTTPS client for the node agents (contract: ``api/agent.py``).
 
+It never downloads a report: a Completed capture's status carries the bounded summary the
+agent built from it, so the operator needs nothing of the analyzer.
+
 Async (aiohttp) because the kopf event loop runs every ForensicCheckpoint's daemon: one slow
 agent must not hold up the others. The bearer token is re-read when its file changes, because
 projected ServiceAccount tokens rotate.
@@ -15,7 +18,6 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
-from forensic_checkpoint.analysis.report import Report, parse_report
 from forensic_checkpoint.api.agent import (
     API_PREFIX,
     CaptureRequest,
@@ -25,7 +27,7 @@ from forensic_checkpoint.api.agent import (
 )
 from forensic_checkpoint.errors import AgentError, ConfigError
 
-_M = TypeVar("_M", CaptureStatus, DeleteResult, Report)
+_M = TypeVar("_M", CaptureStatus, DeleteResult)
 
 AGENT_UNAVAILABLE = "AgentUnavailable"
 AGENT_UNAUTHORIZED = "AgentUnauthorized"
@@ -92,10 +94,6 @@ class AgentClient:
             if status == 404
             else _parse(CaptureStatus.model_validate_json, body, endpoint, "CaptureStatus")
         )
-
-    async def report(self, endpoint: str, key: str) -> Report:
-        _, body = await self._call("GET", endpoint, f"{API_PREFIX}/{key}/report")
-        return _parse(parse_report, body, endpoint, "Report")
 
     async def hold(self, endpoint: str, key: str, *, hold: bool) -> CaptureStatus | None:
         """Set or lift the legal hold of a job; ``None`` if the agent does not know the key."""

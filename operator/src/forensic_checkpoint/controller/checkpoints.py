@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from forensic_checkpoint.api.agent import CaptureState, CaptureStatus, CustodyFact
+from forensic_checkpoint.api.agent import CaptureStatus, CustodyFact
 from forensic_checkpoint.api.forensiccheckpoint import (
     ContainerCapturePhase,
     ContainerStatus,
@@ -31,12 +31,12 @@ from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.controller import metrics
 from forensic_checkpoint.controller.agent_client import AgentClient
 from forensic_checkpoint.controller.config import OperatorConfig
-from forensic_checkpoint.domain import reconcile
+from forensic_checkpoint.domain import finished, reconcile
 from forensic_checkpoint.domain.agents import AgentUnavailable, agent_facts, usable_endpoint
+from forensic_checkpoint.domain.checkpoint_events import transition_events
 from forensic_checkpoint.domain.evidence import checkpoint_custody
 from forensic_checkpoint.domain.evidence.deletion import HOLD_KEY, is_held, keys_to_delete
 from forensic_checkpoint.domain.readiness import NodeNotReady, capture_blocker
-from forensic_checkpoint.domain.summary import summarize
 from forensic_checkpoint.domain.targets import resolve_targets
 from forensic_checkpoint.errors import AgentError, ClusterError, ForensicCheckpointError
 from forensic_checkpoint.k8s.resources import OperatorResources
@@ -80,7 +80,7 @@ class CheckpointController:
         )
         status = fcp.status or ForensicCheckpointStatus()
         while not stopped and (
-            not status.phase.terminal or reconcile.keep_following(status, self._clock())
+            not status.phase.terminal or finished.keep_following(status, self._clock())
         ):
             metadata = dict(body.metadata)  # kopf keeps the body current
             ref = dataclasses.replace(ref, held=is_held(metadata))
@@ -99,14 +99,14 @@ class CheckpointController:
                     new,
                     with_custody=new.custody != status.custody,
                 )
-                for event in reconcile.transition_events(status, new):
+                for event in transition_events(status, new):
                     kopf.event(body, type=event.type, reason=event.reason, message=event.message)
                     # The same fact in the log, which outlives the Event's one-hour TTL.
                     level = logging.WARNING if event.type == "Warning" else logging.INFO
                     logger.log(level, "%s: %s", event.reason, event.message)
                 metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
                 status = new
-            if status.phase.terminal and not reconcile.keep_following(status, self._clock()):
+            if status.phase.terminal and not finished.keep_following(status, self._clock()):
                 break
             await stopped.wait(self._interval(status))
 
@@ -136,7 +136,7 @@ class CheckpointController:
         with backed-off retries) more slowly, a kept archive (retention) rarely."""
         if not status.phase.terminal:
             return self._config.poll_interval
-        if reconcile.follow_up(status, self._clock()):
+        if finished.follow_up(status, self._clock()):
             return 5 * self._config.poll_interval
         return self._config.archive_poll_interval
 
@@ -152,7 +152,7 @@ class CheckpointController:
             return new  # the agent keeps the export queue on disk; ask again later
         now = self._clock()
         for i, container in enumerate(new.containers):
-            if not reconcile.following(container, now):
+            if not finished.following(container, now):
                 continue
             try:
                 capture = await self._agents.status(endpoint, container.capture_key)
@@ -160,7 +160,7 @@ class CheckpointController:
                 continue
             if capture is not None:
                 facts[container.name] = list(capture.custody_events)
-                new.containers[i] = reconcile.apply_follow_up(container, capture)
+                new.containers[i] = finished.apply_follow_up(container, capture)
         return new
 
     async def _resolve(
@@ -250,19 +250,9 @@ class CheckpointController:
                 container = reconcile.mark_requested(container, now=now)
             facts[container.name] = list(capture.custody_events)
             report_url = f"{endpoint}/v1/captures/{container.capture_key}/report"
-            updated = reconcile.apply_capture_status(
+            return reconcile.apply_capture_status(
                 container, capture, report_url=report_url, now=now
             )
-            if capture.state == CaptureState.COMPLETED:
-                report = await self._agents.report(endpoint, container.capture_key)
-                summary = summarize(
-                    report, pod=spec.pod_name, namespace=ref.namespace, container=container.name
-                )
-                updated = reconcile.attach_summary(
-                    updated, summary, finished_at=capture.finished_at or now
-                )
-                updated = reconcile.apply_export(updated, capture.export)
-            return updated
         except AgentError as exc:
             if reconcile.overdue(container, spec, now=now, grace=self._config.capture_grace):
                 failed = container.model_copy(deep=True)

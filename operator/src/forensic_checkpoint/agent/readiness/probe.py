@@ -18,7 +18,7 @@ from forensic_checkpoint.agent.jobs import utcnow
 from forensic_checkpoint.agent.kubelet import KubeletClient
 from forensic_checkpoint.agent.node import get_forensic_node, node_info, patch_forensic_node_status
 from forensic_checkpoint.api.conditions import Condition
-from forensic_checkpoint.domain.capture_failures import TransportFailure
+from forensic_checkpoint.domain.capture_failure_model import TransportFailure
 from forensic_checkpoint.domain.readiness import (
     PROBE_PATH,
     CriuConfigObservation,

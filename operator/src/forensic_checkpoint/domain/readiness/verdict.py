@@ -11,7 +11,7 @@ from datetime import datetime
 
 from forensic_checkpoint.api.conditions import READY, Condition, ConditionStatus
 from forensic_checkpoint.api.forensicnode import CheckStatus, ForensicNode, ReadinessCheck
-from forensic_checkpoint.domain.capture_failures import FailureReason
+from forensic_checkpoint.domain.capture_failure_model import FailureReason
 from forensic_checkpoint.domain.conditions import find_condition, set_condition
 from forensic_checkpoint.domain.readiness.checks import (
     BLOCKING,

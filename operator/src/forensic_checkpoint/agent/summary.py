@@ -1,12 +1,16 @@
-"""The bounded analysis summary written into a ForensicCheckpoint's status (pure).
+"""The bounded analysis summary the agent returns with a Completed capture (pure).
 
-An object in etcd must stay small (the API server rejects ~1.5 MiB), and a status humans read
-with ``kubectl get -o yaml`` should fit a screen or two. So every list is cut to its first N
-entries with the total count beside it; the full report stays with the agent.
+The operator writes it into the ForensicCheckpoint's status as it is. An object in etcd must
+stay small (the API server rejects ~1.5 MiB), and a status humans read with ``kubectl get -o
+yaml`` should fit a screen or two. So every list is cut to its first N entries with the total
+count beside it; the full report stays with the agent (``GET /v1/captures/{key}/report``).
+Built where the report is (in the analysis process), so no report crosses the network on the
+operator's reconcile path.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 from forensic_checkpoint.analysis.report import Report, Socket
@@ -81,43 +85,11 @@ def _identity(report: Report, *, pod: str, namespace: str, container: str) -> Id
 
 def summarize(report: Report, *, pod: str, namespace: str, container: str) -> AnalysisSummary:
     """The status digest of ``report``, for the request of ``namespace/pod/container``."""
-    processes = [
-        ProcessSummary(
-            pid=p.pid,
-            ppid=p.ppid,
-            comm=_clip(p.comm, 64),
-            cmdline=_clip(" ".join(p.cmdline), 512),
-        )
-        for p in sorted(report.processes, key=lambda p: p.pid)
-    ]
+    processes = _processes(report)
     inet = [s for s in report.sockets if s.family in ("inet", "inet6")]
     listening = [s for s in inet if (s.state or "").upper() == "LISTEN"]
     established = [s for s in inet if (s.state or "").upper() == "ESTABLISHED"]
-    changed = [e.path for e in report.rootfs.changed if e.type != "dir"]
-    deleted = list(report.rootfs.deleted)
-    hits = [
-        MemoryHit(
-            pid=match.pid,
-            address=_clip(match.address, 20),
-            pattern=_clip(search.pattern, 256),
-            context=_clip(match.context, 256),
-        )
-        for search in report.memory.searches
-        for match in search.matches
-    ]
-    counts: dict[str, int] = {}
-    for finding in report.findings:
-        counts[finding.severity] = counts.get(finding.severity, 0) + 1
-    top = [
-        FindingSummary(
-            rule=_clip(f.rule, 128),
-            severity=f.severity,
-            title=_clip(f.title, 256),
-            pid=f.evidence.pid,
-            id=_clip(f.id, 512),
-        )
-        for f in report.findings[:MAX_FINDINGS]
-    ]
+    hits = _memory_hits(report)
     stats = report.dump_stats.to_json_dict(exclude_none=True) if report.dump_stats else {}
     return AnalysisSummary(
         identity=_identity(report, pod=pod, namespace=namespace, container=container),
@@ -127,45 +99,61 @@ def summarize(report: Report, *, pod: str, namespace: str, container: str) -> An
         listening=[_socket(s) for s in listening[:MAX_SOCKETS]],
         established_count=len(established),
         established=[_socket(s) for s in established[:MAX_SOCKETS]],
-        files=FileChangesSummary(
-            changed_count=len(changed),
-            changed_paths=[_clip(p, 1024) for p in changed[:MAX_PATHS]],
-            deleted_count=len(deleted),
-            deleted_paths=[_clip(p, 1024) for p in deleted[:MAX_PATHS]],
-        ),
+        files=_files(report),
         memory_hit_count=len(hits),
         memory_hits=hits[:MAX_HITS],
         dump_stats={k: int(v) for k, v in stats.items()},
         warning_count=len(report.warnings),
         warnings=[_clip(w, 512) for w in report.warnings[:MAX_WARNINGS]],
-        findings=counts,
-        top_findings=top,
+        findings=dict(Counter(f.severity for f in report.findings)),
+        top_findings=_top_findings(report),
     )
 
 
-def human_size(size_bytes: int) -> str:
-    """``12.3 MiB`` for the printer column."""
-    value = float(size_bytes)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
+def _processes(report: Report) -> list[ProcessSummary]:
+    return [
+        ProcessSummary(
+            pid=p.pid,
+            ppid=p.ppid,
+            comm=_clip(p.comm, 64),
+            cmdline=_clip(" ".join(p.cmdline), 512),
+        )
+        for p in sorted(report.processes, key=lambda p: p.pid)
+    ]
 
 
-def frozen_time(summary: AnalysisSummary | None) -> str:
-    """CRIU's ``frozen_time`` (microseconds, ``dumpStats.frozenTime``) as ``149.6ms`` or
-    ``13.2s``: how long the container's tasks were frozen for the dump. Empty when unknown."""
-    micros = (summary.dump_stats if summary is not None else {}).get("frozenTime")
-    if micros is None:
-        return ""
-    return human_duration(micros)
+def _files(report: Report) -> FileChangesSummary:
+    changed = [e.path for e in report.rootfs.changed if e.type != "dir"]
+    deleted = list(report.rootfs.deleted)
+    return FileChangesSummary(
+        changed_count=len(changed),
+        changed_paths=[_clip(p, 1024) for p in changed[:MAX_PATHS]],
+        deleted_count=len(deleted),
+        deleted_paths=[_clip(p, 1024) for p in deleted[:MAX_PATHS]],
+    )
 
 
-def human_duration(micros: int) -> str:
-    """Microseconds as a short Kubernetes-style duration: ``850us``, ``149.6ms``, ``13.2s``."""
-    if micros < 1000:
-        return f"{micros}us"
-    if micros < 1_000_000:
-        return f"{micros / 1000:.1f}ms"
-    return f"{micros / 1_000_000:.1f}s"
+def _memory_hits(report: Report) -> list[MemoryHit]:
+    return [
+        MemoryHit(
+            pid=match.pid,
+            address=_clip(match.address, 20),
+            pattern=_clip(search.pattern, 256),
+            context=_clip(match.context, 256),
+        )
+        for search in report.memory.searches
+        for match in search.matches
+    ]
+
+
+def _top_findings(report: Report) -> list[FindingSummary]:
+    return [
+        FindingSummary(
+            rule=_clip(f.rule, 128),
+            severity=f.severity,
+            title=_clip(f.title, 256),
+            pid=f.evidence.pid,
+            id=_clip(f.id, 512),
+        )
+        for f in report.findings[:MAX_FINDINGS]
+    ]

@@ -1,0 +1,72 @@
+"""The conditions of a ForensicCheckpoint (``Ready``, ``Captured``, ``Analyzed``, ``Suspicious``),
+derived from its phase and containers (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from forensic_checkpoint.api.conditions import ANALYZED, CAPTURED, READY, Condition, ConditionStatus
+from forensic_checkpoint.api.forensiccheckpoint import (
+    ContainerCapturePhase,
+    ForensicCheckpointStatus,
+    Phase,
+)
+from forensic_checkpoint.domain.conditions import set_condition
+from forensic_checkpoint.domain.suspicion import SUSPICIOUS, verdict
+
+#: (type, status, reason, message) of one condition.
+_Verdict = tuple[str, ConditionStatus, str, str]
+
+
+def conditions(
+    status: ForensicCheckpointStatus, *, generation: int | None, now: datetime
+) -> list[Condition]:
+    """``status.conditions`` brought up to date from the phase and the containers."""
+    verdicts = [_ready(status), _captured(status), _analyzed(status)]
+    suspicion = verdict(status)
+    if suspicion is not None:
+        value = ConditionStatus.TRUE if suspicion.suspicious else ConditionStatus.FALSE
+        verdicts.append((SUSPICIOUS, value, suspicion.reason, suspicion.message))
+    result = list(status.conditions)
+    for type_, value, reason, message in verdicts:
+        result = set_condition(
+            result,
+            type_=type_,
+            status=value,
+            reason=reason,
+            message=message,
+            generation=generation,
+            now=now,
+        )
+    return result
+
+
+def _failed_reason(status: ForensicCheckpointStatus) -> str:
+    return status.reason or status.phase.value
+
+
+def _ready(status: ForensicCheckpointStatus) -> _Verdict:
+    if status.phase == Phase.COMPLETED:
+        return READY, ConditionStatus.TRUE, "Completed", status.message
+    if status.phase == Phase.FAILED:
+        return READY, ConditionStatus.FALSE, _failed_reason(status), status.message
+    return READY, ConditionStatus.FALSE, status.phase.value, status.message or "in progress"
+
+
+def _captured(status: ForensicCheckpointStatus) -> _Verdict:
+    containers = status.containers
+    captured = [c for c in containers if c.archive is not None]
+    if containers and len(captured) == len(containers):
+        return CAPTURED, ConditionStatus.TRUE, "Captured", f"{len(captured)} archive(s) on the node"
+    if status.phase == Phase.FAILED:
+        return CAPTURED, ConditionStatus.FALSE, _failed_reason(status), status.message
+    return CAPTURED, ConditionStatus.UNKNOWN, status.phase.value, ""
+
+
+def _analyzed(status: ForensicCheckpointStatus) -> _Verdict:
+    containers = status.containers
+    if containers and all(c.phase == ContainerCapturePhase.COMPLETED for c in containers):
+        return ANALYZED, ConditionStatus.TRUE, "Analyzed", "summary in status.containers[].summary"
+    if status.phase == Phase.FAILED:
+        return ANALYZED, ConditionStatus.FALSE, _failed_reason(status), status.message
+    return ANALYZED, ConditionStatus.UNKNOWN, status.phase.value, ""

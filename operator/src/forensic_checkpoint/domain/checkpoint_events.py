@@ -1,0 +1,126 @@
+"""The Kubernetes Events a ForensicCheckpoint's transitions post (pure).
+
+Events are derived from two statuses, old and new, and only for what changed between them, so
+a restarted operator that recomputes a status it already wrote posts nothing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from forensic_checkpoint.api.conditions import ConditionStatus
+from forensic_checkpoint.api.forensiccheckpoint import (
+    ContainerCapturePhase,
+    ContainerStatus,
+    ForensicCheckpointStatus,
+    Phase,
+)
+from forensic_checkpoint.domain.conditions import find_condition
+from forensic_checkpoint.domain.formatting import human_size, with_remediation
+from forensic_checkpoint.domain.suspicion import SUSPICIOUS
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about a transition."""
+
+    type: str  # "Normal" | "Warning"
+    reason: str
+    message: str
+
+
+def transition_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStatus) -> list[Event]:
+    """Events for what changed between two statuses (none when nothing did, so a restarted
+    operator does not repeat them)."""
+    events: list[Event] = []
+    before = {c.name: c for c in old.containers}
+    if not old.containers and new.containers:
+        events.append(
+            Event(
+                "Normal",
+                "Resolved",
+                f"checkpointing {new.container_names} of pod on node {new.node_name}",
+            )
+        )
+    for container in new.containers:
+        prev = before.get(container.name)
+        events.extend(_archive_events(prev, container))
+        events.extend(_phase_events(prev, container))
+    for container in new.containers:
+        events.extend(_export_events(before.get(container.name), container))
+    events.extend(_object_events(old, new))
+    return events
+
+
+def _archive_events(old: ContainerStatus | None, new: ContainerStatus) -> list[Event]:
+    # On the archive's first appearance, not on a phase: a fast capture and analysis can go
+    # from Capturing to Completed between two polls.
+    archive = new.archive
+    if archive is None or (old is not None and old.archive is not None):
+        return []
+    size = human_size(archive.size_bytes)
+    if new.orphan_archive:
+        return [
+            Event(
+                "Warning",
+                "OrphanArchive",
+                f"container {new.name}: the kubelet wrote the archive after the capture failed: "
+                f"{size}, sha256 {archive.sha256}, kept on the node (not analysed)",
+            )
+        ]
+    text = f"container {new.name}: {size} archive, sha256 {archive.sha256}"
+    return [Event("Normal", "Captured", text)]
+
+
+def _phase_events(old: ContainerStatus | None, new: ContainerStatus) -> list[Event]:
+    was = old.phase if old else ContainerCapturePhase.PENDING
+    if new.phase == was:
+        return []
+    if new.phase == ContainerCapturePhase.CAPTURING and was == ContainerCapturePhase.PENDING:
+        return [Event("Normal", "CaptureRequested", f"container {new.name}: agent asked")]
+    if new.phase == ContainerCapturePhase.FAILED:
+        text = with_remediation(f"container {new.name}: {new.message}", new.remediation)
+        return [Event("Warning", new.reason or "CaptureFailed", text)]
+    return []
+
+
+def _object_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStatus) -> list[Event]:
+    events: list[Event] = []
+    # Once per object: the condition is stored, so a restarted operator sees it was already True.
+    suspicious = find_condition(new.conditions, SUSPICIOUS)
+    was = find_condition(old.conditions, SUSPICIOUS)
+    if (
+        suspicious is not None
+        and suspicious.status == ConditionStatus.TRUE
+        and (was is None or was.status != ConditionStatus.TRUE)
+    ):
+        events.append(Event("Warning", SUSPICIOUS, suspicious.message[:1024]))
+    if new.phase != old.phase and new.phase == Phase.COMPLETED:
+        events.append(Event("Normal", "Completed", new.message))
+    elif new.phase != old.phase and new.phase == Phase.FAILED and not new.containers:
+        events.append(Event("Warning", new.reason or "Failed", new.message))
+    return events
+
+
+def _export_events(old: ContainerStatus | None, new: ContainerStatus) -> list[Event]:
+    was = old.export.phase if old is not None and old.export is not None else ""
+    export = new.export
+    if export is None or export.phase == was:
+        return []
+    if export.phase == "Exported":
+        return [
+            Event(
+                "Normal",
+                "Exported",
+                f"container {new.name}: {export.destination}, sha256 {export.sha256} verified",
+            )
+        ]
+    if export.phase == "Failed":
+        return [
+            Event(
+                "Warning",
+                export.reason or "ExportFailed",
+                f"container {new.name}: {export.message}"[:1024],
+            )
+        ]
+    return []
