@@ -51,7 +51,6 @@ def throughput(archive: Path, rules_text: str, runs: int) -> tuple[float, float,
     """Median GB/s of reading and scanning every pages file of ``archive``, and of the yara-x
     calls alone: (end-to-end GB/s, scan-only GB/s, bytes, scan calls)."""
     from forensic_checkpoint.analysis import AnalysisOptions, analyze
-    from forensic_checkpoint.analysis.archive import scan_archive
     from forensic_checkpoint.analysis.findings.run import pages_tasks
     from forensic_checkpoint.analysis.findings.sources import visit_members
     from forensic_checkpoint.analysis.findings.yara_scan import (
@@ -59,6 +58,7 @@ def throughput(archive: Path, rules_text: str, runs: int) -> tuple[float, float,
         compile_rules_from_source,
         scan_pages,
     )
+    from forensic_checkpoint.analysis.format.archive import scan_archive
 
     report = analyze(archive, AnalysisOptions(findings=False, read_process_memory=False))
     contents = scan_archive(archive)

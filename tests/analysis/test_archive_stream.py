@@ -12,7 +12,7 @@ import zstandard
 from hostile_archives import entry, tar_bytes
 from sample_data import SAMPLES, sample_path
 
-from forensic_checkpoint.analysis.archive import ForwardReader, scan_archive
+from forensic_checkpoint.analysis.format.archive import ForwardReader, scan_archive
 
 
 class Dribble:

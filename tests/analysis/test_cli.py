@@ -13,7 +13,7 @@ import yaml
 from sample_data import sample_path, truth
 
 from forensic_checkpoint.analysis import AnalysisOptions, analyze
-from forensic_checkpoint.analysis.report import REDACTED
+from forensic_checkpoint.analysis.model.report import REDACTED
 from forensic_checkpoint.cli.main import main
 
 MULTI = str(sample_path("multi-proc"))
@@ -292,13 +292,13 @@ def test_json_analyze_imports_only_what_json_output_needs(tmp_path: Path) -> Non
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout.split()
     loaded = set(out)
-    assert "forensic_checkpoint.analysis.analyzer" in loaded  # the run did happen
+    assert "forensic_checkpoint.analysis.commands.analyzer" in loaded  # the run did happen
     for heavy in (
         "rich",
-        "forensic_checkpoint.analysis.render.text",
-        "forensic_checkpoint.analysis.export.html",
-        "forensic_checkpoint.analysis.export.stix",
-        "forensic_checkpoint.analysis.export.timesketch",
+        "forensic_checkpoint.analysis.presentation.text",
+        "forensic_checkpoint.analysis.presentation.html",
+        "forensic_checkpoint.analysis.presentation.stix",
+        "forensic_checkpoint.analysis.presentation.timesketch",
         "pycriu.images",
         "pycriu.images.pb2dict",
         "pydantic",

@@ -8,12 +8,13 @@ from __future__ import annotations
 import pytest
 from sample_data import SAMPLES, sample_path, truth
 
-from forensic_checkpoint.analysis import AnalysisOptions, process_memory
-from forensic_checkpoint.analysis.analyzer import run_analysis
-from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits
+from forensic_checkpoint.analysis import AnalysisOptions
+from forensic_checkpoint.analysis.commands.analyzer import run_analysis
+from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
 from forensic_checkpoint.analysis.findings import run as findings_run
-from forensic_checkpoint.analysis.report import Report
-from forensic_checkpoint.analysis.search import SearchOptions, search_archive
+from forensic_checkpoint.analysis.format.archive import DEFAULT_LIMITS, ArchiveLimits
+from forensic_checkpoint.analysis.model.report import Report
+from forensic_checkpoint.analysis.sections import process_memory
 
 STREAMED = ArchiveLimits(max_spool_bytes=0)  # no pages spooled: as for a multi-GiB archive
 

@@ -15,9 +15,9 @@ import zstandard
 from hostile_archives import entry, members, replace, small_members, tar_bytes, write_tar
 
 from forensic_checkpoint.analysis import AnalysisOptions
-from forensic_checkpoint.analysis.analyzer import run_analysis
-from forensic_checkpoint.analysis.archive import ArchiveLimits
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.commands.analyzer import run_analysis
+from forensic_checkpoint.analysis.format.archive import ArchiveLimits
+from forensic_checkpoint.analysis.model.report import Report
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.errors import (
     ArchiveError,
@@ -217,7 +217,7 @@ def test_duplicate_members_keep_the_first(tmp_path: Path) -> None:
 
 def test_hostile_memory_ranges_do_not_blow_up(tmp_path: Path) -> None:
     """An mm image that claims a 1 TiB argv area: argv is cut, not allocated."""
-    from forensic_checkpoint.analysis.images import decode, pb2
+    from forensic_checkpoint.analysis.format.criu_images import decode, pb2
 
     items = list(members())
     mm_raw = next(d for i, d in items if i.name == "checkpoint/mm-6.img")
@@ -235,7 +235,7 @@ def test_hostile_memory_ranges_do_not_blow_up(tmp_path: Path) -> None:
 
 
 def test_show_file_refuses_what_is_not_there(tmp_path: Path) -> None:
-    from forensic_checkpoint.analysis.show_file import show_file
+    from forensic_checkpoint.analysis.commands.show_file import show_file
 
     path = write_tar(tmp_path / "a.tar", small_members())
     with pytest.raises(MemberNotFoundError):
@@ -278,8 +278,8 @@ def test_inner_zstd_rootfs_is_read(tmp_path: Path) -> None:
 
 def test_absurd_thread_list_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A pstree entry claiming 5000 threads (cap lowered to 100 to keep the test fast)."""
-    from forensic_checkpoint.analysis import processes
-    from forensic_checkpoint.analysis.images import decode
+    from forensic_checkpoint.analysis.format.criu_images import decode
+    from forensic_checkpoint.analysis.sections import processes
 
     monkeypatch.setattr(processes, "MAX_THREADS", 100)
     items = small_members()
@@ -311,7 +311,7 @@ def test_dump_log_without_newlines_is_read_in_bounded_pieces(tmp_path: Path) -> 
 
 def test_sparse_ghost_file_cannot_claim_terabytes() -> None:
     """A ghost chunk at offset 2**40 would make a naive reader allocate a terabyte of zeros."""
-    from forensic_checkpoint.analysis.images import decode, magic_values, pb2
+    from forensic_checkpoint.analysis.format.criu_images import decode, magic_values, pb2
     from forensic_checkpoint.errors import ImageError
 
     ghost_pb2 = pb2("ghost_file_pb2")

@@ -10,8 +10,8 @@ from typing import Any
 
 from sample_data import revealed, sample_path, truth
 
-from forensic_checkpoint.analysis.report import OpenFile, Report
-from forensic_checkpoint.analysis.show_file import show_file
+from forensic_checkpoint.analysis.commands.show_file import show_file
+from forensic_checkpoint.analysis.model.report import OpenFile, Report
 
 
 def test_archive_identity(sample: str) -> None:
@@ -315,8 +315,8 @@ def test_streamed_pages_give_the_same_report(sample: str) -> None:
     from sample_data import sample_path
 
     from forensic_checkpoint.analysis import AnalysisOptions
-    from forensic_checkpoint.analysis.analyzer import run_analysis
-    from forensic_checkpoint.analysis.archive import ArchiveLimits
+    from forensic_checkpoint.analysis.commands.analyzer import run_analysis
+    from forensic_checkpoint.analysis.format.archive import ArchiveLimits
 
     searches = [m["value"] for m in truth(sample)["memory_strings"]]
     streamed = run_analysis(

@@ -7,7 +7,7 @@ from typing import Any
 
 from pycriu.images import mm_pb2, pagemap_pb2
 
-from forensic_checkpoint.analysis.report import (
+from forensic_checkpoint.analysis.model.report import (
     EnvVar,
     Holder,
     MemoryMap,
@@ -133,7 +133,7 @@ def rootfs(*entries: tuple[str, str, str], deleted: list[str] | None = None) -> 
 
 
 def report(**fields: Any) -> Report:
-    from forensic_checkpoint.analysis.report import ArchiveInfo
+    from forensic_checkpoint.analysis.model.report import ArchiveInfo
 
     info = ArchiveInfo(
         path="x.tar", sha256="0" * 64, size_bytes=0, engine="cri-o", compression="none"

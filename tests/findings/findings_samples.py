@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from forensic_checkpoint.analysis import AnalysisOptions, analyze
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.model.report import Report
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 BENIGN = sorted(

@@ -12,13 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forensic_checkpoint.analysis import AnalysisOptions
-from forensic_checkpoint.analysis.analyzer import run_analysis
-from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits
+from forensic_checkpoint.analysis.commands.analyzer import run_analysis
 from forensic_checkpoint.analysis.findings import run as findings_run
 from forensic_checkpoint.analysis.findings.sources import RunPieces, iter_runs
+from forensic_checkpoint.analysis.format.archive import DEFAULT_LIMITS, ArchiveLimits
 from forensic_checkpoint.analysis.memory import PageIndex
 from forensic_checkpoint.analysis.memory.pagemap import PE_PARENT, PE_PRESENT, Pagemap, PagemapEntry
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.model.report import Report
 
 SAMPLE = ATTACKS[0]
 RULES = 'rule shell { strings: $a = "/bin/sh" condition: $a }'

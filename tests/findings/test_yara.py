@@ -10,8 +10,8 @@ from findings_samples import DATA, truth
 
 from forensic_checkpoint.analysis import AnalysisOptions, analyze
 from forensic_checkpoint.analysis.findings import yara_scan
-from forensic_checkpoint.analysis.findings.model import Finding
 from forensic_checkpoint.analysis.memory import PageIndex, Pagemap, PagemapEntry
+from forensic_checkpoint.analysis.model.findings import Finding
 from forensic_checkpoint.errors import ConfigError
 
 RULES = """
@@ -158,8 +158,8 @@ def test_a_match_across_a_piece_boundary_is_found_once() -> None:
 def test_streamed_compressed_archive_gives_the_same_hits(tmp_path: Path) -> None:
     """A large compressed archive is not spooled: its pages (and rootfs-diff) come from one
     more streaming pass. A zero spool bound forces that path on the small sample."""
-    from forensic_checkpoint.analysis.analyzer import run_analysis
-    from forensic_checkpoint.analysis.archive import ArchiveLimits
+    from forensic_checkpoint.analysis.commands.analyzer import run_analysis
+    from forensic_checkpoint.analysis.format.archive import ArchiveLimits
 
     rules = tmp_path / "attack.yar"
     rules.write_text(RULES)

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 
 from forensic_checkpoint.analysis import AnalysisOptions, analyze
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.model.report import Report
 from forensic_checkpoint.api.forensiccheckpoint import (
     MAX_PROCESSES,
     AnalysisSummary,

@@ -18,7 +18,10 @@ from forensic_checkpoint.api.agent import AnalysisOptions
 from forensic_checkpoint.errors import ArchiveError, ForensicCheckpointError
 
 #: Imported once by the forkserver, so each analysis process starts warm.
-_PRELOAD = ["forensic_checkpoint.agent.analysis_runner", "forensic_checkpoint.analysis.analyzer"]
+_PRELOAD = [
+    "forensic_checkpoint.agent.analysis_runner",
+    "forensic_checkpoint.analysis.commands.analyzer",
+]
 
 #: (archive, report path, options) -> None; writes the report JSON (0600) or raises.
 Analyzer = Callable[[Path, Path, AnalysisOptions], None]
@@ -45,7 +48,7 @@ def _child(conn: Connection, archive: str, report_path: str, options_json: str) 
     never as a pickled exception (the parent must not unpickle what a hostile archive shaped)."""
     outcome: tuple[str, str] | None
     try:
-        from forensic_checkpoint.analysis.heap import tune_for
+        from forensic_checkpoint.analysis.commands.heap import tune_for
 
         tune_for([archive])  # this process exists for one analysis
         analyze_to_file(

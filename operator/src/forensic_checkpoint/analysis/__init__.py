@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.analysis.report import Report
+    from forensic_checkpoint.analysis.model.report import Report
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class AnalysisOptions:
 
 def analyze(path: str | Path, options: AnalysisOptions | None = None) -> Report:
     """Analyse one checkpoint archive. Thread-safe; never prints; raises ArchiveError types."""
-    from forensic_checkpoint.analysis.analyzer import run_analysis
+    from forensic_checkpoint.analysis.commands.analyzer import run_analysis
 
     return run_analysis(Path(path), options or AnalysisOptions())
 

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
-from forensic_checkpoint.analysis.report import Report, parse_report
+from forensic_checkpoint.analysis.model.report import Report, parse_report
 from forensic_checkpoint.api.agent import (
     API_PREFIX,
     CaptureRequest,

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from forensic_checkpoint.analysis.findings.model import Evidence, Finding, as_severity
 from forensic_checkpoint.analysis.findings.sources import OVERLAP
-from forensic_checkpoint.analysis.report import EnvVar, Report
+from forensic_checkpoint.analysis.model.findings import Evidence, Finding, as_severity
+from forensic_checkpoint.analysis.model.report import EnvVar, Report
 
 JWT_RE = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 

@@ -23,14 +23,14 @@ from forensic_checkpoint.analysis.findings.facts import (
     mount_subjects,
     process_subjects,
 )
-from forensic_checkpoint.analysis.findings.model import (
+from forensic_checkpoint.analysis.model.base import field_names
+from forensic_checkpoint.analysis.model.findings import (
     SEVERITY_RANK,
     Evidence,
     Finding,
     Severity,
     as_severity,
 )
-from forensic_checkpoint.analysis.record import field_names
 from forensic_checkpoint.errors import ConfigError
 
 SUBJECT_KINDS = ("process", "env", "file", "mapping", "mount", "container", "logline")

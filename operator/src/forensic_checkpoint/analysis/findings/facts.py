@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from forensic_checkpoint.analysis.images import try_decode
+from forensic_checkpoint.analysis.format.criu_images import try_decode
 from forensic_checkpoint.analysis.memory import Vma, parse_pagemap, vmas_from_mm
 from forensic_checkpoint.analysis.memory.vmas import (
     PROT_EXEC,
@@ -25,7 +25,7 @@ from forensic_checkpoint.analysis.memory.vmas import (
     VMA_AREA_VVAR,
     VMA_FILE_PRIVATE,
 )
-from forensic_checkpoint.analysis.report import OpenFile, Pipe, Process, Report, Socket
+from forensic_checkpoint.analysis.model.report import OpenFile, Pipe, Process, Report, Socket
 from forensic_checkpoint.errors import ImageError
 
 Subject = dict[str, Any]

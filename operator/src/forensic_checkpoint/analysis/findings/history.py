@@ -15,8 +15,8 @@ import re
 import struct
 from datetime import UTC, datetime
 
-from forensic_checkpoint.analysis.findings.model import HistoryEntry
 from forensic_checkpoint.analysis.memory import ProcessMemory
+from forensic_checkpoint.analysis.model.findings import HistoryEntry
 from forensic_checkpoint.errors import ImageError
 
 _STAMP = re.compile(rb"#(\d{10,12})\x00")

@@ -7,8 +7,6 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from forensic_checkpoint.analysis.archive import ArchiveContents, Readable
-from forensic_checkpoint.analysis.files import FileTable
 from forensic_checkpoint.analysis.findings.credentials import (
     Hit,
     MemoryCredentials,
@@ -25,7 +23,6 @@ from forensic_checkpoint.analysis.findings.engine import (
 from forensic_checkpoint.analysis.findings.facts import Inputs
 from forensic_checkpoint.analysis.findings.graph import build_graph
 from forensic_checkpoint.analysis.findings.history import recover_history
-from forensic_checkpoint.analysis.findings.model import Finding, HistoryEntry
 from forensic_checkpoint.analysis.findings.provenance import mapped_binaries
 from forensic_checkpoint.analysis.findings.sources import (
     FileContents,
@@ -41,16 +38,19 @@ from forensic_checkpoint.analysis.findings.yara_scan import (
     compile_rules,
     hits_to_findings,
 )
-from forensic_checkpoint.analysis.images import try_decode
+from forensic_checkpoint.analysis.format.archive import ArchiveContents, Readable
+from forensic_checkpoint.analysis.format.criu_images import try_decode
 from forensic_checkpoint.analysis.memory import (
     PageIndex,
     Pagemap,
     ProcessMemory,
     derive_page_size,
 )
-from forensic_checkpoint.analysis.process_memory import PagesObserver, parsed_pagemap
-from forensic_checkpoint.analysis.report import Process, QueueData, Report, SharedMemoryObject
-from forensic_checkpoint.analysis.timeline import build_timeline
+from forensic_checkpoint.analysis.model.findings import Finding, HistoryEntry
+from forensic_checkpoint.analysis.model.report import Process, QueueData, Report, SharedMemoryObject
+from forensic_checkpoint.analysis.sections.files import FileTable
+from forensic_checkpoint.analysis.sections.process_memory import PagesObserver, parsed_pagemap
+from forensic_checkpoint.analysis.sections.timeline import build_timeline
 from forensic_checkpoint.errors import ImageError
 
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.analysis.archive import Readable
-from forensic_checkpoint.analysis.findings.model import Evidence, Finding, Severity, as_severity
 from forensic_checkpoint.analysis.findings.sources import iter_runs
+from forensic_checkpoint.analysis.format.archive import Readable
 from forensic_checkpoint.analysis.memory import PageIndex
+from forensic_checkpoint.analysis.model.findings import Evidence, Finding, Severity, as_severity
 from forensic_checkpoint.errors import ConfigError
 
 RULE_SUFFIXES = (".yar", ".yara")

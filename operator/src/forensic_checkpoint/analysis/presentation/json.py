@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from forensic_checkpoint.analysis.record import Record
+from forensic_checkpoint.analysis.model.base import Record
 
 
 def render(report: Record) -> str:

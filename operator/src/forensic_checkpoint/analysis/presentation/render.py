@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.analysis.record import Record
+    from forensic_checkpoint.analysis.model.base import Record
 
 FORMATS = ("text", "json", "yaml")
 
@@ -19,6 +19,6 @@ def render_report(report: Record, fmt: str) -> str:
     """Render a Report or a DiffReport in ``fmt`` (one of FORMATS)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")
-    module = importlib.import_module(f"forensic_checkpoint.analysis.render.{fmt}")
+    module = importlib.import_module(f"forensic_checkpoint.analysis.presentation.{fmt}")
     text: str = module.render(report)
     return text

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from forensic_checkpoint.analysis.report import ContainerInfo, EnvVar
+from forensic_checkpoint.analysis.model.report import ContainerInfo, EnvVar
 
 _ZERO_TIME_PREFIX = "0001-01-01"
 

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits, scan_archive
-from forensic_checkpoint.analysis.files import FileTable
-from forensic_checkpoint.analysis.process_memory import MemoryPass
-from forensic_checkpoint.analysis.processes import build_process_tree
-from forensic_checkpoint.analysis.redact import mask_searches
-from forensic_checkpoint.analysis.report import MemorySearch, MemorySummary
+from forensic_checkpoint.analysis.commands.redact import mask_searches
+from forensic_checkpoint.analysis.format.archive import DEFAULT_LIMITS, ArchiveLimits, scan_archive
+from forensic_checkpoint.analysis.model.report import MemorySearch, MemorySummary
+from forensic_checkpoint.analysis.sections.files import FileTable
+from forensic_checkpoint.analysis.sections.process_memory import MemoryPass
+from forensic_checkpoint.analysis.sections.processes import build_process_tree
 from forensic_checkpoint.errors import ConfigError
 
 

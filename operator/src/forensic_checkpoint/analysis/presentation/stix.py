@@ -16,9 +16,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from forensic_checkpoint.analysis.findings.model import Finding
-from forensic_checkpoint.analysis.report import Report
-from forensic_checkpoint.analysis.timeline import normalize
+from forensic_checkpoint.analysis.model.findings import Finding
+from forensic_checkpoint.analysis.model.report import Report
+from forensic_checkpoint.analysis.sections.timeline import normalize
 
 #: the namespace STIX 2.1 defines for deterministic cyber-observable ids
 SCO_NAMESPACE = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")

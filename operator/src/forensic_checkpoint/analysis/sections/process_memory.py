@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-from forensic_checkpoint.analysis.archive import ArchiveContents, MemberInfo, stream_members
-from forensic_checkpoint.analysis.files import FileTable
+from forensic_checkpoint.analysis.format.archive import ArchiveContents, MemberInfo, stream_members
 from forensic_checkpoint.analysis.memory import (
     MemoryHit,
     MemoryScanner,
@@ -30,15 +29,16 @@ from forensic_checkpoint.analysis.memory import (
     parse_pagemap,
     rss_by_vma,
 )
-from forensic_checkpoint.analysis.processes import ProcessTree, provisional_tree
-from forensic_checkpoint.analysis.report import (
+from forensic_checkpoint.analysis.model.report import (
     EnvVar,
     MemorySearch,
     Process,
     SearchMatch,
     SharedMemoryObject,
 )
-from forensic_checkpoint.analysis.shared_memory import SharedObject, find_shared_objects
+from forensic_checkpoint.analysis.sections.files import FileTable
+from forensic_checkpoint.analysis.sections.processes import ProcessTree, provisional_tree
+from forensic_checkpoint.analysis.sections.shared_memory import SharedObject, find_shared_objects
 from forensic_checkpoint.errors import ImageError
 
 _CHUNK = 8 << 20

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from forensic_checkpoint.analysis.record import Record
-from forensic_checkpoint.analysis.report import Process, Report, Socket
+from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.model.report import Process, Report, Socket
 
 
 @dataclass(kw_only=True)

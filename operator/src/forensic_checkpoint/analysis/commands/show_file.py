@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from forensic_checkpoint.analysis.archive import (
+from forensic_checkpoint.analysis.format.archive import (
     DEFAULT_LIMITS,
     ROOTFS_DIFF,
     ArchiveLimits,
@@ -22,9 +22,9 @@ from forensic_checkpoint.analysis.archive import (
     scan_archive,
     stream_members,
 )
-from forensic_checkpoint.analysis.files import FileTable
-from forensic_checkpoint.analysis.report import RootfsEntry
-from forensic_checkpoint.analysis.rootfs import read_rootfs_file
+from forensic_checkpoint.analysis.model.report import RootfsEntry
+from forensic_checkpoint.analysis.sections.files import FileTable
+from forensic_checkpoint.analysis.sections.rootfs import read_rootfs_file
 from forensic_checkpoint.errors import ArchiveLimitError, ImageError, MemberNotFoundError
 
 

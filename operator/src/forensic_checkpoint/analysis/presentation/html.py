@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections import Counter
 from html import escape
 
-from forensic_checkpoint.analysis.findings.model import SEVERITY_RANK, Finding
-from forensic_checkpoint.analysis.report import Process, Report
+from forensic_checkpoint.analysis.model.findings import SEVERITY_RANK, Finding
+from forensic_checkpoint.analysis.model.report import Process, Report
 
 MAX_TIMELINE_ROWS = 2000
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
-from forensic_checkpoint.analysis.archive import (
+from forensic_checkpoint.analysis.commands.redact import redact
+from forensic_checkpoint.analysis.format.archive import (
     DEFAULT_LIMITS,
     DUMP_LOG,
     LOG_MEMBERS,
@@ -22,19 +23,9 @@ from forensic_checkpoint.analysis.archive import (
     is_pages,
     scan_archive,
 )
-from forensic_checkpoint.analysis.files import (
-    FileTable,
-    build_pipes,
-    build_sockets,
-    label_socket_fds,
-)
-from forensic_checkpoint.analysis.identity import build_identity, detect_engine, load_json
-from forensic_checkpoint.analysis.images import try_decode
-from forensic_checkpoint.analysis.process_memory import MemoryPass, MemoryResult
-from forensic_checkpoint.analysis.processes import ProcessTree, build_process_tree
-from forensic_checkpoint.analysis.record import field_names
-from forensic_checkpoint.analysis.redact import redact
-from forensic_checkpoint.analysis.report import (
+from forensic_checkpoint.analysis.format.criu_images import try_decode
+from forensic_checkpoint.analysis.model.base import field_names
+from forensic_checkpoint.analysis.model.report import (
     ArchiveInfo,
     ContainerInfo,
     ContainerLog,
@@ -47,7 +38,20 @@ from forensic_checkpoint.analysis.report import (
     Rootfs,
     Socket,
 )
-from forensic_checkpoint.analysis.rootfs import RootfsListing, list_rootfs, parse_deleted_files
+from forensic_checkpoint.analysis.sections.files import (
+    FileTable,
+    build_pipes,
+    build_sockets,
+    label_socket_fds,
+)
+from forensic_checkpoint.analysis.sections.identity import build_identity, detect_engine, load_json
+from forensic_checkpoint.analysis.sections.process_memory import MemoryPass, MemoryResult
+from forensic_checkpoint.analysis.sections.processes import ProcessTree, build_process_tree
+from forensic_checkpoint.analysis.sections.rootfs import (
+    RootfsListing,
+    list_rootfs,
+    parse_deleted_files,
+)
 
 if TYPE_CHECKING:
     from forensic_checkpoint.analysis import AnalysisOptions

@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from forensic_checkpoint.analysis.findings.model import TimelineEvent
-from forensic_checkpoint.analysis.report import Report
-from forensic_checkpoint.analysis.timeline import normalize
+from forensic_checkpoint.analysis.model.findings import TimelineEvent
+from forensic_checkpoint.analysis.model.report import Report
+from forensic_checkpoint.analysis.sections.timeline import normalize
 from forensic_checkpoint.errors import ReportExportError
 
 REQUIRED = ("message", "datetime", "timestamp_desc")

@@ -19,9 +19,9 @@ import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
-from forensic_checkpoint.analysis.findings.model import TimelineEvent
-from forensic_checkpoint.analysis.images import try_decode
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.format.criu_images import try_decode
+from forensic_checkpoint.analysis.model.findings import TimelineEvent
+from forensic_checkpoint.analysis.model.report import Report
 
 _RFC3339 = re.compile(
     r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$", re.ASCII

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from forensic_checkpoint.analysis.record import Record
+from forensic_checkpoint.analysis.model.base import Record
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 

@@ -16,9 +16,9 @@ from rich.text import Text
 from rich.tree import Tree
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.analysis.diff import DiffReport
-    from forensic_checkpoint.analysis.listing import CheckpointList
-    from forensic_checkpoint.analysis.report import Process, QueueData, Report
+    from forensic_checkpoint.analysis.commands.diff import DiffReport
+    from forensic_checkpoint.analysis.commands.listing import CheckpointList
+    from forensic_checkpoint.analysis.model.report import Process, QueueData, Report
 
 _WIDTH = 140
 _SNIPPET = 200
@@ -77,8 +77,8 @@ def _console() -> tuple[Console, io.StringIO]:
 
 
 def render(report: Any) -> str:
-    from forensic_checkpoint.analysis.diff import DiffReport
-    from forensic_checkpoint.analysis.listing import CheckpointList
+    from forensic_checkpoint.analysis.commands.diff import DiffReport
+    from forensic_checkpoint.analysis.commands.listing import CheckpointList
 
     if isinstance(report, DiffReport):
         return render_diff(report)

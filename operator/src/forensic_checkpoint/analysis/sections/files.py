@@ -13,8 +13,8 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from forensic_checkpoint.analysis.images import Image, try_decode
-from forensic_checkpoint.analysis.report import (
+from forensic_checkpoint.analysis.format.criu_images import Image, try_decode
+from forensic_checkpoint.analysis.model.report import (
     GhostFile,
     Holder,
     OpenFile,

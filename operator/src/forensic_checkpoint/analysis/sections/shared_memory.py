@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from forensic_checkpoint.analysis.files import FileTable
 from forensic_checkpoint.analysis.memory.vmas import MAP_SHARED, VMA_ANON_SHARED, VMA_AREA_MEMFD
-from forensic_checkpoint.analysis.processes import ProcessTree
-from forensic_checkpoint.analysis.report import SharedMemoryObject
+from forensic_checkpoint.analysis.model.report import SharedMemoryObject
+from forensic_checkpoint.analysis.sections.files import FileTable
+from forensic_checkpoint.analysis.sections.processes import ProcessTree
 
 SHMEM_PAGEMAP = re.compile(r"checkpoint/pagemap-shmem-(\d+)\.img")
 

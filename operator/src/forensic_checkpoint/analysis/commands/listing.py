@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forensic_checkpoint.analysis.archive import scan_archive
-from forensic_checkpoint.analysis.identity import build_identity, detect_engine, load_json
-from forensic_checkpoint.analysis.record import Record
+from forensic_checkpoint.analysis.format.archive import scan_archive
+from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.sections.identity import build_identity, detect_engine, load_json
 from forensic_checkpoint.errors import ForensicCheckpointError
 
 #: the kubelet's default checkpoint directory

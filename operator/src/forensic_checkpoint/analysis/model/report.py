@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from forensic_checkpoint.analysis.findings.model import (
+from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.model.findings import (
     ConnectionGraph,
     Finding,
     HistoryEntry,
     MappedBinary,
     TimelineEvent,
 )
-from forensic_checkpoint.analysis.record import Record
 
 if TYPE_CHECKING:
     from pydantic import TypeAdapter
@@ -430,7 +430,7 @@ class Report(Record):
     dump_stats: DumpStats | None = None
     #: what is wrong in the checkpoint (analysis/findings), most severe first
     findings: list[Finding] = field(default_factory=list)
-    #: every time the archive holds, oldest first (analysis/timeline.py)
+    #: every time the archive holds, oldest first (analysis/sections/timeline.py)
     timeline: list[TimelineEvent] = field(default_factory=list)
     #: commands recovered from shells' in-memory history (findings/history.py)
     shell_history: list[HistoryEntry] = field(default_factory=list)

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from forensic_checkpoint.analysis.files import FileTable
-from forensic_checkpoint.analysis.images import Image, try_decode
+from forensic_checkpoint.analysis.format.criu_images import Image, try_decode
 from forensic_checkpoint.analysis.memory.vmas import (
     MAP_SHARED,
     PROT_EXEC,
@@ -32,7 +31,7 @@ from forensic_checkpoint.analysis.memory.vmas import (
     VMA_FILE_PRIVATE,
     VMA_FILE_SHARED,
 )
-from forensic_checkpoint.analysis.report import (
+from forensic_checkpoint.analysis.model.report import (
     Credentials,
     Holder,
     MemoryMap,
@@ -42,6 +41,7 @@ from forensic_checkpoint.analysis.report import (
     Seccomp,
     Thread,
 )
+from forensic_checkpoint.analysis.sections.files import FileTable
 
 TASK_STATES = {1: "alive", 2: "zombie", 3: "stopped", 6: "zombie"}
 SECCOMP_MODES = {0: "disabled", 1: "strict", 2: "filter"}

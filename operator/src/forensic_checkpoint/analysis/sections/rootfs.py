@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
 
-from forensic_checkpoint.analysis.archive import (
+from forensic_checkpoint.analysis.format.archive import (
     GZIP_MAGIC,
     ZSTD_MAGIC,
     ArchiveLimits,
@@ -27,7 +27,7 @@ from forensic_checkpoint.analysis.archive import (
     member_kind,
     normalize_name,
 )
-from forensic_checkpoint.analysis.report import RootfsEntry
+from forensic_checkpoint.analysis.model.report import RootfsEntry
 from forensic_checkpoint.errors import ArchiveError, ArchiveLimitError
 
 WHITEOUT_PREFIX = ".wh."

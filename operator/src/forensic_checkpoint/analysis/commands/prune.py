@@ -6,7 +6,7 @@ a server) are still found; only what is shown is narrowed to the subtree.
 
 from __future__ import annotations
 
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.model.report import Report
 from forensic_checkpoint.errors import ConfigError
 
 
