@@ -9,9 +9,8 @@ import pytest
 from pydantic.alias_generators import to_camel as pydantic_to_camel
 from sample_data import SAMPLES, revealed
 
-from forensic_checkpoint.analysis.commands import diff, listing
+from forensic_checkpoint.analysis.model import diff, listing, report
 from forensic_checkpoint.analysis.model import findings as model
-from forensic_checkpoint.analysis.model import report
 from forensic_checkpoint.analysis.model.base import Record, to_camel
 from forensic_checkpoint.analysis.model.findings import Evidence, Finding
 from forensic_checkpoint.analysis.model.report import (

@@ -8,57 +8,14 @@ masked by default anyway) and memory is compared per process by dumped bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.model.diff import (
+    Changes,
+    DiffReport,
+    DiffSide,
+    MemoryChange,
+    ProcessMemoryChange,
+)
 from forensic_checkpoint.analysis.model.report import Process, Report, Socket
-
-
-@dataclass(kw_only=True)
-class DiffSide(Record):
-    path: str
-    sha256: str
-    container_id: str | None = None
-    checkpointed_at: str | None = None
-
-
-@dataclass(kw_only=True)
-class Changes(Record):
-    """Human-readable one-line items; JSON consumers get the same lines."""
-
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-
-
-@dataclass(kw_only=True)
-class ProcessMemoryChange(Record):
-    pid: int
-    a_bytes: int
-    b_bytes: int
-    delta_bytes: int
-
-
-@dataclass(kw_only=True)
-class MemoryChange(Record):
-    a_bytes: int
-    b_bytes: int
-    delta_bytes: int
-    processes: list[ProcessMemoryChange] = field(default_factory=list)
-
-
-@dataclass(kw_only=True)
-class DiffReport(Record):
-    a: DiffSide
-    b: DiffSide
-    same_container: bool
-    processes: Changes
-    files: Changes
-    sockets: Changes
-    rootfs: Changes
-    #: findings by id (rule + subject), so a new reverse shell shows as added
-    findings: Changes = field(default_factory=Changes)
-    memory: MemoryChange
 
 
 def _proc_line(p: Process) -> str:

@@ -6,33 +6,15 @@ its error instead of stopping the listing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from forensic_checkpoint.analysis.format.archive import scan_archive
-from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.model.listing import CheckpointList, ListedCheckpoint
 from forensic_checkpoint.analysis.sections.identity import build_identity, detect_engine, load_json
 from forensic_checkpoint.errors import ForensicCheckpointError
 
 #: the kubelet's default checkpoint directory
 KUBELET_CHECKPOINTS = Path("/var/lib/kubelet/checkpoints")
-
-
-@dataclass(kw_only=True)
-class ListedCheckpoint(Record):
-    path: str
-    size_bytes: int = 0
-    engine: str | None = None
-    namespace: str | None = None
-    pod: str | None = None
-    container: str | None = None
-    checkpointed_at: str | None = None
-    error: str | None = None
-
-
-@dataclass(kw_only=True)
-class CheckpointList(Record):
-    checkpoints: list[ListedCheckpoint] = field(default_factory=list)
 
 
 def _as_dict(value: object) -> dict[str, object]:

@@ -22,10 +22,11 @@ from forensic_checkpoint.analysis.format.archive import (
     scan_archive,
     stream_members,
 )
+from forensic_checkpoint.analysis.format.criu_images import crit_json
 from forensic_checkpoint.analysis.model.report import RootfsEntry
 from forensic_checkpoint.analysis.sections.files import FileTable
 from forensic_checkpoint.analysis.sections.rootfs import read_rootfs_file
-from forensic_checkpoint.errors import ArchiveLimitError, ImageError, MemberNotFoundError
+from forensic_checkpoint.errors import ArchiveLimitError, MemberNotFoundError
 
 
 def show_file(
@@ -110,14 +111,7 @@ def decode_image_json(name: str, data: bytes) -> str:
             ],
         }
     else:
-        import io
-
-        from pycriu import images
-
-        try:
-            value = images.load(io.BytesIO(data), pretty=True)
-        except Exception as exc:  # pycriu raises bare Exception, struct.error, MagicException
-            raise ImageError(f"{name} is not a decodable CRIU image: {type(exc).__name__}") from exc
+        value = crit_json(name, data)
     return json.dumps(value, indent=2, default=str) + "\n"
 
 

@@ -112,16 +112,15 @@ class MemoryCredentials:
     MAX_CANDIDATES = 20_000
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        import yara_x
-
         from forensic_checkpoint.analysis.findings.yara_scan import compile_rules_from_source
+        from forensic_checkpoint.analysis.memory.yara_engine import new_scanner
 
         self.detectors = list(config.get("detectors") or [])
         anchors = sorted({str(d["anchor"]) for d in self.detectors if d.get("anchor")})
         source = "\n".join(
             f"rule anchor_{i} {{ strings: $a = {a} condition: $a }}" for i, a in enumerate(anchors)
         )
-        self._scanner = yara_x.Scanner(compile_rules_from_source(source, "credentials"))
+        self._scanner = new_scanner(compile_rules_from_source(source, "credentials"))
         self.hits: list[Hit] = []
         self.candidates = 0
 

@@ -282,3 +282,15 @@ def try_decode(kind: str, data: bytes | None, name: str, warnings: list[str]) ->
     except ImageError as exc:
         warnings.append(exc.message)
         return None
+
+
+def crit_json(name: str, data: bytes) -> object:
+    """The whole image as crit renders it (``pycriu.images.load``, pretty), for ``show-file``."""
+    import io
+
+    from pycriu import images
+
+    try:
+        return images.load(io.BytesIO(data), pretty=True)
+    except Exception as exc:  # pycriu raises bare Exception, struct.error, MagicException
+        raise ImageError(f"{name} is not a decodable CRIU image: {type(exc).__name__}") from exc

@@ -16,8 +16,8 @@ from rich.text import Text
 from rich.tree import Tree
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.analysis.commands.diff import DiffReport
-    from forensic_checkpoint.analysis.commands.listing import CheckpointList
+    from forensic_checkpoint.analysis.model.diff import DiffReport
+    from forensic_checkpoint.analysis.model.listing import CheckpointList
     from forensic_checkpoint.analysis.model.report import Process, QueueData, Report
 
 _WIDTH = 140
@@ -77,8 +77,8 @@ def _console() -> tuple[Console, io.StringIO]:
 
 
 def render(report: Any) -> str:
-    from forensic_checkpoint.analysis.commands.diff import DiffReport
-    from forensic_checkpoint.analysis.commands.listing import CheckpointList
+    from forensic_checkpoint.analysis.model.diff import DiffReport
+    from forensic_checkpoint.analysis.model.listing import CheckpointList
 
     if isinstance(report, DiffReport):
         return render_diff(report)
