@@ -12,7 +12,7 @@ from forensic_checkpoint.analysis import AnalysisOptions
 from forensic_checkpoint.analysis.commands.analyzer import run_analysis
 from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
 from forensic_checkpoint.analysis.findings import run as findings_run
-from forensic_checkpoint.analysis.format.archive import DEFAULT_LIMITS, ArchiveLimits
+from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveLimits
 from forensic_checkpoint.analysis.model.report import Report
 from forensic_checkpoint.analysis.sections import process_memory
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from forensic_checkpoint.analysis import AnalysisOptions
 from forensic_checkpoint.analysis.commands.analyzer import run_analysis
-from forensic_checkpoint.analysis.format.archive import ArchiveLimits
+from forensic_checkpoint.analysis.format.contents import ArchiveLimits
 from forensic_checkpoint.analysis.format.criu_images import IMAGE_TYPES, decode, magic_values
 from forensic_checkpoint.analysis.sections.rootfs import list_rootfs
 from forensic_checkpoint.errors import ForensicCheckpointError, ImageError

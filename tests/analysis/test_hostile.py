@@ -16,7 +16,7 @@ from hostile_archives import entry, members, replace, small_members, tar_bytes, 
 
 from forensic_checkpoint.analysis import AnalysisOptions
 from forensic_checkpoint.analysis.commands.analyzer import run_analysis
-from forensic_checkpoint.analysis.format.archive import ArchiveLimits
+from forensic_checkpoint.analysis.format.contents import ArchiveLimits
 from forensic_checkpoint.analysis.model.report import Report
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.errors import (

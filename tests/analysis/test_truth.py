@@ -316,7 +316,7 @@ def test_streamed_pages_give_the_same_report(sample: str) -> None:
 
     from forensic_checkpoint.analysis import AnalysisOptions
     from forensic_checkpoint.analysis.commands.analyzer import run_analysis
-    from forensic_checkpoint.analysis.format.archive import ArchiveLimits
+    from forensic_checkpoint.analysis.format.contents import ArchiveLimits
 
     searches = [m["value"] for m in truth(sample)["memory_strings"]]
     streamed = run_analysis(

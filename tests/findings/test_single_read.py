@@ -15,7 +15,7 @@ from forensic_checkpoint.analysis import AnalysisOptions
 from forensic_checkpoint.analysis.commands.analyzer import run_analysis
 from forensic_checkpoint.analysis.findings import run as findings_run
 from forensic_checkpoint.analysis.findings.sources import RunPieces, iter_runs
-from forensic_checkpoint.analysis.format.archive import DEFAULT_LIMITS, ArchiveLimits
+from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveLimits
 from forensic_checkpoint.analysis.memory import PageIndex
 from forensic_checkpoint.analysis.memory.pagemap import PE_PARENT, PE_PRESENT, Pagemap, PagemapEntry
 from forensic_checkpoint.analysis.model.report import Report

@@ -159,7 +159,7 @@ def test_streamed_compressed_archive_gives_the_same_hits(tmp_path: Path) -> None
     """A large compressed archive is not spooled: its pages (and rootfs-diff) come from one
     more streaming pass. A zero spool bound forces that path on the small sample."""
     from forensic_checkpoint.analysis.commands.analyzer import run_analysis
-    from forensic_checkpoint.analysis.format.archive import ArchiveLimits
+    from forensic_checkpoint.analysis.format.contents import ArchiveLimits
 
     rules = tmp_path / "attack.yar"
     rules.write_text(RULES)

@@ -12,18 +12,20 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from forensic_checkpoint.analysis.commands.redact import redact
-from forensic_checkpoint.analysis.format.archive import (
+from forensic_checkpoint.analysis.format.archive import scan_archive
+from forensic_checkpoint.analysis.format.contents import (
     DEFAULT_LIMITS,
+    ArchiveContents,
+    ArchiveLimits,
+)
+from forensic_checkpoint.analysis.format.criu_images import try_decode
+from forensic_checkpoint.analysis.format.members import (
     DUMP_LOG,
     LOG_MEMBERS,
     ROOTFS_DIFF,
-    ArchiveContents,
-    ArchiveLimits,
     MemberInfo,
     is_pages,
-    scan_archive,
 )
-from forensic_checkpoint.analysis.format.criu_images import try_decode
 from forensic_checkpoint.analysis.model.base import field_names
 from forensic_checkpoint.analysis.model.report import (
     ArchiveInfo,

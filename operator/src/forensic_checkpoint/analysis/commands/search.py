@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from forensic_checkpoint.analysis.commands.redact import mask_searches
-from forensic_checkpoint.analysis.format.archive import DEFAULT_LIMITS, ArchiveLimits, scan_archive
+from forensic_checkpoint.analysis.format.archive import scan_archive
+from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveLimits
 from forensic_checkpoint.analysis.model.report import MemorySearch, MemorySummary
 from forensic_checkpoint.analysis.sections.files import FileTable
 from forensic_checkpoint.analysis.sections.process_memory import MemoryPass

@@ -13,16 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from forensic_checkpoint.analysis.format.archive import (
-    DEFAULT_LIMITS,
+from forensic_checkpoint.analysis.format.archive import scan_archive, stream_members
+from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveLimits
+from forensic_checkpoint.analysis.format.criu_images import crit_json
+from forensic_checkpoint.analysis.format.members import (
     ROOTFS_DIFF,
-    ArchiveLimits,
     MemberInfo,
     check_safe_member_name,
-    scan_archive,
-    stream_members,
 )
-from forensic_checkpoint.analysis.format.criu_images import crit_json
 from forensic_checkpoint.analysis.model.report import RootfsEntry
 from forensic_checkpoint.analysis.sections.files import FileTable
 from forensic_checkpoint.analysis.sections.rootfs import read_rootfs_file

@@ -38,8 +38,9 @@ from forensic_checkpoint.analysis.findings.yara_scan import (
     compile_rules,
     hits_to_findings,
 )
-from forensic_checkpoint.analysis.format.archive import ArchiveContents, Readable
+from forensic_checkpoint.analysis.format.contents import ArchiveContents
 from forensic_checkpoint.analysis.format.criu_images import try_decode
+from forensic_checkpoint.analysis.format.streams import Readable
 from forensic_checkpoint.analysis.memory import (
     PageIndex,
     Pagemap,

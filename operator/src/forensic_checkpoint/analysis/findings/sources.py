@@ -17,14 +17,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, cast
 
-from forensic_checkpoint.analysis.format.archive import (
-    DEFAULT_LIMITS,
-    ROOTFS_DIFF,
-    ArchiveContents,
-    MemberInfo,
-    Readable,
-    stream_members,
-)
+from forensic_checkpoint.analysis.format.archive import stream_members
+from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveContents
+from forensic_checkpoint.analysis.format.members import ROOTFS_DIFF, MemberInfo
+from forensic_checkpoint.analysis.format.streams import Readable
 from forensic_checkpoint.analysis.memory import PageIndex, PresentRun
 from forensic_checkpoint.analysis.sections.rootfs import iter_inner
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from forensic_checkpoint.analysis.findings.sources import iter_runs
-from forensic_checkpoint.analysis.format.archive import Readable
+from forensic_checkpoint.analysis.format.streams import Readable
 from forensic_checkpoint.analysis.memory import PageIndex
 from forensic_checkpoint.analysis.memory.yara_engine import (
     RuleSourceError,

@@ -19,339 +19,41 @@ types are never read; links are recorded but never followed; counts and sizes ar
 
 from __future__ import annotations
 
-import posixpath
 import tarfile
-import threading
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO, Protocol, cast
+from typing import IO, BinaryIO
 
+from forensic_checkpoint.analysis.format.contents import (
+    DEFAULT_LIMITS,
+    ArchiveContents,
+    ArchiveLimits,
+    FileHash,
+    PagesVisitor,
+    StreamVisitor,
+)
+from forensic_checkpoint.analysis.format.members import (
+    MemberInfo,
+    is_pages,
+    link_escapes,
+    member_kind,
+    normalize_name,
+    wanted_in_memory,
+)
+from forensic_checkpoint.analysis.format.streams import (
+    ForwardReader,
+    HashingReader,
+    decompressing_stream,
+    detect_compression,
+    one_line,
+    read_errors,
+)
 from forensic_checkpoint.errors import (
     ArchiveError,
     ArchiveLimitError,
-    EncryptedArchiveError,
-    UnsafeArchiveError,
 )
-
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-GZIP_MAGIC = b"\x1f\x8b"
-AGE_MAGIC = b"age-encryption.org/v1"
-_BLOCK = 1 << 20
-
-MiB = 1 << 20
-GiB = 1 << 30
-
-
-class Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class ArchiveLimits:
-    """Safety bounds. Defaults fit real checkpoints of containers with tens of GiB of memory."""
-
-    max_members: int = 100_000
-    #: decompressed bytes of the whole outer archive (decompression bombs)
-    max_total_bytes: int = 256 * GiB
-    #: one member read into memory (metadata, CRIU images other than pages)
-    max_member_bytes: int = 64 * MiB
-    #: all members kept in memory together, pages excluded
-    max_kept_bytes: int = 512 * MiB
-    #: pages kept in memory when the archive is compressed (else streamed in a second pass)
-    max_spool_bytes: int = 64 * MiB
-    #: entries and decompressed bytes of the inner rootfs-diff.tar
-    max_inner_members: int = 200_000
-    max_inner_bytes: int = 64 * GiB
-
-
-DEFAULT_LIMITS = ArchiveLimits()
-
-
-@dataclass
-class MemberInfo:
-    name: str
-    size: int
-    #: "file" | "dir" | "symlink" | "hardlink" | "other"
-    kind: str
-    mode: int
-    mtime: int
-    linkname: str = ""
-    #: byte offset of the data in the (decompressed) tar stream
-    offset_data: int = 0
-
-
-@dataclass
-class ArchiveContents:
-    path: Path
-    compression: str
-    sha256: str
-    size_bytes: int
-    members: list[MemberInfo] = field(default_factory=list)
-    #: small members kept in memory, by normalised name
-    data: dict[str, bytes] = field(default_factory=dict)
-    #: pages-*.img (and pagemap-shmem pages) kept in memory (compressed archives only)
-    spooled: dict[str, bytes] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    #: the whole-file hash still being computed (``scan_archive(hash_later=True)``)
-    pending_hash: _FileHash | None = field(default=None, repr=False, compare=False)
-
-    def wait_hash(self) -> str | None:
-        """Fill ``sha256``/``size_bytes`` from a background hash; returns a warning if the
-        file could not be read to the end (a no-op when the hash is already there)."""
-        job, self.pending_hash = self.pending_hash, None
-        if job is None:
-            return None
-        job.wait()
-        if job.error is not None:
-            message = f"could not hash the whole file: {_one_line(job.error)}"
-            self.warnings.append(message)
-            return message
-        self.sha256, self.size_bytes = job.sha256, job.size
-        return None
-
-    def member(self, name: str) -> MemberInfo | None:
-        return next((m for m in self.members if m.name == name), None)
-
-    @property
-    def seekable(self) -> bool:
-        """True when member data can be read by offset straight from the file."""
-        return self.compression == "none"
-
-
-#: visitor(member, stream) for members the caller wants to see as a stream
-StreamVisitor = Callable[[MemberInfo, IO[bytes]], None]
-#: Receives a pages member too large to spool, with what the pass has collected so far.
-PagesVisitor = Callable[[MemberInfo, IO[bytes], "ArchiveContents"], None]
-
-
-def detect_compression(head: bytes) -> str:
-    if head.startswith(AGE_MAGIC):
-        raise EncryptedArchiveError(
-            "archive is age-encrypted; decrypt it first (age -d -i IDENTITY)"
-        )
-    if head.startswith(ZSTD_MAGIC):
-        return "zstd"
-    if head.startswith(GZIP_MAGIC):
-        return "gzip"
-    return "none"
-
-
-class _NoHash:
-    """Stands in for a sha256 object when hashing is off."""
-
-    def update(self, data: bytes) -> None:
-        raise AssertionError("hashing is disabled")
-
-    def hexdigest(self) -> str:
-        raise AssertionError("hashing is disabled")
-
-
-class _HashingReader:
-    """Raw file reader that hashes (unless ``enabled`` is false) and counts every byte that
-    goes through it."""
-
-    def __init__(self, raw: BinaryIO, *, enabled: bool = True) -> None:
-        self._raw = raw
-        self.sha: Any = _NoHash()
-        if enabled:
-            import hashlib  # ~3 ms of OpenSSL set-up that ``search`` (enabled=False) skips
-
-            self.sha = hashlib.sha256()
-        self.enabled = enabled
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        if self.enabled:
-            self.sha.update(data)
-        self.count += len(data)
-        return data
-
-    def drain(self) -> None:
-        while chunk := self.read(_BLOCK):
-            del chunk
-
-
-class _BoundedReader:
-    """Decompressed stream that stops a decompression bomb at ``limit`` bytes."""
-
-    def __init__(self, inner: Readable, limit: int, what: str) -> None:
-        self._inner = inner
-        self._limit = limit
-        self._what = what
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._inner.read(size)
-        self.count += len(data)
-        if self.count > self._limit:
-            raise ArchiveLimitError(
-                f"{self._what} expands to more than {self._limit} bytes (decompression bomb?)"
-            )
-        return data
-
-
-def decompressing_stream(raw: Readable, compression: str, limit: int, what: str) -> _BoundedReader:
-    """Wrap ``raw`` so reads return decompressed bytes, capped at ``limit``."""
-    inner: Readable
-    if compression == "zstd":
-        import zstandard
-
-        # read_across_frames: podman and zstd(1) may write several frames.
-        inner = zstandard.ZstdDecompressor().stream_reader(
-            cast(IO[bytes], raw), read_across_frames=True
-        )
-    elif compression == "gzip":
-        import gzip
-
-        inner = gzip.GzipFile(fileobj=cast(IO[bytes], raw), mode="rb")
-    else:
-        inner = raw
-    return _BoundedReader(inner, limit, what)
-
-
-class ForwardReader:
-    """A read-once stream that tarfile can open in its random-access mode (``"r:"``).
-
-    ``seek`` only moves forward, by reading and dropping bytes in 1 MiB chunks; seeking back
-    raises ``tarfile.StreamError`` like stream mode does. Why not stream mode (``"r|"``): it
-    skips an unread member in 10 KiB Python-level reads (about 217 000 for a 2 GiB pages
-    file) and copies its whole buffer on every small read, while here a skipped member is a
-    few large reads and a kept member is one read of its size.
-    """
-
-    def __init__(self, inner: Readable) -> None:
-        self._inner = inner
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True  # forward only; tarfile reads members in order
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence == 1:
-            pos += self._pos
-        elif whence != 0:
-            raise tarfile.StreamError("seeking from the end is not possible in a stream")
-        if pos < self._pos:
-            raise tarfile.StreamError("seeking backwards is not allowed")
-        while self._pos < pos:
-            step = self._inner.read(min(pos - self._pos, _BLOCK))
-            if not step:
-                break  # past the end: the next read returns b"", as a short file would
-            self._pos += len(step)
-        self._pos = pos
-        return pos
-
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            parts = []
-            while chunk := self._inner.read(_BLOCK):
-                parts.append(chunk)
-            data = b"".join(parts)
-        else:
-            data = self._inner.read(size)
-            if 0 < len(data) < size:  # decompressors may return less than asked: fill up
-                parts = [data]
-                got = len(data)
-                while got < size and (more := self._inner.read(size - got)):
-                    parts.append(more)
-                    got += len(more)
-                data = b"".join(parts)
-        self._pos += len(data)
-        return data
-
-
-_READ_ERRORS: tuple[type[BaseException], ...] = (
-    tarfile.TarError,
-    EOFError,
-    zlib.error,
-    OSError,
-    ValueError,
-)
-
-
-def _read_errors() -> tuple[type[BaseException], ...]:
-    try:
-        import zstandard
-    except ImportError:  # pragma: no cover - zstandard is a hard dependency
-        return _READ_ERRORS
-    return (*_READ_ERRORS, zstandard.ZstdError)
-
-
-def normalize_name(name: str) -> str | None:
-    """The member name without ``./``; None when it is absolute or climbs out with ``..``."""
-    if name.startswith("/"):
-        return None
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if any(p == ".." for p in parts):
-        return None
-    return "/".join(parts) + ("/" if name.endswith("/") and parts else "")
-
-
-def link_escapes(member_name: str, target: str) -> bool:
-    """True when a symlink target leaves the archive root."""
-    if target.startswith("/"):
-        return True
-    joined = posixpath.normpath(posixpath.join(posixpath.dirname(member_name), target))
-    return joined == ".." or joined.startswith("../")
-
-
-def member_kind(info: tarfile.TarInfo) -> str:
-    """file, dir, symlink, hardlink or other: the type names the report uses."""
-    if info.isreg():
-        return "file"
-    if info.isdir():
-        return "dir"
-    if info.issym():
-        return "symlink"
-    if info.islnk():
-        return "hardlink"
-    return "other"
-
-
-def is_pages(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return name.startswith("checkpoint/") and base.startswith("pages-") and base.endswith(".img")
-
-
-#: members read into memory, besides CRIU images under checkpoint/
-_KEPT_TOP = frozenset(
-    {
-        "config.dump",
-        "spec.dump",
-        "stats-dump",
-        "status",
-        "status.dump",
-        "network.status",
-        "bind.mounts",
-        "deleted.files",
-        "pod.options",
-        "pod.dump",
-    }
-)
-#: engine-specific names of the container log
-LOG_MEMBERS = ("io.kubernetes.cri-o.LogPath", "container.log", "ctr.log")
-#: CRIU's own log (CRI-O and containerd put it in the archive; podman does not)
-DUMP_LOG = "dump.log"
-ROOTFS_DIFF = "rootfs-diff.tar"
-
-
-def _wanted_in_memory(name: str) -> bool:
-    if name in _KEPT_TOP:
-        return True
-    if not name.startswith("checkpoint/") or is_pages(name):
-        return False
-    base = name.rsplit("/", 1)[-1]
-    return (base.endswith(".img") and not base.startswith("tmpfs-")) or base == "descriptors.json"
 
 
 def _open(path: Path) -> BinaryIO:
@@ -364,7 +66,7 @@ def _open(path: Path) -> BinaryIO:
 @contextmanager
 def open_tar_stream(
     path: Path, limits: ArchiveLimits = DEFAULT_LIMITS, *, hash_bytes: bool = True
-) -> Iterator[tuple[tarfile.TarFile, _HashingReader, str]]:
+) -> Iterator[tuple[tarfile.TarFile, HashingReader, str]]:
     """Open ``path`` as a streamed tar; yields (tar, raw hashing reader, compression).
 
     Without ``hash_bytes`` a plain tar is read with real seeks, so members nobody reads
@@ -375,7 +77,7 @@ def open_tar_stream(
         if not head:
             raise ArchiveError(f"{path} is empty")
         compression = detect_compression(head)
-        raw = _HashingReader(fh, enabled=hash_bytes)
+        raw = HashingReader(fh, enabled=hash_bytes)
         source: BinaryIO | ForwardReader
         if compression == "none" and not hash_bytes:
             source = fh
@@ -384,10 +86,10 @@ def open_tar_stream(
             source = ForwardReader(stream)
         try:
             tar = tarfile.open(fileobj=source, mode="r:")  # type: ignore[call-overload]  # noqa: SIM115 - closed below
-        except _read_errors() as exc:
+        except read_errors() as exc:
             raise ArchiveError(
                 f"not a checkpoint archive: cannot read a tar ({compression} compression): "
-                f"{_one_line(exc)}"
+                f"{one_line(exc)}"
             ) from exc
         with tar:
             yield tar, raw, compression
@@ -400,38 +102,6 @@ def _peek_compression(path: Path) -> str:
     except OSError:
         return "unknown"  # open_tar_stream reports it
     return detect_compression(head) if head else "unknown"
-
-
-class _FileHash:
-    """SHA-256 and size of a whole file, computed in a daemon thread."""
-
-    def __init__(self, path: Path) -> None:
-        self.sha256 = ""
-        self.size = 0
-        self.error: OSError | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(path,), name="archive-sha256", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, path: Path) -> None:
-        try:
-            import hashlib
-
-            with path.open("rb") as fh:
-                digest = hashlib.file_digest(fh, "sha256")
-                self.size = fh.tell()
-            self.sha256 = digest.hexdigest()
-        except OSError as exc:
-            self.error = exc
-
-    def wait(self) -> None:
-        self._thread.join()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
 
 
 def scan_archive(
@@ -468,7 +138,7 @@ def scan_archive(
     with open_tar_stream(path, limits, hash_bytes=hashing) as (tar, raw, compression):
         contents = ArchiveContents(path=path, compression=compression, sha256="", size_bytes=size)
         if background:
-            contents.pending_hash = _FileHash(path)
+            contents.pending_hash = FileHash(path)
         _walk(
             tar,
             contents,
@@ -481,8 +151,8 @@ def scan_archive(
             # Trailing padding/garbage after the tar end marker is part of the file's hash.
             try:
                 raw.drain()
-            except _read_errors() as exc:  # pragma: no cover - plain reads of a local file
-                contents.warnings.append(f"could not hash the whole file: {_one_line(exc)}")
+            except read_errors() as exc:  # pragma: no cover - plain reads of a local file
+                contents.warnings.append(f"could not hash the whole file: {one_line(exc)}")
             contents.sha256 = raw.sha.hexdigest()
             contents.size_bytes = raw.count
     if not any(m.name.startswith("checkpoint/") for m in contents.members):
@@ -546,7 +216,7 @@ def _take(
             if stream is not None:
                 pages_visitor(member, stream, contents)
         return
-    if not _wanted_in_memory(name):
+    if not wanted_in_memory(name):
         return
     if member.size > limits.max_member_bytes:
         contents.warnings.append(
@@ -607,12 +277,12 @@ def _walk(
             )
     except ArchiveError:
         raise
-    except _read_errors() as exc:
+    except read_errors() as exc:
         if not contents.members:
-            raise ArchiveError(f"not a readable tar archive: {_one_line(exc)}") from exc
+            raise ArchiveError(f"not a readable tar archive: {one_line(exc)}") from exc
         last = contents.members[-1].name
         contents.warnings.append(
-            f"archive is truncated or damaged after member {last!r}: {_one_line(exc)}; "
+            f"archive is truncated or damaged after member {last!r}: {one_line(exc)}; "
             "the report is partial"
         )
     if count == 0:
@@ -660,8 +330,8 @@ def stream_members(
                     return
         except ArchiveError:
             raise
-        except _read_errors() as exc:
-            raise ArchiveError(f"archive is truncated or damaged: {_one_line(exc)}") from exc
+        except read_errors() as exc:
+            raise ArchiveError(f"archive is truncated or damaged: {one_line(exc)}") from exc
 
 
 def read_range(path: Path, offset: int, size: int) -> bytes:
@@ -671,27 +341,4 @@ def read_range(path: Path, offset: int, size: int) -> bytes:
         return fh.read(size)
 
 
-def check_safe_member_name(name: str) -> str:
-    """Normalise a user-given member path or raise UnsafeArchiveError."""
-    norm = normalize_name(name)
-    if norm is None:
-        raise UnsafeArchiveError(f"unsafe path {name!r}")
-    return norm
-
-
-__all__ = [
-    "LOG_MEMBERS",
-    "ROOTFS_DIFF",
-    "ArchiveContents",
-    "ArchiveLimits",
-    "ForwardReader",
-    "MemberInfo",
-    "decompressing_stream",
-    "detect_compression",
-    "is_pages",
-    "link_escapes",
-    "normalize_name",
-    "read_range",
-    "scan_archive",
-    "stream_members",
-]
+__all__ = ["read_range", "scan_archive", "stream_members"]

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
-from forensic_checkpoint.analysis.format.archive import ArchiveContents, MemberInfo, stream_members
+from forensic_checkpoint.analysis.format.archive import stream_members
+from forensic_checkpoint.analysis.format.contents import ArchiveContents
+from forensic_checkpoint.analysis.format.members import MemberInfo
 from forensic_checkpoint.analysis.memory import (
     MemoryHit,
     MemoryScanner,

@@ -17,15 +17,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
 
-from forensic_checkpoint.analysis.format.archive import (
+from forensic_checkpoint.analysis.format.contents import ArchiveLimits
+from forensic_checkpoint.analysis.format.members import member_kind, normalize_name
+from forensic_checkpoint.analysis.format.streams import (
     GZIP_MAGIC,
     ZSTD_MAGIC,
-    ArchiveLimits,
     ForwardReader,
     Readable,
     decompressing_stream,
-    member_kind,
-    normalize_name,
 )
 from forensic_checkpoint.analysis.model.report import RootfsEntry
 from forensic_checkpoint.errors import ArchiveError, ArchiveLimitError
