@@ -7,7 +7,7 @@ connected socket, or on a pipe whose other end a process holding a connected soc
 
 from __future__ import annotations
 
-from forensic_checkpoint.analysis.findings.facts import Graph, socket_text
+from forensic_checkpoint.analysis.findings.connections import Graph, socket_text
 from forensic_checkpoint.analysis.model.findings import ConnectionGraph, GraphEdge, GraphNode
 from forensic_checkpoint.analysis.model.report import OpenFile, Report
 

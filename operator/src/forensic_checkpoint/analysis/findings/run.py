@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,21 +143,40 @@ def pages_tasks(
     for obj in shared if everything else []:
         label = f"{obj.kind} {obj.name or obj.shmid}"
         wanted.append((f"checkpoint/pagemap-shmem-{obj.shmid}.img", "shared-memory", label, None))
+
+    def skip(pages: str) -> bool:
+        return pages not in sizes or pages in known or (only is not None and pages != only)
+
     out = {}
     for name, kind, target, pid in wanted:
-        try:
-            pagemap = parsed_pagemap(contents, name, cache)
-            if pagemap is None:
-                continue
-            pages = f"checkpoint/pages-{pagemap.pages_id}.img"
-            if pages not in sizes or pages in known or (only is not None and pages != only):
-                continue
-            index = PageIndex.build(pagemap, derive_page_size(sizes[pages], pagemap))
-        except ImageError:
-            continue  # the analyzer has already warned about this image
+        found = _indexed_pages(contents, name, sizes, cache, skip)
+        if found is None:
+            continue
+        pages, index = found
         keep = _heap(contents, pid) if pid in shells else None
         out[pages] = PagesTask(index, kind, target, pid, keep=keep)
     return out
+
+
+def _indexed_pages(
+    contents: ArchiveContents,
+    pagemap_name: str,
+    sizes: Mapping[str, int],
+    cache: dict[str, Pagemap] | None,
+    skip: Callable[[str], bool],
+) -> tuple[str, PageIndex] | None:
+    """(the pages member a pagemap points at, its page index), or None where ``skip`` says
+    so or the pagemap does not decode (the analyzer has already warned about that)."""
+    try:
+        pagemap = parsed_pagemap(contents, pagemap_name, cache)
+        if pagemap is None:
+            return None
+        pages = f"checkpoint/pages-{pagemap.pages_id}.img"
+        if skip(pages):
+            return None
+        return pages, PageIndex.build(pagemap, derive_page_size(sizes[pages], pagemap))
+    except ImageError:
+        return None
 
 
 def _queue_bytes(q: QueueData | None) -> bytes:
