@@ -14,7 +14,7 @@ from forensic_checkpoint.analysis.commands.search import SearchOptions, search_a
 from forensic_checkpoint.analysis.findings import run as findings_run
 from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveLimits
 from forensic_checkpoint.analysis.model.report import Report
-from forensic_checkpoint.analysis.sections import process_memory
+from forensic_checkpoint.analysis.sections import pages_reading, process_memory
 
 STREAMED = ArchiveLimits(max_spool_bytes=0)  # no pages spooled: as for a multi-GiB archive
 
@@ -30,7 +30,7 @@ class _Passes:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.memory: list[set[str]] = []
         self.findings: list[set[str]] = []
-        memory_pass, findings_visit = process_memory.stream_members, findings_run.visit_members
+        memory_pass, findings_visit = pages_reading.stream_members, findings_run.visit_members
 
         def memory(path: object, wanted: object, visit: object) -> None:
             self.memory.append({"called"})
@@ -40,7 +40,7 @@ class _Passes:
             self.findings.append({n for n in names if "/pages-" in n})
             findings_visit(contents, names, visit)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(process_memory, "stream_members", memory)
+        monkeypatch.setattr(pages_reading, "stream_members", memory)
         monkeypatch.setattr(findings_run, "visit_members", findings)
 
     @property

@@ -50,7 +50,7 @@ from forensic_checkpoint.analysis.memory import (
 from forensic_checkpoint.analysis.model.findings import Finding, HistoryEntry
 from forensic_checkpoint.analysis.model.report import Process, QueueData, Report, SharedMemoryObject
 from forensic_checkpoint.analysis.sections.files import FileTable
-from forensic_checkpoint.analysis.sections.process_memory import PagesObserver, parsed_pagemap
+from forensic_checkpoint.analysis.sections.memory_tasks import PagesObserver, parsed_pagemap
 from forensic_checkpoint.analysis.sections.timeline import build_timeline
 from forensic_checkpoint.errors import ImageError
 
