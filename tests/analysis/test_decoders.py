@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from forensic_checkpoint.analysis.sections.files import inet_address, open_flags, unix_name
-from forensic_checkpoint.analysis.sections.processes import capability_names
+from forensic_checkpoint.analysis.sections.task_details import capability_names
 
 
 def words(text: str, family: socket.AddressFamily) -> tuple[int, ...]:

@@ -278,7 +278,7 @@ def test_sensitive_host_mount() -> None:
 
 
 def test_privileged_and_added_capabilities() -> None:
-    from forensic_checkpoint.analysis.sections.processes import CAPABILITIES
+    from forensic_checkpoint.analysis.sections.task_details import CAPABILITIES
 
     spec = {
         "process": {"capabilities": {"bounding": CAPABILITIES}},

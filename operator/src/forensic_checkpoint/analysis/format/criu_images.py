@@ -23,6 +23,7 @@ import re
 import struct
 import sys
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -294,3 +295,16 @@ def crit_json(name: str, data: bytes) -> object:
         return images.load(io.BytesIO(data), pretty=True)
     except Exception as exc:  # pycriu raises bare Exception, struct.error, MagicException
         raise ImageError(f"{name} is not a decodable CRIU image: {type(exc).__name__}") from exc
+
+
+def checkpoint_image(
+    data: Mapping[str, bytes], kind: str, base: str, warnings: list[str]
+) -> Image | None:
+    """The image ``checkpoint/<base>`` of the kept members, decoded as ``kind`` (None, with a
+    warning, when it is damaged; None when it is absent)."""
+    return try_decode(kind, data.get(f"checkpoint/{base}"), base, warnings)
+
+
+def first_entry(image: Image | None) -> Any:
+    """The one entry of a single-entry image (core, mm, ids, fs, ...), or None."""
+    return image.entries[0] if image and image.entries else None

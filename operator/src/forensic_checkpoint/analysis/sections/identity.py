@@ -95,6 +95,114 @@ def _ns_time(value: Any) -> str | None:
     return None
 
 
+def _first(*values: str | None) -> str | None:
+    """The first non-empty value (``a or b or c``: the last one when none is)."""
+    for value in values:
+        if value:
+            return value
+    return values[-1]
+
+
+def _annotations(spec: dict[str, Any], status_dump: dict[str, Any]) -> dict[str, str]:
+    ann = {str(k): str(v) for k, v in _dict(spec.get("annotations")).items()}
+    # containerd keeps the kubelet's container annotations only in status.dump
+    for key, value in _dict(status_dump.get("annotations")).items():
+        ann.setdefault(str(key), str(value))
+    return ann
+
+
+def _crio_metadata_name(ann: dict[str, str]) -> str | None:
+    if "io.kubernetes.cri-o.Metadata" not in ann:
+        return None
+    try:
+        return _str(_dict(json.loads(ann["io.kubernetes.cri-o.Metadata"])).get("name"))
+    except ValueError:
+        return None
+
+
+def _kubernetes_names(
+    ann: dict[str, str], config: dict[str, Any], status_dump: dict[str, Any]
+) -> dict[str, str | None]:
+    """Container, pod and namespace names and ids, as CRI-O, containerd and podman keep them."""
+    status_meta = _dict(status_dump.get("metadata"))
+    labels = _dict(status_dump.get("labels"))
+    return {
+        "name": _first(
+            ann.get("io.kubernetes.container.name"),
+            ann.get("io.kubernetes.cri.container-name"),
+            _crio_metadata_name(ann),
+            _str(status_meta.get("name")),
+            _str(labels.get("io.kubernetes.container.name")),
+            _str(config.get("name")),
+        ),
+        "pod": _first(
+            ann.get("io.kubernetes.pod.name"),
+            ann.get("io.kubernetes.cri.sandbox-name"),
+            _str(labels.get("io.kubernetes.pod.name")),
+        ),
+        "namespace": _first(
+            ann.get("io.kubernetes.pod.namespace"),
+            ann.get("io.kubernetes.cri.sandbox-namespace"),
+            _str(labels.get("io.kubernetes.pod.namespace")),
+        ),
+        "pod_uid": _first(
+            ann.get("io.kubernetes.pod.uid"),
+            ann.get("io.kubernetes.cri.sandbox-uid"),
+            _str(labels.get("io.kubernetes.pod.uid")),
+        ),
+        "pod_id": _first(
+            _str(config.get("pod")),
+            ann.get("io.kubernetes.cri-o.SandboxID"),
+            ann.get("io.kubernetes.cri.sandbox-id"),
+        ),
+    }
+
+
+def _image(ann: dict[str, str], config: dict[str, Any]) -> dict[str, str | None]:
+    return {
+        "image": _first(
+            _str(config.get("rootfsImageName")),
+            ann.get("io.kubernetes.cri-o.ImageName"),
+            ann.get("io.kubernetes.cri.image-name"),
+            _str(config.get("rootfsImage")),
+            _str(config.get("rawImageName")),
+        ),
+        "image_id": _first(_str(config.get("rootfsImageRef")), _str(config.get("rootfsImageID"))),
+    }
+
+
+def _times(
+    ann: dict[str, str],
+    config: dict[str, Any],
+    status_dump: dict[str, Any],
+    checkpoint_mtime: int | None,
+) -> dict[str, str | None]:
+    checkpointed = _time(config.get("checkpointedTime"))
+    if checkpointed is None and checkpoint_mtime:
+        # podman and CRI-O do not record it; the checkpoint/ directory's tar mtime is the
+        # time the images were written (second resolution).
+        checkpointed = (
+            datetime.fromtimestamp(checkpoint_mtime, tz=UTC).isoformat().replace("+00:00", "Z")
+        )
+    return {
+        "created_at": _first(
+            _time(config.get("createdTime")),
+            ann.get("io.kubernetes.cri-o.Created"),
+            _ns_time(status_dump.get("created_at")),
+        ),
+        "checkpointed_at": checkpointed,
+    }
+
+
+def _spec_env(process: dict[str, Any]) -> list[EnvVar]:
+    env: list[EnvVar] = []
+    for item in process.get("env") or []:
+        if isinstance(item, str):
+            key, _, value = item.partition("=")
+            env.append(EnvVar(name=key, value=value))
+    return env
+
+
 def build_identity(
     *,
     config: dict[str, Any],
@@ -106,95 +214,23 @@ def build_identity(
     domainname: str | None,
     checkpoint_mtime: int | None,
 ) -> ContainerInfo:
-    ann_raw = _dict(spec.get("annotations"))
-    ann = {str(k): str(v) for k, v in ann_raw.items()}
-    # containerd keeps the kubelet's container annotations only in status.dump
-    for key, value in _dict(status_dump.get("annotations")).items():
-        ann.setdefault(str(key), str(value))
+    ann = _annotations(spec, status_dump)
     process = _dict(spec.get("process"))
-    meta_name = None
-    if "io.kubernetes.cri-o.Metadata" in ann:
-        try:
-            meta_name = _str(_dict(json.loads(ann["io.kubernetes.cri-o.Metadata"])).get("name"))
-        except ValueError:
-            meta_name = None
-    status_meta = _dict(status_dump.get("metadata"))
-    status_labels = _dict(status_dump.get("labels"))
-    name = (
-        ann.get("io.kubernetes.container.name")
-        or ann.get("io.kubernetes.cri.container-name")
-        or meta_name
-        or _str(status_meta.get("name"))
-        or _str(status_labels.get("io.kubernetes.container.name"))
-        or _str(config.get("name"))
-    )
-    pod = (
-        ann.get("io.kubernetes.pod.name")
-        or ann.get("io.kubernetes.cri.sandbox-name")
-        or _str(status_labels.get("io.kubernetes.pod.name"))
-    )
-    namespace = (
-        ann.get("io.kubernetes.pod.namespace")
-        or ann.get("io.kubernetes.cri.sandbox-namespace")
-        or _str(status_labels.get("io.kubernetes.pod.namespace"))
-    )
-    pod_uid = (
-        ann.get("io.kubernetes.pod.uid")
-        or ann.get("io.kubernetes.cri.sandbox-uid")
-        or _str(status_labels.get("io.kubernetes.pod.uid"))
-    )
-    pod_id = (
-        _str(config.get("pod"))
-        or ann.get("io.kubernetes.cri-o.SandboxID")
-        or ann.get("io.kubernetes.cri.sandbox-id")
-    )
-    image = (
-        _str(config.get("rootfsImageName"))
-        or ann.get("io.kubernetes.cri-o.ImageName")
-        or ann.get("io.kubernetes.cri.image-name")
-        or _str(config.get("rootfsImage"))
-        or _str(config.get("rawImageName"))
-    )
-    image_id = _str(config.get("rootfsImageRef")) or _str(config.get("rootfsImageID"))
-    created = (
-        _time(config.get("createdTime"))
-        or ann.get("io.kubernetes.cri-o.Created")
-        or _ns_time(status_dump.get("created_at"))
-    )
-    checkpointed = _time(config.get("checkpointedTime"))
-    if checkpointed is None and checkpoint_mtime:
-        # podman and CRI-O do not record it; the checkpoint/ directory's tar mtime is the
-        # time the images were written (second resolution).
-        checkpointed = (
-            datetime.fromtimestamp(checkpoint_mtime, tz=UTC).isoformat().replace("+00:00", "Z")
-        )
-    ip = ann.get("io.kubernetes.cri-o.IP.0") or _first_ip(network_status)
-    env: list[EnvVar] = []
-    for item in process.get("env") or []:
-        if isinstance(item, str):
-            key, _, value = item.partition("=")
-            env.append(EnvVar(name=key, value=value))
     return ContainerInfo(
-        id=_str(config.get("id")) or _str(status_dump.get("id")),
-        name=name,
+        id=_first(_str(config.get("id")), _str(status_dump.get("id"))),
         config_name=_str(config.get("name")),
-        pod=pod,
-        pod_id=pod_id,
-        pod_uid=pod_uid,
-        namespace=namespace,
-        image=image,
-        image_id=image_id,
-        runtime=_str(config.get("runtime")) or _str(config.get("ociRuntime")),
-        hostname=hostname or _str(spec.get("hostname")),
+        **_kubernetes_names(ann, config, status_dump),
+        **_image(ann, config),
+        runtime=_first(_str(config.get("runtime")), _str(config.get("ociRuntime"))),
+        hostname=_first(hostname, _str(spec.get("hostname"))),
         domainname=domainname,
-        created_at=created,
-        checkpointed_at=checkpointed,
-        ip=ip,
+        **_times(ann, config, status_dump, checkpoint_mtime),
+        ip=_first(ann.get("io.kubernetes.cri-o.IP.0"), _first_ip(network_status)),
         host_pid=_positive_int(_dict(status).get("Pid")),
-        log_path=_str(status_dump.get("log_path")) or ann.get("io.kubernetes.cri-o.LogPath"),
+        log_path=_first(_str(status_dump.get("log_path")), ann.get("io.kubernetes.cri-o.LogPath")),
         args=[a for a in process.get("args") or [] if isinstance(a, str)],
         cwd=_str(process.get("cwd")),
-        spec_env=env,
+        spec_env=_spec_env(process),
         annotations=ann,
-        labels=_labels(ann_raw, status_dump),
+        labels=_labels(_dict(spec.get("annotations")), status_dump),
     )
