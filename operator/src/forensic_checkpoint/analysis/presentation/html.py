@@ -161,13 +161,8 @@ def _history(report: Report) -> str:
     )
 
 
-def to_html(report: Report) -> str:
+def _identity(report: Report) -> str:
     c = report.container
-    counts: Counter[str] = Counter(f.severity for f in report.findings)
-    count_html = "".join(
-        f"<span>{_badge(s)} {counts.get(s, 0)}</span>"
-        for s in sorted(SEVERITY_RANK, key=lambda s: -SEVERITY_RANK[s])
-    )
     identity = [
         ("Pod", f"{c.namespace or '-'}/{c.pod or '-'}"),
         ("Container", c.name or c.id),
@@ -179,9 +174,14 @@ def to_html(report: Report) -> str:
         ("Archive sha256", report.archive.sha256),
         ("Redacted", "yes" if report.redacted else "no (--reveal)"),
     ]
-    kv = "".join(f'<tr><td>{_e(k)}</td><td class="mono">{_e(v)}</td></tr>' for k, v in identity)
+    return "".join(f'<tr><td>{_e(k)}</td><td class="mono">{_e(v)}</td></tr>' for k, v in identity)
+
+
+def _binaries(report: Report) -> str:
     foreign = [b for b in report.binaries if b.origin != "image"]
-    binaries = (
+    if not foreign:
+        return '<p class="muted">Every mapped binary comes from the image.</p>'
+    return (
         "<table><tr><th>Binary</th><th>Origin</th><th>Build-id</th><th>sha256</th><th>pids</th></tr>"
         + "".join(
             f'<tr><td class="mono">{_e(b.path)}</td><td>{_e(b.origin)}</td>'
@@ -190,9 +190,18 @@ def to_html(report: Report) -> str:
             for b in foreign
         )
         + "</table>"
-        if foreign
-        else '<p class="muted">Every mapped binary comes from the image.</p>'
     )
+
+
+def to_html(report: Report) -> str:
+    c = report.container
+    counts: Counter[str] = Counter(f.severity for f in report.findings)
+    count_html = "".join(
+        f"<span>{_badge(s)} {counts.get(s, 0)}</span>"
+        for s in sorted(SEVERITY_RANK, key=lambda s: -SEVERITY_RANK[s])
+    )
+    kv = _identity(report)
+    binaries = _binaries(report)
     warnings = "".join(f"<li>{_e(w)}</li>" for w in report.warnings)
     title = f"Checkpoint report: {c.namespace or '-'}/{c.pod or '-'}/{c.name or c.id or '-'}"
     return (
