@@ -9,7 +9,7 @@ import pytest
 from pydantic.alias_generators import to_camel as pydantic_to_camel
 from sample_data import SAMPLES, revealed
 
-from forensic_checkpoint.analysis.model import diff, listing, report
+from forensic_checkpoint.analysis.model import diff, listing, process, report
 from forensic_checkpoint.analysis.model import findings as model
 from forensic_checkpoint.analysis.model.base import Record, to_camel
 from forensic_checkpoint.analysis.model.findings import Evidence, Finding
@@ -23,7 +23,7 @@ from forensic_checkpoint.analysis.model.report import (
 RECORDS = sorted(
     {
         cls
-        for module in (report, model, diff, listing)
+        for module in (report, process, model, diff, listing)
         for cls in vars(module).values()
         if isinstance(cls, type) and issubclass(cls, Record) and cls is not Record
     },

@@ -11,7 +11,8 @@ from typing import Any
 from sample_data import revealed, sample_path, truth
 
 from forensic_checkpoint.analysis.commands.show_file import show_file
-from forensic_checkpoint.analysis.model.report import OpenFile, Report
+from forensic_checkpoint.analysis.model.process import OpenFile
+from forensic_checkpoint.analysis.model.report import Report
 
 
 def test_archive_identity(sample: str) -> None:

@@ -7,13 +7,10 @@ from typing import Any
 
 from pycriu.images import mm_pb2, pagemap_pb2
 
+from forensic_checkpoint.analysis.model.process import EnvVar, MemoryMap, OpenFile, Process
 from forensic_checkpoint.analysis.model.report import (
-    EnvVar,
     Holder,
-    MemoryMap,
-    OpenFile,
     Pipe,
-    Process,
     Report,
     Rootfs,
     RootfsEntry,

@@ -27,7 +27,8 @@ from findings_crafted import (
 
 from forensic_checkpoint.analysis.findings.run import find_all
 from forensic_checkpoint.analysis.model.findings import Finding
-from forensic_checkpoint.analysis.model.report import Holder, MemoryMap, Report, SharedMemoryObject
+from forensic_checkpoint.analysis.model.process import MemoryMap
+from forensic_checkpoint.analysis.model.report import Holder, Report, SharedMemoryObject
 
 ANY = "0.0.0.0"  # noqa: S104 (a socket address in data, nothing binds)
 SERVER = proc(

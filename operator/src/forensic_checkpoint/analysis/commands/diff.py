@@ -15,7 +15,8 @@ from forensic_checkpoint.analysis.model.diff import (
     MemoryChange,
     ProcessMemoryChange,
 )
-from forensic_checkpoint.analysis.model.report import Process, Report, Socket
+from forensic_checkpoint.analysis.model.process import Process
+from forensic_checkpoint.analysis.model.report import Report, Socket
 
 
 def _proc_line(p: Process) -> str:

@@ -6,6 +6,7 @@ a server) are still found; only what is shown is narrowed to the subtree.
 
 from __future__ import annotations
 
+from forensic_checkpoint.analysis.model.findings import Finding
 from forensic_checkpoint.analysis.model.report import Report
 from forensic_checkpoint.errors import ConfigError
 
@@ -35,14 +36,18 @@ def prune_to_subtree(report: Report, root: int) -> Report:
     report.shared_memory = [
         o for o in report.shared_memory if any(int(u.split()[0]) in keep for u in o.used_by)
     ]
+    _prune_searches(report, keep)
+    report.findings = [f for f in report.findings if _about(f, keep)]
+    return report
+
+
+def _prune_searches(report: Report, keep: set[int]) -> None:
     for search in report.memory.searches:
         search.matches = [m for m in search.matches if m.pid in keep]
         search.total_matches = len(search.matches) if not search.truncated else search.total_matches
-    report.findings = [
-        f
-        for f in report.findings
-        if (f.evidence.pid is None and not f.evidence.pids)
-        or f.evidence.pid in keep
-        or keep.intersection(f.evidence.pids)
-    ]
-    return report
+
+
+def _about(finding: Finding, keep: set[int]) -> bool:
+    """True for a finding about a kept process, or about no process at all."""
+    e = finding.evidence
+    return (e.pid is None and not e.pids) or e.pid in keep or bool(keep.intersection(e.pids))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from copy import deepcopy
 
-from forensic_checkpoint.analysis.model.report import REDACTED, EnvVar, MemorySearch, Report
+from forensic_checkpoint.analysis.model.process import EnvVar
+from forensic_checkpoint.analysis.model.report import REDACTED, MemorySearch, Report
 
 
 def _mask_env(env: list[EnvVar]) -> list[EnvVar]:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from forensic_checkpoint.analysis.model.report import OpenFile, Pipe, Report, Socket
+from forensic_checkpoint.analysis.model.process import OpenFile
+from forensic_checkpoint.analysis.model.report import Pipe, Report, Socket
 
 
 def socket_text(s: Socket) -> str:

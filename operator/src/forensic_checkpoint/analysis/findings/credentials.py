@@ -21,7 +21,8 @@ from typing import Any
 
 from forensic_checkpoint.analysis.findings.sources import OVERLAP
 from forensic_checkpoint.analysis.model.findings import Evidence, Finding, as_severity
-from forensic_checkpoint.analysis.model.report import EnvVar, Report
+from forensic_checkpoint.analysis.model.process import EnvVar
+from forensic_checkpoint.analysis.model.report import Report
 
 JWT_RE = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 

@@ -25,7 +25,8 @@ from forensic_checkpoint.analysis.memory.vmas import (
     VMA_AREA_VVAR,
     VMA_FILE_PRIVATE,
 )
-from forensic_checkpoint.analysis.model.report import Process, Report
+from forensic_checkpoint.analysis.model.process import Process
+from forensic_checkpoint.analysis.model.report import Report
 from forensic_checkpoint.errors import ImageError
 
 Subject = dict[str, Any]

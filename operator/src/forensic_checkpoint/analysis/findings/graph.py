@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from forensic_checkpoint.analysis.findings.connections import Graph, socket_text
 from forensic_checkpoint.analysis.model.findings import ConnectionGraph, GraphEdge, GraphNode
-from forensic_checkpoint.analysis.model.report import OpenFile, Report
+from forensic_checkpoint.analysis.model.process import OpenFile
+from forensic_checkpoint.analysis.model.report import Report
 
 
 def _access(item: OpenFile) -> str:

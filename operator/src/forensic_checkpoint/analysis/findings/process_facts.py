@@ -10,7 +10,8 @@ from typing import Any
 from forensic_checkpoint.analysis.findings.connections import Graph, socket_text
 from forensic_checkpoint.analysis.findings.facts import Inputs, Subject, basename
 from forensic_checkpoint.analysis.format.criu_images import try_decode
-from forensic_checkpoint.analysis.model.report import Process, Socket
+from forensic_checkpoint.analysis.model.process import Process
+from forensic_checkpoint.analysis.model.report import Socket
 
 POOL_RE = re.compile(r"(?i)stratum[0-9]?\+(?:tcp|ssl|tls|ws)://[^\s'\"]+")
 

@@ -48,7 +48,8 @@ from forensic_checkpoint.analysis.memory import (
     derive_page_size,
 )
 from forensic_checkpoint.analysis.model.findings import Finding, HistoryEntry
-from forensic_checkpoint.analysis.model.report import Process, QueueData, Report, SharedMemoryObject
+from forensic_checkpoint.analysis.model.process import Process
+from forensic_checkpoint.analysis.model.report import QueueData, Report, SharedMemoryObject
 from forensic_checkpoint.analysis.sections.files import FileTable
 from forensic_checkpoint.analysis.sections.memory_tasks import PagesObserver, parsed_pagemap
 from forensic_checkpoint.analysis.sections.timeline import build_timeline

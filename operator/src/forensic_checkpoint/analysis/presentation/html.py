@@ -10,7 +10,8 @@ from collections import Counter
 from html import escape
 
 from forensic_checkpoint.analysis.model.findings import SEVERITY_RANK, Finding
-from forensic_checkpoint.analysis.model.report import Process, Report
+from forensic_checkpoint.analysis.model.process import Process
+from forensic_checkpoint.analysis.model.report import Report
 
 MAX_TIMELINE_ROWS = 2000
 

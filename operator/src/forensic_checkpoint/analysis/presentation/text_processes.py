@@ -17,7 +17,8 @@ from forensic_checkpoint.analysis.presentation.rich_tables import (
 )
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.analysis.model.report import Process, Report
+    from forensic_checkpoint.analysis.model.process import Process
+    from forensic_checkpoint.analysis.model.report import Report
 
 
 def render_process_tree(console: Console, report: Report) -> None:

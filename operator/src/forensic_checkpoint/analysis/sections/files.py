@@ -14,15 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from forensic_checkpoint.analysis.format.criu_images import Image, try_decode
-from forensic_checkpoint.analysis.model.report import (
-    GhostFile,
-    Holder,
-    OpenFile,
-    Pipe,
-    Process,
-    QueueData,
-    Socket,
-)
+from forensic_checkpoint.analysis.model.process import GhostFile, OpenFile, Process
+from forensic_checkpoint.analysis.model.report import Holder, Pipe, QueueData, Socket
 
 FD_TYPES = {
     0: "UND",

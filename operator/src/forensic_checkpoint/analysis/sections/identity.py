@@ -12,7 +12,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from forensic_checkpoint.analysis.model.report import ContainerInfo, EnvVar
+from forensic_checkpoint.analysis.model.process import EnvVar
+from forensic_checkpoint.analysis.model.report import ContainerInfo
 
 _ZERO_TIME_PREFIX = "0001-01-01"
 

@@ -23,9 +23,7 @@ from forensic_checkpoint.analysis.memory.vmas import (
     VMA_FILE_PRIVATE,
     VMA_FILE_SHARED,
 )
-from forensic_checkpoint.analysis.model.report import (
-    MemoryMap,
-)
+from forensic_checkpoint.analysis.model.process import MemoryMap
 from forensic_checkpoint.analysis.sections.files import FileTable
 
 #: (status flags, the area's name from its shmid) in the order they are tried; else "[anon]"

@@ -19,10 +19,7 @@ from forensic_checkpoint.analysis.memory import (
     parse_pagemap,
     rss_by_vma,
 )
-from forensic_checkpoint.analysis.model.report import (
-    EnvVar,
-    Process,
-)
+from forensic_checkpoint.analysis.model.process import EnvVar, Process
 from forensic_checkpoint.analysis.sections.processes import ProcessTree
 from forensic_checkpoint.analysis.sections.shared_memory import SharedObject
 from forensic_checkpoint.errors import ImageError

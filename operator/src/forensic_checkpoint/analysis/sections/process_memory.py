@@ -23,12 +23,8 @@ from forensic_checkpoint.analysis.memory import (
     Pagemap,
     Pattern,
 )
-from forensic_checkpoint.analysis.model.report import (
-    MemorySearch,
-    Process,
-    SearchMatch,
-    SharedMemoryObject,
-)
+from forensic_checkpoint.analysis.model.process import Process
+from forensic_checkpoint.analysis.model.report import MemorySearch, SearchMatch, SharedMemoryObject
 from forensic_checkpoint.analysis.sections.files import FileTable
 from forensic_checkpoint.analysis.sections.memory_tasks import (
     MAX_HASHED_MEMFD,

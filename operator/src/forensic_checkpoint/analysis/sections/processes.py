@@ -16,13 +16,8 @@ from forensic_checkpoint.analysis.format.criu_images import checkpoint_image, fi
 from forensic_checkpoint.analysis.memory.vmas import (
     MAP_SHARED,
 )
-from forensic_checkpoint.analysis.model.report import (
-    Holder,
-    Mount,
-    Namespace,
-    Process,
-    Thread,
-)
+from forensic_checkpoint.analysis.model.process import Process, Thread
+from forensic_checkpoint.analysis.model.report import Holder, Mount, Namespace
 from forensic_checkpoint.analysis.sections.files import FileTable
 from forensic_checkpoint.analysis.sections.memory_maps import memory_map
 from forensic_checkpoint.analysis.sections.namespaces import NS_FIELDS, namespace_details

@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from forensic_checkpoint.analysis.model.report import (
-    Credentials,
-    Process,
-    Seccomp,
-)
+from forensic_checkpoint.analysis.model.process import Credentials, Process, Seccomp
 
 SECCOMP_MODES = {0: "disabled", 1: "strict", 2: "filter"}
 
