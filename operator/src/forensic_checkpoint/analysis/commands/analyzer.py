@@ -40,12 +40,7 @@ from forensic_checkpoint.analysis.model.report import (
     Rootfs,
     Socket,
 )
-from forensic_checkpoint.analysis.sections.files import (
-    FileTable,
-    build_pipes,
-    build_sockets,
-    label_socket_fds,
-)
+from forensic_checkpoint.analysis.sections.files import FileTable
 from forensic_checkpoint.analysis.sections.identity import build_identity, detect_engine, load_json
 from forensic_checkpoint.analysis.sections.process_memory import MemoryPass, MemoryResult
 from forensic_checkpoint.analysis.sections.processes import ProcessTree, build_process_tree
@@ -53,6 +48,11 @@ from forensic_checkpoint.analysis.sections.rootfs import (
     RootfsListing,
     list_rootfs,
     parse_deleted_files,
+)
+from forensic_checkpoint.analysis.sections.sockets import (
+    build_pipes,
+    build_sockets,
+    label_socket_fds,
 )
 
 if TYPE_CHECKING:
