@@ -12,7 +12,7 @@ import pytest
 import yaml
 from sample_data import sample_path, truth
 
-from forensic_checkpoint.analysis import AnalysisOptions, analyze
+from forensic_checkpoint.analysis import AnalyzerOptions, analyze
 from forensic_checkpoint.analysis.model.report import REDACTED
 from forensic_checkpoint.cli.main import main
 
@@ -175,7 +175,7 @@ def test_diff_of_different_containers(capsys: pytest.CaptureFixture[str]) -> Non
 def test_analyze_is_thread_safe() -> None:
     """The node agent analyses in worker threads: parallel runs give the serial results."""
     names = ["multi-proc", "counter-blog-crio", "attack-revshell", "counter-blog"]
-    options = AnalysisOptions(searches=["python"], reveal=True)
+    options = AnalyzerOptions(searches=["python"], reveal=True)
     serial = {n: analyze(sample_path(n), options).to_json_dict() for n in names}
     with ThreadPoolExecutor(max_workers=4) as pool:
         parallel = list(pool.map(lambda n: analyze(sample_path(n), options), names * 2))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from sample_data import SAMPLES, sample_path, truth
 
-from forensic_checkpoint.analysis import AnalysisOptions
+from forensic_checkpoint.analysis import AnalyzerOptions
 from forensic_checkpoint.analysis.commands.analyzer import run_analysis
 from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
 from forensic_checkpoint.analysis.findings import run as findings_run
@@ -19,9 +19,9 @@ from forensic_checkpoint.analysis.sections import pages_reading, process_memory
 STREAMED = ArchiveLimits(max_spool_bytes=0)  # no pages spooled: as for a multi-GiB archive
 
 
-def _options(sample: str) -> AnalysisOptions:
+def _options(sample: str) -> AnalyzerOptions:
     searches = [m["value"] for m in truth(sample)["memory_strings"]]
-    return AnalysisOptions(searches=searches, reveal=True)
+    return AnalyzerOptions(searches=searches, reveal=True)
 
 
 class _Passes:

@@ -14,7 +14,7 @@ import pytest
 import zstandard
 from hostile_archives import entry, members, replace, small_members, tar_bytes, write_tar
 
-from forensic_checkpoint.analysis import AnalysisOptions
+from forensic_checkpoint.analysis import AnalyzerOptions
 from forensic_checkpoint.analysis.commands.analyzer import run_analysis
 from forensic_checkpoint.analysis.format.contents import ArchiveLimits
 from forensic_checkpoint.analysis.model.report import Report
@@ -26,7 +26,7 @@ from forensic_checkpoint.errors import (
     MemberNotFoundError,
 )
 
-OPTS = AnalysisOptions(read_process_memory=False)
+OPTS = AnalyzerOptions(read_process_memory=False)
 
 
 def analyze_at(path: Path, limits: ArchiveLimits | None = None) -> Report:
@@ -227,7 +227,7 @@ def test_hostile_memory_ranges_do_not_blow_up(tmp_path: Path) -> None:
     assert pb2("mm_pb2")
     blob = mm_raw[:8] + struct.pack("<I", len(body)) + body
     path = write_tar(tmp_path / "a.tar", replace(items, "checkpoint/mm-6.img", blob))
-    report = run_analysis(path, AnalysisOptions(), ArchiveLimits())
+    report = run_analysis(path, AnalyzerOptions(), ArchiveLimits())
     proc = report.process(6)
     assert proc is not None
     assert any("argv of pid 6" in w for w in report.warnings)

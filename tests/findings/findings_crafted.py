@@ -130,9 +130,9 @@ def rootfs(*entries: tuple[str, str, str], deleted: list[str] | None = None) -> 
 
 
 def report(**fields: Any) -> Report:
-    from forensic_checkpoint.analysis.model.report import ArchiveInfo
+    from forensic_checkpoint.analysis.model.report import AnalyzedArchive
 
-    info = ArchiveInfo(
+    info = AnalyzedArchive(
         path="x.tar", sha256="0" * 64, size_bytes=0, engine="cri-o", compression="none"
     )
     return Report(archive=info, **fields)

@@ -34,7 +34,7 @@ def analyze_to_file(archive: Path, report_path: Path, options: AnalysisOptions) 
 
     report = analysis.analyze(
         archive,
-        analysis.AnalysisOptions(
+        analysis.AnalyzerOptions(
             searches=list(options.searches),
             regexes=list(options.regexes),
             reveal=options.reveal,

@@ -86,14 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.analysis import AnalysisOptions, analyze
+    from forensic_checkpoint.analysis import AnalyzerOptions, analyze
     from forensic_checkpoint.analysis.commands.heap import tune_for
     from forensic_checkpoint.analysis.presentation.render import render_report
     from forensic_checkpoint.errors import ConfigError
 
     if args.context < 0 or args.max_matches < 0:
         raise ConfigError("--context and --max-matches must not be negative")
-    options = AnalysisOptions(
+    options = AnalyzerOptions(
         searches=list(args.search),
         regexes=list(args.search_regex),
         reveal=bool(args.reveal),

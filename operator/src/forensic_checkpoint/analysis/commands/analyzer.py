@@ -28,7 +28,7 @@ from forensic_checkpoint.analysis.format.members import (
 )
 from forensic_checkpoint.analysis.model.base import field_names
 from forensic_checkpoint.analysis.model.report import (
-    ArchiveInfo,
+    AnalyzedArchive,
     ContainerInfo,
     ContainerLog,
     DumpLog,
@@ -56,7 +56,7 @@ from forensic_checkpoint.analysis.sections.sockets import (
 )
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.analysis import AnalysisOptions
+    from forensic_checkpoint.analysis import AnalyzerOptions
     from forensic_checkpoint.analysis.findings.run import FindingsPass
 
 #: the log is kept as its last bytes; whole logs can be gigabytes
@@ -135,7 +135,7 @@ def _visitors(collected: _Collected, limits: ArchiveLimits) -> dict[str, Any]:
 
 
 def run_analysis(
-    path: Path, options: AnalysisOptions, limits: ArchiveLimits = DEFAULT_LIMITS
+    path: Path, options: AnalyzerOptions, limits: ArchiveLimits = DEFAULT_LIMITS
 ) -> Report:
     collected = _Collected()
     early: list[str] = []  # warnings from before the archive pass
@@ -246,7 +246,7 @@ def run_analysis(
     return report if options.reveal else redact(report, copy=False)
 
 
-def _findings_pass(options: AnalysisOptions) -> FindingsPass:
+def _findings_pass(options: AnalyzerOptions) -> FindingsPass:
     from forensic_checkpoint.analysis.findings.run import FindingsPass
 
     return FindingsPass(options.yara, memory_secrets=options.memory_secrets)
@@ -256,10 +256,10 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _archive_info(contents: ArchiveContents, engine: str) -> ArchiveInfo:
+def _archive_info(contents: ArchiveContents, engine: str) -> AnalyzedArchive:
     files = [m for m in contents.members if m.kind == "file"]
     rootfs = contents.member(ROOTFS_DIFF)
-    return ArchiveInfo(
+    return AnalyzedArchive(
         path=str(contents.path),
         sha256=contents.sha256,
         size_bytes=contents.size_bytes,

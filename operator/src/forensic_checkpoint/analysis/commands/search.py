@@ -24,8 +24,8 @@ from forensic_checkpoint.errors import ConfigError
 
 @dataclass
 class SearchResult:
-    """The output of ``search``: ``memory`` is the analyze report's record, so its JSON matches
-    ``analyze``'s ``memory`` (the keys keep the order the command has always printed)."""
+    """The output of ``search``: ``memory`` is the analyze report's memory section, so its JSON
+    matches ``analyze``'s ``memory`` (the keys keep the order the command has always printed)."""
 
     archive: str
     redacted: bool

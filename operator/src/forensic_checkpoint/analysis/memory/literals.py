@@ -39,7 +39,7 @@ def _compiled(needles: tuple[bytes, ...]) -> Any | None:
         from forensic_checkpoint.analysis.memory.yara_engine import compile_sources
 
         return compile_sources([(None, _rule_source(needles), None)])
-    except Exception:  # a missing wheel or a pattern yara-x refuses: bytes.find still works
+    except Exception:  # patterns yara-x refuses to compile: bytes.find still works
         return None
 
 

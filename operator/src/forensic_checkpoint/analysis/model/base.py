@@ -1,4 +1,4 @@
-"""``Record``: the base of the report's classes, stdlib dataclasses with camelCase JSON.
+"""``ReportModel``: the base of the report's classes, stdlib dataclasses with camelCase JSON.
 
 Not pydantic models: importing pydantic and building the schemas of the report's ~45 classes
 took ~150 ms, more than half of a whole ``analyze`` of a small checkpoint, and the analyzer
@@ -35,7 +35,7 @@ def _keys(cls: type) -> tuple[tuple[str, str], ...]:
 
 def json_value(value: Any, *, exclude_none: bool = False) -> Any:
     """``value`` as plain JSON data: records become camelCase dicts, tuples lists."""
-    if isinstance(value, Record):
+    if isinstance(value, ReportModel):
         return value.to_json_dict(exclude_none=exclude_none)
     if isinstance(value, list | tuple):
         return [json_value(v, exclude_none=exclude_none) for v in value]
@@ -44,7 +44,7 @@ def json_value(value: Any, *, exclude_none: bool = False) -> Any:
     return value
 
 
-class Record:
+class ReportModel:
     """Subclasses are ``@dataclass(kw_only=True)``: fields are always passed by name, as
     with the models they replaced, so a required field may follow defaulted ones."""
 
@@ -55,7 +55,7 @@ class Record:
     }
 
     def to_json_dict(self, *, exclude_none: bool = False) -> dict[str, Any]:
-        """The camelCase JSON document of this record, in field order."""
+        """The camelCase JSON document of this model, in field order."""
         out: dict[str, Any] = {}
         for attr, key in _keys(type(self)):
             value = getattr(self, attr)
@@ -70,5 +70,5 @@ class Record:
 
 
 def field_names(cls: type) -> frozenset[str]:
-    """The snake_case field names of a record class."""
+    """The snake_case field names of a report model class."""
     return frozenset(attr for attr, _ in _keys(cls))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.model.base import ReportModel
 
 
 @dataclass(kw_only=True)
-class DiffSide(Record):
+class DiffSide(ReportModel):
     path: str
     sha256: str
     container_id: str | None = None
@@ -16,7 +16,7 @@ class DiffSide(Record):
 
 
 @dataclass(kw_only=True)
-class Changes(Record):
+class Changes(ReportModel):
     """Human-readable one-line items; JSON consumers get the same lines."""
 
     added: list[str] = field(default_factory=list)
@@ -25,7 +25,7 @@ class Changes(Record):
 
 
 @dataclass(kw_only=True)
-class ProcessMemoryChange(Record):
+class ProcessMemoryChange(ReportModel):
     pid: int
     a_bytes: int
     b_bytes: int
@@ -33,7 +33,7 @@ class ProcessMemoryChange(Record):
 
 
 @dataclass(kw_only=True)
-class MemoryChange(Record):
+class MemoryChange(ReportModel):
     a_bytes: int
     b_bytes: int
     delta_bytes: int
@@ -41,7 +41,7 @@ class MemoryChange(Record):
 
 
 @dataclass(kw_only=True)
-class DiffReport(Record):
+class DiffReport(ReportModel):
     a: DiffSide
     b: DiffSide
     same_container: bool

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.model.base import ReportModel
 
 Severity = Literal["info", "low", "medium", "high", "critical"]
 
@@ -20,7 +20,7 @@ def as_severity(value: object) -> Severity | None:
 
 
 @dataclass(kw_only=True)
-class Evidence(Record):
+class Evidence(ReportModel):
     """What an analyst needs to go and look: every field is optional, ``details`` holds the
     rule-specific rest (already redacted where it could hold a secret)."""
 
@@ -41,7 +41,7 @@ class Evidence(Record):
 
 
 @dataclass(kw_only=True)
-class Finding(Record):
+class Finding(ReportModel):
     #: stable across runs: "<rule>:<subject key>"
     id: str
     rule: str
@@ -56,7 +56,7 @@ class Finding(Record):
 
 
 @dataclass(kw_only=True)
-class TimelineEvent(Record):
+class TimelineEvent(ReportModel):
     #: ISO 8601 UTC with the precision the source has
     time: str
     #: Timesketch's timestamp_desc: what the time means ("File Modified", "Log Line", ...)
@@ -71,7 +71,7 @@ class TimelineEvent(Record):
 
 
 @dataclass(kw_only=True)
-class MappedBinary(Record):
+class MappedBinary(ReportModel):
     """An ELF (or other executable file) mapped by some process, with its GNU build-id.
 
     CRIU records the build-id of every mapped file (``--file-validation=buildid``, the
@@ -91,7 +91,7 @@ class MappedBinary(Record):
 
 
 @dataclass(kw_only=True)
-class HistoryEntry(Record):
+class HistoryEntry(ReportModel):
     """One command from a shell's in-memory history (readline HIST_ENTRY)."""
 
     pid: int
@@ -103,7 +103,7 @@ class HistoryEntry(Record):
 
 
 @dataclass(kw_only=True)
-class GraphNode(Record):
+class GraphNode(ReportModel):
     #: "pid:14" | "pipe:205270" | "socket:29" (files.img id)
     id: str
     #: "process" | "pipe" | "socket"
@@ -114,7 +114,7 @@ class GraphNode(Record):
 
 
 @dataclass(kw_only=True)
-class GraphEdge(Record):
+class GraphEdge(ReportModel):
     #: a process node
     source: str
     #: a pipe or socket node
@@ -125,7 +125,7 @@ class GraphEdge(Record):
 
 
 @dataclass(kw_only=True)
-class ConnectionGraph(Record):
+class ConnectionGraph(ReportModel):
     """Processes, pipes and sockets as a graph, plus the chains that carry a process's
     standard input/output to a remote peer (directly or through a pipe)."""
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.model.base import ReportModel
 
 
 @dataclass(kw_only=True)
-class ListedCheckpoint(Record):
+class ListedCheckpoint(ReportModel):
     path: str
     size_bytes: int = 0
     engine: str | None = None
@@ -20,5 +20,5 @@ class ListedCheckpoint(Record):
 
 
 @dataclass(kw_only=True)
-class CheckpointList(Record):
+class CheckpointList(ReportModel):
     checkpoints: list[ListedCheckpoint] = field(default_factory=list)

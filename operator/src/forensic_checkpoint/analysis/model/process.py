@@ -6,27 +6,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.model.base import ReportModel
 
 if TYPE_CHECKING:
     pass
 
 
 @dataclass(kw_only=True)
-class EnvVar(Record):
+class EnvVar(ReportModel):
     name: str
     value: str
 
 
 @dataclass(kw_only=True)
-class Thread(Record):
+class Thread(ReportModel):
     tid: int
     comm: str | None = None
     state: str | None = None
 
 
 @dataclass(kw_only=True)
-class Credentials(Record):
+class Credentials(ReportModel):
     uid: int | None = None
     euid: int | None = None
     suid: int | None = None
@@ -46,7 +46,7 @@ class Credentials(Record):
 
 
 @dataclass(kw_only=True)
-class Seccomp(Record):
+class Seccomp(ReportModel):
     #: "disabled" | "strict" | "filter"
     mode: str
     filters: int = 0
@@ -54,7 +54,7 @@ class Seccomp(Record):
 
 
 @dataclass(kw_only=True)
-class GhostFile(Record):
+class GhostFile(ReportModel):
     """Content of a deleted-but-open file, which CRIU saves in ghost-file-N.img."""
 
     image: str
@@ -66,7 +66,7 @@ class GhostFile(Record):
 
 
 @dataclass(kw_only=True)
-class OpenFile(Record):
+class OpenFile(ReportModel):
     fd: int | str  # int, or "cwd" / "root" / "exe"
     #: REG | PIPE | FIFO | INETSK | UNIXSK | PACKETSK | NETLINKSK | EVENTFD | EVENTPOLL | ...
     type: str
@@ -82,7 +82,7 @@ class OpenFile(Record):
 
 
 @dataclass(kw_only=True)
-class MemoryMap(Record):
+class MemoryMap(ReportModel):
     start: str
     end: str
     size_bytes: int
@@ -97,7 +97,7 @@ class MemoryMap(Record):
 
 
 @dataclass(kw_only=True)
-class Process(Record):
+class Process(ReportModel):
     pid: int
     ppid: int
     pgid: int | None = None

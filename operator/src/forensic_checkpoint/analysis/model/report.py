@@ -1,6 +1,6 @@
 """The analysis report: one model that every renderer, the agent and the operator share.
 
-JSON is camelCase (``report.to_json_dict()``, see ``record.Record``); Python code uses the
+JSON is camelCase (``report.to_json_dict()``, see ``base.ReportModel``); Python code uses the
 snake_case attribute names. Addresses are hex strings (``"0x7ffd..."``) because that is how
 crit, /proc and every analyst write them, and because 64-bit values do not survive JavaScript
 numbers. Fields the archive cannot tell are ``None`` rather than guessed.
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.model.base import ReportModel
 from forensic_checkpoint.analysis.model.findings import (
     ConnectionGraph,
     Finding,
@@ -36,7 +36,7 @@ REDACTED = "<redacted>"
 
 
 @dataclass(kw_only=True)
-class ArchiveInfo(Record):
+class AnalyzedArchive(ReportModel):
     path: str
     sha256: str
     size_bytes: int
@@ -53,7 +53,7 @@ class ArchiveInfo(Record):
 
 
 @dataclass(kw_only=True)
-class ContainerInfo(Record):
+class ContainerInfo(ReportModel):
     id: str | None = None
     #: the Kubernetes container name where known, else the engine's container name
     name: str | None = None
@@ -89,7 +89,7 @@ class ContainerInfo(Record):
 
 
 @dataclass(kw_only=True)
-class QueueData(Record):
+class QueueData(ReportModel):
     """Bytes waiting in a kernel queue when the dump was taken."""
 
     size_bytes: int
@@ -100,13 +100,13 @@ class QueueData(Record):
 
 
 @dataclass(kw_only=True)
-class Holder(Record):
+class Holder(ReportModel):
     pid: int
     fd: int
 
 
 @dataclass(kw_only=True)
-class Socket(Record):
+class Socket(ReportModel):
     id: int
     inode: int | None = None
     #: pid of the first holder (sockets shared by several fds list all in heldBy)
@@ -133,7 +133,7 @@ class Socket(Record):
 
 
 @dataclass(kw_only=True)
-class Pipe(Record):
+class Pipe(ReportModel):
     id: int
     type: Literal["pipe", "fifo"] = "pipe"
     path: str | None = None
@@ -145,7 +145,7 @@ class Pipe(Record):
 
 
 @dataclass(kw_only=True)
-class Namespace(Record):
+class Namespace(ReportModel):
     type: str
     id: int
     #: extra facts: external key, UTS names, ...
@@ -153,7 +153,7 @@ class Namespace(Record):
 
 
 @dataclass(kw_only=True)
-class Mount(Record):
+class Mount(ReportModel):
     mountpoint: str
     fstype: str | None = None
     source: str | None = None
@@ -168,7 +168,7 @@ class Mount(Record):
 
 
 @dataclass(kw_only=True)
-class RootfsEntry(Record):
+class RootfsEntry(ReportModel):
     path: str
     #: "file" | "dir" | "symlink" | "hardlink" | "whiteout" | "other"
     type: str
@@ -181,7 +181,7 @@ class RootfsEntry(Record):
 
 
 @dataclass(kw_only=True)
-class Rootfs(Record):
+class Rootfs(ReportModel):
     present: bool = False
     #: "tar" | "tar+gzip" | None
     format: str | None = None
@@ -195,7 +195,7 @@ class Rootfs(Record):
 
 
 @dataclass(kw_only=True)
-class DumpLog(Record):
+class DumpLog(ReportModel):
     """CRIU's dump.log (CRI-O and containerd archives), summarised."""
 
     size_bytes: int
@@ -209,7 +209,7 @@ class DumpLog(Record):
 
 
 @dataclass(kw_only=True)
-class ContainerLog(Record):
+class ContainerLog(ReportModel):
     member: str
     size_bytes: int
     #: the last lines of the log (text); ``truncated`` says whether earlier lines were cut
@@ -221,7 +221,7 @@ class ContainerLog(Record):
 
 
 @dataclass(kw_only=True)
-class SearchMatch(Record):
+class SearchMatch(ReportModel):
     pid: int
     address: str
     #: the VMA it falls in: "0xstart-0xend perms name"
@@ -233,7 +233,7 @@ class SearchMatch(Record):
 
 
 @dataclass(kw_only=True)
-class MemorySearch(Record):
+class MemorySearch(ReportModel):
     pattern: str
     kind: Literal["literal", "regex"]
     matches: list[SearchMatch] = field(default_factory=list)
@@ -243,7 +243,7 @@ class MemorySearch(Record):
 
 
 @dataclass(kw_only=True)
-class MemorySummary(Record):
+class MemorySummary(ReportModel):
     page_size: int = 4096
     #: bytes of all pages-*.img
     dumped_bytes: int = 0
@@ -251,7 +251,7 @@ class MemorySummary(Record):
 
 
 @dataclass(kw_only=True)
-class SharedMemoryObject(Record):
+class SharedMemoryObject(ReportModel):
     """A shared memory object whose pages CRIU dumped once for all processes
     (pagemap-shmem-<shmid>.img): a memfd, or MAP_SHARED anonymous memory."""
 
@@ -269,7 +269,7 @@ class SharedMemoryObject(Record):
 
 
 @dataclass(kw_only=True)
-class DumpStats(Record):
+class DumpStats(ReportModel):
     """CRIU's dump statistics (stats-dump), times in microseconds."""
 
     freezing_time: int | None = None
@@ -292,11 +292,11 @@ class DumpStats(Record):
 
 
 @dataclass(kw_only=True)
-class Report(Record):
+class Report(ReportModel):
     schema_version: str = SCHEMA_VERSION
     #: True when secrets were masked (the default); False after --reveal.
     redacted: bool = False
-    archive: ArchiveInfo
+    archive: AnalyzedArchive
     container: ContainerInfo = field(default_factory=ContainerInfo)
     processes: list[Process] = field(default_factory=list)
     sockets: list[Socket] = field(default_factory=list)

@@ -10,12 +10,12 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.analysis.model.base import Record
+    from forensic_checkpoint.analysis.model.base import ReportModel
 
 FORMATS = ("text", "json", "yaml")
 
 
-def render_report(report: Record, fmt: str) -> str:
+def render_report(report: ReportModel, fmt: str) -> str:
     """Render a Report or a DiffReport in ``fmt`` (one of FORMATS)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import yaml
 
-from forensic_checkpoint.analysis.model.base import Record
+from forensic_checkpoint.analysis.model.base import ReportModel
 
 
-def render(report: Record) -> str:
+def render(report: ReportModel) -> str:
     data = report.to_json_dict()
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)

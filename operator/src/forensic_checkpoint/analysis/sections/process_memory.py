@@ -1,10 +1,11 @@
-"""Per-process memory through the MEMORY engine: RSS, argv/environment and searches.
+"""Per-process memory through the memory engine (``analysis.memory``): RSS, argv/environment
+and searches.
 
 The pages of each process come from one of four places, cheapest first: the spooled bytes
 of a small compressed archive, a seek into a plain tar, the archive's first pass as it
 streams by (large compressed archives, ``MemoryPass.visit``), or, where the first pass could not
-plan the work, a second streaming pass. Streamed pages feed every search and keep only the
-argv/env byte ranges.
+plan the work, a second streaming pass (``pages_reading``). Streamed pages feed every search
+and keep only the argv/env byte ranges. Each pages file is one task (``memory_tasks``).
 Observers (the findings' credential and YARA scans) are fed the same bytes as they go by,
 so the pages are read once for both.
 """

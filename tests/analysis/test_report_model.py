@@ -11,7 +11,7 @@ from sample_data import SAMPLES, revealed
 
 from forensic_checkpoint.analysis.model import diff, listing, process, report
 from forensic_checkpoint.analysis.model import findings as model
-from forensic_checkpoint.analysis.model.base import Record, to_camel
+from forensic_checkpoint.analysis.model.base import ReportModel, to_camel
 from forensic_checkpoint.analysis.model.findings import Evidence, Finding
 from forensic_checkpoint.analysis.model.report import (
     MemorySearch,
@@ -25,7 +25,7 @@ RECORDS = sorted(
         cls
         for module in (report, process, model, diff, listing)
         for cls in vars(module).values()
-        if isinstance(cls, type) and issubclass(cls, Record) and cls is not Record
+        if isinstance(cls, type) and issubclass(cls, ReportModel) and cls is not ReportModel
     },
     key=lambda cls: cls.__name__,
 )
