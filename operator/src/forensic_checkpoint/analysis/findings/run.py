@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,15 +45,16 @@ from forensic_checkpoint.analysis.memory import (
     PageIndex,
     Pagemap,
     ProcessMemory,
-    derive_page_size,
 )
 from forensic_checkpoint.analysis.model.findings import Finding, HistoryEntry
 from forensic_checkpoint.analysis.model.process import Process
 from forensic_checkpoint.analysis.model.report import QueueData, Report, SharedMemoryObject
 from forensic_checkpoint.analysis.sections.files import FileTable
-from forensic_checkpoint.analysis.sections.memory_tasks import PagesObserver, parsed_pagemap
+from forensic_checkpoint.analysis.sections.memory_tasks import (
+    PagesObserver,
+    indexed_pages,
+)
 from forensic_checkpoint.analysis.sections.timeline import build_timeline
-from forensic_checkpoint.errors import ImageError
 
 
 def _spec(contents: ArchiveContents) -> dict[str, Any]:
@@ -130,54 +131,37 @@ def pages_tasks(
 ) -> dict[str, PagesTask]:
     """pages-<id>.img member -> what it holds (a process or a shared memory object);
     without ``everything`` only the shells whose heap holds history."""
-    sizes = {m.name: m.size for m in contents.members}
     shells = {
         p.pid
         for p in processes
         if p.comm in HISTORY_SHELLS or (p.exe or "").rsplit("/", 1)[-1] in HISTORY_SHELLS
     }
-    wanted: list[tuple[str, str, str, int | None]] = [
+    wanted_maps: list[tuple[str, str, str, int | None]] = [
         (f"checkpoint/pagemap-{p.pid}.img", "memory", f"pid {p.pid}", p.pid)
         for p in processes
         if everything or p.pid in shells
     ]
     for obj in shared if everything else []:
         label = f"{obj.kind} {obj.name or obj.shmid}"
-        wanted.append((f"checkpoint/pagemap-shmem-{obj.shmid}.img", "shared-memory", label, None))
+        wanted_maps.append(
+            (f"checkpoint/pagemap-shmem-{obj.shmid}.img", "shared-memory", label, None)
+        )
 
-    def skip(pages: str) -> bool:
-        return pages not in sizes or pages in known or (only is not None and pages != only)
+    def wanted(pages: str) -> bool:
+        return pages not in known and (only is None or pages == only)
 
     out = {}
-    for name, kind, target, pid in wanted:
-        found = _indexed_pages(contents, name, sizes, cache, skip)
+    for name, kind, target, pid in wanted_maps:
+        # the analyzer has already warned about missing pages and damaged images
+        found = indexed_pages(
+            contents, name, owner=(target, target), warnings=[], wanted=wanted, cache=cache
+        )
         if found is None:
             continue
-        pages, index = found
+        pages, index = found.pages_name, found.index
         keep = _heap(contents, pid) if pid in shells else None
         out[pages] = PagesTask(index, kind, target, pid, keep=keep)
     return out
-
-
-def _indexed_pages(
-    contents: ArchiveContents,
-    pagemap_name: str,
-    sizes: Mapping[str, int],
-    cache: dict[str, Pagemap] | None,
-    skip: Callable[[str], bool],
-) -> tuple[str, PageIndex] | None:
-    """(the pages member a pagemap points at, its page index), or None where ``skip`` says
-    so or the pagemap does not decode (the analyzer has already warned about that)."""
-    try:
-        pagemap = parsed_pagemap(contents, pagemap_name, cache)
-        if pagemap is None:
-            return None
-        pages = f"checkpoint/pages-{pagemap.pages_id}.img"
-        if skip(pages):
-            return None
-        return pages, PageIndex.build(pagemap, derive_page_size(sizes[pages], pagemap))
-    except ImageError:
-        return None
 
 
 def _queue_bytes(q: QueueData | None) -> bytes:

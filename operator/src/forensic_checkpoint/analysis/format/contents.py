@@ -72,6 +72,11 @@ class ArchiveContents:
         self.sha256, self.size_bytes = job.sha256, job.size
         return None
 
+    @property
+    def member_sizes(self) -> dict[str, int]:
+        """Member name -> size in bytes."""
+        return {m.name: m.size for m in self.members}
+
     def member(self, name: str) -> MemberInfo | None:
         return next((m for m in self.members if m.name == name), None)
 

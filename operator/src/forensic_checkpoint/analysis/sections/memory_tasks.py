@@ -4,6 +4,7 @@ argv/environment, a memfd's sha256)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -86,6 +87,50 @@ def parsed_pagemap(
     return pagemap
 
 
+@dataclass(frozen=True)
+class IndexedPages:
+    """A pagemap, the pages member it points at, and the index of that member's pages."""
+
+    pagemap: Pagemap
+    pages_name: str
+    index: PageIndex
+
+
+def indexed_pages(
+    contents: ArchiveContents,
+    pagemap_name: str,
+    *,
+    owner: tuple[str, str],
+    warnings: list[str],
+    wanted: Callable[[str], bool] = lambda _pages: True,
+    cache: dict[str, Pagemap] | None = None,
+) -> IndexedPages | None:
+    """The pages behind ``pagemap_name``; None where there are none to read: no such pagemap,
+    pages not ``wanted``, pages not in the archive or an image that does not decode (both
+    warned about, naming ``owner``: how the two warnings name it, e.g. ("memory of pid 6",
+    "memory of pid 6"))."""
+    sizes = contents.member_sizes
+    try:
+        pagemap = parsed_pagemap(contents, pagemap_name, cache)
+        if pagemap is None:
+            return None
+        pages_name = f"checkpoint/pages-{pagemap.pages_id}.img"
+        if not wanted(pages_name):
+            return None
+        if pages_name not in sizes:
+            warnings.append(f"{pages_name} ({owner[0]}) is not in the archive")
+            return None
+        index = PageIndex.build(pagemap, derive_page_size(sizes[pages_name], pagemap))
+    except ImageError as exc:
+        warnings.append(f"{owner[1]}: {exc.message}")
+        return None
+    return IndexedPages(pagemap, pages_name, index)
+
+
+def _only(only: str | None) -> Callable[[str], bool]:
+    return lambda pages: only is None or pages == only
+
+
 def process_tasks(
     contents: ArchiveContents,
     tree: ProcessTree,
@@ -95,27 +140,22 @@ def process_tasks(
     cache: dict[str, Pagemap] | None = None,
 ) -> list[MemoryTask]:
     """The tasks of the tree's processes; ``only``: just those whose pages are that member."""
-    sizes = {m.name: m.size for m in contents.members}
     tasks = []
     for proc in tree.processes:
         images = tree.tasks.get(proc.pid)
         name = f"checkpoint/pagemap-{proc.pid}.img"
         if images is None or images.mm is None or name not in contents.data:
             continue
-        try:
-            pagemap = parsed_pagemap(contents, name, cache)
-            if pagemap is None:
-                continue
-            pages_name = f"checkpoint/pages-{pagemap.pages_id}.img"
-            if only is not None and pages_name != only:
-                continue
-            if pages_name not in sizes:
-                warnings.append(f"{pages_name} (memory of pid {proc.pid}) is not in the archive")
-                continue
-            page_size = derive_page_size(sizes[pages_name], pagemap)
-            index = PageIndex.build(pagemap, page_size)
-        except ImageError as exc:
-            warnings.append(f"memory of pid {proc.pid}: {exc.message}")
+        owner = f"memory of pid {proc.pid}"
+        found = indexed_pages(
+            contents,
+            name,
+            owner=(owner, owner),
+            warnings=warnings,
+            wanted=_only(only),
+            cache=cache,
+        )
+        if found is None:
             continue
         vmas = [
             Vma(
@@ -128,13 +168,13 @@ def process_tasks(
         mm = images.mm
         task = MemoryTask(
             proc=proc,
-            index=index,
-            pages_name=pages_name,
+            index=found.index,
+            pages_name=found.pages_name,
             vmas=vmas,
             arg_range=_range(int(mm.mm_arg_start), int(mm.mm_arg_end)),
             env_range=_range(int(mm.mm_env_start), int(mm.mm_env_end)),
         )
-        _account(task, pagemap_pages=sum(e.nr_pages for e in pagemap.entries))
+        _account(task, pagemap_pages=sum(e.nr_pages for e in found.pagemap.entries))
         tasks.append(task)
     return tasks
 
@@ -147,25 +187,26 @@ def shared_tasks(
     only: str | None = None,
     cache: dict[str, Pagemap] | None = None,
 ) -> list[MemoryTask]:
-    sizes = {m.name: m.size for m in contents.members}
+    """The tasks of the shared memory objects; ``only``: just the one whose pages are that
+    member."""
     tasks = []
     for shmid, obj in sorted(objects.items()):
-        try:
-            pagemap = parsed_pagemap(contents, f"checkpoint/pagemap-shmem-{shmid}.img", cache)
-            if pagemap is None:
-                continue
-            pages_name = f"checkpoint/pages-{pagemap.pages_id}.img"
-            if only is not None and pages_name != only:
-                continue
-            if pages_name not in sizes:
-                warnings.append(f"{pages_name} (shared memory {shmid}) is not in the archive")
-                continue
-            index = PageIndex.build(pagemap, derive_page_size(sizes[pages_name], pagemap))
-        except ImageError as exc:
-            warnings.append(f"shared memory object {shmid}: {exc.message}")
+        found = indexed_pages(
+            contents,
+            f"checkpoint/pagemap-shmem-{shmid}.img",
+            owner=(f"shared memory {shmid}", f"shared memory object {shmid}"),
+            warnings=warnings,
+            wanted=_only(only),
+            cache=cache,
+        )
+        if found is None:
             continue
-        obj.info.dumped_bytes = index.present_bytes
-        tasks.append(MemoryTask(proc=None, index=index, pages_name=pages_name, vmas=[], shared=obj))
+        obj.info.dumped_bytes = found.index.present_bytes
+        tasks.append(
+            MemoryTask(
+                proc=None, index=found.index, pages_name=found.pages_name, vmas=[], shared=obj
+            )
+        )
     return tasks
 
 

@@ -108,22 +108,23 @@ def build_process_tree(
     seccomp_img = (
         None if memory_only else checkpoint_image(data, "SECCOMP", "seccomp.img", warnings)
     )
-    filters = (
-        list(seccomp_img.entries[0].seccomp_filters) if seccomp_img and seccomp_img.entries else []
+    build = _Build(
+        data=data,
+        table=table,
+        tree=tree,
+        warnings=warnings,
+        memory_only=memory_only,
+        filters=(
+            list(seccomp_img.entries[0].seccomp_filters)
+            if seccomp_img and seccomp_img.entries
+            else []
+        ),
     )
     seen_ns: dict[tuple[str, int], Namespace] = {}
     if len(entries) > MAX_TASKS:
         warnings.append(f"pstree.img lists {len(entries)} tasks; the first {MAX_TASKS} kept")
     for entry in entries[:MAX_TASKS]:
-        proc = _process(
-            entry,
-            data=data,
-            table=table,
-            tree=tree,
-            warnings=warnings,
-            filters=filters,
-            memory_only=memory_only,
-        )
+        proc = build.process(entry)
         tree.processes.append(proc)
         if not memory_only:
             _record_namespaces(proc, tree.tasks[proc.pid], seen_ns)
@@ -135,50 +136,84 @@ def build_process_tree(
     return tree
 
 
-def _process(
-    entry: Any,
-    *,
-    data: dict[str, bytes],
-    table: FileTable,
-    tree: ProcessTree,
-    warnings: list[str],
-    filters: list[Any],
-    memory_only: bool,
-) -> Process:
-    """One pstree entry as a Process; its decoded images go to ``tree.tasks``."""
-    pid = int(entry.pid)
-    core = first_entry(checkpoint_image(data, "CORE", f"core-{pid}.img", warnings))
-    task = TaskImages(pid=pid, core=core)
-    tree.tasks[pid] = task
-    tc = core.tc if core is not None and core.HasField("tc") else None
-    state_code = int(tc.task_state) if tc is not None else 0
-    state = TASK_STATES.get(state_code, f"state{state_code}" if state_code else "unknown")
-    comm = str(tc.comm) if tc is not None else ""
-    proc = Process(
-        pid=pid,
-        ppid=int(entry.ppid),
-        pgid=int(entry.pgid),
-        sid=int(entry.sid),
-        comm=comm,
-        state=state,
-    )
-    if tc is not None and state == "zombie":
-        proc.exit_code = int(tc.exit_code)
-    if not memory_only:
-        proc.threads = _threads(entry, core, comm, data, warnings)
-        if core is not None and core.HasField("thread_core"):
-            creds_and_seccomp(proc, core.thread_core, filters)
-    if state != "zombie":
-        _task_resources(
-            proc=proc,
-            task=task,
-            data=data,
-            table=table,
-            tree=tree,
-            warnings=warnings,
-            memory_only=memory_only,
+@dataclass
+class _Build:
+    """What building each process of one tree needs."""
+
+    data: dict[str, bytes]
+    table: FileTable
+    tree: ProcessTree
+    warnings: list[str]
+    memory_only: bool
+    #: seccomp.img's filters, which the tasks' cores index
+    filters: list[Any]
+
+    def image(self, kind: str, base: str) -> Any:
+        """The one entry of ``checkpoint/<base>``, or None."""
+        return first_entry(checkpoint_image(self.data, kind, base, self.warnings))
+
+    def process(self, entry: Any) -> Process:
+        """One pstree entry as a Process; its decoded images go to ``tree.tasks``."""
+        pid = int(entry.pid)
+        core = self.image("CORE", f"core-{pid}.img")
+        task = TaskImages(pid=pid, core=core)
+        self.tree.tasks[pid] = task
+        tc = core.tc if core is not None and core.HasField("tc") else None
+        state_code = int(tc.task_state) if tc is not None else 0
+        state = TASK_STATES.get(state_code, f"state{state_code}" if state_code else "unknown")
+        comm = str(tc.comm) if tc is not None else ""
+        proc = Process(
+            pid=pid,
+            ppid=int(entry.ppid),
+            pgid=int(entry.pgid),
+            sid=int(entry.sid),
+            comm=comm,
+            state=state,
         )
-    return proc
+        if tc is not None and state == "zombie":
+            proc.exit_code = int(tc.exit_code)
+        if not self.memory_only:
+            proc.threads = _threads(entry, core, comm, self.data, self.warnings)
+            if core is not None and core.HasField("thread_core"):
+                creds_and_seccomp(proc, core.thread_core, self.filters)
+        if state != "zombie":
+            self.task_resources(proc, task)
+        return proc
+
+    def task_resources(self, proc: Process, task: TaskImages) -> None:
+        """cwd/root, executable and memory maps, open files: what a live task holds."""
+        pid = proc.pid
+        ids = self.image("IDS", f"ids-{pid}.img")
+        if ids is None and task.core is not None and task.core.HasField("ids"):
+            ids = task.core.ids
+        task.ids = ids
+        fs = None if self.memory_only else self.image("FS", f"fs-{pid}.img")
+        if fs is not None:
+            proc.cwd = self.table.path(int(fs.cwd_id))
+            proc.root = self.table.path(int(fs.root_id))
+        mm = self.image("MM", f"mm-{pid}.img")
+        task.mm = mm
+        if mm is not None:
+            _memory(proc, mm, self.table, self.warnings)
+        if ids is not None:
+            task.files_id = int(ids.files_id)
+            self.open_files(proc, task.files_id)
+
+    def open_files(self, proc: Process, files_id: int) -> None:
+        """The task's fds (fdinfo-<files_id>.img) as open files and as holders of their files."""
+        pid = proc.pid
+        fdinfo = checkpoint_image(self.data, "FDINFO", f"fdinfo-{files_id}.img", self.warnings)
+        entries = fdinfo.entries if fdinfo else []
+        if len(entries) > MAX_FDS:
+            self.warnings.append(
+                f"pid {pid} has {len(entries)} open files; the first {MAX_FDS} kept"
+            )
+        for fd in entries[:MAX_FDS]:
+            file_id = int(fd.id)
+            if not self.memory_only:
+                proc.open_files.append(self.table.open_file(int(fd.fd), file_id, int(fd.type)))
+            self.tree.fd_map.setdefault(file_id, []).append(Holder(pid=pid, fd=int(fd.fd)))
+        proc.open_files.sort(key=lambda f: f.fd if isinstance(f.fd, int) else -1)
 
 
 def _record_namespaces(
@@ -219,46 +254,6 @@ def _threads(
     return threads
 
 
-def _task_resources(
-    *,
-    proc: Process,
-    task: TaskImages,
-    data: dict[str, bytes],
-    table: FileTable,
-    tree: ProcessTree,
-    warnings: list[str],
-    memory_only: bool,
-) -> None:
-    pid = proc.pid
-    ids = first_entry(checkpoint_image(data, "IDS", f"ids-{pid}.img", warnings))
-    if ids is None and task.core is not None and task.core.HasField("ids"):
-        ids = task.core.ids
-    task.ids = ids
-    fs = (
-        None
-        if memory_only
-        else first_entry(checkpoint_image(data, "FS", f"fs-{pid}.img", warnings))
-    )
-    if fs is not None:
-        proc.cwd = table.path(int(fs.cwd_id))
-        proc.root = table.path(int(fs.root_id))
-    mm = first_entry(checkpoint_image(data, "MM", f"mm-{pid}.img", warnings))
-    task.mm = mm
-    if mm is not None:
-        _memory(proc, mm, table, warnings)
-    if ids is not None:
-        task.files_id = int(ids.files_id)
-        _open_files(
-            proc,
-            task.files_id,
-            data=data,
-            table=table,
-            tree=tree,
-            warnings=warnings,
-            memory_only=memory_only,
-        )
-
-
 def _memory(proc: Process, mm: Any, table: FileTable, warnings: list[str]) -> None:
     """Executable, memory maps and shared size from the mm image."""
     if mm.HasField("exe_file_id"):  # memory_only too: the findings spot shells by it
@@ -274,27 +269,3 @@ def _memory(proc: Process, mm: Any, table: FileTable, warnings: list[str]) -> No
     proc.shared_memory_size_bytes = sum(
         int(v.end) - int(v.start) for v in mm.vmas if int(v.flags) & MAP_SHARED
     )
-
-
-def _open_files(
-    proc: Process,
-    files_id: int,
-    *,
-    data: dict[str, bytes],
-    table: FileTable,
-    tree: ProcessTree,
-    warnings: list[str],
-    memory_only: bool,
-) -> None:
-    """The task's fds (fdinfo-<files_id>.img) as open files and as holders of their files."""
-    pid = proc.pid
-    fdinfo = checkpoint_image(data, "FDINFO", f"fdinfo-{files_id}.img", warnings)
-    entries = fdinfo.entries if fdinfo else []
-    if len(entries) > MAX_FDS:
-        warnings.append(f"pid {pid} has {len(entries)} open files; the first {MAX_FDS} kept")
-    for fd in entries[:MAX_FDS]:
-        file_id = int(fd.id)
-        if not memory_only:
-            proc.open_files.append(table.open_file(int(fd.fd), file_id, int(fd.type)))
-        tree.fd_map.setdefault(file_id, []).append(Holder(pid=pid, fd=int(fd.fd)))
-    proc.open_files.sort(key=lambda f: f.fd if isinstance(f.fd, int) else -1)
