@@ -121,6 +121,16 @@ def _crio_metadata_name(ann: dict[str, str]) -> str | None:
         return None
 
 
+def _pod_field(
+    ann: dict[str, str], labels: dict[str, Any], key: str, containerd_name: str
+) -> str | None:
+    """A pod field: CRI-O's annotation ``key``, containerd's ``io.kubernetes.cri.<name>``
+    annotation, or the ``key`` label of status.dump."""
+    return _first(
+        ann.get(key), ann.get(f"io.kubernetes.cri.{containerd_name}"), _str(labels.get(key))
+    )
+
+
 def _kubernetes_names(
     ann: dict[str, str], config: dict[str, Any], status_dump: dict[str, Any]
 ) -> dict[str, str | None]:
@@ -136,21 +146,9 @@ def _kubernetes_names(
             _str(labels.get("io.kubernetes.container.name")),
             _str(config.get("name")),
         ),
-        "pod": _first(
-            ann.get("io.kubernetes.pod.name"),
-            ann.get("io.kubernetes.cri.sandbox-name"),
-            _str(labels.get("io.kubernetes.pod.name")),
-        ),
-        "namespace": _first(
-            ann.get("io.kubernetes.pod.namespace"),
-            ann.get("io.kubernetes.cri.sandbox-namespace"),
-            _str(labels.get("io.kubernetes.pod.namespace")),
-        ),
-        "pod_uid": _first(
-            ann.get("io.kubernetes.pod.uid"),
-            ann.get("io.kubernetes.cri.sandbox-uid"),
-            _str(labels.get("io.kubernetes.pod.uid")),
-        ),
+        "pod": _pod_field(ann, labels, "io.kubernetes.pod.name", "sandbox-name"),
+        "namespace": _pod_field(ann, labels, "io.kubernetes.pod.namespace", "sandbox-namespace"),
+        "pod_uid": _pod_field(ann, labels, "io.kubernetes.pod.uid", "sandbox-uid"),
         "pod_id": _first(
             _str(config.get("pod")),
             ann.get("io.kubernetes.cri-o.SandboxID"),
