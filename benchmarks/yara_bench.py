@@ -50,8 +50,7 @@ def generated_rules(count: int, seed: int = 8) -> str:
 def throughput(archive: Path, rules_text: str, runs: int) -> tuple[float, float, int, int]:
     """Median GB/s of reading and scanning every pages file of ``archive``, and of the yara-x
     calls alone: (end-to-end GB/s, scan-only GB/s, bytes, scan calls)."""
-    from forensic_checkpoint.analysis import AnalysisOptions, analyze
-    from forensic_checkpoint.analysis.archive import scan_archive
+    from forensic_checkpoint.analysis import AnalyzerOptions, analyze
     from forensic_checkpoint.analysis.findings.run import pages_tasks
     from forensic_checkpoint.analysis.findings.sources import visit_members
     from forensic_checkpoint.analysis.findings.yara_scan import (
@@ -59,8 +58,9 @@ def throughput(archive: Path, rules_text: str, runs: int) -> tuple[float, float,
         compile_rules_from_source,
         scan_pages,
     )
+    from forensic_checkpoint.analysis.format.archive import scan_archive
 
-    report = analyze(archive, AnalysisOptions(findings=False, read_process_memory=False))
+    report = analyze(archive, AnalyzerOptions(findings=False, read_process_memory=False))
     contents = scan_archive(archive)
     tasks = pages_tasks(contents, report)
     rules = compile_rules_from_source(rules_text)

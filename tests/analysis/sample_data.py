@@ -7,8 +7,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.analysis import AnalysisOptions, analyze
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis import AnalyzerOptions, analyze
+from forensic_checkpoint.analysis.model.report import Report
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SAMPLES = sorted(p.name.removesuffix(".tar.zst") for p in DATA.glob("*.tar.zst"))
@@ -28,4 +28,4 @@ def truth(name: str) -> dict[str, Any]:
 def revealed(name: str) -> Report:
     """The sample analysed with every memory string of its truth file as a literal search."""
     searches = [m["value"] for m in truth(name)["memory_strings"]]
-    return analyze(sample_path(name), AnalysisOptions(searches=searches, reveal=True))
+    return analyze(sample_path(name), AnalyzerOptions(searches=searches, reveal=True))

@@ -12,7 +12,8 @@ import zstandard
 from tests.analysis.hostile_archives import entry, tar_bytes
 from tests.analysis.sample_data import SAMPLES, sample_path
 
-from forensic_checkpoint.analysis.archive import ForwardReader, scan_archive
+from forensic_checkpoint.analysis.format.archive import scan_archive
+from forensic_checkpoint.analysis.format.streams import ForwardReader
 
 
 class Dribble:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from tests.analysis.sample_data import sample_path, truth
 
-from forensic_checkpoint.analysis import AnalysisOptions, analyze
-from forensic_checkpoint.analysis.report import REDACTED
+from forensic_checkpoint.analysis import AnalyzerOptions, analyze
+from forensic_checkpoint.analysis.model.report import REDACTED
 from forensic_checkpoint.cli.main import main
 
 MULTI = str(sample_path("multi-proc"))
@@ -176,7 +176,7 @@ def test_diff_of_different_containers(capsys: pytest.CaptureFixture[str]) -> Non
 def test_analyze_is_thread_safe() -> None:
     """The node agent analyses in worker threads: parallel runs give the serial results."""
     names = ["multi-proc", "counter-blog-crio", "attack-revshell", "counter-blog"]
-    options = AnalysisOptions(searches=["python"], reveal=True)
+    options = AnalyzerOptions(searches=["python"], reveal=True)
     serial = {n: analyze(sample_path(n), options).to_json_dict() for n in names}
     with ThreadPoolExecutor(max_workers=4) as pool:
         parallel = list(pool.map(lambda n: analyze(sample_path(n), options), names * 2))
@@ -293,13 +293,13 @@ def test_json_analyze_imports_only_what_json_output_needs(tmp_path: Path) -> Non
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout.split()
     loaded = set(out)
-    assert "forensic_checkpoint.analysis.analyzer" in loaded  # the run did happen
+    assert "forensic_checkpoint.analysis.commands.analyzer" in loaded  # the run did happen
     for heavy in (
         "rich",
-        "forensic_checkpoint.analysis.render.text",
-        "forensic_checkpoint.analysis.export.html",
-        "forensic_checkpoint.analysis.export.stix",
-        "forensic_checkpoint.analysis.export.timesketch",
+        "forensic_checkpoint.analysis.presentation.text",
+        "forensic_checkpoint.analysis.presentation.html",
+        "forensic_checkpoint.analysis.presentation.stix",
+        "forensic_checkpoint.analysis.presentation.timesketch",
         "pycriu.images",
         "pycriu.images.pb2dict",
         "pydantic",

@@ -7,8 +7,9 @@ import struct
 
 import pytest
 
-from forensic_checkpoint.analysis.files import inet_address, open_flags, unix_name
-from forensic_checkpoint.analysis.processes import capability_names
+from forensic_checkpoint.analysis.sections.files import open_flags, unix_name
+from forensic_checkpoint.analysis.sections.sockets import inet_address
+from forensic_checkpoint.analysis.sections.task_details import capability_names
 
 
 def words(text: str, family: socket.AddressFamily) -> tuple[int, ...]:
@@ -54,9 +55,10 @@ def test_capability_names() -> None:
 
 def test_socket_kinds_the_samples_lack() -> None:
     """UDP over IPv6, a packet sniffer and a netlink socket, built from CRIU's own messages."""
-    from forensic_checkpoint.analysis.files import FileTable, build_sockets, socket_label
-    from forensic_checkpoint.analysis.images import pb2
-    from forensic_checkpoint.analysis.report import Holder
+    from forensic_checkpoint.analysis.format.criu_images import pb2
+    from forensic_checkpoint.analysis.model.report import Holder
+    from forensic_checkpoint.analysis.sections.files import FileTable
+    from forensic_checkpoint.analysis.sections.sockets import build_sockets, socket_label
 
     fd = pb2("fdinfo_pb2")
     udp6 = fd.file_entry(type=4, id=1)

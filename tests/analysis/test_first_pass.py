@@ -8,20 +8,22 @@ from __future__ import annotations
 import pytest
 from tests.analysis.sample_data import SAMPLES, sample_path, truth
 
-from forensic_checkpoint.analysis import AnalysisOptions, process_memory
-from forensic_checkpoint.analysis.analyzer import run_analysis
-from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits, stream_members
+from forensic_checkpoint.analysis import AnalyzerOptions
+from forensic_checkpoint.analysis.commands.analyzer import run_analysis
+from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
 from forensic_checkpoint.analysis.findings import run as findings_run
 from forensic_checkpoint.analysis.findings.sources import visit_members
-from forensic_checkpoint.analysis.report import Report
-from forensic_checkpoint.analysis.search import SearchOptions, search_archive
+from forensic_checkpoint.analysis.format.archive import stream_members
+from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveLimits
+from forensic_checkpoint.analysis.model.report import Report
+from forensic_checkpoint.analysis.sections import pages_reading, process_memory
 
 STREAMED = ArchiveLimits(max_spool_bytes=0)  # no pages spooled: as for a multi-GiB archive
 
 
-def _options(sample: str) -> AnalysisOptions:
+def _options(sample: str) -> AnalyzerOptions:
     searches = [m["value"] for m in truth(sample)["memory_strings"]]
-    return AnalysisOptions(searches=searches, reveal=True)
+    return AnalyzerOptions(searches=searches, reveal=True)
 
 
 class _Passes:
@@ -40,7 +42,7 @@ class _Passes:
             self.findings.append({n for n in names if "/pages-" in n})
             findings_visit(contents, names, visit)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(process_memory, "stream_members", memory)
+        monkeypatch.setattr(pages_reading, "stream_members", memory)
         monkeypatch.setattr(findings_run, "visit_members", findings)
 
     @property

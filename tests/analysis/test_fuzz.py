@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tests.analysis.hostile_archives import entry, replace, small_members, write_tar
 
-from forensic_checkpoint.analysis import AnalysisOptions
-from forensic_checkpoint.analysis.analyzer import run_analysis
-from forensic_checkpoint.analysis.archive import ArchiveLimits
-from forensic_checkpoint.analysis.images import IMAGE_TYPES, decode, magic_values
-from forensic_checkpoint.analysis.rootfs import list_rootfs
+from forensic_checkpoint.analysis import AnalyzerOptions
+from forensic_checkpoint.analysis.commands.analyzer import run_analysis
+from forensic_checkpoint.analysis.format.contents import ArchiveLimits
+from forensic_checkpoint.analysis.format.criu_images import IMAGE_TYPES, decode, magic_values
+from forensic_checkpoint.analysis.sections.rootfs import list_rootfs
 from forensic_checkpoint.errors import ForensicCheckpointError, ImageError
 
 FUZZ = settings(
@@ -93,7 +93,7 @@ def test_damaged_archive_gives_report_or_project_error(
     path = Path("/tmp") / f"fc-fuzz-{abs(hash((cut, tuple(flips))))}.tar"
     path.write_bytes(bytes(data))
     try:
-        report = run_analysis(path, AnalysisOptions(searches=["bash"]), LIMITS)
+        report = run_analysis(path, AnalyzerOptions(searches=["bash"]), LIMITS)
         assert report.archive.size_bytes == len(data)
     except ForensicCheckpointError as exc:
         assert "\n" not in exc.message
@@ -127,7 +127,7 @@ def test_one_hostile_member_costs_at_most_its_section(name: str, body: bytes) ->
     path = Path("/tmp") / f"fc-fuzz-m-{abs(hash((name, body)))}.tar"
     write_tar(path, [*replace(items, name, blob), entry("extra", b"")])
     try:
-        report = run_analysis(path, AnalysisOptions(), LIMITS)
+        report = run_analysis(path, AnalyzerOptions(), LIMITS)
     finally:
         path.unlink()
     assert report.archive.engine in {"podman", "unknown", "cri-o", "containerd"}

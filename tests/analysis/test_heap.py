@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.analysis.heap import LARGE_ARCHIVE, tune_for
+from forensic_checkpoint.analysis.commands.heap import LARGE_ARCHIVE, tune_for
 
 
 def test_small_and_missing_archives_are_left_alone(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_a_large_archive_serves_big_buffers_from_the_heap(tmp_path: Path) -> Non
         fh.truncate(LARGE_ARCHIVE)  # sparse: only the size counts
     # the heap grows by the buffer, less what was free at its top already
     grow = "before = heap(); chunk = bytes(24 << 20); print(heap() - before >= 16 << 20)\n"
-    tune = "from forensic_checkpoint.analysis.heap import tune_for\n"
+    tune = "from forensic_checkpoint.analysis.commands.heap import tune_for\n"
     tuned = _run(f"{tune}print(tune_for([{str(large)!r}]))\n{grow}")
     assert tuned == ["True", "True"]  # applied, and a 24 MiB buffer came from the heap
     assert _run(grow) == ["False"]  # glibc's default: mmap, released on free

@@ -21,10 +21,10 @@ from tests.analysis.hostile_archives import (
     write_tar,
 )
 
-from forensic_checkpoint.analysis import AnalysisOptions
-from forensic_checkpoint.analysis.analyzer import run_analysis
-from forensic_checkpoint.analysis.archive import ArchiveLimits
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis import AnalyzerOptions
+from forensic_checkpoint.analysis.commands.analyzer import run_analysis
+from forensic_checkpoint.analysis.format.contents import ArchiveLimits
+from forensic_checkpoint.analysis.model.report import Report
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.errors import (
     ArchiveError,
@@ -33,7 +33,7 @@ from forensic_checkpoint.errors import (
     MemberNotFoundError,
 )
 
-OPTS = AnalysisOptions(read_process_memory=False)
+OPTS = AnalyzerOptions(read_process_memory=False)
 
 
 def analyze_at(path: Path, limits: ArchiveLimits | None = None) -> Report:
@@ -224,7 +224,7 @@ def test_duplicate_members_keep_the_first(tmp_path: Path) -> None:
 
 def test_hostile_memory_ranges_do_not_blow_up(tmp_path: Path) -> None:
     """An mm image that claims a 1 TiB argv area: argv is cut, not allocated."""
-    from forensic_checkpoint.analysis.images import decode, pb2
+    from forensic_checkpoint.analysis.format.criu_images import decode, pb2
 
     items = list(members())
     mm_raw = next(d for i, d in items if i.name == "checkpoint/mm-6.img")
@@ -234,7 +234,7 @@ def test_hostile_memory_ranges_do_not_blow_up(tmp_path: Path) -> None:
     assert pb2("mm_pb2")
     blob = mm_raw[:8] + struct.pack("<I", len(body)) + body
     path = write_tar(tmp_path / "a.tar", replace(items, "checkpoint/mm-6.img", blob))
-    report = run_analysis(path, AnalysisOptions(), ArchiveLimits())
+    report = run_analysis(path, AnalyzerOptions(), ArchiveLimits())
     proc = report.process(6)
     assert proc is not None
     assert any("argv of pid 6" in w for w in report.warnings)
@@ -242,7 +242,7 @@ def test_hostile_memory_ranges_do_not_blow_up(tmp_path: Path) -> None:
 
 
 def test_show_file_refuses_what_is_not_there(tmp_path: Path) -> None:
-    from forensic_checkpoint.analysis.show_file import show_file
+    from forensic_checkpoint.analysis.commands.show_file import show_file
 
     path = write_tar(tmp_path / "a.tar", small_members())
     with pytest.raises(MemberNotFoundError):
@@ -285,8 +285,8 @@ def test_inner_zstd_rootfs_is_read(tmp_path: Path) -> None:
 
 def test_absurd_thread_list_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A pstree entry claiming 5000 threads (cap lowered to 100 to keep the test fast)."""
-    from forensic_checkpoint.analysis import processes
-    from forensic_checkpoint.analysis.images import decode
+    from forensic_checkpoint.analysis.format.criu_images import decode
+    from forensic_checkpoint.analysis.sections import processes
 
     monkeypatch.setattr(processes, "MAX_THREADS", 100)
     items = small_members()
@@ -318,7 +318,7 @@ def test_dump_log_without_newlines_is_read_in_bounded_pieces(tmp_path: Path) -> 
 
 def test_sparse_ghost_file_cannot_claim_terabytes() -> None:
     """A ghost chunk at offset 2**40 would make a naive reader allocate a terabyte of zeros."""
-    from forensic_checkpoint.analysis.images import decode, magic_values, pb2
+    from forensic_checkpoint.analysis.format.criu_images import decode, magic_values, pb2
     from forensic_checkpoint.errors import ImageError
 
     ghost_pb2 = pb2("ghost_file_pb2")

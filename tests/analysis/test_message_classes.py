@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from tests.analysis.sample_data import sample_path
 
-from forensic_checkpoint.analysis.archive import scan_archive
-from forensic_checkpoint.analysis.images import IMAGE_TYPES, decode, magic_values, pb2
+from forensic_checkpoint.analysis.format.archive import scan_archive
+from forensic_checkpoint.analysis.format.criu_images import IMAGE_TYPES, decode, magic_values, pb2
 
 
 def _kind(member: str) -> str | None:
@@ -56,7 +56,7 @@ def test_every_image_of_the_sample_decodes_as_with_pycriu(sample: str) -> None:
 
 
 def test_unknown_message_is_an_image_error() -> None:
-    from forensic_checkpoint.analysis.images import message_class
+    from forensic_checkpoint.analysis.format.criu_images import message_class
     from forensic_checkpoint.errors import ImageError
 
     with pytest.raises(ImageError):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from tests.analysis.sample_data import revealed, sample_path, truth
 
-from forensic_checkpoint.analysis.report import REDACTED
+from forensic_checkpoint.analysis.model.report import REDACTED
 from forensic_checkpoint.cli.main import main
 
 

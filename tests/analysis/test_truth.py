@@ -10,8 +10,9 @@ from typing import Any
 
 from tests.analysis.sample_data import revealed, sample_path, truth
 
-from forensic_checkpoint.analysis.report import OpenFile, Report
-from forensic_checkpoint.analysis.show_file import show_file
+from forensic_checkpoint.analysis.commands.show_file import show_file
+from forensic_checkpoint.analysis.model.process import OpenFile
+from forensic_checkpoint.analysis.model.report import Report
 
 
 def test_archive_identity(sample: str) -> None:
@@ -314,14 +315,14 @@ def test_streamed_pages_give_the_same_report(sample: str) -> None:
     argv/env come from the ranges the scanner retains. The report must not change."""
     from tests.analysis.sample_data import sample_path
 
-    from forensic_checkpoint.analysis import AnalysisOptions
-    from forensic_checkpoint.analysis.analyzer import run_analysis
-    from forensic_checkpoint.analysis.archive import ArchiveLimits
+    from forensic_checkpoint.analysis import AnalyzerOptions
+    from forensic_checkpoint.analysis.commands.analyzer import run_analysis
+    from forensic_checkpoint.analysis.format.contents import ArchiveLimits
 
     searches = [m["value"] for m in truth(sample)["memory_strings"]]
     streamed = run_analysis(
         sample_path(sample),
-        AnalysisOptions(searches=searches, reveal=True),
+        AnalyzerOptions(searches=searches, reveal=True),
         ArchiveLimits(max_spool_bytes=0),
     )
     assert streamed.to_json_dict() == revealed(sample).to_json_dict()

@@ -7,13 +7,10 @@ from typing import Any
 from pycriu.images import mm_pb2, pagemap_pb2
 from tests.factories import criu_image
 
-from forensic_checkpoint.analysis.report import (
-    EnvVar,
+from forensic_checkpoint.analysis.model.process import EnvVar, MemoryMap, OpenFile, Process
+from forensic_checkpoint.analysis.model.report import (
     Holder,
-    MemoryMap,
-    OpenFile,
     Pipe,
-    Process,
     Report,
     Rootfs,
     RootfsEntry,
@@ -126,9 +123,9 @@ def rootfs(*entries: tuple[str, str, str], deleted: list[str] | None = None) -> 
 
 
 def report(**fields: Any) -> Report:
-    from forensic_checkpoint.analysis.report import ArchiveInfo
+    from forensic_checkpoint.analysis.model.report import AnalyzedArchive
 
-    info = ArchiveInfo(
+    info = AnalyzedArchive(
         path="x.tar", sha256="0" * 64, size_bytes=0, engine="cri-o", compression="none"
     )
     return Report(archive=info, **fields)

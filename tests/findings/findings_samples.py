@@ -7,8 +7,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.analysis import AnalysisOptions, analyze
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis import AnalyzerOptions, analyze
+from forensic_checkpoint.analysis.model.report import Report
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 BENIGN = sorted(
@@ -21,7 +21,7 @@ ATTACKS = sorted(p.name.removesuffix(".tar.zst") for p in DATA.glob("attack-*.ta
 
 @cache
 def analysed(name: str) -> Report:
-    return analyze(DATA / f"{name}.tar.zst", AnalysisOptions())
+    return analyze(DATA / f"{name}.tar.zst", AnalyzerOptions())
 
 
 @cache

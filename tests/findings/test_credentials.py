@@ -9,7 +9,7 @@ import json
 from tests.findings.findings_crafted import proc, report, rootfs
 from tests.findings.findings_samples import DATA, analysed, truth
 
-from forensic_checkpoint.analysis import AnalysisOptions, analyze
+from forensic_checkpoint.analysis import AnalyzerOptions, analyze
 from forensic_checkpoint.analysis.findings.credentials import MemoryCredentials
 from forensic_checkpoint.analysis.findings.engine import default_rules
 from forensic_checkpoint.analysis.findings.run import find_all
@@ -42,7 +42,7 @@ def test_serviceaccount_token_counted_per_process_memory_as_in_the_truth() -> No
 
 
 def test_memory_search_can_be_skipped() -> None:
-    report = analyze(DATA / "attack-revshell.tar.zst", AnalysisOptions(memory_secrets=False))
+    report = analyze(DATA / "attack-revshell.tar.zst", AnalyzerOptions(memory_secrets=False))
     token = next(f for f in report.findings if f.rule == "serviceaccount-token")
     assert "in_memory" not in token.evidence.details
     assert token.evidence.pids == [13, 14, 22, 23, 24]  # still found in the environments

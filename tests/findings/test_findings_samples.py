@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from tests.findings.findings_samples import ATTACKS, BENIGN, analysed, truth
 
-from forensic_checkpoint.analysis.findings.model import SEVERITY_RANK, Finding
+from forensic_checkpoint.analysis.model.findings import SEVERITY_RANK, Finding
 
 #: truth-file finding id -> the rules that must report it (one of them is enough)
 EXPECTED_RULES = {

@@ -12,14 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tests.findings.findings_samples import ATTACKS, DATA
 
-from forensic_checkpoint.analysis import AnalysisOptions
-from forensic_checkpoint.analysis.analyzer import run_analysis
-from forensic_checkpoint.analysis.archive import DEFAULT_LIMITS, ArchiveLimits
+from forensic_checkpoint.analysis import AnalyzerOptions
+from forensic_checkpoint.analysis.commands.analyzer import run_analysis
 from forensic_checkpoint.analysis.findings import run as findings_run
 from forensic_checkpoint.analysis.findings.sources import RunPieces, iter_runs, visit_members
+from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveLimits
 from forensic_checkpoint.analysis.memory import PageIndex
 from forensic_checkpoint.analysis.memory.pagemap import PE_PARENT, PE_PRESENT, Pagemap, PagemapEntry
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.model.report import Report
 
 SAMPLE = ATTACKS[0]
 RULES = 'rule shell { strings: $a = "/bin/sh" condition: $a }'
@@ -36,7 +36,7 @@ def plain_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
 WAYS = ["plain tar", "spooled zstd", "streamed zstd"]
 
 
-def _analyse(way: str, plain: Path, options: AnalysisOptions) -> Report:
+def _analyse(way: str, plain: Path, options: AnalyzerOptions) -> Report:
     if way == "plain tar":
         return run_analysis(plain, options)
     limits = DEFAULT_LIMITS if way == "spooled zstd" else ArchiveLimits(max_spool_bytes=0)
@@ -49,7 +49,7 @@ def test_pages_are_read_once_and_the_findings_do_not_change(
 ) -> None:
     rules = tmp_path / "shell.yar"
     rules.write_text(RULES)
-    options = AnalysisOptions(yara=[str(rules)], reveal=True)
+    options = AnalyzerOptions(yara=[str(rules)], reveal=True)
     visited: list[set[str]] = []
     visit = visit_members
 
@@ -77,13 +77,13 @@ def test_pages_are_read_once_and_the_findings_do_not_change(
 def test_a_failing_memory_scan_costs_findings_only(
     plain_tar: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    good = run_analysis(plain_tar, AnalysisOptions(reveal=True))
+    good = run_analysis(plain_tar, AnalyzerOptions(reveal=True))
 
     def broken(self: object, task: object, piece: object) -> None:
         raise RuntimeError("hostile bytes")
 
     monkeypatch.setattr(findings_run.FindingsPass, "take", broken)
-    bad = run_analysis(plain_tar, AnalysisOptions(reveal=True))
+    bad = run_analysis(plain_tar, AnalyzerOptions(reveal=True))
     assert [(p.pid, p.cmdline, p.env) for p in bad.processes] == [
         (p.pid, p.cmdline, p.env) for p in good.processes
     ]
@@ -151,7 +151,7 @@ def test_pieces_do_not_depend_on_how_the_pages_are_chunked(
 def test_findings_read_the_pages_themselves_when_no_observer_could_be_made(
     plain_tar: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    good = run_analysis(plain_tar, AnalysisOptions(reveal=True))
+    good = run_analysis(plain_tar, AnalyzerOptions(reveal=True))
     real = findings_run.pages_tasks
     calls: list[int] = []
 
@@ -162,6 +162,6 @@ def test_findings_read_the_pages_themselves_when_no_observer_could_be_made(
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(findings_run, "pages_tasks", first_call_fails)
-    again = run_analysis(plain_tar, AnalysisOptions(reveal=True))
+    again = run_analysis(plain_tar, AnalyzerOptions(reveal=True))
     assert len(calls) == 2  # the observers' call failed; finish() made its own
     assert again.to_json_dict() == good.to_json_dict()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from tests.findings.findings_samples import ATTACKS, BENIGN, DATA, analysed, truth
 
-from forensic_checkpoint.analysis.export import html, stix, timesketch
-from forensic_checkpoint.analysis.timeline import normalize, sort_key
+from forensic_checkpoint.analysis.presentation import html, stix, timesketch
+from forensic_checkpoint.analysis.sections.timeline import normalize, sort_key
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.errors import ReportExportError
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from tests.findings.findings_samples import DATA, truth
 
-from forensic_checkpoint.analysis import AnalysisOptions, analyze
+from forensic_checkpoint.analysis import AnalyzerOptions, analyze
 from forensic_checkpoint.analysis.findings import yara_scan
-from forensic_checkpoint.analysis.findings.model import Finding
 from forensic_checkpoint.analysis.memory import PageIndex, Pagemap, PagemapEntry
+from forensic_checkpoint.analysis.model.findings import Finding
 from forensic_checkpoint.errors import ConfigError
 
 RULES = """
@@ -34,7 +34,7 @@ rule inflight {
 
 
 def _yara(name: str, rules: Path) -> dict[str, Finding]:
-    report = analyze(DATA / f"{name}.tar.zst", AnalysisOptions(yara=[str(rules)]))
+    report = analyze(DATA / f"{name}.tar.zst", AnalyzerOptions(yara=[str(rules)]))
     return {f.id: f for f in report.findings if f.rule == "yara"}
 
 
@@ -99,7 +99,7 @@ def test_no_rules_no_scan_and_bad_rules_are_config_errors(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match=r"bad\.yar"):
         yara_scan.compile_rules([bad])
     with pytest.raises(ConfigError):
-        analyze(DATA / "counter-blog.tar.zst", AnalysisOptions(yara=[str(bad)]))
+        analyze(DATA / "counter-blog.tar.zst", AnalyzerOptions(yara=[str(bad)]))
 
 
 class _Stream:
@@ -158,12 +158,12 @@ def test_a_match_across_a_piece_boundary_is_found_once() -> None:
 def test_streamed_compressed_archive_gives_the_same_hits(tmp_path: Path) -> None:
     """A large compressed archive is not spooled: its pages (and rootfs-diff) come from one
     more streaming pass. A zero spool bound forces that path on the small sample."""
-    from forensic_checkpoint.analysis.analyzer import run_analysis
-    from forensic_checkpoint.analysis.archive import ArchiveLimits
+    from forensic_checkpoint.analysis.commands.analyzer import run_analysis
+    from forensic_checkpoint.analysis.format.contents import ArchiveLimits
 
     rules = tmp_path / "attack.yar"
     rules.write_text(RULES)
-    options = AnalysisOptions(yara=[str(rules)])
+    options = AnalyzerOptions(yara=[str(rules)])
     path = DATA / "attack-revshell.tar.zst"
     spooled = run_analysis(path, options)
     streamed = run_analysis(path, options, ArchiveLimits(max_spool_bytes=0))
@@ -187,7 +187,7 @@ def test_plain_tar_read_by_offset_gives_the_same_hits(tmp_path: Path) -> None:
         zstandard.ZstdDecompressor().copy_stream(src, dst)
     rules = tmp_path / "attack.yar"
     rules.write_text(RULES)
-    options = AnalysisOptions(yara=[str(rules)])
+    options = AnalyzerOptions(yara=[str(rules)])
     by_offset = analyze(plain, options)
     spooled = analyze(DATA / "attack-revshell.tar.zst", options)
     assert by_offset.archive.compression == "none"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from forensic_checkpoint.agent.summary import summarize
-from forensic_checkpoint.analysis import AnalysisOptions, analyze
+from forensic_checkpoint.analysis import AnalyzerOptions, analyze
 from forensic_checkpoint.api.agent import capture_key
 from forensic_checkpoint.api.custody import CustodyEntry
 from forensic_checkpoint.api.forensiccheckpoint import (
@@ -55,7 +55,7 @@ def _create(api: ApiClient, name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 def _full_status(uid: str) -> ForensicCheckpointStatus:
     report = analyze(
-        DATA / "counter-blog-crio.tar.zst", AnalysisOptions(searches=["RANDOM_4105_KEY"])
+        DATA / "counter-blog-crio.tar.zst", AnalyzerOptions(searches=["RANDOM_4105_KEY"])
     )
     now = datetime(2026, 11, 28, 12, 0, 1, tzinfo=UTC)
     ref = reconcile.CheckpointRef(name="roundtrip", namespace=NAMESPACE, uid=uid, generation=1)

@@ -10,8 +10,8 @@ from functools import cache
 from pathlib import Path
 
 from forensic_checkpoint.agent.summary import summarize
-from forensic_checkpoint.analysis import AnalysisOptions, analyze
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis import AnalyzerOptions, analyze
+from forensic_checkpoint.analysis.model.report import Report
 from forensic_checkpoint.api.forensiccheckpoint import (
     MAX_PROCESSES,
     AnalysisSummary,
@@ -29,7 +29,7 @@ SECRET = TRUTH["memory_strings"][0]["value"]
 
 @cache
 def _report() -> Report:
-    return analyze(SAMPLE, AnalysisOptions(searches=[SECRET]))
+    return analyze(SAMPLE, AnalyzerOptions(searches=[SECRET]))
 
 
 def test_summary_of_the_blog_sample_matches_its_truth() -> None:
@@ -116,7 +116,7 @@ def test_human_size() -> None:
 
 def test_findings_of_the_attack_sample_are_counted_and_listed() -> None:
     truth = json.loads((DATA / "attack-revshell.truth.json").read_text())
-    report = analyze(DATA / "attack-revshell.tar.zst", AnalysisOptions())
+    report = analyze(DATA / "attack-revshell.tar.zst", AnalyzerOptions())
     summary = summarize(report, pod="x", namespace="default", container="x")
     assert summary.findings is not None
     assert sum(summary.findings.values()) == len(report.findings)

@@ -22,7 +22,7 @@ from forensic_checkpoint.errors import ArchiveError, ForensicCheckpointError
 _PRELOAD = [
     "forensic_checkpoint.agent.analysis_runner",
     "forensic_checkpoint.agent.summary",
-    "forensic_checkpoint.analysis.analyzer",
+    "forensic_checkpoint.analysis.commands.analyzer",
 ]
 
 #: (archive, report path, the capture's request) -> the report's status digest; writes the
@@ -40,7 +40,7 @@ def analyze_to_file(archive: Path, report_path: Path, request: CaptureRequest) -
     options = request.analysis
     report = analysis.analyze(
         archive,
-        analysis.AnalysisOptions(
+        analysis.AnalyzerOptions(
             searches=list(options.searches),
             regexes=list(options.regexes),
             reveal=options.reveal,
@@ -58,7 +58,7 @@ def _child(conn: Connection, archive: str, report_path: str, request_json: str) 
     what a hostile archive shaped; it validates the JSON against the bounded model)."""
     outcome: str | tuple[str, str]
     try:
-        from forensic_checkpoint.analysis.heap import tune_for
+        from forensic_checkpoint.analysis.commands.heap import tune_for
 
         tune_for([archive])  # this process exists for one analysis
         summary = analyze_to_file(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
-from forensic_checkpoint.analysis.report import Report, Socket
+from forensic_checkpoint.analysis.model.report import Report, Socket
 from forensic_checkpoint.api.forensiccheckpoint import (
     MAX_FINDINGS,
     MAX_HITS,

@@ -1,8 +1,31 @@
 """Offline checkpoint analysis: ``analyze(path, options) -> Report``.
 
-This module stays import-light: the report model, pycriu and the archive reader are imported
-only when ``analyze`` runs, so importing the package costs nothing for callers that never
-analyse.
+The package is layered; each subpackage imports only from those below it (import-linter
+contract "Analysis layers" in pyproject.toml):
+
+``commands``      the entry points: ``analyzer`` (analyze), ``diff``, ``listing`` (list),
+                  ``show_file``, ``search``, and what they share: ``redact``, ``prune``
+                  (``--pid``), ``heap`` (glibc malloc tuning for large archives)
+``presentation``  text (rich), JSON and YAML renderers (``render.render_report``); exports
+                  for other tools: ``html``, ``stix``, ``timesketch``
+``findings``      what is wrong: rules as data (``rules.yaml``), the facts they are evaluated
+                  over (``facts``, ``process_facts``, ``connections``), credentials, YARA,
+                  shell history, mapped binaries, and ``run.FindingsPass`` that drives them
+``sections``      the report's sections built from CRIU images: ``processes`` (with
+                  ``task_details``, ``memory_maps``, ``namespaces``), ``files``, ``sockets``,
+                  ``rootfs``, ``identity``, ``timeline``, ``shared_memory``, and the memory pass
+                  (``process_memory`` with ``memory_tasks`` and ``pages_reading``)
+``memory``        process memory: pagemaps, page indexes, VMAs, the streaming scanner and its
+                  sources, random reads, RSS; ``yara_engine`` is the only user of yara-x
+``format``        the archive: tar/gzip/zstd ``streams``, safe ``members``, one-pass ``archive``
+                  reading into ``contents``, and ``criu_images`` (the only user of pycriu)
+``model``         the report's dataclasses (``base.ReportModel`` writes camelCase JSON):
+                  ``report``, ``process``, ``findings``, ``diff``, ``listing``
+
+``format`` and ``model`` are independent of each other. rich is imported only by
+``presentation`` (and the CLI). This module stays import-light: the report model, pycriu and the
+archive reader are imported only when ``analyze`` runs, so importing the package costs nothing
+for callers that never analyse.
 """
 
 from __future__ import annotations
@@ -12,11 +35,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.analysis.report import Report
+    from forensic_checkpoint.analysis.model.report import Report
 
 
 @dataclass(frozen=True)
-class AnalysisOptions:
+class AnalyzerOptions:
     #: literal memory searches (text, UTF-8 encoded before searching raw bytes)
     searches: list[str] = field(default_factory=list)
     #: regular expressions over raw memory bytes (Python `re` on bytes)
@@ -37,11 +60,11 @@ class AnalysisOptions:
     memory_secrets: bool = True
 
 
-def analyze(path: str | Path, options: AnalysisOptions | None = None) -> Report:
+def analyze(path: str | Path, options: AnalyzerOptions | None = None) -> Report:
     """Analyse one checkpoint archive. Thread-safe; never prints; raises ArchiveError types."""
-    from forensic_checkpoint.analysis.analyzer import run_analysis
+    from forensic_checkpoint.analysis.commands.analyzer import run_analysis
 
-    return run_analysis(Path(path), options or AnalysisOptions())
+    return run_analysis(Path(path), options or AnalyzerOptions())
 
 
-__all__ = ["AnalysisOptions", "analyze"]
+__all__ = ["AnalyzerOptions", "analyze"]

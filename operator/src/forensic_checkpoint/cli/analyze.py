@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.analysis.report import Report
+    from forensic_checkpoint.analysis.model.report import Report
 
 HELP = (
     "Analyse a container checkpoint archive (CRI-O, containerd or podman; plain, gzip or "
@@ -86,14 +86,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.analysis import AnalysisOptions, analyze
-    from forensic_checkpoint.analysis.heap import tune_for
-    from forensic_checkpoint.analysis.render import render_report
+    from forensic_checkpoint.analysis import AnalyzerOptions, analyze
+    from forensic_checkpoint.analysis.commands.heap import tune_for
+    from forensic_checkpoint.analysis.presentation.render import render_report
     from forensic_checkpoint.errors import ConfigError
 
     if args.context < 0 or args.max_matches < 0:
         raise ConfigError("--context and --max-matches must not be negative")
-    options = AnalysisOptions(
+    options = AnalyzerOptions(
         searches=list(args.search),
         regexes=list(args.search_regex),
         reveal=bool(args.reveal),
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         report = analyze(args.archive, options)
     if args.pid is not None:
-        from forensic_checkpoint.analysis.prune import prune_to_subtree
+        from forensic_checkpoint.analysis.commands.prune import prune_to_subtree
 
         report = prune_to_subtree(report, args.pid)
     text = render_report(report, args.format)
@@ -132,14 +132,14 @@ def _exports(report: Report, args: argparse.Namespace) -> None:
     Each exporter is imported only when asked for, so a plain analyze pays for none of them.
     """
     if args.export_timesketch is not None:
-        from forensic_checkpoint.analysis.export.timesketch import to_jsonl
+        from forensic_checkpoint.analysis.presentation.timesketch import to_jsonl
 
         args.export_timesketch.write_text(to_jsonl(report), encoding="utf-8")
     if args.export_stix is not None:
-        from forensic_checkpoint.analysis.export.stix import to_json
+        from forensic_checkpoint.analysis.presentation.stix import to_json
 
         args.export_stix.write_text(to_json(report), encoding="utf-8")
     if args.export_html is not None:
-        from forensic_checkpoint.analysis.export.html import to_html
+        from forensic_checkpoint.analysis.presentation.html import to_html
 
         args.export_html.write_text(to_html(report), encoding="utf-8")

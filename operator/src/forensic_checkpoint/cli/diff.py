@@ -21,13 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.analysis import AnalysisOptions, analyze
-    from forensic_checkpoint.analysis.diff import diff_reports
-    from forensic_checkpoint.analysis.heap import tune_for
-    from forensic_checkpoint.analysis.render import render_report
+    from forensic_checkpoint.analysis import AnalyzerOptions, analyze
+    from forensic_checkpoint.analysis.commands.diff import diff_reports
+    from forensic_checkpoint.analysis.commands.heap import tune_for
+    from forensic_checkpoint.analysis.presentation.render import render_report
 
     tune_for([args.a, args.b])
-    options = AnalysisOptions()
+    options = AnalyzerOptions()
     diff = diff_reports(analyze(args.a, options), analyze(args.b, options))
     sys.stdout.write(render_report(diff, args.format))
     return 0

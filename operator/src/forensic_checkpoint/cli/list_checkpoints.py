@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # see cli/analyze.py
-    from forensic_checkpoint.analysis.listing import KUBELET_CHECKPOINTS, list_checkpoints
-    from forensic_checkpoint.analysis.render import render_report
+    from forensic_checkpoint.analysis.commands.listing import KUBELET_CHECKPOINTS, list_checkpoints
+    from forensic_checkpoint.analysis.presentation.render import render_report
 
     listing = list_checkpoints(list(args.paths) or [KUBELET_CHECKPOINTS])
     sys.stdout.write(render_report(listing, args.format))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.analysis.search import SearchResult
+    from forensic_checkpoint.analysis.commands.search import SearchResult
 
 HELP = (
     "Search process memory of a checkpoint archive for literal text or regular expressions "
@@ -47,8 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.analysis.heap import tune_for
-    from forensic_checkpoint.analysis.search import SearchOptions, search_archive
+    from forensic_checkpoint.analysis.commands.heap import tune_for
+    from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
     from forensic_checkpoint.errors import ConfigError
 
     if args.context < 0 or args.max_matches < 0:

@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     # The report models use no pydantic plugins; skipping the entry-point scan that looks
     # for them saves a noticeable part of a short CLI run.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    from forensic_checkpoint.analysis.show_file import show_file, show_member, show_memory
+    from forensic_checkpoint.analysis.commands.show_file import show_file, show_member, show_memory
 
     def show(sink: Callable[[bytes], None]) -> None:
         if args.path.startswith("memory:"):

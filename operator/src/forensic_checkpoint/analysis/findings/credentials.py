@@ -19,9 +19,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from forensic_checkpoint.analysis.findings.model import Evidence, Finding, as_severity
 from forensic_checkpoint.analysis.findings.sources import OVERLAP
-from forensic_checkpoint.analysis.report import EnvVar, Report
+from forensic_checkpoint.analysis.model.findings import Evidence, Finding, as_severity
+from forensic_checkpoint.analysis.model.process import EnvVar
+from forensic_checkpoint.analysis.model.report import Report
 
 JWT_RE = re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 
@@ -112,16 +113,15 @@ class MemoryCredentials:
     MAX_CANDIDATES = 20_000
 
     def __init__(self, config: Mapping[str, Any]) -> None:
-        import yara_x
-
         from forensic_checkpoint.analysis.findings.yara_scan import compile_rules_from_source
+        from forensic_checkpoint.analysis.memory.yara_engine import new_scanner
 
         self.detectors = list(config.get("detectors") or [])
         anchors = sorted({str(d["anchor"]) for d in self.detectors if d.get("anchor")})
         source = "\n".join(
             f"rule anchor_{i} {{ strings: $a = {a} condition: $a }}" for i, a in enumerate(anchors)
         )
-        self._scanner = yara_x.Scanner(compile_rules_from_source(source, "credentials"))
+        self._scanner = new_scanner(compile_rules_from_source(source, "credentials"))
         self.hits: list[Hit] = []
         self.candidates = 0
 
@@ -201,58 +201,65 @@ def _env_hits(
 
 
 def _group(hits: list[Hit]) -> list[Finding]:
+    """One finding per (detector, secret value), however often the secret was seen."""
     groups: dict[tuple[str, str], list[Hit]] = {}
     for hit in hits:
         sha = hashlib.sha256(hit.value).hexdigest()
         groups.setdefault((str(hit.detector["id"]), sha), []).append(hit)
-    out = []
-    for (rule, sha), members in groups.items():
-        first = members[0]
-        det = first.detector
-        pids = sorted({h.pid for h in members if h.pid is not None})
-        in_memory = Counter(
-            h.pid if h.pid is not None else h.where for h in members if h.address is not None
+    return [_finding(rule, sha, members) for (rule, sha), members in groups.items()]
+
+
+def _finding(rule: str, sha: str, members: list[Hit]) -> Finding:
+    first = members[0]
+    det = first.detector
+    pids = sorted({h.pid for h in members if h.pid is not None})
+    paths = sorted({h.path for h in members if h.path})
+    return Finding(
+        id=f"{rule}:sha256={sha[:16]}",
+        rule=rule,
+        severity=as_severity(det["severity"]) or "high",  # checked by parse_rules
+        title=str(det["title"]),
+        source=str(det["source"]),
+        attack=[str(a) for a in det.get("attack") or []],
+        evidence=Evidence(
+            pid=pids[0] if pids else None,
+            pids=pids,
+            path=paths[0] if paths else None,
+            sha256=sha,
+            bytes=len(first.value),
+            details=_details(members),
+        ),
+    )
+
+
+def _details(members: list[Hit]) -> dict[str, str]:
+    """The masked value, where it was seen, and a JWT's algorithm and subject."""
+    first = members[0]
+    det = first.detector
+    in_memory = Counter(
+        h.pid if h.pid is not None else h.where for h in members if h.address is not None
+    )
+    details = {
+        "length": str(len(first.value)),
+        "value": redacted(first.value, 12 if det.get("kind") == "jwt" else 0),
+        "occurrences": str(len(members)),
+        "locations": "; ".join(sorted({_where(h) for h in members}))[:1000],
+    }
+    if in_memory:
+        details["in_memory"] = ", ".join(
+            f"pid {k}: {n}" for k, n in sorted(in_memory.items(), key=str)
         )
-        details = {
-            "length": str(len(first.value)),
-            "value": redacted(first.value, 12 if det.get("kind") == "jwt" else 0),
-            "occurrences": str(len(members)),
-            "locations": "; ".join(sorted({_where(h) for h in members}))[:1000],
-        }
-        if in_memory:
-            details["in_memory"] = ", ".join(
-                f"pid {k}: {n}" for k, n in sorted(in_memory.items(), key=str)
-            )
-        variables = sorted({h.variable for h in members if h.variable})
-        if variables:
-            details["variable"] = ", ".join(variables)
-        parts = jwt_parts(first.value) if det.get("kind") == "jwt" else None
-        if parts is not None:
-            header, payload = parts
-            details["alg"] = str(header.get("alg"))
-            for claim in ("sub", "iss"):
-                if claim in payload:
-                    details[claim] = str(payload[claim])
-        paths = sorted({h.path for h in members if h.path})
-        out.append(
-            Finding(
-                id=f"{rule}:sha256={sha[:16]}",
-                rule=rule,
-                severity=as_severity(det["severity"]) or "high",  # checked by parse_rules
-                title=str(det["title"]),
-                source=str(det["source"]),
-                attack=[str(a) for a in det.get("attack") or []],
-                evidence=Evidence(
-                    pid=pids[0] if pids else None,
-                    pids=pids,
-                    path=paths[0] if paths else None,
-                    sha256=sha,
-                    bytes=len(first.value),
-                    details=details,
-                ),
-            )
-        )
-    return out
+    variables = sorted({h.variable for h in members if h.variable})
+    if variables:
+        details["variable"] = ", ".join(variables)
+    parts = jwt_parts(first.value) if det.get("kind") == "jwt" else None
+    if parts is not None:
+        header, payload = parts
+        details["alg"] = str(header.get("alg"))
+        for claim in ("sub", "iss"):
+            if claim in payload:
+                details[claim] = str(payload[claim])
+    return details
 
 
 def _where(hit: Hit) -> str:

@@ -21,16 +21,16 @@ from forensic_checkpoint.analysis.findings.facts import (
     log_subjects,
     mapping_subjects,
     mount_subjects,
-    process_subjects,
 )
-from forensic_checkpoint.analysis.findings.model import (
+from forensic_checkpoint.analysis.findings.process_facts import process_subjects
+from forensic_checkpoint.analysis.model.base import field_names
+from forensic_checkpoint.analysis.model.findings import (
     SEVERITY_RANK,
     Evidence,
     Finding,
     Severity,
     as_severity,
 )
-from forensic_checkpoint.analysis.record import field_names
 from forensic_checkpoint.errors import ConfigError
 
 SUBJECT_KINDS = ("process", "env", "file", "mapping", "mount", "container", "logline")
@@ -89,34 +89,38 @@ def rules_from_document(doc: Mapping[str, Any]) -> RuleSet:
     rules = []
     seen: set[str] = set()
     for raw in doc.get("rules") or []:
-        rid = str(raw.get("id", "?"))
-        severity = as_severity(raw.get("severity"))
-        if severity is None:
-            raise ConfigError(f"rule {rid}: unknown severity {raw.get('severity')!r}")
-        try:
-            rule = Rule(
-                id=rid,
-                title=str(raw["title"]),
-                severity=severity,
-                subject=str(raw["subject"]),
-                source=str(raw["source"]),
-                when=dict(raw["when"]),
-                attack=tuple(raw.get("attack") or ()),
-                unless_rules=tuple(raw.get("unless_rules") or ()),
-                group_by=tuple(raw.get("group_by") or ()),
-                evidence=dict(raw.get("evidence") or {}),
-                details=dict(raw.get("details") or {}),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"rule {rid}: missing or malformed field {exc}") from exc
+        rule = _rule(raw)
         _check(rule, lists, seen)
-        seen.add(rid)
+        seen.add(rule.id)
         rules.append(rule)
     credentials = dict(doc.get("credentials") or {})
     for det in [credentials.get("env_name") or {}, *(credentials.get("detectors") or [])]:
         if as_severity(severity := det.get("severity")) is None:
             raise ConfigError(f"credential {det.get('id', '?')}: unknown severity {severity!r}")
     return RuleSet(lists=lists, rules=tuple(rules), credentials=credentials)
+
+
+def _rule(raw: Mapping[str, Any]) -> Rule:
+    rid = str(raw.get("id", "?"))
+    severity = as_severity(raw.get("severity"))
+    if severity is None:
+        raise ConfigError(f"rule {rid}: unknown severity {raw.get('severity')!r}")
+    try:
+        return Rule(
+            id=rid,
+            title=str(raw["title"]),
+            severity=severity,
+            subject=str(raw["subject"]),
+            source=str(raw["source"]),
+            when=dict(raw["when"]),
+            attack=tuple(raw.get("attack") or ()),
+            unless_rules=tuple(raw.get("unless_rules") or ()),
+            group_by=tuple(raw.get("group_by") or ()),
+            evidence=dict(raw.get("evidence") or {}),
+            details=dict(raw.get("details") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"rule {rid}: missing or malformed field {exc}") from exc
 
 
 def _check(rule: Rule, lists: Mapping[str, list[str]], seen: set[str]) -> None:

@@ -7,9 +7,10 @@ connected socket, or on a pipe whose other end a process holding a connected soc
 
 from __future__ import annotations
 
-from forensic_checkpoint.analysis.findings.facts import Graph, socket_text
-from forensic_checkpoint.analysis.findings.model import ConnectionGraph, GraphEdge, GraphNode
-from forensic_checkpoint.analysis.report import OpenFile, Report
+from forensic_checkpoint.analysis.findings.connections import Graph, socket_text
+from forensic_checkpoint.analysis.model.findings import ConnectionGraph, GraphEdge, GraphNode
+from forensic_checkpoint.analysis.model.process import OpenFile
+from forensic_checkpoint.analysis.model.report import Report
 
 
 def _access(item: OpenFile) -> str:

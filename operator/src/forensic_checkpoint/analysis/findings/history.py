@@ -15,8 +15,8 @@ import re
 import struct
 from datetime import UTC, datetime
 
-from forensic_checkpoint.analysis.findings.model import HistoryEntry
 from forensic_checkpoint.analysis.memory import ProcessMemory
+from forensic_checkpoint.analysis.model.findings import HistoryEntry
 from forensic_checkpoint.errors import ImageError
 
 _STAMP = re.compile(rb"#(\d{10,12})\x00")
@@ -37,36 +37,48 @@ def recover_history(
         stamps.update({base + m.start(): int(m.group(1)) for m in _STAMP.finditer(data)})
     if not stamps:
         return []
-    low = min(base for base, _ in segments)
-    high = max(base + len(data) for base, data in segments)
-    pointers: dict[int, list[int]] = {}  # heap address -> where pointers to it are
-    for base, data in segments:
-        skip = -base % 8
-        usable = (len(data) - skip) // 8 * 8
-        for i, (value,) in enumerate(struct.iter_unpack("<Q", data[skip : skip + usable])):
-            if low <= value < high:
-                pointers.setdefault(value, []).append(base + skip + i * 8)
+    pointers = _pointers(segments)
     entries: dict[int, tuple[int, str]] = {}  # entry address -> (epoch, command)
     for stamp_addr, epoch in stamps.items():
         for where in pointers.get(stamp_addr, []):
-            entry = where - 8
-            raw = memory.try_read(entry, 8)
-            if raw is None:
-                continue
-            (line_ptr,) = struct.unpack("<Q", raw)
-            try:
-                line = memory.read_cstring(line_ptr, MAX_COMMAND)
-            except ImageError:  # the line is not in the dump: not an entry
-                continue
-            text = line.decode("utf-8", "replace")
-            if text and text.isprintable():
-                entries[entry] = (epoch, text)
+            text = _command(memory, where - 8)
+            if text is not None:
+                entries[where - 8] = (epoch, text)
     order = _array_order(entries, pointers)
     ranked = sorted(entries, key=lambda e: (order.get(e, 1 << 62), entries[e][0], e))
     return [
         HistoryEntry(pid=pid, command=entries[e][1], time=_iso(entries[e][0]), address=f"0x{e:x}")
         for e in ranked
     ]
+
+
+def _pointers(segments: list[tuple[int, bytes]]) -> dict[int, list[int]]:
+    """Heap address -> where the aligned 8-byte pointers to it are, within the heap."""
+    low = min(base for base, _ in segments)
+    high = max(base + len(data) for base, data in segments)
+    pointers: dict[int, list[int]] = {}
+    for base, data in segments:
+        skip = -base % 8
+        usable = (len(data) - skip) // 8 * 8
+        for i, (value,) in enumerate(struct.iter_unpack("<Q", data[skip : skip + usable])):
+            if low <= value < high:
+                pointers.setdefault(value, []).append(base + skip + i * 8)
+    return pointers
+
+
+def _command(memory: ProcessMemory, entry: int) -> str | None:
+    """The command line of the HIST_ENTRY at ``entry`` (its first field points to it), or None
+    when it is not in the dump or not printable text."""
+    raw = memory.try_read(entry, 8)
+    if raw is None:
+        return None
+    (line_ptr,) = struct.unpack("<Q", raw)
+    try:
+        line = memory.read_cstring(line_ptr, MAX_COMMAND)
+    except ImageError:  # the line is not in the dump: not an entry
+        return None
+    text = line.decode("utf-8", "replace")
+    return text if text and text.isprintable() else None
 
 
 def _array_order(

@@ -11,8 +11,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping
 
-from forensic_checkpoint.analysis.files import FileTable
-from forensic_checkpoint.analysis.findings.model import MappedBinary
 from forensic_checkpoint.analysis.memory import vmas_from_mm
 from forensic_checkpoint.analysis.memory.vmas import (
     PROT_EXEC,
@@ -20,7 +18,9 @@ from forensic_checkpoint.analysis.memory.vmas import (
     VMA_FILE_PRIVATE,
     VMA_FILE_SHARED,
 )
-from forensic_checkpoint.analysis.report import Report
+from forensic_checkpoint.analysis.model.findings import MappedBinary
+from forensic_checkpoint.analysis.model.report import Report
+from forensic_checkpoint.analysis.sections.files import FileTable
 from forensic_checkpoint.errors import ImageError
 
 

@@ -7,8 +7,6 @@ from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from forensic_checkpoint.analysis.archive import ArchiveContents, Readable
-from forensic_checkpoint.analysis.files import FileTable
 from forensic_checkpoint.analysis.findings.credentials import (
     Hit,
     MemoryCredentials,
@@ -25,7 +23,6 @@ from forensic_checkpoint.analysis.findings.engine import (
 from forensic_checkpoint.analysis.findings.facts import Inputs
 from forensic_checkpoint.analysis.findings.graph import build_graph
 from forensic_checkpoint.analysis.findings.history import recover_history
-from forensic_checkpoint.analysis.findings.model import Finding, HistoryEntry
 from forensic_checkpoint.analysis.findings.provenance import mapped_binaries
 from forensic_checkpoint.analysis.findings.sources import (
     FileContents,
@@ -41,17 +38,23 @@ from forensic_checkpoint.analysis.findings.yara_scan import (
     compile_rules,
     hits_to_findings,
 )
-from forensic_checkpoint.analysis.images import try_decode
+from forensic_checkpoint.analysis.format.contents import ArchiveContents
+from forensic_checkpoint.analysis.format.criu_images import try_decode
+from forensic_checkpoint.analysis.format.streams import Readable
 from forensic_checkpoint.analysis.memory import (
     PageIndex,
     Pagemap,
     ProcessMemory,
-    derive_page_size,
 )
-from forensic_checkpoint.analysis.process_memory import PagesObserver, parsed_pagemap
-from forensic_checkpoint.analysis.report import Process, QueueData, Report, SharedMemoryObject
-from forensic_checkpoint.analysis.timeline import build_timeline
-from forensic_checkpoint.errors import ImageError
+from forensic_checkpoint.analysis.model.findings import Finding, HistoryEntry
+from forensic_checkpoint.analysis.model.process import Process
+from forensic_checkpoint.analysis.model.report import QueueData, Report, SharedMemoryObject
+from forensic_checkpoint.analysis.sections.files import FileTable
+from forensic_checkpoint.analysis.sections.memory_tasks import (
+    PagesObserver,
+    indexed_pages,
+)
+from forensic_checkpoint.analysis.sections.timeline import build_timeline
 
 
 def _spec(contents: ArchiveContents) -> dict[str, Any]:
@@ -128,32 +131,34 @@ def pages_tasks(
 ) -> dict[str, PagesTask]:
     """pages-<id>.img member -> what it holds (a process or a shared memory object);
     without ``everything`` only the shells whose heap holds history."""
-    sizes = {m.name: m.size for m in contents.members}
     shells = {
         p.pid
         for p in processes
         if p.comm in HISTORY_SHELLS or (p.exe or "").rsplit("/", 1)[-1] in HISTORY_SHELLS
     }
-    wanted: list[tuple[str, str, str, int | None]] = [
+    wanted_maps: list[tuple[str, str, str, int | None]] = [
         (f"checkpoint/pagemap-{p.pid}.img", "memory", f"pid {p.pid}", p.pid)
         for p in processes
         if everything or p.pid in shells
     ]
     for obj in shared if everything else []:
         label = f"{obj.kind} {obj.name or obj.shmid}"
-        wanted.append((f"checkpoint/pagemap-shmem-{obj.shmid}.img", "shared-memory", label, None))
+        wanted_maps.append(
+            (f"checkpoint/pagemap-shmem-{obj.shmid}.img", "shared-memory", label, None)
+        )
+
+    def wanted(pages: str) -> bool:
+        return pages not in known and (only is None or pages == only)
+
     out = {}
-    for name, kind, target, pid in wanted:
-        try:
-            pagemap = parsed_pagemap(contents, name, cache)
-            if pagemap is None:
-                continue
-            pages = f"checkpoint/pages-{pagemap.pages_id}.img"
-            if pages not in sizes or pages in known or (only is not None and pages != only):
-                continue
-            index = PageIndex.build(pagemap, derive_page_size(sizes[pages], pagemap))
-        except ImageError:
-            continue  # the analyzer has already warned about this image
+    for name, kind, target, pid in wanted_maps:
+        # the analyzer has already warned about missing pages and damaged images
+        found = indexed_pages(
+            contents, name, owner=(target, target), warnings=[], wanted=wanted, cache=cache
+        )
+        if found is None:
+            continue
+        pages, index = found.pages_name, found.index
         keep = _heap(contents, pid) if pid in shells else None
         out[pages] = PagesTask(index, kind, target, pid, keep=keep)
     return out

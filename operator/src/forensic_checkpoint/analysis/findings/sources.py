@@ -17,16 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, cast
 
-from forensic_checkpoint.analysis.archive import (
-    DEFAULT_LIMITS,
-    ROOTFS_DIFF,
-    ArchiveContents,
-    MemberInfo,
-    Readable,
-    stream_members,
-)
+from forensic_checkpoint.analysis.format.archive import stream_members
+from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveContents
+from forensic_checkpoint.analysis.format.members import ROOTFS_DIFF, MemberInfo
+from forensic_checkpoint.analysis.format.streams import Readable
 from forensic_checkpoint.analysis.memory import PageIndex, PresentRun
-from forensic_checkpoint.analysis.rootfs import iter_inner
+from forensic_checkpoint.analysis.sections.rootfs import iter_inner
 
 #: files larger than this are not read (their sha256 is in the report already)
 MAX_FILE_BYTES = 16 << 20

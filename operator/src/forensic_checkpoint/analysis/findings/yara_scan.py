@@ -18,10 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.analysis.archive import Readable
-from forensic_checkpoint.analysis.findings.model import Evidence, Finding, Severity, as_severity
 from forensic_checkpoint.analysis.findings.sources import iter_runs
+from forensic_checkpoint.analysis.format.streams import Readable
 from forensic_checkpoint.analysis.memory import PageIndex
+from forensic_checkpoint.analysis.memory.yara_engine import (
+    RuleSourceError,
+    compile_sources,
+    new_scanner,
+)
+from forensic_checkpoint.analysis.model.findings import Evidence, Finding, Severity, as_severity
 from forensic_checkpoint.errors import ConfigError
 
 RULE_SUFFIXES = (".yar", ".yara")
@@ -47,31 +52,22 @@ def rule_files(paths: Iterable[str | Path]) -> list[Path]:
 
 def compile_rules(paths: Iterable[str | Path]) -> Any:
     """One yara-x Rules object; each file is its own namespace (its stem)."""
-    import yara_x
-
-    compiler = yara_x.Compiler()
-    for path in rule_files(paths):
-        compiler.new_namespace(path.stem)
-        try:
-            compiler.add_source(
-                path.read_text(encoding="utf-8", errors="replace"), origin=str(path)
-            )
-        except yara_x.CompileError as exc:
-            raise ConfigError(f"YARA rule file {path}: {str(exc).strip()[:500]}") from exc
-    return compiler.build()
+    sources = (
+        (path.stem, path.read_text(encoding="utf-8", errors="replace"), str(path))
+        for path in rule_files(paths)
+    )
+    try:
+        return compile_sources(sources)
+    except RuleSourceError as exc:
+        raise ConfigError(f"YARA rule file {exc.origin}: {str(exc).strip()[:500]}") from exc
 
 
 def compile_rules_from_source(source: str, namespace: str = "rules") -> Any:
     """Rules from text (tests, generated rule sets)."""
-    import yara_x
-
-    compiler = yara_x.Compiler()
-    compiler.new_namespace(namespace)
     try:
-        compiler.add_source(source)
-    except yara_x.CompileError as exc:
+        return compile_sources([(namespace, source, None)])
+    except RuleSourceError as exc:
         raise ConfigError(f"YARA rules: {str(exc).strip()[:500]}") from exc
-    return compiler.build()
 
 
 @dataclass
@@ -93,9 +89,7 @@ class YaraScanner:
     """Scans buffers and collects hits per (rule, target)."""
 
     def __init__(self, rules: Any) -> None:
-        import yara_x
-
-        self._scanner = yara_x.Scanner(rules)
+        self._scanner = new_scanner(rules)
         self.hits: dict[tuple[str, str, str], Hit] = {}
         self.scanned_bytes = 0
         self.calls = 0

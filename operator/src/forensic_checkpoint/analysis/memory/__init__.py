@@ -43,8 +43,10 @@ from forensic_checkpoint.analysis.memory.scanner import (
     DEFAULT_REGEX_MAX_LENGTH,
     MemoryHit,
     MemoryScanner,
-    PagesSource,
     Pattern,
+)
+from forensic_checkpoint.analysis.memory.sources import (
+    PagesSource,
     SeekableRange,
     iter_chunks,
     search,

@@ -36,10 +36,10 @@ def _rule_source(needles: Sequence[bytes]) -> str:
 def _compiled(needles: tuple[bytes, ...]) -> Any | None:
     """The compiled rules for these needles (shared by every process's scanner), or None."""
     try:
-        import yara_x
+        from forensic_checkpoint.analysis.memory.yara_engine import compile_sources
 
-        return yara_x.compile(_rule_source(needles))
-    except Exception:  # a missing wheel or a pattern yara-x refuses: bytes.find still works
+        return compile_sources([(None, _rule_source(needles), None)])
+    except Exception:  # patterns yara-x refuses to compile: bytes.find still works
         return None
 
 
@@ -51,9 +51,9 @@ class LiteralFinder:
         rules = _compiled(self.needles) if self.needles else None
         self._scanner: Any | None = None
         if rules is not None:
-            import yara_x
+            from forensic_checkpoint.analysis.memory.yara_engine import new_scanner
 
-            self._scanner = yara_x.Scanner(rules)
+            self._scanner = new_scanner(rules)
             self._scanner.max_matches_per_pattern(MATCH_CAP)
 
     @property

@@ -16,15 +16,14 @@ elsewhere by ``bytes.find``; both give the same matches.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import cast
 
 from forensic_checkpoint.analysis.memory.index import PageIndex, PresentRun
 from forensic_checkpoint.analysis.memory.literals import MIN_BULK, LiteralFinder
 from forensic_checkpoint.analysis.memory.process import ProcessMemory
 from forensic_checkpoint.analysis.memory.vmas import Vma, VmaLike, find_vma, normalize_vmas
-from forensic_checkpoint.errors import ImageError
 
 DEFAULT_CHUNK_SIZE = 8 << 20
 #: Longest regex match guaranteed to be found across buffer boundaries (and reported whole).
@@ -85,16 +84,6 @@ class MemoryHit:
     file_offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class SeekableRange:
-    """The pages file as ``size`` bytes at ``offset`` of a seekable file (a plain tar member)."""
-
-    file: BinaryIO
-    offset: int = 0
-    size: int | None = None
-
-
-PagesSource = SeekableRange | BinaryIO | bytes | Iterable[bytes]
 Buffer = bytes | bytearray
 
 
@@ -350,75 +339,4 @@ class MemoryScanner:
                 pages_id=self.index.pages_id,
                 file_offset=file_off,
             )
-        )
-
-
-def iter_chunks(source: PagesSource, index: PageIndex, chunk_size: int) -> Iterator[Buffer]:
-    """Yield the pages file in order, for ``MemoryScanner.feed``.
-
-    A seekable source is read with ``readinto`` into one reused buffer (no allocation per
-    chunk; reads stop at run ends so ``feed`` does not have to split them): each chunk is valid
-    only until the next one is requested.
-    """
-    if isinstance(source, bytes):
-        yield source
-        return
-    if isinstance(source, SeekableRange) or hasattr(source, "seek"):
-        rng = source if isinstance(source, SeekableRange) else SeekableRange(cast(BinaryIO, source))
-        total = index.present_bytes if rng.size is None else min(rng.size, index.present_bytes)
-        rng.file.seek(rng.offset)
-        readinto = getattr(rng.file, "readinto", None)
-        buf = bytearray(min(chunk_size, total))
-        view = memoryview(buf)
-        pos = 0
-        for run in index.runs:
-            end = min(run.file_offset + run.size, total)
-            while pos < end:
-                want = min(len(buf), end - pos)
-                if readinto is None:
-                    data: Buffer = rng.file.read(want)
-                    got = len(data)
-                else:
-                    got = readinto(view[:want])
-                    data = buf if got == len(buf) else buf[:got]
-                if not got:
-                    return
-                pos += got
-                yield data
-        return
-    yield from source
-
-
-def search(
-    source: PagesSource,
-    index: PageIndex,
-    patterns: Sequence[Pattern],
-    *,
-    pid: int | None = None,
-    vmas: Iterable[VmaLike] | None = None,
-    context: int = DEFAULT_CONTEXT,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    max_hits: int = DEFAULT_MAX_HITS,
-) -> Iterator[MemoryHit]:
-    """Search one pages file; ``source`` is a ``SeekableRange``, a seekable binary file
-    (positioned data from offset 0), the whole file as bytes, or an iterable of byte chunks.
-
-    Hits come in pages-file (= vaddr) order per pattern buffer. Raises ImageError after the
-    last hit if the pages file is shorter than the pagemap promises.
-    """
-    scanner = MemoryScanner(
-        index,
-        patterns,
-        pid=pid,
-        vmas=vmas,
-        context=context,
-        chunk_size=chunk_size,
-        max_hits=max_hits,
-    )
-    for chunk in iter_chunks(source, index, chunk_size):
-        yield from scanner.feed(chunk)
-    yield from scanner.finish()
-    if not scanner.complete:
-        raise ImageError(
-            f"pages-{index.pages_id}.img holds {scanner.bytes_fed} of {index.present_bytes} bytes"
         )

@@ -101,7 +101,7 @@ def find_vma(vmas: Sequence[Vma], starts: Sequence[int], vaddr: int) -> Vma | No
 
 def vmas_from_mm(data: bytes) -> tuple[Vma, ...]:
     """Decode the VMAs of an ``mm-<pid>.img``. Raises ImageError on malformed input."""
-    from forensic_checkpoint.analysis.images import message_class
+    from forensic_checkpoint.analysis.format.criu_images import message_class
 
     # One message class, not the pycriu.images package (which imports all ~60 modules).
     mm_entry = message_class("mm_pb2", "mm_entry")

@@ -1,1 +1,0 @@
-"""Exports of a report for other tools: Timesketch JSONL, a STIX 2.1 bundle, offline HTML."""

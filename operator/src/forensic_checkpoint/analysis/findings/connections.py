@@ -1,0 +1,157 @@
+"""Processes, pipes and sockets joined by file ids and holders: who talks to whom.
+
+The findings ask it where a process's stdin/stdout/stderr lead (a reverse shell's fd 0/1/2
+reach a remote peer directly, through a pipe, or through a UNIX socketpair); the connection
+graph of the report is drawn from the same joins (``findings.graph``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from forensic_checkpoint.analysis.model.process import OpenFile
+from forensic_checkpoint.analysis.model.report import Pipe, Report, Socket
+
+
+def socket_text(s: Socket) -> str:
+    proto = s.protocol or s.family
+    local = f"{s.local_address}:{s.local_port}"
+    remote = f"{s.remote_address}:{s.remote_port}"
+    return f"{proto} {local} -> {remote} {s.state or ''}".rstrip()
+
+
+def _has_remote(s: Socket) -> bool:
+    return s.family in ("inet", "inet6") and bool(s.remote_port) and s.state != "LISTEN"
+
+
+def _queue_bytes(s: Socket) -> int:
+    return sum(q.size_bytes for q in (s.receive_queue, s.send_queue) if q is not None)
+
+
+def _pids(s: Socket) -> set[int]:
+    return {h.pid for h in s.held_by} | ({s.pid} if s.pid is not None else set())
+
+
+class Graph:
+    """Processes, pipes and sockets joined by file ids and holders (the connection graph)."""
+
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        self.procs = {p.pid: p for p in report.processes}
+        self.socket_by_file = {s.id: s for s in report.sockets}
+        self.pipes = {p.id: p for p in report.pipes}
+
+    def fd(self, pid: int, fd: int) -> OpenFile | None:
+        proc = self.procs.get(pid)
+        if proc is None:
+            return None
+        return next((f for f in proc.open_files if f.fd == fd), None)
+
+    def socket_of(self, item: OpenFile) -> Socket | None:
+        return self.socket_by_file.get(item.file_id) if item.file_id is not None else None
+
+    def pipe_of(self, item: OpenFile) -> Pipe | None:
+        m = re.fullmatch(r"pipe:\[(\d+)\]", item.path)
+        return self.pipes.get(int(m.group(1))) if m else None
+
+    def remote_sockets(self, pid: int) -> list[Socket]:
+        return [s for s in self.report.sockets if _has_remote(s) and pid in _pids(s)]
+
+    def listens(self, pid: int) -> bool:
+        return any(
+            s.state == "LISTEN" and s.family in ("inet", "inet6") and pid in _pids(s)
+            for s in self.report.sockets
+        )
+
+    def stdio_link(self, pid: int) -> dict[str, Any] | None:
+        """A remote peer reached by this process's fd 0/1/2: directly (a socket), through the
+        other end of a pipe, or through the peer of a UNIX socket, held by a process that
+        holds a connected socket."""
+        return self._direct_link(pid) or self._pipe_relay(pid) or self._unix_relay(pid)
+
+    def _direct_link(self, pid: int) -> dict[str, Any] | None:
+        """fd 0/1/2 are themselves connected sockets (the last one found is reported)."""
+        direct: list[int] = []
+        for fd in (0, 1, 2):
+            item = self.fd(pid, fd)
+            sock = self.socket_of(item) if item else None
+            if item and sock and _has_remote(sock):
+                direct.append(fd)
+                last = sock
+        if not direct:
+            return None
+        return {
+            "fds": direct,
+            "remote": socket_text(last),
+            "bytes": _queue_bytes(last),
+            "holders": sorted({h.pid for h in last.held_by}),
+            "path": f"fd {','.join(map(str, direct))} = {last.protocol} socket",
+        }
+
+    def _pipe_relay(self, pid: int) -> dict[str, Any] | None:
+        """fd 0/1/2 on a pipe whose other end is held by a process with a connected socket."""
+        for fd in (0, 1, 2):
+            item = self.fd(pid, fd)
+            pipe = self.pipe_of(item) if item else None
+            if item is None or pipe is None:
+                continue
+            link = self._through_pipe(pid, fd, item, pipe)
+            if link is not None:
+                return link
+        return None
+
+    def _through_pipe(self, pid: int, fd: int, item: OpenFile, pipe: Pipe) -> dict[str, Any] | None:
+        mine_reads = (item.flags or "").endswith("RDONLY")
+        for holder in pipe.held_by:
+            other = self.fd(holder.pid, holder.fd) if holder.pid != pid else None
+            # only the opposite end of the pipe carries this shell's input or output
+            if other is None or ((other.flags or "").endswith("RDONLY")) == mine_reads:
+                continue
+            sock = next(iter(self.remote_sockets(holder.pid)), None)
+            if sock is None:
+                continue
+            relay = self.procs[holder.pid]
+            arrow = "<-" if mine_reads else "->"
+            queued = _queue_bytes(sock) + (pipe.buffered.size_bytes if pipe.buffered else 0)
+            return {
+                "fds": [fd],
+                "remote": socket_text(sock),
+                "bytes": queued,
+                "holders": sorted({pid, holder.pid}),
+                "path": (
+                    f"fd {fd} {arrow} pipe:[{pipe.id}] {arrow} pid {holder.pid} "
+                    f"({relay.comm}) fd {holder.fd}, which holds {socket_text(sock)}"
+                ),
+            }
+        return None
+
+    def _unix_relay(self, pid: int) -> dict[str, Any] | None:
+        """fd 0/1/2 on a UNIX socket whose peer is held by a process with a connected socket:
+        ``socat TCP:c2:4444 EXEC:sh`` gives the shell one end of a socketpair."""
+        by_inode = {s.inode: s for s in self.report.sockets if s.inode is not None}
+        for fd in (0, 1, 2):
+            item = self.fd(pid, fd)
+            mine = self.socket_of(item) if item else None
+            if mine is None or mine.family != "unix" or mine.peer_inode is None:
+                continue
+            peer = by_inode.get(mine.peer_inode)
+            if peer is None:
+                continue
+            for holder in peer.held_by:
+                sock = next(iter(self.remote_sockets(holder.pid)), None)
+                if holder.pid == pid or sock is None:
+                    continue
+                relay = self.procs[holder.pid]
+                return {
+                    "fds": [fd],
+                    "remote": socket_text(sock),
+                    "bytes": _queue_bytes(sock) + _queue_bytes(mine) + _queue_bytes(peer),
+                    "holders": sorted({pid, holder.pid}),
+                    "path": (
+                        f"fd {fd} = unix socket:[{mine.inode}] <-> socket:[{mine.peer_inode}]"
+                        f" of pid {holder.pid} ({relay.comm}) fd {holder.fd}, which holds "
+                        f"{socket_text(sock)}"
+                    ),
+                }
+        return None

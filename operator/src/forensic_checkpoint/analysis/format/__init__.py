@@ -1,0 +1,1 @@
+"""The checkpoint archive format: the tar/zstd stream and CRIU images (the only users of pycriu)."""

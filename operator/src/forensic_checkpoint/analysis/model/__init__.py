@@ -1,0 +1,1 @@
+"""The report model: dataclasses written as camelCase JSON, and the findings they carry."""
