@@ -14,6 +14,7 @@ import pytest
 from forensic_checkpoint.agent import encryption
 from forensic_checkpoint.agent.export import Exporter, ExportOutcome
 from forensic_checkpoint.api.custody import Actor, ActorKind, CustodyAction
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.cli import verify
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.domain import custody
@@ -137,6 +138,7 @@ def _checkpoint_object(chain: list[Any]) -> dict[str, Any]:
         "apiVersion": "forensic-checkpoint.dev/v1alpha1",
         "kind": "ForensicCheckpoint",
         "metadata": {"name": "web-incident", "namespace": "shop", "uid": TARGET.checkpoint_uid},
+        "spec": {"podName": "web"},
         "status": {
             "containers": [{"name": "app", "captureKey": TARGET.capture_key}],
             "custody": [e.to_kube() for e in chain],
@@ -156,7 +158,9 @@ def test_record_from_a_checkpoint_status(
         actor=Actor(kind=ActorKind.AGENT, name="node-a"),
         reason="RetentionMaxAge",
     )
-    record = verify.record_from_checkpoint(json.loads(json.dumps(_checkpoint_object(chain))))
+    record = verify.record_from_checkpoint(
+        ForensicCheckpoint.model_validate(json.loads(json.dumps(_checkpoint_object(chain))))
+    )
     assert record.subject == TARGET.checkpoint_uid
     assert record.captured_sha256s == {archive[1]}
     assert record.object_sha256s == {outcome.record.sha256}
@@ -165,9 +169,14 @@ def test_record_from_a_checkpoint_status(
 
     forged = _checkpoint_object(chain)
     forged["status"]["custody"][1]["sha256"] = "f" * 64
-    problems = verify.check(archive[0], verify.record_from_checkpoint(forged), None)
+    forged_record = verify.record_from_checkpoint(ForensicCheckpoint.model_validate(forged))
+    problems = verify.check(archive[0], forged_record, None)
     assert "custody: entry 1: content does not match its hash" in problems
     assert any("matches no recorded hash" in p for p in problems)
 
     with pytest.raises(NotFoundError, match="no custody"):
-        verify.record_from_checkpoint({"metadata": {"name": "new"}, "status": {}})
+        verify.record_from_checkpoint(
+            ForensicCheckpoint.model_validate(
+                {"metadata": {"name": "new"}, "spec": {"podName": "web"}, "status": {}}
+            )
+        )
