@@ -9,17 +9,23 @@ so that API paths and untyped bodies stay behind the repositories (``checkpoints
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+from pydantic import BaseModel, ValidationError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from forensic_checkpoint.api.base import CrdInfo
 from forensic_checkpoint.errors import ClusterError, ConflictError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+_M = TypeVar("_M", bound=BaseModel)
 
 MERGE_PATCH = "application/merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -46,6 +52,19 @@ def group_path(
 ) -> str:
     """A cluster-scoped resource of a built-in API group (certificatesigningrequests)."""
     return _named(f"/apis/{group}/{version}/{plural}", name, subresource)
+
+
+def valid_items(model: type[_M], listing: Any) -> list[_M]:
+    """The items of a list answer that parse as ``model``; one that does not is logged and left
+    out rather than failing the whole list."""
+    found: list[_M] = []
+    for item in (listing or {}).get("items") or []:
+        try:
+            found.append(model.model_validate(item))
+        except ValidationError as exc:
+            name = (item.get("metadata") or {}).get("name", "?")
+            log.warning("ignoring invalid %s %s: %s", model.__name__, name, exc)
+    return found
 
 
 def _named(base: str, name: str, subresource: str) -> str:

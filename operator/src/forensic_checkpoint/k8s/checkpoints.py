@@ -6,17 +6,12 @@ Synchronous, like the kubernetes client: async callers (the kopf handlers) run t
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-from pydantic import ValidationError
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint, ForensicCheckpointStatus
 from forensic_checkpoint.errors import NotFoundError
-from forensic_checkpoint.k8s._rest import MERGE_PATCH, custom_path, request_json
+from forensic_checkpoint.k8s._rest import MERGE_PATCH, custom_path, request_json, valid_items
 from forensic_checkpoint.k8s.client import ApiClient
-
-log = logging.getLogger(__name__)
 
 _CRD = ForensicCheckpoint.crd
 
@@ -40,14 +35,7 @@ class ForensicCheckpoints:
         does not parse is logged and left out rather than failing the whole list."""
         query = {"labelSelector": label_selector} if label_selector else None
         raw = request_json(self._api, "GET", custom_path(_CRD, namespace=namespace), query=query)
-        found: list[ForensicCheckpoint] = []
-        for item in (raw or {}).get("items") or []:
-            try:
-                found.append(ForensicCheckpoint.model_validate(item))
-            except ValidationError as exc:
-                name = (item.get("metadata") or {}).get("name", "?")
-                log.warning("ignoring unreadable ForensicCheckpoint %s: %s", name, exc)
-        return found
+        return valid_items(ForensicCheckpoint, raw)
 
     def create(self, checkpoint: ForensicCheckpoint) -> ForensicCheckpoint:
         """Create it (``metadata.generateName`` works) and return it as stored; raises

@@ -94,34 +94,12 @@ def subject_access_review(  # noqa: PLR0917 - mirrors the review attributes, in 
 
 
 class AccessReviews:
-    """Both reviews, bound to one reviewing client (the repository the agent is wired with)."""
+    """Token reviews, bound to one reviewing client: the repository the agent authenticates the
+    operator's token with. (:func:`subject_access_review` is used by the dev cluster's fake
+    kubelet only, with its own client.)"""
 
     def __init__(self, api: ApiClient) -> None:
         self._api = api
 
     def token_review(self, token: str, audiences: Sequence[str] | None = None) -> TokenReviewResult:
         return token_review(self._api, token, audiences)
-
-    def subject_access_review(  # noqa: PLR0917 - mirrors the review attributes, in order
-        self,
-        user: str,
-        groups: Sequence[str],
-        verb: str,
-        resource: str,
-        subresource: str = "",
-        name: str = "",
-        *,
-        namespace: str = "",
-        group: str = "",
-    ) -> bool:
-        return subject_access_review(
-            self._api,
-            user,
-            groups,
-            verb,
-            resource,
-            subresource,
-            name,
-            namespace=namespace,
-            group=group,
-        )
