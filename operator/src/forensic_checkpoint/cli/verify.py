@@ -92,15 +92,12 @@ def _fetch_checkpoint(args: argparse.Namespace) -> ForensicCheckpoint:
 
     api = client.from_environment(args.kubeconfig)
     try:
-        fcp = ForensicCheckpoints(api).get(args.namespace, args.ref)
+        return ForensicCheckpoints(api).read(args.namespace, args.ref)
     except ValidationError as exc:
         # A tampered status may not even parse: that is a mismatch to report, not a crash.
         raise IntegrityError(f"ForensicCheckpoint {args.ref} is malformed: {exc}") from exc
     finally:
         client.close(api)
-    if fcp is None:
-        raise NotFoundError(f"ForensicCheckpoint {args.namespace}/{args.ref} not found")
-    return fcp
 
 
 def sha256_of(stream: IO[bytes]) -> str:

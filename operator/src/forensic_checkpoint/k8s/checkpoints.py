@@ -25,9 +25,13 @@ class ForensicCheckpoints:
     def get(self, namespace: str, name: str) -> ForensicCheckpoint | None:
         """The object, or ``None`` if there is none of that name."""
         try:
-            raw = request_json(self._api, "GET", custom_path(_CRD, namespace=namespace, name=name))
+            return self.read(namespace, name)
         except NotFoundError:
             return None
+
+    def read(self, namespace: str, name: str) -> ForensicCheckpoint:
+        """The object; ``NotFoundError`` (with the API server's message) if there is none."""
+        raw = request_json(self._api, "GET", custom_path(_CRD, namespace=namespace, name=name))
         return ForensicCheckpoint.model_validate(raw)
 
     def list(self, *, namespace: str = "", label_selector: str = "") -> list[ForensicCheckpoint]:

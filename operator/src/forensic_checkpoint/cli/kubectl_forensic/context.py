@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
-from forensic_checkpoint.errors import ClusterError, NotFoundError
+from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
 from forensic_checkpoint.k8s.client import ApiClient
 
@@ -35,9 +35,6 @@ def namespace(given: str | None, kubeconfig: str | None) -> str:
 
 def get_checkpoint(api: ApiClient, namespace: str, name: str) -> ForensicCheckpoint:
     try:
-        fcp = ForensicCheckpoints(api).get(namespace, name)
+        return ForensicCheckpoints(api).read(namespace, name)
     except ValidationError as exc:
         raise ClusterError(f"ForensicCheckpoint {namespace}/{name} does not parse: {exc}") from exc
-    if fcp is None:
-        raise NotFoundError(f"ForensicCheckpoint {namespace}/{name} not found", status_code=404)
-    return fcp
