@@ -20,6 +20,7 @@ from forensic_checkpoint.api.custody import (
     CustodyAction,
     KubeletResponse,
 )
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.cli import verify
 from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.domain.evidence.retention import (
@@ -127,11 +128,14 @@ def test_custody_over_the_whole_life_of_a_capture(  # noqa: PLR0917 - fixtures
     downloaded = tmp_path / "analyst" / "evidence.tar.age"
     downloaded.parent.mkdir()
     s3.download_file(bucket, outcome.record.url.removeprefix(f"s3://{bucket}/"), str(downloaded))
-    status = {
-        "metadata": {"name": "counter-incident", "uid": TARGET.checkpoint_uid},
-        "status": {"custody": [e.to_kube() for e in chain]},
-    }
-    record = verify.record_from_checkpoint(status)
+    fcp = ForensicCheckpoint.model_validate(
+        {
+            "metadata": {"name": "counter-incident", "uid": TARGET.checkpoint_uid},
+            "spec": {"podName": "counter"},
+            "status": {"custody": [e.to_kube() for e in chain]},
+        }
+    )
+    record = verify.record_from_checkpoint(fcp)
     assert verify.check(downloaded, record, identity_file) == []
     assert "decrypted sha256 " + sha + " matches" in capsys.readouterr().out
 

@@ -13,6 +13,7 @@ from tests.factories import by_agent, random_archive
 from forensic_checkpoint.agent.evidence import encryption
 from forensic_checkpoint.agent.evidence.export import Exporter, ExportOutcome
 from forensic_checkpoint.api.custody import CustodyAction
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.cli import verify
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.errors import NotFoundError
@@ -132,6 +133,7 @@ def _checkpoint_object(chain: list[Any]) -> dict[str, Any]:
         "apiVersion": "forensic-checkpoint.dev/v1alpha1",
         "kind": "ForensicCheckpoint",
         "metadata": {"name": "web-incident", "namespace": "shop", "uid": TARGET.checkpoint_uid},
+        "spec": {"podName": "web"},
         "status": {
             "containers": [{"name": "app", "captureKey": TARGET.capture_key}],
             "custody": [e.to_kube() for e in chain],
@@ -150,7 +152,9 @@ def test_record_from_a_checkpoint_status(
         datetime(2026, 12, 28, tzinfo=UTC),
         reason="RetentionMaxAge",
     )
-    record = verify.record_from_checkpoint(json.loads(json.dumps(_checkpoint_object(chain))))
+    record = verify.record_from_checkpoint(
+        ForensicCheckpoint.model_validate(json.loads(json.dumps(_checkpoint_object(chain))))
+    )
     assert record.subject == TARGET.checkpoint_uid
     assert record.captured_sha256s == {archive[1]}
     assert record.object_sha256s == {outcome.record.sha256}
@@ -159,9 +163,14 @@ def test_record_from_a_checkpoint_status(
 
     forged = _checkpoint_object(chain)
     forged["status"]["custody"][1]["sha256"] = "f" * 64
-    problems = verify.check(archive[0], verify.record_from_checkpoint(forged), None)
+    forged_record = verify.record_from_checkpoint(ForensicCheckpoint.model_validate(forged))
+    problems = verify.check(archive[0], forged_record, None)
     assert "custody: entry 1: content does not match its hash" in problems
     assert any("matches no recorded hash" in p for p in problems)
 
     with pytest.raises(NotFoundError, match="no custody"):
-        verify.record_from_checkpoint({"metadata": {"name": "new"}, "status": {}})
+        verify.record_from_checkpoint(
+            ForensicCheckpoint.model_validate(
+                {"metadata": {"name": "new"}, "spec": {"podName": "web"}, "status": {}}
+            )
+        )

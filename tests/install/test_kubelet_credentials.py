@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 USER = "forensic-checkpoint:agent"
 SECRET = "fc-forensic-checkpoint-kubelet-client"
+CSR_PATH = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
 
 
 def post_checkpoint(
@@ -83,7 +84,7 @@ def test_client_certificate_through_a_csr(install_cluster: DevCluster, tmp_path:
         )
         assert code == 0
         secret = request_json(api, "GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{SECRET}")
-        csrs = request_json(api, "GET", kubectl_forensic.CSR_PATH)["items"]
+        csrs = request_json(api, "GET", CSR_PATH)["items"]
     finally:
         close(api)
     assert secret["type"] == "kubernetes.io/tls"

@@ -136,7 +136,8 @@ def test_findings_of_the_attack_sample_are_counted_and_listed() -> None:
 
 
 def test_the_plugin_report_shows_the_freeze_and_a_late_archive() -> None:
-    from forensic_checkpoint.cli.kubectl_forensic import render_report
+    from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
+    from forensic_checkpoint.cli.kubectl_forensic.report import render_report
 
     obj = {
         "metadata": {"namespace": "default", "name": "big"},
@@ -148,17 +149,28 @@ def test_the_plugin_report_shows_the_freeze_and_a_late_archive() -> None:
             "containers": [
                 {
                     "name": "app",
+                    "captureKey": "big-app",
                     "phase": "Failed",
                     "reason": "Timeout",
                     "message": "kubelet on realnode did not answer",
-                    "archive": {"path": "/ckpt/late.tar", "sizeBytes": 2160269824, "sha256": "ab"},
+                    "archive": {
+                        "path": "/ckpt/late.tar",
+                        "sizeBytes": 2160269824,
+                        "sha256": "ab" * 32,
+                        "capturedAt": "2026-11-28T12:00:00Z",
+                    },
                     "orphanArchive": True,
                 },
-                {"name": "sidecar", "phase": "Completed", "frozenTime": "13.2s"},
+                {
+                    "name": "sidecar",
+                    "captureKey": "big-sidecar",
+                    "phase": "Completed",
+                    "frozenTime": "13.2s",
+                },
             ],
         },
     }
-    text = render_report("big", obj)
+    text = render_report(ForensicCheckpoint.model_validate(obj))
     assert "archive: /ckpt/late.tar (2160269824 bytes)" in text
     assert "written by the kubelet after the capture failed" in text
     assert "frozen:  13.2s (the workload was paused)" in text

@@ -10,93 +10,41 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import quote
 
-from forensic_checkpoint.api.base import API_VERSION, GROUP, VERSION
-from forensic_checkpoint.api.forensicnode import (
-    HEARTBEAT_INTERVAL_SECONDS,
-    AgentStatus,
-    ForensicNode,
-)
-from forensic_checkpoint.errors import ClusterError, ConfigError, NotFoundError
-from forensic_checkpoint.k8s.client import ApiClient, request_json
+from forensic_checkpoint.agent.ports import ForensicNodeWriter, NodeReader
+from forensic_checkpoint.api.forensicnode import HEARTBEAT_INTERVAL_SECONDS, AgentStatus
+from forensic_checkpoint.errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
 
 _ADDRESS_PREFERENCE = ("InternalIP", "ExternalIP", "Hostname")
-_PLURAL = ForensicNode.crd.plural
+_LABELS = {"app.kubernetes.io/part-of": "forensic-checkpoint"}
 
 
-def kubelet_endpoint(api: ApiClient, node_name: str) -> tuple[str, int]:
+def kubelet_endpoint(nodes: NodeReader, node_name: str) -> tuple[str, int]:
     """(address, port) of the node's kubelet, from its Node object."""
-    try:
-        node = request_json(api, "GET", f"/api/v1/nodes/{quote(node_name, safe='')}")
-    except NotFoundError as exc:
-        raise ConfigError(f"--node-name {node_name}: no such Node") from exc
-    status = node.get("status") or {}
-    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
-    if not isinstance(port, int) or not 0 < port < 65536:
+    node = nodes.get(node_name)
+    if node is None:
+        raise ConfigError(f"--node-name {node_name}: no such Node")
+    port = node.kubelet_port
+    if port is None or not 0 < port < 65536:
         raise ConfigError(f"Node {node_name} has no status.daemonEndpoints.kubeletEndpoint.Port")
-    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
     for kind in _ADDRESS_PREFERENCE:
-        if addresses.get(kind):
-            return str(addresses[kind]), port
+        if node.addresses.get(kind):
+            return node.addresses[kind], port
     raise ConfigError(f"Node {node_name} has no address in status.addresses")
 
 
-def _path(name: str = "") -> str:
-    base = f"/apis/{GROUP}/{VERSION}/{_PLURAL}"
-    return f"{base}/{quote(name, safe='')}" if name else base
-
-
-def node_info(api: ApiClient, node_name: str) -> dict[str, Any]:
-    """``status.nodeInfo`` of the Node (runtime and kubelet versions)."""
-    node = request_json(api, "GET", f"/api/v1/nodes/{quote(node_name, safe='')}")
-    return dict((node.get("status") or {}).get("nodeInfo") or {})
-
-
-def get_forensic_node(api: ApiClient, node_name: str) -> dict[str, Any] | None:
-    try:
-        return dict(request_json(api, "GET", _path(node_name)))
-    except NotFoundError:
-        return None
-
-
-def patch_forensic_node_status(api: ApiClient, node_name: str, status: dict[str, Any]) -> None:
-    """JSON merge of ``status``: the keys given are replaced, the others left as they are."""
-    request_json(
-        api,
-        "PATCH",
-        _path(node_name) + "/status",
-        body={"status": status},
-        content_type="application/merge-patch+json",
-    )
-
-
-def ensure_forensic_node(api: ApiClient, node_name: str) -> None:
+def ensure_forensic_node(forensic_nodes: ForensicNodeWriter, node_name: str) -> None:
     """Create the node's ForensicNode unless it exists."""
-    if get_forensic_node(api, node_name) is None:
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "ForensicNode",
-            "metadata": {
-                "name": node_name,
-                "labels": {"app.kubernetes.io/part-of": "forensic-checkpoint"},
-            },
-        }
-        try:
-            request_json(api, "POST", _path(), body=body)
-        except ClusterError as exc:
-            if exc.status_code != 409:  # another agent instance won the race: fine
-                raise
+    forensic_nodes.ensure(node_name, labels=_LABELS)
 
 
-def publish(api: ApiClient, node_name: str, agent: AgentStatus) -> None:
+def publish(forensic_nodes: ForensicNodeWriter, node_name: str, agent: AgentStatus) -> None:
     """Merge ``status.agent`` into the ForensicNode, creating it if needed (the readiness
     fields are written by :mod:`~forensic_checkpoint.agent.readiness.probe`)."""
-    ensure_forensic_node(api, node_name)
-    patch_forensic_node_status(api, node_name, {"agent": agent.to_kube()})
+    ensure_forensic_node(forensic_nodes, node_name)
+    forensic_nodes.set_agent(node_name, agent)
 
 
 class Heartbeat:
@@ -108,13 +56,13 @@ class Heartbeat:
 
     def __init__(
         self,
-        api: ApiClient,
+        forensic_nodes: ForensicNodeWriter,
         node_name: str,
         status: Callable[[], AgentStatus],
         *,
         interval: float = HEARTBEAT_INTERVAL_SECONDS,
     ) -> None:
-        self.api = api
+        self.forensic_nodes = forensic_nodes
         self.node_name = node_name
         self.status = status
         self.interval = interval
@@ -123,7 +71,7 @@ class Heartbeat:
         self.last_error: str | None = None
 
     def beat(self) -> None:
-        publish(self.api, self.node_name, self.status())
+        publish(self.forensic_nodes, self.node_name, self.status())
 
     def start(self) -> None:
         self.beat()  # the first one synchronously: a misconfigured agent fails at start-up

@@ -32,7 +32,8 @@ from forensic_checkpoint.agent.values import AgentValues, criu_observer, export_
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import ConfigError
 from forensic_checkpoint.k8s import client as k8s_client
-from forensic_checkpoint.k8s.reviews import token_review
+from forensic_checkpoint.k8s.nodes import ForensicNodes, Nodes
+from forensic_checkpoint.k8s.reviews import AccessReviews
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ class AgentRuntime:
             raise ConfigError("--client-ca-file and --operator-cert-cn go together")
         self.config = config
         self.api = k8s_client.from_environment(config.kubeconfig)
-        host, port = kubelet_endpoint(self.api, config.node_name)
+        nodes = Nodes(self.api)
+        self.forensic_nodes = ForensicNodes(self.api)
+        host, port = kubelet_endpoint(nodes, config.node_name)
         self.kubelet = KubeletClient(
             config.node_name,
             host,
@@ -164,9 +167,9 @@ class AgentRuntime:
             self.service.on_finished.append(self.retention.wake)
             self.orphans.on_change.append(self.retention.wake)
         self.service.on_finished.append(self.orphans.wake)
-        api = self.api
+        reviews = AccessReviews(self.api)
         self.authenticator = Authenticator(
-            lambda token: token_review(api, token)[:2],
+            lambda token: reviews.token_review(token)[:2],
             config.operator_identity,
             cache_seconds=config.token_cache_seconds,
         )
@@ -183,11 +186,15 @@ class AgentRuntime:
         )
         self.started_at = utcnow()
         self.heartbeat = Heartbeat(
-            self.api, config.node_name, self.agent_status, interval=config.heartbeat_interval
+            self.forensic_nodes,
+            config.node_name,
+            self.agent_status,
+            interval=config.heartbeat_interval,
         )
         self.readiness = (
             ReadinessProber(
-                self.api,
+                nodes,
+                self.forensic_nodes,
                 config.node_name,
                 self.kubelet,
                 interval=config.readiness_interval,
@@ -226,7 +233,7 @@ class AgentRuntime:
         self._serve.start()
         # The operator trusts a ForensicNode once its heartbeat is fresh; its readiness checks
         # must be this agent's by then, not the ones a previous agent left.
-        ensure_forensic_node(self.api, self.config.node_name)
+        ensure_forensic_node(self.forensic_nodes, self.config.node_name)
         if self.readiness is not None:
             self.readiness.start()
         self.heartbeat.start()

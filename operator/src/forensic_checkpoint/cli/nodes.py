@@ -12,10 +12,9 @@ import json
 import sys
 from datetime import UTC, datetime
 
-from forensic_checkpoint.api.base import GROUP, VERSION
-from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.domain.readiness import TABLE_COLUMNS, table_row
-from forensic_checkpoint.k8s.client import ApiClient, close, from_environment, request_json
+from forensic_checkpoint.k8s.client import ApiClient, close, from_environment
+from forensic_checkpoint.k8s.nodes import ForensicNodes
 
 HELP = "Show each node's capture readiness (its ForensicNode)."
 
@@ -33,13 +32,14 @@ def run(args: argparse.Namespace) -> int:
         close(api)
 
 
+def run_plugin(api: ApiClient, args: argparse.Namespace) -> int:
+    """``kubectl forensic nodes``: the same table with the plugin's client."""
+    return print_nodes(api, args.output)
+
+
 def print_nodes(api: ApiClient, output: str) -> int:
-    """Print the readiness table (or JSON) of every ForensicNode; shared with `kubectl forensic`."""
-    listing = request_json(api, "GET", f"/apis/{GROUP}/{VERSION}/{ForensicNode.crd.plural}")
-    nodes = sorted(
-        (ForensicNode.model_validate(item) for item in listing.get("items") or []),
-        key=lambda n: str(n.metadata.get("name", "")),
-    )
+    """Print the readiness table (or JSON) of every ForensicNode."""
+    nodes = sorted(ForensicNodes(api).list(), key=lambda n: str(n.metadata.get("name", "")))
     if output == "json":
         out = [
             {

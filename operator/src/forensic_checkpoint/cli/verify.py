@@ -16,11 +16,14 @@ import hashlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
+
+from pydantic import ValidationError
 
 from forensic_checkpoint.api.custody import CustodyEntry, EvidenceManifest
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.domain.evidence import custody
-from forensic_checkpoint.errors import ConfigError, NotFoundError
+from forensic_checkpoint.errors import ConfigError, IntegrityError, NotFoundError
 
 HELP = "Check a downloaded archive against its recorded sha256 and chain of custody."
 EXIT_OK = 0
@@ -41,8 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 @dataclass
-class Record:
-    """What the evidence record says the bytes must be."""
+class EvidenceRecord:
+    """What the evidence record (a sidecar manifest or a ForensicCheckpoint's status) says the
+    bytes must be."""
 
     subject: str
     chain: list[CustodyEntry]
@@ -54,8 +58,8 @@ class Record:
     problems: list[str] = field(default_factory=list)
 
 
-def record_from_manifest(manifest: EvidenceManifest) -> Record:
-    record = Record(
+def record_from_manifest(manifest: EvidenceManifest) -> EvidenceRecord:
+    record = EvidenceRecord(
         subject=manifest.subject,
         chain=list(manifest.custody),
         captured_sha256s={manifest.export.archive_sha256},
@@ -67,14 +71,14 @@ def record_from_manifest(manifest: EvidenceManifest) -> Record:
     return record
 
 
-def record_from_checkpoint(obj: dict[str, Any]) -> Record:
-    """From a ForensicCheckpoint object: ``status.custody`` is its chain, ``metadata.uid`` the
-    chain's subject."""
-    metadata = obj.get("metadata", {})
-    chain = custody.parse_chain((obj.get("status") or {}).get("custody") or [])
+def record_from_checkpoint(fcp: ForensicCheckpoint) -> EvidenceRecord:
+    """From a ForensicCheckpoint: ``status.custody`` is its chain, ``metadata.uid`` the chain's
+    subject."""
+    metadata = fcp.metadata
+    chain = list(fcp.status.custody) if fcp.status is not None else []
     if not chain:
         raise NotFoundError(f"ForensicCheckpoint {metadata.get('name', '?')} has no custody yet")
-    return Record(
+    return EvidenceRecord(
         subject=str(metadata.get("uid", "")),
         chain=chain,
         captured_sha256s=custody.captured_sha256s(chain),
@@ -82,16 +86,18 @@ def record_from_checkpoint(obj: dict[str, Any]) -> Record:
     )
 
 
-def _fetch_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
-    from forensic_checkpoint.api.base import API_VERSION
+def _fetch_checkpoint(args: argparse.Namespace) -> ForensicCheckpoint:
     from forensic_checkpoint.k8s import client
+    from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
 
     api = client.from_environment(args.kubeconfig)
-    path = f"/apis/{API_VERSION}/namespaces/{args.namespace}/forensiccheckpoints/{args.ref}"
-    obj = client.request_json(api, "GET", path)
-    if not isinstance(obj, dict):
-        raise NotFoundError(f"ForensicCheckpoint {args.namespace}/{args.ref} not found")
-    return obj
+    try:
+        return ForensicCheckpoints(api).read(args.namespace, args.ref)
+    except ValidationError as exc:
+        # A tampered status may not even parse: that is a mismatch to report, not a crash.
+        raise IntegrityError(f"ForensicCheckpoint {args.ref} is malformed: {exc}") from exc
+    finally:
+        client.close(api)
 
 
 def sha256_of(stream: IO[bytes]) -> str:
@@ -101,7 +107,7 @@ def sha256_of(stream: IO[bytes]) -> str:
     return digest.hexdigest()
 
 
-def check(archive: Path, record: Record, identity: Path | None) -> list[str]:
+def check(archive: Path, record: EvidenceRecord, identity: Path | None) -> list[str]:
     """Everything that does not match; empty when the archive is the recorded evidence."""
     from forensic_checkpoint.agent.evidence import encryption
 

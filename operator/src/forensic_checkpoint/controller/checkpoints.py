@@ -29,17 +29,26 @@ from forensic_checkpoint.api.forensiccheckpoint import (
 )
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.controller import metrics
-from forensic_checkpoint.controller.agent_client import AgentClient
 from forensic_checkpoint.controller.config import OperatorConfig
-from forensic_checkpoint.domain import finished, reconcile
+from forensic_checkpoint.controller.ports import (
+    CheckpointStatusWriter,
+    ForensicNodeReader,
+    NodeAgents,
+    PodReader,
+)
+from forensic_checkpoint.domain import checkpoint_events, finished, reconcile
+from forensic_checkpoint.domain.agent_wait import after_agent_error, stop_waiting_for_agent
 from forensic_checkpoint.domain.agents import AgentUnavailable, agent_facts, usable_endpoint
-from forensic_checkpoint.domain.checkpoint_events import transition_events
 from forensic_checkpoint.domain.evidence import checkpoint_custody
-from forensic_checkpoint.domain.evidence.deletion import HOLD_KEY, is_held, keys_to_delete
+from forensic_checkpoint.domain.evidence.deletion import (
+    hold_value_changed,
+    is_held,
+    keys_to_delete,
+    requested_keys,
+)
 from forensic_checkpoint.domain.readiness import NodeNotReady, capture_blocker
 from forensic_checkpoint.domain.targets import resolve_targets
-from forensic_checkpoint.errors import AgentError, ClusterError, ForensicCheckpointError
-from forensic_checkpoint.k8s.resources import OperatorResources
+from forensic_checkpoint.errors import AgentError, ClusterError
 
 #: ForensicNode lookups are shared by all daemons of a node for this long.
 _NODE_TTL = 2.0
@@ -54,13 +63,17 @@ class CheckpointController:
     def __init__(
         self,
         config: OperatorConfig,
-        resources: OperatorResources,
-        agents: AgentClient,
         *,
+        checkpoints: CheckpointStatusWriter,
+        forensic_nodes: ForensicNodeReader,
+        pods: PodReader,
+        agents: NodeAgents,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self._config = config
-        self._resources = resources
+        self._checkpoints = checkpoints
+        self._forensic_nodes = forensic_nodes
+        self._pods = pods
         self._agents = agents
         self._clock = clock
         self._nodes: dict[str, tuple[float, ForensicNode | None]] = {}
@@ -93,14 +106,14 @@ class CheckpointController:
                 continue
             if new != status:
                 await asyncio.to_thread(
-                    self._resources.write_status,
+                    self._checkpoints.write_status,
                     ref.namespace,
                     ref.name,
                     new,
                     with_custody=new.custody != status.custody,
                 )
-                for event in transition_events(status, new):
-                    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+                for event in checkpoint_events.transition_events(status, new):
+                    _post(body, event)
                     # The same fact in the log, which outlives the Event's one-hour TTL.
                     level = logging.WARNING if event.type == "Warning" else logging.INFO
                     logger.log(level, "%s: %s", event.reason, event.message)
@@ -174,7 +187,7 @@ class CheckpointController:
         problem = reconcile.check_spec(spec)
         if problem is not None:
             return reconcile.record_targets(status, problem, ref=ref, now=now)
-        pod = await asyncio.to_thread(self._resources.get_pod, ref.namespace, spec.pod_name)
+        pod = await asyncio.to_thread(self._pods.get_facts, ref.namespace, spec.pod_name)
         decision = resolve_targets(
             pod, namespace=ref.namespace, pod_name=spec.pod_name, requested=spec.containers
         )
@@ -197,11 +210,12 @@ class CheckpointController:
             agent_facts(node) if node is not None else None, node_name=status.node_name, now=now
         )
         if isinstance(endpoint, AgentUnavailable):
-            started = status.started_at or now
-            requested = any(c.requested_at for c in status.containers)
-            if (not requested and now - started > self._config.agent_wait) or any(
-                reconcile.overdue(c, spec, now=now, grace=self._config.capture_grace)
-                for c in status.containers
+            if stop_waiting_for_agent(
+                status,
+                spec,
+                now=now,
+                agent_wait=self._config.agent_wait,
+                capture_grace=self._config.capture_grace,
             ):
                 return reconcile.fail(
                     status, reason=endpoint.reason, message=endpoint.message, ref=ref, now=now
@@ -254,16 +268,14 @@ class CheckpointController:
                 container, capture, report_url=report_url, now=now
             )
         except AgentError as exc:
-            if reconcile.overdue(container, spec, now=now, grace=self._config.capture_grace):
-                failed = container.model_copy(deep=True)
-                failed.phase = ContainerCapturePhase.FAILED
-                failed.reason = exc.reason
-                failed.message = exc.message[:1024]
-                failed.finished_at = now
-                return failed
-            waiting = container.model_copy(deep=True)
-            waiting.message = exc.message[:1024]
-            return waiting
+            return after_agent_error(
+                container,
+                spec,
+                reason=exc.reason,
+                message=exc.message,
+                now=now,
+                capture_grace=self._config.capture_grace,
+            )
 
     async def _confirmed_blocker(
         self, node: ForensicNode, now: datetime
@@ -287,7 +299,7 @@ class CheckpointController:
         cached = self._nodes.get(node_name)
         if not fresh and cached is not None and time.monotonic() - cached[0] < _NODE_TTL:
             return cached[1]
-        node = await asyncio.to_thread(self._resources.get_forensic_node, node_name)
+        node = await asyncio.to_thread(self._forensic_nodes.get, node_name)
         self._nodes[node_name] = (time.monotonic(), node)
         return node
 
@@ -304,40 +316,30 @@ class CheckpointController:
         again delete) the archive. A capture requested later carries the hold in its request."""
         # ``old``/``new`` are the watched field (labels or annotations); the hold in force is
         # either of them (``is_held`` of the whole metadata).
-        if _hold_value(old) == _hold_value(new):
+        if not hold_value_changed(old, new):
             return
         held = is_held(body.metadata)
         fcp = ForensicCheckpoint.model_validate(dict(body))
-        if fcp.status is None or not any(c.requested_at for c in fcp.status.containers):
+        keys = requested_keys(fcp.status)
+        if fcp.status is None or not keys:
             return
         endpoint = await self._endpoint(fcp.status.node_name, self._clock())
         if isinstance(endpoint, AgentUnavailable):
             raise kopf.TemporaryError(f"cannot change the hold: {endpoint.message}", delay=10)
         try:
-            for container in fcp.status.containers:
-                if container.requested_at is not None:
-                    await self._agents.hold(endpoint, container.capture_key, hold=held)
+            for key in keys:
+                await self._agents.hold(endpoint, key, hold=held)
         except AgentError as exc:
             raise kopf.TemporaryError(f"cannot change the hold: {exc.message}", delay=10) from exc
         logger.info("hold %s on %s", "set" if held else "lifted", fcp.status.node_name)
-        kopf.event(
-            body,
-            type="Normal",
-            reason="HoldSet" if held else "HoldLifted",
-            message=f"legal hold {'set' if held else 'lifted'} on node {fcp.status.node_name}",
-        )
+        _post(body, checkpoint_events.hold_changed(held, fcp.status.node_name))
 
     # --- deletion -----------------------------------------------------------------------
 
     async def clean_up(self, body: kopf.Body, retry: int, logger: logging.Logger) -> None:
         """Delete the node's archives and reports of a deleted ForensicCheckpoint."""
         if is_held(body.metadata):
-            kopf.event(
-                body,
-                type="Normal",
-                reason="ArchiveHeld",
-                message="hold is set: the archives stay on the node",
-            )
+            _post(body, checkpoint_events.archive_held())
             return
         fcp = ForensicCheckpoint.model_validate(dict(body))
         keys = keys_to_delete(fcp.status)
@@ -358,53 +360,11 @@ class CheckpointController:
                 raise kopf.TemporaryError(
                     f"cannot delete the archives: {exc.message}", delay=5
                 ) from exc
-            kopf.event(
-                body,
-                type="Warning",
-                reason="ArchiveNotDeleted",
-                message=f"gave up deleting the archives on {fcp.status.node_name}: {exc.message}",
-            )
+            _post(body, checkpoint_events.archive_not_deleted(fcp.status.node_name, exc.message))
             return
         logger.info("deleted %d file(s) on %s", len(deleted), fcp.status.node_name)
-        kopf.event(
-            body,
-            type="Normal",
-            reason="ArchiveDeleted",
-            message=f"deleted {len(deleted)} file(s) on node {fcp.status.node_name}",
-        )
+        _post(body, checkpoint_events.archive_deleted(len(deleted), fcp.status.node_name))
 
 
-def _hold_value(values: Any) -> bool:
-    return str((values or {}).get(HOLD_KEY, "")).strip().lower() == "true"
-
-
-def register(registry: kopf.OperatorRegistry, controller: CheckpointController) -> None:
-    """Attach the handlers to ``registry`` (no module-level decorators: tests build their own)."""
-    info = ForensicCheckpoint.crd
-    resource = (info.group, info.version, info.plural)
-
-    async def drive(body: kopf.Body, stopped: kopf.DaemonStopped, logger: Any, **_: Any) -> None:
-        try:
-            await controller.drive(body, stopped, logger)
-        except ForensicCheckpointError as exc:
-            raise kopf.TemporaryError(exc.message, delay=5) from exc
-
-    async def clean_up(body: kopf.Body, retry: int, logger: Any, **_: Any) -> None:
-        await controller.clean_up(body, retry, logger)
-
-    async def sync_hold(body: kopf.Body, old: Any, new: Any, logger: Any, **_: Any) -> None:
-        await controller.sync_hold(body, old, new, logger)
-
-    kopf.daemon(
-        *resource,
-        id="capture",
-        registry=registry,
-        cancellation_timeout=5.0,
-        initial_delay=0,
-    )(drive)
-    kopf.on.delete(*resource, id="cleanup", registry=registry)(clean_up)
-    # The hold is a label or an annotation (domain.evidence.deletion.is_held); both are watched.
-    for section in ("labels", "annotations"):
-        kopf.on.field(
-            *resource, id=f"hold-{section}", field=f"metadata.{section}", registry=registry
-        )(sync_hold)
+def _post(body: kopf.Body, event: checkpoint_events.Event) -> None:
+    kopf.event(body, type=event.type, reason=event.reason, message=event.message)

@@ -20,12 +20,15 @@ from prometheus_client import start_http_server
 from forensic_checkpoint.api.base import GROUP
 from forensic_checkpoint.controller.agent_client import AgentClient, TokenFile, tls_context
 from forensic_checkpoint.controller.alerts.kopf_wiring import register as register_alerts
-from forensic_checkpoint.controller.checkpoints import CheckpointController, register
+from forensic_checkpoint.controller.checkpoint_wiring import register
+from forensic_checkpoint.controller.checkpoints import CheckpointController
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.errors import ConfigError
+from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
 from forensic_checkpoint.k8s.client import from_environment
 from forensic_checkpoint.k8s.connection import connection_facts
-from forensic_checkpoint.k8s.resources import OperatorResources
+from forensic_checkpoint.k8s.nodes import ForensicNodes
+from forensic_checkpoint.k8s.pods import Pods
 
 ANNOTATION_PREFIX = f"operator.{GROUP}"
 FINALIZER = f"{GROUP}/cleanup"
@@ -58,7 +61,6 @@ async def run_operator(
     if not config.all_namespaces and not config.namespaces:
         raise ConfigError("give --namespace (repeatable) or --all-namespaces")
     api = await asyncio.to_thread(from_environment, config.kubeconfig)
-    resources = OperatorResources(api)
     facts = connection_facts(api)
     tls = tls_context(config.agent_ca_file)
     token = TokenFile(config.token_file)
@@ -86,7 +88,13 @@ async def run_operator(
         start_http_server(config.metrics_port)
 
     async with aiohttp.ClientSession() as session:
-        controller = CheckpointController(config, resources, AgentClient(session, token, tls))
+        controller = CheckpointController(
+            config,
+            checkpoints=ForensicCheckpoints(api),
+            forensic_nodes=ForensicNodes(api),
+            pods=Pods(api),
+            agents=AgentClient(session, token, tls),
+        )
         register(registry, controller)
         if config.alerts is not None:
             # Same identity as the operator: deploy/rbac/operator.yaml carries the receiver's

@@ -1,4 +1,5 @@
-"""The Kubernetes Events a ForensicCheckpoint's transitions post (pure).
+"""The Kubernetes Events a ForensicCheckpoint posts (pure): its capture's transitions, its legal
+hold, and the clean-up after its deletion.
 
 Events are derived from two statuses, old and new, and only for what changed between them, so
 a restarted operator that recomputes a status it already wrote posts nothing twice.
@@ -124,3 +125,28 @@ def _export_events(old: ContainerStatus | None, new: ContainerStatus) -> list[Ev
             )
         ]
     return []
+
+
+def hold_changed(held: bool, node_name: str) -> Event:
+    """The agent was told that the hold was set or lifted."""
+    verb = "set" if held else "lifted"
+    reason = "HoldSet" if held else "HoldLifted"
+    return Event("Normal", reason, f"legal hold {verb} on node {node_name}")
+
+
+def archive_held() -> Event:
+    """The deleted ForensicCheckpoint is held: its archives are not deleted."""
+    return Event("Normal", "ArchiveHeld", "hold is set: the archives stay on the node")
+
+
+def archive_deleted(count: int, node_name: str) -> Event:
+    return Event("Normal", "ArchiveDeleted", f"deleted {count} file(s) on node {node_name}")
+
+
+def archive_not_deleted(node_name: str, message: str) -> Event:
+    """The clean-up ran out of retries: the files stay on the node."""
+    return Event(
+        "Warning",
+        "ArchiveNotDeleted",
+        f"gave up deleting the archives on {node_name}: {message}",
+    )

@@ -1,29 +1,25 @@
-"""Building Kubernetes API clients, and a small JSON request helper.
+"""Building Kubernetes API clients.
 
 Every builder returns a fresh ``kubernetes.client.ApiClient`` with its own ``Configuration``:
 nothing here touches the client library's process-wide default, so one process can talk to
 several clusters (the dev-cluster tests do) without one overwriting another's credentials.
 
-``request_json`` is for the few callers above ``k8s`` (the dev cluster, the fake kubelet) that
-need plain REST calls; the import-linter keeps the ``kubernetes`` package out of those layers,
-so they pass paths and dicts through here and get the project's errors back.
+Product code talks to the API server through the typed repositories of this package (they
+build every path). ``request_json`` is re-exported here only for the dev harness and the tests,
+which seed clusters with raw objects; ruff's banned-api rule keeps it out of product modules.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError as Urllib3Error
 
-from forensic_checkpoint.errors import ClusterError, ConfigError, ConflictError, NotFoundError
+from forensic_checkpoint.errors import ConfigError
+from forensic_checkpoint.k8s._rest import request_json
 
 ApiClient = k8s_client.ApiClient
 
@@ -109,69 +105,14 @@ def _base_configuration(server: str, ca_file: str | os.PathLike[str] | None) -> 
     return cfg
 
 
-def api_error(exc: ApiException, action: str) -> ClusterError:
-    """Translate a client exception into the project's error, keeping the API's own message."""
-    message = _status_message(exc)
-    text = f"{action}: {exc.status} {message}".rstrip()
-    if exc.status == 404:
-        return NotFoundError(text, status_code=404)
-    if exc.status == 409:
-        return ConflictError(text, status_code=409)
-    return ClusterError(text, status_code=exc.status or None)
-
-
-def _status_message(exc: ApiException) -> str:
-    body = exc.body
-    if body:
-        try:
-            status = json.loads(body)
-        except ValueError:
-            return body.strip()[:500]
-        if isinstance(status, dict) and isinstance(status.get("message"), str):
-            return str(status["message"])
-    return str(exc.reason or "")
-
-
-@contextmanager
-def translated(action: str) -> Iterator[None]:
-    """``with translated("create pod x"):`` turns client and transport errors into ours."""
-    try:
-        yield
-    except ApiException as exc:
-        raise api_error(exc, action) from exc
-    except Urllib3Error as exc:
-        raise ClusterError(f"{action}: API server unreachable: {exc}") from exc
-
-
-def request_json(
-    api: ApiClient,
-    method: str,
-    path: str,
-    *,
-    body: Any = None,
-    query: Mapping[str, str] | None = None,
-    content_type: str = "application/json",
-    timeout: float = 30.0,
-) -> Any:
-    """One REST call with JSON in and out, e.g. ``request_json(api, "GET", "/api/v1/nodes")``.
-
-    ``content_type`` selects the patch flavour for PATCH (``application/merge-patch+json``,
-    ``application/apply-patch+yaml`` ...). Returns the decoded body (``None`` when empty).
-    """
-    headers = {"Accept": "application/json", "Content-Type": content_type}
-    with translated(f"{method} {path}"):
-        request = api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=list((query or {}).items()),
-            header_params=headers,
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = api.call_api(*request, _request_timeout=timeout)
-        raw = response.read()  # type: ignore[no-untyped-call]
-        if not 200 <= response.status <= 299:
-            raise ApiException(http_resp=response)
-    if not raw:
-        return None
-    return json.loads(raw)
+__all__ = [
+    "SERVICE_ACCOUNT_DIR",
+    "ApiClient",
+    "close",
+    "from_client_certificate",
+    "from_environment",
+    "from_kubeconfig",
+    "from_token",
+    "in_cluster",
+    "request_json",
+]

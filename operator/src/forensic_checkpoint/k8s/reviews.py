@@ -16,7 +16,8 @@ from typing import NamedTuple
 
 from kubernetes import client as k8s_client
 
-from forensic_checkpoint.k8s.client import ApiClient, translated
+from forensic_checkpoint.k8s._rest import translated
+from forensic_checkpoint.k8s.client import ApiClient
 
 
 class TokenReviewResult(NamedTuple):
@@ -90,3 +91,15 @@ def subject_access_review(  # noqa: PLR0917 - mirrors the review attributes, in 
             k8s_client.V1SubjectAccessReview(spec=spec)
         )
     return bool(review.status is not None and review.status.allowed)
+
+
+class AccessReviews:
+    """Token reviews, bound to one reviewing client: the repository the agent authenticates the
+    operator's token with. (:func:`subject_access_review` is used by the dev cluster's fake
+    kubelet only, with its own client.)"""
+
+    def __init__(self, api: ApiClient) -> None:
+        self._api = api
+
+    def token_review(self, token: str, audiences: Sequence[str] | None = None) -> TokenReviewResult:
+        return token_review(self._api, token, audiences)

@@ -11,13 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from forensic_checkpoint.agent import outcomes
 from forensic_checkpoint.agent.jobs import utcnow
 from forensic_checkpoint.agent.kubelet import KubeletClient
-from forensic_checkpoint.agent.node import get_forensic_node, node_info, patch_forensic_node_status
-from forensic_checkpoint.api.conditions import Condition
+from forensic_checkpoint.agent.ports import ForensicNodeWriter, NodeReader
 from forensic_checkpoint.domain.capture_failure_model import TransportFailure
 from forensic_checkpoint.domain.readiness import (
     PROBE_PATH,
@@ -29,7 +27,6 @@ from forensic_checkpoint.domain.readiness import (
     to_status,
 )
 from forensic_checkpoint.errors import ClusterError, KubeletError
-from forensic_checkpoint.k8s.client import ApiClient
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +54,16 @@ class ReadinessProber:
 
     def __init__(
         self,
-        api: ApiClient,
+        nodes: NodeReader,
+        forensic_nodes: ForensicNodeWriter,
         node_name: str,
         kubelet: KubeletClient,
         *,
         interval: float = DEFAULT_INTERVAL,
         criu_config: Callable[[], CriuConfigObservation | None] | None = None,
     ) -> None:
-        self.api = api
+        self.nodes = nodes
+        self.forensic_nodes = forensic_nodes
         self.node_name = node_name
         self.kubelet = kubelet
         self.interval = interval
@@ -74,7 +73,8 @@ class ReadinessProber:
         self.last: Readiness | None = None
 
     def gather(self) -> NodeProbe:
-        info = node_info(self.api, self.node_name)
+        node = self.nodes.get(self.node_name)
+        info = node.node_info if node is not None else {}
         return NodeProbe(
             container_runtime_version=info.get("containerRuntimeVersion"),
             kubelet_version=info.get("kubeletVersion"),
@@ -86,18 +86,14 @@ class ReadinessProber:
         probe = self.gather()
         readiness = evaluate(probe)
         now = utcnow()
-        current = get_forensic_node(self.api, self.node_name)
-        raw: list[Any] = ((current or {}).get("status") or {}).get("conditions") or []
-        conditions = [Condition.model_validate(c) for c in raw]
+        current = self.forensic_nodes.get(self.node_name)
+        conditions = current.status.conditions if current and current.status else []
         checks, updated = to_status(readiness, conditions, now=now)
-        patch_forensic_node_status(
-            self.api,
+        self.forensic_nodes.set_readiness(
             self.node_name,
-            {
-                "runtime": probe.container_runtime_version or "",
-                "checks": [c.to_kube() for c in checks],
-                "conditions": [c.to_kube() for c in updated],
-            },
+            runtime=probe.container_runtime_version or "",
+            checks=checks,
+            conditions=updated,
         )
         if self.last is None or (self.last.status, self.last.reason) != (
             readiness.status,

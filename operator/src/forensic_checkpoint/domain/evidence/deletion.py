@@ -18,11 +18,23 @@ HOLD_KEY = f"{GROUP}/hold"
 
 def is_held(metadata: Mapping[str, Any]) -> bool:
     """Whether the hold label or annotation is set to ``"true"``."""
-    for section in ("labels", "annotations"):
-        values = metadata.get(section) or {}
-        if str(values.get(HOLD_KEY, "")).strip().lower() == "true":
-            return True
-    return False
+    return any(_hold_value(metadata.get(section)) for section in ("labels", "annotations"))
+
+
+def hold_value_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> bool:
+    """Whether one watched section (labels or annotations) changed its hold value."""
+    return _hold_value(old) != _hold_value(new)
+
+
+def _hold_value(values: Mapping[str, Any] | None) -> bool:
+    return str((values or {}).get(HOLD_KEY, "")).strip().lower() == "true"
+
+
+def requested_keys(status: ForensicCheckpointStatus | None) -> list[str]:
+    """Capture keys the agent was asked for (a hold change concerns only these)."""
+    if status is None:
+        return []
+    return [c.capture_key for c in status.containers if c.requested_at is not None]
 
 
 def keys_to_delete(status: ForensicCheckpointStatus | None) -> list[str]:

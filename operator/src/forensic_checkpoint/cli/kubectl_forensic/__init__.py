@@ -1,0 +1,113 @@
+"""`kubectl forensic`: the kubectl plugin (console script ``kubectl-forensic``).
+
+kubectl finds ``kubectl-forensic`` on the PATH and runs it for ``kubectl forensic ...``. It
+talks to the cluster with the user's kubeconfig (``--kubeconfig``, ``$KUBECONFIG``,
+``~/.kube/config``), so RBAC decides what each user may do: ``capture`` needs ``create
+forensiccheckpoints`` in the namespace (the aggregated "edit" role), ``report`` needs ``get``.
+
+One module per subcommand, each with ``run(api, args) -> int``, imported only when chosen:
+
+- ``capture POD [-c C] [--search S] [--wait]`` (:mod:`.capture`): create a ForensicCheckpoint,
+  optionally wait with live progress.
+- ``report NAME`` (:mod:`.report`): the analysis summary from the ForensicCheckpoint's status,
+  with how long each container was frozen for its dump.
+- ``get-archive NAME -o FILE`` (:mod:`.archive`): download the archive from the node's agent,
+  checking its sha256 against the one the agent recorded at capture (status) before the file
+  gets its final name.
+- ``nodes`` (:mod:`forensic_checkpoint.cli.nodes`): each node's capture readiness.
+- ``kubelet-cert`` (:mod:`.kubelet_cert`): issue the agents' kubelet client certificate through
+  a CertificateSigningRequest (signer ``kubernetes.io/kube-apiserver-client``) into a Secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from forensic_checkpoint.errors import ForensicCheckpointError
+
+EXIT_FAILED = 1
+
+#: subcommand -> module (under this package, or a full name) whose ``run(api, args)`` runs it.
+_HANDLERS = {
+    "capture": ".capture",
+    "report": ".report",
+    "get-archive": ".archive",
+    "kubelet-cert": ".kubelet_cert",
+    "nodes": "forensic_checkpoint.cli.nodes",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubectl forensic", description="Forensic container checkpoints from kubectl."
+    )
+    parser.add_argument("--kubeconfig", help="default: $KUBECONFIG, else ~/.kube/config")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    capture = sub.add_parser("capture", help="checkpoint a pod's containers and analyse them")
+    capture.add_argument("pod")
+    capture.add_argument("-n", "--namespace", default=None, help="default: the context's")
+    capture.add_argument("-c", "--container", action="append", default=[], help="repeatable")
+    capture.add_argument("--search", action="append", default=[], help="literal to find")
+    capture.add_argument("--regex", action="append", default=[], help="regex to find")
+    capture.add_argument("--reason", default="", help="why (kept in the CR)")
+    capture.add_argument("--timeout-seconds", type=int, default=None, help="kubelet timeout")
+    capture.add_argument("--wait", action="store_true", help="wait until Completed or Failed")
+    capture.add_argument("--wait-timeout", type=float, default=600.0)
+
+    report = sub.add_parser("report", help="the analysis summary of a ForensicCheckpoint")
+    report.add_argument("name")
+    report.add_argument("-n", "--namespace", default=None)
+    report.add_argument("-o", "--output", choices=("text", "json"), default="text")
+
+    archive = sub.add_parser("get-archive", help="download a checkpoint archive (sha256 checked)")
+    archive.add_argument("name")
+    archive.add_argument("-n", "--namespace", default=None)
+    archive.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    archive.add_argument("-c", "--container", help="which container (default: the only one)")
+    archive.add_argument(
+        "--token-file",
+        type=Path,
+        help="bearer token the agent accepts (default: the kubeconfig's token)",
+    )
+    archive.add_argument("--agent-ca-file", type=Path, help="CA of the agents' certificates")
+
+    nodes = sub.add_parser("nodes", help="each node's capture readiness (ForensicNodes)")
+    nodes.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+    cert = sub.add_parser(
+        "kubelet-cert", help="issue the agents' kubelet client certificate through a CSR"
+    )
+    cert.add_argument("-n", "--namespace", default="forensic-checkpoint")
+    cert.add_argument("--secret", default="forensic-checkpoint-kubelet-client")
+    cert.add_argument("--user", default="forensic-checkpoint:agent", help="certificate CN")
+    cert.add_argument("--days", type=int, default=365, help="requested validity")
+    cert.add_argument(
+        "--no-approve",
+        dest="approve",
+        action="store_false",
+        help="leave the CSR for an administrator to approve (`kubectl certificate approve`)",
+    )
+    cert.add_argument("--wait-timeout", type=float, default=300.0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from forensic_checkpoint.k8s.client import close, from_environment
+
+    try:
+        api = from_environment(args.kubeconfig)
+        try:
+            handler = importlib.import_module(_HANDLERS[args.command], __name__)
+            return int(handler.run_plugin(api, args))
+        finally:
+            close(api)
+    except ForensicCheckpointError as exc:
+        print(f"kubectl forensic {args.command}: error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,49 @@
+"""What the ForensicCheckpoint controller needs from the cluster and from the node agents, as
+Protocols: ``k8s``'s repositories and :class:`~.agent_client.AgentClient` satisfy them at
+start-up (:mod:`.runner`), in-memory fakes in the unit tests."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, DeleteResult
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpointStatus
+from forensic_checkpoint.api.forensicnode import ForensicNode
+from forensic_checkpoint.domain.targets import PodFacts
+
+
+class CheckpointStatusWriter(Protocol):
+    """Writes a ForensicCheckpoint's status (``k8s.checkpoints.ForensicCheckpoints``)."""
+
+    def write_status(
+        self,
+        namespace: str,
+        name: str,
+        status: ForensicCheckpointStatus,
+        *,
+        with_custody: bool = False,
+    ) -> None: ...
+
+
+class ForensicNodeReader(Protocol):
+    """Reads a node's ForensicNode (``k8s.nodes.ForensicNodes``)."""
+
+    def get(self, name: str) -> ForensicNode | None: ...
+
+
+class PodReader(Protocol):
+    """Reads the target pod's facts (``k8s.pods.Pods``)."""
+
+    def get_facts(self, namespace: str, name: str) -> PodFacts | None: ...
+
+
+class NodeAgents(Protocol):
+    """The node agents' capture API (``controller.agent_client.AgentClient``)."""
+
+    async def submit(self, endpoint: str, request: CaptureRequest) -> CaptureStatus: ...
+
+    async def status(self, endpoint: str, key: str) -> CaptureStatus | None: ...
+
+    async def hold(self, endpoint: str, key: str, *, hold: bool) -> CaptureStatus | None: ...
+
+    async def delete(self, endpoint: str, key: str) -> DeleteResult | None: ...

@@ -1,0 +1,118 @@
+"""Nodes and ForensicNodes: where a node's kubelet listens, and the ForensicNode its agent
+publishes (the agent writes it, the operator and ``nodes`` commands read it)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from forensic_checkpoint.api.conditions import Condition
+from forensic_checkpoint.api.forensicnode import AgentStatus, ForensicNode, ReadinessCheck
+from forensic_checkpoint.errors import ConflictError, NotFoundError
+from forensic_checkpoint.k8s._rest import MERGE_PATCH, core_path, custom_path, request_json
+from forensic_checkpoint.k8s.client import ApiClient
+
+_CRD = ForensicNode.crd
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What the agent reads from its Node object."""
+
+    name: str
+    #: ``status.addresses`` by type (InternalIP, ExternalIP, Hostname).
+    addresses: Mapping[str, str] = field(default_factory=dict)
+    #: ``status.daemonEndpoints.kubeletEndpoint.Port``, when the kubelet reported one.
+    kubelet_port: int | None = None
+    #: ``status.nodeInfo`` (containerRuntimeVersion, kubeletVersion, ...).
+    node_info: Mapping[str, str] = field(default_factory=dict)
+
+
+class Nodes:
+    """The cluster's Node objects (read only)."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self._api = api
+
+    def get(self, name: str) -> NodeFacts | None:
+        try:
+            raw = request_json(self._api, "GET", core_path("nodes", name=name))
+        except NotFoundError:
+            return None
+        return _node_facts(name, raw or {})
+
+
+def _node_facts(name: str, raw: Mapping[str, Any]) -> NodeFacts:
+    status = raw.get("status") or {}
+    port = ((status.get("daemonEndpoints") or {}).get("kubeletEndpoint") or {}).get("Port")
+    addresses = {
+        str(a.get("type")): str(a.get("address"))
+        for a in status.get("addresses") or []
+        if a.get("address")
+    }
+    return NodeFacts(
+        name=name,
+        addresses=addresses,
+        kubelet_port=port if isinstance(port, int) else None,
+        node_info={str(k): str(v) for k, v in (status.get("nodeInfo") or {}).items()},
+    )
+
+
+class ForensicNodes:
+    """ForensicNodes (cluster scoped, named after their node)."""
+
+    def __init__(self, api: ApiClient) -> None:
+        self._api = api
+
+    def get(self, name: str) -> ForensicNode | None:
+        try:
+            raw = request_json(self._api, "GET", custom_path(_CRD, name=name))
+        except NotFoundError:
+            return None
+        return ForensicNode.model_validate(raw)
+
+    def list(self) -> list[ForensicNode]:
+        raw = request_json(self._api, "GET", custom_path(_CRD))
+        return [ForensicNode.model_validate(item) for item in (raw or {}).get("items") or []]
+
+    def ensure(self, name: str, *, labels: Mapping[str, str]) -> None:
+        """Create the ForensicNode unless it exists (another agent instance may win the race)."""
+        if self.get(name) is not None:
+            return
+        node = ForensicNode(metadata={"name": name, "labels": dict(labels)})
+        with contextlib.suppress(ConflictError):
+            request_json(self._api, "POST", custom_path(_CRD), body=node.to_kube())
+
+    def set_agent(self, name: str, agent: AgentStatus) -> None:
+        """Merge ``status.agent``; the readiness fields stay as they are."""
+        self._merge_status(name, {"agent": agent.to_kube()})
+
+    def set_readiness(
+        self,
+        name: str,
+        *,
+        runtime: str,
+        checks: Sequence[ReadinessCheck],
+        conditions: Sequence[Condition],
+    ) -> None:
+        """Merge the readiness fields; ``status.agent`` stays as it is."""
+        self._merge_status(
+            name,
+            {
+                "runtime": runtime,
+                "checks": [c.to_kube() for c in checks],
+                "conditions": [c.to_kube() for c in conditions],
+            },
+        )
+
+    def _merge_status(self, name: str, status: dict[str, Any]) -> None:
+        """JSON merge of ``status``: the keys given are replaced, the others left as they are."""
+        request_json(
+            self._api,
+            "PATCH",
+            custom_path(_CRD, name=name, subresource="status"),
+            body={"status": status},
+            content_type=MERGE_PATCH,
+        )
