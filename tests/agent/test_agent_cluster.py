@@ -33,15 +33,15 @@ from agent_support import sha256
 from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.runtime import AgentConfig, AgentRuntime
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
-from forensic_checkpoint.devcluster import access, binaries
 from forensic_checkpoint.errors import KubeletError
 from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint_dev.cluster import access, binaries
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_RBAC = REPO / "deploy" / "rbac" / "agent.yaml"
-#: What the fake kubelets return by default (devcluster.cluster.DEFAULT_ARCHIVE).
+#: What the fake kubelets return by default (control_plane.DEFAULT_ARCHIVE).
 DEFAULT_TRUTH = json.loads(
     (REPO / "tests" / "data" / "counter-blog-containerd.truth.json").read_text()
 )

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.devcluster import access
-from forensic_checkpoint.devcluster.testing import ClusterHandle
 from forensic_checkpoint.errors import ClusterError, ConfigError, ConflictError, NotFoundError
 from forensic_checkpoint.k8s import client as kube
 from forensic_checkpoint.k8s.reviews import subject_access_review, token_review
+from forensic_checkpoint_dev.cluster import access
+from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 pytestmark = pytest.mark.cluster
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 
 from .chart import CHART, CI_VALUES, NAMESPACE, documents, helm, kubectl, run, template
 

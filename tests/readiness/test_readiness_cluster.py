@@ -22,9 +22,6 @@ import requests
 from forensic_checkpoint.agent.criu_config import CriuConfigSettings, reconcile_criu_config
 from forensic_checkpoint.api.conditions import ConditionStatus
 from forensic_checkpoint.cli.kubectl_forensic import main as kubectl_forensic
-from forensic_checkpoint.devcluster import access
-from forensic_checkpoint.devcluster.cluster import FakeNode
-from forensic_checkpoint.devcluster.testing import ClusterHandle
 from forensic_checkpoint.domain.capture_failures import (
     FailureReason,
     TransportFailure,
@@ -41,6 +38,9 @@ from forensic_checkpoint.domain.readiness import (
     evaluate,
 )
 from forensic_checkpoint.k8s.client import close, from_token, request_json
+from forensic_checkpoint_dev.cluster import access
+from forensic_checkpoint_dev.cluster.control_plane import FakeNode
+from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 pytestmark = pytest.mark.cluster
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 from tests.realnode.support import NAMESPACE, RealNodeEnv
 
-from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import real_node
-from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.realnode import node as real_node
+from forensic_checkpoint_dev.stack import LocalStack
 
 SKIP_ENV = "FORENSIC_SKIP_REAL_NODE"
 

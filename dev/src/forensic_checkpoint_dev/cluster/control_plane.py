@@ -25,19 +25,21 @@ from typing import Any
 import requests
 import yaml
 
-from forensic_checkpoint.devcluster import access, binaries, pki, processes, real_node
-from forensic_checkpoint.devcluster.fake_kubelet import KubeletConfig, prepare_default_archive
-from forensic_checkpoint.devcluster.faults import NodeSettings
-from forensic_checkpoint.devcluster.pods import create_running_pod
-from forensic_checkpoint.devcluster.real_node import RealNode, Spawn
 from forensic_checkpoint.errors import ClusterError, ConfigError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig, request_json
+from forensic_checkpoint_dev.cluster import access, binaries, pki, processes
+from forensic_checkpoint_dev.cluster.pods import create_running_pod
+from forensic_checkpoint_dev.kubelet.fake_kubelet import KubeletConfig, prepare_default_archive
+from forensic_checkpoint_dev.kubelet.faults import NodeSettings
+from forensic_checkpoint_dev.realnode import node as real_node
+from forensic_checkpoint_dev.realnode.node import RealNode, Spawn
+from forensic_checkpoint_dev.repo import REPO_ROOT
 
 STATE_FILE = "state.json"
 #: What a fake kubelet returns by default: the blog counter captured by containerd, the runtime
 #: of the real node (gzip rootfs diff and bind-mount stubs included).
-DEFAULT_ARCHIVE = binaries.REPO_ROOT / "tests" / "data" / "counter-blog-containerd.tar.zst"
-CRDS_DIR = binaries.REPO_ROOT / "crds"
+DEFAULT_ARCHIVE = REPO_ROOT / "tests" / "data" / "counter-blog-containerd.tar.zst"
+CRDS_DIR = REPO_ROOT / "crds"
 ADMIN_USER = "forensic-checkpoint-admin"
 #: Upper bound for the API server and each fake kubelet to answer after spawning.
 START_TIMEOUT = 150.0
@@ -193,7 +195,10 @@ class DevCluster:
         tools = binaries.ensure(build=build)
         directory = directory.resolve()
         if (directory / STATE_FILE).exists():
-            raise ConfigError(f"{directory} already holds a cluster; run `dev-cluster down` first")
+            raise ConfigError(
+                f"{directory} already holds a cluster; run `forensic-checkpoint-dev cluster down` "
+                "first"
+            )
         for attempt in range(3):
             directory.mkdir(parents=True, exist_ok=True)
             try:
@@ -484,7 +489,7 @@ class DevCluster:
                 [
                     sys.executable,
                     "-m",
-                    "forensic_checkpoint.devcluster.fake_kubelet",
+                    "forensic_checkpoint_dev.kubelet.fake_kubelet",
                     base / "config.json",
                 ],
                 self.dir / "logs" / f"kubelet-{name}.log",

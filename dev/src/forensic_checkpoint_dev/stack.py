@@ -23,12 +23,12 @@ from typing import Any
 import requests
 import yaml
 
-from forensic_checkpoint.devcluster import access, pki, processes
-from forensic_checkpoint.devcluster.cluster import DevCluster
 from forensic_checkpoint.errors import ClusterError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close, request_json
+from forensic_checkpoint_dev.cluster import access, pki, processes
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.repo import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
 RBAC_DIR = REPO_ROOT / "deploy" / "rbac"
 SYSTEM_NAMESPACE = "forensic-checkpoint"
 OPERATOR_SA = "forensic-checkpoint-operator"

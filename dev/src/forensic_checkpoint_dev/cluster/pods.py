@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from forensic_checkpoint.devcluster.faults import ARCHIVE_ANNOTATION, FAULT_ANNOTATION
 from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.client import ApiClient, request_json
+from forensic_checkpoint_dev.kubelet.faults import ARCHIVE_ANNOTATION, FAULT_ANNOTATION
 
 DEFAULT_IMAGE = "registry.k8s.io/pause:3.10"
 

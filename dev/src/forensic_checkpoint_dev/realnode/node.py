@@ -35,8 +35,8 @@ from typing import Any
 
 import requests
 
-from forensic_checkpoint.devcluster import binaries, pki, processes
 from forensic_checkpoint.errors import ClusterError, ToolError
+from forensic_checkpoint_dev.cluster import binaries, pki, processes
 
 NAME = "realnode"
 BRIDGE = "fcp0"
@@ -209,7 +209,7 @@ def preflight() -> tuple[binaries.NodeTools, str]:
 def _lock(owner: Path) -> None:
     """Claim the machine's one real node for the cluster in ``owner``.
 
-    The claim outlives ``dev-cluster up`` (whose process exits), so it is the lock file's
+    The claim outlives ``cluster up`` (whose process exits), so it is the lock file's
     content, not a held lock: a claim stands while its cluster's containerd runs. ``flock``
     only makes the check-and-claim atomic between two starts."""
     fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -225,7 +225,10 @@ def _lock(owner: Path) -> None:
 
 
 def _taken(holder: str) -> str:
-    return f"a real node already runs on this machine (cluster {holder}); `dev-cluster down` it"
+    return (
+        f"a real node already runs on this machine (cluster {holder}); "
+        "`forensic-checkpoint-dev cluster down` it"
+    )
 
 
 def _claim_alive(cluster_dir: Path) -> bool:

@@ -1,6 +1,6 @@
 """A fake kubelet: the checkpoint API of one node, answered the way kubelet v1.36 answers it.
 
-Run as ``python -m forensic_checkpoint.devcluster.fake_kubelet CONFIG.json`` (the dev cluster
+Run as ``python -m forensic_checkpoint_dev.kubelet.fake_kubelet CONFIG.json`` (the dev cluster
 writes the file). On start it registers its ``Node`` with the node's own identity
 (``system:node:<name>``, so the Node authoriser and NodeRestriction apply as they would to a
 real kubelet), sets ``status.addresses``, ``daemonEndpoints`` and ``nodeInfo``, then serves:
@@ -15,7 +15,7 @@ real kubelet), sets ``status.addresses``, ``daemonEndpoints`` and ``nodeInfo``, 
 ``GET /_fake/calls``, ``DELETE /_fake/calls``
     every checkpoint request seen (status, user), so tests can count kubelet calls.
 ``GET /_fake/config``, ``PUT /_fake/config``
-    the node settings (:class:`~forensic_checkpoint.devcluster.faults.NodeSettings`).
+    the node settings (:class:`~forensic_checkpoint_dev.kubelet.faults.NodeSettings`).
 ``GET /healthz``
 
 The ``/_fake`` endpoints need no credentials: they exist for tests on loopback only.
@@ -46,7 +46,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import zstandard
 
-from forensic_checkpoint.devcluster.faults import (
+from forensic_checkpoint.errors import ClusterError, ConfigError, ForensicCheckpointError
+from forensic_checkpoint.k8s import client as kube
+from forensic_checkpoint.k8s.reviews import subject_access_review, token_review
+from forensic_checkpoint_dev.kubelet.faults import (
     ARCHIVE_ANNOTATION,
     CANCELED,
     DEADLINE_EXCEEDED,
@@ -56,9 +59,6 @@ from forensic_checkpoint.devcluster.faults import (
     NodeSettings,
     parse_fault,
 )
-from forensic_checkpoint.errors import ClusterError, ConfigError, ForensicCheckpointError
-from forensic_checkpoint.k8s import client as kube
-from forensic_checkpoint.k8s.reviews import subject_access_review, token_review
 
 KUBELET_VERSION = "v1.36.3"
 FAKE_NODE_TAINT = {
@@ -646,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print(
-            "usage: python -m forensic_checkpoint.devcluster.fake_kubelet CONFIG.json",
+            "usage: python -m forensic_checkpoint_dev.kubelet.fake_kubelet CONFIG.json",
             file=sys.stderr,
         )
         return 2
