@@ -41,6 +41,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_RBAC = REPO / "deploy" / "rbac" / "agent.yaml"
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
 #: What the fake kubelets return by default (control_plane.DEFAULT_ARCHIVE).
 DEFAULT_TRUTH = json.loads(
     (REPO / "tests" / "data" / "counter-blog-containerd.truth.json").read_text()
@@ -144,7 +145,7 @@ def ids(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     access.delete_namespace(api, ns)
     for name in (role, f"fc-kubelet-{suffix}"):
         for kind in ("clusterrolebindings", "clusterroles"):
-            request_json(api, "DELETE", f"{access.RBAC}/{kind}/{name}")
+            request_json(api, "DELETE", f"{RBAC}/{kind}/{name}")
 
 
 def _config(ids: Identities, node: Any, state: Path, **overrides: Any) -> AgentConfig:

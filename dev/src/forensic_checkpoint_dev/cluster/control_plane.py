@@ -24,9 +24,11 @@ from typing import Any
 
 import requests
 import yaml
+from kubernetes import client as k8s
 
 from forensic_checkpoint.errors import ClusterError, ConfigError, ToolError
-from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig, request_json
+from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig
+from forensic_checkpoint_dev.apiserver import APPLY, MERGE_PATCH, call
 from forensic_checkpoint_dev.cluster import access, binaries, pki, processes
 from forensic_checkpoint_dev.cluster.pods import create_running_pod
 from forensic_checkpoint_dev.kubelet.fake_kubelet import KubeletConfig, prepare_default_archive
@@ -346,19 +348,21 @@ class DevCluster:
             raise ConfigError("this dev cluster has no real node")
         api = self.admin_client()
         try:
-            real_node.wait_ready(
-                node, lambda path: request_json(api, "GET", path), self._check_alive, since=since
-            )
-            path = f"/api/v1/nodes/{node.name}"
-            taints = request_json(api, "GET", path).get("spec", {}).get("taints") or []
+            nodes = k8s.CoreV1Api(api)
+
+            def read_node(name: str) -> dict[str, Any]:
+                return dict(call(f"read node {name}", nodes.read_node, name))
+
+            real_node.wait_ready(node, read_node, self._check_alive, since=since)
+            taints = read_node(node.name).get("spec", {}).get("taints") or []
             kept = [t for t in taints if t.get("key") != "node.kubernetes.io/not-ready"]
             if kept != taints:
-                request_json(
-                    api,
-                    "PATCH",
-                    path,
-                    body={"spec": {"taints": kept or None}},
-                    content_type="application/merge-patch+json",
+                call(
+                    f"patch node {node.name}",
+                    nodes.patch_node,
+                    node.name,
+                    {"spec": {"taints": kept or None}},
+                    _content_type=MERGE_PATCH,
                 )
         finally:
             close(api)
@@ -420,6 +424,7 @@ class DevCluster:
     def apply_crds(self, files: Sequence[Path]) -> list[str]:
         """Server-side apply every CRD in ``files`` and wait until each is Established."""
         api = self.admin_client()
+        crds = k8s.ApiextensionsV1Api(api)
         names: list[str] = []
         try:
             for f in files:
@@ -427,20 +432,19 @@ class DevCluster:
                     if not doc or doc.get("kind") != "CustomResourceDefinition":
                         continue
                     name = doc["metadata"]["name"]
-                    request_json(
-                        api,
-                        "PATCH",
-                        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
-                        body=doc,
-                        query={"fieldManager": "forensic-checkpoint-dev-cluster", "force": "true"},
-                        content_type="application/apply-patch+yaml",
+                    call(
+                        f"apply CRD {name}",
+                        crds.patch_custom_resource_definition,
+                        name,
+                        doc,
+                        field_manager="forensic-checkpoint-dev-cluster",
+                        force=True,
+                        _content_type=APPLY,
                     )
                     names.append(name)
 
             def established(name: str) -> bool:
-                crd = request_json(
-                    api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
-                )
+                crd = call(f"read CRD {name}", crds.read_custom_resource_definition, name)
                 conds = crd.get("status", {}).get("conditions") or []
                 return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 

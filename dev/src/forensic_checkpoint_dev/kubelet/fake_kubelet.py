@@ -45,10 +45,12 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import zstandard
+from kubernetes import client as k8s
 
 from forensic_checkpoint.errors import ClusterError, ConfigError, ForensicCheckpointError
-from forensic_checkpoint.k8s import client as kube
+from forensic_checkpoint.k8s.client import from_kubeconfig
 from forensic_checkpoint.k8s.reviews import subject_access_review, token_review
+from forensic_checkpoint_dev.apiserver import STRATEGIC_PATCH, call
 from forensic_checkpoint_dev.kubelet.faults import (
     ARCHIVE_ANNOTATION,
     CANCELED,
@@ -170,7 +172,7 @@ class FakeKubelet:
 
     def __init__(self, config: KubeletConfig) -> None:
         self.config = config
-        self.api = kube.from_kubeconfig(config.kubeconfig)
+        self.api = from_kubeconfig(config.kubeconfig)
         self.settings = NodeSettings(
             runtime_version=config.runtime_version,
             runtime_request_timeout=config.runtime_request_timeout,
@@ -200,7 +202,7 @@ class FakeKubelet:
             "spec": {"taints": [FAKE_NODE_TAINT]},
         }
         with contextlib.suppress(ClusterError):  # 409: registered by an earlier run
-            kube.request_json(self.api, "POST", "/api/v1/nodes", body=node)
+            call(f"create node {name}", k8s.CoreV1Api(self.api).create_node, node)
         self.publish_status()
 
     def publish_status(self) -> None:
@@ -238,12 +240,12 @@ class FakeKubelet:
                 ],
             }
         }
-        kube.request_json(
-            self.api,
-            "PATCH",
-            f"/api/v1/nodes/{self.config.node_name}/status",
-            body=status,
-            content_type="application/strategic-merge-patch+json",
+        call(
+            f"patch node {self.config.node_name} status",
+            k8s.CoreV1Api(self.api).patch_node_status,
+            self.config.node_name,
+            status,
+            _content_type=STRATEGIC_PATCH,
         )
 
     # --- call log --------------------------------------------------------------------------
@@ -361,11 +363,11 @@ class FakeKubelet:
         return self._checkpoint_pod(namespace, pod_name, container, query, caller)
 
     def _find_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        pods = kube.request_json(
-            self.api,
-            "GET",
-            f"/api/v1/namespaces/{namespace}/pods",
-            query={"fieldSelector": f"spec.nodeName={self.config.node_name}"},
+        pods = call(
+            f"list pods in {namespace}",
+            k8s.CoreV1Api(self.api).list_namespaced_pod,
+            namespace,
+            field_selector=f"spec.nodeName={self.config.node_name}",
         )
         for pod in pods.get("items", []):
             if pod["metadata"]["name"] == name:

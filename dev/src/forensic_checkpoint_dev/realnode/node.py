@@ -357,7 +357,7 @@ def restart_kubelet(
 
 def wait_ready(
     node: RealNode,
-    api_get: Callable[[str], dict[str, Any]],
+    read_node: Callable[[str], dict[str, Any]],
     alive: Callable[[], None],
     *,
     since: float = 0.0,
@@ -368,7 +368,7 @@ def wait_ready(
     def ready() -> bool:
         alive()
         try:
-            obj = api_get(f"/api/v1/nodes/{node.name}")
+            obj = read_node(node.name)
         except ClusterError:
             return False
         for c in (obj.get("status") or {}).get("conditions") or []:
