@@ -15,7 +15,7 @@ import yaml
 
 from forensic_checkpoint.errors import ToolError
 from forensic_checkpoint_dev.cluster import binaries
-from forensic_checkpoint_dev.deploy import CHART, NAMESPACE, helm_template
+from forensic_checkpoint_dev.deploy import CHART, helm_template
 from forensic_checkpoint_dev.repo import REPO_ROOT
 
 REPO = REPO_ROOT
@@ -50,22 +50,11 @@ def run(
     return result
 
 
-def template(
-    *values_files: Path,
-    release: str = "fc",
-    namespace: str = NAMESPACE,
-    set_values: Sequence[str] = (),
-    show_only: str | None = None,
-) -> str:
-    """`helm template`; a refusal fails the test with helm's stderr."""
+def template(*values_files: Path, **options: Any) -> str:
+    """`helm template` (``deploy.helm_template``, the same options); a refusal fails the test
+    with helm's stderr."""
     try:
-        return helm_template(
-            *values_files,
-            release=release,
-            namespace=namespace,
-            set_values=set_values,
-            show_only=show_only,
-        )
+        return helm_template(*values_files, **options)
     except ToolError as exc:
         raise AssertionError(exc.message) from exc
 

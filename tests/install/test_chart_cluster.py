@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.deploy import NAMESPACE
 
-from .chart import CHART, CI_VALUES, NAMESPACE, documents, helm, kubectl, run, template
+from .chart import CHART, CI_VALUES, documents, helm, kubectl, run, template
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -25,8 +25,9 @@ from forensic_checkpoint.domain.readiness import PROBE_PATH
 from forensic_checkpoint.k8s.client import close, request_json
 from forensic_checkpoint_dev.cluster import access
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.deploy import NAMESPACE
 
-from .chart import CHART, NAMESPACE, helm, run
+from .chart import CHART, helm, run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

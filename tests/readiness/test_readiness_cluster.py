@@ -39,7 +39,7 @@ from forensic_checkpoint.domain.readiness import (
 )
 from forensic_checkpoint.k8s.client import close, from_token, request_json
 from forensic_checkpoint_dev.cluster import access
-from forensic_checkpoint_dev.cluster.control_plane import FakeNode
+from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
 from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 pytestmark = pytest.mark.cluster

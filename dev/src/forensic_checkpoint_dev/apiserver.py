@@ -14,10 +14,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
+from forensic_checkpoint.api.base import CrdInfo
 from forensic_checkpoint.errors import ClusterError, ConflictError, NotFoundError
+from forensic_checkpoint.k8s.client import ApiClient
 
 #: ``_content_type`` of a server-side apply, a JSON merge patch and a strategic merge patch.
 APPLY = "application/apply-patch+yaml"
@@ -47,6 +50,21 @@ def call(action: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> 
         response = method(*args, _preload_content=False, _request_timeout=TIMEOUT, **kwargs)
         raw = response.data
     return json.loads(raw) if raw else None
+
+
+def custom_object(
+    api: ApiClient, crd: CrdInfo, verb: str, target: str | dict[str, Any], namespace: str = ""
+) -> Any:
+    """``verb`` (create, get, delete ...) of one of our custom objects: ``target`` is its name,
+    or its body for create; ``namespace`` for a namespaced kind."""
+    objects = k8s.CustomObjectsApi(api)
+    scope = [namespace] if namespace else []
+    method = getattr(objects, f"{verb}_{'namespaced' if namespace else 'cluster'}_custom_object")
+    name = target if isinstance(target, str) else target["metadata"]["name"]
+    where = f"{namespace}/{name}" if namespace else name
+    return call(
+        f"{verb} {crd.kind} {where}", method, crd.group, crd.version, *scope, crd.plural, target
+    )
 
 
 def _message(exc: ApiException) -> str:

@@ -58,22 +58,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _alert_capture(stack: LocalStack, search: str) -> str:
     """Create a capture policy, post one firing Alertmanager alert for the pod to the
     operator's receiver, and return the ForensicCheckpoint it created."""
-    from kubernetes import client as k8s
-
     from forensic_checkpoint.api.policy import ForensicCapturePolicy
     from forensic_checkpoint.errors import ToolError
     from forensic_checkpoint.k8s.client import close
-    from forensic_checkpoint_dev.apiserver import call
+    from forensic_checkpoint_dev.apiserver import custom_object
 
     api = stack.cluster.admin_client()
     crd = ForensicCapturePolicy.crd
     try:
-        call(
-            "create ForensicCapturePolicy demo-critical",
-            k8s.CustomObjectsApi(api).create_cluster_custom_object,
-            crd.group,
-            crd.version,
-            crd.plural,
+        custom_object(
+            api,
+            crd,
+            "create",
             {
                 "apiVersion": crd.api_version,
                 "kind": crd.kind,

@@ -1,9 +1,11 @@
 """The whole system on a dev cluster as local processes: the operator and one agent per fake
 node, each running as its ServiceAccount with exactly the RBAC in ``deploy/rbac/``.
 
-Used by the operator's end-to-end tests, the capture-load benchmark and ``forensic-checkpoint
-demo``. Nothing here is faked beyond the kubelet: tokens come from the TokenRequest API, the
-agents serve real TLS with a CA made here, and the operator verifies it.
+Used by the operator's end-to-end tests, the capture-load benchmark and
+``forensic-checkpoint-dev demo``. Nothing here is faked beyond the kubelet: tokens come from the
+TokenRequest API, the agents serve real TLS with a CA made here, and the operator verifies it.
+Over 400 lines because one class starts, watches and stops every process of the stack with the
+credentials each needs; the tests drive it as one object.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.errors import ClusterError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close
-from forensic_checkpoint_dev.apiserver import APPLY, call
+from forensic_checkpoint_dev.apiserver import APPLY, call, custom_object
 from forensic_checkpoint_dev.cluster import access, pki, processes
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.repo import REPO_ROOT
@@ -75,16 +77,7 @@ def apply_manifests(api: ApiClient, files: list[Path]) -> None:
 
 
 def _forensic_node(api: ApiClient, node_name: str) -> dict[str, Any]:
-    return dict(
-        call(
-            f"read ForensicNode {node_name}",
-            k8s.CustomObjectsApi(api).get_cluster_custom_object,
-            FNODE.group,
-            FNODE.version,
-            FNODE.plural,
-            node_name,
-        )
-    )
+    return dict(custom_object(api, FNODE, "get", node_name))
 
 
 def _write_token_kubeconfig(path: Path, server: str, ca: Path, token_file: Path) -> None:
@@ -410,34 +403,14 @@ class LocalStack:
             "spec": spec,
         }
         try:
-            return dict(
-                call(
-                    f"create ForensicCheckpoint {namespace}/{name}",
-                    k8s.CustomObjectsApi(api).create_namespaced_custom_object,
-                    FCP.group,
-                    FCP.version,
-                    namespace,
-                    FCP.plural,
-                    body,
-                )
-            )
+            return dict(custom_object(api, FCP, "create", body, namespace))
         finally:
             close(api)
 
     def get_checkpoint(self, namespace: str, name: str) -> dict[str, Any] | None:
         api = self.cluster.admin_client()
         try:
-            return dict(
-                call(
-                    f"read ForensicCheckpoint {namespace}/{name}",
-                    k8s.CustomObjectsApi(api).get_namespaced_custom_object,
-                    FCP.group,
-                    FCP.version,
-                    namespace,
-                    FCP.plural,
-                    name,
-                )
-            )
+            return dict(custom_object(api, FCP, "get", name, namespace))
         except ClusterError as exc:
             if exc.status_code == 404:
                 return None
@@ -476,15 +449,7 @@ class LocalStack:
     def delete_checkpoint(self, namespace: str, name: str) -> None:
         api = self.cluster.admin_client()
         try:
-            call(
-                f"delete ForensicCheckpoint {namespace}/{name}",
-                k8s.CustomObjectsApi(api).delete_namespaced_custom_object,
-                FCP.group,
-                FCP.version,
-                namespace,
-                FCP.plural,
-                name,
-            )
+            custom_object(api, FCP, "delete", name, namespace)
         finally:
             close(api)
 
