@@ -1,7 +1,7 @@
 """The real node: containerd, runc, CRIU and a real kubelet registered with the dev cluster.
 
 One cluster per session (``make node-tools`` first), with the operator and the node's agent as
-local processes, exactly as ``forensic-checkpoint demo`` runs them on fake nodes. A machine
+local processes, exactly as ``forensic-checkpoint-dev demo`` runs them on fake nodes. A machine
 that cannot run a real node fails these tests with the one-line reason; set
 ``FORENSIC_SKIP_REAL_NODE=1`` to skip them there on purpose (CI never does).
 """

@@ -1,4 +1,4 @@
-"""`forensic-checkpoint demo`: the whole flow for one checkpoint on a local dev cluster.
+"""`forensic-checkpoint-dev demo`: the whole flow for one checkpoint on a local dev cluster.
 
 Starts a 3-node dev cluster, applies deploy/rbac, runs three agents and the operator as local
 processes (each with its own ServiceAccount token), creates a running pod whose fake kubelet
