@@ -8,7 +8,7 @@ TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 .PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster demo demo-real cluster-tools node-tools crds rules deploy clean
 
 setup: $(VENV)/.setup-done
-$(VENV)/.setup-done: pyproject.toml scripts/setup-venv.sh
+$(VENV)/.setup-done: pyproject.toml dev/pyproject.toml scripts/setup-venv.sh
 	VENV=$(VENV) bash scripts/setup-venv.sh
 	touch $@
 
@@ -17,8 +17,8 @@ test-deps:
 	bash scripts/install-test-deps.sh
 
 lint: setup
-	$(VENV)/bin/ruff check operator/src tests benchmarks
-	$(VENV)/bin/ruff format --check operator/src tests benchmarks
+	$(VENV)/bin/ruff check operator/src dev/src tests benchmarks
+	$(VENV)/bin/ruff format --check operator/src dev/src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -62,17 +62,17 @@ rules: setup
 # Render deploy/forensic-checkpoint.yaml from the chart (a test checks it has not drifted). The
 # chart reads crds/ through the symlink charts/forensic-checkpoint/files/crds.
 deploy: setup cluster-tools
-	$(PY) -c 'from tests.install.chart import render_deploy, DEPLOY_MANIFEST; DEPLOY_MANIFEST.write_text(render_deploy())'
+	$(VENV)/bin/forensic-checkpoint-dev render-deploy
 
 # A local control plane with 3 fake nodes, the operator and agents as processes, and one
 # ForensicCheckpoint of a real CRI-O sample analysed into its status.
 demo: setup cluster-tools
-	$(VENV)/bin/forensic-checkpoint demo
+	$(VENV)/bin/forensic-checkpoint-dev demo
 
 # The same on a real node: containerd, runc, CRIU 4.1 and a kubelet (make node-tools; root), the
 # blog's counter pod from e2e/ sent a secret, checkpointed by the kubelet, the secret found.
 demo-real: setup cluster-tools node-tools
-	$(VENV)/bin/forensic-checkpoint demo --real-node
+	$(VENV)/bin/forensic-checkpoint-dev demo --real-node
 
 # etcd, kube-apiserver, kube-controller-manager, kubectl, helm at the versions in tools/versions.env,
 # built once per machine into $(TOOLS_DIR); a no-op (version checks only) when already there.

@@ -40,10 +40,10 @@ from forensic_checkpoint.controller.alerts import (
     KubeCaptureBackend,
     serve_alerts,
 )
-from forensic_checkpoint.devcluster.cluster import DevCluster
 from forensic_checkpoint.domain.alerts.capture import LABEL_SOURCE
 from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 
 NAMESPACE = "storm"
 TOKEN = secrets.token_hex(16)

@@ -28,16 +28,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import access, binaries
-from forensic_checkpoint.devcluster.cluster import DevCluster
-from forensic_checkpoint.devcluster.pods import create_running_pod
 from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint_dev.cluster import access
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.cluster.pods import create_running_pod
+from forensic_checkpoint_dev.repo import REPO_ROOT
+from forensic_checkpoint_dev.stack import LocalStack
 
 NAMESPACE = "load"
 NODES = 3
 #: Named on every pod: the fake kubelets' default archive is the containerd sample.
-BLOG_ARCHIVE = binaries.REPO_ROOT / "tests" / "data" / "counter-blog-crio.tar.zst"
+BLOG_ARCHIVE = REPO_ROOT / "tests" / "data" / "counter-blog-crio.tar.zst"
 
 
 def _group_rss_kib(pgid: int) -> int:

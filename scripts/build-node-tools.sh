@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build everything a real Kubernetes node needs on this machine (kubelet + containerd + runc +
 # CRIU), at the versions pinned in tools/versions.env, once per machine, into a cache keyed by
-# version (the layout is a contract: devcluster/binaries.py `node_tools()` reads it):
+# version (the layout is a contract: the dev package's cluster/binaries.py `node_tools()` reads it):
 #   $TOOLS_DIR/kubelet-<k8s>/{kubelet,kube-proxy}           tools/kube (the cluster-tools module)
 #   $TOOLS_DIR/containerd-<v>/{containerd,containerd-shim-runc-v2,ctr}     tools/containerd
 #   $TOOLS_DIR/crictl-<v>/crictl                                           tools/crictl

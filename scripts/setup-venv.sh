@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent project environment: .venv with the package, its dev tools, and Debian's pycriu.
+# Idempotent project environment: .venv with the package, its dev tools, the dev harness
+# (dev/: dev cluster, fake kubelet, demo; never in the product's wheel), and Debian's pycriu.
 # pycriu is not on PyPI; Debian's `criu` package ships it as pure Python, so we install the
 # package (if missing) and expose only the pycriu directory to the venv through a .pth file,
 # keeping Debian's own protobuf out of the venv (the venv pins protobuf < 7 from PyPI).
@@ -21,9 +22,9 @@ if [ ! -d "$pycriu_dir/pycriu" ]; then
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-stamp="$VENV/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+stamp="$VENV/.installed-$(cat pyproject.toml dev/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]'
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]' -e ./dev
     rm -f "$VENV"/.installed-*
     touch "$stamp"
 fi

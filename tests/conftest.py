@@ -3,7 +3,7 @@
 ``dev_cluster``: a real kube-apiserver + etcd + kube-controller-manager on loopback with two
 fake kubelet nodes (``node-1``, ``node-2``), started once per session and always stopped, or
 the cluster named by ``FORENSIC_TEST_KUBECONFIG``. Tests using it are marked ``cluster``. See
-docs/dev-cluster.md and ``forensic_checkpoint.devcluster.testing.ClusterHandle``.
+docs/dev-cluster.md and ``forensic_checkpoint_dev.cluster.testing.ClusterHandle``.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from forensic_checkpoint.devcluster import binaries
-from forensic_checkpoint.devcluster.cluster import DevCluster
-from forensic_checkpoint.devcluster.testing import (
+from forensic_checkpoint_dev.cluster import binaries
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.cluster.testing import (
     EXTERNAL_KUBECONFIG_ENV,
     ClusterHandle,
     session_cluster,

@@ -34,15 +34,16 @@ from tests.factories import export_values, s3_client
 from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.runtime import AgentConfig, AgentRuntime
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
-from forensic_checkpoint.devcluster import access, binaries
 from forensic_checkpoint.errors import KubeletError
 from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint_dev.cluster import access, binaries
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 AGENT_RBAC = REPO / "deploy" / "rbac" / "agent.yaml"
-#: What the fake kubelets return by default (devcluster.cluster.DEFAULT_ARCHIVE).
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+#: What the fake kubelets return by default (control_plane.DEFAULT_ARCHIVE).
 DEFAULT_TRUTH = json.loads(
     (REPO / "tests" / "data" / "counter-blog-containerd.truth.json").read_text()
 )
@@ -145,7 +146,7 @@ def ids(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     access.delete_namespace(api, ns)
     for name in (role, f"fc-kubelet-{suffix}"):
         for kind in ("clusterrolebindings", "clusterroles"):
-            request_json(api, "DELETE", f"{access.RBAC}/{kind}/{name}")
+            request_json(api, "DELETE", f"{RBAC}/{kind}/{name}")
 
 
 def _config(ids: Identities, node: Any, state: Path, **overrides: Any) -> AgentConfig:

@@ -3,8 +3,8 @@ ForensicCheckpoint -> operator -> node agent -> kubelet (the dev cluster's fake 
 the real CRI-O blog archive) -> analysis -> Completed, with the secret found in memory.
 
 Runs on a one-node dev cluster of its own, with the operator and agent as processes under the
-RBAC of deploy/rbac (``cli.stack.LocalStack``), and the receiver under its own least-privilege
-identity.
+RBAC of deploy/rbac (``forensic_checkpoint_dev.stack.LocalStack``), and the receiver under its
+own least-privilege identity.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import pytest
 from tests.alerts.peers import ReceiverThread, running_alertmanager, wait_for
 
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
-from forensic_checkpoint.cli.stack import LocalStack
 from forensic_checkpoint.controller.alerts import AlertReceiverConfig, KubeCaptureBackend
-from forensic_checkpoint.devcluster import access, binaries
-from forensic_checkpoint.devcluster.cluster import DevCluster
-from forensic_checkpoint.devcluster.pods import create_running_pod
 from forensic_checkpoint.domain.alerts.capture import LABEL_SOURCE
 from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
 from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate, request_json
+from forensic_checkpoint_dev.cluster import access, binaries
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.cluster.pods import create_running_pod
+from forensic_checkpoint_dev.stack import LocalStack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

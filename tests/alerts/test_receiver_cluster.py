@@ -23,7 +23,6 @@ from tests.alerts.peers import ReceiverThread, running_alertmanager, wait_for
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
 from forensic_checkpoint.controller.alerts import AlertReceiverConfig, KubeCaptureBackend
-from forensic_checkpoint.devcluster import access
 from forensic_checkpoint.domain.alerts.capture import (
     ANNOTATION_ALERT,
     LABEL_ALERT_NAME,
@@ -34,6 +33,7 @@ from forensic_checkpoint.domain.alerts.capture import (
 from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
 from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate, request_json
+from forensic_checkpoint_dev.cluster import access
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -19,9 +19,10 @@ import pytest
 import requests
 import zstandard
 
-from forensic_checkpoint.devcluster import access, pki, real_node
-from forensic_checkpoint.devcluster.testing import ClusterHandle
 from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint_dev.cluster import access, pki
+from forensic_checkpoint_dev.cluster.testing import ClusterHandle
+from forensic_checkpoint_dev.realnode import node as real_node
 
 pytestmark = pytest.mark.cluster
 

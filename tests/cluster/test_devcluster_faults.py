@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from forensic_checkpoint.devcluster.faults import Fault, NodeSettings, parse_fault
 from forensic_checkpoint.errors import ConfigError
+from forensic_checkpoint_dev.kubelet.faults import Fault, NodeSettings, parse_fault
 
 
 @pytest.mark.parametrize(

@@ -6,15 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.devcluster import access
-from forensic_checkpoint.devcluster.testing import ClusterHandle
 from forensic_checkpoint.errors import ClusterError, ConfigError, ConflictError, NotFoundError
 from forensic_checkpoint.k8s import client as kube
 from forensic_checkpoint.k8s.reviews import subject_access_review, token_review
+from forensic_checkpoint_dev.cluster import access
+from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 pytestmark = pytest.mark.cluster
 
 SELF_REVIEW = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
 
 
 def whoami(api: kube.ApiClient) -> tuple[str, list[str]]:
@@ -123,7 +124,7 @@ def test_subject_access_review(dev_cluster: ClusterHandle) -> None:
         "metadata": {"name": "pod-reader"},
         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
     }
-    kube.request_json(api, "POST", f"{access.RBAC}/namespaces/{ns}/roles", body=role)
+    kube.request_json(api, "POST", f"{RBAC}/namespaces/{ns}/roles", body=role)
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
@@ -131,7 +132,7 @@ def test_subject_access_review(dev_cluster: ClusterHandle) -> None:
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
         "subjects": [access.user("reader")],
     }
-    kube.request_json(api, "POST", f"{access.RBAC}/namespaces/{ns}/rolebindings", body=binding)
+    kube.request_json(api, "POST", f"{RBAC}/namespaces/{ns}/rolebindings", body=binding)
     assert subject_access_review(api, "reader", [], "get", "pods", namespace=ns)
     assert not subject_access_review(api, "reader", [], "get", "pods", namespace="default")
     assert not subject_access_review(api, "reader", [], "delete", "pods", namespace=ns)

@@ -1,4 +1,4 @@
-"""`dev-cluster up` / `down` as a user runs them: a second cluster next to the session's one,
+"""`cluster up` / `down` as a user runs them: a second cluster next to the session's one,
 which must leave no process and no listening port behind."""
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.devcluster import processes
-from forensic_checkpoint.devcluster.cluster import DevCluster
-from forensic_checkpoint.devcluster.testing import ClusterHandle
 from forensic_checkpoint.k8s.client import close, from_kubeconfig, request_json
+from forensic_checkpoint_dev.cluster import processes
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "forensic_checkpoint", "dev-cluster", *args],
+        [sys.executable, "-m", "forensic_checkpoint_dev", "cluster", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -101,7 +101,7 @@ def test_start_retries_when_a_picked_port_is_taken(
 STARTER = """
 import sys
 from pathlib import Path
-from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 DevCluster.start(Path(sys.argv[1]), nodes=1, die_with_parent=True, crds_dir=None)
 print("up", flush=True)
 sys.stdin.read()

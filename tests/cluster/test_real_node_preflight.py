@@ -1,4 +1,4 @@
-"""Where a machine cannot run a real node, `dev-cluster up --real-node` says why in one line
+"""Where a machine cannot run a real node, `cluster up --real-node` says why in one line
 and starts nothing: no fake stands in for it."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.cli.main import main
-from forensic_checkpoint.devcluster import binaries, real_node
+from forensic_checkpoint_dev.cli import main
+from forensic_checkpoint_dev.cluster import binaries
+from forensic_checkpoint_dev.realnode import node as real_node
 
 
 @pytest.mark.cluster  # it calls DevCluster.start, which refuses before starting anything
@@ -20,11 +21,11 @@ def test_without_root_up_real_node_says_why_in_one_line_and_starts_nothing(
     directory = tmp_path / "cluster"
     monkeypatch.setattr(os, "geteuid", lambda: 65534)
     code = main(
-        ["dev-cluster", "up", "--real-node", "--nodes", "0", "--dir", str(directory), "--no-build"]
+        ["cluster", "up", "--real-node", "--nodes", "0", "--dir", str(directory), "--no-build"]
     )
     assert code == 1
     assert capsys.readouterr().err.strip().splitlines() == [
-        "forensic-checkpoint dev-cluster: error: a real node needs root "
+        "forensic-checkpoint-dev cluster: error: a real node needs root "
         "(containerd, mounts, a bridge, iptables)"
     ]
     assert not directory.exists()

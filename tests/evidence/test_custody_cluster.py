@@ -22,10 +22,10 @@ from forensic_checkpoint.api.custody import (
     KubeletResponse,
 )
 from forensic_checkpoint.cli.main import main
-from forensic_checkpoint.devcluster.testing import ClusterHandle
 from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 pytestmark = pytest.mark.cluster
 

@@ -13,14 +13,13 @@ from typing import Any
 
 import yaml
 
-from forensic_checkpoint.devcluster import binaries
+from forensic_checkpoint.errors import ToolError
+from forensic_checkpoint_dev.cluster import binaries
+from forensic_checkpoint_dev.deploy import CHART, helm_template
+from forensic_checkpoint_dev.repo import REPO_ROOT
 
-REPO = binaries.REPO_ROOT
-CHART = REPO / "charts" / "forensic-checkpoint"
+REPO = REPO_ROOT
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
-DEPLOY_VALUES = REPO / "deploy" / "values.yaml"
-DEPLOY_MANIFEST = REPO / "deploy" / "forensic-checkpoint.yaml"
-NAMESPACE = "forensic-checkpoint"
 
 
 def helm() -> Path:
@@ -51,21 +50,13 @@ def run(
     return result
 
 
-def template(
-    *values_files: Path,
-    release: str = "fc",
-    namespace: str = NAMESPACE,
-    set_values: Sequence[str] = (),
-    show_only: str | None = None,
-) -> str:
-    args = ["template", release, str(CHART), "--namespace", namespace]
-    if show_only:
-        args += ["--show-only", show_only]
-    for f in values_files:
-        args += ["--values", str(f)]
-    for s in set_values:
-        args += ["--set", s]
-    return run(helm(), *args).stdout
+def template(*values_files: Path, **options: Any) -> str:
+    """`helm template` (``deploy.helm_template``, the same options); a refusal fails the test
+    with helm's stderr."""
+    try:
+        return helm_template(*values_files, **options)
+    except ToolError as exc:
+        raise AssertionError(exc.message) from exc
 
 
 def documents(text: str) -> list[dict[str, Any]]:
@@ -88,16 +79,3 @@ def rules(docs: Sequence[dict[str, Any]]) -> Iterator[tuple[dict[str, Any], dict
         if doc["kind"] in ("Role", "ClusterRole"):
             for rule in doc.get("rules") or []:
                 yield doc, rule
-
-
-def deploy_header() -> str:
-    return (
-        "# Generated from charts/forensic-checkpoint with deploy/values.yaml by `make deploy`;\n"
-        "# do not edit (tests/install checks it matches the chart).\n"
-    )
-
-
-def render_deploy() -> str:
-    return deploy_header() + template(
-        DEPLOY_VALUES, release="forensic-checkpoint", namespace=NAMESPACE
-    )

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from forensic_checkpoint.devcluster import binaries
-from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint_dev.cluster import binaries
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 
 
 @pytest.fixture(scope="module")

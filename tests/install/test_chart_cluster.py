@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.deploy import CHART, NAMESPACE
 
-from .chart import CHART, CI_VALUES, NAMESPACE, documents, helm, kubectl, run, template
+from .chart import CI_VALUES, documents, helm, kubectl, run, template
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

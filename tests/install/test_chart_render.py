@@ -20,17 +20,15 @@ from forensic_checkpoint.agent.evidence.retention_keeper import policy_from_valu
 from forensic_checkpoint.agent.readiness.criu_config import CriuConfigSettings
 from forensic_checkpoint.agent.values import export_config
 from forensic_checkpoint.domain.evidence.retention import ContainerRule, Limits, RetentionPolicy
+from forensic_checkpoint_dev.deploy import CHART, DEPLOY_MANIFEST, render_deploy
 
 from .chart import (
-    CHART,
     CI_VALUES,
-    DEPLOY_MANIFEST,
     REPO,
     by_kind,
     documents,
     helm,
     one,
-    render_deploy,
     rules,
     run,
     template,

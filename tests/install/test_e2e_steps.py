@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 
 from .chart import REPO, documents, helm, kubectl, run
 

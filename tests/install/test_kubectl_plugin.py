@@ -1,7 +1,8 @@
 """`kubectl forensic` on a dev cluster with the operator and an agent running (as local
-processes, cli.stack): an investigator who holds only the namespace's "edit" role (with the
-chart's aggregated roles) captures, waits with progress, reads the report, and downloads the
-archive with its sha256 checked; a changed archive on the node is refused."""
+processes, forensic_checkpoint_dev.stack): an investigator who holds only the namespace's
+"edit" role (with the chart's aggregated roles) captures, waits with progress, reads the
+report, and downloads the archive with its sha256 checked; a changed archive on the node is
+refused."""
 
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import access, binaries
-from forensic_checkpoint.devcluster.cluster import DevCluster
 from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint_dev.cluster import access, binaries
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.stack import LocalStack
 
 from .chart import kubectl, run, template
 

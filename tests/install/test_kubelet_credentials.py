@@ -21,12 +21,13 @@ import requests
 from cryptography import x509
 
 from forensic_checkpoint.cli import kubectl_forensic
-from forensic_checkpoint.devcluster import access
-from forensic_checkpoint.devcluster.cluster import DevCluster
 from forensic_checkpoint.domain.readiness import PROBE_PATH
 from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint_dev.cluster import access
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.deploy import CHART, NAMESPACE
 
-from .chart import CHART, NAMESPACE, helm, run
+from .chart import helm, run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 from tests.operator.operator_e2e_support import NAMESPACE
 
-from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import access, binaries
-from forensic_checkpoint.devcluster.cluster import DevCluster
 from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint_dev.cluster import access, binaries
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.stack import LocalStack
 
 NODES = ("node-1", "node-2", "node-3")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster.cluster import FakeNode
 from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
+from forensic_checkpoint_dev.stack import LocalStack
 
 NAMESPACE = "fcp-e2e"  # the namespace the operator of the `stack` fixture watches
 

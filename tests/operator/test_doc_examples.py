@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from forensic_checkpoint.devcluster.testing import ClusterHandle
 from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "forensic-checkpoint.dev"

@@ -21,11 +21,11 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ExportStatus,
     ForensicCheckpointStatus,
 )
-from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import access
 from forensic_checkpoint.domain import reconcile
 from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.client import ApiClient, close, request_json
+from forensic_checkpoint_dev.cluster import access
+from forensic_checkpoint_dev.stack import LocalStack
 
 pytestmark = [pytest.mark.cluster]
 

@@ -21,9 +21,9 @@ from tests.operator.operator_e2e_support import (
 )
 
 from forensic_checkpoint.api.agent import capture_key
-from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import binaries, pki, processes
 from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint_dev.cluster import binaries, pki, processes
+from forensic_checkpoint_dev.stack import LocalStack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

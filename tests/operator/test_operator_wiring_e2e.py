@@ -29,14 +29,14 @@ from tests.operator.operator_e2e_support import (
 
 from forensic_checkpoint.api.custody import ActorKind, CustodyAction, CustodyEntry
 from forensic_checkpoint.cli.main import main
-from forensic_checkpoint.cli.stack import LocalStack
 from forensic_checkpoint.domain.evidence import checkpoint_custody, custody
 from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint_dev.stack import LocalStack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 TESTS = Path(__file__).resolve().parents[1]
-#: What the fake kubelets return by default (devcluster.cluster.DEFAULT_ARCHIVE): the blog's
+#: What the fake kubelets return by default (control_plane.DEFAULT_ARCHIVE): the blog's
 #: counter checkpointed by containerd.
 DEFAULT_TRUTH = json.loads((TESTS / "data" / "counter-blog-containerd.truth.json").read_text())
 SECRET = DEFAULT_TRUTH["memory_strings"][0]
@@ -312,8 +312,8 @@ def _held_at_agent(stack: LocalStack, node: str, key: str) -> bool:
 
 def test_the_hold_reaches_the_agent_at_creation_and_when_it_changes(stack: LocalStack) -> None:
     from forensic_checkpoint.api.agent import capture_key
-    from forensic_checkpoint.devcluster import processes
     from forensic_checkpoint.domain.evidence.deletion import HOLD_KEY
+    from forensic_checkpoint_dev.cluster import processes
 
     create_pod(stack, "on-hold", "node-1", containers=("counter",))
     api = stack.cluster.admin_client()

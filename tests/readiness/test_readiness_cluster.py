@@ -25,9 +25,6 @@ from forensic_checkpoint.agent.readiness.criu_config import (
 )
 from forensic_checkpoint.api.conditions import ConditionStatus
 from forensic_checkpoint.cli.kubectl_forensic import main as kubectl_forensic
-from forensic_checkpoint.devcluster import access
-from forensic_checkpoint.devcluster.cluster import FakeNode
-from forensic_checkpoint.devcluster.testing import ClusterHandle
 from forensic_checkpoint.domain.capture_failure_model import FailureReason, TransportFailure
 from forensic_checkpoint.domain.capture_failures import classify_capture_failure
 from forensic_checkpoint.domain.criu_log import criu_log_path
@@ -41,6 +38,9 @@ from forensic_checkpoint.domain.readiness import (
     evaluate,
 )
 from forensic_checkpoint.k8s.client import close, from_token, request_json
+from forensic_checkpoint_dev.cluster import access
+from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
+from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 pytestmark = pytest.mark.cluster
 

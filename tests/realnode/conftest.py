@@ -1,7 +1,7 @@
 """The real node: containerd, runc, CRIU and a real kubelet registered with the dev cluster.
 
 One cluster per session (``make node-tools`` first), with the operator and the node's agent as
-local processes, exactly as ``forensic-checkpoint demo`` runs them on fake nodes. A machine
+local processes, exactly as ``forensic-checkpoint-dev demo`` runs them on fake nodes. A machine
 that cannot run a real node fails these tests with the one-line reason; set
 ``FORENSIC_SKIP_REAL_NODE=1`` to skip them there on purpose (CI never does).
 """
@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 from tests.realnode.support import NAMESPACE, RealNodeEnv
 
-from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import real_node
-from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.realnode import node as real_node
+from forensic_checkpoint_dev.stack import LocalStack
 
 SKIP_ENV = "FORENSIC_SKIP_REAL_NODE"
 

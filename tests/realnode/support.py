@@ -13,11 +13,11 @@ from typing import Any
 
 import yaml
 
-from forensic_checkpoint.cli.stack import LocalStack
-from forensic_checkpoint.devcluster import access, binaries, processes
-from forensic_checkpoint.devcluster.cluster import DevCluster
-from forensic_checkpoint.devcluster.real_node import RealNode
 from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint_dev.cluster import access, binaries, processes
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.realnode.node import RealNode
+from forensic_checkpoint_dev.stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[2]
 E2E = REPO / "e2e"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from tests.realnode.support import RealNodeEnv, wait_for
 
-from forensic_checkpoint.devcluster.real_node import BRIDGE, CRIU_CONFIG
+from forensic_checkpoint_dev.realnode.host import BRIDGE, CRIU_CONFIG
 
 
 class _Listener:

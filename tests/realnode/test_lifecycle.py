@@ -1,4 +1,4 @@
-"""One real node per machine: a second `dev-cluster up --real-node` is refused in one line,
+"""One real node per machine: a second `cluster up --real-node` is refused in one line,
 before it starts anything."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ def test_a_second_real_node_is_refused_before_anything_starts(
 ) -> None:
     directory = tmp_path / "second"
     result = subprocess.run(
-        [sys.executable, "-m", "forensic_checkpoint", "dev-cluster", "up", "--real-node",
+        [sys.executable, "-m", "forensic_checkpoint_dev", "cluster", "up", "--real-node",
          "--nodes", "0", "--dir", str(directory), "--no-build"],
         capture_output=True,
         text=True,

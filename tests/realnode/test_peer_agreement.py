@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from tests.realnode.support import REPO, RealNodeEnv
 
-from forensic_checkpoint.devcluster import binaries
+from forensic_checkpoint_dev.cluster import binaries
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 
 from forensic_checkpoint import __version__
@@ -28,8 +29,6 @@ SUBCOMMANDS: dict[str, str] = {
     "verify": "verify",
     "operator": "operator",
     "agent": "agent",
-    "dev-cluster": "dev_cluster",
-    "demo": "demo",
     "nodes": "nodes",
 }
 
@@ -37,36 +36,43 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
-def _load(name: str) -> ModuleType:
-    return importlib.import_module(f"forensic_checkpoint.cli.{SUBCOMMANDS[name]}")
-
-
-def _top_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="forensic-checkpoint",
-        description="Capture and analyse forensic container checkpoints.",
-    )
+def _top_parser(prog: str, description: str, names: Iterable[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("command", choices=sorted(SUBCOMMANDS), help="subcommand")
+    parser.add_argument("command", choices=sorted(names), help="subcommand")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    modules = {name: f"forensic_checkpoint.cli.{module}" for name, module in SUBCOMMANDS.items()}
+    return dispatch(
+        argv,
+        prog="forensic-checkpoint",
+        description="Capture and analyse forensic container checkpoints.",
+        modules=modules,
+    )
+
+
+def dispatch(
+    argv: list[str] | None, *, prog: str, description: str, modules: Mapping[str, str]
+) -> int:
+    """Run the subcommand ``argv[0]`` names (``modules``: name -> module path); the dev
+    harness's command line dispatches through here too."""
     from forensic_checkpoint.errors import ForensicCheckpointError
 
     args_list = list(sys.argv[1:] if argv is None else argv)
-    if not args_list or args_list[0] not in SUBCOMMANDS:
-        _top_parser().parse_args(args_list)  # prints usage or version, then exits
+    if not args_list or args_list[0] not in modules:
+        _top_parser(prog, description, modules).parse_args(args_list)  # usage or version, exits
         return EXIT_USAGE
     name, rest = args_list[0], args_list[1:]
-    module = _load(name)
-    parser = argparse.ArgumentParser(prog=f"forensic-checkpoint {name}", description=module.HELP)
+    module: ModuleType = importlib.import_module(modules[name])
+    parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=module.HELP)
     module.add_arguments(parser)
     args = parser.parse_args(rest)
     try:
         return int(module.run(args))
     except ForensicCheckpointError as exc:
-        print(f"forensic-checkpoint {name}: error: {exc.message}", file=sys.stderr)
+        print(f"{prog} {name}: error: {exc.message}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

@@ -1,9 +1,11 @@
 """The whole system on a dev cluster as local processes: the operator and one agent per fake
 node, each running as its ServiceAccount with exactly the RBAC in ``deploy/rbac/``.
 
-Used by the operator's end-to-end tests, the capture-load benchmark and ``forensic-checkpoint
-demo``. Nothing here is faked beyond the kubelet: tokens come from the TokenRequest API, the
-agents serve real TLS with a CA made here, and the operator verifies it.
+Used by the operator's end-to-end tests, the capture-load benchmark and
+``forensic-checkpoint-dev demo``. Nothing here is faked beyond the kubelet: tokens come from the
+TokenRequest API, the agents serve real TLS with a CA made here, and the operator verifies it.
+Over 400 lines because one class starts, watches and stops every process of the stack with the
+credentials each needs; the tests drive it as one object.
 """
 
 from __future__ import annotations
@@ -22,45 +24,60 @@ from typing import Any
 
 import requests
 import yaml
+from kubernetes import client as k8s
 
-from forensic_checkpoint.devcluster import access, pki, processes
-from forensic_checkpoint.devcluster.cluster import DevCluster
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
+from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.errors import ClusterError, ToolError
-from forensic_checkpoint.k8s.client import ApiClient, close, request_json
+from forensic_checkpoint.k8s.client import ApiClient, close
+from forensic_checkpoint_dev.apiserver import APPLY, call, custom_object
+from forensic_checkpoint_dev.cluster import access, pki, processes
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.repo import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
 RBAC_DIR = REPO_ROOT / "deploy" / "rbac"
 SYSTEM_NAMESPACE = "forensic-checkpoint"
 OPERATOR_SA = "forensic-checkpoint-operator"
 AGENT_SA = "forensic-checkpoint-agent"
-GROUP_PATH = "/apis/forensic-checkpoint.dev/v1alpha1"
+FCP = ForensicCheckpoint.crd
+FNODE = ForensicNode.crd
 
-#: kind -> (collection path, namespaced) for the manifests in deploy/rbac.
-_PATHS = {
-    "Namespace": ("/api/v1/namespaces", False),
-    "ServiceAccount": ("/api/v1/namespaces/{ns}/serviceaccounts", True),
-    "ClusterRole": ("/apis/rbac.authorization.k8s.io/v1/clusterroles", False),
-    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", False),
-}
+
+def _appliers(api: ApiClient) -> dict[str, tuple[Any, bool]]:
+    """kind -> (server-side apply method, namespaced) for the manifests in deploy/rbac."""
+    core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+    return {
+        "Namespace": (core.patch_namespace, False),
+        "ServiceAccount": (core.patch_namespaced_service_account, True),
+        "ClusterRole": (rbac.patch_cluster_role, False),
+        "ClusterRoleBinding": (rbac.patch_cluster_role_binding, False),
+    }
 
 
 def apply_manifests(api: ApiClient, files: list[Path]) -> None:
-    """Server-side apply every document of ``files`` (kinds in ``_PATHS`` only)."""
+    """Server-side apply every document of ``files`` (kinds in ``_appliers`` only)."""
+    appliers = _appliers(api)
     for path in files:
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             if not doc:
                 continue
-            collection, namespaced = _PATHS[doc["kind"]]
-            if namespaced:
-                collection = collection.format(ns=doc["metadata"]["namespace"])
-            request_json(
-                api,
-                "PATCH",
-                f"{collection}/{doc['metadata']['name']}",
-                body=doc,
-                query={"fieldManager": "forensic-checkpoint-stack", "force": "true"},
-                content_type="application/apply-patch+yaml",
+            apply, namespaced = appliers[doc["kind"]]
+            name = doc["metadata"]["name"]
+            scope = [doc["metadata"]["namespace"]] if namespaced else []
+            call(
+                f"apply {doc['kind']} {name}",
+                apply,
+                name,
+                *scope,
+                doc,
+                field_manager="forensic-checkpoint-stack",
+                force=True,
+                _content_type=APPLY,
             )
+
+
+def _forensic_node(api: ApiClient, node_name: str) -> dict[str, Any]:
+    return dict(custom_object(api, FNODE, "get", node_name))
 
 
 def _write_token_kubeconfig(path: Path, server: str, ca: Path, token_file: Path) -> None:
@@ -219,7 +236,7 @@ class LocalStack:
     def _probed_since(self, api: ApiClient, node_name: str, since: datetime) -> bool:
         """Whether every readiness check was probed after ``since``. The times carry
         microseconds, so a round of the previous agent in the same second does not count."""
-        fnode = request_json(api, "GET", f"{GROUP_PATH}/forensicnodes/{node_name}")
+        fnode = _forensic_node(api, node_name)
         checks = (fnode.get("status") or {}).get("checks") or []
         times = [c.get("lastProbeTime") for c in checks]
         return bool(times) and all(
@@ -230,7 +247,7 @@ class LocalStack:
         """The node's ForensicNode ``Ready`` condition (empty before the first round)."""
         api = self.cluster.admin_client()
         try:
-            fnode = request_json(api, "GET", f"{GROUP_PATH}/forensicnodes/{node_name}")
+            fnode = _forensic_node(api, node_name)
         finally:
             close(api)
         conditions = (fnode.get("status") or {}).get("conditions") or []
@@ -243,7 +260,7 @@ class LocalStack:
                 f"agent on {node_name} exited ({proc.returncode}); see {self.root}/logs"
             )
         try:
-            fnode = request_json(api, "GET", f"{GROUP_PATH}/forensicnodes/{node_name}")
+            fnode = _forensic_node(api, node_name)
         except ClusterError:
             return False
         agent = (fnode.get("status") or {}).get("agent") or {}
@@ -266,7 +283,7 @@ class LocalStack:
     def agent_endpoint(self, node_name: str) -> str:
         api = self.cluster.admin_client()
         try:
-            fnode = request_json(api, "GET", f"{GROUP_PATH}/forensicnodes/{node_name}")
+            fnode = _forensic_node(api, node_name)
         finally:
             close(api)
         return str(fnode["status"]["agent"]["endpoint"])
@@ -380,31 +397,20 @@ class LocalStack:
     ) -> dict[str, Any]:
         api = self.cluster.admin_client()
         body = {
-            "apiVersion": "forensic-checkpoint.dev/v1alpha1",
-            "kind": "ForensicCheckpoint",
+            "apiVersion": FCP.api_version,
+            "kind": FCP.kind,
             "metadata": {"name": name, "annotations": dict(annotations or {})},
             "spec": spec,
         }
         try:
-            return dict(
-                request_json(
-                    api,
-                    "POST",
-                    f"{GROUP_PATH}/namespaces/{namespace}/forensiccheckpoints",
-                    body=body,
-                )
-            )
+            return dict(custom_object(api, FCP, "create", body, namespace))
         finally:
             close(api)
 
     def get_checkpoint(self, namespace: str, name: str) -> dict[str, Any] | None:
         api = self.cluster.admin_client()
         try:
-            return dict(
-                request_json(
-                    api, "GET", f"{GROUP_PATH}/namespaces/{namespace}/forensiccheckpoints/{name}"
-                )
-            )
+            return dict(custom_object(api, FCP, "get", name, namespace))
         except ClusterError as exc:
             if exc.status_code == 404:
                 return None
@@ -443,9 +449,7 @@ class LocalStack:
     def delete_checkpoint(self, namespace: str, name: str) -> None:
         api = self.cluster.admin_client()
         try:
-            request_json(
-                api, "DELETE", f"{GROUP_PATH}/namespaces/{namespace}/forensiccheckpoints/{name}"
-            )
+            custom_object(api, FCP, "delete", name, namespace)
         finally:
             close(api)
 

@@ -1,7 +1,7 @@
 """Identities and permissions on a cluster: namespaces, ServiceAccounts, tokens, RBAC, CSRs.
 
-Thin wrappers over REST calls (through ``k8s.client.request_json``) that tests and the demo
-repeat; each is idempotent where the API allows (``AlreadyExists`` counts as done).
+Thin wrappers over the ``kubernetes`` client's typed APIs that tests and the demo repeat; each
+is idempotent where the API allows (``AlreadyExists`` counts as done).
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from forensic_checkpoint.errors import ClusterError, ConflictError
-from forensic_checkpoint.k8s.client import ApiClient, request_json
+from kubernetes import client as k8s
 
-RBAC = "/apis/rbac.authorization.k8s.io/v1"
+from forensic_checkpoint.errors import ClusterError, ConflictError
+from forensic_checkpoint.k8s.client import ApiClient
+from forensic_checkpoint_dev.apiserver import call
+
 CHECKPOINT_RULE = {"apiGroups": [""], "resources": ["nodes/checkpoint"], "verbs": ["create"]}
 
 
@@ -31,9 +33,9 @@ def service_account(namespace: str, name: str) -> dict[str, str]:
     return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
 
 
-def _create(api: ApiClient, path: str, body: dict[str, Any]) -> None:
+def _create(action: str, create: Any, *args: Any) -> None:
     with contextlib.suppress(ConflictError):
-        request_json(api, "POST", path, body=body)
+        call(action, create, *args)
 
 
 def ensure_namespace(api: ApiClient, name: str, labels: dict[str, str] | None = None) -> None:
@@ -42,18 +44,19 @@ def ensure_namespace(api: ApiClient, name: str, labels: dict[str, str] | None = 
     body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
     if labels:
         body["metadata"] = {"name": name, "labels": labels}
-    _create(api, "/api/v1/namespaces", body)
+    _create(f"create namespace {name}", k8s.CoreV1Api(api).create_namespace, body)
     create_service_account(api, name, "default")
 
 
 def delete_namespace(api: ApiClient, name: str) -> None:
     with contextlib.suppress(ClusterError):
-        request_json(api, "DELETE", f"/api/v1/namespaces/{name}")
+        call(f"delete namespace {name}", k8s.CoreV1Api(api).delete_namespace, name)
 
 
 def create_service_account(api: ApiClient, namespace: str, name: str) -> None:
     body = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name}}
-    _create(api, f"/api/v1/namespaces/{namespace}/serviceaccounts", body)
+    create = k8s.CoreV1Api(api).create_namespaced_service_account
+    _create(f"create serviceaccount {namespace}/{name}", create, namespace, body)
 
 
 def request_token(
@@ -70,8 +73,12 @@ def request_token(
         "kind": "TokenRequest",
         "spec": {"audiences": list(audiences) or None, "expirationSeconds": expiration_seconds},
     }
-    result = request_json(
-        api, "POST", f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token", body=body
+    result = call(
+        f"create token for serviceaccount {namespace}/{name}",
+        k8s.CoreV1Api(api).create_namespaced_service_account_token,
+        name,
+        namespace,
+        body,
     )
     return str(result["status"]["token"])
 
@@ -83,7 +90,7 @@ def create_cluster_role(api: ApiClient, name: str, rules: Sequence[dict[str, Any
         "metadata": {"name": name},
         "rules": list(rules),
     }
-    _create(api, f"{RBAC}/clusterroles", body)
+    _create(f"create clusterrole {name}", k8s.RbacAuthorizationV1Api(api).create_cluster_role, body)
 
 
 def bind_cluster_role(
@@ -96,7 +103,8 @@ def bind_cluster_role(
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
         "subjects": list(subjects),
     }
-    _create(api, f"{RBAC}/clusterrolebindings", body)
+    create = k8s.RbacAuthorizationV1Api(api).create_cluster_role_binding
+    _create(f"create clusterrolebinding {name}", create, body)
 
 
 def grant_node_checkpoint(api: ApiClient, name: str, subjects: Sequence[dict[str, str]]) -> None:
@@ -127,9 +135,9 @@ def sign_with_csr(
             "expirationSeconds": 3600,
         },
     }
-    path = f"/apis/certificates.k8s.io/v1/certificatesigningrequests/{name}"
-    request_json(api, "POST", "/apis/certificates.k8s.io/v1/certificatesigningrequests", body=body)
-    csr = request_json(api, "GET", path)
+    csrs = k8s.CertificatesV1Api(api)
+    call(f"create CSR {name}", csrs.create_certificate_signing_request, body)
+    csr = call(f"read CSR {name}", csrs.read_certificate_signing_request, name)
     csr.setdefault("status", {})["conditions"] = [
         {
             "type": "Approved",
@@ -138,10 +146,11 @@ def sign_with_csr(
             "message": "approved by the forensic-checkpoint dev cluster",
         }
     ]
-    request_json(api, "PUT", f"{path}/approval", body=csr)
+    call(f"approve CSR {name}", csrs.replace_certificate_signing_request_approval, name, csr)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        issued = request_json(api, "GET", path).get("status", {}).get("certificate")
+        read = call(f"read CSR {name}", csrs.read_certificate_signing_request, name)
+        issued = read.get("status", {}).get("certificate")
         if issued:
             return base64.b64decode(issued)
         time.sleep(0.2)

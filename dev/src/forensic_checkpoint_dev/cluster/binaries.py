@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forensic_checkpoint.errors import ToolError
+from forensic_checkpoint_dev.repo import REPO_ROOT
 
-#: The repository checkout this package runs from (the package is installed in editable mode).
-REPO_ROOT = Path(__file__).resolve().parents[4]
 VERSIONS_FILE = REPO_ROOT / "tools" / "versions.env"
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-cluster-tools.sh"
 NODE_BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-node-tools.sh"

@@ -12,6 +12,10 @@ Layout of one node, with ``<id>`` a per-cluster token:
 - ``$TOOLS_DIR/realnode/containerd``: containerd's content store, kept between clusters so the
   locally built images are imported once per machine (a cache, like the binaries).
 
+What the node changes on the machine is in ``host``, its configuration files in ``setup``; this
+module, over 400 lines, keeps the node's one life cycle (claim, start, restart, stop, leftovers)
+together so that the order of start and of clean-up can be read in one place.
+
 ``stop`` removes the pods first (through the CRI, with the kubelet already stopped so nothing is
 restarted), then containerd and its shims, every mount below the node's directories, the
 bridge, the iptables chains the node added, the kubelet's cgroups and its directories.
@@ -26,7 +30,6 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,20 +38,13 @@ from typing import Any
 
 import requests
 
-from forensic_checkpoint.devcluster import binaries, pki, processes
 from forensic_checkpoint.errors import ClusterError, ToolError
+from forensic_checkpoint_dev.cluster import binaries, pki, processes
+from forensic_checkpoint_dev.realnode import host, setup
 
 NAME = "realnode"
-BRIDGE = "fcp0"
-POD_SUBNET = "10.88.0.0/16"
 LOCK_FILE = Path("/run/forensic-checkpoint-realnode.lock")
-#: A runc reads its CRIU options here; the agent writes it (criuConfig) and owns what it wrote.
-CRIU_CONFIG = Path("/etc/criu/runc.conf")
-CRIU_CONFIG_MARK = "# Written by the forensic-checkpoint agent"
 READY_TIMEOUT = 90.0
-#: iptables tables whose chains a kubelet, CNI's portmap/bridge or kube-proxy may add.
-_TABLES = ("filter", "nat", "mangle")
-_CHAIN_PREFIXES = ("KUBE-", "CNI-")
 
 
 class RealNodeUnavailable(ToolError):
@@ -209,7 +205,7 @@ def preflight() -> tuple[binaries.NodeTools, str]:
 def _lock(owner: Path) -> None:
     """Claim the machine's one real node for the cluster in ``owner``.
 
-    The claim outlives ``dev-cluster up`` (whose process exits), so it is the lock file's
+    The claim outlives ``cluster up`` (whose process exits), so it is the lock file's
     content, not a held lock: a claim stands while its cluster's containerd runs. ``flock``
     only makes the check-and-claim atomic between two starts."""
     fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
@@ -225,7 +221,10 @@ def _lock(owner: Path) -> None:
 
 
 def _taken(holder: str) -> str:
-    return f"a real node already runs on this machine (cluster {holder}); `dev-cluster down` it"
+    return (
+        f"a real node already runs on this machine (cluster {holder}); "
+        "`forensic-checkpoint-dev cluster down` it"
+    )
 
 
 def _claim_alive(cluster_dir: Path) -> bool:
@@ -262,8 +261,8 @@ def claim(cluster_dir: Path, ip: str, kubelet_ca: pki.CertPair) -> RealNode:
         serving_ca=kubelet_ca.cert,
         containerd_root=binaries.tools_dir() / "realnode" / "containerd",
         metrics_port=processes.free_port(),
-        chains_before=_chains(),
-        criu_dir_before=CRIU_CONFIG.parent.exists(),
+        chains_before=host.chains(),
+        criu_dir_before=host.CRIU_CONFIG.parent.exists(),
     )
 
 
@@ -301,11 +300,11 @@ def start(
     )
     kubeconfig = base / "kubeconfig"
     pki.write_kubeconfig(kubeconfig, server, ca.cert, client)
-    (etc / "containerd.toml").write_text(_containerd_config(node, tools, etc))
+    (etc / "containerd.toml").write_text(setup.containerd_config(node, tools, etc))
     cni_dir = etc / "cni"
     cni_dir.mkdir(exist_ok=True)
-    _write_json(cni_dir / "10-fcp.conflist", _cni_config(node))
-    _write_json(etc / "kubelet-config.json", _kubelet_config(node, ca.cert, serving))
+    _write_json(cni_dir / "10-fcp.conflist", setup.cni_config(node))
+    _write_json(etc / "kubelet-config.json", setup.kubelet_config(node, ca.cert, serving))
 
     env = {
         # containerd finds its shim on PATH; runc and iptables come from the system.
@@ -319,7 +318,7 @@ def start(
         env,
     )
     _wait(node.containerd_socket.exists, 30, "containerd did not create its socket")
-    _import_images(node, tools)
+    setup.import_images(node, tools)
     kubelet_argv = [
         str(tools.kubelet),
         f"--config={etc / 'kubelet-config.json'}",
@@ -354,7 +353,7 @@ def restart_kubelet(
 
 def wait_ready(
     node: RealNode,
-    api_get: Callable[[str], dict[str, Any]],
+    read_node: Callable[[str], dict[str, Any]],
     alive: Callable[[], None],
     *,
     since: float = 0.0,
@@ -365,7 +364,7 @@ def wait_ready(
     def ready() -> bool:
         alive()
         try:
-            obj = api_get(f"/api/v1/nodes/{node.name}")
+            obj = read_node(node.name)
         except ClusterError:
             return False
         for c in (obj.get("status") or {}).get("conditions") or []:
@@ -388,146 +387,6 @@ def _write_json(path: Path, data: Any) -> None:
         json.dump(data, f, indent=2)
 
 
-def _containerd_config(node: RealNode, tools: binaries.NodeTools, etc: Path) -> str:
-    cri = 'plugins."io.containerd.cri.v1'
-    pause = tools.image_names["pause"]  # pinned, so containerd never tries to pull its own
-    return f"""\
-version = 3
-root = "{node.containerd_root}"
-state = "{node.containerd_state}"
-
-[grpc]
-  address = "{node.containerd_socket}"
-
-[ttrpc]
-  address = "{node.run_dir}/containerd.sock.ttrpc"
-
-[metrics]
-  address = "127.0.0.1:{node.metrics_port}"
-
-[{cri}.images"]
-  snapshotter = "overlayfs"
-  [{cri}.images".pinned_images]
-    sandbox = "{pause}"
-
-[{cri}.runtime"]
-  # Root without CAP_SYS_RESOURCE cannot lower oom_score_adj below containerd's own: without
-  # this every sandbox fails "can't get final child's PID from pipe: EOF". Production nodes
-  # need no such setting.
-  restrict_oom_score_adj = true
-  # Network namespaces under our state directory, so `down` finds every one of them.
-  netns_mounts_under_state_dir = true
-  [{cri}.runtime".containerd]
-    default_runtime_name = "runc"
-    [{cri}.runtime".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [{cri}.runtime".containerd.runtimes.runc.options]
-        # runc with --criu pointing at the CRIU built by `make node-tools`.
-        BinaryName = "{tools.runc_wrapper}"
-        SystemdCgroup = false
-  [{cri}.runtime".cni]
-    bin_dirs = ["{tools.cni_bin_dir}"]
-    conf_dir = "{etc / "cni"}"
-"""
-
-
-def _cni_config(node: RealNode) -> dict[str, Any]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": "fcp-realnode",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": BRIDGE,
-                "isGateway": True,
-                "ipMasq": False,
-                "hairpinMode": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": POD_SUBNET}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": str(node.run_dir / "ipam"),
-                },
-            },
-            {"type": "portmap", "capabilities": {"portMappings": True}},
-        ],
-    }
-
-
-def _kubelet_config(node: RealNode, client_ca: Path, serving: pki.CertPair) -> dict[str, Any]:
-    return {
-        "apiVersion": "kubelet.config.k8s.io/v1beta1",
-        "kind": "KubeletConfiguration",
-        "failCgroupV1": False,  # 1.35+ refuses a cgroup v1 host otherwise
-        "failSwapOn": False,
-        "cgroupDriver": "cgroupfs",
-        "containerRuntimeEndpoint": f"unix://{node.containerd_socket}",
-        "address": node.ip,
-        "port": node.port,
-        "readOnlyPort": 0,
-        "healthzPort": 0,
-        "tlsCertFile": str(serving.cert),
-        "tlsPrivateKeyFile": str(serving.key),
-        "rotateCertificates": False,
-        "serverTLSBootstrap": False,
-        "authentication": {
-            "anonymous": {"enabled": False},
-            "webhook": {"enabled": True, "cacheTTL": "10s"},
-            "x509": {"clientCAFile": str(client_ca)},
-        },
-        "authorization": {
-            "mode": "Webhook",
-            "webhook": {"cacheAuthorizedTTL": "10s", "cacheUnauthorizedTTL": "5s"},
-        },
-        "featureGates": {"ContainerCheckpoint": True},
-        "resolvConf": "/etc/resolv.conf",
-        "staticPodPath": "",
-        "imageGCHighThresholdPercent": 100,
-        "evictionHard": {
-            "memory.available": "100Mi",
-            "nodefs.available": "1%",
-            "imagefs.available": "1%",
-        },
-        "protectKernelDefaults": False,
-        "syncFrequency": "10s",
-        "nodeStatusReportFrequency": "10s",
-    }
-
-
-def _import_images(node: RealNode, tools: binaries.NodeTools) -> None:
-    """Import each locally built image once per content store (a marker names its digest)."""
-    for key, tar in sorted(tools.images.items()):
-        marker = node.containerd_root / f".imported-{key}-{_file_id(tar)}"
-        if marker.exists():
-            continue
-        result = subprocess.run(
-            [
-                str(tools.ctr),
-                f"--address={node.containerd_socket}",
-                "-n",
-                "k8s.io",
-                "images",
-                "import",
-                "--no-unpack",
-                str(tar),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise ToolError(f"ctr images import {tar.name}: {result.stderr.strip()[-500:]}")
-        for old in node.containerd_root.glob(f".imported-{key}-*"):
-            old.unlink()
-        marker.touch()
-
-
-def _file_id(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size:x}{int(st.st_mtime):x}"
-
-
 # --- stop ----------------------------------------------------------------------------------
 
 
@@ -542,13 +401,13 @@ def stop(node: RealNode, cluster_dir: Path, stop_component: Callable[[str], None
             problems.append(f"pods: {exc}")
     stop_component("containerd")
     _kill_shims(node)
-    problems += _unmount_below((node.run_dir, node.kubelet_root))
+    problems += host.unmount_below((node.run_dir, node.kubelet_root))
     with contextlib.suppress(OSError, subprocess.CalledProcessError):
-        if Path(f"/sys/class/net/{BRIDGE}").exists():
-            subprocess.run(["ip", "link", "delete", BRIDGE], check=True, capture_output=True)
-    problems += _remove_chains(node.chains_before)
-    _remove_criu_config(keep_dir=node.criu_dir_before)
-    _remove_cgroups()
+        if Path(f"/sys/class/net/{host.BRIDGE}").exists():
+            subprocess.run(["ip", "link", "delete", host.BRIDGE], check=True, capture_output=True)
+    problems += host.remove_chains(node.chains_before)
+    host.remove_criu_config(keep_dir=node.criu_dir_before)
+    host.remove_cgroups()
     for d in (node.run_dir, node.kubelet_root):
         shutil.rmtree(d, ignore_errors=True)
         if d.exists():
@@ -559,15 +418,15 @@ def stop(node: RealNode, cluster_dir: Path, stop_component: Callable[[str], None
 
 def leftovers(node: RealNode) -> list[str]:
     """What of the node is still on the machine (empty when `down` was clean)."""
-    left = [f"mount {m}" for m in _mounts_below((node.run_dir, node.kubelet_root))]
+    left = [f"mount {m}" for m in host.mounts_below((node.run_dir, node.kubelet_root))]
     left += [str(d) for d in (node.run_dir, node.kubelet_root) if d.exists()]
-    if Path(f"/sys/class/net/{BRIDGE}").exists():
-        left.append(f"bridge {BRIDGE}")
-    left += [f"iptables chain {c}" for c in _chains() if c not in node.chains_before]
-    if _ours(CRIU_CONFIG):
-        left.append(str(CRIU_CONFIG))
-    if not node.criu_dir_before and CRIU_CONFIG.parent.exists():
-        left.append(str(CRIU_CONFIG.parent))
+    if Path(f"/sys/class/net/{host.BRIDGE}").exists():
+        left.append(f"bridge {host.BRIDGE}")
+    left += [f"iptables chain {c}" for c in host.chains() if c not in node.chains_before]
+    if host.written_by_agent(host.CRIU_CONFIG):
+        left.append(str(host.CRIU_CONFIG))
+    if not node.criu_dir_before and host.CRIU_CONFIG.parent.exists():
+        left.append(str(host.CRIU_CONFIG.parent))
     left += [f"shim pid {pid}" for pid in _shim_pids(node)]
     return left
 
@@ -600,101 +459,3 @@ def _kill_shims(node: RealNode) -> None:
         with contextlib.suppress(OSError):
             os.kill(pid, 9)
     processes.wait_until(lambda: not _shim_pids(node), 10)
-
-
-def _mounts_below(roots: Sequence[Path]) -> list[str]:
-    prefixes = [str(r) for r in roots]
-    mounts = []
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            target = line.split()[1].replace("\\040", " ")
-            if any(target == p or target.startswith(p + "/") for p in prefixes):
-                mounts.append(target)
-    return mounts
-
-
-def _unmount_below(roots: Sequence[Path]) -> list[str]:
-    for _ in range(3):
-        mounts = _mounts_below(roots)
-        if not mounts:
-            return []
-        for target in sorted(mounts, key=len, reverse=True):
-            subprocess.run(["umount", "-l", target], capture_output=True, check=False)
-        time.sleep(0.1)
-    return [f"mount {m} could not be removed" for m in _mounts_below(roots)]
-
-
-def _chains() -> list[str]:
-    """Every KUBE-/CNI- chain now, as ``table/chain``."""
-    chains = []
-    for table in _TABLES:
-        try:
-            out = subprocess.run(
-                ["iptables", "-w", "5", "-t", table, "-S"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        except (OSError, subprocess.CalledProcessError):
-            continue
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == "-N" and parts[1].startswith(_CHAIN_PREFIXES):
-                chains.append(f"{table}/{parts[1]}")
-    return chains
-
-
-def _remove_chains(before: Sequence[str]) -> list[str]:
-    """Drop the rules that jump to our chains, then the chains themselves."""
-    ours = [c for c in _chains() if c not in before]
-    for entry in ours:
-        table, chain = entry.split("/", 1)
-        rules = subprocess.run(
-            ["iptables", "-w", "5", "-t", table, "-S"], capture_output=True, text=True, check=False
-        ).stdout
-        for rule in rules.splitlines():
-            parts = rule.split()
-            if parts[:1] == ["-A"] and "-j" in parts and parts[parts.index("-j") + 1] == chain:
-                subprocess.run(
-                    ["iptables", "-w", "5", "-t", table, "-D", *parts[1:]],
-                    capture_output=True,
-                    check=False,
-                )
-    for entry in ours:
-        table, chain = entry.split("/", 1)
-        subprocess.run(
-            ["iptables", "-w", "5", "-t", table, "-F", chain], capture_output=True, check=False
-        )
-    for entry in ours:
-        table, chain = entry.split("/", 1)
-        subprocess.run(
-            ["iptables", "-w", "5", "-t", table, "-X", chain], capture_output=True, check=False
-        )
-    return [f"iptables chain {c} could not be removed" for c in _chains() if c not in before]
-
-
-def _ours(path: Path) -> bool:
-    with contextlib.suppress(OSError):
-        return path.read_text(errors="replace").startswith(CRIU_CONFIG_MARK)
-    return False
-
-
-def _remove_criu_config(*, keep_dir: bool) -> None:
-    """The agent's CRIU config (a killed agent cannot remove it), and the directory when the
-    agent created it for that file."""
-    if _ours(CRIU_CONFIG):
-        CRIU_CONFIG.unlink()
-    if not keep_dir:
-        with contextlib.suppress(OSError):
-            CRIU_CONFIG.parent.rmdir()  # only when empty: someone else's files stay
-
-
-def _remove_cgroups() -> None:
-    """The kubelet's ``kubepods`` hierarchy, bottom-up, in every v1 controller and in v2."""
-    root = Path("/sys/fs/cgroup")
-    for top in list(root.glob("*/kubepods")) + list(root.glob("kubepods")):
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        with contextlib.suppress(OSError):
-            top.rmdir()

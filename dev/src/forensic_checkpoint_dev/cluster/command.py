@@ -1,4 +1,4 @@
-"""`forensic-checkpoint dev-cluster up|down|env`: a local API server with fake kubelet nodes."""
+"""`forensic-checkpoint-dev cluster up|down|env`: a local API server with fake kubelet nodes."""
 
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.devcluster.cluster import DevCluster, stop_from_state
     from forensic_checkpoint.errors import ConfigError
+    from forensic_checkpoint_dev.cluster.control_plane import DevCluster, stop_from_state
 
     if args.action == "up":
         if args.nodes < 0:

@@ -15,9 +15,12 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from forensic_checkpoint.devcluster.faults import ARCHIVE_ANNOTATION, FAULT_ANNOTATION
+from kubernetes import client as k8s
+
 from forensic_checkpoint.errors import ClusterError
-from forensic_checkpoint.k8s.client import ApiClient, request_json
+from forensic_checkpoint.k8s.client import ApiClient
+from forensic_checkpoint_dev.apiserver import MERGE_PATCH, call
+from forensic_checkpoint_dev.kubelet.faults import ARCHIVE_ANNOTATION, FAULT_ANNOTATION
 
 DEFAULT_IMAGE = "registry.k8s.io/pause:3.10"
 
@@ -58,7 +61,8 @@ def create_running_pod(
             "containers": [{"name": c, "image": image} for c in containers],
         },
     }
-    created = request_json(api, "POST", f"/api/v1/namespaces/{namespace}/pods", body=pod)
+    pods = k8s.CoreV1Api(api)
+    created = call(f"create pod {namespace}/{name}", pods.create_namespaced_pod, namespace, pod)
     uid = created["metadata"]["uid"]
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -94,12 +98,13 @@ def create_running_pod(
         }
     }
     return dict(
-        request_json(
-            api,
-            "PATCH",
-            f"/api/v1/namespaces/{namespace}/pods/{name}/status",
-            body=status,
-            content_type="application/merge-patch+json",
+        call(
+            f"patch pod {namespace}/{name} status",
+            pods.patch_namespaced_pod_status,
+            name,
+            namespace,
+            status,
+            _content_type=MERGE_PATCH,
         )
     )
 
@@ -108,7 +113,7 @@ def _internal_ip(api: ApiClient, node: str) -> str:
     """The node's registered InternalIP, as the kubelet writes it into ``hostIP``; loopback for
     a node that is not (yet) registered."""
     with contextlib.suppress(ClusterError):
-        found = request_json(api, "GET", f"/api/v1/nodes/{node}")
+        found = call(f"read node {node}", k8s.CoreV1Api(api).read_node, node)
         for address in (found.get("status") or {}).get("addresses") or []:
             if address.get("type") == "InternalIP":
                 return str(address["address"])

@@ -1,7 +1,7 @@
 """Child processes that never outlive the cluster: one process group each, killed as a group.
 
 ``die_with_parent`` (used by the pytest fixture) also asks the kernel to SIGKILL the child when
-the starting process dies, so even a ``kill -9`` of pytest leaves nothing behind. ``dev-cluster
+the starting process dies, so even a ``kill -9`` of pytest leaves nothing behind. ``cluster
 up`` cannot use it (its children must outlive the command); ``down`` kills them by pid.
 """
 

@@ -8,14 +8,16 @@ is deliberately not run: nothing would heartbeat, and it would taint and evict t
 
 ``DevCluster.start`` writes ``state.json`` in the cluster directory; ``stop_from_state`` (the CLI's
 ``down``) reads it to find every process group, so nothing is left running or listening.
+
+Near 500 lines because one start/stop life cycle (ordering, retries on port clashes, the state
+that ``down`` trusts) reads best in one place; the certificates and command lines
+(``components``), the fake kubelets (``fake_nodes``) and the state file (``state``) are apart.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,95 +26,33 @@ from typing import Any
 
 import requests
 import yaml
+from kubernetes import client as k8s
 
-from forensic_checkpoint.devcluster import access, binaries, pki, processes, real_node
-from forensic_checkpoint.devcluster.fake_kubelet import KubeletConfig, prepare_default_archive
-from forensic_checkpoint.devcluster.faults import NodeSettings
-from forensic_checkpoint.devcluster.pods import create_running_pod
-from forensic_checkpoint.devcluster.real_node import RealNode, Spawn
 from forensic_checkpoint.errors import ClusterError, ConfigError, ToolError
-from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig, request_json
+from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig
+from forensic_checkpoint_dev.apiserver import APPLY, MERGE_PATCH, call
+from forensic_checkpoint_dev.cluster import access, binaries, fake_nodes, pki, processes
+from forensic_checkpoint_dev.cluster.components import (
+    ClusterPki,
+    apiserver_args,
+    controller_args,
+    etcd_args,
+    kcm_args,
+)
+from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
+from forensic_checkpoint_dev.cluster.pods import create_running_pod
+from forensic_checkpoint_dev.cluster.state import STATE_FILE, clear, port_clash, read_state
+from forensic_checkpoint_dev.kubelet.faults import NodeSettings
+from forensic_checkpoint_dev.realnode import node as real_node
+from forensic_checkpoint_dev.realnode.node import RealNode, Spawn
+from forensic_checkpoint_dev.repo import REPO_ROOT
 
-STATE_FILE = "state.json"
 #: What a fake kubelet returns by default: the blog counter captured by containerd, the runtime
 #: of the real node (gzip rootfs diff and bind-mount stubs included).
-DEFAULT_ARCHIVE = binaries.REPO_ROOT / "tests" / "data" / "counter-blog-containerd.tar.zst"
-CRDS_DIR = binaries.REPO_ROOT / "crds"
-ADMIN_USER = "forensic-checkpoint-admin"
+DEFAULT_ARCHIVE = REPO_ROOT / "tests" / "data" / "counter-blog-containerd.tar.zst"
+CRDS_DIR = REPO_ROOT / "crds"
 #: Upper bound for the API server and each fake kubelet to answer after spawning.
 START_TIMEOUT = 150.0
-#: Controllers the dev cluster needs; node lifecycle and friends are left out on purpose.
-CONTROLLERS = (
-    "serviceaccount-controller",
-    "serviceaccount-token-controller",
-    "namespace-controller",
-    "garbage-collector-controller",
-    "certificatesigningrequest-signing-controller",
-    "certificatesigningrequest-approving-controller",
-    "certificatesigningrequest-cleaner-controller",
-    "root-ca-certificate-publisher-controller",
-    "clusterrole-aggregation-controller",
-)
-
-
-@dataclass
-class FakeNode:
-    """One fake kubelet: where it listens, where it writes, how to verify and steer it."""
-
-    name: str
-    port: int
-    checkpoint_dir: Path
-    serving_ca: Path  #: the "kubelet serving CA" that signed this kubelet's certificate
-    pid: int
-    address: str = "127.0.0.1"  #: where it listens: its InternalIP
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.address}:{self.port}"
-
-    def _control(self, method: str, path: str, body: Any = None) -> Any:
-        resp = requests.request(
-            method, f"{self.url}{path}", json=body, verify=str(self.serving_ca), timeout=10
-        )
-        if resp.status_code != 200:
-            raise ClusterError(f"fake kubelet {self.name}: {method} {path}: {resp.text}")
-        return resp.json()
-
-    def calls(self) -> list[dict[str, Any]]:
-        """Every checkpoint request this kubelet has answered (path, status, user)."""
-        return list(self._control("GET", "/_fake/calls")["calls"])
-
-    def reset_calls(self) -> None:
-        self._control("DELETE", "/_fake/calls")
-
-    def config(self) -> dict[str, Any]:
-        return dict(self._control("GET", "/_fake/config"))
-
-    def set_config(self, **settings: Any) -> dict[str, Any]:
-        """``checkpointGate=False``, ``runtimeVersion="containerd://2.3.4"``,
-        ``failWith="<CRI error>"`` (``None`` clears it)."""
-        return dict(self._control("PUT", "/_fake/config", settings))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "port": self.port,
-            "checkpointDir": str(self.checkpoint_dir),
-            "servingCA": str(self.serving_ca),
-            "pid": self.pid,
-            "address": self.address,
-        }
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> FakeNode:
-        return cls(
-            name=raw["name"],
-            port=raw["port"],
-            checkpoint_dir=Path(raw["checkpointDir"]),
-            serving_ca=Path(raw["servingCA"]),
-            pid=raw["pid"],
-            address=raw.get("address", "127.0.0.1"),
-        )
 
 
 @dataclass
@@ -193,7 +133,10 @@ class DevCluster:
         tools = binaries.ensure(build=build)
         directory = directory.resolve()
         if (directory / STATE_FILE).exists():
-            raise ConfigError(f"{directory} already holds a cluster; run `dev-cluster down` first")
+            raise ConfigError(
+                f"{directory} already holds a cluster; run `forensic-checkpoint-dev cluster down` "
+                "first"
+            )
         for attempt in range(3):
             directory.mkdir(parents=True, exist_ok=True)
             try:
@@ -210,9 +153,9 @@ class DevCluster:
             except ToolError:
                 # A port picked free can be taken before the server binds it (another
                 # cluster starting at the same moment): start again on new ports.
-                if attempt == 2 or not _port_clash(directory / "logs"):
+                if attempt == 2 or not port_clash(directory / "logs"):
                     raise
-                _clear(directory)
+                clear(directory)
                 continue
             cluster.startup_seconds = time.monotonic() - started
             cluster._save()
@@ -232,7 +175,7 @@ class DevCluster:
         runtime_version: str,
         real: tuple[binaries.NodeTools, str] | None = None,
     ) -> DevCluster:
-        p = _Pki(directory / "pki")
+        p = ClusterPki(directory / "pki")
         # The fake kubelets listen on, and register, the machine's address (as a real kubelet
         # must); loopback only where there is none.
         node_address = real_node.node_ip() or "127.0.0.1"
@@ -249,13 +192,13 @@ class DevCluster:
         logs = directory / "logs"
         try:
             cluster.pids["etcd"] = processes.spawn(
-                _etcd_args(tools.etcd, directory / "etcd", p, etcd_port, etcd_peer),
+                etcd_args(tools.etcd, directory / "etcd", p, etcd_port, etcd_peer),
                 logs / "etcd.log",
                 die_with_parent=die_with_parent,
             ).pid
             cluster._save()
             cluster.pids["kube-apiserver"] = processes.spawn(
-                _apiserver_args(tools.kube_apiserver, p, etcd_port, api_port),
+                apiserver_args(tools.kube_apiserver, p, etcd_port, api_port),
                 logs / "kube-apiserver.log",
                 die_with_parent=die_with_parent,
             ).pid
@@ -265,19 +208,22 @@ class DevCluster:
             pki.write_kubeconfig(kcm_kubeconfig, cluster.server, p.ca.cert, p.kcm)
             # The kubelets start while the API server comes up (they retry until it answers);
             # the controller manager gives up after 10 s without a healthy API server.
-            kubelets = cluster._spawn_nodes(
+            kubelets = fake_nodes.spawn(
+                directory,
+                cluster.server,
                 p,
                 nodes,
                 default_archive,
                 runtime_version,
                 die_with_parent=die_with_parent,
                 address=node_address,
+                started=cluster._started,
             )
             # Typically ready in 3-8 s; the generous bound only matters on a loaded machine
             # (CI shares its two cores with the Go build caches and other suites).
             cluster._wait_ready(p, timeout=START_TIMEOUT)
             cluster.pids["kube-controller-manager"] = processes.spawn(
-                _kcm_args(tools.kube_controller_manager, p, kcm_kubeconfig),
+                kcm_args(tools.kube_controller_manager, p, kcm_kubeconfig),
                 logs / "kube-controller-manager.log",
                 die_with_parent=die_with_parent,
             ).pid
@@ -285,7 +231,7 @@ class DevCluster:
             scheduler_kubeconfig = directory / "kube-scheduler.kubeconfig"
             pki.write_kubeconfig(scheduler_kubeconfig, cluster.server, p.ca.cert, p.scheduler)
             cluster.pids["kube-scheduler"] = processes.spawn(
-                _controller_args(tools.kube_scheduler, scheduler_kubeconfig),
+                controller_args(tools.kube_scheduler, scheduler_kubeconfig),
                 logs / "kube-scheduler.log",
                 die_with_parent=die_with_parent,
             ).pid
@@ -294,7 +240,7 @@ class DevCluster:
                 cluster._start_real_node(p, *real, die_with_parent=die_with_parent)
             if crds_dir is not None and crds_dir.is_dir():
                 cluster.apply_crds(sorted(crds_dir.glob("*.yaml")))
-            cluster._wait_nodes(kubelets)
+            fake_nodes.wait_up(kubelets, logs, START_TIMEOUT, cluster._node_up)
             if cluster.real_node is not None:
                 cluster._wait_real_node_ready(since=0.0)
         except BaseException:
@@ -341,25 +287,27 @@ class DevCluster:
             raise ConfigError("this dev cluster has no real node")
         api = self.admin_client()
         try:
-            real_node.wait_ready(
-                node, lambda path: request_json(api, "GET", path), self._check_alive, since=since
-            )
-            path = f"/api/v1/nodes/{node.name}"
-            taints = request_json(api, "GET", path).get("spec", {}).get("taints") or []
+            nodes = k8s.CoreV1Api(api)
+
+            def read_node(name: str) -> dict[str, Any]:
+                return dict(call(f"read node {name}", nodes.read_node, name))
+
+            real_node.wait_ready(node, read_node, self._check_alive, since=since)
+            taints = read_node(node.name).get("spec", {}).get("taints") or []
             kept = [t for t in taints if t.get("key") != "node.kubernetes.io/not-ready"]
             if kept != taints:
-                request_json(
-                    api,
-                    "PATCH",
-                    path,
-                    body={"spec": {"taints": kept or None}},
-                    content_type="application/merge-patch+json",
+                call(
+                    f"patch node {node.name}",
+                    nodes.patch_node,
+                    node.name,
+                    {"spec": {"taints": kept or None}},
+                    _content_type=MERGE_PATCH,
                 )
         finally:
             close(api)
 
     def _start_real_node(
-        self, p: _Pki, tools: binaries.NodeTools, ip: str, *, die_with_parent: bool
+        self, p: ClusterPki, tools: binaries.NodeTools, ip: str, *, die_with_parent: bool
     ) -> None:
         """containerd and a real kubelet, registered with this control plane."""
         spawn = self._spawner(die_with_parent)
@@ -392,7 +340,7 @@ class DevCluster:
             if not processes.alive(pid):
                 raise ToolError(f"{name} exited; see {self.dir}/logs/{name}.log")
 
-    def _wait_ready(self, p: _Pki, *, timeout: float) -> None:
+    def _wait_ready(self, p: ClusterPki, *, timeout: float) -> None:
         session = requests.Session()
         session.trust_env = False  # else $REQUESTS_CA_BUNDLE overrides the verify below
         session.verify = str(p.ca.cert)
@@ -415,6 +363,7 @@ class DevCluster:
     def apply_crds(self, files: Sequence[Path]) -> list[str]:
         """Server-side apply every CRD in ``files`` and wait until each is Established."""
         api = self.admin_client()
+        crds = k8s.ApiextensionsV1Api(api)
         names: list[str] = []
         try:
             for f in files:
@@ -422,20 +371,19 @@ class DevCluster:
                     if not doc or doc.get("kind") != "CustomResourceDefinition":
                         continue
                     name = doc["metadata"]["name"]
-                    request_json(
-                        api,
-                        "PATCH",
-                        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}",
-                        body=doc,
-                        query={"fieldManager": "forensic-checkpoint-dev-cluster", "force": "true"},
-                        content_type="application/apply-patch+yaml",
+                    call(
+                        f"apply CRD {name}",
+                        crds.patch_custom_resource_definition,
+                        name,
+                        doc,
+                        field_manager="forensic-checkpoint-dev-cluster",
+                        force=True,
+                        _content_type=APPLY,
                     )
                     names.append(name)
 
             def established(name: str) -> bool:
-                crd = request_json(
-                    api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
-                )
+                crd = call(f"read CRD {name}", crds.read_custom_resource_definition, name)
                 conds = crd.get("status", {}).get("conditions") or []
                 return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
 
@@ -446,73 +394,13 @@ class DevCluster:
             close(api)
         return names
 
-    def _spawn_nodes(
-        self,
-        p: _Pki,
-        count: int,
-        archive: Path,
-        runtime_version: str,
-        *,
-        die_with_parent: bool,
-        address: str,
-    ) -> list[tuple[str, Path, Path, Path, int]]:
-        """Start the fake kubelets; they register once the API server answers."""
-        started: list[tuple[str, Path, Path, Path, int]] = []
-        for i in range(count):
-            name = f"node-{i + 1}"
-            base = self.dir / "nodes" / name
-            state = base / "state"
-            state.mkdir(parents=True, exist_ok=True)
-            kubeconfig = base / "kubeconfig"
-            pki.write_kubeconfig(kubeconfig, self.server, p.ca.cert, p.node_client(name))
-            serving = p.node_serving(name)
-            default = prepare_default_archive(archive, self.dir / "default-archive.tar")
-            config = KubeletConfig(
-                node_name=name,
-                kubeconfig=kubeconfig,
-                serving_cert=serving.cert,
-                serving_key=serving.key,
-                client_ca=p.ca.cert,
-                checkpoint_dir=base / "checkpoints",
-                state_dir=state,
-                default_archive=default,
-                runtime_version=runtime_version,
-                address=address,
-            )
-            (base / "config.json").write_text(json.dumps(config.to_json(), indent=2))
-            proc = processes.spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "forensic_checkpoint.devcluster.fake_kubelet",
-                    base / "config.json",
-                ],
-                self.dir / "logs" / f"kubelet-{name}.log",
-                die_with_parent=die_with_parent,
-            )
-            self.pids[f"kubelet-{name}"] = proc.pid
-            self._save()
-            started.append(
-                (name, state / "ready.json", config.checkpoint_dir, p.kubelet_ca.cert, proc.pid)
-            )
-        return started
+    def _started(self, component: str, pid: int) -> None:
+        self.pids[component] = pid
+        self._save()
 
-    def _wait_nodes(self, started: list[tuple[str, Path, Path, Path, int]]) -> None:
-        for name, ready, checkpoints, serving_ca, pid in started:
-
-            def up(ready: Path = ready, pid: int = pid, name: str = name) -> bool:
-                if not processes.alive(pid):
-                    raise ToolError(
-                        f"fake kubelet {name} exited; see {self.dir}/logs/kubelet-{name}.log"
-                    )
-                return ready.exists()
-
-            if not processes.wait_until(up, START_TIMEOUT):
-                raise ToolError(f"fake kubelet {name} not ready within {START_TIMEOUT:.0f} s")
-            port = int(json.loads(ready.read_text())["port"])
-            self.ports.append(port)
-            address = str(json.loads(ready.read_text()).get("address", "127.0.0.1"))
-            self.nodes.append(FakeNode(name, port, checkpoints, serving_ca, pid, address))
+    def _node_up(self, node: FakeNode) -> None:
+        self.ports.append(node.port)
+        self.nodes.append(node)
 
     def stop(self, *, remove: bool = False) -> None:
         """Stop every process group (kubelets first, etcd last); idempotent. A real node
@@ -538,7 +426,7 @@ class DevCluster:
 
     def leftovers(self) -> tuple[list[int], list[int]]:
         """(pids still alive, ports still accepting) among this cluster's; both empty when clean."""
-        state = _read_state(self.dir) if (self.dir / STATE_FILE).exists() else {}
+        state = read_state(self.dir) if (self.dir / STATE_FILE).exists() else {}
         pids = [p for p in state.get("allPids", []) if self._ours(p) and processes.alive(p)]
         return pids, [port for port in self.ports if processes.port_open(port)]
 
@@ -550,7 +438,7 @@ class DevCluster:
 
     def _save(self) -> None:
         path = self.dir / STATE_FILE
-        previous = _read_state(self.dir) if path.exists() else {}
+        previous = read_state(self.dir) if path.exists() else {}
         all_pids = sorted(set(previous.get("allPids", [])) | set(self.pids.values()))
         for pid in self.pids.values():
             if pid not in self.pid_starts and (started := processes.start_time(pid)) is not None:
@@ -575,7 +463,7 @@ class DevCluster:
 
     @classmethod
     def load(cls, directory: Path) -> DevCluster:
-        raw = _read_state(directory.resolve())
+        raw = read_state(directory.resolve())
         return cls(
             dir=Path(raw["dir"]),
             server=raw["server"],
@@ -591,34 +479,6 @@ class DevCluster:
         )
 
 
-def _port_clash(logs: Path) -> bool:
-    for log in logs.glob("*.log"):
-        with contextlib.suppress(OSError):
-            if "address already in use" in log.read_text(errors="replace"):
-                return True
-    return False
-
-
-def _clear(directory: Path) -> None:
-    """Remove what a failed start wrote, and nothing else a user keeps in the directory."""
-    for name in ("pki", "etcd", "logs", "nodes", "clients"):
-        shutil.rmtree(directory / name, ignore_errors=True)
-    for name in (
-        STATE_FILE,
-        "admin.kubeconfig",
-        "kube-controller-manager.kubeconfig",
-        "kube-scheduler.kubeconfig",
-    ):
-        (directory / name).unlink(missing_ok=True)
-
-
-def _read_state(directory: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads((directory / STATE_FILE).read_text()))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"no dev cluster state in {directory}: {exc}") from exc
-
-
 def stop_from_state(directory: Path, *, remove: bool = False) -> DevCluster:
     cluster = DevCluster.load(directory)
     cluster.stop(remove=False)
@@ -631,145 +491,3 @@ def stop_from_state(directory: Path, *, remove: bool = False) -> DevCluster:
     if remove:
         shutil.rmtree(cluster.dir, ignore_errors=True)
     return cluster
-
-
-# --- certificates -------------------------------------------------------------------------
-
-
-class _Pki:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.ca = self._pair("ca")
-        self.kubelet_ca = self._pair("kubelet-ca")
-        self.apiserver = self._pair("apiserver")
-        self.etcd = self._pair("etcd-server")
-        self.etcd_client = self._pair("apiserver-etcd-client")
-        self.kubelet_client = self._pair("apiserver-kubelet-client")
-        self.admin = self._pair("admin")
-        self.kcm = self._pair("kube-controller-manager")
-        self.scheduler = self._pair("kube-scheduler")
-        self.sa_key = root / "sa.key"
-        self.sa_pub = root / "sa.pub"
-
-    def _pair(self, stem: str) -> pki.CertPair:
-        return pki.CertPair(self.root / f"{stem}.crt", self.root / f"{stem}.key")
-
-    def node_client(self, name: str) -> pki.CertPair:
-        return self._pair(f"node-{name}-client")
-
-    def node_serving(self, name: str) -> pki.CertPair:
-        return self._pair(f"node-{name}-serving")
-
-    def create(self, node_names: Sequence[str], node_address: str = "127.0.0.1") -> None:
-        pki.create_ca(self.ca, "forensic-checkpoint-dev-ca")
-        pki.create_ca(self.kubelet_ca, "forensic-checkpoint-dev-kubelet-serving-ca")
-        local = ("127.0.0.1", "localhost")
-        pki.issue(
-            self.ca,
-            self.apiserver,
-            "kube-apiserver",
-            server_names=(*local, "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
-        )
-        pki.issue(self.ca, self.etcd, "etcd", server_names=local, also_client=True)
-        pki.issue(self.ca, self.etcd_client, "kube-apiserver-etcd-client", client=True)
-        pki.issue(self.ca, self.kubelet_client, "kube-apiserver-kubelet-client", client=True)
-        pki.issue(self.ca, self.admin, ADMIN_USER, organizations=("system:masters",), client=True)
-        pki.issue(self.ca, self.kcm, "system:kube-controller-manager", client=True)
-        pki.issue(self.ca, self.scheduler, "system:kube-scheduler", client=True)
-        pki.create_signing_key(self.sa_key, self.sa_pub)
-        for name in node_names:
-            pki.issue(
-                self.ca,
-                self.node_client(name),
-                f"system:node:{name}",
-                organizations=("system:nodes",),
-                client=True,
-            )
-            pki.issue(
-                self.kubelet_ca,
-                self.node_serving(name),
-                name,
-                server_names=(*local, node_address, name),
-            )
-
-
-# --- command lines ------------------------------------------------------------------------
-
-
-def _etcd_args(etcd: Path, data: Path, p: _Pki, port: int, peer: int) -> list[str]:
-    client_url = f"https://127.0.0.1:{port}"
-    peer_url = f"http://127.0.0.1:{peer}"
-    return [
-        str(etcd),
-        "--name=dev",
-        f"--data-dir={data}",
-        f"--listen-client-urls={client_url}",
-        f"--advertise-client-urls={client_url}",
-        f"--listen-peer-urls={peer_url}",
-        f"--initial-advertise-peer-urls={peer_url}",
-        f"--initial-cluster=dev={peer_url}",
-        f"--cert-file={p.etcd.cert}",
-        f"--key-file={p.etcd.key}",
-        f"--trusted-ca-file={p.ca.cert}",
-        "--client-cert-auth=true",
-        "--listen-metrics-urls=",
-        "--unsafe-no-fsync=true",  # a throwaway cluster: durability costs start-up time
-        "--log-level=warn",
-    ]
-
-
-def _apiserver_args(binary: Path, p: _Pki, etcd_port: int, port: int) -> list[str]:
-    return [
-        str(binary),
-        f"--etcd-servers=https://127.0.0.1:{etcd_port}",
-        f"--etcd-cafile={p.ca.cert}",
-        f"--etcd-certfile={p.etcd_client.cert}",
-        f"--etcd-keyfile={p.etcd_client.key}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        f"--secure-port={port}",
-        f"--tls-cert-file={p.apiserver.cert}",
-        f"--tls-private-key-file={p.apiserver.key}",
-        f"--client-ca-file={p.ca.cert}",
-        "--authorization-mode=Node,RBAC",
-        "--enable-admission-plugins=NodeRestriction",
-        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-        f"--service-account-key-file={p.sa_pub}",
-        f"--service-account-signing-key-file={p.sa_key}",
-        "--api-audiences=https://kubernetes.default.svc.cluster.local",
-        "--service-cluster-ip-range=10.96.0.0/16",
-        f"--kubelet-client-certificate={p.kubelet_client.cert}",
-        f"--kubelet-client-key={p.kubelet_client.key}",
-        f"--kubelet-certificate-authority={p.kubelet_ca.cert}",
-        "--kubelet-preferred-address-types=InternalIP",
-        "--allow-privileged=true",
-        "--endpoint-reconciler-type=none",
-        "--v=1",
-    ]
-
-
-def _controller_args(binary: Path, kubeconfig: Path) -> list[str]:
-    """What the controller manager and the scheduler share: one identity, no serving port, no
-    leader election (one of each)."""
-    return [
-        str(binary),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
-        "--bind-address=127.0.0.1",
-        "--secure-port=0",
-        "--leader-elect=false",
-        "--v=1",
-    ]
-
-
-def _kcm_args(binary: Path, p: _Pki, kubeconfig: Path) -> list[str]:
-    return [
-        *_controller_args(binary, kubeconfig),
-        f"--controllers={','.join(CONTROLLERS)}",
-        f"--cluster-signing-cert-file={p.ca.cert}",
-        f"--cluster-signing-key-file={p.ca.key}",
-        f"--root-ca-file={p.ca.cert}",
-        f"--service-account-private-key-file={p.sa_key}",
-        "--use-service-account-credentials=true",  # per-controller identities, as in real clusters
-    ]

@@ -1,4 +1,4 @@
-"""`forensic-checkpoint demo`: the whole flow for one checkpoint on a local dev cluster.
+"""`forensic-checkpoint-dev demo`: the whole flow for one checkpoint on a local dev cluster.
 
 Starts a 3-node dev cluster, applies deploy/rbac, runs three agents and the operator as local
 processes (each with its own ServiceAccount token), creates a running pod whose fake kubelet
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from forensic_checkpoint.cli.stack import LocalStack
+    from forensic_checkpoint_dev.stack import LocalStack
 
 HELP = "Run the operator end to end on a local dev cluster and show one analysed checkpoint."
 
@@ -58,18 +58,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _alert_capture(stack: LocalStack, search: str) -> str:
     """Create a capture policy, post one firing Alertmanager alert for the pod to the
     operator's receiver, and return the ForensicCheckpoint it created."""
+    from forensic_checkpoint.api.policy import ForensicCapturePolicy
     from forensic_checkpoint.errors import ToolError
-    from forensic_checkpoint.k8s.client import close, request_json
+    from forensic_checkpoint.k8s.client import close
+    from forensic_checkpoint_dev.apiserver import custom_object
 
     api = stack.cluster.admin_client()
+    crd = ForensicCapturePolicy.crd
     try:
-        request_json(
+        custom_object(
             api,
-            "POST",
-            "/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies",
-            body={
-                "apiVersion": "forensic-checkpoint.dev/v1alpha1",
-                "kind": "ForensicCapturePolicy",
+            crd,
+            "create",
+            {
+                "apiVersion": crd.api_version,
+                "kind": crd.kind,
                 "metadata": {"name": "demo-critical"},
                 "spec": {
                     "match": {"namespaces": [NAMESPACE], "severities": ["critical"]},
@@ -115,7 +118,7 @@ def _alert_capture(stack: LocalStack, search: str) -> str:
 
 def _real_counter(stack: LocalStack, kubectl: list[str], secret: str) -> None:
     """The blog's counter pod from e2e/, scheduled onto the real node and sent ``secret``."""
-    from forensic_checkpoint.cli.stack import REPO_ROOT
+    from forensic_checkpoint_dev.repo import REPO_ROOT
 
     e2e = REPO_ROOT / "e2e"
     for argv in (
@@ -160,10 +163,11 @@ def _report(status: dict[str, Any], search: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.cli.stack import LocalStack
-    from forensic_checkpoint.devcluster import access, binaries
-    from forensic_checkpoint.devcluster.cluster import DevCluster
     from forensic_checkpoint.k8s.client import close
+    from forensic_checkpoint_dev.cluster import access, binaries
+    from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+    from forensic_checkpoint_dev.repo import REPO_ROOT
+    from forensic_checkpoint_dev.stack import LocalStack
 
     work = args.dir or Path(tempfile.mkdtemp(prefix="forensic-checkpoint-demo-"))
     fakes = 0 if args.real_node else NODES
@@ -199,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
                 "counters",
                 "node-1",
                 containers=("counter",),
-                archive=str(binaries.REPO_ROOT / BLOG_ARCHIVE),
+                archive=str(REPO_ROOT / BLOG_ARCHIVE),
             )
         name = "blog"
         if args.alerts:

@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.devcluster import access, pki
-from forensic_checkpoint.devcluster.cluster import DevCluster, FakeNode
-from forensic_checkpoint.devcluster.pods import create_running_pod
 from forensic_checkpoint.errors import ConfigError
 from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig
+from forensic_checkpoint_dev.cluster import access, pki
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
+from forensic_checkpoint_dev.cluster.pods import create_running_pod
 
 EXTERNAL_KUBECONFIG_ENV = "FORENSIC_TEST_KUBECONFIG"
 

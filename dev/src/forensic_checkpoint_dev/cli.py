@@ -1,0 +1,31 @@
+"""The `forensic-checkpoint-dev` command: the development harness's entry points.
+
+Each subcommand module exposes ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``,
+as the product's subcommands do; dispatch and error reporting are the product's.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from forensic_checkpoint.cli.main import dispatch
+
+#: subcommand name -> module
+SUBCOMMANDS: dict[str, str] = {
+    "cluster": "forensic_checkpoint_dev.cluster.command",
+    "demo": "forensic_checkpoint_dev.demo",
+    "render-deploy": "forensic_checkpoint_dev.deploy",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dispatch(
+        argv,
+        prog="forensic-checkpoint-dev",
+        description="Run forensic-checkpoint on a local dev cluster (development only).",
+        modules=SUBCOMMANDS,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
