@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from forensic_checkpoint.agent.analysis_runner import Analyzer
+from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
+from forensic_checkpoint.agent.capture.service import CaptureService, Checkpointer
 from forensic_checkpoint.agent.jobs import JobStore
-from forensic_checkpoint.agent.service import CaptureService, Checkpointer
 from forensic_checkpoint.api.custody import (
     Actor,
     ActorKind,

@@ -73,7 +73,7 @@ class DirKubelet:
         if self.delay:
             time.sleep(self.delay)
         if self.late_write is not None:
-            from forensic_checkpoint.agent.kubelet import KubeletCallAbandoned
+            from forensic_checkpoint.agent.kubelet.client import KubeletCallAbandoned
 
             def late() -> None:
                 self.late_written.append(self.write_archive(namespace, pod, container))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tests.agent.agent_support import request
 
-from forensic_checkpoint.agent.analysis_runner import ProcessAnalyzer
+from forensic_checkpoint.agent.capture.analysis_runner import ProcessAnalyzer
 from forensic_checkpoint.api.agent import AnalysisOptions, CaptureRequest
 from forensic_checkpoint.errors import ForensicCheckpointError
 

@@ -31,8 +31,8 @@ import yaml
 from tests.agent.agent_support import sha256
 from tests.factories import export_values, s3_client
 
-from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletClient
-from forensic_checkpoint.agent.runtime import AgentConfig, AgentRuntime
+from forensic_checkpoint.agent.kubelet.client import KubeletAuth, KubeletClient
+from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
 from forensic_checkpoint.errors import KubeletError
 from forensic_checkpoint.k8s.client import request_json
@@ -236,9 +236,9 @@ def short_runtime_request_timeout(dev_cluster: Any) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def agent(
     dev_cluster: Any, ids: Identities, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[AgentRuntime, Caller]]:
+) -> Iterator[tuple[AgentProcess, Caller]]:
     node = dev_cluster.nodes[0]
-    runtime = AgentRuntime(_config(ids, node, tmp_path_factory.mktemp("agent-state")))
+    runtime = AgentProcess(_config(ids, node, tmp_path_factory.mktemp("agent-state")))
     runtime.start()
     try:
         yield runtime, Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
@@ -257,7 +257,7 @@ def _calls_for(node: Any, pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_capture_completes_with_hash_report_and_forensicnode(
-    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentProcess, Caller]
 ) -> None:
     runtime, caller = agent
     node = dev_cluster.nodes[0]
@@ -313,7 +313,7 @@ def _ready(dev_cluster: Any, node: str, timeout: float = 10.0) -> dict[str, Any]
 
 
 def test_healthy_node_is_ready_within_ten_seconds(
-    dev_cluster: Any, agent: tuple[AgentRuntime, Caller]
+    dev_cluster: Any, agent: tuple[AgentProcess, Caller]
 ) -> None:
     runtime, _ = agent
     ready = _ready(dev_cluster, dev_cluster.nodes[0].name)
@@ -366,7 +366,7 @@ def test_misconfigured_agent_reports_not_ready(
             client_cert=ids.kubelet_cert, client_key=ids.kubelet_key, ca_file=ids.serving_ca
         )
     )
-    runtime = AgentRuntime(_config(ids, node, tmp_path / "state", kubelet_auth=auth))
+    runtime = AgentProcess(_config(ids, node, tmp_path / "state", kubelet_auth=auth))
     runtime.start()
     try:
         deadline = time.monotonic() + 10
@@ -381,7 +381,7 @@ def test_misconfigured_agent_reports_not_ready(
     assert ready["status"] == "False"
     assert ready["message"]
     # A fixed agent replaces the verdict before it announces itself: no stale checks.
-    healthy = AgentRuntime(_config(ids, node, tmp_path / "state"))
+    healthy = AgentProcess(_config(ids, node, tmp_path / "state"))
     healthy.start()
     try:
         path = f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node.name}"
@@ -406,7 +406,7 @@ def test_criu_configuration_is_kept_and_reported(
     values = tmp_path / "agent-values.yaml"
     values.write_text("criuConfig:\n  enabled: true\n  ghostLimitBytes: 10485760\n")
     node = dev_cluster.nodes[1]
-    runtime = AgentRuntime(
+    runtime = AgentProcess(
         _config(ids, node, tmp_path / "state", values_file=values, host_root=host)
     )
     runtime.start()
@@ -431,7 +431,7 @@ def test_criu_configuration_is_kept_and_reported(
 
 
 def test_same_key_is_one_kubelet_call(
-    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentProcess, Caller]
 ) -> None:
     _, caller = agent
     node = dev_cluster.nodes[0]
@@ -468,7 +468,7 @@ def test_same_key_is_one_kubelet_call(
 def test_kubelet_failures_become_reasons(
     dev_cluster: Any,
     ids: Identities,
-    agent: tuple[AgentRuntime, Caller],
+    agent: tuple[AgentProcess, Caller],
     case: tuple[dict[str, Any], str, str],
 ) -> None:
     pod_kwargs, container, reason = case
@@ -485,7 +485,7 @@ def test_kubelet_failures_become_reasons(
 
 
 def test_pod_on_another_node_is_not_found(
-    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentProcess, Caller]
 ) -> None:
     _, caller = agent
     pod = _pod(dev_cluster, ids, dev_cluster.nodes[1].name)
@@ -542,7 +542,7 @@ def _closed_port(address: str = "127.0.0.1") -> int:
 
 
 def test_only_the_operator_may_call(
-    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentProcess, Caller]
 ) -> None:
     _, caller = agent
     assert caller.call("GET", "/v1/captures/x-app", token="").status_code == 401
@@ -553,7 +553,7 @@ def test_only_the_operator_may_call(
 
 
 def test_delete_removes_the_archive(
-    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentProcess, Caller]
 ) -> None:
     _, caller = agent
     pod = _pod(dev_cluster, ids, dev_cluster.nodes[0].name)
@@ -569,7 +569,7 @@ def test_delete_removes_the_archive(
 
 
 def test_concurrent_captures(
-    dev_cluster: Any, ids: Identities, agent: tuple[AgentRuntime, Caller]
+    dev_cluster: Any, ids: Identities, agent: tuple[AgentProcess, Caller]
 ) -> None:
     _, caller = agent
     node = dev_cluster.nodes[0]
@@ -720,7 +720,7 @@ def test_a_short_timeout_waits_for_the_kubelets_runtime_request_timeout(
     """real-node.md B1: the kubelet raises timeoutSeconds 1 to its runtimeRequestTimeout, so a
     dump longer than timeout + margin still succeeds there; the agent must wait for it."""
     node = dev_cluster.nodes[1]
-    runtime = AgentRuntime(_config(ids, node, tmp_path / "state", kubelet_timeout_margin=0.5))
+    runtime = AgentProcess(_config(ids, node, tmp_path / "state", kubelet_timeout_margin=0.5))
     runtime.start()
     try:
         caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
@@ -743,7 +743,7 @@ def test_after_a_timeout_a_late_archive_is_kept_and_accounted(
     failed (second run). That archive is attached to the failed job: hashed, 0600, a custody
     fact, counted; no kubelet-named file is left on the node that no job claims."""
     node = dev_cluster.nodes[1]
-    runtime = AgentRuntime(
+    runtime = AgentProcess(
         _config(
             ids,
             node,
@@ -836,7 +836,7 @@ def test_capture_is_exported_verified_and_retained(
         retention={"protectUnexported": True, "container": {"maxCount": 1}},
     )
     node = dev_cluster.nodes[1]
-    runtime = AgentRuntime(
+    runtime = AgentProcess(
         _config(ids, node, tmp_path / "state", values_file=values, retention_interval=3600.0)
     )
     runtime.start()

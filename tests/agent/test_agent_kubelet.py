@@ -20,7 +20,11 @@ import pytest
 from tests.agent.agent_support import Pki
 from tests.factories import serve_in_thread
 
-from forensic_checkpoint.agent.kubelet import KubeletAuth, KubeletCallAbandoned, KubeletClient
+from forensic_checkpoint.agent.kubelet.client import (
+    KubeletAuth,
+    KubeletCallAbandoned,
+    KubeletClient,
+)
 from forensic_checkpoint.errors import ConfigError, KubeletError
 
 

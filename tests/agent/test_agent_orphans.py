@@ -18,15 +18,15 @@ import pytest
 from tests.agent.agent_support import DirKubelet, hashing_analyzer, request, sha256
 from tests.factories import capture_service
 
-from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper
-from forensic_checkpoint.agent.jobs import JobStore
-from forensic_checkpoint.agent.orphans import (
+from forensic_checkpoint.agent.capture.orphans import (
     ORPHAN_ARCHIVE,
     ORPHAN_ARCHIVE_DELETED,
     OrphanKeeper,
     OrphanPolicy,
 )
-from forensic_checkpoint.agent.service import CaptureService
+from forensic_checkpoint.agent.capture.service import CaptureService
+from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper
+from forensic_checkpoint.agent.jobs import JobStore
 from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
 from forensic_checkpoint.domain.evidence.retention import Limits, RetentionPolicy
 

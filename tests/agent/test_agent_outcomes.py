@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.agent import outcomes
-from forensic_checkpoint.domain.capture_failures import classify_capture_failure
+from forensic_checkpoint.agent.kubelet import outcomes
+from forensic_checkpoint.domain.failures.classify import classify_capture_failure
 
 FORBIDDEN = (
     "Forbidden (user=kube-apiserver-kubelet-client, verb=create, resource=nodes, "

@@ -13,8 +13,8 @@ import trustme
 from tests.agent.agent_support import DirKubelet, Pki, hashing_analyzer, request, sha256
 from tests.factories import capture_service, serve_in_thread
 
-from forensic_checkpoint.agent.auth import Authenticator
-from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS, tls_context
+from forensic_checkpoint.agent.http.auth import Authenticator
+from forensic_checkpoint.agent.http.server import AgentServer, ReloadingTLS, tls_context
 from forensic_checkpoint.api.agent import SHA256_HEADER, CaptureStatus, DeleteResult
 from forensic_checkpoint.errors import ClusterError
 

@@ -14,9 +14,9 @@ import pytest
 from tests.agent.agent_support import DirKubelet, hashing_analyzer, request, sha256
 from tests.factories import capture_service
 
-from forensic_checkpoint.agent.adoption import INTERRUPTED
+from forensic_checkpoint.agent.capture.adoption import INTERRUPTED
+from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.jobs import JobStore
-from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
 from forensic_checkpoint.errors import ConflictError, NotFoundError
 

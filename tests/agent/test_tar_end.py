@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.agent.tar_end import is_complete_tar
+from forensic_checkpoint.agent.capture.tar_end import is_complete_tar
 
 
 def test_a_whole_kubelet_archive_is_complete(sample_tar: Path) -> None:

@@ -12,11 +12,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.evidence.export_config import ExportConfig
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.jobs import JobStore, write_private
 from forensic_checkpoint.agent.metrics import AgentMetrics
-from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
 from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 

@@ -34,13 +34,13 @@ def test_json_line_has_time_level_logger_message_and_extras(
 ) -> None:
     logs.configure("json", level="debug")
     before = datetime.now(UTC)
-    log = logging.getLogger("forensic_checkpoint.agent.service")
+    log = logging.getLogger("forensic_checkpoint.agent.capture.service")
     log.debug("capture %s done", "uid-1-app", extra={"key": "uid-1-app", "path": Path("/x")})
     log.info("two\nlines", extra={"time": "caller's own", "sizeBytes": 9})
     (debug, info) = lines(capsys.readouterr().err)
 
     assert debug["level"] == "DEBUG"
-    assert debug["logger"] == "forensic_checkpoint.agent.service"
+    assert debug["logger"] == "forensic_checkpoint.agent.capture.service"
     assert debug["message"] == "capture uid-1-app done"
     assert (debug["key"], debug["path"]) == ("uid-1-app", "/x")  # not JSON: logged as text
     stamp = datetime.fromisoformat(debug["time"])

@@ -1,5 +1,5 @@
 """The operator's pure decisions around an unreachable agent and a legal hold
-(domain/agent_wait.py, domain/checkpoint_events.py, domain/evidence/deletion.py)."""
+(domain/capture/agent_wait.py, domain/capture/checkpoint_events.py, domain/evidence/deletion.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointSpec,
     ForensicCheckpointStatus,
 )
-from forensic_checkpoint.domain import checkpoint_events
-from forensic_checkpoint.domain.agent_wait import after_agent_error, stop_waiting_for_agent
+from forensic_checkpoint.domain.capture import checkpoint_events
+from forensic_checkpoint.domain.capture.agent_wait import after_agent_error, stop_waiting_for_agent
+from forensic_checkpoint.domain.capture.reconcile import RUNTIME_REQUEST_TIMEOUT
 from forensic_checkpoint.domain.evidence.deletion import (
     HOLD_KEY,
     hold_value_changed,
     requested_keys,
 )
-from forensic_checkpoint.domain.reconcile import RUNTIME_REQUEST_TIMEOUT
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 SPEC = ForensicCheckpointSpec(pod_name="web", timeout_seconds=30)

@@ -1,4 +1,4 @@
-"""``CheckpointController`` against in-memory fakes of its ports (controller/ports.py): no
+"""``CheckpointController`` against in-memory fakes of its ports (controller/capture/ports.py): no
 cluster, no agent, no network. Each pass is one ``step``; the clock is the test's."""
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     Phase,
 )
 from forensic_checkpoint.api.forensicnode import AgentStatus, ForensicNode, ForensicNodeStatus
-from forensic_checkpoint.controller import checkpoints
-from forensic_checkpoint.controller.checkpoints import CheckpointController
+from forensic_checkpoint.controller.capture import checkpoints
+from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
 from forensic_checkpoint.controller.config import OperatorConfig
-from forensic_checkpoint.domain import checkpoint_events, reconcile
-from forensic_checkpoint.domain.agents import AGENT_UNAVAILABLE
+from forensic_checkpoint.domain.capture import checkpoint_events, reconcile
+from forensic_checkpoint.domain.capture.agents import AGENT_UNAVAILABLE
+from forensic_checkpoint.domain.capture.targets import PodFacts
 from forensic_checkpoint.domain.evidence.deletion import HOLD_KEY
-from forensic_checkpoint.domain.targets import PodFacts
 from forensic_checkpoint.errors import AgentError
 
 T0 = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from forensic_checkpoint.agent.summary import summarize
+from forensic_checkpoint.agent.capture.summary import summarize
 from forensic_checkpoint.analysis import AnalyzerOptions, analyze
 from forensic_checkpoint.api.agent import capture_key
 from forensic_checkpoint.api.custody import CustodyEntry
@@ -21,7 +21,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ExportStatus,
     ForensicCheckpointStatus,
 )
-from forensic_checkpoint.domain import reconcile
+from forensic_checkpoint.domain.capture import reconcile
 from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.client import ApiClient, close, request_json
 from forensic_checkpoint_dev.cluster import access

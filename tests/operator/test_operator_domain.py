@@ -15,8 +15,8 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointStatus,
     Phase,
 )
-from forensic_checkpoint.domain import checkpoint_events, reconcile, targets
-from forensic_checkpoint.domain.agents import AgentFacts, AgentUnavailable, usable_endpoint
+from forensic_checkpoint.domain.capture import checkpoint_events, reconcile, targets
+from forensic_checkpoint.domain.capture.agents import AgentFacts, AgentUnavailable, usable_endpoint
 from forensic_checkpoint.domain.conditions import find_condition, set_condition
 from forensic_checkpoint.domain.evidence.deletion import is_held, keys_to_delete
 

@@ -6,7 +6,7 @@ import pytest
 
 from forensic_checkpoint.api.agent import CaptureState
 from forensic_checkpoint.api.forensiccheckpoint import ContainerCapturePhase, ContainerStatus, Phase
-from forensic_checkpoint.domain.phases import TERMINAL, checkpoint_phase, container_phase
+from forensic_checkpoint.domain.capture.phases import TERMINAL, checkpoint_phase, container_phase
 
 P = ContainerCapturePhase
 

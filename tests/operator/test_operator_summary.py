@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
-from forensic_checkpoint.agent.summary import summarize
+from forensic_checkpoint.agent.capture.summary import summarize
 from forensic_checkpoint.analysis import AnalyzerOptions, analyze
 from forensic_checkpoint.analysis.model.report import Report
 from forensic_checkpoint.api.forensiccheckpoint import (
@@ -18,7 +18,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ContainerStatus,
     ForensicCheckpointStatus,
 )
-from forensic_checkpoint.domain import reconcile
+from forensic_checkpoint.domain.capture import reconcile
 from forensic_checkpoint.domain.formatting import frozen_time, human_duration, human_size
 
 DATA = Path(__file__).resolve().parents[1] / "data"

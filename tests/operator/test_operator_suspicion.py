@@ -15,10 +15,10 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointStatus,
     Phase,
 )
-from forensic_checkpoint.domain import reconcile
-from forensic_checkpoint.domain.checkpoint_events import transition_events
+from forensic_checkpoint.domain.capture import reconcile
+from forensic_checkpoint.domain.capture.checkpoint_events import transition_events
+from forensic_checkpoint.domain.capture.suspicion import verdict
 from forensic_checkpoint.domain.conditions import find_condition
-from forensic_checkpoint.domain.suspicion import verdict
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 REF = reconcile.CheckpointRef(name="x", namespace="default", uid="uid", generation=1)

@@ -35,11 +35,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     Phase,
 )
 from forensic_checkpoint.api.forensicnode import ForensicNode
-from forensic_checkpoint.domain import (
-    checkpoint_events,
-    finished,
-    reconcile,
-)
+from forensic_checkpoint.domain.capture import checkpoint_events, finished, reconcile
 from forensic_checkpoint.domain.conditions import find_condition
 from forensic_checkpoint.domain.evidence import checkpoint_custody, custody
 from forensic_checkpoint.domain.readiness import (

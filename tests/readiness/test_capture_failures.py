@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.domain.capture_failure_model import FailureReason, TransportFailure
-from forensic_checkpoint.domain.capture_failure_rules import CRIU_LOG_RULES, KUBELET_RULES
-from forensic_checkpoint.domain.capture_failures import CaptureFailure, classify_capture_failure
-from forensic_checkpoint.domain.criu_log import criu_log_excerpt, criu_log_path
+from forensic_checkpoint.domain.failures.classify import CaptureFailure, classify_capture_failure
+from forensic_checkpoint.domain.failures.criu_log import criu_log_excerpt, criu_log_path
+from forensic_checkpoint.domain.failures.model import FailureReason, TransportFailure
+from forensic_checkpoint.domain.failures.rules import CRIU_LOG_RULES, KUBELET_RULES
 
 DATA = Path(__file__).parent / "data"
 CONTAINERD_LOG = "/run/containerd/io.containerd.runtime.v2.task/k8s.io/<id>/criu-dump.log"

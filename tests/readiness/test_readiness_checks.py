@@ -12,8 +12,8 @@ import pytest
 
 from forensic_checkpoint.api.conditions import ConditionStatus
 from forensic_checkpoint.api.forensicnode import CheckStatus, ForensicNode, ForensicNodeStatus
-from forensic_checkpoint.domain.capture_failure_model import FailureReason, TransportFailure
-from forensic_checkpoint.domain.capture_failures import classify_capture_failure
+from forensic_checkpoint.domain.failures.classify import classify_capture_failure
+from forensic_checkpoint.domain.failures.model import FailureReason, TransportFailure
 from forensic_checkpoint.domain.readiness import (
     PROBE_PATH,
     TABLE_COLUMNS,

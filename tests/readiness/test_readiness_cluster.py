@@ -25,9 +25,9 @@ from forensic_checkpoint.agent.readiness.criu_config import (
 )
 from forensic_checkpoint.api.conditions import ConditionStatus
 from forensic_checkpoint.cli.kubectl_forensic import main as kubectl_forensic
-from forensic_checkpoint.domain.capture_failure_model import FailureReason, TransportFailure
-from forensic_checkpoint.domain.capture_failures import classify_capture_failure
-from forensic_checkpoint.domain.criu_log import criu_log_path
+from forensic_checkpoint.domain.failures.classify import classify_capture_failure
+from forensic_checkpoint.domain.failures.criu_log import criu_log_path
+from forensic_checkpoint.domain.failures.model import FailureReason, TransportFailure
 from forensic_checkpoint.domain.readiness import (
     PROBE_PATH,
     AccessReview,

@@ -135,8 +135,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.agent.kubelet import KubeletAuth
-    from forensic_checkpoint.agent.runtime import AgentConfig, AgentRuntime
+    from forensic_checkpoint.agent.kubelet.client import KubeletAuth
+    from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
     from forensic_checkpoint.errors import ConfigError
 
     logs.configure(args.log_format, level=args.log_level)
@@ -178,13 +178,13 @@ def run(args: argparse.Namespace) -> int:
         client_ca=args.client_ca_file,
         operator_cert_cn=args.operator_cert_cn,
     )
-    runtime = AgentRuntime(config)
+    agent = AgentProcess(config)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    runtime.start()
+    agent.start()
     try:
         stop.wait()
     finally:
-        runtime.stop()
+        agent.stop()
     return 0

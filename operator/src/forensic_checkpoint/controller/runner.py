@@ -18,10 +18,10 @@ import kopf
 from prometheus_client import start_http_server
 
 from forensic_checkpoint.api.base import GROUP
-from forensic_checkpoint.controller.agent_client import AgentClient, TokenFile, tls_context
 from forensic_checkpoint.controller.alerts.kopf_wiring import register as register_alerts
-from forensic_checkpoint.controller.checkpoint_wiring import register
-from forensic_checkpoint.controller.checkpoints import CheckpointController
+from forensic_checkpoint.controller.capture.agent_client import AgentClient, TokenFile, tls_context
+from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
+from forensic_checkpoint.controller.capture.wiring import register
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.errors import ConfigError
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from forensic_checkpoint.domain.targets import PodFacts, pod_facts
+from forensic_checkpoint.domain.capture.targets import PodFacts, pod_facts
 from forensic_checkpoint.errors import NotFoundError
 from forensic_checkpoint.k8s._rest import core_path, request_json
 from forensic_checkpoint.k8s.client import ApiClient

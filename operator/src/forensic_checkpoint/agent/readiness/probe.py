@@ -12,11 +12,11 @@ import logging
 import threading
 from collections.abc import Callable
 
-from forensic_checkpoint.agent import outcomes
 from forensic_checkpoint.agent.jobs import utcnow
-from forensic_checkpoint.agent.kubelet import KubeletClient
+from forensic_checkpoint.agent.kubelet import outcomes
+from forensic_checkpoint.agent.kubelet.client import KubeletClient
 from forensic_checkpoint.agent.ports import ForensicNodeWriter, NodeReader
-from forensic_checkpoint.domain.capture_failure_model import TransportFailure
+from forensic_checkpoint.domain.failures.model import TransportFailure
 from forensic_checkpoint.domain.readiness import (
     PROBE_PATH,
     CriuConfigObservation,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from forensic_checkpoint.api.forensicnode import CheckStatus
-from forensic_checkpoint.domain.capture_failure_model import FailureReason, TransportFailure
-from forensic_checkpoint.domain.capture_failures import CaptureFailure, classify_capture_failure
+from forensic_checkpoint.domain.failures.classify import CaptureFailure, classify_capture_failure
+from forensic_checkpoint.domain.failures.model import FailureReason, TransportFailure
 from forensic_checkpoint.domain.readiness.probe import (
     AccessReview,
     CanaryOutcome,

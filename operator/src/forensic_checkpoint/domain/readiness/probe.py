@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from forensic_checkpoint.domain.capture_failure_model import TransportFailure
-from forensic_checkpoint.domain.capture_failures import CaptureFailure
+from forensic_checkpoint.domain.failures.classify import CaptureFailure
+from forensic_checkpoint.domain.failures.model import TransportFailure
 
 #: The probe's target: a namespace and pod that no workload uses, so a kubelet with the gate on
 #: answers "pod does not exist" and never starts a checkpoint.

@@ -11,8 +11,8 @@ from datetime import datetime
 
 from forensic_checkpoint.api.conditions import READY, Condition, ConditionStatus
 from forensic_checkpoint.api.forensicnode import CheckStatus, ForensicNode, ReadinessCheck
-from forensic_checkpoint.domain.capture_failure_model import FailureReason
 from forensic_checkpoint.domain.conditions import find_condition, set_condition
+from forensic_checkpoint.domain.failures.model import FailureReason
 from forensic_checkpoint.domain.readiness.checks import (
     BLOCKING,
     READY_REASON,

@@ -16,9 +16,9 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointStatus,
     Phase,
 )
+from forensic_checkpoint.domain.capture.suspicion import SUSPICIOUS
 from forensic_checkpoint.domain.conditions import find_condition
 from forensic_checkpoint.domain.formatting import human_size, with_remediation
-from forensic_checkpoint.domain.suspicion import SUSPICIOUS
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
 """Turn a failed kubelet checkpoint call into one condition reason with a concrete remediation.
 
-The one classifier of capture failures: the agent's captures (``agent/outcomes.py``) and its
-readiness probe (``domain/readiness.py``) both call :func:`classify_capture_failure`, which reads
-the table in :mod:`forensic_checkpoint.domain.capture_failure_rules` (data). Pure: no I/O here;
-the agent reads CRIU's log at :func:`~forensic_checkpoint.domain.criu_log.criu_log_path` and
-passes its text in.
+The one classifier of capture failures: the agent's captures (``agent/kubelet/outcomes.py``)
+and the readiness checks (``domain/readiness/checks.py``) both call
+:func:`classify_capture_failure`, which reads the table in :mod:`.rules` (data). Pure: no I/O
+here; the agent reads CRIU's log at :func:`.criu_log.criu_log_path` and passes its text in.
 """
 
 from __future__ import annotations
@@ -12,18 +11,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from forensic_checkpoint.domain.capture_failure_model import FailureReason, Rule, TransportFailure
-from forensic_checkpoint.domain.capture_failure_rules import (
-    CRIU_LOG_RULES,
-    KUBELET_RULES,
-    TRANSPORT_RULES,
-)
-from forensic_checkpoint.domain.criu_log import (
+from forensic_checkpoint.domain.failures.criu_log import (
     DEFAULT_EXCERPT_BYTES,
     MAX_LINE_CHARS,
     criu_log_excerpt,
     criu_log_path,
     first_error_line,
+)
+from forensic_checkpoint.domain.failures.model import FailureReason, Rule, TransportFailure
+from forensic_checkpoint.domain.failures.rules import (
+    CRIU_LOG_RULES,
+    KUBELET_RULES,
+    TRANSPORT_RULES,
 )
 
 _MAX_FIELD_CHARS = 256

@@ -32,14 +32,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
-from forensic_checkpoint.agent import adoption, job_files, paths
-from forensic_checkpoint.agent.adoption import DEFAULT_RESTART_ADOPT_WINDOW
-from forensic_checkpoint.agent.analysis_runner import Analyzer
-from forensic_checkpoint.agent.call_spacing import CallSpacer
+from forensic_checkpoint.agent import paths
+from forensic_checkpoint.agent.capture import adoption, job_files
+from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
+from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
+from forensic_checkpoint.agent.capture.call_spacing import CallSpacer
 from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
-from forensic_checkpoint.agent.kubelet import (
+from forensic_checkpoint.agent.kubelet.client import (
     DEFAULT_RUNTIME_REQUEST_TIMEOUT,
     KubeletCallAbandoned,
     kubelet_deadline,

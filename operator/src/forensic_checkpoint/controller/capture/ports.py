@@ -9,7 +9,7 @@ from typing import Protocol
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, DeleteResult
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpointStatus
 from forensic_checkpoint.api.forensicnode import ForensicNode
-from forensic_checkpoint.domain.targets import PodFacts
+from forensic_checkpoint.domain.capture.targets import PodFacts
 
 
 class CheckpointStatusWriter(Protocol):

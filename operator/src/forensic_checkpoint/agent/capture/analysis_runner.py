@@ -20,8 +20,8 @@ from forensic_checkpoint.errors import ArchiveError, ForensicCheckpointError
 
 #: Imported once by the forkserver, so each analysis process starts warm.
 _PRELOAD = [
-    "forensic_checkpoint.agent.analysis_runner",
-    "forensic_checkpoint.agent.summary",
+    "forensic_checkpoint.agent.capture.analysis_runner",
+    "forensic_checkpoint.agent.capture.summary",
     "forensic_checkpoint.analysis.commands.analyzer",
 ]
 
@@ -34,8 +34,8 @@ def analyze_to_file(archive: Path, report_path: Path, request: CaptureRequest) -
     """Analyse ``archive``, write the report JSON (camelCase) to ``report_path`` and return its
     status digest for ``request``'s container."""
     from forensic_checkpoint import analysis
+    from forensic_checkpoint.agent.capture.summary import summarize
     from forensic_checkpoint.agent.jobs import write_private
-    from forensic_checkpoint.agent.summary import summarize
 
     options = request.analysis
     report = analysis.analyze(

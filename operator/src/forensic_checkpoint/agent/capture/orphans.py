@@ -38,12 +38,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from forensic_checkpoint.agent import job_files, paths
+from forensic_checkpoint.agent import paths
 from forensic_checkpoint.agent.background import BackgroundPass
+from forensic_checkpoint.agent.capture import job_files
+from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, utcnow
-from forensic_checkpoint.agent.service import CaptureService
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
     CaptureRequest,

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from forensic_checkpoint.domain.capture_failure_model import FailureReason, TransportFailure
-from forensic_checkpoint.domain.capture_failures import CaptureFailure, classify_capture_failure
-from forensic_checkpoint.domain.criu_log import criu_log_path
+from forensic_checkpoint.domain.failures.classify import CaptureFailure, classify_capture_failure
+from forensic_checkpoint.domain.failures.criu_log import criu_log_path
+from forensic_checkpoint.domain.failures.model import FailureReason, TransportFailure
 
 #: A kubelet body is the runtime's text; keep conditions readable and events small.
 MAX_MESSAGE = 1024

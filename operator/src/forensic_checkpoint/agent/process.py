@@ -11,23 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forensic_checkpoint import __version__
-from forensic_checkpoint.agent.adoption import DEFAULT_RESTART_ADOPT_WINDOW
-from forensic_checkpoint.agent.analysis_runner import Analyzer, ProcessAnalyzer
-from forensic_checkpoint.agent.auth import Authenticator
+from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
+from forensic_checkpoint.agent.capture.analysis_runner import Analyzer, ProcessAnalyzer
+from forensic_checkpoint.agent.capture.orphans import DEFAULT_GRACE, OrphanKeeper, OrphanPolicy
+from forensic_checkpoint.agent.capture.service import DEFAULT_LATE_ARCHIVE_WINDOW, CaptureService
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper, policy_from_values
+from forensic_checkpoint.agent.http.auth import Authenticator
+from forensic_checkpoint.agent.http.server import AgentServer, ReloadingTLS
 from forensic_checkpoint.agent.jobs import JobStore, utcnow
-from forensic_checkpoint.agent.kubelet import (
+from forensic_checkpoint.agent.kubelet.client import (
     DEFAULT_RUNTIME_REQUEST_TIMEOUT,
     KubeletAuth,
     KubeletClient,
 )
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.node import Heartbeat, ensure_forensic_node, kubelet_endpoint
-from forensic_checkpoint.agent.orphans import DEFAULT_GRACE, OrphanKeeper, OrphanPolicy
 from forensic_checkpoint.agent.readiness.probe import ReadinessProber
-from forensic_checkpoint.agent.server import AgentServer, ReloadingTLS
-from forensic_checkpoint.agent.service import DEFAULT_LATE_ARCHIVE_WINDOW, CaptureService
 from forensic_checkpoint.agent.values import AgentValues, criu_observer, export_config
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import ConfigError
@@ -83,7 +83,7 @@ class AgentConfig:
     operator_cert_cn: str | None = None
 
 
-class AgentRuntime:
+class AgentProcess:
     def __init__(self, config: AgentConfig, *, analyzer: Analyzer | None = None) -> None:
         if not config.operator_identity.startswith("system:serviceaccount:"):
             raise ConfigError(

@@ -41,12 +41,12 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointStatus,
     Phase,
 )
-from forensic_checkpoint.domain.checkpoint_conditions import conditions
-from forensic_checkpoint.domain.finished import apply_export, archive_status
+from forensic_checkpoint.domain.capture.checkpoint_conditions import conditions
+from forensic_checkpoint.domain.capture.finished import apply_export, archive_status
+from forensic_checkpoint.domain.capture.phases import TERMINAL, checkpoint_phase, container_phase
+from forensic_checkpoint.domain.capture.targets import Rejection, Targets
 from forensic_checkpoint.domain.formatting import frozen_time, human_size, with_remediation
-from forensic_checkpoint.domain.phases import TERMINAL, checkpoint_phase, container_phase
 from forensic_checkpoint.domain.readiness import NodeNotReady
-from forensic_checkpoint.domain.targets import Rejection, Targets
 
 AGENT_UNAVAILABLE = "AgentUnavailable"
 AGENT_LOST_CAPTURE = "AgentLostCapture"
@@ -185,7 +185,7 @@ def apply_capture_status(
     container: ContainerStatus, capture: CaptureStatus, *, report_url: str, now: datetime
 ) -> ContainerStatus:
     """Fold the agent's job state into the container's status (the phase from
-    :func:`~forensic_checkpoint.domain.phases.container_phase`). A Completed job brings its
+    :func:`~forensic_checkpoint.domain.capture.phases.container_phase`). A Completed job brings its
     analysis summary and export; an agent older than the summary field sends none: the
     container completes without one, and its report stays at ``reportUrl``."""
     new = container.model_copy(deep=True)

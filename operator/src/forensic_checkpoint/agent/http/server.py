@@ -24,8 +24,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from forensic_checkpoint import __version__
-from forensic_checkpoint.agent.auth import Authenticator
-from forensic_checkpoint.agent.service import CaptureService
+from forensic_checkpoint.agent.capture.service import CaptureService
+from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.api.agent import (
     API_PREFIX,
     SHA256_HEADER,

@@ -29,16 +29,17 @@ from forensic_checkpoint.api.forensiccheckpoint import (
 )
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.controller import metrics
-from forensic_checkpoint.controller.config import OperatorConfig
-from forensic_checkpoint.controller.ports import (
+from forensic_checkpoint.controller.capture.ports import (
     CheckpointStatusWriter,
     ForensicNodeReader,
     NodeAgents,
     PodReader,
 )
-from forensic_checkpoint.domain import checkpoint_events, finished, reconcile
-from forensic_checkpoint.domain.agent_wait import after_agent_error, stop_waiting_for_agent
-from forensic_checkpoint.domain.agents import AgentUnavailable, agent_facts, usable_endpoint
+from forensic_checkpoint.controller.config import OperatorConfig
+from forensic_checkpoint.domain.capture import checkpoint_events, finished, reconcile
+from forensic_checkpoint.domain.capture.agent_wait import after_agent_error, stop_waiting_for_agent
+from forensic_checkpoint.domain.capture.agents import AgentUnavailable, agent_facts, usable_endpoint
+from forensic_checkpoint.domain.capture.targets import resolve_targets
 from forensic_checkpoint.domain.evidence import checkpoint_custody
 from forensic_checkpoint.domain.evidence.deletion import (
     hold_value_changed,
@@ -47,7 +48,6 @@ from forensic_checkpoint.domain.evidence.deletion import (
     requested_keys,
 )
 from forensic_checkpoint.domain.readiness import NodeNotReady, capture_blocker
-from forensic_checkpoint.domain.targets import resolve_targets
 from forensic_checkpoint.errors import AgentError, ClusterError
 
 #: ForensicNode lookups are shared by all daemons of a node for this long.

@@ -10,7 +10,7 @@ answered.
 
 Each row names the text it matches and where that text comes from, so a new runtime message is
 one row here, and ``docs/capture-readiness.md`` can list them. The one classifier that reads
-this table is :func:`forensic_checkpoint.domain.capture_failures.classify_capture_failure`; the
+this table is :func:`forensic_checkpoint.domain.failures.classify.classify_capture_failure`; the
 agent's captures and its readiness probe both go through it.
 """
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from forensic_checkpoint.domain.capture_failure_model import (
+from forensic_checkpoint.domain.failures.model import (
     FailureReason,
     Fields,
     Rule,

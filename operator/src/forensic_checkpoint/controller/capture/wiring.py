@@ -8,7 +8,7 @@ from typing import Any
 import kopf
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
-from forensic_checkpoint.controller.checkpoints import CheckpointController
+from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
 from forensic_checkpoint.errors import ForensicCheckpointError
 
 

@@ -11,8 +11,8 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointStatus,
     Phase,
 )
+from forensic_checkpoint.domain.capture.suspicion import SUSPICIOUS, verdict
 from forensic_checkpoint.domain.conditions import set_condition
-from forensic_checkpoint.domain.suspicion import SUSPICIOUS, verdict
 
 #: (type, status, reason, message) of one condition.
 _Verdict = tuple[str, ConditionStatus, str, str]

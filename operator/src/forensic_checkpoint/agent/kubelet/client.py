@@ -17,7 +17,7 @@ from urllib.parse import quote
 import requests
 import urllib3
 
-from forensic_checkpoint.agent import outcomes
+from forensic_checkpoint.agent.kubelet import outcomes
 from forensic_checkpoint.errors import ConfigError, KubeletError, KubeletRuntimeError
 
 log = logging.getLogger(__name__)

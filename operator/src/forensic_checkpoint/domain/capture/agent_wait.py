@@ -16,7 +16,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointSpec,
     ForensicCheckpointStatus,
 )
-from forensic_checkpoint.domain.reconcile import overdue
+from forensic_checkpoint.domain.capture.reconcile import overdue
 
 #: Longest agent message kept in a container's status (the CRD's bound).
 _MESSAGE_LIMIT = 1024

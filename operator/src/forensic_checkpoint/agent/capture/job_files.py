@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 
 from forensic_checkpoint.agent import paths
+from forensic_checkpoint.agent.capture.tar_end import is_complete_tar
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore
-from forensic_checkpoint.agent.tar_end import is_complete_tar
 from forensic_checkpoint.api.agent import ArchiveInfo, CaptureState, ExportPhase
 from forensic_checkpoint.errors import CaptureError, ConflictError, NotFoundError
 

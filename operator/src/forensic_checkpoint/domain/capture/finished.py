@@ -2,7 +2,7 @@
 
 A finished container is still followed while its export runs, while its archive is kept on the
 node (retention may delete it) and while the agent watches for an archive the kubelet may write
-after a failed call. Pure functions, as in :mod:`forensic_checkpoint.domain.reconcile`.
+after a failed call. Pure functions, as in :mod:`forensic_checkpoint.domain.capture.reconcile`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from forensic_checkpoint.agent.job_files import is_stable
+from forensic_checkpoint.agent.capture.job_files import is_stable
 
 #: Reason of a job whose kubelet call was cut short by an agent restart and whose archive never
 #: appeared: the call may or may not have happened, so it is not repeated.
