@@ -91,33 +91,39 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     if not isinstance(node, dict):
         return node
     if "$ref" in node:
-        target = defs[node["$ref"].rsplit("/", 1)[-1]]
-        # A class docstring is written for Python readers; only field descriptions go to kubectl.
-        target = {k: v for k, v in target.items() if k != "description"}
-        merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-        return _resolve(merged, defs)
+        return _resolve(_dereference(node, defs), defs)
     unwrapped = _unwrap_optional(node)
     if unwrapped is not node:
         return _resolve(unwrapped, defs)
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if not _clean_key(key, value):
-            continue
-        if key == "const":
-            out["enum"] = [value]
-        elif key in _EXCLUSIVE_BOUNDS:
-            # JSON Schema 2020-12 has numeric exclusive bounds; OpenAPI v3.0 has booleans.
-            out[_EXCLUSIVE_BOUNDS[key]] = value
-            out[key] = True
-        elif key == "properties":
-            out[key] = {name: _resolve(sub, defs) for name, sub in value.items()}
-        elif key in _VERBATIM_KEYS or key.startswith("x-kubernetes-"):
-            out[key] = value  # data, not schema: CEL rules, enum values, defaults
-        else:
-            out[key] = _resolve(value, defs)
+        if _clean_key(key, value):
+            out.update(_translate(key, value, defs))
     if ("enum" in out or out.get("format") == "date-time") and "type" not in out:
         out["type"] = "string"
     return out
+
+
+def _dereference(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """``node`` with its ``$ref`` replaced by the definition, ``node``'s own keys winning."""
+    target = defs[node["$ref"].rsplit("/", 1)[-1]]
+    # A class docstring is written for Python readers; only field descriptions go to kubectl.
+    target = {k: v for k, v in target.items() if k != "description"}
+    return {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+
+
+def _translate(key: str, value: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    """One JSON-schema key as the OpenAPI v3.0 keys it becomes in a structural CRD schema."""
+    if key == "const":
+        return {"enum": [value]}
+    if key in _EXCLUSIVE_BOUNDS:
+        # JSON Schema 2020-12 has numeric exclusive bounds; OpenAPI v3.0 has booleans.
+        return {_EXCLUSIVE_BOUNDS[key]: value, key: True}
+    if key == "properties":
+        return {key: {name: _resolve(sub, defs) for name, sub in value.items()}}
+    if key in _VERBATIM_KEYS or key.startswith("x-kubernetes-"):
+        return {key: value}  # data, not schema: CEL rules, enum values, defaults
+    return {key: _resolve(value, defs)}
 
 
 def _model_schema(model: type[RootModel], field: str) -> dict[str, Any] | None:

@@ -2,9 +2,8 @@
 
 The kubelet runs a checkpoint on the HTTP request's context: when the agent stops waiting
 (``Timeout``) or the connection breaks, the dump is cancelled, unless the runtime had already
-written the archive. Then a ``checkpoint-<pod>_<ns>-<container>-<RFC3339>.tar`` appears that no
-job claims: the full memory of a container, unencrypted, outside the chain of custody. Other
-callers of the kubelet API (a human with ``curl``) leave such files too.
+written the archive: a ``checkpoint-<pod>_<ns>-<container>-<RFC3339>.tar`` no job claims, a whole
+memory unencrypted outside the chain of custody (a human calling the kubelet does that too).
 
 :class:`OrphanKeeper` is one background thread with two passes:
 
