@@ -59,10 +59,11 @@ def throughput(archive: Path, rules_text: str, runs: int) -> tuple[float, float,
         scan_pages,
     )
     from forensic_checkpoint.analysis.format.archive import scan_archive
+    from forensic_checkpoint.analysis.format.streams import Readable
 
     report = analyze(archive, AnalyzerOptions(findings=False, read_process_memory=False))
     contents = scan_archive(archive)
-    tasks = pages_tasks(contents, report)
+    tasks = pages_tasks(contents, report.processes, report.shared_memory)
     rules = compile_rules_from_source(rules_text)
     rates, engine = [], []
     scanned = calls = 0
@@ -70,11 +71,11 @@ def throughput(archive: Path, rules_text: str, runs: int) -> tuple[float, float,
         scanner = YaraScanner(rules)
         started = time.perf_counter()
 
-        def visit(name: str, stream: object, scanner: YaraScanner = scanner) -> None:
+        def visit(name: str, stream: Readable, scanner: YaraScanner = scanner) -> None:
             task = tasks[name]
             scan_pages(
                 scanner, stream, task.index, kind=task.kind, target=task.target, pid=task.pid
-            )  # type: ignore[arg-type]
+            )
 
         visit_members(contents, set(tasks), visit)
         elapsed = time.perf_counter() - started
