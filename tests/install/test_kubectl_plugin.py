@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access, binaries
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.stack import LocalStack
@@ -170,7 +171,7 @@ def test_capture_wait_report_and_get_archive(
     # Someone changes the archive on the node: the download is refused and nothing is left.
     api = stack.cluster.admin_client()
     try:
-        obj = request_json(
+        obj = apiserver.request(
             api,
             "GET",
             f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints/{name}",

@@ -1,7 +1,9 @@
 """The harness's own API-server calls, through the official ``kubernetes`` client's typed
-APIs (``CoreV1Api``, ``RbacAuthorizationV1Api``, ``CustomObjectsApi`` ...).
+APIs (``CoreV1Api``, ``RbacAuthorizationV1Api``, ``CustomObjectsApi`` ...), and ``request``, a
+raw call by path for what a test does as an administrator or to see the API server's own answer
+(server-side dry-run, a Status, an arbitrary path); the product's raw helper is private to it.
 
-``call`` returns the JSON body exactly as the API server sent it (the client does not
+``call`` and ``request`` return the JSON body exactly as the API server sent it (the client does not
 deserialize it into models, which would rewrite timestamps and drop fields it does not know),
 and turns the client's errors into the product's: ``NotFoundError`` (404), ``ConflictError``
 (409), otherwise ``ClusterError``.
@@ -10,7 +12,7 @@ and turns the client's errors into the product's: ``NotFoundError`` (404), ``Con
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,6 +51,37 @@ def call(action: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     with translated(action):
         response = method(*args, _preload_content=False, _request_timeout=TIMEOUT, **kwargs)
         raw = response.data
+    return json.loads(raw) if raw else None
+
+
+def request(
+    api: ApiClient,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    query: Mapping[str, str] | None = None,
+    content_type: str = "application/json",
+) -> Any:
+    """``method`` on ``path`` (``request(api, "GET", "/api/v1/nodes")``); its JSON body.
+
+    ``content_type`` picks the patch flavour of a PATCH (``MERGE_PATCH``, ``APPLY`` ...).
+    """
+    headers = {"Accept": "application/json", "Content-Type": content_type}
+    params = list((query or {}).items())
+    with translated(f"{method} {path}"):
+        prepared = api.param_serialize(
+            method,
+            path,
+            query_params=params,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = api.call_api(*prepared, _request_timeout=TIMEOUT)
+        raw = response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
     return json.loads(raw) if raw else None
 
 
