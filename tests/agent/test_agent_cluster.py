@@ -34,7 +34,9 @@ from tests.factories import export_values, s3_client
 from forensic_checkpoint.agent.kubelet.client import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
+from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import KubeletError
+from forensic_checkpoint.k8s.nodes import ForensicNodes
 from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access, binaries
 
@@ -282,20 +284,18 @@ def test_capture_completes_with_hash_report_and_forensicnode(
     assert download.headers["X-Checkpoint-Sha256"] == status.archive.sha256
     assert len(download.content) == status.archive.size_bytes
 
-    fnode = apiserver.request(
-        dev_cluster.admin_client(),
-        "GET",
-        f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node.name}",
-    )
-    assert fnode["status"]["agent"]["endpoint"] == runtime.endpoint
-    first_beat = fnode["status"]["agent"]["heartbeatTime"]
+    published = _published_agent(dev_cluster, node.name)
+    assert published.endpoint == runtime.endpoint
+    first_beat = published.heartbeat_time
     time.sleep(2.2)
-    fnode = apiserver.request(
-        dev_cluster.admin_client(),
-        "GET",
-        f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node.name}",
-    )
-    assert fnode["status"]["agent"]["heartbeatTime"] > first_beat
+    assert _published_agent(dev_cluster, node.name).heartbeat_time > first_beat
+
+
+def _published_agent(dev_cluster: Any, node: str) -> AgentStatus:
+    """``status.agent`` of the node's ForensicNode, as the operator reads it."""
+    fnode = ForensicNodes(dev_cluster.admin_client()).get(node)
+    assert fnode is not None and fnode.status is not None and fnode.status.agent is not None
+    return fnode.status.agent
 
 
 def _ready(dev_cluster: Any, node: str, timeout: float = 10.0) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from forensic_checkpoint.domain.alerts.capture import (
 )
 from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
+from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
 from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate
 from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
@@ -53,13 +54,10 @@ class AlertEnv:
     shell_pod: dict[str, Any]
 
     def checkpoints(self, source: str) -> list[ForensicCheckpoint]:
-        raw = apiserver.request(
-            self.admin,
-            "GET",
-            f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{self.namespace}/forensiccheckpoints",
-            query={"labelSelector": f"{LABEL_SOURCE}={source}"},
+        selector = f"{LABEL_SOURCE}={source}"
+        return ForensicCheckpoints(self.admin).list(
+            namespace=self.namespace, label_selector=selector
         )
-        return [ForensicCheckpoint.model_validate(item) for item in raw["items"]]
 
 
 @pytest.fixture(scope="module")
