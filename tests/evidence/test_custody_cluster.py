@@ -29,8 +29,6 @@ from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 pytestmark = pytest.mark.cluster
 
-MERGE = "application/merge-patch+json"
-
 
 def _path(handle: ClusterHandle, name: str, sub: str = "") -> str:
     return f"/apis/{API_VERSION}/namespaces/{handle.namespace}/forensiccheckpoints/{name}{sub}"
@@ -53,9 +51,7 @@ def _chain(subject: str, sha: str) -> list[CustodyEntry]:
 
 def _set_custody(api: Any, handle: ClusterHandle, name: str, raw: list[Any]) -> Any:
     body = {"status": {"custody": raw}}
-    return apiserver.request(
-        api, "PATCH", _path(handle, name, "/status"), body=body, content_type=MERGE
-    )
+    return apiserver.request(api, "PATCH", _path(handle, name, "/status"), body=body)
 
 
 def test_custody_is_append_only_and_verify_reads_it(

@@ -110,7 +110,6 @@ def test_full_status_round_trips_without_pruning(api: ApiClient) -> None:
         "PATCH",
         f"{BASE}/roundtrip/status",
         body={"status": written},
-        content_type="application/merge-patch+json",
     )
     back = apiserver.request(api, "GET", f"{BASE}/roundtrip")
     assert ForensicCheckpointStatus.model_validate(back["status"]) == status
@@ -125,7 +124,6 @@ def test_spec_is_immutable(api: ApiClient) -> None:
             "PATCH",
             f"{BASE}/immutable",
             body={"spec": {"podName": "other"}},
-            content_type="application/merge-patch+json",
         )
     assert info.value.status_code == 422
     assert "spec is immutable" in info.value.message
@@ -135,7 +133,6 @@ def test_spec_is_immutable(api: ApiClient) -> None:
         "PATCH",
         f"{BASE}/immutable",
         body={"metadata": {"labels": {"forensic-checkpoint.dev/hold": "true"}}},
-        content_type="application/merge-patch+json",
     )
 
 

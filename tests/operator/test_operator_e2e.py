@@ -349,7 +349,6 @@ def test_deleting_the_checkpoint_removes_the_archive_unless_held(stack: LocalSta
             "PATCH",
             f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints/held",
             body={"metadata": {"labels": {"forensic-checkpoint.dev/hold": "true"}}},
-            content_type="application/merge-patch+json",
         )
     finally:
         close(api)

@@ -342,7 +342,6 @@ def test_the_hold_reaches_the_agent_at_creation_and_when_it_changes(stack: Local
                 "PATCH",
                 path,
                 body={"metadata": {section: {HOLD_KEY: value}}},
-                content_type="application/merge-patch+json",
             )
 
         patch("labels", None)

@@ -288,7 +288,6 @@ def test_nodes_command_prints_each_nodes_reason(
             "PATCH",
             f"{base}/{name}/status",
             body={"status": status.model_dump(mode="json", by_alias=True, exclude_none=True)},
-            content_type="application/merge-patch+json",
         )
         assert main(["nodes", "--kubeconfig", str(local.kubeconfig)]) == 0
         lines = capsys.readouterr().out.splitlines()
