@@ -42,7 +42,7 @@ from forensic_checkpoint.controller.alerts import (
 )
 from forensic_checkpoint.domain.alerts.capture import LABEL_SOURCE
 from forensic_checkpoint.domain.alerts.policy import Limits
-from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 
 NAMESPACE = "storm"
@@ -139,7 +139,7 @@ async def run(args: argparse.Namespace, cluster: DevCluster) -> int:
             "spec": {"match": {"namespaces": [NAMESPACE]}, "cooldownSeconds": 600},
         }
     )
-    request_json(
+    apiserver.request(
         api, "POST", "/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies",
         body=policy.to_kube(),
     )  # fmt: skip
@@ -151,14 +151,14 @@ async def run(args: argparse.Namespace, cluster: DevCluster) -> int:
     checkpoints = (
         f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints"
     )
-    request_json(api, "POST", checkpoints, body=warmup.to_kube())
-    request_json(api, "GET", checkpoints)
-    request_json(api, "GET", "/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies")
+    apiserver.request(api, "POST", checkpoints, body=warmup.to_kube())
+    apiserver.request(api, "GET", checkpoints)
+    apiserver.request(api, "GET", "/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies")
     # The API server's own pace on this machine right now, to read the capture latency against.
     round_trips = []
     for i in range(20):
         t0 = time.perf_counter()
-        request_json(api, "GET", f"/api/v1/namespaces/{NAMESPACE}/pods/pod-{i % distinct}")
+        apiserver.request(api, "GET", f"/api/v1/namespaces/{NAMESPACE}/pods/pod-{i % distinct}")
         round_trips.append(time.perf_counter() - t0)
     token_file = cluster.dir / "alert-token"
     token_file.write_text(TOKEN)
@@ -174,7 +174,7 @@ async def run(args: argparse.Namespace, cluster: DevCluster) -> int:
     finally:
         await server.stop()
 
-    listed = request_json(api, "GET", checkpoints, query={"labelSelector": LABEL_SOURCE})
+    listed = apiserver.request(api, "GET", checkpoints, query={"labelSelector": LABEL_SOURCE})
     created = len(listed["items"])
     allowed = min(args.concurrent, args.burst + math.floor(args.rate * elapsed))
     p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)

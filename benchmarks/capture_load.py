@@ -28,7 +28,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.cluster.pods import create_running_pod
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         base = f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints"
         items: list[dict[str, Any]] = []
         while time.monotonic() - started < args.timeout:
-            items = request_json(api, "GET", base)["items"]
+            items = apiserver.request(api, "GET", base)["items"]
             if all((o.get("status") or {}).get("phase") in ("Completed", "Failed") for o in items):
                 break
             time.sleep(0.25)

@@ -34,8 +34,10 @@ from tests.factories import export_values, s3_client
 from forensic_checkpoint.agent.kubelet.client import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
+from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import KubeletError
-from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint.k8s.nodes import ForensicNodes
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access, binaries
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -146,7 +148,7 @@ def ids(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     access.delete_namespace(api, ns)
     for name in (role, f"fc-kubelet-{suffix}"):
         for kind in ("clusterrolebindings", "clusterroles"):
-            request_json(api, "DELETE", f"{RBAC}/{kind}/{name}")
+            apiserver.request(api, "DELETE", f"{RBAC}/{kind}/{name}")
 
 
 def _config(ids: Identities, node: Any, state: Path, **overrides: Any) -> AgentConfig:
@@ -282,20 +284,18 @@ def test_capture_completes_with_hash_report_and_forensicnode(
     assert download.headers["X-Checkpoint-Sha256"] == status.archive.sha256
     assert len(download.content) == status.archive.size_bytes
 
-    fnode = request_json(
-        dev_cluster.admin_client(),
-        "GET",
-        f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node.name}",
-    )
-    assert fnode["status"]["agent"]["endpoint"] == runtime.endpoint
-    first_beat = fnode["status"]["agent"]["heartbeatTime"]
+    published = _published_agent(dev_cluster, node.name)
+    assert published.endpoint == runtime.endpoint
+    first_beat = published.heartbeat_time
     time.sleep(2.2)
-    fnode = request_json(
-        dev_cluster.admin_client(),
-        "GET",
-        f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node.name}",
-    )
-    assert fnode["status"]["agent"]["heartbeatTime"] > first_beat
+    assert _published_agent(dev_cluster, node.name).heartbeat_time > first_beat
+
+
+def _published_agent(dev_cluster: Any, node: str) -> AgentStatus:
+    """``status.agent`` of the node's ForensicNode, as the operator reads it."""
+    fnode = ForensicNodes(dev_cluster.admin_client()).get(node)
+    assert fnode is not None and fnode.status is not None and fnode.status.agent is not None
+    return fnode.status.agent
 
 
 def _ready(dev_cluster: Any, node: str, timeout: float = 10.0) -> dict[str, Any]:
@@ -303,7 +303,7 @@ def _ready(dev_cluster: Any, node: str, timeout: float = 10.0) -> dict[str, Any]
     deadline = time.monotonic() + timeout
     path = f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node}"
     while True:
-        fnode = request_json(dev_cluster.admin_client(), "GET", path)
+        fnode = apiserver.request(dev_cluster.admin_client(), "GET", path)
         conditions = (fnode.get("status") or {}).get("conditions") or []
         ready = next((c for c in conditions if c["type"] == "Ready"), None)
         if ready is not None and ready["status"] != "Unknown":
@@ -385,7 +385,7 @@ def test_misconfigured_agent_reports_not_ready(
     healthy.start()
     try:
         path = f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{node.name}"
-        status = request_json(dev_cluster.admin_client(), "GET", path)["status"]
+        status = apiserver.request(dev_cluster.admin_client(), "GET", path)["status"]
     finally:
         healthy.stop()
     [now] = [c for c in status["conditions"] if c["type"] == "Ready"]

@@ -24,7 +24,9 @@ from forensic_checkpoint.controller.alerts import AlertReceiverConfig, KubeCaptu
 from forensic_checkpoint.domain.alerts.capture import LABEL_SOURCE
 from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
-from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate, request_json
+from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
+from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access, binaries
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.cluster.pods import create_running_pod
@@ -38,7 +40,6 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 BLOG_ARCHIVE = DATA / "counter-blog-crio.tar.zst"
 BLOG_TRUTH = json.loads((DATA / "counter-blog-crio.truth.json").read_text())
 SECRET = BLOG_TRUTH["memory_strings"][0]
-CHECKPOINTS = f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints"
 
 
 @dataclass
@@ -79,7 +80,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
                 },
             }
         )
-        request_json(
+        apiserver.request(
             admin,
             "POST",
             "/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies",
@@ -124,8 +125,8 @@ def test_alert_for_the_counter_pod_completes_with_the_secret_found(
     with running_alertmanager(tmp_path / "am", webhook, chain.token_file) as am:
         am.amtool("alert", "add", "CounterSecretLeak", *labels)
         wait_for(lambda: receiver.count("alertmanager", "Capture") == 1, 30, "the capture")
-        (item,) = request_json(chain.admin, "GET", CHECKPOINTS)["items"]
-        name = item["metadata"]["name"]
+        (item,) = ForensicCheckpoints(chain.admin).list(namespace=NAMESPACE)
+        name = item.metadata["name"]
         obj = chain.stack.wait_phase(NAMESPACE, name, timeout=120)
         # While it ran, Alertmanager kept re-sending the firing alert.
         wait_for(lambda: receiver.count("alertmanager", "Duplicate") >= 1, 30, "a re-send")
@@ -143,5 +144,5 @@ def test_alert_for_the_counter_pod_completes_with_the_secret_found(
     assert obj["metadata"]["labels"][LABEL_SOURCE] == "alertmanager"
     assert obj["spec"]["reason"]["alert"]["name"] == "CounterSecretLeak"
     # Exactly one, after the re-sends and the resolution.
-    assert len(request_json(chain.admin, "GET", CHECKPOINTS)["items"]) == 1
+    assert len(ForensicCheckpoints(chain.admin).list(namespace=NAMESPACE)) == 1
     assert receiver.count("alertmanager", "Capture") == 1

@@ -32,7 +32,9 @@ from forensic_checkpoint.domain.alerts.capture import (
 )
 from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
-from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate, request_json
+from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
+from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -52,13 +54,10 @@ class AlertEnv:
     shell_pod: dict[str, Any]
 
     def checkpoints(self, source: str) -> list[ForensicCheckpoint]:
-        raw = request_json(
-            self.admin,
-            "GET",
-            f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{self.namespace}/forensiccheckpoints",
-            query={"labelSelector": f"{LABEL_SOURCE}={source}"},
+        selector = f"{LABEL_SOURCE}={source}"
+        return ForensicCheckpoints(self.admin).list(
+            namespace=self.namespace, label_selector=selector
         )
-        return [ForensicCheckpoint.model_validate(item) for item in raw["items"]]
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +97,7 @@ def alert_env(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
             },
         }
     )
-    request_json(admin, "POST", POLICIES, body=policy.to_kube())
+    apiserver.request(admin, "POST", POLICIES, body=policy.to_kube())
     work = tmp_path_factory.mktemp("alerts")
     token = secrets.token_urlsafe(24)
     token_file = work / "token"
@@ -115,7 +114,7 @@ def alert_env(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield AlertEnv(namespace, admin, receiver, token, token_file, pod, shell_pod)
     finally:
         receiver.stop()
-        request_json(admin, "DELETE", f"{POLICIES}/{policy.name}")
+        apiserver.request(admin, "DELETE", f"{POLICIES}/{policy.name}")
         access.delete_namespace(admin, namespace)
         close(api)
 
@@ -221,7 +220,7 @@ def test_receiver_identity_cannot_do_more_than_it_needs(alert_env: AlertEnv) -> 
             },
         },
     }
-    answer = request_json(
+    answer = apiserver.request(
         alert_env.admin,
         "POST",
         "/apis/authorization.k8s.io/v1/subjectaccessreviews",

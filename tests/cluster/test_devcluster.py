@@ -19,7 +19,7 @@ import pytest
 import requests
 import zstandard
 
-from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access, pki
 from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 from forensic_checkpoint_dev.realnode import node as real_node
@@ -89,7 +89,7 @@ def post(
 def test_nodes_registered_with_kubelet_endpoint_and_crds_applied(local: ClusterHandle) -> None:
     api = local.admin_client()
     for node in local.nodes:
-        obj = request_json(api, "GET", f"/api/v1/nodes/{node.name}")
+        obj = apiserver.request(api, "GET", f"/api/v1/nodes/{node.name}")
         status = obj["status"]
         # As a real kubelet: the machine's address, never loopback (real-node.md, M1).
         address = real_node.node_ip()
@@ -103,7 +103,7 @@ def test_nodes_registered_with_kubelet_endpoint_and_crds_applied(local: ClusterH
             "value": "true",
             "effect": "NoSchedule",
         } in obj["spec"]["taints"]
-    crds = request_json(api, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+    crds = apiserver.request(api, "GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
     names = {c["metadata"]["name"] for c in crds["items"]}
     expected = {p.name.removesuffix(".yaml") for p in (DATA.parents[1] / "crds").glob("*.yaml")}
     assert expected <= names
@@ -334,7 +334,7 @@ def test_node_settings_gate_fail_and_runtime_version(
     )
     node1.set_config(runtimeVersion="cri-o://1.26.4")
     try:
-        obj = request_json(local.admin_client(), "GET", "/api/v1/nodes/node-1")
+        obj = apiserver.request(local.admin_client(), "GET", "/api/v1/nodes/node-1")
         assert obj["status"]["nodeInfo"]["containerRuntimeVersion"] == "cri-o://1.26.4"
     finally:
         node1.set_config(runtimeVersion="containerd://2.3.4")

@@ -1,4 +1,5 @@
-"""k8s.client builders and k8s.reviews against the real API server of the dev cluster."""
+"""k8s.client builders, the repositories' error translation and k8s.reviews against the real
+API server of the dev cluster."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint, ForensicCheckpointStatus
 from forensic_checkpoint.errors import ClusterError, ConfigError, ConflictError, NotFoundError
 from forensic_checkpoint.k8s import client as kube
+from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
 from forensic_checkpoint.k8s.reviews import subject_access_review, token_review
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
 from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
@@ -20,7 +24,7 @@ RBAC = "/apis/rbac.authorization.k8s.io/v1"
 
 def whoami(api: kube.ApiClient) -> tuple[str, list[str]]:
     body = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
-    info = kube.request_json(api, "POST", SELF_REVIEW, body=body)["status"]["userInfo"]
+    info = apiserver.request(api, "POST", SELF_REVIEW, body=body)["status"]["userInfo"]
     return info["username"], info.get("groups", [])
 
 
@@ -74,29 +78,27 @@ def test_in_cluster_and_environment_resolution(
         kube.from_kubeconfig(tmp_path / "missing")
 
 
-def test_request_json_translates_errors(dev_cluster: ClusterHandle) -> None:
+def test_the_repositories_translate_the_api_servers_errors(dev_cluster: ClusterHandle) -> None:
     api = dev_cluster.admin_client()
     ns = dev_cluster.namespace
+    checkpoints = ForensicCheckpoints(api)
     with pytest.raises(NotFoundError) as missing:
-        kube.request_json(api, "GET", f"/api/v1/namespaces/{ns}/configmaps/absent")
+        checkpoints.read(ns, "absent")
     assert missing.value.status_code == 404
-    assert 'configmaps "absent" not found' in missing.value.message
-    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "twice"}}
-    kube.request_json(api, "POST", f"/api/v1/namespaces/{ns}/configmaps", body=body)
-    with pytest.raises(ConflictError):
-        kube.request_json(api, "POST", f"/api/v1/namespaces/{ns}/configmaps", body=body)
-    patched = kube.request_json(
-        api,
-        "PATCH",
-        f"/api/v1/namespaces/{ns}/configmaps/twice",
-        body={"data": {"k": "v"}},
-        content_type="application/merge-patch+json",
+    assert '"absent" not found' in missing.value.message
+    twice = ForensicCheckpoint.model_validate(
+        {"metadata": {"name": "twice", "namespace": ns}, "spec": {"podName": "web"}}
     )
-    assert patched["data"] == {"k": "v"}
+    checkpoints.create(twice)
+    with pytest.raises(ConflictError):
+        checkpoints.create(twice)
+    checkpoints.write_status(ns, "twice", ForensicCheckpointStatus(message="merged"))
+    stored = checkpoints.read(ns, "twice").status
+    assert stored is not None and stored.message == "merged"
     unreachable = kube.from_token("https://127.0.0.1:1", "t", ca_file=dev_cluster.ca_file)
     unreachable.configuration.retries = 0
     with pytest.raises(ClusterError, match="unreachable"):
-        kube.request_json(unreachable, "GET", "/version", timeout=2)
+        ForensicCheckpoints(unreachable).read(ns, "twice")
     kube.close(unreachable)
 
 
@@ -124,7 +126,7 @@ def test_subject_access_review(dev_cluster: ClusterHandle) -> None:
         "metadata": {"name": "pod-reader"},
         "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
     }
-    kube.request_json(api, "POST", f"{RBAC}/namespaces/{ns}/roles", body=role)
+    apiserver.request(api, "POST", f"{RBAC}/namespaces/{ns}/roles", body=role)
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
@@ -132,7 +134,7 @@ def test_subject_access_review(dev_cluster: ClusterHandle) -> None:
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
         "subjects": [access.user("reader")],
     }
-    kube.request_json(api, "POST", f"{RBAC}/namespaces/{ns}/rolebindings", body=binding)
+    apiserver.request(api, "POST", f"{RBAC}/namespaces/{ns}/rolebindings", body=binding)
     assert subject_access_review(api, "reader", [], "get", "pods", namespace=ns)
     assert not subject_access_review(api, "reader", [], "get", "pods", namespace="default")
     assert not subject_access_review(api, "reader", [], "delete", "pods", namespace=ns)

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from forensic_checkpoint.k8s.client import close, from_kubeconfig, request_json
+from forensic_checkpoint.k8s.client import close, from_kubeconfig
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import processes
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.cluster.testing import ClusterHandle
@@ -53,7 +54,7 @@ def test_up_env_down_leaves_nothing_behind(dev_cluster: ClusterHandle, tmp_path:
     }
     api = from_kubeconfig(kubeconfig)
     try:
-        nodes = request_json(api, "GET", "/api/v1/nodes")["items"]
+        nodes = apiserver.request(api, "GET", "/api/v1/nodes")["items"]
         assert [n["metadata"]["name"] for n in nodes] == ["node-1"]
     finally:
         close(api)
@@ -67,7 +68,7 @@ def test_up_env_down_leaves_nothing_behind(dev_cluster: ClusterHandle, tmp_path:
     assert not [p for p in ports if processes.port_open(p)]
     assert not directory.exists()
     # the session cluster is untouched
-    assert request_json(dev_cluster.admin_client(), "GET", "/api/v1/nodes/node-1")
+    assert apiserver.request(dev_cluster.admin_client(), "GET", "/api/v1/nodes/node-1")
 
 
 def test_down_without_a_cluster_is_an_error(tmp_path: Path) -> None:

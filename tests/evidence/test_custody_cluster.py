@@ -24,12 +24,10 @@ from forensic_checkpoint.api.custody import (
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.errors import ClusterError
-from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 pytestmark = pytest.mark.cluster
-
-MERGE = "application/merge-patch+json"
 
 
 def _path(handle: ClusterHandle, name: str, sub: str = "") -> str:
@@ -53,7 +51,7 @@ def _chain(subject: str, sha: str) -> list[CustodyEntry]:
 
 def _set_custody(api: Any, handle: ClusterHandle, name: str, raw: list[Any]) -> Any:
     body = {"status": {"custody": raw}}
-    return request_json(api, "PATCH", _path(handle, name, "/status"), body=body, content_type=MERGE)
+    return apiserver.request(api, "PATCH", _path(handle, name, "/status"), body=body)
 
 
 def test_custody_is_append_only_and_verify_reads_it(
@@ -61,7 +59,7 @@ def test_custody_is_append_only_and_verify_reads_it(
 ) -> None:
     api = dev_cluster.admin_client()
     name = f"evidence-{secrets.token_hex(3)}"
-    created = request_json(
+    created = apiserver.request(
         api,
         "POST",
         f"/apis/{API_VERSION}/namespaces/{dev_cluster.namespace}/forensiccheckpoints",

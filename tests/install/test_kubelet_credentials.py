@@ -22,7 +22,8 @@ from cryptography import x509
 
 from forensic_checkpoint.cli import kubectl_forensic
 from forensic_checkpoint.domain.readiness import PROBE_PATH
-from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.deploy import CHART, NAMESPACE
@@ -84,8 +85,8 @@ def test_client_certificate_through_a_csr(install_cluster: DevCluster, tmp_path:
             ]
         )
         assert code == 0
-        secret = request_json(api, "GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{SECRET}")
-        csrs = request_json(api, "GET", CSR_PATH)["items"]
+        secret = apiserver.request(api, "GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/{SECRET}")
+        csrs = apiserver.request(api, "GET", CSR_PATH)["items"]
     finally:
         close(api)
     assert secret["type"] == "kubernetes.io/tls"

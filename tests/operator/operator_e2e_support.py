@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
 from forensic_checkpoint_dev.stack import LocalStack
 
@@ -37,7 +38,7 @@ def events(stack: LocalStack, name: str) -> list[dict[str, Any]]:
     api = stack.cluster.admin_client()
     try:
         return list(
-            request_json(
+            apiserver.request(
                 api,
                 "GET",
                 f"/api/v1/namespaces/{NAMESPACE}/events",

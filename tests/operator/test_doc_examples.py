@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from forensic_checkpoint.k8s.client import request_json
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster.testing import ClusterHandle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +51,7 @@ def test_example_is_accepted_by_the_api_server(
     body["metadata"].pop("namespace", None)
     scope = f"/namespaces/{dev_cluster.namespace}" if namespaced else ""
     path = f"/apis/{GROUP}/{version}{scope}/{plural}"
-    created = request_json(
+    created = apiserver.request(
         dev_cluster.admin_client(),
         "POST",
         path,

@@ -23,7 +23,8 @@ from forensic_checkpoint.api.forensiccheckpoint import (
 )
 from forensic_checkpoint.domain.capture import reconcile
 from forensic_checkpoint.errors import ClusterError
-from forensic_checkpoint.k8s.client import ApiClient, close, request_json
+from forensic_checkpoint.k8s.client import ApiClient, close
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
 from forensic_checkpoint_dev.stack import LocalStack
 
@@ -50,7 +51,7 @@ def _create(api: ApiClient, name: str, spec: dict[str, Any]) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": spec,
     }
-    return dict(request_json(api, "POST", BASE, body=body))
+    return dict(apiserver.request(api, "POST", BASE, body=body))
 
 
 def _full_status(uid: str) -> ForensicCheckpointStatus:
@@ -104,14 +105,13 @@ def test_full_status_round_trips_without_pruning(api: ApiClient) -> None:
     status = _full_status(created["metadata"]["uid"])
     assert status.containers[0].summary and status.containers[0].summary.memory_hit_count == 2
     written = status.to_kube()
-    request_json(
+    apiserver.request(
         api,
         "PATCH",
         f"{BASE}/roundtrip/status",
         body={"status": written},
-        content_type="application/merge-patch+json",
     )
-    back = request_json(api, "GET", f"{BASE}/roundtrip")
+    back = apiserver.request(api, "GET", f"{BASE}/roundtrip")
     assert ForensicCheckpointStatus.model_validate(back["status"]) == status
     assert back["status"] == written
 
@@ -119,22 +119,20 @@ def test_full_status_round_trips_without_pruning(api: ApiClient) -> None:
 def test_spec_is_immutable(api: ApiClient) -> None:
     _create(api, "immutable", {"podName": "counters", "containers": ["counter"]})
     with pytest.raises(ClusterError) as info:
-        request_json(
+        apiserver.request(
             api,
             "PATCH",
             f"{BASE}/immutable",
             body={"spec": {"podName": "other"}},
-            content_type="application/merge-patch+json",
         )
     assert info.value.status_code == 422
     assert "spec is immutable" in info.value.message
     # Metadata (labels, the hold) stays editable.
-    request_json(
+    apiserver.request(
         api,
         "PATCH",
         f"{BASE}/immutable",
         body={"metadata": {"labels": {"forensic-checkpoint.dev/hold": "true"}}},
-        content_type="application/merge-patch+json",
     )
 
 
@@ -155,7 +153,7 @@ def test_validation_rejects_bad_specs(api: ApiClient, spec: dict[str, Any], fiel
     assert info.value.status_code == 422
     assert field in info.value.message
     with contextlib.suppress(ClusterError):
-        request_json(api, "DELETE", f"{BASE}/invalid")
+        apiserver.request(api, "DELETE", f"{BASE}/invalid")
 
 
 def test_defaults_are_applied_by_the_api_server(api: ApiClient) -> None:

@@ -21,7 +21,8 @@ from tests.operator.operator_e2e_support import (
 )
 
 from forensic_checkpoint.api.agent import capture_key
-from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import binaries, pki, processes
 from forensic_checkpoint_dev.stack import LocalStack
 
@@ -212,20 +213,20 @@ def test_kubelet_forbidden_names_the_missing_permission(stack: LocalStack) -> No
     agent keeps its heartbeat and readiness rights, the kubelet answers 403."""
     api = stack.cluster.admin_client()
     role = "/apis/rbac.authorization.k8s.io/v1/clusterroles/forensic-checkpoint-agent"
-    saved = request_json(api, "GET", role)
+    saved = apiserver.request(api, "GET", role)
     for key in ("resourceVersion", "uid", "creationTimestamp", "managedFields"):
         saved["metadata"].pop(key, None)
     crippled = {
         **saved,
         "rules": [r for r in saved["rules"] if "nodes/checkpoint" not in r["resources"]],
     }
-    request_json(api, "PUT", role, body=crippled)
+    apiserver.request(api, "PUT", role, body=crippled)
     try:
         create_pod(stack, "forbidden", "node-3", containers=("app",))
         stack.create_checkpoint(NAMESPACE, "forbidden", {"podName": "forbidden"})
         obj = stack.wait_phase(NAMESPACE, "forbidden")
     finally:
-        request_json(api, "PUT", role, body=saved)
+        apiserver.request(api, "PUT", role, body=saved)
         close(api)
         # The next tests capture on node-3 again: wait until its readiness recovered.
         assert processes.wait_until(
@@ -343,12 +344,11 @@ def test_deleting_the_checkpoint_removes_the_archive_unless_held(stack: LocalSta
     held = Path(obj["status"]["containers"][0]["archive"]["path"])
     api = stack.cluster.admin_client()
     try:
-        request_json(
+        apiserver.request(
             api,
             "PATCH",
             f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints/held",
             body={"metadata": {"labels": {"forensic-checkpoint.dev/hold": "true"}}},
-            content_type="application/merge-patch+json",
         )
     finally:
         close(api)
@@ -393,7 +393,9 @@ def test_a_node_without_agent_fails_with_agent_unavailable(stack: LocalStack) ->
     stack.kill_agent("node-3")
     api = stack.cluster.admin_client()
     try:
-        request_json(api, "DELETE", "/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/node-3")
+        apiserver.request(
+            api, "DELETE", "/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/node-3"
+        )
         create_pod(stack, "orphan", "node-3", containers=("app",))
         stack.create_checkpoint(NAMESPACE, "orphan", {"podName": "orphan"})
         waiting = stack.wait_phase(

@@ -30,7 +30,8 @@ from tests.operator.operator_e2e_support import (
 from forensic_checkpoint.api.custody import ActorKind, CustodyAction, CustodyEntry
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.domain.evidence import checkpoint_custody, custody
-from forensic_checkpoint.k8s.client import close, request_json
+from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.stack import LocalStack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -70,10 +71,10 @@ def capture_policy(stack: LocalStack) -> Iterator[str]:
         },
     }
     try:
-        request_json(api, "POST", f"{GROUP_PATH}/forensiccapturepolicies", body=body)
+        apiserver.request(api, "POST", f"{GROUP_PATH}/forensiccapturepolicies", body=body)
         yield name
     finally:
-        request_json(api, "DELETE", f"{GROUP_PATH}/forensiccapturepolicies/{name}")
+        apiserver.request(api, "DELETE", f"{GROUP_PATH}/forensiccapturepolicies/{name}")
         close(api)
 
 
@@ -319,7 +320,7 @@ def test_the_hold_reaches_the_agent_at_creation_and_when_it_changes(stack: Local
     api = stack.cluster.admin_client()
     path = f"{GROUP_PATH}/namespaces/{NAMESPACE}/forensiccheckpoints/on-hold"
     try:
-        request_json(
+        apiserver.request(
             api,
             "POST",
             f"{GROUP_PATH}/namespaces/{NAMESPACE}/forensiccheckpoints",
@@ -336,12 +337,11 @@ def test_the_hold_reaches_the_agent_at_creation_and_when_it_changes(stack: Local
         assert _held_at_agent(stack, "node-1", key)  # CaptureRequest.hold
 
         def patch(section: str, value: str | None) -> None:
-            request_json(
+            apiserver.request(
                 api,
                 "PATCH",
                 path,
                 body={"metadata": {section: {HOLD_KEY: value}}},
-                content_type="application/merge-patch+json",
             )
 
         patch("labels", None)

@@ -37,7 +37,8 @@ from forensic_checkpoint.domain.readiness import (
     Readiness,
     evaluate,
 )
-from forensic_checkpoint.k8s.client import close, from_token, request_json
+from forensic_checkpoint.k8s.client import close, from_token
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
 from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
 from forensic_checkpoint_dev.cluster.testing import ClusterHandle
@@ -91,7 +92,7 @@ def probe_kubelet(node: FakeNode, token: str, path: str = PROBE_PATH) -> Kubelet
 def access_review(local: ClusterHandle, token: str, node_name: str) -> AccessReview:
     api = from_token(local.server, token, ca_file=local.ca_file)
     try:
-        review = request_json(
+        review = apiserver.request(
             api,
             "POST",
             "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
@@ -115,7 +116,7 @@ def access_review(local: ClusterHandle, token: str, node_name: str) -> AccessRev
 
 
 def node_info(local: ClusterHandle, name: str) -> dict[str, str]:
-    node = request_json(local.admin_client(), "GET", f"/api/v1/nodes/{name}")
+    node = apiserver.request(local.admin_client(), "GET", f"/api/v1/nodes/{name}")
     return dict((node.get("status") or {}).get("nodeInfo") or {})
 
 
@@ -275,19 +276,18 @@ def test_nodes_command_prints_each_nodes_reason(
     name = f"{local.namespace}-gate-off"  # cluster-scoped: keep clear of the agents' names
     base = f"/apis/{GROUP}/{VERSION}/forensicnodes"
     admin = local.admin_client()
-    request_json(
+    apiserver.request(
         admin,
         "POST",
         base,
         body={"apiVersion": API_VERSION, "kind": "ForensicNode", "metadata": {"name": name}},
     )
     try:
-        request_json(
+        apiserver.request(
             admin,
             "PATCH",
             f"{base}/{name}/status",
             body={"status": status.model_dump(mode="json", by_alias=True, exclude_none=True)},
-            content_type="application/merge-patch+json",
         )
         assert main(["nodes", "--kubeconfig", str(local.kubeconfig)]) == 0
         lines = capsys.readouterr().out.splitlines()
@@ -305,4 +305,4 @@ def test_nodes_command_prints_each_nodes_reason(
         )
         assert row[1:3] == ["False", "CheckpointingDisabled"]
     finally:
-        request_json(admin, "DELETE", f"{base}/{name}")
+        apiserver.request(admin, "DELETE", f"{base}/{name}")

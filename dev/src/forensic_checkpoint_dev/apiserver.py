@@ -1,7 +1,9 @@
 """The harness's own API-server calls, through the official ``kubernetes`` client's typed
-APIs (``CoreV1Api``, ``RbacAuthorizationV1Api``, ``CustomObjectsApi`` ...).
+APIs (``CoreV1Api``, ``RbacAuthorizationV1Api``, ``CustomObjectsApi`` ...), and ``request``, a
+raw call by path for what a test does as an administrator or to see the API server's own answer
+(server-side dry-run, a Status, an arbitrary path); the product's raw helper is private to it.
 
-``call`` returns the JSON body exactly as the API server sent it (the client does not
+``call`` and ``request`` return the JSON body exactly as the API server sent it (the client does not
 deserialize it into models, which would rewrite timestamps and drop fields it does not know),
 and turns the client's errors into the product's: ``NotFoundError`` (404), ``ConflictError``
 (409), otherwise ``ClusterError``.
@@ -50,6 +52,28 @@ def call(action: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> 
         response = method(*args, _preload_content=False, _request_timeout=TIMEOUT, **kwargs)
         raw = response.data
     return json.loads(raw) if raw else None
+
+
+def request(
+    api: ApiClient, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
+) -> Any:
+    """``request(api, "GET", "/api/v1/nodes")``: a raw call by path, for what a test does as an
+    administrator or to see the API server's own answer; its JSON body. A PATCH is a merge patch.
+    """
+    content_type = MERGE_PATCH if method == "PATCH" else "application/json"
+    prepared = api.param_serialize(
+        method,
+        path,
+        query_params=list((query or {}).items()),
+        header_params={"Accept": "application/json", "Content-Type": content_type},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    with translated(f"{method} {path}"):
+        response = api.call_api(*prepared, _request_timeout=TIMEOUT)
+        response.read()  # type: ignore[no-untyped-call]
+        # "object" keeps the JSON as sent; "default" keeps an error's Status for its message.
+        return api.response_deserialize(response, {"2XX": "object", "default": "object"}).data
 
 
 def custom_object(

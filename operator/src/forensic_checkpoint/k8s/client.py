@@ -4,9 +4,8 @@ Every builder returns a fresh ``kubernetes.client.ApiClient`` with its own ``Con
 nothing here touches the client library's process-wide default, so one process can talk to
 several clusters (the dev-cluster tests do) without one overwriting another's credentials.
 
-Product code talks to the API server through the typed repositories of this package (they
-build every path). ``request_json`` is re-exported here only for the dev harness and the tests,
-which seed clusters with raw objects; ruff's banned-api rule keeps it out of product modules.
+Code outside this package talks to the API server through its typed repositories (they build
+every path); the raw REST helper they share (``_rest``) is private to the package.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from forensic_checkpoint.errors import ConfigError
-from forensic_checkpoint.k8s._rest import request_json
 
 ApiClient = k8s_client.ApiClient
 
@@ -114,5 +112,4 @@ __all__ = [
     "from_kubeconfig",
     "from_token",
     "in_cluster",
-    "request_json",
 ]
