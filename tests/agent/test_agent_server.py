@@ -135,6 +135,23 @@ def test_only_the_operator_gets_in(
     assert agent.kubelet.calls == []
 
 
+@pytest.mark.parametrize("token", [None, "forged", "other-token"])
+def test_a_finished_captures_report_and_hold_stay_closed_to_anyone_but_the_operator(
+    agent: Agent, token: str | None
+) -> None:
+    """The report holds the analysis (process tree, sockets, memory hits): an existing one must
+    be refused, not merely absent, to a caller that is not the operator."""
+    agent.call("POST", "/v1/captures", data=request("uid8-app").to_json())
+    assert wait_done(agent, "uid8-app").state == "Completed"
+    report = agent.call("GET", "/v1/captures/uid8-app/report", token=token)
+    assert report.status_code in (401, 403), report.text
+    assert "sha256" not in report.json()
+    hold = agent.call("PUT", "/v1/captures/uid8-app/hold", token=token, json={"hold": True})
+    assert hold.status_code in (401, 403), hold.text
+    status = CaptureStatus.model_validate_json(agent.call("GET", "/v1/captures/uid8-app").text)
+    assert not status.held
+
+
 def test_token_reviews_are_cached(agent: Agent) -> None:
     for _ in range(5):
         assert agent.call("GET", "/v1/captures/nope-app").status_code == 404
