@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+import urllib3
 from tests.agent.agent_support import Pki
 from tests.factories import serve_in_thread
 
@@ -34,6 +36,9 @@ class _Kubelet(ThreadingHTTPServer):
     hang = threading.Event()
     delay = 0.0  # seconds before the answer, like a runtime dumping memory
     seen: list[tuple[str, str | None]]
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Quiet: the transport tests break handshakes and connections on purpose."""
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -184,3 +189,66 @@ def test_skipping_verification_is_explicit_and_works(
         client = KubeletClient("node-1", "127.0.0.1", kubelet.server_port, auth)
     assert "VERIFICATION IS DISABLED" in caplog.text
     assert client.checkpoint("ns", "p", "c", 5).endswith(".tar")
+
+
+def test_a_token_caller_of_a_kubelet_that_demands_a_certificate_gets_a_tls_error(
+    pki: Pki, kubelet: _Kubelet, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("not-a-client-certificate\n")
+    auth = KubeletAuth(token_file=token, ca_file=pki.ca)
+    with pytest.raises(KubeletError) as info:
+        KubeletClient("node-1", "127.0.0.1", kubelet.server_port, auth).checkpoint(
+            "ns", "p", "c", 5
+        )
+    assert info.value.reason == "KubeletTLSError", info.value.message
+    assert kubelet.seen == []
+
+
+def test_a_tls_failure_inside_a_connection_error_is_a_tls_error(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under TLS 1.3 a server's certificate alert can arrive after the request went out; then
+    urllib3 raises a ProtocolError carrying the SSLError and requests turns it into a plain
+    ConnectionError (the shape below), not an SSLError. Timing decides which one a real server
+    produces, so the shape is raised here as requests raises it."""
+    alert = ssl.SSLError(1, "[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert")
+    aborted = requests.exceptions.ConnectionError(
+        urllib3.exceptions.ProtocolError("Connection aborted.", alert)
+    )
+
+    def post(*_: object, **__: object) -> requests.Response:
+        raise aborted
+
+    monkeypatch.setattr(requests.Session, "post", post)
+    with pytest.raises(KubeletError) as info:
+        _client(pki, 10250).checkpoint("ns", "p", "c", 5)
+    assert info.value.reason == "KubeletTLSError", info.value.message
+
+
+def test_a_connect_timeout_is_unreachable_not_an_abandoned_call(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connect that times out never reached the kubelet: nothing was started on the node, so
+    the call is not "abandoned" (no late archive to watch for)."""
+
+    def no_route(*_: object, **__: object) -> socket.socket:
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr("urllib3.util.connection.create_connection", no_route)
+    with pytest.raises(KubeletError) as info:
+        _client(pki, 10250).checkpoint("ns", "p", "c", 5)
+    assert info.value.reason == "KubeletUnreachable", info.value.message
+    assert not isinstance(info.value, KubeletCallAbandoned)
+
+
+@pytest.mark.parametrize("status", [502, 503, 599])
+def test_an_unknown_server_error_falls_back_to_kubelet_error(
+    pki: Pki, kubelet: _Kubelet, status: int
+) -> None:
+    kubelet.answer = (status, "upstream overloaded")
+    with pytest.raises(KubeletError) as info:
+        _client(pki, kubelet.server_port).checkpoint("ns", "p", "c", None)
+    assert info.value.reason == "KubeletError"
+    assert f"HTTP {status}" in info.value.message and "upstream overloaded" in info.value.message
+    assert info.value.remediation

@@ -226,16 +226,19 @@ def _root_cause(exc: BaseException) -> str:
 
 
 def _is_tls_failure(exc: BaseException) -> bool:
-    """urllib3 sometimes wraps a handshake failure in a plain ConnectionError."""
-    current: BaseException | None = exc
-    depth = 0
-    while current is not None and depth < 10:
+    """urllib3 sometimes wraps a handshake failure in a plain ConnectionError: as a
+    MaxRetryError's ``reason``, or, when the server's alert came after the request went out, as
+    an argument of a ProtocolError (``('Connection aborted.', SSLError(...))``)."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending and len(seen) < 32:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
         if isinstance(current, ssl.SSLError):
             return True
-        for arg in getattr(current, "args", ()):
-            inner = getattr(arg, "reason", None)
-            if isinstance(inner, ssl.SSLError):
-                return True
-        current = current.__cause__ or current.__context__
-        depth += 1
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked.extend(current.args)
+        pending.extend(e for e in linked if isinstance(e, BaseException))
     return False
