@@ -17,6 +17,7 @@ from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper,
 from forensic_checkpoint.agent.jobs import JobRecord
 from forensic_checkpoint.api.agent import CaptureStatus, ExportPhase, ExportProgress
 from forensic_checkpoint.api.custody import CustodyAction
+from forensic_checkpoint.domain.evidence.retention import plan_retention
 
 from .agent_node import NODE, Node
 
@@ -52,11 +53,11 @@ def _run_with_change_after_plan(
     node: Node,
     monkeypatch: pytest.MonkeyPatch,
     values: dict[str, Any],
-    change: Callable[[], None],
+    change: Callable[[], object],
 ) -> str:
     """One retention pass whose state changes between planning and deleting; the planned key."""
     planned: list[str] = []
-    real_plan = retention_keeper.plan_retention
+    real_plan = plan_retention
 
     def plan_then_change(*args: Any, **kwargs: Any) -> Any:
         plan = real_plan(*args, **kwargs)
