@@ -32,6 +32,8 @@ class AlertReceiverConfig:
     mapping: TargetMapping = field(default_factory=TargetMapping)
     #: How stale the cached policies and active-capture count may get (seconds).
     refresh_seconds: float = 5.0
+    #: At the concurrency cap, a refusal needs a count of active captures at most this old.
+    count_fresh_seconds: float = 1.0
 
     def validate(self) -> None:
         if self.token_file is None and self.client_ca_file is None:

@@ -120,6 +120,8 @@ class AlertReceiver:
         self._refreshed_at = float("-inf")
         self._refresh_lock = asyncio.Lock()
         self._refresh_task: asyncio.Task[None] | None = None
+        self._counted_at = float("-inf")
+        self._count_lock = asyncio.Lock()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
@@ -177,9 +179,10 @@ class AlertReceiver:
         except _Unavailable as exc:
             return 503, {"error": str(exc)}
 
-        outcomes = [
-            await self._act(self.gate.decide(event, self._policies or [])) for event in events
-        ]
+        outcomes = []
+        for event in events:
+            await self._count_if_capped()
+            outcomes.append(await self._act(self.gate.decide(event, self._policies or [])))
         failed = any(o.reason is DecisionReason.CREATE_FAILED for o in outcomes)
         body = {"received": len(events), "decisions": [o.as_json() for o in outcomes]}
         return (503 if failed else 200), body
@@ -231,6 +234,7 @@ class AlertReceiver:
                 return
             try:
                 policies = await self.backend.policies()
+                listed_at = self._clock()
                 active = await self.backend.active_captures()
             except ForensicCheckpointError as exc:
                 log.warning("alert receiver: cannot refresh from the cluster: %s", exc.message)
@@ -238,8 +242,32 @@ class AlertReceiver:
                     raise _Unavailable(f"cannot read capture policies: {exc.message}") from exc
                 return
             self._policies = policies
-            self.gate.active.reconcile(active)
+            self.gate.active.reconcile(active, listed_at)
+            self._counted_at = max(self._counted_at, listed_at)
             self._refreshed_at = self._clock()
+
+    async def _count_if_capped(self) -> None:
+        """Before the cap refuses an alert, count the active captures afresh.
+
+        The cached count may be as old as ``refresh_seconds`` and longer after a quiet period;
+        captures that finished meanwhile would refuse the first alerts of an incident, and
+        Falco does not resend. So a refusal is only ever made on a list that began at most
+        ``count_fresh_seconds`` ago; under the cap nothing is listed (an alert storm is answered
+        from memory). Concurrent requests share one list.
+        """
+        if len(self.gate.active) < self.gate.limits.max_concurrent:
+            return
+        async with self._count_lock:
+            if self._clock() - self._counted_at < self.config.count_fresh_seconds:
+                return
+            listed_at = self._clock()
+            try:
+                active = await self.backend.active_captures()
+            except ForensicCheckpointError as exc:
+                log.warning("alert receiver: cannot count active captures: %s", exc.message)
+                return
+            self.gate.active.reconcile(active, listed_at)
+            self._counted_at = listed_at
 
     async def _act(self, decision: Decision) -> Outcome:
         outcome = await self._capture(decision) if decision.capture else _outcome(decision)
@@ -247,7 +275,14 @@ class AlertReceiver:
         _log(outcome)
         return outcome
 
-    async def _capture(self, decision: Decision) -> Outcome:  # noqa: PLR0911 - one per outcome
+    async def _capture(self, decision: Decision) -> Outcome:
+        try:
+            return await self._try_capture(decision)
+        except BaseException:  # a 500 (or cancel): the slot and cooldown are not kept
+            self.gate.undo(decision)
+            raise
+
+    async def _try_capture(self, decision: Decision) -> Outcome:  # noqa: PLR0911 - one per outcome
         target = decision.target
         policy = decision.policy
         if target is None or policy is None:  # a capture decision always has both
@@ -290,6 +325,7 @@ class AlertReceiver:
         if not created:
             self.gate.undo(decision, forget_alert=False)
             return _outcome(decision, DecisionReason.ALREADY_EXISTS, f"{ref} exists", ref)
+        self.gate.active.confirm(decision.capture_key)
         self.metrics.created.labels(decision.event.source.value).inc()
         return _outcome(decision, DecisionReason.CAPTURE, decision.message, ref)
 
