@@ -7,8 +7,9 @@ Routes (see docs/alerts.md)::
     GET  /healthz                   200 "ok"
     GET  /metrics                   Prometheus text format
 
-Answers: 401 without the bearer token, 413 over the size cap, 400 for invalid JSON or a schema
-violation (the body says which field), 503 when the cluster could not be reached (senders
+Answers: 401 without the bearer token, 413 over the size cap or the alert-count cap, 400 for
+invalid or too deeply nested JSON or a schema violation (the body says which field); the body
+is decoded in a worker thread (see ``body``), 503 when the cluster could not be reached (senders
 retry 5xx; the decisions that failed are taken back so the retry is not a "duplicate"), 200
 otherwise, with one entry per alert saying what was decided and why. Any other failure is a 500
 and a log line; the server keeps running.
@@ -28,12 +29,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
 
 from forensic_checkpoint.api.alerts import AlertmanagerWebhook, FalcoEvent
 from forensic_checkpoint.api.policy import ContainerSelection, ForensicCapturePolicy
 from forensic_checkpoint.controller.alerts.auth import TokenFile
 from forensic_checkpoint.controller.alerts.backend import CaptureBackend
+from forensic_checkpoint.controller.alerts.body import BodyRefused, Parser, decode_in_thread
 from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
 from forensic_checkpoint.controller.alerts.metrics import AlertMetrics, metrics_for
 from forensic_checkpoint.domain.alerts.capture import build_checkpoint
@@ -47,9 +48,8 @@ log = logging.getLogger("forensic_checkpoint.alerts")
 
 ROUTE_ALERTMANAGER = "/v1/alerts/alertmanager"
 ROUTE_FALCOSIDEKICK = "/v1/alerts/falcosidekick"
-_MAX_REASON_ERRORS = 5
-
-Parser = Callable[[Any], list[AlertEvent]]
+#: Decisions taken between two yields to the event loop.
+_YIELD_EVERY = 50
 
 
 def parse_alertmanager(data: Any) -> list[AlertEvent]:
@@ -152,9 +152,7 @@ class AlertReceiver:
 
         return handler
 
-    async def _handle(  # noqa: PLR0911 - one answer per HTTP status, in the order checked
-        self, request: web.Request, parse: Parser
-    ) -> tuple[int, dict[str, Any]]:
+    async def _handle(self, request: web.Request, parse: Parser) -> tuple[int, dict[str, Any]]:
         if self._token is not None and not self._token.accepts(
             request.headers.get("Authorization")
         ):
@@ -167,20 +165,19 @@ class AlertReceiver:
         except web.HTTPRequestEntityTooLarge:
             return 413, {"error": f"body over {limit} bytes"}
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return 400, {"error": f"invalid JSON: {exc}"}
-        try:
-            events = parse(data)
-        except ValidationError as exc:
-            return 400, {"error": "schema violation", "details": _schema_errors(exc)}
+            events = await decode_in_thread(raw, parse, self.config.max_alerts)
+        except BodyRefused as refused:
+            self.metrics.refused.labels(request.path, refused.reason).inc()
+            return refused.status, refused.answer
         try:
             await self._ensure_fresh()
         except _Unavailable as exc:
             return 503, {"error": str(exc)}
 
         outcomes = []
-        for event in events:
+        for index, event in enumerate(events):
+            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a large body must not hold the operator's loop
             await self._count_if_capped()
             outcomes.append(await self._act(self.gate.decide(event, self._policies or [])))
         failed = any(o.reason is DecisionReason.CREATE_FAILED for o in outcomes)
@@ -364,11 +361,3 @@ def _log(outcome: Outcome) -> None:
         record["checkpoint"] = outcome.checkpoint
     level = logging.INFO if outcome.reason is not DecisionReason.CREATE_FAILED else logging.WARNING
     log.log(level, json.dumps(record, sort_keys=True))
-
-
-def _schema_errors(exc: ValidationError) -> list[str]:
-    errors = []
-    for error in exc.errors(include_url=False, include_input=False)[:_MAX_REASON_ERRORS]:
-        where = ".".join(str(part) for part in error["loc"]) or "(body)"
-        errors.append(f"{where}: {error['msg']}")
-    return errors
