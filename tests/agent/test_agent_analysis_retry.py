@@ -70,6 +70,16 @@ def _wait(
     raise AssertionError(f"{key}: {service.status(key)}")
 
 
+def _retried(service: CaptureService, key: str, *, delay: float) -> CaptureStatus:
+    """Run the retry pass until ``key`` has finished; its final status."""
+    retrier = AnalysisRetrier(service, delay=delay, interval=0.02)
+    retrier.start()
+    try:
+        return _wait(service, key, lambda s: s.state.terminal)
+    finally:
+        retrier.stop()
+
+
 def test_a_full_disk_during_analysis_is_retried_and_the_summary_appears(
     make_service: Callable[..., CaptureService],
 ) -> None:
@@ -87,12 +97,7 @@ def test_a_full_disk_during_analysis_is_retried_and_the_summary_appears(
     time.sleep(0.2)
     assert analyzer.calls == 1  # nothing retries without the background pass
 
-    retrier = AnalysisRetrier(service, delay=0.1, interval=0.05)
-    retrier.start()
-    try:
-        done = _wait(service, "nospace-app", lambda s: s.state.terminal)
-    finally:
-        retrier.stop()
+    done = _retried(service, "nospace-app", delay=0.1)
     assert done.state is CaptureState.COMPLETED, done
     assert done.summary is not None and done.summary.process_count == 1
     assert analyzer.calls == 2
@@ -111,24 +116,14 @@ def test_a_restarted_agent_leaves_a_waiting_analysis_to_the_retrier(
     second.start()
     time.sleep(0.2)
     assert analyzer.calls == 0 and second.status("later-app").state is CaptureState.ANALYZING
-    retrier = AnalysisRetrier(second, delay=0.0, interval=0.05)
-    retrier.start()
-    try:
-        done = _wait(second, "later-app", lambda s: s.state.terminal)
-    finally:
-        retrier.stop()
+    done = _retried(second, "later-app", delay=0.0)
     assert done.state is CaptureState.COMPLETED and analyzer.calls == 1
 
 
 def test_the_last_attempt_fails_the_job(make_service: Callable[..., CaptureService]) -> None:
     service = make_service(FullDiskOnce(failures=analysis_retry.MAX_ATTEMPTS))
     service.submit(request("never-app"))
-    retrier = AnalysisRetrier(service, delay=0.0, interval=0.01)
-    retrier.start()
-    try:
-        done = _wait(service, "never-app", lambda s: s.state.terminal)
-    finally:
-        retrier.stop()
+    done = _retried(service, "never-app", delay=0.0)
     assert (done.state, done.reason) == (CaptureState.FAILED, analysis_retry.NO_SPACE)
 
 

@@ -61,6 +61,15 @@ def _tls_connection(server: AgentServer, pki: Pki) -> ssl.SSLSocket:
     return context.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
+def _submit(server: AgentServer, pki: Pki, key: str) -> requests.Response:
+    return _session(pki).post(
+        f"https://127.0.0.1:{server.port}/v1/captures",
+        data=request(key).to_json(),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+
+
 def test_a_full_jobs_directory_is_a_507_and_a_log_line(
     server: AgentServer, pki: Pki, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -71,26 +80,15 @@ def test_a_full_jobs_directory_is_a_507_and_a_log_line(
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     monkeypatch.setattr(jobs, "_atomic_write", full)
-    url = f"https://127.0.0.1:{server.port}/v1/captures"
     with caplog.at_level(logging.INFO, logger="forensic_checkpoint.agent.http.server"):
-        answer = _session(pki).post(
-            url,
-            data=request("full-app").to_json(),
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=10,
-        )
+        answer = _submit(server, pki, "full-app")
     assert answer.status_code == 507
     assert answer.json()["reason"] == "AgentStorageFull"
     assert "No space left on device" in answer.json()["message"]
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert any("cannot write agent state" in r.getMessage() for r in errors)
     monkeypatch.undo()  # space is back: the same request is taken
-    again = _session(pki).post(
-        url,
-        data=request("full-app").to_json(),
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-    )
+    again = _submit(server, pki, "full-app")
     assert again.status_code == 202
 
 

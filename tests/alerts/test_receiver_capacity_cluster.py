@@ -16,14 +16,13 @@ from typing import Any
 
 import pytest
 import requests
-from tests.alerts.peers import ReceiverThread
+from tests.alerts.peers import ReceiverThread, receiver_identity
 
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
 from forensic_checkpoint.controller.alerts import AlertReceiverConfig, KubeCaptureBackend
 from forensic_checkpoint.domain.alerts.capture import LABEL_SOURCE
 from forensic_checkpoint.domain.alerts.policy import Limits
-from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
-from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate
+from forensic_checkpoint.k8s.client import ApiClient, close
 from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
 
@@ -98,13 +97,7 @@ def cap_env(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     node = dev_cluster.nodes[0].name
     for pod in PODS:
         dev_cluster.create_running_pod(pod, node, namespace=namespace, containers=["app"])
-    identity = f"forensic-checkpoint-alerts-{suffix}"
-    access.create_cluster_role(admin, identity, RBAC_RULES)
-    access.bind_cluster_role(admin, identity, identity, [access.user(identity)])
-    cert = dev_cluster.issue_client_certificate(identity)
-    api = from_client_certificate(
-        dev_cluster.server, cert.cert, cert.key, ca_file=dev_cluster.ca_file
-    )
+    api = receiver_identity(dev_cluster, admin, suffix)
     policy = ForensicCapturePolicy.model_validate(
         {
             "metadata": {"name": f"incident-{suffix}"},
