@@ -8,11 +8,11 @@ Routes (see docs/alerts.md)::
     GET  /metrics                   Prometheus text format
 
 Answers: 401 without the bearer token, 413 over the size cap or the alert-count cap, 400 for
-invalid or too deeply nested JSON or a schema violation (the body says which field); the body
-is decoded in a worker thread (see ``body``), 503 when the cluster could not be reached (senders
-retry 5xx; the decisions that failed are taken back so the retry is not a "duplicate"), 200
-otherwise, with one entry per alert saying what was decided and why. Any other failure is a 500
-and a log line; the server keeps running.
+invalid or too deeply nested JSON or a schema violation (the body says which field; ``body``
+decodes in a worker thread), 503 when the cluster could not be reached (senders retry 5xx;
+the decisions that failed are taken back so the retry is not a "duplicate"), 200 otherwise,
+with one entry per alert saying what was decided and why. Any other failure is a 500 and a log
+line; the server keeps running.
 """
 
 from __future__ import annotations
