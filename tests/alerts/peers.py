@@ -24,6 +24,9 @@ from prometheus_client import CollectorRegistry
 from forensic_checkpoint.controller.alerts import AlertReceiverConfig, serve_alerts
 from forensic_checkpoint.controller.alerts.backend import CaptureBackend
 from forensic_checkpoint.controller.alerts.server import AlertServer
+from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
+from forensic_checkpoint.k8s.client import ApiClient, from_client_certificate
+from forensic_checkpoint_dev.cluster import access
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "scripts" / "build-alertmanager.sh"
@@ -59,6 +62,18 @@ class ReceiverThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+
+def receiver_identity(dev_cluster: Any, admin: ApiClient, suffix: str) -> ApiClient:
+    """An API client of a fresh identity that holds exactly the receiver's ``RBAC_RULES``
+    (``forensic-checkpoint-alerts-<suffix>``, a client certificate of the dev cluster's CA)."""
+    identity = f"forensic-checkpoint-alerts-{suffix}"
+    access.create_cluster_role(admin, identity, RBAC_RULES)
+    access.bind_cluster_role(admin, identity, identity, [access.user(identity)])
+    cert = dev_cluster.issue_client_certificate(identity)
+    return from_client_certificate(
+        dev_cluster.server, cert.cert, cert.key, ca_file=dev_cluster.ca_file
+    )
 
 
 def alertmanager_bin() -> Path:

@@ -344,3 +344,19 @@ def test_resolved_and_test_events_leave_no_trace(clock: FakeClock) -> None:
         AlertmanagerWebhook.model_validate(payload("alertmanager-firing-group.json"))
     )[0]
     assert g.decide(firing, CATCH_ALL).reason is R.CAPTURE
+
+
+def test_a_confirmed_capture_ends_with_the_first_list_begun_after_its_create(
+    clock: FakeClock,
+) -> None:
+    g = gate(clock, max_concurrent=1)
+    decision = g.decide(am_event(pod="a"), CATCH_ALL)
+    listed_before = clock()
+    clock.advance(0.5)
+    g.active.confirm(decision.capture_key)  # the create returned
+    g.active.reconcile(set(), listed_before)  # a list begun before the create: keeps it
+    assert len(g.active) == 1
+    clock.advance(0.5)
+    g.active.reconcile(set(), clock())  # begun after, and it is not active: it finished
+    assert len(g.active) == 0
+    assert g.decide(am_event(pod="b"), CATCH_ALL).reason is R.CAPTURE

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 from tests.alerts.helpers import payload
-from tests.alerts.peers import ReceiverThread, running_alertmanager, wait_for
+from tests.alerts.peers import ReceiverThread, receiver_identity, running_alertmanager, wait_for
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
@@ -31,9 +31,8 @@ from forensic_checkpoint.domain.alerts.capture import (
     LABEL_SOURCE,
 )
 from forensic_checkpoint.domain.alerts.policy import Limits
-from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
-from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate
+from forensic_checkpoint.k8s.client import ApiClient, close
 from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
 
@@ -77,13 +76,7 @@ def alert_env(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     shell_pod = dev_cluster.create_running_pod(
         "shell-target", node, namespace=namespace, containers=["counter", "sidecar"]
     )
-    identity = f"forensic-checkpoint-alerts-{suffix}"
-    access.create_cluster_role(admin, identity, RBAC_RULES)
-    access.bind_cluster_role(admin, identity, identity, [access.user(identity)])
-    cert = dev_cluster.issue_client_certificate(identity)
-    api = from_client_certificate(
-        dev_cluster.server, cert.cert, cert.key, ca_file=dev_cluster.ca_file
-    )
+    api = receiver_identity(dev_cluster, admin, suffix)
     policy = ForensicCapturePolicy.model_validate(
         {
             "metadata": {"name": f"counter-secrets-{suffix}"},

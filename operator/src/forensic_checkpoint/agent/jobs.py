@@ -40,6 +40,10 @@ class JobRecord(BaseModel):
     kubelet_called_at: datetime | None = None
     #: Host path of the report JSON, once the analysis finished.
     report_path: str | None = None
+    #: Analysis attempts that failed for want of space, and when the last one did (set while
+    #: the job waits for :mod:`.capture.analysis_retry`).
+    analysis_failures: int = 0
+    analysis_failed_at: datetime | None = None
 
 
 class JobStore:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from forensic_checkpoint import __version__
 from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
+from forensic_checkpoint.agent.capture.analysis_retry import AnalysisRetrier
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer, ProcessAnalyzer
 from forensic_checkpoint.agent.capture.orphans import DEFAULT_GRACE, OrphanKeeper, OrphanPolicy
 from forensic_checkpoint.agent.capture.service import DEFAULT_LATE_ARCHIVE_WINDOW, CaptureService
@@ -167,6 +168,7 @@ class AgentProcess:
             self.service.on_finished.append(self.retention.wake)
             self.orphans.on_change.append(self.retention.wake)
         self.service.on_finished.append(self.orphans.wake)
+        self.analysis_retry = AnalysisRetrier(self.service)
         reviews = AccessReviews(self.api)
         self.authenticator = Authenticator(
             lambda token: reviews.token_review(token)[:2],
@@ -230,6 +232,7 @@ class AgentProcess:
         if self.retention is not None:
             self.retention.start()
         self.orphans.start()
+        self.analysis_retry.start()
         self._serve.start()
         # The operator trusts a ForensicNode once its heartbeat is fresh; its readiness checks
         # must be this agent's by then, not the ones a previous agent left.
@@ -250,7 +253,7 @@ class AgentProcess:
         self.heartbeat.stop()
         self.server.shutdown()
         self.server.server_close()
-        for worker in (self.exports, self.retention, self.orphans):
+        for worker in (self.exports, self.retention, self.orphans, self.analysis_retry):
             if worker is not None:
                 worker.stop()
         self.service.shutdown()

@@ -43,10 +43,18 @@ def list_capture_policies(api: ApiClient) -> list[ForensicCapturePolicy]:
 
 
 def active_alert_captures(api: ApiClient) -> set[str]:
-    """Capture keys (``namespace/pod/dedupe key``) of alert-created ForensicCheckpoints that
-    have not reached a terminal phase, in every namespace."""
+    """Capture keys (``namespace/pod/dedupe key``) of receiver-created ForensicCheckpoints that
+    have not reached a terminal phase, in every namespace.
+
+    The ``alert-source`` label only narrows the list: anyone who may create a ForensicCheckpoint
+    may set it, so a tenant's labelled objects would fill the cap for the whole cluster. Only an
+    object with ``spec.reason.alert`` counts; admission lets the receiver's identity alone set
+    that field (docs/security-model.md), so a tenant cannot forge one.
+    """
     active: set[str] = set()
     for fcp in ForensicCheckpoints(api).list(label_selector=LABEL_SOURCE):
+        if fcp.spec.reason is None or fcp.spec.reason.alert is None:
+            continue
         if fcp.status is not None and fcp.status.phase.terminal:
             continue
         meta = fcp.metadata

@@ -7,6 +7,7 @@ archive that makes the analyzer loop or crash: that fails one job, not the agent
 
 from __future__ import annotations
 
+import errno
 import multiprocessing
 import os
 import threading
@@ -68,9 +69,18 @@ def _child(conn: Connection, archive: str, report_path: str, request_json: str) 
     except ForensicCheckpointError as exc:
         outcome = (exc.reason, exc.message)
     except Exception as exc:  # reported to the parent, which fails only this job
-        outcome = ("AnalysisFailed", f"{type(exc).__name__}: {exc}"[:1024])
+        outcome = failure_outcome(exc)
     conn.send(outcome)
     conn.close()
+
+
+def failure_outcome(exc: Exception) -> tuple[str, str]:
+    """(reason, message) of an unexpected analysis failure. A full disk is ``AnalysisNoSpace``:
+    the agent tries that analysis again later (:mod:`.analysis_retry`)."""
+    message = f"{type(exc).__name__}: {exc}"[:1024]
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "AnalysisNoSpace", message
+    return "AnalysisFailed", message
 
 
 class ProcessAnalyzer:

@@ -18,7 +18,9 @@ Invariants:
 
 A Completed job's status carries the analysis summary (:mod:`.summary`). Beside this module:
 :mod:`.adoption` (a job a restart left in Capturing), :mod:`.job_files` (a job's archive and
-report on disk) and :mod:`.call_spacing` (one call per container at a time).
+report on disk), :mod:`.call_spacing` (one call per container at a time) and
+:mod:`.analysis_retry` (an analysis that failed for want of space). Over 400 lines: the job's
+states and their recovery are one state machine, kept in one place.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 from forensic_checkpoint.agent import paths
-from forensic_checkpoint.agent.capture import adoption, job_files
+from forensic_checkpoint.agent.capture import adoption, analysis_retry, job_files
 from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
 from forensic_checkpoint.agent.capture.call_spacing import CallSpacer
@@ -131,7 +133,7 @@ class CaptureService:
                     "job %s was capturing when the agent stopped: looking for its archive",
                     record.status.key,
                 )
-            if not record.status.state.terminal:
+            if not record.status.state.terminal and not analysis_retry.waiting(record):
                 self._enqueue(record.status.key)
 
     def submit(self, request: CaptureRequest) -> tuple[CaptureStatus, bool]:
@@ -147,6 +149,10 @@ class CaptureService:
             )
             self._enqueue(request.key)
         return record.status, created
+
+    def resume(self, key: str) -> None:
+        """Queue an unfinished job again (how :mod:`.analysis_retry` retries an analysis)."""
+        self._enqueue(key)
 
     def status(self, key: str) -> CaptureStatus:
         return self._get(key).status
@@ -361,7 +367,10 @@ class CaptureService:
         try:
             summary = self._analyze(Path(record.status.archive.path), report, record.request)
         except ForensicCheckpointError as exc:
-            self._finish(record, reason=exc.reason, message=f"analysis failed: {exc.message}")
+            if analysis_retry.keep_for_retry(record, exc, utcnow()):
+                self.store.save(record)  # still Analyzing: the retrier queues it again
+            else:
+                self._finish(record, reason=exc.reason, message=f"analysis failed: {exc.message}")
             return
         finally:
             self.metrics.analysis_seconds.observe(time.monotonic() - started)

@@ -3,12 +3,20 @@
 A threaded stdlib server: every request is short except archive downloads, which stream from
 disk in chunks, and a thread per connection keeps one slow download from holding up the
 operator's polls. The TLS handshake runs in the connection's thread, not in the accept loop.
+Connections are bounded: at most ``max_connections`` at once, each closed after
+``idle_timeout`` seconds without progress. A request the agent cannot record because its disk
+is full is answered 507 ``AgentStorageFull`` and logged, not dropped.
+
+Over 400 lines because the server (TLS, connection bounds) and the handler (routes, the
+mapping of every failure to an answer) are one contract with the operator's client; the serving
+certificate's reloading would be the piece to move out next.
 ``/healthz`` and ``/metrics`` carry no evidence and need no token; everything under
 ``/v1/captures`` does.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 import socket
@@ -45,6 +53,12 @@ from forensic_checkpoint.errors import (
 log = logging.getLogger(__name__)
 
 _MAX_BODY = 64 * 1024
+#: An open connection that sends nothing (no TLS handshake, no next request on a keep-alive
+#: connection, a stalled read or write) is closed after this many seconds.
+DEFAULT_IDLE_TIMEOUT = 30.0
+#: Connections served at once (a thread each); more are closed at accept, with a log line.
+DEFAULT_MAX_CONNECTIONS = 64
+_REFUSAL_LOG_EVERY = 10.0
 _CHUNK = 1024 * 1024
 _KEY_ROUTE = re.compile(
     rf"^{API_PREFIX}/(?P<key>[a-z0-9-]{{1,128}})(?P<sub>/report|/archive|/hold)?$"
@@ -130,7 +144,13 @@ class AgentServer(ThreadingHTTPServer):
         authenticator: Authenticator,
         tls: ssl.SSLContext | Callable[[], ssl.SSLContext] | None,
         operator_cert_cn: str | None = None,
+        idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._refused_logged = float("-inf")
         self.service = service
         self.authenticator = authenticator
         #: mTLS alternative: a client certificate (verified against the client CA given to
@@ -146,6 +166,32 @@ class AgentServer(ThreadingHTTPServer):
             conn = context.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return conn, addr
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """A thread per connection, at most ``max_connections`` of them: idle clients cannot
+        grow the agent's threads without bound (each is also closed after ``idle_timeout``)."""
+        if not self._slots.acquire(blocking=False):
+            now = time.monotonic()
+            if now - self._refused_logged >= _REFUSAL_LOG_EVERY:
+                self._refused_logged = now
+                log.warning(
+                    "connection from %s closed: %d connections open (the limit)",
+                    client_address[0],
+                    self.max_connections,
+                )
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Failed handshakes (port scanners, plain-HTTP clients) are not worth a traceback.
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
@@ -159,11 +205,11 @@ class _Handler(BaseHTTPRequestHandler):
     server: AgentServer
     protocol_version = "HTTP/1.1"
     server_version = f"forensic-checkpoint-agent/{__version__}"
-    timeout = 60
     _status = 0
 
     def setup(self) -> None:
         super().setup()
+        self.connection.settimeout(self.server.idle_timeout)  # every read and write, handshake too
         if isinstance(self.connection, ssl.SSLSocket):
             try:
                 self.connection.do_handshake()
@@ -219,8 +265,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ForensicCheckpointError as exc:
             log.warning("%s %s: %s", method, path, exc.message)
             self._error(500, exc.reason, exc.message)
-        except (BrokenPipeError, ConnectionResetError):
+        except (ConnectionError, TimeoutError):
             self.close_connection = True
+        except OSError as exc:  # the disk, not the peer: e.g. a full jobs/ directory
+            self._storage_error(method, path, exc)
         finally:
             self.server.service.metrics.http_requests.labels(
                 route=route, status=str(self._status)
@@ -260,6 +308,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._archive(key)
         return route
+
+    def _storage_error(self, method: str, path: str, exc: OSError) -> None:
+        """Say so to the caller and in the log, instead of dropping the connection silently."""
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        log.error("%s %s: cannot write agent state: %s", method, path, exc)
+        if self._status:  # the answer had started: nothing to add on this connection
+            self.close_connection = True
+            return
+        if full:
+            reason, message = "AgentStorageFull", f"the agent's state directory is full: {exc}"
+        else:
+            reason, message = "AgentStorageError", f"the agent cannot write its state: {exc}"
+        self._error(507 if full else 500, reason, message)
 
     # --- handlers ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ class AlertMetrics:
     requests: Counter
     latency: Histogram
     created: Counter
+    refused: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> AlertMetrics:
@@ -41,6 +42,13 @@ class AlertMetrics:
                 "forensic_checkpoint_alert_checkpoints_created_total",
                 "ForensicCheckpoints created from alerts.",
                 ["source"],
+                registry=registry,
+            ),
+            refused=Counter(
+                "forensic_checkpoint_alert_bodies_refused_total",
+                "Bodies refused before any decision, by route and reason (InvalidJson, TooDeep, "
+                "TooManyAlerts, SchemaViolation).",
+                ["route", "reason"],
                 registry=registry,
             ),
         )

@@ -7,11 +7,12 @@ Routes (see docs/alerts.md)::
     GET  /healthz                   200 "ok"
     GET  /metrics                   Prometheus text format
 
-Answers: 401 without the bearer token, 413 over the size cap, 400 for invalid JSON or a schema
-violation (the body says which field), 503 when the cluster could not be reached (senders
-retry 5xx; the decisions that failed are taken back so the retry is not a "duplicate"), 200
-otherwise, with one entry per alert saying what was decided and why. Any other failure is a 500
-and a log line; the server keeps running.
+Answers: 401 without the bearer token, 413 over the size cap or the alert-count cap, 400 for
+invalid or too deeply nested JSON or a schema violation (the body says which field; ``body``
+decodes in a worker thread), 503 when the cluster could not be reached (senders retry 5xx;
+the decisions that failed are taken back so the retry is not a "duplicate"), 200 otherwise,
+with one entry per alert saying what was decided and why. Any other failure is a 500 and a log
+line; the server keeps running.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import ValidationError
 
 from forensic_checkpoint.api.alerts import AlertmanagerWebhook, FalcoEvent
 from forensic_checkpoint.api.policy import ContainerSelection, ForensicCapturePolicy
 from forensic_checkpoint.controller.alerts.auth import TokenFile
 from forensic_checkpoint.controller.alerts.backend import CaptureBackend
+from forensic_checkpoint.controller.alerts.body import BodyRefused, Parser, decode_in_thread
 from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
 from forensic_checkpoint.controller.alerts.metrics import AlertMetrics, metrics_for
 from forensic_checkpoint.domain.alerts.capture import build_checkpoint
@@ -47,9 +48,8 @@ log = logging.getLogger("forensic_checkpoint.alerts")
 
 ROUTE_ALERTMANAGER = "/v1/alerts/alertmanager"
 ROUTE_FALCOSIDEKICK = "/v1/alerts/falcosidekick"
-_MAX_REASON_ERRORS = 5
-
-Parser = Callable[[Any], list[AlertEvent]]
+#: Decisions taken between two yields to the event loop.
+_YIELD_EVERY = 50
 
 
 def parse_alertmanager(data: Any) -> list[AlertEvent]:
@@ -120,6 +120,8 @@ class AlertReceiver:
         self._refreshed_at = float("-inf")
         self._refresh_lock = asyncio.Lock()
         self._refresh_task: asyncio.Task[None] | None = None
+        self._counted_at = float("-inf")
+        self._count_lock = asyncio.Lock()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
@@ -150,9 +152,7 @@ class AlertReceiver:
 
         return handler
 
-    async def _handle(  # noqa: PLR0911 - one answer per HTTP status, in the order checked
-        self, request: web.Request, parse: Parser
-    ) -> tuple[int, dict[str, Any]]:
+    async def _handle(self, request: web.Request, parse: Parser) -> tuple[int, dict[str, Any]]:
         if self._token is not None and not self._token.accepts(
             request.headers.get("Authorization")
         ):
@@ -165,21 +165,21 @@ class AlertReceiver:
         except web.HTTPRequestEntityTooLarge:
             return 413, {"error": f"body over {limit} bytes"}
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return 400, {"error": f"invalid JSON: {exc}"}
-        try:
-            events = parse(data)
-        except ValidationError as exc:
-            return 400, {"error": "schema violation", "details": _schema_errors(exc)}
+            events = await decode_in_thread(raw, parse, self.config.max_alerts)
+        except BodyRefused as refused:
+            self.metrics.refused.labels(request.path, refused.reason).inc()
+            return refused.status, refused.answer
         try:
             await self._ensure_fresh()
         except _Unavailable as exc:
             return 503, {"error": str(exc)}
 
-        outcomes = [
-            await self._act(self.gate.decide(event, self._policies or [])) for event in events
-        ]
+        outcomes = []
+        for index, event in enumerate(events):
+            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # a large body must not hold the operator's loop
+            await self._count_if_capped()
+            outcomes.append(await self._act(self.gate.decide(event, self._policies or [])))
         failed = any(o.reason is DecisionReason.CREATE_FAILED for o in outcomes)
         body = {"received": len(events), "decisions": [o.as_json() for o in outcomes]}
         return (503 if failed else 200), body
@@ -231,6 +231,7 @@ class AlertReceiver:
                 return
             try:
                 policies = await self.backend.policies()
+                listed_at = self._clock()
                 active = await self.backend.active_captures()
             except ForensicCheckpointError as exc:
                 log.warning("alert receiver: cannot refresh from the cluster: %s", exc.message)
@@ -238,8 +239,32 @@ class AlertReceiver:
                     raise _Unavailable(f"cannot read capture policies: {exc.message}") from exc
                 return
             self._policies = policies
-            self.gate.active.reconcile(active)
+            self.gate.active.reconcile(active, listed_at)
+            self._counted_at = max(self._counted_at, listed_at)
             self._refreshed_at = self._clock()
+
+    async def _count_if_capped(self) -> None:
+        """Before the cap refuses an alert, count the active captures afresh.
+
+        The cached count may be as old as ``refresh_seconds`` and longer after a quiet period;
+        captures that finished meanwhile would refuse the first alerts of an incident, and
+        Falco does not resend. So a refusal is only ever made on a list that began at most
+        ``count_fresh_seconds`` ago; under the cap nothing is listed (an alert storm is answered
+        from memory). Concurrent requests share one list.
+        """
+        if len(self.gate.active) < self.gate.limits.max_concurrent:
+            return
+        async with self._count_lock:
+            if self._clock() - self._counted_at < self.config.count_fresh_seconds:
+                return
+            listed_at = self._clock()
+            try:
+                active = await self.backend.active_captures()
+            except ForensicCheckpointError as exc:
+                log.warning("alert receiver: cannot count active captures: %s", exc.message)
+                return
+            self.gate.active.reconcile(active, listed_at)
+            self._counted_at = listed_at
 
     async def _act(self, decision: Decision) -> Outcome:
         outcome = await self._capture(decision) if decision.capture else _outcome(decision)
@@ -247,7 +272,14 @@ class AlertReceiver:
         _log(outcome)
         return outcome
 
-    async def _capture(self, decision: Decision) -> Outcome:  # noqa: PLR0911 - one per outcome
+    async def _capture(self, decision: Decision) -> Outcome:
+        try:
+            return await self._try_capture(decision)
+        except BaseException:  # a 500 (or cancel): the slot and cooldown are not kept
+            self.gate.undo(decision)
+            raise
+
+    async def _try_capture(self, decision: Decision) -> Outcome:  # noqa: PLR0911 - one per outcome
         target = decision.target
         policy = decision.policy
         if target is None or policy is None:  # a capture decision always has both
@@ -290,6 +322,7 @@ class AlertReceiver:
         if not created:
             self.gate.undo(decision, forget_alert=False)
             return _outcome(decision, DecisionReason.ALREADY_EXISTS, f"{ref} exists", ref)
+        self.gate.active.confirm(decision.capture_key)
         self.metrics.created.labels(decision.event.source.value).inc()
         return _outcome(decision, DecisionReason.CAPTURE, decision.message, ref)
 
@@ -328,11 +361,3 @@ def _log(outcome: Outcome) -> None:
         record["checkpoint"] = outcome.checkpoint
     level = logging.INFO if outcome.reason is not DecisionReason.CREATE_FAILED else logging.WARNING
     log.log(level, json.dumps(record, sort_keys=True))
-
-
-def _schema_errors(exc: ValidationError) -> list[str]:
-    errors = []
-    for error in exc.errors(include_url=False, include_input=False)[:_MAX_REASON_ERRORS]:
-        where = ".".join(str(part) for part in error["loc"]) or "(body)"
-        errors.append(f"{where}: {error['msg']}")
-    return errors

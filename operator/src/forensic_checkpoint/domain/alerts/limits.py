@@ -89,30 +89,45 @@ class ActiveCaptures:
     """Captures started by the receiver and not yet seen finished.
 
     A capture counts from the moment it is decided (before the API call returns, so that
-    concurrent requests cannot all slip under the cap) until a refresh from the cluster no longer
-    lists it as active. A capture younger than ``grace`` seconds survives a refresh that does not
-    list it yet: the list may have been taken before the create landed.
+    concurrent requests cannot all slip under the cap). While its create is in flight it is
+    *pending* and survives a list that does not show it yet (the list may have been taken
+    before the create landed), for at most ``grace`` seconds. Once the create returned it is
+    *confirmed*, and the first list that began after that and does not show it active ends it:
+    a capture that finished is never counted on an older list's word.
     """
 
     clock: Clock
     grace: float = 30.0
-    _started: dict[str, float] = field(default_factory=dict, init=False)
+    _pending: dict[str, float] = field(default_factory=dict, init=False)
+    _confirmed: dict[str, float] = field(default_factory=dict, init=False)
 
     def add(self, key: str) -> None:
-        self._started[key] = self.clock()
+        self._pending[key] = self.clock()
+
+    def confirm(self, key: str) -> None:
+        """Its create returned: from now on a list that does not show it ends it."""
+        if self._pending.pop(key, None) is not None:
+            self._confirmed[key] = self.clock()
 
     def discard(self, key: str) -> None:
-        self._started.pop(key, None)
+        self._pending.pop(key, None)
+        self._confirmed.pop(key, None)
 
-    def reconcile(self, active: set[str]) -> None:
-        """Keep what the cluster says is active, plus captures too new to be listed; adopt
+    def reconcile(self, active: set[str], listed_at: float | None = None) -> None:
+        """Take the cluster's list, begun at ``listed_at`` (default now), as the truth for every
+        capture confirmed before it began; keep pending captures within their grace; adopt
         active ones we did not know (captures started before an operator restart)."""
         now = self.clock()
-        self._started = {
-            key: at for key, at in self._started.items() if key in active or now - at < self.grace
+        began = now if listed_at is None else listed_at
+        self._pending = {
+            key: at for key, at in self._pending.items() if key in active or now - at < self.grace
+        }
+        self._confirmed = {
+            key: at for key, at in self._confirmed.items() if key in active or at > began
         }
         for key in active:
-            self._started.setdefault(key, now)
+            if key not in self._pending:
+                self._confirmed.setdefault(key, began)
 
     def __len__(self) -> int:
-        return len(self._started)
+        return len(self._pending.keys() | self._confirmed.keys())
