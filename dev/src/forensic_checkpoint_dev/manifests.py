@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
-from forensic_checkpoint.k8s.client import ApiClient
+from forensic_checkpoint.k8s.client import ApiClient, close
 from forensic_checkpoint_dev.apiserver import APPLY, call
 from forensic_checkpoint_dev.repo import REPO_ROOT
 
@@ -75,3 +75,11 @@ def chart_admission(manifest: Path = DEPLOY_MANIFEST) -> list[dict[str, Any]]:
             or (doc["kind"] == "ClusterRole" and doc["metadata"]["name"] == CUSTODIAN_ROLE)
         )
     ]
+
+
+def apply_chart_admission(api: ApiClient) -> None:
+    """Apply ``chart_admission()`` and close ``api`` (a dev cluster with its CRDs gets them)."""
+    try:
+        apply_documents(api, chart_admission())
+    finally:
+        close(api)
