@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from forensic_checkpoint.controller.runner import FINALIZER as FINALIZER_NAME
+from forensic_checkpoint.domain.evidence.deletion import HOLD_KEY, is_held
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.deploy import CHART, NAMESPACE
 
@@ -24,8 +26,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 RELEASE = "fc"
 NS = "evidence"
 FCP = "forensiccheckpoints.forensic-checkpoint.dev"
-HOLD = "forensic-checkpoint.dev/hold"
-FINALIZER = "forensic-checkpoint.dev/cleanup"
+HOLD = HOLD_KEY
+FINALIZER = FINALIZER_NAME
 CUSTODIAN_ROLE = f"{RELEASE}-forensic-checkpoint-custodian"
 OPERATOR = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-forensic-checkpoint-operator"
 EDITOR, CUSTODIAN = "editor", "custodian"
@@ -82,6 +84,7 @@ def checkpoint(
     name: str,
     *,
     hold: str | None = None,
+    hold_value: str = "true",
     archive_on_node: bool = True,
     reveal: bool = False,
     who: str | None = None,
@@ -90,7 +93,7 @@ def checkpoint(
     and, with ``archive_on_node``, a container whose archive is still on the node."""
     metadata: dict[str, object] = {"name": name, "finalizers": [FINALIZER]}
     if hold:
-        metadata[hold] = {HOLD: "true"}
+        metadata[hold] = {HOLD: hold_value}
     body = {
         "apiVersion": "forensic-checkpoint.dev/v1alpha1",
         "kind": "ForensicCheckpoint",
@@ -120,10 +123,16 @@ def lift_hold(section: str) -> str:
     return json.dumps([{"op": "remove", "path": f"/metadata/{section}/{HOLD.replace('/', '~1')}"}])
 
 
-@pytest.mark.parametrize("section", ["annotations", "labels"])
-def test_an_editor_cannot_lift_a_hold_a_custodian_can(cluster: DevCluster, section: str) -> None:
-    name = f"lift-{section}"
-    ok(checkpoint(cluster, name, hold=section))
+@pytest.mark.parametrize(
+    ("section", "value"), [("annotations", "true"), ("labels", "true"), ("annotations", " TRUE ")]
+)
+def test_an_editor_cannot_lift_a_hold_a_custodian_can(
+    cluster: DevCluster, section: str, value: str
+) -> None:
+    """Every spelling the operator holds (``is_held``: trimmed, any case) is held here too."""
+    assert is_held({section: {HOLD: value}})
+    name = f"lift-{section}-{value.strip().lower()}-{len(value)}"
+    ok(checkpoint(cluster, name, hold=section, hold_value=value))
     for patch in (lift_hold(section),
                   json.dumps({"metadata": {section: {HOLD: "false"}}})):  # fmt: skip
         kind = "json" if patch.startswith("[") else "merge"
