@@ -167,10 +167,38 @@ def test_allow_list_narrows_the_operator_to_those_namespaces() -> None:
     assert "--namespace=payments" in args
     assert "--namespace=web" in args
     assert "--all-namespaces" not in args
-    policy = one(docs, "ValidatingAdmissionPolicy")
+    policy = one(docs, "ValidatingAdmissionPolicy", "fc-forensic-checkpoint-capture-namespaces")
     assert [v["expression"] for v in policy["spec"]["validations"]] == [
         'variables.ns in ["payments","web"]'
     ]
+
+
+def test_custody_verbs_are_the_custodians_alone(rendered: list[dict[str, Any]]) -> None:
+    """`custody` and `reveal` (asked for by admission-custody.yaml) are in the custodian role,
+    which no built-in role aggregates; the operator has only `finalize`, and `reveal` when the
+    alert receiver runs (a capture policy, written by cluster admins, may ask for it)."""
+    custom = {"custody", "reveal", "finalize"}
+    holders = {
+        role["metadata"]["name"].rsplit("-", 1)[1]: set(rule["verbs"]) & custom
+        for role, rule in rules(rendered)
+        if set(rule["verbs"]) & custom
+    }
+    assert holders.pop("alerts", {"reveal"}) == {"reveal"}
+    assert holders == {"custodian": {"custody", "reveal"}, "operator": {"finalize"}}
+    (custodian,) = [
+        r for r in by_kind(rendered, "ClusterRole") if r["metadata"]["name"].endswith("-custodian")
+    ]
+    assert not any("aggregate-to" in label for label in custodian["metadata"]["labels"])
+    (policy,) = [
+        p
+        for p in by_kind(rendered, "ValidatingAdmissionPolicy")
+        if p["metadata"]["name"].endswith("-custody")
+    ]
+    assert {v["message"].split("(ClusterRole ")[1] for v in policy["spec"]["validations"]} == {
+        custodian["metadata"]["name"] + ")"
+    }
+    for binding in by_kind(rendered, "ValidatingAdmissionPolicyBinding"):
+        assert binding["spec"]["validationActions"] == ["Deny"]
 
 
 def test_operator_deployment(rendered: list[dict[str, Any]]) -> None:

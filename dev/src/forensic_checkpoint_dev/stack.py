@@ -1,5 +1,6 @@
 """The whole system on a dev cluster as local processes: the operator and one agent per fake
-node, each running as its ServiceAccount with exactly the RBAC in ``deploy/rbac/``.
+node, each running as its ServiceAccount with exactly the RBAC in ``deploy/rbac/``, behind the
+chart's admission policies (from ``deploy/forensic-checkpoint.yaml``, the rendered chart).
 
 Used by the operator's end-to-end tests, the capture-load benchmark and
 ``forensic-checkpoint-dev demo``. Nothing here is faked beyond the kubelet: tokens come from the
@@ -23,16 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
-from kubernetes import client as k8s
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.errors import ClusterError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close
-from forensic_checkpoint_dev.apiserver import APPLY, call, custom_object
+from forensic_checkpoint_dev.apiserver import custom_object
 from forensic_checkpoint_dev.cluster import access, pki, processes
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.manifests import apply_documents, apply_manifests, chart_admission
 from forensic_checkpoint_dev.repo import REPO_ROOT
 
 RBAC_DIR = REPO_ROOT / "deploy" / "rbac"
@@ -41,39 +41,6 @@ OPERATOR_SA = "forensic-checkpoint-operator"
 AGENT_SA = "forensic-checkpoint-agent"
 FCP = ForensicCheckpoint.crd
 FNODE = ForensicNode.crd
-
-
-def _appliers(api: ApiClient) -> dict[str, tuple[Any, bool]]:
-    """kind -> (server-side apply method, namespaced) for the manifests in deploy/rbac."""
-    core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
-    return {
-        "Namespace": (core.patch_namespace, False),
-        "ServiceAccount": (core.patch_namespaced_service_account, True),
-        "ClusterRole": (rbac.patch_cluster_role, False),
-        "ClusterRoleBinding": (rbac.patch_cluster_role_binding, False),
-    }
-
-
-def apply_manifests(api: ApiClient, files: list[Path]) -> None:
-    """Server-side apply every document of ``files`` (kinds in ``_appliers`` only)."""
-    appliers = _appliers(api)
-    for path in files:
-        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            if not doc:
-                continue
-            apply, namespaced = appliers[doc["kind"]]
-            name = doc["metadata"]["name"]
-            scope = [doc["metadata"]["namespace"]] if namespaced else []
-            call(
-                f"apply {doc['kind']} {name}",
-                apply,
-                name,
-                *scope,
-                doc,
-                field_manager="forensic-checkpoint-stack",
-                force=True,
-                _content_type=APPLY,
-            )
 
 
 def _forensic_node(api: ApiClient, node_name: str) -> dict[str, Any]:
@@ -125,11 +92,13 @@ class LocalStack:
 
     @classmethod
     def prepare(cls, cluster: DevCluster, root: Path) -> LocalStack:
-        """Apply deploy/rbac, mint both ServiceAccounts' tokens, make the agents' TLS."""
+        """Apply deploy/rbac and the chart's admission policies, mint both ServiceAccounts'
+        tokens, make the agents' TLS."""
         root.mkdir(parents=True, exist_ok=True)
         api = cluster.admin_client()
         try:
             apply_manifests(api, [RBAC_DIR / "operator.yaml", RBAC_DIR / "agent.yaml"])
+            apply_documents(api, chart_admission())
             identities = []
             for sa in (OPERATOR_SA, AGENT_SA):
                 token = _wait_token(api, sa)

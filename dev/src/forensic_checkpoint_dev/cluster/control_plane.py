@@ -30,6 +30,7 @@ from kubernetes import client as k8s
 
 from forensic_checkpoint.errors import ClusterError, ConfigError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig
+from forensic_checkpoint_dev import manifests
 from forensic_checkpoint_dev.apiserver import APPLY, MERGE_PATCH, call
 from forensic_checkpoint_dev.cluster import access, binaries, fake_nodes, pki, processes
 from forensic_checkpoint_dev.cluster.components import (
@@ -240,6 +241,7 @@ class DevCluster:
                 cluster._start_real_node(p, *real, die_with_parent=die_with_parent)
             if crds_dir is not None and crds_dir.is_dir():
                 cluster.apply_crds(sorted(crds_dir.glob("*.yaml")))
+                manifests.apply_chart_admission(cluster.admin_client())  # what the chart enforces
             fake_nodes.wait_up(kubelets, logs, START_TIMEOUT, cluster._node_up)
             if cluster.real_node is not None:
                 cluster._wait_real_node_ready(since=0.0)

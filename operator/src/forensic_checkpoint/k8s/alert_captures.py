@@ -32,7 +32,8 @@ _POLICY = ForensicCapturePolicy.crd
 #: The RBAC rules the receiver's identity needs, and no more (deploy/rbac mirrors them).
 RBAC_RULES: tuple[dict[str, list[str]], ...] = (
     {"apiGroups": [_POLICY.group], "resources": [_POLICY.plural], "verbs": ["list"]},
-    {"apiGroups": [_FCP.group], "resources": [_FCP.plural], "verbs": ["list", "create"]},
+    # reveal: a capture policy (cluster admins') may ask for unredacted matches.
+    {"apiGroups": [_FCP.group], "resources": [_FCP.plural], "verbs": ["list", "create", "reveal"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
 )
 

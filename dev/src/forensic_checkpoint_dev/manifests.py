@@ -1,0 +1,85 @@
+"""Server-side apply of the manifests the local stack runs with: deploy/rbac/*.yaml and, from the
+rendered chart (deploy/forensic-checkpoint.yaml), its admission policies and the custodian role,
+so that the stack's API server enforces what an installed chart does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+
+from forensic_checkpoint.k8s.client import ApiClient, close
+from forensic_checkpoint_dev.apiserver import APPLY, call
+from forensic_checkpoint_dev.repo import REPO_ROOT
+
+DEPLOY_MANIFEST = REPO_ROOT / "deploy" / "forensic-checkpoint.yaml"
+CHART_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+CUSTODIAN_ROLE = "forensic-checkpoint-custodian"
+
+
+def _appliers(api: ApiClient) -> dict[str, tuple[Any, bool]]:
+    """kind -> (server-side apply method, namespaced) for the manifests in deploy/rbac and the
+    chart's admission policies."""
+    core, rbac = k8s.CoreV1Api(api), k8s.RbacAuthorizationV1Api(api)
+    admission = k8s.AdmissionregistrationV1Api(api)
+    return {
+        "Namespace": (core.patch_namespace, False),
+        "ServiceAccount": (core.patch_namespaced_service_account, True),
+        "ClusterRole": (rbac.patch_cluster_role, False),
+        "ClusterRoleBinding": (rbac.patch_cluster_role_binding, False),
+        "ValidatingAdmissionPolicy": (admission.patch_validating_admission_policy, False),
+        "ValidatingAdmissionPolicyBinding": (
+            admission.patch_validating_admission_policy_binding,
+            False,
+        ),
+    }
+
+
+def apply_manifests(api: ApiClient, files: list[Path]) -> None:
+    """Server-side apply every document of ``files`` (kinds in ``_appliers`` only)."""
+    for path in files:
+        apply_documents(api, yaml.safe_load_all(path.read_text(encoding="utf-8")))
+
+
+def apply_documents(api: ApiClient, docs: Iterable[dict[str, Any] | None]) -> None:
+    appliers = _appliers(api)
+    for doc in docs:
+        if not doc:
+            continue
+        apply, namespaced = appliers[doc["kind"]]
+        name = doc["metadata"]["name"]
+        scope = [doc["metadata"]["namespace"]] if namespaced else []
+        call(
+            f"apply {doc['kind']} {name}",
+            apply,
+            name,
+            *scope,
+            doc,
+            field_manager="forensic-checkpoint-stack",
+            force=True,
+            _content_type=APPLY,
+        )
+
+
+def chart_admission(manifest: Path = DEPLOY_MANIFEST) -> list[dict[str, Any]]:
+    """The rendered chart's admission policies and bindings, and the custodian role."""
+    return [
+        doc
+        for doc in yaml.safe_load_all(manifest.read_text(encoding="utf-8"))
+        if doc
+        and (
+            doc["kind"] in CHART_KINDS
+            or (doc["kind"] == "ClusterRole" and doc["metadata"]["name"] == CUSTODIAN_ROLE)
+        )
+    ]
+
+
+def apply_chart_admission(api: ApiClient) -> None:
+    """Apply ``chart_admission()`` and close ``api`` (a dev cluster with its CRDs gets them)."""
+    try:
+        apply_documents(api, chart_admission())
+    finally:
+        close(api)
