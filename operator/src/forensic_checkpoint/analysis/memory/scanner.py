@@ -15,10 +15,11 @@ elsewhere by ``bytes.find``; both give the same matches.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Protocol, cast
+
+import re2
 
 from forensic_checkpoint.analysis.memory.index import PageIndex, PresentRun
 from forensic_checkpoint.analysis.memory.literals import MIN_BULK, LiteralFinder
@@ -31,6 +32,22 @@ DEFAULT_REGEX_MAX_LENGTH = 1024
 DEFAULT_CONTEXT = 32
 DEFAULT_MAX_HITS = 10_000
 
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a bad pattern is our ValueError, not a line on stderr
+# Memory is raw bytes, not UTF-8: in Latin-1 mode each byte is one character, so ``\xff`` and
+# ``[\x00-\x05]`` mean bytes, as in a Python bytes regex.
+_RE2_OPTIONS.encoding = re2.Options.Encoding.LATIN1
+
+
+class _Match(Protocol):
+    def span(self) -> tuple[int, int]: ...
+
+
+class Regex(Protocol):
+    """What the scanner needs of a compiled RE2 pattern (google-re2 ships no type hints)."""
+
+    def finditer(self, text: Buffer, pos: int = ...) -> Iterator[_Match]: ...
+
 
 @dataclass(frozen=True)
 class Pattern:
@@ -38,7 +55,7 @@ class Pattern:
 
     text: str
     needle: bytes | None
-    compiled: re.Pattern[bytes] | None
+    compiled: Regex | None
     max_length: int
 
     @classmethod
@@ -51,19 +68,26 @@ class Pattern:
         return cls(text, needle, None, len(needle))
 
     @classmethod
-    def regex(
-        cls, expr: bytes | str, *, max_length: int = DEFAULT_REGEX_MAX_LENGTH, flags: int = 0
-    ) -> Pattern:
-        """A Python ``re`` expression over bytes. Matches longer than ``max_length`` may be cut
-        short or missed where they straddle a buffer boundary; shorter ones never are.
-        Lookbehind and ``^`` see only the current buffer (at least ``context`` bytes back)."""
+    def regex(cls, expr: bytes | str, *, max_length: int = DEFAULT_REGEX_MAX_LENGTH) -> Pattern:
+        """An RE2 expression over bytes: linear in the memory scanned whatever the pattern
+        (``(\\x00|\\x00\\x00)*\\x01`` included), so a ForensicCheckpoint's regex cannot
+        hold an agent's analysis for minutes. RE2 has no backreferences or lookaround; such a
+        pattern is refused here. Matches longer than ``max_length`` may be cut short or missed
+        where they straddle a buffer boundary; shorter ones never are. ``^`` sees only the
+        current buffer."""
         raw = expr.encode() if isinstance(expr, str) else bytes(expr)
         if max_length < 1:
             raise ValueError("max_length must be positive")
         try:
-            compiled = re.compile(raw, flags)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression: {exc}") from exc
+            compiled = re2.compile(raw, _RE2_OPTIONS)
+        except re2.error as exc:
+            detail = exc.args[0] if exc.args else exc
+            if isinstance(detail, bytes):
+                detail = detail.decode("utf-8", "replace")
+            raise ValueError(
+                f"invalid regular expression (RE2 syntax: no backreferences or lookaround): "
+                f"{detail}"
+            ) from exc
         text = expr if isinstance(expr, str) else raw.decode("utf-8", "backslashreplace")
         return cls(text, None, compiled, max_length)
 
