@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 from tests.factories import by_agent, requested
+from tests.identities import operator_client
 
 from forensic_checkpoint.api.base import API_VERSION, GROUP, VERSION
 from forensic_checkpoint.api.custody import (
@@ -27,11 +28,9 @@ from forensic_checkpoint.api.custody import (
 from forensic_checkpoint.cli.main import main
 from forensic_checkpoint.domain.evidence import custody
 from forensic_checkpoint.errors import ClusterError
-from forensic_checkpoint.k8s.client import ApiClient, close, from_token
+from forensic_checkpoint.k8s.client import ApiClient, close
 from forensic_checkpoint_dev import apiserver
-from forensic_checkpoint_dev.cluster import access
 from forensic_checkpoint_dev.cluster.testing import ClusterHandle
-from forensic_checkpoint_dev.stack import OPERATOR_SA, RBAC_DIR, SYSTEM_NAMESPACE, apply_manifests
 
 pytestmark = pytest.mark.cluster
 
@@ -62,13 +61,9 @@ def _set_custody(api: Any, handle: ClusterHandle, name: str, raw: list[Any]) -> 
 
 @pytest.fixture(scope="module")
 def operator_api(dev_cluster: ClusterHandle) -> Iterator[ApiClient]:
-    """A client with the operator's identity and exactly the RBAC of deploy/rbac/operator.yaml:
-    the identity that may patch ``status``, so only the CRD's rules stand between it and the
-    chain."""
-    admin = dev_cluster.admin_client()
-    apply_manifests(admin, [RBAC_DIR / "operator.yaml"])
-    token = access.request_token(admin, SYSTEM_NAMESPACE, OPERATOR_SA)
-    api = from_token(dev_cluster.server, token, ca_file=dev_cluster.ca_file)
+    """The operator's identity, the one that may patch ``status``: only the CRD's rules stand
+    between it and the chain."""
+    api = operator_client(dev_cluster)
     try:
         yield api
     finally:
