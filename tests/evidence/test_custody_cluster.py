@@ -54,6 +54,12 @@ def _chain(subject: str, sha: str) -> list[CustodyEntry]:
     )
 
 
+def _verified(chain: list[CustodyEntry], uid: str, actor: Actor, sha: str) -> list[CustodyEntry]:
+    """``chain`` with a ``Verified`` entry appended a second after its head."""
+    at = chain[-1].at + timedelta(seconds=1)
+    return custody.append(chain, uid, action=CustodyAction.VERIFIED, at=at, actor=actor, sha256=sha)
+
+
 def _set_custody(api: Any, handle: ClusterHandle, name: str, raw: list[Any]) -> Any:
     body = {"status": {"custody": raw}}
     return apiserver.request(api, "PATCH", _path(handle, name, "/status"), body=body)
@@ -70,15 +76,12 @@ def operator_api(dev_cluster: ClusterHandle) -> Iterator[ApiClient]:
         close(api)
 
 
-def _checkpoint_with_chain(
-    dev_cluster: ClusterHandle, api: ApiClient
-) -> tuple[str, str, list[CustodyEntry]]:
-    """A new ForensicCheckpoint whose status holds a two-entry chain: (name, uid, chain)."""
-    name = f"chain-{secrets.token_hex(3)}"
+def _create(api: ApiClient, handle: ClusterHandle, name: str) -> str:
+    """Create a ForensicCheckpoint (status empty until the chain is set); its uid."""
     created = apiserver.request(
         api,
         "POST",
-        f"/apis/{API_VERSION}/namespaces/{dev_cluster.namespace}/forensiccheckpoints",
+        f"/apis/{API_VERSION}/namespaces/{handle.namespace}/forensiccheckpoints",
         body={
             "apiVersion": API_VERSION,
             "kind": "ForensicCheckpoint",
@@ -86,7 +89,15 @@ def _checkpoint_with_chain(
             "spec": {"podName": "web", "containers": ["app"]},
         },
     )
-    uid = created["metadata"]["uid"]
+    return str(created["metadata"]["uid"])
+
+
+def _checkpoint_with_chain(
+    dev_cluster: ClusterHandle, api: ApiClient
+) -> tuple[str, str, list[CustodyEntry]]:
+    """A new ForensicCheckpoint whose status holds a two-entry chain: (name, uid, chain)."""
+    name = f"chain-{secrets.token_hex(3)}"
+    uid = _create(api, dev_cluster, name)
     chain = _chain(uid, "a" * 64)
     _set_custody(api, dev_cluster, name, [e.to_kube() for e in chain])
     return name, uid, chain
@@ -145,14 +156,7 @@ def test_the_operator_identity_cannot_replace_or_truncate_entries(
     assert _stored_chain(operator_api, dev_cluster, name) == original
 
     # The operator's own write, an append, still goes through.
-    longer = custody.append(
-        chain,
-        uid,
-        action=CustodyAction.VERIFIED,
-        at=chain[-1].at + timedelta(seconds=1),
-        actor=Actor(kind=ActorKind.OPERATOR, name="forensic-checkpoint-operator"),
-        sha256="a" * 64,
-    )
+    longer = _verified(chain, uid, Actor(kind=ActorKind.OPERATOR, name="operator"), "a" * 64)
     _set_custody(operator_api, dev_cluster, name, [e.to_kube() for e in longer])
     stored = custody.parse_chain(_stored_chain(operator_api, dev_cluster, name))
     assert custody.verify_chain(stored, uid).ok
@@ -164,18 +168,7 @@ def test_custody_is_append_only_and_verify_reads_it(
 ) -> None:
     api = dev_cluster.admin_client()
     name = f"evidence-{secrets.token_hex(3)}"
-    created = apiserver.request(
-        api,
-        "POST",
-        f"/apis/{API_VERSION}/namespaces/{dev_cluster.namespace}/forensiccheckpoints",
-        body={
-            "apiVersion": API_VERSION,
-            "kind": "ForensicCheckpoint",
-            "metadata": {"name": name},
-            "spec": {"podName": "web", "containers": ["app"]},
-        },
-    )
-    uid = created["metadata"]["uid"]
+    uid = _create(api, dev_cluster, name)
     archive = tmp_path / "checkpoint.tar"
     archive.write_bytes(os.urandom(4096))
     sha = hashlib.sha256(archive.read_bytes()).hexdigest()
@@ -193,14 +186,7 @@ def test_custody_is_append_only_and_verify_reads_it(
     with pytest.raises(ClusterError, match="cannot be removed"):
         _set_custody(api, dev_cluster, name, [chain[0].to_kube()])
     # ... but takes a new one.
-    longer = custody.append(
-        chain,
-        uid,
-        action=CustodyAction.VERIFIED,
-        at=chain[-1].at + timedelta(seconds=1),
-        actor=Actor(kind=ActorKind.ANALYST, name="bob"),
-        sha256=sha,
-    )
+    longer = _verified(chain, uid, Actor(kind=ActorKind.ANALYST, name="bob"), sha)
     _set_custody(api, dev_cluster, name, [e.to_kube() for e in longer])
 
     args = [

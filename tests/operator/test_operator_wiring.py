@@ -172,13 +172,9 @@ RECEIVER = "system:serviceaccount:forensic-checkpoint:forensic-checkpoint-operat
 
 
 def _alert_spec() -> ForensicCheckpointSpec:
-    alert = AlertReference(
-        source="alertmanager",
-        name="CounterSecretLeak",
-        fingerprint="e59b47998d601dcf",
-        policy="counter-secrets",
-    )
-    return _spec(reason=CaptureReasonSpec(alert=alert))
+    alert = {"source": "alertmanager", "name": "CounterSecretLeak", "policy": "counter-secrets"}
+    reference = AlertReference.model_validate({**alert, "fingerprint": "e59b47998d601dcf"})
+    return _spec(reason=CaptureReasonSpec(alert=reference))
 
 
 def test_without_the_receiver_identity_no_alert_provenance_is_recorded() -> None:
