@@ -41,7 +41,7 @@ CUSTODY_LIST_SCHEMA: dict[str, Any] = {
                 "self.size() >= oldSelf.size() && "
                 "oldSelf.all(o, self.exists(n, n.sequence == o.sequence))"
             ),
-            "message": ("custody entries cannot be removed or replaced: the chain is append-only"),
+            "message": "custody entries cannot be removed or replaced: the chain is append-only",
         },
         {
             "rule": "self.all(e, e.sequence < self.size())",
