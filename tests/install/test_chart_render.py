@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import socket
 import ssl
 import subprocess
@@ -199,6 +200,23 @@ def test_custody_verbs_are_the_custodians_alone(rendered: list[dict[str, Any]]) 
     }
     for binding in by_kind(rendered, "ValidatingAdmissionPolicyBinding"):
         assert binding["spec"]["validationActions"] == ["Deny"]
+
+
+def _receiver(docs: list[dict[str, Any]]) -> str:
+    policy = one(docs, "ValidatingAdmissionPolicy", "fc-forensic-checkpoint-alert-provenance")
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", policy["metadata"]["name"])
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    variables = {v["name"]: v["expression"] for v in policy["spec"]["variables"]}
+    return str(json.loads(variables["receiver"]))
+
+
+def test_alert_provenance_is_guarded_for_the_operators_identity_always() -> None:
+    """Whether or not the receiver is on, only its identity may set spec.reason.alert."""
+    assert _receiver(documents(template())) == (
+        "system:serviceaccount:forensic-checkpoint:fc-forensic-checkpoint-operator"
+    )
+    custom = documents(template(set_values=["alerts.receiverIdentity=system:serviceaccount:x:y"]))
+    assert _receiver(custom) == "system:serviceaccount:x:y"
 
 
 def test_operator_deployment(rendered: list[dict[str, Any]]) -> None:

@@ -21,9 +21,11 @@ from forensic_checkpoint.api.agent import (
     CaptureStatus,
     DeleteResult,
 )
-from forensic_checkpoint.api.custody import CustodyAction
+from forensic_checkpoint.api.custody import Actor, ActorKind, CustodyAction
 from forensic_checkpoint.api.forensiccheckpoint import (
+    AlertReference,
     AnalysisSummary,
+    CaptureReasonSpec,
     ContainerCapturePhase,
     ForensicCheckpointSpec,
     ForensicCheckpointStatus,
@@ -36,6 +38,7 @@ from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.domain.capture import checkpoint_events, reconcile
 from forensic_checkpoint.domain.capture.agents import AGENT_UNAVAILABLE
 from forensic_checkpoint.domain.capture.targets import PodFacts
+from forensic_checkpoint.domain.evidence.checkpoint_custody import REQUESTED_BY_ANNOTATION
 from forensic_checkpoint.domain.evidence.deletion import HOLD_KEY
 from forensic_checkpoint.errors import AgentError
 
@@ -358,3 +361,43 @@ def test_the_clean_up_retries_then_gives_up_with_a_warning(
     retries = OperatorConfig().delete_retries
     _run(lambda: harness.controller.clean_up(_body(requested), retries, LOG))
     assert [(e.type, e.reason) for e in events] == [("Warning", "ArchiveNotDeleted")]
+
+
+# --- who requested it -------------------------------------------------------------------------
+
+RECEIVER = "system:serviceaccount:forensic-checkpoint:forensic-checkpoint-operator"
+
+
+def test_alert_provenance_needs_the_receivers_own_identity(harness: Harness) -> None:
+    """The operator asks who it is (the receiver's identity) once, and only for an alert
+    reference; a reference not stamped with that identity is recorded as its creator."""
+    asked: list[str] = []
+
+    def whoami() -> str:
+        asked.append("whoami")
+        return RECEIVER
+
+    controller = CheckpointController(
+        OperatorConfig(),
+        checkpoints=FakeCheckpoints(),
+        forensic_nodes=harness.nodes,
+        pods=harness.pods,
+        agents=harness.agents,
+        clock=lambda: T0,
+        whoami=whoami,
+    )
+    alert = AlertReference(source="falco", name="Shell in container", fingerprint="abc")
+    spec = SPEC.model_copy(update={"reason": CaptureReasonSpec(alert=alert)})
+
+    def requested(spec: ForensicCheckpointSpec, by: str) -> Actor:
+        metadata = {**METADATA, "annotations": {REQUESTED_BY_ANNOTATION: by}}
+        status = asyncio.run(
+            controller.step(REF, spec, ForensicCheckpointStatus(), metadata=metadata)
+        )
+        return status.custody[0].actor
+
+    assert requested(SPEC, "alice").kind is ActorKind.USER
+    assert not asked
+    assert requested(spec, RECEIVER) == Actor(kind=ActorKind.ALERT, name="falco/abc")
+    assert requested(spec, "mallory") == Actor(kind=ActorKind.USER, name="mallory")
+    assert asked == ["whoami"]

@@ -168,6 +168,23 @@ def _spec(**kwargs: Any) -> ForensicCheckpointSpec:
     return ForensicCheckpointSpec(pod_name="counters", **kwargs)
 
 
+RECEIVER = "system:serviceaccount:forensic-checkpoint:forensic-checkpoint-operator"
+
+
+def _alert_spec() -> ForensicCheckpointSpec:
+    alert = {"source": "alertmanager", "name": "CounterSecretLeak", "policy": "counter-secrets"}
+    reference = AlertReference.model_validate({**alert, "fingerprint": "e59b47998d601dcf"})
+    return _spec(reason=CaptureReasonSpec(alert=reference))
+
+
+def test_without_the_receiver_identity_no_alert_provenance_is_recorded() -> None:
+    metadata = {"annotations": {checkpoint_custody.REQUESTED_BY_ANNOTATION: RECEIVER}}
+    status = checkpoint_custody.record_request(
+        ForensicCheckpointStatus(), subject=REF.uid, metadata=metadata, spec=_alert_spec(), at=T0
+    )
+    assert status.custody[0].actor.kind is ActorKind.SERVICE_ACCOUNT
+
+
 @pytest.mark.parametrize(
     ("metadata", "spec", "kind", "name", "source"),
     [
@@ -197,20 +214,26 @@ def _spec(**kwargs: Any) -> ForensicCheckpointSpec:
             checkpoint_custody.FROM_ANNOTATION,
         ),
         (
-            {"annotations": {checkpoint_custody.REQUESTED_BY_ANNOTATION: "mallory"}},
-            _spec(
-                reason=CaptureReasonSpec(
-                    alert=AlertReference(
-                        source="alertmanager",
-                        name="CounterSecretLeak",
-                        fingerprint="e59b47998d601dcf",
-                        policy="counter-secrets",
-                    )
-                )
-            ),
+            {"annotations": {checkpoint_custody.REQUESTED_BY_ANNOTATION: RECEIVER}},
+            _alert_spec(),
             ActorKind.ALERT,
             "alertmanager/e59b47998d601dcf",
             checkpoint_custody.FROM_ALERT,
+        ),
+        # Alert provenance from anyone but the receiver is not recorded as such (issue 15, #6).
+        (
+            {"annotations": {checkpoint_custody.REQUESTED_BY_ANNOTATION: "mallory"}},
+            _alert_spec(),
+            ActorKind.USER,
+            "mallory",
+            checkpoint_custody.FROM_ANNOTATION,
+        ),
+        (
+            {"managedFields": [{"manager": "kubectl-create", "operation": "Update"}]},
+            _alert_spec(),
+            ActorKind.USER,
+            "unknown",
+            checkpoint_custody.FROM_FIELD_MANAGER,
         ),
     ],
 )
@@ -218,12 +241,19 @@ def test_the_requested_entry_names_its_actor_and_where_that_came_from(
     metadata: dict[str, Any], spec: ForensicCheckpointSpec, kind: ActorKind, name: str, source: str
 ) -> None:
     status = checkpoint_custody.record_request(
-        ForensicCheckpointStatus(), subject=REF.uid, metadata=metadata, spec=spec, at=T0
+        ForensicCheckpointStatus(),
+        subject=REF.uid,
+        metadata=metadata,
+        spec=spec,
+        at=T0,
+        receiver=RECEIVER,
     )
     (entry,) = status.custody
     assert entry.action is CustodyAction.REQUESTED
     assert (entry.actor.kind, entry.actor.name, entry.reason) == (kind, name, source)
     assert entry.message
+    if spec.reason is not None and kind is not ActorKind.ALERT:
+        assert "spec.reason.alert ignored: not created by the alert receiver" in entry.message
     if source == checkpoint_custody.FROM_FIELD_MANAGER:
         assert "kubectl-create" in entry.message and "not a user" in entry.message
     # A second pass (or a restarted operator) does not add another.

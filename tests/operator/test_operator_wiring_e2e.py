@@ -216,7 +216,12 @@ def test_custody_of_a_completed_capture_verifies(stack: LocalStack) -> None:
     created = stack.create_checkpoint(
         NAMESPACE,
         "custody",
-        {"podName": "custody"},
+        # An alert reference from someone other than the receiver (this stack runs without the
+        # chart's admission policy, which would refuse it): not recorded as alert provenance.
+        {
+            "podName": "custody",
+            "reason": {"alert": {"source": "falco", "name": "Forged", "fingerprint": "f00d"}},
+        },
         annotations={checkpoint_custody.REQUESTED_BY_ANNOTATION: "alice@example.com"},
     )
     obj = stack.wait_phase(NAMESPACE, "custody")
@@ -224,6 +229,7 @@ def test_custody_of_a_completed_capture_verifies(stack: LocalStack) -> None:
     requested, captured = _chain(obj)
     assert (requested.actor.kind, requested.actor.name) == (ActorKind.USER, "alice@example.com")
     assert requested.reason == checkpoint_custody.FROM_ANNOTATION
+    assert "spec.reason.alert ignored" in (requested.message or "")
     (container,) = obj["status"]["containers"]
     archive = container["archive"]
     assert captured.container == "counter" and captured.node == "node-1"

@@ -70,6 +70,9 @@ class CrdInfo:
     version: str = VERSION
     status_subresource: bool = True
     extra_labels: dict[str, str] = field(default_factory=dict)
+    #: CEL rules on the whole object (``x-kubernetes-validations`` at the schema's root): the
+    #: place for a transition rule that must also run when a field or ``status`` is removed.
+    validations: tuple[dict[str, str], ...] = ()
 
     @property
     def name(self) -> str:

@@ -154,6 +154,8 @@ def openapi_schema(model: type[RootModel]) -> dict[str, Any]:
         out["description"] = " ".join(model.__doc__.split())
     if required:
         out["required"] = required
+    if model.crd.validations:
+        out["x-kubernetes-validations"] = [dict(rule) for rule in model.crd.validations]
     return out
 
 

@@ -7,8 +7,9 @@ chains; this module only holds the shapes, so that the CR status model can embed
 
 There is one chain per ForensicCheckpoint (``status.custody``); its subject, which the anchor
 binds it to, is the CR's uid. For the CRD: declare ``status.custody`` with
-:data:`CUSTODY_LIST_SCHEMA` so the API server itself refuses to edit or drop an entry (map list
-keyed on ``sequence``, entries immutable once written).
+:data:`CUSTODY_LIST_SCHEMA` and the root rule :data:`CUSTODY_PRESENCE_RULE` so the API server
+itself refuses to edit, replace or drop an entry or the whole chain (map list keyed on
+``sequence``, entries immutable once written).
 """
 
 from __future__ import annotations
@@ -26,12 +27,26 @@ from forensic_checkpoint.api.base import KubeModel, Sha256, ShortText
 MAX_CUSTODY_ENTRIES = 128
 
 #: Schema hints for the ``status.custody`` list field (``json_schema_extra``): entries correlate
-#: by ``sequence`` so each can be declared immutable, and the list may only grow.
+#: by ``sequence`` so each can be declared immutable (:data:`CUSTODY_ENTRY_SCHEMA`), every old
+#: sequence must still be there (an entry cannot be swapped for one with a new ``sequence``,
+#: which would escape that correlation), and sequences are ``0..n-1`` (appending takes the next).
+#: The cost is bounded by ``maxItems`` (:data:`MAX_CUSTODY_ENTRIES`): at most 128 x 128 integer
+#: comparisons.
 CUSTODY_LIST_SCHEMA: dict[str, Any] = {
     "x-kubernetes-list-type": "map",
     "x-kubernetes-list-map-keys": ["sequence"],
     "x-kubernetes-validations": [
-        {"rule": "self.size() >= oldSelf.size()", "message": "custody entries cannot be removed"}
+        {
+            "rule": (
+                "self.size() >= oldSelf.size() && "
+                "oldSelf.all(o, self.exists(n, n.sequence == o.sequence))"
+            ),
+            "message": "custody entries cannot be removed or replaced: the chain is append-only",
+        },
+        {
+            "rule": "self.all(e, e.sequence < self.size())",
+            "message": "custody sequences are 0..n-1: a new entry takes the next sequence",
+        },
     ],
 }
 #: Schema hint for one entry (``json_schema_extra`` of :class:`CustodyEntry` in the CRD).
@@ -39,6 +54,16 @@ CUSTODY_ENTRY_SCHEMA: dict[str, Any] = {
     "x-kubernetes-validations": [
         {"rule": "self == oldSelf", "message": "a custody entry is immutable once written"}
     ]
+}
+#: A rule on the whole object (the CRD's root, ``CrdInfo.validations``): a transition rule on
+#: ``status.custody`` does not run when the field (or ``status``) is gone from the update, so
+#: removing the whole chain is refused here.
+CUSTODY_PRESENCE_RULE: dict[str, str] = {
+    "rule": (
+        "!has(oldSelf.status) || !has(oldSelf.status.custody) || "
+        "oldSelf.status.custody.size() == 0 || (has(self.status) && has(self.status.custody))"
+    ),
+    "message": "status.custody cannot be removed once written: the chain is append-only",
 }
 
 

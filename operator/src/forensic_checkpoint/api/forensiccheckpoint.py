@@ -31,6 +31,7 @@ from forensic_checkpoint.api.conditions import Condition
 from forensic_checkpoint.api.custody import (
     CUSTODY_ENTRY_SCHEMA,
     CUSTODY_LIST_SCHEMA,
+    CUSTODY_PRESENCE_RULE,
     MAX_CUSTODY_ENTRIES,
     CustodyEntry,
 )
@@ -349,6 +350,7 @@ class ForensicCheckpoint(RootModel):
             PrinterColumn("Reason", ".status.reason", priority=1),
             PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
         ),
+        validations=(CUSTODY_PRESENCE_RULE,),
     )
 
     kind: str = "ForensicCheckpoint"

@@ -29,6 +29,7 @@ from forensic_checkpoint.k8s.client import from_environment
 from forensic_checkpoint.k8s.connection import connection_facts
 from forensic_checkpoint.k8s.nodes import ForensicNodes
 from forensic_checkpoint.k8s.pods import Pods
+from forensic_checkpoint.k8s.reviews import self_subject
 
 ANNOTATION_PREFIX = f"operator.{GROUP}"
 FINALIZER = f"{GROUP}/cleanup"
@@ -94,6 +95,8 @@ async def run_operator(
             forensic_nodes=ForensicNodes(api),
             pods=Pods(api),
             agents=AgentClient(session, token, tls),
+            # The receiver below runs with this identity: it is who may create alert provenance.
+            whoami=lambda: self_subject(api),
         )
         register(registry, controller)
         if config.alerts is not None:

@@ -93,6 +93,18 @@ def subject_access_review(  # noqa: PLR0917 - mirrors the review attributes, in 
     return bool(review.status is not None and review.status.allowed)
 
 
+def self_subject(api: ApiClient) -> str:
+    """The user name the API server authenticates ``api`` as: a ``SelfSubjectReview``, which
+    every authenticated user may create (the built-in ``system:basic-user``, Kubernetes 1.28+).
+    Raises ``ClusterError`` when the review cannot be made."""
+    with translated("create SelfSubjectReview"):
+        review = k8s_client.AuthenticationV1Api(api).create_self_subject_review(
+            k8s_client.V1SelfSubjectReview()
+        )
+    user = review.status.user_info if review.status is not None else None
+    return str(user.username or "") if user is not None else ""
+
+
 class AccessReviews:
     """Token reviews, bound to one reviewing client: the repository the agent authenticates the
     operator's token with. (:func:`subject_access_review` is used by the dev cluster's fake

@@ -3,6 +3,11 @@
 :class:`CaptureBackend` is the seam: :class:`KubeCaptureBackend` talks to the API server
 (through :mod:`forensic_checkpoint.k8s.alert_captures`, in worker threads); the operator passes
 one to :func:`serve_alerts`.
+
+Every ForensicCheckpoint it creates carries the annotation ``requested-by`` with the receiver's
+own user name (asked once, with a SelfSubjectReview). The chart's admission policy checks that
+the annotation names the creating user and that only this user sets ``spec.reason.alert``; the
+operator records alert provenance only when the two agree (``domain.evidence.checkpoint_custody``).
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from typing import Protocol
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
-from forensic_checkpoint.k8s import alert_captures
+from forensic_checkpoint.domain.evidence.checkpoint_custody import REQUESTED_BY_ANNOTATION
+from forensic_checkpoint.k8s import alert_captures, reviews
 from forensic_checkpoint.k8s.alert_captures import PodContainers
 from forensic_checkpoint.k8s.client import ApiClient
 
@@ -34,6 +40,7 @@ class CaptureBackend(Protocol):
 class KubeCaptureBackend:
     def __init__(self, api: ApiClient) -> None:
         self._api = api
+        self._identity = ""
 
     async def policies(self) -> list[ForensicCapturePolicy]:
         return await asyncio.to_thread(alert_captures.list_capture_policies, self._api)
@@ -45,4 +52,13 @@ class KubeCaptureBackend:
         return await asyncio.to_thread(alert_captures.pod_containers, self._api, namespace, pod)
 
     async def create(self, checkpoint: ForensicCheckpoint) -> bool:
-        return await asyncio.to_thread(alert_captures.create_checkpoint, self._api, checkpoint)
+        if not self._identity:
+            self._identity = await asyncio.to_thread(reviews.self_subject, self._api)
+        annotations = {
+            **(checkpoint.metadata.get("annotations") or {}),
+            REQUESTED_BY_ANNOTATION: self._identity,
+        }
+        stamped = checkpoint.model_copy(
+            update={"metadata": {**checkpoint.metadata, "annotations": annotations}}
+        )
+        return await asyncio.to_thread(alert_captures.create_checkpoint, self._api, stamped)

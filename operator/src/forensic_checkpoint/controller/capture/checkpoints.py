@@ -69,13 +69,18 @@ class CheckpointController:
         pods: PodReader,
         agents: NodeAgents,
         clock: Callable[[], datetime] = _utcnow,
+        whoami: Callable[[], str] | None = None,
     ) -> None:
+        """``whoami`` returns this operator's own user name, which is also the alert
+        receiver's: without it no ``Requested`` entry is recorded as alert provenance."""
         self._config = config
         self._checkpoints = checkpoints
         self._forensic_nodes = forensic_nodes
         self._pods = pods
         self._agents = agents
         self._clock = clock
+        self._whoami = whoami
+        self._identity = ""
         self._nodes: dict[str, tuple[float, ForensicNode | None]] = {}
 
     # --- the daemon ---------------------------------------------------------------------
@@ -134,8 +139,9 @@ class CheckpointController:
         """One reconcile pass: gather facts, apply the domain's decisions, and record what
         happened to the evidence in the custody chain."""
         now = self._clock()
+        receiver = await self._alert_receiver(spec) if not status.custody else ""
         status = checkpoint_custody.record_request(
-            status, subject=ref.uid, metadata=metadata, spec=spec, at=now
+            status, subject=ref.uid, metadata=metadata, spec=spec, at=now, receiver=receiver
         )
         facts: dict[str, list[CustodyFact]] = {}
         if status.phase.terminal:
@@ -143,6 +149,15 @@ class CheckpointController:
         else:
             new = await self._decide(ref, spec, status, now, facts)
         return checkpoint_custody.record_facts(new, facts, subject=ref.uid)
+
+    async def _alert_receiver(self, spec: ForensicCheckpointSpec) -> str:
+        """The alert receiver's user name, asked once and only for an alert reference to check
+        (a ``ClusterError`` is retried by the daemon like any other API outage)."""
+        if spec.reason is None or spec.reason.alert is None or self._whoami is None:
+            return ""
+        if not self._identity:
+            self._identity = await asyncio.to_thread(self._whoami)
+        return self._identity
 
     def _interval(self, status: ForensicCheckpointStatus) -> float:
         """Seconds to the next pass: a capture is polled closely, an export (seconds to minutes,

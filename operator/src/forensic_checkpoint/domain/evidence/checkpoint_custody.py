@@ -7,17 +7,22 @@ that anyway). The chain's subject is the CR's uid, so
 :func:`domain.evidence.custody.verify_chain` checks it with that.
 
 **Who requested it.** Kubernetes does not record the creating user in the object, and kopf gets
-no admission request, so the operator cannot *know* it. In order of trust:
+no admission request, so the operator reads it from what the API server let through. The chart's
+admission policy (``templates/admission-alert-provenance.yaml``) refuses ``spec.reason.alert``
+from anyone but the alert receiver's identity, and an annotation :data:`REQUESTED_BY_ANNOTATION`
+that does not name the creating user (or that changes later). In order of trust:
 
-1. ``spec.reason.alert``: the alert receiver created it (actor ``Alert``,
-   ``<source>/<fingerprint>``).
-2. The annotation :data:`REQUESTED_BY_ANNOTATION`, set by the creating client (for example the
-   ``kubectl forensic`` plugin). It is a claim by whoever may create ForensicCheckpoints.
+1. ``spec.reason.alert`` *and* :data:`REQUESTED_BY_ANNOTATION` naming the receiver (the receiver
+   sets both; it runs with the operator's identity): actor ``Alert``,
+   ``<source>/<fingerprint>``. An alert reference from anyone else is not alert provenance: the
+   entry names that creator as below and says the reference was ignored.
+2. The annotation :data:`REQUESTED_BY_ANNOTATION`: the creating user, as the admission policy
+   checked it (without the policy it is only a claim by whoever may create the object).
 3. ``metadata.managedFields[0].manager``: the *program* that created the object
    (``kubectl-create``, ...), recorded as a hint, not a user.
 
-Each ``Requested`` entry's ``message`` says which source named the actor. The authenticated user
-is only in the API server's audit log (or an admission webhook, which this project does not run).
+Each ``Requested`` entry's ``message`` says which source named the actor. Without the chart's
+admission policy, the authenticated user is only in the API server's audit log.
 """
 
 from __future__ import annotations
@@ -48,21 +53,34 @@ FROM_FIELD_MANAGER = "FieldManagerHint"
 UNKNOWN_REQUESTER = "unknown"
 
 
-def requester(metadata: Mapping[str, Any], spec: ForensicCheckpointSpec) -> tuple[Actor, str, str]:
-    """The actor of the ``Requested`` entry, the source that named it, and a note on its trust."""
+def requester(
+    metadata: Mapping[str, Any], spec: ForensicCheckpointSpec, receiver: str = ""
+) -> tuple[Actor, str, str]:
+    """The actor of the ``Requested`` entry, the source that named it, and a note on its trust.
+    ``receiver`` is the alert receiver's user name; without it no alert provenance is recorded.
+    """
     alert = spec.reason.alert if spec.reason is not None else None
-    if alert is not None:
-        name = f"{alert.source}/{alert.fingerprint or alert.name}"
-        note = f"alert {alert.name!r} via policy {alert.policy or '?'} (spec.reason.alert)"
-        return Actor(kind=ActorKind.ALERT, name=name[:512]), FROM_ALERT, note
     claimed = str((metadata.get("annotations") or {}).get(REQUESTED_BY_ANNOTATION, "")).strip()
+    ignored = ""
+    if alert is not None:
+        if receiver and claimed == receiver:
+            name = f"{alert.source}/{alert.fingerprint or alert.name}"
+            note = (
+                f"alert {alert.name!r} via policy {alert.policy or '?'} (spec.reason.alert), "
+                f"created by the alert receiver {receiver}"
+            )
+            return Actor(kind=ActorKind.ALERT, name=name[:512]), FROM_ALERT, note
+        ignored = "spec.reason.alert ignored: not created by the alert receiver; "
     if claimed:
         kind = (
             ActorKind.SERVICE_ACCOUNT
             if claimed.startswith("system:serviceaccount:")
             else ActorKind.USER
         )
-        note = f"named by annotation {REQUESTED_BY_ANNOTATION}, not verified by the API server"
+        note = (
+            f"{ignored}named by annotation {REQUESTED_BY_ANNOTATION}, which the chart's "
+            "admission policy checks against the creating user"
+        )
         return Actor(kind=kind, name=claimed[:512]), FROM_ANNOTATION, note
     managed: Sequence[Mapping[str, Any]] = metadata.get("managedFields") or []
     manager = str(managed[0].get("manager", "")) if managed else ""
@@ -71,7 +89,7 @@ def requester(metadata: Mapping[str, Any], spec: ForensicCheckpointSpec) -> tupl
         if manager
         else "creating user unknown; no field manager recorded"
     )
-    return Actor(kind=ActorKind.USER, name=UNKNOWN_REQUESTER), FROM_FIELD_MANAGER, note
+    return Actor(kind=ActorKind.USER, name=UNKNOWN_REQUESTER), FROM_FIELD_MANAGER, ignored + note
 
 
 def record_request(
@@ -81,11 +99,13 @@ def record_request(
     metadata: Mapping[str, Any],
     spec: ForensicCheckpointSpec,
     at: datetime,
+    receiver: str = "",
 ) -> ForensicCheckpointStatus:
-    """``status`` with the chain's first entry, ``Requested``, unless the chain has begun."""
+    """``status`` with the chain's first entry, ``Requested``, unless the chain has begun;
+    ``receiver`` as for :func:`requester`."""
     if status.custody:
         return status
-    actor, source, note = requester(metadata, spec)
+    actor, source, note = requester(metadata, spec, receiver)
     new = status.model_copy(deep=True)
     new.custody = custody.append(
         [],
