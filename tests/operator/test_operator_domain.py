@@ -276,6 +276,16 @@ def test_invalid_regex_is_rejected() -> None:
     )
 
 
+@pytest.mark.parametrize("expr", [r"(a)\1", r"(?=tok)\w+"])
+def test_a_regex_the_agents_engine_cannot_run_is_rejected_before_any_capture(expr: str) -> None:
+    """Valid for Python's backtracking ``re`` but not for RE2, which the agent runs: the
+    operator refuses it before the container is frozen, not after the dump."""
+    spec = ForensicCheckpointSpec.model_validate({"podName": "p", "analysis": {"regexes": [expr]}})
+    problem = reconcile.check_spec(spec)
+    assert problem is not None and problem.reason == "InvalidSpec"
+    assert "RE2 syntax" in problem.message
+
+
 def test_overdue_uses_the_kubelet_timeout_plus_grace() -> None:
     spec = ForensicCheckpointSpec(pod_name="p", timeout_seconds=600)
     container = reconcile.mark_requested(_started().containers[0], now=T0)

@@ -15,38 +15,21 @@ elsewhere by ``bytes.find``; both give the same matches.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
-
-import re2
+from typing import cast
 
 from forensic_checkpoint.analysis.memory.index import PageIndex, PresentRun
 from forensic_checkpoint.analysis.memory.literals import MIN_BULK, LiteralFinder
 from forensic_checkpoint.analysis.memory.process import ProcessMemory
 from forensic_checkpoint.analysis.memory.vmas import Vma, VmaLike, find_vma, normalize_vmas
+from forensic_checkpoint.user_regex import Regex, compile_user_regex
 
 DEFAULT_CHUNK_SIZE = 8 << 20
 #: Longest regex match guaranteed to be found across buffer boundaries (and reported whole).
 DEFAULT_REGEX_MAX_LENGTH = 1024
 DEFAULT_CONTEXT = 32
 DEFAULT_MAX_HITS = 10_000
-
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a bad pattern is our ValueError, not a line on stderr
-# Memory is raw bytes, not UTF-8: in Latin-1 mode each byte is one character, so ``\xff`` and
-# ``[\x00-\x05]`` mean bytes, as in a Python bytes regex.
-_RE2_OPTIONS.encoding = re2.Options.Encoding.LATIN1
-
-
-class _Match(Protocol):
-    def span(self) -> tuple[int, int]: ...
-
-
-class Regex(Protocol):
-    """What the scanner needs of a compiled RE2 pattern (google-re2 ships no type hints)."""
-
-    def finditer(self, text: Buffer, pos: int = ...) -> Iterator[_Match]: ...
 
 
 @dataclass(frozen=True)
@@ -78,16 +61,7 @@ class Pattern:
         raw = expr.encode() if isinstance(expr, str) else bytes(expr)
         if max_length < 1:
             raise ValueError("max_length must be positive")
-        try:
-            compiled = re2.compile(raw, _RE2_OPTIONS)
-        except re2.error as exc:
-            detail = exc.args[0] if exc.args else exc
-            if isinstance(detail, bytes):
-                detail = detail.decode("utf-8", "replace")
-            raise ValueError(
-                f"invalid regular expression (RE2 syntax: no backreferences or lookaround): "
-                f"{detail}"
-            ) from exc
+        compiled = compile_user_regex(raw)
         text = expr if isinstance(expr, str) else raw.decode("utf-8", "backslashreplace")
         return cls(text, None, compiled, max_length)
 

@@ -22,7 +22,6 @@ capture's export, retention and late archive).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -47,6 +46,7 @@ from forensic_checkpoint.domain.capture.phases import TERMINAL, checkpoint_phase
 from forensic_checkpoint.domain.capture.targets import Rejection, Targets
 from forensic_checkpoint.domain.formatting import frozen_time, human_size, with_remediation
 from forensic_checkpoint.domain.readiness import NodeNotReady
+from forensic_checkpoint.user_regex import compile_user_regex
 
 AGENT_UNAVAILABLE = "AgentUnavailable"
 AGENT_LOST_CAPTURE = "AgentLostCapture"
@@ -73,12 +73,12 @@ INVALID_SPEC = "InvalidSpec"
 
 
 def check_spec(spec: ForensicCheckpointSpec) -> Rejection | None:
-    """What the CRD schema cannot check: that every regex compiles (as a bytes pattern, the way
-    the memory scanner uses it)."""
+    """What the CRD schema cannot check: that every regex compiles with the agent's engine (RE2
+    over raw bytes, :mod:`forensic_checkpoint.user_regex`), before any container is frozen."""
     for pattern in spec.analysis.regexes:
         try:
-            re.compile(pattern.encode("utf-8"))
-        except re.error as exc:
+            compile_user_regex(pattern.encode("utf-8"))
+        except ValueError as exc:
             return Rejection(INVALID_SPEC, f"spec.analysis.regexes: {pattern!r} is invalid: {exc}")
     return None
 
