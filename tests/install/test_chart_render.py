@@ -431,6 +431,7 @@ def test_agent_values_file_is_what_the_agent_readers_take(tmp_path: Path) -> Non
         ("kubelet.authMode=anonymous", "authMode"),
         ("export.enabled=true", "bucket"),
         ("criuConfig.ghostLimitBytes=1024", "ghostLimitBytes"),
+        ("criuConfig.actionScript=/tmp/x.sh", "additional properties 'actionScript' not allowed"),
         ("retention.node.maxAge=7x", "maxAge"),
         ("retention.containerRules[0].maxCount=-1", "maxCount"),
         ("agent.logFormat=xml", "logFormat"),

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from forensic_checkpoint.agent.readiness.criu_config import (
+    ALLOWED_OPTIONS,
     CRUN_CONF,
     DEFAULT_CONF,
     HEADER,
@@ -254,3 +255,33 @@ def test_result_feeds_the_readiness_check(tmp_path: Path) -> None:
         c for c in evaluate(NodeProbe(criu_config=absent)).checks if c.name is CheckName.CRIU_CONFIG
     )
     assert check.reason == "EstablishedTCPNeedsConfig"
+
+
+@pytest.mark.parametrize("key", ["action-script", "actionScript", "exec-cmd", "lib"])
+def test_code_running_options_are_refused_by_name(key: str) -> None:
+    with pytest.raises(ConfigError, match=f"refusing CRIU option.*{key}"):
+        CriuConfigSettings.from_values({"enabled": True, key: "/tmp/x.sh"})
+
+
+def test_render_refuses_options_outside_the_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defence in depth: even a future setting cannot make the writer emit `action-script`."""
+    monkeypatch.setattr(
+        CriuConfigSettings, "option_lines", lambda self: ["tcp-established", "action-script /x"]
+    )
+    with pytest.raises(ConfigError, match="action-script"):
+        render(ON)
+
+
+def test_allowed_options_still_render() -> None:
+    options = parse_options(render(ON))
+    assert set(options) <= ALLOWED_OPTIONS
+    assert "tcp-established" in options
+
+
+def test_foreign_action_script_is_flagged(tmp_path: Path) -> None:
+    path = tmp_path / "etc/criu/runc.conf"
+    path.parent.mkdir(parents=True)
+    path.write_text("tcp-established\naction-script /usr/local/bin/x\n")
+    result = reconcile_criu_config(CriuConfigSettings(), root=tmp_path)
+    assert result.state is ConfigState.FOREIGN
+    assert any("action-script" in n and "run code as root" in n for n in result.notes)

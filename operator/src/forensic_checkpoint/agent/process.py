@@ -14,6 +14,11 @@ from forensic_checkpoint import __version__
 from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.capture.analysis_retry import AnalysisRetrier
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer, ProcessAnalyzer
+from forensic_checkpoint.agent.capture.disk_floor import (
+    DEFAULT_MIN_FREE_BYTES,
+    DEFAULT_MIN_FREE_PERCENT,
+    DiskFloor,
+)
 from forensic_checkpoint.agent.capture.orphans import DEFAULT_GRACE, OrphanKeeper, OrphanPolicy
 from forensic_checkpoint.agent.capture.service import DEFAULT_LATE_ARCHIVE_WINDOW, CaptureService
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
@@ -64,6 +69,9 @@ class AgentConfig:
     #: An unclaimed archive is swept once unchanged for this long (every retention interval).
     orphan_grace: float = DEFAULT_GRACE
     capture_workers: int = 4
+    #: Captures are refused while free space is below the larger of these (``.disk_floor``).
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    min_free_percent: float = DEFAULT_MIN_FREE_PERCENT
     analysis_workers: int | None = None
     analysis_timeout: float = 900.0
     heartbeat_interval: float = 10.0
@@ -127,6 +135,7 @@ class AgentProcess:
             restart_adopt_window=config.restart_adopt_window,
             late_archive_window=config.late_archive_window,
             export_enabled=exporting is not None,
+            disk_floor=DiskFloor(config.min_free_bytes, config.min_free_percent),
         )
         # Every archive in the checkpoint directory belongs to a job: the orphan keeper looks
         # for late archives of abandoned calls and sweeps up the rest.

@@ -95,6 +95,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a restarted agent looks for the archive of a kubelet call the restart "
         "cut (the kubelet cancels the dump when its caller dies)",
     )
+    captures.add_argument(
+        "--min-free-bytes",
+        type=int,
+        default=2 << 30,
+        help="refuse a capture (InsufficientDiskSpace) while the filesystem of --checkpoint-dir "
+        "or --state-dir has less free space than this or --min-free-percent (default 2 GiB)",
+    )
+    captures.add_argument(
+        "--min-free-percent",
+        type=float,
+        default=5.0,
+        help="the same floor as a percentage of the filesystem's size; the larger one applies",
+    )
     parser.add_argument("--capture-workers", type=int, default=4)
     parser.add_argument("--analysis-workers", type=int, default=0, help="0: min(2, CPUs)")
     parser.add_argument(
@@ -167,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
         late_archive_window=args.late_archive_window,
         restart_adopt_window=args.restart_adopt_window,
         capture_workers=args.capture_workers,
+        min_free_bytes=args.min_free_bytes,
+        min_free_percent=args.min_free_percent,
         analysis_workers=args.analysis_workers or None,
         analysis_timeout=args.analysis_timeout,
         heartbeat_interval=args.heartbeat_interval,

@@ -19,7 +19,8 @@ Invariants:
 A Completed job's status carries the analysis summary (:mod:`.summary`). Beside this module:
 :mod:`.adoption` (a job a restart left in Capturing), :mod:`.job_files` (a job's archive and
 report on disk), :mod:`.call_spacing` (one call per container at a time) and
-:mod:`.analysis_retry` (an analysis that failed for want of space). Over 400 lines: the job's
+:mod:`.analysis_retry` (an analysis that failed for want of space), :mod:`.disk_floor` (a capture
+refused before the kubelet call because the node's disk is too full). Over 400 lines: the job's
 states and their recovery are one state machine, kept in one place.
 """
 
@@ -39,6 +40,7 @@ from forensic_checkpoint.agent.capture import adoption, analysis_retry, job_file
 from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
 from forensic_checkpoint.agent.capture.call_spacing import CallSpacer
+from forensic_checkpoint.agent.capture.disk_floor import DiskFloor, FreeSpace, statvfs_space
 from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
@@ -57,6 +59,7 @@ from forensic_checkpoint.api.agent import (
     ExportPhase,
     ExportProgress,
 )
+from forensic_checkpoint.domain.failures.model import FailureReason
 from forensic_checkpoint.errors import (
     CaptureError,
     ForensicCheckpointError,
@@ -96,6 +99,8 @@ class CaptureService:
         late_archive_window: float = DEFAULT_LATE_ARCHIVE_WINDOW,
         poll_interval: float = 1.0,
         export_enabled: bool = False,
+        disk_floor: DiskFloor | None = None,
+        free_space: FreeSpace = statvfs_space,
     ) -> None:
         self.node_name = node_name
         self.store = store
@@ -120,6 +125,9 @@ class CaptureService:
         self._counts_lock = threading.Lock()
         self._spacer = CallSpacer()
         self._stopping = threading.Event()
+        #: Captures are refused before the kubelet call when free space is below this floor.
+        self.disk_floor = disk_floor or DiskFloor()
+        self._free_space = free_space
 
     # --- public API -------------------------------------------------------------------------
 
@@ -247,6 +255,18 @@ class CaptureService:
     def _capture(self, record: JobRecord) -> JobRecord | None:
         request = record.request
         target = f"{request.pod_namespace}/{request.pod_name}/{request.container}"
+        refusal = self.disk_floor.refusal(
+            (self.checkpoint_dir, self.store.state_dir), self._free_space
+        )
+        if refusal is not None:
+            log.warning("capture %s: %s", record.status.key, refusal)
+            return self._finish(
+                record,
+                reason=FailureReason.INSUFFICIENT_DISK_SPACE.value,
+                message=refusal,
+                remediation="free space on the node (delete or export old ForensicCheckpoints, "
+                "tighten retention) or lower the chart's agent.minFreeBytes/minFreePercent",
+            )
         with self._spacer.call(target):
             now = utcnow()
             record.status.state = CaptureState.CAPTURING

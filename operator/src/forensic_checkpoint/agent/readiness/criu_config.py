@@ -46,6 +46,15 @@ _CHECKSUM_PREFIX = "# forensic-checkpoint-sha256: "
 #: settings, and the runtime then finds no images (checkpointctl#213 for images-dir).
 DANGEROUS_OPTIONS = frozenset({"images-dir", "work-dir", "log-file", "output", "D", "W", "o"})
 
+#: The only options the agent ever writes. ``/etc/criu`` is read by a root CRIU for every
+#: container on the node, so an ``action-script``, ``exec-cmd`` or ``lib`` (plugins) line there
+#: runs code as root in the host: :func:`render` refuses anything not listed here, whatever
+#: produced the settings (docs/security-model.md).
+ALLOWED_OPTIONS = frozenset({"tcp-established", "skip-in-flight", "file-locks", "ghost-limit"})
+
+#: Options that make CRIU run programs or load code; flagged when a foreign file sets them.
+CODE_RUNNING_OPTIONS = frozenset({"action-script", "exec-cmd", "lib", "L"})
+
 
 class ConfigState(StrEnum):
     """What is on the node after :func:`reconcile_criu_config`."""
@@ -94,6 +103,13 @@ class CriuConfigSettings:
             "ghostLimitBytes": "ghost_limit_bytes",
         }
         unknown = sorted(set(values) - set(keys))
+        code = [k for k in unknown if _kebab(k) in CODE_RUNNING_OPTIONS]
+        if code:
+            raise ConfigError(
+                f"criuConfig: refusing CRIU option(s) {', '.join(code)}: they make CRIU run "
+                "code as root on the node; the agent writes only "
+                f"{', '.join(sorted(ALLOWED_OPTIONS))}"
+            )
         if unknown:
             raise ConfigError(f"criuConfig: unknown setting(s) {', '.join(unknown)}")
         kwargs: dict[str, Any] = {}
@@ -154,9 +170,24 @@ class CriuConfigResult:
 
 
 def render(settings: CriuConfigSettings) -> str:
-    """The whole file the agent writes for ``settings``: header, checksum, options."""
+    """The whole file the agent writes for ``settings``: header, checksum, options.
+
+    Raises :class:`ConfigError` naming any option outside :data:`ALLOWED_OPTIONS`.
+    """
+    check_allowed(settings.option_lines())
     body = "".join(f"{line}\n" for line in settings.option_lines())
     return f"{HEADER}\n{_CHECKSUM_PREFIX}{_digest(body)}\n{body}"
+
+
+def check_allowed(lines: list[str]) -> None:
+    """Refuse option lines the agent must never write (see :data:`ALLOWED_OPTIONS`)."""
+    names = [line.split()[0].removeprefix("--") for line in lines if line.split()]
+    refused = sorted({name for name in names if name not in ALLOWED_OPTIONS})
+    if refused:
+        raise ConfigError(
+            f"criuConfig: refusing to write CRIU option(s) {', '.join(refused)}: the agent "
+            f"writes only {', '.join(sorted(ALLOWED_OPTIONS))}"
+        )
 
 
 def parse_options(text: str) -> dict[str, str]:
@@ -295,6 +326,11 @@ def _ownership(text: str | None) -> str:
     return "own" if recorded == _digest(lines[2]) else "modified"
 
 
+def _kebab(key: str) -> str:
+    """``actionScript`` or ``action_script`` -> ``action-script``, as CRIU spells options."""
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in key).replace("_", "-").lstrip("-")
+
+
 def _digest(body: str) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -318,6 +354,10 @@ def _risks(options: dict[str, str]) -> tuple[str, ...]:
         f"sets `{name}`, which overrides the runtime's own setting: checkpoints come out "
         "without CRIU images (checkpointctl#213)"
         for name in sorted(options.keys() & DANGEROUS_OPTIONS)
+    ]
+    risks += [
+        f"sets `{name}`, which makes CRIU run code as root on this node for every checkpoint"
+        for name in sorted(options.keys() & CODE_RUNNING_OPTIONS)
     ]
     if "tcp-established" not in options:
         risks.append("lacks `tcp-established`: containers with TCP connections fail to dump")

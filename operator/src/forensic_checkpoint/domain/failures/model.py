@@ -32,6 +32,8 @@ class FailureReason(StrEnum):
     MEMFD_SECRET = "MemfdSecret"  # noqa: S105 - a reason name, not a secret
     TIMEOUT = "Timeout"
     RUNTIME_ERROR = "RuntimeError"
+    #: The agent refused the capture before calling the kubelet: the node's disk is too full.
+    INSUFFICIENT_DISK_SPACE = "InsufficientDiskSpace"
 
 
 class TransportFailure(StrEnum):
