@@ -33,7 +33,7 @@ from tests.factories import export_values, s3_client
 
 from forensic_checkpoint.agent.kubelet.client import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
-from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
+from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, DeleteResult, capture_key
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import KubeletError
 from forensic_checkpoint.k8s.nodes import ForensicNodes
@@ -786,6 +786,51 @@ def test_after_a_timeout_a_late_archive_is_kept_and_accounted(
     [fact] = kept.custody_events
     assert (fact.action, fact.reason) == ("Captured", "OrphanArchive")
     assert 'forensic_agent_orphan_archives_total{action="attached"} 1.0' in metrics
+
+
+@pytest.mark.parametrize("abandoned", [False, True])
+def test_a_capture_deleted_in_flight_has_its_late_archive_deleted_on_landing(
+    dev_cluster: Any, ids: Identities, tmp_path: Path, abandoned: bool
+) -> None:
+    """issue 15 item 8: the ForensicCheckpoint is deleted mid-capture, so the operator's DELETE
+    reaches the agent while the kubelet call runs. The agent marks the job (200, ``pending``),
+    and the archive the runtime still writes is hashed and deleted as soon as it lands: when
+    the kubelet answers, or (``abandoned``) after the agent gave up on the call and the kubelet
+    wrote it anyway (late-file), found by the watch, not by the 120 s sweep. The job record
+    stays as the account: a Deleted fact with the archive's sha256."""
+    node = dev_cluster.nodes[1]
+    latency = 3.0
+    quick = {"kubelet_timeout_margin": 0.5, "kubelet_runtime_request_timeout": 1.0}
+    runtime = AgentProcess(_config(ids, node, tmp_path / "state", **(quick if abandoned else {})))
+    runtime.start()
+    try:
+        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
+        pod = _pod(dev_cluster, ids, node.name, fault=f"latency={latency}s;late-file")
+        key = caller.capture(pod, timeout=1) if abandoned else caller.capture(pod)
+        _until(caller, key, lambda s: s.state == "Capturing", 10)
+        answer = caller.call("DELETE", f"/v1/captures/{key}")
+        assert answer.status_code == 200, answer.text  # before: 409 CaptureInProgress
+        assert DeleteResult.model_validate_json(answer.text).pending is True
+        status = _until(
+            caller, key, lambda s: any(f.action == "Deleted" for f in s.custody_events), 20
+        )
+        metrics = caller.call("GET", "/metrics").text
+    finally:
+        runtime.stop()
+    assert list(node.checkpoint_dir.resolve().glob(f"checkpoint-{pod['metadata']['name']}_*")) == []
+    [call] = _calls_for(node, pod)
+    assert bool(call.get("canceled")) is abandoned
+    assert status.state == "Failed"
+    assert status.reason == ("Timeout" if abandoned else "DeletedWhileCapturing")
+    assert status.archive is None
+    [fact] = [f for f in status.custody_events if f.action == "Deleted"]
+    assert fact.reason == "DeletedWhileCapturing"
+    assert fact.sha256 is not None and len(fact.sha256) == 64 and fact.size_bytes
+    assert fact.sha256 in (status.message or "")
+    # The dump lands ``latency`` after the call; it is deleted within seconds of that.
+    assert status.started_at is not None
+    assert (fact.time - status.started_at).total_seconds() < latency + 4
+    assert 'forensic_agent_orphan_archives_total{action="late-deleted"} 1.0' in metrics
 
 
 @pytest.fixture(scope="module")

@@ -249,3 +249,34 @@ def test_policy_values_are_checked() -> None:
     assert OrphanPolicy.parse("delete") is OrphanPolicy.DELETE
     with pytest.raises(ConfigError, match="adopt or delete"):
         OrphanPolicy.parse("keep")
+
+
+@pytest.mark.slow  # waits for a late write
+@pytest.mark.parametrize("held", [False, True])
+def test_the_late_archive_of_a_capture_deleted_in_flight_is_deleted_unless_held(
+    env: Env, held: bool
+) -> None:
+    """issue 15 item 8: DELETE while the call runs marks the job; the late archive is deleted
+    by the watch whatever the policy (adopt here), or kept as evidence if the job is held."""
+    env.kubelet.delay = 0.3
+    env.kubelet.late_write = 1.0
+    service, _ = env.start()
+    service.submit(request("uid9-app"))
+    until(service, "uid9-app", lambda s: s.state is CaptureState.CAPTURING)
+    if held:
+        service.set_hold("uid9-app", True)
+    assert service.delete("uid9-app").pending is True
+    done = until(service, "uid9-app", lambda s: len(s.custody_events) > 0)
+    [late] = env.kubelet.late_written
+    assert (done.state, done.reason) == (CaptureState.FAILED, "Timeout")
+    [fact] = done.custody_events
+    if held:
+        assert done.archive is not None and late.is_file()
+        assert (fact.action, fact.sha256) == ("Captured", sha256(late))
+        assert metric(service, "late-kept") == 1.0
+        return
+    assert not late.exists() and done.archive is None
+    assert (fact.action, fact.reason) == ("Deleted", "DeletedWhileCapturing")
+    assert fact.sha256 is not None and fact.sha256 in (done.message or "")
+    assert metric(service, "late-deleted") == 1.0
+    assert metric(service, "attached") == 0.0

@@ -18,7 +18,7 @@ from forensic_checkpoint.agent.capture.adoption import INTERRUPTED
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.jobs import JobStore
 from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
-from forensic_checkpoint.errors import ConflictError, NotFoundError
+from forensic_checkpoint.errors import NotFoundError
 
 
 class Env:
@@ -226,13 +226,32 @@ def test_a_path_outside_the_checkpoint_dir_is_refused(env: Env, tmp_path: Path) 
     assert done.archive is None
 
 
+def test_delete_in_flight_marks_the_job_and_deletes_the_archive_when_it_lands(env: Env) -> None:
+    """issue 15 item 8: DELETE while the kubelet call runs is cancel + mark + watch: the job
+    stays, and the archive the call writes is hashed and deleted on landing (a Deleted fact)."""
+    env.kubelet.delay = 0.5
+    service = env.service()
+    service.submit(request("uid9-app"))
+    time.sleep(0.1)
+    result = service.delete("uid9-app")
+    assert (result.pending, result.deleted) == (True, [])
+    done = wait_terminal(service, "uid9-app")
+    assert (done.state, done.reason, done.archive) == (
+        CaptureState.FAILED,
+        "DeletedWhileCapturing",
+        None,
+    )
+    [fact] = done.custody_events
+    assert (fact.action, fact.reason) == ("Deleted", "DeletedWhileCapturing")
+    assert fact.sha256 is not None and fact.sha256 in (done.message or "")
+    assert list(env.checkpoints.glob("checkpoint-*")) == []
+    assert 'orphan_archives_total{action="late-deleted"} 1.0' in service.metrics.render().decode()
+
+
 def test_delete_removes_archive_and_report_only_when_finished(env: Env) -> None:
     env.kubelet.delay = 0.5
     service = env.service()
     service.submit(request("uid8-app"))
-    time.sleep(0.1)
-    with pytest.raises(ConflictError):
-        service.delete("uid8-app")
     done = wait_terminal(service, "uid8-app")
     assert done.archive is not None
     archive, report = Path(done.archive.path), service.report_file("uid8-app")

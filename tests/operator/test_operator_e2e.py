@@ -357,6 +357,41 @@ def test_deleting_the_checkpoint_removes_the_archive_unless_held(stack: LocalSta
     assert held.is_file()
 
 
+def test_deleting_the_checkpoint_mid_capture_deletes_the_late_archive_on_landing(
+    stack: LocalStack,
+) -> None:
+    """issue 15 item 8: the CR is deleted while the kubelet call runs; the archive the runtime
+    writes seconds later (late-file) is hashed and deleted when it lands, not left on the node
+    or found by the 120 s sweep, and the agent's job record stays with a Deleted fact."""
+    latency = 6.0
+    create_pod(stack, "gone", "node-3", containers=("app",), fault=f"latency={latency}s;late-file")
+    created = stack.create_checkpoint(NAMESPACE, "gone", {"podName": "gone"})
+    _wait_requested(stack, "gone")
+    key = capture_key(created["metadata"]["uid"], "app")
+    assert processes.wait_until(
+        lambda: _agent_state(stack, "node-3", key) == "Capturing", 20, interval=0.1
+    )
+    called = time.monotonic()
+    stack.delete_checkpoint(NAMESPACE, "gone")
+    assert processes.wait_until(lambda: stack.get_checkpoint(NAMESPACE, "gone") is None, 30)
+    assert time.monotonic() - called < latency  # the operator did not wait for the dump
+    assert processes.wait_until(lambda: _agent_state(stack, "node-3", key) == "Failed", 30)
+    assert time.monotonic() - called < latency + 5  # deleted within seconds of landing
+    job = requests.get(
+        f"{stack.agent_endpoint('node-3')}/v1/captures/{key}",
+        headers={"Authorization": f"Bearer {stack.operator.token_file.read_text().strip()}"},
+        verify=str(stack.agent_ca.cert),
+        timeout=5,
+    ).json()
+    assert job["reason"] == "DeletedWhileCapturing"
+    [fact] = [f for f in job["custodyEvents"] if f["action"] == "Deleted"]
+    assert fact["reason"] == "DeletedWhileCapturing" and len(fact["sha256"]) == 64
+    node = fake_node(stack, "node-3")
+    assert list(node.checkpoint_dir.resolve().glob("checkpoint-gone_*")) == []
+    [call] = kubelet_calls(stack, "node-3", "gone")
+    assert call.get("canceled") is not True  # the archive came with the kubelet's answer
+
+
 @pytest.mark.parametrize(
     ("breakage", "reason"),
     [("wrong-kubelet-ca", "KubeletTLSError"), ("bad-kubelet-token", "KubeletUnauthorized")],

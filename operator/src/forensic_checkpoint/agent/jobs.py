@@ -44,6 +44,9 @@ class JobRecord(BaseModel):
     #: the job waits for :mod:`.capture.analysis_retry`).
     analysis_failures: int = 0
     analysis_failed_at: datetime | None = None
+    #: When a DELETE arrived while the capture was in flight (the CR was deleted mid-capture):
+    #: an archive the call still writes is deleted on landing (:mod:`.capture.deleted_in_flight`).
+    deleted_while_capturing_at: datetime | None = None
 
 
 class JobStore:

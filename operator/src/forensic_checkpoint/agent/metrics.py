@@ -106,7 +106,8 @@ class AgentMetrics:
             "forensic_agent_orphan_archives",
             "Archives no capture claimed (written after the agent gave up on the kubelet call, or "
             "by another caller), by what --orphan-archives did: attached (to the capture that "
-            "caused it), adopted (a job of its own) or deleted.",
+            "caused it), adopted (a job of its own) or deleted; late-deleted or late-kept (held): "
+            "the archive of a capture deleted while in flight.",
             ["action"],
             registry=self.registry,
         )

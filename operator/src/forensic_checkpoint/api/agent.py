@@ -220,6 +220,9 @@ class DeleteResult(WireModel):
 
     key: CaptureKey
     deleted: list[str] = Field(default_factory=list)
+    #: The capture was in flight: it is marked deleted, and the archive its kubelet call may
+    #: still write is deleted when it lands (the job record stays as the account).
+    pending: bool = False
 
 
 class ErrorBody(WireModel):

@@ -23,6 +23,11 @@ Both hand a found archive to the policy (``--orphan-archives``):
   that hash.
 
 An archive of a container whose capture is in flight is never touched: it may be that capture's.
+The late archive of a capture deleted while in flight (:mod:`.deleted_in_flight`) is deleted
+whatever the policy, or kept if that job is held.
+
+Over 400 lines: the watch, the sweep and what each policy does to a found archive are one
+decision about the same files, under one lock.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from pathlib import Path
 
 from forensic_checkpoint.agent import paths
 from forensic_checkpoint.agent.background import BackgroundPass
-from forensic_checkpoint.agent.capture import job_files
+from forensic_checkpoint.agent.capture import deleted_in_flight, job_files
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.hashing import sha256_file
@@ -245,17 +250,18 @@ class OrphanKeeper(BackgroundPass):
             if owner is not None and not _gave_up(owner):
                 return False  # its state changed since: decide again on the next pass
             captured_at = datetime.fromtimestamp(after.st_mtime, UTC)
-            if self.policy is OrphanPolicy.DELETE:
-                action = "deleted"
-                real.unlink(missing_ok=True)
-                if owner is not None:
-                    self._record_deleted(owner, real, digest, size, now)
-            elif owner is not None:
-                action = "attached"
-                self._attach(owner, real, digest, size, captured_at=captured_at, now=now)
-            else:
-                action = "adopted"
-                owner = self._adopt_alone(real, digest, size, captured_at, now)
+            action, owner = self._apply(owner, real, (digest, size), captured_at, now)
+        if owner is not None and owner.deleted_while_capturing_at is not None:
+            deleted_in_flight.report(self.service.metrics, owner, real, action)
+        else:
+            self._report(real, digest, size, action, owner)
+        for hook in self.on_change:
+            hook()
+        return True
+
+    def _report(
+        self, real: Path, digest: str, size: int, action: str, owner: JobRecord | None
+    ) -> None:
         self.service.metrics.orphan_archives.labels(action=action).inc()
         log.warning(
             "orphan archive %s (%d bytes, sha256 %s) %s%s under --orphan-archives=%s",
@@ -266,9 +272,46 @@ class OrphanKeeper(BackgroundPass):
             f" to capture {owner.status.key}" if owner is not None else "",
             self.policy.value,
         )
-        for hook in self.on_change:
-            hook()
-        return True
+
+    def _apply(
+        self,
+        owner: JobRecord | None,
+        real: Path,
+        hashed: tuple[str, int],
+        captured_at: datetime,
+        now: datetime,
+    ) -> tuple[str, JobRecord | None]:
+        """Delete, attach or adopt one orphan (store locked); what was done, and to which job."""
+        digest, size = hashed
+        if owner is not None and owner.deleted_while_capturing_at is not None:
+            # Its capture was deleted mid-call: delete, or keep if held, whatever the policy.
+            return self._landed_after_delete(owner, real, hashed, captured_at, now), owner
+        if self.policy is OrphanPolicy.DELETE:
+            real.unlink(missing_ok=True)
+            if owner is not None:
+                self._record_deleted(owner, real, digest, size, now)
+            return "deleted", owner
+        if owner is not None:
+            self._attach(owner, real, digest, size, captured_at=captured_at, now=now)
+            return "attached", owner
+        return "adopted", self._adopt_alone(real, digest, size, captured_at, now)
+
+    def _landed_after_delete(
+        self,
+        owner: JobRecord,
+        real: Path,
+        hashed: tuple[str, int],
+        captured_at: datetime,
+        now: datetime,
+    ) -> str:
+        """The late archive of a capture deleted while in flight (store locked); what was done."""
+        if deleted_in_flight.discards(owner):
+            deleted_in_flight.discard(owner, real, self.service.node_name, now, hashed)
+            self.store.save(owner)
+            return "deleted"
+        real.chmod(0o600)  # held: kept as evidence, accounted for like an adopted orphan
+        self._attach(owner, real, *hashed, captured_at=captured_at, now=now)
+        return "kept"
 
     def _attach(
         self,

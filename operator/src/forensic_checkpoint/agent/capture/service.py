@@ -7,8 +7,8 @@ Invariants:
   never called again; the agent looks, briefly, for an archive the kubelet wrote since the call
   instead (the kubelet cancels the dump when its caller dies, so usually there is none);
 - no archive is left on the node unaccounted for: when the agent gives up on a call that
-  reached the kubelet, the job watches for a late archive (:mod:`forensic_checkpoint.agent.
-  orphans` attaches it to the job, or deletes it under ``--orphan-archives=delete``);
+  reached the kubelet, the job watches for a late archive (:mod:`.orphans` attaches it to the
+  job, or deletes it under ``--orphan-archives=delete``);
 - nothing the kubelet wrote is deleted except by :meth:`CaptureService.delete` and retention
   (:mod:`.evidence.retention_keeper`), and neither deletes a held archive that
   exists nowhere else;
@@ -19,7 +19,8 @@ Invariants:
 A Completed job's status carries the analysis summary (:mod:`.summary`). Beside this module:
 :mod:`.adoption` (a job a restart left in Capturing), :mod:`.job_files` (a job's archive and
 report on disk), :mod:`.call_spacing` (one call per container at a time) and
-:mod:`.analysis_retry` (an analysis that failed for want of space), :mod:`.disk_floor` (a capture
+:mod:`.analysis_retry` (an analysis that failed for want of space), :mod:`.deleted_in_flight`
+(a capture deleted while its kubelet call ran), :mod:`.disk_floor` (a capture
 refused before the kubelet call because the node's disk is too full). Over 400 lines: the job's
 states and their recovery are one state machine, kept in one place.
 """
@@ -36,10 +37,16 @@ from pathlib import Path
 from typing import Protocol
 
 from forensic_checkpoint.agent import paths
-from forensic_checkpoint.agent.capture import adoption, analysis_retry, job_files
+from forensic_checkpoint.agent.capture import (
+    adoption,
+    analysis_retry,
+    deleted_in_flight,
+    job_files,
+)
 from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
 from forensic_checkpoint.agent.capture.call_spacing import CallSpacer
+from forensic_checkpoint.agent.capture.deleted_in_flight import DELETED_WHILE_CAPTURING
 from forensic_checkpoint.agent.capture.disk_floor import DiskFloor, FreeSpace, statvfs_space
 from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.hashing import sha256_file
@@ -187,11 +194,27 @@ class CaptureService:
         runs, and for a held archive not exported yet (``on_checkpoint_deleted``)."""
         with self.store.locked():
             record = self._get(key)
+            if record.status.state in (CaptureState.QUEUED, CaptureState.CAPTURING):
+                return self._delete_in_flight(record)
             job_files.check_deletable(record)
             deleted = job_files.remove(record, self.checkpoint_dir)
             self.store.delete(key)
         log.info("capture %s deleted: %s", key, deleted)
         return DeleteResult(key=key, deleted=deleted)
+
+    def _delete_in_flight(self, record: JobRecord) -> DeleteResult:
+        """Cancel + mark + watch (:mod:`.deleted_in_flight`): a queued job never calls the
+        kubelet; a capturing one deletes what its call writes, when it lands."""
+        key = record.status.key
+        if record.deleted_while_capturing_at is None:
+            record.deleted_while_capturing_at = utcnow()
+            self.store.save(record)
+        log.warning(
+            "capture %s deleted while %s: its archive is deleted when it lands",
+            key,
+            record.status.state,
+        )
+        return DeleteResult(key=key, deleted=[], pending=True)
 
     def storage(self) -> tuple[dict[str, int], int]:
         """Jobs by state, and bytes of the archives and reports still on disk."""
@@ -269,10 +292,17 @@ class CaptureService:
             )
         with self._spacer.call(target):
             now = utcnow()
-            record.status.state = CaptureState.CAPTURING
-            record.status.started_at = now
-            record.kubelet_called_at = now
-            self.store.save(record)  # on disk BEFORE the call: see the module docstring
+            with self.store.locked():
+                if self._deleted_mark(record) is not None:
+                    return self._finish(
+                        record,
+                        reason=DELETED_WHILE_CAPTURING,
+                        message="deleted before the kubelet was called",
+                    )
+                record.status.state = CaptureState.CAPTURING
+                record.status.started_at = now
+                record.kubelet_called_at = now
+                self.store.save(record)  # on disk BEFORE the call: see the module docstring
             started = time.monotonic()
             try:
                 location = self._kubelet().checkpoint(
@@ -288,6 +318,7 @@ class CaptureService:
                 if isinstance(exc, KubeletRuntimeError):
                     record.status.criu_log_excerpt = (exc.excerpt or "")[:8192] or None
                 message = exc.message
+                self._deleted_mark(record)
                 if isinstance(exc, KubeletCallAbandoned):
                     message += self._watch_late_archive(record)
                 return self._finish(
@@ -304,17 +335,46 @@ class CaptureService:
             return self._finish(record, reason=exc.reason, message=exc.message)
         return self._record_archive(record, archive, started)
 
+    def _deleted_mark(self, record: JobRecord) -> datetime | None:
+        """Copy a DELETE's mark (saved by another thread meanwhile) onto ``record``."""
+        stored = self.store.get(record.status.key)
+        if stored is not None and stored.deleted_while_capturing_at is not None:
+            record.deleted_while_capturing_at = stored.deleted_while_capturing_at
+            record.status.held = stored.status.held
+        return record.deleted_while_capturing_at
+
+    def _landed_after_delete(
+        self, record: JobRecord, archive: Path, hashed: tuple[str, int]
+    ) -> JobRecord:
+        """The kubelet answered a call whose capture was deleted meanwhile (store locked)."""
+        deleted_in_flight.discard(record, archive, self.node_name, utcnow(), hashed)
+        deleted_in_flight.report(self.metrics, record, archive, "deleted")
+        return self._finish(
+            record, reason=DELETED_WHILE_CAPTURING, message=record.status.message or ""
+        )
+
     def _watch_late_archive(self, record: JobRecord) -> str:
         """Mark ``record`` as watching for a late archive (saved by the caller with the failure);
         the text to append to its message."""
-        if self.late_archive_window <= 0:
+        window = self.late_archive_window
+        if record.deleted_while_capturing_at is not None:
+            # Deleted mid-capture: the dump may land until the kubelet's own deadline.
+            window = max(window, self._kubelet_window(record))
+        if window <= 0:
             return ""
-        until = utcnow() + timedelta(seconds=self.late_archive_window)
+        until = utcnow() + timedelta(seconds=window)
         record.status.late_archive_watch_until = until
         return (
             "; the agent closed the connection, so the kubelet cancels the dump unless the "
             f"archive was already written: the agent watches {self.checkpoint_dir} until "
             f"{until.strftime('%H:%M:%SZ')} and keeps a late archive with this capture"
+        )
+
+    def _kubelet_window(self, record: JobRecord) -> float:
+        """Seconds the kubelet may take for ``record``'s call, plus the margin."""
+        return (
+            kubelet_deadline(record.request.timeout_seconds, self.kubelet_runtime_request_timeout)
+            + self.kubelet_timeout_margin
         )
 
     def _adopt(self, record: JobRecord) -> JobRecord | None:
@@ -364,17 +424,26 @@ class CaptureService:
         self.metrics.capture_seconds.observe(time.monotonic() - started)
         self.metrics.archive_bytes.inc(size)
         self.metrics.archive_size.observe(size)
-        record.status.archive = ArchiveInfo(
-            path=str(archive), sha256=digest, size_bytes=size, captured_at=captured_at
-        )
-        record.status.state = CaptureState.ANALYZING
-        custody_facts.add(
-            record,
-            custody_facts.captured(
-                record, self.node_name, utcnow(), record.status.kubelet_status_code, str(archive)
-            ),
-        )
-        self.store.save(record)
+        with self.store.locked():  # a DELETE may have marked the job meanwhile
+            if self._deleted_mark(record) is not None:
+                if deleted_in_flight.discards(record):
+                    return self._landed_after_delete(record, archive, (digest, size))
+                deleted_in_flight.report(self.metrics, record, archive, "kept")
+            record.status.archive = ArchiveInfo(
+                path=str(archive), sha256=digest, size_bytes=size, captured_at=captured_at
+            )
+            record.status.state = CaptureState.ANALYZING
+            custody_facts.add(
+                record,
+                custody_facts.captured(
+                    record,
+                    self.node_name,
+                    utcnow(),
+                    record.status.kubelet_status_code,
+                    str(archive),
+                ),
+            )
+            self.store.save(record)
         log.info(
             "capture %s: archive %s sha256 %s (%d bytes)", record.status.key, archive, digest, size
         )

@@ -367,9 +367,11 @@ class CheckpointController:
             if isinstance(endpoint, AgentUnavailable):
                 raise AgentError(endpoint.message, reason=endpoint.reason)
             deleted: list[str] = []
+            in_flight = 0
             for key in keys:
                 result = await self._agents.delete(endpoint, key)
                 deleted.extend(result.deleted if result else [])
+                in_flight += bool(result and result.pending)
         except AgentError as exc:
             if retry < self._config.delete_retries:
                 raise kopf.TemporaryError(
@@ -378,7 +380,8 @@ class CheckpointController:
             _post(body, checkpoint_events.archive_not_deleted(fcp.status.node_name, exc.message))
             return
         logger.info("deleted %d file(s) on %s", len(deleted), fcp.status.node_name)
-        _post(body, checkpoint_events.archive_deleted(len(deleted), fcp.status.node_name))
+        node = fcp.status.node_name
+        _post(body, checkpoint_events.archive_deleted(len(deleted), node, in_flight))
 
 
 def _post(body: kopf.Body, event: checkpoint_events.Event) -> None:

@@ -139,8 +139,16 @@ def archive_held() -> Event:
     return Event("Normal", "ArchiveHeld", "hold is set: the archives stay on the node")
 
 
-def archive_deleted(count: int, node_name: str) -> Event:
-    return Event("Normal", "ArchiveDeleted", f"deleted {count} file(s) on node {node_name}")
+def archive_deleted(count: int, node_name: str, in_flight: int = 0) -> Event:
+    """``in_flight``: captures still calling the kubelet, whose archives the agent deletes
+    when they land (it keeps their job records as the account)."""
+    late = (
+        f"; {in_flight} capture(s) were in flight: the agent deletes their archives when they "
+        "land and records it in its job records"
+        if in_flight
+        else ""
+    )
+    return Event("Normal", "ArchiveDeleted", f"deleted {count} file(s) on node {node_name}{late}")
 
 
 def archive_not_deleted(node_name: str, message: str) -> Event:
