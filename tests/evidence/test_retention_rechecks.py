@@ -13,13 +13,13 @@ import pytest
 from tests.factories import plain_sample
 
 from forensic_checkpoint.agent.evidence import retention_keeper
-from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper, policy_from_values
 from forensic_checkpoint.agent.jobs import JobRecord
 from forensic_checkpoint.api.agent import CaptureStatus, ExportPhase, ExportProgress
 from forensic_checkpoint.api.custody import CustodyAction
 from forensic_checkpoint.domain.evidence.retention import plan_retention
 
-from .agent_node import NODE, Node
+from .agent_node import Node
+from .test_agent_retention import keeper
 
 HOUR = 3600.0
 
@@ -66,15 +66,7 @@ def _run_with_change_after_plan(
         return plan
 
     monkeypatch.setattr(retention_keeper, "plan_retention", plan_then_change)
-    policy = policy_from_values(values)
-    assert policy is not None
-    RetentionKeeper(
-        store=node.store,
-        policy=policy,
-        node_name=NODE,
-        checkpoint_dir=node.checkpoint_dir,
-        metrics=node.metrics,
-    ).run_once()
+    keeper(node, values).run_once()
     (key,) = planned
     return key
 
