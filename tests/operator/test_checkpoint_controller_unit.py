@@ -1,5 +1,7 @@
 """``CheckpointController`` against in-memory fakes of its ports (controller/capture/ports.py): no
-cluster, no agent, no network. Each pass is one ``step``; the clock is the test's."""
+cluster, no agent, no network. Each pass is one ``step``; the clock is the test's. Over 400
+lines because the fakes serve every scenario here (capture, hold, clean-up, re-capture), and
+splitting them off would only move them."""
 
 from __future__ import annotations
 
@@ -19,9 +21,10 @@ from forensic_checkpoint.api.agent import (
     CaptureRequest,
     CaptureState,
     CaptureStatus,
+    CustodyFact,
     DeleteResult,
 )
-from forensic_checkpoint.api.custody import Actor, ActorKind, CustodyAction
+from forensic_checkpoint.api.custody import Actor, ActorKind, CustodyAction, KubeletResponse
 from forensic_checkpoint.api.forensiccheckpoint import (
     AlertReference,
     AnalysisSummary,
@@ -38,6 +41,7 @@ from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.domain.capture import checkpoint_events, reconcile
 from forensic_checkpoint.domain.capture.agents import AGENT_UNAVAILABLE
 from forensic_checkpoint.domain.capture.targets import PodFacts
+from forensic_checkpoint.domain.evidence import checkpoint_custody, custody
 from forensic_checkpoint.domain.evidence.checkpoint_custody import REQUESTED_BY_ANNOTATION
 from forensic_checkpoint.domain.evidence.deletion import HOLD_KEY
 from forensic_checkpoint.errors import AgentError
@@ -401,3 +405,83 @@ def test_alert_provenance_needs_the_receivers_own_identity(harness: Harness) -> 
     assert requested(spec, RECEIVER) == Actor(kind=ActorKind.ALERT, name="falco/abc")
     assert requested(spec, "mallory") == Actor(kind=ActorKind.USER, name="mallory")
     assert asked == ["whoami"]
+
+
+# --- an agent that lost its job state ---------------------------------------------------------
+
+
+def _captured(key: str, sha: str, at: datetime) -> CaptureStatus:
+    """The agent's job after the kubelet answered: archive hashed, analysis running."""
+    fact = CustodyFact(
+        action=CustodyAction.CAPTURED,
+        time=at,
+        actor=f"agent/{NODE}",
+        node=NODE,
+        container="app",
+        kubelet_response=KubeletResponse(status_code=200, message=f"/ckpt/{sha[:8]}.tar"),
+        sha256=sha,
+        size_bytes=4096,
+    )
+    return CaptureStatus(
+        key=key,
+        state=CaptureState.ANALYZING,
+        archive=ArchiveInfo(
+            path=f"/ckpt/{sha[:8]}.tar", sha256=sha, size_bytes=4096, captured_at=at
+        ),
+        custody_events=[fact],
+    )
+
+
+def test_a_recapture_after_lost_agent_state_is_in_custody_with_both_archives(
+    harness: Harness,
+) -> None:
+    requested = _requested(harness)
+    key = requested.containers[0].capture_key
+    harness.agents.jobs[key] = _captured(key, SHA, T0 + timedelta(seconds=2))
+    harness.later(timedelta(seconds=5))
+    first = harness.step(requested)
+    assert [e.action for e in first.custody] == [CustodyAction.REQUESTED, CustodyAction.CAPTURED]
+
+    # The agent's state directory is wiped: it answers 404 for the key, and is asked again.
+    harness.agents.jobs.clear()
+    harness.later(timedelta(seconds=5))
+    again = harness.step(first)
+    assert [r.key for r in harness.agents.submitted] == [key, key]
+    (container,) = again.containers
+    assert container.recaptures == 1
+    lost = again.custody[-1]
+    assert (lost.action, lost.reason, lost.container) == (
+        CustodyAction.REQUESTED,
+        checkpoint_custody.AGENT_STATE_LOST,
+        "app",
+    )
+    assert lost.actor.kind == ActorKind.OPERATOR
+    assert lost.message is not None and key in lost.message
+    (warning,) = [
+        e for e in checkpoint_events.transition_events(first, again) if e.type == "Warning"
+    ]
+    assert warning.reason == "Recaptured"
+    assert key in warning.message and NODE in warning.message
+    assert checkpoint_events.transition_events(again, again) == []  # posted once
+
+    # The new job's facts start again at index 0: its Captured fact is recorded all the same.
+    second_sha = "cd" * 32
+    harness.agents.jobs[key] = _captured(key, second_sha, T0 + timedelta(seconds=12))
+    harness.later(timedelta(seconds=5))
+    second = harness.step(again)
+    captured = [e.sha256 for e in second.custody if e.action == CustodyAction.CAPTURED]
+    assert captured == [SHA, second_sha]
+    assert [e.action for e in second.custody] == [
+        CustodyAction.REQUESTED,
+        CustodyAction.CAPTURED,
+        CustodyAction.REQUESTED,
+        CustodyAction.CAPTURED,
+    ]
+    assert second.containers[0].archive is not None
+    assert second.containers[0].archive.sha256 == second_sha
+    assert custody.verify_chain(second.custody, REF.uid).ok
+    (event,) = checkpoint_events.transition_events(again, second)
+    assert (event.reason, second_sha in event.message) == ("Captured", True)
+    # Polling the same job again records nothing twice.
+    harness.later(timedelta(seconds=5))
+    assert harness.step(second).custody == second.custody

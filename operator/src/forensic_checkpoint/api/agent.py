@@ -128,7 +128,7 @@ AGENT_ACTIONS = (
 
 class CustodyFact(WireModel):
     """Something the agent did to the evidence, as it happened. The agent does not chain these:
-    the operator appends each new fact (by its index in ``custodyEvents``) to the CR's
+    the operator appends each new fact (by its index in its job's ``custodyEvents``) to the CR's
     ``status.custody`` with :func:`forensic_checkpoint.domain.evidence.custody.append`."""
 
     action: CustodyAction

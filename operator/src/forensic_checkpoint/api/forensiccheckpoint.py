@@ -295,6 +295,16 @@ class ContainerStatus(KubeModel):
             "nothing, and exec probes failed, for this long."
         ),
     )
+    recaptures: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "How often the agent lost this capture's job (its state directory was wiped) and was "
+            "asked again with the same key: each time the kubelet is called again, and the "
+            "custody chain has a Requested entry with reason AgentStateLost before the new "
+            "job's facts. The archive named here is the newest one."
+        ),
+    )
 
 
 class ForensicCheckpointStatus(KubeModel):

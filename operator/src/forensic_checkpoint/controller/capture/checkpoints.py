@@ -148,6 +148,8 @@ class CheckpointController:
             new = await self._follow_exports(status, facts)
         else:
             new = await self._decide(ref, spec, status, now, facts)
+        # A re-capture's entry first: it opens the new job, whose facts start again at 0.
+        new = checkpoint_custody.record_recaptures(new, subject=ref.uid, at=now)
         return checkpoint_custody.record_facts(new, facts, subject=ref.uid)
 
     async def _alert_receiver(self, spec: ForensicCheckpointSpec) -> str:

@@ -45,6 +45,7 @@ def transition_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStat
         )
     for container in new.containers:
         prev = before.get(container.name)
+        events.extend(_recapture_events(prev, container, new.node_name))
         events.extend(_archive_events(prev, container))
         events.extend(_phase_events(prev, container))
     for container in new.containers:
@@ -53,11 +54,24 @@ def transition_events(old: ForensicCheckpointStatus, new: ForensicCheckpointStat
     return events
 
 
+def _recapture_events(old: ContainerStatus | None, new: ContainerStatus, node: str) -> list[Event]:
+    if new.recaptures <= (old.recaptures if old is not None else 0):
+        return []
+    text = (
+        f"container {new.name}: the agent on node {node} lost capture job {new.capture_key} "
+        f"(its job state) and was asked again with the same key: the kubelet is called again "
+        f"(re-capture {new.recaptures}); custody keeps every archive"
+    )
+    return [Event("Warning", "Recaptured", text[:1024])]
+
+
 def _archive_events(old: ContainerStatus | None, new: ContainerStatus) -> list[Event]:
-    # On the archive's first appearance, not on a phase: a fast capture and analysis can go
-    # from Capturing to Completed between two polls.
+    # On the archive's first appearance (or a re-capture's new one), not on a phase: a fast
+    # capture and analysis can go from Capturing to Completed between two polls.
     archive = new.archive
-    if archive is None or (old is not None and old.archive is not None):
+    if archive is None or (
+        old is not None and old.archive is not None and old.archive.sha256 == archive.sha256
+    ):
         return []
     size = human_size(archive.size_bytes)
     if new.orphan_archive:

@@ -173,9 +173,14 @@ def capture_request(
 
 
 def mark_requested(container: ContainerStatus, *, now: datetime) -> ContainerStatus:
+    """The container after the agent accepted its job. Asked before (``requested_at`` set), the
+    agent had lost the job, so the kubelet is called again: a re-capture, counted in
+    ``recaptures`` (custody and an Event record it)."""
     new = container.model_copy(deep=True)
     if new.requested_at is None:
         new.requested_at = now
+    else:
+        new.recaptures += 1
     if new.phase == ContainerCapturePhase.PENDING:
         new.phase = ContainerCapturePhase.CAPTURING
     return new

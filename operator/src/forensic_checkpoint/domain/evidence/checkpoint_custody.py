@@ -1,9 +1,10 @@
 """The operator's entries in a ForensicCheckpoint's chain of custody (pure: no I/O, no clock).
 
 The operator appends ``Requested`` on the first pass, then each custody fact its agents report
-(``Captured``, ``Exported``, ``Verified``, ``Deleted``: ``CaptureStatus.custodyEvents``), so the CR
-holds one linear chain with one writer; existing entries are never touched (the CRD rejects
-that anyway). The chain's subject is the CR's uid, so
+(``Captured``, ``Exported``, ``Verified``, ``Deleted``: ``CaptureStatus.custodyEvents``), and a
+``Requested`` about one container (reason ``AgentStateLost``) when an agent that lost the job is
+asked again, so the CR holds one linear chain with one writer; existing entries are never
+touched (the CRD rejects that anyway). The chain's subject is the CR's uid, so
 :func:`domain.evidence.custody.verify_chain` checks it with that.
 
 **Who requested it.** Kubernetes does not record the creating user in the object, and kopf gets
@@ -51,6 +52,10 @@ FROM_ALERT = "AlertReference"
 FROM_ANNOTATION = "RequestedByAnnotation"
 FROM_FIELD_MANAGER = "FieldManagerHint"
 UNKNOWN_REQUESTER = "unknown"
+#: The ``reason`` of a re-capture's ``Requested`` entry: the agent lost the job's state.
+AGENT_STATE_LOST = "AgentStateLost"
+#: The actor of the operator's own entries.
+OPERATOR = Actor(kind=ActorKind.OPERATOR, name="operator")
 
 
 def requester(
@@ -119,10 +124,62 @@ def record_request(
     return new
 
 
+def record_recaptures(
+    status: ForensicCheckpointStatus, *, subject: str, at: datetime
+) -> ForensicCheckpointStatus:
+    """``status`` with one ``Requested`` entry (reason :data:`AGENT_STATE_LOST`, about the
+    container) for each re-capture of ``ContainerStatus.recaptures`` the chain does not hold yet.
+
+    The agent lost the job (its state), so the operator asked again with the same key and the
+    kubelet is called again: the entry makes that second call visible, and it opens the new
+    job, whose facts the agent numbers from 0 again (:func:`recorded_facts`). Entered at the
+    head's time when ``at`` is earlier, as for the agent's facts."""
+    chain: list[CustodyEntry] = list(status.custody)
+    for container in status.containers:
+        held = sum(1 for e in chain if _opens_job(e, container.name))
+        for n in range(held + 1, container.recaptures + 1):
+            message = (
+                f"the agent on node {status.node_name or '?'} lost capture job "
+                f"{container.capture_key} (its job state); asked again with the same key, so "
+                f"the kubelet is called again: capture {n + 1} of this container"
+            )
+            chain = custody.append(
+                chain,
+                subject,
+                container=container.name,
+                action=CustodyAction.REQUESTED,
+                at=max(at, chain[-1].at) if chain else at,
+                actor=OPERATOR,
+                node=status.node_name or None,
+                reason=AGENT_STATE_LOST,
+                message=message[:1024],
+            )
+    if len(chain) == len(status.custody):
+        return status
+    new = status.model_copy(deep=True)
+    new.custody = chain
+    return new
+
+
+def _opens_job(entry: CustodyEntry, container: str) -> bool:
+    """A re-capture's entry: the only ``Requested`` about one container."""
+    return entry.container == container and entry.action == CustodyAction.REQUESTED
+
+
 def recorded_facts(chain: Sequence[CustodyEntry], container: str) -> int:
-    """How many of ``container``'s agent facts the chain holds: each fact became one entry, so
-    the next fact to take is at this index of ``CaptureStatus.custodyEvents``."""
-    return sum(1 for e in chain if e.container == container and e.action in AGENT_ACTIONS)
+    """How many facts of ``container``'s current agent job the chain holds, so the next new fact
+    is at this index of ``CaptureStatus.custodyEvents``.
+
+    A fact's identity is (container, job, index in the job's facts): each fact became one entry,
+    and a re-capture's ``Requested`` entry (:func:`record_recaptures`) starts a new job, whose
+    facts start again at index 0. So only the entries after the container's last one count."""
+    count = 0
+    for entry in chain:
+        if _opens_job(entry, container):
+            count = 0
+        elif entry.container == container and entry.action in AGENT_ACTIONS:
+            count += 1
+    return count
 
 
 def record_facts(
@@ -134,10 +191,11 @@ def record_facts(
     """``status`` with the agent's new custody facts (per container, as the agent reported
     them) appended to the chain, container by container in status order.
 
-    The agent's facts are append-only and ordered, so those past :func:`recorded_facts` are the
-    new ones; the operator is the chain's only writer, which keeps it one linear chain across
-    containers. A fact dated before the chain's head (another container's job, another clock)
-    is entered at the head's time, with its own time kept in the message.
+    The agent's facts of one job are append-only and ordered, so those past
+    :func:`recorded_facts` are the new ones (record a re-capture's entry first:
+    :func:`record_recaptures`); the operator is the chain's only writer, which keeps it one
+    linear chain across containers. A fact dated before the chain's head (another container's
+    job, another clock) is entered at the head's time, with its own time kept in the message.
     """
     chain: list[CustodyEntry] = list(status.custody)
     for container in status.containers:
