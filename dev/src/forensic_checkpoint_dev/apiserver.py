@@ -55,17 +55,31 @@ def call(action: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
 
 def request(
-    api: ApiClient, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
+    api: ApiClient,
+    method: str,
+    path: str,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+    *,
+    impersonate: str | None = None,
+    impersonate_group: str | None = None,
 ) -> Any:
     """``request(api, "GET", "/api/v1/nodes")``: a raw call by path, for what a test does as an
     administrator or to see the API server's own answer; its JSON body. A PATCH is a merge patch.
+    ``impersonate`` (and ``impersonate_group``) make the call as that user (in that group):
+    the administrator may impersonate anyone.
     """
     content_type = MERGE_PATCH if method == "PATCH" else "application/json"
+    headers = {"Accept": "application/json", "Content-Type": content_type}
+    if impersonate is not None:
+        headers["Impersonate-User"] = impersonate
+    if impersonate_group is not None:
+        headers["Impersonate-Group"] = impersonate_group
     prepared = api.param_serialize(
         method,
         path,
         query_params=list((query or {}).items()),
-        header_params={"Accept": "application/json", "Content-Type": content_type},
+        header_params=headers,
         body=body,
         auth_settings=["BearerToken"],
     )

@@ -4,6 +4,7 @@ so that the stack's API server enforces what an installed chart does."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,10 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
+from forensic_checkpoint.api.forensicnode import ForensicNode
+from forensic_checkpoint.errors import ClusterError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close
-from forensic_checkpoint_dev.apiserver import APPLY, call
+from forensic_checkpoint_dev.apiserver import APPLY, call, request
 from forensic_checkpoint_dev.repo import REPO_ROOT
 
 DEPLOY_MANIFEST = REPO_ROOT / "deploy" / "forensic-checkpoint.yaml"
@@ -22,6 +25,8 @@ CUSTODIAN_ROLE = "forensic-checkpoint-custodian"
 #: as a user of their own): tests/alerts/test_alert_provenance_cluster.py applies it with the
 #: identity it tests.
 PER_STACK_POLICY = "forensic-checkpoint-alert-provenance"
+#: The agent's user in deploy/ (its ServiceAccount in the release namespace).
+AGENT_USER = "system:serviceaccount:forensic-checkpoint:forensic-checkpoint-agent"
 
 
 def _appliers(api: ApiClient) -> dict[str, tuple[Any, bool]]:
@@ -86,5 +91,39 @@ def apply_chart_admission(api: ApiClient) -> None:
     """Apply ``chart_admission()`` and close ``api`` (a dev cluster with its CRDs gets them)."""
     try:
         apply_documents(api, chart_admission())
+        wait_admission_enforced(api)
     finally:
         close(api)
+
+
+def wait_admission_enforced(api: ApiClient, timeout: float = 30.0) -> None:
+    """Wait until the API server enforces the policies just applied: its policy informer
+    syncs within seconds, and until then a write they refuse is admitted. The probe is a dry
+    run, as the agent without a node claim, of a ForensicNode the agent-node policy refuses
+    (in ``system:masters``, so that RBAC, which decides first, lets it through to admission)."""
+    crd = ForensicNode.crd
+    path = f"/apis/{crd.group}/{crd.version}/{crd.plural}"
+    probe = {
+        "apiVersion": f"{crd.group}/{crd.version}",
+        "kind": crd.kind,
+        "metadata": {"name": "admission-probe"},
+    }
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            request(
+                api,
+                "POST",
+                path,
+                probe,
+                {"dryRun": "All"},
+                impersonate=AGENT_USER,
+                impersonate_group="system:masters",
+            )
+        except ClusterError as exc:
+            if "agent-node policy" not in exc.message:
+                raise
+            return
+        if time.monotonic() > deadline:
+            raise ToolError(f"the chart's admission policies were not enforced in {timeout:.0f} s")
+        time.sleep(0.2)

@@ -153,11 +153,12 @@ class LocalStack:
         node = self.cluster.node(node_name)
         base = self.root / "agents" / node_name
         base.mkdir(parents=True, exist_ok=True)
+        identity = self.node_agent_identity(node_name)
         started = datetime.now(UTC)
         argv = [
             sys.executable, "-m", "forensic_checkpoint", "agent",
             "--node-name", node_name,
-            "--kubeconfig", str(self.agent.kubeconfig),
+            "--kubeconfig", str(identity.kubeconfig),
             "--listen-address", "127.0.0.1",
             "--port", "0",
             "--advertise-address", "127.0.0.1",
@@ -176,7 +177,7 @@ class LocalStack:
                 "--kubelet-client-key", str(kubelet_client_cert.key),
             ]  # fmt: skip
         else:
-            argv += ["--kubelet-token-file", str(kubelet_token_file or self.agent.token_file)]
+            argv += ["--kubelet-token-file", str(kubelet_token_file or identity.token_file)]
         if host_root:
             argv += ["--host-root", "/"]
         if values_file is not None:
@@ -201,6 +202,24 @@ class LocalStack:
                 )
         finally:
             close(api)
+
+    def node_agent_identity(self, node_name: str) -> Identity:
+        """The agent ServiceAccount's token bound to ``node_name``'s Node object, and a
+        kubeconfig using it: what the DaemonSet pod on that node gets, with the node claim the
+        chart's admission policy checks."""
+        token_file = self.root / "agents" / node_name / "agent.token"
+        kubeconfig = token_file.with_suffix(".kubeconfig")
+        token_file.parent.mkdir(parents=True, exist_ok=True)
+        api = self.cluster.admin_client()
+        try:
+            token = access.request_token(
+                api, SYSTEM_NAMESPACE, AGENT_SA, expiration_seconds=86400, node=node_name
+            )
+        finally:
+            close(api)
+        _write_secret(token_file, token)
+        _write_token_kubeconfig(kubeconfig, self.cluster.server, self.cluster.ca_file, token_file)
+        return Identity(self.agent.user, token_file, kubeconfig)
 
     def _probed_since(self, api: ApiClient, node_name: str, since: datetime) -> bool:
         """Whether every readiness check was probed after ``since``. The times carry

@@ -66,13 +66,22 @@ def request_token(
     *,
     audiences: Sequence[str] = (),
     expiration_seconds: int = 3600,
+    node: str | None = None,
 ) -> str:
-    """A bound ServiceAccount token from the TokenRequest API (what a projected volume holds)."""
-    body = {
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenRequest",
-        "spec": {"audiences": list(audiences) or None, "expirationSeconds": expiration_seconds},
+    """A bound ServiceAccount token from the TokenRequest API (what a projected volume holds).
+
+    With ``node`` the token is bound to that Node object, so the API server adds the node claim
+    (``authentication.kubernetes.io/node-name`` in the user's extra), as it does for a
+    DaemonSet pod's projected token on that node.
+    """
+    spec: dict[str, Any] = {
+        "audiences": list(audiences) or None,
+        "expirationSeconds": expiration_seconds,
     }
+    if node is not None:
+        uid = call(f"get node {node}", k8s.CoreV1Api(api).read_node, node)["metadata"]["uid"]
+        spec["boundObjectRef"] = {"apiVersion": "v1", "kind": "Node", "name": node, "uid": uid}
+    body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
     result = call(
         f"create token for serviceaccount {namespace}/{name}",
         k8s.CoreV1Api(api).create_namespaced_service_account_token,

@@ -1,0 +1,121 @@
+"""An agent publishes only its own node's ForensicNode (issue 15, item 1), on a real API server.
+
+The agent's identity is deploy/rbac/agent.yaml's ServiceAccount with a token bound to its Node
+object, as the DaemonSet pod's projected token is; the chart's admission policy
+``<fullname>-agent-node`` (deploy/forensic-checkpoint.yaml, applied to every dev cluster) is what
+refuses. Before the policy, the agent of one node could point another node's ForensicNode at
+itself and receive the operator's captures, and its token, for that node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from forensic_checkpoint.api.forensicnode import AgentStatus
+from forensic_checkpoint.errors import ClusterError
+from forensic_checkpoint.k8s.client import ApiClient, close, from_token
+from forensic_checkpoint.k8s.nodes import ForensicNodes
+from forensic_checkpoint_dev import apiserver
+from forensic_checkpoint_dev.cluster import access
+from forensic_checkpoint_dev.cluster.testing import ClusterHandle
+from forensic_checkpoint_dev.manifests import apply_manifests
+from forensic_checkpoint_dev.stack import AGENT_SA, RBAC_DIR, SYSTEM_NAMESPACE
+
+pytestmark = pytest.mark.cluster
+
+NOT_ITS_NODE = "may not write the ForensicNode of"
+NO_CLAIM = "only with a token bound to its node"
+
+
+@pytest.fixture
+def nodes(dev_cluster: ClusterHandle) -> Iterator[tuple[str, str]]:
+    """Two Node objects (no kubelet behind them: only their names and uids matter)."""
+    admin = dev_cluster.admin_client()
+    access.ensure_namespace(admin, SYSTEM_NAMESPACE)
+    apply_manifests(admin, [RBAC_DIR / "agent.yaml"])
+    suffix = uuid.uuid4().hex[:6]
+    names = (f"fc-node-a-{suffix}", f"fc-node-b-{suffix}")
+    for name in names:
+        apiserver.request(
+            admin,
+            "POST",
+            "/api/v1/nodes",
+            {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}},
+        )
+    yield names
+    for name in names:
+        for path in (
+            f"/api/v1/nodes/{name}",
+            f"/apis/forensic-checkpoint.dev/v1alpha1/forensicnodes/{name}",
+        ):
+            with contextlib.suppress(ClusterError):
+                apiserver.request(admin, "DELETE", path)
+
+
+def _agent(handle: ClusterHandle, node: str | None) -> ApiClient:
+    token = access.request_token(handle.admin_client(), SYSTEM_NAMESPACE, AGENT_SA, node=node)
+    return from_token(handle.server, token, ca_file=handle.ca_file)
+
+
+def _published(endpoint: str) -> AgentStatus:
+    return AgentStatus(endpoint=endpoint, heartbeat_time=datetime.now(UTC))
+
+
+def test_an_agent_publishes_its_own_forensic_node(
+    dev_cluster: ClusterHandle, nodes: tuple[str, str]
+) -> None:
+    own, _ = nodes
+    agent = _agent(dev_cluster, own)
+    try:
+        repo = ForensicNodes(agent)
+        repo.ensure(own, labels={})
+        repo.set_agent(own, _published("https://10.0.0.1:8443"))
+        node = repo.get(own)
+        assert node is not None and node.status is not None and node.status.agent is not None
+        assert node.status.agent.endpoint == "https://10.0.0.1:8443"
+    finally:
+        close(agent)
+
+
+def test_an_agent_cannot_create_or_redirect_another_nodes_forensic_node(
+    dev_cluster: ClusterHandle, nodes: tuple[str, str]
+) -> None:
+    own, other = nodes
+    agent = _agent(dev_cluster, own)
+    try:
+        repo = ForensicNodes(agent)
+        with pytest.raises(ClusterError, match=NOT_ITS_NODE) as created:
+            repo.ensure(other, labels={})
+        assert created.value.status_code == 403
+        # The other node's own agent publishes; this one tries to point it at itself.
+        victim = _agent(dev_cluster, other)
+        try:
+            ForensicNodes(victim).ensure(other, labels={})
+            ForensicNodes(victim).set_agent(other, _published("https://10.0.0.2:8443"))
+        finally:
+            close(victim)
+        with pytest.raises(ClusterError, match=NOT_ITS_NODE) as redirected:
+            repo.set_agent(other, _published("https://10.0.0.1:8443"))
+        assert redirected.value.status_code == 403
+        node = repo.get(other)
+        assert node is not None and node.status is not None and node.status.agent is not None
+        assert node.status.agent.endpoint == "https://10.0.0.2:8443"
+    finally:
+        close(agent)
+
+
+def test_an_agent_token_without_a_node_claim_writes_no_forensic_node(
+    dev_cluster: ClusterHandle, nodes: tuple[str, str]
+) -> None:
+    own, _ = nodes
+    agent = _agent(dev_cluster, None)
+    try:
+        with pytest.raises(ClusterError, match=NO_CLAIM):
+            ForensicNodes(agent).ensure(own, labels={})
+    finally:
+        close(agent)
