@@ -33,7 +33,13 @@ from tests.factories import export_values, s3_client
 
 from forensic_checkpoint.agent.kubelet.client import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
-from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, DeleteResult, capture_key
+from forensic_checkpoint.api.agent import (
+    CaptureRequest,
+    CaptureStatus,
+    DeleteResult,
+    agent_audience,
+    capture_key,
+)
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import KubeletError
 from forensic_checkpoint.k8s.nodes import ForensicNodes
@@ -70,8 +76,13 @@ RUNTIME_REQUEST_TIMEOUT = 3.0
 class Identities:
     namespace: str
     operator_identity: str
-    operator_token: str
+    #: The operator's token for each node's agent audience, and an intruder's for node 0's.
+    operator_tokens: dict[str, str]
     other_token: str
+    #: API-server-audience tokens: the operator's (what it used to send agents) and the
+    #: intruder's (for the kubelet, which reviews tokens for the API server's audience).
+    operator_api_token: str
+    other_api_token: str
     agent_kubeconfig: Path
     kubelet_cert: Path
     kubelet_key: Path
@@ -132,8 +143,17 @@ def ids(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     yield Identities(
         namespace=ns,
         operator_identity=f"system:serviceaccount:{ns}:operator",
-        operator_token=access.request_token(api, ns, "operator"),
-        other_token=access.request_token(api, ns, "intruder"),
+        operator_tokens={
+            node.name: access.request_token(
+                api, ns, "operator", audiences=[agent_audience(node.name)]
+            )
+            for node in dev_cluster.nodes
+        },
+        other_token=access.request_token(
+            api, ns, "intruder", audiences=[agent_audience(dev_cluster.nodes[0].name)]
+        ),
+        operator_api_token=access.request_token(api, ns, "operator"),
+        other_api_token=access.request_token(api, ns, "intruder"),
         agent_kubeconfig=_kubeconfig(
             root / "agent.kubeconfig", dev_cluster.server, dev_cluster.ca_file, agent_token
         ),
@@ -243,7 +263,7 @@ def agent(
     runtime = AgentProcess(_config(ids, node, tmp_path_factory.mktemp("agent-state")))
     runtime.start()
     try:
-        yield runtime, Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
+        yield runtime, Caller(runtime.endpoint, ids.serving_ca, ids.operator_tokens[node.name])
     finally:
         runtime.stop()
 
@@ -518,7 +538,7 @@ def test_kubelet_identity_and_transport_failures(dev_cluster: Any, ids: Identiti
     )
     assert attempt(wrong_ca) == "KubeletTLSError"
     token_file = ids.agent_kubeconfig.parent / "intruder.token"
-    token_file.write_text(ids.other_token)
+    token_file.write_text(ids.other_api_token)
     assert attempt(KubeletAuth(token_file=token_file, ca_file=node.serving_ca)) == (
         "KubeletForbidden"
     )
@@ -549,6 +569,13 @@ def test_only_the_operator_may_call(
     assert caller.call("GET", "/v1/captures/x-app", token="forged").status_code == 401
     other = caller.call("GET", "/v1/captures/x-app", token=ids.other_token)
     assert other.status_code == 403 and other.json()["reason"] == "Forbidden"
+    # The operator's own identity, but not for this node's agent: the API server's audience
+    # (what the operator sent every agent before), or another node's agent audience.
+    api_audience = caller.call("GET", "/v1/captures/x-app", token=ids.operator_api_token)
+    assert api_audience.status_code == 401
+    assert agent_audience(dev_cluster.nodes[0].name) in api_audience.json()["message"]
+    for_other_node = ids.operator_tokens[dev_cluster.nodes[1].name]
+    assert caller.call("GET", "/v1/captures/x-app", token=for_other_node).status_code == 401
     assert caller.call("GET", "/v1/captures/x-app").status_code == 404
 
 
@@ -634,7 +661,7 @@ def _start_agent_process(
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-    caller = Caller(f"https://127.0.0.1:{port}", ids.serving_ca, ids.operator_token)
+    caller = Caller(f"https://127.0.0.1:{port}", ids.serving_ca, ids.operator_tokens[node.name])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -723,7 +750,7 @@ def test_a_short_timeout_waits_for_the_kubelets_runtime_request_timeout(
     runtime = AgentProcess(_config(ids, node, tmp_path / "state", kubelet_timeout_margin=0.5))
     runtime.start()
     try:
-        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
+        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_tokens[node.name])
         pod = _pod(dev_cluster, ids, node.name, fault="latency=2.5s")
         status = caller.wait(caller.capture(pod, timeout=1))
     finally:
@@ -754,7 +781,7 @@ def test_after_a_timeout_a_late_archive_is_kept_and_accounted(
     )
     runtime.start()
     try:
-        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
+        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_tokens[node.name])
         fault = "latency=2.5s;late-file" if late_file else "latency=2.5s"
         pod = _pod(dev_cluster, ids, node.name, fault=fault)
         key = caller.capture(pod, timeout=1)
@@ -804,7 +831,7 @@ def test_a_capture_deleted_in_flight_has_its_late_archive_deleted_on_landing(
     runtime = AgentProcess(_config(ids, node, tmp_path / "state", **(quick if abandoned else {})))
     runtime.start()
     try:
-        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
+        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_tokens[node.name])
         pod = _pod(dev_cluster, ids, node.name, fault=f"latency={latency}s;late-file")
         key = caller.capture(pod, timeout=1) if abandoned else caller.capture(pod)
         _until(caller, key, lambda s: s.state == "Capturing", 10)
@@ -886,7 +913,7 @@ def test_capture_is_exported_verified_and_retained(
     )
     runtime.start()
     try:
-        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
+        caller = Caller(runtime.endpoint, ids.serving_ca, ids.operator_tokens[node.name])
         pod = _pod(dev_cluster, ids, node.name)
         first = _until(caller, caller.capture(pod), _exported)
         assert first.archive is not None and first.export is not None

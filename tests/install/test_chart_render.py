@@ -119,16 +119,27 @@ def _rules_of(docs: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return list(one(docs, "ClusterRole", name)["rules"])
 
 
-def grants(docs: list[dict[str, Any]], subject: str) -> set[tuple[str, str, str]]:
-    """(apiGroup, resource, verb) granted to a ServiceAccount by the ClusterRoleBindings."""
-    roles = {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}
-    found = set()
-    for binding in by_kind(docs, "ClusterRoleBinding"):
-        if any(s.get("name") == subject for s in binding["subjects"]):
-            for rule in roles[binding["roleRef"]["name"]]["rules"]:
+def grants(docs: list[dict[str, Any]], subject: str) -> set[tuple[str, ...]]:
+    """What a ServiceAccount is granted by the role bindings: (apiGroup, resource, verb) from
+    ClusterRoleBindings, and (namespace, apiGroup, resource, verb, resourceNames) from
+    RoleBindings."""
+    found: set[tuple[str, ...]] = set()
+    for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        roles = {
+            (r["metadata"].get("namespace", ""), r["metadata"]["name"]): r
+            for r in by_kind(docs, role_kind)
+        }
+        for binding in by_kind(docs, kind):
+            if not any(s.get("name") == subject for s in binding["subjects"]):
+                continue
+            namespace = binding["metadata"].get("namespace", "")
+            for rule in roles[namespace, binding["roleRef"]["name"]]["rules"]:
+                names = ",".join(rule.get("resourceNames", []))
                 for group in rule["apiGroups"]:
                     for resource in rule["resources"]:
-                        found |= {(group, resource, verb) for verb in rule["verbs"]}
+                        for verb in rule["verbs"]:
+                            where = (namespace, group, resource, verb, names)
+                            found.add(where if kind == "RoleBinding" else where[1:4])
     return found
 
 
@@ -158,12 +169,15 @@ def test_allow_list_narrows_the_operator_to_those_namespaces() -> None:
     assert cluster_rules == [
         {"apiGroups": ["forensic-checkpoint.dev"], "resources": ["forensicnodes"], "verbs": ["get"]}
     ]
-    roles = by_kind(docs, "Role")
+    # Besides the operator's own token grant in the release namespace (agent-tokens).
+    roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-tokens")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["payments", "web"]
-    assert sorted(b["metadata"]["namespace"] for b in by_kind(docs, "RoleBinding")) == [
-        "payments",
-        "web",
-    ]
+    bindings = by_kind(docs, "RoleBinding")
+    assert sorted(
+        b["metadata"]["namespace"]
+        for b in bindings
+        if not b["metadata"]["name"].endswith("-tokens")
+    ) == ["payments", "web"]
     args = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--namespace=payments" in args
     assert "--namespace=web" in args

@@ -39,7 +39,7 @@ from forensic_checkpoint.controller.capture import checkpoints
 from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.domain.capture import checkpoint_events, reconcile
-from forensic_checkpoint.domain.capture.agents import AGENT_UNAVAILABLE
+from forensic_checkpoint.domain.capture.agents import AGENT_UNAVAILABLE, AgentTarget
 from forensic_checkpoint.domain.capture.targets import PodFacts
 from forensic_checkpoint.domain.evidence import checkpoint_custody, custody
 from forensic_checkpoint.domain.evidence.checkpoint_custody import REQUESTED_BY_ANNOTATION
@@ -100,29 +100,30 @@ class FakeAgents:
     deleted: list[str] = field(default_factory=list)
     failure: AgentError | None = None
 
-    def _check(self, endpoint: str) -> None:
-        assert endpoint == ENDPOINT
+    def _check(self, agent: AgentTarget) -> None:
+        # The agent is named by the pod's node: its token and certificate are that node's.
+        assert agent == AgentTarget(NODE, ENDPOINT)
         if self.failure is not None:
             raise self.failure
 
-    async def submit(self, endpoint: str, request: CaptureRequest) -> CaptureStatus:
-        self._check(endpoint)
+    async def submit(self, agent: AgentTarget, request: CaptureRequest) -> CaptureStatus:
+        self._check(agent)
         self.submitted.append(request)
         return self.jobs.setdefault(
             request.key, CaptureStatus(key=request.key, state=CaptureState.QUEUED)
         )
 
-    async def status(self, endpoint: str, key: str) -> CaptureStatus | None:
-        self._check(endpoint)
+    async def status(self, agent: AgentTarget, key: str) -> CaptureStatus | None:
+        self._check(agent)
         return self.jobs.get(key)
 
-    async def hold(self, endpoint: str, key: str, *, hold: bool) -> CaptureStatus | None:
-        self._check(endpoint)
+    async def hold(self, agent: AgentTarget, key: str, *, hold: bool) -> CaptureStatus | None:
+        self._check(agent)
         self.holds.append((key, hold))
         return self.jobs.get(key)
 
-    async def delete(self, endpoint: str, key: str) -> DeleteResult | None:
-        self._check(endpoint)
+    async def delete(self, agent: AgentTarget, key: str) -> DeleteResult | None:
+        self._check(agent)
         self.deleted.append(key)
         return DeleteResult(key=key, deleted=[f"/ckpt/{key}.tar"])
 

@@ -16,7 +16,12 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     Phase,
 )
 from forensic_checkpoint.domain.capture import checkpoint_events, reconcile, targets
-from forensic_checkpoint.domain.capture.agents import AgentFacts, AgentUnavailable, usable_endpoint
+from forensic_checkpoint.domain.capture.agents import (
+    AgentFacts,
+    AgentTarget,
+    AgentUnavailable,
+    usable_agent,
+)
 from forensic_checkpoint.domain.conditions import find_condition, set_condition
 from forensic_checkpoint.domain.evidence.deletion import is_held, keys_to_delete
 
@@ -129,9 +134,9 @@ def test_pod_facts_from_the_api_json() -> None:
 def test_agent_endpoint_needs_a_fresh_heartbeat() -> None:
     fresh = AgentFacts("n1", "https://10.0.0.1:9443", T0 - timedelta(seconds=5))
     stale = AgentFacts("n1", "https://10.0.0.1:9443", T0 - timedelta(minutes=5))
-    assert usable_endpoint(fresh, node_name="n1", now=T0) == "https://10.0.0.1:9443"
+    assert usable_agent(fresh, node_name="n1", now=T0) == AgentTarget("n1", "https://10.0.0.1:9443")
     for facts in (stale, None, AgentFacts("n1", None, T0)):
-        result = usable_endpoint(facts, node_name="n1", now=T0)
+        result = usable_agent(facts, node_name="n1", now=T0)
         assert isinstance(result, AgentUnavailable) and result.reason == "AgentUnavailable"
 
 

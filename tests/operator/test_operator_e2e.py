@@ -280,7 +280,7 @@ def test_operator_killed_mid_capture_resumes_without_a_second_checkpoint(stack: 
 def _agent_state(stack: LocalStack, node: str, key: str) -> str:
     response = requests.get(
         f"{stack.agent_endpoint(node)}/v1/captures/{key}",
-        headers={"Authorization": f"Bearer {stack.operator.token_file.read_text().strip()}"},
+        headers={"Authorization": f"Bearer {stack.operator_token_for(node)}"},
         verify=str(stack.agent_ca.cert),
         timeout=5,
     )
@@ -379,7 +379,7 @@ def test_deleting_the_checkpoint_mid_capture_deletes_the_late_archive_on_landing
     assert time.monotonic() - called < latency + 5  # deleted within seconds of landing
     job = requests.get(
         f"{stack.agent_endpoint('node-3')}/v1/captures/{key}",
-        headers={"Authorization": f"Bearer {stack.operator.token_file.read_text().strip()}"},
+        headers={"Authorization": f"Bearer {stack.operator_token_for('node-3')}"},
         verify=str(stack.agent_ca.cert),
         timeout=5,
     ).json()

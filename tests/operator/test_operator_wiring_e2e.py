@@ -309,7 +309,7 @@ def _held_at_agent(stack: LocalStack, node: str, key: str) -> bool:
 
     response = requests.get(
         f"{stack.agent_endpoint(node)}/v1/captures/{key}",
-        headers={"Authorization": f"Bearer {stack.operator.token_file.read_text().strip()}"},
+        headers={"Authorization": f"Bearer {stack.operator_token_for(node)}"},
         verify=str(stack.agent_ca.cert),
         timeout=5,
     )

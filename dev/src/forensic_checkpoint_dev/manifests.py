@@ -39,6 +39,8 @@ def _appliers(api: ApiClient) -> dict[str, tuple[Any, bool]]:
         "ServiceAccount": (core.patch_namespaced_service_account, True),
         "ClusterRole": (rbac.patch_cluster_role, False),
         "ClusterRoleBinding": (rbac.patch_cluster_role_binding, False),
+        "Role": (rbac.patch_namespaced_role, True),
+        "RoleBinding": (rbac.patch_namespaced_role_binding, True),
         "ValidatingAdmissionPolicy": (admission.patch_validating_admission_policy, False),
         "ValidatingAdmissionPolicyBinding": (
             admission.patch_validating_admission_policy_binding,

@@ -25,6 +25,7 @@ from typing import Any
 
 import requests
 
+from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.errors import ClusterError, ToolError
@@ -203,6 +204,17 @@ class LocalStack:
         finally:
             close(api)
 
+    def operator_token_for(self, node_name: str) -> str:
+        """A token of the operator's ServiceAccount for ``node_name``'s agent audience: what the
+        operator sends that agent (a test calling an agent directly acts as the operator)."""
+        api = self.cluster.admin_client()
+        try:
+            return access.request_token(
+                api, SYSTEM_NAMESPACE, OPERATOR_SA, audiences=[agent_audience(node_name)]
+            )
+        finally:
+            close(api)
+
     def node_agent_identity(self, node_name: str) -> Identity:
         """The agent ServiceAccount's token bound to ``node_name``'s Node object, and a
         kubeconfig using it: what the DaemonSet pod on that node gets, with the node claim the
@@ -292,7 +304,6 @@ class LocalStack:
             sys.executable, "-m", "forensic_checkpoint", "operator",
             "--kubeconfig", str(self.operator.kubeconfig),
             "--agent-ca-file", str(self.agent_ca.cert),
-            "--token-file", str(self.operator.token_file),
             "--health-port", str(self.health_port),
             "--metrics-port", str(self.metrics_port),
             "--poll-interval", "0.5",

@@ -35,6 +35,7 @@ from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.node import Heartbeat, ensure_forensic_node, kubelet_endpoint
 from forensic_checkpoint.agent.readiness.probe import ReadinessProber
 from forensic_checkpoint.agent.values import AgentValues, criu_observer, export_config
+from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.errors import ConfigError
 from forensic_checkpoint.k8s import client as k8s_client
@@ -179,8 +180,9 @@ class AgentProcess:
         self.service.on_finished.append(self.orphans.wake)
         self.analysis_retry = AnalysisRetrier(self.service)
         reviews = AccessReviews(self.api)
+        audience = agent_audience(config.node_name)  # a token for another node's agent fails
         self.authenticator = Authenticator(
-            lambda token: reviews.token_review(token)[:2],
+            lambda token: reviews.token_review(token, [audience])[:2],
             config.operator_identity,
             cache_seconds=config.token_cache_seconds,
         )

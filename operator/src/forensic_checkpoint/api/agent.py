@@ -4,7 +4,9 @@ The operator and the agent share exactly these models, so a field renamed on one
 type check on the other instead of a capture at run time. JSON uses camelCase (``by_alias``);
 Python code uses snake_case (``populate_by_name``).
 
-Endpoints (HTTPS, ``Authorization: Bearer <operator ServiceAccount token>``):
+Endpoints (HTTPS, ``Authorization: Bearer <operator ServiceAccount token>``, a token issued for
+the audience :func:`agent_audience` of the agent's node, so that it is worth nothing at the
+API server or at any other node's agent):
 
 - ``POST /v1/captures`` body :class:`CaptureRequest` -> :class:`CaptureStatus`, 202 when queued,
   200 when a job with that key already exists (idempotent: never a second kubelet call).
@@ -33,6 +35,13 @@ from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 
 API_PREFIX = "/v1/captures"
 SHA256_HEADER = "X-Checkpoint-Sha256"
+AUDIENCE_PREFIX = "forensic-checkpoint.dev/agent/"
+
+
+def agent_audience(node_name: str) -> str:
+    """The token audience the agent of ``node_name`` requires (and no other agent accepts)."""
+    return AUDIENCE_PREFIX + node_name
+
 
 #: Kubernetes names are at most 253 characters; a key is a uid (36) + "-" + a container name (63).
 _KEY_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"

@@ -14,7 +14,7 @@ HELP = "Run the ForensicCheckpoint operator (kopf) against a cluster."
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from forensic_checkpoint.controller.alerts import config as alerts_config
-    from forensic_checkpoint.controller.config import DEFAULT_TOKEN_FILE
+    from forensic_checkpoint.controller.config import DEFAULT_AGENT_TOKEN_SECONDS
 
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -30,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--agent-ca-file", type=Path, help="CA that signed the agents' serving certificates"
     )
     parser.add_argument(
-        "--token-file",
-        type=Path,
-        default=DEFAULT_TOKEN_FILE,
-        help="bearer token the agents authenticate the operator with (default: %(default)s)",
+        "--agent-token-seconds",
+        type=int,
+        default=DEFAULT_AGENT_TOKEN_SECONDS,
+        help="lifetime of the tokens the operator asks for, one per node's agent audience "
+        "(at least 600; default: %(default)s)",
     )
     parser.add_argument(
         "--standalone",
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         all_namespaces=args.all_namespaces,
         kubeconfig=args.kubeconfig,
         agent_ca_file=args.agent_ca_file,
-        token_file=args.token_file,
+        agent_token_seconds=args.agent_token_seconds,
         standalone=args.standalone,
         metrics_port=args.metrics_port,
         health_port=args.health_port,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
 
-#: Where a pod's projected ServiceAccount token is mounted.
-DEFAULT_TOKEN_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+#: Lifetime of a token for one node's agent (TokenRequest's minimum is 600 s).
+DEFAULT_AGENT_TOKEN_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class OperatorConfig:
     all_namespaces: bool = False
     kubeconfig: str | None = None
     agent_ca_file: Path | None = None
-    token_file: Path = DEFAULT_TOKEN_FILE
+    agent_token_seconds: int = DEFAULT_AGENT_TOKEN_SECONDS
     standalone: bool = True
     metrics_port: int | None = None
     health_port: int | None = None

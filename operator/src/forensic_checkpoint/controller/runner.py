@@ -17,19 +17,22 @@ import aiohttp
 import kopf
 from prometheus_client import start_http_server
 
+from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.api.base import GROUP
 from forensic_checkpoint.controller.alerts.kopf_wiring import register as register_alerts
-from forensic_checkpoint.controller.capture.agent_client import AgentClient, TokenFile, tls_context
+from forensic_checkpoint.controller.capture.agent_client import AgentClient, tls_context
+from forensic_checkpoint.controller.capture.agent_tokens import AgentTokens
 from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
 from forensic_checkpoint.controller.capture.wiring import register
 from forensic_checkpoint.controller.config import OperatorConfig
-from forensic_checkpoint.errors import ConfigError
+from forensic_checkpoint.errors import ClusterError, ConfigError
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
-from forensic_checkpoint.k8s.client import from_environment
+from forensic_checkpoint.k8s.client import ApiClient, from_environment
 from forensic_checkpoint.k8s.connection import connection_facts
 from forensic_checkpoint.k8s.nodes import ForensicNodes
 from forensic_checkpoint.k8s.pods import Pods
 from forensic_checkpoint.k8s.reviews import self_subject
+from forensic_checkpoint.k8s.tokens import ServiceAccountTokens, service_account_of
 
 ANNOTATION_PREFIX = f"operator.{GROUP}"
 FINALIZER = f"{GROUP}/cleanup"
@@ -52,6 +55,29 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.scanning.disabled = True
 
 
+async def _agent_tokens(api: ApiClient, lifetime_seconds: int) -> AgentTokens:
+    """Tokens of the operator's own ServiceAccount, one audience per node's agent. One is
+    issued at start, so that a missing grant fails the start, not the first capture."""
+    if lifetime_seconds < 600:
+        raise ConfigError("--agent-token-seconds must be at least 600 (the TokenRequest minimum)")
+    namespace, account = service_account_of(await asyncio.to_thread(self_subject, api))
+    repository = ServiceAccountTokens(api)
+
+    def issue(audience: str) -> str:
+        return repository.request(
+            namespace, account, audience=audience, expiration_seconds=lifetime_seconds
+        )
+
+    try:
+        await asyncio.to_thread(issue, agent_audience("start-up-check"))
+    except ClusterError as exc:
+        raise ConfigError(
+            f"the operator cannot ask for tokens for the agents ({exc.message}): it needs "
+            f"create on serviceaccounts/token for {namespace}/{account} (the chart grants it)"
+        ) from exc
+    return AgentTokens(issue, lifetime_seconds)
+
+
 async def run_operator(
     config: OperatorConfig,
     *,
@@ -64,8 +90,7 @@ async def run_operator(
     api = await asyncio.to_thread(from_environment, config.kubeconfig)
     facts = connection_facts(api)
     tls = tls_context(config.agent_ca_file)
-    token = TokenFile(config.token_file)
-    token.get()  # fail at start, not at the first capture
+    tokens = await _agent_tokens(api, config.agent_token_seconds)
 
     registry = kopf.OperatorRegistry()
 
@@ -94,7 +119,7 @@ async def run_operator(
             checkpoints=ForensicCheckpoints(api),
             forensic_nodes=ForensicNodes(api),
             pods=Pods(api),
-            agents=AgentClient(session, token, tls),
+            agents=AgentClient(session, tokens, tls),
             # The receiver below runs with this identity: it is who may create alert provenance.
             whoami=lambda: self_subject(api),
         )

@@ -35,7 +35,8 @@ def token_review(
     """Authenticate ``token`` through the API server.
 
     Without ``audiences`` the API server checks the token against its own audiences (the
-    default for ServiceAccount tokens); with them, the token must carry one of them.
+    default for ServiceAccount tokens); with them, the token must carry one of them, and the
+    review must say so in ``status.audiences``.
     Raises ``ClusterError`` only when the review itself fails, never for a bad token.
     """
     spec = k8s_client.V1TokenReviewSpec(
@@ -47,6 +48,9 @@ def token_review(
         )
     status = review.status
     if status is None or not status.authenticated or status.user is None:
+        return TokenReviewResult(False, "", (), "")
+    if audiences and not set(audiences) & set(status.audiences or ()):
+        # An authenticator that ignores audiences answers without them: not for us, then.
         return TokenReviewResult(False, "", (), "")
     user = status.user
     return TokenReviewResult(True, user.username or "", tuple(user.groups or ()), user.uid or "")

@@ -1,4 +1,6 @@
-"""Who may call the agent: the operator's ServiceAccount, proven by a real TokenReview.
+"""Who may call the agent: the operator's ServiceAccount, proven by a real TokenReview of a
+token issued for this node's agent audience (``api.agent.agent_audience``): the operator's
+API-server token, or a token meant for another node's agent, is refused with 401.
 
 Results are cached for a few seconds by token hash: the operator polls every job, and a
 TokenReview per poll would load the API server for nothing. Denials are cached too (briefly),

@@ -42,6 +42,7 @@ from forensic_checkpoint.api.agent import (
     Health,
     HoldRequest,
     WireModel,
+    agent_audience,
 )
 from forensic_checkpoint.errors import (
     CaptureError,
@@ -335,7 +336,10 @@ class _Handler(BaseHTTPRequestHandler):
         if decision.status == 403:
             message = f"{decision.username} is not {self.server.authenticator.expected_identity}"
         else:
-            message = "a valid bearer token of the operator's ServiceAccount is required"
+            message = (
+                "a valid bearer token of the operator's ServiceAccount, issued for this node's "
+                f"agent audience ({agent_audience(self.server.service.node_name)}), is required"
+            )
         extra = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else {}
         self._error(decision.status, decision.reason, message, extra)
         return False

@@ -4,8 +4,8 @@ It never downloads a report: a Completed capture's status carries the bounded su
 agent built from it, so the operator needs nothing of the analyzer.
 
 Async (aiohttp) because the kopf event loop runs every ForensicCheckpoint's daemon: one slow
-agent must not hold up the others. The bearer token is re-read when its file changes, because
-projected ServiceAccount tokens rotate.
+agent must not hold up the others. Each call carries a token for the audience of the node whose
+agent is called (:mod:`.agent_tokens`), never the operator's API-server token.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from forensic_checkpoint.api.agent import (
     DeleteResult,
     HoldRequest,
 )
-from forensic_checkpoint.errors import AgentError, ConfigError
+from forensic_checkpoint.controller.capture.agent_tokens import AgentTokens
+from forensic_checkpoint.domain.capture.agents import AgentTarget
+from forensic_checkpoint.errors import AgentError, ClusterError, ConfigError
 
 _M = TypeVar("_M", CaptureStatus, DeleteResult)
 
@@ -33,25 +35,6 @@ AGENT_UNAVAILABLE = "AgentUnavailable"
 AGENT_UNAUTHORIZED = "AgentUnauthorized"
 AGENT_FORBIDDEN = "AgentForbidden"
 AGENT_BAD_RESPONSE = "AgentBadResponse"
-
-
-class TokenFile:
-    """A bearer token from a file, re-read when the file's mtime changes."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._mtime: float | None = None
-        self._token = ""
-
-    def get(self) -> str:
-        try:
-            mtime = self._path.stat().st_mtime
-            if mtime != self._mtime:
-                self._token = self._path.read_text(encoding="utf-8").strip()
-                self._mtime = mtime
-        except OSError as exc:
-            raise ConfigError(f"cannot read the agent token file {self._path}: {exc}") from exc
-        return self._token
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -66,40 +49,40 @@ class AgentClient:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        token: TokenFile,
+        tokens: AgentTokens,
         tls: ssl.SSLContext,
         *,
         timeout: float = 15.0,
     ) -> None:
         self._session = session
-        self._token = token
+        self._tokens = tokens
         self._tls = tls
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def submit(self, endpoint: str, request: CaptureRequest) -> CaptureStatus:
+    async def submit(self, agent: AgentTarget, request: CaptureRequest) -> CaptureStatus:
         """Ask for a capture; the agent answers with the (new or existing) job's status."""
         _, body = await self._call(
             "POST",
-            endpoint,
+            agent,
             API_PREFIX,
             json_body=request.model_dump(mode="json", by_alias=True, exclude_none=True),
         )
-        return _parse(CaptureStatus.model_validate_json, body, endpoint, "CaptureStatus")
+        return _parse(CaptureStatus.model_validate_json, body, agent, "CaptureStatus")
 
-    async def status(self, endpoint: str, key: str) -> CaptureStatus | None:
+    async def status(self, agent: AgentTarget, key: str) -> CaptureStatus | None:
         """The job's status, or ``None`` if the agent does not know the key."""
-        status, body = await self._call("GET", endpoint, f"{API_PREFIX}/{key}", allow_404=True)
+        status, body = await self._call("GET", agent, f"{API_PREFIX}/{key}", allow_404=True)
         return (
             None
             if status == 404
-            else _parse(CaptureStatus.model_validate_json, body, endpoint, "CaptureStatus")
+            else _parse(CaptureStatus.model_validate_json, body, agent, "CaptureStatus")
         )
 
-    async def hold(self, endpoint: str, key: str, *, hold: bool) -> CaptureStatus | None:
+    async def hold(self, agent: AgentTarget, key: str, *, hold: bool) -> CaptureStatus | None:
         """Set or lift the legal hold of a job; ``None`` if the agent does not know the key."""
         status, body = await self._call(
             "PUT",
-            endpoint,
+            agent,
             f"{API_PREFIX}/{key}/hold",
             json_body=HoldRequest(hold=hold).model_dump(mode="json", by_alias=True),
             allow_404=True,
@@ -107,29 +90,37 @@ class AgentClient:
         return (
             None
             if status == 404
-            else _parse(CaptureStatus.model_validate_json, body, endpoint, "CaptureStatus")
+            else _parse(CaptureStatus.model_validate_json, body, agent, "CaptureStatus")
         )
 
-    async def delete(self, endpoint: str, key: str) -> DeleteResult | None:
+    async def delete(self, agent: AgentTarget, key: str) -> DeleteResult | None:
         """Delete the job's archive and report; ``None`` if there was nothing to delete."""
-        status, body = await self._call("DELETE", endpoint, f"{API_PREFIX}/{key}", allow_404=True)
+        status, body = await self._call("DELETE", agent, f"{API_PREFIX}/{key}", allow_404=True)
         return (
             None
             if status == 404
-            else _parse(DeleteResult.model_validate_json, body, endpoint, "DeleteResult")
+            else _parse(DeleteResult.model_validate_json, body, agent, "DeleteResult")
         )
 
     async def _call(
         self,
         method: str,
-        endpoint: str,
+        agent: AgentTarget,
         path: str,
         *,
         json_body: Any = None,
         allow_404: bool = False,
     ) -> tuple[int, Any]:
+        endpoint = agent.endpoint
         url = endpoint.rstrip("/") + path
-        headers = {"Authorization": f"Bearer {self._token.get()}"}
+        try:
+            token = await self._tokens.get(agent.node_name)
+        except ClusterError as exc:
+            raise AgentError(
+                f"no token for the agent of {agent.node_name}: {exc.message}",
+                reason=AGENT_UNAUTHORIZED,
+            ) from exc
+        headers = {"Authorization": f"Bearer {token}"}
         try:
             async with self._session.request(
                 method, url, json=json_body, headers=headers, ssl=self._tls, timeout=self._timeout
@@ -144,6 +135,7 @@ class AgentClient:
         if status == 404 and allow_404:
             return status, None
         if status == 401:
+            self._tokens.forget(agent.node_name)
             raise AgentError(
                 f"agent {endpoint} rejected the operator's token (401)",
                 reason=AGENT_UNAUTHORIZED,
@@ -164,11 +156,11 @@ class AgentClient:
         return status, text
 
 
-def _parse(parse: Callable[[Any], _M], text: Any, endpoint: str, what: str) -> _M:
+def _parse(parse: Callable[[Any], _M], text: Any, agent: AgentTarget, what: str) -> _M:
     try:
         return parse(text)
     except (ValidationError, ValueError) as exc:
         raise AgentError(
-            f"agent {endpoint} sent an invalid {what}: {exc.__class__.__name__}",
+            f"agent {agent.endpoint} sent an invalid {what}: {exc.__class__.__name__}",
             reason=AGENT_BAD_RESPONSE,
         ) from exc

@@ -38,7 +38,12 @@ from forensic_checkpoint.controller.capture.ports import (
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.domain.capture import checkpoint_events, finished, reconcile
 from forensic_checkpoint.domain.capture.agent_wait import after_agent_error, stop_waiting_for_agent
-from forensic_checkpoint.domain.capture.agents import AgentUnavailable, agent_facts, usable_endpoint
+from forensic_checkpoint.domain.capture.agents import (
+    AgentTarget,
+    AgentUnavailable,
+    agent_facts,
+    usable_agent,
+)
 from forensic_checkpoint.domain.capture.targets import resolve_targets
 from forensic_checkpoint.domain.evidence import checkpoint_custody
 from forensic_checkpoint.domain.evidence.deletion import (
@@ -177,15 +182,15 @@ class CheckpointController:
         late archive of a failed capture, and the agent's new custody facts (Captured for a late
         archive, Exported, Verified, Deleted). Phase and conditions stay as they are."""
         new = status.model_copy(deep=True)
-        endpoint = await self._endpoint(status.node_name, self._clock())
-        if isinstance(endpoint, AgentUnavailable):
+        agent = await self._agent(status.node_name, self._clock())
+        if isinstance(agent, AgentUnavailable):
             return new  # the agent keeps the export queue on disk; ask again later
         now = self._clock()
         for i, container in enumerate(new.containers):
             if not finished.following(container, now):
                 continue
             try:
-                capture = await self._agents.status(endpoint, container.capture_key)
+                capture = await self._agents.status(agent, container.capture_key)
             except AgentError:
                 continue
             if capture is not None:
@@ -223,10 +228,10 @@ class CheckpointController:
         if not status.containers:
             return await self._resolve(ref, spec, status, now)
         node = await self._node(status.node_name)
-        endpoint = usable_endpoint(
+        agent = usable_agent(
             agent_facts(node) if node is not None else None, node_name=status.node_name, now=now
         )
-        if isinstance(endpoint, AgentUnavailable):
+        if isinstance(agent, AgentUnavailable):
             if stop_waiting_for_agent(
                 status,
                 spec,
@@ -235,9 +240,9 @@ class CheckpointController:
                 capture_grace=self._config.capture_grace,
             ):
                 return reconcile.fail(
-                    status, reason=endpoint.reason, message=endpoint.message, ref=ref, now=now
+                    status, reason=agent.reason, message=agent.message, ref=ref, now=now
                 )
-            return reconcile.agent_waiting(status, message=endpoint.message, ref=ref, now=now)
+            return reconcile.agent_waiting(status, message=agent.message, ref=ref, now=now)
 
         if node is not None and not any(c.requested_at for c in status.containers):
             # The agent's readiness round already knows the kubelet would refuse: say why now,
@@ -250,9 +255,9 @@ class CheckpointController:
                 return reconcile.node_not_ready(status, blocker, ref=ref, now=now)
 
         new = status.model_copy(deep=True)
-        new.agent_endpoint = endpoint
+        new.agent_endpoint = agent.endpoint
         new.containers = [
-            await self._advance(ref, spec, container, endpoint, now, facts=facts)
+            await self._advance(ref, spec, container, agent, now, facts=facts)
             for container in new.containers
         ]
         return reconcile.aggregate(new, ref=ref, now=now)
@@ -262,7 +267,7 @@ class CheckpointController:
         ref: reconcile.CheckpointRef,
         spec: ForensicCheckpointSpec,
         container: ContainerStatus,
-        endpoint: str,
+        agent: AgentTarget,
         now: datetime,
         *,
         facts: dict[str, list[CustodyFact]],
@@ -272,15 +277,15 @@ class CheckpointController:
         try:
             capture: CaptureStatus | None = None
             if container.requested_at is not None:
-                capture = await self._agents.status(endpoint, container.capture_key)
+                capture = await self._agents.status(agent, container.capture_key)
             if capture is None:
                 # First request, or an agent that lost the job: the key makes this idempotent.
                 capture = await self._agents.submit(
-                    endpoint, reconcile.capture_request(ref, spec, container)
+                    agent, reconcile.capture_request(ref, spec, container)
                 )
                 container = reconcile.mark_requested(container, now=now)
             facts[container.name] = list(capture.custody_events)
-            report_url = f"{endpoint}/v1/captures/{container.capture_key}/report"
+            report_url = f"{agent.endpoint}/v1/captures/{container.capture_key}/report"
             return reconcile.apply_capture_status(
                 container, capture, report_url=report_url, now=now
             )
@@ -306,7 +311,7 @@ class CheckpointController:
         fresh = await self._node(name, fresh=True)
         facts = agent_facts(fresh) if fresh is not None else None
         if fresh is None or isinstance(
-            usable_endpoint(facts, node_name=name, now=now), AgentUnavailable
+            usable_agent(facts, node_name=name, now=now), AgentUnavailable
         ):
             return _RECHECK
         return capture_blocker(fresh)
@@ -320,9 +325,9 @@ class CheckpointController:
         self._nodes[node_name] = (time.monotonic(), node)
         return node
 
-    async def _endpoint(self, node_name: str, now: datetime) -> str | AgentUnavailable:
+    async def _agent(self, node_name: str, now: datetime) -> AgentTarget | AgentUnavailable:
         node = await self._node(node_name)
-        return usable_endpoint(
+        return usable_agent(
             agent_facts(node) if node is not None else None, node_name=node_name, now=now
         )
 
@@ -340,12 +345,12 @@ class CheckpointController:
         keys = requested_keys(fcp.status)
         if fcp.status is None or not keys:
             return
-        endpoint = await self._endpoint(fcp.status.node_name, self._clock())
-        if isinstance(endpoint, AgentUnavailable):
-            raise kopf.TemporaryError(f"cannot change the hold: {endpoint.message}", delay=10)
+        agent = await self._agent(fcp.status.node_name, self._clock())
+        if isinstance(agent, AgentUnavailable):
+            raise kopf.TemporaryError(f"cannot change the hold: {agent.message}", delay=10)
         try:
             for key in keys:
-                await self._agents.hold(endpoint, key, hold=held)
+                await self._agents.hold(agent, key, hold=held)
         except AgentError as exc:
             raise kopf.TemporaryError(f"cannot change the hold: {exc.message}", delay=10) from exc
         logger.info("hold %s on %s", "set" if held else "lifted", fcp.status.node_name)
@@ -362,16 +367,17 @@ class CheckpointController:
         keys = keys_to_delete(fcp.status)
         if not keys or fcp.status is None:
             return
-        endpoint = await self._endpoint(fcp.status.node_name, self._clock())
-        if isinstance(endpoint, AgentUnavailable):
-            endpoint = fcp.status.agent_endpoint or endpoint
+        agent = await self._agent(fcp.status.node_name, self._clock())
+        if isinstance(agent, AgentUnavailable) and fcp.status.agent_endpoint:
+            # A stale heartbeat: the agent may still answer where it last listened.
+            agent = AgentTarget(fcp.status.node_name, fcp.status.agent_endpoint)
         try:
-            if isinstance(endpoint, AgentUnavailable):
-                raise AgentError(endpoint.message, reason=endpoint.reason)
+            if isinstance(agent, AgentUnavailable):
+                raise AgentError(agent.message, reason=agent.reason)
             deleted: list[str] = []
             in_flight = 0
             for key in keys:
-                result = await self._agents.delete(endpoint, key)
+                result = await self._agents.delete(agent, key)
                 deleted.extend(result.deleted if result else [])
                 in_flight += bool(result and result.pending)
         except AgentError as exc:

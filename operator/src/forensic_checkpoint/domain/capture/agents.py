@@ -1,5 +1,9 @@
 """Finding the node agent from its ForensicNode (pure): an endpoint only counts while its
-heartbeat is fresh, because an agent that stopped refreshing it may be gone with its port."""
+heartbeat is fresh, because an agent that stopped refreshing it may be gone with its port.
+
+The agent to call is named by the node it must be the agent of, not by its endpoint alone: the
+token sent is for that node's audience and the certificate checked is that node's, so an
+endpoint that points elsewhere gets nothing it could use."""
 
 from __future__ import annotations
 
@@ -30,19 +34,27 @@ def agent_facts(node: ForensicNode) -> AgentFacts:
 
 
 @dataclass(frozen=True)
+class AgentTarget:
+    """The agent of ``node_name``, listening at ``endpoint`` (``https://host:port``)."""
+
+    node_name: str
+    endpoint: str
+
+
+@dataclass(frozen=True)
 class AgentUnavailable:
     reason: str
     message: str
 
 
-def usable_endpoint(
+def usable_agent(
     facts: AgentFacts | None,
     *,
     node_name: str,
     now: datetime,
     heartbeat_timeout: timedelta = DEFAULT_HEARTBEAT_TIMEOUT,
-) -> str | AgentUnavailable:
-    """The agent's ``https://host:port`` endpoint, or why there is none to use."""
+) -> AgentTarget | AgentUnavailable:
+    """The agent of ``node_name`` and its endpoint, or why there is none to use."""
     if facts is None:
         return AgentUnavailable(
             AGENT_UNAVAILABLE,
@@ -62,4 +74,4 @@ def usable_endpoint(
             AGENT_UNAVAILABLE,
             f"the agent on {node_name} last sent a heartbeat {int(age.total_seconds())} s ago",
         )
-    return facts.endpoint
+    return AgentTarget(node_name, facts.endpoint)
