@@ -15,13 +15,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
+from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
 from forensic_checkpoint.k8s.client import close
 from forensic_checkpoint_dev.cluster import access, binaries
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
-from forensic_checkpoint_dev.stack import LocalStack
+from forensic_checkpoint_dev.stack import (
+    ARCHIVE_READER_SA,
+    SYSTEM_NAMESPACE,
+    LocalStack,
+)
 
 from .chart import kubectl, run, template
 
@@ -153,14 +159,20 @@ def test_capture_wait_report_and_get_archive(
     as_json = json.loads(plugin(investigator, "report", name, "-o", "json").stdout)
     assert as_json["phase"] == "Completed"
 
-    # The agent serves archives only to the identity it trusts (the operator's token).
-    refused = plugin(investigator, "get-archive", name, "-o", str(tmp_path / "x.tar"))
+    # Downloading needs the archive-reader Role: the plugin asks for that ServiceAccount's
+    # token for the node's agent; the investigator's own credentials never go to the agent.
+    refused = plugin(
+        investigator, "get-archive", name, "-o", str(tmp_path / "x.tar"),
+        "--agent-ca-file", str(stack.agent_ca.cert),
+    )  # fmt: skip
     assert refused.returncode == 1
-    assert "no bearer token" in refused.stderr
+    assert "cannot get a token of the archive reader" in refused.stderr
+    run(kubectl(), "create", "rolebinding", "investigator-reads", "-n", SYSTEM_NAMESPACE,
+        f"--role={ARCHIVE_READER_SA}", "--user=investigator",
+        kubeconfig=stack.cluster.kubeconfig)  # fmt: skip
     out = tmp_path / "counter.tar"
     got = plugin(
         investigator, "get-archive", name, "-o", str(out),
-        "--token-file", str(stack.operator.token_file),
         "--agent-ca-file", str(stack.agent_ca.cert),
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
@@ -168,13 +180,30 @@ def test_capture_wait_report_and_get_archive(
     assert out.stat().st_mode & 0o777 == 0o600
     assert "(verified)" in got.stdout
 
-    # Someone changes the archive on the node: the download is refused and nothing is left.
     api = stack.cluster.admin_client()
     try:
         status = ForensicCheckpoints(api).read(NAMESPACE, name).status
+        assert status is not None and status.containers[0].archive is not None
+        # The reader's token downloads, and does nothing else at the agent.
+        reader = access.request_token(
+            api, SYSTEM_NAMESPACE, ARCHIVE_READER_SA, audiences=[agent_audience("node-1")]
+        )
     finally:
         close(api)
-    assert status is not None and status.containers[0].archive is not None
+    key = status.containers[0].capture_key
+    for method, path in (("DELETE", key), ("GET", key), ("PUT", f"{key}/hold")):
+        answer = requests.request(
+            method,
+            f"{status.agent_endpoint}/v1/captures/{path}",
+            headers={"Authorization": f"Bearer {reader}"},
+            json={"hold": False},
+            verify=str(stack.agent_ca.cert),
+            timeout=10,
+        )
+        assert answer.status_code == 403, (method, path, answer.text)
+        assert "may only download" in answer.json()["message"]
+
+    # Someone changes the archive on the node: the download is refused and nothing is left.
     on_node = Path(status.containers[0].archive.path)
     with on_node.open("r+b") as f:
         f.seek(4096)
@@ -184,7 +213,6 @@ def test_capture_wait_report_and_get_archive(
     tampered = tmp_path / "tampered.tar"
     bad = plugin(
         investigator, "get-archive", name, "-o", str(tampered),
-        "--token-file", str(stack.operator.token_file),
         "--agent-ca-file", str(stack.agent_ca.cert),
     )  # fmt: skip
     assert bad.returncode == 1

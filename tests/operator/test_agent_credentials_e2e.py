@@ -103,7 +103,9 @@ def test_an_agent_endpoint_receives_only_a_token_for_that_nodes_agent(
     _publish(admin, node, f"https://127.0.0.1:{recorder.server_address[1]}")
     stack.cluster.create_running_pod(NAMESPACE, "victim", node)
     stack.create_checkpoint(NAMESPACE, "victim-capture", {"podName": "victim"})
-    assert processes.wait_until(lambda: bool(recorder.authorizations), 30), "the operator never called"
+    assert processes.wait_until(lambda: bool(recorder.authorizations), 30), (
+        "the operator never called"
+    )
 
     scheme, _, token = recorder.authorizations[0].partition(" ")
     assert scheme == "Bearer" and token

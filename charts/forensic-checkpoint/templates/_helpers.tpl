@@ -22,6 +22,7 @@ serving certificate covers, so it stays short enough for a DNS label. */}}
 {{- define "fc.operatorName" -}}{{ include "fc.fullname" . | trunc 54 | trimSuffix "-" }}-operator{{- end -}}
 {{- define "fc.agentName" -}}{{ include "fc.fullname" . | trunc 57 | trimSuffix "-" }}-agent{{- end -}}
 
+{{- define "fc.archiveReader" -}}{{ include "fc.fullname" . | trunc 48 | trimSuffix "-" }}-archive-reader{{- end -}}
 {{- define "fc.custodianRole" -}}{{ include "fc.fullname" . | trunc 53 | trimSuffix "-" }}-custodian{{- end -}}
 
 {{- define "fc.operatorServiceAccount" -}}{{ default (include "fc.operatorName" .) .Values.operator.serviceAccount.name }}{{- end -}}

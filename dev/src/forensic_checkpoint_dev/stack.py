@@ -40,6 +40,9 @@ RBAC_DIR = REPO_ROOT / "deploy" / "rbac"
 SYSTEM_NAMESPACE = "forensic-checkpoint"
 OPERATOR_SA = "forensic-checkpoint-operator"
 AGENT_SA = "forensic-checkpoint-agent"
+#: deploy/rbac/archive-reader.yaml: the agents let it download, and nothing else.
+ARCHIVE_READER_SA = "forensic-checkpoint-archive-reader"
+ARCHIVE_READER_USER = f"system:serviceaccount:{SYSTEM_NAMESPACE}:{ARCHIVE_READER_SA}"
 FCP = ForensicCheckpoint.crd
 FNODE = ForensicNode.crd
 
@@ -98,7 +101,10 @@ class LocalStack:
         root.mkdir(parents=True, exist_ok=True)
         api = cluster.admin_client()
         try:
-            apply_manifests(api, [RBAC_DIR / "operator.yaml", RBAC_DIR / "agent.yaml"])
+            apply_manifests(
+                api,
+                [RBAC_DIR / f"{part}.yaml" for part in ("operator", "agent", "archive-reader")],
+            )
             apply_documents(api, chart_admission())
             identities = []
             for sa in (OPERATOR_SA, AGENT_SA):
@@ -166,6 +172,7 @@ class LocalStack:
             "--tls-cert", str(self.agent_cert.cert),
             "--tls-key", str(self.agent_cert.key),
             "--operator-identity", self.operator.user,
+            "--reader-identity", ARCHIVE_READER_USER,
             "--state-dir", str(base / "state"),
             "--checkpoint-dir", str(node.checkpoint_dir),
             "--kubelet-ca", str(kubelet_ca or node.serving_ca),

@@ -83,6 +83,8 @@ class AgentConfig:
     #: The node's root filesystem as mounted in the agent (for /etc/criu); None: not visible.
     host_root: Path | None = None
     token_cache_seconds: float = 10.0
+    #: Callers that may only download archives and reports (``--reader-identity``).
+    reader_identities: tuple[str, ...] = ()
     #: Seconds between retention passes (there is one after each capture too); 0: only those.
     retention_interval: float = 300.0
     #: First delay before a failed export is tried again; doubles up to the maximum.
@@ -184,6 +186,7 @@ class AgentProcess:
         self.authenticator = Authenticator(
             lambda token: reviews.token_review(token, [audience])[:2],
             config.operator_identity,
+            readers=frozenset(config.reader_identities),
             cache_seconds=config.token_cache_seconds,
         )
         try:

@@ -30,7 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--operator-identity",
         required=True,
-        help="the only caller allowed: system:serviceaccount:<ns>:<sa>",
+        help="the caller allowed everything: system:serviceaccount:<ns>:<sa>",
+    )
+    parser.add_argument(
+        "--reader-identity",
+        action="append",
+        default=[],
+        help="a caller that may only download archives and reports (repeatable): the "
+        "archive-reader ServiceAccount that kubectl forensic get-archive asks a token for",
     )
     parser.add_argument(
         "--client-ca-file",
@@ -164,6 +171,7 @@ def run(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         operator_identity=args.operator_identity,
+        reader_identities=tuple(args.reader_identity),
         state_dir=args.state_dir,
         checkpoint_dir=args.checkpoint_dir,
         kubelet_auth=KubeletAuth(

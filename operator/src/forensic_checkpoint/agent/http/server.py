@@ -294,7 +294,7 @@ class _Handler(BaseHTTPRequestHandler):
         if method not in allowed:
             self._error(405, "MethodNotAllowed", f"{method} {path}")
             return route
-        if not self._authorized():
+        if not self._authorized(read_only=sub in ("/report", "/archive")):
             return route
         service = self.server.service
         if sub is None and method == "GET":
@@ -325,16 +325,20 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- handlers ---------------------------------------------------------------------------
 
-    def _authorized(self) -> bool:
+    def _authorized(self, *, read_only: bool = False) -> bool:
+        """The operator may do everything; an archive reader only download (``read_only``)."""
         header = self.headers.get("Authorization")
         if not header and self._operator_certificate():
             return True
-        decision = self.server.authenticator.check(header)
+        authenticator = self.server.authenticator
+        decision = authenticator.check(header, read_only=read_only)
         if decision.allowed:
             return True
         self._drain()
-        if decision.status == 403:
-            message = f"{decision.username} is not {self.server.authenticator.expected_identity}"
+        if decision.status == 403 and decision.username in authenticator.readers:
+            message = f"{decision.username} may only download archives and reports"
+        elif decision.status == 403:
+            message = f"{decision.username} is not {authenticator.expected_identity}"
         else:
             message = (
                 "a valid bearer token of the operator's ServiceAccount, issued for this node's "

@@ -40,6 +40,10 @@ _HANDLERS = {
 }
 
 
+#: The chart's archive reader for the release "forensic-checkpoint" in its namespace.
+DEFAULT_READER = "forensic-checkpoint/forensic-checkpoint-archive-reader"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl forensic", description="Forensic container checkpoints from kubectl."
@@ -71,7 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument(
         "--token-file",
         type=Path,
-        help="bearer token the agent accepts (default: the kubeconfig's token)",
+        help="a token the node's agent accepts (for its audience); default: ask for a "
+        "10-minute one of the archive-reader ServiceAccount (--reader)",
+    )
+    archive.add_argument(
+        "--reader",
+        default=DEFAULT_READER,
+        help="NAMESPACE/NAME of the archive-reader ServiceAccount (default: %(default)s)",
     )
     archive.add_argument("--agent-ca-file", type=Path, help="CA of the agents' certificates")
 

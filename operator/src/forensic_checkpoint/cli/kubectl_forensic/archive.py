@@ -1,6 +1,11 @@
 """``kubectl forensic get-archive NAME -o FILE``: download the archive from the node's agent,
 checking its sha256 against the one the agent recorded at capture (status) before the file gets
-its final name."""
+its final name.
+
+The analyst's own credentials never go to the agent: a node decides where its agent endpoint
+points, and a compromised one would keep them. The plugin asks the API server for a short token
+of the archive-reader ServiceAccount (which the agents let download, and nothing else) for the
+audience of that one node's agent, so the token is worth nothing anywhere else."""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ import hashlib
 import os
 from pathlib import Path
 
+from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.api.forensiccheckpoint import ContainerStatus, ForensicCheckpointStatus
 from forensic_checkpoint.cli.kubectl_forensic.context import get_checkpoint, namespace
 from forensic_checkpoint.errors import ClusterError, ConfigError
 from forensic_checkpoint.k8s.client import ApiClient
+from forensic_checkpoint.k8s.tokens import ServiceAccountTokens
 
 
 def run_plugin(api: ApiClient, args: argparse.Namespace) -> int:
@@ -27,7 +34,7 @@ def run_plugin(api: ApiClient, args: argparse.Namespace) -> int:
     token = (
         args.token_file.read_text(encoding="utf-8").strip()
         if args.token_file
-        else _kubeconfig_token(api)
+        else reader_token(api, args.reader, status.node_name)
     )
     url = f"{status.agent_endpoint.rstrip('/')}/v1/captures/{container.capture_key}/archive"
     size = download_verified(url, token, args.output, archive.sha256, args.agent_ca_file)
@@ -47,11 +54,20 @@ def pick_container(status: ForensicCheckpointStatus, name: str | None) -> Contai
     return status.containers[0]
 
 
-def _kubeconfig_token(api: ApiClient) -> str:
-    value = str((api.configuration.api_key or {}).get("authorization", ""))
-    if not value:
-        raise ConfigError("the kubeconfig has no bearer token; pass --token-file")
-    return value.removeprefix("Bearer ").strip()
+def reader_token(api: ApiClient, reader: str, node_name: str) -> str:
+    """A 10-minute token of ``reader`` (``NAMESPACE/NAME``) for ``node_name``'s agent."""
+    namespace, _, name = reader.partition("/")
+    if not namespace or not name:
+        raise ConfigError(f"--reader {reader!r}: give NAMESPACE/NAME")
+    try:
+        return ServiceAccountTokens(api).request(
+            namespace, name, audience=agent_audience(node_name), expiration_seconds=600
+        )
+    except ClusterError as exc:
+        raise ClusterError(
+            f"cannot get a token of the archive reader {reader} ({exc.message}); you need the "
+            f"Role {name} in {namespace} (create serviceaccounts/token), or --token-file"
+        ) from exc
 
 
 def download_verified(
