@@ -98,11 +98,12 @@ def _publish(admin: ApiClient, node: str, endpoint: str) -> None:
 def test_an_agent_endpoint_receives_only_a_token_for_that_nodes_agent(
     stack: LocalStack, recorder: _Recorder
 ) -> None:
-    node = f"rogue-{uuid.uuid4().hex[:6]}"
+    suffix = uuid.uuid4().hex[:6]
+    node, pod, name = f"rogue-{suffix}", f"redirected-{suffix}", f"redirected-{suffix}"
     admin = stack.cluster.admin_client()
     _publish(admin, node, f"https://127.0.0.1:{recorder.server_address[1]}")
-    stack.cluster.create_running_pod(NAMESPACE, "victim", node)
-    stack.create_checkpoint(NAMESPACE, "victim-capture", {"podName": "victim"})
+    stack.cluster.create_running_pod(NAMESPACE, pod, node)
+    stack.create_checkpoint(NAMESPACE, name, {"podName": pod})
     assert processes.wait_until(lambda: bool(recorder.authorizations), 30), (
         "the operator never called"
     )
@@ -116,4 +117,4 @@ def test_an_agent_endpoint_receives_only_a_token_for_that_nodes_agent(
     # ... only at this node's agent, as the operator.
     review = token_review(admin, token, [agent_audience(node)])
     assert review.authenticated and review.username == stack.operator.user
-    stack.delete_checkpoint(NAMESPACE, "victim-capture")
+    stack.delete_checkpoint(NAMESPACE, name)
