@@ -12,7 +12,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.api.agent import CaptureRequest
+from tests.factories import capture_service
+
+from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
+from forensic_checkpoint.agent.capture.service import CaptureService
+from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus
 from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -162,3 +166,52 @@ class GatedAnalyzer:
             finally:
                 self.holding.discard(request.key)
         return hashing_analyzer(archive, report, request, stop)
+
+
+class Env:
+    """A node's checkpoint directory with a :class:`DirKubelet` writing to it, and the agent's
+    state directory, with the capture services a test starts on them (the ``env`` fixture
+    shuts them down)."""
+
+    def __init__(self, root: Path, sample: Path) -> None:
+        self.root = root
+        self.checkpoints = root / "checkpoints"
+        self.checkpoints.mkdir()
+        self.state = root / "state"
+        self.kubelet = DirKubelet(self.checkpoints, sample)
+        self.services: list[CaptureService] = []
+
+    def service(
+        self,
+        *,
+        workers: int = 2,
+        margin: float = 30.0,
+        restart_window: float = 5.0,
+        late_window: float = 60.0,
+        analyzer: Analyzer = hashing_analyzer,
+        **options: Any,
+    ) -> CaptureService:
+        service = capture_service(
+            self.state,
+            self.kubelet,
+            self.checkpoints,
+            analyzer,
+            capture_workers=workers,
+            kubelet_timeout_margin=margin,
+            restart_adopt_window=restart_window,
+            late_archive_window=late_window,
+            poll_interval=0.1,
+            **options,
+        )
+        self.services.append(service)
+        return service
+
+
+def wait_terminal(service: CaptureService, key: str, timeout: float = 20.0) -> CaptureStatus:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = service.status(key)
+        if status.state.terminal:
+            return status
+        time.sleep(0.05)
+    raise AssertionError(f"{key} still {service.status(key).state}")

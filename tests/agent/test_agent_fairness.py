@@ -12,49 +12,20 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.agent.agent_support import (
-    DirKubelet,
-    GatedAnalyzer,
-    hashing_analyzer,
-    request,
-    sha256,
-)
-from tests.factories import capture_service
+from tests.agent.agent_support import Env, GatedAnalyzer, request, sha256, wait_terminal
 
 from forensic_checkpoint.agent.capture.analysis_runner import ProcessAnalyzer
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobStore
-from forensic_checkpoint.api.agent import ArchiveInfo, CaptureState, CaptureStatus
+from forensic_checkpoint.api.agent import ArchiveInfo, CaptureState
 from forensic_checkpoint.errors import ConflictError, ForensicCheckpointError, NotFoundError
-
-
-class Node:
-    def __init__(self, root: Path, sample: Path) -> None:
-        self.checkpoints = root / "checkpoints"
-        self.checkpoints.mkdir()
-        self.state = root / "state"
-        self.kubelet = DirKubelet(self.checkpoints, sample)
-        self.services: list[CaptureService] = []
-
-    def service(self, analyzer: Any, **options: Any) -> CaptureService:
-        service = capture_service(self.state, self.kubelet, self.checkpoints, analyzer, **options)
-        self.services.append(service)
-        return service
-
-
-@pytest.fixture
-def node(tmp_path: Path, sample_tar: Path) -> Iterator[Node]:
-    environment = Node(tmp_path, sample_tar)
-    yield environment
-    for service in environment.services:
-        service.shutdown(wait=False)
 
 
 def until(what: Callable[[], Any], timeout: float = 10.0) -> Any:
@@ -69,20 +40,15 @@ def states(service: CaptureService, keys: list[str]) -> list[CaptureState]:
     return [service.status(key).state for key in keys]
 
 
-def terminal(service: CaptureService, key: str, timeout: float = 20.0) -> CaptureStatus:
-    status: CaptureStatus = until(lambda: (s := service.status(key)).state.terminal and s, timeout)
-    return status
-
-
-def test_captures_of_one_slow_container_hold_one_worker(node: Node) -> None:
-    node.kubelet.delays = {"slow": 1.0}
-    service = node.service(hashing_analyzer, capture_workers=4)
+def test_captures_of_one_slow_container_hold_one_worker(env: Env) -> None:
+    env.kubelet.delays = {"slow": 1.0}
+    service = env.service(workers=4)
     slow = [f"slow{n}-app" for n in range(4)]
     for key in slow:
         service.submit(request(key, pod="slow"))
     started = time.monotonic()
     service.submit(request("other1-app", pod="other"))
-    done = terminal(service, "other1-app", timeout=15)
+    done = wait_terminal(service, "other1-app", timeout=15)
     elapsed = time.monotonic() - started
     assert done.state is CaptureState.COMPLETED, done
     # Before: the other container waited for the first slow capture (and its analysis).
@@ -91,19 +57,19 @@ def test_captures_of_one_slow_container_hold_one_worker(node: Node) -> None:
     # Three slow captures wait for their container, holding no worker; one is in its call.
     until(lambda: service.in_progress() == 1)
     assert service.queue_depth() == 3
-    finals = [terminal(service, key) for key in slow]
+    finals = [wait_terminal(service, key) for key in slow]
     assert all(s.state is CaptureState.COMPLETED for s in finals), finals
-    assert len(node.kubelet.calls) == 5  # one kubelet call per key
-    calls = sorted((start, end) for pod, start, end in node.kubelet.spans if pod == "slow")
+    assert len(env.kubelet.calls) == 5  # one kubelet call per key
+    calls = sorted((start, end) for pod, start, end in env.kubelet.spans if pod == "slow")
     for (_, end), (start, _) in itertools.pairwise(calls):
         assert start - end >= 1.0  # one call per container at a time, a second apart
     until(lambda: (service.queue_depth(), service.in_progress()) == (0, 0))
     print(f"other container's capture beside 4 slow ones: {elapsed:.2f} s")
 
 
-def test_a_slow_analysis_does_not_delay_a_new_capture(node: Node) -> None:
+def test_a_slow_analysis_does_not_delay_a_new_capture(env: Env) -> None:
     analyzer = GatedAnalyzer()
-    service = node.service(analyzer, capture_workers=2, analysis_workers=1)
+    service = env.service(analyzer=analyzer, workers=2, analysis_workers=1)
     for key, pod in (("a1-app", "a"), ("b1-app", "b")):
         service.submit(request(key, pod=pod))
     until(lambda: states(service, ["a1-app", "b1-app"]) == [CaptureState.ANALYZING] * 2)
@@ -111,31 +77,31 @@ def test_a_slow_analysis_does_not_delay_a_new_capture(node: Node) -> None:
     service.submit(request("c1-app", pod="c"))
     until(lambda: service.status("c1-app").state is CaptureState.ANALYZING, timeout=5)
     elapsed = time.monotonic() - started
-    assert ("default", "c", "app", 30) in node.kubelet.calls
+    assert ("default", "c", "app", 30) in env.kubelet.calls
     assert elapsed < 1.0, elapsed
     assert len(analyzer.started) == 1  # one analysis worker: the others wait for it
     until(lambda: (service.queue_depth(), service.in_progress()) == (2, 1))
     analyzer.release.set()
     for key in ("a1-app", "b1-app", "c1-app"):
-        assert terminal(service, key).state is CaptureState.COMPLETED
+        assert wait_terminal(service, key).state is CaptureState.COMPLETED
     until(lambda: (service.queue_depth(), service.in_progress()) == (0, 0))
 
 
-def test_captures_take_turns_across_namespaces(node: Node) -> None:
-    node.kubelet.delay = 0.2
-    service = node.service(hashing_analyzer, capture_workers=1)
+def test_captures_take_turns_across_namespaces(env: Env) -> None:
+    env.kubelet.delay = 0.2
+    service = env.service(workers=1)
     for n in range(6):
         service.submit(request(f"noisy{n}-app", pod=f"noisy{n}", namespace="noisy"))
     service.submit(request("quiet0-app", pod="quiet0", namespace="quiet"))
-    terminal(service, "quiet0-app")
-    order = [pod for _, pod, _, _ in node.kubelet.calls]
+    wait_terminal(service, "quiet0-app")
+    order = [pod for _, pod, _, _ in env.kubelet.calls]
     # noisy0 was in its call already; then one more noisy capture, then the quiet one's turn.
     assert order.index("quiet0") <= 2, order
 
 
-def test_analyses_take_turns_across_namespaces(node: Node) -> None:
+def test_analyses_take_turns_across_namespaces(env: Env) -> None:
     analyzer = GatedAnalyzer()
-    service = node.service(analyzer, capture_workers=4, analysis_workers=1)
+    service = env.service(analyzer=analyzer, workers=4, analysis_workers=1)
     keys = [f"noisy{n}-app" for n in range(4)]
     for n, key in enumerate(keys):
         service.submit(request(key, pod=f"noisy{n}", namespace="noisy"))
@@ -144,21 +110,21 @@ def test_analyses_take_turns_across_namespaces(node: Node) -> None:
     until(lambda: service.status("quiet0-app").state is CaptureState.ANALYZING)
     analyzer.release.set()
     for key in [*keys, "quiet0-app"]:
-        terminal(service, key)
+        wait_terminal(service, key)
     # One noisy analysis ran when the quiet one came; at most one more noisy goes first.
     assert analyzer.started.index("quiet0-app") <= 2, analyzer.started
 
 
-def _analysing(node: Node, key: str, **options: Any) -> tuple[CaptureService, GatedAnalyzer]:
+def _analysing(env: Env, key: str, **options: Any) -> tuple[CaptureService, GatedAnalyzer]:
     analyzer = GatedAnalyzer()
-    service = node.service(analyzer, **options)
+    service = env.service(analyzer=analyzer, **options)
     service.submit(request(key))
     until(lambda: key in analyzer.holding)
     return service, analyzer
 
 
-def test_delete_during_the_analysis_stops_it_and_deletes_archive_and_report(node: Node) -> None:
-    service, analyzer = _analysing(node, "del1-app")
+def test_delete_during_the_analysis_stops_it_and_deletes_archive_and_report(env: Env) -> None:
+    service, analyzer = _analysing(env, "del1-app")
     status = service.status("del1-app")
     assert status.state is CaptureState.ANALYZING and status.archive is not None
     archive, report = Path(status.archive.path), service.store.report_path("del1-app")
@@ -187,8 +153,8 @@ def test_delete_during_the_analysis_stops_it_and_deletes_archive_and_report(node
         service.status("del1-app")
 
 
-def test_delete_of_a_job_waiting_for_its_analysis_never_analyses_it(node: Node) -> None:
-    service, analyzer = _analysing(node, "busy1-app", analysis_workers=1)
+def test_delete_of_a_job_waiting_for_its_analysis_never_analyses_it(env: Env) -> None:
+    service, analyzer = _analysing(env, "busy1-app", analysis_workers=1)
     service.submit(request("wait1-app", pod="other"))
     until(lambda: service.status("wait1-app").state is CaptureState.ANALYZING)
     status = service.status("wait1-app")
@@ -196,30 +162,30 @@ def test_delete_of_a_job_waiting_for_its_analysis_never_analyses_it(node: Node) 
     result = service.delete("wait1-app")
     assert result.deleted == [status.archive.path]
     analyzer.release.set()
-    assert terminal(service, "busy1-app").state is CaptureState.COMPLETED
+    assert wait_terminal(service, "busy1-app").state is CaptureState.COMPLETED
     time.sleep(0.2)
     assert analyzer.started == ["busy1-app"]
     done = service.status("wait1-app")
     assert (done.state, done.custody_events[-1].action) == (CaptureState.FAILED, "Deleted")
 
 
-def test_delete_of_a_held_job_during_its_analysis_is_refused(node: Node) -> None:
-    service, analyzer = _analysing(node, "held1-app")
+def test_delete_of_a_held_job_during_its_analysis_is_refused(env: Env) -> None:
+    service, analyzer = _analysing(env, "held1-app")
     service.set_hold("held1-app", True)
     with pytest.raises(ConflictError) as refused:
         service.delete("held1-app")
     assert refused.value.reason == "HeldNotExported"
     assert analyzer.stopped == []  # the analysis goes on
     analyzer.release.set()
-    done = terminal(service, "held1-app")
+    done = wait_terminal(service, "held1-app")
     assert done.state is CaptureState.COMPLETED and done.archive is not None
     assert Path(done.archive.path).exists()
 
 
-def test_a_restart_resumes_an_analysis_in_the_analysis_pool(node: Node) -> None:
+def test_a_restart_resumes_an_analysis_in_the_analysis_pool(env: Env) -> None:
     """A job a restart left Analyzing is analysed again, by the analysis pool."""
-    archive = node.kubelet.write_archive("default", "counter", "app")
-    store = JobStore(node.state)
+    archive = env.kubelet.write_archive("default", "counter", "app")
+    store = JobStore(env.state)
     record, _ = store.create_if_absent(request("again1-app"))
     record.status.state = CaptureState.ANALYZING
     digest, size = sha256_file(archive)
@@ -229,10 +195,10 @@ def test_a_restart_resumes_an_analysis_in_the_analysis_pool(node: Node) -> None:
     store.save(record)
     analyzer = GatedAnalyzer()
     analyzer.release.set()
-    service = node.service(analyzer, capture_workers=1)
+    service = env.service(analyzer=analyzer, workers=1)
     service.start()
-    assert terminal(service, "again1-app").state is CaptureState.COMPLETED
-    assert analyzer.started == ["again1-app"] and node.kubelet.calls == []
+    assert wait_terminal(service, "again1-app").state is CaptureState.COMPLETED
+    assert analyzer.started == ["again1-app"] and env.kubelet.calls == []
 
 
 def _holders(path: Path) -> list[int]:
@@ -280,13 +246,13 @@ def test_a_stopped_analysis_process_is_killed_and_lets_go_of_the_archive(tmp_pat
         os.close(writer)
 
 
-def test_a_delete_stops_only_its_own_jobs_analysis(node: Node) -> None:
-    service, analyzer = _analysing(node, "one1-app", analysis_workers=2)
+def test_a_delete_stops_only_its_own_jobs_analysis(env: Env) -> None:
+    service, analyzer = _analysing(env, "one1-app", analysis_workers=2)
     service.submit(request("two1-app", pod="two"))
     until(lambda: "two1-app" in analyzer.holding)
     service.delete("one1-app")
     assert analyzer.stopped == ["one1-app"] and analyzer.holding == {"two1-app"}
     analyzer.release.set()
-    done = terminal(service, "two1-app")
+    done = wait_terminal(service, "two1-app")
     assert done.state is CaptureState.COMPLETED and done.archive is not None
     assert done.archive.sha256 == sha256(Path(done.archive.path))

@@ -9,7 +9,8 @@ capture worker, so new captures waited for it; DELETE of an Analyzing job answer
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,25 +31,37 @@ from forensic_checkpoint.api.agent import CaptureStatus, DeleteResult
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
-Start = Callable[..., tuple[AgentProcess, Caller]]
+
+@dataclass
+class SecondNode:
+    """The dev cluster's second node, its pods, and agents for it (stopped after the test)."""
+
+    dev_cluster: Any
+    ids: Identities
+    state: Path
+    agents: list[AgentProcess] = field(default_factory=list)
+
+    @property
+    def node(self) -> Any:
+        return self.dev_cluster.nodes[1]
+
+    def pod(self, **kwargs: Any) -> dict[str, Any]:
+        return _pod(self.dev_cluster, self.ids, self.node.name, **kwargs)
+
+    def agent(self, analyzer: Any = None, **overrides: Any) -> Caller:
+        """An agent (``AgentConfig`` overrides; ``analyzer`` replaces the process analyzer)."""
+        config = _config(self.ids, self.node, self.state, **overrides)
+        runtime = AgentProcess(config, analyzer=analyzer)
+        runtime.start()
+        self.agents.append(runtime)
+        return Caller(runtime.endpoint, self.ids.serving_ca, self.ids.operator_token)
 
 
 @pytest.fixture
-def start_agent(dev_cluster: Any, ids: Identities, tmp_path: Path) -> Iterator[Start]:  # noqa: F811
-    """An agent for the second node (``AgentConfig`` overrides; ``analyzer=`` replaces the
-    process analyzer), stopped after the test."""
-    started: list[AgentProcess] = []
-
-    def start(analyzer: Any = None, **overrides: Any) -> tuple[AgentProcess, Caller]:
-        node = dev_cluster.nodes[1]
-        config = _config(ids, node, tmp_path / "state", **overrides)
-        runtime = AgentProcess(config, analyzer=analyzer)
-        runtime.start()
-        started.append(runtime)
-        return runtime, Caller(runtime.endpoint, ids.serving_ca, ids.operator_token)
-
-    yield start
-    for runtime in started:
+def second(dev_cluster: Any, ids: Identities, tmp_path: Path) -> Iterator[SecondNode]:  # noqa: F811
+    node = SecondNode(dev_cluster, ids, tmp_path / "state")
+    yield node
+    for runtime in node.agents:
         runtime.stop()
 
 
@@ -56,15 +69,9 @@ def _status(caller: Caller, key: str) -> CaptureStatus:
     return CaptureStatus.model_validate_json(caller.call("GET", f"/v1/captures/{key}").text)
 
 
-def test_captures_of_one_slow_container_leave_other_containers_alone(
-    dev_cluster: Any,
-    ids: Identities,  # noqa: F811
-    start_agent: Start,
-) -> None:
-    node = dev_cluster.nodes[1]
-    _, caller = start_agent()  # four capture workers
-    slow = _pod(dev_cluster, ids, node.name, fault="latency=4s")
-    other = _pod(dev_cluster, ids, node.name)
+def test_captures_of_one_slow_container_leave_other_containers_alone(second: SecondNode) -> None:
+    caller = second.agent()  # four capture workers
+    slow, other = second.pod(fault="latency=4s"), second.pod()
     keys = [caller.capture(slow) for _ in range(4)]
     _until(caller, keys[0], lambda s: s.state == "Capturing", 10)
     started = time.monotonic()
@@ -80,27 +87,22 @@ def test_captures_of_one_slow_container_leave_other_containers_alone(
     assert elapsed < 4, elapsed
     assert health["queueDepth"] == 3  # the slow ones wait for their container
     assert [s.state for s in finals] == ["Completed"] * 4
-    assert len(_calls_for(node, slow)) == 4 and len(_calls_for(node, other)) == 1
+    assert len(_calls_for(second.node, slow)) == 4 and len(_calls_for(second.node, other)) == 1
 
 
-def test_a_slow_analysis_does_not_delay_a_new_captures_kubelet_call(
-    dev_cluster: Any,
-    ids: Identities,  # noqa: F811
-    start_agent: Start,
-) -> None:
-    node = dev_cluster.nodes[1]
+def test_a_slow_analysis_does_not_delay_a_new_captures_kubelet_call(second: SecondNode) -> None:
     analyzer = GatedAnalyzer()  # a pathological analysis: it runs until released
-    _, caller = start_agent(analyzer, capture_workers=2, analysis_workers=1)
-    busy = [caller.capture(_pod(dev_cluster, ids, node.name)) for _ in range(2)]
+    caller = second.agent(analyzer, capture_workers=2, analysis_workers=1)
+    busy = [caller.capture(second.pod()) for _ in range(2)]
     for key in busy:
         _until(caller, key, lambda s: s.state == "Analyzing", 20)
-    pod = _pod(dev_cluster, ids, node.name)
+    pod = second.pod()
     started = time.monotonic()
     key = caller.capture(pod)
     captured = _until(caller, key, lambda s: s.archive is not None, 10)
     elapsed = time.monotonic() - started
     print(f"a capture while the analyses are stuck: hashed after {elapsed:.2f} s")
-    assert len(_calls_for(node, pod)) == 1
+    assert len(_calls_for(second.node, pod)) == 1
     assert captured.state == "Analyzing" and elapsed < 5, (captured, elapsed)
     assert [_status(caller, k).state for k in busy] == ["Analyzing"] * 2
     analyzer.release.set()
@@ -108,19 +110,13 @@ def test_a_slow_analysis_does_not_delay_a_new_captures_kubelet_call(
         assert caller.wait(k).state == "Completed"
 
 
-def test_delete_during_the_analysis_stops_it_and_deletes_the_files(
-    dev_cluster: Any,
-    ids: Identities,  # noqa: F811
-    start_agent: Start,
-    tmp_path: Path,
-) -> None:
-    node = dev_cluster.nodes[1]
+def test_delete_during_the_analysis_stops_it_and_deletes_the_files(second: SecondNode) -> None:
     analyzer = GatedAnalyzer()
-    _, caller = start_agent(analyzer)
-    key = caller.capture(_pod(dev_cluster, ids, node.name))
+    caller = second.agent(analyzer)
+    key = caller.capture(second.pod())
     analysing = _until(caller, key, lambda s: s.state == "Analyzing" and key in analyzer.holding)
     assert analysing.archive is not None
-    archive, report = Path(analysing.archive.path), tmp_path / "state" / "reports" / f"{key}.json"
+    archive, report = Path(analysing.archive.path), second.state / "reports" / f"{key}.json"
     assert archive.exists() and report.exists()
 
     answer = caller.call("DELETE", f"/v1/captures/{key}")
@@ -137,7 +133,7 @@ def test_delete_during_the_analysis_stops_it_and_deletes_the_files(
     assert fact.sha256 == analysing.archive.sha256 and fact.size_bytes
     assert caller.call("GET", f"/v1/captures/{key}/archive").status_code == 404
 
-    held = caller.capture(_pod(dev_cluster, ids, node.name))
+    held = caller.capture(second.pod())
     _until(caller, held, lambda s: held in analyzer.holding, 20)
     assert caller.call("PUT", f"/v1/captures/{held}/hold", json={"hold": True}).status_code == 200
     refused = caller.call("DELETE", f"/v1/captures/{held}")
