@@ -8,6 +8,7 @@ capture worker, so new captures waited for it; DELETE of an Analyzing job answer
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from tests.agent.test_agent_cluster import (
     _calls_for,
     _config,
     _pod,
+    _start_agent_process,
     _until,
     ids,  # noqa: F401 - the module's identities fixture
 )
@@ -143,3 +145,28 @@ def test_delete_during_the_analysis_stops_it_and_deletes_the_files(second: Secon
     assert kept.state == "Completed" and kept.archive is not None
     assert sha256(Path(kept.archive.path)) == kept.archive.sha256
     assert not report.exists()  # the stopped analysis wrote nothing afterwards
+
+
+def test_a_stopped_agent_lets_its_running_kubelet_call_finish(second: SecondNode) -> None:
+    """SIGTERM (a rolling update) stops taking jobs but lets a running kubelet call finish, as
+    the agent did when its workers were a thread pool: the kubelet would cancel a cut call."""
+    log_file = second.state.parent / "agent.log"
+    pod = second.pod(fault="latency=3s")
+    first, caller = _start_agent_process(second.ids, second.node, second.state, log_file)
+    try:
+        key = caller.capture(pod)
+        _until(caller, key, lambda s: s.state == "Capturing", 10)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+    finally:
+        first.kill()
+    again, caller = _start_agent_process(second.ids, second.node, second.state, log_file)
+    try:
+        status = caller.wait(key, timeout=60)
+    finally:
+        again.terminate()
+        again.wait(20)
+    assert status.state == "Completed", status
+    assert status.kubelet_status_code == 200  # answered to the first agent, not adopted
+    [call] = _calls_for(second.node, pod)
+    assert not call.get("canceled")

@@ -261,7 +261,9 @@ class AgentProcess:
             self.kubelet.base_url,
         )
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = False) -> None:
+        """Stop serving and taking jobs; with ``wait``, until the running ones have finished
+        (a kubelet call cut short is cancelled by the kubelet)."""
         if self.readiness is not None:
             self.readiness.stop()
         self.heartbeat.stop()
@@ -270,4 +272,4 @@ class AgentProcess:
         for worker in (self.exports, self.retention, self.orphans, self.analysis_retry):
             if worker is not None:
                 worker.stop()
-        self.service.shutdown()
+        self.service.shutdown(wait=wait)

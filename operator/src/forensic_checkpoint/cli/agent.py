@@ -201,5 +201,5 @@ def run(args: argparse.Namespace) -> int:
     try:
         stop.wait()
     finally:
-        agent.stop()
+        agent.stop(wait=True)
     return 0

@@ -74,6 +74,10 @@ class AnalysisStage:
             running = self._running[key] = Running()
         try:
             self._analysis(record, running)
+        except Exception:
+            if not running.stop.is_set():
+                raise  # the service fails the job
+            log.exception("capture %s: its stopped analysis failed", key)  # its DELETE ends it
         finally:
             with store.locked():
                 if not running.stop.is_set():
