@@ -150,9 +150,7 @@ class AnalysisStage:
             if record.status.held:  # a hold set while the analysis stopped: it wins
                 self._service.resume(key)
                 job_files.refuse_held(record)
-            deleted = self.discard(record)
-        log.warning("capture %s deleted during its analysis: %s", key, deleted)
-        return DeleteResult(key=key, deleted=deleted)
+            return DeleteResult(key=key, deleted=self.discard(record))
 
     def discard(self, record: JobRecord) -> list[str]:
         """Delete the archive and the report of an Analyzing job no analysis runs for, and end
@@ -177,4 +175,5 @@ class AnalysisStage:
         service.finish(
             record, reason=DELETED_WHILE_ANALYZING, message=f"{message}; deleted {deleted}"[:4096]
         )
+        log.warning("capture %s deleted during its analysis: %s", key, deleted)
         return deleted
