@@ -1,12 +1,14 @@
-"""Fixtures of the agent tests: real certificates (trustme) and a real checkpoint archive."""
+"""Fixtures of the agent tests: real certificates (trustme), a real checkpoint archive, and a
+node's directories with a fake kubelet (``env``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trustme
-from tests.agent.agent_support import Pki
+from tests.agent.agent_support import Env, Pki
 from tests.factories import plain_sample
 
 
@@ -46,3 +48,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 def sample_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """counter-blog-crio as the kubelet writes it: a plain tar."""
     return plain_sample("counter-blog-crio", tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture
+def env(tmp_path: Path, sample_tar: Path) -> Iterator[Env]:
+    environment = Env(tmp_path, sample_tar)
+    yield environment
+    for service in environment.services:
+        service.shutdown(wait=True)

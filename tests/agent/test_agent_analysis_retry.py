@@ -5,6 +5,7 @@ came."""
 from __future__ import annotations
 
 import errno
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,12 +33,14 @@ class FullDiskOnce:
         self.failures = failures
         self.calls = 0
 
-    def __call__(self, archive: Path, report: Path, req: CaptureRequest) -> AnalysisSummary:
+    def __call__(
+        self, archive: Path, report: Path, req: CaptureRequest, stop: threading.Event
+    ) -> AnalysisSummary:
         self.calls += 1
         if self.calls <= self.failures:
             reason, message = failure_outcome(ENOSPC)
             raise ForensicCheckpointError(message, reason=reason)
-        return hashing_analyzer(archive, report, req)
+        return hashing_analyzer(archive, report, req, stop)
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.agent.agent_support import DirKubelet, hashing_analyzer, request
-from tests.agent.test_agent_service import wait_terminal
+from tests.agent.agent_support import DirKubelet, hashing_analyzer, request, wait_terminal
 from tests.factories import capture_service
 
 from forensic_checkpoint.agent.capture.disk_floor import GIB, DiskFloor

@@ -6,69 +6,16 @@ import json
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from tests.agent.agent_support import DirKubelet, hashing_analyzer, request, sha256
-from tests.factories import capture_service
+from tests.agent.agent_support import Env, request, sha256, wait_terminal
 
 from forensic_checkpoint.agent.capture.adoption import INTERRUPTED
-from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.jobs import JobStore
-from forensic_checkpoint.api.agent import CaptureState, CaptureStatus
+from forensic_checkpoint.api.agent import CaptureState
 from forensic_checkpoint.errors import NotFoundError
-
-
-class Env:
-    def __init__(self, root: Path, sample: Path) -> None:
-        self.root = root
-        self.checkpoints = root / "checkpoints"
-        self.checkpoints.mkdir()
-        self.state = root / "state"
-        self.kubelet = DirKubelet(self.checkpoints, sample)
-        self.services: list[CaptureService] = []
-
-    def service(
-        self,
-        *,
-        workers: int = 2,
-        margin: float = 30.0,
-        restart_window: float = 5.0,
-        late_window: float = 60.0,
-    ) -> CaptureService:
-        service = capture_service(
-            self.state,
-            self.kubelet,
-            self.checkpoints,
-            hashing_analyzer,
-            capture_workers=workers,
-            kubelet_timeout_margin=margin,
-            restart_adopt_window=restart_window,
-            late_archive_window=late_window,
-            poll_interval=0.1,
-        )
-        self.services.append(service)
-        return service
-
-
-@pytest.fixture
-def env(tmp_path: Path, sample_tar: Path) -> Iterator[Env]:
-    environment = Env(tmp_path, sample_tar)
-    yield environment
-    for service in environment.services:
-        service.shutdown(wait=True)
-
-
-def wait_terminal(service: CaptureService, key: str, timeout: float = 20.0) -> CaptureStatus:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = service.status(key)
-        if status.state.terminal:
-            return status
-        time.sleep(0.05)
-    raise AssertionError(f"{key} still {service.status(key).state}")
 
 
 def test_capture_completes_with_the_archive_hash_and_private_files(env: Env) -> None:

@@ -46,7 +46,9 @@ class DiskKubelet:
         return str(target)
 
 
-def report_writer(archive: Path, report: Path, request: CaptureRequest) -> AnalysisSummary:
+def report_writer(
+    archive: Path, report: Path, request: CaptureRequest, stop: threading.Event
+) -> AnalysisSummary:
     write_private(report, json.dumps({"archive": archive.name}).encode())
     return AnalysisSummary()
 

@@ -49,12 +49,12 @@ class AgentMetrics:
         )
         self.queue_depth = Gauge(
             "forensic_agent_queue_depth",
-            "Capture jobs accepted but not yet started.",
+            "Capture jobs waiting for a worker (to capture, or to be analysed).",
             registry=self.registry,
         )
         self.in_progress = Gauge(
             "forensic_agent_captures_in_progress",
-            "Capture jobs being captured or analysed now.",
+            "Capture jobs a capture or analysis worker holds now.",
             registry=self.registry,
         )
         self.kubelet_errors = Counter(

@@ -13,7 +13,11 @@ from pathlib import Path
 from forensic_checkpoint import __version__
 from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.capture.analysis_retry import AnalysisRetrier
-from forensic_checkpoint.agent.capture.analysis_runner import Analyzer, ProcessAnalyzer
+from forensic_checkpoint.agent.capture.analysis_runner import (
+    Analyzer,
+    ProcessAnalyzer,
+    default_workers,
+)
 from forensic_checkpoint.agent.capture.disk_floor import (
     DEFAULT_MIN_FREE_BYTES,
     DEFAULT_MIN_FREE_PERCENT,
@@ -124,15 +128,16 @@ class AgentProcess:
             self.values.export, state_dir=config.state_dir, node_name=config.node_name
         )
         store = JobStore(config.state_dir)
+        analysis_workers = config.analysis_workers or default_workers()
         self.service = CaptureService(
             node_name=config.node_name,
             store=store,
             kubelet=lambda: self.kubelet,
-            analyzer=analyzer
-            or ProcessAnalyzer(config.analysis_workers, timeout=config.analysis_timeout),
+            analyzer=analyzer or ProcessAnalyzer(analysis_workers, timeout=config.analysis_timeout),
             checkpoint_dir=config.checkpoint_dir,
             metrics=self.metrics,
             capture_workers=config.capture_workers,
+            analysis_workers=analysis_workers,
             kubelet_timeout_margin=config.kubelet_timeout_margin,
             kubelet_runtime_request_timeout=config.kubelet_runtime_request_timeout,
             restart_adopt_window=config.restart_adopt_window,
@@ -261,7 +266,9 @@ class AgentProcess:
             self.kubelet.base_url,
         )
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = False) -> None:
+        """Stop serving and taking jobs; with ``wait``, until the running ones have finished
+        (a kubelet call cut short is cancelled by the kubelet)."""
         if self.readiness is not None:
             self.readiness.stop()
         self.heartbeat.stop()
@@ -270,4 +277,4 @@ class AgentProcess:
         for worker in (self.exports, self.retention, self.orphans, self.analysis_retry):
             if worker is not None:
                 worker.stop()
-        self.service.shutdown()
+        self.service.shutdown(wait=wait)

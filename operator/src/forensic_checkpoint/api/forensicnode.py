@@ -48,8 +48,14 @@ class AgentStatus(KubeModel):
     kubelet_endpoint: _Short = Field(
         default="", description="https://<InternalIP>:<kubelet port> the agent checkpoints with."
     )
-    queue_depth: int = Field(default=0, ge=0, description="Captures accepted, not yet started.")
-    captures_in_progress: int = Field(default=0, ge=0)
+    queue_depth: int = Field(
+        default=0,
+        ge=0,
+        description="Captures waiting for a worker: to call the kubelet, or to be analysed.",
+    )
+    captures_in_progress: int = Field(
+        default=0, ge=0, description="Captures a capture or analysis worker holds now."
+    )
 
 
 class CheckStatus(StrEnum):

@@ -209,5 +209,5 @@ def run(args: argparse.Namespace) -> int:
     try:
         stop.wait()
     finally:
-        agent.stop()
+        agent.stop(wait=True)
     return 0

@@ -2,7 +2,9 @@
 
 Analysis is CPU-bound pure Python: in the agent's threads it would serialise on the GIL and
 slow the HTTP API down. Separate processes keep it off the API's back and contain a hostile
-archive that makes the analyzer loop or crash: that fails one job, not the agent.
+archive that makes the analyzer loop or crash: that fails one job, not the agent. A job's
+analysis can be stopped (its capture was deleted): the process is killed, so it neither keeps
+the archive open nor writes its report afterwards.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import errno
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -26,9 +29,20 @@ _PRELOAD = [
     "forensic_checkpoint.analysis.commands.analyzer",
 ]
 
-#: (archive, report path, the capture's request) -> the report's status digest; writes the
-#: report JSON (0600) or raises.
-Analyzer = Callable[[Path, Path, CaptureRequest], AnalysisSummary]
+#: (archive, report path, the capture's request, stop) -> the report's status digest; writes
+#: the report JSON (0600) or raises. Once ``stop`` is set it should raise :data:`STOPPED` soon,
+#: and must not touch the archive or write the report after it returned.
+Analyzer = Callable[[Path, Path, CaptureRequest, threading.Event], AnalysisSummary]
+
+#: Reason of an analysis stopped because its capture was deleted.
+STOPPED = "AnalysisStopped"
+#: Seconds between two looks at a job's stop event while its analysis runs.
+_STOP_POLL = 0.1
+
+
+def default_workers() -> int:
+    """Analyses at once when ``--analysis-workers`` is not given: the cores, at most two."""
+    return max(1, min(2, os.cpu_count() or 1))
 
 
 def analyze_to_file(archive: Path, report_path: Path, request: CaptureRequest) -> AnalysisSummary:
@@ -88,48 +102,33 @@ class ProcessAnalyzer:
 
     One process per archive gives each job its own deadline (``timeout``: the process is
     killed, the job fails with ``AnalysisTimeout``) and its own crash (``AnalysisCrashed``)
-    without taking other jobs' analyses down, as killing a worker of a shared pool would.
-    Processes come from a forkserver that has the analyzer imported already, so starting
-    one costs milliseconds, and no thread state of the agent is copied.
+    without taking other jobs' analyses down, as killing a worker of a shared pool would, and
+    its own stop (``stop`` set: the process is killed within a tenth of a second, and the call
+    raises :data:`STOPPED`). Processes come from a forkserver that has the analyzer imported
+    already, so starting one costs milliseconds, and no thread state of the agent is copied.
     """
 
     def __init__(self, workers: int | None = None, *, timeout: float = 900.0) -> None:
-        self.workers = workers or max(1, min(2, os.cpu_count() or 1))
+        self.workers = workers or default_workers()
         self.timeout = timeout
         self._slots = threading.BoundedSemaphore(self.workers)
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(_PRELOAD)
 
     def __call__(
-        self, archive: Path, report_path: Path, request: CaptureRequest
+        self,
+        archive: Path,
+        report_path: Path,
+        request: CaptureRequest,
+        stop: threading.Event | None = None,
     ) -> AnalysisSummary:
-        with self._slots:
-            receiver, sender = self._context.Pipe(duplex=False)
-            process = self._context.Process(
-                target=_child,
-                args=(sender, str(archive), str(report_path), request.model_dump_json()),
-                name="analysis",
-                daemon=True,
-            )
-            process.start()
-            sender.close()
-            try:
-                if not receiver.poll(self.timeout):
-                    raise ForensicCheckpointError(
-                        f"analysis did not finish within {self.timeout:g} s; stopped",
-                        reason="AnalysisTimeout",
-                    )
-                outcome = receiver.recv()
-            except EOFError as exc:
-                raise ArchiveError(
-                    f"the analysis process died (exit code {process.exitcode}) on this archive",
-                    reason="AnalysisCrashed",
-                ) from exc
-            finally:
-                receiver.close()
-                if process.is_alive():
-                    process.kill()
-                process.join()
+        stop = stop or threading.Event()
+        while not self._slots.acquire(timeout=_STOP_POLL):
+            _check(stop)
+        try:
+            outcome = self._run(archive, report_path, request, stop)
+        finally:
+            self._slots.release()
         if isinstance(outcome, tuple):
             reason, message = outcome
             raise ForensicCheckpointError(message, reason=reason)
@@ -139,3 +138,43 @@ class ProcessAnalyzer:
             raise ArchiveError(
                 "the analysis process returned an invalid summary", reason="AnalysisFailed"
             ) from exc
+
+    def _run(
+        self, archive: Path, report_path: Path, request: CaptureRequest, stop: threading.Event
+    ) -> str | tuple[str, str]:
+        """The child's outcome; the child is gone when this returns or raises."""
+        receiver, sender = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=_child,
+            args=(sender, str(archive), str(report_path), request.model_dump_json()),
+            name="analysis",
+            daemon=True,
+        )
+        process.start()
+        sender.close()
+        deadline = time.monotonic() + self.timeout
+        try:
+            while not receiver.poll(min(_STOP_POLL, max(0.0, deadline - time.monotonic()))):
+                _check(stop)
+                if time.monotonic() >= deadline:
+                    raise ForensicCheckpointError(
+                        f"analysis did not finish within {self.timeout:g} s; stopped",
+                        reason="AnalysisTimeout",
+                    )
+            outcome: str | tuple[str, str] = receiver.recv()
+        except EOFError as exc:
+            raise ArchiveError(
+                f"the analysis process died (exit code {process.exitcode}) on this archive",
+                reason="AnalysisCrashed",
+            ) from exc
+        finally:
+            receiver.close()
+            if process.is_alive():
+                process.kill()
+            process.join()
+        return outcome
+
+
+def _check(stop: threading.Event) -> None:
+    if stop.is_set():
+        raise ForensicCheckpointError("analysis stopped: the capture was deleted", reason=STOPPED)

@@ -63,6 +63,13 @@ def check_deletable(record: JobRecord) -> None:
             f"capture {key} is being exported; delete it once the export has finished",
             reason="ExportInProgress",
         )
+    refuse_held(record)
+
+
+def refuse_held(record: JobRecord) -> None:
+    """Refuse (:class:`ConflictError`) to delete a held archive that exists nowhere else."""
+    key = record.status.key
+    export = record.status.export
     exported = export is not None and export.phase is ExportPhase.EXPORTED
     on_disk = record.status.archive is not None and not record.status.archive_deleted_at
     if record.status.held and on_disk and not exported:

@@ -17,12 +17,14 @@ Invariants:
 - archives and reports are 0600.
 
 A Completed job's status carries the analysis summary (:mod:`.summary`). Beside this module:
-:mod:`.adoption` (a job a restart left in Capturing), :mod:`.job_files` (a job's archive and
-report on disk), :mod:`.call_spacing` (one call per container at a time) and
-:mod:`.analysis_retry` (an analysis that failed for want of space), :mod:`.deleted_in_flight`
-(a capture deleted while its kubelet call ran), :mod:`.disk_floor` (a capture
-refused before the kubelet call because the node's disk is too full). Over 400 lines: the job's
-states and their recovery are one state machine, kept in one place.
+:mod:`.workers` (the capture and analysis pools, fair across namespaces, and
+:mod:`.call_spacing`, one job per container at a time), :mod:`.analysis_stage` (the analysis,
+and its stop by a DELETE), :mod:`.adoption` (a job a restart left in Capturing),
+:mod:`.job_files` (a job's archive and report on disk), :mod:`.analysis_retry` (an analysis
+that failed for want of space), :mod:`.deleted_in_flight` (a capture deleted while its kubelet
+call ran), :mod:`.disk_floor` (a capture refused before the kubelet call because the node's
+disk is too full). Over 400 lines: the job's states and their recovery are one state machine,
+kept in one place.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -45,9 +46,10 @@ from forensic_checkpoint.agent.capture import (
 )
 from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
-from forensic_checkpoint.agent.capture.call_spacing import CallSpacer
+from forensic_checkpoint.agent.capture.analysis_stage import AnalysisStage
 from forensic_checkpoint.agent.capture.deleted_in_flight import DELETED_WHILE_CAPTURING
 from forensic_checkpoint.agent.capture.disk_floor import DiskFloor, FreeSpace, statvfs_space
+from forensic_checkpoint.agent.capture.workers import Job, Workers
 from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
@@ -63,13 +65,10 @@ from forensic_checkpoint.api.agent import (
     CaptureState,
     CaptureStatus,
     DeleteResult,
-    ExportPhase,
-    ExportProgress,
 )
 from forensic_checkpoint.domain.failures.model import FailureReason
 from forensic_checkpoint.errors import (
     CaptureError,
-    ForensicCheckpointError,
     KubeletError,
     KubeletRuntimeError,
     NotFoundError,
@@ -88,7 +87,7 @@ class Checkpointer(Protocol):
 
 
 class CaptureService:
-    """Owns the job store and the worker pool; the HTTP layer only calls its public methods."""
+    """Owns the job store and the worker pools; the HTTP layer only calls its public methods."""
 
     def __init__(
         self,
@@ -100,6 +99,7 @@ class CaptureService:
         checkpoint_dir: Path,
         metrics: AgentMetrics | None = None,
         capture_workers: int = 4,
+        analysis_workers: int = 2,
         kubelet_timeout_margin: float = 30.0,
         kubelet_runtime_request_timeout: float = DEFAULT_RUNTIME_REQUEST_TIMEOUT,
         restart_adopt_window: float = DEFAULT_RESTART_ADOPT_WINDOW,
@@ -112,7 +112,6 @@ class CaptureService:
         self.node_name = node_name
         self.store = store
         self._kubelet = kubelet
-        self._analyze = analyzer
         self.checkpoint_dir = checkpoint_dir
         self.metrics = metrics or AgentMetrics()
         self.metrics.watch_storage(self.storage)
@@ -126,12 +125,16 @@ class CaptureService:
         #: Called (without arguments, must not block) whenever a job reaches a final state:
         #: the runtime wakes the export worker and the retention keeper here.
         self.on_finished: list[Callable[[], None]] = []
-        self._pool = ThreadPoolExecutor(capture_workers, thread_name_prefix="capture")
-        self._queued = 0
-        self._running = 0
-        self._counts_lock = threading.Lock()
-        self._spacer = CallSpacer()
         self._stopping = threading.Event()
+        self._analyses = AnalysisStage(self, analyzer)
+        self._workers = Workers(
+            captures=capture_workers,
+            analyses=analysis_workers,
+            capture=self._capture_stage,
+            analyse=self._analysis_stage,
+            metrics=self.metrics,
+            stopping=self._stopping,
+        )
         #: Captures are refused before the kubelet call when free space is below this floor.
         self.disk_floor = disk_floor or DiskFloor()
         self._free_space = free_space
@@ -142,14 +145,17 @@ class CaptureService:
         """Resume every unfinished job found on disk."""
         for bad in self.store.broken():
             log.error("unreadable job record %s left in place", bad)
-        for record in self.store.all():
+        # A cut call's adoption before a new call of its container: the new archive is not its.
+        records = self.store.all()
+        records.sort(key=lambda record: record.status.state is not CaptureState.CAPTURING)
+        for record in records:
             if record.status.state is CaptureState.CAPTURING:
                 log.warning(
                     "job %s was capturing when the agent stopped: looking for its archive",
                     record.status.key,
                 )
             if not record.status.state.terminal and not analysis_retry.waiting(record):
-                self._enqueue(record.status.key)
+                self._enqueue(record)
 
     def submit(self, request: CaptureRequest) -> tuple[CaptureStatus, bool]:
         """The job for ``request.key``: existing (``False``) or newly queued (``True``)."""
@@ -162,12 +168,14 @@ class CaptureService:
                 request.pod_name,
                 request.container,
             )
-            self._enqueue(request.key)
+            self._enqueue(record)
         return record.status, created
 
     def resume(self, key: str) -> None:
         """Queue an unfinished job again (how :mod:`.analysis_retry` retries an analysis)."""
-        self._enqueue(key)
+        record = self.store.get(key)
+        if record is not None and not record.status.state.terminal:
+            self._enqueue(record)
 
     def status(self, key: str) -> CaptureStatus:
         return self._get(key).status
@@ -190,17 +198,24 @@ class CaptureService:
         return status
 
     def delete(self, key: str) -> DeleteResult:
-        """Remove the archive and the report, then the job. Refused while the job or its export
-        runs, and for a held archive not exported yet (``on_checkpoint_deleted``)."""
+        """Remove the archive and the report, then the job. Refused while its export runs, and
+        for a held archive not exported yet (``on_checkpoint_deleted``). A job in flight is
+        marked (:mod:`.deleted_in_flight`); an Analyzing one is stopped (:mod:`.analysis_stage`)."""
         with self.store.locked():
             record = self._get(key)
             if record.status.state in (CaptureState.QUEUED, CaptureState.CAPTURING):
                 return self._delete_in_flight(record)
-            job_files.check_deletable(record)
-            deleted = job_files.remove(record, self.checkpoint_dir)
-            self.store.delete(key)
-        log.info("capture %s deleted: %s", key, deleted)
-        return DeleteResult(key=key, deleted=deleted)
+            if record.status.state is CaptureState.ANALYZING:
+                running = self._analyses.stop(record)
+                if running is None:
+                    return DeleteResult(key=key, deleted=self._analyses.discard(record))
+            else:
+                job_files.check_deletable(record)
+                deleted = job_files.remove(record, self.checkpoint_dir)
+                self.store.delete(key)
+                log.info("capture %s deleted: %s", key, deleted)
+                return DeleteResult(key=key, deleted=deleted)
+        return self._analyses.delete(key, running)  # once the analysis has ended
 
     def _delete_in_flight(self, record: JobRecord) -> DeleteResult:
         """Cancel + mark + watch (:mod:`.deleted_in_flight`): a queued job never calls the
@@ -221,14 +236,14 @@ class CaptureService:
         return job_files.storage(self.store.all())
 
     def queue_depth(self) -> int:
-        return self._queued
+        return self._workers.queue_depth()
 
     def in_progress(self) -> int:
-        return self._running
+        return self._workers.in_progress()
 
     def shutdown(self, wait: bool = False) -> None:
         self._stopping.set()
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._workers.shutdown(wait=wait)
 
     # --- the job ----------------------------------------------------------------------------
 
@@ -238,101 +253,98 @@ class CaptureService:
             raise NotFoundError(f"no capture with key {key}", reason="NotFound")
         return record
 
-    def _enqueue(self, key: str) -> None:
-        with self._counts_lock:
-            self._queued += 1
-            self.metrics.queue_depth.set(self._queued)
-        self._pool.submit(self._run, key)
+    def _enqueue(self, record: JobRecord) -> None:
+        job = Job.of(record.request)
+        if record.status.state is CaptureState.ANALYZING:
+            self._workers.analyse(job)
+        else:
+            self._workers.capture(job)
 
-    def _run(self, key: str) -> None:
-        with self._counts_lock:
-            self._queued -= 1
-            self._running += 1
-            self.metrics.queue_depth.set(self._queued)
-            self.metrics.in_progress.set(self._running)
+    def _capture_stage(self, job: Job) -> bool:
+        """A capture worker's part of a job, its container held (:mod:`.call_spacing`): the
+        kubelet call, or the adoption after a restart, and the hash; whether it is Analyzing."""
+        record: JobRecord | None = None
         try:
-            self._advance(key)
+            record = self.store.get(job.key)
+            if record is None or record.status.state.terminal:
+                return False
+            if record.status.state is CaptureState.QUEUED:
+                record = self._capture(record)
+            elif record.status.state is CaptureState.CAPTURING:
+                record = self._adopt(record)
         except Exception:
-            log.exception("capture %s: unexpected error", key)
-            record = self.store.get(key)
-            if record is not None and not record.status.state.terminal:
-                self._finish(record, reason="AgentError", message="unexpected agent error; see log")
-        finally:
-            with self._counts_lock:
-                self._running -= 1
-                self.metrics.in_progress.set(self._running)
+            self._unexpected(job.key)
+            return False
+        return record is not None and record.status.state is CaptureState.ANALYZING
 
-    def _advance(self, key: str) -> None:
+    def _analysis_stage(self, job: Job) -> None:
+        try:
+            self._analyses.run(job.key)
+        except Exception:
+            self._unexpected(job.key)
+
+    def _unexpected(self, key: str) -> None:
+        log.exception("capture %s: unexpected error", key)
         record = self.store.get(key)
-        if record is None or record.status.state.terminal:
-            return
-        state = record.status.state
-        if state is CaptureState.QUEUED:
-            record = self._capture(record)
-        elif state is CaptureState.CAPTURING:
-            record = self._adopt(record)
-        if record is None or record.status.state is not CaptureState.ANALYZING:
-            return
-        self._analysis(record)
+        if record is not None and not record.status.state.terminal:
+            self.finish(record, reason="AgentError", message="unexpected agent error; see log")
 
     def _capture(self, record: JobRecord) -> JobRecord | None:
         request = record.request
-        target = f"{request.pod_namespace}/{request.pod_name}/{request.container}"
         refusal = self.disk_floor.refusal(
             (self.checkpoint_dir, self.store.state_dir), self._free_space
         )
         if refusal is not None:
             log.warning("capture %s: %s", record.status.key, refusal)
-            return self._finish(
+            return self.finish(
                 record,
                 reason=FailureReason.INSUFFICIENT_DISK_SPACE.value,
                 message=refusal,
                 remediation="free space on the node (delete or export old ForensicCheckpoints, "
                 "tighten retention) or lower the chart's agent.minFreeBytes/minFreePercent",
             )
-        with self._spacer.call(target):
-            now = utcnow()
-            with self.store.locked():
-                if self._deleted_mark(record) is not None:
-                    return self._finish(
-                        record,
-                        reason=DELETED_WHILE_CAPTURING,
-                        message="deleted before the kubelet was called",
-                    )
-                record.status.state = CaptureState.CAPTURING
-                record.status.started_at = now
-                record.kubelet_called_at = now
-                self.store.save(record)  # on disk BEFORE the call: see the module docstring
-            started = time.monotonic()
-            try:
-                location = self._kubelet().checkpoint(
-                    request.pod_namespace,
-                    request.pod_name,
-                    request.container,
-                    request.timeout_seconds,
-                )
-            except KubeletError as exc:
-                code = str(exc.status_code) if exc.status_code is not None else "none"
-                self.metrics.kubelet_errors.labels(code=code).inc()
-                log.warning("capture %s: %s: %s", record.status.key, exc.reason, exc.message)
-                if isinstance(exc, KubeletRuntimeError):
-                    record.status.criu_log_excerpt = (exc.excerpt or "")[:8192] or None
-                message = exc.message
-                self._deleted_mark(record)
-                if isinstance(exc, KubeletCallAbandoned):
-                    message += self._watch_late_archive(record)
-                return self._finish(
+        now = utcnow()
+        with self.store.locked():
+            if self._deleted_mark(record) is not None:
+                return self.finish(
                     record,
-                    reason=exc.reason,
-                    message=message,
-                    remediation=exc.remediation,
-                    kubelet_status_code=exc.status_code,
+                    reason=DELETED_WHILE_CAPTURING,
+                    message="deleted before the kubelet was called",
                 )
+            record.status.state = CaptureState.CAPTURING
+            record.status.started_at = now
+            record.kubelet_called_at = now
+            self.store.save(record)  # on disk BEFORE the call: see the module docstring
+        started = time.monotonic()
+        try:
+            location = self._kubelet().checkpoint(
+                request.pod_namespace,
+                request.pod_name,
+                request.container,
+                request.timeout_seconds,
+            )
+        except KubeletError as exc:
+            code = str(exc.status_code) if exc.status_code is not None else "none"
+            self.metrics.kubelet_errors.labels(code=code).inc()
+            log.warning("capture %s: %s: %s", record.status.key, exc.reason, exc.message)
+            if isinstance(exc, KubeletRuntimeError):
+                record.status.criu_log_excerpt = (exc.excerpt or "")[:8192] or None
+            message = exc.message
+            self._deleted_mark(record)
+            if isinstance(exc, KubeletCallAbandoned):
+                message += self._watch_late_archive(record)
+            return self.finish(
+                record,
+                reason=exc.reason,
+                message=message,
+                remediation=exc.remediation,
+                kubelet_status_code=exc.status_code,
+            )
         record.status.kubelet_status_code = 200
         try:
             archive = paths.resolve_archive(location, self.checkpoint_dir)
         except CaptureError as exc:
-            return self._finish(record, reason=exc.reason, message=exc.message)
+            return self.finish(record, reason=exc.reason, message=exc.message)
         return self._record_archive(record, archive, started)
 
     def _deleted_mark(self, record: JobRecord) -> datetime | None:
@@ -349,7 +361,7 @@ class CaptureService:
         """The kubelet answered a call whose capture was deleted meanwhile (store locked)."""
         deleted_in_flight.discard(record, archive, self.node_name, utcnow(), hashed)
         deleted_in_flight.report(self.metrics, record, archive, "deleted")
-        return self._finish(
+        return self.finish(
             record, reason=DELETED_WHILE_CAPTURING, message=record.status.message or ""
         )
 
@@ -403,7 +415,7 @@ class CaptureService:
             "capture %s: the restart cut the kubelet call; no archive appeared", request.key
         )
         target = f"{request.pod_namespace}/{request.pod_name}/{request.container}"
-        return self._finish(
+        return self.finish(
             record,
             reason=adoption.INTERRUPTED,
             message=adoption.interrupted_message(
@@ -418,7 +430,7 @@ class CaptureService:
             digest, size = sha256_file(archive)
             captured_at = datetime.fromtimestamp(archive.stat().st_mtime, UTC)
         except OSError as exc:
-            return self._finish(
+            return self.finish(
                 record, reason="ArchiveUnreadable", message=f"cannot read archive {archive}: {exc}"
             )
         self.metrics.capture_seconds.observe(time.monotonic() - started)
@@ -449,32 +461,7 @@ class CaptureService:
         )
         return record
 
-    def _analysis(self, record: JobRecord) -> None:
-        assert record.status.archive is not None  # noqa: S101 - ANALYZING implies an archive
-        report = self.store.report_path(record.status.key)
-        started = time.monotonic()
-        try:
-            summary = self._analyze(Path(record.status.archive.path), report, record.request)
-        except ForensicCheckpointError as exc:
-            if analysis_retry.keep_for_retry(record, exc, utcnow()):
-                self.store.save(record)  # still Analyzing: the retrier queues it again
-            else:
-                self._finish(record, reason=exc.reason, message=f"analysis failed: {exc.message}")
-            return
-        finally:
-            self.metrics.analysis_seconds.observe(time.monotonic() - started)
-        record.report_path = str(report)
-        record.status.summary = summary
-        if self.export_enabled:
-            record.status.export = ExportProgress(phase=ExportPhase.PENDING)
-        self._finish(
-            record,
-            reason="Completed",
-            message="archive captured and analysed",
-            state=CaptureState.COMPLETED,
-        )
-
-    def _finish(
+    def finish(
         self,
         record: JobRecord,
         *,
@@ -484,6 +471,7 @@ class CaptureService:
         kubelet_status_code: int | None = None,
         state: CaptureState = CaptureState.FAILED,
     ) -> JobRecord:
+        """End the job: its final state and reason, saved, counted, and the hooks woken."""
         record.status.state = state
         record.status.reason = reason
         record.status.message = message
