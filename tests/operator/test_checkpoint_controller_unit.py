@@ -100,29 +100,30 @@ class FakeAgents:
     deleted: list[str] = field(default_factory=list)
     failure: AgentError | None = None
 
-    def _check(self, endpoint: str) -> None:
+    def _check(self, endpoint: str, node: str) -> None:
         assert endpoint == ENDPOINT
+        assert node == NODE  # the client verifies the peer as this node's agent
         if self.failure is not None:
             raise self.failure
 
-    async def submit(self, endpoint: str, request: CaptureRequest) -> CaptureStatus:
-        self._check(endpoint)
+    async def submit(self, endpoint: str, request: CaptureRequest, *, node: str) -> CaptureStatus:
+        self._check(endpoint, node)
         self.submitted.append(request)
         return self.jobs.setdefault(
             request.key, CaptureStatus(key=request.key, state=CaptureState.QUEUED)
         )
 
-    async def status(self, endpoint: str, key: str) -> CaptureStatus | None:
-        self._check(endpoint)
+    async def status(self, endpoint: str, key: str, *, node: str) -> CaptureStatus | None:
+        self._check(endpoint, node)
         return self.jobs.get(key)
 
-    async def hold(self, endpoint: str, key: str, *, hold: bool) -> CaptureStatus | None:
-        self._check(endpoint)
+    async def hold(self, endpoint: str, key: str, *, hold: bool, node: str) -> CaptureStatus | None:
+        self._check(endpoint, node)
         self.holds.append((key, hold))
         return self.jobs.get(key)
 
-    async def delete(self, endpoint: str, key: str) -> DeleteResult | None:
-        self._check(endpoint)
+    async def delete(self, endpoint: str, key: str, *, node: str) -> DeleteResult | None:
+        self._check(endpoint, node)
         self.deleted.append(key)
         return DeleteResult(key=key, deleted=[f"/ckpt/{key}.tar"])
 

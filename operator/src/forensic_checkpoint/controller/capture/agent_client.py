@@ -4,7 +4,14 @@ It never downloads a report: a Completed capture's status carries the bounded su
 agent built from it, so the operator needs nothing of the analyzer.
 
 Async (aiohttp) because the kopf event loop runs every ForensicCheckpoint's daemon: one slow
-agent must not hold up the others. The bearer token is re-read when its file changes, because
+agent must not hold up the others.
+
+Each call names the node whose agent it is for, and the TLS handshake verifies the peer as that
+node's agent: its certificate must be valid for ``agent_server_name(node)`` (SNI and hostname
+check), whatever host the endpoint names. An endpoint pointed at another node's agent, or at
+anything else, fails the handshake (``AgentIdentityMismatch``) before the token is sent.
+aiohttp keys pooled connections by that server name too, so a connection verified for one node
+is never reused for another. The bearer token is re-read when its file changes, because
 projected ServiceAccount tokens rotate.
 """
 
@@ -18,6 +25,7 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
+from forensic_checkpoint.agent_identity import agent_server_name
 from forensic_checkpoint.api.agent import (
     API_PREFIX,
     CaptureRequest,
@@ -25,6 +33,7 @@ from forensic_checkpoint.api.agent import (
     DeleteResult,
     HoldRequest,
 )
+from forensic_checkpoint.domain.capture.agents import AGENT_IDENTITY_MISMATCH
 from forensic_checkpoint.errors import AgentError, ConfigError
 
 _M = TypeVar("_M", CaptureStatus, DeleteResult)
@@ -33,6 +42,8 @@ AGENT_UNAVAILABLE = "AgentUnavailable"
 AGENT_UNAUTHORIZED = "AgentUnauthorized"
 AGENT_FORBIDDEN = "AgentForbidden"
 AGENT_BAD_RESPONSE = "AgentBadResponse"
+#: OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH: the certificate is for another name.
+_HOSTNAME_MISMATCH = 62
 
 
 class TokenFile:
@@ -55,7 +66,8 @@ class TokenFile:
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Verify the agent's certificate against ``ca_file`` (the system store if ``None``)."""
+    """Verify the agent's certificate against ``ca_file`` (the system store if ``None``); the
+    name checked is given per request (``server_hostname``)."""
     try:
         return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     except (OSError, ssl.SSLError) as exc:
@@ -76,29 +88,33 @@ class AgentClient:
         self._tls = tls
         self._timeout = aiohttp.ClientTimeout(total=timeout)
 
-    async def submit(self, endpoint: str, request: CaptureRequest) -> CaptureStatus:
+    async def submit(self, endpoint: str, request: CaptureRequest, *, node: str) -> CaptureStatus:
         """Ask for a capture; the agent answers with the (new or existing) job's status."""
         _, body = await self._call(
             "POST",
+            node,
             endpoint,
             API_PREFIX,
             json_body=request.model_dump(mode="json", by_alias=True, exclude_none=True),
         )
         return _parse(CaptureStatus.model_validate_json, body, endpoint, "CaptureStatus")
 
-    async def status(self, endpoint: str, key: str) -> CaptureStatus | None:
+    async def status(self, endpoint: str, key: str, *, node: str) -> CaptureStatus | None:
         """The job's status, or ``None`` if the agent does not know the key."""
-        status, body = await self._call("GET", endpoint, f"{API_PREFIX}/{key}", allow_404=True)
+        status, body = await self._call(
+            "GET", node, endpoint, f"{API_PREFIX}/{key}", allow_404=True
+        )
         return (
             None
             if status == 404
             else _parse(CaptureStatus.model_validate_json, body, endpoint, "CaptureStatus")
         )
 
-    async def hold(self, endpoint: str, key: str, *, hold: bool) -> CaptureStatus | None:
+    async def hold(self, endpoint: str, key: str, *, hold: bool, node: str) -> CaptureStatus | None:
         """Set or lift the legal hold of a job; ``None`` if the agent does not know the key."""
         status, body = await self._call(
             "PUT",
+            node,
             endpoint,
             f"{API_PREFIX}/{key}/hold",
             json_body=HoldRequest(hold=hold).model_dump(mode="json", by_alias=True),
@@ -110,9 +126,11 @@ class AgentClient:
             else _parse(CaptureStatus.model_validate_json, body, endpoint, "CaptureStatus")
         )
 
-    async def delete(self, endpoint: str, key: str) -> DeleteResult | None:
+    async def delete(self, endpoint: str, key: str, *, node: str) -> DeleteResult | None:
         """Delete the job's archive and report; ``None`` if there was nothing to delete."""
-        status, body = await self._call("DELETE", endpoint, f"{API_PREFIX}/{key}", allow_404=True)
+        status, body = await self._call(
+            "DELETE", node, endpoint, f"{API_PREFIX}/{key}", allow_404=True
+        )
         return (
             None
             if status == 404
@@ -122,6 +140,7 @@ class AgentClient:
     async def _call(
         self,
         method: str,
+        node: str,
         endpoint: str,
         path: str,
         *,
@@ -131,11 +150,23 @@ class AgentClient:
         url = endpoint.rstrip("/") + path
         headers = {"Authorization": f"Bearer {self._token.get()}"}
         try:
+            server_name = agent_server_name(node)
+        except ValueError as exc:
+            raise AgentError(str(exc), reason=AGENT_IDENTITY_MISMATCH) from exc
+        try:
             async with self._session.request(
-                method, url, json=json_body, headers=headers, ssl=self._tls, timeout=self._timeout
+                method,
+                url,
+                json=json_body,
+                headers=headers,
+                ssl=self._tls,
+                server_hostname=server_name,
+                timeout=self._timeout,
             ) as response:
                 text = await response.text()
                 status = response.status
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise _not_verified(endpoint, node, server_name, exc) from exc
         except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
             raise AgentError(
                 f"agent {endpoint} unreachable: {type(exc).__name__}: {exc}",
@@ -162,6 +193,26 @@ class AgentClient:
                 status_code=status,
             )
         return status, text
+
+
+def _not_verified(
+    endpoint: str, node: str, server_name: str, exc: aiohttp.ClientConnectorCertificateError
+) -> AgentError:
+    """A certificate that does not verify: another node's agent (or anyone else) is at the
+    endpoint, or the node's agent has no valid certificate from the agents' CA."""
+    error = exc.certificate_error
+    detail = getattr(error, "verify_message", "") or str(error)
+    if getattr(error, "verify_code", None) == _HOSTNAME_MISMATCH:
+        return AgentError(
+            f"the server at {endpoint} is not the agent of node {node}: its certificate is "
+            f"not valid for {server_name} ({detail}); nothing was sent to it",
+            reason=AGENT_IDENTITY_MISMATCH,
+        )
+    return AgentError(
+        f"agent {endpoint} of node {node} presented no valid certificate from the agents' CA "
+        f"for {server_name} ({detail}); nothing was sent to it",
+        reason=AGENT_UNAVAILABLE,
+    )
 
 
 def _parse(parse: Callable[[Any], _M], text: Any, endpoint: str, what: str) -> _M:

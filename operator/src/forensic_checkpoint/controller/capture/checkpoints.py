@@ -185,7 +185,9 @@ class CheckpointController:
             if not finished.following(container, now):
                 continue
             try:
-                capture = await self._agents.status(endpoint, container.capture_key)
+                capture = await self._agents.status(
+                    endpoint, container.capture_key, node=status.node_name
+                )
             except AgentError:
                 continue
             if capture is not None:
@@ -252,7 +254,9 @@ class CheckpointController:
         new = status.model_copy(deep=True)
         new.agent_endpoint = endpoint
         new.containers = [
-            await self._advance(ref, spec, container, endpoint, now, facts=facts)
+            await self._advance(
+                ref, spec, container, endpoint, now, facts=facts, node=status.node_name
+            )
             for container in new.containers
         ]
         return reconcile.aggregate(new, ref=ref, now=now)
@@ -266,17 +270,18 @@ class CheckpointController:
         now: datetime,
         *,
         facts: dict[str, list[CustodyFact]],
+        node: str,
     ) -> ContainerStatus:
         if container.phase in (ContainerCapturePhase.COMPLETED, ContainerCapturePhase.FAILED):
             return container
         try:
             capture: CaptureStatus | None = None
             if container.requested_at is not None:
-                capture = await self._agents.status(endpoint, container.capture_key)
+                capture = await self._agents.status(endpoint, container.capture_key, node=node)
             if capture is None:
                 # First request, or an agent that lost the job: the key makes this idempotent.
                 capture = await self._agents.submit(
-                    endpoint, reconcile.capture_request(ref, spec, container)
+                    endpoint, reconcile.capture_request(ref, spec, container), node=node
                 )
                 container = reconcile.mark_requested(container, now=now)
             facts[container.name] = list(capture.custody_events)
@@ -345,7 +350,7 @@ class CheckpointController:
             raise kopf.TemporaryError(f"cannot change the hold: {endpoint.message}", delay=10)
         try:
             for key in keys:
-                await self._agents.hold(endpoint, key, hold=held)
+                await self._agents.hold(endpoint, key, hold=held, node=fcp.status.node_name)
         except AgentError as exc:
             raise kopf.TemporaryError(f"cannot change the hold: {exc.message}", delay=10) from exc
         logger.info("hold %s on %s", "set" if held else "lifted", fcp.status.node_name)
@@ -371,7 +376,7 @@ class CheckpointController:
             deleted: list[str] = []
             in_flight = 0
             for key in keys:
-                result = await self._agents.delete(endpoint, key)
+                result = await self._agents.delete(endpoint, key, node=fcp.status.node_name)
                 deleted.extend(result.deleted if result else [])
                 in_flight += bool(result and result.pending)
         except AgentError as exc:
