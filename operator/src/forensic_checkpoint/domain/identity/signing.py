@@ -85,12 +85,20 @@ def issue(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
-            critical=False,
-        )
+        .add_extension(_authority_key_id(ca), critical=False)
     )
     return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def _authority_key_id(ca: SigningCA) -> x509.AuthorityKeyIdentifier:
+    """The CA's own subject key identifier: how it was derived differs (Go, which makes the
+    chart's CA, truncates SHA-256 since 1.25; others take SHA-1), and TLS clients find the
+    issuer by it."""
+    try:
+        ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key())
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value)
 
 
 def _key_usage(*, rsa_key: bool) -> x509.KeyUsage:
