@@ -207,7 +207,8 @@ class LocalStack:
                 lambda: self._heartbeat_since(api, node_name, started), wait, interval=0.2
             ):
                 raise ToolError(
-                    f"agent on {node_name} did not publish a heartbeat; see {self.root}/logs"
+                    f"agent on {node_name} did not publish a heartbeat (csr mode: or got no "
+                    f"certificate); see {self.root}/logs"
                 )
             if not processes.wait_until(
                 lambda: self._probed_since(api, node_name, started), wait, interval=0.2
