@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from forensic_checkpoint.agent.identity import keys
@@ -24,6 +22,7 @@ from forensic_checkpoint.agent_identity import SIGNER_NAME, agent_server_name
 from forensic_checkpoint.domain.identity import renewal, signing
 from forensic_checkpoint.errors import ConfigError
 from forensic_checkpoint.k8s.certificates import CsrOutcome
+from forensic_checkpoint_dev.cluster import pki
 
 NB = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 
@@ -43,28 +42,16 @@ def test_renewal_is_at_two_thirds_of_the_validity() -> None:
     assert not renewal.usable(NB - timedelta(hours=1), NB, na)
 
 
-def _ca() -> signing.SigningCA:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agents")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(NB - timedelta(days=1))
-        .not_valid_after(NB + timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return signing.SigningCA(cert, key)
+def _ca(root: Path) -> signing.SigningCA:
+    pair = pki.create_ca(pki.CertPair(root / "ca.crt", root / "ca.key"), "agents")
+    return signing.load_ca(pair.cert.read_bytes(), pair.key.read_bytes())
 
 
 @dataclass
 class FakeSigner:
     """The API server plus the operator's signer: issues, refuses, or never answers."""
 
-    ca: signing.SigningCA = field(default_factory=_ca)
+    ca: signing.SigningCA
     refuse: str | None = None
     answer: bool = True
     #: name -> (request PEM, signer, usages, expiration)
@@ -117,7 +104,7 @@ def serving(
 
 
 def test_the_agent_asks_for_its_node_name_and_keeps_the_key_to_itself(tmp_path: Path) -> None:
-    signer = FakeSigner()
+    signer = FakeSigner(_ca(tmp_path))
     identity = serving(tmp_path, signer)
     assert not identity.load()
     assert "no certificate" in identity.pending
@@ -143,7 +130,7 @@ def test_the_agent_asks_for_its_node_name_and_keeps_the_key_to_itself(tmp_path: 
 
 
 def test_a_restart_keeps_a_good_certificate_and_drops_another_nodes(tmp_path: Path) -> None:
-    signer = FakeSigner()
+    signer = FakeSigner(_ca(tmp_path))
     first = serving(tmp_path, signer)
     first.load()
     first.renew()
@@ -156,7 +143,7 @@ def test_a_restart_keeps_a_good_certificate_and_drops_another_nodes(tmp_path: Pa
 
 
 def test_renewal_replaces_key_and_certificate(tmp_path: Path) -> None:
-    signer = FakeSigner()
+    signer = FakeSigner(_ca(tmp_path))
     identity = serving(tmp_path, signer)
     identity.load()
     identity.renew()
@@ -170,7 +157,7 @@ def test_renewal_replaces_key_and_certificate(tmp_path: Path) -> None:
 
 
 def test_a_refusal_is_said_kept_for_kubectl_and_asked_again(tmp_path: Path) -> None:
-    signer = FakeSigner(refuse="NotTheAgentServiceAccount: requested by alice")
+    signer = FakeSigner(_ca(tmp_path), refuse="NotTheAgentServiceAccount: requested by alice")
     identity = serving(tmp_path, signer, retry_seconds=0.05)
     identity.load()
     ready = threading.Event()
@@ -193,7 +180,7 @@ def test_a_refusal_is_said_kept_for_kubectl_and_asked_again(tmp_path: Path) -> N
 def test_an_unanswered_request_is_deleted_and_the_message_names_the_signer(
     tmp_path: Path,
 ) -> None:
-    signer = FakeSigner(answer=False)
+    signer = FakeSigner(_ca(tmp_path), answer=False)
     identity = serving(tmp_path, signer, answer_timeout=0.05)
     identity.load()
     with pytest.raises(Exception, match="had no answer") as raised:
@@ -215,7 +202,7 @@ def test_settings_are_checked() -> None:
 
 def test_keys_file_holds_certificate_then_key(tmp_path: Path) -> None:
     key = keys.new_key()
-    signer = FakeSigner()
+    signer = FakeSigner(_ca(tmp_path))
     request = x509.load_pem_x509_csr(keys.request_pem(key, "n.agents.forensic-checkpoint.dev"))
     pem = signing.issue(
         request, server_name="n", ca=signer.ca, now=NB, valid_for=timedelta(hours=1)

@@ -37,6 +37,7 @@ from forensic_checkpoint.domain.identity.csr_facts import CsrSpec, parse_request
 from forensic_checkpoint.errors import AgentError
 from forensic_checkpoint.k8s.certificates import CsrState
 from forensic_checkpoint.k8s.nodes import NodeFacts
+from forensic_checkpoint_dev.cluster import pki
 
 AGENT = "system:serviceaccount:forensic-checkpoint:forensic-checkpoint-agent"
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -178,27 +179,8 @@ class CA:
 @pytest.fixture(scope="module")
 def agents_ca(tmp_path_factory: pytest.TempPathFactory) -> CA:
     root = tmp_path_factory.mktemp("agents-ca")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "agents-ca")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    (root / "ca.crt").write_bytes(cert_pem)
-    (root / "ca.key").write_bytes(key_pem)
-    return CA(root / "ca.crt", root / "ca.key", signing.load_ca(cert_pem, key_pem))
+    pair = pki.create_ca(pki.CertPair(root / "ca.crt", root / "ca.key"), "agents-ca")
+    return CA(pair.cert, pair.key, signing.load_ca(pair.cert.read_bytes(), pair.key.read_bytes()))
 
 
 def test_the_certificate_is_for_the_node_name_only_and_for_serving_only(agents_ca: CA) -> None:

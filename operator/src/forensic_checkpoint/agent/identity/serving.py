@@ -8,7 +8,8 @@ TLS server reloads it for new connections without a restart. A denied, failed or
 request is logged with the signer's message, deleted, and asked again after a back-off. Until
 the first certificate arrives :attr:`ServingCertificate.pending` says what the agent waits for:
 the heartbeat publishes it, and the operator does not call an agent without a certificate.
-Requests are deleted once their certificate is installed (or refused).
+A request is deleted once its certificate is installed, or when it had no answer; a refused one
+is left for ``kubectl get csr`` (the cluster removes it after an hour).
 """
 
 from __future__ import annotations
@@ -16,20 +17,19 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from forensic_checkpoint.agent.identity import keys
 from forensic_checkpoint.agent.jobs import utcnow, write_private
+from forensic_checkpoint.agent.ports import CsrClient
 from forensic_checkpoint.agent_identity import SIGNER_NAME, agent_server_name
 from forensic_checkpoint.domain.identity import renewal
 from forensic_checkpoint.errors import ClusterError, ConfigError
-from forensic_checkpoint.k8s.certificates import CsrOutcome
 
 log = logging.getLogger(__name__)
 
@@ -39,25 +39,6 @@ _LABELS = {
     "app.kubernetes.io/component": "agent",
 }
 _MAX_RETRY = 600.0
-
-
-class CsrClient(Protocol):
-    """``k8s.certificates.CertificateSigningRequests``."""
-
-    def create(
-        self,
-        name: str,
-        request_pem: bytes,
-        *,
-        signer: str,
-        usages: Sequence[str],
-        expiration_seconds: int,
-        labels: Mapping[str, str],
-    ) -> None: ...
-
-    def outcome(self, name: str) -> CsrOutcome: ...
-
-    def delete(self, name: str) -> None: ...
 
 
 @dataclass(frozen=True)
