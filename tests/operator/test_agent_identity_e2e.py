@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from tests.operator.operator_e2e_support import NAMESPACE, create_pod, kubelet_calls
 
 from forensic_checkpoint.agent_identity import SIGNER_NAME, agent_server_name
+from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.certificates import CertificateSigningRequests
 from forensic_checkpoint.k8s.client import close, from_token
 from forensic_checkpoint_dev import apiserver
@@ -302,3 +303,61 @@ def test_an_endpoint_pointed_at_another_nodes_agent_gets_nothing(stack: LocalSta
     assert datetime.now(UTC) - datetime.fromisoformat(
         status["startedAt"].replace("Z", "+00:00")
     ) < timedelta(seconds=45)
+
+
+# --- what an agent may do with CSRs -------------------------------------------------------
+
+
+def test_an_agent_may_withdraw_only_its_own_nodes_requests(stack: LocalStack) -> None:
+    """RBAC cannot tell one CSR from another; the admission policy <fullname>-agent-csr lets an
+    agent create requests for the agents' signer only, and delete only its own node's."""
+    path = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+    own = from_token(
+        stack.cluster.server, _agent_token(stack, "node-2"), ca_file=stack.cluster.ca_file
+    )
+    other = from_token(
+        stack.cluster.server, _agent_token(stack, "node-1"), ca_file=stack.cluster.ca_file
+    )
+    name = f"fc-test-own-{secrets.token_hex(3)}"
+    try:
+        CertificateSigningRequests(own).create(
+            name,
+            _request([N2]),
+            signer=SIGNER_NAME,
+            usages=("digital signature", "server auth"),
+            expiration_seconds=600,
+            labels={},
+        )
+        refused: list[str] = []
+
+        def forbidden() -> bool:
+            try:
+                apiserver.request(other, "DELETE", f"{path}/{name}", query={"dryRun": "All"})
+            except ClusterError as exc:
+                refused[:] = [exc.message]
+                return exc.status_code == 403
+            return False
+
+        assert processes.wait_until(forbidden, 15, interval=0.5), "node-1's agent withdrew it"
+        assert "the agent of node node-1 may delete only the requests of its own node" in refused[0]
+        with pytest.raises(ClusterError, match="may use only the signer") as elsewhere:
+            CertificateSigningRequests(other).create(
+                f"fc-test-other-signer-{secrets.token_hex(3)}",
+                _request([N1]),
+                signer="kubernetes.io/kube-apiserver-client",
+                usages=("digital signature", "client auth"),
+                expiration_seconds=600,
+                labels={},
+            )
+        assert elsewhere.value.status_code == 403
+        CertificateSigningRequests(own).delete(name)  # its own: allowed
+        admin = stack.cluster.admin_client()
+        try:
+            with pytest.raises(ClusterError) as gone:
+                apiserver.request(admin, "GET", f"{path}/{name}")
+            assert gone.value.status_code == 404
+        finally:
+            close(admin)
+    finally:
+        close(own)
+        close(other)
