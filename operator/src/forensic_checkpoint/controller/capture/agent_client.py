@@ -10,8 +10,8 @@ Each call names the node whose agent it is for, and the TLS handshake verifies t
 node's agent: its certificate must be valid for ``agent_server_name(node)`` (SNI and hostname
 check), whatever host the endpoint names. An endpoint pointed at another node's agent, or at
 anything else, fails the handshake (``AgentIdentityMismatch``) before the token is sent.
-aiohttp keys pooled connections by that server name too, so a connection verified for one node
-is never reused for another. The bearer token is re-read when its file changes, because
+aiohttp (>= 3.14.1) keys pooled connections by that server name too, so a connection verified
+for one node is never reused for another. The bearer token is re-read when its file changes, because
 projected ServiceAccount tokens rotate.
 """
 
