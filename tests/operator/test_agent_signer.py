@@ -288,6 +288,8 @@ def test_the_signer_approves_and_signs_denies_and_never_signs_what_it_would_deny
 
 class _CountingHandler(BaseHTTPRequestHandler):
     seen: list[str]
+    # Keep-alive, as the agent: the first call's connection stays in the client's pool.
+    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         self.seen.append(self.headers.get("Authorization", ""))
@@ -332,7 +334,8 @@ def test_the_operator_sends_nothing_to_another_nodes_agent(
     async def calls() -> tuple[Any, AgentError]:
         async with aiohttp.ClientSession() as session:
             client = AgentClient(session, TokenFile(token), tls_context(agents_ca.cert))
-            ok = await client.status(endpoint, "k", node="node-a")  # pools node-a's connection
+            # Pools a connection verified as node-a's agent, which must not serve node-b.
+            ok = await client.status(endpoint, "k", node="node-a")
             with pytest.raises(AgentError) as refused:
                 await client.status(endpoint, "k", node="node-b")
             return ok, refused.value
