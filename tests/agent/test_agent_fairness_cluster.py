@@ -56,7 +56,9 @@ class SecondNode:
         runtime = AgentProcess(config, analyzer=analyzer)
         runtime.start()
         self.agents.append(runtime)
-        return Caller(runtime.endpoint, self.ids.serving_ca, self.ids.operator_token)
+        return Caller(
+            runtime.endpoint, self.ids.serving_ca, self.ids.operator_tokens[self.node.name]
+        )
 
 
 @pytest.fixture

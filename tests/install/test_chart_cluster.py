@@ -139,6 +139,12 @@ def test_install_upgrade_uninstall(install_cluster: DevCluster) -> None:
     assert not can_i(c, OPERATOR_SA, "create", "nodes", "--subresource=checkpoint")
     assert not can_i(c, KUBELET_USER, "get", "nodes")
     assert not can_i(c, AGENT_SA, "list", "pods", "-A")
+    # Agent certificates (csr mode): the agent asks, only the operator approves and signs.
+    csr = "certificatesigningrequests.certificates.k8s.io"
+    assert can_i(c, AGENT_SA, "create", csr)
+    assert not can_i(c, AGENT_SA, "update", csr, "--subresource=approval")
+    assert can_i(c, OPERATOR_SA, "update", csr, "--subresource=approval")
+    assert not can_i(c, OPERATOR_SA, "create", csr)
 
     # Aggregated roles: the controller manager folds them into view/edit.
     k(c, "create", "rolebinding", "viewer", "--clusterrole=view", "--user=viewer", "-n", "web")
@@ -164,11 +170,11 @@ def test_install_upgrade_uninstall(install_cluster: DevCluster) -> None:
         c,
         "get",
         "secret",
-        "fc-forensic-checkpoint-agent-tls",
+        "fc-forensic-checkpoint-agent-ca",
         "-n",
         NAMESPACE,
         "-o",
-        "jsonpath={.data.tls\\.crt}",
+        "jsonpath={.data.ca\\.key}",
     )
 
     # Upgrade 1: a deny list becomes an admission policy the API server enforces.
@@ -186,13 +192,13 @@ def test_install_upgrade_uninstall(install_cluster: DevCluster) -> None:
         c,
         "get",
         "secret",
-        "fc-forensic-checkpoint-agent-tls",
+        "fc-forensic-checkpoint-agent-ca",
         "-n",
         NAMESPACE,
         "-o",
-        "jsonpath={.data.tls\\.crt}",
+        "jsonpath={.data.ca\\.key}",
     )
-    assert tls_after == tls_before, "an upgrade must keep the agents' certificate"
+    assert tls_after == tls_before, "an upgrade must keep the agents' CA"
 
     def refused_in_denied() -> bool:
         result = subprocess.run(

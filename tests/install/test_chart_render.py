@@ -10,17 +10,22 @@ import socket
 import ssl
 import subprocess
 import threading
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from forensic_checkpoint.agent.evidence.retention_keeper import policy_from_values
+from forensic_checkpoint.agent.identity import keys
 from forensic_checkpoint.agent.readiness.criu_config import CriuConfigSettings
 from forensic_checkpoint.agent.values import export_config
+from forensic_checkpoint.agent_identity import agent_server_name
 from forensic_checkpoint.domain.evidence.retention import ContainerRule, Limits, RetentionPolicy
+from forensic_checkpoint.domain.identity import signing
 from forensic_checkpoint_dev.deploy import CHART, DEPLOY_MANIFEST, render_deploy
 
 from .chart import (
@@ -166,9 +171,21 @@ def test_rbac_equals_the_rbac_the_operator_and_agent_tests_prove() -> None:
 def test_allow_list_narrows_the_operator_to_those_namespaces() -> None:
     docs = documents(template(set_values=["captureNamespaces.allow={payments,web}"]))
     cluster_rules = _rules_of(docs, "fc-forensic-checkpoint-operator")
-    assert cluster_rules == [
-        {"apiGroups": ["forensic-checkpoint.dev"], "resources": ["forensicnodes"], "verbs": ["get"]}
-    ]
+    assert cluster_rules[0] == {
+        "apiGroups": ["forensic-checkpoint.dev"],
+        "resources": ["forensicnodes"],
+        "verbs": ["get"],
+    }
+    # The rest is the agent certificates' signer (csr mode), cluster-scoped by nature: Nodes
+    # and CSRs, nothing a namespace holds.
+    assert {g for r in cluster_rules[1:] for g in r["apiGroups"]} == {"", "certificates.k8s.io"}
+    assert {r for rule in cluster_rules[1:] for r in rule["resources"]} == {
+        "nodes",
+        "certificatesigningrequests",
+        "certificatesigningrequests/approval",
+        "certificatesigningrequests/status",
+        "signers",
+    }
     # Besides the operator's own token grant in the release namespace (agent-tokens).
     roles = [r for r in by_kind(docs, "Role") if not r["metadata"]["name"].endswith("-tokens")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["payments", "web"]
@@ -277,12 +294,59 @@ def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None
     assert host["state"] == "/var/lib/forensic-checkpoint"
     assert host["criu-config"] == "/etc/criu"
     criu_logs = {n: p for n, p in host.items() if n.startswith("criu-log-")}
-    assert criu_logs and set(host) == {"checkpoints", "state", "criu-config", *criu_logs}
+    # files mode: the node's own certificate and key, provisioned on the node (read only).
+    tls = {"tls"} if "--serving-certificate=files" in container["args"] else set()
+    assert criu_logs and set(host) == {"checkpoints", "state", "criu-config", *criu_logs, *tls}
+    assert all(mounts[name]["readOnly"] is True for name in tls)
     for name, path in criu_logs.items():
         assert mounts[name] == {"name": name, "mountPath": path, "readOnly": True}
     values_cm = one(rendered, "ConfigMap")["data"]["agent-values.yaml"]
     criu_on = yaml.safe_load(values_cm)["criuConfig"]["enabled"]
     assert mounts["criu-config"]["readOnly"] is (not criu_on)
+
+
+def test_agent_certificates_follow_the_tls_mode() -> None:
+    """csr (the default): each agent makes its own key and asks the operator, which alone mounts
+    the agents' CA key; no agent mounts a key or the CA. files: each agent serves its node's
+    files; the operator only verifies (CA certificate, no key, no signer rights)."""
+    csr = documents(template())
+    agent = pod_spec(csr, "DaemonSet")
+    args = agent["containers"][0]["args"]
+    assert "--serving-certificate=csr" in args
+    assert not any(a.startswith(("--tls-cert", "--tls-key")) for a in args)
+    assert not any("secret" in v for v in agent["volumes"] if v["name"] != "kubelet-client")
+    operator = pod_spec(csr, "Deployment")
+    op_args = operator["containers"][0]["args"]
+    assert "--agent-ca-key-file=/etc/forensic-checkpoint/agent-ca/ca.key" in op_args
+    sa = "system:serviceaccount:forensic-checkpoint:fc-forensic-checkpoint-agent"
+    assert f"--agent-identity={sa}" in op_args
+    ca = {v["name"]: v for v in operator["volumes"]}["agent-ca"]["secret"]
+    assert ca["secretName"] == "fc-forensic-checkpoint-agent-ca"
+    assert [i["key"] for i in ca["items"]] == ["ca.crt", "ca.key"]
+    assert ("certificates.k8s.io", "signers", "sign") in grants(
+        csr, "fc-forensic-checkpoint-operator"
+    )
+
+    files = documents(
+        template(
+            set_values=[
+                "agent.tls.mode=files",
+                "agent.tls.ca.generate=false",
+                "agent.tls.ca.secretName=my-ca",
+            ]
+        )
+    )
+    assert not by_kind(files, "Secret")
+    args = pod_spec(files, "DaemonSet")["containers"][0]["args"]
+    assert "--serving-certificate=files" in args
+    assert "--tls-cert=/etc/forensic-checkpoint/tls/tls.crt" in args
+    operator = pod_spec(files, "Deployment")
+    assert not any("agent-ca-key" in a for a in operator["containers"][0]["args"])
+    ca = {v["name"]: v for v in operator["volumes"]}["agent-ca"]["secret"]
+    assert (ca["secretName"], [i["key"] for i in ca["items"]]) == ("my-ca", ["ca.crt"])
+    for component in ("operator", "agent"):
+        granted = grants(files, f"fc-forensic-checkpoint-{component}")
+        assert not {g for g in granted if g[0] == "certificates.k8s.io"}
 
 
 def test_agent_kubelet_credentials_follow_the_auth_mode() -> None:
@@ -333,15 +397,25 @@ def test_agent_advertises_its_pod_dns_name(tmp_path: Path, pod_ip: str, name: st
     assert "--port=8443" in argv
 
 
-def test_agent_endpoint_is_covered_by_the_serving_certificate(tmp_path: Path) -> None:
-    """A real TLS handshake with the chart's generated certificate: the operator's check (the
-    agents' CA, the advertised name) passes; a pod name in another namespace does not."""
+def test_chart_ca_signs_per_node_certificates_the_operator_verifies(tmp_path: Path) -> None:
+    """The chart's generated agents' CA (an RSA key from helm's genCA) is one the operator's
+    signer can use, and a certificate it issues for node-a verifies at node-a's agent name only:
+    the operator, verifying at node-b's name, refuses node-a's agent."""
     docs = render(None)
-    data = {k: base64.b64decode(v) for k, v in one(docs, "Secret")["data"].items()}
-    for key, blob in data.items():
-        (tmp_path / key).write_bytes(blob)
+    secret = one(docs, "Secret")
+    data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
+    assert set(data) == {"ca.crt", "ca.key"}
+    ca = signing.load_ca(data["ca.crt"], data["ca.key"])
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = agent_server_name("node-a")
+    request = x509.load_pem_x509_csr(keys.request_pem(key, name))
+    cert = signing.issue(
+        request, server_name=name, ca=ca, now=datetime.now(UTC), valid_for=timedelta(hours=1)
+    )
+    keys.save(tmp_path / "serving.pem", key, cert)
+    (tmp_path / "ca.crt").write_bytes(data["ca.crt"])
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(tmp_path / "tls.crt", tmp_path / "tls.key")
+    server_ctx.load_cert_chain(tmp_path / "serving.pem", tmp_path / "serving.pem")
     client_ctx = ssl.create_default_context(cafile=str(tmp_path / "ca.crt"))
 
     def handshake(name: str) -> None:
@@ -363,10 +437,9 @@ def test_agent_endpoint_is_covered_by_the_serving_certificate(tmp_path: Path) ->
             finally:
                 thread.join(10)
 
-    handshake("10-244-1-5.forensic-checkpoint.pod.cluster.local")
-    handshake("10-244-1-5.forensic-checkpoint.pod")
-    with pytest.raises(ssl.SSLCertVerificationError):
-        handshake("10-244-1-5.kube-system.pod.cluster.local")
+    handshake(agent_server_name("node-a"))
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        handshake(agent_server_name("node-b"))
 
 
 def test_network_policy_admits_only_the_operator() -> None:

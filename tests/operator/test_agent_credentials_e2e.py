@@ -1,8 +1,8 @@
 """What the operator sends to an agent's endpoint is worth nothing elsewhere (issue 15, item 1).
 
 A ForensicNode's endpoint is published by the node's agent, so a compromised node decides where
-the operator connects for that node. Here the endpoint is a recorder that answers like an agent
-that failed, and the test checks, with real TokenReviews, what the operator handed it: a token
+the operator connects for that node, and it holds that node's agent certificate. Here the
+endpoint is such a node's recorder that answers like an agent that failed, and the test checks, with real TokenReviews, what the operator handed it: a token
 of the operator's ServiceAccount for that node's agent audience only, which the API server and
 every other node's agent refuse. Before, it was the operator's API-server token.
 """
@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from tests.operator.operator_e2e_support import NAMESPACE
 
+from forensic_checkpoint.agent_identity import agent_server_name
 from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.k8s.client import ApiClient
 from forensic_checkpoint.k8s.reviews import token_review
@@ -54,14 +55,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+ROGUE = f"rogue-{uuid.uuid4().hex[:6]}"
+
+
 @pytest.fixture
 def recorder(stack: LocalStack) -> Iterator[_Recorder]:
-    """An HTTPS endpoint with a certificate from the agents' CA (what a compromised node has)."""
+    """An HTTPS endpoint with the certificate of its node's agent (what a compromised node has:
+    the operator's name check passes, so what it is sent is what matters here)."""
     pair = pki.issue(
         stack.agent_ca,
         pki.CertPair(stack.root / "recorder.crt", stack.root / "recorder.key"),
-        "recorder",
-        server_names=("127.0.0.1",),
+        agent_server_name(ROGUE),
+        server_names=(agent_server_name(ROGUE),),
     )
     server = _Recorder(("127.0.0.1", 0), _Handler)
     server.authorizations = []
@@ -98,8 +103,7 @@ def _publish(admin: ApiClient, node: str, endpoint: str) -> None:
 def test_an_agent_endpoint_receives_only_a_token_for_that_nodes_agent(
     stack: LocalStack, recorder: _Recorder
 ) -> None:
-    suffix = uuid.uuid4().hex[:6]
-    node, pod, name = f"rogue-{suffix}", f"redirected-{suffix}", f"redirected-{suffix}"
+    node, pod, name = ROGUE, f"pod-{ROGUE}", f"capture-{ROGUE}"
     admin = stack.cluster.admin_client()
     _publish(admin, node, f"https://127.0.0.1:{recorder.server_address[1]}")
     stack.cluster.create_running_pod(NAMESPACE, pod, node)

@@ -4,7 +4,9 @@ chart's admission policies (from ``deploy/forensic-checkpoint.yaml``, the render
 
 Used by the operator's end-to-end tests, the capture-load benchmark and
 ``forensic-checkpoint-dev demo``. Nothing here is faked beyond the kubelet: tokens come from the
-TokenRequest API, the agents serve real TLS with a CA made here, and the operator verifies it.
+TokenRequest API, each agent serves its own node's certificate from a CA made here (issued here,
+or through the operator's signer with ``serving_certificate="csr"``), and the operator verifies
+each as its node's agent.
 Over 400 lines because one class starts, watches and stops every process of the stack with the
 credentials each needs; the tests drive it as one object.
 """
@@ -25,6 +27,7 @@ from typing import Any
 
 import requests
 
+from forensic_checkpoint.agent_identity import agent_server_name
 from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.forensicnode import ForensicNode
@@ -82,8 +85,8 @@ class LocalStack:
     root: Path
     operator: Identity
     agent: Identity
+    #: The agents' CA; the operator verifies agents with it and signs their CSRs with its key.
     agent_ca: pki.CertPair
-    agent_cert: pki.CertPair
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     operator_process: subprocess.Popen[bytes] | None = None
     health_port: int = 0
@@ -97,7 +100,7 @@ class LocalStack:
     @classmethod
     def prepare(cls, cluster: DevCluster, root: Path) -> LocalStack:
         """Apply deploy/rbac and the chart's admission policies, mint both ServiceAccounts'
-        tokens, make the agents' TLS."""
+        tokens, make the agents' CA."""
         root.mkdir(parents=True, exist_ok=True)
         api = cluster.admin_client()
         try:
@@ -125,13 +128,19 @@ class LocalStack:
         ca = pki.create_ca(
             pki.CertPair(tls / "ca.crt", tls / "ca.key"), "forensic-checkpoint-agents"
         )
-        cert = pki.issue(
-            ca,
-            pki.CertPair(tls / "agent.crt", tls / "agent.key"),
-            "forensic-checkpoint-agent",
-            server_names=("127.0.0.1", "localhost"),
+        return cls(cluster, root, identities[0], identities[1], ca)
+
+    def agent_certificate(self, node_name: str) -> pki.CertPair:
+        """The node's own serving certificate (files mode), from the agents' CA: its node's
+        name, and 127.0.0.1/localhost for the tests that call the agent directly."""
+        base = self.root / "agents" / node_name
+        name = agent_server_name(node_name)
+        return pki.issue(
+            self.agent_ca,
+            pki.CertPair(base / "tls.crt", base / "tls.key"),
+            name,
+            server_names=(name, "127.0.0.1", "localhost"),
         )
-        return cls(cluster, root, identities[0], identities[1], ca, cert)
 
     # --- agents -------------------------------------------------------------------------
 
@@ -145,13 +154,16 @@ class LocalStack:
         kubelet_client_cert: pki.CertPair | None = None,
         values_file: Path | None = None,
         host_root: bool = False,
+        serving_certificate: str = "files",
         extra_args: tuple[str, ...] = (),
     ) -> None:
         """Start the node's agent; ``kubelet_ca``/``kubelet_token_file`` replace the right ones
         (to provoke TLS and authentication failures at the kubelet); ``kubelet_client_cert``
         replaces the token with a client certificate; ``values_file`` is the chart's agent
         values (export, retention, criuConfig), and ``host_root`` lets the agent keep this
-        machine's /etc/criu (a real node only); ``extra_args`` go last on its command line.
+        machine's /etc/criu (a real node only); ``serving_certificate="csr"`` lets the agent ask
+        the operator's signer for its certificate (the operator must run) instead of serving one
+        issued here; ``extra_args`` go last on its command line.
 
         Returns once the agent has published a heartbeat *and* its first readiness round: the
         operator fails captures on a node whose checks fail, so a check left over from an
@@ -169,8 +181,6 @@ class LocalStack:
             "--listen-address", "127.0.0.1",
             "--port", "0",
             "--advertise-address", "127.0.0.1",
-            "--tls-cert", str(self.agent_cert.cert),
-            "--tls-key", str(self.agent_cert.key),
             "--operator-identity", self.operator.user,
             "--reader-identity", ARCHIVE_READER_USER,
             "--state-dir", str(base / "state"),
@@ -186,6 +196,11 @@ class LocalStack:
             ]  # fmt: skip
         else:
             argv += ["--kubelet-token-file", str(kubelet_token_file or identity.token_file)]
+        if serving_certificate == "files":
+            pair = self.agent_certificate(node_name)
+            argv += ["--tls-cert", str(pair.cert), "--tls-key", str(pair.key)]
+        else:
+            argv += ["--serving-certificate", serving_certificate]
         if host_root:
             argv += ["--host-root", "/"]
         if values_file is not None:
@@ -200,7 +215,8 @@ class LocalStack:
                 lambda: self._heartbeat_since(api, node_name, started), wait, interval=0.2
             ):
                 raise ToolError(
-                    f"agent on {node_name} did not publish a heartbeat; see {self.root}/logs"
+                    f"agent on {node_name} did not publish a heartbeat (csr mode: or got no "
+                    f"certificate); see {self.root}/logs"
                 )
             if not processes.wait_until(
                 lambda: self._probed_since(api, node_name, started), wait, interval=0.2
@@ -272,8 +288,8 @@ class LocalStack:
             return False
         agent = (fnode.get("status") or {}).get("agent") or {}
         beat = agent.get("heartbeatTime")
-        if not beat or not agent.get("endpoint"):
-            return False
+        if not beat or not agent.get("endpoint") or agent.get("certificatePending"):
+            return False  # not serving yet (csr mode: no certificate yet)
         return datetime.fromisoformat(beat.replace("Z", "+00:00")) >= since.replace(microsecond=0)
 
     def stop_agent(self, node_name: str) -> None:
@@ -311,6 +327,9 @@ class LocalStack:
             sys.executable, "-m", "forensic_checkpoint", "operator",
             "--kubeconfig", str(self.operator.kubeconfig),
             "--agent-ca-file", str(self.agent_ca.cert),
+            "--agent-ca-key-file", str(self.agent_ca.key),
+            "--agent-identity", self.agent.user,
+            "--signer-interval", "0.5",
             "--health-port", str(self.health_port),
             "--metrics-port", str(self.metrics_port),
             "--poll-interval", "0.5",

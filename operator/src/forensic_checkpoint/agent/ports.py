@@ -8,6 +8,7 @@ from typing import Protocol
 
 from forensic_checkpoint.api.conditions import Condition
 from forensic_checkpoint.api.forensicnode import AgentStatus, ForensicNode, ReadinessCheck
+from forensic_checkpoint.k8s.certificates import CsrOutcome
 from forensic_checkpoint.k8s.nodes import NodeFacts
 
 
@@ -34,3 +35,23 @@ class ForensicNodeWriter(Protocol):
         checks: Sequence[ReadinessCheck],
         conditions: Sequence[Condition],
     ) -> None: ...
+
+
+class CsrClient(Protocol):
+    """The agent's own CertificateSigningRequests (``k8s.certificates.CertificateSigningRequests``):
+    its serving certificate in csr mode."""
+
+    def create(
+        self,
+        name: str,
+        request_pem: bytes,
+        *,
+        signer: str,
+        usages: Sequence[str],
+        expiration_seconds: int,
+        labels: Mapping[str, str],
+    ) -> None: ...
+
+    def outcome(self, name: str) -> CsrOutcome: ...
+
+    def delete(self, name: str) -> None: ...

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper, policy_from_values
 from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.agent.http.server import AgentServer, ReloadingTLS
+from forensic_checkpoint.agent.identity.serving import CsrSettings, ServingCertificate
 from forensic_checkpoint.agent.jobs import JobStore, utcnow
 from forensic_checkpoint.agent.kubelet.client import (
     DEFAULT_RUNTIME_REQUEST_TIMEOUT,
@@ -41,8 +43,9 @@ from forensic_checkpoint.agent.readiness.probe import ReadinessProber
 from forensic_checkpoint.agent.values import AgentValues, criu_observer, export_config
 from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.api.forensicnode import AgentStatus
-from forensic_checkpoint.errors import ConfigError
+from forensic_checkpoint.errors import ClusterError, ConfigError
 from forensic_checkpoint.k8s import client as k8s_client
+from forensic_checkpoint.k8s.certificates import CertificateSigningRequests
 from forensic_checkpoint.k8s.nodes import ForensicNodes, Nodes
 from forensic_checkpoint.k8s.reviews import AccessReviews
 
@@ -52,8 +55,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class AgentConfig:
     node_name: str
-    tls_cert: Path
-    tls_key: Path
+    #: files mode: the node's serving certificate and key (None in csr mode).
+    tls_cert: Path | None
+    tls_key: Path | None
     operator_identity: str
     kubelet_auth: KubeletAuth
     state_dir: Path
@@ -97,6 +101,9 @@ class AgentConfig:
     #: mTLS alternative to the token: client CA and the operator certificate's common name.
     client_ca: Path | None = None
     operator_cert_cn: str | None = None
+    #: csr mode: the agent makes its own key and asks the operator's signer for a certificate
+    #: for its node (``agent.identity``); None: files mode (``tls_cert``/``tls_key``).
+    csr: CsrSettings | None = None
 
 
 class AgentProcess:
@@ -194,17 +201,15 @@ class AgentProcess:
             readers=frozenset(config.reader_identities),
             cache_seconds=config.token_cache_seconds,
         )
-        try:
-            tls = ReloadingTLS(config.tls_cert, config.tls_key, config.client_ca)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"--tls-cert/--tls-key: {exc}") from exc
+        self.identity, self._tls = self._serving_identity(config)
         self.server = AgentServer(
             (config.listen_address, config.port),
             service=self.service,
             authenticator=self.authenticator,
-            tls=tls,
+            tls=self._serving_tls,
             operator_cert_cn=config.operator_cert_cn if config.client_ca else None,
         )
+        self._serving = False
         self.started_at = utcnow()
         self.heartbeat = Heartbeat(
             self.forensic_nodes,
@@ -226,12 +231,70 @@ class AgentProcess:
         )
         self._serve = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
 
+    # --- the serving certificate --------------------------------------------------------------
+
+    def _serving_identity(
+        self, config: AgentConfig
+    ) -> tuple[ServingCertificate | None, ReloadingTLS | None]:
+        """files mode: the given pair; csr mode: the certificate kept from the last run, if it
+        is still good, else none yet (the server starts once the signer issued one)."""
+        if config.csr is None:
+            if config.tls_cert is None or config.tls_key is None:
+                raise ConfigError("--serving-certificate=files needs --tls-cert and --tls-key")
+            return None, self._reloading(config.tls_cert, config.tls_key)
+        if config.tls_cert is not None or config.tls_key is not None:
+            raise ConfigError("--tls-cert/--tls-key go with --serving-certificate=files only")
+        identity = ServingCertificate(
+            config.node_name,
+            config.state_dir / "serving",
+            CertificateSigningRequests(self.api),
+            config.csr,
+        )
+        if identity.load():
+            return identity, self._reloading(identity.pem_file, identity.pem_file)
+        return identity, None
+
+    def _reloading(self, cert: Path, key: Path) -> ReloadingTLS:
+        try:
+            return ReloadingTLS(cert, key, self.config.client_ca)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"serving certificate {cert}: {exc}") from exc
+
+    def _serving_tls(self) -> ssl.SSLContext:
+        if self._tls is None:  # never: the server starts with the first certificate
+            raise ConnectionAbortedError("no serving certificate yet")
+        return self._tls()
+
+    def _certificate_ready(self) -> None:
+        """The first certificate of csr mode is on disk: serve, and say so at once."""
+        if self.identity is None:
+            return
+        if self._tls is None:
+            try:
+                self._tls = self._reloading(self.identity.pem_file, self.identity.pem_file)
+            except ConfigError as exc:
+                log.error("cannot serve the new certificate: %s", exc.message)
+                return
+        self._start_serving()
+        try:
+            self.heartbeat.beat()
+        except ClusterError as exc:
+            log.warning(
+                "heartbeat for ForensicNode %s failed: %s", self.config.node_name, exc.message
+            )
+
+    def _start_serving(self) -> None:
+        if not self._serving:
+            self._serving = True
+            self._serve.start()
+
     @property
     def endpoint(self) -> str:
         host = f"[{self.advertise}]" if ":" in self.advertise else self.advertise
         return f"https://{host}:{self.server.port}"
 
     def agent_status(self) -> AgentStatus:
+        current = self.identity.current if self.identity else None
         return AgentStatus(
             endpoint=self.endpoint,
             heartbeat_time=utcnow(),
@@ -242,6 +305,8 @@ class AgentProcess:
             kubelet_endpoint=self.kubelet.base_url,
             queue_depth=self.service.queue_depth(),
             captures_in_progress=self.service.in_progress(),
+            certificate_not_after=current.not_after if current else None,
+            certificate_pending=self.identity.pending if self.identity else "",
         )
 
     def start(self) -> None:
@@ -252,12 +317,17 @@ class AgentProcess:
             self.retention.start()
         self.orphans.start()
         self.analysis_retry.start()
-        self._serve.start()
+        if self.identity is None:
+            self._start_serving()
         # The operator trusts a ForensicNode once its heartbeat is fresh; its readiness checks
         # must be this agent's by then, not the ones a previous agent left.
         ensure_forensic_node(self.forensic_nodes, self.config.node_name)
         if self.readiness is not None:
             self.readiness.start()
+        if self.identity is not None:
+            # Serves at once with a certificate kept from the last run; else once issued, and
+            # until then the heartbeat says what it waits for.
+            self.identity.start(on_ready=self._certificate_ready)
         self.heartbeat.start()
         log.info(
             "agent for node %s listening on %s (kubelet %s)",
@@ -272,7 +342,10 @@ class AgentProcess:
         if self.readiness is not None:
             self.readiness.stop()
         self.heartbeat.stop()
-        self.server.shutdown()
+        if self.identity is not None:
+            self.identity.stop()
+        if self._serving:
+            self.server.shutdown()
         self.server.server_close()
         for worker in (self.exports, self.retention, self.orphans, self.analysis_retry):
             if worker is not None:

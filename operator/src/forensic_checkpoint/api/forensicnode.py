@@ -56,6 +56,16 @@ class AgentStatus(KubeModel):
     captures_in_progress: int = Field(
         default=0, ge=0, description="Captures a capture or analysis worker holds now."
     )
+    certificate_not_after: datetime | None = Field(
+        default=None,
+        description="When the serving certificate the agent presents (for "
+        "<node>.agents.forensic-checkpoint.dev) expires.",
+    )
+    certificate_pending: ShortText = Field(
+        default="",
+        description="Set while the agent has no serving certificate yet "
+        "(--serving-certificate=csr): what it waits for. The operator does not call it then.",
+    )
 
 
 class CheckStatus(StrEnum):

@@ -25,8 +25,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="host the operator reaches this agent at (default env POD_IP/HOST_IP, else the "
         "Node's InternalIP)",
     )
-    parser.add_argument("--tls-cert", type=Path, required=True, help="serving certificate (PEM)")
-    parser.add_argument("--tls-key", type=Path, required=True, help="serving key (PEM)")
+    tls = parser.add_argument_group("serving certificate")
+    tls.add_argument(
+        "--serving-certificate",
+        choices=("csr", "files"),
+        help="csr: make a key here and ask the operator's signer for a certificate for this "
+        "node's name through a CertificateSigningRequest, renewed in time; files: serve "
+        "--tls-cert/--tls-key, a certificate for <node>.agents.forensic-checkpoint.dev "
+        "(default: files with --tls-cert, else csr)",
+    )
+    tls.add_argument("--tls-cert", type=Path, help="files: serving certificate (PEM)")
+    tls.add_argument("--tls-key", type=Path, help="files: serving key (PEM)")
+    tls.add_argument(
+        "--certificate-lifetime",
+        type=int,
+        default=86400,
+        help="csr: seconds of validity asked for (at least 600; the signer may give less)",
+    )
+    tls.add_argument(
+        "--certificate-renew-fraction",
+        type=float,
+        default=2 / 3,
+        help="csr: ask for the next certificate once this fraction of the validity passed",
+    )
     parser.add_argument(
         "--operator-identity",
         required=True,
@@ -155,6 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from forensic_checkpoint.agent.identity.serving import CsrSettings
     from forensic_checkpoint.agent.kubelet.client import KubeletAuth
     from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
     from forensic_checkpoint.errors import ConfigError
@@ -162,6 +184,15 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(args.log_format, level=args.log_level)
     if not args.node_name:
         raise ConfigError("--node-name (or env NODE_NAME) is required")
+    mode = args.serving_certificate or ("files" if args.tls_cert else "csr")
+    csr = (
+        CsrSettings(
+            expiration_seconds=args.certificate_lifetime,
+            renew_fraction=args.certificate_renew_fraction,
+        )
+        if mode == "csr"
+        else None
+    )
     config = AgentConfig(
         node_name=args.node_name,
         kubeconfig=args.kubeconfig,
@@ -200,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
         export_retry_base_seconds=args.export_retry_seconds,
         client_ca=args.client_ca_file,
         operator_cert_cn=args.operator_cert_cn,
+        csr=csr,
     )
     agent = AgentProcess(config)
     stop = threading.Event()

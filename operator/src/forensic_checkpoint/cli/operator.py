@@ -15,6 +15,7 @@ HELP = "Run the ForensicCheckpoint operator (kopf) against a cluster."
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from forensic_checkpoint.controller.alerts import config as alerts_config
     from forensic_checkpoint.controller.config import DEFAULT_AGENT_TOKEN_SECONDS
+    from forensic_checkpoint.controller.identity import config as signer_config
 
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument(
@@ -65,11 +66,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     logs.add_arguments(parser)  # --log-level, --log-format
     alerts_config.add_arguments(parser)
+    signer_config.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from forensic_checkpoint.controller.alerts import config as alerts_config
     from forensic_checkpoint.controller.config import OperatorConfig
+    from forensic_checkpoint.controller.identity import config as signer_config
     from forensic_checkpoint.controller.runner import run_operator
 
     # Not kopf.configure(): it would add a second handler and write every line twice.
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         agent_wait=timedelta(seconds=args.agent_wait),
         archive_poll_interval=args.archive_poll_interval,
         alerts=alerts_config.from_arguments(args),  # None without --alerts-port
+        signer=signer_config.from_arguments(args),  # None without --agent-ca-key-file
     )
     asyncio.run(run_operator(config))
     return 0

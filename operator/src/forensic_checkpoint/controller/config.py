@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
+from forensic_checkpoint.controller.identity.config import AgentSignerConfig
 
 #: Lifetime of a token for one node's agent (TokenRequest's minimum is 600 s).
 DEFAULT_AGENT_TOKEN_SECONDS = 3600
@@ -35,3 +36,5 @@ class OperatorConfig:
     archive_poll_interval: float = 300.0
     #: Serve the alert webhooks (docs/alerts.md) in the operator's event loop; None: off.
     alerts: AlertReceiverConfig | None = None
+    #: Approve and sign the agents' serving certificates (controller/identity/); None: off.
+    signer: AgentSignerConfig | None = None

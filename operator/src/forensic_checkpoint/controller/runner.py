@@ -9,6 +9,7 @@ kopf's own log turned into Kubernetes Events (ours are posted explicitly).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from typing import Any
@@ -25,11 +26,13 @@ from forensic_checkpoint.controller.capture.agent_tokens import AgentTokens
 from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
 from forensic_checkpoint.controller.capture.wiring import register
 from forensic_checkpoint.controller.config import OperatorConfig
+from forensic_checkpoint.controller.identity.signer import AgentSigner
 from forensic_checkpoint.errors import ClusterError, ConfigError
+from forensic_checkpoint.k8s.certificates import CertificateSigningRequests
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
 from forensic_checkpoint.k8s.client import ApiClient, from_environment
 from forensic_checkpoint.k8s.connection import connection_facts
-from forensic_checkpoint.k8s.nodes import ForensicNodes
+from forensic_checkpoint.k8s.nodes import ForensicNodes, Nodes
 from forensic_checkpoint.k8s.pods import Pods
 from forensic_checkpoint.k8s.reviews import self_subject
 from forensic_checkpoint.k8s.tokens import ServiceAccountTokens, service_account_of
@@ -91,6 +94,11 @@ async def run_operator(
     facts = connection_facts(api)
     tls = tls_context(config.agent_ca_file)
     tokens = await _agent_tokens(api, config.agent_token_seconds)
+    signer = (
+        AgentSigner(config.signer, CertificateSigningRequests(api), Nodes(api))
+        if config.signer is not None
+        else None
+    )
 
     registry = kopf.OperatorRegistry()
 
@@ -128,16 +136,24 @@ async def run_operator(
             # Same identity as the operator: deploy/rbac/operator.yaml carries the receiver's
             # rules (k8s.alert_captures.RBAC_RULES).
             register_alerts(registry, config.alerts, api)
-        await kopf.operator(
-            registry=registry,
-            standalone=config.standalone,
-            clusterwide=config.all_namespaces,
-            namespaces=() if config.all_namespaces else config.namespaces,
-            liveness_endpoint=(
-                f"http://0.0.0.0:{config.health_port}/healthz"
-                if config.health_port is not None
-                else None
-            ),
-            stop_flag=stop_flag,
-            ready_flag=ready_flag,
-        )
+        # The agents' certificates are signed whatever kopf does: no agent serves without one.
+        signing = asyncio.create_task(signer.run()) if signer is not None else None
+        try:
+            await kopf.operator(
+                registry=registry,
+                standalone=config.standalone,
+                clusterwide=config.all_namespaces,
+                namespaces=() if config.all_namespaces else config.namespaces,
+                liveness_endpoint=(
+                    f"http://0.0.0.0:{config.health_port}/healthz"
+                    if config.health_port is not None
+                    else None
+                ),
+                stop_flag=stop_flag,
+                ready_flag=ready_flag,
+            )
+        finally:
+            if signing is not None:
+                signing.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await signing

@@ -1,12 +1,17 @@
-"""Client certificates through the API server: CertificateSigningRequests, and the
-``kubernetes.io/tls`` Secret the issued certificate is kept in."""
+"""Certificates through the API server: CertificateSigningRequests (the kubectl plugin's kubelet
+client certificate; the agents' serving certificates, which the operator approves and signs),
+and the ``kubernetes.io/tls`` Secret an issued certificate is kept in."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from forensic_checkpoint.domain.identity.csr_facts import CsrSpec
+from forensic_checkpoint.errors import NotFoundError
 from forensic_checkpoint.k8s._rest import APPLY_PATCH, core_path, group_path, request_json
 from forensic_checkpoint.k8s.client import ApiClient
 
@@ -20,6 +25,17 @@ class CsrOutcome:
     certificate: bytes | None = None
     #: ``"Denied: <message>"`` or ``"Failed: <message>"`` once a signer or approver refused.
     refusal: str | None = None
+
+
+@dataclass(frozen=True)
+class CsrState:
+    """A CertificateSigningRequest as a signer sees it: what it asks, and how far it got."""
+
+    spec: CsrSpec
+    #: ``"Approved"``, ``"Denied"`` or ``""`` (nobody decided yet).
+    decision: str = ""
+    failed: bool = False
+    issued: bool = False
 
 
 class CertificateSigningRequests:
@@ -51,12 +67,50 @@ class CertificateSigningRequests:
 
     def approve(self, name: str, *, reason: str, message: str) -> None:
         """Approve it (needs the ``approve`` verb on its signer)."""
+        self._decide(name, "Approved", reason=reason, message=message)
+
+    def deny(self, name: str, *, reason: str, message: str) -> None:
+        """Deny it (needs the ``approve`` verb on its signer); the requester sees ``message``."""
+        self._decide(name, "Denied", reason=reason, message=message)
+
+    def _decide(self, name: str, decision: str, *, reason: str, message: str) -> None:
         path = group_path(_GROUP, _VERSION, _PLURAL, name=name)
         csr = request_json(self._api, "GET", path)
         csr.setdefault("status", {})["conditions"] = [
-            {"type": "Approved", "status": "True", "reason": reason, "message": message}
+            {"type": decision, "status": "True", "reason": reason, "message": message[:1000]}
         ]
         request_json(self._api, "PUT", f"{path}/approval", body=csr)
+
+    def for_signer(self, signer: str) -> list[CsrState]:
+        """Every request for ``signer`` (a field selector: other signers' are not listed)."""
+        listing = request_json(
+            self._api,
+            "GET",
+            group_path(_GROUP, _VERSION, _PLURAL),
+            query={"fieldSelector": f"spec.signerName={signer}"},
+        )
+        return [_state(item) for item in (listing or {}).get("items") or []]
+
+    def issue(self, name: str, certificate_pem: bytes) -> None:
+        """Write the signed certificate (needs the ``sign`` verb on the signer)."""
+        self._update_status(name, certificate=base64.b64encode(certificate_pem).decode())
+
+    def fail(self, name: str, *, reason: str, message: str) -> None:
+        """The signer cannot sign an approved request: a ``Failed`` condition says why."""
+        condition = {"type": "Failed", "status": "True", "reason": reason, "message": message}
+        self._update_status(name, condition=condition)
+
+    def _update_status(
+        self, name: str, *, certificate: str | None = None, condition: Any = None
+    ) -> None:
+        path = group_path(_GROUP, _VERSION, _PLURAL, name=name)
+        csr = request_json(self._api, "GET", path)
+        status = csr.setdefault("status", {})
+        if certificate is not None:
+            status["certificate"] = certificate
+        if condition is not None:
+            status.setdefault("conditions", []).append(condition)
+        request_json(self._api, "PUT", f"{path}/status", body=csr)
 
     def outcome(self, name: str) -> CsrOutcome:
         path = group_path(_GROUP, _VERSION, _PLURAL, name=name)
@@ -69,7 +123,36 @@ class CertificateSigningRequests:
         return CsrOutcome()
 
     def delete(self, name: str) -> None:
-        request_json(self._api, "DELETE", group_path(_GROUP, _VERSION, _PLURAL, name=name))
+        """Delete it; one that is gone already counts as deleted."""
+        with contextlib.suppress(NotFoundError):
+            request_json(self._api, "DELETE", group_path(_GROUP, _VERSION, _PLURAL, name=name))
+
+
+def _state(raw: Mapping[str, Any]) -> CsrState:
+    spec = raw.get("spec") or {}
+    status = raw.get("status") or {}
+    true = {c.get("type") for c in status.get("conditions") or [] if c.get("status") == "True"}
+    try:
+        request = base64.b64decode(spec.get("request") or "")
+    except ValueError:
+        request = b""
+    expiration = spec.get("expirationSeconds")
+    return CsrState(
+        spec=CsrSpec(
+            name=str((raw.get("metadata") or {}).get("name", "")),
+            signer_name=str(spec.get("signerName", "")),
+            username=str(spec.get("username", "")),
+            extra={
+                str(k): tuple(str(x) for x in v or ()) for k, v in (spec.get("extra") or {}).items()
+            },
+            usages=tuple(str(u) for u in spec.get("usages") or ()),
+            expiration_seconds=expiration if isinstance(expiration, int) else None,
+            request=request,
+        ),
+        decision="Denied" if "Denied" in true else "Approved" if "Approved" in true else "",
+        failed="Failed" in true,
+        issued=bool(status.get("certificate")),
+    )
 
 
 class TlsSecrets:

@@ -14,8 +14,11 @@ import hashlib
 import os
 from pathlib import Path
 
+import requests
+
 from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.api.forensiccheckpoint import ContainerStatus, ForensicCheckpointStatus
+from forensic_checkpoint.cli.kubectl_forensic.agent_tls import agent_session
 from forensic_checkpoint.cli.kubectl_forensic.context import get_checkpoint, namespace
 from forensic_checkpoint.errors import ClusterError, ConfigError
 from forensic_checkpoint.k8s.client import ApiClient
@@ -37,7 +40,9 @@ def run_plugin(api: ApiClient, args: argparse.Namespace) -> int:
         else reader_token(api, args.reader, status.node_name)
     )
     url = f"{status.agent_endpoint.rstrip('/')}/v1/captures/{container.capture_key}/archive"
-    size = download_verified(url, token, args.output, archive.sha256, args.agent_ca_file)
+    size = download_verified(
+        url, token, args.output, archive.sha256, agent_session(status.node_name, args.agent_ca_file)
+    )
     print(f"{args.output}: {size} bytes, sha256 {archive.sha256} (verified)")
     return 0
 
@@ -71,27 +76,22 @@ def reader_token(api: ApiClient, reader: str, node_name: str) -> str:
 
 
 def download_verified(
-    url: str, token: str, output: Path, expected_sha256: str, ca_file: Path | None
+    url: str, token: str, output: Path, expected_sha256: str, session: requests.Session
 ) -> int:
     """Stream to ``<output>.part`` while hashing; rename only when the hash is the recorded one.
+    ``session`` verifies the peer as the node's agent before the token is sent (:mod:`.agent_tls`).
 
     Both the agent's header and the status are checked against the bytes: the status hash was
     recorded at capture, before anything could have changed the file on the node.
     """
-    import requests
-
     from forensic_checkpoint.api.agent import SHA256_HEADER
 
     part = output.with_name(output.name + ".part")
     digest = hashlib.sha256()
     size = 0
     try:
-        with requests.get(
-            url,
-            headers={"Authorization": f"Bearer {token}"},
-            stream=True,
-            timeout=(10, 120),
-            verify=str(ca_file) if ca_file else True,
+        with session.get(
+            url, headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=(10, 120)
         ) as response:
             if response.status_code != 200:
                 raise ClusterError(

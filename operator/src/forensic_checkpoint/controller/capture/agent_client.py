@@ -4,8 +4,17 @@ It never downloads a report: a Completed capture's status carries the bounded su
 agent built from it, so the operator needs nothing of the analyzer.
 
 Async (aiohttp) because the kopf event loop runs every ForensicCheckpoint's daemon: one slow
-agent must not hold up the others. Each call carries a token for the audience of the node whose
-agent is called (:mod:`.agent_tokens`), never the operator's API-server token.
+agent must not hold up the others.
+
+Each call names the node whose agent it is for (:class:`AgentTarget`), and
+- the TLS handshake verifies the peer as that node's agent: its certificate must be valid for
+  ``agent_server_name(node)`` (SNI and hostname check), whatever host the endpoint names. An
+  endpoint pointed at another node's agent, or at anything else, fails the handshake
+  (``AgentIdentityMismatch``) before the token is sent. aiohttp (>= 3.14.1) keys pooled
+  connections by that server name too, so a connection verified for one node is never reused
+  for another;
+- the token is the operator's for that node's agent audience (:mod:`.agent_tokens`), never its
+  API-server token, so even a peer that passed the handshake can use it nowhere else.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import Any, TypeVar
 import aiohttp
 from pydantic import ValidationError
 
+from forensic_checkpoint.agent_identity import agent_server_name
 from forensic_checkpoint.api.agent import (
     API_PREFIX,
     CaptureRequest,
@@ -26,7 +36,7 @@ from forensic_checkpoint.api.agent import (
     HoldRequest,
 )
 from forensic_checkpoint.controller.capture.agent_tokens import AgentTokens
-from forensic_checkpoint.domain.capture.agents import AgentTarget
+from forensic_checkpoint.domain.capture.agents import AGENT_IDENTITY_MISMATCH, AgentTarget
 from forensic_checkpoint.errors import AgentError, ClusterError, ConfigError
 
 _M = TypeVar("_M", CaptureStatus, DeleteResult)
@@ -35,10 +45,13 @@ AGENT_UNAVAILABLE = "AgentUnavailable"
 AGENT_UNAUTHORIZED = "AgentUnauthorized"
 AGENT_FORBIDDEN = "AgentForbidden"
 AGENT_BAD_RESPONSE = "AgentBadResponse"
+#: OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH: the certificate is for another name.
+_HOSTNAME_MISMATCH = 62
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Verify the agent's certificate against ``ca_file`` (the system store if ``None``)."""
+    """Verify the agent's certificate against ``ca_file`` (the system store if ``None``); the
+    name checked is given per request (``server_hostname``)."""
     try:
         return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     except (OSError, ssl.SSLError) as exc:
@@ -111,8 +124,12 @@ class AgentClient:
         json_body: Any = None,
         allow_404: bool = False,
     ) -> tuple[int, Any]:
-        endpoint = agent.endpoint
+        endpoint, node = agent.endpoint, agent.node_name
         url = endpoint.rstrip("/") + path
+        try:
+            server_name = agent_server_name(node)
+        except ValueError as exc:
+            raise AgentError(str(exc), reason=AGENT_IDENTITY_MISMATCH) from exc
         try:
             token = await self._tokens.get(agent.node_name)
         except ClusterError as exc:
@@ -123,10 +140,18 @@ class AgentClient:
         headers = {"Authorization": f"Bearer {token}"}
         try:
             async with self._session.request(
-                method, url, json=json_body, headers=headers, ssl=self._tls, timeout=self._timeout
+                method,
+                url,
+                json=json_body,
+                headers=headers,
+                ssl=self._tls,
+                server_hostname=server_name,
+                timeout=self._timeout,
             ) as response:
                 text = await response.text()
                 status = response.status
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise _not_verified(endpoint, node, server_name, exc) from exc
         except (aiohttp.ClientError, TimeoutError, ssl.SSLError) as exc:
             raise AgentError(
                 f"agent {endpoint} unreachable: {type(exc).__name__}: {exc}",
@@ -154,6 +179,26 @@ class AgentClient:
                 status_code=status,
             )
         return status, text
+
+
+def _not_verified(
+    endpoint: str, node: str, server_name: str, exc: aiohttp.ClientConnectorCertificateError
+) -> AgentError:
+    """A certificate that does not verify: another node's agent (or anyone else) is at the
+    endpoint, or the node's agent has no valid certificate from the agents' CA."""
+    error = exc.certificate_error
+    detail = getattr(error, "verify_message", "") or str(error)
+    if getattr(error, "verify_code", None) == _HOSTNAME_MISMATCH:
+        return AgentError(
+            f"the server at {endpoint} is not the agent of node {node}: its certificate is "
+            f"not valid for {server_name} ({detail}); nothing was sent to it",
+            reason=AGENT_IDENTITY_MISMATCH,
+        )
+    return AgentError(
+        f"agent {endpoint} of node {node} presented no valid certificate from the agents' CA "
+        f"for {server_name} ({detail}); nothing was sent to it",
+        reason=AGENT_UNAVAILABLE,
+    )
 
 
 def _parse(parse: Callable[[Any], _M], text: Any, agent: AgentTarget, what: str) -> _M:

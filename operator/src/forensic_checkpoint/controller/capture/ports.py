@@ -39,7 +39,9 @@ class PodReader(Protocol):
 
 
 class NodeAgents(Protocol):
-    """The node agents' capture API (``controller.agent_client.AgentClient``)."""
+    """The node agents' capture API (``controller.agent_client.AgentClient``). ``agent`` names
+    the node whose agent must answer: the client verifies the peer as that node's agent and
+    sends a token for that node's audience only."""
 
     async def submit(self, agent: AgentTarget, request: CaptureRequest) -> CaptureStatus: ...
 

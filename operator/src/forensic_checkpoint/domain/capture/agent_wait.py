@@ -16,6 +16,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointSpec,
     ForensicCheckpointStatus,
 )
+from forensic_checkpoint.domain.capture.agents import AGENT_IDENTITY_MISMATCH
 from forensic_checkpoint.domain.capture.reconcile import overdue
 
 #: Longest agent message kept in a container's status (the CRD's bound).
@@ -48,10 +49,12 @@ def after_agent_error(
     capture_grace: timedelta,
 ) -> ContainerStatus:
     """The container after its agent call failed: Failed with the agent's reason once the
-    capture is overdue, else unchanged but for the message (the next pass asks again)."""
+    capture is overdue, or at once when the endpoint is not the node's agent (asking it again
+    would only knock on the same wrong door); else unchanged but for the message (the next
+    pass asks again)."""
     updated = container.model_copy(deep=True)
     updated.message = message[:_MESSAGE_LIMIT]
-    if overdue(container, spec, now=now, grace=capture_grace):
+    if reason == AGENT_IDENTITY_MISMATCH or overdue(container, spec, now=now, grace=capture_grace):
         updated.phase = ContainerCapturePhase.FAILED
         updated.reason = reason
         updated.finished_at = now

@@ -13,6 +13,9 @@ from datetime import datetime, timedelta
 from forensic_checkpoint.api.forensicnode import HEARTBEAT_STALE_SECONDS, ForensicNode
 
 AGENT_UNAVAILABLE = "AgentUnavailable"
+#: The endpoint's TLS peer is not the agent of the node (its certificate is for another name):
+#: the endpoint was pointed elsewhere. Final at once; nothing is sent there.
+AGENT_IDENTITY_MISMATCH = "AgentIdentityMismatch"
 DEFAULT_HEARTBEAT_TIMEOUT = timedelta(seconds=HEARTBEAT_STALE_SECONDS)
 
 
@@ -23,6 +26,8 @@ class AgentFacts:
     node_name: str
     endpoint: str | None
     heartbeat_time: datetime | None
+    #: What the agent waits for before it can serve (its first serving certificate).
+    certificate_pending: str = ""
 
 
 def agent_facts(node: ForensicNode) -> AgentFacts:
@@ -30,7 +35,12 @@ def agent_facts(node: ForensicNode) -> AgentFacts:
     agent = node.status.agent if node.status is not None else None
     if agent is None:
         return AgentFacts(node_name=name, endpoint=None, heartbeat_time=None)
-    return AgentFacts(node_name=name, endpoint=agent.endpoint, heartbeat_time=agent.heartbeat_time)
+    return AgentFacts(
+        node_name=name,
+        endpoint=agent.endpoint,
+        heartbeat_time=agent.heartbeat_time,
+        certificate_pending=agent.certificate_pending,
+    )
 
 
 @dataclass(frozen=True)
@@ -73,5 +83,10 @@ def usable_agent(
         return AgentUnavailable(
             AGENT_UNAVAILABLE,
             f"the agent on {node_name} last sent a heartbeat {int(age.total_seconds())} s ago",
+        )
+    if facts.certificate_pending:
+        return AgentUnavailable(
+            AGENT_UNAVAILABLE,
+            f"the agent on {node_name} has no serving certificate yet: {facts.certificate_pending}",
         )
     return AgentTarget(node_name, facts.endpoint)

@@ -1,0 +1,45 @@
+"""Who a node's agent is, as its serving certificate says: one DNS name per node.
+
+Every agent serves a certificate for :func:`agent_server_name` of its own node, and only that
+name. The operator and the kubectl plugin verify an agent against the agents' CA *at that name*
+(TLS SNI and hostname check), whatever host its ForensicNode's endpoint names: an endpoint
+pointed at another node's agent fails the handshake before any token is sent. The name is not
+resolved through DNS; it only identifies.
+
+With ``--serving-certificate=csr`` each agent asks for its certificate through a
+CertificateSigningRequest for :data:`SIGNER_NAME`, which only the operator approves and signs,
+and only for the node the requesting token is bound to (:data:`NODE_NAME_EXTRA`).
+
+The bottom layer: the operator, the agent, the domain and the CLI share it.
+"""
+
+from __future__ import annotations
+
+#: The CertificateSigningRequest signer whose requests the operator approves and signs.
+SIGNER_NAME = "forensic-checkpoint.dev/agent-serving"
+#: Parent of every agent's name: ``<node>.agents.forensic-checkpoint.dev``.
+AGENTS_DOMAIN = "agents.forensic-checkpoint.dev"
+#: The user "extra" key in which the API server records the Node a ServiceAccount token is
+#: bound to (a DaemonSet pod's projected token), copied into a CSR's ``spec.extra``.
+NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
+
+
+def agent_server_name(node_name: str) -> str:
+    """The DNS name in the serving certificate of ``node_name``'s agent, and nobody else's.
+
+    Node names are DNS subdomains (lower case), so the result is a valid DNS name and two nodes
+    never share one; ``ValueError`` for anything else (an empty name, a wildcard).
+    """
+    labels = node_name.split(".")
+    if not node_name or any(not _is_label(label) for label in labels):
+        raise ValueError(f"{node_name!r} is not a Kubernetes node name (a DNS subdomain)")
+    return f"{node_name}.{AGENTS_DOMAIN}"
+
+
+def _is_label(label: str) -> bool:
+    return (
+        0 < len(label) <= 63
+        and label[0].isalnum()
+        and label[-1].isalnum()
+        and all(c.isdigit() or ("a" <= c <= "z") or c == "-" for c in label)
+    )

@@ -1,0 +1,74 @@
+"""The signer's settings (``forensic-checkpoint operator --agent-ca-key-file ...``)."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from forensic_checkpoint.errors import ConfigError
+
+#: A week: an agent renews long before (2/3 of its own, shorter, request).
+DEFAULT_MAX_SECONDS = 7 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class AgentSignerConfig:
+    #: The agents' CA: its certificate (also what the operator verifies agents with) and key.
+    ca_file: Path
+    ca_key_file: Path
+    #: The agents' ServiceAccount user: the only requester whose CSRs are approved.
+    agent_user: str
+    #: Longest validity issued, whatever the agent asks for.
+    max_seconds: int = DEFAULT_MAX_SECONDS
+    #: Seconds between two looks at the pending requests.
+    interval: float = 2.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "agent certificates (signer forensic-checkpoint.dev/agent-serving)"
+    )
+    group.add_argument(
+        "--agent-ca-key-file",
+        type=Path,
+        help="key of --agent-ca-file: sign each agent's serving certificate for its own node "
+        "(agents with --serving-certificate=csr); without it no CSR is approved",
+    )
+    group.add_argument(
+        "--agent-identity",
+        help="the agents' ServiceAccount user, system:serviceaccount:<ns>:<sa>: the only "
+        "requester of agent certificates",
+    )
+    group.add_argument(
+        "--agent-certificate-max-seconds",
+        type=int,
+        default=DEFAULT_MAX_SECONDS,
+        help="longest validity of an agent certificate (default: %(default)s)",
+    )
+    group.add_argument(
+        "--signer-interval",
+        type=float,
+        default=2.0,
+        help="seconds between looks at pending agent certificate requests",
+    )
+
+
+def from_arguments(args: argparse.Namespace) -> AgentSignerConfig | None:
+    if args.agent_ca_key_file is None:
+        return None
+    if args.agent_ca_file is None:
+        raise ConfigError("--agent-ca-key-file needs --agent-ca-file (the CA's certificate)")
+    if not str(args.agent_identity or "").startswith("system:serviceaccount:"):
+        raise ConfigError(
+            "--agent-ca-key-file needs --agent-identity system:serviceaccount:<namespace>:<name>"
+        )
+    if args.agent_certificate_max_seconds < 600:
+        raise ConfigError("--agent-certificate-max-seconds must be at least 600")
+    return AgentSignerConfig(
+        ca_file=args.agent_ca_file,
+        ca_key_file=args.agent_ca_key_file,
+        agent_user=args.agent_identity,
+        max_seconds=args.agent_certificate_max_seconds,
+        interval=args.signer_interval,
+    )

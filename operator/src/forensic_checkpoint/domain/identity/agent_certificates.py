@@ -1,0 +1,130 @@
+"""Whether the operator approves a CertificateSigningRequest for an agent's serving certificate.
+
+A request for :data:`~forensic_checkpoint.agent_identity.SIGNER_NAME` is approved only when all
+of these hold; otherwise it is denied with the first that does not, so that ``kubectl get csr``
+and the agent's log say why:
+
+1. it was made by the agents' ServiceAccount (``spec.username``, which the API server fills in);
+2. with a token bound to exactly one Node (``spec.extra[NODE_NAME_EXTRA]``), and that Node exists;
+3. it asks for exactly that node's name (:func:`agent_server_name`), as the only subject
+   alternative name and as the common name, and nothing else in the subject;
+4. for server use only: usages within ``digital signature``, ``key encipherment``,
+   ``server auth``, with ``server auth`` among them;
+5. its key is EC P-256/P-384 or RSA of at least 2048 bits, and its self-signature verifies
+   (the requester holds the key).
+
+So an agent gets a certificate for its own node and for nothing else: not another node's name,
+not a client certificate, not a wildcard or an IP address the endpoint could be moved to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from forensic_checkpoint.agent_identity import NODE_NAME_EXTRA, agent_server_name
+from forensic_checkpoint.domain.identity.csr_facts import CsrSpec, RequestFacts
+
+APPROVED = "AgentServingCertificate"
+NOT_THE_AGENT = "NotTheAgentServiceAccount"
+NO_NODE = "NoNodeClaim"
+UNKNOWN_NODE = "UnknownNode"
+WRONG_NAMES = "WrongNames"
+WRONG_USAGES = "WrongUsages"
+BAD_REQUEST = "InvalidRequest"
+WEAK_KEY = "UnsupportedKey"
+
+SERVER_USAGES = frozenset({"digital signature", "key encipherment", "server auth"})
+_KEYS = ("EC P-256", "EC P-384")
+_MIN_RSA_BITS = 2048
+
+
+@dataclass(frozen=True)
+class Verdict:
+    approved: bool
+    #: CamelCase, for the Approved/Denied condition's reason.
+    reason: str
+    message: str
+    #: The node the certificate is for (approved only).
+    node: str = ""
+    server_name: str = ""
+
+
+def review(
+    spec: CsrSpec,
+    request: RequestFacts,
+    *,
+    agent_user: str,
+    node_exists: Callable[[str], bool],
+) -> Verdict:
+    """The decision on one request for the agents' signer (see the module's rules)."""
+    if spec.username != agent_user:
+        return _deny(
+            NOT_THE_AGENT,
+            f"requested by {spec.username or 'an unknown user'}, not by the agents' "
+            f"ServiceAccount {agent_user}",
+        )
+    nodes = list(spec.extra.get(NODE_NAME_EXTRA) or ())
+    if len(nodes) != 1 or not nodes[0]:
+        return _deny(
+            NO_NODE,
+            f"the requesting token is not bound to one node ({NODE_NAME_EXTRA}: "
+            f"{nodes or 'absent'}): only an agent pod's projected token is",
+        )
+    node = nodes[0]
+    try:
+        name = agent_server_name(node)
+    except ValueError as exc:
+        return _deny(NO_NODE, str(exc))
+    refusal = _request_refusal(request, name, node) or _usage_refusal(spec)
+    if refusal is not None:
+        return refusal
+    if not node_exists(node):
+        return _deny(UNKNOWN_NODE, f"the token's node {node} does not exist")
+    return Verdict(
+        True,
+        APPROVED,
+        f"serving certificate for {name}, the agent of node {node}",
+        node=node,
+        server_name=name,
+    )
+
+
+def _request_refusal(request: RequestFacts, name: str, node: str) -> Verdict | None:
+    if request.request is None or request.unreadable:
+        return _deny(BAD_REQUEST, request.unreadable or "no certificate request")
+    if not request.signature_valid:
+        return _deny(BAD_REQUEST, "the request's signature does not verify with its key")
+    if request.dns_names != (name,) or request.other_names:
+        asked = [*request.dns_names, *request.other_names]
+        return _deny(
+            WRONG_NAMES,
+            f"the token is bound to node {node}, so the only name allowed is {name}; "
+            f"the request asks for {asked or 'no subject alternative name'}",
+        )
+    if request.common_names != (name,) or request.other_subject:
+        subject = [*(f"CN={cn}" for cn in request.common_names), *request.other_subject]
+        return _deny(WRONG_NAMES, f"the subject must be CN={name} alone, not {subject}")
+    if request.key not in _KEYS and not _strong_rsa(request.key):
+        return _deny(WEAK_KEY, f"{request.key} key: use EC P-256, EC P-384 or RSA >= 2048 bits")
+    return None
+
+
+def _usage_refusal(spec: CsrSpec) -> Verdict | None:
+    usages = set(spec.usages)
+    if usages - SERVER_USAGES or "server auth" not in usages:
+        return _deny(
+            WRONG_USAGES,
+            f"usages {sorted(usages)}: a serving certificate needs 'server auth' and allows "
+            f"only {sorted(SERVER_USAGES)}",
+        )
+    return None
+
+
+def _strong_rsa(key: str) -> bool:
+    kind, _, bits = key.partition(" ")
+    return kind == "RSA" and bits.isdigit() and int(bits) >= _MIN_RSA_BITS
+
+
+def _deny(reason: str, message: str) -> Verdict:
+    return Verdict(False, reason, message)
