@@ -2,9 +2,10 @@
 
 A ForensicNode's endpoint is published by the node's agent, so a compromised node decides where
 the operator connects for that node, and it holds that node's agent certificate. Here the
-endpoint is such a node's recorder that answers like an agent that failed, and the test checks, with real TokenReviews, what the operator handed it: a token
-of the operator's ServiceAccount for that node's agent audience only, which the API server and
-every other node's agent refuse. Before, it was the operator's API-server token.
+endpoint is such a node's recorder, which answers like an agent that failed; the test checks,
+with real TokenReviews, what the operator handed it: a token of the operator's ServiceAccount
+for that node's agent audience only, which the API server and every other node's agent refuse.
+Before, it was the operator's API-server token.
 """
 
 from __future__ import annotations
