@@ -27,6 +27,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from forensic_checkpoint.agent.identity import keys
 from forensic_checkpoint.agent_identity import NODE_NAME_EXTRA, SIGNER_NAME, agent_server_name
+from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.cli.kubectl_forensic.agent_tls import agent_session
 from forensic_checkpoint.controller.capture.agent_client import AgentClient, tls_context
 from forensic_checkpoint.controller.capture.agent_tokens import AgentTokens
@@ -346,7 +347,8 @@ def test_the_operator_sends_nothing_to_another_nodes_agent(
     assert refused.reason == "AgentIdentityMismatch"
     assert "is not the agent of node node-b" in refused.message
     assert agent_server_name("node-b") in refused.message
-    assert seen == ["Bearer operator-token"]  # node-a's own call only
+    # node-a's own call only, with node-a's token
+    assert seen == [f"Bearer token-for-{agent_audience('node-a')}"]
 
 
 def test_the_plugins_session_checks_the_node_name_too(
