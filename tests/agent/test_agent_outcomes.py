@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from forensic_checkpoint.agent.kubelet import outcomes
+from forensic_checkpoint.agent.kubelet.criu_logs import LocalCriuLogs
 from forensic_checkpoint.domain.failures.classify import classify_capture_failure
 
 FORBIDDEN = (
@@ -62,7 +63,8 @@ def test_captures_and_the_readiness_probe_share_one_classifier(status: int, body
 
 
 def test_a_readable_criu_log_refines_a_runtime_failure(tmp_path: Path) -> None:
-    log = tmp_path / "criu-dump.log"
+    log = tmp_path / "0123abc" / "criu-dump.log"  # <runtime dir>/<container id>/criu-dump.log
+    log.parent.mkdir()
     log.write_text(
         "(00.044770) Error (criu/sk-inet.c:188): Connected TCP socket, consider using "
         "--tcp-established option.\n(00.121302) Error (criu/cr-dump.c:2128): Dumping FAILED.\n"
@@ -71,13 +73,20 @@ def test_a_readable_criu_log_refines_a_runtime_failure(tmp_path: Path) -> None:
         "checkpointing of default/counter/app failed (rpc error: code = Unknown desc = runc "
         f"checkpoint failed: criu failed: type NOTIFY errno 0 path= {log}: unknown)"
     )
-    outcome = outcomes.classify_http(500, body, node="n1", target="default/counter/app")
+    logs = LocalCriuLogs((tmp_path,))
+    outcome = outcomes.classify_http(
+        500, body, node="n1", target="default/counter/app", criu_logs=logs
+    )
     assert outcome.reason == "EstablishedTCPNeedsConfig"
     assert (
         outcome.criu_log_excerpt is not None and "Connected TCP socket" in outcome.criu_log_excerpt
     )
     unreadable = outcomes.classify_http(
-        500, body.replace(str(log), "/nonexistent/criu-dump.log"), node="n1", target="a/b/c"
+        500,
+        body.replace(str(log), "/nonexistent/criu-dump.log"),
+        node="n1",
+        target="a/b/c",
+        criu_logs=logs,
     )
     assert (unreadable.reason, unreadable.criu_log_excerpt) == ("RuntimeError", None)
 

@@ -73,3 +73,49 @@ class MemoryBackend:
             return False
         self.created[key] = checkpoint
         return True
+
+
+def storm(count: int, *, namespace: str, pods: int = 0, alertname: str = "Storm") -> dict[str, Any]:
+    """An Alertmanager notification of ``count`` firing alerts as a storm sends them: a dozen
+    labels, two annotations and a generatorURL each (about 700 bytes; 6,500 alerts are
+    4.4 MiB), distinct fingerprints. With ``pods``, alert ``i`` names pod ``victim-<i % pods>``
+    (container ``app``); without, each names its own pod ``p<i>``."""
+    query = "sum+by%28namespace%2C+pod%29+%28rate%28falco_events%5B1m%5D%29%29+%3E+0"
+    alerts = [
+        {
+            "status": "firing",
+            "labels": {
+                "alertname": alertname,
+                "namespace": namespace,
+                "pod": f"victim-{i % pods}" if pods else f"p{i}",
+                "container": "app",
+                "severity": "critical",
+                "job": "kubernetes-pods",
+                "instance": f"10.0.{i % 250}.{i % 200}:8080",
+                "service": "payments-api",
+                "prometheus": "monitoring/k8s",
+            },
+            "annotations": {
+                "summary": "Suspicious process in container",
+                "description": "A shell was spawned in a container with an attached terminal "
+                "(user=root command=sh -i)",
+            },
+            "startsAt": "2026-12-06T11:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": f"http://prometheus-k8s-0:9090/graph?g0.expr={query}&g0.tab=1",
+            "fingerprint": f"{i:016x}",
+        }
+        for i in range(count)
+    ]
+    return {
+        "version": "4",
+        "status": "firing",
+        "receiver": "forensics",
+        "groupKey": '{}:{alertname="' + alertname + '"}',
+        "groupLabels": {"alertname": alertname},
+        "commonLabels": {"alertname": alertname, "namespace": namespace},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "truncatedAlerts": 0,
+        "alerts": alerts,
+    }

@@ -1,29 +1,41 @@
 """The receiver's bounds over real HTTP (issue 15, item 11): deeply nested JSON is a 400, not a
-500; a huge notification is refused with 413 and a metric; and decoding a large body does not
-stall the event loop that the operator shares with the receiver."""
+500; a body over the byte cap is refused with 413 and a metric, however few alerts it holds;
+and a storm's notification of thousands of alerts is decided, all of it, while the event loop
+that the operator shares with the receiver keeps serving. The same against a real API server,
+with captures up to the cap: test_receiver_storm_cluster.py."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
-from tests.alerts.helpers import MemoryBackend, payload, policy
+from tests.alerts.helpers import MemoryBackend, payload, policy, storm
+from tests.alerts.storm_client import post_storm
 from tests.alerts.test_receiver_http import AM, FALCO, TOKEN, cfg, post, run
 
-from forensic_checkpoint.controller.alerts.body import MAX_DEPTH
+from forensic_checkpoint.controller.alerts.body import (
+    MAX_DEPTH,
+    VALIDATE_SLICE,
+    BodyRefused,
+    decode,
+)
+from forensic_checkpoint.controller.alerts.config import DEFAULT_MAX_BODY_BYTES
+from forensic_checkpoint.controller.alerts.receiver import parse_alertmanager
 from forensic_checkpoint.controller.alerts.server import AlertServer
 
-#: The longest gap between two /healthz answers while a large body is handled. Before the fix
-#: a 6,500-alert body held the loop 0.25-0.4 s here (no matching policy, decision log at INFO as
-#: the operator runs it; more with policies that match); after it, under 0.07 s.
-HEALTHZ_BOUND_SECONDS = 0.2
+#: The longest gap between two /healthz answers (polled from another process) while a 6,500-alert
+#: body is handled. Deciding its alerts takes about half a second; decided in one go, the loop
+#: stalled 0.33-0.55 s here and 0.5-0.8 s against the dev cluster. In slices the longest gap was
+#: 0.06-0.07 s here and 0.11-0.19 s against the dev cluster, where the rest is Python's full
+#: garbage collections of the test process (96 and 119 ms measured), which the body's
+#: allocations set off and which hold the GIL whatever thread runs them.
+HEALTHZ_BOUND_SECONDS = 0.25
 
 
 @pytest.fixture
@@ -31,20 +43,6 @@ def token_file(tmp_path: Path) -> Path:
     path = tmp_path / "token"
     path.write_text(TOKEN + "\n")
     return path
-
-
-def _notification(count: int) -> dict[str, Any]:
-    """``count`` firing alerts for pods that match no policy: all decided, none captured."""
-    alerts = [
-        {
-            "status": "firing",
-            "labels": {"alertname": "Storm", "namespace": "default", "pod": f"p{i}"},
-            "startsAt": "2026-12-06T11:00:00Z",
-            "fingerprint": f"{i:016x}",
-        }
-        for i in range(count)
-    ]
-    return {"version": "4", "status": "firing", "receiver": "r", "groupKey": "{}", "alerts": alerts}
 
 
 def _refused(registry: CollectorRegistry, route: str, reason: str) -> float:
@@ -76,41 +74,56 @@ def test_deeply_nested_json_is_a_400(token_file: Path, depth: int) -> None:
     assert _refused(registry, FALCO, "TooDeep") == 1
 
 
-def test_a_6500_alert_body_is_refused_and_the_loop_keeps_serving(
+def test_a_6500_alert_body_is_decided_while_the_loop_keeps_serving(
     token_file: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level("INFO", logger="forensic_checkpoint.alerts")
-    registry = CollectorRegistry()
-    big = json.dumps(_notification(6_500)).encode()
-    assert len(big) < 4 * 1024 * 1024
-
-    async def scenario(server: AlertServer, session: aiohttp.ClientSession) -> None:
-        waits = await _healthz_while(server, session, _post_large(server, session, big))
-        status, body = waits.pop()
-        assert max(waits) < HEALTHZ_BOUND_SECONDS, waits
-        assert status == 413, body
-        assert "6500 alerts in one body, over the limit of 1000" in body["error"]
-
-    run(scenario, cfg(token_file, max_body_bytes=4 * 1024 * 1024), registry=registry)
-    assert _refused(registry, AM, "TooManyAlerts") == 1
-
-
-def test_a_body_at_the_bound_is_decided_while_the_loop_keeps_serving(
-    token_file: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+    """Before: refused with 413 (more than 1,000 alerts), the whole notification lost. Now
+    every alert is decided within the default byte cap, and /healthz keeps answering."""
     caplog.set_level("INFO", logger="forensic_checkpoint.alerts")
     backend = MemoryBackend([policy("prod-only", match={"namespaces": ["prod"]})])
-    body = json.dumps(_notification(1_000)).encode()
+    body = json.dumps(storm(6_500, namespace="default")).encode()
+    assert 4 * 1024 * 1024 < len(body) < DEFAULT_MAX_BODY_BYTES
+
+    async def scenario(server: AlertServer, _session: aiohttp.ClientSession) -> None:
+        sent = await asyncio.to_thread(post_storm, server.url, TOKEN, body)
+        assert sent.status == 200, sent.answer
+        assert sent.answer["received"] == len(sent.answer["decisions"]) == 6_500
+        assert sent.reasons == {"NamespaceExcluded": 6_500}
+        assert max(sent.gaps) < HEALTHZ_BOUND_SECONDS, sorted(sent.gaps)[-5:]
+
+    run(scenario, cfg(token_file), backend)
+
+
+def test_a_schema_violation_deep_in_a_storm_names_its_alert() -> None:
+    """Alerts are validated in slices; the error still names the alert's place in the body."""
+    notification = storm(3 * VALIDATE_SLICE, namespace="default")
+    del notification["alerts"][VALIDATE_SLICE + 51]["fingerprint"]
+    notification["alerts"][2 * VALIDATE_SLICE]["status"] = "pending"
+    with pytest.raises(BodyRefused) as refused:
+        decode(json.dumps(notification).encode(), parse_alertmanager)
+    assert refused.value.status == 400
+    assert refused.value.answer["details"] == [
+        f"alerts.{VALIDATE_SLICE + 51}.fingerprint: Field required"
+    ]
+    del notification["alerts"][VALIDATE_SLICE + 51]
+    with pytest.raises(BodyRefused) as refused:
+        decode(json.dumps(notification).encode(), parse_alertmanager)
+    (detail,) = refused.value.answer["details"]
+    assert detail.startswith(f"alerts.{2 * VALIDATE_SLICE - 1}.status: Input should be")
+
+
+def test_only_a_body_over_the_byte_cap_is_refused(token_file: Path) -> None:
+    registry = CollectorRegistry()
+    body = json.dumps(storm(2_000, namespace="default")).encode()
 
     async def scenario(server: AlertServer, session: aiohttp.ClientSession) -> None:
-        waits = await _healthz_while(server, session, _post_large(server, session, body))
-        status, answer = waits.pop()
-        assert status == 200
-        assert len(answer["decisions"]) == 1_000
-        assert {d["reason"] for d in answer["decisions"]} == {"NamespaceExcluded"}
-        assert max(waits) < HEALTHZ_BOUND_SECONDS, waits
+        status, answer = await _post_large(server, session, body)
+        assert status == 413
+        assert f"body ({len(body)} bytes) over the limit of 1048576 bytes" in answer["error"]
+        assert "--alerts-max-body" in answer["error"]
 
-    run(scenario, cfg(token_file, max_body_bytes=4 * 1024 * 1024), backend)
+    run(scenario, cfg(token_file, max_body_bytes=1024 * 1024), registry=registry)
+    assert _refused(registry, AM, "TooLarge") == 1
 
 
 async def _post_large(
@@ -120,20 +133,3 @@ async def _post_large(
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
     async with session.post(server.url + AM, data=io.BytesIO(body), headers=headers) as response:
         return response.status, await response.json()
-
-
-async def _healthz_while(server: AlertServer, session: aiohttp.ClientSession, work: Any) -> Any:
-    """Run ``work`` while polling /healthz; the gaps between two answers (a stalled loop shows
-    as a long gap, whenever in the poll it falls), then the result of ``work``."""
-    task = asyncio.ensure_future(work)
-    waits: list[Any] = []
-    last = time.perf_counter()
-    while not task.done():
-        async with session.get(server.url + "/healthz") as response:
-            assert response.status == 200
-        now = time.perf_counter()
-        waits.append(now - last)
-        last = now
-        await asyncio.sleep(0.01)
-    waits.append(task.result())
-    return waits

@@ -272,12 +272,20 @@ def test_operator_deployment(rendered: list[dict[str, Any]]) -> None:
     assert not any("hostPath" in v for v in spec["volumes"])
 
 
+def agent_containers(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The DaemonSet's ``agent`` container and its ``criu-log-reader`` (None without one)."""
+    by_name = {c["name"]: c for c in spec["containers"]}
+    assert set(by_name) <= {"agent", "criu-log-reader"}
+    return by_name["agent"], by_name.get("criu-log-reader")
+
+
 def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None:
     spec = pod_spec(rendered, "DaemonSet")
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         assert not spec.get(key)
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    (container,) = spec["containers"]
+    container, reader = agent_containers(spec)
+    assert reader is not None
     ctx = container["securityContext"]
     assert ctx["capabilities"] == {"drop": ["ALL"]}
     assert ctx["privileged"] is False
@@ -298,55 +306,31 @@ def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None
     tls = {"tls"} if "--serving-certificate=files" in container["args"] else set()
     assert criu_logs and set(host) == {"checkpoints", "state", "criu-config", *criu_logs, *tls}
     assert all(mounts[name]["readOnly"] is True for name in tls)
+    # The runtime's directories (every container's bundle) are the reader's, not the agent's.
+    assert {n for n in mounts if n in host} == {"checkpoints", "state", "criu-config", *tls}
+    assert reader["securityContext"] == ctx
+    reader_mounts = {m["name"]: m for m in reader["volumeMounts"]}
     for name, path in criu_logs.items():
-        assert mounts[name] == {"name": name, "mountPath": path, "readOnly": True}
+        assert reader_mounts.pop(name) == {"name": name, "mountPath": path, "readOnly": True}
+    assert reader_mounts == {
+        "criu-log-socket": {
+            "name": "criu-log-socket",
+            "mountPath": "/run/forensic-checkpoint/criu-logs",
+        }
+    }
+    assert mounts["criu-log-socket"]["readOnly"] is True
     values_cm = one(rendered, "ConfigMap")["data"]["agent-values.yaml"]
     criu_on = yaml.safe_load(values_cm)["criuConfig"]["enabled"]
     assert mounts["criu-config"]["readOnly"] is (not criu_on)
 
-
-def test_agent_certificates_follow_the_tls_mode() -> None:
-    """csr (the default): each agent makes its own key and asks the operator, which alone mounts
-    the agents' CA key; no agent mounts a key or the CA. files: each agent serves its node's
-    files; the operator only verifies (CA certificate, no key, no signer rights)."""
-    csr = documents(template())
-    agent = pod_spec(csr, "DaemonSet")
-    args = agent["containers"][0]["args"]
-    assert "--serving-certificate=csr" in args
-    assert not any(a.startswith(("--tls-cert", "--tls-key")) for a in args)
-    assert not any("secret" in v for v in agent["volumes"] if v["name"] != "kubelet-client")
-    operator = pod_spec(csr, "Deployment")
-    op_args = operator["containers"][0]["args"]
-    assert "--agent-ca-key-file=/etc/forensic-checkpoint/agent-ca/ca.key" in op_args
-    sa = "system:serviceaccount:forensic-checkpoint:fc-forensic-checkpoint-agent"
-    assert f"--agent-identity={sa}" in op_args
-    ca = {v["name"]: v for v in operator["volumes"]}["agent-ca"]["secret"]
-    assert ca["secretName"] == "fc-forensic-checkpoint-agent-ca"
-    assert [i["key"] for i in ca["items"]] == ["ca.crt", "ca.key"]
-    assert ("certificates.k8s.io", "signers", "sign") in grants(
-        csr, "fc-forensic-checkpoint-operator"
-    )
-
-    files = documents(
-        template(
-            set_values=[
-                "agent.tls.mode=files",
-                "agent.tls.ca.generate=false",
-                "agent.tls.ca.secretName=my-ca",
-            ]
-        )
-    )
-    assert not by_kind(files, "Secret")
-    args = pod_spec(files, "DaemonSet")["containers"][0]["args"]
-    assert "--serving-certificate=files" in args
-    assert "--tls-cert=/etc/forensic-checkpoint/tls/tls.crt" in args
-    operator = pod_spec(files, "Deployment")
-    assert not any("agent-ca-key" in a for a in operator["containers"][0]["args"])
-    ca = {v["name"]: v for v in operator["volumes"]}["agent-ca"]["secret"]
-    assert (ca["secretName"], [i["key"] for i in ca["items"]]) == ("my-ca", ["ca.crt"])
-    for component in ("operator", "agent"):
-        granted = grants(files, f"fc-forensic-checkpoint-{component}")
-        assert not {g for g in granted if g[0] == "certificates.k8s.io"}
+    # files mode: the node's own certificate and key, provisioned on the node (read only).
+    tls = {"tls"} if "--serving-certificate=files" in container["args"] else set()
+    assert criu_logs and set(host) == {"checkpoints", "state", "criu-config", *criu_logs, *tls}
+    assert all(mounts[name]["readOnly"] is True for name in tls)
+    # The runtime's directories (every container's bundle) are the reader's, not the agent's.
+    assert {n for n in mounts if n in host} == {"checkpoints", "state", "criu-config", *tls}
+    assert reader["securityContext"] == ctx
+    reader_mounts = {m["name"]: m for m in reader["volumeMounts"]}
 
 
 def test_agent_kubelet_credentials_follow_the_auth_mode() -> None:
@@ -390,7 +374,7 @@ def agent_argv(container: dict[str, Any], tmp_path: Path, pod_ip: str) -> list[s
     ],
 )
 def test_agent_advertises_its_pod_dns_name(tmp_path: Path, pod_ip: str, name: str) -> None:
-    (container,) = pod_spec(render(None), "DaemonSet")["containers"]
+    container, _ = agent_containers(pod_spec(render(None), "DaemonSet"))
     argv = agent_argv(container, tmp_path, pod_ip)
     assert argv[0] == "agent"
     assert f"--advertise-address={name}" in argv
@@ -567,19 +551,29 @@ def test_container_args_parse_with_the_real_cli(
     import argparse
     import importlib
 
-    (container,) = pod_spec(rendered, kind)["containers"]
+    def parse(command: str, args: list[str]) -> argparse.Namespace:
+        module = importlib.import_module(f"forensic_checkpoint.cli.{command.replace('-', '_')}")
+        parser = argparse.ArgumentParser(exit_on_error=False)
+        module.add_arguments(parser)
+        return parser.parse_args(args)
+
     if kind == "DaemonSet":
+        container, reader = agent_containers(pod_spec(rendered, kind))
         command, *args = agent_argv(container, tmp_path, "10.0.0.7")
+        assert reader is not None
+        served = parse(reader["args"][0], reader["args"][1:])
+        assert [str(d) for d in served.dir] == [
+            m["mountPath"] for m in reader["volumeMounts"] if m.get("readOnly")
+        ]
     else:
+        (container,) = pod_spec(rendered, kind)["containers"]
         command, *args = container["args"]
-    module = importlib.import_module(f"forensic_checkpoint.cli.{command}")
-    parser = argparse.ArgumentParser(exit_on_error=False)
-    module.add_arguments(parser)
-    parsed = parser.parse_args(args)
+    parsed = parse(command, args)
     if command == "agent":
         assert parsed.advertise_address.startswith("10-0-0-7.")
         assert parsed.operator_identity.startswith("system:serviceaccount:")
         assert str(parsed.checkpoint_dir) == "/var/lib/kubelet/checkpoints"
+        assert parsed.criu_log_socket == served.socket
     else:
         assert parsed.all_namespaces or parsed.namespace
         assert str(parsed.agent_ca_file) == "/etc/forensic-checkpoint/agent-ca/ca.crt"

@@ -189,9 +189,10 @@ def test_a_node_that_cannot_capture_fails_at_once_without_a_kubelet_call(
 # --- a failed capture's CRIU log ---------------------------------------------------------------
 
 
-def test_a_failed_capture_carries_the_criu_log_excerpt(stack: LocalStack, tmp_path: Path) -> None:
-    # The runtime leaves CRIU's log on the node and names it in the error; the agent reads it.
-    log = tmp_path / "k8s.io" / "0f3e" / "criu-dump.log"
+def test_a_failed_capture_carries_the_criu_log_excerpt(stack: LocalStack) -> None:
+    # The runtime leaves CRIU's log in the container's bundle and names it in the error; the
+    # agent gets it from the node's criu-log-reader (the only process that sees the bundles).
+    log = stack.criu_log_dir / "0f3e" / "criu-dump.log"
     log.parent.mkdir(parents=True)
     shutil.copy(TESTS / "readiness" / "data" / "containerd-tcp.dump.log", log)
     error = (
@@ -206,6 +207,26 @@ def test_a_failed_capture_carries_the_criu_log_excerpt(stack: LocalStack, tmp_pa
     assert "tcp-established" in container["remediation"]
     assert "Connected TCP socket" in container["criuLogExcerpt"]
     assert container["kubeletStatusCode"] == 500
+
+    # A link planted as another container's criu-dump.log, to its bundle's config.json (the
+    # environment, here text that would pass for a CRIU error): not followed, nothing read.
+    bundle = stack.criu_log_dir / "0f3f"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(
+        '{"env": ["DB_PASSWORD=hunter2 Error (criu/sk-inet.c:188): Connected TCP socket"]}'
+    )
+    (bundle / "criu-dump.log").symlink_to(bundle / "config.json")
+    create_pod(
+        stack,
+        "tcp-link",
+        "node-2",
+        containers=("app",),
+        fault=f"error={error}".replace(str(log), str(bundle / "criu-dump.log")),
+    )
+    stack.create_checkpoint(NAMESPACE, "tcp-link", {"podName": "tcp-link"})
+    (container,) = stack.wait_phase(NAMESPACE, "tcp-link")["status"]["containers"]
+    assert container["reason"] == "RuntimeError", container
+    assert not container.get("criuLogExcerpt")
 
 
 # --- custody ----------------------------------------------------------------------------------

@@ -88,6 +88,8 @@ class LocalStack:
     #: The agents' CA; the operator verifies agents with it and signs their CSRs with its key.
     agent_ca: pki.CertPair
     agents: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: Each agent's ``criu-log-reader`` (as the chart runs one beside it).
+    criu_log_readers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     operator_process: subprocess.Popen[bytes] | None = None
     health_port: int = 0
     metrics_port: int = 0
@@ -203,6 +205,7 @@ class LocalStack:
             argv += ["--serving-certificate", serving_certificate]
         if host_root:
             argv += ["--host-root", "/"]
+        argv += ["--criu-log-socket", str(self._start_criu_log_reader(node_name))]
         if values_file is not None:
             argv += ["--values-file", str(values_file), "--export-retry-seconds", "1"]
         argv += extra_args
@@ -256,6 +259,34 @@ class LocalStack:
         _write_token_kubeconfig(kubeconfig, self.cluster.server, self.cluster.ca_file, token_file)
         return Identity(self.agent.user, token_file, kubeconfig)
 
+    @property
+    def criu_log_dir(self) -> Path:
+        """The fake nodes' runtime directory: a test puts ``<id>/criu-dump.log`` here and names
+        it in a fault; the real node's is containerd's task directory."""
+        return self.root / "criu-logs"
+
+    def _start_criu_log_reader(self, node_name: str) -> Path:
+        """Start the node's ``criu-log-reader`` on a fresh socket; returns the socket."""
+        self._stop_criu_log_reader(node_name)
+        real = self.cluster.real_node
+        self.criu_log_dir.mkdir(parents=True, exist_ok=True)
+        runtime = real.criu_log_dir if real and real.name == node_name else self.criu_log_dir
+        # Short: a Unix socket path has at most 107 bytes.
+        sock = Path(f"/tmp/fc-{os.getpid()}-{secrets.token_hex(3)}.sock")  # noqa: S108
+        argv = [sys.executable, "-m", "forensic_checkpoint", "criu-log-reader",
+                "--socket", str(sock), "--dir", str(runtime)]  # fmt: skip
+        self.criu_log_readers[node_name] = processes.spawn(
+            argv, self.root / "logs" / f"criu-log-reader-{node_name}.log", die_with_parent=True
+        )
+        if not processes.wait_until(sock.exists, 30, interval=0.05):
+            raise ToolError(f"criu-log-reader of {node_name} did not start; see {self.root}/logs")
+        return sock
+
+    def _stop_criu_log_reader(self, node_name: str) -> None:
+        proc = self.criu_log_readers.pop(node_name, None)
+        if proc is not None:
+            processes.stop_group(proc.pid, grace=5.0)
+
     def _probed_since(self, api: ApiClient, node_name: str, since: datetime) -> bool:
         """Whether every readiness check was probed after ``since``. The times carry
         microseconds, so a round of the previous agent in the same second does not count."""
@@ -296,12 +327,14 @@ class LocalStack:
         """SIGTERM (a clean shutdown: the agent removes the CRIU config it wrote)."""
         proc = self.agents.pop(node_name)
         processes.stop_group(proc.pid, grace=10.0)
+        self._stop_criu_log_reader(node_name)
 
     def kill_agent(self, node_name: str) -> None:
         """SIGKILL, as a crashed or evicted agent: no clean shutdown."""
         proc = self.agents.pop(node_name)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        self._stop_criu_log_reader(node_name)
 
     def agent_endpoint(self, node_name: str) -> str:
         api = self.cluster.admin_client()
@@ -401,13 +434,14 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop everything this stack started (SIGTERM, then SIGKILL), agents and operator."""
-        procs = list(self.agents.values())
+        procs = [*self.agents.values(), *self.criu_log_readers.values()]
         if self.operator_process is not None:
             procs.append(self.operator_process)
         for proc in procs:
             processes.stop_group(proc.pid, grace=5.0)
             proc.poll()
         self.agents.clear()
+        self.criu_log_readers.clear()
         self.operator_process = None
 
     # --- ForensicCheckpoints ------------------------------------------------------------

@@ -37,6 +37,7 @@ from forensic_checkpoint.agent.kubelet.client import (
     KubeletAuth,
     KubeletClient,
 )
+from forensic_checkpoint.agent.kubelet.criu_logs import criu_log_source
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.node import Heartbeat, ensure_forensic_node, kubelet_endpoint
 from forensic_checkpoint.agent.readiness.probe import ReadinessProber
@@ -90,6 +91,10 @@ class AgentConfig:
     values_file: Path | None = None
     #: The node's root filesystem as mounted in the agent (for /etc/criu); None: not visible.
     host_root: Path | None = None
+    #: CRIU logs of failed dumps: the reader container's socket (the chart), or runtime
+    #: directories the agent reads itself (an agent on the host); neither: not read.
+    criu_log_socket: Path | None = None
+    criu_log_dirs: tuple[Path, ...] = ()
     token_cache_seconds: float = 10.0
     #: Callers that may only download archives and reports (``--reader-identity``).
     reader_identities: tuple[str, ...] = ()
@@ -127,6 +132,7 @@ class AgentProcess:
             config.kubelet_auth,
             timeout_margin=config.kubelet_timeout_margin,
             runtime_request_timeout=config.kubelet_runtime_request_timeout,
+            criu_logs=criu_log_source(config.criu_log_socket, config.criu_log_dirs),
         )
         self.advertise = config.advertise_address or host
         self.metrics = AgentMetrics()

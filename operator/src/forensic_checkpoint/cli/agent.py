@@ -160,6 +160,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=env("FORENSIC_HOST_ROOT"),
         help="the node's / as mounted here, to keep /etc/criu/runc.conf (env FORENSIC_HOST_ROOT)",
     )
+    criu = parser.add_argument_group("CRIU logs of failed dumps (one of)")
+    criu.add_argument(
+        "--criu-log-socket",
+        type=Path,
+        help="ask the criu-log-reader container on this Unix socket (the chart)",
+    )
+    criu.add_argument(
+        "--criu-log-dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="read them under this runtime directory yourself (an agent on the host; repeat)",
+    )
     parser.add_argument(
         "--retention-interval",
         type=float,
@@ -227,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
         readiness_interval=args.readiness_interval,
         values_file=args.values_file,
         host_root=args.host_root,
+        criu_log_socket=args.criu_log_socket,
+        criu_log_dirs=tuple(args.criu_log_dir),
         retention_interval=args.retention_interval,
         export_retry_base_seconds=args.export_retry_seconds,
         client_ca=args.client_ca_file,

@@ -29,6 +29,7 @@ SUBCOMMANDS: dict[str, str] = {
     "verify": "verify",
     "operator": "operator",
     "agent": "agent",
+    "criu-log-reader": "criu_log_reader",
     "nodes": "nodes",
 }
 

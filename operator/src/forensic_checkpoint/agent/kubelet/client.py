@@ -18,6 +18,7 @@ import requests
 import urllib3
 
 from forensic_checkpoint.agent.kubelet import outcomes
+from forensic_checkpoint.agent.kubelet.criu_logs import CriuLogSource
 from forensic_checkpoint.errors import ConfigError, KubeletError, KubeletRuntimeError
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class KubeletClient:
         *,
         timeout_margin: float = 30.0,
         runtime_request_timeout: float = DEFAULT_RUNTIME_REQUEST_TIMEOUT,
+        criu_logs: CriuLogSource | None = None,
     ) -> None:
         auth.validate()
         self.node = node
@@ -93,6 +95,8 @@ class KubeletClient:
         self.timeout_margin = timeout_margin
         #: The node kubelet's ``runtimeRequestTimeout`` (``--kubelet-runtime-request-timeout``).
         self.runtime_request_timeout = runtime_request_timeout
+        #: Where CRIU's log of a failed dump is read (None: the reason stays RuntimeError).
+        self.criu_logs = criu_logs
         if auth.insecure_skip_tls_verify:
             # Said once, loudly, here; not as a urllib3 warning on every call.
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -128,7 +132,11 @@ class KubeletClient:
         if response.status_code != 200:
             raise _error(
                 outcomes.classify_http(
-                    response.status_code, response.text, node=self.node, target=target
+                    response.status_code,
+                    response.text,
+                    node=self.node,
+                    target=target,
+                    criu_logs=self.criu_logs,
                 )
             )
         return _archive_path(response, self.node)

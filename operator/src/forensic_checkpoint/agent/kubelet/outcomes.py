@@ -2,23 +2,22 @@
 
 The reasons, messages and remediations come from the table that ``domain.capture_failures``
 reads; this module adds what only the agent knows: which node and container the call was for,
-how long it waited, the text of the runtime's CRIU log (read from the host, when the runtime's
-error names it and the agent can see it).
+how long it waited, the text of the runtime's CRIU log (when the runtime's error names it and
+a :class:`.criu_logs.CriuLogSource` may read it: only CRIU logs under the configured runtime
+directories, never a path on the kubelet's word alone).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
+from forensic_checkpoint.agent.kubelet.criu_logs import CriuLogSource
 from forensic_checkpoint.domain.failures.classify import CaptureFailure, classify_capture_failure
 from forensic_checkpoint.domain.failures.criu_log import criu_log_path
 from forensic_checkpoint.domain.failures.model import FailureReason, TransportFailure
 
 #: A kubelet body is the runtime's text; keep conditions readable and events small.
 MAX_MESSAGE = 1024
-_MAX_LOG_BYTES = 256 * 1024
 
 # The reasons other agent modules name (the contract fixes them; docs/agent.md lists them).
 TIMEOUT = FailureReason.TIMEOUT.value
@@ -54,27 +53,21 @@ def _outcome(failure: CaptureFailure, where: str, status: int | None = None) -> 
     )
 
 
-def classify_http(status: int, body: str, *, node: str, target: str) -> Outcome:
+def classify_http(
+    status: int,
+    body: str,
+    *,
+    node: str,
+    target: str,
+    criu_logs: CriuLogSource | None = None,
+) -> Outcome:
     """The outcome of a kubelet answer other than 200. ``target`` is ``ns/pod/container``.
-    Where the body names the runtime's CRIU log and the agent can read it (hostPath), the log
-    refines the reason (``EstablishedTCPNeedsConfig``, ``TracedTask`` ...)."""
-    log = _read_log(criu_log_path(body))
+    Where the body names the runtime's CRIU log and ``criu_logs`` may read it, the log refines
+    the reason (``EstablishedTCPNeedsConfig``, ``TracedTask`` ...)."""
+    path = criu_log_path(body)
+    log = criu_logs.read(path) if path and criu_logs is not None else None
     failure = classify_capture_failure(status_code=status, body=body, criu_log=log)
     return _outcome(failure, f"kubelet on {node}, {target}: HTTP {status}", status)
-
-
-def _read_log(path: str | None) -> str | None:
-    """The runtime's CRIU log, when the agent can see it; at most its last 256 KiB."""
-    if not path:
-        return None
-    try:
-        with Path(path).open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - _MAX_LOG_BYTES))
-            return handle.read().decode("utf-8", "replace")
-    except OSError:
-        return None
 
 
 def _transport(failure: TransportFailure, where: str) -> Outcome:

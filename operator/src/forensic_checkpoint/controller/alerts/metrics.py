@@ -46,8 +46,8 @@ class AlertMetrics:
             ),
             refused=Counter(
                 "forensic_checkpoint_alert_bodies_refused_total",
-                "Bodies refused before any decision, by route and reason (InvalidJson, TooDeep, "
-                "TooManyAlerts, SchemaViolation).",
+                "Bodies refused before any decision, by route and reason (TooLarge, InvalidJson, "
+                "TooDeep, SchemaViolation).",
                 ["route", "reason"],
                 registry=registry,
             ),

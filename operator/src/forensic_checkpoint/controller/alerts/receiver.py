@@ -7,11 +7,13 @@ Routes (see docs/alerts.md)::
     GET  /healthz                   200 "ok"
     GET  /metrics                   Prometheus text format
 
-Answers: 401 without the bearer token, 413 over the size cap or the alert-count cap, 400 for
-invalid or too deeply nested JSON or a schema violation (the body says which field; ``body``
-decodes in a worker thread), 503 when the cluster could not be reached (senders retry 5xx;
-the decisions that failed are taken back so the retry is not a "duplicate"), 200 otherwise,
-with one entry per alert saying what was decided and why. Any other failure is a 500 and a log
+Answers: 401 without the bearer token, 413 over the byte cap (however many alerts a body holds:
+a storm sends thousands at once and no sender resends), 400 for invalid or too deeply nested
+JSON or a schema violation (the body says which field; ``body`` decodes in a worker thread),
+503 when the cluster could not be reached (senders retry 5xx; the decisions that failed are
+taken back so the retry is not a "duplicate"), 200 otherwise, with one entry per alert saying
+what was decided and why (decided in slices of at most :data:`SLICE_SECONDS` that yield to the
+operator's loop, and encoded in a worker thread). Any other failure is a 500 and a log
 line; the server keeps running.
 """
 
@@ -29,12 +31,18 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import TypeAdapter
 
-from forensic_checkpoint.api.alerts import AlertmanagerWebhook, FalcoEvent
+from forensic_checkpoint.api.alerts import AlertmanagerAlert, AlertmanagerWebhook, FalcoEvent
 from forensic_checkpoint.api.policy import ContainerSelection, ForensicCapturePolicy
 from forensic_checkpoint.controller.alerts.auth import TokenFile
 from forensic_checkpoint.controller.alerts.backend import CaptureBackend
-from forensic_checkpoint.controller.alerts.body import BodyRefused, Parser, decode_in_thread
+from forensic_checkpoint.controller.alerts.body import (
+    BodyRefused,
+    Parser,
+    decode_in_thread,
+    validate_list,
+)
 from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
 from forensic_checkpoint.controller.alerts.metrics import AlertMetrics, metrics_for
 from forensic_checkpoint.domain.alerts.capture import build_checkpoint
@@ -48,12 +56,22 @@ log = logging.getLogger("forensic_checkpoint.alerts")
 
 ROUTE_ALERTMANAGER = "/v1/alerts/alertmanager"
 ROUTE_FALCOSIDEKICK = "/v1/alerts/falcosidekick"
-#: Decisions taken between two yields to the event loop.
-_YIELD_EVERY = 50
+#: The longest the receiver decides alerts of one body before it lets the operator's loop run
+#: (a 6,500-alert body takes about half a second of decisions in all).
+SLICE_SECONDS = 0.005
+
+
+#: The alerts of a notification, validated in slices (``body.validate_list``).
+_ALERTS = TypeAdapter(list[AlertmanagerAlert])
 
 
 def parse_alertmanager(data: Any) -> list[AlertEvent]:
-    payload = AlertmanagerWebhook.model_validate(data)
+    alerts = data.get("alerts") if isinstance(data, dict) else None
+    if isinstance(alerts, list):
+        envelope = AlertmanagerWebhook.model_validate({**data, "alerts": []})
+        payload = envelope.model_copy(update={"alerts": validate_list(alerts, _ALERTS, "alerts")})
+    else:
+        payload = AlertmanagerWebhook.model_validate(data)  # names what is wrong with "alerts"
     if payload.truncated_alerts:
         # max_alerts cut the group: those alerts never reach us, so say so where it is seen.
         log.warning(
@@ -145,10 +163,14 @@ class AlertReceiver:
             except Exception:  # the receiver must answer whatever happens
                 log.exception("alert receiver: unexpected error on %s", route)
                 status, body = 500, {"error": "internal error; see the operator log"}
+            # Thousands of decisions are a megabyte of JSON: encoded off the loop.
+            text = await asyncio.to_thread(json.dumps, body, default=_as_json)
             self.metrics.requests.labels(route, str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-            return web.json_response(body, status=status, headers=headers)
+            return web.Response(
+                text=text, status=status, headers=headers, content_type="application/json"
+            )
 
         return handler
 
@@ -157,15 +179,9 @@ class AlertReceiver:
             request.headers.get("Authorization")
         ):
             return 401, {"error": "a valid bearer token is required"}
-        limit = self.config.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            return 413, {"error": f"body over {limit} bytes"}
         try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return 413, {"error": f"body over {limit} bytes"}
-        try:
-            events = await decode_in_thread(raw, parse, self.config.max_alerts)
+            raw = await self._read(request)
+            events = await decode_in_thread(raw, parse)
         except BodyRefused as refused:
             self.metrics.refused.labels(request.path, refused.reason).inc()
             return refused.status, refused.answer
@@ -175,14 +191,36 @@ class AlertReceiver:
             return 503, {"error": str(exc)}
 
         outcomes = []
-        for index, event in enumerate(events):
-            if index % _YIELD_EVERY == _YIELD_EVERY - 1:
+        slice_started = time.perf_counter()
+        for event in events:
+            if time.perf_counter() - slice_started >= SLICE_SECONDS:
                 await asyncio.sleep(0)  # a large body must not hold the operator's loop
+                slice_started = time.perf_counter()
             await self._count_if_capped()
             outcomes.append(await self._act(self.gate.decide(event, self._policies or [])))
         failed = any(o.reason is DecisionReason.CREATE_FAILED for o in outcomes)
-        body = {"received": len(events), "decisions": [o.as_json() for o in outcomes]}
-        return (503 if failed else 200), body
+        return (503 if failed else 200), {"received": len(events), "decisions": outcomes}
+
+    async def _read(self, request: web.Request) -> bytes:
+        """The body, refused with 413 over the byte cap (by ``Content-Length``, or while a
+        chunked body is read): the only bound on a body's size, whatever it holds."""
+        limit = self.config.max_body_bytes
+        length = request.content_length
+        if length is None or length <= limit:
+            try:
+                return await request.read()
+            except web.HTTPRequestEntityTooLarge:
+                pass
+        size = f"{length} bytes" if length is not None else "chunked"
+        raise BodyRefused(
+            413,
+            "TooLarge",
+            {
+                "error": f"body ({size}) over the limit of {limit} bytes (--alerts-max-body); "
+                "its alerts are lost, as senders do not resend a refused body: raise the "
+                "limit, or set max_alerts in the Alertmanager webhook config (docs/alerts.md)"
+            },
+        )
 
     async def _healthz(self, _request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok")
@@ -325,6 +363,14 @@ class AlertReceiver:
         self.gate.active.confirm(decision.capture_key)
         self.metrics.created.labels(decision.event.source.value).inc()
         return _outcome(decision, DecisionReason.CAPTURE, decision.message, ref)
+
+
+def _as_json(value: Any) -> Any:
+    """``json.dumps``'s hook for the decisions in an answer (run in a worker thread: outcomes
+    are frozen and their events immutable)."""
+    if isinstance(value, Outcome):
+        return value.as_json()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _outcome(
