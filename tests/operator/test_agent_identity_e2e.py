@@ -259,7 +259,7 @@ def test_an_endpoint_pointed_at_another_nodes_agent_gets_nothing(stack: LocalSta
     victim, impostor = "node-2", "node-1"
     create_pod(stack, "redirected", victim, containers=("app",))
     # One request the counter must show, so that "unchanged" below cannot mean "not counted".
-    token = stack.operator.token_file.read_text().strip()
+    token = stack.operator_token_for(impostor)
     probe = requests.get(
         f"{stack.agent_endpoint(impostor)}/v1/captures/no-such-key",
         headers={"Authorization": f"Bearer {token}"},
