@@ -66,6 +66,12 @@ def _published(endpoint: str) -> AgentStatus:
     return AgentStatus(endpoint=endpoint, heartbeat_time=datetime.now(UTC))
 
 
+def _endpoint(repo: ForensicNodes, name: str) -> str:
+    node = repo.get(name)
+    assert node is not None and node.status is not None and node.status.agent is not None
+    return node.status.agent.endpoint
+
+
 def test_an_agent_publishes_its_own_forensic_node(
     dev_cluster: ClusterHandle, nodes: tuple[str, str]
 ) -> None:
@@ -75,9 +81,7 @@ def test_an_agent_publishes_its_own_forensic_node(
         repo = ForensicNodes(agent)
         repo.ensure(own, labels={})
         repo.set_agent(own, _published("https://10.0.0.1:8443"))
-        node = repo.get(own)
-        assert node is not None and node.status is not None and node.status.agent is not None
-        assert node.status.agent.endpoint == "https://10.0.0.1:8443"
+        assert _endpoint(repo, own) == "https://10.0.0.1:8443"
     finally:
         close(agent)
 
@@ -102,9 +106,7 @@ def test_an_agent_cannot_create_or_redirect_another_nodes_forensic_node(
         with pytest.raises(ClusterError, match=NOT_ITS_NODE) as redirected:
             repo.set_agent(other, _published("https://10.0.0.1:8443"))
         assert redirected.value.status_code == 403
-        node = repo.get(other)
-        assert node is not None and node.status is not None and node.status.agent is not None
-        assert node.status.agent.endpoint == "https://10.0.0.2:8443"
+        assert _endpoint(repo, other) == "https://10.0.0.2:8443"
     finally:
         close(agent)
 
