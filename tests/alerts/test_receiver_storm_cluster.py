@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from tests.alerts.helpers import storm
-from tests.alerts.peers import ReceiverThread, receiver_identity
+from tests.alerts.peers import ReceiverThread, fresh_namespace, receiver_identity, tear_down
 from tests.alerts.storm_client import post_storm
 from tests.alerts.test_receiver_bounds import HEALTHZ_BOUND_SECONDS
 
@@ -29,9 +29,7 @@ from forensic_checkpoint.domain.alerts.capture import LABEL_SOURCE
 from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.alert_captures import active_alert_captures
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
-from forensic_checkpoint.k8s.client import close
 from forensic_checkpoint_dev import apiserver
-from forensic_checkpoint_dev.cluster import access
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -49,12 +47,7 @@ def storm_receiver(
 ) -> Iterator[tuple[ReceiverThread, str, str, Any]]:
     """A receiver with the receiver's own identity and the chart's limits, a policy for the
     namespace, and pods ``victim-0`` .. ``victim-4`` (container ``app``) running in it."""
-    if not dev_cluster.local:
-        pytest.skip("needs the local dev cluster (its CA mints the receiver's identity)")
-    suffix = secrets.token_hex(3)
-    namespace = f"storm-{suffix}"
-    admin = dev_cluster.admin_client()
-    access.ensure_namespace(admin, namespace)
+    suffix, namespace, admin = fresh_namespace(dev_cluster, "storm")
     node = dev_cluster.nodes[0].name
     for index in range(PODS):
         dev_cluster.create_running_pod(
@@ -84,10 +77,7 @@ def storm_receiver(
     try:
         yield receiver, namespace, token, admin
     finally:
-        receiver.stop()
-        apiserver.request(admin, "DELETE", f"{POLICIES}/{policy.name}")
-        access.delete_namespace(admin, namespace)
-        close(api)
+        tear_down(receiver, admin, api, policy=policy.name, namespace=namespace)
 
 
 def test_a_6500_alert_storm_is_decided_with_captures_up_to_the_cap(

@@ -26,6 +26,7 @@ from forensic_checkpoint_dev.deploy import CHART, DEPLOY_MANIFEST, render_deploy
 from .chart import (
     CI_VALUES,
     REPO,
+    agent_containers,
     by_kind,
     documents,
     helm,
@@ -241,20 +242,12 @@ def test_operator_deployment(rendered: list[dict[str, Any]]) -> None:
     assert not any("hostPath" in v for v in spec["volumes"])
 
 
-def agent_containers(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The DaemonSet's ``agent`` container and its ``criu-log-reader`` (None without one)."""
-    by_name = {c["name"]: c for c in spec["containers"]}
-    assert set(by_name) <= {"agent", "criu-log-reader"}
-    return by_name["agent"], by_name.get("criu-log-reader")
-
-
 def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None:
     spec = pod_spec(rendered, "DaemonSet")
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         assert not spec.get(key)
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    container, reader = agent_containers(spec)
-    assert reader is not None
+    container, _ = agent_containers(spec)
     ctx = container["securityContext"]
     assert ctx["capabilities"] == {"drop": ["ALL"]}
     assert ctx["privileged"] is False
@@ -272,56 +265,11 @@ def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None
     assert host["criu-config"] == "/etc/criu"
     criu_logs = {n: p for n, p in host.items() if n.startswith("criu-log-")}
     assert criu_logs and set(host) == {"checkpoints", "state", "criu-config", *criu_logs}
-    # The runtime's directories (every container's bundle) are the reader's, not the agent's.
+    # The runtime's directories are the criu-log-reader's (test_chart_criu_logs.py).
     assert {n for n in mounts if n in host} == {"checkpoints", "state", "criu-config"}
-    assert reader["securityContext"] == ctx
-    reader_mounts = {m["name"]: m for m in reader["volumeMounts"]}
-    for name, path in criu_logs.items():
-        assert reader_mounts.pop(name) == {"name": name, "mountPath": path, "readOnly": True}
-    assert reader_mounts == {
-        "criu-log-socket": {
-            "name": "criu-log-socket",
-            "mountPath": "/run/forensic-checkpoint/criu-logs",
-        }
-    }
-    assert mounts["criu-log-socket"]["readOnly"] is True
     values_cm = one(rendered, "ConfigMap")["data"]["agent-values.yaml"]
     criu_on = yaml.safe_load(values_cm)["criuConfig"]["enabled"]
     assert mounts["criu-config"]["readOnly"] is (not criu_on)
-
-
-CRIO_DIR = "/var/lib/containers/storage/overlay-containers"
-
-
-def test_the_agent_container_mounts_no_runtime_bundle() -> None:
-    """Issue 15, item 10: CRIU's log of a failed dump lies in each container's bundle, beside
-    its config.json (environment values) and rootfs; the agent reaches the logs only through
-    the reader, and the reader gets nothing but those directories, read-only."""
-    containerd = "/run/containerd/io.containerd.runtime.v2.task/k8s.io"
-    spec = pod_spec(
-        documents(template(set_values=[f"agent.criuLogDirs={{{containerd},{CRIO_DIR}}}"])),
-        "DaemonSet",
-    )
-    agent, reader = agent_containers(spec)
-    runtime = (containerd, CRIO_DIR, "/run/containerd", "/var/lib/containers")
-    for mount in agent["volumeMounts"]:
-        assert not mount["mountPath"].startswith(runtime), mount
-    assert reader is not None
-    assert "--criu-log-socket=/run/forensic-checkpoint/criu-logs/reader.sock" in agent["args"]
-    host = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
-    reader_host = {m["name"] for m in reader["volumeMounts"] if m["name"] in host}
-    assert {host[n] for n in reader_host} == {containerd, CRIO_DIR}
-    assert all(m.get("readOnly") for m in reader["volumeMounts"] if m["name"] in host)
-    assert [a for a in reader["args"] if a.startswith("--dir=")] == [
-        f"--dir={containerd}",
-        f"--dir={CRIO_DIR}",
-    ]
-
-    none = pod_spec(documents(template(set_values=["agent.criuLogDirs=null"])), "DaemonSet")
-    agent, reader = agent_containers(none)
-    assert reader is None
-    assert not any(a.startswith("--criu-log") for a in agent["args"])
-    assert not any(v["name"].startswith("criu-log") for v in none["volumes"])
 
 
 def test_agent_kubelet_credentials_follow_the_auth_mode() -> None:
@@ -533,29 +481,20 @@ def test_container_args_parse_with_the_real_cli(
     import argparse
     import importlib
 
-    def parse(command: str, args: list[str]) -> argparse.Namespace:
-        module = importlib.import_module(f"forensic_checkpoint.cli.{command.replace('-', '_')}")
-        parser = argparse.ArgumentParser(exit_on_error=False)
-        module.add_arguments(parser)
-        return parser.parse_args(args)
-
-    if kind == "DaemonSet":
-        container, reader = agent_containers(pod_spec(rendered, kind))
+    container = agent_containers(pod_spec(rendered, kind))[0] if kind == "DaemonSet" else None
+    if container is not None:
         command, *args = agent_argv(container, tmp_path, "10.0.0.7")
-        assert reader is not None
-        served = parse(reader["args"][0], reader["args"][1:])
-        assert [str(d) for d in served.dir] == [
-            m["mountPath"] for m in reader["volumeMounts"] if m.get("readOnly")
-        ]
     else:
         (container,) = pod_spec(rendered, kind)["containers"]
         command, *args = container["args"]
-    parsed = parse(command, args)
+    module = importlib.import_module(f"forensic_checkpoint.cli.{command}")
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    module.add_arguments(parser)
+    parsed = parser.parse_args(args)
     if command == "agent":
         assert parsed.advertise_address.startswith("10-0-0-7.")
         assert parsed.operator_identity.startswith("system:serviceaccount:")
         assert str(parsed.checkpoint_dir) == "/var/lib/kubelet/checkpoints"
-        assert parsed.criu_log_socket == served.socket
     else:
         assert parsed.all_namespaces or parsed.namespace
         assert str(parsed.agent_ca_file) == "/etc/forensic-checkpoint/agent-ca/ca.crt"
