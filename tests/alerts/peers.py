@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -17,6 +18,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import yaml
 from prometheus_client import CollectorRegistry
@@ -25,7 +27,8 @@ from forensic_checkpoint.controller.alerts import AlertReceiverConfig, serve_ale
 from forensic_checkpoint.controller.alerts.backend import CaptureBackend
 from forensic_checkpoint.controller.alerts.server import AlertServer
 from forensic_checkpoint.k8s.alert_captures import RBAC_RULES
-from forensic_checkpoint.k8s.client import ApiClient, from_client_certificate
+from forensic_checkpoint.k8s.client import ApiClient, close, from_client_certificate
+from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,6 +77,32 @@ def receiver_identity(dev_cluster: Any, admin: ApiClient, suffix: str) -> ApiCli
     return from_client_certificate(
         dev_cluster.server, cert.cert, cert.key, ca_file=dev_cluster.ca_file
     )
+
+
+def fresh_namespace(dev_cluster: Any, prefix: str) -> tuple[str, str, ApiClient]:
+    """A new namespace ``<prefix>-<suffix>`` for a cluster test of the receiver: the suffix
+    (for the test's other names), the namespace and an admin client. Skips the test without
+    the local dev cluster, whose CA mints the receiver's identity."""
+    if not dev_cluster.local:
+        pytest.skip("needs the local dev cluster (its CA mints the receiver's identity)")
+    suffix = secrets.token_hex(3)
+    namespace = f"{prefix}-{suffix}"
+    admin = dev_cluster.admin_client()
+    access.ensure_namespace(admin, namespace)
+    return suffix, namespace, admin
+
+
+def tear_down(
+    receiver: ReceiverThread, admin: ApiClient, api: ApiClient, *, policy: str, namespace: str
+) -> None:
+    """Stop a cluster test's receiver; delete its capture policy and namespace; close the
+    client of its identity."""
+    receiver.stop()
+    apiserver.request(
+        admin, "DELETE", f"/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies/{policy}"
+    )
+    access.delete_namespace(admin, namespace)
+    close(api)
 
 
 def alertmanager_bin() -> Path:

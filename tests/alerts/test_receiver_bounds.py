@@ -31,10 +31,9 @@ from forensic_checkpoint.controller.alerts.server import AlertServer
 
 #: The longest gap between two /healthz answers (polled from another process) while a 6,500-alert
 #: body is handled. Deciding its alerts takes about half a second; decided in one go, the loop
-#: stalled 0.33-0.55 s here and 0.5-0.8 s against the dev cluster. In slices the longest gap was
-#: 0.06-0.07 s here and 0.11-0.19 s against the dev cluster, where the rest is Python's full
-#: garbage collections of the test process (96 and 119 ms measured), which the body's
-#: allocations set off and which hold the GIL whatever thread runs them.
+#: stalled 0.33-0.55 s here and 0.37-0.8 s against the dev cluster. In slices the longest gap
+#: was 0.03-0.09 s in both (``post_storm`` keeps the test process's own heap out of the garbage
+#: collections the body sets off; see there).
 HEALTHZ_BOUND_SECONDS = 0.25
 
 

@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 import requests
 from tests.alerts.helpers import payload
-from tests.alerts.peers import ReceiverThread, receiver_identity, running_alertmanager, wait_for
+from tests.alerts.peers import (
+    ReceiverThread,
+    fresh_namespace,
+    receiver_identity,
+    running_alertmanager,
+    tear_down,
+    wait_for,
+)
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.policy import ForensicCapturePolicy
@@ -32,9 +39,8 @@ from forensic_checkpoint.domain.alerts.capture import (
 )
 from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
-from forensic_checkpoint.k8s.client import ApiClient, close
+from forensic_checkpoint.k8s.client import ApiClient
 from forensic_checkpoint_dev import apiserver
-from forensic_checkpoint_dev.cluster import access
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -61,12 +67,7 @@ class AlertEnv:
 
 @pytest.fixture(scope="module")
 def alert_env(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AlertEnv]:
-    if not dev_cluster.local:
-        pytest.skip("needs the local dev cluster (its CA mints the receiver's identity)")
-    suffix = secrets.token_hex(3)
-    namespace = f"alerts-{suffix}"
-    admin = dev_cluster.admin_client()
-    access.ensure_namespace(admin, namespace)
+    suffix, namespace, admin = fresh_namespace(dev_cluster, "alerts")
     node = dev_cluster.nodes[0].name
     pod = dev_cluster.create_running_pod(
         "counter", node, namespace=namespace, containers=["counter"]
@@ -106,10 +107,7 @@ def alert_env(dev_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     try:
         yield AlertEnv(namespace, admin, receiver, token, token_file, pod, shell_pod)
     finally:
-        receiver.stop()
-        apiserver.request(admin, "DELETE", f"{POLICIES}/{policy.name}")
-        access.delete_namespace(admin, namespace)
-        close(api)
+        tear_down(receiver, admin, api, policy=policy.name, namespace=namespace)
 
 
 def test_alertmanager_alert_for_the_counter_pod_makes_exactly_one_checkpoint(

@@ -22,6 +22,13 @@ REPO = REPO_ROOT
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
 
+def agent_containers(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The agent pod's ``agent`` container and its ``criu-log-reader`` (None without one)."""
+    by_name = {c["name"]: c for c in spec["containers"]}
+    assert set(by_name) <= {"agent", "criu-log-reader"}
+    return by_name["agent"], by_name.get("criu-log-reader")
+
+
 def helm() -> Path:
     return binaries.locate("helm")
 

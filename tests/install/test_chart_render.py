@@ -31,6 +31,7 @@ from forensic_checkpoint_dev.deploy import CHART, DEPLOY_MANIFEST, render_deploy
 from .chart import (
     CI_VALUES,
     REPO,
+    agent_containers,
     by_kind,
     documents,
     helm,
@@ -267,20 +268,12 @@ def test_operator_deployment(rendered: list[dict[str, Any]]) -> None:
     assert not any("hostPath" in v for v in spec["volumes"])
 
 
-def agent_containers(spec: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The DaemonSet's ``agent`` container and its ``criu-log-reader`` (None without one)."""
-    by_name = {c["name"]: c for c in spec["containers"]}
-    assert set(by_name) <= {"agent", "criu-log-reader"}
-    return by_name["agent"], by_name.get("criu-log-reader")
-
-
 def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None:
     spec = pod_spec(rendered, "DaemonSet")
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         assert not spec.get(key)
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    container, reader = agent_containers(spec)
-    assert reader is not None
+    container, _ = agent_containers(spec)
     ctx = container["securityContext"]
     assert ctx["capabilities"] == {"drop": ["ALL"]}
     assert ctx["privileged"] is False
@@ -301,31 +294,11 @@ def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None
     tls = {"tls"} if "--serving-certificate=files" in container["args"] else set()
     assert criu_logs and set(host) == {"checkpoints", "state", "criu-config", *criu_logs, *tls}
     assert all(mounts[name]["readOnly"] is True for name in tls)
-    # The runtime's directories (every container's bundle) are the reader's, not the agent's.
+    # The runtime's directories are the criu-log-reader's (test_chart_criu_logs.py).
     assert {n for n in mounts if n in host} == {"checkpoints", "state", "criu-config", *tls}
-    assert reader["securityContext"] == ctx
-    reader_mounts = {m["name"]: m for m in reader["volumeMounts"]}
-    for name, path in criu_logs.items():
-        assert reader_mounts.pop(name) == {"name": name, "mountPath": path, "readOnly": True}
-    assert reader_mounts == {
-        "criu-log-socket": {
-            "name": "criu-log-socket",
-            "mountPath": "/run/forensic-checkpoint/criu-logs",
-        }
-    }
-    assert mounts["criu-log-socket"]["readOnly"] is True
     values_cm = one(rendered, "ConfigMap")["data"]["agent-values.yaml"]
     criu_on = yaml.safe_load(values_cm)["criuConfig"]["enabled"]
     assert mounts["criu-config"]["readOnly"] is (not criu_on)
-
-    # files mode: the node's own certificate and key, provisioned on the node (read only).
-    tls = {"tls"} if "--serving-certificate=files" in container["args"] else set()
-    assert criu_logs and set(host) == {"checkpoints", "state", "criu-config", *criu_logs, *tls}
-    assert all(mounts[name]["readOnly"] is True for name in tls)
-    # The runtime's directories (every container's bundle) are the reader's, not the agent's.
-    assert {n for n in mounts if n in host} == {"checkpoints", "state", "criu-config", *tls}
-    assert reader["securityContext"] == ctx
-    reader_mounts = {m["name"]: m for m in reader["volumeMounts"]}
 
 
 def test_agent_kubelet_credentials_follow_the_auth_mode() -> None:
@@ -546,29 +519,20 @@ def test_container_args_parse_with_the_real_cli(
     import argparse
     import importlib
 
-    def parse(command: str, args: list[str]) -> argparse.Namespace:
-        module = importlib.import_module(f"forensic_checkpoint.cli.{command.replace('-', '_')}")
-        parser = argparse.ArgumentParser(exit_on_error=False)
-        module.add_arguments(parser)
-        return parser.parse_args(args)
-
-    if kind == "DaemonSet":
-        container, reader = agent_containers(pod_spec(rendered, kind))
+    container = agent_containers(pod_spec(rendered, kind))[0] if kind == "DaemonSet" else None
+    if container is not None:
         command, *args = agent_argv(container, tmp_path, "10.0.0.7")
-        assert reader is not None
-        served = parse(reader["args"][0], reader["args"][1:])
-        assert [str(d) for d in served.dir] == [
-            m["mountPath"] for m in reader["volumeMounts"] if m.get("readOnly")
-        ]
     else:
         (container,) = pod_spec(rendered, kind)["containers"]
         command, *args = container["args"]
-    parsed = parse(command, args)
+    module = importlib.import_module(f"forensic_checkpoint.cli.{command}")
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    module.add_arguments(parser)
+    parsed = parser.parse_args(args)
     if command == "agent":
         assert parsed.advertise_address.startswith("10-0-0-7.")
         assert parsed.operator_identity.startswith("system:serviceaccount:")
         assert str(parsed.checkpoint_dir) == "/var/lib/kubelet/checkpoints"
-        assert parsed.criu_log_socket == served.socket
     else:
         assert parsed.all_namespaces or parsed.namespace
         assert str(parsed.agent_ca_file) == "/etc/forensic-checkpoint/agent-ca/ca.crt"

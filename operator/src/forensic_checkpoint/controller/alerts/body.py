@@ -6,8 +6,8 @@ would stall every handler of the operator (a 6,500-alert notification did). So
 should send: JSON nested deeper than :data:`MAX_DEPTH` (400; Python's decoder would otherwise
 raise ``RecursionError``, a 500). How many alerts a body holds is not limited: a storm sends
 thousands in one notification and neither Alertmanager nor Falcosidekick resends a refused one;
-the byte cap (``--alerts-max-body``) bounds the work, and the receiver decides the alerts in
-slices that yield to the loop.
+the byte cap (``--alerts-max-body``, :func:`read_body`, 413) bounds the work, and the receiver
+decides the alerts in slices that yield to the loop.
 
 A worker thread alone does not keep the loop running: one call into C holds the GIL until it
 returns. So the decoder calls back into Python for every JSON object (``object_hook``, which
@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from aiohttp import web
 from pydantic import TypeAdapter, ValidationError
 
 from forensic_checkpoint.domain.alerts.events import AlertEvent
@@ -48,6 +49,27 @@ class BodyRefused(Exception):
     #: A metrics label: InvalidJson, TooDeep, SchemaViolation.
     reason: str
     answer: dict[str, Any]
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 over ``limit`` bytes (by ``Content-Length``, or while a
+    chunked body is read): the only bound on a body's size, whatever it holds."""
+    length = request.content_length
+    if length is None or length <= limit:
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            pass
+    size = f"{length} bytes" if length is not None else "chunked"
+    raise BodyRefused(
+        413,
+        "TooLarge",
+        {
+            "error": f"body ({size}) over the limit of {limit} bytes (--alerts-max-body); "
+            "its alerts are lost, as senders do not resend a refused body: raise the "
+            "limit, or set max_alerts in the Alertmanager webhook config (docs/alerts.md)"
+        },
+    )
 
 
 async def decode_in_thread(raw: bytes, parse: Parser) -> list[AlertEvent]:

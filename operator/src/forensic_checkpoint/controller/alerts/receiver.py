@@ -41,6 +41,7 @@ from forensic_checkpoint.controller.alerts.body import (
     BodyRefused,
     Parser,
     decode_in_thread,
+    read_body,
     validate_list,
 )
 from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
@@ -180,7 +181,7 @@ class AlertReceiver:
         ):
             return 401, {"error": "a valid bearer token is required"}
         try:
-            raw = await self._read(request)
+            raw = await read_body(request, self.config.max_body_bytes)
             events = await decode_in_thread(raw, parse)
         except BodyRefused as refused:
             self.metrics.refused.labels(request.path, refused.reason).inc()
@@ -200,27 +201,6 @@ class AlertReceiver:
             outcomes.append(await self._act(self.gate.decide(event, self._policies or [])))
         failed = any(o.reason is DecisionReason.CREATE_FAILED for o in outcomes)
         return (503 if failed else 200), {"received": len(events), "decisions": outcomes}
-
-    async def _read(self, request: web.Request) -> bytes:
-        """The body, refused with 413 over the byte cap (by ``Content-Length``, or while a
-        chunked body is read): the only bound on a body's size, whatever it holds."""
-        limit = self.config.max_body_bytes
-        length = request.content_length
-        if length is None or length <= limit:
-            try:
-                return await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                pass
-        size = f"{length} bytes" if length is not None else "chunked"
-        raise BodyRefused(
-            413,
-            "TooLarge",
-            {
-                "error": f"body ({size}) over the limit of {limit} bytes (--alerts-max-body); "
-                "its alerts are lost, as senders do not resend a refused body: raise the "
-                "limit, or set max_alerts in the Alertmanager webhook config (docs/alerts.md)"
-            },
-        )
 
     async def _healthz(self, _request: web.Request) -> web.StreamResponse:
         return web.Response(text="ok")
