@@ -8,7 +8,7 @@ TokenRequest API, each agent serves its own node's certificate from a CA made he
 or through the operator's signer with ``serving_certificate="csr"``), and the operator verifies
 each as its node's agent.
 Over 400 lines because one class starts, watches and stops every process of the stack with the
-credentials each needs; the tests drive it as one object.
+credentials each needs (minted by :mod:`.identities`); the tests drive it as one object.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,9 +32,11 @@ from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.errors import ClusterError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close
+from forensic_checkpoint_dev import identities
 from forensic_checkpoint_dev.apiserver import custom_object
 from forensic_checkpoint_dev.cluster import access, pki, processes
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.identities import Identity
 from forensic_checkpoint_dev.manifests import apply_documents, apply_manifests, chart_admission
 from forensic_checkpoint_dev.repo import REPO_ROOT
 
@@ -52,31 +53,6 @@ FNODE = ForensicNode.crd
 
 def _forensic_node(api: ApiClient, node_name: str) -> dict[str, Any]:
     return dict(custom_object(api, FNODE, "get", node_name))
-
-
-def _write_token_kubeconfig(path: Path, server: str, ca: Path, token_file: Path) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "dev", "cluster": {"server": server, "certificate-authority": str(ca)}}
-        ],
-        "users": [{"name": "sa", "user": {"tokenFile": str(token_file)}}],
-        "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": "sa"}}],
-        "current-context": "dev",
-    }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(config, f, indent=2)
-
-
-@dataclass
-class Identity:
-    """A ServiceAccount's token file and a kubeconfig that uses it."""
-
-    user: str
-    token_file: Path
-    kubeconfig: Path
 
 
 @dataclass
@@ -111,26 +87,24 @@ class LocalStack:
                 [RBAC_DIR / f"{part}.yaml" for part in ("operator", "agent", "archive-reader")],
             )
             apply_documents(api, chart_admission())
-            identities = []
-            for sa in (OPERATOR_SA, AGENT_SA):
-                token = _wait_token(api, sa)
-                token_file = root / f"{sa}.token"
-                token_file.write_text(token)
-                token_file.chmod(0o600)
-                kubeconfig = root / f"{sa}.kubeconfig"
-                _write_token_kubeconfig(kubeconfig, cluster.server, cluster.ca_file, token_file)
-                identities.append(
-                    Identity(
-                        f"system:serviceaccount:{SYSTEM_NAMESPACE}:{sa}", token_file, kubeconfig
-                    )
+            operator, agent = (
+                identities.mint(
+                    api,
+                    server=cluster.server,
+                    ca_file=cluster.ca_file,
+                    namespace=SYSTEM_NAMESPACE,
+                    account=sa,
+                    token_file=root / f"{sa}.token",
                 )
+                for sa in (OPERATOR_SA, AGENT_SA)
+            )
         finally:
             close(api)
         tls = root / "agent-tls"
         ca = pki.create_ca(
             pki.CertPair(tls / "ca.crt", tls / "ca.key"), "forensic-checkpoint-agents"
         )
-        return cls(cluster, root, identities[0], identities[1], ca)
+        return cls(cluster, root, operator, agent, ca)
 
     def agent_certificate(self, node_name: str) -> pki.CertPair:
         """The node's own serving certificate (files mode), from the agents' CA: its node's
@@ -245,19 +219,19 @@ class LocalStack:
         """The agent ServiceAccount's token bound to ``node_name``'s Node object, and a
         kubeconfig using it: what the DaemonSet pod on that node gets, with the node claim the
         chart's admission policy checks."""
-        token_file = self.root / "agents" / node_name / "agent.token"
-        kubeconfig = token_file.with_suffix(".kubeconfig")
-        token_file.parent.mkdir(parents=True, exist_ok=True)
         api = self.cluster.admin_client()
         try:
-            token = access.request_token(
-                api, SYSTEM_NAMESPACE, AGENT_SA, expiration_seconds=86400, node=node_name
+            return identities.mint(
+                api,
+                server=self.cluster.server,
+                ca_file=self.cluster.ca_file,
+                namespace=SYSTEM_NAMESPACE,
+                account=AGENT_SA,
+                token_file=self.root / "agents" / node_name / "agent.token",
+                node=node_name,
             )
         finally:
             close(api)
-        _write_secret(token_file, token)
-        _write_token_kubeconfig(kubeconfig, self.cluster.server, self.cluster.ca_file, token_file)
-        return Identity(self.agent.user, token_file, kubeconfig)
 
     @property
     def criu_log_dir(self) -> Path:
@@ -375,7 +349,7 @@ class LocalStack:
         if alerts:
             if self.alerts_token_file is None:
                 self.alerts_token_file = self.root / "alerts.token"
-                _write_secret(self.alerts_token_file, secrets.token_urlsafe(24))
+                identities.write_private(self.alerts_token_file, secrets.token_urlsafe(24))
             self.alerts_port = self.alerts_port or processes.free_port()
             argv += [
                 "--alerts-port", str(self.alerts_port),
@@ -511,21 +485,3 @@ class LocalStack:
             custom_object(api, FCP, "delete", name, namespace)
         finally:
             close(api)
-
-
-def _write_secret(path: Path, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(value)
-
-
-def _wait_token(api: ApiClient, sa: str, timeout: float = 30.0) -> str:
-    """A token for ``sa`` (the ServiceAccount was just applied; the API may need a moment)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return access.request_token(api, SYSTEM_NAMESPACE, sa, expiration_seconds=86400)
-        except ClusterError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
