@@ -66,6 +66,12 @@ def _published(endpoint: str) -> AgentStatus:
     return AgentStatus(endpoint=endpoint, heartbeat_time=datetime.now(UTC))
 
 
+def _publish(agent: ApiClient, node: str, endpoint: str) -> None:
+    """What an agent does at start: create its ForensicNode and publish its endpoint."""
+    ForensicNodes(agent).ensure(node, labels={})
+    ForensicNodes(agent).set_agent(node, _published(endpoint))
+
+
 def _endpoint(repo: ForensicNodes, name: str) -> str:
     node = repo.get(name)
     assert node is not None and node.status is not None and node.status.agent is not None
@@ -78,10 +84,8 @@ def test_an_agent_publishes_its_own_forensic_node(
     own, _ = nodes
     agent = _agent(dev_cluster, own)
     try:
-        repo = ForensicNodes(agent)
-        repo.ensure(own, labels={})
-        repo.set_agent(own, _published("https://10.0.0.1:8443"))
-        assert _endpoint(repo, own) == "https://10.0.0.1:8443"
+        _publish(agent, own, "https://10.0.0.1:8443")
+        assert _endpoint(ForensicNodes(agent), own) == "https://10.0.0.1:8443"
     finally:
         close(agent)
 
@@ -99,8 +103,7 @@ def test_an_agent_cannot_create_or_redirect_another_nodes_forensic_node(
         # The other node's own agent publishes; this one tries to point it at itself.
         victim = _agent(dev_cluster, other)
         try:
-            ForensicNodes(victim).ensure(other, labels={})
-            ForensicNodes(victim).set_agent(other, _published("https://10.0.0.2:8443"))
+            _publish(victim, other, "https://10.0.0.2:8443")
         finally:
             close(victim)
         with pytest.raises(ClusterError, match=NOT_ITS_NODE) as redirected:
