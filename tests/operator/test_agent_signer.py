@@ -37,6 +37,7 @@ from forensic_checkpoint.domain.capture.agents import AgentTarget
 from forensic_checkpoint.domain.identity import agent_certificates as ac
 from forensic_checkpoint.domain.identity import signing
 from forensic_checkpoint.domain.identity.csr_facts import CsrSpec, parse_request
+from forensic_checkpoint.domain.identity.profiles import SERVING
 from forensic_checkpoint.errors import AgentError
 from forensic_checkpoint.k8s.certificates import CsrState
 from forensic_checkpoint.k8s.nodes import NodeFacts
@@ -96,7 +97,7 @@ def spec(
         expiration_seconds=3600,
         request=request
         if request is not None
-        else keys.request_pem(keys.new_key(), agent_server_name("node-a")),
+        else keys.request_pem(keys.new_key(), SERVING.subject_for("node-a")),
     )
 
 
@@ -115,7 +116,7 @@ def tampered(pem: bytes) -> bytes:
 def test_the_agents_request_for_its_own_node_is_approved() -> None:
     verdict = review(spec())
     assert verdict.approved and verdict.reason == ac.APPROVED
-    assert (verdict.node, verdict.server_name) == ("node-a", agent_server_name("node-a"))
+    assert (verdict.node, verdict.subject) == ("node-a", SERVING.subject_for("node-a"))
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = agent_server_name("node-a")
     assert review(spec(request_pem([name], key=rsa_key))).approved
@@ -191,7 +192,11 @@ def test_the_certificate_is_for_the_node_name_only_and_for_serving_only(agents_c
     csr = x509.load_pem_x509_csr(request_pem([A], key=key))
     pems = [
         signing.issue(
-            csr, server_name=A, ca=agents_ca.signing, now=NOW, valid_for=timedelta(hours=24)
+            csr,
+            subject=SERVING.subject_for("node-a"),
+            ca=agents_ca.signing,
+            now=NOW,
+            valid_for=timedelta(hours=24),
         )
         for _ in range(2)
     ]
@@ -213,7 +218,11 @@ def test_the_certificate_is_for_the_node_name_only_and_for_serving_only(agents_c
     assert signing.lifetime(None, 3600) == timedelta(seconds=3600)
     # Never past the CA's own end.
     late = signing.issue(
-        csr, server_name=A, ca=agents_ca.signing, now=NOW, valid_for=timedelta(days=3650)
+        csr,
+        subject=SERVING.subject_for("node-a"),
+        ca=agents_ca.signing,
+        now=NOW,
+        valid_for=timedelta(days=3650),
     )
     ca_end = agents_ca.signing.certificate.not_valid_after_utc
     assert x509.load_pem_x509_certificate(late).not_valid_after_utc == ca_end
@@ -311,7 +320,11 @@ def node_a_agent(agents_ca: CA, tmp_path: Path) -> Iterator[tuple[str, list[str]
     key = ec.generate_private_key(ec.SECP256R1())
     csr = x509.load_pem_x509_csr(request_pem([A], key=key))
     cert = signing.issue(
-        csr, server_name=A, ca=agents_ca.signing, now=datetime.now(UTC), valid_for=timedelta(1)
+        csr,
+        subject=SERVING.subject_for("node-a"),
+        ca=agents_ca.signing,
+        now=datetime.now(UTC),
+        valid_for=timedelta(1),
     )
     keys.save(tmp_path / "serving.pem", key, cert)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -8,7 +8,7 @@ import logging
 import os
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from forensic_checkpoint import __version__
@@ -30,6 +30,7 @@ from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper, policy_from_values
 from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.agent.http.server import AgentServer, ReloadingTLS
+from forensic_checkpoint.agent.identity.kubelet_client import KubeletClientCertificate
 from forensic_checkpoint.agent.identity.serving import CsrSettings, ServingCertificate
 from forensic_checkpoint.agent.jobs import JobStore, utcnow
 from forensic_checkpoint.agent.kubelet.client import (
@@ -109,6 +110,9 @@ class AgentConfig:
     #: csr mode: the agent makes its own key and asks the operator's signer for a certificate
     #: for its node (``agent.identity``); None: files mode (``tls_cert``/``tls_key``).
     csr: CsrSettings | None = None
+    #: ``--kubelet-client-certificate=csr``: the agent makes its own key and asks the operator's
+    #: signer for a short-lived kubelet client certificate for its node; None: ``kubelet_auth``.
+    kubelet_csr: CsrSettings | None = None
 
 
 class AgentProcess:
@@ -116,6 +120,15 @@ class AgentProcess:
         if not config.operator_identity.startswith("system:serviceaccount:"):
             raise ConfigError(
                 "--operator-identity must be system:serviceaccount:<namespace>:<name>"
+            )
+        self.kubelet_identity: KubeletClientCertificate | None = None
+        if config.kubelet_csr is not None:
+            config = replace(
+                config,
+                kubelet_auth=replace(
+                    config.kubelet_auth,
+                    client_pem=config.state_dir / "kubelet-client" / "kubelet-client.pem",
+                ),
             )
         config.kubelet_auth.validate()
         if (config.client_ca is None) != (config.operator_cert_cn is None):
@@ -208,6 +221,14 @@ class AgentProcess:
             cache_seconds=config.token_cache_seconds,
         )
         self.identity, self._tls = self._serving_identity(config)
+        if config.kubelet_csr is not None:
+            self.kubelet_identity = KubeletClientCertificate(
+                config.node_name,
+                config.state_dir / "kubelet-client",
+                CertificateSigningRequests(self.api),
+                config.kubelet_csr,
+            )
+            self.kubelet_identity.load()
         self.server = AgentServer(
             (config.listen_address, config.port),
             service=self.service,
@@ -334,6 +355,9 @@ class AgentProcess:
             # Serves at once with a certificate kept from the last run; else once issued, and
             # until then the heartbeat says what it waits for.
             self.identity.start(on_ready=self._certificate_ready)
+        if self.kubelet_identity is not None:
+            # Until the first is issued, kubelet calls fail with KubeletTLSError saying so.
+            self.kubelet_identity.start(on_ready=lambda: None)
         self.heartbeat.start()
         log.info(
             "agent for node %s listening on %s (kubelet %s)",
@@ -348,8 +372,9 @@ class AgentProcess:
         if self.readiness is not None:
             self.readiness.stop()
         self.heartbeat.stop()
-        if self.identity is not None:
-            self.identity.stop()
+        for identity in (self.identity, self.kubelet_identity):
+            if identity is not None:
+                identity.stop()
         if self._serving:
             self.server.shutdown()
         self.server.server_close()
