@@ -310,6 +310,10 @@ class AgentProcess:
                 "heartbeat for ForensicNode %s failed: %s", self.config.node_name, exc.message
             )
 
+    def _kubelet_certificate_ready(self) -> None:
+        if self.readiness is not None:
+            self.readiness.probe_now()
+
     def _start_serving(self) -> None:
         if not self._serving:
             self._serving = True
@@ -356,8 +360,9 @@ class AgentProcess:
             # until then the heartbeat says what it waits for.
             self.identity.start(on_ready=self._certificate_ready)
         if self.kubelet_identity is not None:
-            # Until the first is issued, kubelet calls fail with KubeletTLSError saying so.
-            self.kubelet_identity.start(on_ready=lambda: None)
+            # Until the first is issued, kubelet calls fail with KubeletTLSError saying so; once
+            # it is, readiness is probed again at once.
+            self.kubelet_identity.start(on_ready=self._kubelet_certificate_ready)
         self.heartbeat.start()
         log.info(
             "agent for node %s listening on %s (kubelet %s)",
