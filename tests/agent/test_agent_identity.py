@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from forensic_checkpoint.agent.identity import keys
-from forensic_checkpoint.agent.identity.serving import CsrSettings, ServingCertificate
+from forensic_checkpoint.agent.identity.renewing import CsrSettings, RenewedCertificate
 from forensic_checkpoint.agent_identity import SIGNER_NAME, agent_server_name
 from forensic_checkpoint.domain.identity import renewal, signing
 from forensic_checkpoint.domain.identity.profiles import SERVING, Subject
@@ -98,12 +98,14 @@ class FakeSigner:
 
 def serving(
     tmp_path: Path, signer: FakeSigner, node: str = "node-a", **settings: float
-) -> ServingCertificate:
-    return ServingCertificate(
+) -> RenewedCertificate:
+    return RenewedCertificate(
         node,
         tmp_path / "serving",
         signer,
         CsrSettings(expiration_seconds=3600, poll_interval=0.01, **settings),
+        profile=SERVING,
+        file_name="serving",
         clock=lambda: signer.now + timedelta(seconds=1),
     )
 

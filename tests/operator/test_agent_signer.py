@@ -26,7 +26,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from forensic_checkpoint.agent.identity import keys
-from forensic_checkpoint.agent_identity import NODE_NAME_EXTRA, SIGNER_NAME, agent_server_name
+from forensic_checkpoint.agent_identity import (
+    AGENTS_GROUP,
+    KUBELET_CLIENT_SIGNER,
+    NODE_NAME_EXTRA,
+    SIGNER_NAME,
+    agent_server_name,
+    kubelet_client_user,
+)
 from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.cli.kubectl_forensic.agent_tls import agent_session
 from forensic_checkpoint.controller.capture.agent_client import AgentClient, tls_context
@@ -246,8 +253,7 @@ class FakeRequests:
     issued: dict[str, bytes] = field(default_factory=dict)
 
     def for_signer(self, signer: str) -> list[CsrState]:
-        assert signer == SIGNER_NAME
-        return list(self.states)
+        return [s for s in self.states if s.spec.signer_name == signer]
 
     def approve(self, name: str, *, reason: str, message: str) -> None:
         self.actions.append(("approve", name, reason))
@@ -293,6 +299,41 @@ def test_the_signer_approves_and_signs_denies_and_never_signs_what_it_would_deny
     assert fake.actions[3] == ("fail", "csr-3", ac.NOT_THE_AGENT)
     cert = x509.load_pem_x509_certificate(fake.issued["csr-1"])
     assert cert.not_valid_after_utc - NOW == timedelta(seconds=3600)  # as asked
+
+
+def test_the_signer_signs_kubelet_client_requests_with_the_kubelet_client_ca(
+    tmp_path: Path,
+) -> None:
+    kc = pki.create_ca(pki.CertPair(tmp_path / "kc.crt", tmp_path / "kc.key"), "kubelet-client")
+    user = kubelet_client_user("node-a")
+
+    def client_spec(cn: str, name: str) -> CsrSpec:
+        pem = request_pem([], cn=cn, organization=AGENTS_GROUP)
+        csr = spec(pem, usages=("digital signature", "client auth"))
+        return replace(csr, name=name, signer_name=KUBELET_CLIENT_SIGNER)
+
+    good, other = client_spec(user, "csr-1"), client_spec(kubelet_client_user("node-b"), "csr-2")
+    fake = FakeRequests([CsrState(good), CsrState(other)])
+    config = AgentSignerConfig(
+        None, None, AGENT, kubelet_client_ca_file=kc.cert, kubelet_client_ca_key_file=kc.key
+    )
+    assert AgentSigner(config, fake, FakeNodes(), clock=lambda: NOW).run_once() == 2
+    assert fake.actions[:2] == [
+        ("approve", "csr-1", "AgentKubeletClientCertificate"),
+        ("issue", "csr-1", ""),
+    ]
+    assert fake.actions[2][:2] == ("deny", "csr-2")
+    cert = x509.load_pem_x509_certificate(fake.issued["csr-1"])
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(kc.cert.read_bytes()))
+    assert cert.subject.rfc4514_string() == f"O={AGENTS_GROUP},CN={user}"
+    # Without the kubelet client CA its requests are left alone, and the reverse.
+    untouched = FakeRequests([CsrState(good)])
+    assert (
+        AgentSigner(AgentSignerConfig(kc.cert, kc.key, AGENT), untouched, FakeNodes()).run_once()
+        == 0
+    )
+    serving_only = FakeRequests([CsrState(spec())])
+    assert AgentSigner(config, serving_only, FakeNodes()).run_once() == 0
 
 
 # --- the operator's client refuses another node's agent ----------------------------------

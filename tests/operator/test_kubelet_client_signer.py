@@ -1,8 +1,9 @@
 """The agents' per-node kubelet client certificates without a cluster (issue 15, item 10): the
-operator's signer ``forensic-checkpoint.dev/kubelet-client`` approves only an agent's request
+review for the signer ``forensic-checkpoint.dev/kubelet-client`` approves only an agent's request
 for exactly its own node's kubelet user in the agents' group, for client use, and issues a
 client certificate from the kubelet client CA; the serving signer's rules are unchanged by the
-shared review. The cluster tests are in ``test_kubelet_client_identity_e2e.py``."""
+shared review. The signer loop's test is in ``test_agent_signer.py``, the cluster tests in
+``test_kubelet_client_identity_e2e.py``."""
 
 from __future__ import annotations
 
@@ -24,14 +25,10 @@ from forensic_checkpoint.agent_identity import (
     NODE_NAME_EXTRA,
     kubelet_client_user,
 )
-from forensic_checkpoint.controller.identity.config import AgentSignerConfig
-from forensic_checkpoint.controller.identity.signer import AgentSigner
 from forensic_checkpoint.domain.identity import agent_certificates as ac
 from forensic_checkpoint.domain.identity import signing
 from forensic_checkpoint.domain.identity.csr_facts import CsrSpec, parse_request
 from forensic_checkpoint.domain.identity.profiles import KUBELET_CLIENT, SERVING
-from forensic_checkpoint.k8s.certificates import CsrState
-from forensic_checkpoint.k8s.nodes import NodeFacts
 from forensic_checkpoint_dev.cluster import pki
 
 AGENT = "system:serviceaccount:forensic-checkpoint:forensic-checkpoint-agent"
@@ -156,56 +153,3 @@ def test_the_certificate_is_a_client_certificate_for_the_kubelet_user_only(tmp_p
         ExtendedKeyUsageOID.CLIENT_AUTH
     ]
     assert keys.describe(pem).subject == KUBELET_CLIENT.subject_for("node-a")
-
-
-class FakeRequests:
-    def __init__(self, states: list[CsrState]) -> None:
-        self.states = states
-        self.actions: list[tuple[str, str, str]] = []
-        self.issued: dict[str, bytes] = {}
-
-    def for_signer(self, signer: str) -> list[CsrState]:
-        return [s for s in self.states if s.spec.signer_name == signer]
-
-    def approve(self, name: str, *, reason: str, message: str) -> None:
-        self.actions.append(("approve", name, reason))
-
-    def deny(self, name: str, *, reason: str, message: str) -> None:
-        self.actions.append(("deny", name, message))
-
-    def issue(self, name: str, certificate_pem: bytes) -> None:
-        self.actions.append(("issue", name, ""))
-        self.issued[name] = certificate_pem
-
-    def fail(self, name: str, *, reason: str, message: str) -> None:
-        self.actions.append(("fail", name, reason))
-
-
-class FakeNodes:
-    def get(self, name: str) -> NodeFacts | None:
-        return NodeFacts(name=name) if name in ("node-a", "node-b") else None
-
-
-def test_the_signer_signs_kubelet_client_requests_with_the_kubelet_client_ca(
-    tmp_path: Path,
-) -> None:
-    kc = pki.create_ca(pki.CertPair(tmp_path / "kc.crt", tmp_path / "kc.key"), "kubelet-client")
-    fake = FakeRequests([CsrState(spec()), CsrState(spec(request_pem(B_USER), name="csr-2"))])
-    config = AgentSignerConfig(
-        None, None, AGENT, kubelet_client_ca_file=kc.cert, kubelet_client_ca_key_file=kc.key
-    )
-    signer = AgentSigner(config, fake, FakeNodes(), clock=lambda: NOW)
-    assert signer.run_once() == 2
-    assert fake.actions[:2] == [
-        ("approve", "csr-1", "AgentKubeletClientCertificate"),
-        ("issue", "csr-1", ""),
-    ]
-    assert fake.actions[2][:2] == ("deny", "csr-2")
-    cert = x509.load_pem_x509_certificate(fake.issued["csr-1"])
-    issuer = x509.load_pem_x509_certificate(kc.cert.read_bytes())
-    assert cert.issuer == issuer.subject
-    cert.verify_directly_issued_by(issuer)
-    # Without the kubelet client CA, its requests are left alone.
-    untouched = FakeRequests([CsrState(spec())])
-    serving_only = AgentSignerConfig(kc.cert, kc.key, AGENT)
-    assert AgentSigner(serving_only, untouched, FakeNodes()).run_once() == 0

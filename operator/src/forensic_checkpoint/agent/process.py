@@ -30,8 +30,7 @@ from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper, policy_from_values
 from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.agent.http.server import AgentServer, ReloadingTLS
-from forensic_checkpoint.agent.identity.kubelet_client import KubeletClientCertificate
-from forensic_checkpoint.agent.identity.serving import CsrSettings, ServingCertificate
+from forensic_checkpoint.agent.identity.renewing import CsrSettings, RenewedCertificate
 from forensic_checkpoint.agent.jobs import JobStore, utcnow
 from forensic_checkpoint.agent.kubelet.client import (
     DEFAULT_RUNTIME_REQUEST_TIMEOUT,
@@ -45,6 +44,7 @@ from forensic_checkpoint.agent.readiness.probe import ReadinessProber
 from forensic_checkpoint.agent.values import AgentValues, criu_observer, export_config
 from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.api.forensicnode import AgentStatus
+from forensic_checkpoint.domain.identity.profiles import KUBELET_CLIENT, SERVING, Profile
 from forensic_checkpoint.errors import ClusterError, ConfigError
 from forensic_checkpoint.k8s import client as k8s_client
 from forensic_checkpoint.k8s.certificates import CertificateSigningRequests
@@ -121,7 +121,7 @@ class AgentProcess:
             raise ConfigError(
                 "--operator-identity must be system:serviceaccount:<namespace>:<name>"
             )
-        self.kubelet_identity: KubeletClientCertificate | None = None
+        self.kubelet_identity: RenewedCertificate | None = None
         if config.kubelet_csr is not None:
             config = replace(
                 config,
@@ -222,11 +222,8 @@ class AgentProcess:
         )
         self.identity, self._tls = self._serving_identity(config)
         if config.kubelet_csr is not None:
-            self.kubelet_identity = KubeletClientCertificate(
-                config.node_name,
-                config.state_dir / "kubelet-client",
-                CertificateSigningRequests(self.api),
-                config.kubelet_csr,
+            self.kubelet_identity = self._own_certificate(
+                config.kubelet_csr, KUBELET_CLIENT, "kubelet-client"
             )
             self.kubelet_identity.load()
         self.server = AgentServer(
@@ -262,7 +259,7 @@ class AgentProcess:
 
     def _serving_identity(
         self, config: AgentConfig
-    ) -> tuple[ServingCertificate | None, ReloadingTLS | None]:
+    ) -> tuple[RenewedCertificate | None, ReloadingTLS | None]:
         """files mode: the given pair; csr mode: the certificate kept from the last run, if it
         is still good, else none yet (the server starts once the signer issued one)."""
         if config.csr is None:
@@ -271,15 +268,24 @@ class AgentProcess:
             return None, self._reloading(config.tls_cert, config.tls_key)
         if config.tls_cert is not None or config.tls_key is not None:
             raise ConfigError("--tls-cert/--tls-key go with --serving-certificate=files only")
-        identity = ServingCertificate(
-            config.node_name,
-            config.state_dir / "serving",
-            CertificateSigningRequests(self.api),
-            config.csr,
-        )
+        identity = self._own_certificate(config.csr, SERVING, "serving")
         if identity.load():
             return identity, self._reloading(identity.pem_file, identity.pem_file)
         return identity, None
+
+    def _own_certificate(
+        self, settings: CsrSettings, profile: Profile, name: str
+    ) -> RenewedCertificate:
+        """A certificate the agent asks the operator's signer for (key and certificate in
+        ``<state dir>/<name>/<name>.pem``)."""
+        return RenewedCertificate(
+            self.config.node_name,
+            self.config.state_dir / name,
+            CertificateSigningRequests(self.api),
+            settings,
+            profile=profile,
+            file_name=name,
+        )
 
     def _reloading(self, cert: Path, key: Path) -> ReloadingTLS:
         try:

@@ -204,7 +204,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.agent.identity.serving import CsrSettings
+    from forensic_checkpoint.agent.identity.renewing import CsrSettings
     from forensic_checkpoint.agent.kubelet.client import KubeletAuth
     from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
     from forensic_checkpoint.errors import ConfigError

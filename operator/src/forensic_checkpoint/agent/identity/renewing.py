@@ -1,7 +1,10 @@
 """A certificate of the agent's own, asked for and renewed through CertificateSigningRequests
-that the operator's signer approves for this node only: the serving certificate
-(:mod:`.serving`) and the kubelet client certificate (:mod:`.kubelet_client`), one
-:class:`~forensic_checkpoint.domain.identity.profiles.Profile` each.
+that the operator's signer approves for this node only, one
+:class:`~forensic_checkpoint.domain.identity.profiles.Profile` each: the serving certificate
+(``--serving-certificate=csr``, signer ``forensic-checkpoint.dev/agent-serving``, served by the
+TLS server) and the kubelet client certificate (``--kubelet-client-certificate=csr``, signer
+``forensic-checkpoint.dev/kubelet-client``, loaded by the kubelet client on every call; its CA
+is in the kubelets' client CA bundle only, so it is worthless against the API server).
 
 One daemon thread: at start it keeps a certificate a previous run left if it is still good,
 otherwise it makes a new key and asks; then it sleeps until the renewal time
@@ -9,7 +12,7 @@ otherwise it makes a new key and asks; then it sleeps until the renewal time
 user (the TLS server, the kubelet client) loads it again for new connections without a restart.
 A denied, failed or unanswered
 request is logged with the signer's message, deleted, and asked again after a back-off. Until
-the first certificate arrives :attr:`ServingCertificate.pending` says what the agent waits for:
+the first certificate arrives :attr:`RenewedCertificate.pending` says what the agent waits for:
 the heartbeat publishes it, and the operator does not call an agent without a certificate.
 A request is deleted once its certificate is installed, or when it had no answer; a refused one
 is left for ``kubectl get csr`` (the cluster removes it after an hour).
