@@ -17,9 +17,10 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from forensic_checkpoint.agent.identity import keys
-from forensic_checkpoint.agent.identity.serving import CsrSettings, ServingCertificate
+from forensic_checkpoint.agent.identity.renewing import CsrSettings, RenewedCertificate
 from forensic_checkpoint.agent_identity import SIGNER_NAME, agent_server_name
 from forensic_checkpoint.domain.identity import renewal, signing
+from forensic_checkpoint.domain.identity.profiles import SERVING, Subject
 from forensic_checkpoint.errors import ConfigError
 from forensic_checkpoint.k8s.certificates import CsrOutcome
 from forensic_checkpoint_dev.cluster import pki
@@ -77,10 +78,14 @@ class FakeSigner:
         if not self.answer:
             return CsrOutcome()
         request = x509.load_pem_x509_csr(self.created[name][0])
-        server_name = request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+        cn = str(request.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+        orgs = request.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        org = str(orgs[0].value) if orgs else ""
+        # As the operator's profiles: a client certificate (with a group) has no DNS name.
+        subject = Subject(cn, organization=org, dns_names=() if org else (cn,), client=bool(org))
         pem = signing.issue(
             request,
-            server_name=str(server_name),
+            subject=subject,
             ca=self.ca,
             now=self.now,
             valid_for=timedelta(seconds=self.created[name][3]),
@@ -93,12 +98,14 @@ class FakeSigner:
 
 def serving(
     tmp_path: Path, signer: FakeSigner, node: str = "node-a", **settings: float
-) -> ServingCertificate:
-    return ServingCertificate(
+) -> RenewedCertificate:
+    return RenewedCertificate(
         node,
         tmp_path / "serving",
         signer,
         CsrSettings(expiration_seconds=3600, poll_interval=0.01, **settings),
+        profile=SERVING,
+        file_name="serving",
         clock=lambda: signer.now + timedelta(seconds=1),
     )
 
@@ -107,7 +114,7 @@ def test_the_agent_asks_for_its_node_name_and_keeps_the_key_to_itself(tmp_path: 
     signer = FakeSigner(_ca(tmp_path))
     identity = serving(tmp_path, signer)
     assert not identity.load()
-    assert "no certificate" in identity.pending
+    assert "no serving certificate" in identity.pending
     identity.renew()
     ((name, (pem, signer_name, usages, seconds)),) = signer.created.items()
     request = x509.load_pem_x509_csr(pem)
@@ -203,9 +210,13 @@ def test_settings_are_checked() -> None:
 def test_keys_file_holds_certificate_then_key(tmp_path: Path) -> None:
     key = keys.new_key()
     signer = FakeSigner(_ca(tmp_path))
-    request = x509.load_pem_x509_csr(keys.request_pem(key, "n.agents.forensic-checkpoint.dev"))
+    request = x509.load_pem_x509_csr(keys.request_pem(key, SERVING.subject_for("n")))
     pem = signing.issue(
-        request, server_name="n", ca=signer.ca, now=NB, valid_for=timedelta(hours=1)
+        request,
+        subject=SERVING.subject_for("n"),
+        ca=signer.ca,
+        now=NB,
+        valid_for=timedelta(hours=1),
     )
     keys.save(tmp_path / "s.pem", key, pem)
     found = keys.load(tmp_path / "s.pem")

@@ -26,6 +26,7 @@ from forensic_checkpoint.agent.values import export_config
 from forensic_checkpoint.agent_identity import agent_server_name
 from forensic_checkpoint.domain.evidence.retention import ContainerRule, Limits, RetentionPolicy
 from forensic_checkpoint.domain.identity import signing
+from forensic_checkpoint.domain.identity.profiles import SERVING
 from forensic_checkpoint_dev.deploy import CHART, DEPLOY_MANIFEST, render_deploy
 
 from .chart import (
@@ -359,10 +360,13 @@ def test_chart_ca_signs_per_node_certificates_the_operator_verifies(tmp_path: Pa
     assert set(data) == {"ca.crt", "ca.key"}
     ca = signing.load_ca(data["ca.crt"], data["ca.key"])
     key = ec.generate_private_key(ec.SECP256R1())
-    name = agent_server_name("node-a")
-    request = x509.load_pem_x509_csr(keys.request_pem(key, name))
+    request = x509.load_pem_x509_csr(keys.request_pem(key, SERVING.subject_for("node-a")))
     cert = signing.issue(
-        request, server_name=name, ca=ca, now=datetime.now(UTC), valid_for=timedelta(hours=1)
+        request,
+        subject=SERVING.subject_for("node-a"),
+        ca=ca,
+        now=datetime.now(UTC),
+        valid_for=timedelta(hours=1),
     )
     keys.save(tmp_path / "serving.pem", key, cert)
     (tmp_path / "ca.crt").write_bytes(data["ca.crt"])

@@ -26,7 +26,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from forensic_checkpoint.agent.identity import keys
-from forensic_checkpoint.agent_identity import NODE_NAME_EXTRA, SIGNER_NAME, agent_server_name
+from forensic_checkpoint.agent_identity import (
+    AGENTS_GROUP,
+    KUBELET_CLIENT_SIGNER,
+    NODE_NAME_EXTRA,
+    SIGNER_NAME,
+    agent_server_name,
+    kubelet_client_user,
+)
 from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.cli.kubectl_forensic.agent_tls import agent_session
 from forensic_checkpoint.controller.capture.agent_client import AgentClient, tls_context
@@ -37,6 +44,7 @@ from forensic_checkpoint.domain.capture.agents import AgentTarget
 from forensic_checkpoint.domain.identity import agent_certificates as ac
 from forensic_checkpoint.domain.identity import signing
 from forensic_checkpoint.domain.identity.csr_facts import CsrSpec, parse_request
+from forensic_checkpoint.domain.identity.profiles import SERVING
 from forensic_checkpoint.errors import AgentError
 from forensic_checkpoint.k8s.certificates import CsrState
 from forensic_checkpoint.k8s.nodes import NodeFacts
@@ -96,7 +104,7 @@ def spec(
         expiration_seconds=3600,
         request=request
         if request is not None
-        else keys.request_pem(keys.new_key(), agent_server_name("node-a")),
+        else keys.request_pem(keys.new_key(), SERVING.subject_for("node-a")),
     )
 
 
@@ -115,7 +123,7 @@ def tampered(pem: bytes) -> bytes:
 def test_the_agents_request_for_its_own_node_is_approved() -> None:
     verdict = review(spec())
     assert verdict.approved and verdict.reason == ac.APPROVED
-    assert (verdict.node, verdict.server_name) == ("node-a", agent_server_name("node-a"))
+    assert (verdict.node, verdict.subject) == ("node-a", SERVING.subject_for("node-a"))
     rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = agent_server_name("node-a")
     assert review(spec(request_pem([name], key=rsa_key))).approved
@@ -191,7 +199,11 @@ def test_the_certificate_is_for_the_node_name_only_and_for_serving_only(agents_c
     csr = x509.load_pem_x509_csr(request_pem([A], key=key))
     pems = [
         signing.issue(
-            csr, server_name=A, ca=agents_ca.signing, now=NOW, valid_for=timedelta(hours=24)
+            csr,
+            subject=SERVING.subject_for("node-a"),
+            ca=agents_ca.signing,
+            now=NOW,
+            valid_for=timedelta(hours=24),
         )
         for _ in range(2)
     ]
@@ -213,7 +225,11 @@ def test_the_certificate_is_for_the_node_name_only_and_for_serving_only(agents_c
     assert signing.lifetime(None, 3600) == timedelta(seconds=3600)
     # Never past the CA's own end.
     late = signing.issue(
-        csr, server_name=A, ca=agents_ca.signing, now=NOW, valid_for=timedelta(days=3650)
+        csr,
+        subject=SERVING.subject_for("node-a"),
+        ca=agents_ca.signing,
+        now=NOW,
+        valid_for=timedelta(days=3650),
     )
     ca_end = agents_ca.signing.certificate.not_valid_after_utc
     assert x509.load_pem_x509_certificate(late).not_valid_after_utc == ca_end
@@ -237,8 +253,7 @@ class FakeRequests:
     issued: dict[str, bytes] = field(default_factory=dict)
 
     def for_signer(self, signer: str) -> list[CsrState]:
-        assert signer == SIGNER_NAME
-        return list(self.states)
+        return [s for s in self.states if s.spec.signer_name == signer]
 
     def approve(self, name: str, *, reason: str, message: str) -> None:
         self.actions.append(("approve", name, reason))
@@ -286,6 +301,41 @@ def test_the_signer_approves_and_signs_denies_and_never_signs_what_it_would_deny
     assert cert.not_valid_after_utc - NOW == timedelta(seconds=3600)  # as asked
 
 
+def test_the_signer_signs_kubelet_client_requests_with_the_kubelet_client_ca(
+    tmp_path: Path,
+) -> None:
+    kc = pki.create_ca(pki.CertPair(tmp_path / "kc.crt", tmp_path / "kc.key"), "kubelet-client")
+    user = kubelet_client_user("node-a")
+
+    def client_spec(cn: str, name: str) -> CsrSpec:
+        pem = request_pem([], cn=cn, organization=AGENTS_GROUP)
+        csr = spec(pem, usages=("digital signature", "client auth"))
+        return replace(csr, name=name, signer_name=KUBELET_CLIENT_SIGNER)
+
+    good, other = client_spec(user, "csr-1"), client_spec(kubelet_client_user("node-b"), "csr-2")
+    fake = FakeRequests([CsrState(good), CsrState(other)])
+    config = AgentSignerConfig(
+        None, None, AGENT, kubelet_client_ca_file=kc.cert, kubelet_client_ca_key_file=kc.key
+    )
+    assert AgentSigner(config, fake, FakeNodes(), clock=lambda: NOW).run_once() == 2
+    assert fake.actions[:2] == [
+        ("approve", "csr-1", "AgentKubeletClientCertificate"),
+        ("issue", "csr-1", ""),
+    ]
+    assert fake.actions[2][:2] == ("deny", "csr-2")
+    cert = x509.load_pem_x509_certificate(fake.issued["csr-1"])
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(kc.cert.read_bytes()))
+    assert cert.subject.rfc4514_string() == f"O={AGENTS_GROUP},CN={user}"
+    # Without the kubelet client CA its requests are left alone, and the reverse.
+    untouched = FakeRequests([CsrState(good)])
+    assert (
+        AgentSigner(AgentSignerConfig(kc.cert, kc.key, AGENT), untouched, FakeNodes()).run_once()
+        == 0
+    )
+    serving_only = FakeRequests([CsrState(spec())])
+    assert AgentSigner(config, serving_only, FakeNodes()).run_once() == 0
+
+
 # --- the operator's client refuses another node's agent ----------------------------------
 
 
@@ -311,7 +361,11 @@ def node_a_agent(agents_ca: CA, tmp_path: Path) -> Iterator[tuple[str, list[str]
     key = ec.generate_private_key(ec.SECP256R1())
     csr = x509.load_pem_x509_csr(request_pem([A], key=key))
     cert = signing.issue(
-        csr, server_name=A, ca=agents_ca.signing, now=datetime.now(UTC), valid_for=timedelta(1)
+        csr,
+        subject=SERVING.subject_for("node-a"),
+        ca=agents_ca.signing,
+        now=datetime.now(UTC),
+        valid_for=timedelta(1),
     )
     keys.save(tmp_path / "serving.pem", key, cert)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

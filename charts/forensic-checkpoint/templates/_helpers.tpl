@@ -28,6 +28,7 @@ serving certificate covers, so it stays short enough for a DNS label. */}}
 {{- define "fc.operatorServiceAccount" -}}{{ default (include "fc.operatorName" .) .Values.operator.serviceAccount.name }}{{- end -}}
 {{- define "fc.agentServiceAccount" -}}{{ default (include "fc.agentName" .) .Values.agent.serviceAccount.name }}{{- end -}}
 {{- define "fc.agentCASecret" -}}{{ default (printf "%s-ca" (include "fc.agentName" .)) .Values.agent.tls.ca.secretName }}{{- end -}}
+{{- define "fc.kubeletClientCASecret" -}}{{ default (printf "%s-kubelet-client-ca" (include "fc.fullname" .)) .Values.kubelet.clientCA.secretName }}{{- end -}}
 {{- define "fc.kubeletClientSecret" -}}{{ default (printf "%s-kubelet-client" (include "fc.fullname" .)) .Values.kubelet.clientCertificate.secretName }}{{- end -}}
 
 {{- define "fc.labels" -}}

@@ -131,6 +131,7 @@ class LocalStack:
         values_file: Path | None = None,
         host_root: bool = False,
         serving_certificate: str = "files",
+        kubelet_client_certificate: str | None = None,
         extra_args: tuple[str, ...] = (),
     ) -> None:
         """Start the node's agent; ``kubelet_ca``/``kubelet_token_file`` replace the right ones
@@ -139,7 +140,9 @@ class LocalStack:
         values (export, retention, criuConfig), and ``host_root`` lets the agent keep this
         machine's /etc/criu (a real node only); ``serving_certificate="csr"`` lets the agent ask
         the operator's signer for its certificate (the operator must run) instead of serving one
-        issued here; ``extra_args`` go last on its command line.
+        issued here; ``kubelet_client_certificate="csr"`` lets it ask the operator's signer for
+        its kubelet client certificate (the fake kubelets trust that CA); ``extra_args`` go last
+        on its command line.
 
         Returns once the agent has published a heartbeat *and* its first readiness round: the
         operator fails captures on a node whose checks fail, so a check left over from an
@@ -165,7 +168,9 @@ class LocalStack:
             "--heartbeat-interval", "2",
             "--kubelet-timeout-margin", "5",
         ]  # fmt: skip
-        if kubelet_client_cert is not None:
+        if kubelet_client_certificate is not None:
+            argv += ["--kubelet-client-certificate", kubelet_client_certificate]
+        elif kubelet_client_cert is not None:
             argv += [
                 "--kubelet-client-cert", str(kubelet_client_cert.cert),
                 "--kubelet-client-key", str(kubelet_client_cert.key),
@@ -336,6 +341,8 @@ class LocalStack:
             "--agent-ca-file", str(self.agent_ca.cert),
             "--agent-ca-key-file", str(self.agent_ca.key),
             "--agent-identity", self.agent.user,
+            "--kubelet-client-ca-file", str(self.cluster.forensic_kubelet_client_ca.cert),
+            "--kubelet-client-ca-key-file", str(self.cluster.forensic_kubelet_client_ca.key),
             "--signer-interval", "0.5",
             "--health-port", str(self.health_port),
             "--metrics-port", str(self.metrics_port),

@@ -10,6 +10,11 @@ With ``--serving-certificate=csr`` each agent asks for its certificate through a
 CertificateSigningRequest for :data:`SIGNER_NAME`, which only the operator approves and signs,
 and only for the node the requesting token is bound to (:data:`NODE_NAME_EXTRA`).
 
+With ``--kubelet-client-certificate=csr`` each agent also asks :data:`KUBELET_CLIENT_SIGNER`
+for a short-lived client certificate for its kubelet, user :func:`kubelet_client_user` of its
+node in group :data:`AGENTS_GROUP` (bound to ``create nodes/checkpoint``). That signer has its
+own CA, which the kubelets trust and the API server does not.
+
 The bottom layer: the operator, the agent, the domain and the CLI share it.
 """
 
@@ -17,6 +22,11 @@ from __future__ import annotations
 
 #: The CertificateSigningRequest signer whose requests the operator approves and signs.
 SIGNER_NAME = "forensic-checkpoint.dev/agent-serving"
+#: The signer of the agents' kubelet client certificates (its CA is in the kubelets' client CA
+#: bundle only).
+KUBELET_CLIENT_SIGNER = "forensic-checkpoint.dev/kubelet-client"
+#: The organisation (group) of every agent's kubelet client certificate, and nothing else.
+AGENTS_GROUP = "forensic-checkpoint:agents"
 #: Parent of every agent's name: ``<node>.agents.forensic-checkpoint.dev``.
 AGENTS_DOMAIN = "agents.forensic-checkpoint.dev"
 #: The user "extra" key in which the API server records the Node a ServiceAccount token is
@@ -34,6 +44,13 @@ def agent_server_name(node_name: str) -> str:
     if not node_name or any(not _is_label(label) for label in labels):
         raise ValueError(f"{node_name!r} is not a Kubernetes node name (a DNS subdomain)")
     return f"{node_name}.{AGENTS_DOMAIN}"
+
+
+def kubelet_client_user(node_name: str) -> str:
+    """The common name (kubelet user) of ``node_name``'s agent's kubelet client certificate;
+    ``ValueError`` as :func:`agent_server_name`."""
+    agent_server_name(node_name)  # the same check
+    return f"forensic-checkpoint:agent:{node_name}"
 
 
 def _is_label(label: str) -> bool:

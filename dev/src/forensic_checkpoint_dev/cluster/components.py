@@ -37,6 +37,11 @@ class ClusterPki:
         self.admin = self._pair("admin")
         self.kcm = self._pair("kube-controller-manager")
         self.scheduler = self._pair("kube-scheduler")
+        #: forensic-checkpoint's kubelet client CA (signer forensic-checkpoint.dev/kubelet-client):
+        #: the fake kubelets trust it beside the cluster CA, through ``client_ca_bundle``, as an
+        #: installation appends it to the kubelets' clientCAFile; the API server does not.
+        self.forensic_kubelet_client_ca = self._pair("forensic-kubelet-client-ca")
+        self.client_ca_bundle = root / "kubelet-client-ca-bundle.crt"
         self.sa_key = root / "sa.key"
         self.sa_pub = root / "sa.pub"
 
@@ -52,6 +57,10 @@ class ClusterPki:
     def create(self, node_names: Sequence[str], node_address: str = "127.0.0.1") -> None:
         pki.create_ca(self.ca, "forensic-checkpoint-dev-ca")
         pki.create_ca(self.kubelet_ca, "forensic-checkpoint-dev-kubelet-serving-ca")
+        pki.create_ca(self.forensic_kubelet_client_ca, "forensic-checkpoint-kubelet-client-ca")
+        self.client_ca_bundle.write_bytes(
+            self.ca.cert.read_bytes() + self.forensic_kubelet_client_ca.cert.read_bytes()
+        )
         local = ("127.0.0.1", "localhost")
         pki.issue(
             self.ca,

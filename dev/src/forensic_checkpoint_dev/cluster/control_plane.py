@@ -78,6 +78,12 @@ class DevCluster:
     def ca(self) -> pki.CertPair:
         return pki.CertPair(self.ca_file, self.ca_key)
 
+    @property
+    def forensic_kubelet_client_ca(self) -> pki.CertPair:
+        """forensic-checkpoint's kubelet client CA: in the fake kubelets' client CA bundle, not
+        trusted by the API server; the operator signs the agents' kubelet client CSRs with it."""
+        return ClusterPki(self.dir / "pki").forensic_kubelet_client_ca
+
     def admin_client(self) -> ApiClient:
         return from_kubeconfig(self.kubeconfig)
 

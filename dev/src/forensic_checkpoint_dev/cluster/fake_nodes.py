@@ -118,7 +118,7 @@ def spawn(  # noqa: PLR0917 - the cluster's settings for its fake nodes, in orde
             kubeconfig=kubeconfig,
             serving_cert=serving.cert,
             serving_key=serving.key,
-            client_ca=p.ca.cert,
+            client_ca=p.client_ca_bundle,
             checkpoint_dir=base / "checkpoints",
             state_dir=state,
             default_archive=default,

@@ -20,7 +20,9 @@ class KubeletConfig:
     kubeconfig: Path  #: the node's own identity towards the API server
     serving_cert: Path
     serving_key: Path
-    client_ca: Path  #: the kubelet client CA (the cluster CA)
+    #: The kubelet's client CA bundle (clientCAFile): the cluster CA, and forensic-checkpoint's
+    #: kubelet client CA (the dev cluster adds it, as docs/install.md tells an installation to).
+    client_ca: Path
     checkpoint_dir: Path
     state_dir: Path  #: ready file, decompressed default archive
     default_archive: Path

@@ -8,7 +8,7 @@ import logging
 import os
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from forensic_checkpoint import __version__
@@ -30,7 +30,7 @@ from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper, policy_from_values
 from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.agent.http.server import AgentServer, ReloadingTLS
-from forensic_checkpoint.agent.identity.serving import CsrSettings, ServingCertificate
+from forensic_checkpoint.agent.identity.renewing import CsrSettings, RenewedCertificate
 from forensic_checkpoint.agent.jobs import JobStore, utcnow
 from forensic_checkpoint.agent.kubelet.client import (
     DEFAULT_RUNTIME_REQUEST_TIMEOUT,
@@ -44,6 +44,7 @@ from forensic_checkpoint.agent.readiness.probe import ReadinessProber
 from forensic_checkpoint.agent.values import AgentValues, criu_observer, export_config
 from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.api.forensicnode import AgentStatus
+from forensic_checkpoint.domain.identity.profiles import KUBELET_CLIENT, SERVING, Profile
 from forensic_checkpoint.errors import ClusterError, ConfigError
 from forensic_checkpoint.k8s import client as k8s_client
 from forensic_checkpoint.k8s.certificates import CertificateSigningRequests
@@ -109,6 +110,9 @@ class AgentConfig:
     #: csr mode: the agent makes its own key and asks the operator's signer for a certificate
     #: for its node (``agent.identity``); None: files mode (``tls_cert``/``tls_key``).
     csr: CsrSettings | None = None
+    #: ``--kubelet-client-certificate=csr``: the agent makes its own key and asks the operator's
+    #: signer for a short-lived kubelet client certificate for its node; None: ``kubelet_auth``.
+    kubelet_csr: CsrSettings | None = None
 
 
 class AgentProcess:
@@ -116,6 +120,15 @@ class AgentProcess:
         if not config.operator_identity.startswith("system:serviceaccount:"):
             raise ConfigError(
                 "--operator-identity must be system:serviceaccount:<namespace>:<name>"
+            )
+        self.kubelet_identity: RenewedCertificate | None = None
+        if config.kubelet_csr is not None:
+            config = replace(
+                config,
+                kubelet_auth=replace(
+                    config.kubelet_auth,
+                    client_pem=config.state_dir / "kubelet-client" / "kubelet-client.pem",
+                ),
             )
         config.kubelet_auth.validate()
         if (config.client_ca is None) != (config.operator_cert_cn is None):
@@ -208,6 +221,11 @@ class AgentProcess:
             cache_seconds=config.token_cache_seconds,
         )
         self.identity, self._tls = self._serving_identity(config)
+        if config.kubelet_csr is not None:
+            self.kubelet_identity = self._own_certificate(
+                config.kubelet_csr, KUBELET_CLIENT, "kubelet-client"
+            )
+            self.kubelet_identity.load()
         self.server = AgentServer(
             (config.listen_address, config.port),
             service=self.service,
@@ -241,7 +259,7 @@ class AgentProcess:
 
     def _serving_identity(
         self, config: AgentConfig
-    ) -> tuple[ServingCertificate | None, ReloadingTLS | None]:
+    ) -> tuple[RenewedCertificate | None, ReloadingTLS | None]:
         """files mode: the given pair; csr mode: the certificate kept from the last run, if it
         is still good, else none yet (the server starts once the signer issued one)."""
         if config.csr is None:
@@ -250,15 +268,24 @@ class AgentProcess:
             return None, self._reloading(config.tls_cert, config.tls_key)
         if config.tls_cert is not None or config.tls_key is not None:
             raise ConfigError("--tls-cert/--tls-key go with --serving-certificate=files only")
-        identity = ServingCertificate(
-            config.node_name,
-            config.state_dir / "serving",
-            CertificateSigningRequests(self.api),
-            config.csr,
-        )
+        identity = self._own_certificate(config.csr, SERVING, "serving")
         if identity.load():
             return identity, self._reloading(identity.pem_file, identity.pem_file)
         return identity, None
+
+    def _own_certificate(
+        self, settings: CsrSettings, profile: Profile, name: str
+    ) -> RenewedCertificate:
+        """A certificate the agent asks the operator's signer for (key and certificate in
+        ``<state dir>/<name>/<name>.pem``)."""
+        return RenewedCertificate(
+            self.config.node_name,
+            self.config.state_dir / name,
+            CertificateSigningRequests(self.api),
+            settings,
+            profile=profile,
+            file_name=name,
+        )
 
     def _reloading(self, cert: Path, key: Path) -> ReloadingTLS:
         try:
@@ -288,6 +315,10 @@ class AgentProcess:
             log.warning(
                 "heartbeat for ForensicNode %s failed: %s", self.config.node_name, exc.message
             )
+
+    def _kubelet_certificate_ready(self) -> None:
+        if self.readiness is not None:
+            self.readiness.probe_now()
 
     def _start_serving(self) -> None:
         if not self._serving:
@@ -334,6 +365,10 @@ class AgentProcess:
             # Serves at once with a certificate kept from the last run; else once issued, and
             # until then the heartbeat says what it waits for.
             self.identity.start(on_ready=self._certificate_ready)
+        if self.kubelet_identity is not None:
+            # Until the first is issued, kubelet calls fail with KubeletTLSError saying so; once
+            # it is, readiness is probed again at once.
+            self.kubelet_identity.start(on_ready=self._kubelet_certificate_ready)
         self.heartbeat.start()
         log.info(
             "agent for node %s listening on %s (kubelet %s)",
@@ -348,8 +383,9 @@ class AgentProcess:
         if self.readiness is not None:
             self.readiness.stop()
         self.heartbeat.stop()
-        if self.identity is not None:
-            self.identity.stop()
+        for identity in (self.identity, self.kubelet_identity):
+            if identity is not None:
+                identity.stop()
         if self._serving:
             self.server.shutdown()
         self.server.server_close()

@@ -71,6 +71,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/forensic-checkpoint"))
     parser.add_argument("--checkpoint-dir", type=Path, default=Path("/var/lib/kubelet/checkpoints"))
     kubelet = parser.add_argument_group("kubelet")
+    kubelet.add_argument(
+        "--kubelet-client-certificate",
+        choices=("csr",),
+        help="csr: make a key here and ask the operator's signer forensic-checkpoint.dev/"
+        "kubelet-client for a short-lived certificate for this node (user "
+        "forensic-checkpoint:agent:<node>, group forensic-checkpoint:agents), renewed in time "
+        "with a new key; the kubelets must trust that signer's CA (clientCAFile bundle)",
+    )
+    kubelet.add_argument(
+        "--kubelet-certificate-lifetime",
+        type=int,
+        default=86400,
+        help="csr: seconds of validity of the kubelet client certificate (at least 600; renewed "
+        "at --certificate-renew-fraction of it)",
+    )
     kubelet.add_argument("--kubelet-client-cert", type=Path)
     kubelet.add_argument("--kubelet-client-key", type=Path)
     kubelet.add_argument("--kubelet-ca", type=Path, help="CA of the kubelet's serving cert")
@@ -189,7 +204,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.agent.identity.serving import CsrSettings
+    from forensic_checkpoint.agent.identity.renewing import CsrSettings
     from forensic_checkpoint.agent.kubelet.client import KubeletAuth
     from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
     from forensic_checkpoint.errors import ConfigError
@@ -247,6 +262,12 @@ def run(args: argparse.Namespace) -> int:
         client_ca=args.client_ca_file,
         operator_cert_cn=args.operator_cert_cn,
         csr=csr,
+        kubelet_csr=CsrSettings(
+            expiration_seconds=args.kubelet_certificate_lifetime,
+            renew_fraction=args.certificate_renew_fraction,
+        )
+        if args.kubelet_client_certificate == "csr"
+        else None,
     )
     agent = AgentProcess(config)
     stop = threading.Event()

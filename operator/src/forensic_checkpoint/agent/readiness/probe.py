@@ -115,6 +115,11 @@ class ReadinessProber:
         self._guarded_round()
         self._thread.start()
 
+    def probe_now(self) -> None:
+        """One round at once (the kubelet client certificate just arrived: the last round's
+        KubeletTLSError is stale, and the operator refuses captures on it)."""
+        self._guarded_round()
+
     def _guarded_round(self) -> None:
         try:
             self.round()

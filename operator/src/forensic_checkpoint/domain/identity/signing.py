@@ -1,8 +1,9 @@
-"""The serving certificate the operator issues for an approved agent request.
+"""The certificate the operator issues for an approved agent request (serving or kubelet client).
 
 Only the public key comes from the request; everything else is set here: the subject and the
-one DNS name are the node's (the request was checked to ask for exactly that), it cannot sign
-certificates (``CA:false``), and it is good for TLS servers only. Validity is what the agent
+DNS names are the node's :class:`~.profiles.Subject` (the request was checked to ask for exactly
+that), it cannot sign certificates (``CA:false``), and it is good for TLS servers only or TLS
+clients only, as the profile says. Validity is what the agent
 asked for (``spec.expirationSeconds``), at most ``max_seconds`` and never past the CA's own end.
 """
 
@@ -16,6 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from forensic_checkpoint.domain.identity.profiles import Subject
 
 #: The API server's floor for ``spec.expirationSeconds``.
 MIN_SECONDS = 600
@@ -31,7 +34,7 @@ class SigningCA:
 
 
 def load_ca(cert_pem: bytes, key_pem: bytes) -> SigningCA:
-    """The agents' CA; ``ValueError`` when the files are not a CA certificate and its key."""
+    """One of the agents' CAs; ``ValueError`` unless the files are a CA certificate and its key."""
     cert = x509.load_pem_x509_certificate(cert_pem)
     key = serialization.load_pem_private_key(key_pem, password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
@@ -62,19 +65,23 @@ def lifetime(requested_seconds: int | None, max_seconds: int) -> timedelta:
 def issue(
     request: x509.CertificateSigningRequest,
     *,
-    server_name: str,
+    subject: Subject,
     ca: SigningCA,
     now: datetime,
     valid_for: timedelta,
 ) -> bytes:
-    """The PEM certificate for ``server_name`` with the request's public key."""
+    """The PEM certificate for ``subject`` with the request's public key."""
     public_key = request.public_key()
     if not isinstance(public_key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey):
         raise ValueError(f"cannot certify a {type(public_key).__name__}")
     not_after = min(now + valid_for, ca.certificate.not_valid_after_utc)
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, subject.common_name)]
+    if subject.organization:
+        names.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, subject.organization))
+    usage = ExtendedKeyUsageOID.CLIENT_AUTH if subject.client else ExtendedKeyUsageOID.SERVER_AUTH
     builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, server_name)]))
+        .subject_name(x509.Name(names))
         .issuer_name(ca.certificate.subject)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
@@ -82,11 +89,13 @@ def issue(
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_key_usage(rsa_key=isinstance(public_key, rsa.RSAPublicKey)), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(server_name)]), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_authority_key_id(ca), critical=False)
     )
+    if subject.dns_names:
+        san = x509.SubjectAlternativeName([x509.DNSName(n) for n in subject.dns_names])
+        builder = builder.add_extension(san, critical=False)
     return builder.sign(ca.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
 

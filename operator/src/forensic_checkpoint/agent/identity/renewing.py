@@ -1,12 +1,18 @@
-"""``--serving-certificate=csr``: the agent's serving certificate, asked for and renewed through
-CertificateSigningRequests that the operator's signer approves for this node only.
+"""A certificate of the agent's own, asked for and renewed through CertificateSigningRequests
+that the operator's signer approves for this node only, one
+:class:`~forensic_checkpoint.domain.identity.profiles.Profile` each: the serving certificate
+(``--serving-certificate=csr``, signer ``forensic-checkpoint.dev/agent-serving``, served by the
+TLS server) and the kubelet client certificate (``--kubelet-client-certificate=csr``, signer
+``forensic-checkpoint.dev/kubelet-client``, loaded by the kubelet client on every call; its CA
+is in the kubelets' client CA bundle only, so it is worthless against the API server).
 
 One daemon thread: at start it keeps a certificate a previous run left if it is still good,
 otherwise it makes a new key and asks; then it sleeps until the renewal time
-(``domain.identity.renewal``) and asks again with a new key, replacing the file atomically; the
-TLS server reloads it for new connections without a restart. A denied, failed or unanswered
+(``domain.identity.renewal``) and asks again with a new key, replacing the file atomically; its
+user (the TLS server, the kubelet client) loads it again for new connections without a restart.
+A denied, failed or unanswered
 request is logged with the signer's message, deleted, and asked again after a back-off. Until
-the first certificate arrives :attr:`ServingCertificate.pending` says what the agent waits for:
+the first certificate arrives :attr:`RenewedCertificate.pending` says what the agent waits for:
 the heartbeat publishes it, and the operator does not call an agent without a certificate.
 A request is deleted once its certificate is installed, or when it had no answer; a refused one
 is left for ``kubectl get csr`` (the cluster removes it after an hour).
@@ -27,13 +33,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from forensic_checkpoint.agent.identity import keys
 from forensic_checkpoint.agent.jobs import utcnow, write_private
 from forensic_checkpoint.agent.ports import CsrClient
-from forensic_checkpoint.agent_identity import SIGNER_NAME, agent_server_name
 from forensic_checkpoint.domain.identity import renewal
+from forensic_checkpoint.domain.identity.profiles import Profile
 from forensic_checkpoint.errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
 
-USAGES = ("digital signature", "server auth")
 _LABELS = {
     "app.kubernetes.io/part-of": "forensic-checkpoint",
     "app.kubernetes.io/component": "agent",
@@ -71,7 +76,7 @@ class _Unanswered(Exception):
     """No answer in time, or the agent stops: the request is deleted."""
 
 
-class ServingCertificate:
+class RenewedCertificate:
     def __init__(
         self,
         node_name: str,
@@ -79,14 +84,19 @@ class ServingCertificate:
         csrs: CsrClient,
         settings: CsrSettings,
         *,
+        profile: Profile,
+        file_name: str,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         settings.validate()
         self.node_name = node_name
-        self.server_name = agent_server_name(node_name)
+        self.profile = profile
+        self.subject = profile.subject_for(node_name)
+        #: What the certificate is for, in messages (the serving name, the kubelet user).
+        self.label = f"{profile.kind} for {self.subject.common_name}"
         self.directory = directory
-        #: Certificate and key, one PEM file: the TLS server's certificate *and* key file.
-        self.pem_file = directory / "serving.pem"
+        #: Certificate and key, one PEM file: its user's certificate *and* key file.
+        self.pem_file = directory / f"{file_name}.pem"
         self._pending_record = directory / "pending-request"
         self._csrs = csrs
         self._settings = settings
@@ -96,7 +106,7 @@ class ServingCertificate:
         self._on_ready: Callable[[], None] = lambda: None
         self.current: keys.ServedCertificate | None = None
         #: Why the agent cannot serve yet; empty once it has a certificate.
-        self.pending = f"no certificate for {self.server_name} asked for yet"
+        self.pending = f"no {self.label} asked for yet"
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -107,7 +117,7 @@ class ServingCertificate:
         found = keys.load(self.pem_file)
         if (
             found is None
-            or found.names != (self.server_name,)
+            or found.subject != self.subject
             or not renewal.usable(self._clock(), found.not_before, found.not_after)
         ):
             return False
@@ -120,7 +130,9 @@ class ServingCertificate:
         self._on_ready = on_ready
         if self.current is not None:
             on_ready()
-        self._thread = threading.Thread(target=self._loop, name="serving-certificate", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name=f"certificate-{self.pem_file.stem}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -148,8 +160,8 @@ class ServingCertificate:
             except (_Refused, _Unanswered, ClusterError, ValueError) as exc:
                 message = exc.message if isinstance(exc, ClusterError) else str(exc)
                 log.error(
-                    "no serving certificate for %s: %s; asking again in %.0f s",
-                    self.server_name,
+                    "no %s: %s; asking again in %.0f s",
+                    self.label,
                     message,
                     retry,
                 )
@@ -167,22 +179,23 @@ class ServingCertificate:
         """Ask for a certificate with a new key and install it; raises when refused or not
         answered within ``answer_timeout``."""
         key = keys.new_key()
-        name = f"forensic-checkpoint-agent-{self.node_name}"[:230].rstrip(".-")
+        name = f"forensic-checkpoint-agent-{self.node_name}"[:220].rstrip(".-")
+        name = f"{name}-{self.pem_file.stem}"
         name = f"{name}-{secrets.token_hex(6)}"
         write_private(self._pending_record, name.encode())
         self._csrs.create(
             name,
-            keys.request_pem(key, self.server_name),
-            signer=SIGNER_NAME,
-            usages=USAGES,
+            keys.request_pem(key, self.subject),
+            signer=self.profile.signer_name,
+            usages=("digital signature", self.profile.required_usage),
             expiration_seconds=self._settings.expiration_seconds,
             labels=_LABELS,
         )
-        log.info("asked for a serving certificate for %s: CSR %s", self.server_name, name)
+        log.info("asked for a %s: CSR %s", self.label, name)
         if self.current is None:
             self.pending = (
-                f"CertificateSigningRequest {name} for {self.server_name} waits for the "
-                f"operator's signer {SIGNER_NAME}"
+                f"CertificateSigningRequest {name} for a {self.label} waits for the "
+                f"operator's signer {self.profile.signer_name}"
             )
         try:
             certificate = self._answer(name, key)
@@ -213,9 +226,7 @@ class ServingCertificate:
                 raise _Refused(f"CertificateSigningRequest {name} {outcome.refusal}")
             if outcome.certificate is not None:
                 served = keys.describe(outcome.certificate)
-                if served.names != (self.server_name,) or not keys.matches(
-                    key, outcome.certificate
-                ):
+                if served.subject != self.subject or not keys.matches(key, outcome.certificate):
                     raise _Refused(f"CSR {name}: the issued certificate is not the one asked for")
                 return outcome.certificate
             if self._stop.wait(self._settings.poll_interval):
@@ -224,15 +235,15 @@ class ServingCertificate:
         raise _Unanswered(
             f"CertificateSigningRequest {name} had no answer within "
             f"{self._settings.answer_timeout:.0f} s: is the operator (the signer "
-            f"{SIGNER_NAME}) running?"
+            f"{self.profile.signer_name}) running?"
         )
 
     def _installed(self, served: keys.ServedCertificate) -> None:
         self.current = served
         self.pending = ""
         log.info(
-            "serving certificate for %s valid until %s (serial %x), renewal at %s",
-            self.server_name,
+            "%s valid until %s (serial %x), renewal at %s",
+            self.label,
             served.not_after.isoformat(),
             served.serial,
             renewal.renew_at(
