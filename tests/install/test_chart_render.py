@@ -157,7 +157,11 @@ def test_rbac_equals_the_rbac_the_operator_and_agent_tests_prove() -> None:
     with_alerts = documents(
         template(
             release="forensic-checkpoint",
-            set_values=["alerts.enabled=true", "alerts.tokenSecret.name=t"],
+            set_values=[
+                "alerts.enabled=true",
+                "alerts.tokenSecret.name=t",
+                "kubelet.authMode=csr",
+            ],
         )
     )
     for component in ("operator", "agent"):

@@ -1,7 +1,7 @@
 """``kubelet.authMode: csr`` in the chart (issue 15, item 10): the agents ask for per-node kubelet
 client certificates, the operator alone holds the kubelet client CA's key and signs them, the
-agents' group may create nodes/checkpoint, and the agent-csr policy lets agents use that
-signer too."""
+operator (not the agents' group) may grant each node's user nodes/checkpoint on its node, within
+the operator-grants policy, and the agent-csr policy lets agents use that signer too."""
 
 from __future__ import annotations
 
@@ -33,18 +33,21 @@ def test_csr_mode_renders_the_ca_the_signer_and_the_agents_flags() -> None:
     assert "--kubelet-client-cert=" not in agent_args
     # The agent never mounts the CA, nor a shared kubelet client certificate.
     assert not {"kubelet-client", "kubelet-client-ca"} & {v["name"] for v in agent["volumes"]}
-    binding = one(docs, "ClusterRoleBinding", "fc-forensic-checkpoint-agent-kubelet-client-csr")
-    assert binding["subjects"] == [
-        {
-            "apiGroup": "rbac.authorization.k8s.io",
-            "kind": "Group",
-            "name": "forensic-checkpoint:agents",
-        }
-    ]
-    role = one(docs, "ClusterRole", "fc-forensic-checkpoint-agent-kubelet-client-csr")
-    assert role["rules"] == [
-        {"apiGroups": [""], "resources": ["nodes/checkpoint"], "verbs": ["create"]}
-    ]
+    # No group-wide grant: a certificate of one node checkpoints nothing on another.
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        for binding in by_kind(docs, kind):
+            assert all(s["kind"] != "Group" for s in binding.get("subjects") or []), binding
+    operator_rules = one(docs, "ClusterRole", "fc-forensic-checkpoint-operator")["rules"]
+    assert {
+        "apiGroups": ["rbac.authorization.k8s.io"],
+        "resources": ["clusterroles", "clusterrolebindings"],
+        "verbs": ["get", "create", "patch"],
+    } in operator_rules
+    grants = one(docs, "ValidatingAdmissionPolicy", "fc-forensic-checkpoint-operator-grants")
+    assert grants["spec"]["matchConditions"][0]["expression"] == (
+        'request.userInfo.username == "system:serviceaccount:forensic-checkpoint:'
+        'fc-forensic-checkpoint-operator"'
+    )
     signers = [
         r
         for r in one(docs, "ClusterRole", "fc-forensic-checkpoint-operator")["rules"]
@@ -64,3 +67,7 @@ def test_the_default_mode_has_no_kubelet_client_ca() -> None:
     docs = documents(template())
     names = [d["metadata"]["name"] for d in by_kind(docs, "Secret")]
     assert "fc-forensic-checkpoint-kubelet-client-ca" not in names
+    policies = [d["metadata"]["name"] for d in by_kind(docs, "ValidatingAdmissionPolicy")]
+    assert "fc-forensic-checkpoint-operator-grants" not in policies
+    operator_rules = one(docs, "ClusterRole", "fc-forensic-checkpoint-operator")["rules"]
+    assert all("clusterroles" not in r["resources"] for r in operator_rules)

@@ -274,6 +274,16 @@ class FakeNodes:
         return NodeFacts(name=name) if name in ("node-a", "node-b") else None
 
 
+@dataclass
+class FakeGrants:
+    """Records each grant in the requests' action log, so that its order shows."""
+
+    actions: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def ensure(self, node: NodeFacts) -> None:
+        self.actions.append(("grant", node.name, ""))
+
+
 def test_the_signer_approves_and_signs_denies_and_never_signs_what_it_would_deny(
     agents_ca: CA,
 ) -> None:
@@ -291,7 +301,7 @@ def test_the_signer_approves_and_signs_denies_and_never_signs_what_it_would_deny
         ]
     )
     config = AgentSignerConfig(agents_ca.cert, agents_ca.key, AGENT)
-    signer = AgentSigner(config, fake, FakeNodes(), clock=lambda: NOW)
+    signer = AgentSigner(config, fake, FakeNodes(), FakeGrants(fake.actions), clock=lambda: NOW)
     assert signer.run_once() == 3
     assert fake.actions[:2] == [("approve", "csr-1", ac.APPROVED), ("issue", "csr-1", "")]
     assert fake.actions[2][:2] == ("deny", "csr-2")
@@ -317,23 +327,28 @@ def test_the_signer_signs_kubelet_client_requests_with_the_kubelet_client_ca(
     config = AgentSignerConfig(
         None, None, AGENT, kubelet_client_ca_file=kc.cert, kubelet_client_ca_key_file=kc.key
     )
-    assert AgentSigner(config, fake, FakeNodes(), clock=lambda: NOW).run_once() == 2
-    assert fake.actions[:2] == [
+    signer = AgentSigner(config, fake, FakeNodes(), FakeGrants(fake.actions), clock=lambda: NOW)
+    assert signer.run_once() == 2
+    # node-a's user may checkpoint node-a before its certificate exists; node-b gets nothing.
+    assert fake.actions[:3] == [
+        ("grant", "node-a", ""),
         ("approve", "csr-1", "AgentKubeletClientCertificate"),
         ("issue", "csr-1", ""),
     ]
-    assert fake.actions[2][:2] == ("deny", "csr-2")
+    assert fake.actions[3:4] == [("deny", "csr-2", fake.actions[3][2])]
     cert = x509.load_pem_x509_certificate(fake.issued["csr-1"])
     cert.verify_directly_issued_by(x509.load_pem_x509_certificate(kc.cert.read_bytes()))
     assert cert.subject.rfc4514_string() == f"O={AGENTS_GROUP},CN={user}"
     # Without the kubelet client CA its requests are left alone, and the reverse.
     untouched = FakeRequests([CsrState(good)])
     assert (
-        AgentSigner(AgentSignerConfig(kc.cert, kc.key, AGENT), untouched, FakeNodes()).run_once()
+        AgentSigner(
+            AgentSignerConfig(kc.cert, kc.key, AGENT), untouched, FakeNodes(), FakeGrants()
+        ).run_once()
         == 0
     )
     serving_only = FakeRequests([CsrState(spec())])
-    assert AgentSigner(config, serving_only, FakeNodes()).run_once() == 0
+    assert AgentSigner(config, serving_only, FakeNodes(), FakeGrants()).run_once() == 0
 
 
 # --- the operator's client refuses another node's agent ----------------------------------

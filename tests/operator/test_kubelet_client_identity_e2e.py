@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -21,18 +22,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from tests.operator.operator_e2e_support import NAMESPACE, create_pod, kubelet_calls
+from tests.operator.operator_e2e_support import NAMESPACE, create_pod, fake_node, kubelet_calls
 
 from forensic_checkpoint.agent_identity import (
     AGENTS_GROUP,
     KUBELET_CLIENT_SIGNER,
+    kubelet_client_grant_name,
     kubelet_client_user,
 )
+from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.certificates import CertificateSigningRequests
 from forensic_checkpoint.k8s.client import close, from_token
 from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access, processes
-from forensic_checkpoint_dev.stack import AGENT_SA, SYSTEM_NAMESPACE, LocalStack
+from forensic_checkpoint_dev.stack import AGENT_SA, OPERATOR_SA, SYSTEM_NAMESPACE, LocalStack
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -83,6 +86,134 @@ def test_the_agent_captures_with_a_certificate_for_its_own_node(
     # The kubelet saw the node's own user (CN; the group O authorised it through RBAC).
     [call] = kubelet_calls(stack, kc_agent, "kc-capture")
     assert (call["user"], call["status"]) == (kubelet_client_user(NODE), 200)
+
+
+def test_it_checkpoints_on_its_own_node_only(stack: LocalStack, kc_agent: str) -> None:
+    """A certificate taken from node-3 is refused by node-2's kubelet (it trusts the same CA):
+    the operator granted node-3's user ``create nodes/checkpoint`` on node-3 alone, in a role
+    and binding the Node owns (so they go with it)."""
+    other = fake_node(stack, "node-2")
+    response = requests.post(
+        f"{other.url}/checkpoint/{NAMESPACE}/any-pod/app",
+        cert=str(pem_file(stack)),
+        verify=str(other.serving_ca),
+        timeout=10,
+    )
+    assert response.status_code == 403, response.text
+    assert kubelet_client_user(NODE) in response.text
+    admin = stack.cluster.admin_client()
+    try:
+        name = kubelet_client_grant_name(NODE)
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        role = apiserver.request(admin, "GET", f"{rbac}/clusterroles/{name}")
+        binding = apiserver.request(admin, "GET", f"{rbac}/clusterrolebindings/{name}")
+        node = apiserver.request(admin, "GET", f"/api/v1/nodes/{NODE}")
+    finally:
+        close(admin)
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["nodes/checkpoint"],
+            "resourceNames": [NODE],
+            "verbs": ["create"],
+        }
+    ]
+    assert binding["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": kubelet_client_user(NODE)}
+    ]
+    for obj in (role, binding):
+        [owner] = obj["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            "Node",
+            NODE,
+            node["metadata"]["uid"],
+        )
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("clusterroles", "evil", [], "may write only the roles and bindings named"),
+        ("clusterroles", kubelet_client_grant_name("node-1"), ["get forensicnodes"],
+         "may hold only the rule create nodes/checkpoint on node node-1"),
+        ("clusterroles", kubelet_client_grant_name("node-1"), ["checkpoint node-2"],
+         "may hold only the rule create nodes/checkpoint on node node-1"),
+        ("clusterrolebindings", kubelet_client_grant_name(NODE), ["group"],
+         f"may bind only its own role to the user forensic-checkpoint:agent:{NODE}"),
+        ("clusterrolebindings", kubelet_client_grant_name("node-1"), ["node-3's role"],
+         "may bind only its own role to the user forensic-checkpoint:agent:node-1"),
+    ],
+    ids=["other-name", "other-rule", "other-node", "group-subject", "other-role"],
+)  # fmt: skip
+def test_the_operator_may_grant_nothing_else(
+    stack: LocalStack, kc_agent: str, case: tuple[str, str, list[str], str]
+) -> None:
+    """The operator's RBAC write rights (which it needs for the grants above) are narrowed by
+    the chart's operator-grants policy to exactly that shape. Each case is one that RBAC's own
+    escalation check lets through (the operator holds every right asked for; node-3's role
+    exists, granted to ``kc_agent``), so only the policy refuses it."""
+    plural, name, twists, says = case
+    node = name.rsplit(":", 1)[-1]
+    rule: dict[str, Any] = {
+        "apiGroups": [""],
+        "resources": ["nodes/checkpoint"],
+        "resourceNames": [node],
+        "verbs": ["create"],
+    }
+    if "get forensicnodes" in twists:
+        # A right the operator holds, so RBAC's escalation check alone would let it pass.
+        rule = {
+            "apiGroups": ["forensic-checkpoint.dev"],
+            "resources": ["forensicnodes"],
+            "verbs": ["get"],
+        }
+    if "checkpoint node-2" in twists:
+        rule = {**rule, "resourceNames": ["node-2"]}
+    subject = {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "User",
+        "name": f"forensic-checkpoint:agent:{node}",
+    }
+    if "group" in twists:
+        subject = {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Group",
+            "name": "system:authenticated",
+        }
+    body: dict[str, Any] = {"metadata": {"name": name}}
+    if plural == "clusterroles":
+        body |= {"kind": "ClusterRole", "rules": [rule]}
+    else:
+        role = kubelet_client_grant_name(kc_agent) if "node-3's role" in twists else name
+        body |= {
+            "kind": "ClusterRoleBinding",
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role,
+            },
+            "subjects": [subject],
+        }
+    body["apiVersion"] = "rbac.authorization.k8s.io/v1"
+    admin = stack.cluster.admin_client()
+    try:
+        token = access.request_token(admin, SYSTEM_NAMESPACE, OPERATOR_SA)
+    finally:
+        close(admin)
+    operator = from_token(stack.cluster.server, token, ca_file=stack.cluster.ca_file)
+    try:
+        with pytest.raises(ClusterError) as refused:
+            apiserver.request(
+                operator,
+                "POST",
+                f"/apis/rbac.authorization.k8s.io/v1/{plural}",
+                body=body,
+                query={"dryRun": "All"},
+            )
+    finally:
+        close(operator)
+    assert "operator-grants policy" in str(refused.value), refused.value
+    assert says in str(refused.value), refused.value
 
 
 def test_the_api_server_does_not_accept_it(stack: LocalStack, kc_agent: str) -> None:

@@ -1,6 +1,7 @@
 """Server-side apply of the manifests the local stack runs with: deploy/rbac/*.yaml and, from the
 rendered chart (deploy/forensic-checkpoint.yaml), its admission policies and the custodian role,
-so that the stack's API server enforces what an installed chart does."""
+so that the stack's API server enforces what an installed chart does. The stack runs an agent in
+kubelet.authMode csr too, whose policy deploy/ (the default mode) lacks: it is rendered apart."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from kubernetes import client as k8s
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.errors import ClusterError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close
+from forensic_checkpoint_dev import deploy
 from forensic_checkpoint_dev.apiserver import APPLY, call, request
 from forensic_checkpoint_dev.repo import REPO_ROOT
 
@@ -75,10 +77,20 @@ def apply_documents(api: ApiClient, docs: Iterable[dict[str, Any] | None]) -> No
         )
 
 
+#: The chart's policy for kubelet.authMode csr only (what the operator may grant).
+KUBELET_CSR_POLICY = "templates/admission-operator-grants.yaml"
+
+
 def chart_admission(manifest: Path = DEPLOY_MANIFEST) -> list[dict[str, Any]]:
     """The rendered chart's admission policies and bindings (but the per-stack alert-provenance
-    one), and the custodian role."""
-    return [
+    one), the kubelet csr mode's, and the custodian role."""
+    csr_only = deploy.helm_template(
+        deploy.DEPLOY_VALUES,
+        release="forensic-checkpoint",
+        set_values=["kubelet.authMode=csr"],
+        show_only=KUBELET_CSR_POLICY,
+    )
+    return [doc for doc in yaml.safe_load_all(csr_only) if doc] + [
         doc
         for doc in yaml.safe_load_all(manifest.read_text(encoding="utf-8"))
         if doc

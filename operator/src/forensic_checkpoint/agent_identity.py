@@ -53,6 +53,14 @@ def kubelet_client_user(node_name: str) -> str:
     return f"forensic-checkpoint:agent:{node_name}"
 
 
+def kubelet_client_grant_name(node_name: str) -> str:
+    """The ClusterRole and ClusterRoleBinding that let :func:`kubelet_client_user` of
+    ``node_name`` create ``nodes/checkpoint`` on that node alone (``ValueError`` as
+    :func:`agent_server_name`). The same for every installation, like the user it grants."""
+    agent_server_name(node_name)
+    return f"forensic-checkpoint:kubelet-client:{node_name}"
+
+
 def _is_label(label: str) -> bool:
     return (
         0 < len(label) <= 63

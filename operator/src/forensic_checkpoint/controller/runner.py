@@ -34,6 +34,7 @@ from forensic_checkpoint.k8s.client import ApiClient, from_environment
 from forensic_checkpoint.k8s.connection import connection_facts
 from forensic_checkpoint.k8s.nodes import ForensicNodes, Nodes
 from forensic_checkpoint.k8s.pods import Pods
+from forensic_checkpoint.k8s.rbac import KubeletClientGrants
 from forensic_checkpoint.k8s.reviews import self_subject
 from forensic_checkpoint.k8s.tokens import ServiceAccountTokens, service_account_of
 
@@ -95,7 +96,9 @@ async def run_operator(
     tls = tls_context(config.agent_ca_file)
     tokens = await _agent_tokens(api, config.agent_token_seconds)
     signer = (
-        AgentSigner(config.signer, CertificateSigningRequests(api), Nodes(api))
+        AgentSigner(
+            config.signer, CertificateSigningRequests(api), Nodes(api), KubeletClientGrants(api)
+        )
         if config.signer is not None
         else None
     )

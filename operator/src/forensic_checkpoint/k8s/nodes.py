@@ -28,6 +28,8 @@ class NodeFacts:
     kubelet_port: int | None = None
     #: ``status.nodeInfo`` (containerRuntimeVersion, kubeletVersion, ...).
     node_info: Mapping[str, str] = field(default_factory=dict)
+    #: ``metadata.uid``: what owner references to the Node name.
+    uid: str = ""
 
 
 class Nodes:
@@ -57,6 +59,7 @@ def _node_facts(name: str, raw: Mapping[str, Any]) -> NodeFacts:
         addresses=addresses,
         kubelet_port=port if isinstance(port, int) else None,
         node_info={str(k): str(v) for k, v in (status.get("nodeInfo") or {}).items()},
+        uid=str((raw.get("metadata") or {}).get("uid") or ""),
     )
 
 

@@ -1,7 +1,8 @@
 """The signer loop: every ``interval`` seconds, each request for one of the agents' signers
 (serving, kubelet client: a :class:`~forensic_checkpoint.domain.identity.profiles.Profile` and a
 CA each, those configured) that nobody has finished gets the domain's verdict: approved and
-signed, or denied with the reason.
+signed, or denied with the reason. A kubelet client certificate is signed only once its node's
+agent user may create ``nodes/checkpoint`` on that node alone (``k8s.rbac``).
 
 A poll of one field-selected list rather than a kopf handler: kopf would keep its progress in
 annotations on the CSRs (a ``patch`` right on every CSR in the cluster), and an approval or a
@@ -51,6 +52,12 @@ class SignerRequests(Protocol):
     def fail(self, name: str, *, reason: str, message: str) -> None: ...
 
 
+class CheckpointGrants(Protocol):
+    """``k8s.rbac.KubeletClientGrants``."""
+
+    def ensure(self, node: NodeFacts) -> None: ...
+
+
 class NodeLookup(Protocol):
     """``k8s.nodes.Nodes``."""
 
@@ -67,6 +74,7 @@ class AgentSigner:
         config: AgentSignerConfig,
         requests: SignerRequests,
         nodes: NodeLookup,
+        grants: CheckpointGrants,
         *,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
@@ -85,6 +93,7 @@ class AgentSigner:
         self._config = config
         self._requests = requests
         self._nodes = nodes
+        self._grants = grants
         self._clock = clock
 
     def run_once(self) -> int:
@@ -128,6 +137,11 @@ class AgentSigner:
             log.warning("agent certificate request %s %s: %s", spec.name, outcome, verdict.message)
             DECISIONS.labels(signer=signer, outcome=outcome, reason=verdict.reason).inc()
             return
+        if profile.grants_node_checkpoint:
+            node = self._nodes.get(verdict.node)
+            if node is None:  # deleted since the review: denied on the next pass
+                return
+            self._grants.ensure(node)
         if state.decision == "":
             self._requests.approve(spec.name, reason=verdict.reason, message=verdict.message)
         if facts.request is None or verdict.subject is None:  # never when approved

@@ -46,6 +46,9 @@ class Profile:
     required_usage: str
     #: The subject for a node; ``ValueError`` for a name that is not a node name.
     subject_for: Callable[[str], Subject]
+    #: Whether the node's agent user must first be granted ``create nodes/checkpoint`` on that
+    #: node (and no other): the kubelet authorises a client certificate through RBAC.
+    grants_node_checkpoint: bool = False
 
 
 def _serving(node: str) -> Subject:
@@ -72,5 +75,6 @@ KUBELET_CLIENT = Profile(
     usages=frozenset({"digital signature", "key encipherment", "client auth"}),
     required_usage="client auth",
     subject_for=_kubelet_client,
+    grants_node_checkpoint=True,
 )
 PROFILES = (SERVING, KUBELET_CLIENT)
