@@ -339,6 +339,7 @@ class DevCluster:
             server=self.server,
             ca=p.ca,
             kubelet_ca=p.kubelet_ca,
+            client_ca=p.client_ca_bundle,
             spawn=spawn,
             tools=tools,
         )

@@ -273,10 +273,14 @@ def start(
     server: str,
     ca: pki.CertPair,
     kubelet_ca: pki.CertPair,
+    client_ca: Path,
     spawn: Spawn,
     tools: binaries.NodeTools,
 ) -> None:
     """Start containerd and the kubelet; returns once they run (the node is not yet Ready).
+
+    ``client_ca`` is the kubelet's client CA bundle: the cluster CA and forensic-checkpoint's
+    kubelet client CA, as docs/install.md tells an installation in ``kubelet.authMode: csr``.
 
     ``spawn(component, argv, env)`` starts a process the cluster tracks and returns its pid.
     """
@@ -304,7 +308,7 @@ def start(
     cni_dir = etc / "cni"
     cni_dir.mkdir(exist_ok=True)
     _write_json(cni_dir / "10-fcp.conflist", setup.cni_config(node))
-    _write_json(etc / "kubelet-config.json", setup.kubelet_config(node, ca.cert, serving))
+    _write_json(etc / "kubelet-config.json", setup.kubelet_config(node, client_ca, serving))
 
     env = {
         # containerd finds its shim on PATH; runc and iptables come from the system.
