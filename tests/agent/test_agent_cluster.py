@@ -33,11 +33,11 @@ from tests.factories import export_values, s3_client
 
 from forensic_checkpoint.agent.kubelet.client import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
+from forensic_checkpoint.agent_identity import agent_audience
 from forensic_checkpoint.api.agent import (
     CaptureRequest,
     CaptureStatus,
     DeleteResult,
-    agent_audience,
     capture_key,
 )
 from forensic_checkpoint.api.forensicnode import AgentStatus

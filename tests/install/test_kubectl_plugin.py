@@ -18,7 +18,7 @@ import pytest
 import requests
 import yaml
 
-from forensic_checkpoint.api.agent import agent_audience
+from forensic_checkpoint.agent_identity import agent_audience
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
 from forensic_checkpoint.k8s.client import close
 from forensic_checkpoint_dev.cluster import access, binaries

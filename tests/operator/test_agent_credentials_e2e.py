@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 from tests.operator.operator_e2e_support import NAMESPACE
 
-from forensic_checkpoint.agent_identity import agent_server_name
-from forensic_checkpoint.api.agent import agent_audience
+from forensic_checkpoint.agent_identity import agent_audience, agent_server_name
 from forensic_checkpoint.k8s.client import ApiClient
 from forensic_checkpoint.k8s.reviews import token_review
 from forensic_checkpoint_dev import apiserver

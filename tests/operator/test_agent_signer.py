@@ -31,10 +31,10 @@ from forensic_checkpoint.agent_identity import (
     KUBELET_CLIENT_SIGNER,
     NODE_NAME_EXTRA,
     SIGNER_NAME,
+    agent_audience,
     agent_server_name,
     kubelet_client_user,
 )
-from forensic_checkpoint.api.agent import agent_audience
 from forensic_checkpoint.cli.kubectl_forensic.agent_tls import agent_session
 from forensic_checkpoint.controller.capture.agent_client import AgentClient, tls_context
 from forensic_checkpoint.controller.capture.agent_tokens import AgentTokens

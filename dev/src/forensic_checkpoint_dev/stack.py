@@ -26,8 +26,7 @@ from typing import Any
 
 import requests
 
-from forensic_checkpoint.agent_identity import agent_server_name
-from forensic_checkpoint.api.agent import agent_audience
+from forensic_checkpoint.agent_identity import agent_audience, agent_server_name
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.errors import ClusterError, ToolError

@@ -1,4 +1,5 @@
-"""Who a node's agent is, as its serving certificate says: one DNS name per node.
+"""Who a node's agent is, as its serving certificate says (one DNS name per node), and what it
+accepts: only tokens for its own audience (:func:`agent_audience`).
 
 Every agent serves a certificate for :func:`agent_server_name` of its own node, and only that
 name. The operator and the kubectl plugin verify an agent against the agents' CA *at that name*
@@ -29,9 +30,22 @@ KUBELET_CLIENT_SIGNER = "forensic-checkpoint.dev/kubelet-client"
 AGENTS_GROUP = "forensic-checkpoint:agents"
 #: Parent of every agent's name: ``<node>.agents.forensic-checkpoint.dev``.
 AGENTS_DOMAIN = "agents.forensic-checkpoint.dev"
+SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
+#: Parent of every agent's token audience: ``forensic-checkpoint.dev/agent/<node>``.
+AUDIENCE_PREFIX = "forensic-checkpoint.dev/agent/"
 #: The user "extra" key in which the API server records the Node a ServiceAccount token is
 #: bound to (a DaemonSet pod's projected token), copied into a CSR's ``spec.extra``.
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
+
+
+def service_account_of(username: str) -> tuple[str, str] | None:
+    """``(namespace, name)`` of a ServiceAccount's user name
+    (``system:serviceaccount:<namespace>:<name>``); None for any other user. The operator and
+    the agents are named to each other this way."""
+    namespace, _, name = username.removeprefix(SERVICE_ACCOUNT_PREFIX).partition(":")
+    if not username.startswith(SERVICE_ACCOUNT_PREFIX) or not namespace or not name:
+        return None
+    return namespace, name
 
 
 def agent_server_name(node_name: str) -> str:
@@ -44,6 +58,12 @@ def agent_server_name(node_name: str) -> str:
     if not node_name or any(not _is_label(label) for label in labels):
         raise ValueError(f"{node_name!r} is not a Kubernetes node name (a DNS subdomain)")
     return f"{node_name}.{AGENTS_DOMAIN}"
+
+
+def agent_audience(node_name: str) -> str:
+    """The token audience the agent of ``node_name`` requires (and no other agent accepts): a
+    token the operator or an analyst mints for one node's agent is worth nothing at another."""
+    return AUDIENCE_PREFIX + node_name
 
 
 def kubelet_client_user(node_name: str) -> str:

@@ -42,7 +42,7 @@ from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.agent.node import Heartbeat, ensure_forensic_node, kubelet_endpoint
 from forensic_checkpoint.agent.readiness.probe import ReadinessProber
 from forensic_checkpoint.agent.values import AgentValues, criu_observer, export_config
-from forensic_checkpoint.api.agent import agent_audience
+from forensic_checkpoint.agent_identity import agent_audience, service_account_of
 from forensic_checkpoint.api.forensicnode import AgentStatus
 from forensic_checkpoint.domain.identity.profiles import KUBELET_CLIENT, SERVING, Profile
 from forensic_checkpoint.errors import ClusterError, ConfigError
@@ -117,7 +117,7 @@ class AgentConfig:
 
 class AgentProcess:
     def __init__(self, config: AgentConfig, *, analyzer: Analyzer | None = None) -> None:
-        if not config.operator_identity.startswith("system:serviceaccount:"):
+        if service_account_of(config.operator_identity) is None:
             raise ConfigError(
                 "--operator-identity must be system:serviceaccount:<namespace>:<name>"
             )

@@ -35,12 +35,6 @@ from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 
 API_PREFIX = "/v1/captures"
 SHA256_HEADER = "X-Checkpoint-Sha256"
-AUDIENCE_PREFIX = "forensic-checkpoint.dev/agent/"
-
-
-def agent_audience(node_name: str) -> str:
-    """The token audience the agent of ``node_name`` requires (and no other agent accepts)."""
-    return AUDIENCE_PREFIX + node_name
 
 
 #: Kubernetes names are at most 253 characters; a key is a uid (36) + "-" + a container name (63).

@@ -18,7 +18,7 @@ import aiohttp
 import kopf
 from prometheus_client import start_http_server
 
-from forensic_checkpoint.api.agent import agent_audience
+from forensic_checkpoint.agent_identity import agent_audience
 from forensic_checkpoint.api.base import GROUP
 from forensic_checkpoint.controller.alerts.kopf_wiring import register as register_alerts
 from forensic_checkpoint.controller.capture.agent_client import AgentClient, tls_context

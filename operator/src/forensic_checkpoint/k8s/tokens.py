@@ -9,22 +9,21 @@ from __future__ import annotations
 
 from kubernetes import client as k8s_client
 
+from forensic_checkpoint import agent_identity
 from forensic_checkpoint.errors import ClusterError, ConfigError
 from forensic_checkpoint.k8s._rest import translated
 from forensic_checkpoint.k8s.client import ApiClient
 
-SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
-
 
 def service_account_of(username: str) -> tuple[str, str]:
     """``(namespace, name)`` of a ServiceAccount user name; ``ConfigError`` for anyone else."""
-    namespace, _, name = username.removeprefix(SERVICE_ACCOUNT_PREFIX).partition(":")
-    if not username.startswith(SERVICE_ACCOUNT_PREFIX) or not namespace or not name:
+    found = agent_identity.service_account_of(username)
+    if found is None:
         raise ConfigError(
             f"the operator runs as {username or 'an unknown user'}, not as a ServiceAccount: "
             "it needs one to ask for the audience-bound tokens the agents accept"
         )
-    return namespace, name
+    return found
 
 
 class ServiceAccountTokens:

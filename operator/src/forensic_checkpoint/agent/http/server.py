@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from forensic_checkpoint import __version__
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.http.auth import Authenticator
+from forensic_checkpoint.agent_identity import agent_audience
 from forensic_checkpoint.api.agent import (
     API_PREFIX,
     SHA256_HEADER,
@@ -42,7 +43,6 @@ from forensic_checkpoint.api.agent import (
     Health,
     HoldRequest,
     WireModel,
-    agent_audience,
 )
 from forensic_checkpoint.errors import (
     CaptureError,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import requests
 
-from forensic_checkpoint.api.agent import agent_audience
+from forensic_checkpoint.agent_identity import agent_audience
 from forensic_checkpoint.api.forensiccheckpoint import ContainerStatus, ForensicCheckpointStatus
 from forensic_checkpoint.cli.kubectl_forensic.agent_tls import agent_session
 from forensic_checkpoint.cli.kubectl_forensic.context import get_checkpoint, namespace

@@ -13,7 +13,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from forensic_checkpoint.api.agent import agent_audience
+from forensic_checkpoint.agent_identity import agent_audience
 
 #: ``audience -> token`` (a blocking call to the API server; run off the event loop).
 TokenIssuer = Callable[[str], str]

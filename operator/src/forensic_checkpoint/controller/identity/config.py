@@ -7,6 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from forensic_checkpoint.agent_identity import service_account_of
 from forensic_checkpoint.errors import ConfigError
 
 #: A week: an agent renews long before (2/3 of its own, shorter, request).
@@ -80,7 +81,7 @@ def from_arguments(args: argparse.Namespace) -> AgentSignerConfig | None:
         raise ConfigError("--agent-ca-key-file needs --agent-ca-file (the CA's certificate)")
     if (args.kubelet_client_ca_file is None) != (args.kubelet_client_ca_key_file is None):
         raise ConfigError("--kubelet-client-ca-file and --kubelet-client-ca-key-file go together")
-    if not str(args.agent_identity or "").startswith("system:serviceaccount:"):
+    if service_account_of(str(args.agent_identity or "")) is None:
         raise ConfigError(
             "signing agent certificates needs --agent-identity "
             "system:serviceaccount:<namespace>:<name>"
