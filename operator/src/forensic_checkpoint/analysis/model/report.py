@@ -186,6 +186,9 @@ class Rootfs(ReportModel):
     #: "tar" | "tar+gzip" | None
     format: str | None = None
     changed: list[RootfsEntry] = field(default_factory=list)
+    #: empty files and directories the runtime made as mount destinations (containerd's
+    #: /etc/hosts, volume directories): in rootfs-diff.tar, but not changes (rootfs.py)
+    mount_stubs: list[RootfsEntry] = field(default_factory=list)
     #: absolute paths deleted from the image (deleted.files or .wh. whiteouts)
     deleted: list[str] = field(default_factory=list)
     #: "deleted.files" | "whiteouts" | None
