@@ -270,24 +270,13 @@ class FindingsPass:
         if task.keep is not None:  # a shell's heap; slicing a 16 MiB piece is a copy
             fresh = piece.data[piece.seen :] if piece.seen else piece.data
             task.take(piece.vaddr + piece.seen, piece.file_offset + piece.seen, fresh)
+        # where the bytes are and who can read them, for both scans
+        owner: dict[str, Any] = {"base": piece.vaddr, "pid": task.pid, "readers": task.readers}
         if self.secrets is not None:
-            self.secrets.scan(
-                piece.data,
-                base=piece.vaddr,
-                pid=task.pid,
-                where=task.target,
-                last=piece.last,
-                readers=task.readers,
-            )
+            self.secrets.scan(piece.data, where=task.target, last=piece.last, **owner)
         if self.scanner is not None:
             self.scanner.scan(
-                piece.data,
-                kind=task.kind,
-                target=task.target,
-                base=piece.vaddr,
-                pid=task.pid,
-                seen=piece.seen,
-                readers=task.readers,
+                piece.data, kind=task.kind, target=task.target, seen=piece.seen, **owner
             )
 
     def finish(self, contents: ArchiveContents, report: Report) -> None:
