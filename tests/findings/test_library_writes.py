@@ -88,7 +88,10 @@ def test_the_bytecode_shape_is_narrow() -> None:
     assert bytecode_source("/usr/lib/python3.11/json/__pycache__/decoder.cpython-311.pyc") == (
         "/usr/lib/python3.11/json/decoder.py"
     )
-    assert bytecode_source("/usr/lib/python3/dist-packages/__pycache__/six.cpython-311.opt-1.pyc")
+    assert bytecode_source(
+        "/usr/lib/python3/dist-packages/__pycache__/six.cpython-311.opt-1.pyc"
+    ) == ("/usr/lib/python3/dist-packages/six.py")
+    assert bytecode_source("/usr/lib/python3.11/__pycache__/x.pypy39.pyc") is None
     assert bytecode_source("/usr/lib/python3.11/__pycache__/evil.pyc") is None
     assert bytecode_source("/usr/lib/python3.11/json/decoder.cpython-311.pyc") is None
     assert bytecode_source("/usr/lib/x86_64-linux-gnu/__pycache__/libz.so") is None

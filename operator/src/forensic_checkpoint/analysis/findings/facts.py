@@ -106,8 +106,8 @@ def _excerpt(data: bytes | None, limit: int = 300) -> str | None:
 
 
 #: what CPython writes when it caches a module's bytecode (PEP 3147, PEP 488):
-#: <dir>/__pycache__/<module>.<implementation>-<version>[.opt-N].pyc for <dir>/<module>.py
-_BYTECODE = re.compile(r"^(.*)/__pycache__/([^/]+)\.[a-z]+-[0-9]+(?:\.opt-[12])?\.pyc$")
+#: <dir>/__pycache__/<module>.cpython-<XY>[.opt-N].pyc for <dir>/<module>.py
+_BYTECODE = re.compile(r"^(.*)/__pycache__/([^/]+?)\.cpython-[0-9]+(?:\.opt-[12])?\.pyc$")
 
 
 def bytecode_source(path: str) -> str | None:

@@ -130,8 +130,7 @@ class YaraScanner:
                 if not fresh and seen:
                     continue  # only matched inside the overlap: the previous piece has it
                 meta = {str(k): str(v) for k, v in rule.metadata}
-                hit = Hit(rule.identifier, rule.namespace, meta, kind, target, pid)
-                hit.readers = readers
+                hit = Hit(rule.identifier, rule.namespace, meta, kind, target, pid, readers=readers)
                 self.hits[key] = hit
             for identifier, offset in fresh:
                 hit.count += 1
