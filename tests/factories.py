@@ -200,3 +200,39 @@ def varint(value: int) -> bytes:
             out.append(byte)
             return bytes(out)
         out.append(byte | 0x80)
+
+
+def image_records(blob: bytes) -> tuple[int, list[bytes]]:
+    """The magic and protobuf records of a CRIU image made only of records (not pages,
+    tcp-stream or ghost-file images, which carry raw bytes after their entry)."""
+    magic, pos, records = struct.unpack_from("<I", blob, 4)[0], 8, []
+    while pos < len(blob):
+        (size,) = struct.unpack_from("<I", blob, pos)
+        records.append(blob[pos + 4 : pos + 4 + size])
+        pos += 4 + size
+    return magic, records
+
+
+def edited_sample(name: str, directory: Path, edit: Any, label: str = "edited") -> Path:
+    """``tests/data/<name>.tar.zst`` as a plain tar in ``directory`` after ``edit(members)``
+    changed its members (a dict member name -> bytes, in archive order; new members go last).
+
+    For a shape no committed real archive shows: the edit must change only what a real kernel
+    and CRIU would have written differently, and the test says why it needs one."""
+    import io
+    import tarfile
+
+    with tarfile.open(plain_sample(name, directory)) as tar:
+        infos = {m.name: m for m in tar.getmembers()}
+        members = {
+            m.name: (tar.extractfile(m).read() if m.isfile() else b"")  # type: ignore[union-attr]
+            for m in infos.values()
+        }
+    edit(members)
+    out = directory / f"{name}-{label}.tar"
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        for member, data in members.items():
+            info = infos.get(member) or tarfile.TarInfo(member)
+            info.size = len(data) if not info.isdir() else 0
+            tar.addfile(info, io.BytesIO(data) if info.isfile() else None)
+    return out

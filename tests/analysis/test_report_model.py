@@ -61,7 +61,7 @@ def test_nested_records_lists_and_dicts_become_json() -> None:
     search = MemorySearch(pattern="x", kind="literal", matches=[SearchMatch(pid=1, address="0x1")])
     assert search.to_json_dict()["totalMatches"] == 0
     assert search.to_json_dict()["matches"] == [
-        {"pid": 1, "address": "0x1", "mapping": None, "context": "", "match": ""}
+        {"pid": 1, "address": "0x1", "mapping": None, "context": "", "match": "", "sharedWith": []}
     ]
     assert json.loads(finding.to_json()) == data
 

@@ -114,7 +114,8 @@ def test_attack_has_nothing_unrelated(name: str) -> None:
 def test_attack_connection_graph_has_the_reverse_shell_chain() -> None:
     graph = analysed("attack-revshell").connections
     assert graph.stdio_chains == [
-        "pid 14 (bash) fd 0,1,2 = tcp socket -> tcp 10.86.0.2:58112 -> 10.86.0.1:4444 "
+        "pid 14 (bash) fd 0,1,2 = tcp socket local 10.86.0.2:58112 remote 10.86.0.1:4444, "
+        "outbound (pid 14 listens on no port 58112) -> tcp 10.86.0.2:58112 -> 10.86.0.1:4444 "
         "ESTABLISHED, 0 bytes queued"
     ]
     socket = next(n for n in graph.nodes if n.kind == "socket" and "4444" in n.label)

@@ -48,6 +48,7 @@ from forensic_checkpoint.analysis.sections.rootfs import (
     RootfsListing,
     list_rootfs,
     parse_deleted_files,
+    split_mount_stubs,
 )
 from forensic_checkpoint.analysis.sections.sockets import (
     build_pipes,
@@ -208,6 +209,9 @@ def run_analysis(
     no_mounts: list[Mount] = []
     if (problem := contents.wait_hash()) is not None:
         warnings.append(problem)
+    mounts = tree.mounts + _section(
+        "spec.dump mounts", warnings, lambda: _spec_mounts(spec), no_mounts
+    )
     report = Report(
         archive=_archive_info(contents, engine),
         container=container,
@@ -222,9 +226,8 @@ def run_analysis(
             "pipes", warnings, lambda: build_pipes(table, data, tree.fd_map, warnings), no_pipes
         ),
         namespaces=tree.namespaces,
-        mounts=tree.mounts
-        + _section("spec.dump mounts", warnings, lambda: _spec_mounts(spec), no_mounts),
-        rootfs=_rootfs(collected.rootfs, data, names, warnings),
+        mounts=mounts,
+        rootfs=_rootfs(collected.rootfs, data, names, warnings, mounts),
         log=collected.log,
         dump_log=collected.dump_log,
         bind_mounts=bind_mounts,
@@ -297,6 +300,7 @@ def _rootfs(
     data: dict[str, bytes],
     names: set[str],
     warnings: list[str],
+    mounts: list[Mount],
 ) -> Rootfs:
     rootfs = Rootfs(present=ROOTFS_DIFF in names)
     deleted = parse_deleted_files(data.get("deleted.files"), warnings)
@@ -305,7 +309,9 @@ def _rootfs(
     if listing is not None:
         warnings.extend(listing.warnings)
         rootfs.format = listing.format
-        rootfs.changed = listing.entries
+        rootfs.changed, rootfs.mount_stubs = split_mount_stubs(
+            listing.entries, (m.mountpoint for m in mounts)
+        )
         rootfs.opaque_dirs = listing.opaque_dirs
         if listing.whiteouts:
             rootfs.deleted = sorted({*rootfs.deleted, *listing.whiteouts})

@@ -3,6 +3,11 @@
 The findings ask it where a process's stdin/stdout/stderr lead (a reverse shell's fd 0/1/2
 reach a remote peer directly, through a pipe, or through a UNIX socketpair); the connection
 graph of the report is drawn from the same joins (``findings.graph``).
+
+A relay (the process at the other end of the pipe or socketpair) counts only with a connection
+it did not accept on a port it listens on itself: ``server 2>&1 | tee log`` joins tee to a
+server that holds a client's inbound connection, and that is no relay to a remote peer. A
+process's own fd 0/1/2 on a connected socket count whatever the direction (``nc -l -e sh``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,13 @@ def socket_text(s: Socket) -> str:
     return f"{proto} {local} -> {remote} {s.state or ''}".rstrip()
 
 
+def _ends(s: Socket) -> str:
+    """The socket's ends, named: where the analyst sees which side is the container's."""
+    local = f"{s.local_address}:{s.local_port}"
+    remote = f"{s.remote_address}:{s.remote_port}"
+    return f"{s.protocol or s.family} socket local {local} remote {remote}"
+
+
 def _has_remote(s: Socket) -> bool:
     return s.family in ("inet", "inet6") and bool(s.remote_port) and s.state != "LISTEN"
 
@@ -31,6 +43,21 @@ def _queue_bytes(s: Socket) -> int:
 
 def _pids(s: Socket) -> set[int]:
     return {h.pid for h in s.held_by} | ({s.pid} if s.pid is not None else set())
+
+
+_WILDCARD = {None, "", "0.0.0.0", "::", "::ffff:0.0.0.0"}  # noqa: S104 (addresses in data)
+
+
+def _accepts(listener: Socket, conn: Socket) -> bool:
+    """``conn`` could have been accepted on ``listener``: same protocol and local port, and
+    the listener bound to that address or to any."""
+    return (
+        listener.state == "LISTEN"
+        and listener.family in ("inet", "inet6")
+        and listener.protocol == conn.protocol
+        and listener.local_port == conn.local_port
+        and (listener.local_address in _WILDCARD or listener.local_address == conn.local_address)
+    )
 
 
 class Graph:
@@ -58,6 +85,20 @@ class Graph:
     def remote_sockets(self, pid: int) -> list[Socket]:
         return [s for s in self.report.sockets if _has_remote(s) and pid in _pids(s)]
 
+    def accepted(self, pid: int, sock: Socket) -> bool:
+        """``sock`` is a connection on a port that ``pid`` itself listens on (an inbound
+        client of its own server)."""
+        return any(pid in _pids(s) and _accepts(s, sock) for s in self.report.sockets)
+
+    def direction(self, pid: int, sock: Socket) -> str:
+        if self.accepted(pid, sock):
+            return f"inbound (accepted on port {sock.local_port}, which pid {pid} listens on)"
+        return f"outbound (pid {pid} listens on no port {sock.local_port})"
+
+    def outbound_sockets(self, pid: int) -> list[Socket]:
+        """Connected sockets of ``pid`` that it did not accept on a port it listens on."""
+        return [s for s in self.remote_sockets(pid) if not self.accepted(pid, s)]
+
     def listens(self, pid: int) -> bool:
         return any(
             s.state == "LISTEN" and s.family in ("inet", "inet6") and pid in _pids(s)
@@ -65,9 +106,9 @@ class Graph:
         )
 
     def stdio_link(self, pid: int) -> dict[str, Any] | None:
-        """A remote peer reached by this process's fd 0/1/2: directly (a socket), through the
-        other end of a pipe, or through the peer of a UNIX socket, held by a process that
-        holds a connected socket."""
+        """A remote peer reached by this process's fd 0/1/2: directly (a socket, either
+        direction), or through the other end of a pipe or the peer of a UNIX socket held by a
+        process with an outbound connection (see the module's note)."""
         return self._direct_link(pid) or self._pipe_relay(pid) or self._unix_relay(pid)
 
     def _direct_link(self, pid: int) -> dict[str, Any] | None:
@@ -81,12 +122,14 @@ class Graph:
                 last = sock
         if not direct:
             return None
+        direction = self.direction(pid, last)
         return {
             "fds": direct,
             "remote": socket_text(last),
             "bytes": _queue_bytes(last),
             "holders": sorted({h.pid for h in last.held_by}),
-            "path": f"fd {','.join(map(str, direct))} = {last.protocol} socket",
+            "direction": direction,
+            "path": f"fd {','.join(map(str, direct))} = {_ends(last)}, {direction}",
         }
 
     def _pipe_relay(self, pid: int) -> dict[str, Any] | None:
@@ -108,7 +151,7 @@ class Graph:
             # only the opposite end of the pipe carries this shell's input or output
             if other is None or ((other.flags or "").endswith("RDONLY")) == mine_reads:
                 continue
-            sock = next(iter(self.remote_sockets(holder.pid)), None)
+            sock = next(iter(self.outbound_sockets(holder.pid)), None)
             if sock is None:
                 continue
             relay = self.procs[holder.pid]
@@ -119,9 +162,11 @@ class Graph:
                 "remote": socket_text(sock),
                 "bytes": queued,
                 "holders": sorted({pid, holder.pid}),
+                "direction": self.direction(holder.pid, sock),
                 "path": (
                     f"fd {fd} {arrow} pipe:[{pipe.id}] {arrow} pid {holder.pid} "
-                    f"({relay.comm}) fd {holder.fd}, which holds {socket_text(sock)}"
+                    f"({relay.comm}) fd {holder.fd}, which holds {_ends(sock)}, "
+                    f"{self.direction(holder.pid, sock)}"
                 ),
             }
         return None
@@ -139,7 +184,7 @@ class Graph:
             if peer is None:
                 continue
             for holder in peer.held_by:
-                sock = next(iter(self.remote_sockets(holder.pid)), None)
+                sock = next(iter(self.outbound_sockets(holder.pid)), None)
                 if holder.pid == pid or sock is None:
                     continue
                 relay = self.procs[holder.pid]
@@ -148,10 +193,11 @@ class Graph:
                     "remote": socket_text(sock),
                     "bytes": _queue_bytes(sock) + _queue_bytes(mine) + _queue_bytes(peer),
                     "holders": sorted({pid, holder.pid}),
+                    "direction": self.direction(holder.pid, sock),
                     "path": (
                         f"fd {fd} = unix socket:[{mine.inode}] <-> socket:[{mine.peer_inode}]"
                         f" of pid {holder.pid} ({relay.comm}) fd {holder.fd}, which holds "
-                        f"{socket_text(sock)}"
+                        f"{_ends(sock)}, {self.direction(holder.pid, sock)}"
                     ),
                 }
         return None

@@ -37,6 +37,8 @@ class Hit:
     variable: str | None = None
     #: virtual address (process memory) or offset (shared memory object)
     address: int | None = None
+    #: a shared memory object's: every process that maps it or holds it open
+    readers: tuple[int, ...] = ()
 
 
 def redacted(value: bytes, shown: int = 0) -> str:
@@ -126,7 +128,14 @@ class MemoryCredentials:
         self.candidates = 0
 
     def scan(
-        self, data: bytes, *, base: int, pid: int | None, where: str, last: bool = True
+        self,
+        data: bytes,
+        *,
+        base: int,
+        pid: int | None,
+        where: str,
+        last: bool = True,
+        readers: tuple[int, ...] = (),
     ) -> None:
         """``last``: no overlapping piece follows. Otherwise candidates in the final
         ``OVERLAP`` bytes belong to the next piece, where their whole window is (the
@@ -144,7 +153,14 @@ class MemoryCredentials:
                     for det, value in scan_value(window, self.detectors):
                         if window.startswith(value):
                             self.hits.append(
-                                Hit(det, value, where, pid=pid, address=base + m.offset)
+                                Hit(
+                                    det,
+                                    value,
+                                    where,
+                                    pid=pid,
+                                    address=base + m.offset,
+                                    readers=readers,
+                                )
                             )
                             break
 
@@ -212,7 +228,9 @@ def _group(hits: list[Hit]) -> list[Finding]:
 def _finding(rule: str, sha: str, members: list[Hit]) -> Finding:
     first = members[0]
     det = first.detector
-    pids = sorted({h.pid for h in members if h.pid is not None})
+    pids = sorted(
+        {h.pid for h in members if h.pid is not None} | {r for h in members for r in h.readers}
+    )
     paths = sorted({h.path for h in members if h.path})
     return Finding(
         id=f"{rule}:sha256={sha[:16]}",
@@ -263,9 +281,11 @@ def _details(members: list[Hit]) -> dict[str, str]:
 
 
 def _where(hit: Hit) -> str:
+    if hit.address is not None and hit.pid is None:
+        readers = ", ".join(map(str, hit.readers)) or "no process"
+        return f"{hit.where} offset 0x{hit.address:x} (shared: pids {readers} can read it)"
     if hit.address is not None:
-        owner = f"pid {hit.pid}" if hit.pid is not None else hit.where
-        return f"{owner} memory 0x{hit.address:x}"
+        return f"pid {hit.pid} memory 0x{hit.address:x}"
     if hit.pid is not None:
         return f"pid {hit.pid} {hit.where} {hit.variable}"
     if hit.path:

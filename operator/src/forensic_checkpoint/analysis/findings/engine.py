@@ -35,6 +35,8 @@ from forensic_checkpoint.errors import ConfigError
 
 SUBJECT_KINDS = ("process", "env", "file", "mapping", "mount", "container", "logline")
 _EVIDENCE_FIELDS = field_names(Evidence) - {"details"}
+#: subjects named in a grouped or aggregated finding's ``sample``
+SAMPLE = 10
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,10 @@ class Rule:
     attack: tuple[str, ...] = ()
     unless_rules: tuple[str, ...] = ()
     group_by: tuple[str, ...] = ()
+    #: every subject the rule matches is one finding, with a count and a sample
+    aggregate: bool = False
+    #: subjects that match one of these ``when`` mappings are not findings (``reason`` says why)
+    exempt: tuple[Mapping[str, Any], ...] = ()
     evidence: Mapping[str, str] = field(default_factory=dict)
     details: Mapping[str, str] = field(default_factory=dict)
 
@@ -116,6 +122,8 @@ def _rule(raw: Mapping[str, Any]) -> Rule:
             attack=tuple(raw.get("attack") or ()),
             unless_rules=tuple(raw.get("unless_rules") or ()),
             group_by=tuple(raw.get("group_by") or ()),
+            aggregate=bool(raw.get("aggregate", False)),
+            exempt=tuple(dict(e) for e in raw.get("exempt") or ()),
             evidence=dict(raw.get("evidence") or {}),
             details=dict(raw.get("details") or {}),
         )
@@ -131,7 +139,11 @@ def _check(rule: Rule, lists: Mapping[str, list[str]], seen: set[str]) -> None:
     unknown = set(rule.evidence) - _EVIDENCE_FIELDS
     if unknown:
         raise ConfigError(f"rule {rule.id}: unknown evidence fields {sorted(unknown)}")
-    for cond in rule.when.values():
+    for exemption in rule.exempt:
+        if not str(exemption.get("reason") or "").strip() or not exemption.get("when"):
+            raise ConfigError(f"rule {rule.id}: an exemption needs `when` and its `reason`")
+    conditions = [*rule.when.values(), *(c for e in rule.exempt for c in e["when"].values())]
+    for cond in conditions:
         if isinstance(cond, dict):
             bad = set(cond) - set(_TESTS) - {"present"}
             if bad:
@@ -187,9 +199,15 @@ def _test(value: Any, cond: Any, lists: Mapping[str, list[str]]) -> bool:
     return True
 
 
+def _holds(when: Mapping[str, Any], subject: Subject, lists: Mapping[str, list[str]]) -> bool:
+    return all(_test(subject.get(name), cond, lists) for name, cond in when.items())
+
+
 def matches(rule: Rule, subject: Subject, lists: Mapping[str, list[str]]) -> bool:
-    return subject.get("_kind") == rule.subject and all(
-        _test(subject.get(name), cond, lists) for name, cond in rule.when.items()
+    return (
+        subject.get("_kind") == rule.subject
+        and _holds(rule.when, subject, lists)
+        and not any(_holds(e["when"], subject, lists) for e in rule.exempt)
     )
 
 
@@ -218,11 +236,12 @@ def evaluate(ruleset: RuleSet, items: Sequence[Subject]) -> list[Finding]:
     for rule, subject in matched:
         if set(rule.unless_rules) & hits[f"{subject['_kind']}:{subject['_key']}"]:
             continue
-        key = (
-            ",".join(f"{g}={subject.get(g)}" for g in rule.group_by)
-            if rule.group_by
-            else subject["_key"]
-        )
+        if rule.aggregate:
+            key = "all"
+        elif rule.group_by:
+            key = ",".join(f"{g}={subject.get(g)}" for g in rule.group_by)
+        else:
+            key = subject["_key"]
         groups.setdefault((rule.id, key), []).append((rule, subject))
     detectors = list(ruleset.credentials.get("detectors") or [])
     return [_finding(key, members, detectors) for (_, key), members in groups.items()]
@@ -247,6 +266,12 @@ def _finding(
         for label, fact in rule.details.items()
         if first.get(fact) is not None
     }
+    if len(members) > 1:  # what the one finding stands for
+        names = sorted({str(s.get("path") or s["_key"]) for _, s in members})
+        details["count"] = str(len(members))
+        details["sample"] = mask_secrets(", ".join(names[:SAMPLE]), detectors) + (
+            f", ... ({len(names) - SAMPLE} more)" if len(names) > SAMPLE else ""
+        )
     return Finding(
         id=f"{rule.id}:{key}",
         rule=rule.id,

@@ -105,8 +105,20 @@ def _excerpt(data: bytes | None, limit: int = 300) -> str | None:
     return text + ("..." if len(data) > limit else "")
 
 
+#: what CPython writes when it caches a module's bytecode (PEP 3147, PEP 488):
+#: <dir>/__pycache__/<module>.cpython-<XY>[.opt-N].pyc for <dir>/<module>.py
+_BYTECODE = re.compile(r"^(.*)/__pycache__/([^/]+?)\.cpython-[0-9]+(?:\.opt-[12])?\.pyc$")
+
+
+def bytecode_source(path: str) -> str | None:
+    """The source a bytecode cache file was compiled from, if ``path`` has that shape."""
+    m = _BYTECODE.match(path)
+    return f"{m[1]}/{m[2]}.py" if m else None
+
+
 def file_subjects(inp: Inputs) -> list[Subject]:
     report = inp.report
+    deleted = set(report.rootfs.deleted)
     mountpoints = {m.mountpoint for m in report.mounts}
     executed = {p.exe for p in report.processes} | {
         m.name for p in report.processes for m in p.maps if "x" in m.perms
@@ -114,6 +126,7 @@ def file_subjects(inp: Inputs) -> list[Subject]:
     out = []
     for e in report.rootfs.changed:
         mode = int(e.mode, 8) if e.mode else 0
+        source = bytecode_source(e.path)
         out.append(
             {
                 "_kind": "file",
@@ -133,6 +146,8 @@ def file_subjects(inp: Inputs) -> list[Subject]:
                 "cleared": (e.type == "file" and e.size_bytes == 0)
                 or (e.type == "symlink" and e.link_target == "/dev/null"),
                 "excerpt": _excerpt(inp.rootfs_files.get(e.path)),
+                "bytecode_source": source,
+                "bytecode_source_deleted": source in deleted if source else None,
                 "rule_group": "package-db",
             }
         )

@@ -121,6 +121,7 @@ class _ProcessFacts:
             "stdio_queue_bytes": link.get("bytes"),
             "stdio_holders": link.get("holders", []),
             "stdio_path": link.get("path"),
+            "stdio_direction": link.get("direction"),
         }
 
     def _chain(

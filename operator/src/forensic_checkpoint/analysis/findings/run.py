@@ -96,6 +96,8 @@ class PagesTask:
     pid: int | None
     #: [start, end) of memory to keep while the pages stream by (a shell's heap)
     keep: tuple[int, int] | None = None
+    #: a shared memory object's: every process that maps it or holds it open
+    readers: tuple[int, ...] = ()
     #: the kept bytes as (vaddr, data) and as (pages-file offset, data)
     segments: list[tuple[int, bytes]] = field(default_factory=list)
     kept: list[tuple[int, bytes]] = field(default_factory=list)
@@ -136,22 +138,28 @@ def pages_tasks(
         for p in processes
         if p.comm in HISTORY_SHELLS or (p.exe or "").rsplit("/", 1)[-1] in HISTORY_SHELLS
     }
-    wanted_maps: list[tuple[str, str, str, int | None]] = [
-        (f"checkpoint/pagemap-{p.pid}.img", "memory", f"pid {p.pid}", p.pid)
+    wanted_maps: list[tuple[str, str, str, int | None, tuple[int, ...]]] = [
+        (f"checkpoint/pagemap-{p.pid}.img", "memory", f"pid {p.pid}", p.pid, ())
         for p in processes
         if everything or p.pid in shells
     ]
     for obj in shared if everything else []:
         label = f"{obj.kind} {obj.name or obj.shmid}"
         wanted_maps.append(
-            (f"checkpoint/pagemap-shmem-{obj.shmid}.img", "shared-memory", label, None)
+            (
+                f"checkpoint/pagemap-shmem-{obj.shmid}.img",
+                "shared-memory",
+                label,
+                None,
+                tuple(obj.pids),
+            )
         )
 
     def wanted(pages: str) -> bool:
         return pages not in known and (only is None or pages == only)
 
     out = {}
-    for name, kind, target, pid in wanted_maps:
+    for name, kind, target, pid, readers in wanted_maps:
         # the analyzer has already warned about missing pages and damaged images
         found = indexed_pages(
             contents, name, owner=(target, target), warnings=[], wanted=wanted, cache=cache
@@ -160,7 +168,7 @@ def pages_tasks(
             continue
         pages, index = found.pages_name, found.index
         keep = _heap(contents, pid) if pid in shells else None
-        out[pages] = PagesTask(index, kind, target, pid, keep=keep)
+        out[pages] = PagesTask(index, kind, target, pid, keep=keep, readers=readers)
     return out
 
 
@@ -262,18 +270,13 @@ class FindingsPass:
         if task.keep is not None:  # a shell's heap; slicing a 16 MiB piece is a copy
             fresh = piece.data[piece.seen :] if piece.seen else piece.data
             task.take(piece.vaddr + piece.seen, piece.file_offset + piece.seen, fresh)
+        # where the bytes are and who can read them, for both scans
+        owner: dict[str, Any] = {"base": piece.vaddr, "pid": task.pid, "readers": task.readers}
         if self.secrets is not None:
-            self.secrets.scan(
-                piece.data, base=piece.vaddr, pid=task.pid, where=task.target, last=piece.last
-            )
+            self.secrets.scan(piece.data, where=task.target, last=piece.last, **owner)
         if self.scanner is not None:
             self.scanner.scan(
-                piece.data,
-                kind=task.kind,
-                target=task.target,
-                base=piece.vaddr,
-                pid=task.pid,
-                seen=piece.seen,
+                piece.data, kind=task.kind, target=task.target, seen=piece.seen, **owner
             )
 
     def finish(self, contents: ArchiveContents, report: Report) -> None:

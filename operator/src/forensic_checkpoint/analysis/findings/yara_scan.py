@@ -83,6 +83,8 @@ class Hit:
     offsets: list[int] = field(default_factory=list)
     count: int = 0
     patterns: set[str] = field(default_factory=set)
+    #: shared memory: every process that maps the object or holds it open
+    readers: tuple[int, ...] = ()
 
 
 class YaraScanner:
@@ -105,9 +107,11 @@ class YaraScanner:
         base: int = 0,
         pid: int | None = None,
         seen: int = 0,
+        readers: tuple[int, ...] = (),
     ) -> None:
         """Scan one buffer at ``base``; matches ending in its first ``seen`` bytes (an overlap
-        with the previous piece) were counted already."""
+        with the previous piece) were counted already. ``readers``: the processes that can
+        read a shared memory object's bytes."""
         self.calls += 1
         self.scanned_bytes += len(data)
         started = time.perf_counter()
@@ -126,7 +130,7 @@ class YaraScanner:
                 if not fresh and seen:
                     continue  # only matched inside the overlap: the previous piece has it
                 meta = {str(k): str(v) for k, v in rule.metadata}
-                hit = Hit(rule.identifier, rule.namespace, meta, kind, target, pid)
+                hit = Hit(rule.identifier, rule.namespace, meta, kind, target, pid, readers=readers)
                 self.hits[key] = hit
             for identifier, offset in fresh:
                 hit.count += 1
@@ -176,6 +180,9 @@ def hits_to_findings(
         if hit.offsets:
             fmt = "0x{:x}" if hit.kind in ("memory", "shared-memory") else "{}"
             details["offsets"] = ", ".join(fmt.format(o) for o in hit.offsets)
+        if hit.readers:
+            details["shared_with"] = _readers(hit.readers)
+        pids = sorted(set(hit.readers) | ({hit.pid} if hit.pid is not None else set()))
         out.append(
             Finding(
                 id=f"yara:{hit.namespace}.{hit.rule}:{hit.kind}:{hit.target}",
@@ -186,7 +193,7 @@ def hits_to_findings(
                 attack=[],
                 evidence=Evidence(
                     pid=hit.pid,
-                    pids=[hit.pid] if hit.pid is not None else [],
+                    pids=pids,
                     address=f"0x{first:x}" if first is not None and hit.kind == "memory" else None,
                     mapping=mapping,
                     path=hit.target if hit.kind not in ("memory",) else None,
@@ -195,6 +202,10 @@ def hits_to_findings(
             )
         )
     return out
+
+
+def _readers(pids: Iterable[int]) -> str:
+    return "pids " + ", ".join(map(str, pids)) + " map or hold this object: each can read it"
 
 
 def _mapping(vmas: list[tuple[int, int, str]], address: int | None) -> str | None:

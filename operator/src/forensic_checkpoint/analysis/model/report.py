@@ -186,6 +186,9 @@ class Rootfs(ReportModel):
     #: "tar" | "tar+gzip" | None
     format: str | None = None
     changed: list[RootfsEntry] = field(default_factory=list)
+    #: empty files and directories the runtime made as mount destinations (containerd's
+    #: /etc/hosts, volume directories): in rootfs-diff.tar, but not changes (rootfs.py)
+    mount_stubs: list[RootfsEntry] = field(default_factory=list)
     #: absolute paths deleted from the image (deleted.files or .wh. whiteouts)
     deleted: list[str] = field(default_factory=list)
     #: "deleted.files" | "whiteouts" | None
@@ -230,6 +233,9 @@ class SearchMatch(ReportModel):
     context: str = ""
     #: the matched bytes as text (masked for regex searches unless revealed)
     match: str = ""
+    #: a match in a shared memory object: every process that maps it or holds it open (``pid``
+    #: and ``address`` are one of them; the others read the same bytes)
+    shared_with: list[int] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)
@@ -256,7 +262,7 @@ class SharedMemoryObject(ReportModel):
     (pagemap-shmem-<shmid>.img): a memfd, or MAP_SHARED anonymous memory."""
 
     shmid: int
-    #: "memfd" | "anon-shared"
+    #: "memfd" | "anon-shared" | "sysv-shm"
     kind: str
     name: str | None = None
     #: the object's size (memfd inode size), when known
@@ -266,6 +272,8 @@ class SharedMemoryObject(ReportModel):
     sha256: str | None = None
     #: processes that map it ("pid 0xstart-0xend") or hold it open ("pid fd N")
     used_by: list[str] = field(default_factory=list)
+    #: every process that maps it or holds it open: who can read what it holds
+    pids: list[int] = field(default_factory=list)
 
 
 @dataclass(kw_only=True)

@@ -185,6 +185,9 @@ def _rootfs(console: Console, report: Report) -> None:
         console.print(
             key_values(f"Deleted files ({r.deleted_source})", [("paths", "\n".join(r.deleted))])
         )
+    if r.mount_stubs:
+        stubs = "\n".join(e.path for e in r.mount_stubs)
+        console.print(key_values("Mount stubs (empty, made by the runtime)", [("paths", stubs)]))
 
 
 def _memory(console: Console, report: Report) -> None:

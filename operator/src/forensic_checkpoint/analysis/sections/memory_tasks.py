@@ -21,6 +21,7 @@ from forensic_checkpoint.analysis.memory import (
     rss_by_vma,
 )
 from forensic_checkpoint.analysis.model.process import EnvVar, Process
+from forensic_checkpoint.analysis.sections.cmdline import kernel_cmdline
 from forensic_checkpoint.analysis.sections.processes import ProcessTree
 from forensic_checkpoint.analysis.sections.shared_memory import SharedObject
 from forensic_checkpoint.errors import ImageError
@@ -51,6 +52,8 @@ class MemoryTask:
     vmas: list[Vma]
     arg_range: tuple[int, int] | None = None
     env_range: tuple[int, int] | None = None
+    #: mm_arg_start, mm_arg_end, mm_env_start, mm_env_end (the kernel's cmdline rule needs all)
+    mm_args: tuple[int, int, int, int] | None = None
     scanner: MemoryScanner | None = None
     shared: SharedObject | None = None
     observer: PagesObserver | None = None
@@ -173,6 +176,12 @@ def process_tasks(
             vmas=vmas,
             arg_range=_range(int(mm.mm_arg_start), int(mm.mm_arg_end)),
             env_range=_range(int(mm.mm_env_start), int(mm.mm_env_end)),
+            mm_args=(
+                int(mm.mm_arg_start),
+                int(mm.mm_arg_end),
+                int(mm.mm_env_start),
+                int(mm.mm_env_end),
+            ),
         )
         _account(task, pagemap_pages=sum(e.nr_pages for e in found.pagemap.entries))
         tasks.append(task)
@@ -249,8 +258,16 @@ def fill_args(task: MemoryTask, memory: ProcessMemory, warnings: list[str]) -> N
     proc = task.proc
     if proc is None:
         return
-    if task.arg_range:
-        raw = memory.try_read(task.arg_range[0], task.arg_range[1] - task.arg_range[0])
+    if task.arg_range and task.mm_args:
+        arg_start, arg_end, env_start, env_end = task.mm_args
+        raw = kernel_cmdline(
+            memory.try_read,
+            arg_start=arg_start,
+            arg_end=min(arg_end, task.arg_range[1]),
+            env_start=env_start,
+            env_end=env_end,
+            page_size=task.index.page_size,
+        )
         if raw is None:
             warnings.append(f"argv of pid {proc.pid} is not in the dumped memory")
         else:

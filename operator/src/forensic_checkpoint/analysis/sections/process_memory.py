@@ -305,8 +305,10 @@ def _searches(
         pid, vaddr = hit.pid or 0, hit.vaddr
         mapping = hit.vma.description if hit.vma else None
         obj = shared.get(f"checkpoint/pages-{hit.pages_id}.img") if hit.pid is None else None
+        readers: list[int] = []
         if obj is not None:
             pid, vaddr, mapping = obj.locate(hit.vaddr)
+            readers = list(obj.info.pids)
         out[hit.pattern_index].matches.append(
             SearchMatch(
                 pid=pid,
@@ -314,6 +316,7 @@ def _searches(
                 mapping=mapping,
                 context=_printable(hit.before + hit.match + hit.after),
                 match=hit.match.decode("utf-8", "backslashreplace"),
+                shared_with=readers,
             )
         )
     for k, search in enumerate(out):

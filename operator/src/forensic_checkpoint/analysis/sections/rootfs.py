@@ -12,7 +12,7 @@ import hashlib
 import json
 import posixpath
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
@@ -202,3 +202,37 @@ def parse_deleted_files(data: bytes | None, warnings: list[str]) -> list[str]:
         warnings.append("deleted.files is not a JSON array")
         return []
     return ["/" + str(p).lstrip("/") for p in value if isinstance(p, str)]
+
+
+def split_mount_stubs(
+    entries: list[RootfsEntry], destinations: Iterable[str]
+) -> tuple[list[RootfsEntry], list[RootfsEntry]]:
+    """(changes, stubs): the stubs are what the runtime wrote to create mount destinations,
+    not what ran in the container. containerd's rootfs-diff (the upper layer) holds an empty
+    file for each file bind mount the image lacks (/etc/hosts, /dev/termination-log), the
+    directory of each volume (ConfigMaps, Secrets, the ServiceAccount token) and the parents
+    it created or touched for them.
+
+    A stub is an empty file, or a directory with only stubs below it, at a mount destination
+    (spec.dump, or the mount table in the CRIU images, whose paths have symlinks resolved:
+    /var/run/secrets is /run/secrets there), or a directory above one with at least one stub
+    and nothing else below it. Content at a destination stays a change."""
+    wanted = {"/" + d.strip("/") for d in destinations} - {"/"}
+    ancestors: set[str] = set()
+    for path in wanted:
+        while (path := posixpath.dirname(path)) != "/":
+            ancestors.add(path)
+    children: dict[str, list[RootfsEntry]] = {}
+    for e in entries:
+        children.setdefault(posixpath.dirname(e.path), []).append(e)
+    stubs: set[str] = set()
+    # deepest first, so that a directory's children are decided before it
+    for e in sorted(entries, key=lambda e: e.path.count("/"), reverse=True):
+        below = children.get(e.path, [])
+        if (e.type == "file" and e.size_bytes == 0 and e.path in wanted) or (
+            e.type == "dir"
+            and all(c.path in stubs for c in below)
+            and (e.path in wanted or (below and e.path in ancestors))
+        ):
+            stubs.add(e.path)
+    return [e for e in entries if e.path not in stubs], [e for e in entries if e.path in stubs]

@@ -1,10 +1,12 @@
-"""Shared memory objects: memfds and MAP_SHARED anonymous memory, dumped once per object.
+"""Shared memory objects: memfds, MAP_SHARED anonymous memory and SysV shared memory, dumped
+once per object.
 
 CRIU writes their pages to ``pagemap-shmem-<shmid>.img`` + a pages file, with "addresses"
 that are offsets inside the object. A memfd is linked to its shmid through memfd.img; a VMA
 maps a memfd through its files.img id and anonymous shared memory through the shmid itself.
 A match inside such an object is reported at the address of a process that maps it, or at
-its offset when the object is only held open (a memfd used for fileless execution).
+its offset when the object is only held open (a memfd used for fileless execution), and names
+every process that maps the object or holds it open (``pids``): each of them can read it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from forensic_checkpoint.analysis.memory.vmas import MAP_SHARED, VMA_ANON_SHARED, VMA_AREA_MEMFD
+from forensic_checkpoint.analysis.memory.vmas import (
+    MAP_SHARED,
+    VMA_ANON_SHARED,
+    VMA_AREA_MEMFD,
+    VMA_AREA_SYSVIPC,
+)
 from forensic_checkpoint.analysis.model.report import SharedMemoryObject
 from forensic_checkpoint.analysis.sections.files import FileTable
 from forensic_checkpoint.analysis.sections.processes import ProcessTree
@@ -74,6 +81,8 @@ def find_shared_objects(
         inode_shmid = {inode: int(e.shmid) for inode, e in table.memfd_inodes.items()}
         _link_mappings(objects, table, tree, inode_shmid)
         _link_holders(objects, table, tree, inode_shmid)
+    for obj in objects.values():
+        obj.info.pids = sorted({m.pid for m in obj.mappings} | {pid for pid, _ in obj.holders})
     return objects
 
 
@@ -103,6 +112,8 @@ def _link_mappings(
             if shmid is not None and shmid in objects:
                 start, end = int(vma.start), int(vma.end)
                 objects[shmid].mappings.append(Mapping(pid, start, end, int(vma.pgoff)))
+                if int(vma.status) & VMA_AREA_SYSVIPC:  # shmat(): shmid is the SysV id
+                    objects[shmid].info.kind = "sysv-shm"
                 objects[shmid].info.used_by.append(f"{pid} 0x{start:x}-0x{end:x}")
 
 
