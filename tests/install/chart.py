@@ -66,8 +66,25 @@ def template(*values_files: Path, **options: Any) -> str:
         raise AssertionError(exc.message) from exc
 
 
+class StrictLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key written twice in one mapping. PyYAML keeps the last one
+    silently; kubeconform -strict, kubectl kustomize and many GitOps tools refuse the file."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def documents(text: str) -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(text) if d]
+    """Every non-empty document of a rendered manifest; a duplicate key fails the test."""
+    return [d for d in yaml.load_all(text, Loader=StrictLoader) if d]  # noqa: S506
 
 
 def by_kind(docs: Sequence[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

@@ -544,3 +544,26 @@ def test_container_args_parse_with_the_real_cli(
     else:
         assert parsed.all_namespaces or parsed.namespace
         assert str(parsed.agent_ca_file) == "/etc/forensic-checkpoint/agent-ca/ca.crt"
+
+
+@pytest.mark.parametrize(
+    "set_values",
+    [
+        [],
+        ["agent.podLabels.team=ir", "operator.podLabels.team=ir"],
+        # A pod label that names a selector key keeps the selector's value.
+        ["agent.podLabels.app\\.kubernetes\\.io/component=other"],
+    ],
+    ids=["default", "pod-labels", "pod-label-on-a-selector-key"],
+)
+def test_every_mapping_has_each_key_once(set_values: list[str]) -> None:
+    """Pod templates used to repeat the selector's label keys after the chart's (valid for
+    PyYAML, which keeps the last, refused by kubeconform -strict and kubectl kustomize)."""
+    docs = documents(template(set_values=set_values))  # StrictLoader: a duplicate key raises
+    for workload in by_kind(docs, "DaemonSet") + by_kind(docs, "Deployment"):
+        selector = workload["spec"]["selector"]["matchLabels"]
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), (selector, labels)
+        if set_values and "team" in set_values[0]:
+            assert labels["team"] == "ir"
+    documents((REPO / "deploy" / "forensic-checkpoint.yaml").read_text())

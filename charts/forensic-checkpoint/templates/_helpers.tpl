@@ -65,3 +65,14 @@ record (CoreDNS `pods insecure|verified`, the kubeadm default), which the wildca
 certificate covers. A headless Service would not do: it names a DaemonSet's pods only when each
 sets its own spec.hostname, which a pod template cannot. */}}
 {{- define "fc.agentDomain" -}}{{ .Release.Namespace }}.pod.{{ .Values.clusterDomain }}{{- end -}}
+
+{{- /*
+A pod template's labels: the selector's, the chart's, then the user's podLabels, each key once
+(a key written twice is invalid YAML to strict parsers such as kubeconform -strict); the
+selector's win, so that podLabels can never detach the pods from their workload.
+Call with (dict "root" . "selector" "fc.agentSelector" "extra" .Values.agent.podLabels).
+*/ -}}
+{{- define "fc.podLabels" -}}
+{{- $labels := merge (include .selector .root | fromYaml) (include "fc.labels" .root | fromYaml) (.extra | default dict) -}}
+{{- toYaml $labels -}}
+{{- end -}}
