@@ -52,6 +52,7 @@ bench-cluster: setup cluster-tools
 # Regenerate crds/ from the pydantic models (a test fails when they drift).
 crds: setup
 	$(PY) -m forensic_checkpoint.api.crds --write crds/
+	$(PY) -m forensic_checkpoint.api.crds --write charts/forensic-checkpoint/files/crds/
 
 # Regenerate the bundled findings rules as JSON (the analyzer loads it; a test checks drift).
 RULES := operator/src/forensic_checkpoint/analysis/findings/rules
@@ -60,7 +61,7 @@ rules: setup
 	mv $(RULES).json.tmp $(RULES).json
 
 # Render deploy/forensic-checkpoint.yaml from the chart (a test checks it has not drifted). The
-# chart reads crds/ through the symlink charts/forensic-checkpoint/files/crds.
+# chart carries a copy of crds/ in files/crds (`make crds` writes both; a test checks they match).
 deploy: setup cluster-tools
 	$(VENV)/bin/forensic-checkpoint-dev render-deploy
 

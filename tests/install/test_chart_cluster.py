@@ -321,7 +321,7 @@ def test_upgrade_changes_the_crds_and_reinstall_adopts_kept_ones(
     c = install_cluster
     h(c, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace")
     newer = tmp_path / "forensic-checkpoint"
-    shutil.copytree(CHART, newer, symlinks=False)  # materialises files/crds
+    shutil.copytree(CHART, newer)
     crd_file = newer / "files" / "crds" / "forensiccheckpoints.forensic-checkpoint.dev.yaml"
     crd = yaml.safe_load(crd_file.read_text())
     status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
