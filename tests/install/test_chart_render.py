@@ -408,7 +408,7 @@ def test_chart_ca_signs_per_node_certificates_the_operator_verifies(tmp_path: Pa
 
 def test_network_policy_admits_only_the_operator() -> None:
     docs = render(None)
-    policy = one(docs, "NetworkPolicy")
+    policy = one(docs, "NetworkPolicy", "fc-forensic-checkpoint-agent")
     agent_labels = one(docs, "DaemonSet")["spec"]["selector"]["matchLabels"]
     operator_labels = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
     assert policy["spec"]["podSelector"]["matchLabels"] == agent_labels
@@ -571,3 +571,39 @@ def test_every_mapping_has_each_key_once(set_values: list[str]) -> None:
         if set_values and "team" in set_values[0]:
             assert labels["team"] == "ir"
     documents((REPO / "deploy" / "forensic-checkpoint.yaml").read_text())
+
+
+def test_the_operator_pod_accepts_only_its_metrics_and_alert_ports() -> None:
+    def operator_policy(set_values: list[str]) -> dict[str, Any]:
+        docs = documents(template(set_values=set_values))
+        spec: dict[str, Any] = one(docs, "NetworkPolicy", "fc-forensic-checkpoint-operator")["spec"]
+        return spec
+
+    plain = operator_policy([])
+    assert plain["policyTypes"] == ["Ingress"]
+    assert plain["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    assert not plain.get("ingress")  # nothing may connect (probes are not subject to it)
+    prometheus = [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}]
+    alerts = operator_policy(
+        [
+            "alerts.enabled=true",
+            "alerts.tokenSecret.name=t",
+            "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+        ]
+    )
+    assert alerts["ingress"] == [
+        {"from": prometheus, "ports": [{"port": "metrics", "protocol": "TCP"}]},
+        {"ports": [{"port": "alerts", "protocol": "TCP"}]},  # any peer: the token guards it
+    ]
+    narrowed = operator_policy(
+        [
+            "alerts.enabled=true",
+            "alerts.tokenSecret.name=t",
+            "networkPolicy.alertsFrom[0].namespaceSelector.matchLabels.name=monitoring",
+        ]
+    )
+    assert narrowed["ingress"] == [
+        {"from": prometheus, "ports": [{"port": "alerts", "protocol": "TCP"}]}
+    ]
+    docs = documents(template(set_values=["networkPolicy.enabled=false"]))
+    assert by_kind(docs, "NetworkPolicy") == []
