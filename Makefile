@@ -65,6 +65,10 @@ rules: setup
 deploy: setup cluster-tools
 	$(VENV)/bin/forensic-checkpoint-dev render-deploy
 
+# The chart's README.md (every value: type, default, its `# --` comment), from values.yaml.
+chart-readme: setup
+	$(VENV)/bin/forensic-checkpoint-dev chart-readme
+
 # A local control plane with 3 fake nodes, the operator and agents as processes, and one
 # ForensicCheckpoint of a real CRI-O sample analysed into its status.
 demo: setup cluster-tools

@@ -338,3 +338,48 @@ def test_upgrade_changes_the_crds_and_reinstall_adopts_kept_ones(
     h(c, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE)  # and back
     assert k(c, "get", crd_name, "-o", f"jsonpath={path}") == ""
     h(c, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
+
+
+def test_a_release_of_another_name_takes_over_kept_crds_as_documented(
+    install_cluster: DevCluster,
+) -> None:
+    """docs/install.md ("CRDs and upgrades"): after an uninstall keeps the CRDs, an install
+    under another name is refused for their ownership, and the documented annotation hands
+    them over. The command is taken from the docs, so the two cannot drift."""
+    import re
+
+    c = install_cluster
+    h(c, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace")
+    h(c, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
+    other, other_ns = "ir", "incident-response"
+    install = ["install", other, str(CHART), "--namespace", other_ns, "--create-namespace"]
+    refused = subprocess.run(
+        [str(helm()), *install, f"--kubeconfig={c.kubeconfig}"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert refused.returncode != 0
+    assert "invalid ownership metadata" in refused.stderr, refused.stderr
+    docs = (CHART.parents[1] / "docs" / "install.md").read_text()
+    [script] = [
+        block
+        for block in re.findall(r"```sh\n(.*?)```", docs, re.S)
+        if "meta.helm.sh/release-name=ir" in block
+    ]
+    env = {"PATH": f"{kubectl().parent}:/usr/bin:/bin", "KUBECONFIG": str(c.kubeconfig)}
+    subprocess.run(["bash", "-euc", script], env=env, check=True, timeout=60)
+    try:
+        h(c, *install)  # no pod runs here (no runtime): --wait would time out
+        h(c, "uninstall", other, "--namespace", other_ns, "--wait")
+    finally:  # the next install of RELEASE here adopts them again
+        for crd in ("forensiccheckpoints", "forensicnodes", "forensiccapturepolicies"):
+            k(
+                c,
+                "annotate",
+                "--overwrite",
+                f"crd/{crd}.forensic-checkpoint.dev",
+                f"meta.helm.sh/release-name={RELEASE}",
+                f"meta.helm.sh/release-namespace={NAMESPACE}",
+            )

@@ -27,6 +27,7 @@ from forensic_checkpoint.agent_identity import agent_server_name
 from forensic_checkpoint.domain.evidence.retention import ContainerRule, Limits, RetentionPolicy
 from forensic_checkpoint.domain.identity import signing
 from forensic_checkpoint.domain.identity.profiles import SERVING
+from forensic_checkpoint_dev import chart_readme
 from forensic_checkpoint_dev.deploy import CHART, DEPLOY_MANIFEST, render_deploy
 
 from .chart import (
@@ -607,3 +608,20 @@ def test_the_operator_pod_accepts_only_its_metrics_and_alert_ports() -> None:
     ]
     docs = documents(template(set_values=["networkPolicy.enabled=false"]))
     assert by_kind(docs, "NetworkPolicy") == []
+
+
+def test_the_chart_readme_lists_every_value_with_its_comment() -> None:
+    """charts/forensic-checkpoint/README.md is generated from values.yaml (`make chart-readme`);
+    every value it lists has a `# --` comment."""
+    assert (CHART / "README.md").read_text() == chart_readme.render(), "run `make chart-readme`"
+    values = chart_readme.chart_values((CHART / "values.yaml").read_text())
+    assert [v.path for v in values if not v.description] == []
+    by_path = {v.path: v for v in values}
+    assert by_path["agent.resources"].type == "object"  # a documented mapping is one row
+    assert by_path["agent.captureWorkers"].default == "4"
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] and chart["sources"] and chart["maintainers"] and chart["icon"]
+    images = yaml.safe_load(chart["annotations"]["artifacthub.io/images"])
+    assert images[0]["image"].endswith(f":{chart['appVersion']}")
+    crds = {c["name"] for c in yaml.safe_load(chart["annotations"]["artifacthub.io/crds"])}
+    assert crds == {p.name.removesuffix(".yaml") for p in (REPO / "crds").glob("*.yaml")}

@@ -12,6 +12,7 @@ from forensic_checkpoint.cli.main import dispatch
 
 #: subcommand name -> module
 SUBCOMMANDS: dict[str, str] = {
+    "chart-readme": "forensic_checkpoint_dev.chart_readme",
     "cluster": "forensic_checkpoint_dev.cluster.command",
     "demo": "forensic_checkpoint_dev.demo",
     "render-deploy": "forensic_checkpoint_dev.deploy",

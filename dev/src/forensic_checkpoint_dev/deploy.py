@@ -35,8 +35,12 @@ def helm_template(
     set_values: Sequence[str] = (),
     show_only: str | None = None,
 ) -> str:
-    """`helm template` of the chart; ``ToolError`` with helm's stderr when it refuses."""
+    """`helm template` of the chart; ``ToolError`` with helm's stderr when it refuses. Helm
+    renders offline for Kubernetes 1.20 unless told otherwise, which the chart's kubeVersion
+    refuses: the dev cluster's pinned version is given, as a GitOps renderer gives its own."""
+    kube_version = binaries.pinned_versions()["KUBERNETES_VERSION"]
     args = ["template", release, str(CHART), "--namespace", namespace]
+    args += ["--kube-version", kube_version]
     if show_only:
         args += ["--show-only", show_only]
     for f in values_files:
