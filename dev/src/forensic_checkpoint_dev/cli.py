@@ -13,6 +13,7 @@ from forensic_checkpoint.cli.main import dispatch
 #: subcommand name -> module
 SUBCOMMANDS: dict[str, str] = {
     "cluster": "forensic_checkpoint_dev.cluster.command",
+    "corpus": "forensic_checkpoint_dev.corpus.command",
     "demo": "forensic_checkpoint_dev.demo",
     "render-deploy": "forensic_checkpoint_dev.deploy",
 }
