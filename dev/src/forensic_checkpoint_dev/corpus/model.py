@@ -105,6 +105,9 @@ class Scenario:
     sidecar: str | None = None
     #: an emptyDir mounted into "app" at this path (a database's data directory)
     volume: str | None = None
+    #: /dev/shm is a memory-backed emptyDir (the usual way to get a larger one), which, unlike
+    #: the runtime's own /dev/shm (nosuid, nodev, noexec), lets a binary run from it
+    shm: bool = False
     #: the pod's ServiceAccount may read pods in its namespace, and the API server is reachable
     #: from the pod at KUBERNETES_SERVICE_HOST:443 (the runner routes the Service's ClusterIP to
     #: it, as kube-proxy would)

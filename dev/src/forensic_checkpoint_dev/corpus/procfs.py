@@ -17,6 +17,8 @@ from pathlib import Path
 
 #: environment variables whose values the truth keeps (they name paths, never secrets)
 KEPT_ENV_VALUES = frozenset({"LD_PRELOAD", "LD_AUDIT", "HISTFILE", "HISTSIZE", "PATH"})
+#: what an fd of a terminal master reads as (in a container /dev/ptmx links to pts/ptmx)
+PTY_MASTERS = frozenset({"/dev/ptmx", "/dev/pts/ptmx"})
 TCP_STATES = {
     "01": "ESTABLISHED",
     "02": "SYN_SENT",
@@ -53,6 +55,8 @@ class Proc:
     maps: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     tcp: list[TcpSocket] = field(default_factory=list)
+    #: indexes of the pseudo-terminals whose master (/dev/ptmx) this process holds
+    pty_masters: set[int] = field(default_factory=set)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -66,6 +70,7 @@ class Proc:
             "mappedFiles": self.maps,
             "env": self.env,
             "tcp": [vars(t) for t in self.tcp],
+            "ptyMasters": sorted(self.pty_masters),
         }
 
 
@@ -159,6 +164,12 @@ def snapshot(init_host_pid: int, proc_root: Path = Path("/proc")) -> list[Proc]:
             if sep:
                 p.env[name] = value if name in KEPT_ENV_VALUES else ""
         for fd, target in p.fds.items():
+            if target in PTY_MASTERS:
+                info = _read(base / "fdinfo" / str(fd)).decode()
+                index = [
+                    line.split()[1] for line in info.splitlines() if line.startswith("tty-index:")
+                ]
+                p.pty_masters.update(int(i) for i in index)
             if target.startswith("socket:[") and (inode := target[8:-1]) in tcp:
                 local, remote, state = tcp[inode]
                 p.tcp.append(TcpSocket(fd, local, remote, state))

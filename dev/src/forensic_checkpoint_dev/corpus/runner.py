@@ -272,6 +272,9 @@ def pod_manifest(scenario: Scenario, image: str, values: dict[str, str]) -> dict
     if scenario.volume:
         volumes.append({"name": "data", "emptyDir": {}})
         app["volumeMounts"].append({"name": "data", "mountPath": scenario.volume})
+    if scenario.shm:
+        volumes.append({"name": "shm", "emptyDir": {"medium": "Memory"}})
+        app["volumeMounts"].append({"name": "shm", "mountPath": "/dev/shm"})  # noqa: S108
     if scenario.sidecar:
         sidecar = container("sidecar", scenario.sidecar)
         volumes.append({"name": "shared", "emptyDir": {}})

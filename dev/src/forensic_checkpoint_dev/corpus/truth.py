@@ -45,6 +45,17 @@ def _touches(p: Proc, path: str) -> bool:
     return path in {_normal(x) for x in places}
 
 
+def relays(p: Proc, procs: list[Proc]) -> list[Proc]:
+    """The processes at the other end of ``p``'s standard streams: a pipe they share (the nc of
+    a fifo relay) or the master of ``p``'s terminal (socat's or python's pty)."""
+    stdio = [p.fds.get(fd, "") for fd in (0, 1, 2)]
+    pipes = {t for t in stdio if t.startswith("pipe:")}
+    ptys = {int(t[9:]) for t in stdio if t.startswith("/dev/pts/") and t[9:].isdigit()}
+    return [
+        q for q in procs if q is not p and (pipes & set(q.fds.values()) or ptys & q.pty_masters)
+    ]
+
+
 def resolve(expect: Expect, procs: list[Proc], values: dict[str, str]) -> dict[str, Any]:
     """One expectation as truth: the rule(s), the pid and the path/remote checked in /proc."""
     matching = [p for p in procs if expect.process.matches(p.comm, p.argv)]
@@ -66,9 +77,19 @@ def resolve(expect: Expect, procs: list[Proc], values: dict[str, str]) -> dict[s
         item["path"] = path
     if expect.remote is not None:
         remote = substitute(expect.remote, values)
-        if not any(t.remote == remote and t.state == "ESTABLISHED" for t in p.tcp):
-            raise TruthError(f"{expect.rule}: pid {p.pid} has no connection to {remote} ({p.tcp})")
+        holders = [
+            q
+            for q in [p, *relays(p, procs)]
+            if any(t.remote == remote and t.state == "ESTABLISHED" for t in q.tcp)
+        ]
+        if not holders:
+            raise TruthError(
+                f"{expect.rule}: neither pid {p.pid} nor a relay of its stdio is connected to "
+                f"{remote} ({p.tcp})"
+            )
         item["remote"] = remote
+        if holders[0] is not p:
+            item["relayedBy"] = holders[0].pid
     return item
 
 
