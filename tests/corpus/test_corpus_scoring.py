@@ -68,9 +68,11 @@ def test_benign_goals_allow_low_but_nothing_above_and_no_suspicion() -> None:
     quiet = scoring.score_archive(BENIGN, [finding("api-server-connection", "low", 3)])
     assert scoring.goal_failures([quiet]) == []
     assert [f["rule"] for f in quiet.false_positives] == ["api-server-connection"]
-    loud = scoring.score_archive(BENIGN, [finding("stdio-socket", "high", 4, path=None)])
+    pyc = [finding("library-dir-write", "medium", path=f"/usr/lib/{i}.pyc") for i in range(5)]
+    loud = scoring.score_archive(BENIGN, [finding("stdio-socket", "high", 4), *pyc])
     assert scoring.goal_failures([loud]) == [
         "web: benign, high stdio-socket pid 4",
+        "web: benign, 5 x library-dir-write, e.g. medium library-dir-write pid None /usr/lib/0.pyc",
         "web: benign archive is Suspicious",
     ]
 
@@ -84,10 +86,13 @@ def test_an_attack_without_high_findings_is_not_suspicious() -> None:
 
 
 def test_render_prints_the_rule_table_archives_and_goals() -> None:
+    pyc = [finding("library-dir-write", "medium", path=f"/usr/lib/{i}.pyc") for i in range(5)]
+    loud = scoring.score_archive(BENIGN, pyc)
     s = scoring.score_archive(ATTACK, [finding("reverse-shell", "critical", 7, socket=SOCKET)])
     text = scoring.render([s, scoring.score_archive(BENIGN, [])])
     assert text.splitlines()[0].split() == ["rule", "TP", "FP", "FN", "precision", "recall"]
     assert "reverse-shell" in text and "MISS memfd-exec pid 11" in text
     assert "goals: 2 failure(s)" in text and "benign  web" in text
+    assert "... and 2 more library-dir-write" in scoring.render([loud])
     clean = scoring.render([scoring.score_archive(BENIGN, [])])
     assert "goals: all met" in clean

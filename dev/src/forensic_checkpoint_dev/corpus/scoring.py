@@ -23,6 +23,8 @@ from forensic_checkpoint.analysis.model.findings import SEVERITY_RANK
 from forensic_checkpoint.domain.capture.suspicion import ALARMING
 
 Finding = dict[str, Any]
+#: findings of one rule listed per archive (the rest are counted)
+SHOWN_PER_RULE = 3
 
 
 def _normal(path: str | None) -> str | None:
@@ -72,8 +74,9 @@ class ArchiveScore:
     def goal_failures(self) -> list[str]:
         problems = []
         if self.kind == "benign":
-            loud = [f for f in self.findings if above(f, "low")]
-            problems += [f"{self.name}: benign, {_brief(f)}" for f in loud]
+            for group in _by_rule([f for f in self.findings if above(f, "low")]):
+                more = f"{len(group)} x {group[0]['rule']}, e.g. " if len(group) > 1 else ""
+                problems.append(f"{self.name}: benign, {more}{_brief(group[0])}")
             if self.suspicious:
                 problems.append(f"{self.name}: benign archive is Suspicious")
         else:
@@ -86,6 +89,13 @@ class ArchiveScore:
             if not self.suspicious:
                 problems.append(f"{self.name}: attack archive is not Suspicious")
         return problems
+
+
+def _by_rule(findings: list[Finding]) -> list[list[Finding]]:
+    groups: dict[str, list[Finding]] = {}
+    for f in findings:
+        groups.setdefault(str(f.get("rule")), []).append(f)
+    return list(groups.values())
 
 
 def _brief(f: Finding) -> str:
@@ -169,11 +179,14 @@ def render(scores: list[ArchiveScore]) -> str:
             f"{s.kind:7} {s.name:26} {verdict:15} found {len(s.found)}/"
             f"{len(s.found) + len(s.missed)}, {len(s.false_positives)} false positive(s)"
         )
-        for f in s.findings:
-            if not above(f, "info"):
-                continue
-            mark = "FP" if f in s.false_positives else "ok" if f not in s.allowed else "side"
-            lines.append(f"    {mark:4} {_brief(f)}")
+        for group in _by_rule([f for f in s.findings if above(f, "info")]):
+            for f in group[:SHOWN_PER_RULE]:
+                mark = "FP" if f in s.false_positives else "ok" if f not in s.allowed else "side"
+                lines.append(f"    {mark:4} {_brief(f)}")
+            if len(group) > SHOWN_PER_RULE:
+                lines.append(
+                    f"         ... and {len(group) - SHOWN_PER_RULE} more {group[0]['rule']}"
+                )
         for e in s.missed:
             lines.append(f"    MISS {'|'.join(e['rules'])} pid {e['pid']} ({e['process'][:60]})")
     failures = goal_failures(scores)
