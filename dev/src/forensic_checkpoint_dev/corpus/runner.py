@@ -164,7 +164,7 @@ class CorpusRun:
                 scenario,
                 procs,
                 values,
-                definitionHash=directory.name.rsplit("-", 1)[1],
+                definitionHash=scenario_hash(scenario, self.image.name),
                 image=self.image.name,
                 pod=f"{self.namespace}/{scenario.name}",
                 container=scenario.target,
