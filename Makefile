@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster demo demo-real cluster-tools node-tools crds rules deploy clean
+.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster bench-findings demo demo-real cluster-tools node-tools corpus-images corpus crds rules deploy clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml dev/pyproject.toml scripts/setup-venv.sh
@@ -38,8 +38,9 @@ test-fast: setup
 test-area: setup cluster-tools
 	$(PY) -m pytest -q -m "not timing" tests/$(AREA)
 
-# The real node's slow timing scenarios (a 2 GiB dump, killing the agent mid-dump); CI runs it.
-test-slow: setup cluster-tools node-tools
+# The real node's slow timing scenarios (a 2 GiB dump, killing the agent mid-dump) and the whole
+# findings corpus scored against its ground truth; CI runs it.
+test-slow: setup cluster-tools node-tools corpus-images
 	$(PY) -m pytest -q -m timing
 
 bench: setup
@@ -48,6 +49,11 @@ bench: setup
 # 50 ForensicCheckpoints across a 3-node dev cluster (operator + agents as local processes).
 bench-cluster: setup cluster-tools
 	$(PY) -m benchmarks.capture_load
+
+# The findings engine's precision and recall on the corpus `make corpus` captured (exit 1: a goal
+# failed, 2: the corpus is incomplete).
+bench-findings: setup
+	FORENSIC_TOOLS_DIR=$(TOOLS_DIR) $(PY) -m benchmarks.findings_corpus
 
 # Regenerate crds/ from the pydantic models (a test fails when they drift).
 crds: setup
@@ -89,6 +95,17 @@ cluster-tools:
 # in $(TOOLS_DIR); apt-installs runc, iptables and build dependencies (root). No-op when cached.
 node-tools:
 	TOOLS_DIR=$(TOOLS_DIR) bash scripts/build-node-tools.sh
+
+# The findings corpus's workload image from Debian packages (debootstrap + apt, no registry),
+# cached by recipe hash in $(TOOLS_DIR); root.
+corpus-images:
+	TOOLS_DIR=$(TOOLS_DIR) bash scripts/build-corpus-images.sh
+
+# Benign workloads and attacks run on the real node, captured through a ForensicCheckpoint and
+# kept with their ground truth in $(TOOLS_DIR)/corpus, per scenario definition (cached: not
+# captured again); root. docs/findings-corpus.md.
+corpus: setup cluster-tools node-tools corpus-images
+	FORENSIC_TOOLS_DIR=$(TOOLS_DIR) $(VENV)/bin/forensic-checkpoint-dev corpus
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -14,6 +14,7 @@ from forensic_checkpoint.cli.main import dispatch
 SUBCOMMANDS: dict[str, str] = {
     "chart-readme": "forensic_checkpoint_dev.chart_readme",
     "cluster": "forensic_checkpoint_dev.cluster.command",
+    "corpus": "forensic_checkpoint_dev.corpus.command",
     "demo": "forensic_checkpoint_dev.demo",
     "render-deploy": "forensic_checkpoint_dev.deploy",
 }

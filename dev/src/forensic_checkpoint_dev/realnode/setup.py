@@ -124,30 +124,35 @@ def kubelet_config(node: RealNode, client_ca: Path, serving: pki.CertPair) -> di
 def import_images(node: RealNode, tools: binaries.NodeTools) -> None:
     """Import each locally built image once per content store (a marker names its digest)."""
     for key, tar in sorted(tools.images.items()):
-        marker = node.containerd_root / f".imported-{key}-{_file_id(tar)}"
-        if marker.exists():
-            continue
-        result = subprocess.run(
-            [
-                str(tools.ctr),
-                f"--address={node.containerd_socket}",
-                "-n",
-                "k8s.io",
-                "images",
-                "import",
-                "--no-unpack",
-                str(tar),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise ToolError(f"ctr images import {tar.name}: {result.stderr.strip()[-500:]}")
-        for old in node.containerd_root.glob(f".imported-{key}-*"):
-            old.unlink()
-        marker.touch()
+        import_image(node, tools, key, tar)
+
+
+def import_image(node: RealNode, tools: binaries.NodeTools, key: str, tar: Path) -> None:
+    """Import one OCI archive unless this content store already holds this file of ``key``."""
+    marker = node.containerd_root / f".imported-{key}-{_file_id(tar)}"
+    if marker.exists():
+        return
+    result = subprocess.run(
+        [
+            str(tools.ctr),
+            f"--address={node.containerd_socket}",
+            "-n",
+            "k8s.io",
+            "images",
+            "import",
+            "--no-unpack",
+            str(tar),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise ToolError(f"ctr images import {tar.name}: {result.stderr.strip()[-500:]}")
+    for old in node.containerd_root.glob(f".imported-{key}-*"):
+        old.unlink()
+    marker.touch()
 
 
 def _file_id(path: Path) -> str:
