@@ -226,7 +226,7 @@ def test_history_evasion_and_glibc_tunables() -> None:
         ("/root/.bashrc", "0o644", "shell-config-write", "medium"),
         ("/usr/bin/ps", "0o755", "binary-dir-write", "high"),
         ("/usr/lib/x86_64-linux-gnu/libz.so.1", "0o644", "library-dir-write", "medium"),
-        ("/var/lib/dpkg/status", "0o644", "package-db-change", "medium"),
+        ("/var/lib/dpkg/status", "0o644", "package-db-change", "low"),
         ("/opt/app/helper", "0o4755", "setuid-file", "high"),
         ("/etc/issue", "0o644", "etc-write", "info"),
     ],

@@ -374,7 +374,7 @@ exec sleep infinity""",
         ready="grep -q ADDED /tmp/.w",
         api_access=True,
         expect=(
-            Expect("api-server-connection", P("curl"), remote=API),
+            Expect("api-server-from-tool", P("curl"), remote=API),
             Expect("network-tool", P("curl")),
         ),
         allow=("serviceaccount-token", "jwt"),

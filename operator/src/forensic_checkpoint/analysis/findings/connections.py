@@ -8,6 +8,11 @@ A relay (the process at the other end of the pipe or socketpair) counts only wit
 it did not accept on a port it listens on itself: ``server 2>&1 | tee log`` joins tee to a
 server that holds a client's inbound connection, and that is no relay to a remote peer. A
 process's own fd 0/1/2 on a connected socket count whatever the direction (``nc -l -e sh``).
+
+Pipes are followed for shells only: ``app 2>&1 | tee log`` beside an app that holds a database
+or log-shipping connection is everyday plumbing, while a shell whose input comes down a pipe
+from a connected ``nc`` is the classic relay. A socketpair or a terminal whose other end holds
+the connection is a remote-control construct whatever runs on it (``socat ... EXEC:python``).
 """
 
 from __future__ import annotations
@@ -105,11 +110,17 @@ class Graph:
             for s in self.report.sockets
         )
 
-    def stdio_link(self, pid: int) -> dict[str, Any] | None:
+    def stdio_link(self, pid: int, *, through_pipes: bool = True) -> dict[str, Any] | None:
         """A remote peer reached by this process's fd 0/1/2: directly (a socket, either
-        direction), or through the other end of a pipe or the peer of a UNIX socket held by a
-        process with an outbound connection (see the module's note)."""
-        return self._direct_link(pid) or self._pipe_relay(pid) or self._unix_relay(pid)
+        direction), or through the peer of a UNIX socketpair, the master of its terminal, or
+        (``through_pipes``) the other end of a pipe, held by a process with an outbound
+        connection (see the module's note)."""
+        return (
+            self._direct_link(pid)
+            or (self._pipe_relay(pid) if through_pipes else None)
+            or self._unix_relay(pid)
+            or self._pty_relay(pid)
+        )
 
     def _direct_link(self, pid: int) -> dict[str, Any] | None:
         """fd 0/1/2 are themselves connected sockets (the last one found is reported)."""
@@ -170,6 +181,42 @@ class Graph:
                 ),
             }
         return None
+
+    def _pty_relay(self, pid: int) -> dict[str, Any] | None:
+        """fd 0/1/2 on a pseudo-terminal whose master is held by a process with an outbound
+        connection: ``socat TCP:c2:4444 EXEC:bash,pty`` or python's ``pty.spawn`` behind a
+        connected socket give the shell a terminal the remote side types into. (A terminal of
+        ``kubectl exec -t`` has its master outside the container; sshd's has an inbound one.)"""
+        for fd in (0, 1, 2):
+            item = self.fd(pid, fd)
+            if item is None or item.pty is None or item.pty_master is not False:
+                continue
+            for holder_pid, master in self._pty_masters(item.pty):
+                sock = next(iter(self.outbound_sockets(holder_pid)), None)
+                if holder_pid == pid or sock is None:
+                    continue
+                relay = self.procs[holder_pid]
+                return {
+                    "fds": [fd],
+                    "remote": socket_text(sock),
+                    "bytes": _queue_bytes(sock),
+                    "holders": sorted({pid, holder_pid}),
+                    "direction": self.direction(holder_pid, sock),
+                    "path": (
+                        f"fd {fd} = {item.path}, the terminal whose master {master.path} pid "
+                        f"{holder_pid} ({relay.comm}) holds as fd {master.fd}, and which holds "
+                        f"{_ends(sock)}, {self.direction(holder_pid, sock)}"
+                    ),
+                }
+        return None
+
+    def _pty_masters(self, pty: str) -> list[tuple[int, OpenFile]]:
+        return [
+            (proc.pid, f)
+            for proc in self.report.processes
+            for f in proc.open_files
+            if f.pty == pty and f.pty_master
+        ]
 
     def _unix_relay(self, pid: int) -> dict[str, Any] | None:
         """fd 0/1/2 on a UNIX socket whose peer is held by a process with a connected socket:

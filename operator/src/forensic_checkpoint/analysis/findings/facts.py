@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from forensic_checkpoint.analysis.findings.packages import package_owners
 from forensic_checkpoint.analysis.memory import Vma, parse_pagemap, vmas_from_mm
 from forensic_checkpoint.analysis.memory.vmas import (
     PROT_EXEC,
@@ -123,6 +124,7 @@ def file_subjects(inp: Inputs) -> list[Subject]:
     executed = {p.exe for p in report.processes} | {
         m.name for p in report.processes for m in p.maps if "x" in m.perms
     }
+    owners = package_owners(inp.rootfs_files)
     out = []
     for e in report.rootfs.changed:
         mode = int(e.mode, 8) if e.mode else 0
@@ -148,6 +150,7 @@ def file_subjects(inp: Inputs) -> list[Subject]:
                 "excerpt": _excerpt(inp.rootfs_files.get(e.path)),
                 "bytecode_source": source,
                 "bytecode_source_deleted": source in deleted if source else None,
+                "package": owners.get(e.path),
                 "rule_group": "package-db",
             }
         )

@@ -104,7 +104,7 @@ class _ProcessFacts:
         """The shell chain up to the nearest server ancestor, and where its stdio leads."""
         up = self.ancestors(p)
         server = next((a for a in up if self.is_server(a)), None)
-        link = self.graph.stdio_link(p.pid) or {}
+        link = self.graph.stdio_link(p.pid, through_pipes=self.is_shell(p)) or {}
         subtree, deepest, chain = self._chain(p, server)
         return {
             "is_shell": self.is_shell(p),

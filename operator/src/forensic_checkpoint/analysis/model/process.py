@@ -79,6 +79,10 @@ class OpenFile(ReportModel):
     ghost: GhostFile | None = None
     #: files.img id, linking the fd to sockets[].id / pipes[].id
     file_id: int | None = None
+    #: A pseudo-terminal (type TTY): "<devpts device>:<index>", the same for both ends of one
+    #: pty, and whether this fd is its master (/dev/ptmx) or its slave (/dev/pts/<index>).
+    pty: str | None = None
+    pty_master: bool | None = None
 
 
 @dataclass(kw_only=True)

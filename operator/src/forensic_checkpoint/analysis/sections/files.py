@@ -52,11 +52,19 @@ _OPEN_FLAGS = (
     (0o40000, "O_DIRECT"),
     (0o4010000, "O_SYNC"),
 )
+#: tty_info_entry.type (CRIU's images/tty.proto TtyType)
+TTY_TYPES = {0: "UNKNOWN", 1: "PTY", 2: "CONSOLE", 3: "VT", 4: "CTTY", 5: "EXT_TTY", 6: "SERIAL"}
+#: makedev(5, 2): /dev/ptmx
+PTMX_RDEV = (5 << 8) | 2
 GHOST_PREVIEW_BYTES = 4096
 QUEUE_TEXT_BYTES = 4096
 REMAP_GHOST = 1
 REMAP_LINKED = 0
 REMAP_PROCFS = 2
+
+
+def tty_type_name(code: int) -> str:
+    return TTY_TYPES.get(code, f"TYPE{code}")
 
 
 def open_flags(flags: int) -> str:
@@ -95,6 +103,8 @@ class FileTable:
     memfd_names: dict[int, str] = field(default_factory=dict)
     #: memfd inode id -> memfd_inode_entry (name, size, shmid)
     memfd_inodes: dict[int, Any] = field(default_factory=dict)
+    #: tty-info.img id -> tty_info_entry (type, pty index, devpts device, rdev)
+    tty_infos: dict[int, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, data: dict[str, bytes], warnings: list[str]) -> FileTable:
@@ -120,6 +130,9 @@ class FileTable:
         for entry in memfd.entries if memfd else []:
             table.memfd_names[int(entry.inode_id)] = str(entry.name)
             table.memfd_inodes[int(entry.inode_id)] = entry
+        ttys = try_decode("TTY_INFO", data.get("checkpoint/tty-info.img"), "tty-info.img", warnings)
+        for entry in ttys.entries if ttys else []:
+            table.tty_infos[int(entry.id)] = entry
         return table
 
     def type_name(self, file_id: int, fallback: int = 0) -> str:
@@ -145,6 +158,12 @@ class FileTable:
                 path = str(regf.reg.name)
         elif entry.HasField("memfd"):
             path = f"memfd:{self.memfd_names.get(int(entry.memfd.inode_id), '?')}"
+        elif entry.HasField("tty"):
+            # The terminal's device node as the process opened it: /dev/ptmx (or
+            # /dev/pts/ptmx) for a pty's master, /dev/pts/<n> for its slave.
+            regf = self.entries.get(int(entry.tty.regf_id))
+            if regf is not None and regf.HasField("reg"):
+                path = str(regf.reg.name)
         elif entry.HasField("usk"):
             name = unix_name(bytes(entry.usk.name))
             path = f"unix:{name}" if name else f"socket:[{int(entry.usk.ino)}]"
@@ -174,7 +193,18 @@ class FileTable:
             item.position = int(entry.memfd.pos)
         elif entry.HasField("pipe"):
             item.flags = open_flags(int(entry.pipe.flags))
+        elif entry.HasField("tty"):
+            item.flags = open_flags(int(entry.tty.flags))
+            self._mark_pty(item, int(entry.tty.tty_info_id))
         return item
+
+    def _mark_pty(self, item: OpenFile, info_id: int) -> None:
+        info = self.tty_infos.get(info_id)
+        if info is None or str(tty_type_name(int(info.type))) != "PTY" or not info.HasField("pty"):
+            return
+        item.pty = f"{int(info.dev)}:{int(info.pty.index)}"
+        # The master is the ptmx device (char 5:2); every slave is a /dev/pts/<n> node.
+        item.pty_master = int(info.rdev) == PTMX_RDEV or item.path.endswith("ptmx")
 
     def _mark_deleted(self, item: OpenFile, file_id: int) -> None:
         remap = self.remaps.get(file_id)

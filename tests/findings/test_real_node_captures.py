@@ -1,0 +1,39 @@
+"""Regressions on real captures from the real node (the findings corpus, `make corpus`): each
+archive in tests/data/real-node is scored against the ground truth its scenario recorded from
+/proc before the capture, exactly as `make bench-findings` scores the whole corpus.
+
+- apt-get-at-start (benign): apt installed a package at start; its binary in /usr/bin is the
+  package manager's (listed by the dpkg record written beside it), not a dropped binary, and
+  the package database change is low.
+- nginx-keepalive (benign): a server with workers and an open keep-alive client; nothing above
+  low.
+- revshell-socat-exec, revshell-python-pty (attacks): the shell's stdio is a pseudo-terminal
+  whose master the socket holder keeps; both were missed before the pty was followed.
+- api-server-from-pod (attack): curl with the pod's token against the API server is high (it was
+  low, so the archive was not Suspicious)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from benchmarks import findings_corpus
+
+pytestmark = pytest.mark.slow  # one analyzer process per archive, a second or two each
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "real-node"
+
+
+def test_every_goal_holds_on_the_real_captures(capsys: pytest.CaptureFixture[str]) -> None:
+    code = findings_corpus.main(["--dir", str(DATA)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for line in (
+        "benign  apt-get-at-start           not suspicious  found 0/0",
+        "benign  nginx-keepalive            not suspicious  found 0/0, 0 false positive(s)",
+        "attack  revshell-socat-exec        Suspicious      found 1/1, 0 false positive(s)",
+        "attack  revshell-python-pty        Suspicious      found 1/1, 0 false positive(s)",
+        "attack  api-server-from-pod        Suspicious      found 2/2, 0 false positive(s)",
+    ):
+        assert line in out, out
+    assert "goals: all met" in out
