@@ -82,15 +82,22 @@ def dispatch(
     if not args_list or args_list[0] not in modules:
         _top_parser(prog, description, modules).parse_args(args_list)  # usage or version, exits
         return EXIT_USAGE
+    from forensic_checkpoint.cli.extras import missing_extra
+
     name, rest = args_list[0], args_list[1:]
-    module: ModuleType = importlib.import_module(modules[name])
-    parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=module.HELP)
-    module.add_arguments(parser)
-    args = parser.parse_args(rest)
     try:
+        module: ModuleType = importlib.import_module(modules[name])
+        parser = argparse.ArgumentParser(prog=f"{prog} {name}", description=module.HELP)
+        module.add_arguments(parser)
+        args = parser.parse_args(rest)
         return int(module.run(args))
     except ForensicCheckpointError as exc:
         print(f"{prog} {name}: error: {exc.message}", file=sys.stderr)
+        return EXIT_ERROR
+    except ModuleNotFoundError as exc:
+        if (remedy := missing_extra(exc)) is None:
+            raise
+        print(f"{prog} {name}: error: {remedy}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

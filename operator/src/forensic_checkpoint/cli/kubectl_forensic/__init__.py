@@ -119,5 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     except ForensicCheckpointError as exc:
         print(f"kubectl forensic {args.command}: error: {exc.message}", file=sys.stderr)
         return EXIT_FAILED
+    except ModuleNotFoundError as exc:
+        from forensic_checkpoint.cli.extras import missing_extra
+
+        if (remedy := missing_extra(exc)) is None:
+            raise
+        print(f"kubectl forensic {args.command}: error: {remedy}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
