@@ -35,3 +35,23 @@ def test_another_missing_module_is_not_hidden(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(importlib, "import_module", broken)
     with pytest.raises(ModuleNotFoundError):
         main(["operator"])
+
+
+def test_kubectl_forensic_without_the_operator_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import builtins
+
+    from forensic_checkpoint.cli import kubectl_forensic
+
+    real = builtins.__import__
+
+    def without_kubernetes(name: str, *args: object, **kwargs: object) -> ModuleType:
+        if name == "forensic_checkpoint.k8s.client":
+            raise ModuleNotFoundError("No module named 'kubernetes'", name="kubernetes")
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", without_kubernetes)
+    assert kubectl_forensic.main(["nodes"]) == 1
+    err = capsys.readouterr().err
+    assert "kubectl forensic nodes: error: this command needs the 'operator' extra" in err

@@ -107,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from forensic_checkpoint.k8s.client import close, from_environment
-
     try:
+        from forensic_checkpoint.k8s.client import close, from_environment
+
         api = from_environment(args.kubeconfig)
         try:
             handler = importlib.import_module(_HANDLERS[args.command], __name__)
