@@ -15,7 +15,10 @@ RUN apt-get update \
         ca-certificates=20250419~deb12u2 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE hatch_build.py ./
+# The wheel's build hook generates the CRIU image modules from these protos.
+COPY third_party/criu third_party/criu
+COPY tools/criu_protos.py tools/criu_protos.py
 COPY operator/src operator/src
 COPY deploy/image deploy/image
 RUN sh deploy/image/install-python-env.sh /opt/forensic-checkpoint /src

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Idempotent project environment: .venv with the package, its dev tools, the dev harness
-# (dev/: dev cluster, fake kubelet, demo; never in the product's wheel), and Debian's pycriu.
-# pycriu is not on PyPI; Debian's `criu` package ships it as pure Python, so we install the
-# package (if missing) and expose only the pycriu directory to the venv through a .pth file,
+# Idempotent project environment: .venv with the package and all its extras (operator, export),
+# its dev tools, the dev harness (dev/: dev cluster, fake kubelet, demo; never in the product's
+# wheel), and Debian's pycriu. The analyzer does not need pycriu (it decodes CRIU images with
+# modules generated from third_party/criu at build time); the tests cross-check it against
+# pycriu. pycriu is not on PyPI; Debian's `criu` package ships it as pure Python, so we install
+# the package (if missing) and expose only the pycriu directory to the venv through a .pth file,
 # keeping Debian's own protobuf out of the venv (the venv pins protobuf < 7 from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,9 +26,15 @@ fi
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 stamp="$VENV/.installed-$(cat pyproject.toml dev/pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]' -e ./dev
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[operator,export,dev]' -e ./dev
     rm -f "$VENV"/.installed-*
     touch "$stamp"
+fi
+# The editable install's build hook generated the CRIU image modules; regenerate them when the
+# vendored protos or the generator changed since (they are not in git).
+pb2_dir=operator/src/forensic_checkpoint/analysis/format/criu_proto
+if [ ! -f "$pb2_dir/core_pb2.py" ] || [ -n "$(find third_party/criu tools/criu_protos.py -newer "$pb2_dir/core_pb2.py" -print -quit)" ]; then
+    "$VENV/bin/python" tools/criu_protos.py
 fi
 
 site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')

@@ -18,14 +18,16 @@ contract "Analysis layers" in pyproject.toml):
 ``memory``        process memory: pagemaps, page indexes, VMAs, the streaming scanner and its
                   sources, random reads, RSS; ``yara_engine`` is the only user of yara-x
 ``format``        the archive: tar/gzip/zstd ``streams``, safe ``members``, one-pass ``archive``
-                  reading into ``contents``, and ``criu_images`` (the only user of pycriu)
+                  reading into ``contents``; CRIU images: ``criu_images`` (the framing),
+                  ``criu_messages`` (classes from ``criu_proto``, generated at build time),
+                  ``criu_json`` (crit-shaped JSON), ``criu_magic``
 ``model``         the report's dataclasses (``base.ReportModel`` writes camelCase JSON):
                   ``report``, ``process``, ``findings``, ``diff``, ``listing``
 
 ``format`` and ``model`` are independent of each other. rich is imported only by
-``presentation`` (and the CLI). This module stays import-light: the report model, pycriu and the
-archive reader are imported only when ``analyze`` runs, so importing the package costs nothing
-for callers that never analyse.
+``presentation`` (and the CLI). This module stays import-light: the report model, the CRIU
+modules and the archive reader are imported only when ``analyze`` runs, so importing the
+package costs nothing for callers that never analyse.
 """
 
 from __future__ import annotations

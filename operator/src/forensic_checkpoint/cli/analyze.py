@@ -123,7 +123,10 @@ def run(args: argparse.Namespace) -> int:
         args.output.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
-    return 0
+        sys.stdout.flush()
+    from forensic_checkpoint.cli.main import exit_status
+
+    return exit_status("analyze", report.warnings)
 
 
 def _exports(report: Report, args: argparse.Namespace) -> None:

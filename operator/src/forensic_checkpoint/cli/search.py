@@ -72,7 +72,10 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         sys.stdout.write(_text(result))
-    return 0
+    sys.stdout.flush()
+    from forensic_checkpoint.cli.main import exit_status
+
+    return exit_status("search", result.warnings)
 
 
 def _text(result: SearchResult) -> str:

@@ -15,7 +15,7 @@ from typing import IO
 
 from forensic_checkpoint.analysis.format.archive import scan_archive, stream_members
 from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveLimits
-from forensic_checkpoint.analysis.format.criu_images import crit_json
+from forensic_checkpoint.analysis.format.criu_json import image_json
 from forensic_checkpoint.analysis.format.members import (
     ROOTFS_DIFF,
     MemberInfo,
@@ -109,7 +109,7 @@ def decode_image_json(name: str, data: bytes) -> str:
             ],
         }
     else:
-        value = crit_json(name, data)
+        value = image_json(name, data)
     return json.dumps(value, indent=2, default=str) + "\n"
 
 

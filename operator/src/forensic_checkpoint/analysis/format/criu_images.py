@@ -1,40 +1,27 @@
-"""Decoding CRIU images with pycriu's generated protobuf classes.
-
-``pycriu.images.load`` turns every entry into a dict and imports all 60 message modules
-(~0.1 s); the analyzer needs a dozen images and keeps the protobuf messages as they are. The
-generated ``*_pb2`` modules import each other by bare name, so their directory goes on
-``sys.path`` exactly as ``pycriu.images`` itself does; they are imported only when an image of
-that type is decoded. With protobuf's upb backend the message classes come straight from a
-private upb pool fed with the serialized descriptors embedded in those modules
-(``message_class``): executing the modules costs ~35 ms of a short ``search`` process, mostly
-protobuf's pure-Python ``builder`` machinery they import.
+"""Decoding CRIU images: the file framing, with the messages generated from CRIU's protos.
 
 Image layout (criu/include/magic.h, images/*.proto): ``IMG_COMMON`` or ``IMG_SERVICE`` magic,
 the image's own magic (both u32 LE), then ``<u32 LE size><protobuf>`` entries, some followed by
-raw payload bytes (queue data, pipe data, ghost file chunks).
+raw payload bytes (queue data, pipe data, ghost file chunks, IPC objects, BPF map data). Every
+image type crit knows decodes here (``IMAGE_TYPES``); what cannot be decoded raises ImageError,
+never a silent gap. pycriu is not needed: it is only a cross-check in the tests.
 """
 
 from __future__ import annotations
 
-import codecs
-import importlib
-import importlib.util
-import re
 import struct
-import sys
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from forensic_checkpoint.analysis.format.criu_magic import BY_VALUE, IMG_COMMON, IMG_SERVICE, MAGICS
+from forensic_checkpoint.analysis.format.criu_messages import message_class, pb2
 from forensic_checkpoint.errors import ImageError
 
-IMG_COMMON = 0x54564319
-IMG_SERVICE = 0x55105940
+__all__ = ["IMAGE_TYPES", "Image", "decode", "decode_any", "magic_values", "message_class", "pb2"]
 
-#: image kind (pycriu magic name) -> (pb2 module, message name, payload kind)
+#: image kind (magic name) -> (generated module, message name, payload rule); the payload
+#: rules are those of CRIU's writers (and crit's readers): see ``_payload``
 IMAGE_TYPES: dict[str, tuple[str, str, str | None]] = {
     "INVENTORY": ("inventory_pb2", "inventory_entry", None),
     "PSTREE": ("pstree_pb2", "pstree_entry", None),
@@ -61,6 +48,49 @@ IMAGE_TYPES: dict[str, tuple[str, str, str | None]] = {
     "TIMENS": ("timens_pb2", "timens_entry", None),
     "PIDNS": ("pidns_pb2", "pidns_entry", None),
     "CGROUP": ("cgroup_pb2", "cgroup_entry", None),
+    # The rest: read by `show-file --decode` and the cross-check against pycriu.
+    "PAGEMAP": ("pagemap_pb2", "pagemap_entry", "pagemap"),
+    "CREDS": ("creds_pb2", "creds_entry", None),
+    "IPC_VAR": ("ipc_var_pb2", "ipc_var_entry", None),
+    "REG_FILES": ("regfile_pb2", "reg_file_entry", None),
+    "NS_FILES": ("ns_pb2", "ns_file_entry", None),
+    "EVENTFD_FILE": ("eventfd_pb2", "eventfd_file_entry", None),
+    "EVENTPOLL_FILE": ("eventpoll_pb2", "eventpoll_file_entry", None),
+    "EVENTPOLL_TFD": ("eventpoll_pb2", "eventpoll_tfd_entry", None),
+    "SIGNALFD": ("signalfd_pb2", "signalfd_entry", None),
+    "TIMERFD": ("timerfd_pb2", "timerfd_entry", None),
+    "INOTIFY_FILE": ("fsnotify_pb2", "inotify_file_entry", None),
+    "INOTIFY_WD": ("fsnotify_pb2", "inotify_wd_entry", None),
+    "FANOTIFY_FILE": ("fsnotify_pb2", "fanotify_file_entry", None),
+    "FANOTIFY_MARK": ("fsnotify_pb2", "fanotify_mark_entry", None),
+    "VMAS": ("vma_pb2", "vma_entry", None),
+    "PIPES": ("pipe_pb2", "pipe_entry", None),
+    "FIFO": ("fifo_pb2", "fifo_entry", None),
+    "SIGACT": ("sa_pb2", "sa_entry", None),
+    "NETLINK_SK": ("sk_netlink_pb2", "netlink_sk_entry", None),
+    "TTY_FILES": ("tty_pb2", "tty_file_entry", None),
+    "RLIMIT": ("rlimit_pb2", "rlimit_entry", None),
+    "TUNFILE": ("tun_pb2", "tunfile_entry", None),
+    "EXT_FILES": ("ext_file_pb2", "ext_file_entry", None),
+    "IRMAP_CACHE": ("fh_pb2", "irmap_cache_entry", None),
+    "FILE_LOCKS": ("file_lock_pb2", "file_lock_entry", None),
+    "UNIXSK": ("sk_unix_pb2", "unix_sk_entry", None),
+    "INETSK": ("sk_inet_pb2", "inet_sk_entry", None),
+    "PACKETSK": ("packet_sock_pb2", "packet_sock_entry", None),
+    "ITIMERS": ("timer_pb2", "itimer_entry", None),
+    "POSIX_TIMERS": ("timer_pb2", "posix_timer_entry", None),
+    "NETDEV": ("netdev_pb2", "net_device_entry", None),
+    "IPCNS_SHM": ("ipc_shm_pb2", "ipc_shm_entry", "ipc_shm"),
+    "IPCNS_SEM": ("ipc_sem_pb2", "ipc_sem_entry", "ipc_sem"),
+    "IPCNS_MSG": ("ipc_msg_pb2", "ipc_msg_entry", "ipc_msg"),
+    "USERNS": ("userns_pb2", "userns_entry", None),
+    "AUTOFS": ("autofs_pb2", "autofs_entry", None),
+    "CPUINFO": ("cpuinfo_pb2", "cpuinfo_entry", None),
+    "MEMFD_FILE": ("memfd_pb2", "memfd_file_entry", None),
+    "BPFMAP_FILE": ("bpfmap_file_pb2", "bpfmap_file_entry", None),
+    "BPFMAP_DATA": ("bpfmap_data_pb2", "bpfmap_data_entry", "bpfmap"),
+    "APPARMOR": ("apparmor_pb2", "apparmor_entry", None),
+    "PIDFD": ("pidfd_pb2", "pidfd_entry", None),
 }
 
 #: Bounds for one image: real ones hold thousands of entries and ghost files are what CRIU
@@ -68,113 +98,10 @@ IMAGE_TYPES: dict[str, tuple[str, str, str | None]] = {
 MAX_ENTRIES = 500_000
 MAX_GHOST_BYTES = 64 << 20
 
-_lock = threading.Lock()
-_modules: dict[str, ModuleType] = {}
-_magics: dict[str, int] | None = None
-
-
-def _pb2_dir() -> Path:
-    spec = importlib.util.find_spec("pycriu")  # finds the package without running __init__
-    if spec is None or spec.origin is None:
-        raise ImageError("pycriu is not installed (Debian package 'criu'); run `make setup`")
-    return Path(spec.origin).parent / "images"
-
-
-def pb2(module: str) -> ModuleType:
-    """Import one generated pycriu module (thread-safe; the agent analyses in threads)."""
-    mod = _modules.get(module)
-    if mod is not None:
-        return mod
-    with _lock:
-        if module not in _modules:
-            directory = str(_pb2_dir())
-            if directory not in sys.path:
-                sys.path.append(directory)
-            _modules[module] = importlib.import_module(module)
-        return _modules[module]
-
-
-#: ``AddSerializedFile(b'...')`` in a generated module, and the modules it imports
-_SERIALIZED = re.compile(rb"AddSerializedFile\((b'(?:[^'\\]|\\.)*')\)")
-_PB2_IMPORT = re.compile(
-    rb"^(?:import (\w+_pb2) as|from google\.protobuf import (\w+_pb2) as)", re.M
-)
-_upb_pool: Any = None
-_upb_files: set[str] = set()
-_classes: dict[tuple[str, str], type[Any]] = {}
-
-
-def _serialized_descriptor(source: bytes, module: str) -> bytes:
-    found = _SERIALIZED.search(source)
-    if found is None:
-        raise ImageError(f"{module}: no serialized descriptor in the generated module")
-    escaped = found.group(1)[2:-1]  # the literal's body, between b' and '
-    return bytes(codecs.escape_decode(escaped)[0])
-
-
-def _module_source(module: str) -> bytes:
-    if module == "descriptor_pb2":  # the one google.protobuf dependency (opts.proto)
-        spec = importlib.util.find_spec("google.protobuf")
-        if spec is None or not spec.submodule_search_locations:  # pragma: no cover
-            raise ImageError("google.protobuf is not installed")
-        return (
-            Path(next(iter(spec.submodule_search_locations))) / "descriptor_pb2.py"
-        ).read_bytes()
-    return (_pb2_dir() / f"{module}.py").read_bytes()
-
-
-def _add_to_pool(pool: Any, module: str) -> None:
-    """Add ``module``'s descriptor to the pool, its dependencies first (called under _lock)."""
-    if module in _upb_files:
-        return
-    _upb_files.add(module)
-    source = _module_source(module)
-    for plain, google in _PB2_IMPORT.findall(source):
-        _add_to_pool(pool, (plain or google).decode())
-    pool.AddSerializedFile(_serialized_descriptor(source, module))
-
-
-def message_class(module: str, message: str) -> type[Any]:
-    """The class of top-level ``message`` of a pycriu ``*_pb2`` module (thread-safe)."""
-    cls = _classes.get((module, message))
-    if cls is not None:
-        return cls
-    from google.protobuf.internal import api_implementation
-
-    if api_implementation.Type() != "upb":
-        found: type[Any] = getattr(pb2(module), message)
-        return found
-    from google._upb import _message as upb
-    from google.protobuf.message import Message
-
-    global _upb_pool  # noqa: PLW0603 - a process-wide cache, like _modules
-    with _lock:
-        if _upb_pool is None:
-            _upb_pool = upb.DescriptorPool()
-        try:
-            _add_to_pool(_upb_pool, module)
-            descriptor = _upb_pool.FindMessageTypeByName(message)
-        except (OSError, TypeError, KeyError) as exc:
-            raise ImageError(f"{module}.{message}: cannot load its descriptor: {exc}") from exc
-        namespace = {"DESCRIPTOR": descriptor, "__module__": module}
-        cls = upb.MessageMeta(message, (Message,), namespace)
-        _classes[(module, message)] = cls
-        return cls
-
 
 def magic_values() -> dict[str, int]:
-    """magic name -> value, from pycriu's generated table (criu/include/magic.h)."""
-    global _magics  # noqa: PLW0603 - a process-wide cache of a constant table
-    if _magics is None:
-        spec = importlib.util.spec_from_file_location(
-            "_forensic_checkpoint_criu_magic", _pb2_dir() / "magic.py"
-        )
-        if spec is None or spec.loader is None:  # pragma: no cover - file ships with pycriu
-            return {}
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _magics = dict(module.by_name)
-    return _magics
+    """magic name -> value (criu/include/magic.h)."""
+    return MAGICS
 
 
 @dataclass
@@ -185,18 +112,15 @@ class Image:
     entries: list[Any] = field(default_factory=list)
     #: per entry: payload bytes (queues, pipe data) or (inq, outq) for TCP streams
     payloads: list[Any] = field(default_factory=list)
-    #: ghost files: the file's content
+    #: ghost files: the file's content, and the chunk records it was written as (if any)
     content: bytes = b""
+    chunks: list[tuple[Any, bytes]] = field(default_factory=list)
 
 
-def decode(kind: str, data: bytes, name: str = "") -> Image:
-    """Decode ``data`` as image ``kind``; raise ImageError with a one-line reason if it is not."""
-    module, message, payload = IMAGE_TYPES[kind]
-    magic = magic_values()[kind]
-    label = name or kind
+def _body(data: bytes, label: str) -> tuple[str, int]:
+    """The image's kind (magic name) and where its first entry starts."""
     if len(data) < 4:
         raise ImageError(f"{label}: too short for a CRIU image ({len(data)} bytes)")
-    off = 0
     (first,) = struct.unpack_from("<I", data, 0)
     off = 4
     if first in (IMG_COMMON, IMG_SERVICE):
@@ -204,8 +128,26 @@ def decode(kind: str, data: bytes, name: str = "") -> Image:
             raise ImageError(f"{label}: truncated image header")
         (first,) = struct.unpack_from("<I", data, 4)
         off = 8
-    if first != magic:
-        found = next((k for k, v in magic_values().items() if v == first), f"{first:#x}")
+    kind = BY_VALUE.get(first)
+    if kind is None:
+        raise ImageError(f"{label}: unknown CRIU image magic {first:#x}")
+    return kind, off
+
+
+def decode_any(data: bytes, name: str = "") -> Image:
+    """Decode an image of whatever type its magic names (``show-file --decode``)."""
+    kind, _ = _body(data, name or "image")
+    if kind not in IMAGE_TYPES:
+        raise ImageError(f"{name or 'image'}: {kind} images cannot be decoded")
+    return decode(kind, data, name)
+
+
+def decode(kind: str, data: bytes, name: str = "") -> Image:
+    """Decode ``data`` as image ``kind``; raise ImageError with a one-line reason if it is not."""
+    module, message, payload = IMAGE_TYPES[kind]
+    label = name or kind
+    found, off = _body(data, label)
+    if found != kind:
         raise ImageError(f"{label}: wrong magic {found}, expected {kind}")
     cls = message_class(module, message)
     image = Image(kind=kind)
@@ -213,23 +155,51 @@ def decode(kind: str, data: bytes, name: str = "") -> Image:
         if payload == "ghost":
             _decode_ghost(image, cls, data, off, label)
             return image
+        if payload == "pagemap":  # a pagemap_head, then pagemap_entry records
+            head, off = _entry(message_class(module, "pagemap_head"), data, off, label)
+            image.entries.append(head)
         while off < len(data):
             if len(image.entries) >= MAX_ENTRIES:
                 raise ImageError(f"{label}: more than {MAX_ENTRIES} entries")
             entry, off = _entry(cls, data, off, label)
             image.entries.append(entry)
-            if payload == "tcp":
-                inq, off = _take(data, off, int(entry.inq_len), label)
-                outq, off = _take(data, off, int(entry.outq_len), label)
-                image.payloads.append((inq, outq))
-            elif payload is not None:
-                blob, off = _take(data, off, int(getattr(entry, payload)), label)
-                image.payloads.append(blob)
+            if payload is not None and payload != "pagemap":
+                extra, off = _payload(payload, entry, data, off, label)
+                image.payloads.append(extra)
     except ImageError:
         raise
     except Exception as exc:  # protobuf DecodeError and friends: damaged bytes
         raise ImageError(f"{label}: damaged protobuf entry: {exc}".splitlines()[0]) from exc
     return image
+
+
+def _padded(data: bytes, off: int, size: int, align: int, label: str) -> tuple[bytes, int]:
+    """``size`` bytes that CRIU padded to a multiple of ``align``."""
+    _, end = _take(data, off, (size + align - 1) // align * align, label)
+    return data[off : off + size], end
+
+
+def _payload(rule: str, entry: Any, data: bytes, off: int, label: str) -> tuple[Any, int]:
+    """The raw bytes CRIU writes after an entry, by the image type's rule."""
+    if rule == "tcp":  # the unread receive queue, then the unsent send queue
+        inq, off = _take(data, off, int(entry.inq_len), label)
+        outq, off = _take(data, off, int(entry.outq_len), label)
+        return (inq, outq), off
+    if rule == "bpfmap":  # the map's keys, then its values
+        return _take(data, off, int(entry.keys_bytes) + int(entry.values_bytes), label)
+    if rule == "ipc_shm":  # the segment, padded to 4 bytes
+        return _padded(data, off, int(entry.size), 4, label)
+    if rule == "ipc_sem":  # nsems u16 values, padded to 8 bytes
+        return _padded(data, off, 2 * int(entry.nsems), 8, label)
+    if rule == "ipc_msg":  # qnum times: an ipc_msg record, then msize bytes padded to 8
+        messages = []
+        msg_cls = message_class("ipc_msg_pb2", "ipc_msg")
+        for _ in range(int(entry.qnum)):
+            msg, off = _entry(msg_cls, data, off, label)
+            blob, off = _padded(data, off, int(msg.msize), 8, label)
+            messages.append((msg, blob))
+        return messages, off
+    return _take(data, off, int(getattr(entry, rule)), label)  # "bytes", "length"
 
 
 def _entry(cls: Any, data: bytes, off: int, label: str) -> tuple[Any, int]:
@@ -269,6 +239,7 @@ def _decode_ghost(image: Image, cls: Any, data: bytes, off: int, label: str) -> 
         if gap > 0:
             parts.append(b"\0" * gap)
             total += gap
+        image.chunks.append((chunk, blob))
         parts.append(blob)
         total += len(blob)
     image.content = b"".join(parts)
@@ -283,18 +254,6 @@ def try_decode(kind: str, data: bytes | None, name: str, warnings: list[str]) ->
     except ImageError as exc:
         warnings.append(exc.message)
         return None
-
-
-def crit_json(name: str, data: bytes) -> object:
-    """The whole image as crit renders it (``pycriu.images.load``, pretty), for ``show-file``."""
-    import io
-
-    from pycriu import images
-
-    try:
-        return images.load(io.BytesIO(data), pretty=True)
-    except Exception as exc:  # pycriu raises bare Exception, struct.error, MagicException
-        raise ImageError(f"{name} is not a decodable CRIU image: {type(exc).__name__}") from exc
 
 
 def checkpoint_image(

@@ -107,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from forensic_checkpoint.k8s.client import close, from_environment
-
     try:
+        from forensic_checkpoint.k8s.client import close, from_environment
+
         api = from_environment(args.kubeconfig)
         try:
             handler = importlib.import_module(_HANDLERS[args.command], __name__)
@@ -118,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
             close(api)
     except ForensicCheckpointError as exc:
         print(f"kubectl forensic {args.command}: error: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except ModuleNotFoundError as exc:
+        from forensic_checkpoint.cli.extras import missing_extra
+
+        if (remedy := missing_extra(exc)) is None:
+            raise
+        print(f"kubectl forensic {args.command}: error: {remedy}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
