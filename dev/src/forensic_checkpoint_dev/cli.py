@@ -14,6 +14,7 @@ from forensic_checkpoint.cli.main import dispatch
 SUBCOMMANDS: dict[str, str] = {
     "cluster": "forensic_checkpoint_dev.cluster.command",
     "demo": "forensic_checkpoint_dev.demo",
+    "image": "forensic_checkpoint_dev.image",
     "render-deploy": "forensic_checkpoint_dev.deploy",
 }
 
