@@ -64,7 +64,8 @@ if [ "$(id -u)" != 0 ]; then
 fi
 is_installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
 missing=()
-for p in buildah debootstrap; do is_installed "$p" || missing+=("$p"); done
+# runc: tests/install/test_image_archive.py runs the image with it, as the chart would.
+for p in buildah debootstrap runc; do is_installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "build-image: apt-get install ${missing[*]}" >&2
     apt-get -qq -o DPkg::Lock::Timeout=600 update
@@ -143,6 +144,12 @@ rm -rf "$image_dir"
 mv "$image_dir.tmp" "$image_dir"
 "${DEV[@]}" inspect "$archive" >"$image_dir/SIZE"
 ln -sfn "image-$image_key" "$TOOLS_DIR/image-current"
+# Earlier builds (other inputs) are not kept: about 120 MB each.
+for old in "$TOOLS_DIR"/image-*; do
+    if [[ $(basename "$old") =~ ^image-[0-9a-f]{12}$ ]] && [ "$old" != "$image_dir" ]; then
+        rm -rf --one-file-system "$old"
+    fi
+done
 t "OCI archive (gzip layers)" "$s"
 cat "$image_dir/SIZE"
 t "image" "$begin"
