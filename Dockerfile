@@ -20,9 +20,12 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY operator/src operator/src
 COPY deploy/image deploy/image
-# pip and setuptools only install: the final stage does not get them.
+# pip and setuptools only install: the final stage does not get them. Nor does the kubernetes
+# client's asyncio variant (64 MB, half the package), which nothing imports: the operator uses the
+# synchronous client, and kopf its own aiohttp calls.
 RUN sh deploy/image/install-python-env.sh /opt/forensic-checkpoint /src \
-    && /opt/forensic-checkpoint/bin/python -m pip uninstall --yes --quiet pip setuptools
+    && /opt/forensic-checkpoint/bin/python -m pip uninstall --yes --quiet pip setuptools \
+    && rm -r /opt/forensic-checkpoint/lib/python3.11/site-packages/kubernetes/aio
 
 FROM ${BASE}
 # criu brings pycriu and the libraries it loads; ca-certificates verifies S3 and the API server.

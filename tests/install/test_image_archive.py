@@ -154,6 +154,7 @@ def test_the_image_holds_nothing_it_does_not_need(rootfs: Path) -> None:
     assert docs and {p.name for p in docs} == {"copyright"}
     site = rootfs / SITE.lstrip("/")
     assert not list(site.glob("pip*")) and not list(site.glob("setuptools*"))
+    assert (site / "kubernetes" / "client").is_dir() and not (site / "kubernetes" / "aio").exists()
     assert not (rootfs / "src").exists()
     # What the build lent its RUN steps (the host's CA bundle, pip.conf) is in no layer.
     assert sorted(p.name for p in (rootfs / "root").iterdir()) == [".bashrc", ".profile"]
@@ -184,6 +185,9 @@ def test_the_operator_user_runs_the_cli_and_pycriu(
         "set -e; id -u; id -g; grep '^CapEff' /proc/self/status;"
         "forensic-checkpoint --version;"
         "python3 -c 'import pycriu, pycriu.images.pagemap_pb2 as p; print(pycriu.__file__)';"
+        # What the operator and the agent import when they start (the kubernetes client, kopf).
+        "python3 -c 'import forensic_checkpoint.controller.runner,"
+        " forensic_checkpoint.agent.process, forensic_checkpoint.agent.kubelet.criu_log_reader';"
         "touch /tmp/writable; ! touch /opt/forensic-checkpoint/x 2>/dev/null && echo read-only"
     )
     result = run_in_image(rootfs, tmp_path, archive.config, ["sh", "-c", script], uid=65532)
