@@ -137,3 +137,25 @@ def test_unpack_refuses_an_entry_outside_the_rootfs(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match="leaves the rootfs"):
         image.unpack(tmp_path / "image.tar", tmp_path / "rootfs")
     assert not (tmp_path / "escape").exists()
+
+
+def fake_ctr(tmp_path: Path, exit_code: int) -> Path:
+    """A ctr that records its arguments and exits with ``exit_code``."""
+    ctr = tmp_path / "ctr"
+    ctr.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/argv\necho refused >&2\nexit {exit_code}\n')
+    ctr.chmod(0o755)
+    return ctr
+
+
+def test_import_archive_runs_ctr_in_the_cri_namespace(tmp_path: Path) -> None:
+    ctr, archive = fake_ctr(tmp_path, 0), tmp_path / "image.tar"
+    image.import_archive(ctr, "/run/c.sock", archive)
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv == ["--address=/run/c.sock", "-n", "k8s.io", "images", "import", str(archive)]
+    image.import_archive(ctr, "/run/c.sock", archive, unpack=False)
+    assert "--no-unpack" in (tmp_path / "argv").read_text().split()
+
+
+def test_import_archive_fails_with_ctrs_message(tmp_path: Path) -> None:
+    with pytest.raises(ToolError, match=r"image\.tar: refused"):
+        image.import_archive(fake_ctr(tmp_path, 1), "/run/c.sock", tmp_path / "image.tar")

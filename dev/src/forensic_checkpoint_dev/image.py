@@ -179,23 +179,21 @@ def unpack(path: Path, rootfs: Path) -> None:
                         layer.extract(member, rootfs, numeric_owner=True, filter="fully_trusted")
 
 
-def import_into(
-    address: Path | str, path: Path | None = None, *, ctr: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``ctr -n k8s.io images import`` of the archive (by default the current build) into the
-    containerd at ``address``; the image keeps the chart's reference, which the archive names."""
-    tool = ctr or binaries.locate_node_tools().ctr
-    archive = path or archive_path()
+def import_archive(ctr: Path, address: Path | str, archive: Path, *, unpack: bool = True) -> str:
+    """``ctr -n k8s.io images import`` of one OCI archive into the containerd at ``address``
+    (the CRI's namespace); the image keeps the name its archive gives it. Returns ctr's output."""
     result = subprocess.run(
-        [str(tool), f"--address={address}", "-n", "k8s.io", "images", "import", str(archive)],
+        [str(ctr), f"--address={address}", "-n", "k8s.io", "images", "import"]
+        + ([] if unpack else ["--no-unpack"])
+        + [str(archive)],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
     if result.returncode != 0:
-        raise ToolError(f"ctr images import: {result.stderr.strip()[-500:]}")
-    return result
+        raise ToolError(f"ctr images import {archive.name}: {result.stderr.strip()[-500:]}")
+    return result.stdout
 
 
 def pack(layout: Path, out: Path, name: str) -> None:
@@ -242,7 +240,9 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ToolError(f"no image archive {path}: run `make image`")
     if args.action == "import":
-        print(import_into(args.address, path, ctr=args.ctr).stdout.strip())
+        ctr = args.ctr or binaries.locate_node_tools().ctr
+        print(import_archive(ctr, args.address, path).strip())
+        print(f"imported {reference()}: helm install needs no image values")
         return 0
     image = inspect(path)
     mib = 1 << 20
