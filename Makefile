@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster bench-findings demo demo-real cluster-tools node-tools corpus-images corpus crds rules deploy clean
+.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster bench-findings demo demo-real cluster-tools node-tools corpus-images corpus image crds rules deploy chart-readme clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml dev/pyproject.toml scripts/setup-venv.sh
@@ -23,9 +23,9 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 # Everything but the real-node timing scenarios: the fast tiers, the dev cluster with fake
-# kubelets, and the real node (containerd + kubelet; make node-tools, root). Set
-# FORENSIC_SKIP_REAL_NODE=1 to skip the real node on a machine that cannot run one.
-test: setup cluster-tools node-tools
+# kubelets, the real node (containerd + kubelet; make node-tools, root) and the built image (make
+# image). Set FORENSIC_SKIP_REAL_NODE=1 to skip the real node on a machine that cannot run one.
+test: setup cluster-tools node-tools image
 	$(PY) -m pytest -q -m "not timing"
 
 # The tier without clusters, real nodes or slow tests, in two processes (pytest-xdist), each
@@ -106,6 +106,13 @@ corpus-images:
 # captured again); root. docs/findings-corpus.md.
 corpus: setup cluster-tools node-tools corpus-images
 	FORENSIC_TOOLS_DIR=$(TOOLS_DIR) $(VENV)/bin/forensic-checkpoint-dev corpus
+
+# The container image from the Dockerfile with buildah (no Docker engine), over a local debootstrap
+# of the same Debian release, as an OCI archive for `ctr -n k8s.io images import`, cached in
+# $(TOOLS_DIR) by the hash of its inputs; prints its path and sizes. apt-installs buildah,
+# debootstrap and runc (root). About 1 s when cached; see docs/install.md.
+image: setup
+	TOOLS_DIR=$(TOOLS_DIR) VENV=$(VENV) bash scripts/build-image.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

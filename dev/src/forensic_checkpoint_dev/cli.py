@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "cluster": "forensic_checkpoint_dev.cluster.command",
     "corpus": "forensic_checkpoint_dev.corpus.command",
     "demo": "forensic_checkpoint_dev.demo",
+    "image": "forensic_checkpoint_dev.image",
     "render-deploy": "forensic_checkpoint_dev.deploy",
 }
 

@@ -3,11 +3,10 @@ configuration, and the locally built images imported into containerd."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from forensic_checkpoint.errors import ToolError
+from forensic_checkpoint_dev import image
 from forensic_checkpoint_dev.cluster import binaries, pki
 from forensic_checkpoint_dev.realnode.host import BRIDGE, POD_SUBNET
 
@@ -132,24 +131,7 @@ def import_image(node: RealNode, tools: binaries.NodeTools, key: str, tar: Path)
     marker = node.containerd_root / f".imported-{key}-{_file_id(tar)}"
     if marker.exists():
         return
-    result = subprocess.run(
-        [
-            str(tools.ctr),
-            f"--address={node.containerd_socket}",
-            "-n",
-            "k8s.io",
-            "images",
-            "import",
-            "--no-unpack",
-            str(tar),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise ToolError(f"ctr images import {tar.name}: {result.stderr.strip()[-500:]}")
+    image.import_archive(tools.ctr, node.containerd_socket, tar, unpack=False)
     for old in node.containerd_root.glob(f".imported-{key}-*"):
         old.unlink()
     marker.touch()
