@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image for every role; the first argument selects it (the chart passes it):
 #   operator | agent | analyze ARCHIVE | verify ... | nodes | kubectl-forensic (as the command)
-# Debian bookworm's own python3 and criu (pycriu is not on PyPI: it ships with Debian's criu).
+# Debian bookworm's own python3. No CRIU: the analyzer decodes CRIU images itself, with modules
+# generated from CRIU's protos when the wheel is built (third_party/criu, tools/criu_protos.py).
 # Python dependencies are installed only from the hash-pinned deploy/image/requirements.lock,
 # by deploy/image/install-python-env.sh, which tests/install/test_image.py also runs.
 # `make image` builds this file with buildah, BASE being a local debootstrap of the same release
@@ -13,7 +14,6 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         python3=3.11.2-1+b1 \
         python3-venv=3.11.2-1+b1 \
-        criu=3.17.1-2+deb12u2 \
         ca-certificates=20250419~deb12u2 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
@@ -31,11 +31,10 @@ RUN sh deploy/image/install-python-env.sh /opt/forensic-checkpoint /src \
     && rm -r /opt/forensic-checkpoint/lib/python3.11/site-packages/kubernetes/aio
 
 FROM ${BASE}
-# criu brings pycriu and the libraries it loads; ca-certificates verifies S3 and the API server.
+# ca-certificates verifies S3 and the API server.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         python3=3.11.2-1+b1 \
-        criu=3.17.1-2+deb12u2 \
         ca-certificates=20250419~deb12u2 \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 65532 forensic \

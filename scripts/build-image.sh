@@ -37,9 +37,9 @@ ref=$("$VENV/bin/python" -c 'from forensic_checkpoint_dev.image import reference
 # The build context as .dockerignore lets it through (no bytecode caches, no egg-info).
 image_key=$({
     {
-        printf '%s\n' Dockerfile .dockerignore pyproject.toml README.md scripts/build-image.sh
-        find deploy/image operator/src -type f ! -path '*/__pycache__/*' ! -name '*.pyc' \
-            ! -path '*.egg-info/*'
+        printf '%s\n' Dockerfile .dockerignore pyproject.toml README.md LICENSE hatch_build.py \
+            tools/criu_protos.py scripts/build-image.sh
+        git ls-files deploy/image operator/src third_party/criu
     } | hash_files
     echo "base $base_key ref $ref"
 } | sha256sum | cut -c1-12)

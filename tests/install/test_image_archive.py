@@ -138,7 +138,7 @@ def dpkg_versions(rootfs: Path) -> dict[str, str]:
 def test_the_final_stage_holds_the_dockerfiles_pinned_packages(rootfs: Path) -> None:
     final_stage = (REPO / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
     pins = dict(re.findall(r"^\s+([a-z0-9.+-]+)=(\S+)", final_stage, flags=re.MULTILINE))
-    assert set(pins) == {"python3", "criu", "ca-certificates"}
+    assert set(pins) == {"python3", "ca-certificates"}
     installed = dpkg_versions(rootfs)
     assert {name: installed.get(name) for name in pins} == pins
     # No build stage leftovers: the venv tools, the sources, compilers.
@@ -178,13 +178,14 @@ def test_the_venv_is_precompiled_for_a_read_only_root(rootfs: Path) -> None:
         assert header[8:] == importlib.util.source_hash(source.read_bytes()), source
 
 
-def test_the_operator_user_runs_the_cli_and_pycriu(
+def test_the_operator_user_runs_the_cli_and_decodes_criu_images(
     archive: image.ImageArchive, rootfs: Path, tmp_path: Path
 ) -> None:
     script = (
         "set -e; id -u; id -g; grep '^CapEff' /proc/self/status;"
         "forensic-checkpoint --version;"
-        "python3 -c 'import pycriu, pycriu.images.pagemap_pb2 as p; print(pycriu.__file__)';"
+        "python3 -c 'import forensic_checkpoint.analysis.format.criu_proto.pagemap_pb2 as p;"
+        " print(p.__file__)';"
         # What the operator and the agent import when they start (the kubernetes client, kopf).
         "python3 -c 'import forensic_checkpoint.controller.runner,"
         " forensic_checkpoint.agent.process, forensic_checkpoint.agent.kubelet.criu_log_reader';"
@@ -195,7 +196,8 @@ def test_the_operator_user_runs_the_cli_and_pycriu(
     lines = result.stdout.split("\n")
     assert lines[:3] == ["65532", "65532", "CapEff:\t0000000000000000"]
     assert lines[3] == f"forensic-checkpoint {__version__}"
-    assert lines[4] == f"{VENV}/debian-pycriu/pycriu/__init__.py"
+    assert lines[4].startswith(f"{VENV}/lib/python3.11/site-packages/forensic_checkpoint/"), lines
+    assert not (rootfs / "usr/lib/python3/dist-packages/pycriu").exists()  # no CRIU, no pycriu
     assert lines[5] == "read-only"
 
 
