@@ -42,7 +42,8 @@ def test_hadolint_is_clean() -> None:
 
 def test_hadolint_would_catch_an_unpinned_package(tmp_path: Path) -> None:
     mutated = tmp_path / "Dockerfile"
-    mutated.write_text(DOCKERFILE.read_text().replace("ca-certificates=20250419~deb12u2", "ca-certificates"))
+    pinned = "ca-certificates=20250419~deb12u2"
+    mutated.write_text(DOCKERFILE.read_text().replace(pinned, "ca-certificates"))
     result = hadolint(mutated)
     assert result.returncode != 0
     assert "DL3008" in result.stdout
