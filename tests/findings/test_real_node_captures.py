@@ -5,8 +5,8 @@ archive in tests/data/real-node is scored against the ground truth its scenario 
 - apt-get-at-start (benign): apt installed a package at start; its binary in /usr/bin is the
   package manager's (listed by the dpkg record written beside it), not a dropped binary, and
   the package database change is low.
-- nginx-keepalive (benign): a server with workers and an open keep-alive client; nothing above
-  low.
+- nginx-keepalive, postgres-session (benign): servers with workers and an open client
+  (keep-alive; a psql session); nothing above low, and their setproctitle titles whole.
 - revshell-socat-exec, revshell-python-pty (attacks): the shell's stdio is a pseudo-terminal
   whose master the socket holder keeps; both were missed before the pty was followed.
 - api-server-from-pod (attack): curl with the pod's token against the API server is high (it was
@@ -31,9 +31,32 @@ def test_every_goal_holds_on_the_real_captures(capsys: pytest.CaptureFixture[str
     for line in (
         "benign  apt-get-at-start           not suspicious  found 0/0",
         "benign  nginx-keepalive            not suspicious  found 0/0, 0 false positive(s)",
+        "benign  postgres-session           not suspicious  found 0/0, 0 false positive(s)",
         "attack  revshell-socat-exec        Suspicious      found 1/1, 0 false positive(s)",
         "attack  revshell-python-pty        Suspicious      found 1/1, 0 false positive(s)",
         "attack  api-server-from-pod        Suspicious      found 2/2, 0 false positive(s)",
     ):
         assert line in out, out
     assert "goals: all met" in out
+
+
+@pytest.mark.parametrize("name", ["nginx-keepalive", "postgres-session"])
+def test_process_titles_are_the_kernels(name: str) -> None:
+    """nginx and postgres rewrite their titles past the argv area (setproctitle); the analyzer
+    follows the kernel's /proc/PID/cmdline rule, so each process's cmdline is what /proc showed
+    just before the capture (the truth), e.g. postgres's backend with its client and state."""
+    import json
+    import subprocess
+    import sys
+
+    truth = json.loads((DATA / f"{name}.truth.json").read_text())
+    out = subprocess.run(
+        [sys.executable, "-m", "forensic_checkpoint", "analyze", str(DATA / f"{name}.tar.zst"),
+         "--format", "json"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    analysed = {p["pid"]: p.get("cmdline") for p in json.loads(out.stdout)["processes"]}
+    expected = {p["pid"]: p["argv"] for p in truth["processes"]}
+    assert analysed == expected
+    titles = [" ".join(argv) for argv in expected.values()]
+    assert any(t.endswith(" -g daemon off;") or ") idle" in t for t in titles), titles
