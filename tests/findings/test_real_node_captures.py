@@ -60,3 +60,23 @@ def test_process_titles_are_the_kernels(name: str) -> None:
     assert analysed == expected
     titles = [" ".join(argv) for argv in expected.values()]
     assert any(t.endswith(" -g daemon off;") or ") idle" in t for t in titles), titles
+
+
+def test_a_match_in_postgres_shared_buffers_names_every_backend() -> None:
+    """postgres maps its shared buffers (a memfd) into every process: a match there is readable
+    by all of them, and search says so (sharedWith; "also mapped by" in the text)."""
+    import json
+    import subprocess
+    import sys
+
+    archive = str(DATA / "postgres-session.tar.zst")
+    truth = json.loads((DATA / "postgres-session.truth.json").read_text())
+    pids = sorted(p["pid"] for p in truth["processes"])
+    search = [sys.executable, "-m", "forensic_checkpoint", "search", archive, "pg_authid_rolname"]
+    raw = subprocess.run([*search, "--format", "json"], capture_output=True, text=True, check=True)
+    matches = json.loads(raw.stdout)["memory"]["searches"][0]["matches"]
+    shared = [m for m in matches if "memfd" in m["mapping"]]
+    assert shared and all(m["sharedWith"] == pids for m in shared), matches
+    text = subprocess.run(search, capture_output=True, text=True, check=True).stdout
+    others = ", ".join(str(p) for p in pids if p != shared[0]["pid"])
+    assert f"also mapped by pid {others}]" in text, text

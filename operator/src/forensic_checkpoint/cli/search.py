@@ -85,8 +85,7 @@ def _text(result: SearchResult) -> str:
         more = f", showing {len(s.matches)}" if s.truncated else ""
         lines.append(f"{s.kind} {s.pattern!r}: {s.total_matches} matches{more}")
         lines.extend(
-            f"  pid {m.pid:<7} {m.address:<18} {m.context}    [{m.mapping or '?'}]"
-            for m in s.matches
+            f"  pid {m.pid:<7} {m.address:<18} {m.context}    [{m.where()}]" for m in s.matches
         )
     lines.extend(f"warning: {w}" for w in result.warnings)
     return "\n".join(lines) + "\n"

@@ -237,6 +237,14 @@ class SearchMatch(ReportModel):
     #: and ``address`` are one of them; the others read the same bytes)
     shared_with: list[int] = field(default_factory=list)
 
+    def where(self) -> str:
+        """The mapping, and who else could read the match there (a shared object)."""
+        mapping = self.mapping or "?"
+        others = [pid for pid in self.shared_with if pid != self.pid]
+        if not others:
+            return mapping
+        return f"{mapping}; also mapped by pid {', '.join(map(str, others))}"
+
 
 @dataclass(kw_only=True)
 class MemorySearch(ReportModel):

@@ -201,7 +201,7 @@ def _memory(console: Console, report: Report) -> None:
             "context",
         )
         for m in s.matches:
-            table.add_row(str(m.pid), m.address, m.mapping or "", m.context)
+            table.add_row(str(m.pid), m.address, m.where(), m.context)
         console.print(table)
 
 
