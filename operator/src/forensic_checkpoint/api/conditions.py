@@ -14,6 +14,13 @@ from forensic_checkpoint.api.base import KubeModel, Reason
 READY = "Ready"
 CAPTURED = "Captured"
 ANALYZED = "Analyzed"
+#: True once the object failed for good, as a Job's ``Failed`` (``kubectl wait`` returns at once).
+FAILED = "Failed"
+#: kstatus (sigs.k8s.io/cli-utils): True while the controller still works towards the goal ...
+RECONCILING = "Reconciling"
+#: ... and True when it cannot progress any further. Both are kept False, never removed, when
+#: they do not hold, so that ``kubectl wait --for=condition=Reconciling=false`` returns.
+STALLED = "Stalled"
 
 ConditionType = Annotated[
     str,

@@ -312,7 +312,7 @@ class ForensicCheckpointStatus(KubeModel):
     observed_generation: int | None = None
     conditions: list[Condition] = Field(
         default_factory=list,
-        max_length=8,
+        max_length=12,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     message: ShortText = ""
@@ -350,14 +350,26 @@ class ForensicCheckpoint(RootModel):
             PrinterColumn("Containers", ".status.containerNames"),
             PrinterColumn("Node", ".status.nodeName"),
             PrinterColumn("Phase", ".status.phase"),
-            PrinterColumn("Size", ".status.totalSize"),
+            PrinterColumn(
+                "Suspicious",
+                '.status.conditions[?(@.type=="Suspicious")].status',
+                description="True: a high or critical finding; False: completed without one.",
+            ),
+            PrinterColumn(
+                "Size", ".status.totalSize", description="All archives' size, e.g. 9.3 MiB."
+            ),
             PrinterColumn(
                 "Frozen",
                 ".status.frozenTime",
                 priority=1,
                 description="How long the workload was frozen for its dump (longest container).",
             ),
-            PrinterColumn("Reason", ".status.reason", priority=1),
+            PrinterColumn(
+                "Reason",
+                ".status.reason",
+                priority=1,
+                description="Why the checkpoint is in its phase, e.g. the failure's reason.",
+            ),
             PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
         ),
         validations=(CUSTODY_PRESENCE_RULE,),
