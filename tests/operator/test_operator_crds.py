@@ -69,7 +69,8 @@ def test_forensiccheckpoint_crd_shape() -> None:
     ]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns[:5] == ["Pod", "Containers", "Node", "Phase", "Size"] and "Age" in columns
+    assert columns[:6] == ["Pod", "Containers", "Node", "Phase", "Suspicious", "Size"]
+    assert "Age" in columns
     assert manifest["spec"]["names"]["shortNames"] == ["fcp"]
 
 
