@@ -1,5 +1,6 @@
 """What users type, with the real kubectl against the dev cluster: ``kubectl wait`` on a failed
-and on a completed capture, and ``kubectl get fcp`` (and ``-o wide``) as the README shows it.
+and on a completed capture, ``kubectl get fcp`` (and ``-o wide``) as the README shows it, and
+``kubectl explain`` of the three kinds.
 
 kubectl wait never returns early on ``Ready=False`` (k8s.io/kubectl pkg/cmd/wait/condition.go
 compares the status and waits on), so a failure makes ``Failed`` and ``Stalled`` True and
@@ -17,6 +18,7 @@ import pytest
 from tests.operator.operator_e2e_support import NAMESPACE, create_pod
 from tests.operator.test_doc_examples import printer_columns
 
+from forensic_checkpoint.api import crds
 from forensic_checkpoint_dev.cluster import binaries
 from forensic_checkpoint_dev.stack import LocalStack
 
@@ -94,4 +96,38 @@ def test_kubectl_wait_and_get_on_a_completed_capture(stack: LocalStack) -> None:
     header, row = done.stdout.splitlines()
     assert header.split() == printer_columns(wide=True)
     assert row[header.index("REASON") :].split()[0] == "Completed"
+
+
+@pytest.mark.parametrize(
+    ("kind", "title"),
+    [
+        ("forensiccheckpoint", "A forensic checkpoint of one pod's containers"),
+        ("forensicnode", "A node's forensic agent and its capture readiness"),
+        ("forensiccapturepolicy", "Which alerts (Alertmanager, Falcosidekick)"),
+    ],
+)
+def test_kubectl_explain_describes_each_kind_and_field(
+    stack: LocalStack, kind: str, title: str
+) -> None:
+    done, _ = kubectl(stack, "explain", kind)
+    assert done.returncode == 0, done.stderr
+    assert title in " ".join(done.stdout.split())
+    model = next(m for m in crds.root_models() if m.crd.singular == kind)
+    schema = crds.openapi_schema(model)
+    for top in ("spec", "status"):
+        if top not in schema["properties"]:
+            continue
+        done, _ = kubectl(stack, "explain", f"{kind}.{top}")
+        assert done.returncode == 0, done.stderr
+        text = " ".join(done.stdout.split())
+        # Every field of spec/status is listed with its description, none "<empty>".
+        for name, prop in schema["properties"][top]["properties"].items():
+            assert name in text, name
+            assert " ".join(prop["description"].split())[:60] in text, name
+        assert "<empty>" not in done.stdout
+    done, _ = kubectl(stack, "explain", kind, "--recursive")
+    assert done.returncode == 0 and "<empty>" not in done.stdout
+
+
+def test_print_what_kubectl_showed() -> None:
     print("\n\n".join(SEEN))

@@ -44,8 +44,14 @@ class Condition(KubeModel):
     changes (see :func:`forensic_checkpoint.domain.conditions.set_condition`)."""
 
     type: ConditionType
+    """The condition's type, e.g. Ready."""
     status: ConditionStatus
+    """True, False or Unknown."""
     observed_generation: int | None = Field(default=None, ge=0)
+    """The metadata.generation the condition was set for."""
     last_transition_time: datetime
+    """When the status last changed."""
     reason: Reason
+    """A CamelCase reason for the status."""
     message: str = Field(default="", max_length=32768)
+    """A human-readable explanation."""

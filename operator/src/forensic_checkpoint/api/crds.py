@@ -46,6 +46,18 @@ _VERBATIM_KEYS = {"enum", "default", "example", "required"}
 _EXCLUSIVE_BOUNDS = {"exclusiveMaximum": "maximum", "exclusiveMinimum": "minimum"}
 
 
+#: The descriptions Kubernetes' own types give these (``kubectl explain`` shows them).
+_API_VERSION = (
+    "APIVersion defines the versioned schema of this representation of an object. Servers "
+    "should convert recognized schemas to the latest internal value, and may reject "
+    "unrecognized values."
+)
+_KIND = (
+    "Kind is a string value representing the REST resource this object represents. Servers may "
+    "infer this from the endpoint the client submits requests to. In CamelCase."
+)
+
+
 def root_models() -> list[type[RootModel]]:
     """The registered root models whose modules exist in this checkout."""
     models: list[type[RootModel]] = []
@@ -137,8 +149,9 @@ def _model_schema(model: type[RootModel], field: str) -> dict[str, Any] | None:
 def openapi_schema(model: type[RootModel]) -> dict[str, Any]:
     """The structural ``openAPIV3Schema`` of one root model."""
     properties: dict[str, Any] = {
-        "apiVersion": {"type": "string"},
-        "kind": {"type": "string"},
+        "apiVersion": {"type": "string", "description": _API_VERSION},
+        "kind": {"type": "string", "description": _KIND},
+        # The API server allows nothing else here; it documents ObjectMeta itself.
         "metadata": {"type": "object"},
     }
     required: list[str] = []
