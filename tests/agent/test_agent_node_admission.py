@@ -62,13 +62,22 @@ def _agent(handle: ClusterHandle, node: str | None) -> ApiClient:
     return from_token(handle.server, token, ca_file=handle.ca_file)
 
 
+@contextlib.contextmanager
+def _as_agent(handle: ClusterHandle, node: str) -> Iterator[ApiClient]:
+    agent = _agent(handle, node)
+    try:
+        yield agent
+    finally:
+        close(agent)
+
+
 def _published(endpoint: str) -> AgentStatus:
     return AgentStatus(endpoint=endpoint, heartbeat_time=datetime.now(UTC))
 
 
-def _publish(agent: ApiClient, node: str, endpoint: str) -> None:
+def _publish(agent: ApiClient, node: str, endpoint: str, owner_uid: str = "") -> None:
     """What an agent does at start: create its ForensicNode and publish its endpoint."""
-    ForensicNodes(agent).ensure(node, labels={})
+    ForensicNodes(agent).ensure(node, labels={}, owner_uid=owner_uid)
     ForensicNodes(agent).set_agent(node, _published(endpoint))
 
 
@@ -143,24 +152,17 @@ def test_a_forensic_node_is_owned_by_its_node_and_goes_with_it(
     dev_cluster: ClusterHandle, nodes: tuple[str, str]
 ) -> None:
     own, other = nodes
-    agent = _agent(dev_cluster, own)
-    try:
-        ForensicNodes(agent).ensure(own, labels={}, owner_uid=_node_uid(dev_cluster, own))
-        ForensicNodes(agent).set_agent(own, _published("https://10.0.0.1:8443"))
-    finally:
-        close(agent)
+    with _as_agent(dev_cluster, own) as agent:
+        _publish(agent, own, "https://10.0.0.1:8443", owner_uid=_node_uid(dev_cluster, own))
     assert _owners(dev_cluster, own) == [
         {"apiVersion": "v1", "kind": "Node", "name": own, "uid": _node_uid(dev_cluster, own)}
     ]
     # One published before owner references (an older agent) gets its owner at the next start.
-    older = _agent(dev_cluster, other)
-    try:
+    with _as_agent(dev_cluster, other) as older:
         ForensicNodes(older).ensure(other, labels={})
         assert _owners(dev_cluster, other) == []
         ForensicNodes(older).ensure(other, labels={}, owner_uid=_node_uid(dev_cluster, other))
         assert [o["name"] for o in _owners(dev_cluster, other)] == [other]
-    finally:
-        close(older)
     # The garbage collector (kube-controller-manager) deletes it once the Node is deleted.
     admin = dev_cluster.admin_client()
     apiserver.request(admin, "DELETE", f"/api/v1/nodes/{own}")
@@ -180,8 +182,7 @@ def test_an_agent_cannot_give_its_forensic_node_another_owner(
     dev_cluster: ClusterHandle, nodes: tuple[str, str]
 ) -> None:
     own, other = nodes
-    agent = _agent(dev_cluster, own)
-    try:
+    with _as_agent(dev_cluster, own) as agent:
         ForensicNodes(agent).ensure(own, labels={})
         # Owned by another Node, it would go with that one (and stay when its own goes).
         stranger = {"apiVersion": "v1", "kind": "Node", "name": other}
@@ -197,5 +198,3 @@ def test_an_agent_cannot_give_its_forensic_node_another_owner(
                 },
             )
         assert refused.value.status_code == 403
-    finally:
-        close(agent)
