@@ -92,6 +92,8 @@ def _undescribed(node: dict[str, Any], path: str) -> list[str]:
         root_metadata = name == "metadata" and "." not in path
         if not sub.get("description") and not root_metadata:
             missing.append(f"{path}.{name}")
+        elif "\n" in sub.get("description", ""):
+            missing.append(f"{path}.{name} (a line break: kubectl explain wraps by itself)")
         missing.extend(_undescribed(sub, f"{path}.{name}"))
     if isinstance(node.get("items"), dict):
         missing.extend(_undescribed(node["items"], f"{path}[]"))

@@ -128,6 +128,9 @@ def _translate(key: str, value: Any, defs: dict[str, Any]) -> dict[str, Any]:
     """One JSON-schema key as the OpenAPI v3.0 keys it becomes in a structural CRD schema."""
     if key == "const":
         return {"enum": [value]}
+    if key == "description":
+        # A docstring's line breaks would show in kubectl explain, which wraps by itself.
+        return {key: " ".join(str(value).split())}
     if key in _EXCLUSIVE_BOUNDS:
         # JSON Schema 2020-12 has numeric exclusive bounds; OpenAPI v3.0 has booleans.
         return {_EXCLUSIVE_BOUNDS[key]: value, key: True}
