@@ -182,15 +182,23 @@ def test_rbac_equals_the_rbac_the_operator_and_agent_tests_prove() -> None:
 def test_allow_list_narrows_the_operator_to_those_namespaces() -> None:
     docs = documents(template(set_values=["captureNamespaces.allow={payments,web}"]))
     cluster_rules = _rules_of(docs, "fc-forensic-checkpoint-operator")
-    assert cluster_rules[0] == {
-        "apiGroups": ["forensic-checkpoint.dev"],
-        "resources": ["forensicnodes"],
-        "verbs": ["get"],
-    }
+    # ForensicNodes, cluster-scoped: read, and Ready turned Unknown when an agent stops.
+    assert cluster_rules[:2] == [
+        {
+            "apiGroups": ["forensic-checkpoint.dev"],
+            "resources": ["forensicnodes"],
+            "verbs": ["get", "list"],
+        },
+        {
+            "apiGroups": ["forensic-checkpoint.dev"],
+            "resources": ["forensicnodes/status"],
+            "verbs": ["patch"],
+        },
+    ]
     # The rest is the agent certificates' signer (csr mode), cluster-scoped by nature: Nodes
     # and CSRs, nothing a namespace holds.
-    assert {g for r in cluster_rules[1:] for g in r["apiGroups"]} == {"", "certificates.k8s.io"}
-    assert {r for rule in cluster_rules[1:] for r in rule["resources"]} == {
+    assert {g for r in cluster_rules[2:] for g in r["apiGroups"]} == {"", "certificates.k8s.io"}
+    assert {r for rule in cluster_rules[2:] for r in rule["resources"]} == {
         "nodes",
         "certificatesigningrequests",
         "certificatesigningrequests/approval",

@@ -37,6 +37,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
             local.start_agent(node)
         # Finished captures are polled for retention facts every 2 s (300 s by default).
         local.archive_poll_interval = 2.0
+        # A stopped agent's ForensicNode turns Ready Unknown after 10 s (5 missed beats).
+        local.heartbeat_grace = 10.0
         local.start_operator([NAMESPACE], alerts=True)
         yield local
     finally:

@@ -69,7 +69,8 @@ def test_forensiccheckpoint_crd_shape() -> None:
     ]
     assert version["subresources"] == {"status": {}}
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns[:5] == ["Pod", "Containers", "Node", "Phase", "Size"] and "Age" in columns
+    assert columns[:6] == ["Pod", "Containers", "Node", "Phase", "Suspicious", "Size"]
+    assert "Age" in columns
     assert manifest["spec"]["names"]["shortNames"] == ["fcp"]
 
 
@@ -81,3 +82,26 @@ def test_check_mode_reports_stale_files(tmp_path: Path) -> None:
     target.write_text(target.read_text().replace("fcp", "fc"))
     assert crds.main(["--check", str(tmp_path)]) == 1
     assert yaml.safe_load(crds.render(ForensicCheckpoint))["kind"] == "CustomResourceDefinition"
+
+
+def _undescribed(node: dict[str, Any], path: str) -> list[str]:
+    """The properties under ``node`` (through list items) that have no description; the root's
+    ``metadata`` may carry none (the API server documents ObjectMeta itself)."""
+    missing = []
+    for name, sub in (node.get("properties") or {}).items():
+        root_metadata = name == "metadata" and "." not in path
+        if not sub.get("description") and not root_metadata:
+            missing.append(f"{path}.{name}")
+        elif "\n" in sub.get("description", ""):
+            missing.append(f"{path}.{name} (a line break: kubectl explain wraps by itself)")
+        missing.extend(_undescribed(sub, f"{path}.{name}"))
+    if isinstance(node.get("items"), dict):
+        missing.extend(_undescribed(node["items"], f"{path}[]"))
+    return missing
+
+
+def test_every_kind_and_every_field_has_a_description_for_kubectl_explain() -> None:
+    for model in crds.root_models():
+        schema = crds.openapi_schema(model)
+        assert schema.get("description"), f"{model.__name__}: no description of the kind"
+        assert _undescribed(schema, model.crd.kind) == []

@@ -73,6 +73,8 @@ class LocalStack:
     alerts_token_file: Path | None = None
     #: The operator's ``--archive-poll-interval`` (a test of retention facts shortens it).
     archive_poll_interval: float = 300.0
+    #: The operator's ``--agent-heartbeat-grace`` (the agents here beat every 2 s).
+    heartbeat_grace: float = 40.0
 
     @classmethod
     def prepare(cls, cluster: DevCluster, root: Path) -> LocalStack:
@@ -348,6 +350,7 @@ class LocalStack:
             "--poll-interval", "0.5",
             "--agent-wait", "20",
             "--archive-poll-interval", str(self.archive_poll_interval),
+            "--agent-heartbeat-grace", str(self.heartbeat_grace),
             "--log-format", "json",
         ]  # fmt: skip
         for ns in namespaces:

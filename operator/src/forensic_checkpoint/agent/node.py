@@ -12,7 +12,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from forensic_checkpoint.agent.ports import ForensicNodeWriter, NodeReader
-from forensic_checkpoint.api.forensicnode import HEARTBEAT_INTERVAL_SECONDS, AgentStatus
+from forensic_checkpoint.api.forensicnode import (
+    HEARTBEAT_INTERVAL_SECONDS,
+    AgentStatus,
+    ForensicNode,
+)
+from forensic_checkpoint.domain.readiness.liveness import marked_unknown
 from forensic_checkpoint.errors import ClusterError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,16 +40,21 @@ def kubelet_endpoint(nodes: NodeReader, node_name: str) -> tuple[str, int]:
     raise ConfigError(f"Node {node_name} has no address in status.addresses")
 
 
-def ensure_forensic_node(forensic_nodes: ForensicNodeWriter, node_name: str) -> None:
-    """Create the node's ForensicNode unless it exists."""
-    forensic_nodes.ensure(node_name, labels=_LABELS)
+def ensure_forensic_node(
+    forensic_nodes: ForensicNodeWriter, node_name: str, *, owner_uid: str = ""
+) -> None:
+    """Create the node's ForensicNode unless it exists, owned by the Node ``owner_uid`` (so it
+    goes when the Node goes)."""
+    forensic_nodes.ensure(node_name, labels=_LABELS, owner_uid=owner_uid)
 
 
-def publish(forensic_nodes: ForensicNodeWriter, node_name: str, agent: AgentStatus) -> None:
+def publish(
+    forensic_nodes: ForensicNodeWriter, node_name: str, agent: AgentStatus, *, owner_uid: str = ""
+) -> ForensicNode:
     """Merge ``status.agent`` into the ForensicNode, creating it if needed (the readiness
     fields are written by :mod:`~forensic_checkpoint.agent.readiness.probe`)."""
-    ensure_forensic_node(forensic_nodes, node_name)
-    forensic_nodes.set_agent(node_name, agent)
+    ensure_forensic_node(forensic_nodes, node_name, owner_uid=owner_uid)
+    return forensic_nodes.set_agent(node_name, agent)
 
 
 class Heartbeat:
@@ -61,17 +71,28 @@ class Heartbeat:
         status: Callable[[], AgentStatus],
         *,
         interval: float = HEARTBEAT_INTERVAL_SECONDS,
+        owner_uid: str = "",
+        on_marked_unknown: Callable[[], None] | None = None,
     ) -> None:
         self.forensic_nodes = forensic_nodes
         self.node_name = node_name
         self.status = status
         self.interval = interval
+        self.owner_uid = owner_uid
+        #: Called when a beat finds Ready marked Unknown by the operator (the agent was gone
+        #: or cut off): a readiness round sets it again from what the agent finds now.
+        self.on_marked_unknown = on_marked_unknown
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
         self.last_error: str | None = None
 
     def beat(self) -> None:
-        publish(self.forensic_nodes, self.node_name, self.status())
+        stored = publish(
+            self.forensic_nodes, self.node_name, self.status(), owner_uid=self.owner_uid
+        )
+        if self.on_marked_unknown is not None and marked_unknown(stored):
+            log.info("ForensicNode %s was marked Unknown; probing readiness now", self.node_name)
+            self.on_marked_unknown()
 
     def start(self) -> None:
         self.beat()  # the first one synchronously: a misconfigured agent fails at start-up

@@ -138,6 +138,8 @@ class AgentProcess:
         nodes = Nodes(self.api)
         self.forensic_nodes = ForensicNodes(self.api)
         host, port = kubelet_endpoint(nodes, config.node_name)
+        node = nodes.get(config.node_name)  # owns the ForensicNode: it goes with the Node
+        self.node_uid = node.uid if node is not None else ""
         self.kubelet = KubeletClient(
             config.node_name,
             host,
@@ -240,6 +242,8 @@ class AgentProcess:
             config.node_name,
             self.agent_status,
             interval=config.heartbeat_interval,
+            owner_uid=self.node_uid,
+            on_marked_unknown=self._probe_readiness_now,
         )
         self.readiness = (
             ReadinessProber(
@@ -316,7 +320,7 @@ class AgentProcess:
                 "heartbeat for ForensicNode %s failed: %s", self.config.node_name, exc.message
             )
 
-    def _kubelet_certificate_ready(self) -> None:
+    def _probe_readiness_now(self) -> None:
         if self.readiness is not None:
             self.readiness.probe_now()
 
@@ -358,7 +362,7 @@ class AgentProcess:
             self._start_serving()
         # The operator trusts a ForensicNode once its heartbeat is fresh; its readiness checks
         # must be this agent's by then, not the ones a previous agent left.
-        ensure_forensic_node(self.forensic_nodes, self.config.node_name)
+        ensure_forensic_node(self.forensic_nodes, self.config.node_name, owner_uid=self.node_uid)
         if self.readiness is not None:
             self.readiness.start()
         if self.identity is not None:
@@ -368,7 +372,7 @@ class AgentProcess:
         if self.kubelet_identity is not None:
             # Until the first is issued, kubelet calls fail with KubeletTLSError saying so; once
             # it is, readiness is probed again at once.
-            self.kubelet_identity.start(on_ready=self._kubelet_certificate_ready)
+            self.kubelet_identity.start(on_ready=self._probe_readiness_now)
         self.heartbeat.start()
         log.info(
             "agent for node %s listening on %s (kubelet %s)",

@@ -35,10 +35,17 @@ Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", min_length=64, max_leng
 
 class KubeModel(BaseModel):
     """camelCase in Kubernetes objects, snake_case in Python; unknown fields ignored so that an
-    older operator can read objects written by a newer one."""
+    older operator can read objects written by a newer one.
+
+    A field's docstring (the string literal under it) is its description in the CRD, which
+    ``kubectl explain`` shows; a test fails on a CRD property without one."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", use_enum_values=False
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_enum_values=False,
+        use_attribute_docstrings=True,
     )
 
     def to_kube(self) -> dict[str, Any]:

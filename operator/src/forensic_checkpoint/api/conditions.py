@@ -14,6 +14,13 @@ from forensic_checkpoint.api.base import KubeModel, Reason
 READY = "Ready"
 CAPTURED = "Captured"
 ANALYZED = "Analyzed"
+#: True once the object failed for good, as a Job's ``Failed`` (``kubectl wait`` returns at once).
+FAILED = "Failed"
+#: kstatus (sigs.k8s.io/cli-utils): True while the controller still works towards the goal ...
+RECONCILING = "Reconciling"
+#: ... and True when it cannot progress any further. Both are kept False, never removed, when
+#: they do not hold, so that ``kubectl wait --for=condition=Reconciling=false`` returns.
+STALLED = "Stalled"
 
 ConditionType = Annotated[
     str,
@@ -37,8 +44,14 @@ class Condition(KubeModel):
     changes (see :func:`forensic_checkpoint.domain.conditions.set_condition`)."""
 
     type: ConditionType
+    """The condition's type, e.g. Ready."""
     status: ConditionStatus
+    """True, False or Unknown."""
     observed_generation: int | None = Field(default=None, ge=0)
+    """The metadata.generation the condition was set for."""
     last_transition_time: datetime
+    """When the status last changed."""
     reason: Reason
+    """A CamelCase reason for the status."""
     message: str = Field(default="", max_length=32768)
+    """A human-readable explanation."""

@@ -46,6 +46,18 @@ _VERBATIM_KEYS = {"enum", "default", "example", "required"}
 _EXCLUSIVE_BOUNDS = {"exclusiveMaximum": "maximum", "exclusiveMinimum": "minimum"}
 
 
+#: The descriptions Kubernetes' own types give these (``kubectl explain`` shows them).
+_API_VERSION = (
+    "APIVersion defines the versioned schema of this representation of an object. Servers "
+    "should convert recognized schemas to the latest internal value, and may reject "
+    "unrecognized values."
+)
+_KIND = (
+    "Kind is a string value representing the REST resource this object represents. Servers may "
+    "infer this from the endpoint the client submits requests to. In CamelCase."
+)
+
+
 def root_models() -> list[type[RootModel]]:
     """The registered root models whose modules exist in this checkout."""
     models: list[type[RootModel]] = []
@@ -116,6 +128,9 @@ def _translate(key: str, value: Any, defs: dict[str, Any]) -> dict[str, Any]:
     """One JSON-schema key as the OpenAPI v3.0 keys it becomes in a structural CRD schema."""
     if key == "const":
         return {"enum": [value]}
+    if key == "description":
+        # A docstring's line breaks would show in kubectl explain, which wraps by itself.
+        return {key: " ".join(str(value).split())}
     if key in _EXCLUSIVE_BOUNDS:
         # JSON Schema 2020-12 has numeric exclusive bounds; OpenAPI v3.0 has booleans.
         return {_EXCLUSIVE_BOUNDS[key]: value, key: True}
@@ -137,8 +152,9 @@ def _model_schema(model: type[RootModel], field: str) -> dict[str, Any] | None:
 def openapi_schema(model: type[RootModel]) -> dict[str, Any]:
     """The structural ``openAPIV3Schema`` of one root model."""
     properties: dict[str, Any] = {
-        "apiVersion": {"type": "string"},
-        "kind": {"type": "string"},
+        "apiVersion": {"type": "string", "description": _API_VERSION},
+        "kind": {"type": "string", "description": _KIND},
+        # The API server allows nothing else here; it documents ObjectMeta itself.
         "metadata": {"type": "object"},
     }
     required: list[str] = []

@@ -88,45 +88,57 @@ class ActorKind(StrEnum):
 
 class Actor(KubeModel):
     kind: ActorKind
-    #: User name, ``system:serviceaccount:NS:NAME``, alert source + fingerprint, node name, ...
+    """User, ServiceAccount, Alert, Operator, Agent or Analyst."""
     name: Annotated[str, Field(min_length=1, max_length=512)]
-    #: The user's uid as the API server authenticated it, when known.
+    """User name, system:serviceaccount:NS:NAME, alert source + fingerprint, node name, ..."""
     uid: Annotated[str, Field(max_length=128)] | None = None
+    """The user's uid as the API server authenticated it, when known."""
 
 
 class KubeletResponse(KubeModel):
     """What the kubelet answered to ``POST /checkpoint/...`` (status code and a short text)."""
 
     status_code: int = Field(ge=100, le=599)
-    #: ``items[0]`` (the archive path) on success, the error text otherwise; truncated.
+    """The HTTP status code."""
     message: ShortText = ""
+    """items[0] (the archive path) on success, the error text otherwise; truncated."""
 
 
 class CustodyEntry(KubeModel):
     """One immutable record in the chain; see the module docstring for the hash rules."""
 
     sequence: int = Field(ge=0, lt=MAX_CUSTODY_ENTRIES)
+    """The entry's place in the chain, 0..n-1."""
     action: CustodyAction
-    #: When it happened, UTC; hashed at microsecond precision.
+    """Requested, Captured, Exported, Verified or Deleted."""
     at: datetime
+    """When it happened, UTC; hashed at microsecond precision."""
     actor: Actor
-    #: The container the entry is about; unset for entries about the whole CR (``Requested``).
+    """Who acted."""
     container: Annotated[str, Field(max_length=63)] | None = None
+    """The container the entry is about; unset for entries about the whole CR (Requested)."""
     node: Annotated[str, Field(max_length=253)] | None = None
+    """The node the evidence was on."""
     kubelet: KubeletResponse | None = None
-    #: sha256 of the checkpoint archive as captured (the plaintext tar).
+    """What the kubelet answered (Captured)."""
     sha256: Sha256 | None = None
+    """sha256 of the checkpoint archive as captured (the plaintext tar)."""
     size_bytes: int | None = Field(default=None, ge=0)
-    #: ``s3://bucket/key`` of an exported object (archive, possibly age-encrypted).
+    """The archive's size in bytes."""
     url: Annotated[str, Field(max_length=2048)] | None = None
-    #: sha256 of the object's bytes (differs from ``sha256`` when the object is encrypted).
+    """s3://bucket/key of an exported object (archive, possibly age-encrypted)."""
     object_sha256: Sha256 | None = None
+    """sha256 of the object's bytes (differs from sha256 when the object is encrypted)."""
     encrypted: bool | None = None
-    #: A CamelCase reason, e.g. ``RetentionMaxAge`` for a deletion.
+    """Whether the exported object is age-encrypted."""
     reason: Annotated[str, Field(max_length=128)] | None = None
+    """A CamelCase reason, e.g. RetentionMaxAge for a deletion."""
     message: ShortText | None = None
+    """One line about the entry."""
     prev_hash: Sha256
+    """The previous entry's hash (the chain's anchor for the first)."""
     hash: Sha256
+    """sha256 over this entry's canonical form and prevHash (docs/evidence.md)."""
 
     @field_validator("at")
     @classmethod

@@ -6,6 +6,9 @@ and a changed request would make the recorded status lie about what was captured
 The status is bounded. Each list is capped (see the ``MAX_*`` constants) and carries a total
 count next to it; the full report stays on the node (``reportUrl``, or
 ``kubectl forensic report``).
+
+Over 400 lines because every field carries its docstring, which ``kubectl explain`` shows: the
+kind's whole schema stays in one place.
 """
 
 from __future__ import annotations
@@ -80,8 +83,13 @@ class AlertReference(KubeModel):
     )
     name: _Label = Field(description="Alert or rule name.")
     fingerprint: _Label = ""
+    """The alert's fingerprint (Alertmanager) or a hash of the Falco event: what the receiver
+    dedupes on.
+    """
     starts_at: datetime | None = None
+    """When the alert started firing."""
     severity: Annotated[str, Field(max_length=63)] = ""
+    """The alert's severity label or Falco priority."""
     policy: Annotated[str, Field(max_length=253)] = Field(
         default="", description="The ForensicCapturePolicy that matched."
     )
@@ -91,7 +99,11 @@ class CaptureReasonSpec(KubeModel):
     """Why the checkpoint was taken: free text from a human, or the alert that caused it."""
 
     text: ShortText = ""
+    """Free text from whoever asked: why this pod is being captured."""
     alert: AlertReference | None = None
+    """The alert that caused the capture; only the operator's alert receiver may set it (the chart's
+    admission policy).
+    """
 
 
 class ForensicCheckpointSpec(KubeModel):
@@ -114,7 +126,11 @@ class ForensicCheckpointSpec(KubeModel):
         ),
     )
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    """What the analysis searches the checkpoint's memory for."""
     reason: CaptureReasonSpec | None = None
+    """Why the checkpoint was taken: free text or the alert behind it. Recorded in the chain of
+    custody.
+    """
 
 
 # --- status --------------------------------------------------------------------------------
@@ -136,20 +152,30 @@ class ArchiveStatus(KubeModel):
     """The archive on the node (host path) as the agent verified it."""
 
     path: Annotated[str, Field(max_length=4096)]
+    """Host path of the archive on the node (the agent keeps it mode 0600)."""
     sha256: Sha256
+    """sha256 of the archive as the kubelet wrote it, hex."""
     size_bytes: int = Field(ge=0)
+    """The archive's size in bytes."""
     captured_at: datetime
+    """When the agent received the archive from the kubelet."""
 
 
 class IdentitySummary(KubeModel):
     """Who the checkpoint belongs to, read from the archive itself (not from the request)."""
 
     runtime: Annotated[str, Field(max_length=63)] = ""
+    """The container runtime that wrote the archive (CRI-O, containerd, Podman)."""
     pod_name: Annotated[str, Field(max_length=253)] = ""
+    """The pod named in the archive's own metadata."""
     pod_namespace: Annotated[str, Field(max_length=63)] = ""
+    """The namespace named in the archive's own metadata."""
     container_name: Annotated[str, Field(max_length=253)] = ""
+    """The container named in the archive's own metadata."""
     image: Annotated[str, Field(max_length=1024)] = ""
+    """The container's image, as the archive names it."""
     checkpointed_at: datetime | None = None
+    """When the runtime wrote the checkpoint, as the archive says."""
     matches_request: bool | None = Field(
         default=None, description="False when the archive names another pod or container."
     )
@@ -157,89 +183,127 @@ class IdentitySummary(KubeModel):
 
 class ProcessSummary(KubeModel):
     pid: int
+    """Process id inside the container's PID namespace."""
     ppid: int = 0
+    """Parent process id."""
     comm: Annotated[str, Field(max_length=64)] = ""
+    """The process's command name (comm)."""
     cmdline: Annotated[str, Field(max_length=512)] = ""
+    """The process's command line, arguments joined by spaces (truncated)."""
 
 
 class SocketSummary(KubeModel):
     pid: int | None = None
+    """The process holding the socket, when known."""
     protocol: Annotated[str, Field(max_length=16)] = ""
+    """tcp, tcp6, udp, udp6 or unix."""
     local: Annotated[str, Field(max_length=128)] = ""
+    """Local address:port (or path)."""
     remote: Annotated[str, Field(max_length=128)] = ""
+    """Remote address:port; empty for a listening socket."""
     state: Annotated[str, Field(max_length=32)] = ""
+    """The socket's TCP state (LISTEN, ESTABLISHED, ...)."""
 
 
 class FileChangesSummary(KubeModel):
     changed_count: int = Field(default=0, ge=0)
+    """How many files the container added or changed over its image."""
     changed_paths: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list, max_length=MAX_PATHS
     )
+    """The first of those paths."""
     deleted_count: int = Field(default=0, ge=0)
+    """How many files of the image the container deleted."""
     deleted_paths: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list, max_length=MAX_PATHS
     )
+    """The first of those paths."""
 
 
 class MemoryHit(KubeModel):
     """Where a search pattern matched. ``context`` is redacted as in the CLI unless reveal."""
 
     pid: int
+    """The process whose memory matched."""
     address: Annotated[str, Field(max_length=20, description="Virtual address, 0x-hex.")]
     pattern: _Pattern
+    """The search string or regex that matched."""
     context: Annotated[str, Field(max_length=256)] = ""
+    """Bytes around the match, printable, redacted unless spec.analysis.reveal."""
 
 
 class FindingSummary(KubeModel):
     """One finding of the analyzer's rules (most severe first); details are in the report."""
 
     rule: Annotated[str, Field(max_length=128)]
+    """The rule's id (docs/findings.md), e.g. reverse-shell."""
     severity: Annotated[str, Field(max_length=16)]
+    """info, low, medium, high or critical."""
     title: Annotated[str, Field(max_length=256)] = ""
+    """What the rule found, in one line."""
     pid: int | None = None
-    #: The analyzer's stable id (``<rule>:<subject>``): the same finding in a later capture has it.
+    """The process the finding is about, when it is about one."""
     id: Annotated[str, Field(max_length=512)] = ""
+    """The analyzer's stable id (<rule>:<subject>): the same finding in a later capture has it."""
 
 
 class AnalysisSummary(KubeModel):
     """A bounded digest of the analysis report; counts are totals, lists are the first N."""
 
     identity: IdentitySummary = Field(default_factory=IdentitySummary)
+    """Who the archive belongs to, read from the archive itself."""
     process_count: int = Field(default=0, ge=0)
+    """How many processes the checkpoint holds."""
     processes: list[ProcessSummary] = Field(default_factory=list, max_length=MAX_PROCESSES)
+    """The first processes (pid order)."""
     listening_count: int = Field(default=0, ge=0)
+    """How many listening sockets."""
     listening: list[SocketSummary] = Field(default_factory=list, max_length=MAX_SOCKETS)
+    """The first listening sockets."""
     established_count: int = Field(default=0, ge=0)
+    """How many connected sockets."""
     established: list[SocketSummary] = Field(default_factory=list, max_length=MAX_SOCKETS)
+    """The first connected sockets."""
     files: FileChangesSummary = Field(default_factory=FileChangesSummary)
+    """Files the container changed or deleted over its image (rootfs-diff)."""
     memory_hit_count: int = Field(default=0, ge=0)
+    """How many matches of spec.analysis searches and regexes in memory."""
     memory_hits: list[MemoryHit] = Field(default_factory=list, max_length=MAX_HITS)
+    """The first matches."""
     dump_stats: dict[str, int] = Field(
         default_factory=dict,
         description="CRIU dump statistics (times in microseconds, page counts).",
         json_schema_extra={"maxProperties": 32},
     )
     warning_count: int = Field(default=0, ge=0)
+    """How many warnings the analyzer raised (unreadable sections, ...)."""
     warnings: list[Annotated[str, Field(max_length=512)]] = Field(
         default_factory=list, max_length=MAX_WARNINGS
     )
-    #: Finding counts by severity (info, low, medium, high, critical).
+    """The first warnings."""
     findings: dict[str, int] | None = Field(default=None, json_schema_extra={"maxProperties": 16})
+    """Finding counts by severity (info, low, medium, high, critical)."""
     top_findings: list[FindingSummary] = Field(default_factory=list, max_length=MAX_FINDINGS)
+    """The first findings, most severe first."""
 
 
 class ExportStatus(KubeModel):
     """The export of the archive off the node, as the agent reports it."""
 
-    #: Pending, Exporting, Retrying, Exported or Failed (the agent's ``export.phase``).
     phase: Annotated[str, Field(max_length=16)] = ""
+    """Pending, Exporting, Retrying, Exported or Failed."""
     reason: Reason | None = None
+    """CamelCase reason of the phase, e.g. why an export failed."""
     message: ShortText = ""
+    """One line about the phase."""
     destination: Annotated[str, Field(max_length=2048)] = ""
-    #: sha256 of the stored object (of the ciphertext when encrypted).
+    """Where the archive goes, s3://bucket/key."""
     sha256: Annotated[str, Field(max_length=64)] = ""
+    """sha256 of the stored object (of the ciphertext when encrypted)."""
     encrypted: bool = False
+    """Whether the stored object is age-encrypted."""
     exported_at: datetime | None = None
+    """When the export finished."""
 
 
 class ContainerCapturePhase(StrEnum):
@@ -255,24 +319,38 @@ class ContainerStatus(KubeModel):
     agent is asked, so a restarted operator asks for the same job instead of a new one."""
 
     name: DnsLabel
+    """The container's name in the pod."""
     capture_key: Annotated[str, Field(max_length=128)]
+    """<CR uid>-<container>: the agent dedupes on it, so a restarted operator asks for the same job.
+    """
     phase: ContainerCapturePhase = ContainerCapturePhase.PENDING
+    """Pending, Capturing, Analyzing, Completed or Failed."""
     reason: Reason | None = None
+    """CamelCase reason of the phase, e.g. KubeletForbidden for a failure."""
     message: ShortText = ""
+    """One line about the phase."""
     remediation: ShortText = ""
+    """For a failure with a known fix: what to do."""
     kubelet_status_code: int | None = None
+    """The HTTP status the kubelet answered the checkpoint call with."""
     criu_log_excerpt: Annotated[str, Field(max_length=MAX_CRIU_LOG_EXCERPT)] = Field(
         default="", description="The runtime's CRIU log lines that show why a capture failed."
     )
     requested_at: datetime | None = None
+    """When the operator asked the agent for this capture."""
     finished_at: datetime | None = None
+    """When the capture and analysis finished or failed."""
     archive: ArchiveStatus | None = None
+    """The archive on the node, as the agent verified it."""
     summary: AnalysisSummary | None = None
+    """A bounded digest of the analysis report (counts are totals, lists the first N)."""
     report_url: Annotated[str, Field(max_length=2048)] = Field(
         default="", description="The full report on the agent (GET with the operator token)."
     )
     archive_deleted: bool = False
+    """Retention or the CR's deletion removed the archive from the node."""
     export: ExportStatus | None = None
+    """The export of the archive off the node (S3), as the agent reports it."""
     orphan_archive: bool = Field(
         default=False,
         description=(
@@ -309,36 +387,57 @@ class ContainerStatus(KubeModel):
 
 class ForensicCheckpointStatus(KubeModel):
     phase: Phase = Phase.PENDING
+    """Pending, Capturing, Analyzing, Completed or Failed."""
     observed_generation: int | None = None
+    """The metadata.generation this status describes."""
     conditions: list[Condition] = Field(
         default_factory=list,
-        max_length=8,
+        max_length=12,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+    """Ready, Captured, Analyzed, Suspicious, Failed, Reconciling and Stalled (metav1.Condition)."""
     message: ShortText = ""
+    """One line about the phase; for a failure with a known fix it ends in 'Remediation: ...'."""
     reason: Reason | None = None
+    """CamelCase reason of the phase: Completed, or the failure's (PodNotFound, KubeletForbidden,
+    ...).
+    """
     node_name: Annotated[str, Field(max_length=253)] = ""
+    """The node the pod runs on (and the capture ran on)."""
     pod_uid: Annotated[str, Field(max_length=64)] = ""
+    """The uid of the pod captured."""
     agent_endpoint: Annotated[str, Field(max_length=512)] = ""
-    #: Printer-column helpers: "app,sidecar" and "12.5 MiB".
+    """The node agent's API that took the capture."""
     container_names: Annotated[str, Field(max_length=1100)] = ""
+    """The containers captured, comma-separated (printer column)."""
     total_size: Annotated[str, Field(max_length=32)] = ""
-    #: Printer-column helper: the longest freeze of a container for its dump, "13.2s".
+    """All archives' size, human-readable, e.g. 9.3 MiB (printer column SIZE)."""
     frozen_time: Annotated[str, Field(max_length=32)] = ""
+    """The longest freeze of a container for its dump, e.g. 13.2s (printer column FROZEN)."""
     started_at: datetime | None = None
+    """When the operator first acted on the checkpoint."""
     completed_at: datetime | None = None
+    """When the checkpoint reached Completed or Failed."""
     containers: list[ContainerStatus] = Field(
         default_factory=list,
         max_length=MAX_CONTAINERS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
-    #: The chain of custody, written by the operator alone (hash rules: api/custody.py).
+    """One entry per container captured."""
     custody: list[Annotated[CustodyEntry, Field(json_schema_extra=CUSTODY_ENTRY_SCHEMA)]] = Field(
         default_factory=list, max_length=MAX_CUSTODY_ENTRIES, json_schema_extra=CUSTODY_LIST_SCHEMA
     )
+    """The chain of custody: append-only, hash-chained entries, written by the operator alone
+    (docs/evidence.md).
+    """
 
 
 class ForensicCheckpoint(RootModel):
+    """A forensic checkpoint of one pod's containers: the operator has the node's agent
+    checkpoint them through the kubelet (CRIU, the containers keep running), hash and analyse
+    the archives, and reports the archives, an analysis summary and the chain of custody in the
+    status. The spec is immutable."""
+
     crd: ClassVar[CrdInfo] = CrdInfo(
         kind="ForensicCheckpoint",
         plural="forensiccheckpoints",
@@ -350,14 +449,26 @@ class ForensicCheckpoint(RootModel):
             PrinterColumn("Containers", ".status.containerNames"),
             PrinterColumn("Node", ".status.nodeName"),
             PrinterColumn("Phase", ".status.phase"),
-            PrinterColumn("Size", ".status.totalSize"),
+            PrinterColumn(
+                "Suspicious",
+                '.status.conditions[?(@.type=="Suspicious")].status',
+                description="True: a high or critical finding; False: completed without one.",
+            ),
+            PrinterColumn(
+                "Size", ".status.totalSize", description="All archives' size, e.g. 9.3 MiB."
+            ),
             PrinterColumn(
                 "Frozen",
                 ".status.frozenTime",
                 priority=1,
                 description="How long the workload was frozen for its dump (longest container).",
             ),
-            PrinterColumn("Reason", ".status.reason", priority=1),
+            PrinterColumn(
+                "Reason",
+                ".status.reason",
+                priority=1,
+                description="Why the checkpoint is in its phase, e.g. the failure's reason.",
+            ),
             PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
         ),
         validations=(CUSTODY_PRESENCE_RULE,),
@@ -371,4 +482,6 @@ class ForensicCheckpoint(RootModel):
             ]
         }
     )
+    """What to capture and what to look for (immutable)."""
     status: ForensicCheckpointStatus | None = None
+    """What the capture gave, written by the operator alone."""

@@ -42,9 +42,12 @@ class AgentStatus(KubeModel):
     endpoint: _Endpoint = Field(description="https://<host>:<port> of the agent's API.")
     heartbeat_time: datetime = Field(description="Refreshed every ~10 s while the agent runs.")
     version: _Short = ""
+    """The agent's version."""
     pod_name: _Short = Field(default="", description="The agent's own pod, when in a cluster.")
     pod_namespace: _Short = ""
+    """The namespace of the agent's pod."""
     started_at: datetime | None = None
+    """When the agent process started."""
     kubelet_endpoint: _Short = Field(
         default="", description="https://<InternalIP>:<kubelet port> the agent checkpoints with."
     )
@@ -78,15 +81,24 @@ class ReadinessCheck(KubeModel):
     """One preflight check of the node's ability to checkpoint (filled by the readiness probe)."""
 
     name: Annotated[str, Field(min_length=1, max_length=63)]
+    """The check: KubeletTLS, KubeletAuthentication, FeatureGate, CheckpointAuthorization,
+    CRIUConfig, ...
+    """
     status: CheckStatus
+    """Pass, Fail or Unknown."""
     reason: Reason | None = None
+    """CamelCase reason of the result."""
     message: ShortText = ""
+    """What the check found."""
     remediation: ShortText = ""
+    """For a failure: what to do."""
     last_probe_time: datetime | None = None
+    """When the agent last ran the check."""
 
 
 class ForensicNodeStatus(KubeModel):
     agent: AgentStatus | None = None
+    """Where the node's agent listens, and that it is alive (its heartbeat)."""
     runtime: _Short = Field(
         default="",
         description="The node's container runtime and version, as the Node reports it "
@@ -97,11 +109,14 @@ class ForensicNodeStatus(KubeModel):
         max_length=MAX_CHECKS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    """The readiness checks of the agent's last round (docs/capture-readiness.md)."""
     conditions: list[Condition] = Field(
         default_factory=list,
         max_length=MAX_CONDITIONS,
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
+    """Ready: whether the node can take a checkpoint (Unknown when the agent stopped heartbeating).
+    """
 
 
 #: ``kubectl get forensicnodes`` columns: (title, readiness check name) — each shows the check's
@@ -142,3 +157,5 @@ class ForensicNode(RootModel):
 
     kind: str = "ForensicNode"
     status: ForensicNodeStatus | None = None
+    """The agent's endpoint and heartbeat, the node's readiness checks and its Ready
+    condition."""

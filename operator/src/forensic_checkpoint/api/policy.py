@@ -67,10 +67,13 @@ class SelectorOperator(StrEnum):
 
 class LabelSelectorRequirement(KubeModel):
     key: _LabelKey
+    """The label (or Falco output field) the requirement is about."""
     operator: SelectorOperator
+    """In, NotIn, Exists or DoesNotExist."""
     values: list[Annotated[str, Field(max_length=256)]] = Field(
         default_factory=list, max_length=MAX_NAMES
     )
+    """The values for In and NotIn; empty for Exists and DoesNotExist."""
 
 
 class LabelSelector(KubeModel):
@@ -80,9 +83,11 @@ class LabelSelector(KubeModel):
     match_labels: dict[_LabelKey, Annotated[str, Field(max_length=256)]] = Field(
         default_factory=dict, json_schema_extra={"maxProperties": MAX_SELECTOR_TERMS}
     )
+    """Labels that must have exactly these values."""
     match_expressions: list[LabelSelectorRequirement] = Field(
         default_factory=list, max_length=MAX_SELECTOR_TERMS
     )
+    """Requirements that must all hold."""
 
 
 class PolicyMatch(KubeModel):
@@ -105,10 +110,12 @@ class PolicyMatch(KubeModel):
         description="Alertmanager: allowed values of the severity label.",
     )
     severity_label: Annotated[str, Field(min_length=1, max_length=63)] = "severity"
+    """Alertmanager: the label that holds the severity."""
     minimum_priority: FalcoPriorityName | None = Field(
         default=None, description="Falco: the least severe priority to capture on."
     )
     alert_labels: LabelSelector | None = None
+    """A label selector on the alert's labels (Alertmanager) or output fields (Falco)."""
     namespaces: list[DnsLabel] = Field(
         default_factory=list,
         max_length=MAX_NAMESPACES,
@@ -125,13 +132,18 @@ class PolicyCapture(KubeModel):
     """What the created ForensicCheckpoint asks for."""
 
     containers: ContainerSelection = ContainerSelection.ALERTED
+    """Alerted: only the container the alert names; All: every container of the pod."""
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    """What the analysis searches the checkpoint's memory for."""
     timeout_seconds: int = Field(default=DEFAULT_TIMEOUT_SECONDS, ge=1, le=MAX_TIMEOUT_SECONDS)
+    """spec.timeoutSeconds of the created ForensicCheckpoint."""
 
 
 class ForensicCapturePolicySpec(KubeModel):
     match: PolicyMatch = Field(default_factory=PolicyMatch)
+    """Which alerts this policy takes; every non-empty field must hold."""
     capture: PolicyCapture = Field(default_factory=PolicyCapture)
+    """What the ForensicCheckpoints it creates ask for."""
     cooldown_seconds: int = Field(
         default=DEFAULT_COOLDOWN_SECONDS,
         ge=0,
@@ -142,6 +154,10 @@ class ForensicCapturePolicySpec(KubeModel):
 
 
 class ForensicCapturePolicy(RootModel):
+    """Which alerts (Alertmanager, Falcosidekick) the operator's alert receiver turns into
+    ForensicCheckpoints, and what those ask for. Policies are evaluated in name order; the
+    first that matches an alert decides."""
+
     crd: ClassVar[CrdInfo] = CrdInfo(
         kind="ForensicCapturePolicy",
         plural="forensiccapturepolicies",
@@ -159,6 +175,7 @@ class ForensicCapturePolicy(RootModel):
 
     kind: str = "ForensicCapturePolicy"
     spec: ForensicCapturePolicySpec = Field(default_factory=ForensicCapturePolicySpec)
+    """Which alerts to take and what to capture for them."""
 
     @property
     def name(self) -> str:

@@ -58,6 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds a new checkpoint waits for its node's agent before failing",
     )
     parser.add_argument(
+        "--agent-heartbeat-grace",
+        type=float,
+        default=40.0,
+        help="seconds without an agent heartbeat before its ForensicNode turns Ready Unknown",
+    )
+    parser.add_argument(
         "--archive-poll-interval",
         type=float,
         default=300.0,
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         poll_interval=args.poll_interval,
         agent_wait=timedelta(seconds=args.agent_wait),
         archive_poll_interval=args.archive_poll_interval,
+        heartbeat_grace=timedelta(seconds=args.agent_heartbeat_grace),
         alerts=alerts_config.from_arguments(args),  # None without --alerts-port
         signer=signer_config.from_arguments(args),  # None without --agent-ca-key-file
     )

@@ -38,3 +38,5 @@ class OperatorConfig:
     alerts: AlertReceiverConfig | None = None
     #: Approve and sign the agents' serving certificates (controller/identity/); None: off.
     signer: AgentSignerConfig | None = None
+    #: A ForensicNode whose heartbeat is older than this turns Ready Unknown (controller/liveness/).
+    heartbeat_grace: timedelta = timedelta(seconds=40)

@@ -27,6 +27,7 @@ from forensic_checkpoint.controller.capture.checkpoints import CheckpointControl
 from forensic_checkpoint.controller.capture.wiring import register
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.controller.identity.signer import AgentSigner
+from forensic_checkpoint.controller.liveness.monitor import NodeLiveness
 from forensic_checkpoint.errors import ClusterError, ConfigError
 from forensic_checkpoint.k8s.certificates import CertificateSigningRequests
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
@@ -141,6 +142,8 @@ async def run_operator(
             register_alerts(registry, config.alerts, api)
         # The agents' certificates are signed whatever kopf does: no agent serves without one.
         signing = asyncio.create_task(signer.run()) if signer is not None else None
+        liveness = NodeLiveness(ForensicNodes(api), grace=config.heartbeat_grace)
+        watching = asyncio.create_task(liveness.run())
         try:
             await kopf.operator(
                 registry=registry,
@@ -156,7 +159,8 @@ async def run_operator(
                 ready_flag=ready_flag,
             )
         finally:
-            if signing is not None:
-                signing.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await signing
+            for task in (signing, watching):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task

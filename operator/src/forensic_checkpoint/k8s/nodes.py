@@ -80,17 +80,51 @@ class ForensicNodes:
         raw = request_json(self._api, "GET", custom_path(_CRD))
         return [ForensicNode.model_validate(item) for item in (raw or {}).get("items") or []]
 
-    def ensure(self, name: str, *, labels: Mapping[str, str]) -> None:
-        """Create the ForensicNode unless it exists (another agent instance may win the race)."""
-        if self.get(name) is not None:
-            return
-        node = ForensicNode(metadata={"name": name, "labels": dict(labels)})
-        with contextlib.suppress(ConflictError):
-            request_json(self._api, "POST", custom_path(_CRD), body=node.to_kube())
+    def ensure(self, name: str, *, labels: Mapping[str, str], owner_uid: str = "") -> None:
+        """Create the ForensicNode unless it exists (another agent instance may win the race).
 
-    def set_agent(self, name: str, agent: AgentStatus) -> None:
-        """Merge ``status.agent``; the readiness fields stay as they are."""
-        self._merge_status(name, {"agent": agent.to_kube()})
+        With ``owner_uid`` (the Node's uid) it is owned by its Node, so the garbage collector
+        deletes it with the Node; one created before that gets the owner reference added."""
+        owners = [node_owner(name, owner_uid)] if owner_uid else []
+        existing = self.get(name)
+        if existing is None:
+            metadata: dict[str, Any] = {"name": name, "labels": dict(labels)}
+            if owners:
+                metadata["ownerReferences"] = owners
+            node = ForensicNode(metadata=metadata)
+            with contextlib.suppress(ConflictError):
+                request_json(self._api, "POST", custom_path(_CRD), body=node.to_kube())
+            return
+        current = existing.metadata.get("ownerReferences") or []
+        if owners and not any(ref.get("kind") == "Node" for ref in current):
+            request_json(
+                self._api,
+                "PATCH",
+                custom_path(_CRD, name=name),
+                body={"metadata": {"ownerReferences": owners}},
+                content_type=MERGE_PATCH,
+            )
+
+    def set_agent(self, name: str, agent: AgentStatus) -> ForensicNode:
+        """Merge ``status.agent``; the readiness fields stay as they are. Returns the object as
+        stored (the agent sees there whether the operator marked it Unknown meanwhile)."""
+        return self._merge_status(name, {"agent": agent.to_kube()})
+
+    def set_conditions(
+        self, name: str, conditions: Sequence[Condition], *, resource_version: str
+    ) -> None:
+        """Replace ``status.conditions`` if the object is still at ``resource_version`` (409
+        :class:`ConflictError` otherwise: the agent wrote meanwhile, and its word wins)."""
+        request_json(
+            self._api,
+            "PATCH",
+            custom_path(_CRD, name=name, subresource="status"),
+            body={
+                "metadata": {"resourceVersion": resource_version},
+                "status": {"conditions": [c.to_kube() for c in conditions]},
+            },
+            content_type=MERGE_PATCH,
+        )
 
     def set_readiness(
         self,
@@ -110,12 +144,19 @@ class ForensicNodes:
             },
         )
 
-    def _merge_status(self, name: str, status: dict[str, Any]) -> None:
+    def _merge_status(self, name: str, status: dict[str, Any]) -> ForensicNode:
         """JSON merge of ``status``: the keys given are replaced, the others left as they are."""
-        request_json(
+        raw = request_json(
             self._api,
             "PATCH",
             custom_path(_CRD, name=name, subresource="status"),
             body={"status": status},
             content_type=MERGE_PATCH,
         )
+        return ForensicNode.model_validate(raw or {})
+
+
+def node_owner(name: str, uid: str) -> dict[str, Any]:
+    """The owner reference to Node ``name``: its ForensicNode goes when the Node goes. Not
+    ``blockOwnerDeletion`` (that would need update rights on the Node's finalizers)."""
+    return {"apiVersion": "v1", "kind": "Node", "name": name, "uid": uid}
