@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
-from forensic_checkpoint.api.policy import ForensicCapturePolicy
+from forensic_checkpoint.api.policy import ForensicCapturePolicy, ForensicCapturePolicyStatus
 from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.alert_captures import PodContainers
 
@@ -51,6 +51,7 @@ class MemoryBackend:
             ("default", "counter-2"): PodContainers(names=("counter",), ids={}),
         }
         self.created: dict[str, ForensicCheckpoint] = {}
+        self.statuses: dict[str, ForensicCapturePolicyStatus] = {}
         self.fail_creates = False
         self.fail_policies = False
 
@@ -61,6 +62,9 @@ class MemoryBackend:
 
     async def active_captures(self) -> set[str]:
         return set()
+
+    async def write_policy_status(self, name: str, status: ForensicCapturePolicyStatus) -> None:
+        self.statuses[name] = status
 
     async def pod_containers(self, namespace: str, pod: str) -> PodContainers | None:
         return self.pods.get((namespace, pod))

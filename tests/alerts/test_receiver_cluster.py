@@ -218,3 +218,37 @@ def test_receiver_identity_cannot_do_more_than_it_needs(alert_env: AlertEnv) -> 
         body=review,
     )
     assert answer["status"]["allowed"] is False
+
+
+def test_the_policy_status_counts_what_it_matched_and_created(alert_env: AlertEnv) -> None:
+    """After the two tests above, the policy's status (written by the receiver's identity, on
+    the status subresource, at a policy refresh) says what it did: kubectl get fcpol shows it."""
+    env = alert_env
+    url = f"{env.receiver.url}/v1/alerts/falcosidekick"
+    headers = {"Authorization": f"Bearer {env.token}"}
+    name = next(
+        p["metadata"]["name"]
+        for p in apiserver.request(env.admin, "GET", POLICIES)["items"]
+        if p["metadata"]["name"].startswith("counter-secrets-")
+        and env.namespace in p["spec"]["match"]["namespaces"]
+    )
+    found: dict[str, Any] = {}
+
+    def written() -> bool:
+        # A refresh runs on a request once the policies are older than refresh_seconds.
+        requests.post(
+            url, json=payload("falcosidekick-test-rule.json"), headers=headers, timeout=30
+        )
+        found.update(apiserver.request(env.admin, "GET", f"{POLICIES}/{name}"))
+        return (found.get("status") or {}).get("capturesCreated") == 2
+
+    wait_for(written, 30, "the policy's status")
+    status = found["status"]
+    assert status["alertsMatched"] >= 2
+    assert status["observedGeneration"] == found["metadata"]["generation"]
+    [accepted] = [c for c in status["conditions"] if c["type"] == "Accepted"]
+    assert (accepted["status"], accepted["reason"]) == ("True", "InUse")
+    created = {f"{env.namespace}/{fc.metadata['name']}" for s in ("alertmanager", "falco")
+               for fc in env.checkpoints(s)}  # fmt: skip
+    assert status["lastCapture"] in created
+    assert status["lastMatchTime"]

@@ -12,12 +12,14 @@ makes the receiver guess a pod: alerts that name none are answered and counted, 
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar
 
 from pydantic import Field
 
 from forensic_checkpoint.api.base import CrdInfo, DnsLabel, KubeModel, PrinterColumn, RootModel
+from forensic_checkpoint.api.conditions import Condition
 from forensic_checkpoint.api.forensiccheckpoint import (
     DEFAULT_TIMEOUT_SECONDS,
     MAX_TIMEOUT_SECONDS,
@@ -153,6 +155,24 @@ class ForensicCapturePolicySpec(KubeModel):
     suspend: bool = Field(default=False, description="Match nothing (keeps the policy around).")
 
 
+class ForensicCapturePolicyStatus(KubeModel):
+    """What the alert receiver did with this policy (written by the operator, which runs it)."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    """The metadata.generation of the spec the receiver last read."""
+    conditions: list[Condition] = Field(default_factory=list, max_length=8)
+    """Accepted: True once the receiver reads and uses this generation of the policy."""
+    alerts_matched: int = Field(default=0, ge=0)
+    """Alerts this policy was the first to match, since it was created (cooldown, rate and
+    concurrency refusals included)."""
+    captures_created: int = Field(default=0, ge=0)
+    """ForensicCheckpoints the receiver created for those alerts."""
+    last_match_time: datetime | None = None
+    """When an alert last matched this policy."""
+    last_capture: str | None = Field(default=None, max_length=317)
+    """The last ForensicCheckpoint created for it, as namespace/name."""
+
+
 class ForensicCapturePolicy(RootModel):
     """Which alerts (Alertmanager, Falcosidekick) the operator's alert receiver turns into
     ForensicCheckpoints, and what those ask for. Policies are evaluated in name order; the
@@ -164,11 +184,30 @@ class ForensicCapturePolicy(RootModel):
         singular="forensiccapturepolicy",
         scope="Cluster",
         short_names=("fcpol",),
-        status_subresource=False,
+        status_subresource=True,
         printer_columns=(
             PrinterColumn("Containers", ".spec.capture.containers"),
             PrinterColumn("Cooldown", ".spec.cooldownSeconds", type="integer"),
             PrinterColumn("Suspend", ".spec.suspend", type="boolean"),
+            PrinterColumn(
+                "Matched",
+                ".status.alertsMatched",
+                type="integer",
+                description="Alerts this policy matched first",
+            ),
+            PrinterColumn(
+                "Captures",
+                ".status.capturesCreated",
+                type="integer",
+                description="ForensicCheckpoints created for them",
+            ),
+            PrinterColumn(
+                "Last match",
+                ".status.lastMatchTime",
+                type="date",
+                priority=1,
+                description="When an alert last matched",
+            ),
             PrinterColumn("Age", ".metadata.creationTimestamp", type="date"),
         ),
     )
@@ -176,6 +215,8 @@ class ForensicCapturePolicy(RootModel):
     kind: str = "ForensicCapturePolicy"
     spec: ForensicCapturePolicySpec = Field(default_factory=ForensicCapturePolicySpec)
     """Which alerts to take and what to capture for them."""
+    status: ForensicCapturePolicyStatus | None = None
+    """What the alert receiver did with this policy."""
 
     @property
     def name(self) -> str:

@@ -2,14 +2,14 @@
 the alerted pod, create the ForensicCheckpoint.
 
 Synchronous, like the kubernetes client; the receiver runs them through ``asyncio.to_thread``.
-The receiver's identity needs: ``list`` on forensiccapturepolicies, ``list`` and ``create`` on
-forensiccheckpoints, ``get`` on pods.
+The receiver's identity needs: ``list`` on forensiccapturepolicies and ``patch`` on their status,
+``list`` and ``create`` on forensiccheckpoints, ``get`` on pods.
 """
 
 from __future__ import annotations
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
-from forensic_checkpoint.api.policy import ForensicCapturePolicy
+from forensic_checkpoint.api.policy import ForensicCapturePolicy, ForensicCapturePolicyStatus
 from forensic_checkpoint.domain.alerts.capture import ANNOTATION_DEDUPE_KEY, LABEL_SOURCE
 from forensic_checkpoint.errors import ConflictError
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
@@ -24,6 +24,7 @@ __all__ = [
     "create_checkpoint",
     "list_capture_policies",
     "pod_containers",
+    "write_policy_status",
 ]
 
 _FCP = ForensicCheckpoint.crd
@@ -32,6 +33,7 @@ _POLICY = ForensicCapturePolicy.crd
 #: The RBAC rules the receiver's identity needs, and no more (deploy/rbac mirrors them).
 RBAC_RULES: tuple[dict[str, list[str]], ...] = (
     {"apiGroups": [_POLICY.group], "resources": [_POLICY.plural], "verbs": ["list"]},
+    {"apiGroups": [_POLICY.group], "resources": [f"{_POLICY.plural}/status"], "verbs": ["patch"]},
     # reveal: a capture policy (cluster admins') may ask for unredacted matches.
     {"apiGroups": [_FCP.group], "resources": [_FCP.plural], "verbs": ["list", "create", "reveal"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
@@ -41,6 +43,10 @@ RBAC_RULES: tuple[dict[str, list[str]], ...] = (
 def list_capture_policies(api: ApiClient) -> list[ForensicCapturePolicy]:
     """Every valid policy; an invalid one is logged and left out rather than failing all."""
     return ForensicCapturePolicies(api).list()
+
+
+def write_policy_status(api: ApiClient, name: str, status: ForensicCapturePolicyStatus) -> None:
+    ForensicCapturePolicies(api).patch_status(name, status)
 
 
 def active_alert_captures(api: ApiClient) -> set[str]:

@@ -16,7 +16,7 @@ import asyncio
 from typing import Protocol
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
-from forensic_checkpoint.api.policy import ForensicCapturePolicy
+from forensic_checkpoint.api.policy import ForensicCapturePolicy, ForensicCapturePolicyStatus
 from forensic_checkpoint.domain.evidence.checkpoint_custody import REQUESTED_BY_ANNOTATION
 from forensic_checkpoint.k8s import alert_captures, reviews
 from forensic_checkpoint.k8s.alert_captures import PodContainers
@@ -36,6 +36,8 @@ class CaptureBackend(Protocol):
         """Create it; False when it already exists."""
         ...
 
+    async def write_policy_status(self, name: str, status: ForensicCapturePolicyStatus) -> None: ...
+
 
 class KubeCaptureBackend:
     def __init__(self, api: ApiClient) -> None:
@@ -50,6 +52,9 @@ class KubeCaptureBackend:
 
     async def pod_containers(self, namespace: str, pod: str) -> PodContainers | None:
         return await asyncio.to_thread(alert_captures.pod_containers, self._api, namespace, pod)
+
+    async def write_policy_status(self, name: str, status: ForensicCapturePolicyStatus) -> None:
+        await asyncio.to_thread(alert_captures.write_policy_status, self._api, name, status)
 
     async def create(self, checkpoint: ForensicCheckpoint) -> bool:
         if not self._identity:

@@ -14,7 +14,10 @@ JSON or a schema violation (the body says which field; ``body`` decodes in a wor
 taken back so the retry is not a "duplicate"), 200 otherwise, with one entry per alert saying
 what was decided and why (decided in slices of at most :data:`SLICE_SECONDS` that yield to the
 operator's loop, and encoded in a worker thread). Any other failure is a 500 and a log
-line; the server keeps running.
+line; the server keeps running. Each policy refresh also writes what every policy matched and
+created into its status. Over 400 lines: the request path, the refreshes and the capture steps
+share the receiver's state (the gate, the cached policies, the tallies), so they stay in one
+class.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -50,6 +54,7 @@ from forensic_checkpoint.domain.alerts.capture import build_checkpoint
 from forensic_checkpoint.domain.alerts.events import AlertEvent, from_alertmanager, from_falco
 from forensic_checkpoint.domain.alerts.limits import Clock
 from forensic_checkpoint.domain.alerts.policy import AlertGate, Decision, DecisionReason
+from forensic_checkpoint.domain.alerts.policy_status import Tally, next_status
 from forensic_checkpoint.domain.alerts.target import resolve_container_id
 from forensic_checkpoint.errors import ForensicCheckpointError
 
@@ -141,6 +146,8 @@ class AlertReceiver:
         self._refresh_task: asyncio.Task[None] | None = None
         self._counted_at = float("-inf")
         self._count_lock = asyncio.Lock()
+        #: per policy name: what it matched and created since its status was last written
+        self._tallies: dict[str, Tally] = {}
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
@@ -260,6 +267,26 @@ class AlertReceiver:
             self.gate.active.reconcile(active, listed_at)
             self._counted_at = max(self._counted_at, listed_at)
             self._refreshed_at = self._clock()
+            await self._write_policy_statuses(policies)
+
+    async def _write_policy_statuses(self, policies: list[ForensicCapturePolicy]) -> None:
+        """Fold each policy's tally into its status (read with the list just made). A tally
+        whose write fails is kept for the next refresh; nothing is counted twice because the
+        counts are added to the status that list returned."""
+        now = datetime.now(UTC)
+        for policy in policies:
+            tally = self._tallies.pop(policy.name, None)
+            status = next_status(policy, tally, now)
+            if status is None:
+                continue
+            try:
+                await self.backend.write_policy_status(policy.name, status)
+            except ForensicCheckpointError as exc:
+                log.warning(
+                    "alert receiver: cannot write %s's status: %s", policy.name, exc.message
+                )
+                if tally is not None:
+                    self._tallies[policy.name] = tally
 
     async def _count_if_capped(self) -> None:
         """Before the cap refuses an alert, count the active captures afresh.
@@ -287,6 +314,10 @@ class AlertReceiver:
     async def _act(self, decision: Decision) -> Outcome:
         outcome = await self._capture(decision) if decision.capture else _outcome(decision)
         self.metrics.alerts.labels(decision.event.source.value, outcome.reason.value).inc()
+        if decision.policy is not None:
+            created = outcome.checkpoint if outcome.reason is DecisionReason.CAPTURE else None
+            tally = self._tallies.setdefault(decision.policy.name, Tally())
+            tally.match(datetime.now(UTC), created)
         _log(outcome)
         return outcome
 
