@@ -28,6 +28,13 @@ def run(args: argparse.Namespace) -> int:
 
     tune_for([args.a, args.b])
     options = AnalyzerOptions()
-    diff = diff_reports(analyze(args.a, options), analyze(args.b, options))
+    a, b = analyze(args.a, options), analyze(args.b, options)
+    diff = diff_reports(a, b)
     sys.stdout.write(render_report(diff, args.format))
-    return 0
+    sys.stdout.flush()
+    from forensic_checkpoint.cli.main import exit_status
+
+    # A diff of a partly read archive would show what is missing as removed: never exit 0.
+    return exit_status(
+        "diff", [f"{args.a}: {w}" for w in a.warnings] + [f"{args.b}: {w}" for w in b.warnings]
+    )

@@ -27,4 +27,9 @@ def run(args: argparse.Namespace) -> int:
 
     listing = list_checkpoints(list(args.paths) or [KUBELET_CHECKPOINTS])
     sys.stdout.write(render_report(listing, args.format))
-    return 0 if all(c.error is None for c in listing.checkpoints) else 1
+    sys.stdout.flush()
+    failed = [c for c in listing.checkpoints if c.error is not None]
+    for c in failed:
+        # The row shows it too; stderr tells a script which file, one line each.
+        print(f"forensic-checkpoint list: error: {c.path}: {c.error}", file=sys.stderr)
+    return 1 if failed else 0

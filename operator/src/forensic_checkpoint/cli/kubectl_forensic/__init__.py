@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from pathlib import Path
 
-from forensic_checkpoint.errors import ForensicCheckpointError
+from forensic_checkpoint.cli.main import boundary, fail
 
 EXIT_FAILED = 1
 
@@ -116,15 +115,11 @@ def main(argv: list[str] | None = None) -> int:
             return int(handler.run_plugin(api, args))
         finally:
             close(api)
-    except ForensicCheckpointError as exc:
-        print(f"kubectl forensic {args.command}: error: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
     except ModuleNotFoundError as exc:
         from forensic_checkpoint.cli.extras import missing_extra
 
         if (remedy := missing_extra(exc)) is None:
-            raise
-        print(f"kubectl forensic {args.command}: error: {remedy}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
+            return boundary(f"kubectl forensic {args.command}", exc)
+        return fail(f"kubectl forensic {args.command}", remedy)
+    except BaseException as exc:
+        return boundary(f"kubectl forensic {args.command}", exc)
