@@ -47,6 +47,14 @@ BAD_FLAGS = {
     "analyze-identity-garbage": ["analyze", "{s}", "-i", "{g}"],
     "analyze-identity-directory": ["analyze", "{s}", "-i", "{d}"],
     "analyze-output-file": ["analyze", "{s}", "-o", "{m}/report.txt"],
+    "analyze-output-file-new": ["analyze", "{s}", "-O", "{m}/report.txt"],
+    "analyze-format": ["analyze", "{s}", "-o", "xml"],
+    "analyze-format-deprecated": ["analyze", "{s}", "--format", "xml"],
+    "analyze-fail-on": ["analyze", "{s}", "--fail-on", "severe"],
+    "search-format": ["search", "{s}", "x", "-o", "html"],
+    "diff-output-file": ["diff", "{s}", "{s}", "-O", "{d}"],
+    "list-format": ["list", "{s}", "-o", "wide"],
+    "show-file-output-file-new": ["show-file", "{s}", "checkpoint/core-6.img", "-O", "{d}"],
     "analyze-export-html": ["analyze", "{s}", "--export-html", "{m}/report.html"],
     "search-pid": ["search", "{s}", "x", "--pid", "99999"],
     "search-regex": ["search", "{s}", "--regex", "(?P<"],
@@ -69,13 +77,15 @@ BAD_FLAGS = {
 PLUGIN = {
     "capture": ["capture", "pod"],
     "report": ["report", "fcp"],
-    "get-archive": ["get-archive", "fcp", "-o", "{m}/a.tar"],
+    "get-archive": ["get-archive", "fcp", "-O", "{m}/a.tar"],
     "nodes": ["nodes"],
     "kubelet-cert": ["kubelet-cert"],
 }
 PLUGIN_BAD_FLAGS = {
     "report-output": ["report", "fcp", "-o", "xml"],
     "capture-timeout": ["capture", "pod", "--timeout-seconds", "soon"],
+    "get-archive-no-file": ["get-archive", "fcp"],
+    "nodes-output": ["nodes", "-o", "wide"],
     "no-such-command": ["frobnicate"],
 }
 
