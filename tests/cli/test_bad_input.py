@@ -70,6 +70,7 @@ BAD_FLAGS = {
     "operator-flag": ["operator", "--no-such-flag"],
     "agent-flag": ["agent", "--no-such-flag"],
     "criu-log-reader-socket": ["criu-log-reader", "--socket", "{m}/s", "--dir", "{d}"],
+    "completion-shell": ["completion", "tcsh"],
     "no-such-command": ["frobnicate"],
 }
 
