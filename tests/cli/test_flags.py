@@ -119,3 +119,24 @@ def test_incomplete_wins_over_fail_on(tmp_path: Path, capsys: pytest.CaptureFixt
     truncated.write_bytes(data[: len(data) * 3 // 4])
     assert main(["analyze", str(truncated), "-o", "json", "--fail-on", "info"]) == EXIT_INCOMPLETE
     assert "incomplete" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["analyze", "search"])
+def test_archive_from_stdin(command: str) -> None:
+    """`-` reads the archive from stdin (spooled to a private temporary file)."""
+    import subprocess
+    import sys
+
+    argv = [command, "-", "RANDOM_5519_KEY"] if command == "search" else [command, "-"]
+    result = subprocess.run(
+        [sys.executable, "-m", "forensic_checkpoint.cli.main", *argv, "-o", "json"],
+        input=Path(BLOG).read_bytes(),
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    path = doc["archive"]["path"] if command == "analyze" else doc["archive"]
+    assert path == "-"
+    if command == "search":
+        assert doc["memory"]["searches"][0]["totalMatches"] == 2

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from forensic_checkpoint.analysis import AnalyzerOptions
     from forensic_checkpoint.analysis.model.report import Report
 
 HELP = (
@@ -16,7 +17,9 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst)")
+    parser.add_argument(
+        "archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst); - reads stdin"
+    )
     from forensic_checkpoint.cli.flags import add_fail_on, add_output_file, add_output_format
 
     add_output_format(parser, legacy_file=True)
@@ -84,10 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.analysis import AnalyzerOptions, analyze
-    from forensic_checkpoint.analysis.commands.heap import tune_for
+    from forensic_checkpoint.analysis import AnalyzerOptions
     from forensic_checkpoint.analysis.presentation.render import render_report
-    from forensic_checkpoint.cli.flags import fail_on_status, write_output
+    from forensic_checkpoint.cli.flags import STDIN, archive_from, fail_on_status, write_output
     from forensic_checkpoint.errors import ConfigError
 
     if args.context < 0 or args.max_matches < 0:
@@ -101,17 +103,11 @@ def run(args: argparse.Namespace) -> int:
         yara=[str(p) for p in args.yara],
         memory_secrets=not args.no_memory_secrets,
     )
-    tune_for([args.archive])
-    if args.identity is not None:
-        from forensic_checkpoint.agent.evidence.encryption import decrypted_path
-
-        with decrypted_path(args.archive, args.identity) as plain:
-            report = analyze(plain, options)
-        # Name the file the analyst gave; sha256 and size stay those of the plaintext tar,
-        # the value the custody chain records at capture.
-        report.archive.path = str(args.archive)
-    else:
-        report = analyze(args.archive, options)
+    with archive_from(args.archive) as archive:
+        report = _analyze(archive, options, args.identity)
+    # Name the file the analyst gave (not a plaintext or stdin spool); sha256 and size stay
+    # those of the plaintext tar, the value the custody chain records at capture.
+    report.archive.path = "-" if args.archive == STDIN else str(args.archive)
     if args.pid is not None:
         from forensic_checkpoint.analysis.commands.prune import prune_to_subtree
 
@@ -126,6 +122,19 @@ def run(args: argparse.Namespace) -> int:
     return exit_status("analyze", report.warnings) or fail_on_status(
         "analyze", [f.severity for f in report.findings], args.fail_on
     )
+
+
+def _analyze(archive: Path, options: AnalyzerOptions, identity: Path | None) -> Report:
+    from forensic_checkpoint.analysis import analyze
+    from forensic_checkpoint.analysis.commands.heap import tune_for
+
+    tune_for([archive])
+    if identity is None:
+        return analyze(archive, options)
+    from forensic_checkpoint.agent.evidence.encryption import decrypted_path
+
+    with decrypted_path(archive, identity) as plain:
+        return analyze(plain, options)
 
 
 def _exports(report: Report, args: argparse.Namespace) -> None:

@@ -6,14 +6,16 @@
 - ``-o FILE`` (where ``-o`` used to name a file: ``analyze``, ``show-file``, ``kubectl forensic
   get-archive``): a value that looks like a path (it has a ``/`` or a ``.``) is still taken as
   the file, with a warning; any other value must be a format.
+- ``ARCHIVE`` ``-``: the archive from stdin (:func:`archive_from`).
 - ``--fail-on SEVERITY``: exit :data:`EXIT_FINDINGS` when a finding is at or above it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,28 @@ def write_output(text: str, path: Path | None) -> None:
         path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+STDIN = Path("-")
+
+
+@contextlib.contextmanager
+def archive_from(path: Path) -> Iterator[Path]:
+    """``path``, or for ``-`` the archive read from stdin into a private temporary file (the
+    readers take a path and read some members twice, e.g. the hash and the scan, so a pipe is
+    spooled once; the file is removed afterwards)."""
+    if path != STDIN:
+        yield path
+        return
+    import shutil
+    import tempfile
+
+    if sys.stdin.isatty():
+        from forensic_checkpoint.errors import ConfigError
+
+        raise ConfigError("archive '-' reads stdin, which is a terminal: pipe the archive in")
+    with tempfile.TemporaryDirectory(prefix="forensic-checkpoint-stdin-") as tmp:
+        spooled = Path(tmp) / "stdin-archive"
+        with spooled.open("wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1024 * 1024)
+        yield spooled

@@ -21,7 +21,9 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst)")
+    parser.add_argument(
+        "archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst); - reads stdin"
+    )
     parser.add_argument(
         "pattern", nargs="*", help="literal text to find (raw bytes, UTF-8); several allowed"
     )
@@ -50,24 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from forensic_checkpoint.analysis.commands.heap import tune_for
-    from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
-    from forensic_checkpoint.cli.flags import write_output
+    from forensic_checkpoint.cli.flags import STDIN, archive_from, write_output
     from forensic_checkpoint.errors import ConfigError
 
     if args.context < 0 or args.max_matches < 0:
         raise ConfigError("--context and --max-matches must not be negative")
-    tune_for([args.archive])
-    result = search_archive(
-        args.archive,
-        SearchOptions(
-            literals=[p for p in args.pattern if p],
-            regexes=list(args.regex),
-            pid=args.pid,
-            context=args.context,
-            max_matches=args.max_matches,
-            reveal=bool(args.reveal),
-        ),
-    )
+    with archive_from(args.archive) as archive:
+        tune_for([archive])
+        result = _search(archive, args)
+    if args.archive == STDIN:
+        result.archive = "-"
     if args.output == "json":
         import json
 
@@ -82,6 +76,22 @@ def run(args: argparse.Namespace) -> int:
     from forensic_checkpoint.cli.main import exit_status
 
     return exit_status("search", result.warnings)
+
+
+def _search(archive: Path, args: argparse.Namespace) -> SearchResult:
+    from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
+
+    return search_archive(
+        archive,
+        SearchOptions(
+            literals=[p for p in args.pattern if p],
+            regexes=list(args.regex),
+            pid=args.pid,
+            context=args.context,
+            max_matches=args.max_matches,
+            reveal=bool(args.reveal),
+        ),
+    )
 
 
 def _text(result: SearchResult) -> str:

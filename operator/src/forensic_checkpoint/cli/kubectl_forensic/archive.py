@@ -1,4 +1,4 @@
-"""``kubectl forensic get-archive NAME -o FILE``: download the archive from the node's agent,
+"""``kubectl forensic get-archive NAME -O FILE``: download the archive from the node's agent,
 checking its sha256 against the one the agent recorded at capture (status) before the file gets
 its final name.
 
