@@ -67,7 +67,7 @@ def test_analyze_dash_o_file_still_works_with_a_warning(
     out_file = tmp_path / "report.txt"
     assert main(["analyze", BLOG, "--no-memory-secrets", "-o", str(out_file)]) == 0
     assert "Identity" in out_file.read_text() or out_file.stat().st_size > 0
-    assert "-o FILE is deprecated, use -O/--output-file" in capsys.readouterr().err
+    assert "deprecated for a file, use -O/--output-file" in capsys.readouterr().err
 
 
 def test_show_file_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,7 +75,7 @@ def test_show_file_output_file(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["show-file", BLOG, "checkpoint/core-6.img", "--decode", "-O", str(new)]) == 0
     assert main(["show-file", BLOG, "checkpoint/core-6.img", "--decode", "-o", str(old)]) == 0
     assert json.loads(new.read_text()) == json.loads(old.read_text())
-    assert "-o FILE is deprecated" in capsys.readouterr().err
+    assert "-o is deprecated, use -O/--output-file" in capsys.readouterr().err
 
 
 def test_kubectl_plugin_speaks_kubectl() -> None:

@@ -48,7 +48,7 @@ class _Output(argparse.Action):
         if value in self.formats:
             setattr(namespace, self.dest, value)
         elif self.legacy_file and ("/" in value or "." in value):
-            _warn(parser, f"-o FILE is deprecated, use -O/--output-file {value}")
+            _warn(parser, f"-o is deprecated for a file, use -O/--output-file {value}")
             namespace.output_file = Path(value)
         else:
             parser.error(
@@ -57,7 +57,15 @@ class _Output(argparse.Action):
             )
 
 
-class _DeprecatedFormat(argparse.Action):
+class _Deprecated(argparse.Action):
+    """A former spelling: warns on stderr, then stores the value (``convert``ed) as the new
+    flag would."""
+
+    def __init__(self, *args: Any, replacement: str, convert: Any = str, **kwargs: Any) -> None:
+        self.replacement = replacement
+        self.convert = convert
+        super().__init__(*args, **kwargs)
+
     def __call__(
         self,
         parser: argparse.ArgumentParser,
@@ -65,8 +73,8 @@ class _DeprecatedFormat(argparse.Action):
         values: Any,
         option_string: str | None = None,
     ) -> None:
-        _warn(parser, f"--format is deprecated, use -o/--output {values}")
-        setattr(namespace, self.dest, values)
+        _warn(parser, f"{option_string} is deprecated, use {self.replacement} {values}")
+        setattr(namespace, self.dest, self.convert(str(values)))
 
 
 def add_output_format(
@@ -90,7 +98,8 @@ def add_output_format(
     parser.add_argument(
         "--format",
         dest="output",
-        action=_DeprecatedFormat,
+        action=_Deprecated,
+        replacement="-o/--output",
         choices=formats,
         help="deprecated spelling of -o/--output",
     )
@@ -110,22 +119,12 @@ def add_output_file(parser: argparse.ArgumentParser, *, legacy_o: bool = False) 
         parser.add_argument(
             "-o",
             dest="output_file",
-            action=_LegacyFile,
+            action=_Deprecated,
+            replacement="-O/--output-file",
+            convert=Path,
             metavar="FILE",
             help="deprecated spelling of -O/--output-file",
         )
-
-
-class _LegacyFile(argparse.Action):
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        _warn(parser, f"-o FILE is deprecated, use -O/--output-file {values}")
-        setattr(namespace, self.dest, Path(str(values)))
 
 
 def add_fail_on(parser: argparse.ArgumentParser) -> None:
