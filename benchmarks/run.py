@@ -170,7 +170,7 @@ def our_matches(report: Path) -> list[str]:
 
 
 def search_matches(stdout: str) -> list[str]:
-    """Addresses in `forensic-checkpoint search --format json` output."""
+    """Addresses in `forensic-checkpoint search -o json` output."""
     searches = json.loads(stdout)["memory"]["searches"]
     return [m["address"] for s in searches for m in s["matches"]]
 
@@ -189,7 +189,7 @@ def bench_small(scratch: Path, peer: Path | None, runs: int) -> None:
         tar = scratch / f"{name}.tar"
         with (DATA / f"{name}.tar.zst").open("rb") as src, tar.open("wb") as dst:
             zstandard.ZstdDecompressor().copy_stream(src, dst)
-        cmd = [*OURS, "analyze", str(tar), "--format", "json"]
+        cmd = [*OURS, "analyze", str(tar), "-o", "json"]
         peer_s = None
         if peer is not None:
             ours, inspect = timed_pair(
@@ -211,14 +211,14 @@ def bench_memhog(samples: Path | None, scratch: Path, peer: Path | None, runs: i
     truth = json.loads((REPO / "benchmarks" / "memhog-large.truth.json").read_text())
     markers = truth["large_memory_markers"]["list"]
     pid = truth["large_memory_markers"]["pid"]
-    ours = timed([*OURS, "analyze", str(tar), "--format", "json"], runs, scratch)
+    ours = timed([*OURS, "analyze", str(tar), "-o", "json"], runs, scratch)
     peer_s = None
     if peer is not None:
         peer_s = timed([str(peer), "inspect", "--all", str(tar)], runs, scratch).seconds
     ratio_line("analyze vs inspect --all", ours, peer_s, None)
 
     report = scratch / "memhog.json"
-    cmd = [*OURS, "analyze", str(tar), "--search", "MEMHOG_", "--format", "json", "-o", str(report)]
+    cmd = [*OURS, "analyze", str(tar), "--search", "MEMHOG_", "-o", "json", "-O", str(report)]
     ours = timed(cmd, runs, scratch)
     found = our_matches(report)
     expected = sorted(m["vaddr"] for m in markers)
@@ -227,7 +227,7 @@ def bench_memhog(samples: Path | None, scratch: Path, peer: Path | None, runs: i
     analyze_line = extra
 
     # What an analyst runs to find text: `search`, the whole process, against memparse.
-    search_cmd = [*OURS, "search", str(tar), "MEMHOG_", "--pid", str(pid), "--format", "json"]
+    search_cmd = [*OURS, "search", str(tar), "MEMHOG_", "--pid", str(pid), "-o", "json"]
     peer_s = None
     extra = ""
     if peer is not None:
@@ -268,9 +268,9 @@ def bench_generated(scratch: Path, peer: Path | None, runs: int) -> None:
         marker,
         "--max-matches",
         "100000",
-        "--format",
-        "json",
         "-o",
+        "json",
+        "-O",
         str(report),
     ]
     ours = timed(cmd, runs, scratch)
@@ -307,7 +307,7 @@ def bench_generated(scratch: Path, peer: Path | None, runs: int) -> None:
         str(large.pid),
         "--max-matches",
         "0",
-        "--format",
+        "-o",
         "json",
     ]
     search = timed(search_cmd, runs, scratch)

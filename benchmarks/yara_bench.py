@@ -113,7 +113,7 @@ def main() -> int:
             f"{engine / TARGET_GBPS:.2f}x the target)"
         )
 
-    cli = [sys.executable, "-m", "forensic_checkpoint", "analyze", str(archive), "--format", "json"]
+    cli = [sys.executable, "-m", "forensic_checkpoint", "analyze", str(archive), "-o", "json"]
     with tempfile.TemporaryDirectory() as tmp:
         rule_file = Path(tmp) / "generated.yar"
         rule_file.write_text(rules_text)

@@ -31,7 +31,7 @@ def test_json_masks_secrets_by_default(capsys: pytest.CaptureFixture[str]) -> No
         capsys,
         "analyze",
         MULTI,
-        "--format",
+        "-o",
         "json",
         "--search",
         "MEMSECRET-7AEBFA96D9785726",
@@ -56,7 +56,7 @@ def test_reveal_shows_secrets(capsys: pytest.CaptureFixture[str]) -> None:
         capsys,
         "analyze",
         MULTI,
-        "--format",
+        "-o",
         "json",
         "--reveal",
         "--search-regex",
@@ -70,8 +70,8 @@ def test_reveal_shows_secrets(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_yaml_is_the_same_document(capsys: pytest.CaptureFixture[str]) -> None:
-    as_json = run_json(capsys, "analyze", MULTI, "--format", "json")
-    assert main(["analyze", MULTI, "--format", "yaml"]) == 0
+    as_json = run_json(capsys, "analyze", MULTI, "-o", "json")
+    assert main(["analyze", MULTI, "-o", "yaml"]) == 0
     assert yaml.safe_load(capsys.readouterr().out) == as_json
 
 
@@ -99,7 +99,7 @@ def test_text_report_shows_what_checkpointctl_misses(capsys: pytest.CaptureFixtu
 
 def test_output_file(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
-    assert main(["analyze", MULTI, "--format", "json", "-o", str(out)]) == 0
+    assert main(["analyze", MULTI, "-o", "json", "-O", str(out)]) == 0
     assert json.loads(out.read_text())["container"]["hostname"] == "multiproc-7"
 
 
@@ -112,7 +112,7 @@ def test_show_file_prints_rootfs_and_ghost_content(
     assert capsysbinary.readouterr().out == issue["content"].encode()
     ghost = t["deleted_open_files"][0]
     out = tmp_path / "ghost"
-    assert main(["show-file", MULTI, ghost["path"], "-o", str(out)]) == 0
+    assert main(["show-file", MULTI, ghost["path"], "-O", str(out)]) == 0
     assert out.read_text() == ghost["content"]
 
 
@@ -142,7 +142,7 @@ def test_bad_regex_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_diff_of_two_checkpoints_of_one_container(capsys: pytest.CaptureFixture[str]) -> None:
     earlier = str(sample_path("multi-proc.podman-default-zstd"))
-    doc = run_json(capsys, "diff", earlier, MULTI, "--format", "json")
+    doc = run_json(capsys, "diff", earlier, MULTI, "-o", "json")
     assert doc["sameContainer"] is True
     assert doc["processes"] == {"added": [], "removed": [], "changed": []}
     memory = doc["memory"]
@@ -153,7 +153,7 @@ def test_diff_of_two_checkpoints_of_one_container(capsys: pytest.CaptureFixture[
 
 def test_diff_of_different_containers(capsys: pytest.CaptureFixture[str]) -> None:
     blog = str(sample_path("counter-blog"))
-    doc = run_json(capsys, "diff", blog, MULTI, "--format", "json")
+    doc = run_json(capsys, "diff", blog, MULTI, "-o", "json")
     assert doc["sameContainer"] is False
     procs = doc["processes"]
     assert isinstance(procs, dict)
@@ -193,7 +193,7 @@ def test_list_reads_identity_and_reports_bad_files(
     shutil.copy(sample_path("counter-blog-crio"), tmp_path / "checkpoint-counter-2.tar")
     (tmp_path / "checkpoint-broken.tar").write_bytes(b"not a tar at all" * 64)
     (tmp_path / "unrelated.tar").write_bytes(b"ignored: not named checkpoint-*")
-    assert main(["list", str(tmp_path), "--format", "json"]) == 1  # one file is broken
+    assert main(["list", str(tmp_path), "-o", "json"]) == 1  # one file is broken
     rows = json.loads(capsys.readouterr().out)["checkpoints"]
     assert [r["path"].rsplit("/", 1)[-1] for r in rows] == [
         "checkpoint-broken.tar",
@@ -234,7 +234,7 @@ def test_show_member_raw_and_decoded(capsysbinary: pytest.CaptureFixture[bytes])
 
 def test_max_matches_caps_the_report_not_the_count(capsys: pytest.CaptureFixture[str]) -> None:
     doc = run_json(
-        capsys, "analyze", MULTI, "--format", "json", "--search", "python", "--max-matches", "3"
+        capsys, "analyze", MULTI, "-o", "json", "--search", "python", "--max-matches", "3"
     )
     (search,) = doc["memory"]["searches"]  # type: ignore[index]
     assert len(search["matches"]) == 3
@@ -244,7 +244,7 @@ def test_max_matches_caps_the_report_not_the_count(capsys: pytest.CaptureFixture
 def test_diff_shows_new_findings(capsys: pytest.CaptureFixture[str]) -> None:
     blog = str(sample_path("counter-blog-containerd"))
     attack = str(sample_path("attack-revshell"))
-    doc = run_json(capsys, "diff", blog, attack, "--format", "json")
+    doc = run_json(capsys, "diff", blog, attack, "-o", "json")
     added = doc["findings"]["added"]  # type: ignore[index]
     assert any("(reverse-shell:pid=14)" in line for line in added)
     assert any("(memfd-exec:pid=23)" in line for line in added)
@@ -269,7 +269,7 @@ def test_show_memory_hexdump_and_raw(capsysbinary: pytest.CaptureFixture[bytes])
 
 def test_pid_prunes_to_a_subtree(capsys: pytest.CaptureFixture[str]) -> None:
     attack = str(sample_path("attack-revshell"))
-    doc = run_json(capsys, "analyze", attack, "--pid", "14", "--format", "json")
+    doc = run_json(capsys, "analyze", attack, "--pid", "14", "-o", "json")
     assert [p["pid"] for p in doc["processes"]] == [14, 22, 23, 24]  # type: ignore[attr-defined]
     assert [s["localPort"] for s in doc["sockets"]] == [58112]  # type: ignore[attr-defined]
     ids = {f["id"] for f in doc["findings"]}  # type: ignore[attr-defined]
@@ -285,7 +285,7 @@ def test_json_analyze_imports_only_what_json_output_needs(tmp_path: Path) -> Non
     script = (
         "import sys\n"
         "from forensic_checkpoint.cli.main import main\n"
-        f"main(['analyze', {str(sample_path('counter-blog-crio'))!r}, '--format', 'json',"
+        f"main(['analyze', {str(sample_path('counter-blog-crio'))!r}, '-o', 'json',"
         f" '-o', {str(tmp_path / 'r.json')!r}])\n"
         "print('\\n'.join(sorted(sys.modules)))\n"
     )
@@ -326,7 +326,7 @@ def test_an_empty_search_does_not_turn_a_regex_into_a_revealed_literal(
         "",
         "--search-regex",
         "RANDOM_[0-9]+_KEY",
-        "--format",
+        "-o",
         "json",
     )
     [search] = doc["memory"]["searches"]  # type: ignore[index]

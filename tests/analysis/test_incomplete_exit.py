@@ -53,7 +53,7 @@ def test_search_on_a_damaged_image_exits_incomplete(
     damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     archive = edited_sample(SAMPLE, tmp_path, DAMAGE[damage], damage)
-    code = main(["search", str(archive), SECRET, "--format", "json"])
+    code = main(["search", str(archive), SECRET, "-o", "json"])
     out, err = capsys.readouterr()
     assert code == EXIT_INCOMPLETE, (json.loads(out)["warnings"], err)
     assert "incomplete" in err and "could not be read" in err
@@ -65,7 +65,7 @@ def test_analyze_on_a_damaged_image_writes_the_report_and_exits_incomplete(
     damage: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     archive = edited_sample(SAMPLE, tmp_path, DAMAGE[damage], damage)
-    code = main(["analyze", str(archive), "--format", "json", "--no-memory-secrets"])
+    code = main(["analyze", str(archive), "-o", "json", "--no-memory-secrets"])
     out, err = capsys.readouterr()
     report = json.loads(out)
     assert code == EXIT_INCOMPLETE

@@ -28,11 +28,21 @@ def test_a_missing_extra_module_is_a_one_line_remedy(
     assert f"[{extra}]" in err and len(err.strip().splitlines()) == 1
 
 
-def test_another_missing_module_is_not_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_another_missing_module_is_not_hidden(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not passed off as a missing extra: a one-line internal error (a bug) naming the module,
+    and the traceback under FORENSIC_CHECKPOINT_DEBUG=1."""
+
     def broken(name: str, package: str | None = None) -> ModuleType:
         raise ModuleNotFoundError("No module named 'no_such_thing'", name="no_such_thing")
 
     monkeypatch.setattr(importlib, "import_module", broken)
+    monkeypatch.delenv("FORENSIC_CHECKPOINT_DEBUG", raising=False)
+    assert main(["operator"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "internal error" in err and "no_such_thing" in err and "extra" not in err
+    monkeypatch.setenv("FORENSIC_CHECKPOINT_DEBUG", "1")
     with pytest.raises(ModuleNotFoundError):
         main(["operator"])
 

@@ -14,7 +14,7 @@ from forensic_checkpoint.cli.main import main
 
 
 def _search(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
-    assert main(["search", *argv, "--format", "json"]) == 0
+    assert main(["search", *argv, "-o", "json"]) == 0
     out: dict[str, Any] = json.loads(capsys.readouterr().out)
     return out
 

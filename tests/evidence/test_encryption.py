@@ -164,7 +164,7 @@ def test_analyst_analyses_an_encrypted_archive_with_the_identity(
     ).path
     plain.unlink()  # only the ciphertext is left, as on the analyst's machine
 
-    args = ["analyze", str(sealed), "--format", "json", "--search", "RANDOM_4105_KEY"]
+    args = ["analyze", str(sealed), "-o", "json", "--search", "RANDOM_4105_KEY"]
     assert main([*args, "--identity", str(identity_file)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["archive"]["sha256"] == sha

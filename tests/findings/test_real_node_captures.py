@@ -52,7 +52,7 @@ def test_process_titles_are_the_kernels(name: str) -> None:
     truth = json.loads((DATA / f"{name}.truth.json").read_text())
     out = subprocess.run(
         [sys.executable, "-m", "forensic_checkpoint", "analyze", str(DATA / f"{name}.tar.zst"),
-         "--format", "json"],
+         "-o", "json"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     analysed = {p["pid"]: p.get("cmdline") for p in json.loads(out.stdout)["processes"]}
@@ -73,7 +73,7 @@ def test_a_match_in_postgres_shared_buffers_names_every_backend() -> None:
     truth = json.loads((DATA / "postgres-session.truth.json").read_text())
     pids = sorted(p["pid"] for p in truth["processes"])
     search = [sys.executable, "-m", "forensic_checkpoint", "search", archive, "pg_authid_rolname"]
-    raw = subprocess.run([*search, "--format", "json"], capture_output=True, text=True, check=True)
+    raw = subprocess.run([*search, "-o", "json"], capture_output=True, text=True, check=True)
     matches = json.loads(raw.stdout)["memory"]["searches"][0]["matches"]
     shared = [m for m in matches if "memfd" in m["mapping"]]
     assert shared and all(m["sharedWith"] == pids for m in shared), matches

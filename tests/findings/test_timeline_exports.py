@@ -134,7 +134,7 @@ def test_html_is_one_offline_file_with_everything_escaped() -> None:
 def test_cli_writes_every_export(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     paths = {flag: tmp_path / f"x.{flag}" for flag in ("timesketch", "stix", "html")}
-    args = ["analyze", str(DATA / "attack-revshell.tar.zst"), "--format", "json", "-o", str(out)]
+    args = ["analyze", str(DATA / "attack-revshell.tar.zst"), "-o", "json", "-O", str(out)]
     for flag, path in paths.items():
         args += [f"--export-{flag}", str(path)]
     assert main(args) == 0

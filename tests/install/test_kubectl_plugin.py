@@ -162,7 +162,7 @@ def test_capture_wait_report_and_get_archive(
     # Downloading needs the archive-reader Role: the plugin asks for that ServiceAccount's
     # token for the node's agent; the investigator's own credentials never go to the agent.
     refused = plugin(
-        investigator, "get-archive", name, "-o", str(tmp_path / "x.tar"),
+        investigator, "get-archive", name, "-O", str(tmp_path / "x.tar"),
         "--agent-ca-file", str(stack.agent_ca.cert),
     )  # fmt: skip
     assert refused.returncode == 1
@@ -172,7 +172,7 @@ def test_capture_wait_report_and_get_archive(
         kubeconfig=stack.cluster.kubeconfig)  # fmt: skip
     out = tmp_path / "counter.tar"
     got = plugin(
-        investigator, "get-archive", name, "-o", str(out),
+        investigator, "get-archive", name, "-O", str(out),
         "--agent-ca-file", str(stack.agent_ca.cert),
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
@@ -212,7 +212,7 @@ def test_capture_wait_report_and_get_archive(
         f.write(bytes([byte[0] ^ 0xFF]))
     tampered = tmp_path / "tampered.tar"
     bad = plugin(
-        investigator, "get-archive", name, "-o", str(tampered),
+        investigator, "get-archive", name, "-O", str(tampered),
         "--agent-ca-file", str(stack.agent_ca.cert),
     )  # fmt: skip
     assert bad.returncode == 1

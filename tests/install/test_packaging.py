@@ -89,7 +89,7 @@ def test_a_clean_venv_with_the_base_wheel_analyses_a_sample_completely(
     )  # fmt: skip
     assert probe.stdout.split() == [], "the base install has no pycriu and no cluster library"
 
-    analysis = _run(python, "analyze", str(SAMPLE), "--format", "json", "--reveal",
+    analysis = _run(python, "analyze", str(SAMPLE), "-o", "json", "--reveal",
                     "--search", SECRET["value"])  # fmt: skip
     assert analysis.returncode == 0, analysis.stderr
     report = json.loads(analysis.stdout)

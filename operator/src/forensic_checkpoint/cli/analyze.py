@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from forensic_checkpoint.analysis import AnalyzerOptions
     from forensic_checkpoint.analysis.model.report import Report
 
 HELP = (
@@ -17,10 +17,14 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst)")
     parser.add_argument(
-        "--format", choices=("text", "json", "yaml"), default="text", help="output format"
+        "archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst); - reads stdin"
     )
+    from forensic_checkpoint.cli.flags import add_fail_on, add_output_file, add_output_format
+
+    add_output_format(parser, legacy_file=True)
+    add_output_file(parser)
+    add_fail_on(parser)
     parser.add_argument(
         "--search",
         action="append",
@@ -45,9 +49,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max-matches", type=int, default=100, metavar="N", help="matches kept per pattern"
-    )
-    parser.add_argument(
-        "-o", "--output", type=Path, help="write the report to this file instead of stdout"
     )
     parser.add_argument(
         "--pid",
@@ -86,9 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from forensic_checkpoint.analysis import AnalyzerOptions, analyze
-    from forensic_checkpoint.analysis.commands.heap import tune_for
+    from forensic_checkpoint.analysis import AnalyzerOptions
     from forensic_checkpoint.analysis.presentation.render import render_report
+    from forensic_checkpoint.cli.flags import STDIN, archive_from, fail_on_status, write_output
     from forensic_checkpoint.errors import ConfigError
 
     if args.context < 0 or args.max_matches < 0:
@@ -102,31 +103,38 @@ def run(args: argparse.Namespace) -> int:
         yara=[str(p) for p in args.yara],
         memory_secrets=not args.no_memory_secrets,
     )
-    tune_for([args.archive])
-    if args.identity is not None:
-        from forensic_checkpoint.agent.evidence.encryption import decrypted_path
-
-        with decrypted_path(args.archive, args.identity) as plain:
-            report = analyze(plain, options)
-        # Name the file the analyst gave; sha256 and size stay those of the plaintext tar,
-        # the value the custody chain records at capture.
-        report.archive.path = str(args.archive)
-    else:
-        report = analyze(args.archive, options)
+    with archive_from(args.archive) as archive:
+        report = _analyze(archive, options, args.identity)
+    # Name the file the analyst gave (not a plaintext or stdin spool); sha256 and size stay
+    # those of the plaintext tar, the value the custody chain records at capture.
+    report.archive.path = "-" if args.archive == STDIN else str(args.archive)
     if args.pid is not None:
         from forensic_checkpoint.analysis.commands.prune import prune_to_subtree
 
         report = prune_to_subtree(report, args.pid)
-    text = render_report(report, args.format)
+    text = render_report(report, args.output)
     _exports(report, args)
-    if args.output:
-        args.output.write_text(text, encoding="utf-8")
-    else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+    write_output(text, args.output_file)
     from forensic_checkpoint.cli.main import exit_status
 
-    return exit_status("analyze", report.warnings)
+    # An incomplete read (3) wins over --fail-on (4): a partial report may miss findings, and
+    # a script must learn that first; both are non-zero, so a CI gate fails either way.
+    return exit_status("analyze", report.warnings) or fail_on_status(
+        "analyze", [f.severity for f in report.findings], args.fail_on
+    )
+
+
+def _analyze(archive: Path, options: AnalyzerOptions, identity: Path | None) -> Report:
+    from forensic_checkpoint.analysis import analyze
+    from forensic_checkpoint.analysis.commands.heap import tune_for
+
+    tune_for([archive])
+    if identity is None:
+        return analyze(archive, options)
+    from forensic_checkpoint.agent.evidence.encryption import decrypted_path
+
+    with decrypted_path(archive, identity) as plain:
+        return analyze(plain, options)
 
 
 def _exports(report: Report, args: argparse.Namespace) -> None:
@@ -134,15 +142,17 @@ def _exports(report: Report, args: argparse.Namespace) -> None:
 
     Each exporter is imported only when asked for, so a plain analyze pays for none of them.
     """
+    from forensic_checkpoint.cli.flags import write_output
+
     if args.export_timesketch is not None:
         from forensic_checkpoint.analysis.presentation.timesketch import to_jsonl
 
-        args.export_timesketch.write_text(to_jsonl(report), encoding="utf-8")
+        write_output(to_jsonl(report), args.export_timesketch)
     if args.export_stix is not None:
         from forensic_checkpoint.analysis.presentation.stix import to_json
 
-        args.export_stix.write_text(to_json(report), encoding="utf-8")
+        write_output(to_json(report), args.export_stix)
     if args.export_html is not None:
         from forensic_checkpoint.analysis.presentation.html import to_html
 
-        args.export_html.write_text(to_html(report), encoding="utf-8")
+        write_output(to_html(report), args.export_html)

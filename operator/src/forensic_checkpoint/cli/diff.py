@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 HELP = (
@@ -15,9 +14,10 @@ HELP = (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("a", type=Path, help="the earlier checkpoint archive")
     parser.add_argument("b", type=Path, help="the later checkpoint archive")
-    parser.add_argument(
-        "--format", choices=("text", "json", "yaml"), default="text", help="output format"
-    )
+    from forensic_checkpoint.cli.flags import add_output_file, add_output_format
+
+    add_output_format(parser)
+    add_output_file(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,9 +25,16 @@ def run(args: argparse.Namespace) -> int:
     from forensic_checkpoint.analysis.commands.diff import diff_reports
     from forensic_checkpoint.analysis.commands.heap import tune_for
     from forensic_checkpoint.analysis.presentation.render import render_report
+    from forensic_checkpoint.cli.flags import write_output
 
     tune_for([args.a, args.b])
     options = AnalyzerOptions()
-    diff = diff_reports(analyze(args.a, options), analyze(args.b, options))
-    sys.stdout.write(render_report(diff, args.format))
-    return 0
+    a, b = analyze(args.a, options), analyze(args.b, options)
+    diff = diff_reports(a, b)
+    write_output(render_report(diff, args.output), args.output_file)
+    from forensic_checkpoint.cli.main import exit_status
+
+    # A diff of a partly read archive would show what is missing as removed: never exit 0.
+    return exit_status(
+        "diff", [f"{args.a}: {w}" for w in a.warnings] + [f"{args.b}: {w}" for w in b.warnings]
+    )

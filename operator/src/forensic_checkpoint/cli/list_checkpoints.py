@@ -15,16 +15,22 @@ HELP = (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", type=Path, help="directories or archive files")
-    parser.add_argument(
-        "--format", choices=("text", "json", "yaml"), default="text", help="output format"
-    )
+    from forensic_checkpoint.cli.flags import add_output_file, add_output_format
+
+    add_output_format(parser)
+    add_output_file(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # see cli/analyze.py
     from forensic_checkpoint.analysis.commands.listing import KUBELET_CHECKPOINTS, list_checkpoints
     from forensic_checkpoint.analysis.presentation.render import render_report
+    from forensic_checkpoint.cli.flags import write_output
 
     listing = list_checkpoints(list(args.paths) or [KUBELET_CHECKPOINTS])
-    sys.stdout.write(render_report(listing, args.format))
-    return 0 if all(c.error is None for c in listing.checkpoints) else 1
+    write_output(render_report(listing, args.output), args.output_file)
+    failed = [c for c in listing.checkpoints if c.error is not None]
+    for c in failed:
+        # The row shows it too; stderr tells a script which file, one line each.
+        print(f"forensic-checkpoint list: error: {c.path}: {c.error}", file=sys.stderr)
+    return 1 if failed else 0

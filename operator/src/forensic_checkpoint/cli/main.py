@@ -5,8 +5,10 @@ Each subcommand lives in its own module under ``forensic_checkpoint.cli`` and ex
 subcommand is imported, so that `analyze` on a small archive does not pay for kopf, the
 kubernetes client or aiohttp.
 
-Errors from the project's hierarchy become a one-line message and exit code 1; usage errors
-exit 2 (argparse's convention). `analyze` and `search` exit 3 when they wrote their output but
+Errors from the project's hierarchy (and the OS's, such as a file that cannot be written)
+become a one-line message and exit code 1; anything else is a bug and says so in one line,
+never a traceback (``FORENSIC_CHECKPOINT_DEBUG=1`` shows it). Usage errors exit 2 (argparse's
+convention). `analyze` and `search` exit 3 when they wrote their output but
 could not read the whole archive (its warnings say what is missing): a partial answer is never
 passed off as a complete one with exit code 0.
 """
@@ -33,6 +35,7 @@ SUBCOMMANDS: dict[str, str] = {
     "agent": "agent",
     "criu-log-reader": "criu_log_reader",
     "nodes": "nodes",
+    "completion": "completion",
 }
 
 EXIT_ERROR = 1
@@ -76,8 +79,6 @@ def dispatch(
 ) -> int:
     """Run the subcommand ``argv[0]`` names (``modules``: name -> module path); the dev
     harness's command line dispatches through here too."""
-    from forensic_checkpoint.errors import ForensicCheckpointError
-
     args_list = list(sys.argv[1:] if argv is None else argv)
     if not args_list or args_list[0] not in modules:
         _top_parser(prog, description, modules).parse_args(args_list)  # usage or version, exits
@@ -91,19 +92,71 @@ def dispatch(
         module.add_arguments(parser)
         args = parser.parse_args(rest)
         return int(module.run(args))
-    except ForensicCheckpointError as exc:
-        print(f"{prog} {name}: error: {exc.message}", file=sys.stderr)
-        return EXIT_ERROR
     except ModuleNotFoundError as exc:
         if (remedy := missing_extra(exc)) is None:
-            raise
-        print(f"{prog} {name}: error: {remedy}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
+            return internal_error(f"{prog} {name}", exc)
+        return fail(f"{prog} {name}", remedy)
+    except BaseException as exc:
+        return boundary(f"{prog} {name}", exc)
+
+
+def fail(where: str, message: str) -> int:
+    """Print ``where: error: message`` as one line on stderr; EXIT_ERROR."""
+    print(f"{where}: error: {one_line(message)}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def one_line(message: str) -> str:
+    """A library's multi-line message (a YARA compiler diagnostic, a pydantic error) as one
+    line, so that scripts reading stderr get one line per error."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
+
+
+def boundary(where: str, exc: BaseException) -> int:
+    """The CLI boundary's translation of an exception into an exit code and one line on stderr:
+    the project's errors and the OS's (a file that cannot be written) are the user's to fix;
+    anything else is a bug, said so in one line (FORENSIC_CHECKPOINT_DEBUG=1 shows the
+    traceback)."""
+    from forensic_checkpoint.errors import ForensicCheckpointError
+
+    if isinstance(exc, SystemExit):
+        raise exc  # argparse's usage errors (exit 2), --help, --version
+    if isinstance(exc, KeyboardInterrupt):
         return 130
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         # `analyze ... | head` is normal use; stay quiet like other Unix tools.
+        _silence_stdout()
         return 0
+    if isinstance(exc, ForensicCheckpointError):
+        return fail(where, exc.message)
+    if isinstance(exc, OSError):
+        name = f"{exc.filename}: " if exc.filename else ""
+        return fail(where, f"{name}{exc.strerror or exc}")
+    return internal_error(where, exc)
+
+
+def internal_error(where: str, exc: BaseException) -> int:
+    import os
+
+    if os.environ.get("FORENSIC_CHECKPOINT_DEBUG"):
+        raise exc
+    return fail(
+        where,
+        f"internal error ({type(exc).__name__}: {exc}); this is a bug, please report it with "
+        "the output of the same command under FORENSIC_CHECKPOINT_DEBUG=1",
+    )
+
+
+def _silence_stdout() -> None:
+    """After EPIPE, point stdout at /dev/null so that the interpreter's final flush does not
+    print a second error."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -21,7 +21,10 @@ HELP = "Show each node's capture readiness (its ForensicNode)."
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubeconfig", help="kubeconfig file (else the usual lookup)")
-    parser.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    from forensic_checkpoint.cli.flags import FORMATS, add_output_format
+
+    # "table" is the former name of "text", kept so that scripts still work.
+    add_output_format(parser, (*FORMATS, "table"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +43,7 @@ def run_plugin(api: ApiClient, args: argparse.Namespace) -> int:
 def print_nodes(api: ApiClient, output: str) -> int:
     """Print the readiness table (or JSON) of every ForensicNode."""
     nodes = sorted(ForensicNodes(api).list(), key=lambda n: str(n.metadata.get("name", "")))
-    if output == "json":
+    if output in ("json", "yaml"):
         out = [
             {
                 "node": n.metadata.get("name"),
@@ -48,8 +51,13 @@ def print_nodes(api: ApiClient, output: str) -> int:
             }
             for n in nodes
         ]
-        json.dump(out, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        if output == "yaml":
+            import yaml
+
+            sys.stdout.write(yaml.safe_dump(out, sort_keys=False, width=100))
+        else:
+            json.dump(out, sys.stdout, indent=2)
+            sys.stdout.write("\n")
         return 0
     now = datetime.now(UTC)
     rows = [TABLE_COLUMNS, *(table_row(n, now=now) for n in nodes)]

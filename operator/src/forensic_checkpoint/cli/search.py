@@ -8,7 +8,6 @@ masked unless ``--reveal`` (the same redaction as ``analyze``).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +21,9 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst)")
+    parser.add_argument(
+        "archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst); - reads stdin"
+    )
     parser.add_argument(
         "pattern", nargs="*", help="literal text to find (raw bytes, UTF-8); several allowed"
     )
@@ -40,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--max-matches", type=int, default=100, metavar="N", help="matches kept per pattern"
     )
-    parser.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    from forensic_checkpoint.cli.flags import add_output_file, add_output_format
+
+    add_output_format(parser)
+    add_output_file(parser)
     parser.add_argument(
         "--reveal", action="store_true", help="show regex matches and context unmasked"
     )
@@ -48,14 +52,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from forensic_checkpoint.analysis.commands.heap import tune_for
-    from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
+    from forensic_checkpoint.cli.flags import STDIN, archive_from, write_output
     from forensic_checkpoint.errors import ConfigError
 
     if args.context < 0 or args.max_matches < 0:
         raise ConfigError("--context and --max-matches must not be negative")
-    tune_for([args.archive])
-    result = search_archive(
-        args.archive,
+    with archive_from(args.archive) as archive:
+        tune_for([archive])
+        result = _search(archive, args)
+    if args.archive == STDIN:
+        result.archive = "-"
+    if args.output == "json":
+        import json
+
+        text = json.dumps(result.to_json(), indent=2) + "\n"
+    elif args.output == "yaml":
+        import yaml
+
+        text = yaml.safe_dump(result.to_json(), sort_keys=False, allow_unicode=True, width=100)
+    else:
+        text = _text(result)
+    write_output(text, args.output_file)
+    from forensic_checkpoint.cli.main import exit_status
+
+    return exit_status("search", result.warnings)
+
+
+def _search(archive: Path, args: argparse.Namespace) -> SearchResult:
+    from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
+
+    return search_archive(
+        archive,
         SearchOptions(
             literals=[p for p in args.pattern if p],
             regexes=list(args.regex),
@@ -65,17 +92,6 @@ def run(args: argparse.Namespace) -> int:
             reveal=bool(args.reveal),
         ),
     )
-    if args.format == "json":
-        import json
-
-        sys.stdout.write(json.dumps(result.to_json(), indent=2))
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(_text(result))
-    sys.stdout.flush()
-    from forensic_checkpoint.cli.main import exit_status
-
-    return exit_status("search", result.warnings)
 
 
 def _text(result: SearchResult) -> str:

@@ -28,7 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--raw", action="store_true", help="with memory:PID, print raw bytes, not a hexdump"
     )
-    parser.add_argument("-o", "--output", type=Path, help="write to this file instead of stdout")
+    from forensic_checkpoint.cli.flags import add_output_file
+
+    add_output_file(parser, legacy_o=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
         else:
             show_member(args.archive, args.path, sink, decode=args.decode)
 
-    if args.output:
-        with args.output.open("wb") as out:
+    if args.output_file:
+        from forensic_checkpoint.errors import ConfigError
+
+        try:
+            out = args.output_file.open("wb")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {args.output_file}: {exc.strerror}") from exc
+        with out:
 
             def to_file(chunk: bytes) -> None:
                 out.write(chunk)

@@ -147,8 +147,9 @@ def run(args: argparse.Namespace) -> int:
             manifest = EvidenceManifest.model_validate_json(args.sidecar.read_bytes())
         except OSError as exc:
             raise ConfigError(f"cannot read {args.sidecar}: {exc.strerror}") from exc
-        except ValueError as exc:
-            raise ConfigError(f"{args.sidecar} is not an evidence manifest: {exc}") from exc
+        except ValueError as exc:  # pydantic's ValidationError: first problem only, one line
+            first = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise ConfigError(f"{args.sidecar} is not an evidence manifest: {first}") from exc
         record = record_from_manifest(manifest)
     else:
         record = record_from_checkpoint(_fetch_checkpoint(args))

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
@@ -34,6 +35,10 @@ def from_kubeconfig(path: str | os.PathLike[str], *, context: str | None = None)
         )
     except (OSError, k8s_config.ConfigException) as exc:
         raise ConfigError(f"cannot load kubeconfig {path}: {exc}") from exc
+    except (ValueError, TypeError, AttributeError, yaml.YAMLError) as exc:
+        # The library parses whatever the file holds: bytes that are not text, YAML that is not
+        # a mapping. Its own exceptions there are not ConfigException.
+        raise ConfigError(f"cannot load kubeconfig {path}: not a kubeconfig file") from exc
     return ApiClient(configuration=cfg)
 
 

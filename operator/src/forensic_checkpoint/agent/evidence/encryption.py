@@ -64,6 +64,8 @@ def load_identities(identity_file: str | os.PathLike[str]) -> list[Any]:
         text = path.read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read identity file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not an age identity file (not text)") from exc
     try:
         if "PRIVATE KEY-----" in text:
             return [ssh.Identity.from_buffer(text.encode())]

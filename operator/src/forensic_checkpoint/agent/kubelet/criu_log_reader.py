@@ -25,6 +25,7 @@ from forensic_checkpoint.agent.kubelet.criu_logs import (
     LocalCriuLogs,
     Refused,
 )
+from forensic_checkpoint.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ class CriuLogReader:
         umask = os.umask(0o177)
         try:
             self._server.bind(str(socket_path))
+        except OSError as exc:
+            self._server.close()
+            raise ConfigError(f"cannot serve on {socket_path}: {exc.strerror}") from exc
         finally:
             os.umask(umask)
         self._server.listen(16)

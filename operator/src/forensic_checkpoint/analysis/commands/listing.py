@@ -22,7 +22,10 @@ def _as_dict(value: object) -> dict[str, object]:
 
 
 def describe(path: Path) -> ListedCheckpoint:
-    row = ListedCheckpoint(path=str(path), size_bytes=path.stat().st_size)
+    try:
+        row = ListedCheckpoint(path=str(path), size_bytes=path.stat().st_size)
+    except OSError as exc:
+        return ListedCheckpoint(path=str(path), size_bytes=0, error=f"cannot open: {exc.strerror}")
     try:
         contents = scan_archive(path, spool_pages=False)
     except ForensicCheckpointError as exc:

@@ -11,7 +11,7 @@ One module per subcommand, each with ``run(api, args) -> int``, imported only wh
   optionally wait with live progress.
 - ``report NAME`` (:mod:`.report`): the analysis summary from the ForensicCheckpoint's status,
   with how long each container was frozen for its dump.
-- ``get-archive NAME -o FILE`` (:mod:`.archive`): download the archive from the node's agent,
+- ``get-archive NAME -O FILE`` (:mod:`.archive`): download the archive from the node's agent,
   checking its sha256 against the one the agent recorded at capture (status) before the file
   gets its final name.
 - ``nodes`` (:mod:`forensic_checkpoint.cli.nodes`): each node's capture readiness.
@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from pathlib import Path
 
-from forensic_checkpoint.errors import ForensicCheckpointError
+from forensic_checkpoint.cli.flags import FORMATS, add_output_file, add_output_format
+from forensic_checkpoint.cli.main import boundary, fail
 
 EXIT_FAILED = 1
 
@@ -65,12 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="the analysis summary of a ForensicCheckpoint")
     report.add_argument("name")
     report.add_argument("-n", "--namespace", default=None)
-    report.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    add_output_format(report)
 
     archive = sub.add_parser("get-archive", help="download a checkpoint archive (sha256 checked)")
     archive.add_argument("name")
     archive.add_argument("-n", "--namespace", default=None)
-    archive.add_argument("-o", "--output", type=Path, required=True, help="file to write")
+    # kubectl's -o is the output format; the file is -O/--output-file (-o FILE still works).
+    add_output_file(archive, legacy_o=True)
     archive.add_argument("-c", "--container", help="which container (default: the only one)")
     archive.add_argument(
         "--token-file",
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("--agent-ca-file", type=Path, help="CA of the agents' certificates")
 
     nodes = sub.add_parser("nodes", help="each node's capture readiness (ForensicNodes)")
-    nodes.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    add_output_format(nodes, (*FORMATS, "table"))
 
     cert = sub.add_parser(
         "kubelet-cert", help="issue the agents' kubelet client certificate through a CSR"
@@ -106,7 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "get-archive" and args.output_file is None:
+        parser.error("get-archive: the file to write is required (-O/--output-file FILE)")
     try:
         from forensic_checkpoint.k8s.client import close, from_environment
 
@@ -116,15 +120,11 @@ def main(argv: list[str] | None = None) -> int:
             return int(handler.run_plugin(api, args))
         finally:
             close(api)
-    except ForensicCheckpointError as exc:
-        print(f"kubectl forensic {args.command}: error: {exc.message}", file=sys.stderr)
-        return EXIT_FAILED
     except ModuleNotFoundError as exc:
         from forensic_checkpoint.cli.extras import missing_extra
 
         if (remedy := missing_extra(exc)) is None:
-            raise
-        print(f"kubectl forensic {args.command}: error: {remedy}", file=sys.stderr)
-        return EXIT_FAILED
-    except KeyboardInterrupt:
-        return 130
+            return boundary(f"kubectl forensic {args.command}", exc)
+        return fail(f"kubectl forensic {args.command}", remedy)
+    except BaseException as exc:
+        return boundary(f"kubectl forensic {args.command}", exc)

@@ -1,4 +1,4 @@
-"""``kubectl forensic get-archive NAME -o FILE``: download the archive from the node's agent,
+"""``kubectl forensic get-archive NAME -O FILE``: download the archive from the node's agent,
 checking its sha256 against the one the agent recorded at capture (status) before the file gets
 its final name.
 
@@ -41,9 +41,13 @@ def run_plugin(api: ApiClient, args: argparse.Namespace) -> int:
     )
     url = f"{status.agent_endpoint.rstrip('/')}/v1/captures/{container.capture_key}/archive"
     size = download_verified(
-        url, token, args.output, archive.sha256, agent_session(status.node_name, args.agent_ca_file)
+        url,
+        token,
+        args.output_file,
+        archive.sha256,
+        agent_session(status.node_name, args.agent_ca_file),
     )
-    print(f"{args.output}: {size} bytes, sha256 {archive.sha256} (verified)")
+    print(f"{args.output_file}: {size} bytes, sha256 {archive.sha256} (verified)")
     return 0
 
 

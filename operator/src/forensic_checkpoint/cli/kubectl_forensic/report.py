@@ -20,9 +20,14 @@ EXIT_FAILED = 1
 
 def run_plugin(api: ApiClient, args: argparse.Namespace) -> int:
     fcp = get_checkpoint(api, namespace(args.namespace, args.kubeconfig), args.name)
-    if args.output == "json":
+    if args.output in ("json", "yaml"):
         status = fcp.status.to_kube() if fcp.status is not None else {}
-        print(json.dumps(status, indent=2, sort_keys=True))
+        if args.output == "yaml":
+            import yaml
+
+            print(yaml.safe_dump(status, sort_keys=True, width=100), end="")
+        else:
+            print(json.dumps(status, indent=2, sort_keys=True))
     else:
         print(render_report(fcp), end="")
     return 0 if fcp.status is not None and fcp.status.phase == Phase.COMPLETED else EXIT_FAILED

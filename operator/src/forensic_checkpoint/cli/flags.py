@@ -1,0 +1,197 @@
+"""The flags every subcommand of both CLIs spells the same way (issue 18, "CLI habits").
+
+- ``-o/--output FORMAT``: the output format, as kubectl spells it (``json|yaml|text``).
+- ``-O/--output-file FILE``: where the output goes, when not to stdout.
+- ``--format FORMAT``: the former spelling of ``-o``; still works, with a warning on stderr.
+- ``-o FILE`` (where ``-o`` used to name a file: ``analyze``, ``show-file``, ``kubectl forensic
+  get-archive``): a value that looks like a path (it has a ``/`` or a ``.``) is still taken as
+  the file, with a warning; any other value must be a format.
+- ``ARCHIVE`` ``-``: the archive from stdin (:func:`archive_from`).
+- ``--fail-on SEVERITY``: exit :data:`EXIT_FINDINGS` when a finding is at or above it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+FORMATS = ("text", "json", "yaml")
+
+#: Exit code of ``--fail-on``: the command worked and found something at or above the severity.
+EXIT_FINDINGS = 4
+
+
+def _warn(parser: argparse.ArgumentParser, message: str) -> None:
+    print(f"{parser.prog}: warning: {message}", file=sys.stderr)
+
+
+class _Output(argparse.Action):
+    """``-o FORMAT``; with ``legacy_file``, ``-o PATH`` (the former meaning) sets the file."""
+
+    def __init__(self, *args: Any, legacy_file: bool = False, **kwargs: Any) -> None:
+        self.formats: Sequence[str] = kwargs.pop("formats")
+        self.legacy_file = legacy_file
+        super().__init__(*args, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        value = str(values)
+        if value in self.formats:
+            setattr(namespace, self.dest, value)
+        elif self.legacy_file and ("/" in value or "." in value):
+            _warn(parser, f"-o is deprecated for a file, use -O/--output-file {value}")
+            namespace.output_file = Path(value)
+        else:
+            parser.error(
+                f"argument -o/--output: invalid choice: {value!r} "
+                f"(choose from {', '.join(self.formats)}; a file is -O/--output-file FILE)"
+            )
+
+
+class _Deprecated(argparse.Action):
+    """A former spelling: warns on stderr, then stores the value (``convert``ed) as the new
+    flag would."""
+
+    def __init__(self, *args: Any, replacement: str, convert: Any = str, **kwargs: Any) -> None:
+        self.replacement = replacement
+        self.convert = convert
+        super().__init__(*args, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        _warn(parser, f"{option_string} is deprecated, use {self.replacement} {values}")
+        setattr(namespace, self.dest, self.convert(str(values)))
+
+
+def add_output_format(
+    parser: argparse.ArgumentParser,
+    formats: Sequence[str] = FORMATS,
+    *,
+    default: str = "text",
+    legacy_file: bool = False,
+) -> None:
+    """``-o/--output FORMAT`` (dest ``output``) and its deprecated alias ``--format``."""
+    parser.add_argument(
+        "-o",
+        "--output",
+        action=_Output,
+        formats=formats,
+        legacy_file=legacy_file,
+        default=default,
+        metavar="{" + ",".join(formats) + "}",
+        help=f"output format (default: {default})",
+    )
+    parser.add_argument(
+        "--format",
+        dest="output",
+        action=_Deprecated,
+        replacement="-o/--output",
+        choices=formats,
+        help="deprecated spelling of -o/--output",
+    )
+
+
+def add_output_file(parser: argparse.ArgumentParser, *, legacy_o: bool = False) -> None:
+    """``-O/--output-file FILE`` (dest ``output_file``); with ``legacy_o`` also the former
+    ``-o FILE`` of a command that has no output format."""
+    parser.add_argument(
+        "-O",
+        "--output-file",
+        type=Path,
+        metavar="FILE",
+        help="write to this file instead of stdout",
+    )
+    if legacy_o:
+        parser.add_argument(
+            "-o",
+            dest="output_file",
+            action=_Deprecated,
+            replacement="-O/--output-file",
+            convert=Path,
+            metavar="FILE",
+            help="deprecated spelling of -O/--output-file",
+        )
+
+
+def add_fail_on(parser: argparse.ArgumentParser) -> None:
+    from forensic_checkpoint.analysis.model.findings import SEVERITIES
+
+    parser.add_argument(
+        "--fail-on",
+        choices=SEVERITIES,
+        metavar="SEVERITY",
+        help=f"exit {EXIT_FINDINGS} when a finding is at or above SEVERITY "
+        f"({'|'.join(SEVERITIES)}); an incomplete read (exit 3) wins",
+    )
+
+
+def fail_on_status(command: str, severities: Sequence[str], threshold: str | None) -> int:
+    """0, or EXIT_FINDINGS with one line on stderr when a severity is at or above
+    ``threshold``."""
+    from forensic_checkpoint.analysis.model.findings import SEVERITY_RANK
+
+    if threshold is None:
+        return 0
+    hits = [s for s in severities if SEVERITY_RANK[s] >= SEVERITY_RANK[threshold]]
+    if not hits:
+        return 0
+    worst = max(hits, key=SEVERITY_RANK.__getitem__)
+    print(
+        f"forensic-checkpoint {command}: {len(hits)} finding(s) at or above {threshold} "
+        f"(highest: {worst}); exit {EXIT_FINDINGS} (--fail-on)",
+        file=sys.stderr,
+    )
+    return EXIT_FINDINGS
+
+
+def write_output(text: str, path: Path | None) -> None:
+    """``text`` to ``path``, or to stdout."""
+    if path is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    from forensic_checkpoint.errors import ConfigError
+
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+STDIN = Path("-")
+
+
+@contextlib.contextmanager
+def archive_from(path: Path) -> Iterator[Path]:
+    """``path``, or for ``-`` the archive read from stdin into a private temporary file (the
+    readers take a path and read some members twice, e.g. the hash and the scan, so a pipe is
+    spooled once; the file is removed afterwards)."""
+    if path != STDIN:
+        yield path
+        return
+    import shutil
+    import tempfile
+
+    if sys.stdin.isatty():
+        from forensic_checkpoint.errors import ConfigError
+
+        raise ConfigError("archive '-' reads stdin, which is a terminal: pipe the archive in")
+    with tempfile.TemporaryDirectory(prefix="forensic-checkpoint-stdin-") as tmp:
+        spooled = Path(tmp) / "stdin-archive"
+        with spooled.open("wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1024 * 1024)
+        yield spooled
