@@ -341,7 +341,7 @@ def test_upgrade_changes_the_crds_and_reinstall_adopts_kept_ones(
 
 
 def test_a_release_of_another_name_takes_over_kept_crds_as_documented(
-    install_cluster: DevCluster,
+    install_cluster: DevCluster, tmp_path: Path
 ) -> None:
     """docs/install.md ("CRDs and upgrades"): after an uninstall keeps the CRDs, an install
     under another name is refused for their ownership, and the documented annotation hands
@@ -368,7 +368,12 @@ def test_a_release_of_another_name_takes_over_kept_crds_as_documented(
         for block in re.findall(r"```sh\n(.*?)```", docs, re.S)
         if "meta.helm.sh/release-name=ir" in block
     ]
-    env = {"PATH": f"{kubectl().parent}:/usr/bin:/bin", "KUBECONFIG": str(c.kubeconfig)}
+    # HOME: kubectl keeps its discovery cache there (without one, in the working directory).
+    env = {
+        "PATH": f"{kubectl().parent}:/usr/bin:/bin",
+        "KUBECONFIG": str(c.kubeconfig),
+        "HOME": str(tmp_path),
+    }
     subprocess.run(["bash", "-euc", script], env=env, check=True, timeout=60)
     try:
         h(c, *install)  # no pod runs here (no runtime): --wait would time out
