@@ -54,3 +54,25 @@ def test_a_failing_criu_check_is_the_reason(
     assert str(info.value) == (
         "`criu check` fails on this kernel: Error (criu/vdso.c:330): vdso: Unexpected rt vDSO area"
     )
+
+
+def test_a_node_in_use_is_refused_at_once_or_waited_for(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Another cluster's live claim refuses a start with the way out; with
+    FORENSIC_REAL_NODE_WAIT the start waits until that claim ends (a CI pass on a machine
+    where other real-node work runs)."""
+    lock = tmp_path / "lock"
+    lock.write_text(str(tmp_path / "other-cluster"))
+    monkeypatch.setattr(real_node, "LOCK_FILE", lock)
+    alive = iter([True, True, False])  # the other cluster goes down after two looks
+    monkeypatch.setattr(real_node, "_claim_alive", lambda _d: True)
+    monkeypatch.delenv(real_node.WAIT_ENV, raising=False)
+    with pytest.raises(real_node.RealNodeUnavailable) as info:
+        real_node._wait_for_the_node()
+    assert "FORENSIC_REAL_NODE_WAIT=SECONDS" in str(info.value)
+    monkeypatch.setattr(real_node, "_claim_alive", lambda _d: next(alive))
+    monkeypatch.setattr(real_node.time, "sleep", lambda _s: None)
+    monkeypatch.setenv(real_node.WAIT_ENV, "60")
+    real_node._wait_for_the_node()  # returns once the claim is gone
+    assert next(alive, None) is None

@@ -30,6 +30,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -184,10 +185,7 @@ def preflight() -> tuple[binaries.NodeTools, str]:
     for tool in ("runc", "iptables", "ip"):
         if shutil.which(tool) is None:
             raise RealNodeUnavailable(f"{tool} is not installed; run `make node-tools`")
-    with contextlib.suppress(OSError):
-        holder = LOCK_FILE.read_text().strip()
-        if holder and _claim_alive(Path(holder)):
-            raise RealNodeUnavailable(_taken(holder))
+    _wait_for_the_node()
     ip = node_ip()
     if ip is None:
         raise RealNodeUnavailable(
@@ -200,6 +198,28 @@ def preflight() -> tuple[binaries.NodeTools, str]:
         last = (check.stderr or check.stdout).strip().splitlines()[-1:] or ["no output"]
         raise RealNodeUnavailable(f"`criu check` fails on this kernel: {last[0]}")
     return tools, ip
+
+
+#: Seconds to wait for another cluster's real node to go down before giving up (0: fail at
+#: once, the default): a developer machine may run a CI pass beside other real-node work.
+WAIT_ENV = "FORENSIC_REAL_NODE_WAIT"
+
+
+def _holder() -> str | None:
+    """The cluster directory of a live claim on the machine's real node, if any."""
+    with contextlib.suppress(OSError):
+        holder = LOCK_FILE.read_text().strip()
+        if holder and _claim_alive(Path(holder)):
+            return holder
+    return None
+
+
+def _wait_for_the_node() -> None:
+    deadline = time.monotonic() + float(os.environ.get(WAIT_ENV) or 0)
+    while (holder := _holder()) is not None:
+        if time.monotonic() >= deadline:
+            raise RealNodeUnavailable(_taken(holder))
+        time.sleep(5)
 
 
 def _lock(owner: Path) -> None:
@@ -223,7 +243,7 @@ def _lock(owner: Path) -> None:
 def _taken(holder: str) -> str:
     return (
         f"a real node already runs on this machine (cluster {holder}); "
-        "`forensic-checkpoint-dev cluster down` it"
+        f"`forensic-checkpoint-dev cluster down` it, or set {WAIT_ENV}=SECONDS to wait for it"
     )
 
 
