@@ -4,6 +4,7 @@ and starts nothing: no fake stands in for it."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_a_node_in_use_is_refused_at_once_or_waited_for(
         real_node._wait_for_the_node()
     assert "FORENSIC_REAL_NODE_WAIT=SECONDS" in str(info.value)
     monkeypatch.setattr(real_node, "_claim_alive", lambda _d: next(alive))
-    monkeypatch.setattr(real_node.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
     monkeypatch.setenv(real_node.WAIT_ENV, "60")
     real_node._wait_for_the_node()  # returns once the claim is gone
     assert next(alive, None) is None
