@@ -107,6 +107,7 @@ class RenewedCertificate:
         self.current: keys.ServedCertificate | None = None
         #: Why the agent cannot serve yet; empty once it has a certificate.
         self.pending = f"no {self.label} asked for yet"
+        self._last_refusal = ""
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -167,6 +168,7 @@ class RenewedCertificate:
                 )
                 if first:
                     self.pending = f"{message}; asking again in {retry:.0f} s"
+                    self._last_refusal = message
                 if self._stop.wait(retry):
                     return
                 retry = min(2 * retry, _MAX_RETRY)
@@ -193,9 +195,12 @@ class RenewedCertificate:
         )
         log.info("asked for a %s: CSR %s", self.label, name)
         if self.current is None:
+            # The last refusal stays in the message while the next request waits: it is what
+            # an administrator must fix, and the new request will most likely meet it again.
+            last = f"; the last one: {self._last_refusal}" if self._last_refusal else ""
             self.pending = (
                 f"CertificateSigningRequest {name} for a {self.label} waits for the "
-                f"operator's signer {self.profile.signer_name}"
+                f"operator's signer {self.profile.signer_name}{last}"
             )
         try:
             certificate = self._answer(name, key)
@@ -241,6 +246,7 @@ class RenewedCertificate:
     def _installed(self, served: keys.ServedCertificate) -> None:
         self.current = served
         self.pending = ""
+        self._last_refusal = ""
         log.info(
             "%s valid until %s (serial %x), renewal at %s",
             self.label,
