@@ -151,8 +151,11 @@ fc_plugin() {
     name=$(kw get fcp -o name --sort-by=.metadata.creationTimestamp | tail -1)
     name=${name#*/}
     [ "$(fc_field "$name" .status.phase)" = Completed ] || fc_fail "plugin capture $name not Completed"
+    # The agents' CA certificate, as an administrator hands it to analysts (docs/install.md).
+    kn get secret "$FC_RELEASE-agent-ca" -o 'jsonpath={.data.ca\.crt}' | base64 -d \
+        >"$FC_WORK/agents-ca.crt"
     provider_with_cluster_dns "$plugin" get-archive "$name" -n "$FC_WORKLOADS" \
-        -o "$FC_WORK/$name.tar"
+        -o "$FC_WORK/$name.tar" --agent-ca-file "$FC_WORK/agents-ca.crt"
     sha=$(sha256sum "$FC_WORK/$name.tar" | cut -d' ' -f1)
     [ "$sha" = "$(fc_field "$name" '.status.containers[0].archive.sha256')" ] ||
         fc_fail "get-archive: sha256 differs from the status"
@@ -234,6 +237,8 @@ fc_uninstall() {
     # shellcheck disable=SC2086 # one name per word
     [ -z "$names" ] || kw delete $names --wait --timeout=120s
     "$helm" uninstall "$FC_RELEASE" -n "$FC_NAMESPACE" --wait --timeout 5m
+    # Helm waits for its objects; their pods go after them (garbage collection).
+    kn wait --for=delete pod -l "app.kubernetes.io/instance=$FC_RELEASE" --timeout=120s
     local left
     left=$(k get all,sa,secrets,configmaps,roles,rolebindings,networkpolicies -n "$FC_NAMESPACE" \
         -l "app.kubernetes.io/instance=$FC_RELEASE" -o name)
@@ -245,6 +250,10 @@ fc_uninstall() {
     [ "$held" = forensiccheckpoint.forensic-checkpoint.dev/blog ] || fc_fail "left: $held"
     FC_HELD_ARCHIVE=$archive
     echo "helm uninstall: left the CRDs and the held ForensicCheckpoint blog ($archive)"
+    # Not the release's: what install-chart.sh and these steps created beside it, and each
+    # node's ForensicNode, which its agent wrote and its Node owns.
+    echo "also left (not objects of the release): $(kn get secrets,configmaps -o name |
+        grep -v kube-root-ca.crt | tr '\n' ' ')$(k get forensicnodes -o name | tr '\n' ' ')"
 }
 
 fc_all() {
