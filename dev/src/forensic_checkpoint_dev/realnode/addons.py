@@ -12,10 +12,10 @@ a real cluster: resolv.conf -> ClusterIP -> kube-proxy's DNAT -> CoreDNS -> the 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import requests
 from kubernetes import client as k8s
 
 from forensic_checkpoint.errors import ToolError
@@ -170,12 +170,5 @@ def wait_ready(node: RealNode) -> None:
         ("kube-proxy", f"http://127.0.0.1:{ports['proxyHealth']}/healthz"),
         ("coredns", f"http://127.0.0.1:{ports['dnsReady']}/ready"),
     ):
-
-        def ok(url: str = url) -> bool:
-            try:
-                return requests.get(url, timeout=2).status_code == 200
-            except requests.RequestException:
-                return False
-
-        if not processes.wait_until(ok, READY_TIMEOUT, interval=0.2):
+        if not processes.wait_until(partial(processes.http_ok, url), READY_TIMEOUT, interval=0.2):
             raise ToolError(f"{what} not ready within {READY_TIMEOUT:.0f} s ({url})")
