@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster bench-findings demo demo-real cluster-tools node-tools corpus-images corpus image crds rules deploy chart-readme clean
+.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster bench-findings demo demo-real cluster-tools node-tools corpus-images corpus image e2e-cluster crds rules deploy chart-readme clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml dev/pyproject.toml scripts/setup-venv.sh
@@ -113,6 +113,13 @@ corpus: setup cluster-tools node-tools corpus-images
 # debootstrap and runc (root). About 1 s when cached; see docs/install.md.
 image: setup
 	TOOLS_DIR=$(TOOLS_DIR) VENV=$(VENV) bash scripts/build-image.sh
+
+# The chart installed as users install it, on this machine's real single-node cluster (kube-proxy,
+# CoreDNS, the image above imported into containerd): the blog capture, an upgrade during a
+# capture, the kubectl plugin, both kubelet credentials, alerts, uninstall (e2e/real-cluster.sh,
+# whose steps e2e/kind.sh shares); root. docs/install.md has its times.
+e2e-cluster: setup cluster-tools node-tools image
+	TOOLS_DIR=$(TOOLS_DIR) VENV=$(VENV) bash e2e/real-cluster.sh
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# End to end on a real machine with Docker: a kind cluster whose nodes have CRIU, the image built
-# and loaded, the chart installed, the blog's counter pod captured and its analysis asserted.
-# The install and assertion steps are e2e/install-chart.sh and e2e/assert-blog.sh, which the
-# dev-cluster tests run too; only the cluster differs.
+# End to end on a machine with Docker: a kind cluster whose nodes have CRIU, the image built and
+# loaded, then the steps of e2e/steps.sh, which e2e/real-cluster.sh (`make e2e-cluster`) runs on
+# this project's real node: the chart installed, the blog capture, an upgrade during a capture,
+# the kubectl plugin, both kubelet credentials, the alert path and the uninstall. Only the
+# cluster provider (this file's hooks) differs.
 #
 #   e2e/kind.sh            # KEEP=1 leaves the cluster running; CLUSTER=name picks its name
 #
 # Needs: docker, kind (>= 0.27), kubectl, helm, and kubectl-forensic on PATH (`make setup`, then
-# PATH=$PWD/.venv/bin:$PATH).
+# PATH=$PWD/.venv/bin:$PATH), and ALERTMANAGER, AMTOOL (scripts/build-alertmanager.sh prints
+# their directory).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,9 +18,8 @@ cluster=${CLUSTER:-forensic-checkpoint-e2e}
 image=${IMAGE:-forensic-checkpoint:e2e}
 node_image=${NODE_IMAGE:-forensic-checkpoint-kind-node:e2e}
 kind_node=${KIND_NODE:-kindest/node:v1.34.0}
-secret=RANDOM_4105_KEY
 
-for tool in docker kind kubectl helm kubectl-forensic; do
+for tool in docker kind kubectl helm kubectl-forensic "${ALERTMANAGER:-alertmanager}"; do
     command -v "$tool" >/dev/null || { echo "kind.sh: $tool is not on PATH" >&2; exit 2; }
 done
 
@@ -56,32 +57,29 @@ for _ in $(seq 60); do
     sleep 2
 done
 
-log "install"
-"$here/install-chart.sh" \
-    --set image.repository="${image%:*}" --set image.tag="${image##*:}" \
-    --set image.pullPolicy=Never --wait --timeout 5m
-kubectl wait --for=condition=Ready forensicnodes --all --timeout=180s
-kubectl get forensicnodes
+# The hooks e2e/steps.sh calls (see its header).
+provider_values() {
+    printf '%s\n' --set "image.repository=${image%:*}" --set "image.tag=${image##*:}" \
+        --set image.pullPolicy=Never
+}
+forwards=()
+provider_service_url() { # namespace service port-name: through a port-forward
+    local port
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    kubectl -n "$1" port-forward "service/$2" "$port:$3" >/dev/null 2>&1 &
+    forwards+=($!)
+    sleep 2
+    echo "http://127.0.0.1:$port"
+}
+# The agents' pod DNS names must resolve here (e.g. a resolver that forwards cluster.local to
+# the cluster's DNS); kind's is not reachable from the host by default.
+provider_with_cluster_dns() { "$@"; }
+NODE=$(kubectl get nodes -o name | grep -v control-plane | head -1)
+export NODE=${NODE#node/}
+export ALERTMANAGER=${ALERTMANAGER:-alertmanager} AMTOOL=${AMTOOL:-amtool}
 
-log "the counter pod"
-kubectl -n default create configmap counter --from-file="$here/counter.py" \
-    --dry-run=client -o yaml | kubectl apply -f -
-kubectl -n default apply -f "$here/counter.yaml"
-kubectl -n default wait --for=condition=Ready pod/counters --timeout=180s
-for request in "create?test-file" "secret?$secret" ""; do
-    kubectl -n default exec counters -c counter -- python3 -c \
-        "import urllib.request, sys; print(urllib.request.urlopen('http://127.0.0.1:8088/' + sys.argv[1]).read().decode())" \
-        "$request"
-done
-
-log "capture"
-kubectl -n default apply -f "$here/forensiccheckpoint.yaml"
-"$here/assert-blog.sh" default
-
-log "kubectl forensic"
-kubectl forensic capture counters -c counter --search "$secret" --wait -n default
-kubectl forensic report blog -n default
-
-log "uninstall"
-helm uninstall forensic-checkpoint -n forensic-checkpoint --wait
+# shellcheck source=e2e/steps.sh
+source "$here/steps.sh"
+fc_all
+kill "${forwards[@]}" 2>/dev/null || true
 echo "kind.sh: passed"

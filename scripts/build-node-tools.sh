@@ -6,6 +6,7 @@
 #   $TOOLS_DIR/containerd-<v>/{containerd,containerd-shim-runc-v2,ctr}     tools/containerd
 #   $TOOLS_DIR/crictl-<v>/crictl                                           tools/crictl
 #   $TOOLS_DIR/cni-plugins-<v>/{bridge,host-local,loopback,portmap}        tools/cni
+#   $TOOLS_DIR/coredns-<v>/coredns   the cluster DNS (kubeadm's Corefile plugins)  tools/coredns
 #   $TOOLS_DIR/criu-<v>/criu       built from Debian trixie's source package (bookworm's 3.17.1
 #                                  fails `criu check` on this kernel); check.log = `criu check`
 #   $TOOLS_DIR/criu-<v>/runc       wrapper: exec /usr/bin/runc --criu <that criu> "$@"
@@ -72,8 +73,11 @@ if [ "${1:-}" = --update ]; then
     write_tool_mod crictl sigs.k8s.io/cri-tools "$CRICTL_VERSION" sigs.k8s.io/cri-tools/cmd/crictl
     write_tool_mod cni github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" \
         "${CNI_PLUGINS[@]/#/github.com/containernetworking/plugins/plugins/}"
-    for d in containerd crictl cni; do (cd "tools/$d" && rm -f go.sum && go mod tidy); done
-    echo "tools/{containerd,crictl,cni}/go.mod regenerated; commit them with tools/versions.env"
+    # CoreDNS: our main (tools/coredns/main.go) over upstream's plugins, so only the pin changes.
+    sed -i "s|^require github.com/coredns/coredns .*|require github.com/coredns/coredns $COREDNS_VERSION|" \
+        tools/coredns/go.mod
+    for d in containerd crictl cni coredns; do (cd "tools/$d" && rm -f go.sum && go mod tidy); done
+    echo "tools/{containerd,crictl,cni,coredns}/go.mod regenerated; commit them with tools/versions.env"
     echo "(kubelet and kube-proxy come from tools/kube: scripts/build-cluster-tools.sh --update)"
     exit 0
 fi
@@ -82,7 +86,8 @@ fi
 pinned() { grep -qE "^\s*$1 $2( |\$)" "$3"; }
 if ! { pinned github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" tools/containerd/go.mod &&
     pinned sigs.k8s.io/cri-tools "$CRICTL_VERSION" tools/crictl/go.mod &&
-    pinned github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" tools/cni/go.mod; }; then
+    pinned github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" tools/cni/go.mod &&
+    pinned 'require github.com/coredns/coredns' "$COREDNS_VERSION" tools/coredns/go.mod; }; then
     echo "build-node-tools: tools/*/go.mod disagree with tools/versions.env; run --update" >&2
     exit 2
 fi
@@ -98,6 +103,7 @@ kubelet_dir=$TOOLS_DIR/kubelet-$KUBERNETES_VERSION
 containerd_dir=$TOOLS_DIR/containerd-$CONTAINERD_VERSION
 crictl_dir=$TOOLS_DIR/crictl-$CRICTL_VERSION
 cni_dir=$TOOLS_DIR/cni-plugins-$CNI_PLUGINS_VERSION
+coredns_dir=$TOOLS_DIR/coredns-$COREDNS_VERSION
 criu_dir=$TOOLS_DIR/criu-$CRIU_VERSION
 # The image recipe's key: its script, the archive writer, pause.c and the pause tag.
 images_key=$({
@@ -128,6 +134,7 @@ cni_ok() {
         says "$CNI_PLUGINS_VERSION" "$cni_dir/${p#*/}" || return 1
     done
 }
+coredns_ok() { says "CoreDNS-${COREDNS_VERSION#v}" "$coredns_dir/coredns" -version; }
 # Fixes to the pinned CRIU for kernels newer than it (each patch says why); the build note
 # records their digest, so a changed patch set rebuilds CRIU.
 criu_patches=("$ROOT"/tools/node/criu-patches/*.patch)
@@ -140,7 +147,9 @@ images_ok() {
     local i
     for i in "${IMAGES[@]}"; do [ -s "$images_dir/$i.tar" ] || return 1; done
 }
-all_ok() { kubelet_ok && containerd_ok && crictl_ok && cni_ok && criu_ok && images_ok; }
+all_ok() {
+    kubelet_ok && containerd_ok && crictl_ok && cni_ok && coredns_ok && criu_ok && images_ok
+}
 
 is_installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
 
@@ -346,6 +355,11 @@ if ! cni_ok; then
         "${CNI_PLUGINS[@]/#/github.com/containernetworking/plugins/plugins/}"
     done_step "CNI plugins"
 fi
+if ! coredns_ok; then
+    step
+    build coredns "$coredns_dir" "" .
+    done_step "CoreDNS"
+fi
 if ! kubelet_ok; then
     step
     kube_minor=${KUBERNETES_VERSION#v1.}
@@ -384,6 +398,7 @@ for t in "${timings[@]}"; do echo "build-node-tools: step $t"; done
 "$containerd_dir/containerd" --version
 "$containerd_dir/ctr" --version
 "$crictl_dir/crictl" --version
+"$coredns_dir/coredns" -version | sed -n 1p
 "$cni_dir/bridge" 2>&1 | sed -n 1p
 echo "criu $("$criu_dir/criu" --version | sed -n 's/^Version: //p') (runc wrapper $criu_dir/runc ->" \
     "$(/usr/bin/runc --version | sed -n 1p))"

@@ -1,5 +1,6 @@
-"""Static checks of what only a machine with Docker runs: the e2e and image scripts are
-shellcheck-clean and the kind node image's Dockerfile is hadolint-clean."""
+"""Static checks of the e2e scripts: shellcheck-clean, both cluster providers (kind.sh on a
+machine with Docker, real-cluster.sh here) on the one step library, and the kind node image's
+Dockerfile hadolint-clean."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from .test_image import hadolint
 
 SCRIPTS = [
     REPO / "e2e" / "kind.sh",
+    REPO / "e2e" / "real-cluster.sh",
+    REPO / "e2e" / "steps.sh",
     REPO / "e2e" / "install-chart.sh",
     REPO / "e2e" / "assert-blog.sh",
     REPO / "deploy" / "image" / "install-python-env.sh",
@@ -33,8 +36,13 @@ def test_kind_node_dockerfile_is_hadolint_clean() -> None:
     assert (result.returncode, result.stdout) == (0, "")
 
 
-def test_kind_script_uses_the_steps_the_dev_cluster_tests_run() -> None:
-    text = (REPO / "e2e" / "kind.sh").read_text()
-    assert '"$here/install-chart.sh"' in text
-    assert 'kubectl -n default apply -f "$here/forensiccheckpoint.yaml"' in text
-    assert '"$here/assert-blog.sh" default' in text
+def test_both_providers_run_the_one_step_library() -> None:
+    steps = (REPO / "e2e" / "steps.sh").read_text()
+    assert '"$fc_here/install-chart.sh"' in steps
+    assert 'kw apply -f "$fc_here/forensiccheckpoint.yaml"' in steps
+    assert '"$fc_here/assert-blog.sh" "$FC_WORKLOADS"' in steps
+    hooks = ("provider_values()", "provider_service_url()", "provider_with_cluster_dns()")
+    for provider in ("kind.sh", "real-cluster.sh"):
+        text = (REPO / "e2e" / provider).read_text()
+        assert 'source "$here/steps.sh"\nfc_all\n' in text, provider
+        assert all(hook in text for hook in hooks), provider

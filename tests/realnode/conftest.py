@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from tests.realnode.support import NAMESPACE, RealNodeEnv
@@ -26,6 +27,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if "realnode" in str(item.fspath):
             item.add_marker(pytest.mark.realnode)
             item.add_marker(pytest.mark.cluster)
+    # test_in_cluster.py brings up (and down) a real node of its own: it runs before the
+    # session's real node (real_env, torn down only at the session's end) takes the machine's one.
+    own = [item for item in items if Path(str(item.fspath)).name == "test_in_cluster.py"]
+    items[:] = own + [item for item in items if item not in own]
 
 
 @pytest.fixture(scope="session")

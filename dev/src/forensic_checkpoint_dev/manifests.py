@@ -18,6 +18,7 @@ from forensic_checkpoint.errors import ClusterError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close
 from forensic_checkpoint_dev import deploy
 from forensic_checkpoint_dev.apiserver import APPLY, call, request
+from forensic_checkpoint_dev.cluster import processes
 from forensic_checkpoint_dev.repo import REPO_ROOT
 
 DEPLOY_MANIFEST = REPO_ROOT / "deploy" / "forensic-checkpoint.yaml"
@@ -141,3 +142,34 @@ def wait_admission_enforced(api: ApiClient, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise ToolError(f"the chart's admission policies were not enforced in {timeout:.0f} s")
         time.sleep(0.2)
+
+
+def apply_crds(api: ApiClient, files: Iterable[Path]) -> list[str]:
+    """Server-side apply every CRD in ``files`` and wait until each is Established."""
+    crds = k8s.ApiextensionsV1Api(api)
+    names: list[str] = []
+    for f in files:
+        for doc in yaml.safe_load_all(f.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            name = doc["metadata"]["name"]
+            call(
+                f"apply CRD {name}",
+                crds.patch_custom_resource_definition,
+                name,
+                doc,
+                field_manager="forensic-checkpoint-dev-cluster",
+                force=True,
+                _content_type=APPLY,
+            )
+            names.append(name)
+
+    def established(name: str) -> bool:
+        crd = call(f"read CRD {name}", crds.read_custom_resource_definition, name)
+        conds = crd.get("status", {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
+
+    for name in names:
+        if not processes.wait_until(lambda n=name: established(n), 30, interval=0.1):  # type: ignore[misc]
+            raise ClusterError(f"CRD {name} not Established within 30 s")
+    return names

@@ -374,10 +374,7 @@ class LocalStack:
             proc = self.operator_process
             if proc is None or proc.poll() is not None:
                 raise ToolError(f"operator exited; see {self.root}/logs/operator.log")
-            try:
-                return requests.get(url, timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
+            return processes.http_ok(url, timeout=1)
 
         if not processes.wait_until(healthy, wait, interval=0.2):
             raise ToolError(f"operator not healthy within {wait:.0f} s; see {self.root}/logs")

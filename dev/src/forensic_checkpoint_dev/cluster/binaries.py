@@ -67,6 +67,7 @@ class NodeTools:
     crictl: Path
     kubelet: Path
     kube_proxy: Path
+    coredns: Path  #: the cluster DNS (tools/coredns)
     cni_bin_dir: Path  #: bridge, host-local, loopback, portmap
     criu: Path
     #: ``exec /usr/bin/runc --criu <criu> "$@"``: containerd's runc ``BinaryName``
@@ -167,6 +168,7 @@ def locate_node_tools() -> NodeTools:
         crictl=root / f"crictl-{v['CRICTL_VERSION']}" / "crictl",
         kubelet=kubelet / "kubelet",
         kube_proxy=kubelet / "kube-proxy",
+        coredns=root / f"coredns-{v['COREDNS_VERSION']}" / "coredns",
         cni_bin_dir=root / f"cni-plugins-{v['CNI_PLUGINS_VERSION']}",
         criu=criu / "criu",
         runc_wrapper=criu / "runc",
@@ -186,6 +188,7 @@ def missing_node_tools() -> list[str]:
         "crictl": tools.crictl,
         "kubelet": tools.kubelet,
         "kube-proxy": tools.kube_proxy,
+        "coredns": tools.coredns,
         **{f"cni/{p}": tools.cni_bin_dir / p for p in CNI_PLUGINS},
         "criu": tools.criu,
         "runc wrapper": tools.runc_wrapper,

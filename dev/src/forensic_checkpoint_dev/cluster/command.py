@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 HELP = (
     "Run a local Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager) "
@@ -34,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-build", action="store_true", help="fail instead of building missing binaries"
     )
+    parser.add_argument(
+        "--bare",
+        action="store_true",
+        help="up: without our CRDs and the chart's admission policies, as kubeadm leaves a "
+        "cluster, for `helm install` of the chart (e2e/real-cluster.sh)",
+    )
     parser.add_argument("--keep-dir", action="store_true", help="down: keep logs and certificates")
 
 
@@ -44,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "up":
         if args.nodes < 0:
             raise ConfigError("--nodes must be 0 or more")
-        extra = {"runtime_version": args.runtime_version} if args.runtime_version else {}
+        extra: dict[str, Any] = {"crds_dir": None} if args.bare else {}
+        if args.runtime_version:
+            extra["runtime_version"] = args.runtime_version
         cluster = DevCluster.start(
             args.dir,
             nodes=args.nodes,

@@ -21,6 +21,21 @@ CONTROLLERS = (
     "root-ca-certificate-publisher-controller",
     "clusterrole-aggregation-controller",
 )
+#: With a real node, pods really run: the controllers that turn Deployments and DaemonSets into
+#: pods and Services into endpoints (what `helm install` of a chart needs), as on kubeadm.
+WORKLOAD_CONTROLLERS = (
+    "deployment-controller",
+    "replicaset-controller",
+    "daemonset-controller",
+    "endpoints-controller",
+    "endpointslice-controller",
+    "endpointslice-mirroring-controller",
+    "job-controller",
+    "pod-garbage-collector-controller",
+)
+#: The `kubernetes` Service's ClusterIP: the first address of --service-cluster-ip-range.
+SERVICE_CIDR = "10.96.0.0/16"
+KUBERNETES_SERVICE_IP = "10.96.0.1"
 
 
 class ClusterPki:
@@ -66,7 +81,16 @@ class ClusterPki:
             self.ca,
             self.apiserver,
             "kube-apiserver",
-            server_names=(*local, "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            # What in-cluster clients dial: the Service's ClusterIP and names, the node's address.
+            server_names=(
+                *local,
+                node_address,
+                KUBERNETES_SERVICE_IP,
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ),
         )
         pki.issue(self.ca, self.etcd, "etcd", server_names=local, also_client=True)
         pki.issue(self.ca, self.etcd_client, "kube-apiserver-etcd-client", client=True)
@@ -116,15 +140,26 @@ def etcd_args(etcd: Path, data: Path, p: ClusterPki, port: int, peer: int) -> li
     ]
 
 
-def apiserver_args(binary: Path, p: ClusterPki, etcd_port: int, port: int) -> list[str]:
+def apiserver_args(
+    binary: Path, p: ClusterPki, etcd_port: int, port: int, advertise: str | None = None
+) -> list[str]:
+    """``advertise``: the node address pods reach the API server at (a real node's cluster).
+    The API server then listens on every address and keeps the `kubernetes` Service's
+    endpoints itself (lease reconciler), so kube-proxy routes the ClusterIP to it; without,
+    it listens on loopback only and the Service has no endpoints (no pod runs)."""
+    if advertise is None:
+        listen = ["--bind-address=127.0.0.1", "--advertise-address=127.0.0.1"]
+        listen.append("--endpoint-reconciler-type=none")
+    else:
+        listen = ["--bind-address=0.0.0.0", f"--advertise-address={advertise}"]
+        listen.append("--endpoint-reconciler-type=lease")
     return [
         str(binary),
         f"--etcd-servers=https://127.0.0.1:{etcd_port}",
         f"--etcd-cafile={p.ca.cert}",
         f"--etcd-certfile={p.etcd_client.cert}",
         f"--etcd-keyfile={p.etcd_client.key}",
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
+        *listen,
         f"--secure-port={port}",
         f"--tls-cert-file={p.apiserver.cert}",
         f"--tls-private-key-file={p.apiserver.key}",
@@ -135,13 +170,12 @@ def apiserver_args(binary: Path, p: ClusterPki, etcd_port: int, port: int) -> li
         f"--service-account-key-file={p.sa_pub}",
         f"--service-account-signing-key-file={p.sa_key}",
         "--api-audiences=https://kubernetes.default.svc.cluster.local",
-        "--service-cluster-ip-range=10.96.0.0/16",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
         f"--kubelet-client-certificate={p.kubelet_client.cert}",
         f"--kubelet-client-key={p.kubelet_client.key}",
         f"--kubelet-certificate-authority={p.kubelet_ca.cert}",
         "--kubelet-preferred-address-types=InternalIP",
         "--allow-privileged=true",
-        "--endpoint-reconciler-type=none",
         "--v=1",
     ]
 
@@ -161,10 +195,15 @@ def controller_args(binary: Path, kubeconfig: Path) -> list[str]:
     ]
 
 
-def kcm_args(binary: Path, p: ClusterPki, kubeconfig: Path) -> list[str]:
+def kcm_args(
+    binary: Path, p: ClusterPki, kubeconfig: Path, *, workloads: bool = False
+) -> list[str]:
+    """``workloads``: also the controllers that make pods (a real node runs them); fake
+    kubelets run no pods, so their clusters leave Deployments and DaemonSets alone."""
+    controllers = CONTROLLERS + (WORKLOAD_CONTROLLERS if workloads else ())
     return [
         *controller_args(binary, kubeconfig),
-        f"--controllers={','.join(CONTROLLERS)}",
+        f"--controllers={','.join(controllers)}",
         f"--cluster-signing-cert-file={p.ca.cert}",
         f"--cluster-signing-key-file={p.ca.key}",
         f"--root-ca-file={p.ca.cert}",

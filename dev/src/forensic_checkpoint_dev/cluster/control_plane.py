@@ -25,13 +25,12 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yaml
 from kubernetes import client as k8s
 
-from forensic_checkpoint.errors import ClusterError, ConfigError, ToolError
+from forensic_checkpoint.errors import ConfigError, ToolError
 from forensic_checkpoint.k8s.client import ApiClient, close, from_kubeconfig
 from forensic_checkpoint_dev import manifests
-from forensic_checkpoint_dev.apiserver import APPLY, MERGE_PATCH, call
+from forensic_checkpoint_dev.apiserver import MERGE_PATCH, call
 from forensic_checkpoint_dev.cluster import access, binaries, fake_nodes, pki, processes
 from forensic_checkpoint_dev.cluster.components import (
     ClusterPki,
@@ -44,6 +43,7 @@ from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
 from forensic_checkpoint_dev.cluster.pods import create_running_pod
 from forensic_checkpoint_dev.cluster.state import STATE_FILE, clear, port_clash, read_state
 from forensic_checkpoint_dev.kubelet.faults import NodeSettings
+from forensic_checkpoint_dev.realnode import addons
 from forensic_checkpoint_dev.realnode import node as real_node
 from forensic_checkpoint_dev.realnode.node import RealNode, Spawn
 from forensic_checkpoint_dev.repo import REPO_ROOT
@@ -205,7 +205,13 @@ class DevCluster:
             ).pid
             cluster._save()
             cluster.pids["kube-apiserver"] = processes.spawn(
-                apiserver_args(tools.kube_apiserver, p, etcd_port, api_port),
+                apiserver_args(
+                    tools.kube_apiserver,
+                    p,
+                    etcd_port,
+                    api_port,
+                    advertise=real[1] if real is not None else None,
+                ),
                 logs / "kube-apiserver.log",
                 die_with_parent=die_with_parent,
             ).pid
@@ -230,7 +236,9 @@ class DevCluster:
             # (CI shares its two cores with the Go build caches and other suites).
             cluster._wait_ready(p, timeout=START_TIMEOUT)
             cluster.pids["kube-controller-manager"] = processes.spawn(
-                kcm_args(tools.kube_controller_manager, p, kcm_kubeconfig),
+                kcm_args(
+                    tools.kube_controller_manager, p, kcm_kubeconfig, workloads=real is not None
+                ),
                 logs / "kube-controller-manager.log",
                 die_with_parent=die_with_parent,
             ).pid
@@ -251,6 +259,7 @@ class DevCluster:
             fake_nodes.wait_up(kubelets, logs, START_TIMEOUT, cluster._node_up)
             if cluster.real_node is not None:
                 cluster._wait_real_node_ready(since=0.0)
+                addons.wait_ready(cluster.real_node)
         except BaseException:
             cluster.stop(remove=False)
             raise
@@ -331,8 +340,13 @@ class DevCluster:
         finally:
             close(api)
         self.real_node = node = real_node.claim(self.dir, ip, p.kubelet_ca)
-        self.ports.append(node.port)
+        self.ports += [node.port, *node.addon_ports.values()]
         self._save()
+        api = self.admin_client()
+        try:
+            addons.publish(api, node)  # the kube-dns Service before any pod asks for it
+        finally:
+            close(api)
         real_node.start(
             node,
             self.dir,
@@ -372,36 +386,10 @@ class DevCluster:
     def apply_crds(self, files: Sequence[Path]) -> list[str]:
         """Server-side apply every CRD in ``files`` and wait until each is Established."""
         api = self.admin_client()
-        crds = k8s.ApiextensionsV1Api(api)
-        names: list[str] = []
         try:
-            for f in files:
-                for doc in yaml.safe_load_all(f.read_text()):
-                    if not doc or doc.get("kind") != "CustomResourceDefinition":
-                        continue
-                    name = doc["metadata"]["name"]
-                    call(
-                        f"apply CRD {name}",
-                        crds.patch_custom_resource_definition,
-                        name,
-                        doc,
-                        field_manager="forensic-checkpoint-dev-cluster",
-                        force=True,
-                        _content_type=APPLY,
-                    )
-                    names.append(name)
-
-            def established(name: str) -> bool:
-                crd = call(f"read CRD {name}", crds.read_custom_resource_definition, name)
-                conds = crd.get("status", {}).get("conditions") or []
-                return any(c["type"] == "Established" and c["status"] == "True" for c in conds)
-
-            for name in names:
-                if not processes.wait_until(lambda n=name: established(n), 30, interval=0.1):  # type: ignore[misc]
-                    raise ClusterError(f"CRD {name} not Established within 30 s")
+            return manifests.apply_crds(api, files)
         finally:
             close(api)
-        return names
 
     def _started(self, component: str, pid: int) -> None:
         self.pids[component] = pid

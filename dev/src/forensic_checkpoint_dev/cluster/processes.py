@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import requests
+
 from forensic_checkpoint.errors import ToolError
 
 _PR_SET_PDEATHSIG = 1
@@ -128,3 +130,11 @@ def port_open(port: int) -> bool:
                 if fields[3] == listen and int(fields[1].rsplit(":", 1)[1], 16) == port:
                     return True
     return False
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """Whether ``url`` answers 200 now (a health endpoint); False while nothing listens."""
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False

@@ -1,17 +1,13 @@
 """The host's side of the corpus scenarios: listeners that catch reverse shells or play a
-stratum pool, client connections held open during a capture, and the route from the pod to the
-API server (the Service's ClusterIP DNATed to a relay, as kube-proxy would route it; the dev
-cluster's API server listens on loopback only and no kube-proxy runs)."""
+stratum pool, and client connections held open during a capture. (Pods reach the API server at
+the `kubernetes` Service's ClusterIP through the real node's kube-proxy.)"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import socket
-import subprocess
 import threading
-from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 from forensic_checkpoint_dev.corpus.model import Client, Listener
 
@@ -86,33 +82,6 @@ class StratumPool(_Server):
                 f.flush()
 
 
-class Relay(_Server):
-    """Forwards each connection to ``target`` (host, port): the API server behind its Service."""
-
-    def __init__(self, port: int, target: tuple[str, int]) -> None:
-        self.target = target
-        super().__init__(port)
-
-    def serve(self, conn: socket.socket) -> None:
-        try:
-            upstream = socket.create_connection(self.target, timeout=10)
-        except OSError:
-            conn.close()
-            return
-        upstream.settimeout(None)
-        self.conns.append(upstream)
-
-        def pump(src: socket.socket, dst: socket.socket) -> None:
-            with contextlib.suppress(OSError):
-                while data := src.recv(65536):
-                    dst.sendall(data)
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
-
-        threading.Thread(target=pump, args=(upstream, conn), daemon=True).start()
-        pump(conn, upstream)
-
-
 def listener(spec: Listener) -> _Server:
     if spec.kind == "stratum":
         return StratumPool(spec.port)
@@ -130,18 +99,3 @@ def open_client(pod_ip: str, client: Client, timeout: float = 10.0) -> socket.so
     with contextlib.suppress(OSError):
         conn.recv(65536)
     return conn
-
-
-@contextlib.contextmanager
-def api_route(cluster_ip: str, gateway: str, server_url: str) -> Iterator[str]:
-    """Route ``cluster_ip:443`` from the pods to the API server; yields ``cluster_ip:443``."""
-    url = urlsplit(server_url)
-    relay = Relay(0, (url.hostname or "127.0.0.1", url.port or 443))
-    rule = ["PREROUTING", "-p", "tcp", "-d", cluster_ip, "--dport", "443",
-            "-j", "DNAT", "--to-destination", f"{gateway}:{relay.port}"]  # fmt: skip
-    subprocess.run(["iptables", "-t", "nat", "-I", *rule], check=True)
-    try:
-        yield f"{cluster_ip}:443"
-    finally:
-        subprocess.run(["iptables", "-t", "nat", "-D", *rule], check=False)
-        relay.close()

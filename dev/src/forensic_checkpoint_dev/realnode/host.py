@@ -4,6 +4,7 @@ iptables chains, mounts, the CRIU configuration the agent writes, the kubelet's 
 from __future__ import annotations
 
 import contextlib
+import shlex
 import subprocess
 import time
 from collections.abc import Sequence
@@ -70,7 +71,7 @@ def remove_chains(before: Sequence[str]) -> list[str]:
             ["iptables", "-w", "5", "-t", table, "-S"], capture_output=True, text=True, check=False
         ).stdout
         for rule in rules.splitlines():
-            parts = rule.split()
+            parts = shlex.split(rule)  # kube-proxy's rules carry quoted comments
             if parts[:1] == ["-A"] and "-j" in parts and parts[parts.index("-j") + 1] == chain:
                 subprocess.run(
                     ["iptables", "-w", "5", "-t", table, "-D", *parts[1:]],

@@ -41,7 +41,7 @@ import requests
 
 from forensic_checkpoint.errors import ClusterError, ToolError
 from forensic_checkpoint_dev.cluster import binaries, pki, processes
-from forensic_checkpoint_dev.realnode import host, setup
+from forensic_checkpoint_dev.realnode import addons, host, setup
 
 NAME = "realnode"
 LOCK_FILE = Path("/run/forensic-checkpoint-realnode.lock")
@@ -70,6 +70,8 @@ class RealNode:
     #: Whether /etc/criu existed before: the agent creates it for its config, ``stop`` removes
     #: it again only then (and only empty).
     criu_dir_before: bool = True
+    #: CoreDNS's and kube-proxy's ports (:func:`addons.choose_ports`)
+    addon_ports: dict[str, int] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -111,6 +113,7 @@ class RealNode:
             "metricsPort": self.metrics_port,
             "chainsBefore": self.chains_before,
             "criuDirBefore": self.criu_dir_before,
+            "addonPorts": self.addon_ports,
         }
 
     @classmethod
@@ -125,6 +128,7 @@ class RealNode:
             metrics_port=int(raw["metricsPort"]),
             chains_before=list(raw.get("chainsBefore", [])),
             criu_dir_before=bool(raw.get("criuDirBefore", True)),
+            addon_ports=dict(raw.get("addonPorts", {})),
         )
 
     # --- CRI access, for tests and clean-up --------------------------------------------------
@@ -283,6 +287,7 @@ def claim(cluster_dir: Path, ip: str, kubelet_ca: pki.CertPair) -> RealNode:
         metrics_port=processes.free_port(),
         chains_before=host.chains(),
         criu_dir_before=host.CRIU_CONFIG.parent.exists(),
+        addon_ports=addons.choose_ports(),
     )
 
 
@@ -355,6 +360,7 @@ def start(
     ]
     _write_json(etc / "kubelet-launch.json", {"argv": kubelet_argv, "env": env})
     spawn(f"kubelet-{NAME}", kubelet_argv, env)
+    addons.start(node, base, server=server, ca=ca, spawn=spawn, tools=tools, env=env)
 
 
 def restart_kubelet(
@@ -417,6 +423,8 @@ def _write_json(path: Path, data: Any) -> None:
 def stop(node: RealNode, cluster_dir: Path, stop_component: Callable[[str], None]) -> list[str]:
     """Take the node down and remove what it left; returns what could not be removed."""
     problems: list[str] = []
+    for addon in addons.COMPONENTS:
+        stop_component(addon)
     stop_component(f"kubelet-{node.name}")
     if node.containerd_socket.exists():
         try:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from forensic_checkpoint_dev import image
 from forensic_checkpoint_dev.cluster import binaries, pki
+from forensic_checkpoint_dev.realnode.addons import CLUSTER_DOMAIN, DNS_SERVICE_IP
 from forensic_checkpoint_dev.realnode.host import BRIDGE, POD_SUBNET
 
 if TYPE_CHECKING:
@@ -107,6 +108,9 @@ def kubelet_config(node: RealNode, client_ca: Path, serving: pki.CertPair) -> di
         },
         "featureGates": {"ContainerCheckpoint": True},
         "resolvConf": "/etc/resolv.conf",
+        # CoreDNS behind the kube-dns Service (realnode.addons), as on kubeadm.
+        "clusterDNS": [DNS_SERVICE_IP],
+        "clusterDomain": CLUSTER_DOMAIN,
         "staticPodPath": "",
         "imageGCHighThresholdPercent": 100,
         "evictionHard": {

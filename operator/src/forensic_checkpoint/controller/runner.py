@@ -93,7 +93,6 @@ async def run_operator(
     if not config.all_namespaces and not config.namespaces:
         raise ConfigError("give --namespace (repeatable) or --all-namespaces")
     api = await asyncio.to_thread(from_environment, config.kubeconfig)
-    facts = connection_facts(api)
     tls = tls_context(config.agent_ca_file)
     tokens = await _agent_tokens(api, config.agent_token_seconds)
     signer = (
@@ -112,6 +111,7 @@ async def run_operator(
 
     @kopf.on.login(registry=registry)
     def _login(**_: Any) -> kopf.ConnectionInfo:
+        facts = connection_facts(api)  # at each (re-)login: a pod's token is rotated
         return kopf.ConnectionInfo(
             server=facts.server,
             ca_path=facts.ca_path,

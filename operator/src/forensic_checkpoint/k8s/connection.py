@@ -19,11 +19,17 @@ class ConnectionFacts:
 
 
 def connection_facts(api: ApiClient) -> ConnectionFacts:
+    """The client's credentials now: in a pod, the ServiceAccount token file is read again (the
+    kubelet rotates it), so call this at each login rather than once."""
     cfg = api.configuration
+    if cfg.refresh_api_key_hook is not None:
+        cfg.refresh_api_key_hook(cfg)
     raw_token = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
     token: str | None = None
     if raw_token:
-        token = str(raw_token).removeprefix("Bearer ").strip()
+        # The in-cluster loader stores "bearer <token>" (lower case), a kubeconfig "Bearer ...".
+        scheme, _, rest = str(raw_token).strip().partition(" ")
+        token = rest.strip() if rest and scheme.lower() == "bearer" else str(raw_token).strip()
     return ConnectionFacts(
         server=str(cfg.host),
         ca_path=cfg.ssl_ca_cert or None,

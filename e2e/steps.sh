@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# The end-to-end steps, one library for both cluster providers: e2e/real-cluster.sh (the dev
+# cluster's real node, here) and e2e/kind.sh (a machine with Docker). A provider brings the
+# cluster up, puts the image on its nodes, sets KUBECONFIG and defines these hooks, then runs
+# `fc_all`:
+#
+#   provider_values          helm arguments for this cluster (image, hostPaths, kubelet CA, ...)
+#   provider_service_url NS SVC PORT   a URL at which this machine reaches a Service's port
+#   provider_with_cluster_dns CMD...   run CMD where the cluster's DNS names resolve (the
+#                            plugin's get-archive calls the agent at its pod DNS name)
+#
+# Tools: KUBECTL, HELM, KUBECTL_FORENSIC (default: on PATH), ALERTMANAGER and AMTOOL (the
+# Alertmanager scripts/build-alertmanager.sh builds). NODE names the node captures run on.
+#
+#   source e2e/steps.sh; fc_all
+# shellcheck disable=SC2034 # the provider reads FC_* results (timings, the pod list)
+
+fc_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+kubectl=${KUBECTL:-kubectl}
+helm=${HELM:-helm}
+plugin=${KUBECTL_FORENSIC:-kubectl-forensic}
+FC_NAMESPACE=${FC_NAMESPACE:-forensic-checkpoint}
+FC_RELEASE=${FC_RELEASE:-forensic-checkpoint}
+FC_WORKLOADS=${FC_WORKLOADS:-default}
+FC_SECRET=RANDOM_4105_KEY
+FC_WORK=${FC_WORK:-$(mktemp -d)}
+declare -A FC_TIMES=()
+
+fc_log() { printf '\n== %s (%(%T)T)\n' "$*" -1; }
+fc_fail() {
+    echo "e2e: FAILED: $*" >&2
+    "$kubectl" get pods -A -o wide >&2 || true
+    exit 1
+}
+k() { "$kubectl" "$@"; }
+kw() { "$kubectl" -n "$FC_WORKLOADS" "$@"; }
+kn() { "$kubectl" -n "$FC_NAMESPACE" "$@"; }
+fc_field() { kw get fcp "$1" -o "jsonpath={$2}"; } # name jsonpath
+
+# Seconds since the epoch with a fraction, for the timings the closing note reports.
+fc_now() { date +%s.%N; }
+fc_since() { awk -v a="$1" -v b="$(fc_now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# How often the node's kubelet asked its runtime for a checkpoint: the kubelet's own counter,
+# read through the API server's node proxy (the same on every provider).
+fc_checkpoint_calls() {
+    k get --raw "/api/v1/nodes/$NODE/proxy/metrics" |
+        awk '/^kubelet_runtime_operations_total\{operation_type="checkpoint_container"\}/ { n = $2 }
+            END { print n + 0 }'
+}
+
+# Until the ForensicCheckpoint NAME has a final phase; prints it.
+fc_wait_final() { # name timeout-seconds
+    local phase deadline=$((SECONDS + ${2:-300}))
+    while [ $SECONDS -lt $deadline ]; do
+        phase=$(fc_field "$1" .status.phase)
+        case $phase in Completed | Failed) echo "$phase" && return 0 ;; esac
+        sleep 0.5
+    done
+    fc_fail "ForensicCheckpoint $1 not final after ${2:-300} s (phase ${phase:-none})"
+}
+
+fc_install() {
+    fc_log "helm install (chart unchanged, $(basename "$fc_here")/values.yaml + provider values)"
+    FC_T_INSTALL=$(fc_now)
+    local values
+    mapfile -t values < <(provider_values)
+    FC_NAMESPACE=$FC_NAMESPACE FC_RELEASE=$FC_RELEASE KUBECTL=$kubectl HELM=$helm \
+        KUBECTL_FORENSIC=$plugin "$fc_here/install-chart.sh" "${values[@]}" \
+        --wait --timeout 5m
+    FC_TIMES[install]=$(fc_since "$FC_T_INSTALL")
+}
+
+fc_wait_pods() {
+    fc_log "operator and agent pods Ready"
+    kn rollout status "deployment/$FC_RELEASE-operator" --timeout=180s
+    kn rollout status "daemonset/$FC_RELEASE-agent" --timeout=180s
+    kn wait --for=condition=Ready pod --all --timeout=180s
+    FC_PODS=$(k get pods -A -o wide)
+    echo "$FC_PODS"
+}
+
+fc_check_forensicnode() {
+    fc_log "ForensicNode $NODE"
+    k wait --for=condition=Ready "forensicnode/$NODE" --timeout=180s
+    k get forensicnodes
+    local endpoint
+    endpoint=$(k get forensicnode "$NODE" -o 'jsonpath={.status.agent.endpoint}')
+    case $endpoint in
+        https://*."$FC_NAMESPACE".pod.*) ;;
+        *) fc_fail "ForensicNode $NODE: agent endpoint '$endpoint' is not its pod's DNS name" ;;
+    esac
+}
+
+fc_deploy_counter() {
+    fc_log "the counter pod"
+    kw create configmap counter --from-file="$fc_here/counter.py" --dry-run=client -o yaml |
+        kw apply -f -
+    kw apply -f "$fc_here/counter.yaml"
+    kw wait --for=condition=Ready pod/counters --timeout=180s
+    local request
+    for request in "create?test-file" "secret?$FC_SECRET" ""; do
+        kw exec counters -c counter -- python3 -c \
+            "import urllib.request, sys; print(urllib.request.urlopen('http://127.0.0.1:8088/' + sys.argv[1]).read().decode())" \
+            "$request"
+    done
+}
+
+fc_capture_blog() {
+    fc_log "capture: e2e/forensiccheckpoint.yaml, e2e/assert-blog.sh"
+    local before
+    before=$(fc_checkpoint_calls)
+    kw apply -f "$fc_here/forensiccheckpoint.yaml"
+    KUBECTL=$kubectl "$fc_here/assert-blog.sh" "$FC_WORKLOADS"
+    FC_TIMES[first-completed]=$(fc_since "$FC_T_INSTALL")
+    [ "$(fc_checkpoint_calls)" -eq $((before + 1)) ] || fc_fail "blog: not exactly one kubelet call"
+    FC_GET_FCP=$(kw get fcp blog)
+    echo "$FC_GET_FCP"
+}
+
+# A capture runs while `helm upgrade` changes a value that rolls the agents (and with it the
+# kubelet credential: certificate -> token): it completes, and the kubelet was called once.
+fc_upgrade_during_capture() { # helm --set arguments...
+    fc_log "helm upgrade ($*) while a capture runs"
+    local before phase values
+    before=$(fc_checkpoint_calls)
+    sed 's/name: blog$/name: during-upgrade/' "$fc_here/forensiccheckpoint.yaml" | kw apply -f -
+    for _ in $(seq 200); do
+        phase=$(fc_field during-upgrade .status.phase)
+        [ -n "$phase" ] && [ "$phase" != Pending ] && break
+        sleep 0.05
+    done
+    echo "capture phase when the upgrade starts: ${phase:-none}"
+    mapfile -t values < <(provider_values)
+    "$helm" upgrade "$FC_RELEASE" "$fc_here/../charts/forensic-checkpoint" -n "$FC_NAMESPACE" \
+        --reuse-values "${values[@]}" "$@" --wait --timeout 5m
+    kn rollout status "daemonset/$FC_RELEASE-agent" --timeout=180s
+    phase=$(fc_wait_final during-upgrade 300)
+    [ "$phase" = Completed ] || fc_fail "the capture during the upgrade ended $phase: $(fc_field during-upgrade .status.message)"
+    local calls
+    calls=$(($(fc_checkpoint_calls) - before))
+    [ "$calls" -eq 1 ] || fc_fail "the capture during the upgrade made $calls kubelet calls"
+    echo "during-upgrade: Completed, $calls kubelet call"
+}
+
+fc_plugin() {
+    fc_log "kubectl forensic capture --wait, get-archive"
+    local out name sha
+    out=$("$plugin" capture counters -c counter --search "$FC_SECRET" --wait -n "$FC_WORKLOADS")
+    echo "$out"
+    name=$(kw get fcp -o name --sort-by=.metadata.creationTimestamp | tail -1)
+    name=${name#*/}
+    [ "$(fc_field "$name" .status.phase)" = Completed ] || fc_fail "plugin capture $name not Completed"
+    # The agents' CA certificate, as an administrator hands it to analysts (docs/install.md).
+    kn get secret "$FC_RELEASE-agent-ca" -o 'jsonpath={.data.ca\.crt}' | base64 -d \
+        >"$FC_WORK/agents-ca.crt"
+    provider_with_cluster_dns "$plugin" get-archive "$name" -n "$FC_WORKLOADS" \
+        -o "$FC_WORK/$name.tar" --agent-ca-file "$FC_WORK/agents-ca.crt"
+    sha=$(sha256sum "$FC_WORK/$name.tar" | cut -d' ' -f1)
+    [ "$sha" = "$(fc_field "$name" '.status.containers[0].archive.sha256')" ] ||
+        fc_fail "get-archive: sha256 differs from the status"
+    tar -tf "$FC_WORK/$name.tar" | grep -q '^checkpoint/' || fc_fail "get-archive: not a checkpoint"
+    echo "get-archive: $name, sha256 $sha"
+}
+
+# Alertmanager (a real one) sends to the operator's receiver Service; one capture completes.
+fc_alerts() {
+    fc_log "alerts: Alertmanager -> the operator's receiver Service"
+    local token url pid=""
+    token=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
+    kn create secret generic fc-e2e-alerts --from-literal=token="$token" \
+        --dry-run=client -o yaml | kn apply -f -
+    local values
+    mapfile -t values < <(provider_values)
+    "$helm" upgrade "$FC_RELEASE" "$fc_here/../charts/forensic-checkpoint" -n "$FC_NAMESPACE" \
+        --reuse-values "${values[@]}" --set alerts.enabled=true \
+        --set alerts.tokenSecret.name=fc-e2e-alerts --wait --timeout 5m
+    kn rollout status "deployment/$FC_RELEASE-operator" --timeout=180s
+    k apply -f - <<EOF
+apiVersion: forensic-checkpoint.dev/v1alpha1
+kind: ForensicCapturePolicy
+metadata:
+  name: e2e-counter
+spec:
+  match:
+    sources: [alertmanager]
+    alertNames: [E2ECounterLeak]
+    namespaces: [$FC_WORKLOADS]
+  capture:
+    containers: Alerted
+    analysis: {searches: [$FC_SECRET]}
+EOF
+    url=$(provider_service_url "$FC_NAMESPACE" "$FC_RELEASE-operator-alerts" alerts)
+    printf '%s' "$token" >"$FC_WORK/alerts.token"
+    cat >"$FC_WORK/alertmanager.yml" <<EOF
+route: {receiver: forensics, group_wait: 1s, group_interval: 1s, repeat_interval: 1h}
+receivers:
+  - name: forensics
+    webhook_configs:
+      - url: $url/v1/alerts/alertmanager
+        http_config: {authorization: {type: Bearer, credentials_file: $FC_WORK/alerts.token}}
+EOF
+    local am_port
+    am_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$ALERTMANAGER" --config.file="$FC_WORK/alertmanager.yml" --storage.path="$FC_WORK/am" \
+        --web.listen-address="127.0.0.1:$am_port" --cluster.listen-address= \
+        >"$FC_WORK/alertmanager.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+        curl -fsS "http://127.0.0.1:$am_port/-/ready" >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    "$AMTOOL" --alertmanager.url="http://127.0.0.1:$am_port" alert add E2ECounterLeak \
+        severity=critical namespace="$FC_WORKLOADS" pod=counters container=counter
+    local name=""
+    for _ in $(seq 120); do
+        name=$(kw get fcp -l forensic-checkpoint.dev/alert-source=alertmanager -o name | head -1)
+        [ -n "$name" ] && break
+        sleep 0.5
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    [ -n "$name" ] || fc_fail "no ForensicCheckpoint from the alert (see $FC_WORK/alertmanager.log)"
+    name=${name#*/}
+    [ "$(fc_wait_final "$name" 300)" = Completed ] || fc_fail "alert capture $name failed"
+    echo "alert capture $name: Completed"
+    k delete forensiccapturepolicy e2e-counter
+}
+
+# Held evidence stays; everything else of the release goes with `helm uninstall`.
+fc_uninstall() {
+    fc_log "helm uninstall"
+    kw label fcp blog forensic-checkpoint.dev/hold=true --overwrite
+    local held archive names
+    archive=$(fc_field blog '.status.containers[0].archive.path')
+    names=$(kw get fcp -o name | grep -v '/blog$' || true)
+    # shellcheck disable=SC2086 # one name per word
+    [ -z "$names" ] || kw delete $names --wait --timeout=120s
+    "$helm" uninstall "$FC_RELEASE" -n "$FC_NAMESPACE" --wait --timeout 5m
+    # Helm waits for its objects; their pods go after them (garbage collection).
+    kn wait --for=delete pod -l "app.kubernetes.io/instance=$FC_RELEASE" --timeout=120s
+    local left
+    left=$(k get all,sa,secrets,configmaps,roles,rolebindings,networkpolicies -n "$FC_NAMESPACE" \
+        -l "app.kubernetes.io/instance=$FC_RELEASE" -o name)
+    left+=$(k get clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings \
+        -l "app.kubernetes.io/instance=$FC_RELEASE" -o name)
+    [ -z "$left" ] || fc_fail "helm uninstall left: $left"
+    k get crd forensiccheckpoints.forensic-checkpoint.dev >/dev/null || fc_fail "the CRDs went"
+    held=$(kw get fcp -o name)
+    [ "$held" = forensiccheckpoint.forensic-checkpoint.dev/blog ] || fc_fail "left: $held"
+    FC_HELD_ARCHIVE=$archive
+    echo "helm uninstall: left the CRDs and the held ForensicCheckpoint blog ($archive)"
+    # Not the release's: what install-chart.sh and these steps created beside it, and each
+    # node's ForensicNode, which its agent wrote and its Node owns.
+    echo "also left (not objects of the release): $(kn get secrets,configmaps -o name |
+        grep -v kube-root-ca.crt | tr '\n' ' ')$(k get forensicnodes -o name | tr '\n' ' ')"
+}
+
+fc_all() {
+    local started
+    started=$(fc_now)
+    fc_install
+    fc_wait_pods
+    fc_check_forensicnode
+    fc_deploy_counter
+    fc_capture_blog
+    fc_upgrade_during_capture --set kubelet.authMode=token
+    fc_plugin
+    fc_alerts
+    fc_uninstall
+    FC_TIMES[total]=$(fc_since "$started")
+    fc_log "timings (s)"
+    local t
+    for t in "${!FC_TIMES[@]}"; do echo "$t: ${FC_TIMES[$t]}"; done
+}

@@ -1,0 +1,55 @@
+"""`make e2e-cluster` as a test: e2e/real-cluster.sh, unchanged, on this machine's real node.
+
+The chart installed with the image `make image` built, its operator and agent as real pods
+(probes, hostPaths, Pod Security, resource limits, NetworkPolicy objects), the blog capture,
+a `helm upgrade` during a capture (one kubelet call), the kubectl plugin's capture and
+get-archive, both kubelet credentials, Alertmanager through the receiver Service, and `helm
+uninstall`. The script brings up and takes down its own real node, so this test runs before
+any test of the session's real node (``real_env``) starts one: one real node per machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tests.realnode.conftest import SKIP_ENV
+from tests.realnode.support import REPO
+
+from forensic_checkpoint_dev import image
+from forensic_checkpoint_dev.cluster import binaries
+
+#: A cached run takes about two minutes here; the bound is for a loaded machine.
+TIMEOUT = 1200
+
+
+def test_the_chart_runs_the_whole_flow_in_pods_on_the_real_node(tmp_path: Path) -> None:
+    if os.environ.get(SKIP_ENV) == "1":
+        pytest.skip(f"{SKIP_ENV}=1: real-node tests skipped on purpose")
+    if not image.archive_path().is_file():
+        pytest.fail(f"no image archive {image.archive_path()}: run `make image`", pytrace=False)
+    env = {
+        **os.environ,
+        "TOOLS_DIR": str(binaries.tools_dir()),
+        "VENV": str(Path(sys.executable).parent.parent),
+        "CLUSTER_DIR": str(tmp_path / "cluster"),
+        "TMPDIR": str(tmp_path),
+    }
+    script = ["bash", str(REPO / "e2e" / "real-cluster.sh")]
+    with (tmp_path / "e2e.log").open("w+") as log:  # kept for a failure's post-mortem
+        code = subprocess.call(script, env=env, stdout=log, stderr=log, timeout=TIMEOUT)
+        log.seek(0)
+        out = log.read()
+    assert code == 0, out[-6000:]
+    assert "assert-blog: ok:" in out
+    assert "during-upgrade: Completed, 1 kubelet call" in out
+    assert re.search(r"get-archive: \S+, sha256 [0-9a-f]{64}", out)
+    assert re.search(r"alert capture \S+: Completed", out)
+    calls = re.search(r"checkpoint calls: kubelet (\d+), containerd (\d+)", out)
+    assert calls is not None and calls[1] == calls[2] and int(calls[1]) >= 4
+    assert "helm uninstall: left the CRDs and the held ForensicCheckpoint blog" in out
+    assert "dev cluster in" in out and "stopped; no process or port left" in out
