@@ -46,7 +46,7 @@ def test_analyzer_and_checkpointctl_agree_on_a_real_archive(
         archive = Path(obj["status"]["containers"][0]["archive"]["path"])
         theirs = json.loads(
             subprocess.run(
-                [str(checkpointctl), "inspect", "--all", "-o", "json", str(archive)],
+                [str(checkpointctl), "inspect", "--all", "--format", "json", str(archive)],
                 capture_output=True,
                 text=True,
                 check=True,
