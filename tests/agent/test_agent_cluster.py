@@ -812,7 +812,7 @@ def test_after_a_timeout_a_late_archive_is_kept_and_accounted(
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     [fact] = kept.custody_events
     assert (fact.action, fact.reason) == ("Captured", "OrphanArchive")
-    assert 'forensic_agent_orphan_archives_total{action="attached"} 1.0' in metrics
+    assert 'forensic_checkpoint_agent_orphan_archives_total{action="attached"} 1.0' in metrics
 
 
 @pytest.mark.parametrize("abandoned", [False, True])
@@ -857,7 +857,7 @@ def test_a_capture_deleted_in_flight_has_its_late_archive_deleted_on_landing(
     # The dump lands ``latency`` after the call; it is deleted within seconds of that.
     assert status.started_at is not None
     assert (fact.time - status.started_at).total_seconds() < latency + 4
-    assert 'forensic_agent_orphan_archives_total{action="late-deleted"} 1.0' in metrics
+    assert 'forensic_checkpoint_agent_orphan_archives_total{action="late-deleted"} 1.0' in metrics
 
 
 @pytest.fixture(scope="module")
@@ -945,7 +945,10 @@ def test_capture_is_exported_verified_and_retained(
             "ArchiveDeleted"
         )
         metrics = caller.call("GET", "/metrics").text
-        assert 'forensic_agent_exports_total{outcome="Exported"} 2.0' in metrics
-        assert 'forensic_agent_retention_deletions_total{reason="RetentionMaxCount"} 1.0' in metrics
+        assert 'forensic_checkpoint_agent_exports_total{outcome="Exported"} 2.0' in metrics
+        assert (
+            'forensic_checkpoint_agent_retention_deletions_total{reason="RetentionMaxCount"} 1.0'
+            in metrics
+        )
     finally:
         runtime.stop()

@@ -257,6 +257,8 @@ class AgentProcess:
             if config.readiness_interval > 0
             else None
         )
+        self.metrics.watch_readiness(self._readiness_metric)
+        self.metrics.watch_certificates(self._certificate_files)
         self._serve = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
 
     # --- the serving certificate --------------------------------------------------------------
@@ -319,6 +321,19 @@ class AgentProcess:
             log.warning(
                 "heartbeat for ForensicNode %s failed: %s", self.config.node_name, exc.message
             )
+
+    def _readiness_metric(self) -> tuple[str, str, str] | None:
+        last = self.readiness.last if self.readiness is not None else None
+        if last is None:
+            return None
+        return self.config.node_name, str(last.status.value), last.reason
+
+    def _certificate_files(self) -> dict[str, Path | None]:
+        auth = self.config.kubelet_auth
+        return {
+            "kubelet-client": auth.client_cert or auth.client_pem,
+            "serving": self.identity.pem_file if self.identity else self.config.tls_cert,
+        }
 
     def _probe_readiness_now(self) -> None:
         if self.readiness is not None:
