@@ -19,6 +19,7 @@ from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.controller import metrics as operator_metrics
 from forensic_checkpoint.controller.alerts.metrics import AlertMetrics
 from forensic_checkpoint.controller.identity import signer
+from forensic_checkpoint_dev import promql
 from forensic_checkpoint_dev.cluster import binaries
 from forensic_checkpoint_dev.deploy import CHART
 
@@ -147,6 +148,35 @@ def test_grafana_dashboard_config_map() -> None:
     assert shipped == json.loads(DASHBOARD.read_text())
 
 
+#: Expressions promtool refuses, and why; the Python check must refuse each too.
+BROKEN = [
+    "sum by (pod (forensic_checkpoint_agent_queue_depth)",  # unbalanced
+    "rate(forensic_checkpoint_agent_captures_total)",  # instant vector for a range
+    "sum(forensic_checkpoint_agent_queue_depth[5m])",  # range vector for an instant
+    "increse(forensic_checkpoint_agent_captures_total[5m])",  # unknown function
+    'forensic_checkpoint_agent_captures_total{outcome=~"("}',  # bad regex
+    "forensic_checkpoint_agent_queue_depth[5]",  # duration without unit
+    "forensic_checkpoint_agent_queue_depth and 1",  # set operator on a scalar
+    "histogram_quantile(forensic_checkpoint_agent_queue_depth, 0.9)",
+]
+
+
+def test_python_promql_check_accepts_the_rules_and_dashboard() -> None:
+    """The check that runs without promtool: every expression parses with the right type, and
+    selects the metrics the regular expression above finds."""
+    for expr in [r["expr"] for r in alert_rules()] + dashboard_expressions():
+        assert promql.check(expr) in ("vector", "scalar"), expr
+        assert promql.metric_names(expr) == set(_METRIC.findall(expr)), expr
+    for rule in alert_rules():
+        assert re.fullmatch(r"(\d+(ms|s|m|h|d|w|y))+", rule.get("for", "0s")), rule
+
+
+@pytest.mark.parametrize("expr", BROKEN)
+def test_python_promql_check_refuses_broken_expressions(expr: str) -> None:
+    with pytest.raises(promql.PromQLError):
+        promql.check(expr)
+
+
 def promtool() -> Path:
     tool = binaries.locate("promtool")
     if not os.access(tool, os.X_OK):
@@ -168,14 +198,55 @@ def test_promtool_checks_the_rules(tmp_path: Path) -> None:
         assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout, result.stdout
 
 
-def test_promtool_refuses_a_broken_rule(tmp_path: Path) -> None:
-    """The check is not vacuous: a PromQL syntax error fails it."""
+@pytest.mark.parametrize("expr", BROKEN)
+def test_promtool_refuses_what_the_python_check_refuses(tmp_path: Path, expr: str) -> None:
+    """The checks are not vacuous, and the Python one agrees with promtool on these."""
     broken = rule_file()
-    broken["groups"][0]["rules"][0]["expr"] = "sum by (pod (forensic_checkpoint_agent_queue_depth)"
+    broken["groups"][0]["rules"][0]["expr"] = expr
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(broken))
     result = subprocess.run(
         [str(promtool()), "check", "rules", str(path)],
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
-    assert result.returncode != 0
+    assert result.returncode != 0, result.stdout
+
+
+def test_helm_test_hook_checks_forensic_nodes_with_read_only_rights() -> None:
+    docs = documents(template())
+    hooks = [d for d in docs if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
+    assert sorted(d["kind"] for d in hooks) == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Pod",
+        "ServiceAccount",
+    ]
+    pod = one(hooks, "Pod")
+    spec = pod["spec"]
+    assert spec["restartPolicy"] == "Never"
+    assert spec["containers"][0]["args"] == ["nodes", "--require-ready"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    account = spec["serviceAccountName"]
+    assert one(hooks, "ServiceAccount")["metadata"]["name"] == account
+    binding = one(hooks, "ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": account, "namespace": "forensic-checkpoint"}
+    ]
+    role = one(hooks, "ClusterRole", binding["roleRef"]["name"])
+    assert role["rules"] == [
+        {
+            "apiGroups": ["forensic-checkpoint.dev"],
+            "resources": ["forensicnodes"],
+            "verbs": ["get", "list"],
+        }
+    ]
+    # The ServiceAccount and its rights exist before the Pod runs, and go when it passed.
+    for doc in hooks:
+        annotations = doc["metadata"]["annotations"]
+        assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+        if doc["kind"] != "Pod":
+            assert int(annotations["helm.sh/hook-weight"]) < 0
+    off = documents(template(set_values=["helmTest.enabled=false"]))
+    assert not [d for d in off if "helm.sh/hook" in d["metadata"].get("annotations", {})]
+    deploy = documents((REPO / "deploy" / "forensic-checkpoint.yaml").read_text())
+    assert not [d for d in deploy if "helm.sh/hook" in d["metadata"].get("annotations", {})]
