@@ -25,7 +25,7 @@ lint: setup
 # Everything but the real-node timing scenarios: the fast tiers, the dev cluster with fake
 # kubelets, the real node (containerd + kubelet; make node-tools, root) and the built image (make
 # image). Set FORENSIC_SKIP_REAL_NODE=1 to skip the real node on a machine that cannot run one.
-test: setup cluster-tools node-tools image
+test: setup cluster-tools check-tools node-tools image
 	$(PY) -m pytest -q -m "not timing"
 
 # The tier without clusters, real nodes or slow tests, in two processes (pytest-xdist), each

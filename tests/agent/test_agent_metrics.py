@@ -7,6 +7,7 @@ from pathlib import Path
 from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
+from forensic_checkpoint.agent.identity import keys
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint_dev.cluster import pki
 
@@ -53,7 +54,7 @@ def test_certificate_expiry_is_the_not_after_of_each_file(tmp_path: Path) -> Non
     )
     files: dict[str, Path | None] = {"kubelet-client": client.cert, "serving": serving.cert}
     metrics = AgentMetrics()
-    metrics.watch_certificates(lambda: files)
+    metrics.watch_certificates(lambda: {k: keys.not_after(v) for k, v in files.items()})
     name = "forensic_checkpoint_agent_certificate_expiry_timestamp_seconds"
     got = {labels["certificate"]: value for labels, value in _samples(metrics, name)}
     for key, pair in (("kubelet-client", client), ("serving", serving)):

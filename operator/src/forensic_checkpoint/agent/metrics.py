@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-
-from forensic_checkpoint.agent.identity import keys
 
 #: () -> (jobs by state, bytes of archives and reports on disk); read at scrape time.
 StorageReader = Callable[[], tuple[dict[str, int], int]]
@@ -17,8 +15,8 @@ StorageReader = Callable[[], tuple[dict[str, int], int]]
 #: () -> (node, Ready status "True"/"False"/"Unknown", reason) of the last readiness round, or
 #: None before the first.
 ReadinessReader = Callable[[], tuple[str, str, str] | None]
-#: () -> certificate ("kubelet-client", "serving") -> its PEM file, None while there is none.
-CertificateFiles = Callable[[], dict[str, Path | None]]
+#: () -> certificate ("kubelet-client", "serving") -> its not-after, None while there is none.
+CertificateExpiry = Callable[[], dict[str, datetime | None]]
 
 _DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 _SIZE_BUCKETS = tuple(float(2**n) for n in range(20, 36, 2))  # 1 MiB .. 16 GiB
@@ -123,84 +121,71 @@ class AgentMetrics:
 
     def watch_storage(self, reader: StorageReader) -> None:
         """Report the job store (jobs by state, bytes kept) whenever metrics are scraped."""
-        self.registry.register(_StorageCollector(reader))
+        self.registry.register(_OnScrape(lambda: _storage(reader)))
 
     def watch_readiness(self, reader: ReadinessReader) -> None:
         """Report the node's capture readiness (the ForensicNode's Ready condition)."""
-        self.registry.register(_ReadinessCollector(reader))
+        self.registry.register(_OnScrape(lambda: _readiness(reader)))
 
-    def watch_certificates(self, files: CertificateFiles) -> None:
-        """Report when the agent's certificates expire, read from their files at scrape time
-        (a renewal or a rotated Secret shows at the next scrape)."""
-        self.registry.register(_CertificateCollector(files))
+    def watch_certificates(self, expiry: CertificateExpiry) -> None:
+        """Report when the agent's certificates expire, asked at each scrape (a renewal or a
+        rotated Secret shows at the next one)."""
+        self.registry.register(_OnScrape(lambda: _certificates(expiry)))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
-class _StorageCollector(Collector):
-    def __init__(self, reader: StorageReader) -> None:
-        self._reader = reader
+class _OnScrape(Collector):
+    """Gauges computed at each scrape by ``families``."""
+
+    def __init__(self, families: Callable[[], Iterator[GaugeMetricFamily]]) -> None:
+        self._families = families
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        by_state, stored = self._reader()
-        jobs = GaugeMetricFamily(
-            "forensic_checkpoint_agent_jobs", "Capture jobs on disk by state.", labels=["state"]
-        )
-        for state, count in sorted(by_state.items()):
-            jobs.add_metric([state], count)
-        yield jobs
-        yield GaugeMetricFamily(
-            "forensic_checkpoint_agent_stored_bytes",
-            "Bytes of archives and reports the agent keeps on the node.",
-            value=stored,
-        )
+        return self._families()
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         return iter(())
 
 
-class _ReadinessCollector(Collector):
-    def __init__(self, reader: ReadinessReader) -> None:
-        self._reader = reader
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        ready = GaugeMetricFamily(
-            "forensic_checkpoint_agent_node_ready",
-            "1 when the node can capture (ForensicNode Ready=True), else 0; status and reason "
-            "of the Ready condition as labels.",
-            labels=["node", "status", "reason"],
-        )
-        last = self._reader()
-        if last is not None:
-            node, status, reason = last
-            ready.add_metric([node, status, reason], 1 if status == "True" else 0)
-        yield ready
-
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        return iter(())
+def _storage(reader: StorageReader) -> Iterator[GaugeMetricFamily]:
+    by_state, stored = reader()
+    jobs = GaugeMetricFamily(
+        "forensic_checkpoint_agent_jobs", "Capture jobs on disk by state.", labels=["state"]
+    )
+    for state, count in sorted(by_state.items()):
+        jobs.add_metric([state], count)
+    yield jobs
+    yield GaugeMetricFamily(
+        "forensic_checkpoint_agent_stored_bytes",
+        "Bytes of archives and reports the agent keeps on the node.",
+        value=stored,
+    )
 
 
-class _CertificateCollector(Collector):
-    def __init__(self, files: CertificateFiles) -> None:
-        self._files = files
+def _readiness(reader: ReadinessReader) -> Iterator[GaugeMetricFamily]:
+    ready = GaugeMetricFamily(
+        "forensic_checkpoint_agent_node_ready",
+        "1 when the node can capture (ForensicNode Ready=True), else 0; status and reason "
+        "of the Ready condition as labels.",
+        labels=["node", "status", "reason"],
+    )
+    last = reader()
+    if last is not None:
+        node, status, reason = last
+        ready.add_metric([node, status, reason], 1 if status == "True" else 0)
+    yield ready
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        expiry = GaugeMetricFamily(
-            "forensic_checkpoint_agent_certificate_expiry_timestamp_seconds",
-            "Not-after of the agent's certificates as a unix time: kubelet-client (its kubelet "
-            "client certificate) and serving.",
-            labels=["certificate"],
-        )
-        for name, path in sorted(self._files().items()):
-            if path is None:
-                continue
-            try:
-                not_after = keys.describe(path.read_bytes()).not_after
-            except (OSError, ValueError):  # not issued yet, or being replaced
-                continue
-            expiry.add_metric([name], not_after.timestamp())
-        yield expiry
 
-    def describe(self) -> Iterator[GaugeMetricFamily]:
-        return iter(())
+def _certificates(expiry: CertificateExpiry) -> Iterator[GaugeMetricFamily]:
+    family = GaugeMetricFamily(
+        "forensic_checkpoint_agent_certificate_expiry_timestamp_seconds",
+        "Not-after of the agent's certificates as a unix time: kubelet-client (its kubelet "
+        "client certificate) and serving.",
+        labels=["certificate"],
+    )
+    for name, not_after in sorted(expiry().items()):
+        if not_after is not None:
+            family.add_metric([name], not_after.timestamp())
+    yield family
