@@ -15,13 +15,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-# shellcheck source=/dev/null
-source tools/versions.env
 # shellcheck source=scripts/go-tools.sh
-source scripts/go-tools.sh
-TOOLS_DIR=${TOOLS_DIR:-${FORENSIC_TOOLS_DIR:-$HOME/.cache/forensic-checkpoint}}
-export GOFLAGS="-trimpath -buildvcs=false"
-export CGO_ENABLED=0
+source scripts/go-tools.sh # the pins (tools/versions.env), TOOLS_DIR, build helpers
 
 if [ "${1:-}" = --update ]; then
     mkdir -p tools/promtool tools/kubeconform

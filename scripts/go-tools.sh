@@ -1,6 +1,12 @@
 # shellcheck shell=bash
 # Sourced by scripts/build-cluster-tools.sh and scripts/build-check-tools.sh: writing a tool's
-# go.mod and building a pinned Go tool into the cache. Needs ROOT (the repository) and TOOLS_DIR.
+# go.mod and building a pinned Go tool into the cache, from the repository's root (ROOT).
+
+# shellcheck source=/dev/null
+source tools/versions.env
+TOOLS_DIR=${TOOLS_DIR:-${FORENSIC_TOOLS_DIR:-$HOME/.cache/forensic-checkpoint}}
+export GOFLAGS="-trimpath -buildvcs=false"
+export CGO_ENABLED=0
 
 write_simple_mod() { # dir require-path version tool-package
     {

@@ -155,7 +155,7 @@ BROKEN = [
     "sum(forensic_checkpoint_agent_queue_depth[5m])",  # range vector for an instant
     "increse(forensic_checkpoint_agent_captures_total[5m])",  # unknown function
     'forensic_checkpoint_agent_captures_total{outcome=~"("}',  # bad regex
-    "forensic_checkpoint_agent_queue_depth[5]",  # duration without unit
+    "forensic_checkpoint_agent_queue_depth[5x]",  # not a duration
     "forensic_checkpoint_agent_queue_depth and 1",  # set operator on a scalar
     "histogram_quantile(forensic_checkpoint_agent_queue_depth, 0.9)",
 ]
@@ -213,7 +213,7 @@ def test_promtool_refuses_what_the_python_check_refuses(tmp_path: Path, expr: st
 
 
 def test_helm_test_hook_checks_forensic_nodes_with_read_only_rights() -> None:
-    docs = documents(template())
+    docs = documents(template(include_tests=True))
     hooks = [d for d in docs if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
     assert sorted(d["kind"] for d in hooks) == [
         "ClusterRole",
@@ -246,7 +246,7 @@ def test_helm_test_hook_checks_forensic_nodes_with_read_only_rights() -> None:
         assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
         if doc["kind"] != "Pod":
             assert int(annotations["helm.sh/hook-weight"]) < 0
-    off = documents(template(set_values=["helmTest.enabled=false"]))
+    off = documents(template(set_values=["helmTest.enabled=false"], include_tests=True))
     assert not [d for d in off if "helm.sh/hook" in d["metadata"].get("annotations", {})]
     deploy = documents((REPO / "deploy" / "forensic-checkpoint.yaml").read_text())
     assert not [d for d in deploy if "helm.sh/hook" in d["metadata"].get("annotations", {})]

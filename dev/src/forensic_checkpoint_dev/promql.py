@@ -159,7 +159,7 @@ class _Parser:
                 self.take()
                 if self.at("-"):
                     self.take()
-                self.take(kind="duration")
+                self.duration()
             elif self.at("@"):
                 self.take()
                 if self.at("start", "end"):
@@ -175,17 +175,24 @@ class _Parser:
     def range(self, kind: str) -> str:
         """``[5m]`` after a selector, or a subquery ``[10m:1m]`` after any instant vector."""
         self.take("[")
-        self.take(kind="duration")
+        self.duration()
         if self.at(":"):
             self.take(":")
             if not self.at("]"):
-                self.take(kind="duration")
+                self.duration()
             if kind != "vector":
                 raise PromQLError("a subquery needs an instant vector")
         elif not self.selector_just_read:
             raise PromQLError("a range needs a vector selector or a subquery")
         self.take("]")
         return "matrix"
+
+    def duration(self) -> None:
+        """``5m``, or a plain number of seconds (Prometheus 3 takes ``[300]``)."""
+        token = self.peek()
+        if token is None or token.kind not in ("duration", "number"):
+            raise PromQLError(f"expected a duration, found {token.text if token else 'the end'}")
+        self.pos += 1
 
     #: The last primary was a plain vector selector (``name{...}``): a range may follow.
     selector_just_read = False
