@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster bench-findings demo demo-real cluster-tools node-tools corpus-images corpus image e2e-cluster crds rules deploy chart-readme clean
+.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster bench-findings demo demo-real cluster-tools check-tools node-tools corpus-images corpus image e2e-cluster crds rules deploy chart-readme clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml dev/pyproject.toml scripts/setup-venv.sh
@@ -25,7 +25,7 @@ lint: setup
 # Everything but the real-node timing scenarios: the fast tiers, the dev cluster with fake
 # kubelets, the real node (containerd + kubelet; make node-tools, root) and the built image (make
 # image). Set FORENSIC_SKIP_REAL_NODE=1 to skip the real node on a machine that cannot run one.
-test: setup cluster-tools node-tools image
+test: setup cluster-tools check-tools node-tools image
 	$(PY) -m pytest -q -m "not timing"
 
 # The tier without clusters, real nodes or slow tests, in two processes (pytest-xdist), each
@@ -89,6 +89,11 @@ demo-real: setup cluster-tools node-tools
 # built once per machine into $(TOOLS_DIR); a no-op (version checks only) when already there.
 cluster-tools:
 	TOOLS_DIR=$(TOOLS_DIR) bash scripts/build-cluster-tools.sh
+
+# promtool and kubeconform (the chart's monitoring and manifest checks), pinned in
+# tools/versions.env and cached in $(TOOLS_DIR); promtool's cold build takes minutes.
+check-tools:
+	TOOLS_DIR=$(TOOLS_DIR) bash scripts/build-check-tools.sh
 
 # A real node's tools: containerd, runc's CRIU 4.1.1 (Debian trixie's source), crictl, CNI plugins,
 # kubelet, kube-proxy and local pause/busybox/python images, pinned in tools/versions.env and cached

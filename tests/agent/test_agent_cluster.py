@@ -31,6 +31,7 @@ import yaml
 from tests.agent.agent_support import sha256
 from tests.factories import export_values, s3_client
 
+from forensic_checkpoint.agent.identity import keys
 from forensic_checkpoint.agent.kubelet.client import KubeletAuth, KubeletClient
 from forensic_checkpoint.agent.process import AgentConfig, AgentProcess
 from forensic_checkpoint.agent_identity import agent_audience
@@ -343,6 +344,26 @@ def test_healthy_node_is_ready_within_ten_seconds(
     assert checks["FeatureGate"] == checks["Runtime"] == "Pass"
     transition = datetime.fromisoformat(ready["lastTransitionTime"].replace("Z", "+00:00"))
     assert transition - runtime.started_at < timedelta(seconds=10)
+    # The same verdict, and the certificates' expiry, for Prometheus.
+    node_name = dev_cluster.nodes[0].name
+    metrics = runtime.metrics.render().decode()
+    assert (
+        f'forensic_checkpoint_agent_node_ready{{node="{node_name}",reason="CaptureReady",'
+        'status="True"} 1.0' in metrics
+    ), metrics
+    auth = runtime.config.kubelet_auth
+    for name, pem in (("kubelet-client", auth.client_cert), ("serving", runtime.config.tls_cert)):
+        not_after = keys.not_after(pem)
+        assert not_after is not None
+        line = next(
+            line
+            for line in metrics.splitlines()
+            if line.startswith(
+                "forensic_checkpoint_agent_certificate_expiry_timestamp_seconds"
+                f'{{certificate="{name}"}}'
+            )
+        )
+        assert float(line.split()[-1]) == not_after.timestamp(), line
 
     # `kubectl get forensicnodes` shows the runtime and each check through the CRD's columns.
     node = dev_cluster.nodes[0].name
@@ -400,6 +421,10 @@ def test_misconfigured_agent_reports_not_ready(
         runtime.stop()
     assert ready["status"] == "False"
     assert ready["message"]
+    assert (
+        f'forensic_checkpoint_agent_node_ready{{node="{node.name}",reason="{reason}",'
+        'status="False"} 0.0' in runtime.metrics.render().decode()
+    )
     # A fixed agent replaces the verdict before it announces itself: no stale checks.
     healthy = AgentProcess(_config(ids, node, tmp_path / "state"))
     healthy.start()
@@ -812,7 +837,7 @@ def test_after_a_timeout_a_late_archive_is_kept_and_accounted(
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600
     [fact] = kept.custody_events
     assert (fact.action, fact.reason) == ("Captured", "OrphanArchive")
-    assert 'forensic_agent_orphan_archives_total{action="attached"} 1.0' in metrics
+    assert 'forensic_checkpoint_agent_orphan_archives_total{action="attached"} 1.0' in metrics
 
 
 @pytest.mark.parametrize("abandoned", [False, True])
@@ -857,7 +882,7 @@ def test_a_capture_deleted_in_flight_has_its_late_archive_deleted_on_landing(
     # The dump lands ``latency`` after the call; it is deleted within seconds of that.
     assert status.started_at is not None
     assert (fact.time - status.started_at).total_seconds() < latency + 4
-    assert 'forensic_agent_orphan_archives_total{action="late-deleted"} 1.0' in metrics
+    assert 'forensic_checkpoint_agent_orphan_archives_total{action="late-deleted"} 1.0' in metrics
 
 
 @pytest.fixture(scope="module")
@@ -945,7 +970,10 @@ def test_capture_is_exported_verified_and_retained(
             "ArchiveDeleted"
         )
         metrics = caller.call("GET", "/metrics").text
-        assert 'forensic_agent_exports_total{outcome="Exported"} 2.0' in metrics
-        assert 'forensic_agent_retention_deletions_total{reason="RetentionMaxCount"} 1.0' in metrics
+        assert 'forensic_checkpoint_agent_exports_total{outcome="Exported"} 2.0' in metrics
+        assert (
+            'forensic_checkpoint_agent_retention_deletions_total{reason="RetentionMaxCount"} 1.0'
+            in metrics
+        )
     finally:
         runtime.stop()

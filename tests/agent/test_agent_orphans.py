@@ -97,7 +97,7 @@ def until(
 
 
 def metric(service: CaptureService, action: str) -> float:
-    name = f'forensic_agent_orphan_archives_total{{action="{action}"}}'
+    name = f'forensic_checkpoint_agent_orphan_archives_total{{action="{action}"}}'
     for line in service.metrics.render().decode().splitlines():
         if line.startswith(name):
             return float(line.split()[1])

@@ -175,12 +175,12 @@ def test_healthz_and_metrics_need_no_token(agent: Agent) -> None:
     wait_done(agent, "uid2-app")
     metrics = agent.call("GET", "/metrics", token=None).text
     for name in (
-        "forensic_agent_captures_total",
-        "forensic_agent_capture_duration_seconds_bucket",
-        "forensic_agent_analysis_duration_seconds_bucket",
-        "forensic_agent_archive_bytes_total",
-        "forensic_agent_queue_depth",
-        "forensic_agent_kubelet_errors_total",
+        "forensic_checkpoint_agent_captures_total",
+        "forensic_checkpoint_agent_capture_duration_seconds_bucket",
+        "forensic_checkpoint_agent_analysis_duration_seconds_bucket",
+        "forensic_checkpoint_agent_archive_bytes_total",
+        "forensic_checkpoint_agent_queue_depth",
+        "forensic_checkpoint_agent_kubelet_errors_total",
     ):
         assert name in metrics
 

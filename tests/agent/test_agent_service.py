@@ -38,7 +38,7 @@ def test_capture_completes_with_the_archive_hash_and_private_files(env: Env) -> 
     assert env.kubelet.calls == [("default", "counter", "app", 30)]
     assert done.started_at is not None and done.finished_at is not None
     text = service.metrics.render().decode()
-    assert 'forensic_agent_captures_total{outcome="Completed"} 1.0' in text
+    assert 'forensic_checkpoint_agent_captures_total{outcome="Completed"} 1.0' in text
 
 
 def test_same_key_twice_is_one_kubelet_call(env: Env) -> None:
@@ -204,8 +204,10 @@ def test_delete_removes_archive_and_report_only_when_finished(env: Env) -> None:
     archive, report = Path(done.archive.path), service.report_file("uid8-app")
     kept = archive.stat().st_size + report.stat().st_size
     text = service.metrics.render().decode()
-    assert 'forensic_agent_jobs{state="Completed"} 1.0' in text
-    stored = next(line for line in text.splitlines() if line.startswith("forensic_agent_stored"))
+    assert 'forensic_checkpoint_agent_jobs{state="Completed"} 1.0' in text
+    stored = next(
+        line for line in text.splitlines() if line.startswith("forensic_checkpoint_agent_stored")
+    )
     assert float(stored.split()[1]) == kept
     result = service.delete("uid8-app")
     assert sorted(result.deleted) == sorted([str(archive), str(report)])
@@ -213,8 +215,8 @@ def test_delete_removes_archive_and_report_only_when_finished(env: Env) -> None:
     with pytest.raises(NotFoundError):
         service.status("uid8-app")
     text = service.metrics.render().decode()
-    assert 'forensic_agent_jobs{state="Completed"} 0.0' in text
-    assert "forensic_agent_stored_bytes 0.0" in text
+    assert 'forensic_checkpoint_agent_jobs{state="Completed"} 0.0' in text
+    assert "forensic_checkpoint_agent_stored_bytes 0.0" in text
 
 
 @pytest.mark.slow  # eight delayed kubelet calls

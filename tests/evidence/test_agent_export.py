@@ -192,8 +192,8 @@ def test_failed_export_is_retried_and_never_loses_the_archive(
     assert done.export.attempts == 2
     assert archive.exists(), "export never removes the local archive"
     metrics = node.metrics.render().decode()
-    assert 'forensic_agent_exports_total{outcome="NoSuchBucket"} 1.0' in metrics
-    assert 'forensic_agent_exports_total{outcome="Exported"} 1.0' in metrics
+    assert 'forensic_checkpoint_agent_exports_total{outcome="NoSuchBucket"} 1.0' in metrics
+    assert 'forensic_checkpoint_agent_exports_total{outcome="Exported"} 1.0' in metrics
 
 
 def test_export_of_a_tampered_archive_fails_for_good(  # noqa: PLR0917 - pytest fixtures

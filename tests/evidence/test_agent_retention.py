@@ -131,11 +131,11 @@ def test_retention_deletes_exactly_what_the_policy_says(
         assert deleted.message and "max" in deleted.message
     assert after[web3.key].held and after[db10.key].held
     assert (plan.held_bytes, plan.bytes_after) == (2 * size, 4 * size)
-    deletions = "forensic_agent_retention_deletions_total"
+    deletions = "forensic_checkpoint_agent_retention_deletions_total"
     assert metric(node, deletions, reason="RetentionMaxCount") == 1
     assert metric(node, deletions, reason="RetentionMaxAge") == 1
-    assert metric(node, "forensic_agent_retention_held_bytes") == 2 * size
-    assert metric(node, "forensic_agent_retention_archive_bytes") == 4 * size
+    assert metric(node, "forensic_checkpoint_agent_retention_held_bytes") == 2 * size
+    assert metric(node, "forensic_checkpoint_agent_retention_archive_bytes") == 4 * size
     # The service answers for a deleted archive with a reason, not a missing file.
     with pytest.raises(NotFoundError, match="retention deleted the archive"):
         node.service.archive_file(web4.key)
@@ -169,7 +169,7 @@ def test_unexported_evidence_is_kept_until_exported(
     plan = keep.run_once()
     assert plan.delete == [] and [r.record.key for r in plan.deferred] == [older.key]
     assert on_disk(node.service.status(older.key))
-    assert metric(node, "forensic_agent_retention_deferred") == 1
+    assert metric(node, "forensic_checkpoint_agent_retention_deferred") == 1
 
     assert node.exports is not None and node.exports.run_due() == 2
     plan = keep.run_once()

@@ -243,7 +243,7 @@ def _requests_seen(stack: LocalStack, node: str) -> dict[str, float]:
     ).text
     seen: dict[str, float] = {}
     for route, value in re.findall(
-        r'^forensic_agent_http_requests_total\{route="([^"]+)",status="[^"]*"\} (\S+)$',
+        r'^forensic_checkpoint_agent_http_requests_total\{route="([^"]+)",status="[^"]*"\} (\S+)$',
         text,
         flags=re.MULTILINE,
     ):

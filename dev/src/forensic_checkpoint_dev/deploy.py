@@ -34,13 +34,18 @@ def helm_template(
     namespace: str = NAMESPACE,
     set_values: Sequence[str] = (),
     show_only: str | None = None,
+    include_tests: bool = False,
 ) -> str:
     """`helm template` of the chart; ``ToolError`` with helm's stderr when it refuses. Helm
     renders offline for Kubernetes 1.20 unless told otherwise, which the chart's kubeVersion
-    refuses: the dev cluster's pinned version is given, as a GitOps renderer gives its own."""
+    refuses: the dev cluster's pinned version is given, as a GitOps renderer gives its own.
+    The `helm test` hook is left out (``--skip-tests``) unless ``include_tests``: applied as a
+    manifest it would run at once."""
     kube_version = binaries.pinned_versions()["KUBERNETES_VERSION"]
     args = ["template", release, str(CHART), "--namespace", namespace]
     args += ["--kube-version", kube_version]
+    if not include_tests:
+        args.append("--skip-tests")
     if show_only:
         args += ["--show-only", show_only]
     for f in values_files:

@@ -3,8 +3,9 @@ kube-scheduler and kubectl, and the real node's tools (containerd, kubelet, CRIU
 
 Resolution per cluster tool: an environment variable naming a binary (``FORENSIC_ETCD``,
 ``FORENSIC_KUBE_APISERVER``, ``FORENSIC_KUBE_CONTROLLER_MANAGER``, ``FORENSIC_KUBE_SCHEDULER``,
-``FORENSIC_KUBECTL``, ``FORENSIC_HELM``) wins; otherwise the per-machine cache that
-``make cluster-tools`` fills (``$FORENSIC_TOOLS_DIR``, default ``~/.cache/forensic-checkpoint``),
+``FORENSIC_KUBECTL``, ``FORENSIC_HELM``, ``FORENSIC_PROMTOOL``, ``FORENSIC_KUBECONFORM``) wins;
+otherwise the per-machine cache that ``make cluster-tools`` (``make check-tools`` for promtool
+and kubeconform) fills (``$FORENSIC_TOOLS_DIR``, default ``~/.cache/forensic-checkpoint``),
 at the versions pinned in ``tools/versions.env``.
 
 The real node's tools come only from the cache ``make node-tools`` fills
@@ -38,6 +39,9 @@ _TOOLS = {
     "kube-scheduler": ("FORENSIC_KUBE_SCHEDULER", "KUBERNETES_VERSION", "kubernetes"),
     "kubectl": ("FORENSIC_KUBECTL", "KUBERNETES_VERSION", "kubernetes"),
     "helm": ("FORENSIC_HELM", "HELM_VERSION", "helm"),
+    # Chart checks only (scripts/build-check-tools.sh, `make check-tools`).
+    "promtool": ("FORENSIC_PROMTOOL", "PROMETHEUS_VERSION", "promtool"),
+    "kubeconform": ("FORENSIC_KUBECONFORM", "KUBECONFORM_VERSION", "kubeconform"),
 }
 CLUSTER_TOOLS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 

@@ -9,6 +9,7 @@ import os
 import ssl
 import threading
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from forensic_checkpoint import __version__
@@ -30,6 +31,7 @@ from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper, policy_from_values
 from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.agent.http.server import AgentServer, ReloadingTLS
+from forensic_checkpoint.agent.identity import keys
 from forensic_checkpoint.agent.identity.renewing import CsrSettings, RenewedCertificate
 from forensic_checkpoint.agent.jobs import JobStore, utcnow
 from forensic_checkpoint.agent.kubelet.client import (
@@ -257,6 +259,8 @@ class AgentProcess:
             if config.readiness_interval > 0
             else None
         )
+        self.metrics.watch_readiness(self._readiness_metric)
+        self.metrics.watch_certificates(self._certificate_expiry)
         self._serve = threading.Thread(target=self.server.serve_forever, name="api", daemon=True)
 
     # --- the serving certificate --------------------------------------------------------------
@@ -319,6 +323,22 @@ class AgentProcess:
             log.warning(
                 "heartbeat for ForensicNode %s failed: %s", self.config.node_name, exc.message
             )
+
+    def _readiness_metric(self) -> tuple[str, str, str] | None:
+        last = self.readiness.last if self.readiness is not None else None
+        if last is None:
+            return None
+        return self.config.node_name, str(last.status.value), last.reason
+
+    def _certificate_expiry(self) -> dict[str, datetime | None]:
+        """Read from the files at each scrape: csr mode renews them, files mode mounts a
+        Secret that may be rotated under the agent."""
+        auth = self.config.kubelet_auth
+        serving = self.identity.pem_file if self.identity else self.config.tls_cert
+        return {
+            "kubelet-client": keys.not_after(auth.client_cert or auth.client_pem),
+            "serving": keys.not_after(serving),
+        }
 
     def _probe_readiness_now(self) -> None:
         if self.readiness is not None:

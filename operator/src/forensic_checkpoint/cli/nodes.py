@@ -25,12 +25,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     # "table" is the former name of "text", kept so that scripts still work.
     add_output_format(parser, (*FORMATS, "table"))
+    parser.add_argument(
+        "--require-ready",
+        action="store_true",
+        help="exit 1 unless at least one node is Ready (the chart's helm test)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     api = from_environment(args.kubeconfig)
     try:
-        return print_nodes(api, args.output)
+        return print_nodes(api, args.output, require_ready=args.require_ready)
     finally:
         close(api)
 
@@ -40,9 +45,15 @@ def run_plugin(api: ApiClient, args: argparse.Namespace) -> int:
     return print_nodes(api, args.output)
 
 
-def print_nodes(api: ApiClient, output: str) -> int:
-    """Print the readiness table (or JSON) of every ForensicNode."""
+def print_nodes(api: ApiClient, output: str, *, require_ready: bool = False) -> int:
+    """Print the readiness table (or JSON) of every ForensicNode; with ``require_ready``, 1 when
+    no node is Ready."""
     nodes = sorted(ForensicNodes(api).list(), key=lambda n: str(n.metadata.get("name", "")))
+    now = datetime.now(UTC)
+    rows = [TABLE_COLUMNS, *(table_row(n, now=now) for n in nodes)]
+    status = 1 if require_ready and not any(row[1] == "True" for row in rows[1:]) else 0
+    if status:
+        sys.stderr.write("no ForensicNode is Ready: no node can take a forensic checkpoint\n")
     if output in ("json", "yaml"):
         out = [
             {
@@ -58,9 +69,7 @@ def print_nodes(api: ApiClient, output: str) -> int:
         else:
             json.dump(out, sys.stdout, indent=2)
             sys.stdout.write("\n")
-        return 0
-    now = datetime.now(UTC)
-    rows = [TABLE_COLUMNS, *(table_row(n, now=now) for n in nodes)]
+        return status
     widths = [max(len(row[i]) for row in rows) for i in range(len(TABLE_COLUMNS))]
     for row in rows:
         line = "   ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
@@ -68,4 +77,4 @@ def print_nodes(api: ApiClient, output: str) -> int:
         sys.stdout.write("\n")
     if not nodes:
         sys.stderr.write("no ForensicNodes: is the forensic-checkpoint agent running?\n")
-    return 0
+    return status

@@ -77,6 +77,17 @@ def describe(certificate_pem: bytes) -> ServedCertificate:
     )
 
 
+def not_after(path: Path | None) -> datetime | None:
+    """The not-after of the certificate in ``path``; None without one (not issued yet, a token
+    instead, or the file being replaced)."""
+    if path is None:
+        return None
+    try:
+        return describe(path.read_bytes()).not_after
+    except (OSError, ValueError):
+        return None
+
+
 def _attribute(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> str:
     """The subject's one ``oid`` attribute; "" when absent, and "?" when repeated (so that a
     certificate with two organisations never equals a :class:`Subject`)."""
