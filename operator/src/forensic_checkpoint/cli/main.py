@@ -83,8 +83,6 @@ def dispatch(
     if not args_list or args_list[0] not in modules:
         _top_parser(prog, description, modules).parse_args(args_list)  # usage or version, exits
         return EXIT_USAGE
-    from forensic_checkpoint.cli.extras import missing_extra
-
     name, rest = args_list[0], args_list[1:]
     try:
         module: ModuleType = importlib.import_module(modules[name])
@@ -92,10 +90,6 @@ def dispatch(
         module.add_arguments(parser)
         args = parser.parse_args(rest)
         return int(module.run(args))
-    except ModuleNotFoundError as exc:
-        if (remedy := missing_extra(exc)) is None:
-            return internal_error(f"{prog} {name}", exc)
-        return fail(f"{prog} {name}", remedy)
     except BaseException as exc:
         return boundary(f"{prog} {name}", exc)
 
@@ -114,9 +108,9 @@ def one_line(message: str) -> str:
 
 def boundary(where: str, exc: BaseException) -> int:
     """The CLI boundary's translation of an exception into an exit code and one line on stderr:
-    the project's errors and the OS's (a file that cannot be written) are the user's to fix;
-    anything else is a bug, said so in one line (FORENSIC_CHECKPOINT_DEBUG=1 shows the
-    traceback)."""
+    the project's errors, the OS's (a file that cannot be written) and a missing extra are the
+    user's to fix; anything else is a bug, said so in one line (FORENSIC_CHECKPOINT_DEBUG=1
+    shows the traceback)."""
     from forensic_checkpoint.errors import ForensicCheckpointError
 
     if isinstance(exc, SystemExit):
@@ -129,6 +123,12 @@ def boundary(where: str, exc: BaseException) -> int:
         return 0
     if isinstance(exc, ForensicCheckpointError):
         return fail(where, exc.message)
+    if isinstance(exc, ModuleNotFoundError):
+        from forensic_checkpoint.cli.extras import missing_extra
+
+        # A cluster command of a base install: the extra to install, not a bug.
+        if (remedy := missing_extra(exc)) is not None:
+            return fail(where, remedy)
     if isinstance(exc, OSError):
         name = f"{exc.filename}: " if exc.filename else ""
         return fail(where, f"{name}{exc.strerror or exc}")

@@ -26,7 +26,7 @@ import importlib
 from pathlib import Path
 
 from forensic_checkpoint.cli.flags import FORMATS, add_output_file, add_output_format
-from forensic_checkpoint.cli.main import boundary, fail
+from forensic_checkpoint.cli.main import boundary
 
 EXIT_FAILED = 1
 
@@ -120,11 +120,5 @@ def main(argv: list[str] | None = None) -> int:
             return int(handler.run_plugin(api, args))
         finally:
             close(api)
-    except ModuleNotFoundError as exc:
-        from forensic_checkpoint.cli.extras import missing_extra
-
-        if (remedy := missing_extra(exc)) is None:
-            return boundary(f"kubectl forensic {args.command}", exc)
-        return fail(f"kubectl forensic {args.command}", remedy)
     except BaseException as exc:
         return boundary(f"kubectl forensic {args.command}", exc)
