@@ -119,11 +119,17 @@ class AgentSigner:
     def _handle(self, state: CsrState, profile: Profile, ca: signing.SigningCA) -> None:
         spec = state.spec
         facts = parse_request(spec.request)
+        looked_up: dict[str, NodeFacts | None] = {}  # the review's read serves the grant too
+
+        def node_exists(name: str) -> bool:
+            looked_up[name] = self._nodes.get(name)
+            return looked_up[name] is not None
+
         verdict = agent_certificates.review(
             spec,
             facts,
             agent_user=self._config.agent_user,
-            node_exists=lambda node: self._nodes.get(node) is not None,
+            node_exists=node_exists,
             profile=profile,
         )
         signer = profile.signer_name
@@ -138,8 +144,8 @@ class AgentSigner:
             DECISIONS.labels(signer=signer, outcome=outcome, reason=verdict.reason).inc()
             return
         if profile.grants_node_checkpoint:
-            node = self._nodes.get(verdict.node)
-            if node is None:  # deleted since the review: denied on the next pass
+            node = looked_up.get(verdict.node)
+            if node is None:  # never for an approved request: the review found it
                 return
             self._grants.ensure(node)
         if state.decision == "":
