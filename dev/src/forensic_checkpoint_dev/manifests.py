@@ -5,6 +5,7 @@ kubelet.authMode csr too, whose policy deploy/ (the default mode) lacks: it is r
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -82,16 +83,21 @@ def apply_documents(api: ApiClient, docs: Iterable[dict[str, Any] | None]) -> No
 KUBELET_CSR_POLICY = "templates/admission-operator-grants.yaml"
 
 
-def chart_admission(manifest: Path = DEPLOY_MANIFEST) -> list[dict[str, Any]]:
-    """The rendered chart's admission policies and bindings (but the per-stack alert-provenance
-    one), the kubelet csr mode's, and the custodian role."""
-    csr_only = deploy.helm_template(
+@functools.cache
+def _kubelet_csr_policy() -> str:
+    """Rendered once per process: every stack a test session prepares applies it."""
+    return deploy.helm_template(
         deploy.DEPLOY_VALUES,
         release="forensic-checkpoint",
         set_values=["kubelet.authMode=csr"],
         show_only=KUBELET_CSR_POLICY,
     )
-    return [doc for doc in yaml.safe_load_all(csr_only) if doc] + [
+
+
+def chart_admission(manifest: Path = DEPLOY_MANIFEST) -> list[dict[str, Any]]:
+    """The rendered chart's admission policies and bindings (but the per-stack alert-provenance
+    one), the kubelet csr mode's, and the custodian role."""
+    return [doc for doc in yaml.safe_load_all(_kubelet_csr_policy()) if doc] + [
         doc
         for doc in yaml.safe_load_all(manifest.read_text(encoding="utf-8"))
         if doc
