@@ -86,7 +86,6 @@ IMAGE_TYPES: dict[str, tuple[str, str, str | None]] = {
     "USERNS": ("userns_pb2", "userns_entry", None),
     "AUTOFS": ("autofs_pb2", "autofs_entry", None),
     "CPUINFO": ("cpuinfo_pb2", "cpuinfo_entry", None),
-    "MEMFD_FILE": ("memfd_pb2", "memfd_file_entry", None),
     "BPFMAP_FILE": ("bpfmap_file_pb2", "bpfmap_file_entry", None),
     "BPFMAP_DATA": ("bpfmap_data_pb2", "bpfmap_data_entry", "bpfmap"),
     "APPARMOR": ("apparmor_pb2", "apparmor_entry", None),
