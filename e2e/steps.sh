@@ -80,6 +80,17 @@ fc_wait_pods() {
     echo "$FC_PODS"
 }
 
+# The chart's `helm test` hook (forensic-checkpoint nodes --require-ready) passes, and removes
+# its pod and roles again.
+fc_helm_test() {
+    fc_log "helm test"
+    "$helm" test "$FC_RELEASE" -n "$FC_NAMESPACE" --timeout 3m || fc_fail "helm test failed: $(
+        kn logs "$FC_RELEASE-test-nodes" 2>&1 | tail -5)"
+    [ -z "$(kn get pods -l app.kubernetes.io/component=test -o name)" ] ||
+        fc_fail "helm test left its pod"
+    echo "helm test: passed"
+}
+
 fc_check_forensicnode() {
     fc_log "ForensicNode $NODE"
     k wait --for=condition=Ready "forensicnode/$NODE" --timeout=180s
@@ -227,7 +238,8 @@ EOF
     k delete forensiccapturepolicy e2e-counter
 }
 
-# Held evidence stays; everything else of the release goes with `helm uninstall`.
+# Held evidence stays; everything else of the release goes with `helm uninstall`, and with its
+# pre-delete hook (the uninstall clean-up Job) what the agents and the operator wrote outside it.
 fc_uninstall() {
     fc_log "helm uninstall"
     kw label fcp blog forensic-checkpoint.dev/hold=true --overwrite
@@ -236,24 +248,31 @@ fc_uninstall() {
     names=$(kw get fcp -o name | grep -v '/blog$' || true)
     # shellcheck disable=SC2086 # one name per word
     [ -z "$names" ] || kw delete $names --wait --timeout=120s
+    [ -n "$(k get forensicnodes -o name)" ] || fc_fail "no ForensicNode before the uninstall"
     "$helm" uninstall "$FC_RELEASE" -n "$FC_NAMESPACE" --wait --timeout 5m
     # Helm waits for its objects; their pods go after them (garbage collection).
     kn wait --for=delete pod -l "app.kubernetes.io/instance=$FC_RELEASE" --timeout=120s
     local left
-    left=$(k get all,sa,secrets,configmaps,roles,rolebindings,networkpolicies -n "$FC_NAMESPACE" \
+    left=$(k get all,sa,secrets,configmaps,roles,rolebindings,networkpolicies,jobs -n "$FC_NAMESPACE" \
         -l "app.kubernetes.io/instance=$FC_RELEASE" -o name)
-    left+=$(k get clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings \
+    left+=$(k get clusterroles,clusterrolebindings,validatingadmissionpolicies,validatingadmissionpolicybindings,validatingwebhookconfigurations,mutatingwebhookconfigurations \
         -l "app.kubernetes.io/instance=$FC_RELEASE" -o name)
+    # Not Helm's objects, but the release's all the same: what the agents and the operator wrote.
+    left+=$(k get forensicnodes -o name)
+    left+=$(k get clusterroles,clusterrolebindings -o name | grep 'forensic-checkpoint:kubelet-client:' || true)
+    left+=$(k get csr -o 'jsonpath={range .items[*]}{.metadata.name} {.spec.signerName}{"\n"}{end}' |
+        grep ' forensic-checkpoint.dev/' || true)
+    left+=$(kn get sa,pods,jobs,roles,rolebindings -o name | grep -v '^serviceaccount/default$' || true)
+    left+=$(kn get secrets -o name | grep -v -e "secret/$FC_RELEASE-kubelet-client\$" -e 'secret/fc-e2e-alerts$' || true)
     [ -z "$left" ] || fc_fail "helm uninstall left: $left"
     k get crd forensiccheckpoints.forensic-checkpoint.dev >/dev/null || fc_fail "the CRDs went"
     held=$(kw get fcp -o name)
     [ "$held" = forensiccheckpoint.forensic-checkpoint.dev/blog ] || fc_fail "left: $held"
     FC_HELD_ARCHIVE=$archive
-    echo "helm uninstall: left the CRDs and the held ForensicCheckpoint blog ($archive)"
-    # Not the release's: what install-chart.sh and these steps created beside it, and each
-    # node's ForensicNode, which its agent wrote and its Node owns.
+    echo "helm uninstall: left the CRDs and the held ForensicCheckpoint blog ($archive); no ForensicNode, grant, CSR, ServiceAccount, Role, Job or pod"
+    # Not the release's: what install-chart.sh and these steps created beside it.
     echo "also left (not objects of the release): $(kn get secrets,configmaps -o name |
-        grep -v kube-root-ca.crt | tr '\n' ' ')$(k get forensicnodes -o name | tr '\n' ' ')"
+        grep -v kube-root-ca.crt | tr '\n' ' ')"
 }
 
 fc_all() {
@@ -262,6 +281,7 @@ fc_all() {
     fc_install
     fc_wait_pods
     fc_check_forensicnode
+    fc_helm_test
     fc_deploy_counter
     fc_capture_blog
     fc_upgrade_during_capture --set kubelet.authMode=token

@@ -19,6 +19,9 @@ from forensic_checkpoint_dev.deploy import CHART, helm_template
 from forensic_checkpoint_dev.repo import REPO_ROOT
 
 REPO = REPO_ROOT
+#: `helm uninstall` on the dev cluster: it runs no pod, so the chart's pre-delete hook Job (the
+#: uninstall clean-up) would never finish; the real node's e2e run (e2e/steps.sh) runs it.
+NO_POD_HOOKS = ("--no-hooks",)
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 
 

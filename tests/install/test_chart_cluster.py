@@ -15,7 +15,7 @@ import pytest
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.deploy import CHART, NAMESPACE
 
-from .chart import CI_VALUES, documents, helm, kubectl, run, template
+from .chart import CI_VALUES, NO_POD_HOOKS, documents, helm, kubectl, run, template
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -246,7 +246,7 @@ def test_install_upgrade_uninstall(install_cluster: DevCluster) -> None:
     assert "--namespace=web" in args
 
     # Uninstall: everything goes except the CRDs, and with them the evidence records.
-    h(c, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
+    h(c, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", *NO_POD_HOOKS)
     left = existing_objects(c, manifest) | existing_objects(c, manifest2)
     assert left == {
         "customresourcedefinition.apiextensions.k8s.io/forensiccapturepolicies.forensic-checkpoint.dev",
@@ -337,7 +337,7 @@ def test_upgrade_changes_the_crds_and_reinstall_adopts_kept_ones(
     assert k(c, "get", crd_name, "-o", f"jsonpath={path}") == "added by v2"
     h(c, "upgrade", RELEASE, str(CHART), "--namespace", NAMESPACE)  # and back
     assert k(c, "get", crd_name, "-o", f"jsonpath={path}") == ""
-    h(c, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
+    h(c, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", *NO_POD_HOOKS)
 
 
 def test_a_release_of_another_name_takes_over_kept_crds_as_documented(
@@ -350,7 +350,7 @@ def test_a_release_of_another_name_takes_over_kept_crds_as_documented(
 
     c = install_cluster
     h(c, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--create-namespace")
-    h(c, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait")
+    h(c, "uninstall", RELEASE, "--namespace", NAMESPACE, "--wait", *NO_POD_HOOKS)
     other, other_ns = "ir", "incident-response"
     install = ["install", other, str(CHART), "--namespace", other_ns, "--create-namespace"]
     refused = subprocess.run(
@@ -377,7 +377,7 @@ def test_a_release_of_another_name_takes_over_kept_crds_as_documented(
     subprocess.run(["bash", "-euc", script], env=env, check=True, timeout=60)
     try:
         h(c, *install)  # no pod runs here (no runtime): --wait would time out
-        h(c, "uninstall", other, "--namespace", other_ns, "--wait")
+        h(c, "uninstall", other, "--namespace", other_ns, "--wait", *NO_POD_HOOKS)
     finally:  # the next install of RELEASE here adopts them again
         for crd in ("forensiccheckpoints", "forensicnodes", "forensiccapturepolicies"):
             k(

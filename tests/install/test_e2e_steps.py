@@ -13,7 +13,7 @@ import pytest
 
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 
-from .chart import REPO, documents, helm, kubectl, run
+from .chart import NO_POD_HOOKS, REPO, documents, helm, kubectl, run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -60,5 +60,6 @@ def test_install_script(install_cluster: DevCluster) -> None:
         "-n",
         "fc-e2e",
         "--wait",
+        *NO_POD_HOOKS,
         kubeconfig=c.kubeconfig,
     )

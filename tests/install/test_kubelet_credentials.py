@@ -28,7 +28,7 @@ from forensic_checkpoint_dev.cluster import access
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.deploy import CHART, NAMESPACE
 
-from .chart import helm, run
+from .chart import NO_POD_HOOKS, helm, run
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -60,7 +60,14 @@ def helm_install(cluster: DevCluster, *sets: str) -> None:
 
 def helm_uninstall(cluster: DevCluster) -> None:
     run(
-        helm(), "uninstall", "fc", "--namespace", NAMESPACE, "--wait", kubeconfig=cluster.kubeconfig
+        helm(),
+        "uninstall",
+        "fc",
+        "--namespace",
+        NAMESPACE,
+        "--wait",
+        *NO_POD_HOOKS,
+        kubeconfig=cluster.kubeconfig,
     )
 
 

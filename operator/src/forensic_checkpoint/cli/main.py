@@ -35,6 +35,7 @@ SUBCOMMANDS: dict[str, str] = {
     "agent": "agent",
     "criu-log-reader": "criu_log_reader",
     "nodes": "nodes",
+    "uninstall-cleanup": "uninstall_cleanup",
     "completion": "completion",
 }
 

@@ -48,10 +48,20 @@ def core_path(plural: str, *, namespace: str = "", name: str = "", subresource: 
 
 
 def group_path(
-    group: str, version: str, plural: str, *, name: str = "", subresource: str = ""
+    group: str,
+    version: str,
+    plural: str,
+    *,
+    namespace: str = "",
+    name: str = "",
+    subresource: str = "",
 ) -> str:
-    """A cluster-scoped resource of a built-in API group (certificatesigningrequests)."""
-    return _named(f"/apis/{group}/{version}/{plural}", name, subresource)
+    """A resource of a built-in API group: cluster scoped (certificatesigningrequests) or, with
+    ``namespace``, namespaced (daemonsets)."""
+    path = f"/apis/{group}/{version}"
+    if namespace:
+        path += f"/namespaces/{quote(namespace, safe='')}"
+    return _named(f"{path}/{plural}", name, subresource)
 
 
 def valid_items(model: type[_M], listing: Any) -> list[_M]:

@@ -76,9 +76,15 @@ class ForensicNodes:
             return None
         return ForensicNode.model_validate(raw)
 
-    def list(self) -> list[ForensicNode]:
-        raw = request_json(self._api, "GET", custom_path(_CRD))
+    def list(self, *, label_selector: str = "") -> list[ForensicNode]:
+        query = {"labelSelector": label_selector} if label_selector else None
+        raw = request_json(self._api, "GET", custom_path(_CRD), query=query)
         return [ForensicNode.model_validate(item) for item in (raw or {}).get("items") or []]
+
+    def delete(self, name: str) -> None:
+        """Delete it; one that is gone already counts as deleted."""
+        with contextlib.suppress(NotFoundError):
+            request_json(self._api, "DELETE", custom_path(_CRD, name=name))
 
     def ensure(self, name: str, *, labels: Mapping[str, str], owner_uid: str = "") -> None:
         """Create the ForensicNode unless it exists (another agent instance may win the race).

@@ -8,14 +8,17 @@ chart's ``<fullname>-operator-grants`` admission policy lets it write nothing bu
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from forensic_checkpoint.agent_identity import kubelet_client_grant_name, kubelet_client_user
+from forensic_checkpoint.errors import NotFoundError
 from forensic_checkpoint.k8s._rest import APPLY_PATCH, group_path, request_json
 from forensic_checkpoint.k8s.client import ApiClient
 from forensic_checkpoint.k8s.nodes import NodeFacts
 
 _GROUP, _VERSION = "rbac.authorization.k8s.io", "v1"
+_PLURALS = ("clusterrolebindings", "clusterroles")
 FIELD_MANAGER = "forensic-checkpoint-operator"
 #: On both objects, so that an administrator can list what the operator granted.
 GRANT_LABEL = "forensic-checkpoint.dev/kubelet-client-node"
@@ -66,3 +69,24 @@ class KubeletClientGrants:
                 query={"fieldManager": FIELD_MANAGER, "force": "true"},
                 content_type=APPLY_PATCH,
             )
+
+    def granted(self) -> list[tuple[str, str]]:
+        """(plural, name) of every role and binding written for a node (by :data:`GRANT_LABEL`)."""
+        found: list[tuple[str, str]] = []
+        for plural in _PLURALS:
+            listing = request_json(
+                self._api,
+                "GET",
+                group_path(_GROUP, _VERSION, plural),
+                query={"labelSelector": GRANT_LABEL},
+            )
+            found += [
+                (plural, str(item["metadata"]["name"]))
+                for item in (listing or {}).get("items") or []
+            ]
+        return found
+
+    def delete(self, plural: str, name: str) -> None:
+        """Delete one of :meth:`granted`; one that is gone already counts as deleted."""
+        with contextlib.suppress(NotFoundError):
+            request_json(self._api, "DELETE", group_path(_GROUP, _VERSION, plural, name=name))
