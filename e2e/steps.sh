@@ -166,11 +166,13 @@ fc_plugin() {
     kn get secret "$FC_RELEASE-agent-ca" -o 'jsonpath={.data.ca\.crt}' | base64 -d \
         >"$FC_WORK/agents-ca.crt"
     provider_with_cluster_dns "$plugin" get-archive "$name" -n "$FC_WORKLOADS" \
-        -o "$FC_WORK/$name.tar" --agent-ca-file "$FC_WORK/agents-ca.crt"
+        -O "$FC_WORK/$name.tar" --agent-ca-file "$FC_WORK/agents-ca.crt"
     sha=$(sha256sum "$FC_WORK/$name.tar" | cut -d' ' -f1)
     [ "$sha" = "$(fc_field "$name" '.status.containers[0].archive.sha256')" ] ||
         fc_fail "get-archive: sha256 differs from the status"
-    tar -tf "$FC_WORK/$name.tar" | grep -q '^checkpoint/' || fc_fail "get-archive: not a checkpoint"
+    # Not `| grep -q`: under pipefail, tar's SIGPIPE when grep stops early fails the pipeline.
+    [ "$(tar -tf "$FC_WORK/$name.tar" | grep -c '^checkpoint/')" -gt 0 ] ||
+        fc_fail "get-archive: not a checkpoint"
     echo "get-archive: $name, sha256 $sha"
 }
 
