@@ -26,6 +26,8 @@ dev=$venv/bin/forensic-checkpoint-dev
 am_bin=$(bash "$repo/scripts/build-alertmanager.sh" | tail -1)
 export ALERTMANAGER=$am_bin/alertmanager AMTOOL=$am_bin/amtool
 export NODE=realnode
+# The real node's cluster runs kube-router's firewall: NetworkPolicy is enforced.
+export FC_NETPOL_ENFORCED=1
 work=$(mktemp -d /tmp/fc-e2e.XXXXXX)
 dir=${CLUSTER_DIR:-$work/cluster}
 export FC_WORK=$work

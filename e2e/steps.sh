@@ -176,7 +176,9 @@ fc_plugin() {
     echo "get-archive: $name, sha256 $sha"
 }
 
-# Alertmanager (a real one) sends to the operator's receiver Service; one capture completes.
+# Alertmanager (a real one) sends to the operator's receiver Service; one capture completes. Only
+# Alertmanager pods may reach the receiver (networkPolicy.alertsFrom); this Alertmanager runs on
+# the machine, and traffic from a pod's own node is never subject to NetworkPolicy.
 fc_alerts() {
     fc_log "alerts: Alertmanager -> the operator's receiver Service"
     local token url pid=""
@@ -187,7 +189,9 @@ fc_alerts() {
     mapfile -t values < <(provider_values)
     "$helm" upgrade "$FC_RELEASE" "$fc_here/../charts/forensic-checkpoint" -n "$FC_NAMESPACE" \
         --reuse-values "${values[@]}" --set alerts.enabled=true \
-        --set alerts.tokenSecret.name=fc-e2e-alerts --wait --timeout 5m
+        --set alerts.tokenSecret.name=fc-e2e-alerts \
+        --set-json 'networkPolicy.alertsFrom=[{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "alertmanager"}}}]' \
+        --wait --timeout 5m
     kn rollout status "deployment/$FC_RELEASE-operator" --timeout=180s
     k apply -f - <<EOF
 apiVersion: forensic-checkpoint.dev/v1alpha1
@@ -240,6 +244,50 @@ EOF
     k delete forensiccapturepolicy e2e-counter
 }
 
+# Whether a pod in namespace NS (POD, CONTAINER) can open a TCP connection to HOST:PORT.
+fc_connects() { # ns pod container host port; prints open or closed
+    k -n "$1" exec "$2" -c "$3" -- python3 -c '
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("open")
+except OSError:
+    print("closed")' "$4" "$5"
+}
+
+# The chart's NetworkPolicies where the provider's cluster enforces them (FC_NETPOL_ENFORCED=1):
+# the operator reaches its agent (every capture above went that way too), while a pod without
+# the allowed labels (the counter) reaches neither the agent's API nor the operator's metrics or
+# alert receiver (alertsFrom was narrowed to Alertmanager pods by the alerts step).
+fc_network_policy() {
+    if [ "${FC_NETPOL_ENFORCED:-0}" != 1 ]; then
+        echo "network policy: this cluster's CNI does not enforce it; not checked"
+        return 0
+    fi
+    fc_log "NetworkPolicy enforced"
+    local agent operator agent_ip operator_ip port target got
+    agent=$(kn get pods -l app.kubernetes.io/component=agent -o 'jsonpath={.items[0].metadata.name}')
+    operator=$(kn get pods -l app.kubernetes.io/component=operator -o 'jsonpath={.items[0].metadata.name}')
+    agent_ip=$(kn get pod "$agent" -o 'jsonpath={.status.podIP}')
+    operator_ip=$(kn get pod "$operator" -o 'jsonpath={.status.podIP}')
+    fc_port() { # pod container port-name
+        kn get pod "$1" -o "jsonpath={.spec.containers[?(@.name==\"$2\")].ports[?(@.name==\"$3\")].containerPort}"
+    }
+    port=$(fc_port "$agent" agent https)
+    [ "$(fc_connects "$FC_NAMESPACE" "$operator" operator "$agent_ip" "$port")" = open ] ||
+        fc_fail "the operator cannot reach its agent at $agent_ip:$port"
+    for target in "agent-api $agent_ip $port" \
+        "operator-metrics $operator_ip $(fc_port "$operator" operator metrics)" \
+        "operator-alerts $operator_ip $(fc_port "$operator" operator alerts)"; do
+        # shellcheck disable=SC2086 # name host port
+        set -- $target
+        got=$(fc_connects "$FC_WORKLOADS" counters counter "$2" "$3")
+        [ "$got" = closed ] || fc_fail "the counter pod reached $1 ($2:$3) past the NetworkPolicy"
+        echo "counter pod -> $1 ($2:$3): $got"
+    done
+    echo "network policy: enforced; the operator reaches its agent, the counter pod neither the agent's API nor the operator's metrics and alert ports"
+}
+
 # Held evidence stays; everything else of the release goes with `helm uninstall`, and with its
 # pre-delete hook (the uninstall clean-up Job) what the agents and the operator wrote outside it.
 fc_uninstall() {
@@ -289,6 +337,7 @@ fc_all() {
     fc_upgrade_during_capture --set kubelet.authMode=token
     fc_plugin
     fc_alerts
+    fc_network_policy
     fc_uninstall
     FC_TIMES[total]=$(fc_since "$started")
     fc_log "timings (s)"

@@ -7,6 +7,8 @@
 #   $TOOLS_DIR/crictl-<v>/crictl                                           tools/crictl
 #   $TOOLS_DIR/cni-plugins-<v>/{bridge,host-local,loopback,portmap}        tools/cni
 #   $TOOLS_DIR/coredns-<v>/coredns   the cluster DNS (kubeadm's Corefile plugins)  tools/coredns
+#   $TOOLS_DIR/kube-router-<v>/kube-router   NetworkPolicy enforcement (its firewall only)
+#                                            tools/kube-router
 #   $TOOLS_DIR/criu-<v>/criu       built from Debian trixie's source package (bookworm's 3.17.1
 #                                  fails `criu check` on this kernel); check.log = `criu check`
 #   $TOOLS_DIR/criu-<v>/runc       wrapper: exec /usr/bin/runc --criu <that criu> "$@"
@@ -32,9 +34,10 @@ export CGO_ENABLED=0
 export DEBIAN_FRONTEND=noninteractive
 
 CNI_PLUGINS=(main/bridge ipam/host-local main/loopback meta/portmap)
-# Runtime packages of the node: the OCI runtime, iptables for CNI portmap and kube-proxy, and the
+# Runtime packages of the node: the OCI runtime, iptables for CNI portmap and kube-proxy (and with
+# ipset for kube-router's NetworkPolicy firewall), and the
 # shared libraries the CRIU built below links (Debian's feature set: libbsd, nftables, gnutls).
-APT_NODE=(runc iptables libprotobuf-c1 libnl-3-200 libnet1 libuuid1 libbsd0 libnftables1 libgnutls30)
+APT_NODE=(runc iptables ipset libprotobuf-c1 libnl-3-200 libnet1 libuuid1 libbsd0 libnftables1 libgnutls30)
 # `make criu` of CRIU 4.1.1 on bookworm (libprotobuf-dev for google/protobuf/descriptor.proto;
 # protobuf-compiler, python3-protobuf, asciidoc and xmlto are only for crit, pycriu and the docs,
 # which are not built).
@@ -76,8 +79,10 @@ if [ "${1:-}" = --update ]; then
     # CoreDNS: our main (tools/coredns/main.go) over upstream's plugins, so only the pin changes.
     sed -i "s|^require github.com/coredns/coredns .*|require github.com/coredns/coredns $COREDNS_VERSION|" \
         tools/coredns/go.mod
-    for d in containerd crictl cni coredns; do (cd "tools/$d" && rm -f go.sum && go mod tidy); done
-    echo "tools/{containerd,crictl,cni,coredns}/go.mod regenerated; commit them with tools/versions.env"
+    write_tool_mod kube-router github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION" \
+        github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+    for d in containerd crictl cni coredns kube-router; do (cd "tools/$d" && rm -f go.sum && go mod tidy); done
+    echo "tools/{containerd,crictl,cni,coredns,kube-router}/go.mod regenerated; commit them with tools/versions.env"
     echo "(kubelet and kube-proxy come from tools/kube: scripts/build-cluster-tools.sh --update)"
     exit 0
 fi
@@ -87,7 +92,8 @@ pinned() { grep -qE "^\s*$1 $2( |\$)" "$3"; }
 if ! { pinned github.com/containerd/containerd/v2 "$CONTAINERD_VERSION" tools/containerd/go.mod &&
     pinned sigs.k8s.io/cri-tools "$CRICTL_VERSION" tools/crictl/go.mod &&
     pinned github.com/containernetworking/plugins "$CNI_PLUGINS_VERSION" tools/cni/go.mod &&
-    pinned 'require github.com/coredns/coredns' "$COREDNS_VERSION" tools/coredns/go.mod; }; then
+    pinned 'require github.com/coredns/coredns' "$COREDNS_VERSION" tools/coredns/go.mod &&
+    pinned github.com/cloudnativelabs/kube-router/v2 "$KUBE_ROUTER_VERSION" tools/kube-router/go.mod; }; then
     echo "build-node-tools: tools/*/go.mod disagree with tools/versions.env; run --update" >&2
     exit 2
 fi
@@ -104,6 +110,7 @@ containerd_dir=$TOOLS_DIR/containerd-$CONTAINERD_VERSION
 crictl_dir=$TOOLS_DIR/crictl-$CRICTL_VERSION
 cni_dir=$TOOLS_DIR/cni-plugins-$CNI_PLUGINS_VERSION
 coredns_dir=$TOOLS_DIR/coredns-$COREDNS_VERSION
+kube_router_dir=$TOOLS_DIR/kube-router-$KUBE_ROUTER_VERSION
 criu_dir=$TOOLS_DIR/criu-$CRIU_VERSION
 # The image recipe's key: its script, the archive writer, pause.c and the pause tag.
 images_key=$({
@@ -135,6 +142,7 @@ cni_ok() {
     done
 }
 coredns_ok() { says "CoreDNS-${COREDNS_VERSION#v}" "$coredns_dir/coredns" -version; }
+kube_router_ok() { says "version $KUBE_ROUTER_VERSION," "$kube_router_dir/kube-router" --version; }
 # Fixes to the pinned CRIU for kernels newer than it (each patch says why); the build note
 # records their digest, so a changed patch set rebuilds CRIU.
 criu_patches=("$ROOT"/tools/node/criu-patches/*.patch)
@@ -148,7 +156,8 @@ images_ok() {
     for i in "${IMAGES[@]}"; do [ -s "$images_dir/$i.tar" ] || return 1; done
 }
 all_ok() {
-    kubelet_ok && containerd_ok && crictl_ok && cni_ok && coredns_ok && criu_ok && images_ok
+    kubelet_ok && containerd_ok && crictl_ok && cni_ok && coredns_ok && kube_router_ok && criu_ok &&
+        images_ok
 }
 
 is_installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
@@ -360,6 +369,13 @@ if ! coredns_ok; then
     build coredns "$coredns_dir" "" .
     done_step "CoreDNS"
 fi
+if ! kube_router_ok; then
+    step
+    build kube-router "$kube_router_dir" \
+        "-X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$KUBE_ROUTER_VERSION" \
+        github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
+    done_step "kube-router"
+fi
 if ! kubelet_ok; then
     step
     kube_minor=${KUBERNETES_VERSION#v1.}
@@ -399,6 +415,7 @@ for t in "${timings[@]}"; do echo "build-node-tools: step $t"; done
 "$containerd_dir/ctr" --version
 "$crictl_dir/crictl" --version
 "$coredns_dir/coredns" -version | sed -n 1p
+"$kube_router_dir/kube-router" --version
 "$cni_dir/bridge" 2>&1 | sed -n 1p
 echo "criu $("$criu_dir/criu" --version | sed -n 's/^Version: //p') (runc wrapper $criu_dir/runc ->" \
     "$(/usr/bin/runc --version | sed -n 1p))"

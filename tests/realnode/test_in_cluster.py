@@ -1,11 +1,13 @@
 """`make e2e-cluster` as a test: e2e/real-cluster.sh, unchanged, on this machine's real node.
 
 The chart installed with the image `make image` built, its operator and agent as real pods
-(probes, hostPaths, Pod Security, resource limits, NetworkPolicy objects), the blog capture,
-a `helm upgrade` during a capture (one kubelet call), the kubectl plugin's capture and
-get-archive, both kubelet credentials, Alertmanager through the receiver Service, and `helm
-uninstall`. The script brings up and takes down its own real node, so this test runs before
-any test of the session's real node (``real_env``) starts one: one real node per machine.
+(probes, hostPaths, Pod Security, resource limits, NetworkPolicy enforced by kube-router's
+firewall), `helm test`, the blog capture, a `helm upgrade` during a capture (one kubelet call),
+the kubectl plugin's capture and get-archive, both kubelet credentials, Alertmanager through the
+receiver Service, a pod without the allowed labels refused by the NetworkPolicies, and `helm
+uninstall` with its clean-up hook (no ForensicNode left). The script brings up and takes down
+its own real node, so this test runs before any test of the session's real node (``real_env``)
+starts one: one real node per machine.
 """
 
 from __future__ import annotations
@@ -51,5 +53,11 @@ def test_the_chart_runs_the_whole_flow_in_pods_on_the_real_node(tmp_path: Path) 
     assert re.search(r"alert capture \S+: Completed", out)
     calls = re.search(r"checkpoint calls: kubelet (\d+), containerd (\d+)", out)
     assert calls is not None and calls[1] == calls[2] and int(calls[1]) >= 4
+    assert "helm test: passed" in out
+    # NetworkPolicy enforced (kube-router's firewall): the operator reaches its agent, a pod
+    # without the allowed labels reaches no port of either.
+    assert "network policy: enforced; the operator reaches its agent" in out
+    assert len(re.findall(r"counter pod -> \S+ \(\S+\): closed", out)) == 3
     assert "helm uninstall: left the CRDs and the held ForensicCheckpoint blog" in out
+    assert "no ForensicNode, grant, CSR, ServiceAccount, Role, Job or pod" in out
     assert "dev cluster in" in out and "stopped; no process or port left" in out

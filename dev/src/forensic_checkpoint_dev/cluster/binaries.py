@@ -51,6 +51,8 @@ NODE_IMAGES_LINK = "node-images-current"
 CNI_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
 #: Debian's runc, which the CRIU wrapper ``criu-<v>/runc`` execs.
 SYSTEM_RUNC = Path("/usr/bin/runc")
+#: kube-router's firewall keeps its address sets with Debian's ipset.
+SYSTEM_IPSET = Path("/usr/sbin/ipset")
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class NodeTools:
     kubelet: Path
     kube_proxy: Path
     coredns: Path  #: the cluster DNS (tools/coredns)
+    kube_router: Path  #: the NetworkPolicy enforcer, its firewall only (tools/kube-router)
     cni_bin_dir: Path  #: bridge, host-local, loopback, portmap
     criu: Path
     #: ``exec /usr/bin/runc --criu <criu> "$@"``: containerd's runc ``BinaryName``
@@ -173,6 +176,7 @@ def locate_node_tools() -> NodeTools:
         kubelet=kubelet / "kubelet",
         kube_proxy=kubelet / "kube-proxy",
         coredns=root / f"coredns-{v['COREDNS_VERSION']}" / "coredns",
+        kube_router=root / f"kube-router-{v['KUBE_ROUTER_VERSION']}" / "kube-router",
         cni_bin_dir=root / f"cni-plugins-{v['CNI_PLUGINS_VERSION']}",
         criu=criu / "criu",
         runc_wrapper=criu / "runc",
@@ -193,10 +197,12 @@ def missing_node_tools() -> list[str]:
         "kubelet": tools.kubelet,
         "kube-proxy": tools.kube_proxy,
         "coredns": tools.coredns,
+        "kube-router": tools.kube_router,
         **{f"cni/{p}": tools.cni_bin_dir / p for p in CNI_PLUGINS},
         "criu": tools.criu,
         "runc wrapper": tools.runc_wrapper,
         "runc (Debian package)": SYSTEM_RUNC,
+        "ipset (Debian package)": SYSTEM_IPSET,
     }
     absent = [name for name, path in executables.items() if not os.access(path, os.X_OK)]
     absent += [f"{key} image" for key, path in tools.images.items() if not path.is_file()]

@@ -259,6 +259,9 @@ class DevCluster:
             fake_nodes.wait_up(kubelets, logs, START_TIMEOUT, cluster._node_up)
             if cluster.real_node is not None:
                 cluster._wait_real_node_ready(since=0.0)
+                addons.start_firewall(
+                    cluster.dir / "nodes" / real_node.NAME, cluster._spawner(die_with_parent)
+                )
                 addons.wait_ready(cluster.real_node)
         except BaseException:
             cluster.stop(remove=False)

@@ -1,5 +1,6 @@
 """What a real node changes on the machine beyond its own directories, and how it is undone:
-iptables chains, mounts, the CRIU configuration the agent writes, the kubelet's cgroups."""
+iptables chains, ipsets (kube-router's firewall), mounts, the CRIU configuration the agent
+writes, the kubelet's cgroups."""
 
 from __future__ import annotations
 
@@ -89,6 +90,25 @@ def remove_chains(before: Sequence[str]) -> list[str]:
             ["iptables", "-w", "5", "-t", table, "-X", chain], capture_output=True, check=False
         )
     return [f"iptables chain {c} could not be removed" for c in chains() if c not in before]
+
+
+def ipsets() -> list[str]:
+    """The name of every ipset now (none without the ipset tool)."""
+    try:
+        out = subprocess.run(
+            ["ipset", "list", "-n"], capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    return out.split()
+
+
+def remove_ipsets(before: Sequence[str]) -> list[str]:
+    """Destroy the ipsets not in ``before`` (no rule may name them any more)."""
+    for name in ipsets():
+        if name not in before:
+            subprocess.run(["ipset", "destroy", name], capture_output=True, check=False)
+    return [f"ipset {s} could not be removed" for s in ipsets() if s not in before]
 
 
 def written_by_agent(path: Path) -> bool:

@@ -67,10 +67,12 @@ class RealNode:
     metrics_port: int
     #: iptables chains present before the node started: ``stop`` removes only the others.
     chains_before: list[str] = field(default_factory=list)
+    #: ipsets present before (kube-router's firewall adds its own): ``stop`` removes the others.
+    ipsets_before: list[str] = field(default_factory=list)
     #: Whether /etc/criu existed before: the agent creates it for its config, ``stop`` removes
     #: it again only then (and only empty).
     criu_dir_before: bool = True
-    #: CoreDNS's and kube-proxy's ports (:func:`addons.choose_ports`)
+    #: CoreDNS's, kube-proxy's and kube-router's ports (:func:`addons.choose_ports`)
     addon_ports: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -112,6 +114,7 @@ class RealNode:
             "containerdRoot": str(self.containerd_root),
             "metricsPort": self.metrics_port,
             "chainsBefore": self.chains_before,
+            "ipsetsBefore": self.ipsets_before,
             "criuDirBefore": self.criu_dir_before,
             "addonPorts": self.addon_ports,
         }
@@ -127,6 +130,7 @@ class RealNode:
             containerd_root=Path(raw["containerdRoot"]),
             metrics_port=int(raw["metricsPort"]),
             chains_before=list(raw.get("chainsBefore", [])),
+            ipsets_before=list(raw.get("ipsetsBefore", [])),
             criu_dir_before=bool(raw.get("criuDirBefore", True)),
             addon_ports=dict(raw.get("addonPorts", {})),
         )
@@ -286,6 +290,7 @@ def claim(cluster_dir: Path, ip: str, kubelet_ca: pki.CertPair) -> RealNode:
         containerd_root=binaries.tools_dir() / "realnode" / "containerd",
         metrics_port=processes.free_port(),
         chains_before=host.chains(),
+        ipsets_before=host.ipsets(),
         criu_dir_before=host.CRIU_CONFIG.parent.exists(),
         addon_ports=addons.choose_ports(),
     )
@@ -438,6 +443,7 @@ def stop(node: RealNode, cluster_dir: Path, stop_component: Callable[[str], None
         if Path(f"/sys/class/net/{host.BRIDGE}").exists():
             subprocess.run(["ip", "link", "delete", host.BRIDGE], check=True, capture_output=True)
     problems += host.remove_chains(node.chains_before)
+    problems += host.remove_ipsets(node.ipsets_before)  # after the rules that name them
     host.remove_criu_config(keep_dir=node.criu_dir_before)
     host.remove_cgroups()
     for d in (node.run_dir, node.kubelet_root):
@@ -455,6 +461,7 @@ def leftovers(node: RealNode) -> list[str]:
     if Path(f"/sys/class/net/{host.BRIDGE}").exists():
         left.append(f"bridge {host.BRIDGE}")
     left += [f"iptables chain {c}" for c in host.chains() if c not in node.chains_before]
+    left += [f"ipset {s}" for s in host.ipsets() if s not in node.ipsets_before]
     if host.written_by_agent(host.CRIU_CONFIG):
         left.append(str(host.CRIU_CONFIG))
     if not node.criu_dir_before and host.CRIU_CONFIG.parent.exists():
