@@ -247,6 +247,9 @@ def test_helm_test_hook_checks_forensic_nodes_with_read_only_rights() -> None:
         if doc["kind"] != "Pod":
             assert int(annotations["helm.sh/hook-weight"]) < 0
     off = documents(template(set_values=["helmTest.enabled=false"], include_tests=True))
-    assert not [d for d in off if "helm.sh/hook" in d["metadata"].get("annotations", {})]
+    # (The uninstall clean-up is a hook too, of pre-delete: test_uninstall_cleanup_render.py.)
+    assert not [
+        d for d in off if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    ]
     deploy = documents((REPO / "deploy" / "forensic-checkpoint.yaml").read_text())
     assert not [d for d in deploy if "helm.sh/hook" in d["metadata"].get("annotations", {})]
