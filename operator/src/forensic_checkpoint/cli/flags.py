@@ -8,6 +8,8 @@
   the file, with a warning; any other value must be a format.
 - ``ARCHIVE`` ``-``: the archive from stdin (:func:`archive_from`).
 - ``--fail-on SEVERITY``: exit :data:`EXIT_FINDINGS` when a finding is at or above it.
+- ``--kubeconfig``, ``--context``, ``-n/--namespace``: kubectl's, before or after a subcommand
+  (:func:`add_kube_flags`; resolved by :mod:`forensic_checkpoint.k8s.kubeconfig`).
 """
 
 from __future__ import annotations
@@ -124,6 +126,39 @@ def add_output_file(parser: argparse.ArgumentParser, *, legacy_o: bool = False) 
             convert=Path,
             metavar="FILE",
             help="deprecated spelling of -O/--output-file",
+        )
+
+
+def add_kube_flags(
+    parser: argparse.ArgumentParser, *, namespace: bool = True, subcommand: bool = False
+) -> None:
+    """kubectl's ``--kubeconfig``, ``--context`` and ``-n/--namespace`` (None when not given).
+
+    kubectl hands a plugin its arguments as typed (``kubectl forensic --context c nodes``:
+    flags cannot come before the plugin's name), so the plugin takes them on its top parser
+    and on every ``subcommand`` parser alike; there they default to SUPPRESS, so that a
+    subcommand does not reset a value given before it.
+    """
+    default = argparse.SUPPRESS if subcommand else None
+    parser.add_argument(
+        "--kubeconfig",
+        default=default,
+        metavar="FILE",
+        help="kubeconfig file (default: every file of $KUBECONFIG, else ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--context",
+        default=default,
+        metavar="NAME",
+        help="kubeconfig context (default: its current-context)",
+    )
+    if namespace:
+        parser.add_argument(
+            "-n",
+            "--namespace",
+            default=default,
+            metavar="NS",
+            help="namespace (default: the context's, else default)",
         )
 
 
