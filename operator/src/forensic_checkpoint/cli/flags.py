@@ -170,8 +170,15 @@ def text_style(color: str, output_file: Path | None) -> TextStyle:
     return TextStyle(width=max(width, MIN_WIDTH), color=on)
 
 
+_CONTEXTS_NAMESPACE = "the context's, else default"
+
+
 def add_kube_flags(
-    parser: argparse.ArgumentParser, *, namespace: bool = True, subcommand: bool = False
+    parser: argparse.ArgumentParser,
+    *,
+    namespace: bool = True,
+    subcommand: bool = False,
+    namespace_default: str | None = None,
 ) -> None:
     """kubectl's ``--kubeconfig``, ``--context`` and ``-n/--namespace`` (None when not given).
 
@@ -199,7 +206,7 @@ def add_kube_flags(
             "--namespace",
             default=default,
             metavar="NS",
-            help="namespace (default: the context's, else default)",
+            help=f"namespace (default: {namespace_default or _CONTEXTS_NAMESPACE})",
         )
 
 

@@ -47,6 +47,9 @@ _HANDLERS = {
 }
 
 
+#: The namespace of a subcommand whose objects live in the chart's namespace, not the user's.
+_OWN_NAMESPACE = {"kubelet-cert": "forensic-checkpoint"}
+
 #: The chart's archive reader for the release "forensic-checkpoint" in its namespace.
 DEFAULT_READER = "forensic-checkpoint/forensic-checkpoint-archive-reader"
 
@@ -106,13 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave the CSR for an administrator to approve (`kubectl certificate approve`)",
     )
     cert.add_argument("--wait-timeout", type=float, default=300.0)
-    for subparser in sub.choices.values():
-        add_kube_flags(subparser, subcommand=True)
+    for name, subparser in sub.choices.items():
+        add_kube_flags(subparser, subcommand=True, namespace_default=_OWN_NAMESPACE.get(name))
     return parser
-
-
-#: The namespace of a subcommand whose objects live in the chart's namespace, not the user's.
-_OWN_NAMESPACE = {"kubelet-cert": "forensic-checkpoint"}
 
 
 def main(argv: list[str] | None = None) -> int:
