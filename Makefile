@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TOOLS_DIR ?= $(HOME)/.cache/forensic-checkpoint
 
-.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster bench-findings demo demo-real cluster-tools check-tools node-tools corpus-images corpus image e2e-cluster crds rules deploy chart-readme clean
+.PHONY: test-deps setup test test-slow test-fast test-area lint bench bench-cluster bench-findings demo demo-real cluster-tools check-tools node-tools corpus-images corpus image e2e-cluster crds rules deploy chart-readme plugin-dist clean
 
 setup: $(VENV)/.setup-done
 $(VENV)/.setup-done: pyproject.toml dev/pyproject.toml scripts/setup-venv.sh
@@ -74,6 +74,11 @@ deploy: setup cluster-tools
 # The chart's README.md (every value: type, default, its `# --` comment), from values.yaml.
 chart-readme: setup
 	$(VENV)/bin/forensic-checkpoint-dev chart-readme
+
+# The kubectl plugin's krew archive (dist/kubectl-forensic-vVERSION.tar.gz, reproducible) and
+# its manifest plugins/forensic.yaml with that archive's sha256.
+plugin-dist: setup
+	$(VENV)/bin/forensic-checkpoint-dev plugin-dist
 
 # A local control plane with 3 fake nodes, the operator and agents as processes, and one
 # ForensicCheckpoint of a real CRI-O sample analysed into its status.

@@ -24,6 +24,10 @@ from forensic_checkpoint_dev.cluster.testing import (
     session_cluster,
 )
 
+# pytest-xdist's workers set COLUMNS=80, and the CLI's text tables fit $COLUMNS (as ls does):
+# tests see the default width unless they set it (tests/cli/test_terminal_output.py).
+os.environ.pop("COLUMNS", None)
+
 #: Fixtures that start a dev cluster (or stand for one). A test that uses any of them, directly
 #: or through another fixture, is marked ``cluster``; the guard below fails a test that starts a
 #: cluster without being marked, so a new cluster fixture cannot slip into the fast tier.

@@ -11,7 +11,8 @@ import yaml
 from tests.analysis.sample_data import sample_path
 
 from forensic_checkpoint.analysis.model.findings import SEVERITIES, SEVERITY_RANK
-from forensic_checkpoint.cli.flags import EXIT_FINDINGS
+from forensic_checkpoint.analysis.presentation.style import DEFAULT_WIDTH, MIN_WIDTH
+from forensic_checkpoint.cli.flags import EXIT_FINDINGS, text_style
 from forensic_checkpoint.cli.kubectl_forensic import build_parser
 from forensic_checkpoint.cli.main import EXIT_INCOMPLETE, main
 
@@ -140,3 +141,17 @@ def test_archive_from_stdin(command: str) -> None:
     assert path == "-"
     if command == "search":
         assert doc["memory"]["searches"][0]["totalMatches"] == 2
+
+
+def test_text_style_rules_for_a_file_and_columns(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    # a file: plain, default width, whatever the terminal
+    assert text_style("auto", tmp_path / "out.txt").color is False
+    assert text_style("auto", tmp_path / "out.txt").width == DEFAULT_WIDTH
+    monkeypatch.setenv("COLUMNS", "12")
+    assert text_style("never", None).width == MIN_WIDTH  # never narrower than readable
+    monkeypatch.setenv("COLUMNS", "junk")
+    assert text_style("never", None).width == DEFAULT_WIDTH

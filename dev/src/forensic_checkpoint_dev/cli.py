@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "corpus": "forensic_checkpoint_dev.corpus.command",
     "demo": "forensic_checkpoint_dev.demo",
     "image": "forensic_checkpoint_dev.image",
+    "plugin-dist": "forensic_checkpoint_dev.krew",
     "render-deploy": "forensic_checkpoint_dev.deploy",
 }
 

@@ -20,11 +20,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "archive", type=Path, help="checkpoint archive (.tar, .tar.gz, .tar.zst); - reads stdin"
     )
-    from forensic_checkpoint.cli.flags import add_fail_on, add_output_file, add_output_format
+    from forensic_checkpoint.cli.flags import (
+        add_color,
+        add_fail_on,
+        add_output_file,
+        add_output_format,
+    )
 
     add_output_format(parser, legacy_file=True)
     add_output_file(parser)
     add_fail_on(parser)
+    add_color(parser)
     parser.add_argument(
         "--search",
         action="append",
@@ -89,7 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from forensic_checkpoint.analysis import AnalyzerOptions
     from forensic_checkpoint.analysis.presentation.render import render_report
-    from forensic_checkpoint.cli.flags import STDIN, archive_from, fail_on_status, write_output
+    from forensic_checkpoint.cli.flags import (
+        STDIN,
+        archive_from,
+        fail_on_status,
+        text_style,
+        write_output,
+    )
     from forensic_checkpoint.errors import ConfigError
 
     if args.context < 0 or args.max_matches < 0:
@@ -112,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         from forensic_checkpoint.analysis.commands.prune import prune_to_subtree
 
         report = prune_to_subtree(report, args.pid)
-    text = render_report(report, args.output)
+    text = render_report(report, args.output, text_style(args.color, args.output_file))
     _exports(report, args)
     write_output(text, args.output_file)
     from forensic_checkpoint.cli.main import exit_status

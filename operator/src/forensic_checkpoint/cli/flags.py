@@ -8,6 +8,10 @@
   the file, with a warning; any other value must be a format.
 - ``ARCHIVE`` ``-``: the archive from stdin (:func:`archive_from`).
 - ``--fail-on SEVERITY``: exit :data:`EXIT_FINDINGS` when a finding is at or above it.
+- ``--color auto|always|never`` and the text's width (:func:`text_style`): colour only on a
+  terminal unless ``always``, never with ``NO_COLOR``; tables fit ``$COLUMNS`` or the terminal.
+- ``--kubeconfig``, ``--context``, ``-n/--namespace``: kubectl's, before or after a subcommand
+  (:func:`add_kube_flags`; resolved by :mod:`forensic_checkpoint.k8s.kubeconfig`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ import contextlib
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from forensic_checkpoint.analysis.presentation.style import TextStyle
 
 FORMATS = ("text", "json", "yaml")
 
@@ -124,6 +131,82 @@ def add_output_file(parser: argparse.ArgumentParser, *, legacy_o: bool = False) 
             convert=Path,
             metavar="FILE",
             help="deprecated spelling of -O/--output-file",
+        )
+
+
+def add_color(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--color",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="colour the text output: auto (default) when stdout is a terminal and NO_COLOR "
+        "is not set; always; never",
+    )
+
+
+def text_style(color: str, output_file: Path | None) -> TextStyle:
+    """Width and colour of the text output, as ls and kubectl decide them: a file gets plain
+    text of the default width; stdout gets $COLUMNS, else the terminal's width (the default on
+    a pipe), and colour when ``--color=always``, or ``auto`` on a terminal without NO_COLOR
+    (https://no-color.org) or TERM=dumb."""
+    import os
+
+    from forensic_checkpoint.analysis.presentation.style import DEFAULT_WIDTH, MIN_WIDTH, TextStyle
+
+    if output_file is not None:
+        return TextStyle(color=color == "always")
+    tty = sys.stdout.isatty()
+    width = DEFAULT_WIDTH
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        width = int(columns)
+    elif tty:
+        with contextlib.suppress(OSError, ValueError):
+            width = os.get_terminal_size(sys.stdout.fileno()).columns or DEFAULT_WIDTH
+    if color == "auto":
+        on = tty and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+    else:
+        on = color == "always"
+    return TextStyle(width=max(width, MIN_WIDTH), color=on)
+
+
+_CONTEXTS_NAMESPACE = "the context's, else default"
+
+
+def add_kube_flags(
+    parser: argparse.ArgumentParser,
+    *,
+    namespace: bool = True,
+    subcommand: bool = False,
+    namespace_default: str | None = None,
+) -> None:
+    """kubectl's ``--kubeconfig``, ``--context`` and ``-n/--namespace`` (None when not given).
+
+    kubectl hands a plugin its arguments as typed (``kubectl forensic --context c nodes``:
+    flags cannot come before the plugin's name), so the plugin takes them on its top parser
+    and on every ``subcommand`` parser alike; there they default to SUPPRESS, so that a
+    subcommand does not reset a value given before it.
+    """
+    default = argparse.SUPPRESS if subcommand else None
+    parser.add_argument(
+        "--kubeconfig",
+        default=default,
+        metavar="FILE",
+        help="kubeconfig file (default: every file of $KUBECONFIG, else ~/.kube/config)",
+    )
+    parser.add_argument(
+        "--context",
+        default=default,
+        metavar="NAME",
+        help="kubeconfig context (default: its current-context)",
+    )
+    if namespace:
+        parser.add_argument(
+            "-n",
+            "--namespace",
+            default=default,
+            metavar="NS",
+            help=f"namespace (default: {namespace_default or _CONTEXTS_NAMESPACE})",
         )
 
 

@@ -20,8 +20,9 @@ HELP = "Show each node's capture readiness (its ForensicNode)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kubeconfig", help="kubeconfig file (else the usual lookup)")
-    from forensic_checkpoint.cli.flags import FORMATS, add_output_format
+    from forensic_checkpoint.cli.flags import FORMATS, add_kube_flags, add_output_format
+
+    add_kube_flags(parser, namespace=False)  # ForensicNodes are cluster-scoped
 
     # "table" is the former name of "text", kept so that scripts still work.
     add_output_format(parser, (*FORMATS, "table"))
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    api = from_environment(args.kubeconfig)
+    api = from_environment(args.kubeconfig, context=args.context)
     try:
         return print_nodes(api, args.output, require_ready=args.require_ready)
     finally:

@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--sidecar", type=Path, help="the <sha256>.evidence.json manifest")
     source.add_argument("--ref", metavar="NAME", help="the ForensicCheckpoint to read")
-    parser.add_argument("-n", "--namespace", default="default", help="namespace of --ref")
-    parser.add_argument("--kubeconfig", help="kubeconfig for --ref (else the usual lookup)")
+    from forensic_checkpoint.cli.flags import add_kube_flags
+
+    add_kube_flags(parser)  # for --ref, as kubectl resolves them
     parser.add_argument(
         "--identity", type=Path, help="age identity file: also check the decrypted plaintext"
     )
@@ -89,10 +90,12 @@ def record_from_checkpoint(fcp: ForensicCheckpoint) -> EvidenceRecord:
 def _fetch_checkpoint(args: argparse.Namespace) -> ForensicCheckpoint:
     from forensic_checkpoint.k8s import client
     from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
+    from forensic_checkpoint.k8s.kubeconfig import resolve
 
-    api = client.from_environment(args.kubeconfig)
+    namespace = resolve(args.kubeconfig, args.context, args.namespace).namespace
+    api = client.from_environment(args.kubeconfig, context=args.context)
     try:
-        return ForensicCheckpoints(api).read(args.namespace, args.ref)
+        return ForensicCheckpoints(api).read(namespace, args.ref)
     except ValidationError as exc:
         # A tampered status may not even parse: that is a mismatch to report, not a crash.
         raise IntegrityError(f"ForensicCheckpoint {args.ref} is malformed: {exc}") from exc

@@ -19,6 +19,7 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 from forensic_checkpoint.errors import ConfigError
+from forensic_checkpoint.k8s.kubeconfig import resolve
 
 ApiClient = k8s_client.ApiClient
 
@@ -81,17 +82,17 @@ def in_cluster(*, service_account_dir: Path = SERVICE_ACCOUNT_DIR) -> ApiClient:
     return ApiClient(configuration=cfg)
 
 
-def from_environment(kubeconfig: str | os.PathLike[str] | None = None) -> ApiClient:
-    """The usual resolution order: an explicit kubeconfig, ``$KUBECONFIG``, in-cluster, then
-    ``~/.kube/config``."""
-    if kubeconfig:
-        return from_kubeconfig(kubeconfig)
-    env = os.environ.get("KUBECONFIG")
-    if env:
-        return from_kubeconfig(env.split(os.pathsep)[0])
-    if (SERVICE_ACCOUNT_DIR / "token").exists() and os.environ.get("KUBERNETES_SERVICE_HOST"):
+def from_environment(
+    kubeconfig: str | os.PathLike[str] | None = None, *, context: str | None = None
+) -> ApiClient:
+    """kubectl's resolution (:mod:`.kubeconfig`): an explicit kubeconfig, every file of
+    ``$KUBECONFIG``, in-cluster (when neither, nor a context, is given), then
+    ``~/.kube/config``; ``context`` overrides the files' current context."""
+    in_pod = (SERVICE_ACCOUNT_DIR / "token").exists() and os.environ.get("KUBERNETES_SERVICE_HOST")
+    if not (kubeconfig or context or os.environ.get("KUBECONFIG")) and in_pod:
         return in_cluster()
-    return from_kubeconfig(Path.home() / ".kube" / "config")
+    target = resolve(kubeconfig, context)
+    return from_kubeconfig(os.pathsep.join(map(str, target.files)), context=target.context)
 
 
 def close(api: ApiClient) -> None:

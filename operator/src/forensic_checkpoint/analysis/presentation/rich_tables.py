@@ -1,5 +1,5 @@
-"""The building blocks of the text output: a fixed-width rich console, titled tables, key-value
-tables, sizes and one-line snippets."""
+"""The building blocks of the text output: a rich console of the width and colour the CLI
+chose, titled tables, key-value tables, sizes and one-line snippets."""
 
 from __future__ import annotations
 
@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from forensic_checkpoint.analysis.presentation.style import PLAIN, TextStyle
+
 if TYPE_CHECKING:
     from forensic_checkpoint.analysis.model.report import QueueData
-
-
-_WIDTH = 140
 
 
 _SNIPPET = 200
@@ -58,12 +57,16 @@ def key_values(title: str, rows: list[tuple[str, Any]]) -> Table:
     return table
 
 
-def new_console() -> tuple[Console, io.StringIO]:
+def new_console(style: TextStyle = PLAIN) -> tuple[Console, io.StringIO]:
+    """A console that renders into a string: tables fold or wrap to ``style.width``; ANSI
+    colours only with ``style.color`` (never else: the string may go to a file or a pipe)."""
     buf = io.StringIO()
     return Console(
         file=buf,
-        width=_WIDTH,
-        no_color=True,
+        width=style.width,
+        no_color=not style.color,
+        force_terminal=style.color,
+        color_system="standard" if style.color else None,
         highlight=False,
         soft_wrap=False,
         markup=False,

@@ -18,6 +18,7 @@ from forensic_checkpoint.analysis.presentation.rich_tables import (
     new_table,
     queue_text,
 )
+from forensic_checkpoint.analysis.presentation.style import PLAIN, TextStyle
 from forensic_checkpoint.analysis.presentation.text_diff import render_diff, render_list
 from forensic_checkpoint.analysis.presentation.text_processes import (
     render_process_tree,
@@ -28,19 +29,19 @@ if TYPE_CHECKING:
     from forensic_checkpoint.analysis.model.report import Report, Socket
 
 
-def render(report: Any) -> str:
+def render(report: Any, style: TextStyle = PLAIN) -> str:
     from forensic_checkpoint.analysis.model.diff import DiffReport
     from forensic_checkpoint.analysis.model.listing import CheckpointList
 
     if isinstance(report, DiffReport):
-        return render_diff(report)
+        return render_diff(report, style)
     if isinstance(report, CheckpointList):
-        return render_list(report)
-    return render_report(report)
+        return render_list(report, style)
+    return render_report(report, style)
 
 
-def render_report(report: Report) -> str:
-    console, buf = new_console()
+def render_report(report: Report, style: TextStyle = PLAIN) -> str:
+    console, buf = new_console(style)
     c, a = report.container, report.archive
     console.print(
         key_values(

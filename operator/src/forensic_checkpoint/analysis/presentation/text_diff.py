@@ -10,14 +10,15 @@ from forensic_checkpoint.analysis.presentation.rich_tables import (
     new_console,
     new_table,
 )
+from forensic_checkpoint.analysis.presentation.style import PLAIN, TextStyle
 
 if TYPE_CHECKING:
     from forensic_checkpoint.analysis.model.diff import DiffReport
     from forensic_checkpoint.analysis.model.listing import CheckpointList
 
 
-def render_list(listing: CheckpointList) -> str:
-    console, buf = new_console()
+def render_list(listing: CheckpointList, style: TextStyle = PLAIN) -> str:
+    console, buf = new_console(style)
     table = new_table(
         "Checkpoints", "namespace", "pod", "container", "engine", "checkpointed", "size", "path"
     )
@@ -38,8 +39,8 @@ def render_list(listing: CheckpointList) -> str:
     return buf.getvalue()
 
 
-def render_diff(diff: DiffReport) -> str:
-    console, buf = new_console()
+def render_diff(diff: DiffReport, style: TextStyle = PLAIN) -> str:
+    console, buf = new_console(style)
     console.print(
         key_values(
             "Checkpoint diff",

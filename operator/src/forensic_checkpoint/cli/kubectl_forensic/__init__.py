@@ -1,8 +1,10 @@
 """`kubectl forensic`: the kubectl plugin (console script ``kubectl-forensic``).
 
-kubectl finds ``kubectl-forensic`` on the PATH and runs it for ``kubectl forensic ...``. It
-talks to the cluster with the user's kubeconfig (``--kubeconfig``, ``$KUBECONFIG``,
-``~/.kube/config``), so RBAC decides what each user may do: ``capture`` needs ``create
+kubectl finds ``kubectl-forensic`` on the PATH and runs it for ``kubectl forensic ...``, with
+the arguments as typed and no flags of its own. So the plugin takes kubectl's ``--kubeconfig``,
+``--context`` and ``-n/--namespace`` itself, before or after the subcommand, resolved by
+kubectl's rules (:mod:`forensic_checkpoint.k8s.kubeconfig`). It talks to the cluster with the
+user's own credentials, so RBAC decides what each user may do: ``capture`` needs ``create
 forensiccheckpoints`` in the namespace (the aggregated "edit" role), ``report`` needs ``get``.
 
 One module per subcommand, each with ``run(api, args) -> int``, imported only when chosen:
@@ -25,7 +27,12 @@ import argparse
 import importlib
 from pathlib import Path
 
-from forensic_checkpoint.cli.flags import FORMATS, add_output_file, add_output_format
+from forensic_checkpoint.cli.flags import (
+    FORMATS,
+    add_kube_flags,
+    add_output_file,
+    add_output_format,
+)
 from forensic_checkpoint.cli.main import boundary
 
 EXIT_FAILED = 1
@@ -40,6 +47,9 @@ _HANDLERS = {
 }
 
 
+#: The namespace of a subcommand whose objects live in the chart's namespace, not the user's.
+_OWN_NAMESPACE = {"kubelet-cert": "forensic-checkpoint"}
+
 #: The chart's archive reader for the release "forensic-checkpoint" in its namespace.
 DEFAULT_READER = "forensic-checkpoint/forensic-checkpoint-archive-reader"
 
@@ -48,12 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubectl forensic", description="Forensic container checkpoints from kubectl."
     )
-    parser.add_argument("--kubeconfig", help="default: $KUBECONFIG, else ~/.kube/config")
+    add_kube_flags(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     capture = sub.add_parser("capture", help="checkpoint a pod's containers and analyse them")
     capture.add_argument("pod")
-    capture.add_argument("-n", "--namespace", default=None, help="default: the context's")
     capture.add_argument("-c", "--container", action="append", default=[], help="repeatable")
     capture.add_argument("--search", action="append", default=[], help="literal to find")
     capture.add_argument("--regex", action="append", default=[], help="regex to find")
@@ -64,12 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="the analysis summary of a ForensicCheckpoint")
     report.add_argument("name")
-    report.add_argument("-n", "--namespace", default=None)
     add_output_format(report)
 
     archive = sub.add_parser("get-archive", help="download a checkpoint archive (sha256 checked)")
     archive.add_argument("name")
-    archive.add_argument("-n", "--namespace", default=None)
     # kubectl's -o is the output format; the file is -O/--output-file (-o FILE still works).
     add_output_file(archive, legacy_o=True)
     archive.add_argument("-c", "--container", help="which container (default: the only one)")
@@ -92,7 +99,6 @@ def build_parser() -> argparse.ArgumentParser:
     cert = sub.add_parser(
         "kubelet-cert", help="issue the agents' kubelet client certificate through a CSR"
     )
-    cert.add_argument("-n", "--namespace", default="forensic-checkpoint")
     cert.add_argument("--secret", default="forensic-checkpoint-kubelet-client")
     cert.add_argument("--user", default="forensic-checkpoint:agent", help="certificate CN")
     cert.add_argument("--days", type=int, default=365, help="requested validity")
@@ -103,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave the CSR for an administrator to approve (`kubectl certificate approve`)",
     )
     cert.add_argument("--wait-timeout", type=float, default=300.0)
+    for name, subparser in sub.choices.items():
+        add_kube_flags(subparser, subcommand=True, namespace_default=_OWN_NAMESPACE.get(name))
     return parser
 
 
@@ -113,8 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("get-archive: the file to write is required (-O/--output-file FILE)")
     try:
         from forensic_checkpoint.k8s.client import close, from_environment
+        from forensic_checkpoint.k8s.kubeconfig import resolve
 
-        api = from_environment(args.kubeconfig)
+        given = args.namespace or _OWN_NAMESPACE.get(args.command)
+        args.namespace = resolve(args.kubeconfig, args.context, given).namespace
+        api = from_environment(args.kubeconfig, context=args.context)
         try:
             handler = importlib.import_module(_HANDLERS[args.command], __name__)
             return int(handler.run_plugin(api, args))

@@ -3,34 +3,19 @@ ForensicCheckpoint."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from pydantic import ValidationError
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
 from forensic_checkpoint.k8s.client import ApiClient
+from forensic_checkpoint.k8s.kubeconfig import resolve
 
 
 def namespace(given: str | None, kubeconfig: str | None) -> str:
-    """The namespace flag, else the kubeconfig context's, else ``default`` (kubectl's rule)."""
-    if given:
-        return given
-    import yaml
-
-    path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0]
-    path = path or str(Path.home() / ".kube" / "config")
-    try:
-        config = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except OSError:
-        return "default"
-    current = config.get("current-context")
-    for ctx in config.get("contexts") or []:
-        if ctx.get("name") == current:
-            return str((ctx.get("context") or {}).get("namespace") or "default")
-    return "default"
+    """The namespace flag, else the kubeconfig context's, else ``default`` (kubectl's rule;
+    the plugin's ``main`` has already resolved it with ``--context``)."""
+    return resolve(kubeconfig, None, given).namespace
 
 
 def get_checkpoint(api: ApiClient, namespace: str, name: str) -> ForensicCheckpoint:
