@@ -19,8 +19,10 @@ import requests
 import yaml
 
 from forensic_checkpoint.agent_identity import agent_audience
+from forensic_checkpoint.errors import ClusterError
+from forensic_checkpoint.k8s.agent_tunnel import AgentPod, open_tunnel
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
-from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint.k8s.client import close, from_kubeconfig
 from forensic_checkpoint_dev.cluster import access, binaries
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.stack import (
@@ -163,17 +165,24 @@ def test_capture_wait_report_and_get_archive(
     # token for the node's agent; the investigator's own credentials never go to the agent.
     refused = plugin(
         investigator, "get-archive", name, "-O", str(tmp_path / "x.tar"),
-        "--agent-ca-file", str(stack.agent_ca.cert),
+        "--agent-ca-file", str(stack.agent_ca.cert), "--direct",
     )  # fmt: skip
     assert refused.returncode == 1
     assert "cannot get a token of the archive reader" in refused.stderr
     run(kubectl(), "create", "rolebinding", "investigator-reads", "-n", SYSTEM_NAMESPACE,
         f"--role={ARCHIVE_READER_SA}", "--user=investigator",
         kubeconfig=stack.cluster.kubeconfig)  # fmt: skip
+    # By default through the API server: the dev stack's agent is a host process, not a pod.
+    no_pod = plugin(
+        investigator, "get-archive", name, "-O", str(tmp_path / "x.tar"),
+        "--agent-ca-file", str(stack.agent_ca.cert),
+    )  # fmt: skip
+    assert no_pod.returncode == 1
+    assert f"no running agent pod on node node-1 in namespace {SYSTEM_NAMESPACE}" in no_pod.stderr
     out = tmp_path / "counter.tar"
     got = plugin(
         investigator, "get-archive", name, "-O", str(out),
-        "--agent-ca-file", str(stack.agent_ca.cert),
+        "--agent-ca-file", str(stack.agent_ca.cert), "--direct",
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
     assert hashlib.sha256(out.read_bytes()).hexdigest() == TRUTH["archive"]["sha256"]
@@ -213,12 +222,26 @@ def test_capture_wait_report_and_get_archive(
     tampered = tmp_path / "tampered.tar"
     bad = plugin(
         investigator, "get-archive", name, "-O", str(tampered),
-        "--agent-ca-file", str(stack.agent_ca.cert),
+        "--agent-ca-file", str(stack.agent_ca.cert), "--direct",
     )  # fmt: skip
     assert bad.returncode == 1
     assert "sha256 mismatch" in bad.stderr
     assert not tampered.exists()
     assert not tampered.with_name("tampered.tar.part").exists()
+
+
+def test_a_port_forward_without_the_grant_is_refused(stack: LocalStack, investigator: Path) -> None:
+    """The API server refuses the websocket before it reaches a kubelet: the refusal comes back
+    as a 403 with the API server's reason, not a websocket library's traceback."""
+    api = from_kubeconfig(investigator)
+    try:
+        with pytest.raises(ClusterError) as refused:
+            open_tunnel(api, AgentPod("default", "forensic-checkpoint-agent-x", 8443))
+    finally:
+        close(api)
+    assert refused.value.status_code == 403
+    assert "port-forward to pod default/forensic-checkpoint-agent-x:8443" in refused.value.message
+    assert "403 Forbidden" in refused.value.message
 
 
 def test_capture_of_a_missing_pod_fails_with_the_reason(
