@@ -11,10 +11,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TextIO
 
 _REDRAW_SECONDS = 0.125
 _WIDTH = 24
+#: Smaller archives are read in seconds: no bar for them (issue 18: "a few hundred MB").
+LARGE_ARCHIVE_BYTES = 256 << 20
 
 
 def human_bytes(count: float) -> str:
@@ -98,6 +101,12 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def for_archive(path: Path, *, stream: TextIO | None = None) -> Progress:
+    """The analyzer's bar over one pass of ``path``: drawn only for a large archive."""
+    size = path.stat().st_size
+    return Progress(path.name, size, stream=stream, quiet=size < LARGE_ARCHIVE_BYTES)
 
 
 def _is_terminal(stream: TextIO) -> bool:
