@@ -438,10 +438,16 @@ def test_the_agents_ca_certificate_is_published_for_archive_readers() -> None:
     assert grants == {
         ("serviceaccounts/token", ("fc-forensic-checkpoint-archive-reader",)): ["create"],
         ("pods", ()): ["get", "list"],
-        ("pods/portforward", ()): ["create"],
+        ("pods/portforward", ()): ["get", "create"],
         ("configmaps", ("fc-forensic-checkpoint-archive-reader-ca",)): ["get"],
     }
     assert role["metadata"]["namespace"] == published["metadata"]["namespace"]
+    # deploy/rbac/archive-reader.yaml (what the plugin's cluster tests run with) is the same Role.
+    proven = one(documents((REPO / "deploy" / "rbac" / "archive-reader.yaml").read_text()), "Role")
+    chart = one(
+        documents(template(release="forensic-checkpoint")), "Role", proven["metadata"]["name"]
+    )
+    assert proven["rules"] == chart["rules"]
     without = documents(template(set_values=["rbac.archiveReader=false"]))
     assert not [d for d in by_kind(without, "ConfigMap") if d["metadata"]["name"].endswith("-ca")]
 

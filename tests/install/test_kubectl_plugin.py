@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from forensic_checkpoint.agent_identity import agent_audience
 from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.agent_tunnel import AgentPod, open_tunnel
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
-from forensic_checkpoint.k8s.client import close, from_kubeconfig
+from forensic_checkpoint.k8s.client import close, from_token
 from forensic_checkpoint_dev.cluster import access, binaries
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.stack import (
@@ -230,18 +231,42 @@ def test_capture_wait_report_and_get_archive(
     assert not tampered.with_name("tampered.tar.part").exists()
 
 
-def test_a_port_forward_without_the_grant_is_refused(stack: LocalStack, investigator: Path) -> None:
-    """The API server refuses the websocket before it reaches a kubelet: the refusal comes back
-    as a 403 with the API server's reason, not a websocket library's traceback."""
-    api = from_kubeconfig(investigator)
+def test_the_archive_reader_role_lets_a_port_forward_through(stack: LocalStack) -> None:
+    """The API server authorises the websocket before it reaches a kubelet (so a missing pod
+    tells): without the Role a 403 with the API server's reason, not a websocket library's
+    traceback; with it (deploy/rbac, the chart's Role) the request gets past authorisation,
+    which needs both get and create on pods/portforward."""
+    admin = stack.cluster.admin_client()
+    try:
+        access.create_service_account(admin, NAMESPACE, "pf-probe")
+        token = access.request_token(admin, NAMESPACE, "pf-probe")
+    finally:
+        close(admin)
+    user = from_token(stack.cluster.server, token, ca_file=stack.cluster.ca_file)
+    target = AgentPod(SYSTEM_NAMESPACE, "forensic-checkpoint-agent-x", 8443)
     try:
         with pytest.raises(ClusterError) as refused:
-            open_tunnel(api, AgentPod("default", "forensic-checkpoint-agent-x", 8443))
+            open_tunnel(user, target)
+        assert refused.value.status_code == 403
+        assert (
+            f"port-forward to pod {SYSTEM_NAMESPACE}/forensic-checkpoint-agent-x:8443: "
+            "Handshake status 403 Forbidden: " in refused.value.message
+        )
+        assert 'cannot get resource "pods/portforward"' in refused.value.message
+        run(kubectl(), "create", "rolebinding", "pf-probe", "-n", SYSTEM_NAMESPACE,
+            f"--role={ARCHIVE_READER_SA}", f"--serviceaccount={NAMESPACE}:pf-probe",
+            kubeconfig=stack.cluster.kubeconfig)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:  # RBAC reaches the authorizer's cache within a second or two
+            with pytest.raises(ClusterError) as past:
+                open_tunnel(user, target)
+            if past.value.status_code != 403 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert past.value.status_code == 404, past.value.message
+        assert 'pods "forensic-checkpoint-agent-x" not found' in past.value.message
     finally:
-        close(api)
-    assert refused.value.status_code == 403
-    assert "port-forward to pod default/forensic-checkpoint-agent-x:8443" in refused.value.message
-    assert "403 Forbidden" in refused.value.message
+        close(user)
 
 
 def test_capture_of_a_missing_pod_fails_with_the_reason(

@@ -56,7 +56,8 @@ def test_the_chart_runs_the_whole_flow_in_pods_on_the_real_node(tmp_path: Path) 
     refused = re.search(r"get-archive without pods/portforward: (.*)", out)
     assert refused is not None, out[-3000:]
     assert "port-forward to pod forensic-checkpoint/" in refused[1] and "403" in refused[1]
-    assert "create pods/portforward" in refused[1]
+    assert 'cannot get resource "pods/portforward"' in refused[1]
+    assert "get and create pods/portforward" in refused[1]
     assert re.search(r"alert capture \S+: Completed", out)
     calls = re.search(r"checkpoint calls: kubelet (\d+), containerd (\d+)", out)
     assert calls is not None and calls[1] == calls[2] and int(calls[1]) >= 4

@@ -10,6 +10,8 @@ relaying it see ciphertext, and a tunnel to the wrong pod fails the handshake.
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -112,16 +114,29 @@ def open_tunnel(api: ApiClient, pod: AgentPod) -> Tunnel:
             ports=str(pod.port),
         )
     except ApiException as exc:
-        # The websocket handshake's refusal arrives as status 0 with the HTTP status in the text.
-        text = str(exc.reason or exc)
-        status = 403 if " 403 " in f" {text} " else (exc.status or None)
-        first = text.split(" -+-+- ", maxsplit=1)[0]
-        raise ClusterError(f"{action}: {first}", status_code=status) from exc
+        status, message = _handshake_refusal(str(exc.reason or exc))
+        raise ClusterError(f"{action}: {message}", status_code=status or exc.status) from exc
     try:
         return Tunnel(pod, forward)
     except BaseException:
         forward.close()
         raise
+
+
+def _handshake_refusal(text: str) -> tuple[int | None, str]:
+    """(HTTP status, the API server's message) of a refused websocket handshake, which the
+    client library reports as ``Handshake status 403 Forbidden -+-+- {headers} -+-+- {body}``."""
+    parts = text.split(" -+-+- ")
+    found = re.match(r"Handshake status (\d{3})", parts[0])
+    message = parts[0]
+    if len(parts) >= 3:
+        try:
+            body = json.loads(parts[2])
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and body.get("message"):
+            message = f"{parts[0]}: {body['message']}"
+    return (int(found[1]) if found else None), message
 
 
 def config_map_value(api: ApiClient, namespace: str, name: str, key: str) -> str | None:

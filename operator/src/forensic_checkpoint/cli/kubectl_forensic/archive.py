@@ -173,7 +173,7 @@ def agent_socket(
     from forensic_checkpoint.k8s.agent_tunnel import agent_pod, open_tunnel
 
     hint = (
-        f"you need the Role {role} in {namespace} (list pods, create pods/portforward), "
+        f"you need the Role {role} in {namespace} (list pods, get and create pods/portforward), "
         "or --direct from inside the cluster network"
     )
     try:
