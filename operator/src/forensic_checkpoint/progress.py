@@ -105,7 +105,10 @@ class Progress:
 
 def for_archive(path: Path, *, stream: TextIO | None = None) -> Progress:
     """The analyzer's bar over one pass of ``path``: drawn only for a large archive."""
-    size = path.stat().st_size
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # the analyzer reports a missing or unreadable file in its own words
     return Progress(path.name, size, stream=stream, quiet=size < LARGE_ARCHIVE_BYTES)
 
 
