@@ -3,7 +3,8 @@
 kubectl finds ``kubectl-forensic`` on the PATH and runs it for ``kubectl forensic ...``. It
 talks to the cluster with the user's kubeconfig (``--kubeconfig``, ``$KUBECONFIG``,
 ``~/.kube/config``), so RBAC decides what each user may do: ``capture`` needs ``create
-forensiccheckpoints`` in the namespace (the aggregated "edit" role), ``report`` needs ``get``.
+forensiccheckpoints`` in the namespace (the aggregated "edit" role), ``report`` needs ``get``,
+``get-archive`` also the archive-reader Role of the release namespace (docs/install.md).
 
 One module per subcommand, each with ``run(api, args) -> int``, imported only when chosen:
 
