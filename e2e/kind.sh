@@ -71,9 +71,6 @@ provider_service_url() { # namespace service port-name: through a port-forward
     sleep 2
     echo "http://127.0.0.1:$port"
 }
-# The agents' pod DNS names must resolve here (e.g. a resolver that forwards cluster.local to
-# the cluster's DNS); kind's is not reachable from the host by default.
-provider_with_cluster_dns() { "$@"; }
 NODE=$(kubectl get nodes -o name | grep -v control-plane | head -1)
 export NODE=${NODE#node/}
 export ALERTMANAGER=${ALERTMANAGER:-alertmanager} AMTOOL=${AMTOOL:-amtool}

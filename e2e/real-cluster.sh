@@ -76,17 +76,6 @@ provider_service_url() { # namespace service port-name
         -o "jsonpath=http://{.spec.clusterIP}:{.spec.ports[?(@.name==\"$3\")].port}"
 }
 
-# The machine's own resolver does not know cluster.local: the command runs in a mount namespace
-# whose /etc/resolv.conf names the cluster's DNS Service (reached through kube-proxy).
-provider_with_cluster_dns() {
-    local dns
-    dns=$("$KUBECTL" -n kube-system get service kube-dns -o 'jsonpath={.spec.clusterIP}')
-    printf 'nameserver %s\n' "$dns" >"$work/resolv.conf"
-    # shellcheck disable=SC2016 # expanded by the inner shell
-    unshare --mount -- sh -c 'mount --bind "$0" /etc/resolv.conf && exec "$@"' \
-        "$work/resolv.conf" "$@"
-}
-
 # shellcheck source=e2e/steps.sh
 source "$here/steps.sh"
 fc_all

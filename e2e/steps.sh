@@ -6,8 +6,6 @@
 #
 #   provider_values          helm arguments for this cluster (image, hostPaths, kubelet CA, ...)
 #   provider_service_url NS SVC PORT   a URL at which this machine reaches a Service's port
-#   provider_with_cluster_dns CMD...   run CMD where the cluster's DNS names resolve (the
-#                            plugin's get-archive calls the agent at its pod DNS name)
 #
 # Tools: KUBECTL, HELM, KUBECTL_FORENSIC (default: on PATH), ALERTMANAGER and AMTOOL (the
 # Alertmanager scripts/build-alertmanager.sh builds). NODE names the node captures run on.
@@ -154,26 +152,70 @@ fc_upgrade_during_capture() { # helm --set arguments...
     echo "during-upgrade: Completed, $calls kubelet call"
 }
 
+# A kubeconfig for the ServiceAccount NAME of $FC_WORKLOADS (a user with only the RBAC bound to
+# it), at the API server and with the CA of the current one.
+fc_user_kubeconfig() { # name file
+    local server ca
+    server=$(k config view --raw --minify -o 'jsonpath={.clusters[0].cluster.server}')
+    ca=$(k config view --raw --minify -o 'jsonpath={.clusters[0].cluster.certificate-authority-data}')
+    [ -n "$ca" ] || ca=$(base64 -w0 <"$(k config view --raw --minify -o 'jsonpath={.clusters[0].cluster.certificate-authority}')")
+    cat >"$2" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: e2e, cluster: {server: "$server", certificate-authority-data: "$ca"}}]
+users: [{name: $1, user: {token: "$(kw create token "$1" --duration=1h)"}}]
+contexts: [{name: e2e, context: {cluster: e2e, user: $1, namespace: "$FC_WORKLOADS"}}]
+current-context: e2e
+EOF
+}
+
 fc_plugin() {
-    fc_log "kubectl forensic capture --wait, get-archive"
-    local out name sha
+    fc_log "kubectl forensic capture --wait, get-archive (through the API server)"
+    local out name sha started size refused
     out=$("$plugin" capture counters -c counter --search "$FC_SECRET" --wait -n "$FC_WORKLOADS")
     echo "$out"
     name=$(kw get fcp -o name --sort-by=.metadata.creationTimestamp | tail -1)
     name=${name#*/}
     [ "$(fc_field "$name" .status.phase)" = Completed ] || fc_fail "plugin capture $name not Completed"
-    # The agents' CA certificate, as an administrator hands it to analysts (docs/install.md).
-    kn get secret "$FC_RELEASE-agent-ca" -o 'jsonpath={.data.ca\.crt}' | base64 -d \
-        >"$FC_WORK/agents-ca.crt"
-    provider_with_cluster_dns "$plugin" get-archive "$name" -n "$FC_WORKLOADS" \
-        -O "$FC_WORK/$name.tar" --agent-ca-file "$FC_WORK/agents-ca.crt"
+    # A custodian who holds only the chart's roles: the custodian ClusterRole in the workloads'
+    # namespace and the archive-reader Role (token, agent pods, port-forward, the agents' CA)
+    # in the release namespace. No pod DNS, no --agent-ca-file: as on a laptop.
+    kw create serviceaccount fc-e2e-custodian
+    kw create rolebinding fc-e2e-custodian --clusterrole="$FC_RELEASE-custodian" \
+        --serviceaccount="$FC_WORKLOADS:fc-e2e-custodian"
+    kn create rolebinding fc-e2e-custodian --role="$FC_RELEASE-archive-reader" \
+        --serviceaccount="$FC_WORKLOADS:fc-e2e-custodian"
+    fc_user_kubeconfig fc-e2e-custodian "$FC_WORK/custodian.kubeconfig"
+    started=$(fc_now)
+    "$plugin" --kubeconfig "$FC_WORK/custodian.kubeconfig" get-archive "$name" \
+        -O "$FC_WORK/$name.tar" || fc_fail "get-archive through the API server failed"
+    FC_TIMES[get-archive]=$(fc_since "$started")
     sha=$(sha256sum "$FC_WORK/$name.tar" | cut -d' ' -f1)
     [ "$sha" = "$(fc_field "$name" '.status.containers[0].archive.sha256')" ] ||
         fc_fail "get-archive: sha256 differs from the status"
     # Not `| grep -q`: under pipefail, tar's SIGPIPE when grep stops early fails the pipeline.
     [ "$(tar -tf "$FC_WORK/$name.tar" | grep -c '^checkpoint/')" -gt 0 ] ||
         fc_fail "get-archive: not a checkpoint"
-    echo "get-archive: $name, sha256 $sha"
+    size=$(stat -c %s "$FC_WORK/$name.tar")
+    echo "get-archive: $name, sha256 $sha, $size bytes in ${FC_TIMES[get-archive]} s through the API server"
+    # The same custodian without pods/portforward (the archive-reader Role but that rule) is
+    # refused by the API server, and told what is missing.
+    kn get role "$FC_RELEASE-archive-reader" -o json |
+        jq '{apiVersion, kind, metadata: {name: "fc-e2e-no-portforward"},
+             rules: [.rules[] | select(.resources != ["pods/portforward"])]}' | kn apply -f -
+    kn delete rolebinding fc-e2e-custodian
+    kn create rolebinding fc-e2e-custodian --role=fc-e2e-no-portforward \
+        --serviceaccount="$FC_WORKLOADS:fc-e2e-custodian"
+    if refused=$("$plugin" --kubeconfig "$FC_WORK/custodian.kubeconfig" get-archive "$name" \
+        -O "$FC_WORK/refused.tar" 2>&1); then
+        fc_fail "get-archive without pods/portforward succeeded"
+    fi
+    [ ! -e "$FC_WORK/refused.tar" ] || fc_fail "a refused get-archive left a file"
+    echo "get-archive without pods/portforward: $refused"
+    kn delete rolebinding fc-e2e-custodian
+    kn delete role fc-e2e-no-portforward
+    kw delete rolebinding fc-e2e-custodian
+    kw delete serviceaccount fc-e2e-custodian
 }
 
 # Alertmanager (a real one) sends to the operator's receiver Service; one capture completes. Only

@@ -59,6 +59,13 @@ def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     return render(request.param)
 
 
+def agent_values(docs: list[dict[str, Any]]) -> str:
+    """The agent's values file, from the one ConfigMap that holds it."""
+    found = [d for d in by_kind(docs, "ConfigMap") if "agent-values.yaml" in d.get("data", {})]
+    assert len(found) == 1
+    return str(found[0]["data"]["agent-values.yaml"])
+
+
 def pod_spec(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return dict(one(docs, kind)["spec"]["template"]["spec"])
 
@@ -314,7 +321,7 @@ def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None
     assert all(mounts[name]["readOnly"] is True for name in tls)
     # The runtime's directories are the criu-log-reader's (test_chart_criu_logs.py).
     assert {n for n in mounts if n in host} == {"checkpoints", "state", "criu-config", *tls}
-    values_cm = one(rendered, "ConfigMap")["data"]["agent-values.yaml"]
+    values_cm = agent_values(rendered)
     criu_on = yaml.safe_load(values_cm)["criuConfig"]["enabled"]
     assert mounts["criu-config"]["readOnly"] is (not criu_on)
 
@@ -415,6 +422,36 @@ def test_chart_ca_signs_per_node_certificates_the_operator_verifies(tmp_path: Pa
         handshake(agent_server_name("node-b"))
 
 
+def test_the_agents_ca_certificate_is_published_for_archive_readers() -> None:
+    """`kubectl forensic get-archive` verifies agents without --agent-ca-file: the certificate
+    (never the key) is in a ConfigMap that the archive-reader Role may read, and nothing else of
+    the namespace's ConfigMaps."""
+    docs = render(None)
+    published = one(docs, "ConfigMap", "fc-forensic-checkpoint-archive-reader-ca")
+    assert set(published["data"]) == {"ca.crt"}
+    secret = one(docs, "Secret")
+    assert published["data"]["ca.crt"].encode() == base64.b64decode(secret["data"]["ca.crt"])
+    role = one(docs, "Role", "fc-forensic-checkpoint-archive-reader")
+    grants = {
+        (r["resources"][0], tuple(r.get("resourceNames", ()))): r["verbs"] for r in role["rules"]
+    }
+    assert grants == {
+        ("serviceaccounts/token", ("fc-forensic-checkpoint-archive-reader",)): ["create"],
+        ("pods", ()): ["get", "list"],
+        ("pods/portforward", ()): ["get", "create"],
+        ("configmaps", ("fc-forensic-checkpoint-archive-reader-ca",)): ["get"],
+    }
+    assert role["metadata"]["namespace"] == published["metadata"]["namespace"]
+    # deploy/rbac/archive-reader.yaml (what the plugin's cluster tests run with) is the same Role.
+    proven = one(documents((REPO / "deploy" / "rbac" / "archive-reader.yaml").read_text()), "Role")
+    chart = one(
+        documents(template(release="forensic-checkpoint")), "Role", proven["metadata"]["name"]
+    )
+    assert proven["rules"] == chart["rules"]
+    without = documents(template(set_values=["rbac.archiveReader=false"]))
+    assert not [d for d in by_kind(without, "ConfigMap") if d["metadata"]["name"].endswith("-ca")]
+
+
 def test_network_policy_admits_only_the_operator() -> None:
     docs = render(None)
     policy = one(docs, "NetworkPolicy", "fc-forensic-checkpoint-agent")
@@ -429,7 +466,7 @@ def test_network_policy_admits_only_the_operator() -> None:
 def test_agent_values_file_is_what_the_agent_readers_take(tmp_path: Path) -> None:
     token_values = next(p for p in CI_VALUES if p.stem == "token-auth-values")
     docs = render(token_values)
-    values = yaml.safe_load(one(docs, "ConfigMap")["data"]["agent-values.yaml"])
+    values = yaml.safe_load(agent_values(docs))
     criu = CriuConfigSettings.from_values(values["criuConfig"])
     assert criu.enabled and criu.ghost_limit_bytes == 64 * 1024 * 1024
     assert not {"credentialsSecret", "retrySeconds"} & set(values["export"])
@@ -478,7 +515,7 @@ def test_agent_values_file_is_what_the_agent_readers_take(tmp_path: Path) -> Non
         assert flag in args
 
     default_docs = render(None)
-    default = yaml.safe_load(one(default_docs, "ConfigMap")["data"]["agent-values.yaml"])
+    default = yaml.safe_load(agent_values(default_docs))
     assert "export" not in default and "retention" not in default, "both are opt-in"
     assert CriuConfigSettings.from_values(default["criuConfig"]) == CriuConfigSettings()
     assert not [v for v in pod_spec(default_docs, "DaemonSet")["volumes"] if "s3" in v["name"]]

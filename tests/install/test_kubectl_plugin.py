@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,8 +20,10 @@ import requests
 import yaml
 
 from forensic_checkpoint.agent_identity import agent_audience
+from forensic_checkpoint.errors import ClusterError
+from forensic_checkpoint.k8s.agent_tunnel import AgentPod, open_tunnel
 from forensic_checkpoint.k8s.checkpoints import ForensicCheckpoints
-from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint.k8s.client import close, from_token
 from forensic_checkpoint_dev.cluster import access, binaries
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.stack import (
@@ -163,17 +166,24 @@ def test_capture_wait_report_and_get_archive(
     # token for the node's agent; the investigator's own credentials never go to the agent.
     refused = plugin(
         investigator, "get-archive", name, "-O", str(tmp_path / "x.tar"),
-        "--agent-ca-file", str(stack.agent_ca.cert),
+        "--agent-ca-file", str(stack.agent_ca.cert), "--direct",
     )  # fmt: skip
     assert refused.returncode == 1
     assert "cannot get a token of the archive reader" in refused.stderr
     run(kubectl(), "create", "rolebinding", "investigator-reads", "-n", SYSTEM_NAMESPACE,
         f"--role={ARCHIVE_READER_SA}", "--user=investigator",
         kubeconfig=stack.cluster.kubeconfig)  # fmt: skip
+    # By default through the API server: the dev stack's agent is a host process, not a pod.
+    no_pod = plugin(
+        investigator, "get-archive", name, "-O", str(tmp_path / "x.tar"),
+        "--agent-ca-file", str(stack.agent_ca.cert),
+    )  # fmt: skip
+    assert no_pod.returncode == 1
+    assert f"no running agent pod on node node-1 in namespace {SYSTEM_NAMESPACE}" in no_pod.stderr
     out = tmp_path / "counter.tar"
     got = plugin(
         investigator, "get-archive", name, "-O", str(out),
-        "--agent-ca-file", str(stack.agent_ca.cert),
+        "--agent-ca-file", str(stack.agent_ca.cert), "--direct",
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
     assert hashlib.sha256(out.read_bytes()).hexdigest() == TRUTH["archive"]["sha256"]
@@ -213,12 +223,50 @@ def test_capture_wait_report_and_get_archive(
     tampered = tmp_path / "tampered.tar"
     bad = plugin(
         investigator, "get-archive", name, "-O", str(tampered),
-        "--agent-ca-file", str(stack.agent_ca.cert),
+        "--agent-ca-file", str(stack.agent_ca.cert), "--direct",
     )  # fmt: skip
     assert bad.returncode == 1
     assert "sha256 mismatch" in bad.stderr
     assert not tampered.exists()
     assert not tampered.with_name("tampered.tar.part").exists()
+
+
+def test_the_archive_reader_role_lets_a_port_forward_through(stack: LocalStack) -> None:
+    """The API server authorises the websocket before it reaches a kubelet (so a missing pod
+    tells): without the Role a 403 with the API server's reason, not a websocket library's
+    traceback; with it (deploy/rbac, the chart's Role) the request gets past authorisation,
+    which needs both get and create on pods/portforward."""
+    admin = stack.cluster.admin_client()
+    try:
+        access.create_service_account(admin, NAMESPACE, "pf-probe")
+        token = access.request_token(admin, NAMESPACE, "pf-probe")
+    finally:
+        close(admin)
+    user = from_token(stack.cluster.server, token, ca_file=stack.cluster.ca_file)
+    target = AgentPod(SYSTEM_NAMESPACE, "forensic-checkpoint-agent-x", 8443)
+    try:
+        with pytest.raises(ClusterError) as refused:
+            open_tunnel(user, target)
+        assert refused.value.status_code == 403
+        assert (
+            f"port-forward to pod {SYSTEM_NAMESPACE}/forensic-checkpoint-agent-x:8443: "
+            "Handshake status 403 Forbidden: " in refused.value.message
+        )
+        assert 'cannot get resource "pods/portforward"' in refused.value.message
+        run(kubectl(), "create", "rolebinding", "pf-probe", "-n", SYSTEM_NAMESPACE,
+            f"--role={ARCHIVE_READER_SA}", f"--serviceaccount={NAMESPACE}:pf-probe",
+            kubeconfig=stack.cluster.kubeconfig)  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:  # RBAC reaches the authorizer's cache within a second or two
+            with pytest.raises(ClusterError) as past:
+                open_tunnel(user, target)
+            if past.value.status_code != 403 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert past.value.status_code == 404, past.value.message
+        assert 'pods "forensic-checkpoint-agent-x" not found' in past.value.message
+    finally:
+        close(user)
 
 
 def test_capture_of_a_missing_pod_fails_with_the_reason(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 import ssl
 import threading
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -35,7 +35,7 @@ from forensic_checkpoint.agent_identity import (
     agent_server_name,
     kubelet_client_user,
 )
-from forensic_checkpoint.cli.kubectl_forensic.agent_tls import agent_session
+from forensic_checkpoint.cli.kubectl_forensic.agent_tls import agent_get, agent_tls_context
 from forensic_checkpoint.controller.capture.agent_client import AgentClient, tls_context
 from forensic_checkpoint.controller.capture.agent_tokens import AgentTokens
 from forensic_checkpoint.controller.identity.config import AgentSignerConfig
@@ -420,15 +420,19 @@ def test_the_operator_sends_nothing_to_another_nodes_agent(
     assert seen == [f"Bearer token-for-{agent_audience('node-a')}"]
 
 
-def test_the_plugins_session_checks_the_node_name_too(
+def test_the_plugins_tls_checks_the_node_name_too(
     agents_ca: CA, node_a_agent: tuple[str, list[str]]
 ) -> None:
     endpoint, seen = node_a_agent
-    with agent_session("node-a", agents_ca.cert) as session:
-        assert session.get(f"{endpoint}/x", timeout=10).status_code == 404
+    port = int(endpoint.rsplit(":", 1)[1])
+    context = agent_tls_context(ca_file=agents_ca.cert)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        response = agent_get(sock, "node-a", context, "/x", "t-a")
+        with response:
+            assert response.status == 404
     with (
-        agent_session("node-b", agents_ca.cert) as session,
-        pytest.raises(requests.exceptions.SSLError, match=r"Hostname mismatch|doesn't match"),
+        socket.create_connection(("127.0.0.1", port), timeout=10) as sock,
+        pytest.raises(ssl.SSLCertVerificationError, match=r"Hostname mismatch|doesn't match"),
     ):
-        session.get(f"{endpoint}/x", headers={"Authorization": "Bearer t"}, timeout=10)
-    assert seen == [""]
+        agent_get(sock, "node-b", context, "/x", "t-b")
+    assert seen == ["Bearer t-a"]

@@ -3,11 +3,12 @@
 The chart installed with the image `make image` built, its operator and agent as real pods
 (probes, hostPaths, Pod Security, resource limits, NetworkPolicy enforced by kube-router's
 firewall), `helm test`, the blog capture, a `helm upgrade` during a capture (one kubelet call),
-the kubectl plugin's capture and get-archive, both kubelet credentials, Alertmanager through the
-receiver Service, a pod without the allowed labels refused by the NetworkPolicies, and `helm
-uninstall` with its clean-up hook (no ForensicNode left). The script brings up and takes down
-its own real node, so this test runs before any test of the session's real node (``real_env``)
-starts one: one real node per machine.
+the kubectl plugin's capture and get-archive (through the API server, as a custodian with only
+the chart's roles; refused without pods/portforward), both kubelet credentials, Alertmanager
+through the receiver Service, a pod without the allowed labels refused by the NetworkPolicies,
+and `helm uninstall` with its clean-up hook (no ForensicNode left). The script brings up and
+takes down its own real node, so this test runs before any test of the session's real node
+(``real_env``) starts one: one real node per machine.
 """
 
 from __future__ import annotations
@@ -49,7 +50,16 @@ def test_the_chart_runs_the_whole_flow_in_pods_on_the_real_node(tmp_path: Path) 
     assert code == 0, out[-6000:]
     assert "assert-blog: ok:" in out
     assert "during-upgrade: Completed, 1 kubelet call" in out
-    assert re.search(r"get-archive: \S+, sha256 [0-9a-f]{64}", out)
+    # Through the API server (port-forward), as a custodian with only the chart's roles, with
+    # no pod DNS on this machine and the agents' CA from the chart's ConfigMap.
+    assert re.search(
+        r"get-archive: \S+, sha256 [0-9a-f]{64}, \d+ bytes in [\d.]+ s through the API", out
+    )
+    refused = re.search(r"get-archive without pods/portforward: (.*)", out)
+    assert refused is not None, out[-3000:]
+    assert "port-forward to pod forensic-checkpoint/" in refused[1] and "403" in refused[1]
+    assert 'cannot get resource "pods/portforward"' in refused[1]
+    assert "get and create pods/portforward" in refused[1]
     assert re.search(r"alert capture \S+: Completed", out)
     calls = re.search(r"checkpoint calls: kubelet (\d+), containerd (\d+)", out)
     assert calls is not None and calls[1] == calls[2] and int(calls[1]) >= 4

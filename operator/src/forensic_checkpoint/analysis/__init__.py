@@ -32,6 +32,7 @@ package costs nothing for callers that never analyse.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,6 +61,8 @@ class AnalyzerOptions:
     yara: list[str] = field(default_factory=list)
     #: look for credentials in all process memory (findings; a yara-x scan of every page)
     memory_secrets: bool = True
+    #: told how many more bytes of the archive file the pass got through (a progress bar)
+    on_progress: Callable[[int], None] | None = field(default=None, compare=False)
 
 
 def analyze(path: str | Path, options: AnalyzerOptions | None = None) -> Report:

@@ -115,8 +115,12 @@ def run(args: argparse.Namespace) -> int:
         yara=[str(p) for p in args.yara],
         memory_secrets=not args.no_memory_secrets,
     )
-    with archive_from(args.archive) as archive:
-        report = _analyze(archive, options, args.identity)
+    from dataclasses import replace
+
+    from forensic_checkpoint import progress
+
+    with archive_from(args.archive) as archive, progress.for_archive(archive) as bar:
+        report = _analyze(archive, replace(options, on_progress=bar.advance), args.identity)
     # Name the file the analyst gave (not a plaintext or stdin spool); sha256 and size stay
     # those of the plaintext tar, the value the custody chain records at capture.
     report.archive.path = "-" if args.archive == STDIN else str(args.archive)

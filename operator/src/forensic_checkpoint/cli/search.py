@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from forensic_checkpoint.analysis.commands.search import SearchResult
 
 HELP = (
@@ -57,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.context < 0 or args.max_matches < 0:
         raise ConfigError("--context and --max-matches must not be negative")
-    with archive_from(args.archive) as archive:
+    from forensic_checkpoint import progress
+
+    with archive_from(args.archive) as archive, progress.for_archive(archive) as bar:
         tune_for([archive])
-        result = _search(archive, args)
+        result = _search(archive, args, bar.advance)
     if args.archive == STDIN:
         result.archive = "-"
     if args.output == "json":
@@ -78,7 +82,9 @@ def run(args: argparse.Namespace) -> int:
     return exit_status("search", result.warnings)
 
 
-def _search(archive: Path, args: argparse.Namespace) -> SearchResult:
+def _search(
+    archive: Path, args: argparse.Namespace, on_progress: Callable[[int], None]
+) -> SearchResult:
     from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
 
     return search_archive(
@@ -90,6 +96,7 @@ def _search(archive: Path, args: argparse.Namespace) -> SearchResult:
             context=args.context,
             max_matches=args.max_matches,
             reveal=bool(args.reveal),
+            on_progress=on_progress,
         ),
     )
 

@@ -162,6 +162,7 @@ def run_analysis(
         visitors=_visitors(collected, limits),
         hash_later=True,
         pages_visitor=memory_pass.visit,
+        on_progress=options.on_progress,
     )
     warnings = [*early, *contents.warnings]
     data = contents.data

@@ -8,6 +8,7 @@ reads, no findings, no file hash).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ class SearchOptions:
     context: int = 32
     max_matches: int = 100
     reveal: bool = False
+    #: told how many more bytes of the archive file the pass got through (a progress bar)
+    on_progress: Callable[[int], None] | None = None
 
 
 def search_archive(
@@ -67,7 +70,13 @@ def search_archive(
         context=options.context,
         max_matches=options.max_matches,
     )
-    contents = scan_archive(path, limits=limits, hash_file=False, pages_visitor=memory_pass.visit)
+    contents = scan_archive(
+        path,
+        limits=limits,
+        hash_file=False,
+        pages_visitor=memory_pass.visit,
+        on_progress=options.on_progress,
+    )
     warnings = list(contents.warnings)
     table = FileTable.load(contents.data, warnings)
     tree = build_process_tree(contents.data, table, warnings, memory_only=True)

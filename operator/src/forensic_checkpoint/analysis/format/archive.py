@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, cast
 
 from forensic_checkpoint.analysis.format.contents import (
     DEFAULT_LIMITS,
@@ -45,6 +45,7 @@ from forensic_checkpoint.analysis.format.members import (
 from forensic_checkpoint.analysis.format.streams import (
     ForwardReader,
     HashingReader,
+    ProgressReader,
     decompressing_stream,
     detect_compression,
     one_line,
@@ -65,18 +66,24 @@ def _open(path: Path) -> BinaryIO:
 
 @contextmanager
 def open_tar_stream(
-    path: Path, limits: ArchiveLimits = DEFAULT_LIMITS, *, hash_bytes: bool = True
+    path: Path,
+    limits: ArchiveLimits = DEFAULT_LIMITS,
+    *,
+    hash_bytes: bool = True,
+    on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[tarfile.TarFile, HashingReader, str]]:
     """Open ``path`` as a streamed tar; yields (tar, raw hashing reader, compression).
 
     Without ``hash_bytes`` a plain tar is read with real seeks, so members nobody reads
-    (gigabytes of pages) are not read at all."""
-    with _open(path) as fh:
-        head = fh.read(64)
-        fh.seek(0)
+    (gigabytes of pages) are not read at all. ``on_progress`` is told how many more bytes of
+    the file the pass got through, as it goes."""
+    with _open(path) as opened:
+        head = opened.read(64)
+        opened.seek(0)
         if not head:
             raise ArchiveError(f"{path} is empty")
         compression = detect_compression(head)
+        fh = cast(BinaryIO, ProgressReader(opened, on_progress)) if on_progress else opened
         raw = HashingReader(fh, enabled=hash_bytes)
         source: BinaryIO | ForwardReader
         if compression == "none" and not hash_bytes:
@@ -113,6 +120,7 @@ def scan_archive(
     hash_later: bool = False,
     hash_file: bool = True,
     pages_visitor: PagesVisitor | None = None,
+    on_progress: Callable[[int], None] | None = None,
 ) -> ArchiveContents:
     """One pass over the archive: list members, keep small ones, stream the rest to visitors.
 
@@ -130,12 +138,18 @@ def scan_archive(
     ``pages_visitor``: a compressed archive's pages member that is too large to spool is
     handed to it as a stream, with the contents collected so far (every engine writes the
     pagemaps and mm images before the pages), so memory can be searched in this one pass.
+
+    ``on_progress``: told the bytes of the file this pass got through (a progress bar).
     """
     visitors = visitors or {}
     size = path.stat().st_size if path.exists() else 0
     background = hash_file and hash_later and _peek_compression(path) == "none"
     hashing = hash_file and not background
-    with open_tar_stream(path, limits, hash_bytes=hashing) as (tar, raw, compression):
+    with open_tar_stream(path, limits, hash_bytes=hashing, on_progress=on_progress) as (
+        tar,
+        raw,
+        compression,
+    ):
         contents = ArchiveContents(path=path, compression=compression, sha256="", size_bytes=size)
         if background:
             contents.pending_hash = FileHash(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tarfile
 import zlib
+from collections.abc import Callable
 from typing import IO, Any, BinaryIO, Protocol, cast
 
 from forensic_checkpoint.errors import (
@@ -74,6 +75,35 @@ class HashingReader:
     def drain(self) -> None:
         while chunk := self.read(_BLOCK):
             del chunk
+
+
+class ProgressReader:
+    """The archive file, reporting how much further into it each read or (forward) seek got, to
+    ``report`` (a progress bar's ``advance``): the pass over the file, skipped members included."""
+
+    def __init__(self, raw: BinaryIO, report: Callable[[int], None]) -> None:
+        self._raw = raw
+        self._report = report
+        self._furthest = raw.tell()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._moved()
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        position = self._raw.seek(offset, whence)
+        self._moved()
+        return position
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def _moved(self) -> None:
+        position = self._raw.tell()
+        if position > self._furthest:
+            self._report(position - self._furthest)
+            self._furthest = position
 
 
 class BoundedReader:

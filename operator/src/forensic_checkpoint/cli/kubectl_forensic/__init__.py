@@ -5,7 +5,8 @@ the arguments as typed and no flags of its own. So the plugin takes kubectl's ``
 ``--context`` and ``-n/--namespace`` itself, before or after the subcommand, resolved by
 kubectl's rules (:mod:`forensic_checkpoint.k8s.kubeconfig`). It talks to the cluster with the
 user's own credentials, so RBAC decides what each user may do: ``capture`` needs ``create
-forensiccheckpoints`` in the namespace (the aggregated "edit" role), ``report`` needs ``get``.
+forensiccheckpoints`` in the namespace (the aggregated "edit" role), ``report`` needs ``get``,
+``get-archive`` also the archive-reader Role of the release namespace (docs/install.md).
 
 One module per subcommand, each with ``run(api, args) -> int``, imported only when chosen:
 
@@ -13,9 +14,9 @@ One module per subcommand, each with ``run(api, args) -> int``, imported only wh
   optionally wait with live progress.
 - ``report NAME`` (:mod:`.report`): the analysis summary from the ForensicCheckpoint's status,
   with how long each container was frozen for its dump.
-- ``get-archive NAME -O FILE`` (:mod:`.archive`): download the archive from the node's agent,
-  checking its sha256 against the one the agent recorded at capture (status) before the file
-  gets its final name.
+- ``get-archive NAME -O FILE`` (:mod:`.archive`): download the archive from the node's agent
+  through a port-forward (TLS end to end, the agent verified for its node), checking its sha256
+  and the custody chain (status) before the file gets its final name.
 - ``nodes`` (:mod:`forensic_checkpoint.cli.nodes`): each node's capture readiness.
 - ``kubelet-cert`` (:mod:`.kubelet_cert`): issue the agents' kubelet client certificate through
   a CertificateSigningRequest (signer ``kubernetes.io/kube-apiserver-client``) into a Secret.
@@ -91,7 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_READER,
         help="NAMESPACE/NAME of the archive-reader ServiceAccount (default: %(default)s)",
     )
-    archive.add_argument("--agent-ca-file", type=Path, help="CA of the agents' certificates")
+    archive.add_argument(
+        "--agent-ca-file",
+        type=Path,
+        help="CA of the agents' certificates (default: the ConfigMap <reader>-ca the chart "
+        "publishes beside the reader)",
+    )
+    archive.add_argument(
+        "--direct",
+        action="store_true",
+        help="dial the agent's endpoint instead of a port-forward through the API server "
+        "(inside the cluster network only)",
+    )
+    archive.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     nodes = sub.add_parser("nodes", help="each node's capture readiness (ForensicNodes)")
     add_output_format(nodes, (*FORMATS, "table"))
