@@ -47,6 +47,10 @@ class JobRecord(BaseModel):
     #: When a DELETE arrived while the capture was in flight (the CR was deleted mid-capture):
     #: an archive the call still writes is deleted on landing (:mod:`.capture.deleted_in_flight`).
     deleted_while_capturing_at: datetime | None = None
+    #: When the agent accepted the job (the start of ``status.timings.queued_ms``).
+    accepted_at: datetime | None = None
+    #: When the archive's sha256 was done (the start of ``status.timings.analysis_ms``).
+    hashed_at: datetime | None = None
 
 
 class JobStore:
@@ -111,6 +115,7 @@ class JobStore:
             record = JobRecord(
                 request=request,
                 status=CaptureStatus(key=request.key, state=CaptureState.QUEUED, held=request.hold),
+                accepted_at=utcnow(),
             )
             if request.hold:
                 self.set_hold(request.key, True)

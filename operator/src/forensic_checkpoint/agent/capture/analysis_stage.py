@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forensic_checkpoint.agent.capture import analysis_retry, job_files
+from forensic_checkpoint.agent.capture import analysis_retry, job_files, timings
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
 from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.jobs import JobRecord, utcnow
@@ -99,6 +99,7 @@ class AnalysisStage:
         finally:
             service.metrics.analysis_seconds.observe(time.monotonic() - started)
         with service.store.locked():
+            timings.analysis_done(record, service.metrics)
             if running.stop.is_set():  # deleted: its DELETE removes the files and ends the job
                 current = service.store.get(record.status.key)
                 if current is None or current.status.state.terminal:

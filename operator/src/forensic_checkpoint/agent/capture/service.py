@@ -43,6 +43,7 @@ from forensic_checkpoint.agent.capture import (
     analysis_retry,
     deleted_in_flight,
     job_files,
+    timings,
 )
 from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
@@ -314,6 +315,8 @@ class CaptureService:
             record.status.state = CaptureState.CAPTURING
             record.status.started_at = now
             record.kubelet_called_at = now
+            record.status.timings = timings.queued(record, now)
+            self.metrics.observe_stage("queued", record.status.timings.queued_ms)
             self.store.save(record)  # on disk BEFORE the call: see the module docstring
         started = time.monotonic()
         try:
@@ -324,6 +327,7 @@ class CaptureService:
                 request.timeout_seconds,
             )
         except KubeletError as exc:
+            timings.kubelet_done(record, started, self.metrics)
             code = str(exc.status_code) if exc.status_code is not None else "none"
             self.metrics.kubelet_errors.labels(code=code).inc()
             log.warning("capture %s: %s: %s", record.status.key, exc.reason, exc.message)
@@ -425,9 +429,12 @@ class CaptureService:
         )
 
     def _record_archive(self, record: JobRecord, archive: Path, started: float) -> JobRecord | None:
+        timings.kubelet_done(record, started, self.metrics)
         try:
             archive.chmod(0o600)
+            hash_started = time.monotonic()
             digest, size = sha256_file(archive)
+            timings.hash_done(record, hash_started, self.metrics)
             captured_at = datetime.fromtimestamp(archive.stat().st_mtime, UTC)
         except OSError as exc:
             return self.finish(
