@@ -16,7 +16,7 @@ from tests.factories import capture_service
 
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
 from forensic_checkpoint.agent.capture.service import CaptureService
-from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus
+from forensic_checkpoint.api.agent import ArchiveInfo, CaptureRequest, CaptureStatus
 from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -121,15 +121,29 @@ def request(
     )
 
 
+def archive_info(path: Path) -> ArchiveInfo:
+    """``path`` as the agent hands it to an analysis: hashed (a FIFO has no hash to take)."""
+    from datetime import UTC, datetime
+
+    digest = sha256(path) if path.is_file() else "0" * 64
+    size = path.stat().st_size if path.is_file() else 0
+    now = datetime.now(UTC)
+    return ArchiveInfo(path=str(path), sha256=digest, size_bytes=size, captured_at=now)
+
+
 def hashing_analyzer(
-    archive: Path, report: Path, request: CaptureRequest, stop: threading.Event | None = None
+    archive: ArchiveInfo,
+    report: Path,
+    request: CaptureRequest,
+    stop: threading.Event | None = None,
 ) -> AnalysisSummary:
     """Writes what the service handed over, so tests can check the hand-over itself, and
     returns a summary a test can recognise (at once: it never needs to be stopped)."""
     from forensic_checkpoint.agent.jobs import write_private
 
     searches = request.analysis.searches
-    body = {"archive": str(archive), "sha256": sha256(archive), "searches": searches}
+    path = Path(archive.path)
+    body = {"archive": str(path), "sha256": sha256(path), "searches": searches}
     write_private(report, json.dumps(body).encode())
     return AnalysisSummary(process_count=1)
 
@@ -147,14 +161,14 @@ class GatedAnalyzer:
 
     def __call__(
         self,
-        archive: Path,
+        archive: ArchiveInfo,
         report: Path,
         request: CaptureRequest,
         stop: threading.Event | None = None,
     ) -> AnalysisSummary:
         from forensic_checkpoint.errors import ForensicCheckpointError
 
-        with archive.open("rb"):
+        with Path(archive.path).open("rb"):
             self.holding.add(request.key)
             self.started.append(request.key)
             report.write_text("{}")

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.agent.agent_support import Env, GatedAnalyzer, request, sha256, wait_terminal
+from tests.agent.agent_support import (
+    Env,
+    GatedAnalyzer,
+    archive_info,
+    request,
+    sha256,
+    wait_terminal,
+)
 
 from forensic_checkpoint.agent.capture.analysis_runner import ProcessAnalyzer
 from forensic_checkpoint.agent.capture.service import CaptureService
@@ -227,7 +234,7 @@ def test_a_stopped_analysis_process_is_killed_and_lets_go_of_the_archive(tmp_pat
 
         def analyse() -> None:
             try:
-                analyzer(archive, report, request("stop1-app"), stop)
+                analyzer(archive_info(archive), report, request("stop1-app"), stop)
             except ForensicCheckpointError as exc:
                 failure.append(exc)
 

@@ -17,7 +17,7 @@ from forensic_checkpoint.agent.evidence.export_config import ExportConfig
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.jobs import JobStore, write_private
 from forensic_checkpoint.agent.metrics import AgentMetrics
-from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
+from forensic_checkpoint.api.agent import ArchiveInfo, CaptureRequest, CaptureStatus, capture_key
 from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 
 NODE = "node-a"
@@ -47,9 +47,9 @@ class DiskKubelet:
 
 
 def report_writer(
-    archive: Path, report: Path, request: CaptureRequest, stop: threading.Event
+    archive: ArchiveInfo, report: Path, request: CaptureRequest, stop: threading.Event
 ) -> AnalysisSummary:
-    write_private(report, json.dumps({"archive": archive.name}).encode())
+    write_private(report, json.dumps({"archive": Path(archive.path).name}).encode())
     return AnalysisSummary()
 
 

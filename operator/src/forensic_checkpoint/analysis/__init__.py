@@ -60,6 +60,9 @@ class AnalyzerOptions:
     yara: list[str] = field(default_factory=list)
     #: look for credentials in all process memory (findings; a yara-x scan of every page)
     memory_secrets: bool = True
+    #: the archive's (sha256, size) when the caller has hashed it already (the node agent
+    #: hashes every archive as it lands): the analysis then reads it once, without hashing
+    known_digest: tuple[str, int] | None = None
 
 
 def analyze(path: str | Path, options: AnalyzerOptions | None = None) -> Report:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from forensic_checkpoint.api.agent import CaptureRequest
+from forensic_checkpoint.api.agent import ArchiveInfo, CaptureRequest
 from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 from forensic_checkpoint.errors import ArchiveError, ForensicCheckpointError
 
@@ -29,10 +29,11 @@ _PRELOAD = [
     "forensic_checkpoint.analysis.commands.analyzer",
 ]
 
-#: (archive, report path, the capture's request, stop) -> the report's status digest; writes
-#: the report JSON (0600) or raises. Once ``stop`` is set it should raise :data:`STOPPED` soon,
-#: and must not touch the archive or write the report after it returned.
-Analyzer = Callable[[Path, Path, CaptureRequest, threading.Event], AnalysisSummary]
+#: (the archive as the agent hashed it, report path, the capture's request, stop) -> the
+#: report's status digest; writes the report JSON (0600) or raises. Once ``stop`` is set it
+#: should raise :data:`STOPPED` soon, and must not touch the archive or write the report after
+#: it returned.
+Analyzer = Callable[[ArchiveInfo, Path, CaptureRequest, threading.Event], AnalysisSummary]
 
 #: Reason of an analysis stopped because its capture was deleted.
 STOPPED = "AnalysisStopped"
@@ -45,20 +46,24 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def analyze_to_file(archive: Path, report_path: Path, request: CaptureRequest) -> AnalysisSummary:
+def analyze_to_file(
+    archive: ArchiveInfo, report_path: Path, request: CaptureRequest
+) -> AnalysisSummary:
     """Analyse ``archive``, write the report JSON (camelCase) to ``report_path`` and return its
-    status digest for ``request``'s container."""
+    status digest for ``request``'s container. The report carries the agent's own hash of the
+    archive: the analysis reads it once and does not hash it again."""
     from forensic_checkpoint import analysis
     from forensic_checkpoint.agent.capture.summary import summarize
     from forensic_checkpoint.agent.jobs import write_private
 
     options = request.analysis
     report = analysis.analyze(
-        archive,
+        archive.path,
         analysis.AnalyzerOptions(
             searches=list(options.searches),
             regexes=list(options.regexes),
             reveal=options.reveal,
+            known_digest=(archive.sha256, archive.size_bytes),
         ),
     )
     write_private(report_path, report.to_json().encode())
@@ -67,7 +72,7 @@ def analyze_to_file(archive: Path, report_path: Path, request: CaptureRequest) -
     )
 
 
-def _child(conn: Connection, archive: str, report_path: str, request_json: str) -> None:
+def _child(conn: Connection, archive_json: str, report_path: str, request_json: str) -> None:
     """Entry point of one analysis process: the outcome goes back as the summary's JSON text or
     as (reason, message), never as a pickled exception or model (the parent must not unpickle
     what a hostile archive shaped; it validates the JSON against the bounded model)."""
@@ -75,9 +80,10 @@ def _child(conn: Connection, archive: str, report_path: str, request_json: str) 
     try:
         from forensic_checkpoint.analysis.commands.heap import tune_for
 
-        tune_for([archive])  # this process exists for one analysis
+        archive = ArchiveInfo.model_validate_json(archive_json)
+        tune_for([archive.path])  # this process exists for one analysis
         summary = analyze_to_file(
-            Path(archive), Path(report_path), CaptureRequest.model_validate_json(request_json)
+            archive, Path(report_path), CaptureRequest.model_validate_json(request_json)
         )
         outcome = summary.model_dump_json(by_alias=True)
     except ForensicCheckpointError as exc:
@@ -117,7 +123,7 @@ class ProcessAnalyzer:
 
     def __call__(
         self,
-        archive: Path,
+        archive: ArchiveInfo,
         report_path: Path,
         request: CaptureRequest,
         stop: threading.Event | None = None,
@@ -140,13 +146,17 @@ class ProcessAnalyzer:
             ) from exc
 
     def _run(
-        self, archive: Path, report_path: Path, request: CaptureRequest, stop: threading.Event
+        self,
+        archive: ArchiveInfo,
+        report_path: Path,
+        request: CaptureRequest,
+        stop: threading.Event,
     ) -> str | tuple[str, str]:
         """The child's outcome; the child is gone when this returns or raises."""
         receiver, sender = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_child,
-            args=(sender, str(archive), str(report_path), request.model_dump_json()),
+            args=(sender, archive.model_dump_json(), str(report_path), request.model_dump_json()),
             name="analysis",
             daemon=True,
         )

@@ -16,7 +16,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from forensic_checkpoint.agent.capture import analysis_retry, job_files, timings
@@ -91,9 +90,7 @@ class AnalysisStage:
         started = time.monotonic()
         failure: ForensicCheckpointError | None = None
         try:
-            summary = self._analyze(
-                Path(record.status.archive.path), report, record.request, running.stop
-            )
+            summary = self._analyze(record.status.archive, report, record.request, running.stop)
         except ForensicCheckpointError as exc:
             failure = exc
         finally:

@@ -161,8 +161,11 @@ def run_analysis(
         limits=limits,
         visitors=_visitors(collected, limits),
         hash_later=True,
+        hash_file=options.known_digest is None,
         pages_visitor=memory_pass.visit,
     )
+    if options.known_digest is not None:
+        contents.sha256, contents.size_bytes = options.known_digest
     warnings = [*early, *contents.warnings]
     data = contents.data
     names = {m.name for m in contents.members}
