@@ -113,7 +113,7 @@ def test_an_archive_the_agent_hashed_is_not_hashed_again(
             .decompress(sample_path(sample).read_bytes())
         )
     hashed: list[str] = []  # every way the analysis hashes an archive it reads
-    reader_init, file_hash = streams.HashingReader.__init__, archive_format.FileHash
+    reader_init, file_hash = streams.HashingReader.__init__, archive_format.FileHash  # type: ignore[attr-defined]
 
     def reader(self: Any, raw: Any, *, enabled: bool = True) -> None:
         if enabled:
