@@ -14,9 +14,9 @@ from typing import Any
 
 from tests.factories import capture_service
 
-from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
+from forensic_checkpoint.agent.capture.analysis_runner import Analyzer, ArchiveToAnalyse
 from forensic_checkpoint.agent.capture.service import CaptureService
-from forensic_checkpoint.api.agent import ArchiveInfo, CaptureRequest, CaptureStatus
+from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus
 from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -121,18 +121,15 @@ def request(
     )
 
 
-def archive_info(path: Path) -> ArchiveInfo:
-    """``path`` as the agent hands it to an analysis: hashed (a FIFO has no hash to take)."""
-    from datetime import UTC, datetime
-
+def archive_info(path: Path) -> ArchiveToAnalyse:
+    """``path`` as the agent hands it to an analysis, its hash done (a FIFO has none)."""
     digest = sha256(path) if path.is_file() else "0" * 64
     size = path.stat().st_size if path.is_file() else 0
-    now = datetime.now(UTC)
-    return ArchiveInfo(path=str(path), sha256=digest, size_bytes=size, captured_at=now)
+    return ArchiveToAnalyse(str(path), lambda: (digest, size))
 
 
 def hashing_analyzer(
-    archive: ArchiveInfo,
+    archive: ArchiveToAnalyse,
     report: Path,
     request: CaptureRequest,
     stop: threading.Event | None = None,
@@ -142,8 +139,8 @@ def hashing_analyzer(
     from forensic_checkpoint.agent.jobs import write_private
 
     searches = request.analysis.searches
-    path = Path(archive.path)
-    body = {"archive": str(path), "sha256": sha256(path), "searches": searches}
+    digest, _ = archive.digest()  # the agent's hash, waited for as the real analysis does
+    body = {"archive": archive.path, "sha256": digest, "searches": searches}
     write_private(report, json.dumps(body).encode())
     return AnalysisSummary(process_count=1)
 
@@ -161,7 +158,7 @@ class GatedAnalyzer:
 
     def __call__(
         self,
-        archive: ArchiveInfo,
+        archive: ArchiveToAnalyse,
         report: Path,
         request: CaptureRequest,
         stop: threading.Event | None = None,

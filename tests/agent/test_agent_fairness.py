@@ -127,6 +127,7 @@ def _analysing(env: Env, key: str, **options: Any) -> tuple[CaptureService, Gate
     service = env.service(analyzer=analyzer, **options)
     service.submit(request(key))
     until(lambda: key in analyzer.holding)
+    until(lambda: service.status(key).archive is not None)  # the hash beside the analysis
     return service, analyzer
 
 
@@ -163,8 +164,10 @@ def test_delete_during_the_analysis_stops_it_and_deletes_archive_and_report(env:
 def test_delete_of_a_job_waiting_for_its_analysis_never_analyses_it(env: Env) -> None:
     service, analyzer = _analysing(env, "busy1-app", analysis_workers=1)
     service.submit(request("wait1-app", pod="other"))
-    until(lambda: service.status("wait1-app").state is CaptureState.ANALYZING)
+    # Hashed as it landed, though no analysis worker is free for it yet.
+    until(lambda: service.status("wait1-app").archive is not None)
     status = service.status("wait1-app")
+    assert status.state is CaptureState.ANALYZING
     assert status.archive is not None
     result = service.delete("wait1-app")
     assert result.deleted == [status.archive.path]

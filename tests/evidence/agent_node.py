@@ -12,12 +12,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from forensic_checkpoint.agent.capture.analysis_runner import ArchiveToAnalyse
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.evidence.export_config import ExportConfig
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.jobs import JobStore, write_private
 from forensic_checkpoint.agent.metrics import AgentMetrics
-from forensic_checkpoint.api.agent import ArchiveInfo, CaptureRequest, CaptureStatus, capture_key
+from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, capture_key
 from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 
 NODE = "node-a"
@@ -47,7 +48,7 @@ class DiskKubelet:
 
 
 def report_writer(
-    archive: ArchiveInfo, report: Path, request: CaptureRequest, stop: threading.Event
+    archive: ArchiveToAnalyse, report: Path, request: CaptureRequest, stop: threading.Event
 ) -> AnalysisSummary:
     write_private(report, json.dumps({"archive": Path(archive.path).name}).encode())
     return AnalysisSummary()

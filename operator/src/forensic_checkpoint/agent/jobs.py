@@ -49,8 +49,13 @@ class JobRecord(BaseModel):
     deleted_while_capturing_at: datetime | None = None
     #: When the agent accepted the job (the start of ``status.timings.queued_ms``).
     accepted_at: datetime | None = None
-    #: When the archive's sha256 was done (the start of ``status.timings.analysis_ms``).
-    hashed_at: datetime | None = None
+    #: Host path of the archive the kubelet wrote, from its landing on: ``status.archive``
+    #: (with its sha256) follows once the agent's hash, run beside the analysis, is done.
+    landed_archive: str | None = None
+
+    def archive_path(self) -> str | None:
+        """The job's archive on the node, hashed or not yet."""
+        return self.status.archive.path if self.status.archive else self.landed_archive
 
 
 class JobStore:

@@ -32,6 +32,7 @@ package costs nothing for callers that never analyse.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,9 +61,10 @@ class AnalyzerOptions:
     yara: list[str] = field(default_factory=list)
     #: look for credentials in all process memory (findings; a yara-x scan of every page)
     memory_secrets: bool = True
-    #: the archive's (sha256, size) when the caller has hashed it already (the node agent
-    #: hashes every archive as it lands): the analysis then reads it once, without hashing
-    known_digest: tuple[str, int] | None = None
+    #: the archive's (sha256, size) when the caller hashes it itself (the node agent hashes
+    #: every archive as it lands), or a function that returns it when the report needs it
+    #: (the agent's hash runs beside the analysis): the analysis reads it once, not hashing
+    known_digest: tuple[str, int] | Callable[[], tuple[str, int]] | None = None
 
 
 def analyze(path: str | Path, options: AnalyzerOptions | None = None) -> Report:

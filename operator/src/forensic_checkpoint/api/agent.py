@@ -193,9 +193,9 @@ class CaptureTimings(WireModel):
     #: The kubelet call: the runtime's dump and its archive (or, after a restart, the wait for
     #: the archive of a call the restart cut).
     kubelet_ms: int | None = Field(default=None, ge=0)
-    #: sha256 of the archive.
+    #: sha256 of the archive (beside the analysis: the two overlap).
     hash_ms: int | None = Field(default=None, ge=0)
-    #: The analysis, from the hash's end (including any wait for an analysis worker).
+    #: The analysis of the archive (beside the hash).
     analysis_ms: int | None = Field(default=None, ge=0)
 
 

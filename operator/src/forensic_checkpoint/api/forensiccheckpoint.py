@@ -169,9 +169,9 @@ class StageTimings(KubeModel):
     kubelet_ms: int | None = Field(default=None, ge=0)
     """The kubelet's checkpoint call: the runtime's dump and its archive."""
     hash_ms: int | None = Field(default=None, ge=0)
-    """The agent's sha256 of the archive."""
+    """The agent's sha256 of the archive (it runs beside the analysis: the two overlap)."""
     analysis_ms: int | None = Field(default=None, ge=0)
-    """The analysis of the archive on the node."""
+    """The analysis of the archive on the node (beside the hash)."""
     report_ms: int | None = Field(default=None, ge=0)
     """From the agent finishing the job to the operator writing its final phase here."""
 

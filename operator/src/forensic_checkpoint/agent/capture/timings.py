@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from forensic_checkpoint.agent.jobs import JobRecord, utcnow
+from forensic_checkpoint.agent.jobs import JobRecord
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.api.agent import CaptureTimings
 
@@ -39,13 +39,10 @@ def kubelet_done(record: JobRecord, started: float, metrics: AgentMetrics) -> No
 
 def hash_done(record: JobRecord, started: float, metrics: AgentMetrics) -> None:
     value = _timings(record).hash_ms = millis(time.monotonic() - started)
-    record.hashed_at = utcnow()
     metrics.observe_stage("hash", value)
 
 
-def analysis_done(record: JobRecord, metrics: AgentMetrics) -> None:
-    """The analysis has ended: its time counts from the hash's end, so the wait for an
-    analysis worker is in it too, and the stages add up to the job's time."""
-    start = record.hashed_at or record.status.started_at or utcnow()
-    value = _timings(record).analysis_ms = millis((utcnow() - start).total_seconds())
+def analysis_done(record: JobRecord, started: float, metrics: AgentMetrics) -> None:
+    """The analysis has ended; it ran beside the hash, so the two overlap."""
+    value = _timings(record).analysis_ms = millis(time.monotonic() - started)
     metrics.observe_stage("analysis", value)

@@ -164,8 +164,6 @@ def run_analysis(
         hash_file=options.known_digest is None,
         pages_visitor=memory_pass.visit,
     )
-    if options.known_digest is not None:
-        contents.sha256, contents.size_bytes = options.known_digest
     warnings = [*early, *contents.warnings]
     data = contents.data
     names = {m.name for m in contents.members}
@@ -212,6 +210,9 @@ def run_analysis(
     no_mounts: list[Mount] = []
     if (problem := contents.wait_hash()) is not None:
         warnings.append(problem)
+    if options.known_digest is not None:
+        known = options.known_digest
+        contents.sha256, contents.size_bytes = known() if callable(known) else known
     mounts = tree.mounts + _section(
         "spec.dump mounts", warnings, lambda: _spec_mounts(spec), no_mounts
     )
