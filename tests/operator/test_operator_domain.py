@@ -242,9 +242,7 @@ def test_stage_timings_are_copied_and_the_report_delay_measured_once_finished() 
     assert (analysing.timings.kubelet_ms, analysing.timings.report_ms) == (13000, None)
     done = reconcile.apply_capture_status(
         analysing,
-        _capture(
-            CaptureState.COMPLETED, timings={**timings, "analysisMs": 4000}, finishedAt=T0
-        ),
+        _capture(CaptureState.COMPLETED, timings={**timings, "analysisMs": 4000}, finishedAt=T0),
         report_url="u",
         now=T0 + timedelta(milliseconds=750),
     )
