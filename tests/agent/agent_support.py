@@ -14,7 +14,7 @@ from typing import Any
 
 from tests.factories import capture_service
 
-from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
+from forensic_checkpoint.agent.capture.analysis_runner import Analyzer, ArchiveToAnalyse
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus
 from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
@@ -121,15 +121,26 @@ def request(
     )
 
 
+def archive_info(path: Path) -> ArchiveToAnalyse:
+    """``path`` as the agent hands it to an analysis, its hash done (a FIFO has none)."""
+    digest = sha256(path) if path.is_file() else "0" * 64
+    size = path.stat().st_size if path.is_file() else 0
+    return ArchiveToAnalyse(str(path), lambda: (digest, size))
+
+
 def hashing_analyzer(
-    archive: Path, report: Path, request: CaptureRequest, stop: threading.Event | None = None
+    archive: ArchiveToAnalyse,
+    report: Path,
+    request: CaptureRequest,
+    stop: threading.Event | None = None,
 ) -> AnalysisSummary:
     """Writes what the service handed over, so tests can check the hand-over itself, and
     returns a summary a test can recognise (at once: it never needs to be stopped)."""
     from forensic_checkpoint.agent.jobs import write_private
 
     searches = request.analysis.searches
-    body = {"archive": str(archive), "sha256": sha256(archive), "searches": searches}
+    digest, _ = archive.digest()  # the agent's hash, waited for as the real analysis does
+    body = {"archive": archive.path, "sha256": digest, "searches": searches}
     write_private(report, json.dumps(body).encode())
     return AnalysisSummary(process_count=1)
 
@@ -147,14 +158,14 @@ class GatedAnalyzer:
 
     def __call__(
         self,
-        archive: Path,
+        archive: ArchiveToAnalyse,
         report: Path,
         request: CaptureRequest,
         stop: threading.Event | None = None,
     ) -> AnalysisSummary:
         from forensic_checkpoint.errors import ForensicCheckpointError
 
-        with archive.open("rb"):
+        with Path(archive.path).open("rb"):
             self.holding.add(request.key)
             self.started.append(request.key)
             report.write_text("{}")

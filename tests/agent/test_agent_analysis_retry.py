@@ -16,7 +16,7 @@ from tests.factories import capture_service
 
 from forensic_checkpoint.agent.capture import analysis_retry
 from forensic_checkpoint.agent.capture.analysis_retry import AnalysisRetrier
-from forensic_checkpoint.agent.capture.analysis_runner import failure_outcome
+from forensic_checkpoint.agent.capture.analysis_runner import ArchiveToAnalyse, failure_outcome
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.api.agent import CaptureRequest, CaptureState, CaptureStatus
 from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
@@ -34,7 +34,7 @@ class FullDiskOnce:
         self.calls = 0
 
     def __call__(
-        self, archive: Path, report: Path, req: CaptureRequest, stop: threading.Event
+        self, archive: ArchiveToAnalyse, report: Path, req: CaptureRequest, stop: threading.Event
     ) -> AnalysisSummary:
         self.calls += 1
         if self.calls <= self.failures:

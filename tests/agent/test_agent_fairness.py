@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.agent.agent_support import Env, GatedAnalyzer, request, sha256, wait_terminal
+from tests.agent.agent_support import (
+    Env,
+    GatedAnalyzer,
+    archive_info,
+    request,
+    sha256,
+    wait_terminal,
+)
 
 from forensic_checkpoint.agent.capture.analysis_runner import ProcessAnalyzer
 from forensic_checkpoint.agent.capture.service import CaptureService
@@ -120,6 +127,7 @@ def _analysing(env: Env, key: str, **options: Any) -> tuple[CaptureService, Gate
     service = env.service(analyzer=analyzer, **options)
     service.submit(request(key))
     until(lambda: key in analyzer.holding)
+    until(lambda: service.status(key).archive is not None)  # the hash beside the analysis
     return service, analyzer
 
 
@@ -156,8 +164,10 @@ def test_delete_during_the_analysis_stops_it_and_deletes_archive_and_report(env:
 def test_delete_of_a_job_waiting_for_its_analysis_never_analyses_it(env: Env) -> None:
     service, analyzer = _analysing(env, "busy1-app", analysis_workers=1)
     service.submit(request("wait1-app", pod="other"))
-    until(lambda: service.status("wait1-app").state is CaptureState.ANALYZING)
+    # Hashed as it landed, though no analysis worker is free for it yet.
+    until(lambda: service.status("wait1-app").archive is not None)
     status = service.status("wait1-app")
+    assert status.state is CaptureState.ANALYZING
     assert status.archive is not None
     result = service.delete("wait1-app")
     assert result.deleted == [status.archive.path]
@@ -227,7 +237,7 @@ def test_a_stopped_analysis_process_is_killed_and_lets_go_of_the_archive(tmp_pat
 
         def analyse() -> None:
             try:
-                analyzer(archive, report, request("stop1-app"), stop)
+                analyzer(archive_info(archive), report, request("stop1-app"), stop)
             except ForensicCheckpointError as exc:
                 failure.append(exc)
 

@@ -41,6 +41,34 @@ def test_capture_completes_with_the_archive_hash_and_private_files(env: Env) -> 
     assert 'forensic_checkpoint_agent_captures_total{outcome="Completed"} 1.0' in text
 
 
+def test_the_status_says_where_the_time_went(env: Env) -> None:
+    """Each stage's milliseconds, and the same in the stage histogram: a 0.4 s kubelet call
+    behind another container's call shows as 0.4 s queued and 0.4 s in the kubelet."""
+    env.kubelet.delay = 0.4
+    service = env.service(workers=1)
+    service.submit(request("uid-first-app"))
+    service.submit(request("uid-second-app", pod="other"))
+    first = wait_terminal(service, "uid-first-app")
+    done = wait_terminal(service, "uid-second-app")
+    assert done.state is CaptureState.COMPLETED, done
+    timings = done.timings
+    assert timings is not None and first.timings is not None
+    assert timings.kubelet_ms is not None and 400 <= timings.kubelet_ms < 3000
+    assert timings.queued_ms is not None and timings.queued_ms >= 350  # behind the first
+    assert first.timings.queued_ms is not None and first.timings.queued_ms < 350
+    assert timings.hash_ms is not None and timings.analysis_ms is not None
+    assert done.started_at is not None and done.finished_at is not None
+    # The hash runs beside the analysis: the two overlap, and the stages account for the time.
+    stages = timings.kubelet_ms + max(timings.hash_ms, timings.analysis_ms)
+    wall = (done.finished_at - done.started_at).total_seconds() * 1000
+    # What is left is the agent's bookkeeping (record writes, hand-over to a worker).
+    assert stages <= wall + 50 and wall - stages < 1000, (wall, timings)
+    text = service.metrics.render().decode()
+    for stage in ("queued", "kubelet", "hash", "analysis"):
+        line = f'forensic_checkpoint_agent_stage_duration_seconds_count{{stage="{stage}"}} 2.0'
+        assert line in text, stage
+
+
 def test_same_key_twice_is_one_kubelet_call(env: Env) -> None:
     service = env.service()
     _, first = service.submit(request("uid1-app"))

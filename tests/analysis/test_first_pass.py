@@ -5,7 +5,11 @@ as the fallback."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
+import zstandard
 from tests.analysis.sample_data import SAMPLES, sample_path, truth
 
 from forensic_checkpoint.analysis import AnalyzerOptions
@@ -13,6 +17,8 @@ from forensic_checkpoint.analysis.commands.analyzer import run_analysis
 from forensic_checkpoint.analysis.commands.search import SearchOptions, search_archive
 from forensic_checkpoint.analysis.findings import run as findings_run
 from forensic_checkpoint.analysis.findings.sources import visit_members
+from forensic_checkpoint.analysis.format import archive as archive_format
+from forensic_checkpoint.analysis.format import streams
 from forensic_checkpoint.analysis.format.archive import stream_members
 from forensic_checkpoint.analysis.format.contents import DEFAULT_LIMITS, ArchiveLimits
 from forensic_checkpoint.analysis.model.report import Report
@@ -89,3 +95,44 @@ def test_when_the_first_pass_cannot_plan_the_second_pass_does_the_work(
     report, passes = _without_first_pass(monkeypatch, sample)
     assert passes.memory  # read again, as before
     assert report.to_json_dict() == spooled.to_json_dict()
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["zstd", "plain"])
+def test_an_archive_the_agent_hashed_is_not_hashed_again(
+    compressed: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The node agent hashes every archive as it lands: its analysis takes that digest and
+    reads the archive once, for the analysis alone, with the same findings."""
+    sample = SAMPLES[0]
+    path = sample_path(sample)
+    if not compressed:
+        path = tmp_path / "plain.tar"
+        path.write_bytes(
+            zstandard.ZstdDecompressor()
+            .decompressobj()
+            .decompress(sample_path(sample).read_bytes())
+        )
+    hashed: list[str] = []  # every way the analysis hashes an archive it reads
+    reader_init, file_hash = streams.HashingReader.__init__, archive_format.FileHash  # type: ignore[attr-defined]
+
+    def reader(self: Any, raw: Any, *, enabled: bool = True) -> None:
+        if enabled:
+            hashed.append("inline")
+        reader_init(self, raw, enabled=enabled)
+
+    def background(*args: Any) -> Any:
+        hashed.append("background")
+        return file_hash(*args)
+
+    monkeypatch.setattr(streams.HashingReader, "__init__", reader)
+    monkeypatch.setattr(archive_format, "FileHash", background)
+    plain = run_analysis(path, _options(sample))
+    assert hashed, "the analysis no longer hashes by these two ways: update this test"
+    hashed.clear()
+    digest = ("ab" * 32, plain.archive.size_bytes)
+    options = AnalyzerOptions(**{**vars(_options(sample)), "known_digest": digest})
+    known = run_analysis(path, options)
+    monkeypatch.undo()
+    assert hashed == []
+    assert (known.archive.sha256, known.archive.size_bytes) == digest
+    assert known.findings == plain.findings and known.memory == plain.memory

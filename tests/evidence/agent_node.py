@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from forensic_checkpoint.agent.capture.analysis_runner import ArchiveToAnalyse
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.evidence.export_config import ExportConfig
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
@@ -47,9 +48,9 @@ class DiskKubelet:
 
 
 def report_writer(
-    archive: Path, report: Path, request: CaptureRequest, stop: threading.Event
+    archive: ArchiveToAnalyse, report: Path, request: CaptureRequest, stop: threading.Event
 ) -> AnalysisSummary:
-    write_private(report, json.dumps({"archive": archive.name}).encode())
+    write_private(report, json.dumps({"archive": Path(archive.path).name}).encode())
     return AnalysisSummary()
 
 

@@ -230,6 +230,28 @@ def test_a_completed_capture_brings_its_summary() -> None:
     assert checkpoint_events.transition_events(complete, complete) == []
 
 
+def test_stage_timings_are_copied_and_the_report_delay_measured_once_finished() -> None:
+    """The agent's split arrives as it is; the operator adds its own delay (from the agent
+    finishing the job to this status write) only for a finished job."""
+    container = reconcile.mark_requested(_started().containers[0], now=T0)
+    timings = {"queuedMs": 5, "kubeletMs": 13000, "hashMs": 1300}
+    analysing = reconcile.apply_capture_status(
+        container, _capture(CaptureState.ANALYZING, timings=timings), report_url="u", now=T0
+    )
+    assert analysing.timings is not None
+    assert (analysing.timings.kubelet_ms, analysing.timings.report_ms) == (13000, None)
+    done = reconcile.apply_capture_status(
+        analysing,
+        _capture(CaptureState.COMPLETED, timings={**timings, "analysisMs": 4000}, finishedAt=T0),
+        report_url="u",
+        now=T0 + timedelta(milliseconds=750),
+    )
+    assert done.timings is not None
+    assert (done.timings.analysis_ms, done.timings.report_ms) == (4000, 750)
+    wire = done.model_dump(by_alias=True, exclude_none=True)["timings"]
+    assert wire == {**timings, "analysisMs": 4000, "reportMs": 750}
+
+
 def test_an_agent_failure_fails_the_checkpoint_with_the_kubelet_reason() -> None:
     status = _started()
     container = reconcile.mark_requested(status.containers[0], now=T0)

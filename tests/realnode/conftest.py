@@ -13,11 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.realnode.support import NAMESPACE, RealNodeEnv
+from tests.realnode.support import RealNodeEnv, real_node_env
 
-from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.realnode import node as real_node
-from forensic_checkpoint_dev.stack import LocalStack
 
 SKIP_ENV = "FORENSIC_SKIP_REAL_NODE"
 
@@ -37,26 +35,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def real_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealNodeEnv]:
     if os.environ.get(SKIP_ENV) == "1":
         pytest.skip(f"{SKIP_ENV}=1: real-node tests skipped on purpose")
-    root = tmp_path_factory.mktemp("real")
     try:
-        cluster = DevCluster.start(
-            root / "cluster", nodes=0, with_real_node=True, die_with_parent=True
-        )
+        with real_node_env(tmp_path_factory.mktemp("real")) as env:
+            yield env
     except real_node.RealNodeUnavailable as exc:
         pytest.fail(f"this machine cannot run the real node: {exc}", pytrace=False)
-    stack: LocalStack | None = None
-    try:
-        stack = LocalStack.prepare(cluster, root / "stack")
-        env = RealNodeEnv(cluster, stack, root)
-        env.ensure_namespace(NAMESPACE)
-        stack.start_operator([NAMESPACE])
-        env.start_agent()
-        yield env
-    finally:
-        if stack is not None:
-            stack.stop()
-        node = cluster.real_node
-        cluster.stop()
-        # `down` must leave no mount, bridge, iptables chain, shim, directory or /etc/criu file.
-        assert node is not None
-        assert real_node.leftovers(node) == []

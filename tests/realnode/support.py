@@ -3,10 +3,12 @@ the node's agent started with either kubelet credential, and what the runtime re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import yaml
 from forensic_checkpoint.k8s.client import close
 from forensic_checkpoint_dev.cluster import access, binaries, processes
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.realnode import node as real_node
 from forensic_checkpoint_dev.realnode.node import RealNode
 from forensic_checkpoint_dev.stack import LocalStack
 
@@ -143,6 +146,40 @@ class RealNodeEnv:
         if ready:
             self.wait_pod_ready(name)
 
+    def memory_hog(self, name: str, gib: int) -> None:
+        """A pod holding ``gib`` GiB of non-zero pages (zero pages are not dumped), then idle:
+        a capture whose dump takes seconds."""
+        hog = (
+            f"b = bytes(range(256)) * ({gib} << 22)\n"
+            "import sys, time\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(1e9)\n"
+        )
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name},
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": PYTHON,
+                            "imagePullPolicy": "Never",
+                            "command": ["python3", "-c", hog],
+                        }
+                    ],
+                },
+            }
+        )
+        self.wait_pod_ready(name)
+        wait_for(
+            lambda: "ready" in self.kubectl("-n", NAMESPACE, "logs", name),
+            120,
+            f"the {gib} GiB container never filled its memory",
+        )
+
     # --- agents ---------------------------------------------------------------------------
 
     def start_agent(
@@ -204,6 +241,29 @@ class _deleted_first:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+@contextlib.contextmanager
+def real_node_env(root: Path) -> Iterator[RealNodeEnv]:
+    """The dev cluster with the real node, the operator and the node's agent as local
+    processes; everything is stopped, and the node left clean, on the way out."""
+    cluster = DevCluster.start(root / "cluster", nodes=0, with_real_node=True, die_with_parent=True)
+    stack: LocalStack | None = None
+    try:
+        stack = LocalStack.prepare(cluster, root / "stack")
+        env = RealNodeEnv(cluster, stack, root)
+        env.ensure_namespace(NAMESPACE)
+        stack.start_operator([NAMESPACE])
+        env.start_agent()
+        yield env
+    finally:
+        if stack is not None:
+            stack.stop()
+        node = cluster.real_node
+        cluster.stop()
+        # `down` must leave no mount, bridge, iptables chain, shim, directory or /etc/criu file.
+        assert node is not None
+        assert real_node.leftovers(node) == []
 
 
 def wait_for(check: Any, timeout: float, message: str, interval: float = 0.25) -> None:

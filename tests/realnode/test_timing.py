@@ -15,47 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.realnode.support import NAMESPACE, PYTHON, RealNodeEnv, wait_for
+from tests.realnode.support import NAMESPACE, RealNodeEnv, wait_for
 
 pytestmark = pytest.mark.timing
 
 BIG_POD = "bigmem"
 GIB = 2
-#: ~2 GiB of non-zero pages (zero pages are not dumped), then idle.
-HOG = (
-    f"b = bytes(range(256)) * ({GIB} << 22)\n"
-    "import sys, time\n"
-    "print('ready', flush=True)\n"
-    "time.sleep(1e9)\n"
-)
 
 
 @pytest.fixture(scope="module")
 def bigmem(real_env: RealNodeEnv) -> Iterator[str]:
-    real_env.apply(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": BIG_POD},
-            "spec": {
-                "terminationGracePeriodSeconds": 0,
-                "containers": [
-                    {
-                        "name": "app",
-                        "image": PYTHON,
-                        "imagePullPolicy": "Never",
-                        "command": ["python3", "-c", HOG],
-                    }
-                ],
-            },
-        }
-    )
-    real_env.wait_pod_ready(BIG_POD)
-    wait_for(
-        lambda: "ready" in real_env.kubectl("-n", NAMESPACE, "logs", BIG_POD),
-        120,
-        "the 2 GiB container never filled its memory",
-    )
+    real_env.memory_hog(BIG_POD, GIB)
     try:
         yield BIG_POD
     finally:
@@ -111,6 +81,10 @@ def test_short_timeout_waits_for_the_kubelets_real_deadline(
     assert status["phase"] == "Completed", status
     container = status["containers"][0]
     print(f"\n2 GiB capture: Completed in {elapsed:.1f} s, frozen {container.get('frozenTime')}")
+    print(f"stage timings (ms): {container.get('timings')}")
+    assert {"queuedMs", "kubeletMs", "hashMs", "analysisMs", "reportMs"} <= set(
+        container["timings"]
+    ), container
     assert elapsed > 6, "the dump was too quick to show the kubelet's raised deadline"
     assert real_env.node.runtime_calls() == calls + 1
     assert container["frozenTime"], container

@@ -47,6 +47,15 @@ class JobRecord(BaseModel):
     #: When a DELETE arrived while the capture was in flight (the CR was deleted mid-capture):
     #: an archive the call still writes is deleted on landing (:mod:`.capture.deleted_in_flight`).
     deleted_while_capturing_at: datetime | None = None
+    #: When the agent accepted the job (the start of ``status.timings.queued_ms``).
+    accepted_at: datetime | None = None
+    #: Host path of the archive the kubelet wrote, from its landing on: ``status.archive``
+    #: (with its sha256) follows once the agent's hash, run beside the analysis, is done.
+    landed_archive: str | None = None
+
+    def archive_path(self) -> str | None:
+        """The job's archive on the node, hashed or not yet."""
+        return self.status.archive.path if self.status.archive else self.landed_archive
 
 
 class JobStore:
@@ -111,6 +120,7 @@ class JobStore:
             record = JobRecord(
                 request=request,
                 status=CaptureStatus(key=request.key, state=CaptureState.QUEUED, held=request.hold),
+                accepted_at=utcnow(),
             )
             if request.hold:
                 self.set_hold(request.key, True)

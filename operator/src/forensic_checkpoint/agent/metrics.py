@@ -43,6 +43,13 @@ class AgentMetrics:
             buckets=_DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.stage_seconds = Histogram(
+            "forensic_checkpoint_agent_stage_duration_seconds",
+            "Each stage of a capture job: queued (to the kubelet call), kubelet, hash, analysis.",
+            ["stage"],
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
         self.archive_bytes = Counter(
             "forensic_checkpoint_agent_archive_bytes",
             "Bytes of checkpoint archives captured.",
@@ -118,6 +125,11 @@ class AgentMetrics:
             ["action"],
             registry=self.registry,
         )
+
+    def observe_stage(self, stage: str, millis: int | None) -> None:
+        """One stage of a job took ``millis`` (see :mod:`.capture.timings`)."""
+        if millis is not None:
+            self.stage_seconds.labels(stage=stage).observe(millis / 1000)
 
     def watch_storage(self, reader: StorageReader) -> None:
         """Report the job store (jobs by state, bytes kept) whenever metrics are scraped."""

@@ -63,6 +63,10 @@ class AnalyzerOptions:
     memory_secrets: bool = True
     #: told how many more bytes of the archive file the pass got through (a progress bar)
     on_progress: Callable[[int], None] | None = field(default=None, compare=False)
+    #: the archive's (sha256, size) when the caller hashes it itself (the node agent hashes
+    #: every archive as it lands), or a function that returns it when the report needs it
+    #: (the agent's hash runs beside the analysis): the analysis reads it once, not hashing
+    known_digest: tuple[str, int] | Callable[[], tuple[str, int]] | None = None
 
 
 def analyze(path: str | Path, options: AnalyzerOptions | None = None) -> Report:

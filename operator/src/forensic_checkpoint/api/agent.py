@@ -183,6 +183,22 @@ class ExportProgress(WireModel):
     record: ExportRecord | None = None
 
 
+class CaptureTimings(WireModel):
+    """Milliseconds of each stage of one job, each set when its stage ends: where the time
+    between the request and Completed went (the kubelet's dump, or the agent's own work)."""
+
+    #: From the agent accepting the job to its kubelet call (waiting for a capture worker, or
+    #: for the container's previous capture).
+    queued_ms: int | None = Field(default=None, ge=0)
+    #: The kubelet call: the runtime's dump and its archive (or, after a restart, the wait for
+    #: the archive of a call the restart cut).
+    kubelet_ms: int | None = Field(default=None, ge=0)
+    #: sha256 of the archive (beside the analysis: the two overlap).
+    hash_ms: int | None = Field(default=None, ge=0)
+    #: The analysis of the archive (beside the hash).
+    analysis_ms: int | None = Field(default=None, ge=0)
+
+
 class CaptureStatus(WireModel):
     """Where one capture job stands. ``reason`` is a condition reason (CamelCase)."""
 
@@ -216,6 +232,8 @@ class CaptureStatus(WireModel):
     orphan_archive: bool = False
     #: Append-only, in the order things happened; see :class:`CustodyFact`.
     custody_events: list[CustodyFact] = Field(default_factory=list)
+    #: Where the job's time went (added to v1 as optional: an older agent sends none).
+    timings: CaptureTimings | None = None
 
 
 class DeleteResult(WireModel):

@@ -161,6 +161,21 @@ class ArchiveStatus(KubeModel):
     """When the agent received the archive from the kubelet."""
 
 
+class StageTimings(KubeModel):
+    """Where one container's capture time went, in milliseconds, each set when its stage ends."""
+
+    queued_ms: int | None = Field(default=None, ge=0)
+    """From the agent accepting the job to its kubelet call."""
+    kubelet_ms: int | None = Field(default=None, ge=0)
+    """The kubelet's checkpoint call: the runtime's dump and its archive."""
+    hash_ms: int | None = Field(default=None, ge=0)
+    """The agent's sha256 of the archive (it runs beside the analysis: the two overlap)."""
+    analysis_ms: int | None = Field(default=None, ge=0)
+    """The analysis of the archive on the node (beside the hash)."""
+    report_ms: int | None = Field(default=None, ge=0)
+    """From the agent finishing the job to the operator writing its final phase here."""
+
+
 class IdentitySummary(KubeModel):
     """Who the checkpoint belongs to, read from the archive itself (not from the request)."""
 
@@ -383,6 +398,8 @@ class ContainerStatus(KubeModel):
             "job's facts. The archive named here is the newest one."
         ),
     )
+    timings: StageTimings | None = None
+    """Milliseconds of each stage (queue, kubelet call, hash, analysis, status report)."""
 
 
 class ForensicCheckpointStatus(KubeModel):

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import Counter, Histogram
 
-from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpointStatus
+from forensic_checkpoint.api.forensiccheckpoint import ContainerStatus, ForensicCheckpointStatus
 
 CHECKPOINTS_FINISHED = Counter(
     "forensic_checkpoint_operator_checkpoints_total",
@@ -19,13 +19,28 @@ CHECKPOINT_DURATION = Histogram(
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
 )
 
+REPORT_DELAY = Histogram(
+    "forensic_checkpoint_operator_report_delay_seconds",
+    "From the agent finishing a capture job to the operator writing the container's final phase.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+
 
 def observe_transition(
     old: ForensicCheckpointStatus, new: ForensicCheckpointStatus, *, created: str | None
 ) -> None:
+    reported = {c.name for c in old.containers if _report_ms(c) is not None}
+    for container in new.containers:
+        delay = _report_ms(container)
+        if delay is not None and container.name not in reported:
+            REPORT_DELAY.observe(delay / 1000)
     if old.phase == new.phase or not new.phase.terminal:
         return
     CHECKPOINTS_FINISHED.labels(phase=new.phase.value, reason=new.reason or "").inc()
     if created and new.completed_at is not None:
         start = datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(UTC)
         CHECKPOINT_DURATION.observe(max(0.0, (new.completed_at - start).total_seconds()))
+
+
+def _report_ms(container: ContainerStatus) -> int | None:
+    return container.timings.report_ms if container.timings else None

@@ -15,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -29,10 +30,21 @@ _PRELOAD = [
     "forensic_checkpoint.analysis.commands.analyzer",
 ]
 
-#: (archive, report path, the capture's request, stop) -> the report's status digest; writes
-#: the report JSON (0600) or raises. Once ``stop`` is set it should raise :data:`STOPPED` soon,
-#: and must not touch the archive or write the report after it returned.
-Analyzer = Callable[[Path, Path, CaptureRequest, threading.Event], AnalysisSummary]
+
+@dataclass(frozen=True)
+class ArchiveToAnalyse:
+    """An archive handed to the analysis while the agent still hashes it: ``digest()`` blocks
+    until the agent's own (sha256, size) is known, and raises if the hash failed. The report
+    carries that digest; the analysis never hashes the archive itself."""
+
+    path: str
+    digest: Callable[[], tuple[str, int]]
+
+
+#: (the archive, report path, the capture's request, stop) -> the report's status digest;
+#: writes the report JSON (0600) or raises. Once ``stop`` is set it should raise
+#: :data:`STOPPED` soon, and must not touch the archive or write the report after it returned.
+Analyzer = Callable[[ArchiveToAnalyse, Path, CaptureRequest, threading.Event], AnalysisSummary]
 
 #: Reason of an analysis stopped because its capture was deleted.
 STOPPED = "AnalysisStopped"
@@ -45,20 +57,24 @@ def default_workers() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def analyze_to_file(archive: Path, report_path: Path, request: CaptureRequest) -> AnalysisSummary:
+def analyze_to_file(
+    archive: ArchiveToAnalyse, report_path: Path, request: CaptureRequest
+) -> AnalysisSummary:
     """Analyse ``archive``, write the report JSON (camelCase) to ``report_path`` and return its
-    status digest for ``request``'s container."""
+    status digest for ``request``'s container. The report carries the agent's own hash of the
+    archive: the analysis reads it once and does not hash it again."""
     from forensic_checkpoint import analysis
     from forensic_checkpoint.agent.capture.summary import summarize
     from forensic_checkpoint.agent.jobs import write_private
 
     options = request.analysis
     report = analysis.analyze(
-        archive,
+        archive.path,
         analysis.AnalyzerOptions(
             searches=list(options.searches),
             regexes=list(options.regexes),
             reveal=options.reveal,
+            known_digest=archive.digest,
         ),
     )
     write_private(report_path, report.to_json().encode())
@@ -67,17 +83,22 @@ def analyze_to_file(archive: Path, report_path: Path, request: CaptureRequest) -
     )
 
 
-def _child(conn: Connection, archive: str, report_path: str, request_json: str) -> None:
+def _child(
+    conn: Connection, digests: Connection, archive: str, report_path: str, request_json: str
+) -> None:
     """Entry point of one analysis process: the outcome goes back as the summary's JSON text or
     as (reason, message), never as a pickled exception or model (the parent must not unpickle
-    what a hostile archive shaped; it validates the JSON against the bounded model)."""
+    what a hostile archive shaped; it validates the JSON against the bounded model). The
+    agent's digest of the archive arrives on ``digests`` when its hash is done."""
     outcome: str | tuple[str, str]
     try:
         from forensic_checkpoint.analysis.commands.heap import tune_for
 
         tune_for([archive])  # this process exists for one analysis
         summary = analyze_to_file(
-            Path(archive), Path(report_path), CaptureRequest.model_validate_json(request_json)
+            ArchiveToAnalyse(archive, lambda: _receive_digest(digests)),
+            Path(report_path),
+            CaptureRequest.model_validate_json(request_json),
         )
         outcome = summary.model_dump_json(by_alias=True)
     except ForensicCheckpointError as exc:
@@ -86,6 +107,15 @@ def _child(conn: Connection, archive: str, report_path: str, request_json: str) 
         outcome = failure_outcome(exc)
     conn.send(outcome)
     conn.close()
+
+
+def _receive_digest(digests: Connection) -> tuple[str, int]:
+    """The agent's (sha256, size), sent as text: an empty message means its hash failed."""
+    text = digests.recv_bytes(256).decode()
+    digest, _, size = text.partition(" ")
+    if not digest:
+        raise ArchiveError("the agent could not hash the archive", reason="ArchiveUnreadable")
+    return digest, int(size)
 
 
 def failure_outcome(exc: Exception) -> tuple[str, str]:
@@ -117,7 +147,7 @@ class ProcessAnalyzer:
 
     def __call__(
         self,
-        archive: Path,
+        archive: ArchiveToAnalyse,
         report_path: Path,
         request: CaptureRequest,
         stop: threading.Event | None = None,
@@ -140,18 +170,27 @@ class ProcessAnalyzer:
             ) from exc
 
     def _run(
-        self, archive: Path, report_path: Path, request: CaptureRequest, stop: threading.Event
+        self,
+        archive: ArchiveToAnalyse,
+        report_path: Path,
+        request: CaptureRequest,
+        stop: threading.Event,
     ) -> str | tuple[str, str]:
         """The child's outcome; the child is gone when this returns or raises."""
         receiver, sender = self._context.Pipe(duplex=False)
+        digest_in, digest_out = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_child,
-            args=(sender, str(archive), str(report_path), request.model_dump_json()),
+            args=(sender, digest_in, archive.path, str(report_path), request.model_dump_json()),
             name="analysis",
             daemon=True,
         )
         process.start()
         sender.close()
+        digest_in.close()
+        threading.Thread(
+            target=_send_digest, args=(archive, digest_out), name="digest", daemon=True
+        ).start()
         deadline = time.monotonic() + self.timeout
         try:
             while not receiver.poll(min(_STOP_POLL, max(0.0, deadline - time.monotonic()))):
@@ -173,6 +212,21 @@ class ProcessAnalyzer:
                 process.kill()
             process.join()
         return outcome
+
+
+def _send_digest(archive: ArchiveToAnalyse, out: Connection) -> None:
+    """Hand the agent's digest to the analysis process once the hash is done."""
+    try:
+        digest, size = archive.digest()
+        message = f"{digest} {size}"
+    except Exception:  # the analysis fails with ArchiveUnreadable; the stage reports the cause
+        message = ""
+    try:
+        out.send_bytes(message.encode())
+    except OSError:
+        pass  # the analysis process has ended already
+    finally:
+        out.close()
 
 
 def _check(stop: threading.Event) -> None:

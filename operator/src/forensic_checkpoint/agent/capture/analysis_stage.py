@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from forensic_checkpoint.agent.capture import analysis_retry, job_files
-from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
+from forensic_checkpoint.agent.capture import analysis_retry, job_files, timings
+from forensic_checkpoint.agent.capture.analysis_runner import Analyzer, ArchiveToAnalyse
 from forensic_checkpoint.agent.evidence import custody_facts
+from forensic_checkpoint.agent.hashing import BackgroundHash, HashStopped
 from forensic_checkpoint.agent.jobs import JobRecord, utcnow
 from forensic_checkpoint.api.agent import (
     CaptureState,
@@ -85,24 +86,41 @@ class AnalysisStage:
             running.ended.set()
 
     def _analysis(self, record: JobRecord, running: Running) -> None:
-        assert record.status.archive is not None  # noqa: S101 - ANALYZING implies an archive
+        """Hash and analyse the archive side by side (:mod:`..hashing`), then end the job."""
         service = self._service
-        report = service.store.report_path(record.status.key)
+        key = record.status.key
+        path = record.archive_path()
+        assert path is not None  # noqa: S101 - ANALYZING implies an archive
+        hasher, digest = self._digest(record)
+        report = service.store.report_path(key)
         started = time.monotonic()
         failure: ForensicCheckpointError | None = None
         try:
             summary = self._analyze(
-                Path(record.status.archive.path), report, record.request, running.stop
+                ArchiveToAnalyse(path, digest), report, record.request, running.stop
             )
         except ForensicCheckpointError as exc:
             failure = exc
         finally:
             service.metrics.analysis_seconds.observe(time.monotonic() - started)
+        unreadable = _hash_failure(hasher)  # the hash ends before the job does
         with service.store.locked():
             if running.stop.is_set():  # deleted: its DELETE removes the files and ends the job
-                current = service.store.get(record.status.key)
+                current = service.store.get(key)
                 if current is None or current.status.state.terminal:
                     report.unlink(missing_ok=True)  # written after that DELETE stopped waiting
+                return
+            current = service.store.get(key)  # with the archive the hash recorded meanwhile
+            if current is None:
+                return
+            record = current
+            timings.analysis_done(record, started, service.metrics)
+            if unreadable is not None:
+                service.finish(
+                    record,
+                    reason="ArchiveUnreadable",
+                    message=f"cannot read archive {path}: {unreadable}",
+                )
                 return
             if failure is not None:
                 if analysis_retry.keep_for_retry(record, failure, utcnow()):
@@ -123,12 +141,25 @@ class AnalysisStage:
                 state=CaptureState.COMPLETED,
             )
 
+    def _digest(
+        self, record: JobRecord
+    ) -> tuple[BackgroundHash | None, Callable[[], tuple[str, int]]]:
+        """The agent's hash running beside the analysis (started when the archive landed),
+        and how the analysis gets its result; an archive hashed already (before a restart, or
+        a retried analysis) is not hashed again."""
+        known = record.status.archive
+        if known is not None:
+            return None, lambda: (known.sha256, known.size_bytes)
+        hasher = self._service.hash_for(record)
+        return hasher, hasher.result
+
     # --- DELETE of an Analyzing job -------------------------------------------------------
 
     def stop(self, record: JobRecord) -> Running | None:
         """First half of the DELETE (store locked): refuse a held job, stop its analysis; the
         analysis to wait for, ``None`` when none runs."""
         job_files.refuse_held(record)
+        self._service.stop_hash(record.status.key)
         running = self._running.get(record.status.key)
         if running is not None:
             running.stop.set()
@@ -177,3 +208,17 @@ class AnalysisStage:
         )
         log.warning("capture %s deleted during its analysis: %s", key, deleted)
         return deleted
+
+
+def _hash_failure(hasher: BackgroundHash | None) -> OSError | None:
+    """Why the agent could not hash the archive, once its hash has ended (a stopped hash is
+    no failure: its DELETE ends the job)."""
+    if hasher is None:
+        return None
+    try:
+        hasher.result()
+    except HashStopped:
+        return None
+    except OSError as exc:
+        return exc
+    return None

@@ -71,7 +71,7 @@ def refuse_held(record: JobRecord) -> None:
     key = record.status.key
     export = record.status.export
     exported = export is not None and export.phase is ExportPhase.EXPORTED
-    on_disk = record.status.archive is not None and not record.status.archive_deleted_at
+    on_disk = record.archive_path() is not None and not record.status.archive_deleted_at
     if record.status.held and on_disk and not exported:
         raise ConflictError(
             f"capture {key} is under legal hold and exists nowhere else; lift the hold "
@@ -83,9 +83,9 @@ def refuse_held(record: JobRecord) -> None:
 def remove(record: JobRecord, checkpoint_dir: Path) -> list[str]:
     """Delete the archive, then the report; the host paths of those that existed."""
     deleted: list[str] = []
-    if record.status.archive is not None:
+    if (path := record.archive_path()) is not None:
         try:
-            archive: Path | None = paths.resolve_archive(record.status.archive.path, checkpoint_dir)
+            archive: Path | None = paths.resolve_archive(path, checkpoint_dir)
         except CaptureError:
             archive = None  # already gone, or no longer ours to touch
         if archive is not None:
@@ -106,8 +106,8 @@ def storage(records: Iterable[JobRecord]) -> tuple[dict[str, int], int]:
     for record in records:
         by_state[record.status.state.value] += 1
         paths_kept = [record.report_path] if record.report_path else []
-        if record.status.archive is not None:
-            paths_kept.append(record.status.archive.path)
+        if (path := record.archive_path()) is not None:
+            paths_kept.append(path)
         for kept in paths_kept:
             try:
                 stored += Path(kept).stat().st_size
@@ -132,9 +132,9 @@ def unclaimed_archive(
     if not candidates:
         return None
     claimed = {
-        other.status.archive.path
+        other.archive_path()
         for other in store.all()
-        if other.status.archive is not None and other.status.key != record.status.key
+        if other.archive_path() is not None and other.status.key != record.status.key
     }
     for candidate in candidates:
         try:

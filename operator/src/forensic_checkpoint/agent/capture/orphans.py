@@ -93,7 +93,7 @@ def _gave_up(record: JobRecord) -> bool:
     status = record.status
     return (
         status.state is CaptureState.FAILED
-        and status.archive is None
+        and record.archive_path() is None
         and status.kubelet_status_code is None
         and record.kubelet_called_at is not None
     )
@@ -167,7 +167,7 @@ class OrphanKeeper(BackgroundPass):
         seconds; the archives handled."""
         with self._pass:
             records = self.store.all()
-            claimed = {r.status.archive.path for r in records if r.status.archive is not None}
+            claimed = {r.archive_path() for r in records if r.archive_path() is not None}
             handled: list[Path] = []
             for path in self._archives():
                 if str(path) in claimed or self._in_flight(records, path.name, None):
@@ -244,7 +244,7 @@ class OrphanKeeper(BackgroundPass):
             if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
                 return False
             records = self.store.all()
-            if any(r.status.archive and r.status.archive.path == str(real) for r in records):
+            if any(r.archive_path() == str(real) for r in records):
                 return False
             owner = self.store.get(owner_key) if owner_key else None
             if owner is not None and not _gave_up(owner):

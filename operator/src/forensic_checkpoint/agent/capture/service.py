@@ -43,6 +43,7 @@ from forensic_checkpoint.agent.capture import (
     analysis_retry,
     deleted_in_flight,
     job_files,
+    timings,
 )
 from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
@@ -51,7 +52,7 @@ from forensic_checkpoint.agent.capture.deleted_in_flight import DELETED_WHILE_CA
 from forensic_checkpoint.agent.capture.disk_floor import DiskFloor, FreeSpace, statvfs_space
 from forensic_checkpoint.agent.capture.workers import Job, Workers
 from forensic_checkpoint.agent.evidence import custody_facts
-from forensic_checkpoint.agent.hashing import sha256_file
+from forensic_checkpoint.agent.hashing import BackgroundHash
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
 from forensic_checkpoint.agent.kubelet.client import (
     DEFAULT_RUNTIME_REQUEST_TIMEOUT,
@@ -138,6 +139,8 @@ class CaptureService:
         #: Captures are refused before the kubelet call when free space is below this floor.
         self.disk_floor = disk_floor or DiskFloor()
         self._free_space = free_space
+        #: The hash of each landed archive not yet recorded, and how to stop it (store lock).
+        self._hashes: dict[str, tuple[BackgroundHash, threading.Event]] = {}
 
     # --- public API -------------------------------------------------------------------------
 
@@ -314,6 +317,8 @@ class CaptureService:
             record.status.state = CaptureState.CAPTURING
             record.status.started_at = now
             record.kubelet_called_at = now
+            record.status.timings = timings.queued(record, now)
+            self.metrics.observe_stage("queued", record.status.timings.queued_ms)
             self.store.save(record)  # on disk BEFORE the call: see the module docstring
         started = time.monotonic()
         try:
@@ -324,6 +329,7 @@ class CaptureService:
                 request.timeout_seconds,
             )
         except KubeletError as exc:
+            timings.kubelet_done(record, started, self.metrics)
             code = str(exc.status_code) if exc.status_code is not None else "none"
             self.metrics.kubelet_errors.labels(code=code).inc()
             log.warning("capture %s: %s: %s", record.status.key, exc.reason, exc.message)
@@ -355,11 +361,15 @@ class CaptureService:
             record.status.held = stored.status.held
         return record.deleted_while_capturing_at
 
-    def _landed_after_delete(
-        self, record: JobRecord, archive: Path, hashed: tuple[str, int]
-    ) -> JobRecord:
-        """The kubelet answered a call whose capture was deleted meanwhile (store locked)."""
-        deleted_in_flight.discard(record, archive, self.node_name, utcnow(), hashed)
+    def _landed_after_delete(self, record: JobRecord, archive: Path) -> JobRecord:
+        """The kubelet answered a call whose capture was deleted meanwhile (store locked; the
+        hash holds the lock for seconds, on this rare path only)."""
+        try:
+            deleted_in_flight.discard(record, archive, self.node_name, utcnow())
+        except OSError as exc:
+            return self.finish(
+                record, reason="ArchiveUnreadable", message=f"cannot read archive {archive}: {exc}"
+            )
         deleted_in_flight.report(self.metrics, record, archive, "deleted")
         return self.finish(
             record, reason=DELETED_WHILE_CAPTURING, message=record.status.message or ""
@@ -425,26 +435,68 @@ class CaptureService:
         )
 
     def _record_archive(self, record: JobRecord, archive: Path, started: float) -> JobRecord | None:
+        """The kubelet's archive has landed: the job goes on to its analysis, which hashes the
+        archive beside the analysis (:meth:`record_hash`). A capture deleted meanwhile has its
+        archive hashed and deleted here instead."""
+        timings.kubelet_done(record, started, self.metrics)
+        self.metrics.capture_seconds.observe(time.monotonic() - started)
         try:
             archive.chmod(0o600)
-            digest, size = sha256_file(archive)
-            captured_at = datetime.fromtimestamp(archive.stat().st_mtime, UTC)
         except OSError as exc:
             return self.finish(
                 record, reason="ArchiveUnreadable", message=f"cannot read archive {archive}: {exc}"
             )
-        self.metrics.capture_seconds.observe(time.monotonic() - started)
-        self.metrics.archive_bytes.inc(size)
-        self.metrics.archive_size.observe(size)
         with self.store.locked():  # a DELETE may have marked the job meanwhile
             if self._deleted_mark(record) is not None:
                 if deleted_in_flight.discards(record):
-                    return self._landed_after_delete(record, archive, (digest, size))
+                    return self._landed_after_delete(record, archive)
                 deleted_in_flight.report(self.metrics, record, archive, "kept")
+            record.landed_archive = str(archive)
+            record.status.state = CaptureState.ANALYZING
+            self.store.save(record)
+            self.hash_for(record)  # at once, whether or not an analysis worker is free
+        log.info("capture %s: archive %s landed", record.status.key, archive)
+        return record
+
+    def hash_for(self, record: JobRecord) -> BackgroundHash:
+        """The agent's hash of ``record``'s landed archive, started now unless it runs already
+        (after a restart, the analysis starts it again)."""
+        key = record.status.key
+        with self.store.locked():
+            running = self._hashes.get(key)
+            if running is not None:
+                return running[0]
+            path = Path(record.landed_archive or "")
+            stop, started = threading.Event(), time.monotonic()
+            hasher = BackgroundHash(
+                path, stop=stop, on_done=lambda hashed: self.record_hash(key, path, hashed, started)
+            )
+            self._hashes[key] = (hasher, stop)
+            return hasher
+
+    def stop_hash(self, key: str) -> None:
+        """Stop and forget ``key``'s hash (its job ended, or its archive is being deleted)."""
+        with self.store.locked():
+            running = self._hashes.pop(key, None)
+        if running is not None:
+            running[1].set()
+
+    def record_hash(self, key: str, archive: Path, hashed: tuple[str, int], started: float) -> None:
+        """The agent's sha256 of ``key``'s landed archive is done (``started``: its
+        ``time.monotonic()``): the archive and its Captured fact go into the job's status, while
+        the analysis may still run."""
+        digest, size = hashed
+        captured_at = datetime.fromtimestamp(archive.stat().st_mtime, UTC)
+        self.metrics.archive_bytes.inc(size)
+        self.metrics.archive_size.observe(size)
+        with self.store.locked():
+            record = self.store.get(key)
+            if record is None or record.status.state.terminal or record.status.archive:
+                return  # deleted meanwhile, or recorded before a restart
+            timings.hash_done(record, started, self.metrics)
             record.status.archive = ArchiveInfo(
                 path=str(archive), sha256=digest, size_bytes=size, captured_at=captured_at
             )
-            record.status.state = CaptureState.ANALYZING
             custody_facts.add(
                 record,
                 custody_facts.captured(
@@ -456,10 +508,7 @@ class CaptureService:
                 ),
             )
             self.store.save(record)
-        log.info(
-            "capture %s: archive %s sha256 %s (%d bytes)", record.status.key, archive, digest, size
-        )
-        return record
+        log.info("capture %s: archive %s sha256 %s (%d bytes)", key, archive, digest, size)
 
     def finish(
         self,
@@ -480,6 +529,7 @@ class CaptureService:
             record.status.kubelet_status_code = kubelet_status_code
         record.status.finished_at = utcnow()
         self.store.save(record)
+        self.stop_hash(record.status.key)  # done by now, unless the job failed without it
         self.metrics.captures.labels(outcome=reason).inc()
         for hook in self.on_finished:
             hook()

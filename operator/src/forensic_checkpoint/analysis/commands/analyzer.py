@@ -161,6 +161,7 @@ def run_analysis(
         limits=limits,
         visitors=_visitors(collected, limits),
         hash_later=True,
+        hash_file=options.known_digest is None,
         pages_visitor=memory_pass.visit,
         on_progress=options.on_progress,
     )
@@ -210,6 +211,9 @@ def run_analysis(
     no_mounts: list[Mount] = []
     if (problem := contents.wait_hash()) is not None:
         warnings.append(problem)
+    if options.known_digest is not None:
+        known = options.known_digest
+        contents.sha256, contents.size_bytes = known() if callable(known) else known
     mounts = tree.mounts + _section(
         "spec.dump mounts", warnings, lambda: _spec_mounts(spec), no_mounts
     )

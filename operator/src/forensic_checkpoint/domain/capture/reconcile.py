@@ -39,6 +39,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ForensicCheckpointSpec,
     ForensicCheckpointStatus,
     Phase,
+    StageTimings,
 )
 from forensic_checkpoint.domain.capture.checkpoint_conditions import conditions
 from forensic_checkpoint.domain.capture.finished import apply_export, archive_status
@@ -202,6 +203,7 @@ def apply_capture_status(
     new.late_archive_watch_until = capture.late_archive_watch_until
     new.orphan_archive = capture.orphan_archive
     phase = container_phase(capture.state)
+    new.timings = stage_timings(capture, terminal=phase in TERMINAL, now=now)
     if phase == ContainerCapturePhase.FAILED:
         new.phase = phase
         new.reason = capture.reason or "CaptureFailed"
@@ -219,6 +221,18 @@ def apply_capture_status(
         new = attach_summary(new, capture.summary, finished_at=capture.finished_at or now)
         new = apply_export(new, capture.export)
     return new
+
+
+def stage_timings(capture: CaptureStatus, *, terminal: bool, now: datetime) -> StageTimings | None:
+    """The agent's stage timings, and for a finished job the time from the agent finishing it
+    to this status write (the operator's own delay)."""
+    if capture.timings is None:
+        return None
+    timings = StageTimings.model_validate(capture.timings.model_dump())
+    if terminal and capture.finished_at is not None:
+        delay = (now - capture.finished_at).total_seconds()
+        timings.report_ms = max(0, round(delay * 1000))
+    return timings
 
 
 def _excerpt(text: str | None) -> str:
