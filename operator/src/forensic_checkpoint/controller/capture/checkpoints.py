@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
 )
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.controller import metrics
+from forensic_checkpoint.controller.capture.admission import AlertAdmission, take_slot
 from forensic_checkpoint.controller.capture.ports import (
     CheckpointStatusWriter,
     ForensicNodeReader,
@@ -36,6 +37,9 @@ from forensic_checkpoint.controller.capture.ports import (
     PodReader,
 )
 from forensic_checkpoint.controller.config import OperatorConfig
+from forensic_checkpoint.domain.alerts import admission as alert_admission
+from forensic_checkpoint.domain.alerts.admission import Slot, is_alert_capture
+from forensic_checkpoint.domain.alerts.admission import slot as admission_slot
 from forensic_checkpoint.domain.capture import checkpoint_events, finished, reconcile
 from forensic_checkpoint.domain.capture.agent_wait import after_agent_error, stop_waiting_for_agent
 from forensic_checkpoint.domain.capture.agents import (
@@ -75,9 +79,11 @@ class CheckpointController:
         agents: NodeAgents,
         clock: Callable[[], datetime] = _utcnow,
         whoami: Callable[[], str] | None = None,
+        admission: AlertAdmission | None = None,
     ) -> None:
         """``whoami`` returns this operator's own user name, which is also the alert
-        receiver's: without it no ``Requested`` entry is recorded as alert provenance."""
+        receiver's: without it no ``Requested`` entry is recorded as alert provenance.
+        ``admission`` holds alert captures to the receiver's concurrency cap (None: no cap)."""
         self._config = config
         self._checkpoints = checkpoints
         self._forensic_nodes = forensic_nodes
@@ -87,6 +93,7 @@ class CheckpointController:
         self._whoami = whoami
         self._identity = ""
         self._nodes: dict[str, tuple[float, ForensicNode | None]] = {}
+        self._admission = admission
 
     # --- the daemon ---------------------------------------------------------------------
 
@@ -102,6 +109,51 @@ class CheckpointController:
             generation=body.metadata.get("generation"),
         )
         status = fcp.status or ForensicCheckpointStatus()
+        admission = self._admission if is_alert_capture(fcp) else None
+        key = f"{ref.namespace}/{ref.name}"
+        try:
+            if admission is not None:
+                admitted = await take_slot(
+                    admission, key, fcp, stopped, queued=self._queued(body, ref, logger)
+                )
+                if admitted is None:
+                    return
+                status = admitted
+            await self._run(body, ref, status, fcp=fcp, stopped=stopped, logger=logger)
+        finally:
+            if admission is not None:
+                admission.release(key)
+
+    def _queued(
+        self, body: kopf.Body, ref: reconcile.CheckpointRef, logger: logging.Logger
+    ) -> Callable[[ForensicCheckpointStatus, int], Awaitable[ForensicCheckpointStatus]]:
+        """How an alert capture that waits for a slot says so: phase Queued and an Event."""
+
+        async def write(old: ForensicCheckpointStatus, position: int) -> ForensicCheckpointStatus:
+            cap = self._admission.cap if self._admission is not None else 0
+            new = alert_admission.queued(old, cap=cap, now=self._clock())
+            if new != old:
+                write_status = self._checkpoints.write_status
+                await asyncio.to_thread(write_status, ref.namespace, ref.name, new)
+                message = f"{new.message} (position {position})"
+                _post(body, checkpoint_events.Event("Normal", "Queued", message))
+                logger.info("Queued: %s", message)
+            return new
+
+        return write
+
+    async def _run(
+        self,
+        body: kopf.Body,
+        ref: reconcile.CheckpointRef,
+        status: ForensicCheckpointStatus,
+        *,
+        fcp: ForensicCheckpoint,
+        stopped: kopf.DaemonStopped,
+        logger: logging.Logger,
+    ) -> None:
+        key = f"{ref.namespace}/{ref.name}"
+        admission = self._admission if is_alert_capture(fcp) else None
         while not stopped and (
             not status.phase.terminal or finished.keep_following(status, self._clock())
         ):
@@ -128,7 +180,12 @@ class CheckpointController:
                     level = logging.WARNING if event.type == "Warning" else logging.INFO
                     logger.log(level, "%s: %s", event.reason, event.message)
                 metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
+                resolved = not status.containers and bool(new.containers)
                 status = new
+                if admission is not None and admission_slot(status) is Slot.DONE:
+                    admission.release(key)  # past its kubelet calls: the next alert's turn
+                if resolved and not status.phase.terminal:
+                    continue  # targets just written: ask the agent now, no poll interval
             if status.phase.terminal and not finished.keep_following(status, self._clock()):
                 break
             await stopped.wait(self._interval(status))
@@ -360,6 +417,8 @@ class CheckpointController:
 
     async def clean_up(self, body: kopf.Body, retry: int, logger: logging.Logger) -> None:
         """Delete the node's archives and reports of a deleted ForensicCheckpoint."""
+        if self._admission is not None:  # a deleted alert capture leaves the queue or its slot
+            self._admission.release(f"{body.metadata.namespace}/{body.metadata.name}")
         if is_held(body.metadata):
             _post(body, checkpoint_events.archive_held())
             return
