@@ -62,7 +62,10 @@ class AlertAdmission:
         return key in self._holding
 
     async def wait(self, key: str) -> None:
-        """Until ``key`` holds a slot (after :meth:`enter` returned False)."""
+        """Until ``key`` holds a slot (after :meth:`enter` returned False; it may have been
+        admitted meanwhile, e.g. while its Queued status was written)."""
+        if key in self._holding:
+            return
         await self._admitted.setdefault(key, asyncio.Event()).wait()
 
     def hold(self, key: str) -> None:
