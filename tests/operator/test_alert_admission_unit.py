@@ -28,6 +28,7 @@ from tests.operator.test_checkpoint_controller_unit import (
     _pod,
 )
 
+from forensic_checkpoint.api.agent import CaptureState
 from forensic_checkpoint.api.forensiccheckpoint import Phase
 from forensic_checkpoint.controller.capture import checkpoints
 from forensic_checkpoint.controller.capture.admission import AlertAdmission, SlotFact
@@ -191,5 +192,48 @@ def test_a_queued_alert_capture_waits_in_phase_queued_and_goes_when_a_slot_frees
         stopped.flag.set()
         await asyncio.wait_for(task, timeout=5.0)
         assert gate.holding == 0  # the stopped daemon gave its slot back
+
+    asyncio.run(run())
+
+
+class WaitingAgents(FakeAgents):
+    """An agent that, like the real one, answers a ``wait_while`` status request only once the
+    job left those states."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    async def status(self, agent: Any, key: str, **wait: Any) -> Any:
+        states = wait.get("wait_while", ())
+        if states and wait.get("wait_seconds", 0) > 0:
+            with contextlib.suppress(TimeoutError):
+                while self.jobs[key].state in states:
+                    await asyncio.wait_for(self.changed.wait(), wait["wait_seconds"])
+                    self.changed.clear()
+        return await super().status(agent, key)
+
+
+def test_the_end_of_a_kubelet_call_is_seen_at_once_not_at_the_next_poll() -> None:
+    """The slot of an alert capture frees when its kubelet call ends (Analyzing): the operator
+    must see that when it happens. Before: at its next poll, ``--poll-interval`` later."""
+
+    async def run() -> None:
+        controller, _, written = _controller(None)
+        agents = WaitingAgents()
+        controller._agents = agents
+        stopped = _Stopped()
+        task = asyncio.create_task(controller.drive(_body(alert=False), stopped, LOG))  # type: ignore[arg-type]
+        assert await _until(lambda: agents.submitted, timeout=2.0)
+        (key,) = agents.jobs
+        await asyncio.sleep(0.1)
+        agents.jobs[key] = agents.jobs[key].model_copy(update={"state": CaptureState.ANALYZING})
+        agents.changed.set()
+        seen = await _until(
+            lambda: any(s.phase is Phase.ANALYZING for s in written.written), timeout=2.0
+        )
+        stopped.flag.set()
+        await asyncio.wait_for(task, timeout=5.0)
+        assert seen, [s.phase for s in written.written]
 
     asyncio.run(run())

@@ -5,6 +5,10 @@ decision and write the result; no decision is made here.
 The daemon is async and does all I/O without blocking the event loop: agent calls through
 aiohttp, Kubernetes calls through ``asyncio.to_thread``. It re-derives everything from the
 object's status on start, so an operator restart at any point resumes the same capture jobs.
+No poll interval sits between a new object and its kubelet call: an alert capture waits for
+its slot on an event (:mod:`.admission`), and a capturing container's status request waits in
+the agent until the call ends. Over 400 lines: the daemon, the hold and the clean-up share the
+controller's state (node cache, admission, identity); splitting them would only pass it around.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Any
 
 import kopf
 
-from forensic_checkpoint.api.agent import CaptureStatus, CustodyFact
+from forensic_checkpoint.api.agent import CaptureState, CaptureStatus, CustodyFact
 from forensic_checkpoint.api.forensiccheckpoint import (
     ContainerCapturePhase,
     ContainerStatus,
@@ -180,12 +184,15 @@ class CheckpointController:
                     level = logging.WARNING if event.type == "Warning" else logging.INFO
                     logger.log(level, "%s: %s", event.reason, event.message)
                 metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
-                resolved = not status.containers and bool(new.containers)
+                moved = _phases(status) != _phases(new)
                 status = new
                 if admission is not None and admission_slot(status) is Slot.DONE:
                     admission.release(key)  # past its kubelet calls: the next alert's turn
-                if resolved and not status.phase.terminal:
-                    continue  # targets just written: ask the agent now, no poll interval
+                if moved and not status.phase.terminal:
+                    # Targets just written, a request just made or a kubelet call just ended:
+                    # the next pass at once (at most four per container; a capturing one's
+                    # status request waits in the agent until its call ends).
+                    continue
             if status.phase.terminal and not finished.keep_following(status, self._clock()):
                 break
             await stopped.wait(self._interval(status))
@@ -334,7 +341,13 @@ class CheckpointController:
         try:
             capture: CaptureStatus | None = None
             if container.requested_at is not None:
-                capture = await self._agents.status(agent, container.capture_key)
+                capturing = container.phase is ContainerCapturePhase.CAPTURING
+                capture = await self._agents.status(
+                    agent,
+                    container.capture_key,
+                    wait_while=_AT_KUBELET if capturing else (),
+                    wait_seconds=self._config.capture_wait if capturing else 0.0,
+                )
             if capture is None:
                 # First request, or an agent that lost the job: the key makes this idempotent.
                 capture = await self._agents.submit(
@@ -449,6 +462,14 @@ class CheckpointController:
         logger.info("deleted %d file(s) on %s", len(deleted), fcp.status.node_name)
         node = fcp.status.node_name
         _post(body, checkpoint_events.archive_deleted(len(deleted), node, in_flight))
+
+
+#: The agent's job states of a container at its kubelet call (ContainerCapturePhase.CAPTURING).
+_AT_KUBELET = (CaptureState.QUEUED, CaptureState.CAPTURING)
+
+
+def _phases(status: ForensicCheckpointStatus) -> list[tuple[str, ContainerCapturePhase]]:
+    return [(c.name, c.phase) for c in status.containers]
 
 
 def _post(body: kopf.Body, event: checkpoint_events.Event) -> None:
