@@ -184,7 +184,10 @@ def test_a_queued_alert_capture_waits_in_phase_queued_and_goes_when_a_slot_frees
         stopped = _Stopped()
         task = asyncio.create_task(controller.drive(_body(alert=True), stopped, LOG))  # type: ignore[arg-type]
         assert await _until(lambda: written.written, timeout=2.0)
-        assert written.written[0].phase is Phase.QUEUED
+        queued = written.written[0]
+        assert queued.phase is Phase.QUEUED
+        reconciling = {c.type: (c.status, c.reason) for c in queued.conditions}["Reconciling"]
+        assert reconciling == ("True", "Queued"), queued.conditions
         await asyncio.sleep(0.1)
         assert agents.submitted == []  # the slot is a1's
         gate.release("other/a1")  # a1 is past its kubelet call: no poll, the release wakes it

@@ -52,6 +52,7 @@ from forensic_checkpoint.domain.capture.agents import (
     agent_facts,
     usable_agent,
 )
+from forensic_checkpoint.domain.capture.checkpoint_conditions import conditions
 from forensic_checkpoint.domain.capture.targets import resolve_targets
 from forensic_checkpoint.domain.evidence import checkpoint_custody
 from forensic_checkpoint.domain.evidence.deletion import (
@@ -135,7 +136,10 @@ class CheckpointController:
 
         async def write(old: ForensicCheckpointStatus, position: int) -> ForensicCheckpointStatus:
             cap = self._admission.cap if self._admission is not None else 0
-            new = alert_admission.queued(old, cap=cap, now=self._clock())
+            now = self._clock()
+            new = alert_admission.queued(old, cap=cap, now=now)
+            new.observed_generation = ref.generation
+            new.conditions = conditions(new, generation=ref.generation, now=now)
             if new != old:
                 write_status = self._checkpoints.write_status
                 await asyncio.to_thread(write_status, ref.namespace, ref.name, new)
