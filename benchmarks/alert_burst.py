@@ -29,8 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
-import shutil
 import statistics
 import sys
 import tempfile
@@ -40,10 +38,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from forensic_checkpoint.api.policy import ForensicCapturePolicy
 from forensic_checkpoint.k8s.client import ApiClient, close
 from forensic_checkpoint_dev import apiserver
-from forensic_checkpoint_dev.cluster import access
+from forensic_checkpoint_dev.alert_stack import alert_stack, notification
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.cluster.pods import create_running_pod
 from forensic_checkpoint_dev.repo import REPO_ROOT
@@ -51,7 +48,6 @@ from forensic_checkpoint_dev.stack import LocalStack
 
 NAMESPACE = "alert-burst"
 POLICY = "burst"
-POLICIES = "/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies"
 CHECKPOINTS = f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints"
 #: The CRI-O blog recording, named on every pod (as in benchmarks.capture_load).
 BLOG_ARCHIVE = REPO_ROOT / "tests" / "data" / "counter-blog-crio.tar.zst"
@@ -60,22 +56,8 @@ OPERATOR_ARGS = ("--poll-interval", "1.0")
 FIRST_CALL_GOAL = 1.0
 
 
-def _notification(pods: list[str]) -> dict[str, Any]:
-    return {
-        "version": "4",
-        "status": "firing",
-        "receiver": "forensics",
-        "groupKey": "{}",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {"alertname": "Spread", "namespace": NAMESPACE, "pod": pod},
-                "startsAt": "2026-12-06T12:00:00Z",
-                "fingerprint": secrets.token_hex(8),
-            }
-            for pod in pods
-        ],
-    }
+def _notification(pods: list[str], namespace: str = NAMESPACE) -> dict[str, Any]:
+    return notification(namespace, pods, name="Spread")
 
 
 def _ts(text: str) -> float:
@@ -199,23 +181,19 @@ def real_node(timeout: float) -> int:
     from forensic_checkpoint_dev.demo import _real_counter
 
     work = Path(tempfile.mkdtemp(prefix="alert-burst-real-"))
-    cluster = DevCluster.start(work / "cluster", nodes=0, die_with_parent=True, with_real_node=True)
-    stack: LocalStack | None = None
-    api = cluster.admin_client()
-    try:
+    with alert_stack(
+        work,
+        namespace=DEMO_NAMESPACE,
+        policy=POLICY,
+        nodes=0,
+        with_real_node=True,
+        operator_args=OPERATOR_ARGS,
+    ) as (cluster, stack):
         node = cluster.real_node
         assert node is not None
-        policy = ForensicCapturePolicy.model_validate(
-            {"metadata": {"name": POLICY}, "spec": {"match": {"namespaces": [DEMO_NAMESPACE]}}}
-        )
-        apiserver.request(api, "POST", POLICIES, body=policy.to_kube())
-        stack = LocalStack.prepare(cluster, work / "stack")
-        stack.start_agent(node.name)
-        stack.start_operator([DEMO_NAMESPACE], alerts=True, extra_args=OPERATOR_ARGS)
         kubectl = [str(binaries.locate("kubectl")), "--kubeconfig", str(cluster.kubeconfig)]
         _real_counter(stack, kubectl, "RANDOM_4105_KEY")
-        alert = _notification(["counters"])
-        alert["alerts"][0]["labels"] |= {"namespace": DEMO_NAMESPACE, "container": "counter"}
+        alert = notification(DEMO_NAMESPACE, ["counters"], name="Spread", container="counter")
         answer = stack.post_alerts("alertmanager", alert)
         answer.raise_for_status()
         (decision,) = answer.json()["decisions"]
@@ -239,12 +217,6 @@ def real_node(timeout: float) -> int:
         }
         print(json.dumps(result, indent=2))
         return 0 if result["acceptToKubeletCallSeconds"] <= FIRST_CALL_GOAL else 1
-    finally:
-        if stack is not None:
-            stack.stop()
-        close(api)
-        cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,27 +231,15 @@ def main(argv: list[str] | None = None) -> int:
         return real_node(args.timeout)
 
     work = Path(tempfile.mkdtemp(prefix="alert-burst-"))
-    cluster = DevCluster.start(work / "cluster", nodes=args.nodes, die_with_parent=True)
-    stack: LocalStack | None = None
-    api = cluster.admin_client()
-    try:
-        access.ensure_namespace(api, NAMESPACE)
-        policy = ForensicCapturePolicy.model_validate(
-            {
-                "metadata": {"name": POLICY},
-                "spec": {"match": {"namespaces": [NAMESPACE]}, "capture": {"containers": "All"}},
-            }
-        )
-        apiserver.request(api, "POST", POLICIES, body=policy.to_kube())
-        stack = LocalStack.prepare(cluster, work / "stack")
-        for node in cluster.nodes:
-            stack.start_agent(node.name)
+    with alert_stack(
+        work, namespace=NAMESPACE, policy=POLICY, nodes=args.nodes, operator_args=OPERATOR_ARGS
+    ) as (cluster, stack):
+        api = cluster.admin_client()
         bench = Bench(cluster, stack, api)
         single_pods = bench.pods("single", args.single)
         drop_pods = bench.pods("drop", args.alerts)
         burst_pods = bench.pods("burst", args.alerts)
 
-        stack.start_operator([NAMESPACE], alerts=True, extra_args=OPERATOR_ARGS)
         single = bench.single(single_pods, args.timeout)
         bench.wait_done(args.timeout)
         bench.restart_operator("--alerts-max-queued", "0")
@@ -309,13 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(json.dumps(result, indent=2))
         goals = result["goals"]
-        return 0 if goals["allCaptured"] and goals["firstKubeletCallMet"] else 1
-    finally:
-        if stack is not None:
-            stack.stop()
         close(api)
-        cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        return 0 if goals["allCaptured"] and goals["firstKubeletCallMet"] else 1
 
 
 if __name__ == "__main__":

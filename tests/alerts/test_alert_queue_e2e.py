@@ -14,7 +14,6 @@ two-node dev cluster of this module's own (``forensic_checkpoint_dev.stack.Local
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,10 +21,10 @@ from typing import Any
 import pytest
 import requests
 
-from forensic_checkpoint.api.policy import ForensicCapturePolicy
 from forensic_checkpoint.k8s.client import close
 from forensic_checkpoint_dev import apiserver
-from forensic_checkpoint_dev.cluster import access, binaries
+from forensic_checkpoint_dev.alert_stack import POLICIES, alert_stack, notification
+from forensic_checkpoint_dev.cluster import binaries
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.cluster.pods import create_running_pod
 from forensic_checkpoint_dev.stack import LocalStack
@@ -38,26 +37,11 @@ NODES = ("node-1", "node-2")
 #: One capture at a time, four may wait: a burst of six is 1 Capture, 4 Queued, 1 QueueFull.
 CAP, QUEUE = 1, 4
 LIMITS = ("--alerts-max-concurrent", str(CAP), "--alerts-max-queued", str(QUEUE))
-POLICIES = "/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies"
 
 
-def notification(pods: list[str], name: str = "Burst") -> dict[str, Any]:
+def burst(pods: list[str], name: str = "Burst") -> dict[str, Any]:
     """One Alertmanager notification with one firing alert per pod, in this order."""
-    return {
-        "version": "4",
-        "status": "firing",
-        "receiver": "forensics",
-        "groupKey": "{}",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {"alertname": name, "namespace": NAMESPACE, "pod": pod},
-                "startsAt": "2026-12-06T12:00:00Z",
-                "fingerprint": secrets.token_hex(8),
-            }
-            for pod in pods
-        ],
-    }
+    return notification(NAMESPACE, pods, name=name)
 
 
 def kubelet_order(cluster: DevCluster, pods: list[str]) -> list[str]:
@@ -76,28 +60,10 @@ def queue_stack(
             pytest.skip("cluster tools are not built and no Go toolchain is installed")
         binaries.ensure(build=True)
     root = tmp_path_factory.mktemp("alert-queue")
-    cluster = DevCluster.start(root / "cluster", nodes=len(NODES), die_with_parent=True)
-    stack: LocalStack | None = None
-    admin = cluster.admin_client()
-    try:
-        access.ensure_namespace(admin, NAMESPACE)
-        policy = ForensicCapturePolicy.model_validate(
-            {
-                "metadata": {"name": POLICY},
-                "spec": {"match": {"namespaces": [NAMESPACE]}, "capture": {"containers": "All"}},
-            }
-        )
-        apiserver.request(admin, "POST", POLICIES, body=policy.to_kube())
-        stack = LocalStack.prepare(cluster, root / "stack")
-        for node in NODES:
-            stack.start_agent(node)
-        stack.start_operator([NAMESPACE], alerts=True, extra_args=LIMITS)
+    with alert_stack(
+        root, namespace=NAMESPACE, policy=POLICY, nodes=len(NODES), operator_args=LIMITS
+    ) as (cluster, stack):
         yield cluster, stack
-    finally:
-        if stack is not None:
-            stack.stop()
-        close(admin)
-        cluster.stop()
 
 
 def _pods(cluster: DevCluster, prefix: str, count: int, fault: str | None = None) -> list[str]:
@@ -119,7 +85,7 @@ def test_a_burst_over_the_cap_is_queued_and_captured_in_order(
     cluster, stack = queue_stack
     pods = _pods(cluster, "burst", CAP + QUEUE + 1)
 
-    answer = stack.post_alerts("alertmanager", notification(pods))
+    answer = stack.post_alerts("alertmanager", burst(pods))
 
     assert answer.status_code == 200, answer.text
     reasons = [d["reason"] for d in answer.json()["decisions"]]
@@ -159,11 +125,11 @@ def test_past_the_queue_bound_the_refusal_is_loud(
             return dict(policy.get("status") or {})
 
         # The policy's status is written at the receiver's next refresh: one more alert.
-        stack.post_alerts("alertmanager", notification(["nobody"], name="Nudge"))
+        stack.post_alerts("alertmanager", burst(["nobody"], name="Nudge"))
         deadline = time.monotonic() + 30
         while counted().get("alertsRefusedQueueFull") != 1 and time.monotonic() < deadline:
             time.sleep(1.0)
-            stack.post_alerts("alertmanager", notification(["nobody"], name="Nudge"))
+            stack.post_alerts("alertmanager", burst(["nobody"], name="Nudge"))
         status = counted()
         assert status.get("alertsRefusedQueueFull") == 1, status
         assert status.get("capturesQueued") == QUEUE, status
@@ -174,16 +140,16 @@ def test_past_the_queue_bound_the_refusal_is_loud(
 def test_a_queued_alert_survives_an_operator_restart(
     queue_stack: tuple[DevCluster, LocalStack],
 ) -> None:
-    """The first capture holds the only slot for 8 s (the kubelet is slow); the second alert
+    """The first capture holds the only slot for 20 s (the kubelet is slow); the second alert
     is Queued. The operator is killed and started again: the queued capture is still Queued
     (the slot is still held, now known from the API server alone), then admitted and captured
     once the first is done. Before, it was refused and lost; a queue in memory only would have
     lost it with the operator."""
     cluster, stack = queue_stack
-    (slow,) = _pods(cluster, "slow", 1, fault="latency=8s")
+    (slow,) = _pods(cluster, "slow", 1, fault="latency=20s")
     (waiting,) = _pods(cluster, "waiting", 1)
 
-    answer = stack.post_alerts("alertmanager", notification([slow, waiting], name="Restart"))
+    answer = stack.post_alerts("alertmanager", burst([slow, waiting], name="Restart"))
 
     assert [d["reason"] for d in answer.json()["decisions"]] == ["Capture", "Queued"]
     first, second = _checkpoints(cluster, answer.json())
@@ -193,6 +159,8 @@ def test_a_queued_alert_survives_an_operator_restart(
     stack.start_operator([NAMESPACE], alerts=True, extra_args=LIMITS)
     time.sleep(1.0)  # the restarted operator's daemons have run (it answered healthz)
     assert (stack.get_checkpoint(NAMESPACE, second) or {})["status"]["phase"] == "Queued"
+    # Still true when the above was read: the slot was the first's all along.
+    assert (stack.get_checkpoint(NAMESPACE, first) or {})["status"]["phase"] == "Capturing"
 
     stack.wait_phase(NAMESPACE, first, ("Completed",), timeout=60)
     done = stack.wait_phase(NAMESPACE, second, ("Completed",), timeout=60)

@@ -24,6 +24,7 @@ from forensic_checkpoint.domain.alerts.capture import LABEL_SOURCE
 from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.client import ApiClient, close
 from forensic_checkpoint_dev import apiserver
+from forensic_checkpoint_dev.alert_stack import notification
 from forensic_checkpoint_dev.cluster import access
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -54,26 +55,9 @@ class CapEnv:
 
     def alert(self, receiver: ReceiverThread, pod: str) -> str:
         """Post one firing Alertmanager alert for ``pod``; the decision's reason."""
-        body = {
-            "version": "4",
-            "status": "firing",
-            "receiver": "forensics",
-            "groupKey": "{}",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {
-                        "alertname": "IncidentStart",
-                        "namespace": self.namespace,
-                        "pod": pod,
-                        "container": "app",
-                        "severity": "critical",
-                    },
-                    "startsAt": "2026-12-06T11:00:00Z",
-                    "fingerprint": secrets.token_hex(8),
-                }
-            ],
-        }
+        body = notification(
+            self.namespace, [pod], name="IncidentStart", container="app", severity="critical"
+        )
         answer = requests.post(
             f"{receiver.url}/v1/alerts/alertmanager",
             json=body,
