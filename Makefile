@@ -46,9 +46,11 @@ test-slow: setup cluster-tools node-tools corpus-images
 bench: setup
 	$(PY) -m benchmarks.run
 
-# 50 ForensicCheckpoints across a 3-node dev cluster (operator + agents as local processes).
+# 50 ForensicCheckpoints across a 3-node dev cluster (operator + agents as local processes);
+# then 20 alerts at once for 20 pods on 5 nodes: receiver accept -> kubelet call.
 bench-cluster: setup cluster-tools
 	$(PY) -m benchmarks.capture_load
+	$(PY) -m benchmarks.alert_burst
 
 # A 2 GiB capture on the real node: stage timings, and creation -> Completed against the
 # kubelet call's own duration (goal <= 1.3x).

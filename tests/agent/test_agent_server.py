@@ -292,3 +292,21 @@ def test_hold_route(agent: Agent) -> None:
     assert agent.call("PUT", path, json={"hold": False}).json()["held"] is False
     assert agent.call("DELETE", "/v1/captures/uid3-app").status_code == 200
     assert not Path(status.archive.path).exists()
+
+
+def test_a_status_request_can_wait_for_the_kubelet_call_to_end(agent: Agent) -> None:
+    """``?waitWhile=Queued,Capturing``: the answer comes when the call ended, so the operator
+    sees it (and frees an alert capture's slot) at once, not at its next poll (issue 19)."""
+    agent.kubelet.delay = 0.6
+    assert agent.call("POST", "/v1/captures", data=request("uid9-app").to_json()).ok
+    started = time.monotonic()
+    answer = agent.call("GET", "/v1/captures/uid9-app?waitWhile=Queued,Capturing&timeoutSeconds=5")
+    waited = time.monotonic() - started
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["state"] not in ("Queued", "Capturing")
+    assert 0.3 < waited < 4.0, waited
+    # A plain GET, or a wait for a state the job is not in, answers at once.
+    started = time.monotonic()
+    assert agent.call("GET", "/v1/captures/uid9-app?waitWhile=Queued&timeoutSeconds=5").ok
+    assert agent.call("GET", "/v1/captures/uid9-app?waitWhile=Bogus&timeoutSeconds=5").ok
+    assert time.monotonic() - started < 1.0

@@ -52,6 +52,8 @@ class MemoryBackend:
         }
         self.created: dict[str, ForensicCheckpoint] = {}
         self.statuses: dict[str, ForensicCapturePolicyStatus] = {}
+        #: (policy, type, reason, message) of every Event posted
+        self.events: list[tuple[str, str, str, str]] = []
         self.fail_creates = False
         self.fail_policies = False
 
@@ -68,6 +70,11 @@ class MemoryBackend:
 
     async def pod_containers(self, namespace: str, pod: str) -> PodContainers | None:
         return self.pods.get((namespace, pod))
+
+    async def post_policy_event(
+        self, policy: ForensicCapturePolicy, type_: str, reason: str, message: str
+    ) -> None:
+        self.events.append((policy.name, type_, reason, message))
 
     async def create(self, checkpoint: ForensicCheckpoint) -> bool:
         if self.fail_creates:

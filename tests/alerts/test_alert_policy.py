@@ -306,15 +306,44 @@ def test_held_back_alert_is_retried_not_deduped(clock: FakeClock) -> None:
     assert g.decide(held, CATCH_ALL).reason is R.CAPTURE
 
 
-def test_concurrency_cap_counts_captures_until_they_finish(clock: FakeClock) -> None:
+def test_over_the_cap_an_alert_is_queued_not_refused(clock: FakeClock) -> None:
+    """Issue 19: a burst of distinct alerts over the cap queues; Falco never resends."""
+    g = gate(clock, max_concurrent=2, max_queued=2)
+    reasons = [g.decide(am_event(pod=f"p{i}"), CATCH_ALL).reason for i in range(5)]
+    assert reasons == [R.CAPTURE, R.CAPTURE, R.QUEUED, R.QUEUED, R.QUEUE_FULL]
+    queued = g.decide(am_event(pod="p9"), CATCH_ALL)
+    assert queued.reason is R.QUEUE_FULL and not queued.capture
+
+
+def test_queued_alerts_are_captures_and_final(clock: FakeClock) -> None:
+    g = gate(clock, max_concurrent=1)
+    g.decide(am_event(pod="a"), CATCH_ALL)
+    event = am_event(pod="b")
+    queued = g.decide(event, CATCH_ALL)
+    assert queued.reason is R.QUEUED and queued.capture
+    assert g.decide(event, CATCH_ALL).reason is R.DUPLICATE
+    assert g.decide(am_event(pod="b", severity="page"), CATCH_ALL).reason is R.COOLDOWN
+
+
+def test_queue_full_is_not_remembered_so_a_resend_can_capture(clock: FakeClock) -> None:
+    g = gate(clock, max_concurrent=1, max_queued=0)
+    first = g.decide(am_event(pod="a"), CATCH_ALL)
+    refused = am_event(pod="b")
+    assert g.decide(refused, CATCH_ALL).reason is R.QUEUE_FULL
+    clock.advance(60)
+    g.active.reconcile(set())  # the first capture is past its kubelet call
+    assert first.capture and g.decide(refused, CATCH_ALL).reason is R.CAPTURE
+
+
+def test_slots_count_captures_until_the_cluster_says_they_are_done(clock: FakeClock) -> None:
     g = gate(clock, max_concurrent=2)
     first = g.decide(am_event(pod="a"), CATCH_ALL)
     second = g.decide(am_event(pod="b"), CATCH_ALL)
-    assert g.decide(am_event(pod="c"), CATCH_ALL).reason is R.CONCURRENCY_LIMIT
-    # The cluster reports the first finished (no longer active) after the grace period.
+    assert g.decide(am_event(pod="c"), CATCH_ALL).reason is R.QUEUED
+    # The cluster reports the first done (no longer holding a slot) after the grace period.
     clock.advance(60)
     g.active.reconcile({second.capture_key})
-    assert g.decide(am_event(pod="c"), CATCH_ALL).reason is R.CAPTURE
+    assert g.decide(am_event(pod="d"), CATCH_ALL).reason is R.CAPTURE
     assert first.capture and len(g.active) == 2
 
 
@@ -322,7 +351,7 @@ def test_reconcile_keeps_captures_too_new_to_be_listed(clock: FakeClock) -> None
     g = gate(clock, max_concurrent=1)
     g.decide(am_event(pod="a"), CATCH_ALL)
     g.active.reconcile(set())  # a list taken before the create landed
-    assert g.decide(am_event(pod="b"), CATCH_ALL).reason is R.CONCURRENCY_LIMIT
+    assert g.decide(am_event(pod="b"), CATCH_ALL).reason is R.QUEUED
 
 
 def test_undo_lets_the_retry_capture(clock: FakeClock) -> None:

@@ -24,6 +24,7 @@ from forensic_checkpoint.domain.alerts.capture import LABEL_SOURCE
 from forensic_checkpoint.domain.alerts.policy import Limits
 from forensic_checkpoint.k8s.client import ApiClient, close
 from forensic_checkpoint_dev import apiserver
+from forensic_checkpoint_dev.alert_stack import notification
 from forensic_checkpoint_dev.cluster import access
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -54,26 +55,9 @@ class CapEnv:
 
     def alert(self, receiver: ReceiverThread, pod: str) -> str:
         """Post one firing Alertmanager alert for ``pod``; the decision's reason."""
-        body = {
-            "version": "4",
-            "status": "firing",
-            "receiver": "forensics",
-            "groupKey": "{}",
-            "alerts": [
-                {
-                    "status": "firing",
-                    "labels": {
-                        "alertname": "IncidentStart",
-                        "namespace": self.namespace,
-                        "pod": pod,
-                        "container": "app",
-                        "severity": "critical",
-                    },
-                    "startsAt": "2026-12-06T11:00:00Z",
-                    "fingerprint": secrets.token_hex(8),
-                }
-            ],
-        }
+        body = notification(
+            self.namespace, [pod], name="IncidentStart", container="app", severity="critical"
+        )
         answer = requests.post(
             f"{receiver.url}/v1/alerts/alertmanager",
             json=body,
@@ -151,12 +135,13 @@ def test_after_a_quiet_period_the_first_alert_is_decided_on_a_fresh_count(
 ) -> None:
     """Cap 1: a capture runs and completes; with the cached count not refreshed since (a long
     refresh period stands for the quiet period), the next incident's first alert must capture.
-    Before the fix it was refused with ConcurrencyLimit on the stale count."""
+    Before the fix it was refused on the stale count (now: no queue, so QueueFull)."""
     env = cap_env
-    receiver = env.receiver(refresh_seconds=3600.0, count_fresh_seconds=0.0)
+    limits = Limits(rate_per_second=10.0, burst=10, max_concurrent=1, max_queued=0)
+    receiver = env.receiver(refresh_seconds=3600.0, count_fresh_seconds=0.0, limits=limits)
     try:
         assert env.alert(receiver, PODS[1]) == "Capture"
-        assert env.alert(receiver, PODS[2]) == "ConcurrencyLimit"  # the cap still holds
+        assert env.alert(receiver, PODS[2]) == "QueueFull"  # the cap and the bound still hold
         (created,) = apiserver.request(env.admin, "GET", CHECKPOINTS.format(ns=env.namespace))[
             "items"
         ]

@@ -3,8 +3,9 @@
 Alertmanager sends a storm's alerts of one group in one notification, thousands of them, and
 resends none that the receiver refused. A 6,500-alert notification (4.4 MiB) is accepted: every
 alert is decided with the receiver's usual rules, the matching ones create ForensicCheckpoints
-up to the concurrency cap and the rest are answered and counted as the cooldown and the cap
-say, while the event loop the operator shares with the receiver keeps answering /healthz.
+up to the concurrency cap and the queue bound and the rest are answered and counted as the
+cooldown and the bound say (one Warning Event for the QueueFull refusals), while the event
+loop the operator shares with the receiver keeps answering /healthz.
 Before: the body was refused with 413 (more than 1,000 alerts), every alert in it lost.
 """
 
@@ -36,9 +37,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 POLICIES = "/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies"
 ALERTS = 6_500
 PODS = 5
-#: Captures the storm may start: the chart's cap (values.yaml ``alerts``: 3 at once, 0.2/s with
-#: a burst of 5) over what other modules left running on the shared dev cluster.
+#: Captures the storm may start: the chart's cap (values.yaml ``alerts``: 3 at once) over what
+#: other modules left running on the shared dev cluster, and one more queued.
 CAP = 3
+QUEUE = 1
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +58,7 @@ def storm_receiver(
     api = receiver_identity(dev_cluster, admin, suffix)
     # Alert captures of other modules (no operator finishes them) count toward the cap.
     others = len(active_alert_captures(api))
-    limits = Limits(rate_per_second=0.2, burst=5, max_concurrent=others + CAP)
+    limits = Limits(rate_per_second=0.2, burst=5, max_concurrent=others + CAP, max_queued=QUEUE)
     policy = ForensicCapturePolicy.model_validate(
         {
             "metadata": {"name": f"storm-{suffix}"},
@@ -80,6 +82,10 @@ def storm_receiver(
         tear_down(receiver, admin, api, policy=policy.name, namespace=namespace)
 
 
+def receiver_policy(namespace: str) -> str:
+    return f"storm-{namespace.rsplit('-', 1)[-1]}"
+
+
 def test_a_6500_alert_storm_is_decided_with_captures_up_to_the_cap(
     storm_receiver: tuple[ReceiverThread, str, str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -92,27 +98,39 @@ def test_a_6500_alert_storm_is_decided_with_captures_up_to_the_cap(
 
     assert sent.status == 200, str(sent.answer)[:2000]
     assert sent.answer["received"] == len(sent.answer["decisions"]) == ALERTS
-    # Alert i names victim-(i % 5). The first alerts of victim-0..2 capture (the cap); every
-    # later alert of those pods meets their cooldown; victim-3 and victim-4 meet the cap.
+    # Alert i names victim-(i % 5). The first alerts of victim-0..2 capture (the cap), victim-3's
+    # is queued; every later alert of those pods meets their cooldown; victim-4 meets the full
+    # queue each time.
     per_pod = ALERTS // PODS
     expected = {
         "Capture": CAP,
-        "Cooldown": CAP * per_pod - CAP,
-        "ConcurrencyLimit": (PODS - CAP) * per_pod,
+        "Queued": QUEUE,
+        "Cooldown": (CAP + QUEUE) * (per_pod - 1),
+        "QueueFull": per_pod,
     }
     assert sent.reasons == expected
     first = sent.answer["decisions"][:PODS]
-    assert [d["reason"] for d in first] == ["Capture"] * CAP + ["ConcurrencyLimit"] * (PODS - CAP)
+    assert [d["reason"] for d in first] == ["Capture"] * CAP + ["Queued", "QueueFull"]
     for reason, count in expected.items():
         assert receiver.count("alertmanager", reason) == count
 
     created = ForensicCheckpoints(admin).list(
         namespace=namespace, label_selector=f"{LABEL_SOURCE}=alertmanager"
     )
-    assert sorted(c.spec.pod_name for c in created) == ["victim-0", "victim-1", "victim-2"]
+    assert sorted(c.spec.pod_name for c in created) == [f"victim-{i}" for i in range(4)]
     assert sorted(f"{namespace}/{c.metadata['name']}" for c in created) == sorted(
-        d["checkpoint"] for d in first[:CAP]
+        d["checkpoint"] for d in first[: CAP + QUEUE]
     )
+    # The refusals are loud: one Warning Event on the policy for the whole body.
+    events = apiserver.request(admin, "GET", "/api/v1/namespaces/default/events")["items"]
+    refused = [
+        e
+        for e in events
+        if e["involvedObject"].get("name") == receiver_policy(namespace)
+        and e["reason"] == "QueueFull"
+    ]
+    assert len(refused) == 1 and refused[0]["type"] == "Warning", refused
+    assert refused[0]["message"].startswith(f"{per_pod} alert(s) refused"), refused
 
     # The loop kept serving: deciding 6,500 alerts in one go held it for 0.5-0.8 s here.
     assert max(sent.gaps) < HEALTHZ_BOUND_SECONDS, sorted(sent.gaps)[-5:]

@@ -113,7 +113,7 @@ class FakeAgents:
             request.key, CaptureStatus(key=request.key, state=CaptureState.QUEUED)
         )
 
-    async def status(self, agent: AgentTarget, key: str) -> CaptureStatus | None:
+    async def status(self, agent: AgentTarget, key: str, **_wait: Any) -> CaptureStatus | None:
         self._check(agent)
         return self.jobs.get(key)
 

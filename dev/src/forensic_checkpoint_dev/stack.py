@@ -327,11 +327,17 @@ class LocalStack:
     # --- operator -----------------------------------------------------------------------
 
     def start_operator(
-        self, namespaces: list[str], *, wait: float = 60.0, alerts: bool | None = None
+        self,
+        namespaces: list[str],
+        *,
+        wait: float = 60.0,
+        alerts: bool | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         """Start the operator; with ``alerts`` it also serves the alert webhooks on
         ``alerts_port`` (loopback, bearer ``alerts_token_file``), as ``--alerts-port`` does in a
-        cluster. ``None`` keeps what the previous start chose (a restart keeps the receiver)."""
+        cluster. ``None`` keeps what the previous start chose (a restart keeps the receiver).
+        ``extra_args`` go last (e.g. ``--alerts-max-concurrent``)."""
         if alerts is None:
             alerts = self.alerts_port is not None
         self.health_port = processes.free_port()
@@ -365,6 +371,7 @@ class LocalStack:
                 "--alerts-host", "127.0.0.1",
                 "--alerts-token-file", str(self.alerts_token_file),
             ]  # fmt: skip
+        argv += list(extra_args)
         self.operator_process = processes.spawn(
             argv, self.root / "logs" / "operator.log", die_with_parent=True
         )

@@ -172,8 +172,24 @@ class FakeKubelet:
 
     # --- call log --------------------------------------------------------------------------
 
-    def record(self, path: str, status: int, user: str | None, *, canceled: bool = False) -> None:
-        entry = {"path": path, "status": status, "user": user, "time": time.time()}
+    def record(
+        self,
+        path: str,
+        status: int,
+        user: str | None,
+        *,
+        canceled: bool = False,
+        received: float | None = None,
+    ) -> None:
+        """``time`` is when the call was answered, ``received`` when it arrived (epoch s)."""
+        now = time.time()
+        entry = {
+            "path": path,
+            "status": status,
+            "user": user,
+            "time": now,
+            "received": now if received is None else received,
+        }
         if canceled:
             entry["canceled"] = True  # the client disconnected during the dump
         with self._lock:
@@ -223,6 +239,7 @@ class FakeKubelet:
     ) -> Reply | Fault:
         """The kubelet's answer, or a ``Fault`` with ``reset`` the handler must act on.
         Every call is recorded, whatever its outcome."""
+        received = time.time()
         user: list[str] = []
         result = self._checkpoint(
             path, query, peer_cert, authorization, user_out=user, caller=caller or Caller(None)
@@ -232,6 +249,7 @@ class FakeKubelet:
             result.status if isinstance(result, Reply) else 0,
             next(iter(user), None),
             canceled=isinstance(result, Reply) and result.canceled,
+            received=received,
         )
         return result
 

@@ -15,7 +15,8 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,6 +73,8 @@ class JobStore:
             except OSError as exc:
                 raise ConfigError(f"cannot create state directory {directory}: {exc}") from exc
         self._lock = threading.RLock()
+        #: Notified on every change of a record: wakes the operator's waiting status requests.
+        self._changed = threading.Condition(self._lock)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -110,6 +113,19 @@ class JobStore:
     def save(self, record: JobRecord) -> None:
         with self._lock:
             _atomic_write(self._path(record.status.key), record.model_dump_json().encode())
+            self._changed.notify_all()
+
+    def wait_while(self, key: str, states: Collection[CaptureState], timeout: float) -> None:
+        """Until job ``key`` is in none of ``states`` (or gone), at most ``timeout`` seconds:
+        the operator learns that a kubelet call ended when it ends, not at its next poll."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                record = self.get(key)
+                left = deadline - time.monotonic()
+                if record is None or record.status.state not in states or left <= 0:
+                    return
+                self._changed.wait(left)
 
     def create_if_absent(self, request: CaptureRequest) -> tuple[JobRecord, bool]:
         """The existing job for ``request.key``, or a new Queued one (``True`` = created)."""
@@ -129,6 +145,7 @@ class JobStore:
 
     def delete(self, key: str) -> None:
         with self._lock:
+            self._changed.notify_all()
             self._path(key).unlink(missing_ok=True)
             _fsync_dir(self.jobs_dir)
             (self.holds_dir / key).unlink(missing_ok=True)

@@ -93,6 +93,9 @@ class AlertReference(KubeModel):
     policy: Annotated[str, Field(max_length=253)] = Field(
         default="", description="The ForensicCapturePolicy that matched."
     )
+    accepted_at: datetime | None = None
+    """When the receiver accepted the alert. Alert captures over the concurrency cap wait in
+    phase Queued and are admitted in this order (then by name)."""
 
 
 class CaptureReasonSpec(KubeModel):
@@ -137,6 +140,8 @@ class ForensicCheckpointSpec(KubeModel):
 
 
 class Phase(StrEnum):
+    #: An alert capture waiting for a slot under the receiver's concurrency cap (docs/alerts.md).
+    QUEUED = "Queued"
     PENDING = "Pending"
     CAPTURING = "Capturing"
     ANALYZING = "Analyzing"
@@ -404,7 +409,8 @@ class ContainerStatus(KubeModel):
 
 class ForensicCheckpointStatus(KubeModel):
     phase: Phase = Phase.PENDING
-    """Pending, Capturing, Analyzing, Completed or Failed."""
+    """Queued (an alert capture waiting for a slot under the alert receiver's concurrency cap),
+    Pending, Capturing, Analyzing, Completed or Failed."""
     observed_generation: int | None = None
     """The metadata.generation this status describes."""
     conditions: list[Condition] = Field(

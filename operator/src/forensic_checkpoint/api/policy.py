@@ -166,7 +166,13 @@ class ForensicCapturePolicyStatus(KubeModel):
     """Alerts this policy was the first to match, since it was created (cooldown, rate and
     concurrency refusals included)."""
     captures_created: int = Field(default=0, ge=0)
-    """ForensicCheckpoints the receiver created for those alerts."""
+    """ForensicCheckpoints the receiver created for those alerts (queued ones included)."""
+    captures_queued: int = Field(default=0, ge=0)
+    """Of those, how many were created over the concurrency cap: they waited in phase Queued
+    for a slot, in the order the alerts arrived."""
+    alerts_refused_queue_full: int = Field(default=0, ge=0)
+    """Alerts refused because the capture queue was full (QueueFull); each also raised a
+    Warning Event on this policy and the metric forensic_checkpoint_alerts_total."""
     last_match_time: datetime | None = None
     """When an alert last matched this policy."""
     last_capture: str | None = Field(default=None, max_length=317)

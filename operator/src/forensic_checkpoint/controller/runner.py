@@ -21,6 +21,7 @@ from prometheus_client import start_http_server
 from forensic_checkpoint.agent_identity import agent_audience
 from forensic_checkpoint.api.base import GROUP
 from forensic_checkpoint.controller.alerts.kopf_wiring import register as register_alerts
+from forensic_checkpoint.controller.capture.admission import AlertAdmission, seed_from
 from forensic_checkpoint.controller.capture.agent_client import AgentClient, tls_context
 from forensic_checkpoint.controller.capture.agent_tokens import AgentTokens
 from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
@@ -58,6 +59,14 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.networking.request_timeout = 30
     # Namespace/CRD scanning needs cluster-wide list rights the operator does not have.
     settings.scanning.disabled = True
+
+
+def alert_admission(config: OperatorConfig, api: ApiClient) -> AlertAdmission | None:
+    """The queue of alert captures under the receiver's cap (docs/alerts.md); none without the
+    receiver (nothing then creates alert captures)."""
+    if config.alerts is None:
+        return None
+    return AlertAdmission(config.alerts.limits.max_concurrent, seed_from(api))
 
 
 async def _agent_tokens(api: ApiClient, lifetime_seconds: int) -> AgentTokens:
@@ -134,6 +143,7 @@ async def run_operator(
             agents=AgentClient(session, tokens, tls),
             # The receiver below runs with this identity: it is who may create alert provenance.
             whoami=lambda: self_subject(api),
+            admission=alert_admission(config, api),
         )
         register(registry, controller)
         if config.alerts is not None:

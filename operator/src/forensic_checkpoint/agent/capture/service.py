@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -79,6 +79,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a job watches for a late archive after the agent gave up on its kubelet call.
 DEFAULT_LATE_ARCHIVE_WINDOW = 60.0
+#: The longest a status request waits for its job to change (``waitWhile``): an HTTP thread
+#: each, bounded by the operator's captures in flight on this node.
+MAX_STATUS_WAIT = 30.0
 
 
 class Checkpointer(Protocol):
@@ -180,7 +183,14 @@ class CaptureService:
         if record is not None and not record.status.state.terminal:
             self._enqueue(record)
 
-    def status(self, key: str) -> CaptureStatus:
+    def status(
+        self, key: str, *, wait_while: Collection[CaptureState] = (), timeout: float = 0.0
+    ) -> CaptureStatus:
+        """The job's status; with ``wait_while``, once it has left those states (or after
+        ``timeout`` seconds, at most :data:`MAX_STATUS_WAIT`)."""
+        if wait_while:
+            self._get(key)
+            self.store.wait_while(key, wait_while, min(timeout, MAX_STATUS_WAIT))
         return self._get(key).status
 
     def report_file(self, key: str) -> Path:

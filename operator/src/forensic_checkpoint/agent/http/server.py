@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import re
 import socket
 import ssl
@@ -28,6 +29,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
@@ -39,6 +41,7 @@ from forensic_checkpoint.api.agent import (
     API_PREFIX,
     SHA256_HEADER,
     CaptureRequest,
+    CaptureState,
     ErrorBody,
     Health,
     HoldRequest,
@@ -298,7 +301,8 @@ class _Handler(BaseHTTPRequestHandler):
             return route
         service = self.server.service
         if sub is None and method == "GET":
-            self._send_model(200, service.status(key))
+            wait_while, timeout = _status_wait(self.path)
+            self._send_model(200, service.status(key, wait_while=wait_while, timeout=timeout))
         elif sub is None:
             self._send_model(200, service.delete(key))
         elif sub == "/hold":
@@ -454,3 +458,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+def _status_wait(target: str) -> tuple[frozenset[CaptureState], float]:
+    """``?waitWhile=Queued,Capturing&timeoutSeconds=20``: answer once the job left those
+    states (the operator learns at once that a kubelet call ended); unknown states are
+    ignored, so a malformed query answers at once like a plain GET."""
+    query = parse_qs(urlsplit(target).query)
+    names = ",".join(query.get("waitWhile", [])).split(",")
+    known = {state.value for state in CaptureState}
+    states = frozenset(CaptureState(name) for name in names if name in known)
+    try:
+        timeout = float(query.get("timeoutSeconds", ["0"])[0])
+    except ValueError:
+        timeout = 0.0
+    return states, max(0.0, timeout) if math.isfinite(timeout) else 0.0

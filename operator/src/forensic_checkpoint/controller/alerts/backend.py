@@ -38,6 +38,10 @@ class CaptureBackend(Protocol):
 
     async def write_policy_status(self, name: str, status: ForensicCapturePolicyStatus) -> None: ...
 
+    async def post_policy_event(
+        self, policy: ForensicCapturePolicy, type_: str, reason: str, message: str
+    ) -> None: ...
+
 
 class KubeCaptureBackend:
     def __init__(self, api: ApiClient) -> None:
@@ -55,6 +59,13 @@ class KubeCaptureBackend:
 
     async def write_policy_status(self, name: str, status: ForensicCapturePolicyStatus) -> None:
         await asyncio.to_thread(alert_captures.write_policy_status, self._api, name, status)
+
+    async def post_policy_event(
+        self, policy: ForensicCapturePolicy, type_: str, reason: str, message: str
+    ) -> None:
+        await asyncio.to_thread(
+            alert_captures.post_policy_event, self._api, policy, type_, reason, message
+        )
 
     async def create(self, checkpoint: ForensicCheckpoint) -> bool:
         if not self._identity:

@@ -48,6 +48,8 @@ class AlertReceiverConfig:
             raise ConfigError("--alerts-tls-cert and --alerts-tls-key go together")
         if self.client_ca_file is not None and self.tls_cert_file is None:
             raise ConfigError("mutual TLS (--alerts-client-ca) needs --alerts-tls-cert/-key")
+        if self.limits.max_concurrent < 1 or self.limits.max_queued < 0:
+            raise ConfigError("--alerts-max-concurrent must be >= 1, --alerts-max-queued >= 0")
         if self.max_body_bytes < 1024:
             raise ConfigError("--alerts-max-body must be at least 1024 bytes")
 
@@ -83,7 +85,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--alerts-rate", type=float, default=Limits.rate_per_second)
     group.add_argument("--alerts-burst", type=int, default=Limits.burst)
-    group.add_argument("--alerts-max-concurrent", type=int, default=Limits.max_concurrent)
+    group.add_argument(
+        "--alerts-max-concurrent",
+        type=int,
+        default=Limits.max_concurrent,
+        help="alert captures at their kubelet call at once; more wait in phase Queued",
+    )
+    group.add_argument(
+        "--alerts-max-queued",
+        type=int,
+        default=Limits.max_queued,
+        help="alert captures waiting in phase Queued at most; past it: QueueFull refusals",
+    )
     group.add_argument("--alerts-namespace-label", default=TargetMapping.namespace_label)
     group.add_argument("--alerts-pod-label", default=TargetMapping.pod_label)
     group.add_argument("--alerts-container-label", default=TargetMapping.container_label)
@@ -105,6 +118,7 @@ def from_arguments(args: argparse.Namespace) -> AlertReceiverConfig | None:
             rate_per_second=args.alerts_rate,
             burst=args.alerts_burst,
             max_concurrent=args.alerts_max_concurrent,
+            max_queued=args.alerts_max_queued,
         ),
         mapping=TargetMapping(
             namespace_label=args.alerts_namespace_label,

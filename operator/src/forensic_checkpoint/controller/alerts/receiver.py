@@ -50,6 +50,7 @@ from forensic_checkpoint.controller.alerts.body import (
 )
 from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
 from forensic_checkpoint.controller.alerts.metrics import AlertMetrics, metrics_for
+from forensic_checkpoint.controller.alerts.queue_events import QueueFullEvents
 from forensic_checkpoint.domain.alerts.capture import build_checkpoint
 from forensic_checkpoint.domain.alerts.events import AlertEvent, from_alertmanager, from_falco
 from forensic_checkpoint.domain.alerts.limits import Clock
@@ -148,6 +149,7 @@ class AlertReceiver:
         self._count_lock = asyncio.Lock()
         #: per policy name: what it matched and created since its status was last written
         self._tallies: dict[str, Tally] = {}
+        self._queue_full_events = QueueFullEvents(backend, clock)
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
@@ -206,6 +208,7 @@ class AlertReceiver:
                 slice_started = time.perf_counter()
             await self._count_if_capped()
             outcomes.append(await self._act(self.gate.decide(event, self._policies or [])))
+        await self._queue_full_events.report(outcomes)
         failed = any(o.reason is DecisionReason.CREATE_FAILED for o in outcomes)
         return (503 if failed else 200), {"received": len(events), "decisions": outcomes}
 
@@ -315,9 +318,15 @@ class AlertReceiver:
         outcome = await self._capture(decision) if decision.capture else _outcome(decision)
         self.metrics.alerts.labels(decision.event.source.value, outcome.reason.value).inc()
         if decision.policy is not None:
-            created = outcome.checkpoint if outcome.reason is DecisionReason.CAPTURE else None
+            reason = outcome.reason
+            created = outcome.checkpoint if reason in _CREATED else None
             tally = self._tallies.setdefault(decision.policy.name, Tally())
-            tally.match(datetime.now(UTC), created)
+            tally.match(
+                datetime.now(UTC),
+                created,
+                queued=reason is DecisionReason.QUEUED,
+                queue_full=reason is DecisionReason.QUEUE_FULL,
+            )
         _log(outcome)
         return outcome
 
@@ -362,7 +371,7 @@ class AlertReceiver:
                     DecisionReason.CONTAINER_NOT_FOUND,
                     f"pod {target.pod} has no container {missing[0]}",
                 )
-            checkpoint = build_checkpoint(decision, containers)
+            checkpoint = build_checkpoint(decision, containers, accepted_at=datetime.now(UTC))
             created = await self.backend.create(checkpoint)
         except ForensicCheckpointError as exc:
             self.gate.undo(decision)
@@ -373,7 +382,14 @@ class AlertReceiver:
             return _outcome(decision, DecisionReason.ALREADY_EXISTS, f"{ref} exists", ref)
         self.gate.active.confirm(decision.capture_key)
         self.metrics.created.labels(decision.event.source.value).inc()
-        return _outcome(decision, DecisionReason.CAPTURE, decision.message, ref)
+        # Capture, or Queued: created now, admitted by the operator when a slot frees.
+        return _outcome(decision, decision.reason, decision.message, ref)
+
+
+#: Outcomes whose alert got a ForensicCheckpoint.
+_CREATED = frozenset({DecisionReason.CAPTURE, DecisionReason.QUEUED})
+#: Outcomes logged at WARNING: the alert's evidence is not being captured.
+_LOUD = frozenset({DecisionReason.CREATE_FAILED, DecisionReason.QUEUE_FULL})
 
 
 def _as_json(value: Any) -> Any:
@@ -416,5 +432,5 @@ def _log(outcome: Outcome) -> None:
         record["policy"] = decision.policy.name
     if outcome.checkpoint:
         record["checkpoint"] = outcome.checkpoint
-    level = logging.INFO if outcome.reason is not DecisionReason.CREATE_FAILED else logging.WARNING
+    level = logging.WARNING if outcome.reason in _LOUD else logging.INFO
     log.log(level, json.dumps(record, sort_keys=True))

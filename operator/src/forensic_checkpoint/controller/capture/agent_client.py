@@ -20,9 +20,10 @@ Each call names the node whose agent it is for (:class:`AgentTarget`), and
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import aiohttp
 from pydantic import ValidationError
@@ -31,6 +32,7 @@ from forensic_checkpoint.agent_identity import agent_server_name
 from forensic_checkpoint.api.agent import (
     API_PREFIX,
     CaptureRequest,
+    CaptureState,
     CaptureStatus,
     DeleteResult,
     HoldRequest,
@@ -82,9 +84,24 @@ class AgentClient:
         )
         return _parse(CaptureStatus.model_validate_json, body, agent, "CaptureStatus")
 
-    async def status(self, agent: AgentTarget, key: str) -> CaptureStatus | None:
-        """The job's status, or ``None`` if the agent does not know the key."""
-        status, body = await self._call("GET", agent, f"{API_PREFIX}/{key}", allow_404=True)
+    async def status(
+        self,
+        agent: AgentTarget,
+        key: str,
+        *,
+        wait_while: Collection[CaptureState] = (),
+        wait_seconds: float = 0.0,
+    ) -> CaptureStatus | None:
+        """The job's status, or ``None`` if the agent does not know the key. With
+        ``wait_while`` the agent answers once the job left those states (at most
+        ``wait_seconds``): the operator learns that a kubelet call ended when it ends."""
+        path = f"{API_PREFIX}/{key}"
+        extra = 0.0
+        if wait_while and wait_seconds > 0:
+            states = ",".join(sorted(state.value for state in wait_while))
+            path += f"?{urlencode({'waitWhile': states, 'timeoutSeconds': wait_seconds})}"
+            extra = wait_seconds
+        status, body = await self._call("GET", agent, path, allow_404=True, extra_time=extra)
         return (
             None
             if status == 404
@@ -123,6 +140,7 @@ class AgentClient:
         *,
         json_body: Any = None,
         allow_404: bool = False,
+        extra_time: float = 0.0,
     ) -> tuple[int, Any]:
         endpoint, node = agent.endpoint, agent.node_name
         url = endpoint.rstrip("/") + path
@@ -146,7 +164,9 @@ class AgentClient:
                 headers=headers,
                 ssl=self._tls,
                 server_hostname=server_name,
-                timeout=self._timeout,
+                timeout=aiohttp.ClientTimeout(total=(self._timeout.total or 0) + extra_time)
+                if extra_time
+                else self._timeout,
             ) as response:
                 text = await response.text()
                 status = response.status

@@ -5,6 +5,10 @@ decision and write the result; no decision is made here.
 The daemon is async and does all I/O without blocking the event loop: agent calls through
 aiohttp, Kubernetes calls through ``asyncio.to_thread``. It re-derives everything from the
 object's status on start, so an operator restart at any point resumes the same capture jobs.
+No poll interval sits between a new object and its kubelet call: an alert capture waits for
+its slot on an event (:mod:`.admission`), and a capturing container's status request waits in
+the agent until the call ends. Over 400 lines: the daemon, the hold and the clean-up share the
+controller's state (node cache, admission, identity); splitting them would only pass it around.
 """
 
 from __future__ import annotations
@@ -13,13 +17,13 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
-from forensic_checkpoint.api.agent import CaptureStatus, CustodyFact
+from forensic_checkpoint.api.agent import CaptureState, CaptureStatus, CustodyFact
 from forensic_checkpoint.api.forensiccheckpoint import (
     ContainerCapturePhase,
     ContainerStatus,
@@ -29,6 +33,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
 )
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.controller import metrics
+from forensic_checkpoint.controller.capture.admission import AlertAdmission, take_slot
 from forensic_checkpoint.controller.capture.ports import (
     CheckpointStatusWriter,
     ForensicNodeReader,
@@ -36,6 +41,9 @@ from forensic_checkpoint.controller.capture.ports import (
     PodReader,
 )
 from forensic_checkpoint.controller.config import OperatorConfig
+from forensic_checkpoint.domain.alerts import admission as alert_admission
+from forensic_checkpoint.domain.alerts.admission import Slot, is_alert_capture
+from forensic_checkpoint.domain.alerts.admission import slot as admission_slot
 from forensic_checkpoint.domain.capture import checkpoint_events, finished, reconcile
 from forensic_checkpoint.domain.capture.agent_wait import after_agent_error, stop_waiting_for_agent
 from forensic_checkpoint.domain.capture.agents import (
@@ -44,6 +52,7 @@ from forensic_checkpoint.domain.capture.agents import (
     agent_facts,
     usable_agent,
 )
+from forensic_checkpoint.domain.capture.checkpoint_conditions import conditions
 from forensic_checkpoint.domain.capture.targets import resolve_targets
 from forensic_checkpoint.domain.evidence import checkpoint_custody
 from forensic_checkpoint.domain.evidence.deletion import (
@@ -75,9 +84,11 @@ class CheckpointController:
         agents: NodeAgents,
         clock: Callable[[], datetime] = _utcnow,
         whoami: Callable[[], str] | None = None,
+        admission: AlertAdmission | None = None,
     ) -> None:
         """``whoami`` returns this operator's own user name, which is also the alert
-        receiver's: without it no ``Requested`` entry is recorded as alert provenance."""
+        receiver's: without it no ``Requested`` entry is recorded as alert provenance.
+        ``admission`` holds alert captures to the receiver's concurrency cap (None: no cap)."""
         self._config = config
         self._checkpoints = checkpoints
         self._forensic_nodes = forensic_nodes
@@ -87,6 +98,7 @@ class CheckpointController:
         self._whoami = whoami
         self._identity = ""
         self._nodes: dict[str, tuple[float, ForensicNode | None]] = {}
+        self._admission = admission
 
     # --- the daemon ---------------------------------------------------------------------
 
@@ -102,6 +114,54 @@ class CheckpointController:
             generation=body.metadata.get("generation"),
         )
         status = fcp.status or ForensicCheckpointStatus()
+        admission = self._admission if is_alert_capture(fcp) else None
+        key = f"{ref.namespace}/{ref.name}"
+        try:
+            if admission is not None:
+                admitted = await take_slot(
+                    admission, key, fcp, stopped, queued=self._queued(body, ref, logger)
+                )
+                if admitted is None:
+                    return
+                status = admitted
+            await self._run(body, ref, status, fcp=fcp, stopped=stopped, logger=logger)
+        finally:
+            if admission is not None:
+                admission.release(key)
+
+    def _queued(
+        self, body: kopf.Body, ref: reconcile.CheckpointRef, logger: logging.Logger
+    ) -> Callable[[ForensicCheckpointStatus, int], Awaitable[ForensicCheckpointStatus]]:
+        """How an alert capture that waits for a slot says so: phase Queued and an Event."""
+
+        async def write(old: ForensicCheckpointStatus, position: int) -> ForensicCheckpointStatus:
+            cap = self._admission.cap if self._admission is not None else 0
+            now = self._clock()
+            new = alert_admission.queued(old, cap=cap, now=now)
+            new.observed_generation = ref.generation
+            new.conditions = conditions(new, generation=ref.generation, now=now)
+            if new != old:
+                write_status = self._checkpoints.write_status
+                await asyncio.to_thread(write_status, ref.namespace, ref.name, new)
+                message = f"{new.message} (position {position})"
+                _post(body, checkpoint_events.Event("Normal", "Queued", message))
+                logger.info("Queued: %s", message)
+            return new
+
+        return write
+
+    async def _run(
+        self,
+        body: kopf.Body,
+        ref: reconcile.CheckpointRef,
+        status: ForensicCheckpointStatus,
+        *,
+        fcp: ForensicCheckpoint,
+        stopped: kopf.DaemonStopped,
+        logger: logging.Logger,
+    ) -> None:
+        key = f"{ref.namespace}/{ref.name}"
+        admission = self._admission if is_alert_capture(fcp) else None
         while not stopped and (
             not status.phase.terminal or finished.keep_following(status, self._clock())
         ):
@@ -128,7 +188,15 @@ class CheckpointController:
                     level = logging.WARNING if event.type == "Warning" else logging.INFO
                     logger.log(level, "%s: %s", event.reason, event.message)
                 metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
+                moved = _phases(status) != _phases(new)
                 status = new
+                if admission is not None and admission_slot(status) is Slot.DONE:
+                    admission.release(key)  # past its kubelet calls: the next alert's turn
+                if moved and not status.phase.terminal:
+                    # Targets just written, a request just made or a kubelet call just ended:
+                    # the next pass at once (at most four per container; a capturing one's
+                    # status request waits in the agent until its call ends).
+                    continue
             if status.phase.terminal and not finished.keep_following(status, self._clock()):
                 break
             await stopped.wait(self._interval(status))
@@ -277,7 +345,13 @@ class CheckpointController:
         try:
             capture: CaptureStatus | None = None
             if container.requested_at is not None:
-                capture = await self._agents.status(agent, container.capture_key)
+                capturing = container.phase is ContainerCapturePhase.CAPTURING
+                capture = await self._agents.status(
+                    agent,
+                    container.capture_key,
+                    wait_while=_AT_KUBELET if capturing else (),
+                    wait_seconds=self._config.capture_wait if capturing else 0.0,
+                )
             if capture is None:
                 # First request, or an agent that lost the job: the key makes this idempotent.
                 capture = await self._agents.submit(
@@ -360,6 +434,8 @@ class CheckpointController:
 
     async def clean_up(self, body: kopf.Body, retry: int, logger: logging.Logger) -> None:
         """Delete the node's archives and reports of a deleted ForensicCheckpoint."""
+        if self._admission is not None:  # a deleted alert capture leaves the queue or its slot
+            self._admission.release(f"{body.metadata.namespace}/{body.metadata.name}")
         if is_held(body.metadata):
             _post(body, checkpoint_events.archive_held())
             return
@@ -390,6 +466,14 @@ class CheckpointController:
         logger.info("deleted %d file(s) on %s", len(deleted), fcp.status.node_name)
         node = fcp.status.node_name
         _post(body, checkpoint_events.archive_deleted(len(deleted), node, in_flight))
+
+
+#: The agent's job states of a container at its kubelet call (ContainerCapturePhase.CAPTURING).
+_AT_KUBELET = (CaptureState.QUEUED, CaptureState.CAPTURING)
+
+
+def _phases(status: ForensicCheckpointStatus) -> list[tuple[str, ContainerCapturePhase]]:
+    return [(c.name, c.phase) for c in status.containers]
 
 
 def _post(body: kopf.Body, event: checkpoint_events.Event) -> None:

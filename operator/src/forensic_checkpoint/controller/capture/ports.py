@@ -4,9 +4,10 @@ start-up (:mod:`.runner`), in-memory fakes in the unit tests."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
-from forensic_checkpoint.api.agent import CaptureRequest, CaptureStatus, DeleteResult
+from forensic_checkpoint.api.agent import CaptureRequest, CaptureState, CaptureStatus, DeleteResult
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpointStatus
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.domain.capture.agents import AgentTarget
@@ -45,7 +46,14 @@ class NodeAgents(Protocol):
 
     async def submit(self, agent: AgentTarget, request: CaptureRequest) -> CaptureStatus: ...
 
-    async def status(self, agent: AgentTarget, key: str) -> CaptureStatus | None: ...
+    async def status(
+        self,
+        agent: AgentTarget,
+        key: str,
+        *,
+        wait_while: Collection[CaptureState] = (),
+        wait_seconds: float = 0.0,
+    ) -> CaptureStatus | None: ...
 
     async def hold(self, agent: AgentTarget, key: str, *, hold: bool) -> CaptureStatus | None: ...
 

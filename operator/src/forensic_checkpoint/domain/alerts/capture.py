@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from forensic_checkpoint.api.base import GROUP
@@ -19,6 +20,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     CaptureReasonSpec,
     ForensicCheckpoint,
     ForensicCheckpointSpec,
+    Phase,
 )
 from forensic_checkpoint.domain.alerts.policy import Decision
 
@@ -44,6 +46,16 @@ _ESSENTIAL_KEYS = (
     "status", "labels", "startsAt", "fingerprint", "receiver",
     "uuid", "rule", "priority", "time", "hostname", "source",
 )  # fmt: skip
+
+
+#: Phases in which an alert capture holds (or waits for) a slot under the concurrency cap:
+#: until its kubelet calls are done. Analyzing frees the slot (the cap bounds frozen
+#: containers; the agents' analysis workers bound analyses).
+SLOT_PHASES = frozenset({Phase.QUEUED, Phase.PENDING, Phase.CAPTURING})
+
+
+def holds_slot(phase: Phase) -> bool:
+    return phase in SLOT_PHASES
 
 
 def checkpoint_name(decision: Decision) -> str:
@@ -112,10 +124,14 @@ def _shorten(value: Any) -> Any:
 
 
 def build_checkpoint(
-    decision: Decision, containers: tuple[str, ...] | None = None
+    decision: Decision,
+    containers: tuple[str, ...] | None = None,
+    *,
+    accepted_at: datetime | None = None,
 ) -> ForensicCheckpoint:
     """The ForensicCheckpoint for a capture decision. ``containers`` overrides the decision's
-    (the receiver resolves a Falco container ID to a name first)."""
+    (the receiver resolves a Falco container ID to a name first); ``accepted_at`` is when the
+    receiver accepted the alert, the order in which queued alert captures are admitted."""
     target, policy, event = decision.target, decision.policy, decision.event
     if not decision.capture or target is None or policy is None:
         raise ValueError(f"not a capture decision: {decision.reason}")
@@ -128,6 +144,7 @@ def build_checkpoint(
         starts_at=event.starts_at,
         severity=event.severity[:63],
         policy=policy.name,
+        accepted_at=accepted_at,
     )
     metadata: dict[str, Any] = {
         "name": checkpoint_name(decision),

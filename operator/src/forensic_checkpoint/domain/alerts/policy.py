@@ -3,18 +3,21 @@
 :class:`AlertGate` runs the checks in a fixed order, cheapest and most final first::
 
     resolved / test event -> duplicate -> target (names a pod?) -> policy match
-    -> per-pod cooldown -> concurrent-capture cap -> global rate limit -> capture
+    -> per-pod cooldown -> queue bound -> global rate limit -> capture, or queued at the cap
 
 Every outcome is a :class:`Decision` with a CamelCase ``reason`` (a metrics label) and a
-one-line message (for the JSON log). The dedupe key is remembered for every final outcome, so a
-re-sent alert gets the same answer; it is *not* remembered when the alert was only held back by
-the rate limit or the concurrency cap, so that Alertmanager's next re-send can still capture.
+one-line message (for the JSON log). An alert over the concurrency cap is not refused: it is
+``Queued`` (its ForensicCheckpoint is created at once and waits in phase Queued for the
+operator to admit it, in acceptance order). Only past the queue bound is it refused
+(``QueueFull``). The dedupe key is remembered for every final outcome, so a re-sent alert gets
+the same answer; it is *not* remembered when the alert was only held back by the rate limit or
+the queue bound, so that Alertmanager's next re-send can still capture.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -44,6 +47,8 @@ from forensic_checkpoint.domain.alerts.target import (
 
 class DecisionReason(StrEnum):
     CAPTURE = "Capture"
+    #: A capture over the concurrency cap: created at once, admitted when a slot frees.
+    QUEUED = "Queued"
     RESOLVED = "Resolved"
     TEST_EVENT = "TestEvent"
     DUPLICATE = "Duplicate"
@@ -53,7 +58,9 @@ class DecisionReason(StrEnum):
     NO_MATCHING_POLICY = "NoMatchingPolicy"
     NAMESPACE_EXCLUDED = "NamespaceExcluded"
     COOLDOWN = "Cooldown"
-    CONCURRENCY_LIMIT = "ConcurrencyLimit"
+    #: Past the queue bound (``max_concurrent + max_queued`` captures not past their kubelet
+    #: call): refused, loudly (metric, WARNING log, Warning Event on the policy).
+    QUEUE_FULL = "QueueFull"
     RATE_LIMITED = "RateLimited"
     # Outcomes the receiver finds after a Capture decision, when it looks at the cluster:
     POD_NOT_FOUND = "PodNotFound"
@@ -66,7 +73,7 @@ class DecisionReason(StrEnum):
 #: test notifications leave no trace: they are answered before the dedupe check anyway.
 _FINAL = frozenset(DecisionReason) - {
     DecisionReason.RATE_LIMITED,
-    DecisionReason.CONCURRENCY_LIMIT,
+    DecisionReason.QUEUE_FULL,
     DecisionReason.RESOLVED,
     DecisionReason.TEST_EVENT,
     DecisionReason.CREATE_FAILED,
@@ -85,7 +92,8 @@ class Decision:
 
     @property
     def capture(self) -> bool:
-        return self.reason is DecisionReason.CAPTURE
+        """A ForensicCheckpoint is to be created: now admitted, or queued behind the cap."""
+        return self.reason in (DecisionReason.CAPTURE, DecisionReason.QUEUED)
 
     @property
     def capture_key(self) -> str:
@@ -97,9 +105,15 @@ class Decision:
 @dataclass(frozen=True)
 class Limits:
     #: Global rate limit: captures per second, and the burst allowed on top.
+    #: The burst is sized for an attack that spreads: 20 distinct pods alerting at once must all
+    #: be captured (issue 19); the rate bounds a storm that lasts.
     rate_per_second: float = 0.2
-    burst: int = 5
+    burst: int = 30
+    #: Alert captures at their kubelet call (admitted, not yet Analyzing/Completed/Failed) at
+    #: once; more wait in phase Queued.
     max_concurrent: int = 3
+    #: Alert captures waiting in phase Queued at most; past it an alert is refused (QueueFull).
+    max_queued: int = 50
     #: How long a dedupe key is remembered (Alertmanager's default repeat_interval is 4 h).
     dedupe_ttl_seconds: float = 24 * 3600
     dedupe_max_entries: int = 100_000
@@ -269,15 +283,30 @@ class AlertGate:
             return held(
                 DecisionReason.COOLDOWN, f"pod {pod_key} captured recently ({left:.0f}s left)"
             )
-        if len(self.active) >= self.limits.max_concurrent:
+        return self._limited(policy, held)
+
+    def _limited(
+        self,
+        policy: ForensicCapturePolicy,
+        held: Callable[[DecisionReason, str], Decision],
+    ) -> Decision:
+        """The queue bound, the rate limit, then Capture or (at the cap) Queued."""
+        active, cap = len(self.active), self.limits.max_concurrent
+        if active >= cap + self.limits.max_queued:
             return held(
-                DecisionReason.CONCURRENCY_LIMIT,
-                f"{len(self.active)} captures in flight (cap {self.limits.max_concurrent})",
+                DecisionReason.QUEUE_FULL,
+                f"capture queue full: {active} captures running or queued "
+                f"(cap {cap}, queue bound {self.limits.max_queued})",
             )
         if not self._bucket.take():
             return held(
                 DecisionReason.RATE_LIMITED,
                 f"over {self.limits.rate_per_second}/s (burst {self.limits.burst})",
+            )
+        if active >= cap:
+            return held(
+                DecisionReason.QUEUED,
+                f"policy {policy.name} matched; queued behind {active} captures (cap {cap})",
             )
         return held(DecisionReason.CAPTURE, f"policy {policy.name} matched")
 

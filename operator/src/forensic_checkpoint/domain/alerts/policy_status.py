@@ -21,14 +21,20 @@ class Tally:
 
     matched: int = 0
     created: int = 0
+    queued: int = 0
+    queue_full: int = 0
     last_match: datetime | None = None
     last_capture: str | None = None
 
-    def match(self, now: datetime, capture: str | None) -> None:
+    def match(
+        self, now: datetime, capture: str | None, *, queued: bool = False, queue_full: bool = False
+    ) -> None:
         self.matched += 1
         self.last_match = now
+        self.queue_full += queue_full
         if capture is not None:
             self.created += 1
+            self.queued += queued
             self.last_capture = capture
 
 
@@ -58,6 +64,8 @@ def next_status(
         conditions=conditions,
         alerts_matched=current.alerts_matched + tally.matched,
         captures_created=current.captures_created + tally.created,
+        captures_queued=current.captures_queued + tally.queued,
+        alerts_refused_queue_full=current.alerts_refused_queue_full + tally.queue_full,
         last_match_time=tally.last_match or current.last_match_time,
         last_capture=tally.last_capture or current.last_capture,
     )
