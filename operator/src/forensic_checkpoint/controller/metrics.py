@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpointStatus
 
@@ -17,6 +17,16 @@ CHECKPOINT_DURATION = Histogram(
     "forensic_checkpoint_operator_checkpoint_duration_seconds",
     "Time from a ForensicCheckpoint's creation to its final phase.",
     buckets=(1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
+
+KEPT_ARCHIVES = Gauge(
+    "forensic_checkpoint_operator_kept_archives",
+    "Archives kept on the nodes that the operator follows with one batched call per agent.",
+)
+KEPT_SWEEP_SECONDS = Histogram(
+    "forensic_checkpoint_operator_kept_archive_sweep_seconds",
+    "Time of one pass over every node's kept archives (one agent call per node).",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 
 

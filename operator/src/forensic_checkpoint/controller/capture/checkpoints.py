@@ -1,6 +1,8 @@
-"""The ForensicCheckpoint handlers: one kopf daemon per object drives the capture, a deletion
-handler cleans the node. Both gather facts, call :mod:`forensic_checkpoint.domain` for the
-decision and write the result; no decision is made here.
+"""The ForensicCheckpoint handlers: one kopf daemon per object drives the capture (and follows
+an export or a late archive), a deletion handler cleans the node. The daemon ends when only a
+kept archive is left to follow: :mod:`.kept_archives` follows those, one call per node. Both
+handlers gather facts, call :mod:`forensic_checkpoint.domain` for the decision and write the
+result; no decision is made here.
 
 The daemon is async and does all I/O without blocking the event loop: agent calls through
 aiohttp, Kubernetes calls through ``asyncio.to_thread``. It re-derives everything from the
@@ -15,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -102,9 +104,7 @@ class CheckpointController:
             generation=body.metadata.get("generation"),
         )
         status = fcp.status or ForensicCheckpointStatus()
-        while not stopped and (
-            not status.phase.terminal or finished.keep_following(status, self._clock())
-        ):
+        while not stopped and finished.needs_daemon(status, self._clock()):
             metadata = dict(body.metadata)  # kopf keeps the body current
             ref = dataclasses.replace(ref, held=is_held(metadata))
             try:
@@ -114,24 +114,38 @@ class CheckpointController:
                 logger.warning("cannot reach the API server: %s", exc.message)
                 await stopped.wait(5 * self._config.poll_interval)
                 continue
-            if new != status:
-                await asyncio.to_thread(
-                    self._checkpoints.write_status,
-                    ref.namespace,
-                    ref.name,
-                    new,
-                    with_custody=new.custody != status.custody,
-                )
-                for event in checkpoint_events.transition_events(status, new):
-                    _post(body, event)
-                    # The same fact in the log, which outlives the Event's one-hour TTL.
-                    level = logging.WARNING if event.type == "Warning" else logging.INFO
-                    logger.log(level, "%s: %s", event.reason, event.message)
-                metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
-                status = new
-            if status.phase.terminal and not finished.keep_following(status, self._clock()):
-                break
+            status = await self.record(body, ref, status, new, logger)
+            if not finished.needs_daemon(status, self._clock()):
+                break  # a kept archive is followed with its node's others (.kept_archives)
             await stopped.wait(self._interval(status))
+
+    async def record(
+        self,
+        body: Mapping[str, Any],
+        ref: reconcile.CheckpointRef,
+        status: ForensicCheckpointStatus,
+        new: ForensicCheckpointStatus,
+        logger: logging.Logger,
+    ) -> ForensicCheckpointStatus:
+        """Write ``new`` if it differs from ``status``, with its Events and metrics; the status
+        now in force."""
+        if new == status:
+            return status
+        await asyncio.to_thread(
+            self._checkpoints.write_status,
+            ref.namespace,
+            ref.name,
+            new,
+            with_custody=new.custody != status.custody,
+        )
+        for event in checkpoint_events.transition_events(status, new):
+            _post(body, event)
+            # The same fact in the log, which outlives the Event's one-hour TTL.
+            level = logging.WARNING if event.type == "Warning" else logging.INFO
+            logger.log(level, "%s: %s", event.reason, event.message)
+        metadata = body.get("metadata") or {}
+        metrics.observe_transition(status, new, created=metadata.get("creationTimestamp"))
+        return new
 
     async def step(
         self,
@@ -168,12 +182,10 @@ class CheckpointController:
 
     def _interval(self, status: ForensicCheckpointStatus) -> float:
         """Seconds to the next pass: a capture is polled closely, an export (seconds to minutes,
-        with backed-off retries) more slowly, a kept archive (retention) rarely."""
+        with backed-off retries) or a late archive more slowly."""
         if not status.phase.terminal:
             return self._config.poll_interval
-        if finished.follow_up(status, self._clock()):
-            return 5 * self._config.poll_interval
-        return self._config.archive_poll_interval
+        return 5 * self._config.poll_interval
 
     async def _follow_exports(
         self, status: ForensicCheckpointStatus, facts: dict[str, list[CustodyFact]]
@@ -181,12 +193,12 @@ class CheckpointController:
         """A finished capture: the export sub-status, whether retention deleted the archive, a
         late archive of a failed capture, and the agent's new custody facts (Captured for a late
         archive, Exported, Verified, Deleted). Phase and conditions stay as they are."""
-        new = status.model_copy(deep=True)
         agent = await self._agent(status.node_name, self._clock())
         if isinstance(agent, AgentUnavailable):
-            return new  # the agent keeps the export queue on disk; ask again later
+            return status.model_copy(deep=True)  # the agent keeps its queue on disk; ask later
         now = self._clock()
-        for i, container in enumerate(new.containers):
+        captures: dict[str, CaptureStatus] = {}
+        for container in status.containers:
             if not finished.following(container, now):
                 continue
             try:
@@ -194,8 +206,9 @@ class CheckpointController:
             except AgentError:
                 continue
             if capture is not None:
-                facts[container.name] = list(capture.custody_events)
-                new.containers[i] = finished.apply_follow_up(container, capture)
+                captures[container.name] = capture
+        new, found = finished.fold_follow_ups(status, captures, now)
+        facts.update(found)
         return new
 
     async def _resolve(
@@ -392,5 +405,6 @@ class CheckpointController:
         _post(body, checkpoint_events.archive_deleted(len(deleted), node, in_flight))
 
 
-def _post(body: kopf.Body, event: checkpoint_events.Event) -> None:
-    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+def _post(body: Mapping[str, Any], event: checkpoint_events.Event) -> None:
+    # A kopf Body, or a plain object reference (apiVersion, kind, metadata) from .kept_archives.
+    kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)

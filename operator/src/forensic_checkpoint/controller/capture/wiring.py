@@ -1,18 +1,39 @@
 """Attaching the ForensicCheckpoint handlers of a :class:`CheckpointController` to a kopf
-registry: the capture daemon, the deletion clean-up, and the hold watches."""
+registry: the capture daemon (only while a capture, an export or a late archive needs one), the
+index of the kept archives (:mod:`.kept_archives`), the deletion clean-up, and the hold
+watches."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from pydantic import ValidationError
 
-from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint, ForensicCheckpointStatus
 from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
+from forensic_checkpoint.controller.capture.kept_archives import KeptArchives
+from forensic_checkpoint.domain.capture import finished
 from forensic_checkpoint.errors import ForensicCheckpointError
 
 
-def register(registry: kopf.OperatorRegistry, controller: CheckpointController) -> None:
+def needs_daemon(body: kopf.Body, **_: Any) -> bool:
+    """kopf's filter of the capture daemon: none for an object whose only follow-up is a kept
+    archive, so an operator with 10,000 of them runs no task for them (nor starts one after a
+    restart)."""
+    try:
+        status = ForensicCheckpointStatus.model_validate(body.get("status") or {})
+    except ValidationError:
+        return True  # the daemon reports what is wrong
+    return finished.needs_daemon(status, datetime.now(UTC))
+
+
+def register(
+    registry: kopf.OperatorRegistry,
+    controller: CheckpointController,
+    kept: KeptArchives | None = None,
+) -> None:
     """Attach the handlers to ``registry`` (no module-level decorators: tests build their own)."""
     info = ForensicCheckpoint.crd
     resource = (info.group, info.version, info.plural)
@@ -35,7 +56,14 @@ def register(registry: kopf.OperatorRegistry, controller: CheckpointController) 
         registry=registry,
         cancellation_timeout=5.0,
         initial_delay=0,
+        when=needs_daemon,
     )(drive)
+    if kept is not None:
+
+        def observe(body: kopf.Body, type: str | None, **_: Any) -> None:
+            kept.observe(body, type)
+
+        kopf.on.event(*resource, id="kept-archives", registry=registry)(observe)
     kopf.on.delete(*resource, id="cleanup", registry=registry)(clean_up)
     # The hold is a label or an annotation (domain.evidence.deletion.is_held); both are watched.
     for section in ("labels", "annotations"):
