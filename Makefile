@@ -46,9 +46,11 @@ test-slow: setup cluster-tools node-tools corpus-images
 bench: setup
 	$(PY) -m benchmarks.run
 
-# 50 ForensicCheckpoints across a 3-node dev cluster (operator + agents as local processes).
+# 50 ForensicCheckpoints across a 3-node dev cluster (operator + agents as local processes), and
+# the operator at scale: 100 fake nodes, 2,000 kept ForensicCheckpoints, against the old design.
 bench-cluster: setup cluster-tools
 	$(PY) -m benchmarks.capture_load
+	$(PY) -m benchmarks.operator_scale
 
 # The findings engine's precision and recall on the corpus `make corpus` captured (exit 1: a goal
 # failed, 2: the corpus is incomplete).
