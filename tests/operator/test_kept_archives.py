@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import kopf
@@ -57,29 +57,25 @@ NOW = T0 + timedelta(days=3)
 OTHER_ENDPOINT = "https://10.0.0.8:8443"
 
 
-def _captured(key: str, container: str = "app") -> CustodyFact:
+def _fact(action: CustodyAction, at: datetime) -> CustodyFact:
     return CustodyFact(
-        action=CustodyAction.CAPTURED,
-        time=T0,
+        action=action,
+        time=at,
         actor=f"agent/{NODE}",
         node=NODE,
-        container=container,
+        container="app",
         sha256=SHA,
         size_bytes=4096,
+        reason="RetentionMaxAge" if action is CustodyAction.DELETED else None,
     )
 
 
-def _deleted(container: str = "app") -> CustodyFact:
-    return CustodyFact(
-        action=CustodyAction.DELETED,
-        time=NOW,
-        actor=f"agent/{NODE}",
-        node=NODE,
-        container=container,
-        sha256=SHA,
-        size_bytes=4096,
-        reason="RetentionMaxAge",
-    )
+def _captured(key: str) -> CustodyFact:
+    return _fact(CustodyAction.CAPTURED, T0)
+
+
+def _deleted() -> CustodyFact:
+    return _fact(CustodyAction.DELETED, NOW)
 
 
 def _completed(uid: str, node: str = NODE) -> ForensicCheckpoint:
@@ -340,3 +336,16 @@ def test_a_list_naming_another_node_is_refused(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(client, "_call", call)
     with pytest.raises(AgentError, match="listed the jobs of node"):
         asyncio.run(client.digests(AgentTarget(NODE, ENDPOINT)))
+
+
+def test_the_index_is_fed_in_the_event_loop_and_the_daemon_is_filtered() -> None:
+    """kopf runs a sync handler in its thread pool, where the index could not start its sweeps
+    (no running event loop): the watch handler must be a coroutine."""
+    store, agents = _cluster()
+    kept, _ = _kept(store, agents)
+    registry = kopf.OperatorRegistry()
+    wiring.register(registry, kept._controller, kept)
+    (observe,) = registry._watching.get_all_handlers()
+    assert observe.id == "kept-archives" and asyncio.iscoroutinefunction(observe.fn)
+    (daemon,) = registry._spawning.get_all_handlers()
+    assert daemon.when is wiring.needs_daemon

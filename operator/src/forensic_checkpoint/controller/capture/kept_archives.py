@@ -148,6 +148,8 @@ class KeptArchives:
                 await self.sweep()
             except ClusterError as exc:
                 log.warning("sweep of the kept archives: cannot reach the API server: %s", exc)
+            except Exception:  # the sweeps must outlive one bad pass
+                log.exception("sweep of the kept archives failed; next in %s s", self.interval)
             metrics.KEPT_SWEEP_SECONDS.observe(time.monotonic() - started)
             await asyncio.sleep(self.interval)
 

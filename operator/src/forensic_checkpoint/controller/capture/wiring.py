@@ -60,8 +60,8 @@ def register(
     )(drive)
     if kept is not None:
 
-        def observe(body: kopf.Body, type: str | None, **_: Any) -> None:
-            kept.observe(body, type)
+        async def observe(body: kopf.Body, type: str | None, **_: Any) -> None:
+            kept.observe(body, type)  # async: in the event loop, not in kopf's thread pool
 
         kopf.on.event(*resource, id="kept-archives", registry=registry)(observe)
     kopf.on.delete(*resource, id="cleanup", registry=registry)(clean_up)
