@@ -6,10 +6,11 @@ TLS with the node's own serving certificate from the agents' CA, connection boun
 ``Authenticator`` (a TokenReview, with the agent ServiceAccount's identity, of the operator's
 token for that node's agent audience). It publishes and heartbeats its ForensicNode as an agent
 does, but with the identity it is given (the chart's admission policy wants a token bound to a
-real Node for the agent's own; the fake nodes have no Node objects). Only the capture behind the API is fake: a job completes ``capture_seconds`` after it is
-queued, with a fixed archive digest and the agent's ``Captured`` custody fact, without a kubelet
-(each first request of a key counts as the kubelet call it would make, so a duplicate call
-shows). :meth:`FakeAgentFleet.retire` does what retention does to a kept archive.
+real Node for the agent's own; the fake nodes have no Node objects). Only the capture behind
+the API is fake: a job completes ``capture_seconds`` after it is queued, with a fixed archive
+digest and the agent's ``Captured`` custody fact, without a kubelet (each first request of a
+key counts as the kubelet call it would make, so a duplicate call shows).
+:meth:`FakeAgentFleet.retire` does what retention does to a kept archive.
 """
 
 from __future__ import annotations
