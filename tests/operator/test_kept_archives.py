@@ -36,7 +36,6 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ArchiveStatus,
     ContainerCapturePhase,
     ContainerStatus,
-    ExportStatus,
     ForensicCheckpoint,
     ForensicCheckpointSpec,
     ForensicCheckpointStatus,
@@ -248,16 +247,6 @@ def test_the_daemon_ends_once_only_a_kept_archive_is_left() -> None:
     assert not agents.submitted
 
 
-def test_kopf_starts_no_daemon_for_a_kept_archive() -> None:
-    kept = _completed("uid-1")
-    assert not wiring.needs_daemon(kopf.Body(_body(kept)))
-    assert wiring.needs_daemon(kopf.Body({"metadata": {"name": "new"}, "spec": {}}))
-    exporting = _completed("uid-2")
-    assert exporting.status is not None
-    exporting.status.containers[0].export = ExportStatus(phase="Exporting")
-    assert wiring.needs_daemon(kopf.Body(_body(exporting)))  # an export is followed closely
-
-
 # --- one call per node ---------------------------------------------------------------------
 
 
@@ -338,7 +327,7 @@ def test_a_list_naming_another_node_is_refused(monkeypatch: pytest.MonkeyPatch) 
         asyncio.run(client.digests(AgentTarget(NODE, ENDPOINT)))
 
 
-def test_the_index_is_fed_in_the_event_loop_and_the_daemon_is_filtered() -> None:
+def test_the_index_is_fed_in_the_event_loop() -> None:
     """kopf runs a sync handler in its thread pool, where the index could not start its sweeps
     (no running event loop): the watch handler must be a coroutine."""
     store, agents = _cluster()
@@ -347,5 +336,3 @@ def test_the_index_is_fed_in_the_event_loop_and_the_daemon_is_filtered() -> None
     wiring.register(registry, kept._controller, kept)
     (observe,) = registry._watching.get_all_handlers()
     assert observe.id == "kept-archives" and asyncio.iscoroutinefunction(observe.fn)
-    (daemon,) = registry._spawning.get_all_handlers()
-    assert daemon.when is wiring.needs_daemon

@@ -3,7 +3,8 @@ per object.
 
 A Completed capture's archive may stay on its node for months, and retention may delete it any
 day; the operator must then append the agent's ``Deleted`` fact to the object's custody chain.
-The object's daemon ends once only that is left (``finished.needs_daemon``). Instead, an index
+The object's daemon ends once only that is left (``finished.needs_daemon``; after a restart, at
+once). Instead, an index
 fed by the watch (kopf's ``on.event``, so rebuilt from the first listing after a restart) holds
 a few strings per kept archive, and every ``--archive-poll-interval`` seconds one sweep asks each
 node's agent once for the digest of all its jobs (``GET /v1/captures``). Only a job whose digest

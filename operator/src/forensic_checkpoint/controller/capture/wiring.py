@@ -1,32 +1,18 @@
 """Attaching the ForensicCheckpoint handlers of a :class:`CheckpointController` to a kopf
-registry: the capture daemon (only while a capture, an export or a late archive needs one), the
+registry: the capture daemon (it ends once only a kept archive is left), the
 index of the kept archives (:mod:`.kept_archives`), the deletion clean-up, and the hold
 watches."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from pydantic import ValidationError
 
-from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint, ForensicCheckpointStatus
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
 from forensic_checkpoint.controller.capture.kept_archives import KeptArchives
-from forensic_checkpoint.domain.capture import finished
 from forensic_checkpoint.errors import ForensicCheckpointError
-
-
-def needs_daemon(body: kopf.Body, **_: Any) -> bool:
-    """kopf's filter of the capture daemon: none for an object whose only follow-up is a kept
-    archive, so an operator with 10,000 of them runs no task for them (nor starts one after a
-    restart)."""
-    try:
-        status = ForensicCheckpointStatus.model_validate(body.get("status") or {})
-    except ValidationError:
-        return True  # the daemon reports what is wrong
-    return finished.needs_daemon(status, datetime.now(UTC))
 
 
 def register(
@@ -56,7 +42,9 @@ def register(
         registry=registry,
         cancellation_timeout=5.0,
         initial_delay=0,
-        when=needs_daemon,
+        # No ``when`` filter: kopf would stop (and cancel) the daemon as soon as its own final
+        # status write arrives, before its Events are posted. It ends by itself instead
+        # (``finished.needs_daemon``), at once for a kept archive after a restart.
     )(drive)
     if kept is not None:
 
