@@ -7,6 +7,10 @@ result; no decision is made here.
 The daemon is async and does all I/O without blocking the event loop: agent calls through
 aiohttp, Kubernetes calls through ``asyncio.to_thread``. It re-derives everything from the
 object's status on start, so an operator restart at any point resumes the same capture jobs.
+
+Over 400 lines because the daemon, the hold and the clean-up share the agent lookups and the
+one status write (``record``, which the kept-archive sweeps use too); the hold and clean-up
+handlers are the piece to move out next.
 """
 
 from __future__ import annotations
