@@ -46,11 +46,13 @@ test-slow: setup cluster-tools node-tools corpus-images
 bench: setup
 	$(PY) -m benchmarks.run
 
-# 50 ForensicCheckpoints across a 3-node dev cluster (operator + agents as local processes);
-# then 20 alerts at once for 20 pods on 5 nodes: receiver accept -> kubelet call.
+# 50 ForensicCheckpoints across a 3-node dev cluster (operator + agents as local processes); 20
+# alerts at once for 20 pods on 5 nodes (receiver accept -> kubelet call); and the operator at
+# scale: 100 fake nodes, 2,000 kept ForensicCheckpoints, against the old design.
 bench-cluster: setup cluster-tools
 	$(PY) -m benchmarks.capture_load
 	$(PY) -m benchmarks.alert_burst
+	$(PY) -m benchmarks.operator_scale
 
 # A 2 GiB capture on the real node: stage timings, and creation -> Completed against the
 # kubelet call's own duration (goal <= 1.3x).

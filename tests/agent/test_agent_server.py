@@ -15,7 +15,7 @@ from tests.factories import capture_service, serve_in_thread
 
 from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.agent.http.server import AgentServer, ReloadingTLS, tls_context
-from forensic_checkpoint.api.agent import SHA256_HEADER, CaptureStatus, DeleteResult
+from forensic_checkpoint.api.agent import SHA256_HEADER, CaptureDigests, CaptureStatus, DeleteResult
 from forensic_checkpoint.errors import ClusterError
 
 OPERATOR = "system:serviceaccount:forensic-checkpoint:operator"
@@ -310,3 +310,18 @@ def test_a_status_request_can_wait_for_the_kubelet_call_to_end(agent: Agent) -> 
     assert agent.call("GET", "/v1/captures/uid9-app?waitWhile=Queued&timeoutSeconds=5").ok
     assert agent.call("GET", "/v1/captures/uid9-app?waitWhile=Bogus&timeoutSeconds=5").ok
     assert time.monotonic() - started < 1.0
+
+
+def test_the_job_list_gives_the_operator_one_line_per_job(agent: Agent) -> None:
+    """``GET /v1/captures``: what the operator's one call per node needs to follow every kept
+    archive (a new custody fact, a deleted archive), closed to anyone but the operator."""
+    agent.call("POST", "/v1/captures", data=request("uid7-app").to_json())
+    done = wait_done(agent, "uid7-app")
+    listed = CaptureDigests.model_validate_json(agent.call("GET", "/v1/captures").text)
+    assert listed.node_name == agent.server.service.node_name
+    (line,) = listed.items
+    assert (line.key, line.state, line.archive_deleted) == ("uid7-app", "Completed", False)
+    assert line.custody_events == len(done.custody_events) > 0
+    for token in (None, "other-token"):
+        refused = agent.call("GET", "/v1/captures", token=token)
+        assert refused.status_code in (401, 403) and "items" not in refused.json()

@@ -10,6 +10,9 @@ API server or at any other node's agent):
 
 - ``POST /v1/captures`` body :class:`CaptureRequest` -> :class:`CaptureStatus`, 202 when queued,
   200 when a job with that key already exists (idempotent: never a second kubelet call).
+- ``GET /v1/captures`` -> :class:`CaptureDigests`: one line per job the agent keeps, so that the
+  operator follows every kept archive of a node with one call (an agent older than this answers
+  405, and is asked job by job).
 - ``GET /v1/captures/{key}`` -> :class:`CaptureStatus`; 404 :class:`ErrorBody` ``NotFound``.
 - ``GET /v1/captures/{key}/report`` -> the full analysis report JSON (``analysis.report.Report``),
   for users and the kubectl plugin; the operator uses ``CaptureStatus.summary`` instead.
@@ -234,6 +237,36 @@ class CaptureStatus(WireModel):
     custody_events: list[CustodyFact] = Field(default_factory=list)
     #: Where the job's time went (added to v1 as optional: an older agent sends none).
     timings: CaptureTimings | None = None
+
+
+class CaptureDigest(WireModel):
+    """What the operator needs to tell whether a finished job has news: how many custody facts
+    the job has (append-only, so a longer list is a new fact) and whether retention deleted its
+    archive. The facts themselves are read with ``GET /v1/captures/{key}``."""
+
+    key: CaptureKey
+    state: CaptureState
+    custody_events: int = Field(default=0, ge=0)
+    archive_deleted: bool = False
+    export_phase: ExportPhase | None = None
+
+
+class CaptureDigests(WireModel):
+    """Body of ``GET /v1/captures``: every job the agent keeps on its node."""
+
+    node_name: str
+    items: list[CaptureDigest] = Field(default_factory=list)
+
+
+def digest_of(status: CaptureStatus) -> CaptureDigest:
+    """The digest line of one job."""
+    return CaptureDigest(
+        key=status.key,
+        state=status.state,
+        custody_events=len(status.custody_events),
+        archive_deleted=status.archive_deleted_at is not None,
+        export_phase=status.export.phase if status.export is not None else None,
+    )
 
 
 class DeleteResult(WireModel):

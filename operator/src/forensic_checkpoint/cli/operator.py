@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--archive-poll-interval",
         type=float,
         default=300.0,
-        help="seconds between custody polls of a finished capture whose archive is kept",
+        help="seconds between sweeps of the kept archives (one call per node's agent)",
     )
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     logs.add_arguments(parser)  # --log-level, --log-format

@@ -34,8 +34,10 @@ class OperatorConfig:
     capture_grace: timedelta = timedelta(minutes=5)
     #: Retries of archive deletion before a deleted CR lets go of its node's files.
     delete_retries: int = 5
-    #: How often a finished capture whose archive is still on the node is asked for custody
-    #: facts (a retention deletion); exports in progress are polled at 5 x ``poll_interval``.
+    #: How often the kept archives (finished captures whose archive is still on the node) are
+    #: swept for custody facts (a retention deletion), with one call per node's agent
+    #: (controller/capture/kept_archives.py); exports in progress are polled at 5 x
+    #: ``poll_interval`` by the object's daemon.
     archive_poll_interval: float = 300.0
     #: Serve the alert webhooks (docs/alerts.md) in the operator's event loop; None: off.
     alerts: AlertReceiverConfig | None = None

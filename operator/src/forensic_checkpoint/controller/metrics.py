@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from forensic_checkpoint.api.forensiccheckpoint import ContainerStatus, ForensicCheckpointStatus
 
@@ -23,6 +23,15 @@ REPORT_DELAY = Histogram(
     "forensic_checkpoint_operator_report_delay_seconds",
     "From the agent finishing a capture job to the operator writing the container's final phase.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+KEPT_ARCHIVES = Gauge(
+    "forensic_checkpoint_operator_kept_archives",
+    "Archives kept on the nodes that the operator follows with one batched call per agent.",
+)
+KEPT_SWEEP_SECONDS = Histogram(
+    "forensic_checkpoint_operator_kept_archive_sweep_seconds",
+    "Time of one pass over every node's kept archives (one agent call per node).",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 
 

@@ -25,6 +25,7 @@ from forensic_checkpoint.controller.capture.admission import AlertAdmission, see
 from forensic_checkpoint.controller.capture.agent_client import AgentClient, tls_context
 from forensic_checkpoint.controller.capture.agent_tokens import AgentTokens
 from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
+from forensic_checkpoint.controller.capture.kept_archives import KeptArchives
 from forensic_checkpoint.controller.capture.wiring import register
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.controller.identity.signer import AgentSigner
@@ -135,17 +136,26 @@ async def run_operator(
         start_http_server(config.metrics_port)
 
     async with aiohttp.ClientSession() as session:
+        agents = AgentClient(session, tokens, tls)
         controller = CheckpointController(
             config,
             checkpoints=ForensicCheckpoints(api),
             forensic_nodes=ForensicNodes(api),
             pods=Pods(api),
-            agents=AgentClient(session, tokens, tls),
+            agents=agents,
             # The receiver below runs with this identity: it is who may create alert provenance.
             whoami=lambda: self_subject(api),
             admission=alert_admission(config, api),
         )
-        register(registry, controller)
+        # Kept archives: one batched call per node's agent, not a daemon per object.
+        kept = KeptArchives(
+            controller,
+            checkpoints=ForensicCheckpoints(api),
+            forensic_nodes=ForensicNodes(api),
+            agents=agents,
+            interval=config.archive_poll_interval,
+        )
+        register(registry, controller, kept)
         if config.alerts is not None:
             # Same identity as the operator: deploy/rbac/operator.yaml carries the receiver's
             # rules (k8s.alert_captures.RBAC_RULES).
@@ -169,6 +179,7 @@ async def run_operator(
                 ready_flag=ready_flag,
             )
         finally:
+            await kept.stop()
             for task in (signing, watching):
                 if task is not None:
                     task.cancel()

@@ -62,10 +62,12 @@ from forensic_checkpoint.agent.kubelet.client import (
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
+    CaptureDigests,
     CaptureRequest,
     CaptureState,
     CaptureStatus,
     DeleteResult,
+    digest_of,
 )
 from forensic_checkpoint.domain.failures.model import FailureReason
 from forensic_checkpoint.errors import (
@@ -192,6 +194,14 @@ class CaptureService:
             self._get(key)
             self.store.wait_while(key, wait_while, min(timeout, MAX_STATUS_WAIT))
         return self._get(key).status
+
+    def digests(self) -> CaptureDigests:
+        """One line per job on this node (``GET /v1/captures``): the operator's one call per
+        agent to follow every kept archive."""
+        records = self.store.all()
+        return CaptureDigests(
+            node_name=self.node_name, items=[digest_of(r.status) for r in records]
+        )
 
     def report_file(self, key: str) -> Path:
         return job_files.report_file(self._get(key))

@@ -280,12 +280,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _capture_route(self, method: str, path: str) -> str:
         if path == API_PREFIX:
-            if method != "POST":
-                self._error(405, "MethodNotAllowed", f"{method} {path}")
-                return "captures"
-            if self._authorized():
-                self._create()
-            return "create"
+            return self._collection_route(method)
         match = _KEY_ROUTE.match(path)
         if match is None:
             self._drain()
@@ -313,6 +308,19 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._archive(key)
         return route
+
+    def _collection_route(self, method: str) -> str:
+        """``POST`` a capture, or ``GET`` the digest of every job (the operator only)."""
+        if method not in ("POST", "GET"):
+            self._error(405, "MethodNotAllowed", f"{method} {API_PREFIX}")
+            return "captures"
+        if not self._authorized():
+            return "list" if method == "GET" else "create"
+        if method == "GET":
+            self._send_model(200, self.server.service.digests())
+            return "list"
+        self._create()
+        return "create"
 
     def _storage_error(self, method: str, path: str, exc: OSError) -> None:
         """Say so to the caller and in the log, instead of dropping the connection silently."""

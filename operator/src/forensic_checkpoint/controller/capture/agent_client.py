@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from forensic_checkpoint.agent_identity import agent_server_name
 from forensic_checkpoint.api.agent import (
     API_PREFIX,
+    CaptureDigests,
     CaptureRequest,
     CaptureState,
     CaptureStatus,
@@ -41,7 +42,7 @@ from forensic_checkpoint.controller.capture.agent_tokens import AgentTokens
 from forensic_checkpoint.domain.capture.agents import AGENT_IDENTITY_MISMATCH, AgentTarget
 from forensic_checkpoint.errors import AgentError, ClusterError, ConfigError
 
-_M = TypeVar("_M", CaptureStatus, DeleteResult)
+_M = TypeVar("_M", CaptureStatus, DeleteResult, CaptureDigests)
 
 AGENT_UNAVAILABLE = "AgentUnavailable"
 AGENT_UNAUTHORIZED = "AgentUnauthorized"
@@ -107,6 +108,25 @@ class AgentClient:
             if status == 404
             else _parse(CaptureStatus.model_validate_json, body, agent, "CaptureStatus")
         )
+
+    async def digests(self, agent: AgentTarget) -> CaptureDigests | None:
+        """Every job the agent keeps, one line each (one call follows a node's kept archives);
+        ``None`` from an agent older than ``GET /v1/captures`` (405). A list that names another
+        node is refused, like a certificate for another node."""
+        try:
+            _, body = await self._call("GET", agent, API_PREFIX)
+        except AgentError as exc:
+            if exc.status_code == 405:
+                return None
+            raise
+        digests = _parse(CaptureDigests.model_validate_json, body, agent, "CaptureDigests")
+        if digests.node_name != agent.node_name:
+            raise AgentError(
+                f"agent {agent.endpoint} listed the jobs of node {digests.node_name!r}, not of "
+                f"{agent.node_name}",
+                reason=AGENT_IDENTITY_MISMATCH,
+            )
+        return digests
 
     async def hold(self, agent: AgentTarget, key: str, *, hold: bool) -> CaptureStatus | None:
         """Set or lift the legal hold of a job; ``None`` if the agent does not know the key."""

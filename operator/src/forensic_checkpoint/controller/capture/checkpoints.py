@@ -1,14 +1,20 @@
-"""The ForensicCheckpoint handlers: one kopf daemon per object drives the capture, a deletion
-handler cleans the node. Both gather facts, call :mod:`forensic_checkpoint.domain` for the
-decision and write the result; no decision is made here.
+"""The ForensicCheckpoint handlers: one kopf daemon per object drives the capture (and follows
+an export or a late archive), a deletion handler cleans the node. The daemon ends when only a
+kept archive is left to follow: :mod:`.kept_archives` follows those, one call per node. Both
+handlers gather facts, call :mod:`forensic_checkpoint.domain` for the decision and write the
+result; no decision is made here.
 
 The daemon is async and does all I/O without blocking the event loop: agent calls through
 aiohttp, Kubernetes calls through ``asyncio.to_thread``. It re-derives everything from the
 object's status on start, so an operator restart at any point resumes the same capture jobs.
 No poll interval sits between a new object and its kubelet call: an alert capture waits for
 its slot on an event (:mod:`.admission`), and a capturing container's status request waits in
-the agent until the call ends. Over 400 lines: the daemon, the hold and the clean-up share the
-controller's state (node cache, admission, identity); splitting them would only pass it around.
+the agent until the call ends. A finished capture whose archive is kept has no daemon: it is
+followed with its node's others (:mod:`.kept_archives`).
+
+Over 400 lines because the daemon, the hold and the clean-up share the controller's state
+(node cache, admission, identity) and the one status write (``record``, which the kept-archive
+sweeps use too); the hold and clean-up handlers are the piece to move out next.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -162,9 +168,7 @@ class CheckpointController:
     ) -> None:
         key = f"{ref.namespace}/{ref.name}"
         admission = self._admission if is_alert_capture(fcp) else None
-        while not stopped and (
-            not status.phase.terminal or finished.keep_following(status, self._clock())
-        ):
+        while not stopped and finished.needs_daemon(status, self._clock()):
             metadata = dict(body.metadata)  # kopf keeps the body current
             ref = dataclasses.replace(ref, held=is_held(metadata))
             try:
@@ -174,32 +178,46 @@ class CheckpointController:
                 logger.warning("cannot reach the API server: %s", exc.message)
                 await stopped.wait(5 * self._config.poll_interval)
                 continue
-            if new != status:
-                await asyncio.to_thread(
-                    self._checkpoints.write_status,
-                    ref.namespace,
-                    ref.name,
-                    new,
-                    with_custody=new.custody != status.custody,
-                )
-                for event in checkpoint_events.transition_events(status, new):
-                    _post(body, event)
-                    # The same fact in the log, which outlives the Event's one-hour TTL.
-                    level = logging.WARNING if event.type == "Warning" else logging.INFO
-                    logger.log(level, "%s: %s", event.reason, event.message)
-                metrics.observe_transition(status, new, created=body.metadata.creation_timestamp)
-                moved = _phases(status) != _phases(new)
-                status = new
-                if admission is not None and admission_slot(status) is Slot.DONE:
-                    admission.release(key)  # past its kubelet calls: the next alert's turn
-                if moved and not status.phase.terminal:
-                    # Targets just written, a request just made or a kubelet call just ended:
-                    # the next pass at once (at most four per container; a capturing one's
-                    # status request waits in the agent until its call ends).
-                    continue
-            if status.phase.terminal and not finished.keep_following(status, self._clock()):
-                break
+            moved = _phases(status) != _phases(new)
+            status = await self.record(body, ref, status, new, logger)
+            if admission is not None and admission_slot(status) is Slot.DONE:
+                admission.release(key)  # past its kubelet calls: the next alert's turn
+            if not finished.needs_daemon(status, self._clock()):
+                break  # a kept archive is followed with its node's others (.kept_archives)
+            if moved and not status.phase.terminal:
+                # Targets just written, a request just made or a kubelet call just ended: the
+                # next pass at once (at most four per container; a capturing one's status
+                # request waits in the agent until its call ends).
+                continue
             await stopped.wait(self._interval(status))
+
+    async def record(
+        self,
+        body: Mapping[str, Any],
+        ref: reconcile.CheckpointRef,
+        status: ForensicCheckpointStatus,
+        new: ForensicCheckpointStatus,
+        logger: logging.Logger,
+    ) -> ForensicCheckpointStatus:
+        """Write ``new`` if it differs from ``status``, with its Events and metrics; the status
+        now in force."""
+        if new == status:
+            return status
+        await asyncio.to_thread(
+            self._checkpoints.write_status,
+            ref.namespace,
+            ref.name,
+            new,
+            with_custody=new.custody != status.custody,
+        )
+        for event in checkpoint_events.transition_events(status, new):
+            _post(body, event)
+            # The same fact in the log, which outlives the Event's one-hour TTL.
+            level = logging.WARNING if event.type == "Warning" else logging.INFO
+            logger.log(level, "%s: %s", event.reason, event.message)
+        metadata = body.get("metadata") or {}
+        metrics.observe_transition(status, new, created=metadata.get("creationTimestamp"))
+        return new
 
     async def step(
         self,
@@ -236,12 +254,10 @@ class CheckpointController:
 
     def _interval(self, status: ForensicCheckpointStatus) -> float:
         """Seconds to the next pass: a capture is polled closely, an export (seconds to minutes,
-        with backed-off retries) more slowly, a kept archive (retention) rarely."""
+        with backed-off retries) or a late archive more slowly."""
         if not status.phase.terminal:
             return self._config.poll_interval
-        if finished.follow_up(status, self._clock()):
-            return 5 * self._config.poll_interval
-        return self._config.archive_poll_interval
+        return 5 * self._config.poll_interval
 
     async def _follow_exports(
         self, status: ForensicCheckpointStatus, facts: dict[str, list[CustodyFact]]
@@ -249,12 +265,12 @@ class CheckpointController:
         """A finished capture: the export sub-status, whether retention deleted the archive, a
         late archive of a failed capture, and the agent's new custody facts (Captured for a late
         archive, Exported, Verified, Deleted). Phase and conditions stay as they are."""
-        new = status.model_copy(deep=True)
         agent = await self._agent(status.node_name, self._clock())
         if isinstance(agent, AgentUnavailable):
-            return new  # the agent keeps the export queue on disk; ask again later
+            return status.model_copy(deep=True)  # the agent keeps its queue on disk; ask later
         now = self._clock()
-        for i, container in enumerate(new.containers):
+        captures: dict[str, CaptureStatus] = {}
+        for container in status.containers:
             if not finished.following(container, now):
                 continue
             try:
@@ -262,8 +278,9 @@ class CheckpointController:
             except AgentError:
                 continue
             if capture is not None:
-                facts[container.name] = list(capture.custody_events)
-                new.containers[i] = finished.apply_follow_up(container, capture)
+                captures[container.name] = capture
+        new, found = finished.fold_follow_ups(status, captures, now)
+        facts.update(found)
         return new
 
     async def _resolve(
@@ -476,5 +493,6 @@ def _phases(status: ForensicCheckpointStatus) -> list[tuple[str, ContainerCaptur
     return [(c.name, c.phase) for c in status.containers]
 
 
-def _post(body: kopf.Body, event: checkpoint_events.Event) -> None:
-    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+def _post(body: Mapping[str, Any], event: checkpoint_events.Event) -> None:
+    # A kopf Body, or a plain object reference (apiVersion, kind, metadata) from .kept_archives.
+    kopf.event(cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message)

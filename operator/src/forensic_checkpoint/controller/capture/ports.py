@@ -7,8 +7,14 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Protocol
 
-from forensic_checkpoint.api.agent import CaptureRequest, CaptureState, CaptureStatus, DeleteResult
-from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpointStatus
+from forensic_checkpoint.api.agent import (
+    CaptureDigests,
+    CaptureRequest,
+    CaptureState,
+    CaptureStatus,
+    DeleteResult,
+)
+from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint, ForensicCheckpointStatus
 from forensic_checkpoint.api.forensicnode import ForensicNode
 from forensic_checkpoint.domain.capture.agents import AgentTarget
 from forensic_checkpoint.domain.capture.targets import PodFacts
@@ -25,6 +31,18 @@ class CheckpointStatusWriter(Protocol):
         *,
         with_custody: bool = False,
     ) -> None: ...
+
+
+class CheckpointReader(Protocol):
+    """Reads one ForensicCheckpoint (``k8s.checkpoints.ForensicCheckpoints``)."""
+
+    def get(self, namespace: str, name: str) -> ForensicCheckpoint | None: ...
+
+
+class ForensicNodeLister(Protocol):
+    """Lists the ForensicNodes (``k8s.nodes.ForensicNodes``)."""
+
+    def list(self) -> list[ForensicNode]: ...
 
 
 class ForensicNodeReader(Protocol):
@@ -58,3 +76,12 @@ class NodeAgents(Protocol):
     async def hold(self, agent: AgentTarget, key: str, *, hold: bool) -> CaptureStatus | None: ...
 
     async def delete(self, agent: AgentTarget, key: str) -> DeleteResult | None: ...
+
+
+class KeptJobs(Protocol):
+    """The node agents' list of their jobs (``controller.agent_client.AgentClient``): ``None``
+    from an agent too old to list them."""
+
+    async def digests(self, agent: AgentTarget) -> CaptureDigests | None: ...
+
+    async def status(self, agent: AgentTarget, key: str) -> CaptureStatus | None: ...

@@ -2,14 +2,25 @@
 
 A finished container is still followed while its export runs, while its archive is kept on the
 node (retention may delete it) and while the agent watches for an archive the kubelet may write
-after a failed call. Pure functions, as in :mod:`forensic_checkpoint.domain.capture.reconcile`.
+after a failed call. The first and the last take seconds to minutes and are followed by the
+object's own daemon (:func:`needs_daemon`); a kept archive lasts months, so all the kept
+archives of a node are followed together, with one call to its agent (:func:`kept_jobs`,
+:func:`has_news`). Pure functions, as in :mod:`forensic_checkpoint.domain.capture.reconcile`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from forensic_checkpoint.api.agent import ArchiveInfo, CaptureStatus, ExportProgress
+from forensic_checkpoint.api.agent import (
+    ArchiveInfo,
+    CaptureDigest,
+    CaptureStatus,
+    CustodyFact,
+    ExportProgress,
+)
 from forensic_checkpoint.api.forensiccheckpoint import (
     ArchiveStatus,
     ContainerCapturePhase,
@@ -17,6 +28,7 @@ from forensic_checkpoint.api.forensiccheckpoint import (
     ExportStatus,
     ForensicCheckpointStatus,
 )
+from forensic_checkpoint.domain.evidence.checkpoint_custody import recorded_facts
 
 #: How long after the agent's late-archive watch ends a failed container is still polled once.
 LATE_ARCHIVE_SLACK = timedelta(seconds=30)
@@ -113,3 +125,54 @@ def apply_follow_up(container: ContainerStatus, capture: CaptureStatus) -> Conta
     if capture.archive_deleted_at is not None and not new.archive_deleted:
         new = new.model_copy(update={"archive_deleted": True})
     return new
+
+
+def needs_daemon(status: ForensicCheckpointStatus, now: datetime) -> bool:
+    """Whether the object needs its own daemon: a capture under way, or a finished one with
+    agent work that ends soon (an export, a late archive). A kept archive alone does not: it is
+    followed with the other kept archives of its node (:func:`kept_containers`)."""
+    return not status.phase.terminal or follow_up(status, now)
+
+
+@dataclass(frozen=True)
+class KeptJob:
+    """One kept archive's agent job as the batched poll needs it: the key to look up, and how
+    many of the job's custody facts the chain already holds."""
+
+    container: str
+    key: str
+    recorded_facts: int
+
+
+def kept_jobs(status: ForensicCheckpointStatus, now: datetime) -> list[KeptJob]:
+    """The jobs of a finished object whose archive is kept on the node and whose news come from
+    the node's batched poll (none while the object's own daemon follows it)."""
+    if needs_daemon(status, now):
+        return []
+    return [
+        KeptJob(c.name, c.capture_key, recorded_facts(status.custody, c.name))
+        for c in status.containers
+        if archive_kept(c) and c.capture_key
+    ]
+
+
+def has_news(job: KeptJob, digest: CaptureDigest) -> bool:
+    """Whether the agent's digest of a kept job says something the status lacks: a deleted
+    archive, or a custody fact past those recorded (a job's facts are append-only)."""
+    return digest.archive_deleted or digest.custody_events > job.recorded_facts
+
+
+def fold_follow_ups(
+    status: ForensicCheckpointStatus, captures: Mapping[str, CaptureStatus], now: datetime
+) -> tuple[ForensicCheckpointStatus, dict[str, list[CustodyFact]]]:
+    """A finished object after its agent answered for some of its containers (``captures`` by
+    container name): each followed container's follow-up, and the facts to record."""
+    new = status.model_copy(deep=True)
+    facts: dict[str, list[CustodyFact]] = {}
+    for i, container in enumerate(new.containers):
+        capture = captures.get(container.name)
+        if capture is None or not following(container, now):
+            continue
+        facts[container.name] = list(capture.custody_events)
+        new.containers[i] = apply_follow_up(container, capture)
+    return new, facts
