@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,8 +184,25 @@ def test_block_runs_on_the_samples(block: Block, samples_dir: tuple[Path, dict[s
         assert done.returncode == 0, f"{block.id}: {command}\n{done.stderr[-2000:]}"
 
 
+def _clear(stack: LocalStack, checkpoints: list[str], pods: list[str]) -> None:
+    """Delete what the doc examples name, as other modules on this worker's dev cluster may
+    have created (test_operator_e2e.py's pod ``counters`` and ``blog``) or will create."""
+    kubectl = [str(binaries.locate("kubectl")), "--kubeconfig", str(stack.cluster.kubeconfig)]
+    for args in (
+        ["delete", "fcp", *checkpoints, "--ignore-not-found", "--timeout=120s"],
+        ["delete", "pod", *pods, "--ignore-not-found", "--grace-period=0", "--force"],
+    ):
+        done = subprocess.run(
+            [*kubectl, "-n", NAMESPACE, *args],
+            capture_output=True, text=True, timeout=180, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+
 @pytest.fixture(scope="module")
-def doc_cluster(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def doc_cluster(
+    stack: LocalStack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
     """The objects the docs' cluster examples show, captured by the operator: the README's
     example (``suspicious-counter`` of pod ``counter``) and crd.md's ``blog`` (pod
     ``counters``), on node-1 with the CRI-O blog sample; kubectl on the PATH with a kubeconfig
@@ -196,6 +214,9 @@ def doc_cluster(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> 
         for obj in yaml.safe_load_all(block)
         if isinstance(obj, dict) and obj.get("kind") == "ForensicCheckpoint"
     )
+    checkpoints = ["blog", example["metadata"]["name"]]
+    pods = ["counters", example["spec"]["podName"]]
+    _clear(stack, checkpoints, pods)
     create_pod(stack, example["spec"]["podName"], "node-1", containers=("counter",),
                archive=str(BLOG))  # fmt: skip
     create_pod(stack, "counters", "node-1", containers=("counter",), archive=str(BLOG))
@@ -224,7 +245,8 @@ def doc_cluster(stack: LocalStack, tmp_path_factory: pytest.TempPathFactory) -> 
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
     env["DOC_CLUSTER_ROOT"] = str(root)
-    return env
+    yield env
+    _clear(stack, checkpoints, pods)
 
 
 def same_output(expected: list[str], printed: str) -> str | None:
