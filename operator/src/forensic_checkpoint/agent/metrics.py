@@ -33,7 +33,7 @@ class AgentMetrics:
         )
         self.capture_seconds = Histogram(
             "forensic_checkpoint_agent_capture_duration_seconds",
-            "Kubelet checkpoint call plus hashing, per capture.",
+            "The kubelet checkpoint call, per capture (the hash follows, beside the analysis).",
             buckets=_DURATION_BUCKETS,
             registry=self.registry,
         )
