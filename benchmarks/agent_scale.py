@@ -11,7 +11,9 @@ operator's sweep (``GET /v1/captures``) every 2 s and a Prometheus scrape every 
 
 Scenarios, in one run: the fair queue with 200 kept archives; the baseline FIFO order (one
 lane); the burst without kept archives (the per-kept-archive memory); the disk floor crossed
-mid-burst (a node disk with room for 20 archives above the floor). Printed: the agent's RSS
+mid-burst (a node disk with room for 20 archives above the floor); a queue bound of a quarter
+of the burst (``--max-queued-captures``: the rest answered 503 and asked again, as the
+operator does). Printed: the agent's RSS
 at rest before and after the burst and its peak (VmHWM), the analysis children's peak, each
 namespace's first kubelet call after the burst start, request -> Completed p50/p99, the
 refusals past the floor and what was left on disk, the load average beside each figure.
@@ -167,10 +169,11 @@ def request(key: str, namespace: str, pod: str) -> dict[str, Any]:
     }
 
 
-def follow(agent: Agent, body: dict[str, Any]) -> dict[str, Any]:
-    """Submit and follow one capture as the operator does; its final status and the answers
-    that refused it for now (503)."""
-    refused = 0
+def follow(agent: Agent, body: dict[str, Any], delay: float = 0.0) -> dict[str, Any]:
+    """Submit (after ``delay`` seconds) and follow one capture as the operator does; its final
+    status and the answers that refused it for now (503, or a connection closed at accept)."""
+    refused, busy = 0, 0
+    time.sleep(delay)
     while True:
         try:
             status, answer = agent.call("POST", "/v1/captures", body)
@@ -179,7 +182,8 @@ def follow(agent: Agent, body: dict[str, Any]) -> dict[str, Any]:
         if status in (200, 202):
             break
         refused += 1
-        time.sleep(1.0)
+        busy += status == 503
+        time.sleep(5.0 if status == 503 else 1.0)  # Retry-After
     key = body["key"]
     while answer.get("state") not in TERMINAL:
         query = f"?waitWhile={WAIT}&timeoutSeconds=20" if answer.get("state") in WAIT else ""
@@ -192,7 +196,7 @@ def follow(agent: Agent, body: dict[str, Any]) -> dict[str, Any]:
             continue
         if status == 200:
             answer = fresh
-    return {**answer, "refused": refused}
+    return {**answer, "refused": refused, "queueFull": busy}
 
 
 def seed(work: Path, archive: Path, latency: float, kept: int) -> Path:
@@ -231,7 +235,6 @@ def burst_plan(burst: int) -> list[tuple[str, str]]:
     plan = [("noisy", f"noisy-{n}") for n in range(noisy)]
     quiet = burst - noisy
     plan += [(f"quiet-{n // 4}", f"quiet-{n}") for n in range(quiet)]
-    # They arrive at once, the noisy namespace's first: the worst case for the quiet ones.
     return plan
 
 
@@ -276,8 +279,11 @@ def run_scenario(
         with ThreadPoolExecutor(len(plan)) as pool:
             finals = list(
                 pool.map(
+                    # At once, the noisy namespace's first: the worst case for the quiet ones.
                     lambda item: follow(
-                        agent, request(f"{name}-{item[0]}-{item[1]}", item[0], item[1])
+                        agent,
+                        request(f"{name}-{item[0]}-{item[1]}", item[0], item[1]),
+                        0.0 if item[0] == "noisy" else 0.3,
                     ),
                     plan,
                 )
@@ -318,6 +324,7 @@ def run_scenario(
         },
         "outcomes": dict(reasons),
         "refusedAnswers": sum(f["refused"] for f in finals),
+        "queueFullAnswers": sum(f["queueFull"] for f in finals),
         "sweepSeconds": {
             "p50": round(_percentile(sweeps, 0.5), 3) if sweeps else None,
             "max": round(max(sweeps), 3) if sweeps else None,
@@ -347,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=1.3, help="seconds per kubelet call")
     parser.add_argument("--above-floor", type=int, default=20, help="archives that fit")
     parser.add_argument(
-        "--scenarios", default="fair,fifo,empty,floor", help="comma-separated subset"
+        "--scenarios", default="fair,fifo,empty,floor,bounded", help="comma-separated subset"
     )
     args = parser.parse_args(argv)
     wanted = args.scenarios.split(",")
@@ -366,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
                 extra["fifo"] = True
             elif name == "empty":
                 base = None
+            elif name == "bounded":  # a queue bound below the burst: 503, retried
+                extra["maxQueued"] = args.burst // 4
             elif name == "floor":
                 used = size  # the kept archives are hard links of one file
                 extra = {"minFreeBytes": floor, "capacity": used + floor + args.above_floor * size}
