@@ -16,12 +16,12 @@ import requests
 from tests.agent.agent_support import DirKubelet, Pki, hashing_analyzer, request, wait_terminal
 from tests.factories import capture_service, serve_in_thread
 
-from forensic_checkpoint.agent import hashing
 from forensic_checkpoint.agent.capture.disk_floor import GIB, DiskFloor
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.agent.http.server import AgentServer, tls_context
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore
+from forensic_checkpoint.analysis.format import file_hash as hashing
 from forensic_checkpoint.api.agent import CaptureState
 
 OPERATOR = "system:serviceaccount:forensic-checkpoint:operator"

@@ -47,8 +47,8 @@ from forensic_checkpoint.agent.background import BackgroundPass
 from forensic_checkpoint.agent.capture import deleted_in_flight, job_files
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.evidence import custody_facts
-from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, utcnow
+from forensic_checkpoint.analysis.format.file_hash import sha256_file
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
     CaptureRequest,

@@ -57,7 +57,6 @@ from forensic_checkpoint.agent.capture.disk_floor import (
 )
 from forensic_checkpoint.agent.capture.workers import Job, Workers
 from forensic_checkpoint.agent.evidence import custody_facts
-from forensic_checkpoint.agent.hashing import BackgroundHash
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
 from forensic_checkpoint.agent.kubelet.client import (
     DEFAULT_RUNTIME_REQUEST_TIMEOUT,
@@ -65,6 +64,7 @@ from forensic_checkpoint.agent.kubelet.client import (
     kubelet_deadline,
 )
 from forensic_checkpoint.agent.metrics import AgentMetrics
+from forensic_checkpoint.analysis.format.file_hash import BackgroundHash
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
     CaptureDigests,

@@ -1,4 +1,6 @@
-"""Streaming sha256 of an archive: archives are as large as the container's memory."""
+"""Streaming sha256 of an archive (archives are as large as the container's memory), in the
+caller's thread or in one of its own: the agent's hash of a landed archive, which runs beside
+the analysis, and the analyzer's own hash of an uncompressed archive it reads."""
 
 from __future__ import annotations
 
