@@ -1,6 +1,7 @@
 """One agent under a burst with many kept archives (issue 19, part 4; benchmarks/agent_scale.py):
 the queue is bounded with a retryable 503, the disk floor counts the captures in flight, the
-per-request paths read no job record file, and a hash leaves no large buffers behind."""
+per-request paths (and the export worker's pass) read no job record file they do not need, and
+a hash leaves no large buffers behind."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,14 @@ from tests.factories import capture_service, serve_in_thread
 
 from forensic_checkpoint.agent.capture.disk_floor import GIB, DiskFloor
 from forensic_checkpoint.agent.capture.service import CaptureService
+from forensic_checkpoint.agent.evidence.export_config import ExportConfig
+from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.agent.http.server import AgentServer, tls_context
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore
+from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.analysis.format import file_hash as hashing
-from forensic_checkpoint.api.agent import CaptureState
+from forensic_checkpoint.api.agent import CaptureState, ExportPhase, ExportProgress
 
 OPERATOR = "system:serviceaccount:forensic-checkpoint:operator"
 TOKEN = "op-token"
@@ -225,3 +230,36 @@ def test_a_hash_reads_into_one_buffer(tmp_path: Path, monkeypatch: pytest.Monkey
     assert size == path.stat().st_size
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     assert sizes == [1024 * 1024]
+
+
+def test_the_export_pass_reads_only_the_jobs_it_may_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The export worker's pass runs every few seconds: with every kept job's record file read
+    each time, its CPU grew with the archives kept on the node."""
+    store = JobStore(tmp_path / "state")
+    for n in range(30):
+        record, _ = store.create_if_absent(request(f"uid{n}-a", pod=f"p{n}"))
+        record.status.state = CaptureState.COMPLETED
+        phase = ExportPhase.EXPORTED if n else ExportPhase.RETRYING
+        record.status.export = ExportProgress(
+            phase=phase, next_attempt_at=datetime.now(UTC) + timedelta(hours=1)
+        )
+        store.save(record)
+    worker = ExportWorker(
+        store=store,
+        config=ExportConfig(bucket="evidence", state_dir=tmp_path / "exports"),
+        node_name="node-1",
+        checkpoint_dir=tmp_path,
+        metrics=AgentMetrics(),
+    )
+    parsed: list[bytes] = []
+    original = JobRecord.model_validate_json
+
+    def counting(data: Any, **kw: Any) -> JobRecord:
+        parsed.append(data)
+        return original(data, **kw)
+
+    monkeypatch.setattr(JobRecord, "model_validate_json", counting)
+    assert worker.run_due() == 0  # the one Retrying job's time has not come
+    assert len(parsed) == 1, f"{len(parsed)} record files parsed"
