@@ -263,3 +263,34 @@ def test_the_export_pass_reads_only_the_jobs_it_may_export(
     monkeypatch.setattr(JobRecord, "model_validate_json", counting)
     assert worker.run_due() == 0  # the one Retrying job's time has not come
     assert len(parsed) == 1, f"{len(parsed)} record files parsed"
+
+
+def test_waiting_status_requests_are_capped_below_the_connections(
+    tmp_path: Path, sample_tar: Path, services: list[CaptureService]
+) -> None:
+    """Past the cap a waiting request is answered at once (the operator polls), so 64 captures
+    in flight cannot hold every connection the server takes."""
+    kubelet = _blocking(tmp_path, sample_tar)
+    service = _service(tmp_path, kubelet, services, max_waiters=2)
+    service.submit(request("uid1-a"))
+    assert kubelet.entered.acquire(timeout=10)
+    waiting = [
+        threading.Thread(
+            target=service.status, args=("uid1-a",), kwargs={"wait_while": WAIT, "timeout": 10}
+        )
+        for _ in range(2)
+    ]
+    for thread in waiting:
+        thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    answer = service.status("uid1-a", wait_while=WAIT, timeout=10)
+    assert answer.state is CaptureState.CAPTURING
+    assert time.monotonic() - started < 1.0, "the third waiter must be answered at once"
+    kubelet.release.set()
+    for thread in waiting:
+        thread.join(10)
+        assert not thread.is_alive()
+
+
+WAIT = {CaptureState.QUEUED, CaptureState.CAPTURING}

@@ -89,6 +89,11 @@ DEFAULT_LATE_ARCHIVE_WINDOW = 60.0
 #: The longest a status request waits for its job to change (``waitWhile``): an HTTP thread
 #: each, bounded by the operator's captures in flight on this node.
 MAX_STATUS_WAIT = 30.0
+#: Status requests waiting at once, at most: each holds one of the server's 64 connections, and
+#: 64 captures in flight on one node would otherwise take them all (the operator's sweep and new
+#: requests then found the agent closing connections at accept). Past it a waiting request is
+#: answered at once, and the operator asks again at its poll interval.
+MAX_STATUS_WAITERS = 32
 #: Jobs waiting for a worker at most (``--max-queued-captures``): the agent's memory and its
 #: disk of job records stay bounded in a burst; a new capture past it is refused with 503
 #: ``AgentQueueFull`` before anything is recorded, and the operator asks again.
@@ -124,6 +129,7 @@ class CaptureService:
         disk_floor: DiskFloor | None = None,
         free_space: FreeSpace = statvfs_space,
         max_queued: int = DEFAULT_MAX_QUEUED,
+        max_waiters: int = MAX_STATUS_WAITERS,
     ) -> None:
         self.node_name = node_name
         self.store = store
@@ -139,6 +145,7 @@ class CaptureService:
         #: A Completed capture gets ``export.phase: Pending`` for the export worker.
         self.export_enabled = export_enabled
         self.max_queued = max_queued
+        self._waiters = threading.BoundedSemaphore(max_waiters)
         #: Called (without arguments, must not block) whenever a job reaches a final state:
         #: the runtime wakes the export worker and the retention keeper here.
         self.on_finished: list[Callable[[], None]] = []
@@ -211,10 +218,14 @@ class CaptureService:
         self, key: str, *, wait_while: Collection[CaptureState] = (), timeout: float = 0.0
     ) -> CaptureStatus:
         """The job's status; with ``wait_while``, once it has left those states (or after
-        ``timeout`` seconds, at most :data:`MAX_STATUS_WAIT`)."""
-        if wait_while:
-            self._get(key)
-            self.store.wait_while(key, wait_while, min(timeout, MAX_STATUS_WAIT))
+        ``timeout`` seconds, at most :data:`MAX_STATUS_WAIT`; at once while
+        :data:`MAX_STATUS_WAITERS` requests wait already)."""
+        if wait_while and self._waiters.acquire(blocking=False):
+            try:
+                self._get(key)
+                self.store.wait_while(key, wait_while, min(timeout, MAX_STATUS_WAIT))
+            finally:
+                self._waiters.release()
         return self._get(key).status
 
     def digests(self) -> CaptureDigests:
