@@ -89,8 +89,9 @@ def test_a_full_queue_answers_503_with_retry_after_and_records_nothing(
     session.verify, session.trust_env = str(pki.ca), False
     url = f"https://127.0.0.1:{server.port}/v1/captures"
 
-    def post(key: str) -> requests.Response:
-        body = request(key, pod=key).model_dump(mode="json", by_alias=True, exclude_none=True)
+    def post(key: str, namespace: str = "default") -> requests.Response:
+        job = request(key, pod=key, namespace=namespace)
+        body = job.model_dump(mode="json", by_alias=True, exclude_none=True)
         return session.post(url, json=body, headers={"Authorization": f"Bearer {TOKEN}"})
 
     try:
@@ -104,7 +105,12 @@ def test_a_full_queue_answers_503_with_retry_after_and_records_nothing(
         assert "--max-queued-captures=2" in refused.json()["message"]
         assert service.store.get("uid4-a") is None, "a refused request is not recorded"
         assert post("uid2-a").status_code == 200, "a known key is answered, full queue or not"
-        assert b"forensic_checkpoint_agent_queue_refusals_total 1.0" in service.metrics.render()
+        # A namespace with nothing waiting gets into the reserve (a quarter, at least one)...
+        assert post("uid6-a", namespace="quiet").status_code == 202
+        assert post("uid7-a", namespace="quiet").status_code == 503
+        # ... and past the reserve nobody does.
+        assert post("uid8-a", namespace="other").status_code == 503
+        assert b"forensic_checkpoint_agent_queue_refusals_total 3.0" in service.metrics.render()
     finally:
         kubelet.release.set()
         server.shutdown()
