@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,14 +46,6 @@ class BlockingKubelet(DirKubelet):
         self.entered.release()
         self.release.wait(20)
         return super().checkpoint(namespace, pod, container, timeout_seconds)
-
-
-@pytest.fixture
-def services() -> Iterator[list[CaptureService]]:
-    started: list[CaptureService] = []
-    yield started
-    for service in started:
-        service.shutdown(wait=True)
 
 
 def _service(
@@ -167,14 +158,8 @@ def test_status_waits_and_the_digest_list_read_no_job_record(
     for n in range(40):
         store.create_if_absent(request(f"uid{n}-a", pod=f"p{n}"))
     reopened = JobStore(tmp_path / "state")  # the lines are read once, at start
-    parsed: list[bytes] = []
     original = JobRecord.model_validate_json
-
-    def counting(data: Any, **kw: Any) -> JobRecord:
-        parsed.append(data)
-        return original(data, **kw)
-
-    monkeypatch.setattr(JobRecord, "model_validate_json", counting)
+    parsed = _count_parses(monkeypatch)
     waiting = threading.Thread(
         target=reopened.wait_while, args=("uid0-a", {CaptureState.QUEUED}, 5.0)
     )
@@ -259,14 +244,7 @@ def test_the_export_pass_reads_only_the_jobs_it_may_export(
         checkpoint_dir=tmp_path,
         metrics=AgentMetrics(),
     )
-    parsed: list[bytes] = []
-    original = JobRecord.model_validate_json
-
-    def counting(data: Any, **kw: Any) -> JobRecord:
-        parsed.append(data)
-        return original(data, **kw)
-
-    monkeypatch.setattr(JobRecord, "model_validate_json", counting)
+    parsed = _count_parses(monkeypatch)
     assert worker.run_due() == 0  # the one Retrying job's time has not come
     assert len(parsed) == 1, f"{len(parsed)} record files parsed"
 
@@ -300,3 +278,16 @@ def test_waiting_status_requests_are_capped_below_the_connections(
 
 
 WAIT = {CaptureState.QUEUED, CaptureState.CAPTURING}
+
+
+def _count_parses(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every job record file parsed from now on."""
+    parsed: list[bytes] = []
+    original = JobRecord.model_validate_json
+
+    def counting(data: Any, **kw: Any) -> JobRecord:
+        parsed.append(data)
+        return original(data, **kw)
+
+    monkeypatch.setattr(JobRecord, "model_validate_json", counting)
+    return parsed
