@@ -189,7 +189,9 @@ class CaptureService:
         """The job for ``request.key``: existing (``False``) or newly queued (``True``);
         raises :class:`AgentQueueFull` for a new one while ``max_queued`` jobs wait."""
         with self.store.locked():
-            if self.store.get(request.key) is None and self._queue_full(request.pod_namespace):
+            if self.store.get(request.key) is None and self._workers.full(
+                request.pod_namespace, self.max_queued
+            ):
                 self.metrics.queue_refusals.inc()
                 raise AgentQueueFull(
                     f"{self.queue_depth()} captures wait for a worker on {self.node_name}, the "
@@ -208,15 +210,6 @@ class CaptureService:
                 request.container,
             )
         return record.status, created
-
-    def _queue_full(self, namespace: str) -> bool:
-        """At ``max_queued`` waiting jobs only a namespace with none waiting gets in, into a
-        reserve of a quarter more (a noisy namespace that filled the queue does not keep the
-        others out until it drained); past the reserve nobody does."""
-        depth = self.queue_depth()
-        if depth >= self.max_queued + max(1, self.max_queued // 4):
-            return True
-        return depth >= self.max_queued and self._workers.waiting_in(namespace) > 0
 
     def resume(self, key: str) -> None:
         """Queue an unfinished job again (how :mod:`.analysis_retry` retries an analysis)."""

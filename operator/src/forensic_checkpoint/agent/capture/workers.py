@@ -61,7 +61,7 @@ class Workers:
         self._capture_queue: FairQueue[Job] = FairQueue()
         self._analysis_queue: FairQueue[Job] = FairQueue()
         self._queued = 0
-        #: Jobs waiting for a worker, by namespace (what :meth:`waiting_in` answers).
+        #: Jobs waiting for a worker, by namespace (what :meth:`full` looks at).
         self._queued_by_lane: Counter[str] = Counter()
         self._running = 0
         self._counts = threading.Lock()
@@ -90,10 +90,15 @@ class Workers:
         analysis worker."""
         return self._queued
 
-    def waiting_in(self, namespace: str) -> int:
-        """Jobs of ``namespace`` waiting for a worker."""
+    def full(self, namespace: str, bound: int) -> bool:
+        """Whether a new job of ``namespace`` must be refused: at ``bound`` waiting jobs only a
+        namespace with none waiting gets in, into a reserve of a quarter more (a noisy
+        namespace that filled the queue does not keep the others out until it drained); past
+        the reserve nobody does."""
         with self._counts:
-            return self._queued_by_lane[namespace]
+            if self._queued >= bound + max(1, bound // 4):
+                return True
+            return self._queued >= bound and self._queued_by_lane[namespace] > 0
 
     def in_progress(self) -> int:
         """Jobs a capture or analysis worker holds now."""
