@@ -48,11 +48,13 @@ bench: setup
 
 # 50 ForensicCheckpoints across a 3-node dev cluster (operator + agents as local processes); 20
 # alerts at once for 20 pods on 5 nodes (receiver accept -> kubelet call); and the operator at
-# scale: 100 fake nodes, 2,000 kept ForensicCheckpoints, against the old design.
+# scale: 100 fake nodes, 2,000 kept ForensicCheckpoints, against the old design; one agent with
+# 200 kept archives and a 64-capture burst (fairness, memory, the disk floor).
 bench-cluster: setup cluster-tools
 	$(PY) -m benchmarks.capture_load
 	$(PY) -m benchmarks.alert_burst
 	$(PY) -m benchmarks.operator_scale
+	$(PY) -m benchmarks.agent_scale
 
 # A 2 GiB capture on the real node: stage timings, and creation -> Completed against the
 # kubelet call's own duration (goal <= 1.3x).

@@ -29,7 +29,7 @@ from typing import Any
 from tests.realnode.support import NAMESPACE, RealNodeEnv, real_node_env
 
 from forensic_checkpoint import analysis
-from forensic_checkpoint.agent.hashing import sha256_file
+from forensic_checkpoint.analysis.format.file_hash import sha256_file
 
 GOAL = 1.3
 POD = "bigmem"

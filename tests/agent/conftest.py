@@ -11,6 +11,8 @@ import trustme
 from tests.agent.agent_support import Env, Pki
 from tests.factories import plain_sample
 
+from forensic_checkpoint.agent.capture.service import CaptureService
+
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
@@ -55,4 +57,13 @@ def env(tmp_path: Path, sample_tar: Path) -> Iterator[Env]:
     environment = Env(tmp_path, sample_tar)
     yield environment
     for service in environment.services:
+        service.shutdown(wait=True)
+
+
+@pytest.fixture
+def services() -> Iterator[list[CaptureService]]:
+    """Capture services a test started, shut down after it."""
+    started: list[CaptureService] = []
+    yield started
+    for service in started:
         service.shutdown(wait=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from forensic_checkpoint.domain.failures.model import FailureReason
 from forensic_checkpoint.errors import ConfigError
 
 SIZE = 100 * GIB
-
-
-@pytest.fixture
-def services() -> Iterator[list[CaptureService]]:
-    started: list[CaptureService] = []
-    yield started
-    for service in started:
-        service.shutdown(wait=True)
 
 
 def _service(

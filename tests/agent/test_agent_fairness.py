@@ -29,8 +29,8 @@ from tests.agent.agent_support import (
 
 from forensic_checkpoint.agent.capture.analysis_runner import ProcessAnalyzer
 from forensic_checkpoint.agent.capture.service import CaptureService
-from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobStore
+from forensic_checkpoint.analysis.format.file_hash import sha256_file
 from forensic_checkpoint.api.agent import ArchiveInfo, CaptureState
 from forensic_checkpoint.errors import ConflictError, ForensicCheckpointError, NotFoundError
 

@@ -113,7 +113,7 @@ def test_an_archive_the_agent_hashed_is_not_hashed_again(
             .decompress(sample_path(sample).read_bytes())
         )
     hashed: list[str] = []  # every way the analysis hashes an archive it reads
-    reader_init, file_hash = streams.HashingReader.__init__, archive_format.FileHash  # type: ignore[attr-defined]
+    reader_init, file_hash = streams.HashingReader.__init__, archive_format.BackgroundHash  # type: ignore[attr-defined]
 
     def reader(self: Any, raw: Any, *, enabled: bool = True) -> None:
         if enabled:
@@ -125,7 +125,7 @@ def test_an_archive_the_agent_hashed_is_not_hashed_again(
         return file_hash(*args)
 
     monkeypatch.setattr(streams.HashingReader, "__init__", reader)
-    monkeypatch.setattr(archive_format, "FileHash", background)
+    monkeypatch.setattr(archive_format, "BackgroundHash", background)
     plain = run_analysis(path, _options(sample))
     assert hashed, "the analysis no longer hashes by these two ways: update this test"
     hashed.clear()

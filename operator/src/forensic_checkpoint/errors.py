@@ -111,6 +111,13 @@ class KubeletRuntimeError(KubeletError):
         self.excerpt = excerpt
 
 
+class AgentQueueFull(ForensicCheckpointError):
+    """The agent holds as many waiting captures as it may: the request was not recorded; the
+    agent answers 503 and the operator asks again."""
+
+    reason = "AgentQueueFull"
+
+
 class AgentError(ForensicCheckpointError):
     """The node agent could not be reached or answered with an error."""
 

@@ -7,6 +7,12 @@ an older copy of the record in memory, and that worker's next save must not undo
 
 The record is written with ``kubelet_called_at`` BEFORE the kubelet call: a restarted agent that
 finds a job in ``Capturing`` knows a call may have happened and must not make another.
+
+In memory the store keeps one :class:`JobLine` per job (its digest line, its files, its watch;
+about 1 KiB), read once at start and kept current by every save and delete. What runs per
+request or per finished capture (a waiting status request, ``GET /v1/captures``, the metrics
+scrape, the orphan keeper's watch, an adoption's claimed archives) reads the lines, not every
+record file: with months of kept archives a burst costs no more than on an empty node.
 """
 
 from __future__ import annotations
@@ -17,12 +23,19 @@ import tempfile
 import threading
 import time
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from forensic_checkpoint.api.agent import CaptureRequest, CaptureState, CaptureStatus
+from forensic_checkpoint.api.agent import (
+    CaptureDigest,
+    CaptureRequest,
+    CaptureState,
+    CaptureStatus,
+    digest_of,
+)
 from forensic_checkpoint.errors import ConfigError
 
 _RECORD_SUFFIX = ".json"
@@ -59,6 +72,27 @@ class JobRecord(BaseModel):
         return self.status.archive.path if self.status.archive else self.landed_archive
 
 
+@dataclass(frozen=True, slots=True)
+class JobLine:
+    """What the store keeps in memory of one job (see the module docstring)."""
+
+    digest: CaptureDigest
+    #: The archive (hashed or only landed) and the report on the node, if any.
+    archive: str | None
+    report: str | None
+    #: The job watches for a late archive until then (:mod:`.capture.orphans`).
+    late_archive_watch_until: datetime | None
+
+    @classmethod
+    def of(cls, record: JobRecord) -> JobLine:
+        return cls(
+            digest_of(record.status),
+            record.archive_path(),
+            record.report_path,
+            record.status.late_archive_watch_until,
+        )
+
+
 class JobStore:
     """Thread-safe store of :class:`JobRecord` files under ``<state_dir>/jobs``."""
 
@@ -75,6 +109,7 @@ class JobStore:
         self._lock = threading.RLock()
         #: Notified on every change of a record: wakes the operator's waiting status requests.
         self._changed = threading.Condition(self._lock)
+        self._lines = {record.status.key: JobLine.of(record) for record in self.all()}
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
@@ -113,6 +148,7 @@ class JobStore:
     def save(self, record: JobRecord) -> None:
         with self._lock:
             _atomic_write(self._path(record.status.key), record.model_dump_json().encode())
+            self._lines[record.status.key] = JobLine.of(record)
             self._changed.notify_all()
 
     def wait_while(self, key: str, states: Collection[CaptureState], timeout: float) -> None:
@@ -121,9 +157,9 @@ class JobStore:
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
-                record = self.get(key)
+                line = self._lines.get(key)  # every save wakes every waiter: no file read here
                 left = deadline - time.monotonic()
-                if record is None or record.status.state not in states or left <= 0:
+                if line is None or line.digest.state not in states or left <= 0:
                     return
                 self._changed.wait(left)
 
@@ -147,8 +183,14 @@ class JobStore:
         with self._lock:
             self._changed.notify_all()
             self._path(key).unlink(missing_ok=True)
+            self._lines.pop(key, None)
             _fsync_dir(self.jobs_dir)
             (self.holds_dir / key).unlink(missing_ok=True)
+
+    def lines(self) -> dict[str, JobLine]:
+        """Every job's line, by key (a copy of the dict; the lines are immutable)."""
+        with self._lock:
+            return dict(sorted(self._lines.items()))
 
     def all(self) -> list[JobRecord]:
         """Every readable record; unreadable ones are skipped (they are reported by ``broken``)."""

@@ -66,6 +66,12 @@ class AgentMetrics:
             "Capture jobs waiting for a worker (to capture, or to be analysed).",
             registry=self.registry,
         )
+        self.queue_refusals = Counter(
+            "forensic_checkpoint_agent_queue_refusals",
+            "New captures refused (503 AgentQueueFull) because --max-queued-captures jobs were "
+            "waiting for a worker; the operator asks again.",
+            registry=self.registry,
+        )
         self.in_progress = Gauge(
             "forensic_checkpoint_agent_captures_in_progress",
             "Capture jobs a capture or analysis worker holds now.",

@@ -26,7 +26,11 @@ from forensic_checkpoint.agent.capture.disk_floor import (
     DiskFloor,
 )
 from forensic_checkpoint.agent.capture.orphans import DEFAULT_GRACE, OrphanKeeper, OrphanPolicy
-from forensic_checkpoint.agent.capture.service import DEFAULT_LATE_ARCHIVE_WINDOW, CaptureService
+from forensic_checkpoint.agent.capture.service import (
+    DEFAULT_LATE_ARCHIVE_WINDOW,
+    DEFAULT_MAX_QUEUED,
+    CaptureService,
+)
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.evidence.retention_keeper import RetentionKeeper, policy_from_values
 from forensic_checkpoint.agent.http.auth import Authenticator
@@ -82,6 +86,8 @@ class AgentConfig:
     #: An unclaimed archive is swept once unchanged for this long (every retention interval).
     orphan_grace: float = DEFAULT_GRACE
     capture_workers: int = 4
+    #: Captures waiting for a worker at most; more are refused with 503 (``--max-queued-captures``).
+    max_queued_captures: int = DEFAULT_MAX_QUEUED
     #: Captures are refused while free space is below the larger of these (``.disk_floor``).
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
     min_free_percent: float = DEFAULT_MIN_FREE_PERCENT
@@ -174,6 +180,7 @@ class AgentProcess:
             late_archive_window=config.late_archive_window,
             export_enabled=exporting is not None,
             disk_floor=DiskFloor(config.min_free_bytes, config.min_free_percent),
+            max_queued=config.max_queued_captures,
         )
         # Every archive in the checkpoint directory belongs to a job: the orphan keeper looks
         # for late archives of abandoned calls and sweeps up the rest.

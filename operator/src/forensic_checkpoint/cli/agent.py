@@ -152,6 +152,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the same floor as a percentage of the filesystem's size; the larger one applies",
     )
     parser.add_argument("--capture-workers", type=int, default=4)
+    parser.add_argument(
+        "--max-queued-captures",
+        type=int,
+        default=128,
+        help="captures waiting for a worker at most; a new one past it is answered 503 "
+        "AgentQueueFull (nothing recorded) and the operator asks again (default 128)",
+    )
     parser.add_argument("--analysis-workers", type=int, default=0, help="0: min(2, CPUs)")
     parser.add_argument(
         "--analysis-timeout", type=float, default=900.0, help="seconds before an analysis is killed"
@@ -247,6 +254,7 @@ def run(args: argparse.Namespace) -> int:
         late_archive_window=args.late_archive_window,
         restart_adopt_window=args.restart_adopt_window,
         capture_workers=args.capture_workers,
+        max_queued_captures=args.max_queued_captures,
         min_free_bytes=args.min_free_bytes,
         min_free_percent=args.min_free_percent,
         analysis_workers=args.analysis_workers or None,

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 from forensic_checkpoint.agent.capture import analysis_retry, job_files, timings
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer, ArchiveToAnalyse
 from forensic_checkpoint.agent.evidence import custody_facts
-from forensic_checkpoint.agent.hashing import BackgroundHash, HashStopped
 from forensic_checkpoint.agent.jobs import JobRecord, utcnow
+from forensic_checkpoint.analysis.format.file_hash import BackgroundHash, HashStopped
 from forensic_checkpoint.api.agent import (
     CaptureState,
     DeleteResult,

@@ -15,9 +15,9 @@ from datetime import datetime
 from pathlib import Path
 
 from forensic_checkpoint.agent.evidence import custody_facts
-from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord
 from forensic_checkpoint.agent.metrics import AgentMetrics
+from forensic_checkpoint.analysis.format.file_hash import sha256_file
 from forensic_checkpoint.api.custody import CustodyAction
 
 log = logging.getLogger(__name__)

@@ -8,13 +8,17 @@ capture when the space left to unprivileged users is below the floor: the larger
 
 The archive's size is not known in advance. Its main part is the container's memory, which the
 agent does not know without asking the kubelet's stats API (another call per capture), so the
-floor is only checked against the space free now: it is a margin, not a reservation, and
-captures running at the same time share it.
+floor is checked against the space free now less what the captures in flight will write
+(:class:`FloorGate`): each admitted capture reserves the size of the largest archive this agent
+has recorded until its own archive has landed (from then on the filesystem counts it). Without
+that, a burst of captures all checked before their archives land would cross the floor
+together, by up to one archive per capture worker.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,21 +56,68 @@ class DiskFloor:
     def floor(self, size: int) -> int:
         return max(self.min_free_bytes, int(size * self.min_free_percent / 100))
 
-    def refusal(self, paths: Iterable[Path], free_space: FreeSpace = statvfs_space) -> str | None:
+    def refusal(
+        self, paths: Iterable[Path], free_space: FreeSpace = statvfs_space, pending: int = 0
+    ) -> str | None:
         """Why a capture must not start (names the filesystem, its free bytes and the floor),
-        or ``None``. A path that cannot be checked is not a refusal: the kubelet call reports
-        a missing directory itself."""
-        for path in paths:
+        or ``None``. ``pending``: bytes still to be written to the first path (the archives of
+        the captures in flight and of this one). A path that cannot be checked is not a
+        refusal: the kubelet call reports a missing directory itself."""
+        if not self.min_free_bytes and not self.min_free_percent:
+            return None  # the check is off
+        for position, path in enumerate(paths):
             try:
                 free, size = free_space(path)
             except OSError:
                 continue
             floor = self.floor(size)
-            if free < floor:
+            expected = pending if position == 0 else 0
+            if free - expected < floor:
+                after = (
+                    f" (less {expected} bytes expected from the captures in flight and this one)"
+                    if expected
+                    else ""
+                )
                 return (
-                    f"the filesystem holding {path} has {free} bytes free, below the floor of "
-                    f"{floor} bytes (the larger of --min-free-bytes={self.min_free_bytes} and "
+                    f"the filesystem holding {path} has {free} bytes free{after}, below the floor"
+                    f" of {floor} bytes (the larger of --min-free-bytes={self.min_free_bytes} and "
                     f"--min-free-percent={self.min_free_percent:g} of {size} bytes): "
                     "the capture was refused and the kubelet was not called"
                 )
         return None
+
+
+class FloorGate:
+    """The floor check of each capture, counting the archives of the captures in flight.
+
+    ``admit`` checks and reserves in one step (the capture workers check at the same time);
+    the reservation is the largest archive recorded on this node (``observe``), 0 until one
+    is; ``release`` once the capture's archive has landed or its call ended without one.
+    """
+
+    def __init__(self, floor: DiskFloor, paths: tuple[Path, ...], free_space: FreeSpace) -> None:
+        self.floor, self._paths, self._free_space = floor, paths, free_space
+        self._lock = threading.Lock()
+        self._reserved: dict[str, int] = {}
+        self.estimate = 0
+
+    def observe(self, size: int) -> None:
+        with self._lock:
+            self.estimate = max(self.estimate, size)
+
+    def admit(self, key: str) -> str | None:
+        """Why ``key``'s capture must not start, or ``None`` with its archive reserved."""
+        with self._lock:
+            pending = sum(self._reserved.values()) + self.estimate
+            refusal = self.floor.refusal(self._paths, self._free_space, pending)
+            if refusal is None:
+                self._reserved[key] = self.estimate
+            return refusal
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            self._reserved.pop(key, None)
+
+    def reserved(self) -> int:
+        with self._lock:
+            return sum(self._reserved.values())

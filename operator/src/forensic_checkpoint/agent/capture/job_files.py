@@ -15,7 +15,7 @@ from pathlib import Path
 
 from forensic_checkpoint.agent import paths
 from forensic_checkpoint.agent.capture.tar_end import is_complete_tar
-from forensic_checkpoint.agent.jobs import JobRecord, JobStore
+from forensic_checkpoint.agent.jobs import JobLine, JobRecord, JobStore
 from forensic_checkpoint.api.agent import ArchiveInfo, CaptureState, ExportPhase
 from forensic_checkpoint.errors import CaptureError, ConflictError, NotFoundError
 
@@ -99,16 +99,15 @@ def remove(record: JobRecord, checkpoint_dir: Path) -> list[str]:
     return deleted
 
 
-def storage(records: Iterable[JobRecord]) -> tuple[dict[str, int], int]:
+def storage(lines: Iterable[JobLine]) -> tuple[dict[str, int], int]:
     """Jobs by state, and bytes of the archives and reports still on disk."""
     by_state = {state.value: 0 for state in CaptureState}
     stored = 0
-    for record in records:
-        by_state[record.status.state.value] += 1
-        paths_kept = [record.report_path] if record.report_path else []
-        if (path := record.archive_path()) is not None:
-            paths_kept.append(path)
-        for kept in paths_kept:
+    for line in lines:
+        by_state[line.digest.state.value] += 1
+        for kept in (line.report, line.archive):
+            if kept is None:
+                continue
             try:
                 stored += Path(kept).stat().st_size
             except OSError:
@@ -132,9 +131,9 @@ def unclaimed_archive(
     if not candidates:
         return None
     claimed = {
-        other.archive_path()
-        for other in store.all()
-        if other.archive_path() is not None and other.status.key != record.status.key
+        line.archive
+        for key, line in store.lines().items()
+        if line.archive is not None and key != record.status.key
     }
     for candidate in candidates:
         try:

@@ -47,8 +47,8 @@ from forensic_checkpoint.agent.background import BackgroundPass
 from forensic_checkpoint.agent.capture import deleted_in_flight, job_files
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.evidence import custody_facts
-from forensic_checkpoint.agent.hashing import sha256_file
 from forensic_checkpoint.agent.jobs import JobRecord, utcnow
+from forensic_checkpoint.analysis.format.file_hash import sha256_file
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
     CaptureRequest,
@@ -144,6 +144,9 @@ class OrphanKeeper(BackgroundPass):
         """Look for the late archive of every job still watching; the keys still watching."""
         with self._pass:
             now = self._clock()
+            lines = self.store.lines().values()
+            if not any(_watches(line.late_archive_watch_until, now) for line in lines):
+                return []  # the usual case, after every finished capture: no file read
             records = self.store.all()
             watching: list[str] = []
             for record in records:
@@ -441,3 +444,7 @@ class OrphanKeeper(BackgroundPass):
         )
         self.store.save(record)
         return record
+
+
+def _watches(until: datetime | None, now: datetime) -> bool:
+    return until is not None and until >= now

@@ -49,10 +49,14 @@ from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WIN
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
 from forensic_checkpoint.agent.capture.analysis_stage import AnalysisStage
 from forensic_checkpoint.agent.capture.deleted_in_flight import DELETED_WHILE_CAPTURING
-from forensic_checkpoint.agent.capture.disk_floor import DiskFloor, FreeSpace, statvfs_space
+from forensic_checkpoint.agent.capture.disk_floor import (
+    DiskFloor,
+    FloorGate,
+    FreeSpace,
+    statvfs_space,
+)
 from forensic_checkpoint.agent.capture.workers import Job, Workers
 from forensic_checkpoint.agent.evidence import custody_facts
-from forensic_checkpoint.agent.hashing import BackgroundHash
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
 from forensic_checkpoint.agent.kubelet.client import (
     DEFAULT_RUNTIME_REQUEST_TIMEOUT,
@@ -60,6 +64,7 @@ from forensic_checkpoint.agent.kubelet.client import (
     kubelet_deadline,
 )
 from forensic_checkpoint.agent.metrics import AgentMetrics
+from forensic_checkpoint.analysis.format.file_hash import BackgroundHash
 from forensic_checkpoint.api.agent import (
     ArchiveInfo,
     CaptureDigests,
@@ -67,10 +72,10 @@ from forensic_checkpoint.api.agent import (
     CaptureState,
     CaptureStatus,
     DeleteResult,
-    digest_of,
 )
 from forensic_checkpoint.domain.failures.model import FailureReason
 from forensic_checkpoint.errors import (
+    AgentQueueFull,
     CaptureError,
     KubeletError,
     KubeletRuntimeError,
@@ -84,6 +89,15 @@ DEFAULT_LATE_ARCHIVE_WINDOW = 60.0
 #: The longest a status request waits for its job to change (``waitWhile``): an HTTP thread
 #: each, bounded by the operator's captures in flight on this node.
 MAX_STATUS_WAIT = 30.0
+#: Status requests waiting at once, at most: each holds one of the server's 64 connections, and
+#: 64 captures in flight on one node would otherwise take them all (the operator's sweep and new
+#: requests then found the agent closing connections at accept). Past it a waiting request is
+#: answered at once, and the operator asks again at its poll interval.
+MAX_STATUS_WAITERS = 32
+#: Jobs waiting for a worker at most (``--max-queued-captures``): the agent's memory and its
+#: disk of job records stay bounded in a burst; a new capture past it is refused with 503
+#: ``AgentQueueFull`` before anything is recorded, and the operator asks again.
+DEFAULT_MAX_QUEUED = 128
 
 
 class Checkpointer(Protocol):
@@ -114,6 +128,8 @@ class CaptureService:
         export_enabled: bool = False,
         disk_floor: DiskFloor | None = None,
         free_space: FreeSpace = statvfs_space,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+        max_waiters: int = MAX_STATUS_WAITERS,
     ) -> None:
         self.node_name = node_name
         self.store = store
@@ -128,6 +144,8 @@ class CaptureService:
         self.poll_interval = poll_interval
         #: A Completed capture gets ``export.phase: Pending`` for the export worker.
         self.export_enabled = export_enabled
+        self.max_queued = max_queued
+        self._waiters = threading.BoundedSemaphore(max_waiters)
         #: Called (without arguments, must not block) whenever a job reaches a final state:
         #: the runtime wakes the export worker and the retention keeper here.
         self.on_finished: list[Callable[[], None]] = []
@@ -143,7 +161,7 @@ class CaptureService:
         )
         #: Captures are refused before the kubelet call when free space is below this floor.
         self.disk_floor = disk_floor or DiskFloor()
-        self._free_space = free_space
+        self._floor = FloorGate(self.disk_floor, (checkpoint_dir, store.state_dir), free_space)
         #: The hash of each landed archive not yet recorded, and how to stop it (store lock).
         self._hashes: dict[str, tuple[BackgroundHash, threading.Event]] = {}
 
@@ -157,6 +175,8 @@ class CaptureService:
         records = self.store.all()
         records.sort(key=lambda record: record.status.state is not CaptureState.CAPTURING)
         for record in records:
+            if record.status.archive is not None:
+                self._floor.observe(record.status.archive.size_bytes)
             if record.status.state is CaptureState.CAPTURING:
                 log.warning(
                     "job %s was capturing when the agent stopped: looking for its archive",
@@ -166,8 +186,21 @@ class CaptureService:
                 self._enqueue(record)
 
     def submit(self, request: CaptureRequest) -> tuple[CaptureStatus, bool]:
-        """The job for ``request.key``: existing (``False``) or newly queued (``True``)."""
-        record, created = self.store.create_if_absent(request)
+        """The job for ``request.key``: existing (``False``) or newly queued (``True``);
+        raises :class:`AgentQueueFull` for a new one while ``max_queued`` jobs wait."""
+        with self.store.locked():
+            if self.store.get(request.key) is None and self._workers.full(
+                request.pod_namespace, self.max_queued
+            ):
+                self.metrics.queue_refusals.inc()
+                raise AgentQueueFull(
+                    f"{self.queue_depth()} captures wait for a worker on {self.node_name}, the "
+                    f"limit (--max-queued-captures={self.max_queued}, and a quarter more for "
+                    "namespaces with none waiting): ask again later"
+                )
+            record, created = self.store.create_if_absent(request)
+            if created:  # queued under the lock: the depth checked above includes it
+                self._enqueue(record)
         if created:
             log.info(
                 "capture %s queued for %s/%s/%s",
@@ -176,7 +209,6 @@ class CaptureService:
                 request.pod_name,
                 request.container,
             )
-            self._enqueue(record)
         return record.status, created
 
     def resume(self, key: str) -> None:
@@ -189,19 +221,21 @@ class CaptureService:
         self, key: str, *, wait_while: Collection[CaptureState] = (), timeout: float = 0.0
     ) -> CaptureStatus:
         """The job's status; with ``wait_while``, once it has left those states (or after
-        ``timeout`` seconds, at most :data:`MAX_STATUS_WAIT`)."""
-        if wait_while:
-            self._get(key)
-            self.store.wait_while(key, wait_while, min(timeout, MAX_STATUS_WAIT))
+        ``timeout`` seconds, at most :data:`MAX_STATUS_WAIT`; at once while
+        :data:`MAX_STATUS_WAITERS` requests wait already)."""
+        if wait_while and self._waiters.acquire(blocking=False):
+            try:
+                self._get(key)
+                self.store.wait_while(key, wait_while, min(timeout, MAX_STATUS_WAIT))
+            finally:
+                self._waiters.release()
         return self._get(key).status
 
     def digests(self) -> CaptureDigests:
         """One line per job on this node (``GET /v1/captures``): the operator's one call per
         agent to follow every kept archive."""
-        records = self.store.all()
-        return CaptureDigests(
-            node_name=self.node_name, items=[digest_of(r.status) for r in records]
-        )
+        lines = self.store.lines().values()  # in memory: no record file is read
+        return CaptureDigests(node_name=self.node_name, items=[line.digest for line in lines])
 
     def report_file(self, key: str) -> Path:
         return job_files.report_file(self._get(key))
@@ -256,7 +290,7 @@ class CaptureService:
 
     def storage(self) -> tuple[dict[str, int], int]:
         """Jobs by state, and bytes of the archives and reports still on disk."""
-        return job_files.storage(self.store.all())
+        return job_files.storage(self.store.lines().values())
 
     def queue_depth(self) -> int:
         return self._workers.queue_depth()
@@ -313,10 +347,8 @@ class CaptureService:
             self.finish(record, reason="AgentError", message="unexpected agent error; see log")
 
     def _capture(self, record: JobRecord) -> JobRecord | None:
-        request = record.request
-        refusal = self.disk_floor.refusal(
-            (self.checkpoint_dir, self.store.state_dir), self._free_space
-        )
+        """The floor check (its reservation held until the call has ended) and the call."""
+        refusal = self._floor.admit(record.status.key)
         if refusal is not None:
             log.warning("capture %s: %s", record.status.key, refusal)
             return self.finish(
@@ -326,6 +358,13 @@ class CaptureService:
                 remediation="free space on the node (delete or export old ForensicCheckpoints, "
                 "tighten retention) or lower the chart's agent.minFreeBytes/minFreePercent",
             )
+        try:
+            return self._call_kubelet(record)
+        finally:
+            self._floor.release(record.status.key)  # landed by now, or none will
+
+    def _call_kubelet(self, record: JobRecord) -> JobRecord | None:
+        request = record.request
         now = utcnow()
         with self.store.locked():
             if self._deleted_mark(record) is not None:
@@ -509,6 +548,7 @@ class CaptureService:
         captured_at = datetime.fromtimestamp(archive.stat().st_mtime, UTC)
         self.metrics.archive_bytes.inc(size)
         self.metrics.archive_size.observe(size)
+        self._floor.observe(size)
         with self.store.locked():
             record = self.store.get(key)
             if record is None or record.status.state.terminal or record.status.archive:

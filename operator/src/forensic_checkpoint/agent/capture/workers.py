@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -60,6 +61,8 @@ class Workers:
         self._capture_queue: FairQueue[Job] = FairQueue()
         self._analysis_queue: FairQueue[Job] = FairQueue()
         self._queued = 0
+        #: Jobs waiting for a worker, by namespace (what :meth:`full` looks at).
+        self._queued_by_lane: Counter[str] = Counter()
         self._running = 0
         self._counts = threading.Lock()
         self._threads = [
@@ -74,18 +77,28 @@ class Workers:
 
     def capture(self, job: Job) -> None:
         """Queue ``job`` for a capture worker, once its container is free."""
-        self._count(queued=1)
+        self._count(queued=1, lane=job.namespace)
         if self._spacer.admit(job.target, job):
             self._capture_queue.put(job.namespace, job)
 
     def analyse(self, job: Job) -> None:
-        self._count(queued=1)
+        self._count(queued=1, lane=job.namespace)
         self._analysis_queue.put(job.namespace, job)
 
     def queue_depth(self) -> int:
         """Jobs waiting for a worker: for their container and a capture worker, or for an
         analysis worker."""
         return self._queued
+
+    def full(self, namespace: str, bound: int) -> bool:
+        """Whether a new job of ``namespace`` must be refused: at ``bound`` waiting jobs only a
+        namespace with none waiting gets in, into a reserve of a quarter more (a noisy
+        namespace that filled the queue does not keep the others out until it drained); past
+        the reserve nobody does."""
+        with self._counts:
+            if self._queued >= bound + max(1, bound // 4):
+                return True
+            return self._queued >= bound and self._queued_by_lane[namespace] > 0
 
     def in_progress(self) -> int:
         """Jobs a capture or analysis worker holds now."""
@@ -101,7 +114,7 @@ class Workers:
 
     def _capture_loop(self) -> None:
         while (job := self._capture_queue.get()) is not None:
-            self._count(queued=-1, running=1)
+            self._count(queued=-1, running=1, lane=job.namespace)
             analyse = False
             try:
                 gap = self._spacer.gap(job.target)
@@ -119,7 +132,7 @@ class Workers:
 
     def _analysis_loop(self) -> None:
         while (job := self._analysis_queue.get()) is not None:
-            self._count(queued=-1, running=1)
+            self._count(queued=-1, running=1, lane=job.namespace)
             try:
                 self._analyse(job)
             except Exception:
@@ -127,9 +140,13 @@ class Workers:
             finally:
                 self._count(running=-1)
 
-    def _count(self, *, queued: int = 0, running: int = 0) -> None:
+    def _count(self, *, queued: int = 0, running: int = 0, lane: str = "") -> None:
         with self._counts:
             self._queued += queued
+            if queued:
+                self._queued_by_lane[lane] += queued
+                if self._queued_by_lane[lane] <= 0:
+                    del self._queued_by_lane[lane]
             self._running += running
             self._metrics.queue_depth.set(self._queued)
             self._metrics.in_progress.set(self._running)

@@ -90,13 +90,27 @@ class ExportWorker(BackgroundPass):
         """Export every due job once; the number attempted."""
         attempted = 0
         with self._busy:
-            for record in self.store.all():
+            for key in self.candidates():
                 if self._stop.is_set():
                     break
-                if export_due(record, self._clock()):
-                    self._attempt(record.status.key)
+                record = self.store.get(key)
+                if record is not None and export_due(record, self._clock()):
+                    self._attempt(key)
                     attempted += 1
         return attempted
+
+    def candidates(self) -> list[str]:
+        """The jobs whose export may be due, from the store's lines in memory: this pass runs
+        every few seconds, and reading every kept job's record file each time cost CPU in
+        proportion to the archives kept on the node."""
+        return [
+            key
+            for key, line in self.store.lines().items()
+            if line.digest.state is CaptureState.COMPLETED
+            and line.digest.export_phase is not None
+            and line.digest.export_phase.active
+            and not line.digest.archive_deleted
+        ]
 
     def _begin(self, key: str) -> JobRecord | None:
         with self.store.locked():

@@ -5,7 +5,8 @@ disk in chunks, and a thread per connection keeps one slow download from holding
 operator's polls. The TLS handshake runs in the connection's thread, not in the accept loop.
 Connections are bounded: at most ``max_connections`` at once, each closed after
 ``idle_timeout`` seconds without progress. A request the agent cannot record because its disk
-is full is answered 507 ``AgentStorageFull`` and logged, not dropped.
+is full is answered 507 ``AgentStorageFull`` and logged, not dropped; a new capture while the
+queue is at its bound, 503 ``AgentQueueFull`` with ``Retry-After`` (nothing recorded).
 
 Over 400 lines because the server (TLS, connection bounds) and the handler (routes, the
 mapping of every failure to an answer) are one contract with the operator's client; the serving
@@ -48,6 +49,7 @@ from forensic_checkpoint.api.agent import (
     WireModel,
 )
 from forensic_checkpoint.errors import (
+    AgentQueueFull,
     CaptureError,
     ConflictError,
     ForensicCheckpointError,
@@ -63,6 +65,8 @@ DEFAULT_IDLE_TIMEOUT = 30.0
 #: Connections served at once (a thread each); more are closed at accept, with a log line.
 DEFAULT_MAX_CONNECTIONS = 64
 _REFUSAL_LOG_EVERY = 10.0
+#: Seconds a caller refused for a full queue is told to wait (``Retry-After``).
+_QUEUE_FULL_RETRY = 5
 _CHUNK = 1024 * 1024
 _KEY_ROUTE = re.compile(
     rf"^{API_PREFIX}/(?P<key>[a-z0-9-]{{1,128}})(?P<sub>/report|/archive|/hold)?$"
@@ -264,6 +268,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, exc.reason, exc.message)
         except ConflictError as exc:
             self._error(409, exc.reason, exc.message)
+        except AgentQueueFull as exc:  # nothing recorded: the operator asks again (retryable)
+            self._error(503, exc.reason, exc.message, {"Retry-After": str(_QUEUE_FULL_RETRY)})
         except CaptureError as exc:
             self._error(409, exc.reason, exc.message)
         except ForensicCheckpointError as exc:

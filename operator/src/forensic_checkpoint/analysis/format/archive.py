@@ -30,10 +30,10 @@ from forensic_checkpoint.analysis.format.contents import (
     DEFAULT_LIMITS,
     ArchiveContents,
     ArchiveLimits,
-    FileHash,
     PagesVisitor,
     StreamVisitor,
 )
+from forensic_checkpoint.analysis.format.file_hash import BackgroundHash
 from forensic_checkpoint.analysis.format.members import (
     MemberInfo,
     is_pages,
@@ -152,7 +152,7 @@ def scan_archive(
     ):
         contents = ArchiveContents(path=path, compression=compression, sha256="", size_bytes=size)
         if background:
-            contents.pending_hash = FileHash(path)
+            contents.pending_hash = BackgroundHash(path)
         _walk(
             tar,
             contents,

@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from forensic_checkpoint.analysis.format.file_hash import BackgroundHash
 from forensic_checkpoint.analysis.format.members import (
     MemberInfo,
 )
@@ -56,7 +56,7 @@ class ArchiveContents:
     spooled: dict[str, bytes] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     #: the whole-file hash still being computed (``scan_archive(hash_later=True)``)
-    pending_hash: FileHash | None = field(default=None, repr=False, compare=False)
+    pending_hash: BackgroundHash | None = field(default=None, repr=False, compare=False)
 
     def wait_hash(self) -> str | None:
         """Fill ``sha256``/``size_bytes`` from a background hash; returns a warning if the
@@ -64,12 +64,12 @@ class ArchiveContents:
         job, self.pending_hash = self.pending_hash, None
         if job is None:
             return None
-        job.wait()
-        if job.error is not None:
-            message = f"could not hash the whole file: {one_line(job.error)}"
+        try:
+            self.sha256, self.size_bytes = job.result()
+        except OSError as exc:
+            message = f"could not hash the whole file: {one_line(exc)}"
             self.warnings.append(message)
             return message
-        self.sha256, self.size_bytes = job.sha256, job.size
         return None
 
     @property
@@ -92,30 +92,3 @@ StreamVisitor = Callable[[MemberInfo, IO[bytes]], None]
 
 #: Receives a pages member too large to spool, with what the pass has collected so far.
 PagesVisitor = Callable[[MemberInfo, IO[bytes], "ArchiveContents"], None]
-
-
-class FileHash:
-    """SHA-256 and size of a whole file, computed in a daemon thread."""
-
-    def __init__(self, path: Path) -> None:
-        self.sha256 = ""
-        self.size = 0
-        self.error: OSError | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(path,), name="archive-sha256", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, path: Path) -> None:
-        try:
-            import hashlib
-
-            with path.open("rb") as fh:
-                digest = hashlib.file_digest(fh, "sha256")
-                self.size = fh.tell()
-            self.sha256 = digest.hexdigest()
-        except OSError as exc:
-            self.error = exc
-
-    def wait(self) -> None:
-        self._thread.join()
