@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 from forensic_checkpoint_dev.cluster import binaries
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
@@ -36,7 +37,30 @@ CLUSTER_FIXTURES = frozenset({"dev_cluster", "local", "stack", "install_cluster"
 #: uses one, or a hypothesis ``@given`` test (hundreds of examples), is marked ``slow``: both
 #: stay in ``make test`` and leave ``make test-fast``.
 SLOW_FIXTURES = frozenset({"s3_endpoint"})
+#: The real-node tests: one real node per machine (a lock), so under pytest-xdist they form one
+#: work unit, run in their order on one worker (see RealNodeFirst).
+REALNODE_DIR = "tests/realnode"
 _current: list[pytest.Item] = []
+
+
+class RealNodeFirst(LoadFileScheduling):
+    """``make test``'s distribution (``-n N --dist loadfile``): each test file goes whole to one
+    worker (its module-scoped clusters start once), and all of tests/realnode is one unit, sent
+    first (the collection puts it first) so its serial chain overlaps the rest of the suite
+    instead of trailing it. Files are handed out in collection order, not by their test count."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return REALNODE_DIR if nodeid.startswith(REALNODE_DIR + "/") else nodeid.split("::", 1)[0]
+
+    def schedule(self) -> None:
+        self.config.option.loadscopereorder = False
+        super().schedule()
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadFileScheduling | None:
+    if config.getoption("dist") == "loadfile":
+        return RealNodeFirst(config, log)
+    return None  # pytest-xdist's own (make test-fast: -n 2, no real node, no cluster)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -46,6 +70,9 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     hypothesis = getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
     if hypothesis or SLOW_FIXTURES & fixtures:
         item.add_marker(pytest.mark.slow)
+    if item.nodeid.startswith(REALNODE_DIR + "/"):
+        # For `--dist loadgroup`: the same one-worker rule as RealNodeFirst.
+        item.add_marker(pytest.mark.xdist_group("realnode"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,10 +108,14 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         _current.pop()
 
 
-@pytest.hookimpl(trylast=True)  # after -m/-k deselection
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection and tests/realnode's own order
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Build missing cluster binaries (minutes, once per machine) before any test runs, so the
+    """Under pytest-xdist the real-node tests come first, in their own order (RealNodeFirst).
+    Then build missing cluster binaries (minutes, once per machine) before any test runs, so the
     build is not cut short by a per-test timeout. Only when a selected test needs the cluster."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        real = [item for item in items if item.nodeid.startswith(REALNODE_DIR + "/")]
+        items[:] = real + [item for item in items if not item.nodeid.startswith(REALNODE_DIR + "/")]
     if os.environ.get(EXTERNAL_KUBECONFIG_ENV) or not binaries.missing():
         return
     if binaries.go_available() and any(
