@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from xdist.scheduler import LoadFileScheduling
+from xdist.scheduler import LoadFileScheduling  # type: ignore[import-untyped]
 
 from forensic_checkpoint_dev.cluster import binaries
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
@@ -40,17 +40,34 @@ SLOW_FIXTURES = frozenset({"s3_endpoint"})
 #: The real-node tests: one real node per machine (a lock), so under pytest-xdist they form one
 #: work unit, run in their order on one worker (see RealNodeFirst).
 REALNODE_DIR = "tests/realnode"
+#: Test files that build wheels and virtualenvs (python -m build, pip: CPU and PyPI at once).
+#: Under pytest-xdist they too are one unit, after the real node's: side by side on two workers
+#: (and a busy machine) each ran past the 300 s per-test timeout.
+PACKAGING_UNIT = "tests/install: wheels and virtualenvs"
+PACKAGING_FILES = frozenset(
+    f"tests/install/{name}.py"
+    for name in ("test_packaging", "test_wheel", "test_image", "test_krew_plugin")
+)
 _current: list[pytest.Item] = []
 
 
-class RealNodeFirst(LoadFileScheduling):
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under pytest-xdist (``make test``)."""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith(REALNODE_DIR + "/"):
+        return REALNODE_DIR
+    return PACKAGING_UNIT if path in PACKAGING_FILES else path
+
+
+class RealNodeFirst(LoadFileScheduling):  # type: ignore[misc]  # xdist's classes are untyped
     """``make test``'s distribution (``-n N --dist loadfile``): each test file goes whole to one
-    worker (its module-scoped clusters start once), and all of tests/realnode is one unit, sent
-    first (the collection puts it first) so its serial chain overlaps the rest of the suite
-    instead of trailing it. Files are handed out in collection order, not by their test count."""
+    worker (its module-scoped clusters start once); all of tests/realnode is one unit, and the
+    wheel and virtualenv builds another (``work_unit``). Units go out in collection order, not by
+    their test count, and the collection puts those two first, so that their serial chains
+    overlap the rest of the suite instead of trailing it."""
 
     def _split_scope(self, nodeid: str) -> str:
-        return REALNODE_DIR if nodeid.startswith(REALNODE_DIR + "/") else nodeid.split("::", 1)[0]
+        return work_unit(nodeid)
 
     def schedule(self) -> None:
         self.config.option.loadscopereorder = False
@@ -110,12 +127,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 
 @pytest.hookimpl(trylast=True)  # after -m/-k deselection and tests/realnode's own order
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist the real-node tests come first, in their own order (RealNodeFirst).
+    """Under pytest-xdist the real-node tests come first, then the wheel and virtualenv builds,
+    each in their own order (RealNodeFirst).
     Then build missing cluster binaries (minutes, once per machine) before any test runs, so the
     build is not cut short by a per-test timeout. Only when a selected test needs the cluster."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        real = [item for item in items if item.nodeid.startswith(REALNODE_DIR + "/")]
-        items[:] = real + [item for item in items if not item.nodeid.startswith(REALNODE_DIR + "/")]
+        first = {REALNODE_DIR: 0, PACKAGING_UNIT: 1}
+        items.sort(key=lambda item: first.get(work_unit(item.nodeid), 2))  # stable: order kept
     if os.environ.get(EXTERNAL_KUBECONFIG_ENV) or not binaries.missing():
         return
     if binaries.go_available() and any(
