@@ -25,8 +25,13 @@ lint: setup
 # Everything but the real-node timing scenarios: the fast tiers, the dev cluster with fake
 # kubelets, the real node (containerd + kubelet; make node-tools, root) and the built image (make
 # image). Set FORENSIC_SKIP_REAL_NODE=1 to skip the real node on a machine that cannot run one.
+# In TEST_WORKERS processes (pytest-xdist): each test file runs whole on one worker (its module's
+# clusters start once); all of tests/realnode runs on one, first (one real node per machine), and
+# the wheel and virtualenv builds on one (RealNodeFirst in tests/conftest.py). TEST_WORKERS=0 runs
+# it in one process; docs/dev-cluster.md, "Test run times", has the measured times.
+TEST_WORKERS ?= 2
 test: setup cluster-tools check-tools node-tools image
-	$(PY) -m pytest -q -m "not timing"
+	$(PY) -m pytest -q -m "not timing" $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 # The tier without clusters, real nodes or slow tests, in two processes (pytest-xdist), each
 # test cut off after 60 s. `cluster` and most of `slow` are derived (tests/conftest.py), so a

@@ -68,9 +68,11 @@ missing=()
 for p in buildah debootstrap runc; do is_installed "$p" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
     echo "build-image: apt-get install ${missing[*]}" >&2
-    apt-get -qq -o DPkg::Lock::Timeout=600 update
-    apt-get -qq -o DPkg::Lock::Timeout=600 install -y --no-install-recommends "${missing[@]}" \
-        >/dev/null
+    # The lock scripts/build-node-tools.sh takes too: `make -j` (.ci/run) runs both at once, and
+    # apt's own lock does not make a second `apt-get update` wait.
+    apt=(flock /run/forensic-checkpoint-apt.lock apt-get -qq -o DPkg::Lock::Timeout=600)
+    "${apt[@]}" update
+    "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 mkdir -p "$TOOLS_DIR"

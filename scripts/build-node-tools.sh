@@ -32,6 +32,7 @@ source tools/versions.env
 export GOFLAGS="-trimpath -buildvcs=false"
 export CGO_ENABLED=0
 export DEBIAN_FRONTEND=noninteractive
+APT_LOCK=/run/forensic-checkpoint-apt.lock # also taken by scripts/build-image.sh
 
 CNI_PLUGINS=(main/bridge ipam/host-local main/loopback meta/portmap)
 # Runtime packages of the node: the OCI runtime, iptables for CNI portmap and kube-proxy (and with
@@ -183,7 +184,9 @@ apt_install() { # packages... : install those missing (root only), `apt-get upda
         exit 3
     fi
     echo "build-node-tools: apt-get install ${missing[*]}" >&2
-    local apt=(apt-get -qq -o DPkg::Lock::Timeout=600)
+    # The machine's apt lock waits only for dpkg, not for a parallel `apt-get update` (make -j in
+    # .ci/run runs this beside make image): a lock of our own around both.
+    local apt=(flock "$APT_LOCK" apt-get -qq -o DPkg::Lock::Timeout=600)
     if [ -z "$apt_updated" ]; then
         "${apt[@]}" update
         apt_updated=1
@@ -231,7 +234,9 @@ build() { # module-dir out-dir ldflags packages...
     local tmp
     new_tmp tmp
     echo "build-node-tools: building $* -> $out" >&2
-    (cd "$ROOT/tools/$mod" && nice -n 10 go build -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
+    # The lock of scripts/go-tools.sh's build: kubelet waits for a parallel cluster-tools build.
+    (cd "$ROOT/tools/$mod" && flock "$TOOLS_DIR/.go-build-$mod.lock" \
+        nice -n 10 go build -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
     rm -rf "$out"
     mv "$tmp" "$out"
 }

@@ -22,14 +22,17 @@ write_simple_mod() { # dir require-path version tool-package
 }
 
 # Build into a temporary directory and rename, so an interrupted build never leaves a cached
-# binary that looks complete. GO_TAGS, if set, are the build tags.
+# binary that looks complete. GO_TAGS, if set, are the build tags. One build per tools/ module at
+# a time (go_lock): under `make -j` (.ci/run) the cluster tools and the kubelet both build from
+# tools/kube, and the second then reuses what the first compiled instead of compiling it again.
+go_lock() { echo "$TOOLS_DIR/.go-build-$1.lock"; }
 build() { # module-dir out-dir ldflags packages...
     local mod=$1 out=$2 ldflags=$3
     shift 3
     local tmp
     tmp=$(mktemp -d "$TOOLS_DIR/.build.XXXXXX")
     echo "$(basename "$0" .sh): building $* -> $out" >&2
-    (cd "$ROOT/tools/$mod" &&
+    (cd "$ROOT/tools/$mod" && flock "$(go_lock "$mod")" \
         nice -n 10 go build ${GO_TAGS:+-tags "$GO_TAGS"} -ldflags "-s -w $ldflags" -o "$tmp/" "$@")
     rm -rf "$out"
     mv "$tmp" "$out"

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from xdist.scheduler import LoadFileScheduling  # type: ignore[import-untyped]
 
 from forensic_checkpoint_dev.cluster import binaries
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
@@ -36,7 +37,47 @@ CLUSTER_FIXTURES = frozenset({"dev_cluster", "local", "stack", "install_cluster"
 #: uses one, or a hypothesis ``@given`` test (hundreds of examples), is marked ``slow``: both
 #: stay in ``make test`` and leave ``make test-fast``.
 SLOW_FIXTURES = frozenset({"s3_endpoint"})
+#: The real-node tests: one real node per machine (a lock), so under pytest-xdist they form one
+#: work unit, run in their order on one worker (see RealNodeFirst).
+REALNODE_DIR = "tests/realnode"
+#: Test files that build wheels and virtualenvs (python -m build, pip: CPU and PyPI at once).
+#: Under pytest-xdist they too are one unit, after the real node's: side by side on two workers
+#: (and a busy machine) each ran past the 300 s per-test timeout.
+PACKAGING_UNIT = "tests/install: wheels and virtualenvs"
+PACKAGING_FILES = frozenset(
+    f"tests/install/{name}.py"
+    for name in ("test_packaging", "test_wheel", "test_image", "test_krew_plugin")
+)
 _current: list[pytest.Item] = []
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work a test belongs to under pytest-xdist (``make test``)."""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith(REALNODE_DIR + "/"):
+        return REALNODE_DIR
+    return PACKAGING_UNIT if path in PACKAGING_FILES else path
+
+
+class RealNodeFirst(LoadFileScheduling):  # type: ignore[misc]  # xdist's classes are untyped
+    """``make test``'s distribution (``-n N --dist loadfile``): each test file goes whole to one
+    worker (its module-scoped clusters start once); all of tests/realnode is one unit, and the
+    wheel and virtualenv builds another (``work_unit``). Units go out in collection order, not by
+    their test count, and the collection puts those two first, so that their serial chains
+    overlap the rest of the suite instead of trailing it."""
+
+    def _split_scope(self, nodeid: str) -> str:
+        return work_unit(nodeid)
+
+    def schedule(self) -> None:
+        self.config.option.loadscopereorder = False
+        super().schedule()
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadFileScheduling | None:
+    if config.getoption("dist") == "loadfile":
+        return RealNodeFirst(config, log)
+    return None  # pytest-xdist's own (make test-fast: -n 2, no real node, no cluster)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -46,6 +87,9 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     hypothesis = getattr(getattr(item, "obj", None), "is_hypothesis_test", False)
     if hypothesis or SLOW_FIXTURES & fixtures:
         item.add_marker(pytest.mark.slow)
+    if item.nodeid.startswith(REALNODE_DIR + "/"):
+        # For `--dist loadgroup`: the same one-worker rule as RealNodeFirst.
+        item.add_marker(pytest.mark.xdist_group("realnode"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -81,10 +125,15 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         _current.pop()
 
 
-@pytest.hookimpl(trylast=True)  # after -m/-k deselection
+@pytest.hookimpl(trylast=True)  # after -m/-k deselection and tests/realnode's own order
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Build missing cluster binaries (minutes, once per machine) before any test runs, so the
+    """Under pytest-xdist the real-node tests come first, then the wheel and virtualenv builds,
+    each in their own order (RealNodeFirst).
+    Then build missing cluster binaries (minutes, once per machine) before any test runs, so the
     build is not cut short by a per-test timeout. Only when a selected test needs the cluster."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        first = {REALNODE_DIR: 0, PACKAGING_UNIT: 1}
+        items.sort(key=lambda item: first.get(work_unit(item.nodeid), 2))  # stable: order kept
     if os.environ.get(EXTERNAL_KUBECONFIG_ENV) or not binaries.missing():
         return
     if binaries.go_available() and any(

@@ -86,11 +86,14 @@ class MemoryBackend:
         return True
 
 
-def storm(count: int, *, namespace: str, pods: int = 0, alertname: str = "Storm") -> dict[str, Any]:
+def storm(
+    count: int, *, namespace: str, pods: int = 0, alertname: str = "Storm", first: int = 0
+) -> dict[str, Any]:
     """An Alertmanager notification of ``count`` firing alerts as a storm sends them: a dozen
     labels, two annotations and a generatorURL each (about 700 bytes; 6,500 alerts are
-    4.4 MiB), distinct fingerprints. With ``pods``, alert ``i`` names pod ``victim-<i % pods>``
-    (container ``app``); without, each names its own pod ``p<i>``."""
+    4.4 MiB), distinct fingerprints (numbered from ``first``: another storm's are new alerts, not
+    duplicates). With ``pods``, alert ``i`` names pod ``victim-<i % pods>`` (container ``app``);
+    without, each names its own pod ``p<i>``."""
     query = "sum+by%28namespace%2C+pod%29+%28rate%28falco_events%5B1m%5D%29%29+%3E+0"
     alerts = [
         {
@@ -114,7 +117,7 @@ def storm(count: int, *, namespace: str, pods: int = 0, alertname: str = "Storm"
             "startsAt": "2026-12-06T11:00:00Z",
             "endsAt": "0001-01-01T00:00:00Z",
             "generatorURL": f"http://prometheus-k8s-0:9090/graph?g0.expr={query}&g0.tab=1",
-            "fingerprint": f"{i:016x}",
+            "fingerprint": f"{first + i:016x}",
         }
         for i in range(count)
     ]

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 from tests.alerts.helpers import MemoryBackend, payload, policy, storm
-from tests.alerts.storm_client import post_storm
+from tests.alerts.storm_client import one_go, post_storm
 from tests.alerts.test_receiver_http import AM, FALCO, TOKEN, cfg, post, run
 
 from forensic_checkpoint.controller.alerts.body import (
@@ -28,13 +28,6 @@ from forensic_checkpoint.controller.alerts.body import (
 from forensic_checkpoint.controller.alerts.config import DEFAULT_MAX_BODY_BYTES
 from forensic_checkpoint.controller.alerts.receiver import parse_alertmanager
 from forensic_checkpoint.controller.alerts.server import AlertServer
-
-#: The longest gap between two /healthz answers (polled from another process) while a 6,500-alert
-#: body is handled. Deciding its alerts takes about half a second; decided in one go, the loop
-#: stalled 0.33-0.55 s here and 0.37-0.8 s against the dev cluster. In slices the longest gap
-#: was 0.03-0.09 s in both (``post_storm`` keeps the test process's own heap out of the garbage
-#: collections the body sets off; see there).
-HEALTHZ_BOUND_SECONDS = 0.25
 
 
 @pytest.fixture
@@ -88,7 +81,14 @@ def test_a_6500_alert_body_is_decided_while_the_loop_keeps_serving(
         assert sent.status == 200, sent.answer
         assert sent.answer["received"] == len(sent.answer["decisions"]) == 6_500
         assert sent.reasons == {"NamespaceExcluded": 6_500}
-        assert max(sent.gaps) < HEALTHZ_BOUND_SECONDS, sorted(sent.gaps)[-5:]
+        # /healthz is polled from another process (``post_storm`` keeps the test process's own
+        # heap out of the garbage collections the body sets off; see there). Deciding the
+        # alerts takes about half a second; the loop must not stall for it (storm_client).
+        again = json.dumps(storm(6_500, namespace="default", first=6_500)).encode()
+        with one_go():
+            before = await asyncio.to_thread(post_storm, server.url, TOKEN, again)
+        assert before.reasons == sent.reasons
+        sent.assert_loop_kept_serving(before)
 
     run(scenario, cfg(token_file), backend)
 
