@@ -102,6 +102,12 @@ def tear_down(
         admin, "DELETE", f"/apis/forensic-checkpoint.dev/v1alpha1/forensiccapturepolicies/{policy}"
     )
     access.delete_namespace(admin, namespace)
+    # The next module counts the alert captures already holding slots before its storm; ours
+    # must not vanish in between (when the namespace controller gets to them), so wait for the
+    # namespace to be gone. A finalizer that keeps it keeps its captures counted, which is stable.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and access.namespace_exists(admin, namespace):
+        time.sleep(0.5)
     close(api)
 
 

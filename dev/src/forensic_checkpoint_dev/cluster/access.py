@@ -14,7 +14,7 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from forensic_checkpoint.errors import ClusterError, ConflictError
+from forensic_checkpoint.errors import ClusterError, ConflictError, NotFoundError
 from forensic_checkpoint.k8s.client import ApiClient
 from forensic_checkpoint_dev.apiserver import call
 
@@ -51,6 +51,14 @@ def ensure_namespace(api: ApiClient, name: str, labels: dict[str, str] | None = 
 def delete_namespace(api: ApiClient, name: str) -> None:
     with contextlib.suppress(ClusterError):
         call(f"delete namespace {name}", k8s.CoreV1Api(api).delete_namespace, name)
+
+
+def namespace_exists(api: ApiClient, name: str) -> bool:
+    try:
+        call(f"read namespace {name}", k8s.CoreV1Api(api).read_namespace, name)
+    except NotFoundError:
+        return False
+    return True
 
 
 def create_service_account(api: ApiClient, namespace: str, name: str) -> None:
