@@ -1,0 +1,167 @@
+"""Two operator replicas with leader election (``--leader-elect``) on a dev cluster of their own:
+only the leader acts; SIGKILL of the leader in the middle of a burst loses no capture and makes
+no second kubelet call; a replica that loses the Lease (taken over, or its renewals refused)
+exits before anyone else may act."""
+
+from __future__ import annotations
+
+import atexit
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint_dev import apiserver
+from forensic_checkpoint_dev.cluster import access, binaries
+from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
+from forensic_checkpoint_dev.manifests import apply_manifests
+from forensic_checkpoint_dev.operator_replicas import LEASE_PATH, OperatorReplicas
+from forensic_checkpoint_dev.stack import RBAC_DIR, SYSTEM_NAMESPACE, LocalStack
+
+NAMESPACE = "fcp-ha"
+NODES = ("node-1", "node-2", "node-3")
+#: Short timings (lease, renew deadline, retry), in the same proportions as the defaults.
+DURATION, DEADLINE, RETRY = 4.0, 3.0, 0.5
+#: What a take-over may take beyond the lease: a standby may have seen the last renewal up to
+#: one retry late, tries once per retry, then starts kopf and its first handler.
+BOUND = 2 * RETRY + 6.0
+LEADER_METRIC = "forensic_checkpoint_operator_leader"
+REPORTS = "forensic_checkpoint_operator_report_delay_seconds_count"
+ROLE_BINDING = (
+    f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/rolebindings/"
+    "forensic-checkpoint-operator-leader-election"
+)
+
+
+@pytest.fixture(scope="module")
+def ha_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    if binaries.missing():
+        if not binaries.go_available():
+            pytest.skip("cluster tools are not built and no Go toolchain is installed")
+        binaries.ensure(build=True)
+    root = tmp_path_factory.mktemp("operator-ha")
+    cluster = DevCluster.start(root / "cluster", nodes=len(NODES), die_with_parent=True)
+    atexit.register(cluster.stop)
+    local: LocalStack | None = None
+    try:
+        api = cluster.admin_client()
+        access.ensure_namespace(api, NAMESPACE)
+        close(api)
+        local = LocalStack.prepare(cluster, root / "stack")
+        for node in NODES:
+            local.start_agent(node)
+        yield local
+    finally:
+        if local is not None:
+            local.stop()
+        cluster.stop()
+        atexit.unregister(cluster.stop)
+
+
+@pytest.fixture
+def replicas(ha_stack: LocalStack) -> Iterator[OperatorReplicas]:
+    group = OperatorReplicas(ha_stack, [NAMESPACE], (DURATION, DEADLINE, RETRY))
+    try:
+        yield group
+    finally:
+        group.stop()
+
+
+def _kubelet_calls(stack: LocalStack, pod: str) -> int:
+    total = 0
+    for name in NODES:
+        node = stack.cluster.node(name)
+        assert isinstance(node, FakeNode)
+        total += sum(f"/{NAMESPACE}/{pod}/" in c["path"] for c in node.calls())
+    return total
+
+
+def _statuses(stack: LocalStack, names: list[str]) -> dict[str, dict[str, object]]:
+    return {n: (stack.get_checkpoint(NAMESPACE, n) or {}).get("status") or {} for n in names}
+
+
+def test_a_failover_mid_burst_loses_nothing_and_calls_no_kubelet_twice(
+    ha_stack: LocalStack, replicas: OperatorReplicas
+) -> None:
+    first, second = replicas.start(), replicas.start()
+    leader = replicas.leader()
+    standby = second if leader is first else first
+    assert leader.metric(LEADER_METRIC) == 1 and standby.metric(LEADER_METRIC) == 0
+
+    names = [f"burst-{i:02d}" for i in range(12)]
+    for i, name in enumerate(names):
+        # Each dump takes 2 s at the fake kubelet: the burst lasts longer than the failover.
+        ha_stack.cluster.create_running_pod(
+            NAMESPACE, name, NODES[i % len(NODES)], containers=("app",), fault="latency=2s"
+        )
+    for name in names:
+        ha_stack.create_checkpoint(NAMESPACE, name, {"podName": name})
+
+    def some_completed() -> bool:
+        phases = [s.get("phase") for s in _statuses(ha_stack, names).values()]
+        return "Completed" in phases
+
+    deadline = time.monotonic() + 60
+    while not some_completed():
+        assert time.monotonic() < deadline, "no capture completed within 60 s"
+        time.sleep(0.2)
+    # Only the leader acted: the standby reported nothing.
+    assert (leader.metric(REPORTS) or 0) > 0
+    assert (standby.metric(REPORTS) or 0) == 0
+    before = _statuses(ha_stack, names)
+    assert any(s.get("phase") != "Completed" for s in before.values()), "burst over before kill"
+
+    killed = replicas.kill(leader)
+    new = replicas.leader(timeout=DURATION + BOUND)
+    takeover = time.monotonic() - killed
+    assert new is standby
+    assert takeover <= DURATION + BOUND, takeover
+    lease = replicas.lease()
+    assert lease["leaseTransitions"] >= 1
+
+    for name in names:
+        obj = ha_stack.wait_phase(NAMESPACE, name, timeout=120)
+        assert obj["status"]["phase"] == "Completed", (name, obj["status"])
+    calls = {name: _kubelet_calls(ha_stack, name) for name in names}
+    assert calls == dict.fromkeys(names, 1), calls
+    assert (new.metric(REPORTS) or 0) > 0  # the new leader finished what was left
+
+
+def test_a_replica_whose_lease_is_taken_over_exits(
+    ha_stack: LocalStack, replicas: OperatorReplicas
+) -> None:
+    only = replicas.start()
+    replicas.leader()
+    api = ha_stack.cluster.admin_client()
+    try:
+        lease = apiserver.request(api, "GET", LEASE_PATH)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        lease["spec"].update({"holderIdentity": "intruder", "renewTime": now, "acquireTime": now})
+        apiserver.request(api, "PUT", LEASE_PATH, lease)
+    finally:
+        close(api)
+    taken = time.monotonic()
+    code = only.process.wait(timeout=2 * RETRY + 5)
+    assert code != 0 and time.monotonic() - taken <= 2 * RETRY + 2
+
+
+def test_a_replica_that_cannot_renew_exits_before_the_lease_expires(
+    ha_stack: LocalStack, replicas: OperatorReplicas
+) -> None:
+    only = replicas.start()
+    replicas.leader()
+    api = ha_stack.cluster.admin_client()
+    try:
+        apiserver.request(api, "DELETE", ROLE_BINDING)  # its Lease rights are gone
+        cut = time.monotonic()
+        code = only.process.wait(timeout=DURATION + 5)
+        stopped = time.monotonic() - cut
+    finally:
+        apply_manifests(api, [RBAC_DIR / "operator.yaml"])
+        close(api)
+    assert code != 0
+    # Within the renew deadline (plus one try and the authorizer's cache), before the lease ends.
+    assert stopped < DURATION + RETRY, stopped
