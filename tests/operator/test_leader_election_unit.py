@@ -59,7 +59,7 @@ def _elector(leases: MemoryLeases, who: str, lost: list[str]) -> LeaderElector:
 
 
 async def _test_one_leads_the_other_waits_out_the_lease_after_the_leader_dies() -> None:
-    leases, lost = MemoryLeases(), []
+    leases, lost = MemoryLeases(), list[str]()
     first, second = _elector(leases, "a", lost), _elector(leases, "b", lost)
     assert await first.acquire()
     standby = asyncio.create_task(second.acquire())
@@ -78,7 +78,7 @@ async def _test_one_leads_the_other_waits_out_the_lease_after_the_leader_dies() 
 
 
 async def _test_a_holder_that_sees_another_holder_gives_up_at_once() -> None:
-    leases, lost = MemoryLeases(), []
+    leases, lost = MemoryLeases(), list[str]()
     elector = _elector(leases, "a", lost)
     assert await elector.acquire()
     assert leases.record is not None
@@ -88,7 +88,7 @@ async def _test_a_holder_that_sees_another_holder_gives_up_at_once() -> None:
 
 
 async def _test_a_holder_that_cannot_renew_gives_up_before_the_lease_expires() -> None:
-    leases, lost = MemoryLeases(), []
+    leases, lost = MemoryLeases(), list[str]()
     elector = _elector(leases, "a", lost)
     assert await elector.acquire()
     leases.cut = True
@@ -101,7 +101,7 @@ async def _test_a_holder_that_cannot_renew_gives_up_before_the_lease_expires() -
 
 
 async def _test_a_clean_stop_hands_the_lease_over_at_once() -> None:
-    leases, lost = MemoryLeases(), []
+    leases, lost = MemoryLeases(), list[str]()
     first, second = _elector(leases, "a", lost), _elector(leases, "b", lost)
     assert await first.acquire()
     standby = asyncio.create_task(second.acquire())

@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 import pytest
 
 from forensic_checkpoint.k8s.client import close
+from forensic_checkpoint.k8s.endpoints import LEADER_LABEL
 from forensic_checkpoint_dev import apiserver
-from forensic_checkpoint_dev.cluster import access, binaries
+from forensic_checkpoint_dev.cluster import access, binaries, processes
 from forensic_checkpoint_dev.cluster.control_plane import DevCluster
 from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
 from forensic_checkpoint_dev.manifests import apply_manifests
@@ -30,6 +31,9 @@ DURATION, DEADLINE, RETRY = 4.0, 3.0, 0.5
 BOUND = 2 * RETRY + 6.0
 LEADER_METRIC = "forensic_checkpoint_operator_leader"
 REPORTS = "forensic_checkpoint_operator_report_delay_seconds_count"
+ALERTS_SERVICE = "fcp-ha-alerts"
+SERVICE_LABEL = f"kubernetes.io/service-name={ALERTS_SERVICE}"
+SLICES = f"/apis/discovery.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/endpointslices"
 ROLE_BINDING = (
     f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/rolebindings/"
     "forensic-checkpoint-operator-leader-election"
@@ -83,13 +87,57 @@ def _statuses(stack: LocalStack, names: list[str]) -> dict[str, dict[str, object
     return {n: (stack.get_checkpoint(NAMESPACE, n) or {}).get("status") or {} for n in names}
 
 
+def _alert_args(stack: LocalStack) -> tuple[str, ...]:
+    token = stack.root / "ha-alerts.token"
+    token.write_text("ha-token-of-the-receiver\n")
+    token.chmod(0o600)
+    port = processes.free_port()
+    return (
+        f"--alerts-port={port}",
+        "--alerts-host=127.0.0.1",
+        f"--alerts-token-file={token}",
+        f"--leader-elect-alerts-service={ALERTS_SERVICE}",
+        # An EndpointSlice refuses loopback addresses: a documentation address stands for the
+        # pod's (nothing connects to it here; the receiver listens on the loopback).
+        "--pod-ip=192.0.2.10",
+    )
+
+
+def _alerts_slice_leader(stack: LocalStack) -> tuple[str, int] | None:
+    """(the leader label, the port) of the alert Service's EndpointSlice, if there is one."""
+    api = stack.cluster.admin_client()
+    try:
+        found = apiserver.request(api, "GET", SLICES, query={"labelSelector": f"{SERVICE_LABEL}"})
+    finally:
+        close(api)
+    for item in found["items"]:
+        return item["metadata"]["labels"][LEADER_LABEL], item["ports"][0]["port"]
+    return None
+
+
+def _wait_slice_names(stack: LocalStack, holder: str) -> tuple[str, int]:
+    seen: list[tuple[str, int] | None] = [None]
+
+    def named() -> bool:
+        seen[0] = _alerts_slice_leader(stack)
+        return seen[0] is not None and holder.endswith(seen[0][0])
+
+    assert processes.wait_until(named, 30, interval=0.2), (seen, holder)
+    assert seen[0] is not None
+    return seen[0]
+
+
 def test_a_failover_mid_burst_loses_nothing_and_calls_no_kubelet_twice(
     ha_stack: LocalStack, replicas: OperatorReplicas
 ) -> None:
-    first, second = replicas.start(), replicas.start()
+    alerts = _alert_args(ha_stack)
+    first, second = replicas.start(alerts), replicas.start(alerts)
     leader = replicas.leader()
     standby = second if leader is first else first
     assert leader.metric(LEADER_METRIC) == 1 and standby.metric(LEADER_METRIC) == 0
+    # The alert Service points at the leader's receiver (the standby runs none).
+    _, port = _wait_slice_names(ha_stack, replicas.lease()["holderIdentity"])
+    assert alerts[0] == f"--alerts-port={port}"
 
     names = [f"burst-{i:02d}" for i in range(12)]
     for i, name in enumerate(names):
@@ -121,6 +169,7 @@ def test_a_failover_mid_burst_loses_nothing_and_calls_no_kubelet_twice(
     assert takeover <= DURATION + BOUND, takeover
     lease = replicas.lease()
     assert lease["leaseTransitions"] >= 1
+    _wait_slice_names(ha_stack, lease["holderIdentity"])  # now the new leader's receiver
 
     for name in names:
         obj = ha_stack.wait_phase(NAMESPACE, name, timeout=120)

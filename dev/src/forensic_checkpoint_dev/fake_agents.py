@@ -58,11 +58,14 @@ class FakeCaptureService:
         self.metrics = AgentMetrics()
         self.capture_seconds = capture_seconds
         self.kubelet_calls: Counter[str] = Counter()
+        #: Every capture request, the ones the agent answers with the existing job included.
+        self.requests: Counter[str] = Counter()
         self._jobs: dict[str, CaptureStatus] = {}
         self._lock = threading.Lock()
 
     def submit(self, request: CaptureRequest) -> tuple[CaptureStatus, bool]:
         with self._lock:
+            self.requests[request.key] += 1
             existing = self._jobs.get(request.key)
             if existing is not None:
                 return existing, False
@@ -227,6 +230,12 @@ class FakeAgentFleet:
         total: Counter[str] = Counter()
         for service in self.services.values():
             total.update(service.kubelet_calls)
+        return total
+
+    def capture_requests(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for service in self.services.values():
+            total.update(service.requests)
         return total
 
     def retire(self, node: str, key: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,6 +96,14 @@ def _leader_election_arguments(parser: argparse.ArgumentParser) -> None:
         "--leader-elect-namespace",
         help="the Lease's namespace (default: the operator ServiceAccount's)",
     )
+    group.add_argument(
+        "--leader-elect-alerts-service",
+        help="with the alert receiver: the Service (without a selector) whose EndpointSlice the "
+        "leader points at itself, so that no alert reaches a standby",
+    )
+    group.add_argument(
+        "--pod-ip", default=os.environ.get("POD_IP"), help="this replica's address ($POD_IP)"
+    )
     for flag, value, text in (
         ("lease-duration", default.timings.lease_duration, "a standby waits this long"),
         ("renew-deadline", default.timings.renew_deadline, "the leader exits after this long"),
@@ -126,7 +135,15 @@ def _leader_election(args: argparse.Namespace) -> LeaderElection | None:
         timings.validate()
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    return LeaderElection(args.leader_elect_lease, args.leader_elect_namespace, timings)
+    if args.leader_elect_alerts_service and not (args.pod_ip and args.alerts_port):
+        raise ConfigError("--leader-elect-alerts-service needs --alerts-port and --pod-ip")
+    return LeaderElection(
+        args.leader_elect_lease,
+        args.leader_elect_namespace,
+        timings,
+        alerts_service=args.leader_elect_alerts_service,
+        pod_ip=args.pod_ip,
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -22,6 +22,9 @@ class LeaderElection:
     #: None: the namespace of the operator's own ServiceAccount.
     namespace: str | None = None
     timings: LeaseTimings = field(default_factory=LeaseTimings)
+    #: The alert Service (without a selector) the leader points at itself, at ``pod_ip``.
+    alerts_service: str | None = None
+    pod_ip: str | None = None
 
 
 @dataclass(frozen=True)

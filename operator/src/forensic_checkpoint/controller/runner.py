@@ -29,6 +29,9 @@ from forensic_checkpoint.controller.capture.kept_archives import KeptArchives
 from forensic_checkpoint.controller.capture.wiring import register
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.controller.identity.signer import AgentSigner
+from forensic_checkpoint.controller.leadership.alert_endpoint import (
+    register as register_alert_endpoint,
+)
 from forensic_checkpoint.controller.leadership.campaign import campaign
 from forensic_checkpoint.controller.liveness.monitor import NodeLiveness
 from forensic_checkpoint.errors import ClusterError, ConfigError
@@ -165,6 +168,7 @@ async def run_operator(
             # Same identity as the operator: deploy/rbac/operator.yaml carries the receiver's
             # rules (k8s.alert_captures.RBAC_RULES).
             register_alerts(registry, config.alerts, api)
+            register_alert_endpoint(registry, config, api, elector)  # leader election only
         # The agents' certificates are signed whatever kopf does: no agent serves without one.
         signing = asyncio.create_task(signer.run()) if signer is not None else None
         liveness = NodeLiveness(ForensicNodes(api), grace=config.heartbeat_grace)

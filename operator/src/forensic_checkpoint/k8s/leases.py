@@ -18,9 +18,11 @@ class Leases:
     """One namespace's Leases; ``update`` fails with ``ConflictError`` when the Lease changed
     since it was read (another replica won the race)."""
 
-    def __init__(self, api: ApiClient, namespace: str) -> None:
+    def __init__(self, api: ApiClient, namespace: str, *, timeout: float = 10.0) -> None:
+        """``timeout``: of each request (shorter than the renew deadline)."""
         self._api = api
         self.namespace = namespace
+        self._timeout = timeout
 
     def _path(self, name: str = "") -> str:
         return group_path(
@@ -29,18 +31,20 @@ class Leases:
 
     def get(self, name: str) -> LeaseRecord | None:
         try:
-            raw = request_json(self._api, "GET", self._path(name), timeout=10)
+            raw = request_json(self._api, "GET", self._path(name), timeout=self._timeout)
         except NotFoundError:
             return None
         return _record(raw or {})
 
     def create(self, name: str, record: LeaseRecord) -> LeaseRecord:
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", **_body(name, record)}
-        return _record(request_json(self._api, "POST", self._path(), body=body, timeout=10))
+        return self._write("POST", self._path(), name, record)
 
     def update(self, name: str, record: LeaseRecord) -> LeaseRecord:
+        return self._write("PUT", self._path(name), name, record)
+
+    def _write(self, method: str, path: str, name: str, record: LeaseRecord) -> LeaseRecord:
         body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", **_body(name, record)}
-        return _record(request_json(self._api, "PUT", self._path(name), body=body, timeout=10))
+        return _record(request_json(self._api, method, path, body=body, timeout=self._timeout))
 
 
 def _micro(at: datetime | None) -> str | None:

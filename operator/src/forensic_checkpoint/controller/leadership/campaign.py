@@ -44,7 +44,10 @@ async def campaign(
         namespace, _ = service_account_of(await asyncio.to_thread(self_subject, api))
     LEADER.set(0)
     elector = LeaderElector(
-        Leases(api, namespace), election.lease_name, replica_identity(), election.timings
+        Leases(api, namespace, timeout=max(1.0, election.timings.renew_deadline / 2)),
+        election.lease_name,
+        replica_identity(),
+        election.timings,
     )
     if config.health_port is not None:
         # Kept for the process's life: it outlives kopf's stop, the process ends soon after.

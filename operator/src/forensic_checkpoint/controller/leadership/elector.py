@@ -15,8 +15,9 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import NoReturn, Protocol
+from typing import NoReturn, Protocol, TypeVar
 
 from forensic_checkpoint.controller.metrics import LEADER
 from forensic_checkpoint.domain.leadership.lease import (
@@ -30,6 +31,8 @@ from forensic_checkpoint.domain.leadership.lease import (
 from forensic_checkpoint.errors import ClusterError
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 class LeaseStore(Protocol):
@@ -68,6 +71,9 @@ class LeaderElector:
         self._observed_at = clock()
         self.leading = False
         self._holding: asyncio.Task[None] | None = None
+        # Threads of its own: in a burst the controller's API calls fill asyncio's default pool,
+        # and a renewal queued behind them would miss the deadline (the leader would exit).
+        self._threads = ThreadPoolExecutor(2, thread_name_prefix="lease")
         #: The health server of this replica (``health.serve_health``), kept alive with it.
         self.health: object | None = None
 
@@ -102,10 +108,11 @@ class LeaderElector:
         self.leading = False
         LEADER.set(0)
         with contextlib.suppress(ClusterError):
-            await asyncio.to_thread(
-                self.leases.update, self.name, released(self._observed, datetime.now(UTC))
-            )
+            await self._call(self.leases.update, self.name, released(self._observed, _now()))
             log.info("released the Lease %s", self._where)
+
+    async def _call(self, fn: Callable[..., _T], *args: object) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._threads, fn, *args)
 
     @property
     def _where(self) -> str:
@@ -119,6 +126,7 @@ class LeaderElector:
             try:
                 ok = await asyncio.wait_for(self._try(), timeout=max(0.01, left))
             except TimeoutError:
+                log.warning("renewing the Lease %s timed out", self._where)
                 ok = False
             if ok:
                 renewed = self._clock()
@@ -137,7 +145,7 @@ class LeaderElector:
     async def _try(self) -> bool:
         """One round of client-go's tryAcquireOrRenew."""
         try:
-            record = await asyncio.to_thread(self.leases.get, self.name)
+            record = await self._call(self.leases.get, self.name)
         except ClusterError as exc:
             log.warning("cannot read the Lease %s: %s", self._where, exc.message)
             return False
@@ -146,12 +154,16 @@ class LeaderElector:
             self._observed, self._observed_at = record, now
         if verdict(record, self.identity, unchanged_for=now - self._observed_at) is Verdict.WAIT:
             return False
-        wanted = claimed(record, self.identity, datetime.now(UTC), self.timings)
+        wanted = claimed(record, self.identity, _now(), self.timings)
         write = self.leases.create if record is None else self.leases.update
         try:
-            written = await asyncio.to_thread(write, self.name, wanted)
+            written = await self._call(write, self.name, wanted)
         except ClusterError as exc:  # a conflict: another replica wrote first
             log.info("cannot write the Lease %s: %s", self._where, exc.message)
             return False
         self._observed, self._observed_at = written, self._clock()
         return True
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
