@@ -24,26 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from benchmarks.capture_load import _ts
+from benchmarks.fleet_cluster import fleet_cluster
 from benchmarks.operator_scale import _quantiles
 
-from forensic_checkpoint.k8s.client import ApiClient, close, from_environment
+from forensic_checkpoint.k8s.client import ApiClient
 from forensic_checkpoint_dev import apiserver
-from forensic_checkpoint_dev.cluster import access
-from forensic_checkpoint_dev.cluster.control_plane import DevCluster
-from forensic_checkpoint_dev.cluster.pods import create_running_pod
-from forensic_checkpoint_dev.fake_agents import FakeAgentFleet
 from forensic_checkpoint_dev.operator_replicas import OperatorReplicas, Replica
-from forensic_checkpoint_dev.stack import LocalStack
 
 NAMESPACE = "failover"
 BASE = f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints"
@@ -152,7 +145,7 @@ def _burst(
     return result
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario, in order
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--nodes", type=int, default=50)
     parser.add_argument("--count", type=int, default=300, help="ForensicCheckpoints per burst")
@@ -164,12 +157,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
     parser.add_argument("--timeout", type=float, default=600.0)
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="operator-failover-"))
-    cluster = DevCluster.start(work / "cluster", nodes=1, die_with_parent=True)
-    stack: LocalStack | None = None
-    fleet: FakeAgentFleet | None = None
-    agent_api: ApiClient | None = None
-    replicas: OperatorReplicas | None = None
     timings = (args.lease_duration, args.renew_deadline, args.retry_period)
     result: dict[str, Any] = {
         "nodes": args.nodes,
@@ -178,46 +165,33 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         "leaseDurationRenewDeadlineRetryPeriodSeconds": timings,
         "loadAverageAtStart": _load(),
     }
-    try:
-        api = cluster.admin_client()
-        access.ensure_namespace(api, NAMESPACE)
-        stack = LocalStack.prepare(cluster, work / "stack")
-        agent_api = from_environment(str(stack.agent.kubeconfig))
-        nodes = [f"ha-{i:03d}" for i in range(args.nodes)]
-        fleet = FakeAgentFleet(stack, agent_api, api, nodes, capture_seconds=args.capture_seconds)
-        fleet.start()
-        pods = [f"pod-{i:03d}" for i in range(args.nodes)]
-        for pod, node in zip(pods, nodes, strict=True):
-            create_running_pod(api, NAMESPACE, pod, node)
-        replicas = OperatorReplicas(stack, [NAMESPACE], timings)
-        replicas.start()
-        replicas.start()
-        replicas.leader(timeout=args.lease_duration + 30)
-        for label, kill_at in (("baseline", None), ("failover", args.kill_at)):
-            names = [f"{label}-{i:04d}" for i in range(args.count)]
-            result[label] = _burst(
-                api, replicas, names, pods, kill_at=kill_at, timeout=args.timeout
-            )
-        calls, requests = fleet.kubelet_calls(), fleet.capture_requests()
-        result["kubeletCalls"] = sum(calls.values())
-        result["duplicateKubeletCalls"] = sum(n - 1 for n in calls.values() if n > 1)
-        result["captureRequestsAnsweredWithTheExistingJob"] = sum(requests.values()) - len(requests)
-        result["finishedAt"] = datetime.now(UTC).isoformat(timespec="seconds")
-        close(api)
-        print(json.dumps(result, indent=2))
-        lost = result["baseline"]["capturesLost"] + result["failover"]["capturesLost"]
-        return 1 if lost or result["duplicateKubeletCalls"] else 0
-    finally:
-        if replicas is not None:
+    with fleet_cluster(
+        "operator-failover-",
+        NAMESPACE,
+        args.nodes,
+        node_prefix="ha",
+        capture_seconds=args.capture_seconds,
+    ) as env:
+        replicas = OperatorReplicas(env.stack, [NAMESPACE], timings)
+        try:
+            replicas.start()
+            replicas.start()
+            replicas.leader(timeout=args.lease_duration + 30)
+            for label, kill_at in (("baseline", None), ("failover", args.kill_at)):
+                names = [f"{label}-{i:04d}" for i in range(args.count)]
+                result[label] = _burst(
+                    env.api, replicas, names, env.pods, kill_at=kill_at, timeout=args.timeout
+                )
+        finally:
             replicas.stop()
-        if fleet is not None:
-            fleet.stop()
-        if agent_api is not None:
-            close(agent_api)
-        if stack is not None:
-            stack.stop()
-        cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        calls, requests = env.fleet.kubelet_calls(), env.fleet.capture_requests()
+    result["kubeletCalls"] = sum(calls.values())
+    result["duplicateKubeletCalls"] = sum(n - 1 for n in calls.values() if n > 1)
+    result["captureRequestsAnsweredWithTheExistingJob"] = sum(requests.values()) - len(requests)
+    result["finishedAt"] = datetime.now(UTC).isoformat(timespec="seconds")
+    print(json.dumps(result, indent=2))
+    lost = result["baseline"]["capturesLost"] + result["failover"]["capturesLost"]
+    return 1 if lost or result["duplicateKubeletCalls"] else 0
 
 
 if __name__ == "__main__":

@@ -5,25 +5,25 @@ exits before anyone else may act."""
 
 from __future__ import annotations
 
-import atexit
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from tests.operator.operator_e2e_support import NODES, agents_stack
 
 from forensic_checkpoint.k8s.client import close
 from forensic_checkpoint.k8s.endpoints import LEADER_LABEL
 from forensic_checkpoint_dev import apiserver
-from forensic_checkpoint_dev.cluster import access, binaries, processes
-from forensic_checkpoint_dev.cluster.control_plane import DevCluster
+from forensic_checkpoint_dev.cluster import processes
 from forensic_checkpoint_dev.cluster.fake_nodes import FakeNode
 from forensic_checkpoint_dev.manifests import apply_manifests
-from forensic_checkpoint_dev.operator_replicas import LEASE_PATH, OperatorReplicas
+from forensic_checkpoint_dev.operator_replicas import LEASE_PATH, OperatorReplicas, Replica
 from forensic_checkpoint_dev.stack import RBAC_DIR, SYSTEM_NAMESPACE, LocalStack
 
 NAMESPACE = "fcp-ha"
-NODES = ("node-1", "node-2", "node-3")
 #: Short timings (lease, renew deadline, retry), in the same proportions as the defaults.
 DURATION, DEADLINE, RETRY = 4.0, 3.0, 0.5
 #: What a take-over may take beyond the lease: a standby may have seen the last renewal up to
@@ -42,27 +42,9 @@ ROLE_BINDING = (
 
 @pytest.fixture(scope="module")
 def ha_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    if binaries.missing():
-        if not binaries.go_available():
-            pytest.skip("cluster tools are not built and no Go toolchain is installed")
-        binaries.ensure(build=True)
-    root = tmp_path_factory.mktemp("operator-ha")
-    cluster = DevCluster.start(root / "cluster", nodes=len(NODES), die_with_parent=True)
-    atexit.register(cluster.stop)
-    local: LocalStack | None = None
-    try:
-        api = cluster.admin_client()
-        access.ensure_namespace(api, NAMESPACE)
-        close(api)
-        local = LocalStack.prepare(cluster, root / "stack")
-        for node in NODES:
-            local.start_agent(node)
+    """A cluster of its own: the session's `stack` runs an operator without leader election."""
+    with agents_stack(tmp_path_factory.mktemp("operator-ha"), NAMESPACE) as local:
         yield local
-    finally:
-        if local is not None:
-            local.stop()
-        cluster.stop()
-        atexit.unregister(cluster.stop)
 
 
 @pytest.fixture
@@ -179,19 +161,26 @@ def test_a_failover_mid_burst_loses_nothing_and_calls_no_kubelet_twice(
     assert (new.metric(REPORTS) or 0) > 0  # the new leader finished what was left
 
 
+@contextmanager
+def _one_leader(stack: LocalStack, replicas: OperatorReplicas) -> Iterator[tuple[Replica, Any]]:
+    """One replica, once it leads, and an administrator's client."""
+    only = replicas.start()
+    replicas.leader()
+    api = stack.cluster.admin_client()
+    try:
+        yield only, api
+    finally:
+        close(api)
+
+
 def test_a_replica_whose_lease_is_taken_over_exits(
     ha_stack: LocalStack, replicas: OperatorReplicas
 ) -> None:
-    only = replicas.start()
-    replicas.leader()
-    api = ha_stack.cluster.admin_client()
-    try:
+    with _one_leader(ha_stack, replicas) as (only, api):
         lease = apiserver.request(api, "GET", LEASE_PATH)
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         lease["spec"].update({"holderIdentity": "intruder", "renewTime": now, "acquireTime": now})
         apiserver.request(api, "PUT", LEASE_PATH, lease)
-    finally:
-        close(api)
     taken = time.monotonic()
     code = only.process.wait(timeout=2 * RETRY + 5)
     assert code != 0 and time.monotonic() - taken <= 2 * RETRY + 2
@@ -200,17 +189,14 @@ def test_a_replica_whose_lease_is_taken_over_exits(
 def test_a_replica_that_cannot_renew_exits_before_the_lease_expires(
     ha_stack: LocalStack, replicas: OperatorReplicas
 ) -> None:
-    only = replicas.start()
-    replicas.leader()
-    api = ha_stack.cluster.admin_client()
-    try:
+    with _one_leader(ha_stack, replicas) as (only, api):
         apiserver.request(api, "DELETE", ROLE_BINDING)  # its Lease rights are gone
         cut = time.monotonic()
-        code = only.process.wait(timeout=DURATION + 5)
-        stopped = time.monotonic() - cut
-    finally:
-        apply_manifests(api, [RBAC_DIR / "operator.yaml"])
-        close(api)
+        try:
+            code = only.process.wait(timeout=DURATION + 5)
+            stopped = time.monotonic() - cut
+        finally:
+            apply_manifests(api, [RBAC_DIR / "operator.yaml"])
     assert code != 0
     # Within the renew deadline (plus one try and the authorizer's cache), before the lease ends.
     assert stopped < DURATION + RETRY, stopped

@@ -85,7 +85,9 @@ def _leader_election_arguments(parser: argparse.ArgumentParser) -> None:
     from forensic_checkpoint.controller.config import LeaderElection
 
     default = LeaderElection()
-    group = parser.add_argument_group("leader election (several replicas, docs/operations.md)")
+    group = parser.add_argument_group(
+        "leader election (several replicas, docs/install.md#high-availability)"
+    )
     group.add_argument(
         "--leader-elect",
         action="store_true",
