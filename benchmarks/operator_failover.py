@@ -26,6 +26,7 @@ import json
 import os
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -138,6 +139,13 @@ def _burst(
         {
             "allDoneSeconds": round(time.monotonic() - started, 1),
             "capturesLost": len(names) - sum(_phase(o) == "Completed" for o in items),
+            "notCompleted": dict(
+                Counter(
+                    f"{_phase(o)}/{(o.get('status') or {}).get('reason')}"
+                    for o in items
+                    if _phase(o) != "Completed"
+                )
+            ),
             "createToCompletedSeconds": _quantiles(durations),
             "loadAverageAtEnd": _load(),
         }
