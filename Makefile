@@ -60,6 +60,7 @@ bench-cluster: setup cluster-tools
 	$(PY) -m benchmarks.alert_burst
 	$(PY) -m benchmarks.operator_scale
 	$(PY) -m benchmarks.agent_scale
+	$(PY) -m benchmarks.operator_failover
 
 # A 2 GiB capture on the real node: stage timings, and creation -> Completed against the
 # kubelet call's own duration (goal <= 1.3x).

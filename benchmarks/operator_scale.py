@@ -27,10 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -39,15 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.capture_load import _percentile, _ts
+from benchmarks.fleet_cluster import fleet_cluster
 
-from forensic_checkpoint.k8s.client import ApiClient, close, from_environment
+from forensic_checkpoint.k8s.client import ApiClient
 from forensic_checkpoint_dev import apiserver
-from forensic_checkpoint_dev.cluster import access
-from forensic_checkpoint_dev.cluster.control_plane import DevCluster
-from forensic_checkpoint_dev.cluster.pods import create_running_pod
 from forensic_checkpoint_dev.fake_agents import FakeAgentFleet
 from forensic_checkpoint_dev.repo import REPO_ROOT
-from forensic_checkpoint_dev.stack import LocalStack
 
 NAMESPACE = "scale"
 BASE = f"/apis/forensic-checkpoint.dev/v1alpha1/namespaces/{NAMESPACE}/forensiccheckpoints"
@@ -247,28 +242,14 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
     parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
 
-    work = Path(tempfile.mkdtemp(prefix="operator-scale-"))
-    cluster = DevCluster.start(work / "cluster", nodes=1, die_with_parent=True)
-    stack: LocalStack | None = None
-    fleet: FakeAgentFleet | None = None
-    agent_api: ApiClient | None = None
     result: dict[str, Any] = {
         "nodes": args.nodes,
         "checkpoints": args.count,
         "archivePollIntervalSeconds": args.archive_poll_interval,
         "loadAverageAtStart": os.getloadavg(),
     }
-    try:
-        api = cluster.admin_client()
-        access.ensure_namespace(api, NAMESPACE)
-        stack = LocalStack.prepare(cluster, work / "stack")
-        agent_api = from_environment(str(stack.agent.kubeconfig))
-        nodes = [f"scale-{i:03d}" for i in range(args.nodes)]
-        fleet = FakeAgentFleet(stack, agent_api, api, nodes)
-        fleet.start()
-        pods = [f"pod-{i:03d}" for i in range(args.nodes)]
-        for pod, node in zip(pods, nodes, strict=True):
-            create_running_pod(api, NAMESPACE, pod, node)
+    with fleet_cluster("operator-scale-", NAMESPACE, args.nodes, node_prefix="scale") as env:
+        api, stack, fleet, pods = env.api, env.stack, env.fleet, env.pods
         stack.archive_poll_interval = args.archive_poll_interval
         stack.start_operator([NAMESPACE])
         assert stack.operator_process is not None
@@ -298,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         result["new"] = new
         stack.stop()
 
-        old_src = _baseline_tree(args.baseline_rev, work / "baseline")
+        old_src = _baseline_tree(args.baseline_rev, env.work / "baseline")
         previous = os.environ.get("PYTHONPATH")
         os.environ["PYTHONPATH"] = str(old_src)
         try:
@@ -315,18 +296,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         result["ratios"] = _ratios(result, args.count)
         result["loadAverageAtEnd"] = os.getloadavg()
         result["finishedAt"] = datetime.now(UTC).isoformat(timespec="seconds")
-        close(api)
         print(json.dumps(result, indent=2))
         return 0
-    finally:
-        if fleet is not None:
-            fleet.stop()
-        if agent_api is not None:
-            close(agent_api)
-        if stack is not None:
-            stack.stop()
-        cluster.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _ratios(result: dict[str, Any], count: int) -> dict[str, Any]:

@@ -32,7 +32,9 @@ os.environ.pop("COLUMNS", None)
 #: Fixtures that start a dev cluster (or stand for one). A test that uses any of them, directly
 #: or through another fixture, is marked ``cluster``; the guard below fails a test that starts a
 #: cluster without being marked, so a new cluster fixture cannot slip into the fast tier.
-CLUSTER_FIXTURES = frozenset({"dev_cluster", "local", "stack", "install_cluster", "real_env"})
+CLUSTER_FIXTURES = frozenset(
+    {"dev_cluster", "local", "stack", "install_cluster", "real_env", "ha_stack"}
+)
 #: Fixtures that start moto's S3 server (seconds of start-up, multi-MiB uploads). A test that
 #: uses one, or a hypothesis ``@given`` test (hundreds of examples), is marked ``slow``: both
 #: stay in ``make test`` and leave ``make test-fast``.

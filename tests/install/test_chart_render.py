@@ -273,8 +273,12 @@ def test_alert_provenance_is_guarded_for_the_operators_identity_always() -> None
 
 def test_operator_deployment(rendered: list[dict[str, Any]]) -> None:
     deployment = one(rendered, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # Two replicas with leader election (docs/install.md#high-availability).
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     spec = pod_spec(rendered, "Deployment")
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["runAsUser"] != 0
@@ -291,6 +295,48 @@ def test_operator_deployment(rendered: list[dict[str, Any]]) -> None:
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
     assert container["args"][0] == "operator"
     assert not any("hostPath" in v for v in spec["volumes"])
+
+
+def test_operator_replicas_elect_a_leader() -> None:
+    docs = documents(template(set_values=["alerts.enabled=true", "alerts.tokenSecret.name=t"]))
+    spec = pod_spec(docs, "Deployment")
+    (container,) = spec["containers"]
+    assert "--leader-elect" in container["args"]
+    assert "--leader-elect-lease-duration=15" in container["args"]
+    alerts_service = "--leader-elect-alerts-service=fc-forensic-checkpoint-operator-alerts"
+    assert alerts_service in container["args"]
+    assert container["env"][0]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    anti = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    # The leader writes the alert Service's endpoint: no selector would also pick a standby.
+    assert "selector" not in one(docs, "Service", "fc-forensic-checkpoint-operator-alerts")["spec"]
+    lease_rules = [
+        rule
+        for role, rule in rules(docs)
+        if role["metadata"]["name"] == "fc-forensic-checkpoint-operator-leader-election"
+    ]
+    assert one(docs, "Role", "fc-forensic-checkpoint-operator-leader-election")
+    assert {(r["resources"][0], tuple(r["verbs"])) for r in lease_rules} == {
+        ("leases", ("get", "create", "update")),
+        ("endpointslices", ("get", "create", "patch")),
+    }
+
+
+def test_one_operator_replica_without_leader_election() -> None:
+    values = ["operator.replicas=1", "operator.leaderElection.enabled=false", "alerts.enabled=true"]
+    values.append("alerts.tokenSecret.name=t")
+    docs = documents(template(set_values=values))
+    deployment = one(docs, "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    args = pod_spec(docs, "Deployment")["containers"][0]["args"]
+    assert not any(a.startswith("--leader-elect") for a in args)
+    assert not by_kind(docs, "PodDisruptionBudget")
+    assert "selector" in one(docs, "Service", "fc-forensic-checkpoint-operator-alerts")["spec"]
+    with pytest.raises(AssertionError, match=r"needs operator\.leaderElection\.enabled"):
+        template(set_values=["operator.replicas=2", "operator.leaderElection.enabled=false"])
+    with pytest.raises(AssertionError, match="retryPeriod < renewDeadline < leaseDuration"):
+        template(set_values=["operator.leaderElection.renewDeadline=20"])
 
 
 def test_agent_daemonset_least_privilege(rendered: list[dict[str, Any]]) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,11 +58,15 @@ class FakeCaptureService:
         self.metrics = AgentMetrics()
         self.capture_seconds = capture_seconds
         self.kubelet_calls: Counter[str] = Counter()
+        #: Every capture request, the ones the agent answers with the existing job included.
+        self.requests: Counter[str] = Counter()
         self._jobs: dict[str, CaptureStatus] = {}
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
 
     def submit(self, request: CaptureRequest) -> tuple[CaptureStatus, bool]:
         with self._lock:
+            self.requests[request.key] += 1
             existing = self._jobs.get(request.key)
             if existing is not None:
                 return existing, False
@@ -92,6 +96,7 @@ class FakeCaptureService:
                 finished_at=now,
                 custody_events=[fact],
             )
+            self._changed.notify_all()
 
     def _fact(self, container: str, action: CustodyAction, at: datetime) -> CustodyFact:
         return CustodyFact(
@@ -126,8 +131,13 @@ class FakeCaptureService:
             raise NotFoundError(f"no capture with key {key}", reason="NotFound")
         return job
 
-    def status(self, key: str) -> CaptureStatus:
-        with self._lock:
+    def status(
+        self, key: str, *, wait_while: Collection[CaptureState] = (), timeout: float = 0.0
+    ) -> CaptureStatus:
+        """As the agent's: with ``wait_while``, once the job left those states (or after
+        ``timeout``)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._get(key).state not in wait_while, timeout)
             return self._get(key)
 
     def digests(self) -> CaptureDigests:
@@ -227,6 +237,12 @@ class FakeAgentFleet:
         total: Counter[str] = Counter()
         for service in self.services.values():
             total.update(service.kubelet_calls)
+        return total
+
+    def capture_requests(self) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for service in self.services.values():
+            total.update(service.requests)
         return total
 
     def retire(self, node: str, key: str) -> None:

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
 from forensic_checkpoint.controller.alerts.config import AlertReceiverConfig
 from forensic_checkpoint.controller.identity.config import AgentSignerConfig
+from forensic_checkpoint.domain.leadership.lease import LeaseTimings
 
 #: Lifetime of a token for one node's agent (TokenRequest's minimum is 600 s).
 DEFAULT_AGENT_TOKEN_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class LeaderElection:
+    """Act only while holding a coordination.k8s.io/v1 Lease (controller/leadership/)."""
+
+    lease_name: str = "forensic-checkpoint-operator"
+    #: None: the namespace of the operator's own ServiceAccount.
+    namespace: str | None = None
+    timings: LeaseTimings = field(default_factory=LeaseTimings)
+    #: The alert Service (without a selector) the leader points at itself, at ``pod_ip``.
+    alerts_service: str | None = None
+    pod_ip: str | None = None
 
 
 @dataclass(frozen=True)
@@ -45,3 +59,5 @@ class OperatorConfig:
     signer: AgentSignerConfig | None = None
     #: A ForensicNode whose heartbeat is older than this turns Ready Unknown (controller/liveness/).
     heartbeat_grace: timedelta = timedelta(seconds=40)
+    #: Leader election among replicas; None: act at once (one replica).
+    leader_election: LeaderElection | None = None

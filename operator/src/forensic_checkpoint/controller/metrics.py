@@ -24,6 +24,10 @@ REPORT_DELAY = Histogram(
     "From the agent finishing a capture job to the operator writing the container's final phase.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
 )
+LEADER = Gauge(
+    "forensic_checkpoint_operator_leader",
+    "1 while this replica holds the operator's Lease and acts, 0 on a standby (leader election).",
+)
 KEPT_ARCHIVES = Gauge(
     "forensic_checkpoint_operator_kept_archives",
     "Archives kept on the nodes that the operator follows with one batched call per agent.",

@@ -29,6 +29,10 @@ from forensic_checkpoint.controller.capture.kept_archives import KeptArchives
 from forensic_checkpoint.controller.capture.wiring import register
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.controller.identity.signer import AgentSigner
+from forensic_checkpoint.controller.leadership.alert_endpoint import (
+    register as register_alert_endpoint,
+)
+from forensic_checkpoint.controller.leadership.campaign import campaign
 from forensic_checkpoint.controller.liveness.monitor import NodeLiveness
 from forensic_checkpoint.errors import ClusterError, ConfigError
 from forensic_checkpoint.k8s.certificates import CertificateSigningRequests
@@ -134,6 +138,10 @@ async def run_operator(
 
     if config.metrics_port is not None:
         start_http_server(config.metrics_port)
+    # With leader election, nothing below starts before this replica holds the Lease.
+    elector = await campaign(config, api, stop_flag)
+    if elector is False:
+        return  # stopped while standing by
 
     async with aiohttp.ClientSession() as session:
         agents = AgentClient(session, tokens, tls)
@@ -160,6 +168,7 @@ async def run_operator(
             # Same identity as the operator: deploy/rbac/operator.yaml carries the receiver's
             # rules (k8s.alert_captures.RBAC_RULES).
             register_alerts(registry, config.alerts, api)
+            register_alert_endpoint(registry, config, api, elector)  # leader election only
         # The agents' certificates are signed whatever kopf does: no agent serves without one.
         signing = asyncio.create_task(signer.run()) if signer is not None else None
         liveness = NodeLiveness(ForensicNodes(api), grace=config.heartbeat_grace)
@@ -172,8 +181,8 @@ async def run_operator(
                 namespaces=() if config.all_namespaces else config.namespaces,
                 liveness_endpoint=(
                     f"http://0.0.0.0:{config.health_port}/healthz"
-                    if config.health_port is not None
-                    else None
+                    if config.health_port is not None and elector is None
+                    else None  # under leader election the campaign serves the health port
                 ),
                 stop_flag=stop_flag,
                 ready_flag=ready_flag,
@@ -185,3 +194,5 @@ async def run_operator(
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
+            if elector is not None:
+                await elector.release()
