@@ -155,7 +155,9 @@ async def run_operator(
             agents=agents,
             interval=config.archive_poll_interval,
         )
-        register(registry, controller, kept)
+        # In-flight captures: one task each, none for a finished object (controller/capture/
+        # in_flight.py); kopf has no daemon handler, so it keeps no copy of every body.
+        captures = register(registry, controller, kept)
         if config.alerts is not None:
             # Same identity as the operator: deploy/rbac/operator.yaml carries the receiver's
             # rules (k8s.alert_captures.RBAC_RULES).
@@ -179,6 +181,7 @@ async def run_operator(
                 ready_flag=ready_flag,
             )
         finally:
+            await captures.close()
             await kept.stop()
             for task in (signing, watching):
                 if task is not None:

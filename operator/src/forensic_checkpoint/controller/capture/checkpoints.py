@@ -45,6 +45,7 @@ from forensic_checkpoint.controller.capture.ports import (
     ForensicNodeReader,
     NodeAgents,
     PodReader,
+    Stopped,
 )
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.domain.alerts import admission as alert_admission
@@ -109,15 +110,19 @@ class CheckpointController:
     # --- the daemon ---------------------------------------------------------------------
 
     async def drive(
-        self, body: kopf.Body, stopped: kopf.DaemonStopped, logger: logging.Logger
+        self, body: Callable[[], Mapping[str, Any]], stopped: Stopped, logger: logging.Logger
     ) -> None:
-        """Run one ForensicCheckpoint to Completed or Failed, then follow its exports."""
-        fcp = ForensicCheckpoint.model_validate(dict(body))
+        """Run one ForensicCheckpoint to Completed or Failed, then follow its exports.
+        ``body()`` is the object as last seen by the watch (:mod:`.in_flight` keeps it
+        current)."""
+        first = body()
+        fcp = ForensicCheckpoint.model_validate(dict(first))
+        metadata = first.get("metadata") or {}
         ref = reconcile.CheckpointRef(
-            name=str(body.metadata.name),
-            namespace=str(body.metadata.namespace),
-            uid=str(body.metadata.uid),
-            generation=body.metadata.get("generation"),
+            name=str(metadata.get("name")),
+            namespace=str(metadata.get("namespace")),
+            uid=str(metadata.get("uid")),
+            generation=metadata.get("generation"),
         )
         status = fcp.status or ForensicCheckpointStatus()
         admission = self._admission if is_alert_capture(fcp) else None
@@ -136,7 +141,10 @@ class CheckpointController:
                 admission.release(key)
 
     def _queued(
-        self, body: kopf.Body, ref: reconcile.CheckpointRef, logger: logging.Logger
+        self,
+        body: Callable[[], Mapping[str, Any]],
+        ref: reconcile.CheckpointRef,
+        logger: logging.Logger,
     ) -> Callable[[ForensicCheckpointStatus, int], Awaitable[ForensicCheckpointStatus]]:
         """How an alert capture that waits for a slot says so: phase Queued and an Event."""
 
@@ -150,7 +158,7 @@ class CheckpointController:
                 write_status = self._checkpoints.write_status
                 await asyncio.to_thread(write_status, ref.namespace, ref.name, new)
                 message = f"{new.message} (position {position})"
-                _post(body, checkpoint_events.Event("Normal", "Queued", message))
+                _post(body(), checkpoint_events.Event("Normal", "Queued", message))
                 logger.info("Queued: %s", message)
             return new
 
@@ -158,18 +166,19 @@ class CheckpointController:
 
     async def _run(
         self,
-        body: kopf.Body,
+        body: Callable[[], Mapping[str, Any]],
         ref: reconcile.CheckpointRef,
         status: ForensicCheckpointStatus,
         *,
         fcp: ForensicCheckpoint,
-        stopped: kopf.DaemonStopped,
+        stopped: Stopped,
         logger: logging.Logger,
     ) -> None:
         key = f"{ref.namespace}/{ref.name}"
         admission = self._admission if is_alert_capture(fcp) else None
         while not stopped and finished.needs_daemon(status, self._clock()):
-            metadata = dict(body.metadata)  # kopf keeps the body current
+            current = body()  # the watch keeps it current
+            metadata = dict(current.get("metadata") or {})
             ref = dataclasses.replace(ref, held=is_held(metadata))
             try:
                 new = await self.step(ref, fcp.spec, status, metadata=metadata)
@@ -179,7 +188,7 @@ class CheckpointController:
                 await stopped.wait(5 * self._config.poll_interval)
                 continue
             moved = _phases(status) != _phases(new)
-            status = await self.record(body, ref, status, new, logger)
+            status = await self.record(current, ref, status, new, logger)
             if admission is not None and admission_slot(status) is Slot.DONE:
                 admission.release(key)  # past its kubelet calls: the next alert's turn
             if not finished.needs_daemon(status, self._clock()):
