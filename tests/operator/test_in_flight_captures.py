@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
+from forensic_checkpoint.controller import runner
 from forensic_checkpoint.controller.capture import in_flight, wiring
 from forensic_checkpoint.controller.capture.in_flight import InFlightCaptures
 from forensic_checkpoint.controller.capture.ports import Stopped
@@ -183,3 +184,23 @@ def test_a_restart_resumes_every_capture_from_the_listing() -> None:
 
 def test_defaults_match_the_daemon_they_replace() -> None:
     assert in_flight.RETRY_DELAY == 5.0 and in_flight.CANCELLATION_TIMEOUT == 5.0
+
+
+class _NoCopy:
+    """A status value that refuses to be deep-copied: the diff base must not copy the status."""
+
+    def __deepcopy__(self, memo: Any) -> Any:
+        raise AssertionError("the status was deep-copied")
+
+
+def test_the_diff_base_is_built_without_copying_the_status() -> None:
+    """kopf deep-copies each event's whole body for the diff base, then drops the status and
+    the managed fields: a fifth of the operator's CPU in a burst of 1,000 captures."""
+    storage = runner.SlimDiffBaseStorage(prefix=runner.ANNOTATION_PREFIX, key="last")
+    plain = kopf.AnnotationsDiffBaseStorage(prefix=runner.ANNOTATION_PREFIX, key="last")
+    body = _body("a", labels={"hold": "true"}, annotations={"note": "x"})
+    expected = plain.build(body=kopf.Body(body), extra_fields=["metadata.labels"])
+    body["status"] = {"custody": [_NoCopy()]}
+    body["metadata"]["managedFields"] = [_NoCopy()]
+    essence = storage.build(body=kopf.Body(body), extra_fields=["metadata.labels"])
+    assert essence == expected

@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import threading
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import aiohttp
 import kopf
@@ -45,11 +46,26 @@ ANNOTATION_PREFIX = f"operator.{GROUP}"
 FINALIZER = f"{GROUP}/cleanup"
 
 
+class SlimDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's diff base, built without copying what it throws away: kopf deep-copies the whole
+    body on every watch event and then drops the status and the metadata; our status (the
+    custody chain, the summary) and the managed fields make that copy a fifth of the
+    operator's CPU in a burst. The essence is the same: spec, labels, annotations."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        metadata = body.get("metadata") or {}
+        slim = {key: value for key, value in body.items() if key not in ("status", "metadata")}
+        slim["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
+        return super().build(body=kopf.Body(cast(kopf.RawBody, slim)), extra_fields=extra_fields)
+
+
 def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
         prefix=ANNOTATION_PREFIX
     )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = SlimDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
     settings.persistence.finalizer = FINALIZER
