@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -199,8 +199,22 @@ def test_the_diff_base_is_built_without_copying_the_status() -> None:
     storage = runner.SlimDiffBaseStorage(prefix=runner.ANNOTATION_PREFIX, key="last")
     plain = kopf.AnnotationsDiffBaseStorage(prefix=runner.ANNOTATION_PREFIX, key="last")
     body = _body("a", labels={"hold": "true"}, annotations={"note": "x"})
-    expected = plain.build(body=kopf.Body(body), extra_fields=["metadata.labels"])
+    expected = plain.build(
+        body=kopf.Body(cast(kopf.RawBody, body)), extra_fields=["metadata.labels"]
+    )
     body["status"] = {"custody": [_NoCopy()]}
     body["metadata"]["managedFields"] = [_NoCopy()]
-    essence = storage.build(body=kopf.Body(body), extra_fields=["metadata.labels"])
+    essence = storage.build(
+        body=kopf.Body(cast(kopf.RawBody, body)), extra_fields=["metadata.labels"]
+    )
     assert essence == expected
+
+
+def test_the_watch_handler_does_not_log_a_line_per_event(caplog: Any) -> None:
+    """kopf logs each handler's success; the watch handler runs on every event of every object."""
+    wiring.register(kopf.OperatorRegistry(), Driver())  # type: ignore[arg-type]
+    objects = logging.getLogger("kopf.objects")
+    with caplog.at_level(logging.INFO, logger="kopf.objects"):
+        objects.info("Handler 'watch' succeeded.")
+        objects.info("Handler 'cleanup' succeeded.")
+    assert [r.getMessage() for r in caplog.records] == ["Handler 'cleanup' succeeded."]

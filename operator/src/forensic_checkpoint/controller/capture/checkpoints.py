@@ -1,18 +1,18 @@
-"""The ForensicCheckpoint handlers: one kopf daemon per object drives the capture (and follows
-an export or a late archive), a deletion handler cleans the node. The daemon ends when only a
-kept archive is left to follow: :mod:`.kept_archives` follows those, one call per node. Both
-handlers gather facts, call :mod:`forensic_checkpoint.domain` for the decision and write the
-result; no decision is made here.
+"""The ForensicCheckpoint handlers: one task per object (:mod:`.in_flight`) drives the capture
+(and follows an export or a late archive), a deletion handler cleans the node. The task ends when
+only a kept archive is left to follow: :mod:`.kept_archives` follows those, one call per node.
+Both handlers gather facts, call :mod:`forensic_checkpoint.domain` for the decision and write
+the result; no decision is made here.
 
-The daemon is async and does all I/O without blocking the event loop: agent calls through
+The task is async and does all I/O without blocking the event loop: agent calls through
 aiohttp, Kubernetes calls through ``asyncio.to_thread``. It re-derives everything from the
 object's status on start, so an operator restart at any point resumes the same capture jobs.
 No poll interval sits between a new object and its kubelet call: an alert capture waits for
 its slot on an event (:mod:`.admission`), and a capturing container's status request waits in
-the agent until the call ends. A finished capture whose archive is kept has no daemon: it is
+the agent until the call ends. A finished capture whose archive is kept has no task: it is
 followed with its node's others (:mod:`.kept_archives`).
 
-Over 400 lines because the daemon, the hold and the clean-up share the controller's state
+Over 400 lines because the capture, the hold and the clean-up share the controller's state
 (node cache, admission, identity) and the one status write (``record``, which the kept-archive
 sweeps use too); the hold and clean-up handlers are the piece to move out next.
 """
@@ -107,7 +107,7 @@ class CheckpointController:
         self._nodes: dict[str, tuple[float, ForensicNode | None]] = {}
         self._admission = admission
 
-    # --- the daemon ---------------------------------------------------------------------
+    # --- the capture (one task per object, .in_flight) ----------------------------------
 
     async def drive(
         self, body: Callable[[], Mapping[str, Any]], stopped: Stopped, logger: logging.Logger

@@ -5,6 +5,7 @@ watches. No daemon or timer handler: kopf would keep a copy of every object's bo
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -13,6 +14,20 @@ from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpoint
 from forensic_checkpoint.controller.capture.checkpoints import CheckpointController
 from forensic_checkpoint.controller.capture.in_flight import InFlightCaptures
 from forensic_checkpoint.controller.capture.kept_archives import KeptArchives
+
+#: The watch handler's id; kopf logs "Handler 'watch' succeeded." at INFO for every event.
+WATCH = "watch"
+
+
+class _QuietWatch(logging.Filter):
+    """Drops kopf's success line of the watch handler: one JSON line per watch event of every
+    object (a status write is an event), a tenth of the operator's log work in a burst."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != f"Handler {WATCH!r} succeeded."
+
+
+_QUIET_WATCH = _QuietWatch()
 
 
 def register(
@@ -52,7 +67,8 @@ def register(
 
     kopf.on.startup(registry=registry)(remember)
     kopf.on.cleanup(registry=registry)(stop_all)
-    kopf.on.event(*resource, id="watch", registry=registry)(observe)
+    logging.getLogger("kopf.objects").addFilter(_QUIET_WATCH)  # once: the same filter object
+    kopf.on.event(*resource, id=WATCH, registry=registry)(observe)
     kopf.on.delete(*resource, id="cleanup", registry=registry)(clean_up)
     # The hold is a label or an annotation (domain.evidence.deletion.is_held); both are watched.
     for section in ("labels", "annotations"):
