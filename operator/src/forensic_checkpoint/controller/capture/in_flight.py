@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from pydantic import ValidationError
 
 from forensic_checkpoint.api.forensiccheckpoint import ForensicCheckpointStatus
+from forensic_checkpoint.controller import metrics
 from forensic_checkpoint.controller.capture.ports import Stopped
 from forensic_checkpoint.domain.capture import finished
 from forensic_checkpoint.errors import ForensicCheckpointError
@@ -135,6 +136,7 @@ class InFlightCaptures:
             return
         run = _Run(body)
         self._runs[uid] = run
+        metrics.CAPTURE_TASKS.set(len(self._runs))
         run.task = asyncio.get_running_loop().create_task(self._drive(uid, run, logger))
 
     def _needs_task(self, body: Mapping[str, Any]) -> bool:
@@ -166,6 +168,7 @@ class InFlightCaptures:
         finally:
             if self._runs.get(uid) is run:
                 del self._runs[uid]
+                metrics.CAPTURE_TASKS.set(len(self._runs))
             if not run.stopper:
                 self._ended[uid] = time.monotonic()
 
