@@ -25,7 +25,7 @@ first pass -> the request to the agent (``requestedAt``) -> the agent's end of t
 (``finishedAt``) -> Completed.
 
     python -m benchmarks.operator_scale [--nodes 100] [--count 2000] [--burst-size 1000]
-    python -m benchmarks.operator_scale --count 10000   # 10 bursts; no baseline (--baseline)
+    python -m benchmarks.operator_scale --count 10000   # 10 bursts; no baseline (--baseline run)
     python -m benchmarks.operator_scale --baseline-rev 1016309   # against another design
 """
 
@@ -293,12 +293,10 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
     parser.add_argument("--archive-poll-interval", type=float, default=30.0)
     parser.add_argument("--baseline-rev", default="34b9755", help="the per-object daemon design")
     parser.add_argument(
-        "--baseline",
-        choices=("auto", "always", "never"),
-        default="auto",
-        help="run the baseline at rest too (auto: up to 2,000 checkpoints; its per-object "
-        "daemons take too long to start with more on 2 cores)",
-    )
+        "--baseline", choices=("auto", "run", "skip"), default="auto",
+        help="the baseline at rest too (auto: up to 2,000 checkpoints, its daemons take too "
+        "long to start with more on 2 cores)",
+    )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds a burst may take")
     args = parser.parse_args(argv)
 
@@ -356,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         print(json.dumps({"restAfterRestart": new["restAfterRestart"]}), flush=True)
         stack.stop()
 
-        if args.baseline == "always" or (args.baseline == "auto" and args.count <= 2000):
+        if args.baseline == "run" or (args.baseline == "auto" and args.count <= 2000):
             old_src = _baseline_tree(args.baseline_rev, work / "baseline")
             pid = _restart(stack, str(old_src))
             # Its start: a daemon per object, each polls at once.
@@ -365,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
             result["ratios"] = _ratios(result, args.count)
         else:
             result["old"] = {
-                "skipped": f"no baseline run ({args.count} checkpoints; --baseline always runs "
+                "skipped": f"no baseline run ({args.count} checkpoints; --baseline run runs "
                 f"it): {args.baseline_rev}'s per-object daemons take too long to start here"
             }
         result["loadAverageAtEnd"] = os.getloadavg()

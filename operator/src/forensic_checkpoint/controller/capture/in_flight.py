@@ -85,21 +85,17 @@ class _Run:
         return self.body
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class InFlightCaptures:
     def __init__(
         self,
         controller: Driver,
         *,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Callable[[], datetime] | None = None,
         retry_delay: float = RETRY_DELAY,
         error_backoff: float = ERROR_BACKOFF,
     ) -> None:
         self._controller = controller
-        self._clock = clock
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._retry_delay = retry_delay
         self._error_backoff = error_backoff
         self._runs: dict[str, _Run] = {}
