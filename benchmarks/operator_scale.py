@@ -47,6 +47,7 @@ from typing import Any
 
 from benchmarks.capture_load import _percentile, _ts
 
+from forensic_checkpoint.errors import ClusterError
 from forensic_checkpoint.k8s.client import ApiClient, close, from_environment
 from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.cluster import access
@@ -136,21 +137,32 @@ class Window:
         }
 
 
-def _list(api: ApiClient) -> list[dict[str, Any]]:
-    return list(apiserver.request(api, "GET", BASE)["items"])
+def _list(api: ApiClient, selector: str | None = None, attempts: int = 5) -> list[dict[str, Any]]:
+    """Every object, retried: on a loaded 2-core machine a list of thousands of objects can
+    outlast the client's 30 s timeout while the operator writes a burst's status."""
+    for attempt in range(attempts):
+        try:
+            query = {"labelSelector": selector} if selector else None
+            return list(apiserver.request(api, "GET", BASE, query=query)["items"])
+        except ClusterError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(5)
+    return []
 
 
 def _burst(
     api: ApiClient, window: Window, names: list[str], pods: list[str], timeout: float
 ) -> dict[str, Any]:
     created: dict[str, float] = {}
+    burst = names[0].split("-")[1]  # fcp-<burst>-<i>
 
     def create(i: int) -> None:
         name = names[i]
         body = {
             "apiVersion": "forensic-checkpoint.dev/v1alpha1",
             "kind": "ForensicCheckpoint",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": {"burst": burst}},
             "spec": {"podName": pods[i % len(pods)]},
         }
         apiserver.request(api, "POST", BASE, body)
@@ -164,9 +176,10 @@ def _burst(
     wanted = set(names)
     items: list[dict[str, Any]] = []
     while time.monotonic() - started < timeout:
-        time.sleep(2)
+        time.sleep(5)  # a list of thousands of objects is a load of its own
         window.sample()
-        items = [o for o in _list(api) if o["metadata"]["name"] in wanted]
+        # This burst's objects only: a list of all 10,000 would be a load of its own.
+        items = [o for o in _list(api, f"burst={burst}") if o["metadata"]["name"] in wanted]
         window.own += 1
         if all((o.get("status") or {}).get("phase") in ("Completed", "Failed") for o in items):
             break
@@ -230,7 +243,7 @@ def _retention(api: ApiClient, fleet: FakeAgentFleet, count: int, timeout: float
     started = time.monotonic()
     names = {o["metadata"]["name"] for o in chosen}
     while time.monotonic() - started < timeout:
-        time.sleep(1)
+        time.sleep(5)
         gone = [
             o
             for o in _list(api)
