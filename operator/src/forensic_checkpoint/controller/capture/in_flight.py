@@ -109,7 +109,10 @@ class InFlightCaptures:
     # --- fed by the watch ----------------------------------------------------------------
 
     def observe(
-        self, body: Mapping[str, Any], event_type: str | None, logger: logging.Logger
+        self,
+        body: Mapping[str, Any],
+        event_type: str | None,
+        logger: logging.Logger | Callable[[], logging.Logger],
     ) -> None:
         """One watch event: keep a running task's body current, stop it on deletion, or start
         one for an object that needs it. Called from kopf's ``on.event`` handler."""
@@ -133,7 +136,9 @@ class InFlightCaptures:
         run = _Run(body)
         self._runs[uid] = run
         metrics.CAPTURE_TASKS.set(len(self._runs))
-        run.task = asyncio.get_running_loop().create_task(self._drive(uid, run, logger))
+        # ``logger`` may be a factory: the object's logger is made only for a task.
+        task_logger = logger if isinstance(logger, logging.Logger) else logger()
+        run.task = asyncio.get_running_loop().create_task(self._drive(uid, run, task_logger))
 
     def _needs_task(self, body: Mapping[str, Any]) -> bool:
         try:

@@ -48,9 +48,11 @@ def register(
 
     async def observe(body: kopf.Body, type: str | None, logger: Any, **_: Any) -> None:
         # async: in the event loop, not in kopf's thread pool; the tasks inherit kopf's context.
-        settings = posting.get("settings")
-        # A capture's own logger posts its errors as Events, as a daemon's did.
-        task_logger: Any = kopf.ObjectLogger(body=body, settings=settings) if settings else logger
+        def task_logger() -> Any:
+            # A capture's own logger posts its errors as Events, as a daemon's did.
+            settings = posting.get("settings")
+            return kopf.ObjectLogger(body=body, settings=settings) if settings else logger
+
         captures.observe(body, type, task_logger)
         if kept is not None:
             kept.observe(body, type)
