@@ -35,20 +35,21 @@ def test_only_in_flight_captures_have_a_task_and_resume_after_a_restart(
     create_pod(stack, "done-task", "node-2", containers=("app",))
     stack.create_checkpoint(NAMESPACE, "done-task", {"podName": "done-task"})
     assert stack.wait_phase(NAMESPACE, "done-task")["status"]["phase"] == "Completed"
-    create_pod(stack, "slow-task", "node-2", containers=("app",), fault="latency=5s")
+    # Long enough to still be in flight once the new operator is up on a loaded machine.
+    create_pod(stack, "slow-task", "node-2", containers=("app",), fault="latency=20s")
     stack.create_checkpoint(NAMESPACE, "slow-task", {"podName": "slow-task"})
     stack.wait_phase(NAMESPACE, "slow-task", ("Capturing",), timeout=30, predicate=_requested)
     stack.kill_operator()
     stack.start_operator([NAMESPACE])
     # The first listing sees both (and every other test's finished objects): one task.
-    assert processes.wait_until(lambda: _tasks(stack) == 1, 20, interval=0.2), _tasks(stack)
-    assert stack.wait_phase(NAMESPACE, "slow-task")["status"]["phase"] == "Completed"
+    assert processes.wait_until(lambda: _tasks(stack) == 1, 15, interval=0.2), _tasks(stack)
+    assert stack.wait_phase(NAMESPACE, "slow-task", timeout=90)["status"]["phase"] == "Completed"
     assert processes.wait_until(lambda: _tasks(stack) == 0, 20, interval=0.2), _tasks(stack)
     assert len(kubelet_calls(stack, "node-2", "slow-task")) == 1
 
 
 def test_a_deletion_mid_capture_stops_its_task(stack: LocalStack) -> None:
-    create_pod(stack, "gone-task", "node-2", containers=("app",), fault="latency=5s")
+    create_pod(stack, "gone-task", "node-2", containers=("app",), fault="latency=15s")
     stack.create_checkpoint(NAMESPACE, "gone-task", {"podName": "gone-task"})
     stack.wait_phase(NAMESPACE, "gone-task", ("Capturing",), timeout=30, predicate=_requested)
     assert _tasks(stack) == 1
