@@ -112,18 +112,10 @@ class CheckpointController:
     async def drive(
         self, body: Callable[[], Mapping[str, Any]], stopped: Stopped, logger: logging.Logger
     ) -> None:
-        """Run one ForensicCheckpoint to Completed or Failed, then follow its exports.
-        ``body()`` is the object as last seen by the watch (:mod:`.in_flight` keeps it
-        current)."""
-        first = body()
-        fcp = ForensicCheckpoint.model_validate(dict(first))
-        metadata = first.get("metadata") or {}
-        ref = reconcile.CheckpointRef(
-            name=str(metadata.get("name")),
-            namespace=str(metadata.get("namespace")),
-            uid=str(metadata.get("uid")),
-            generation=metadata.get("generation"),
-        )
+        """Run one ForensicCheckpoint to Completed or Failed, then follow its exports; ``body()``
+        is the object as the watch last saw it (:mod:`.in_flight` keeps it current)."""
+        fcp = ForensicCheckpoint.model_validate(dict(body()))
+        ref = reconcile.CheckpointRef.of(fcp.metadata)
         status = fcp.status or ForensicCheckpointStatus()
         admission = self._admission if is_alert_capture(fcp) else None
         key = f"{ref.namespace}/{ref.name}"
