@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -133,6 +134,10 @@ def _controller(
     return controller, agents, written
 
 
+def _current(body: kopf.Body) -> Callable[[], kopf.Body]:
+    return lambda: body
+
+
 def _body(alert: bool) -> kopf.Body:
     spec: dict[str, Any] = {"podName": "web"}
     if alert:
@@ -168,7 +173,7 @@ def test_a_new_checkpoint_asks_its_agent_without_a_poll_interval() -> None:
     async def run() -> bool:
         controller, agents, _ = _controller(None)
         stopped = _Stopped()
-        task = asyncio.create_task(controller.drive(_body(alert=False), stopped, LOG))  # type: ignore[arg-type]
+        task = asyncio.create_task(controller.drive(_current(_body(alert=False)), stopped, LOG))
         asked = await _until(lambda: agents.submitted, timeout=2.0)
         stopped.flag.set()
         await asyncio.wait_for(task, timeout=5.0)
@@ -182,7 +187,7 @@ def test_a_queued_alert_capture_waits_in_phase_queued_and_goes_when_a_slot_frees
         gate = admission(cap=1, seed=[SlotFact("other/a1", order(1), Slot.HOLDING)])
         controller, agents, written = _controller(gate)
         stopped = _Stopped()
-        task = asyncio.create_task(controller.drive(_body(alert=True), stopped, LOG))  # type: ignore[arg-type]
+        task = asyncio.create_task(controller.drive(_current(_body(alert=True)), stopped, LOG))
         assert await _until(lambda: written.written, timeout=2.0)
         queued = written.written[0]
         assert queued.phase is Phase.QUEUED
@@ -226,7 +231,7 @@ def test_the_end_of_a_kubelet_call_is_seen_at_once_not_at_the_next_poll() -> Non
         agents = WaitingAgents()
         controller._agents = agents
         stopped = _Stopped()
-        task = asyncio.create_task(controller.drive(_body(alert=False), stopped, LOG))  # type: ignore[arg-type]
+        task = asyncio.create_task(controller.drive(_current(_body(alert=False)), stopped, LOG))
         assert await _until(lambda: agents.submitted, timeout=2.0)
         (key,) = agents.jobs
         await asyncio.sleep(0.1)

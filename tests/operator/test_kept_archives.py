@@ -241,7 +241,7 @@ def test_the_daemon_ends_once_only_a_kept_archive_is_left() -> None:
 
     async def drive() -> None:
         stopped: Any = NeverStopped()
-        await asyncio.wait_for(controller.drive(body, stopped, LOG), timeout=2)
+        await asyncio.wait_for(controller.drive(lambda: body, stopped, LOG), timeout=2)
 
     asyncio.run(drive())
     assert not agents.submitted
@@ -335,4 +335,4 @@ def test_the_index_is_fed_in_the_event_loop() -> None:
     registry = kopf.OperatorRegistry()
     wiring.register(registry, kept._controller, kept)
     (observe,) = registry._watching.get_all_handlers()
-    assert observe.id == "kept-archives" and asyncio.iscoroutinefunction(observe.fn)
+    assert observe.id == "watch" and asyncio.iscoroutinefunction(observe.fn)

@@ -16,11 +16,13 @@ key counts as the kubelet call it would make, so a duplicate call shows).
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from forensic_checkpoint.agent.capture.service import MAX_STATUS_WAIT
 from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.agent.http.server import AgentServer, tls_context
 from forensic_checkpoint.agent.metrics import AgentMetrics
@@ -62,7 +64,7 @@ class FakeCaptureService:
         self.requests: Counter[str] = Counter()
         self._jobs: dict[str, CaptureStatus] = {}
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)  # a waiting status request's wake-up
 
     def submit(self, request: CaptureRequest) -> tuple[CaptureStatus, bool]:
         with self._lock:
@@ -134,10 +136,15 @@ class FakeCaptureService:
     def status(
         self, key: str, *, wait_while: Collection[CaptureState] = (), timeout: float = 0.0
     ) -> CaptureStatus:
-        """As the agent's: with ``wait_while``, once the job left those states (or after
-        ``timeout``)."""
-        with self._changed:
-            self._changed.wait_for(lambda: self._get(key).state not in wait_while, timeout)
+        """As the real service: with ``wait_while``, once the job has left those states (or
+        after ``timeout`` seconds, at most the agent's ``MAX_STATUS_WAIT``)."""
+        with self._lock:
+            deadline = time.monotonic() + min(timeout, MAX_STATUS_WAIT)
+            while self._get(key).state in wait_while:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
             return self._get(key)
 
     def digests(self) -> CaptureDigests:

@@ -37,7 +37,7 @@ class OperatorConfig:
     standalone: bool = True
     metrics_port: int | None = None
     health_port: int | None = None
-    #: How often a ForensicCheckpoint's daemon asks its agent for progress.
+    #: How often a ForensicCheckpoint's capture task asks its agent for progress.
     poll_interval: float = 1.0
     #: While a container is at its kubelet call, one status request waits this long for the
     #: call to end (the agent answers when it does): no poll interval on the capture path.
@@ -51,7 +51,7 @@ class OperatorConfig:
     #: How often the kept archives (finished captures whose archive is still on the node) are
     #: swept for custody facts (a retention deletion), with one call per node's agent
     #: (controller/capture/kept_archives.py); exports in progress are polled at 5 x
-    #: ``poll_interval`` by the object's daemon.
+    #: ``poll_interval`` by the object's capture task.
     archive_poll_interval: float = 300.0
     #: Serve the alert webhooks (docs/alerts.md) in the operator's event loop; None: off.
     alerts: AlertReceiverConfig | None = None

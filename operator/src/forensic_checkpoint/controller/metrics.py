@@ -32,6 +32,11 @@ KEPT_ARCHIVES = Gauge(
     "forensic_checkpoint_operator_kept_archives",
     "Archives kept on the nodes that the operator follows with one batched call per agent.",
 )
+CAPTURE_TASKS = Gauge(
+    "forensic_checkpoint_operator_capture_tasks",
+    "ForensicCheckpoints in flight (a capture, an export or a late archive) with a task of "
+    "their own; a finished one has none.",
+)
 KEPT_SWEEP_SECONDS = Histogram(
     "forensic_checkpoint_operator_kept_archive_sweep_seconds",
     "Time of one pass over every node's kept archives (one agent call per node).",

@@ -95,6 +95,17 @@ def from_environment(
     return from_kubeconfig(os.pathsep.join(map(str, target.files)), context=target.context)
 
 
+def pooled(api: ApiClient, size: int) -> ApiClient:
+    """The same client with room for ``size`` connections to the API server (the library keeps
+    ``5 x CPUs``, 10 on two cores, and drops each connection past that: a new TLS handshake
+    for each call of a burst of more threads)."""
+    cfg = api.configuration
+    cfg.connection_pool_maxsize = size
+    pooled_api = ApiClient(configuration=cfg)
+    close(api)
+    return pooled_api
+
+
 def close(api: ApiClient) -> None:
     """Release the client's connection pool (the library's method is untyped)."""
     api.close()  # type: ignore[no-untyped-call]

@@ -161,7 +161,7 @@ def seed_from(api: ApiClient) -> Callable[[], Awaitable[list[SlotFact]]]:
 
 
 class _Stopped(Protocol):
-    """kopf's ``DaemonStopped``: awaiting ``wait()`` returns once the daemon is to stop."""
+    """The capture task's stop flag: awaiting ``wait()`` returns once the task is to stop."""
 
     def wait(self) -> Awaitable[object]: ...
 
@@ -175,7 +175,7 @@ async def take_slot(
     queued: Callable[[ForensicCheckpointStatus, int], Awaitable[ForensicCheckpointStatus]],
 ) -> ForensicCheckpointStatus | None:
     """An alert capture's slot: the status to go on with once it holds one (``queued`` writes
-    phase Queued while it waits), or None when the daemon stopped first."""
+    phase Queued while it waits), or None when the task stopped first."""
     status = fcp.status or ForensicCheckpointStatus()
     place = slot(fcp.status)
     if place is Slot.HOLDING:

@@ -1,18 +1,18 @@
-"""The ForensicCheckpoint handlers: one kopf daemon per object drives the capture (and follows
-an export or a late archive), a deletion handler cleans the node. The daemon ends when only a
-kept archive is left to follow: :mod:`.kept_archives` follows those, one call per node. Both
-handlers gather facts, call :mod:`forensic_checkpoint.domain` for the decision and write the
-result; no decision is made here.
+"""The ForensicCheckpoint handlers: one task per object (:mod:`.in_flight`) drives the capture
+(and follows an export or a late archive), a deletion handler cleans the node. The task ends when
+only a kept archive is left to follow: :mod:`.kept_archives` follows those, one call per node.
+Both handlers gather facts, call :mod:`forensic_checkpoint.domain` for the decision and write
+the result; no decision is made here.
 
-The daemon is async and does all I/O without blocking the event loop: agent calls through
+The task is async and does all I/O without blocking the event loop: agent calls through
 aiohttp, Kubernetes calls through ``asyncio.to_thread``. It re-derives everything from the
 object's status on start, so an operator restart at any point resumes the same capture jobs.
 No poll interval sits between a new object and its kubelet call: an alert capture waits for
 its slot on an event (:mod:`.admission`), and a capturing container's status request waits in
-the agent until the call ends. A finished capture whose archive is kept has no daemon: it is
+the agent until the call ends. A finished capture whose archive is kept has no task: it is
 followed with its node's others (:mod:`.kept_archives`).
 
-Over 400 lines because the daemon, the hold and the clean-up share the controller's state
+Over 400 lines because the capture, the hold and the clean-up share the controller's state
 (node cache, admission, identity) and the one status write (``record``, which the kept-archive
 sweeps use too); the hold and clean-up handlers are the piece to move out next.
 """
@@ -45,6 +45,7 @@ from forensic_checkpoint.controller.capture.ports import (
     ForensicNodeReader,
     NodeAgents,
     PodReader,
+    Stopped,
 )
 from forensic_checkpoint.controller.config import OperatorConfig
 from forensic_checkpoint.domain.alerts import admission as alert_admission
@@ -106,19 +107,15 @@ class CheckpointController:
         self._nodes: dict[str, tuple[float, ForensicNode | None]] = {}
         self._admission = admission
 
-    # --- the daemon ---------------------------------------------------------------------
+    # --- the capture (one task per object, .in_flight) ----------------------------------
 
     async def drive(
-        self, body: kopf.Body, stopped: kopf.DaemonStopped, logger: logging.Logger
+        self, body: Callable[[], Mapping[str, Any]], stopped: Stopped, logger: logging.Logger
     ) -> None:
-        """Run one ForensicCheckpoint to Completed or Failed, then follow its exports."""
-        fcp = ForensicCheckpoint.model_validate(dict(body))
-        ref = reconcile.CheckpointRef(
-            name=str(body.metadata.name),
-            namespace=str(body.metadata.namespace),
-            uid=str(body.metadata.uid),
-            generation=body.metadata.get("generation"),
-        )
+        """Run one ForensicCheckpoint to Completed or Failed, then follow its exports; ``body()``
+        is the object as the watch last saw it (:mod:`.in_flight` keeps it current)."""
+        fcp = ForensicCheckpoint.model_validate(dict(body()))
+        ref = reconcile.CheckpointRef.of(fcp.metadata)
         status = fcp.status or ForensicCheckpointStatus()
         admission = self._admission if is_alert_capture(fcp) else None
         key = f"{ref.namespace}/{ref.name}"
@@ -136,7 +133,10 @@ class CheckpointController:
                 admission.release(key)
 
     def _queued(
-        self, body: kopf.Body, ref: reconcile.CheckpointRef, logger: logging.Logger
+        self,
+        body: Callable[[], Mapping[str, Any]],
+        ref: reconcile.CheckpointRef,
+        logger: logging.Logger,
     ) -> Callable[[ForensicCheckpointStatus, int], Awaitable[ForensicCheckpointStatus]]:
         """How an alert capture that waits for a slot says so: phase Queued and an Event."""
 
@@ -150,7 +150,7 @@ class CheckpointController:
                 write_status = self._checkpoints.write_status
                 await asyncio.to_thread(write_status, ref.namespace, ref.name, new)
                 message = f"{new.message} (position {position})"
-                _post(body, checkpoint_events.Event("Normal", "Queued", message))
+                _post(body(), checkpoint_events.Event("Normal", "Queued", message))
                 logger.info("Queued: %s", message)
             return new
 
@@ -158,18 +158,19 @@ class CheckpointController:
 
     async def _run(
         self,
-        body: kopf.Body,
+        body: Callable[[], Mapping[str, Any]],
         ref: reconcile.CheckpointRef,
         status: ForensicCheckpointStatus,
         *,
         fcp: ForensicCheckpoint,
-        stopped: kopf.DaemonStopped,
+        stopped: Stopped,
         logger: logging.Logger,
     ) -> None:
         key = f"{ref.namespace}/{ref.name}"
         admission = self._admission if is_alert_capture(fcp) else None
         while not stopped and finished.needs_daemon(status, self._clock()):
-            metadata = dict(body.metadata)  # kopf keeps the body current
+            current = body()  # the watch keeps it current
+            metadata = dict(current.get("metadata") or {})
             ref = dataclasses.replace(ref, held=is_held(metadata))
             try:
                 new = await self.step(ref, fcp.spec, status, metadata=metadata)
@@ -179,7 +180,7 @@ class CheckpointController:
                 await stopped.wait(5 * self._config.poll_interval)
                 continue
             moved = _phases(status) != _phases(new)
-            status = await self.record(body, ref, status, new, logger)
+            status = await self.record(current, ref, status, new, logger)
             if admission is not None and admission_slot(status) is Slot.DONE:
                 admission.release(key)  # past its kubelet calls: the next alert's turn
             if not finished.needs_daemon(status, self._clock()):

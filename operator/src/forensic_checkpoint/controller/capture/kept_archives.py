@@ -3,16 +3,17 @@ per object.
 
 A Completed capture's archive may stay on its node for months, and retention may delete it any
 day; the operator must then append the agent's ``Deleted`` fact to the object's custody chain.
-The object's daemon ends once only that is left (``finished.needs_daemon``; after a restart, at
-once). Instead, an index
-fed by the watch (kopf's ``on.event``, so rebuilt from the first listing after a restart) holds
-a few strings per kept archive, and every ``--archive-poll-interval`` seconds one sweep asks each
+The object's capture task (:mod:`.in_flight`) ends once only that is left
+(``finished.needs_daemon``; after a restart, none is started). Instead, an index fed by the
+watch (kopf's ``on.event``, so rebuilt from the first listing after a restart) holds a few
+strings per kept archive, and every ``--archive-poll-interval`` seconds one sweep asks each
 node's agent once for the digest of all its jobs (``GET /v1/captures``). Only a job whose digest
 has news (a new custody fact, a deleted archive) is read in full, from the same agent, and only
-then is the object read and its status written, through the same fold and write as the daemon
+then is the object read and its status written, through the same fold and write as the task
 (:meth:`.checkpoints.CheckpointController.record`).
 
-The trust is the daemon's: the agent is the one the node's ForensicNode names, reached through
+The trust is the capture task's: the agent is the one the node's ForensicNode names, reached
+through
 :class:`~.agent_client.AgentClient` (its certificate must be that node's, the token is for that
 node's audience), a list naming another node is refused, and a key is only ever looked up at the
 node the object's status names.
@@ -101,8 +102,8 @@ class KeptArchives:
 
     def observe(self, body: Mapping[str, Any], event_type: str | None) -> None:
         """One watch event of a ForensicCheckpoint: index it if it has kept archives and no
-        daemon of its own, drop it otherwise. Starts the sweeps on the first event, from kopf's
-        handler context (so the sweep's Events are posted like the daemons')."""
+        capture task of its own, drop it otherwise. Starts the sweeps on the first event, from
+        kopf's handler context (so the sweep's Events are posted like the capture tasks')."""
         metadata = body.get("metadata") or {}
         uid = str(metadata.get("uid") or "")
         entry = None
@@ -233,7 +234,7 @@ class KeptArchives:
             return 0
         status = fcp.status
         if status.node_name != entry.node or finished.needs_daemon(status, self._clock()):
-            return 0  # not what was indexed any more: its daemon (or the next sweep) has it
+            return 0  # not what was indexed any more: its task (or the next sweep) has it
         new, facts = finished.fold_follow_ups(status, captures, self._clock())
         new = checkpoint_custody.record_facts(new, facts, subject=entry.uid)
         ref = reconcile.CheckpointRef(

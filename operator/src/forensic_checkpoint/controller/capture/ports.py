@@ -4,7 +4,7 @@ start-up (:mod:`.runner`), in-memory fakes in the unit tests."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Awaitable, Collection
 from typing import Protocol
 
 from forensic_checkpoint.api.agent import (
@@ -85,3 +85,12 @@ class KeptJobs(Protocol):
     async def digests(self, agent: AgentTarget) -> CaptureDigests | None: ...
 
     async def status(self, agent: AgentTarget, key: str) -> CaptureStatus | None: ...
+
+
+class Stopped(Protocol):
+    """An in-flight capture's stop flag (:class:`~.in_flight.Stopper`): falsy until the task is
+    to stop; ``wait(timeout)`` returns once it is, or after ``timeout`` seconds."""
+
+    def __bool__(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> Awaitable[object]: ...

@@ -22,8 +22,10 @@ capture's export, retention and late archive).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from forensic_checkpoint.api.agent import (
     AnalysisOptions,
@@ -68,6 +70,12 @@ class CheckpointRef:
     generation: int | None
     #: The CR's legal hold (``forensic-checkpoint.dev/hold``) as of this pass.
     held: bool = False
+
+    @classmethod
+    def of(cls, metadata: Mapping[str, Any]) -> CheckpointRef:
+        """The reference of an object with this ``metadata``."""
+        name, namespace, uid = (str(metadata.get(k)) for k in ("name", "namespace", "uid"))
+        return cls(name=name, namespace=namespace, uid=uid, generation=metadata.get("generation"))
 
 
 INVALID_SPEC = "InvalidSpec"
