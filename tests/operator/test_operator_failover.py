@@ -123,9 +123,15 @@ def test_a_failover_mid_burst_loses_nothing_and_calls_no_kubelet_twice(
 
     names = [f"burst-{i:02d}" for i in range(12)]
     for i, name in enumerate(names):
-        # Each dump takes 2 s at the fake kubelet: the burst lasts longer than the failover.
+        # The dumps take 2, 4, ... 24 s at the fake kubelet: they end one after another, so the
+        # burst is still running when the first capture completes and the leader is killed
+        # (with the same latency, all twelve ended together on a quiet machine).
         ha_stack.cluster.create_running_pod(
-            NAMESPACE, name, NODES[i % len(NODES)], containers=("app",), fault="latency=2s"
+            NAMESPACE,
+            name,
+            NODES[i % len(NODES)],
+            containers=("app",),
+            fault=f"latency={2 + 2 * i}s",
         )
     for name in names:
         ha_stack.create_checkpoint(NAMESPACE, name, {"podName": name})
