@@ -1,8 +1,8 @@
 """The operator's memory at rest after a start is the high-water mark of its first listing:
 CPython keeps every memory arena the listing's bodies took (an object's few long-lived entries
 pin them). kopf's defaults list every object in one response and keep each handled body for 5 s
-in its idle worker, so with 2,000 kept archives all bodies were alive at once (~37 KiB of RSS
-per kept archive at rest; ~11 with pages and short-lived workers, benchmarks/operator_memory.py).
+in its idle worker, so all bodies were alive at once: with 10,000 kept archives 395 MiB of RSS
+at rest, 140 with pages and short-lived workers (benchmarks/operator_memory.py).
 """
 
 from __future__ import annotations
