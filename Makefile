@@ -59,6 +59,7 @@ bench-cluster: setup cluster-tools
 	$(PY) -m benchmarks.capture_load
 	$(PY) -m benchmarks.alert_burst
 	$(PY) -m benchmarks.operator_scale
+	$(PY) -m benchmarks.operator_memory
 	$(PY) -m benchmarks.agent_scale
 	$(PY) -m benchmarks.operator_failover
 
