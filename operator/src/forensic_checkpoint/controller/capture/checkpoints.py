@@ -246,7 +246,7 @@ class CheckpointController:
 
     async def _alert_receiver(self, spec: ForensicCheckpointSpec) -> str:
         """The alert receiver's user name, asked once and only for an alert reference to check
-        (a ``ClusterError`` is retried by the daemon like any other API outage)."""
+        (a ``ClusterError`` is retried by its capture task like any other API outage)."""
         if spec.reason is None or spec.reason.alert is None or self._whoami is None:
             return ""
         if not self._identity:
