@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 import requests
 from tests.operator.operator_e2e_support import (
     NAMESPACE,
+    NODES,
     condition,
     create_pod,
     events,
@@ -230,10 +232,11 @@ def test_kubelet_forbidden_names_the_missing_permission(stack: LocalStack) -> No
     finally:
         apiserver.request(api, "PUT", role, body=saved)
         close(api)
-        # The next tests capture on node-3 again: wait until its readiness recovered.
-        assert processes.wait_until(
-            lambda: stack.readiness("node-3").get("status") == "True", 60
-        ), stack.readiness("node-3")
+        # The grant was gone on every node, so any agent's readiness probe may have seen the
+        # 403 (the operator then fails a capture there at once): the next tests capture on
+        # every node, so wait until each node's readiness recovered, not only node-3's.
+        for node in NODES:
+            assert processes.wait_until(partial(_ready, stack, node), 60), stack.readiness(node)
     [container] = obj["status"]["containers"]
     assert container["reason"] == "KubeletForbidden"
     assert "nodes/checkpoint" in container["message"]
@@ -258,6 +261,10 @@ def test_pod_problems_fail_before_any_kubelet_call(
     assert obj["status"]["phase"] == "Failed"
     assert obj["status"]["reason"] == reason
     assert kubelet_calls(stack, "node-2", name) == []
+
+
+def _ready(stack: LocalStack, node: str) -> bool:
+    return stack.readiness(node).get("status") == "True"
 
 
 def _wait_requested(stack: LocalStack, name: str) -> None:
