@@ -4,6 +4,7 @@ A real capture service and export worker on a temporary node, moto's S3 server o
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -214,6 +215,20 @@ def test_failed_analysis_still_exports_the_archive(  # noqa: PLR0917 - pytest fi
     assert "the analysis failed (InvalidArchive)" in done.export.message
     body = s3.get_object(Bucket=bucket, Key=done.export.record.url.split("/", 3)[3])["Body"]
     assert len(body.read()) == sample.stat().st_size
+
+
+def test_the_export_thread_yields_the_cpu_to_the_analysis(
+    s3_endpoint: str, bucket: str, archive: tuple[Path, str], tmp_path: Path, running_node: Any
+) -> None:
+    """Linux schedules threads alone: the export thread alone runs 10 nice steps lower, so an
+    upload beside the analysis does not slow Completed on a busy node."""
+    config = export_config(s3_endpoint, bucket, tmp_path / "state")
+    node = running_node(archive[0], config, report_writer, counting_factory([]))
+    thread = node.exports._thread
+    assert thread is not None and thread.native_id is not None
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert wait_for(lambda: os.getpriority(os.PRIO_PROCESS, thread.native_id) == min(19, own + 10))
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own  # the process itself is unchanged
 
 
 def test_export_disabled_changes_nothing(

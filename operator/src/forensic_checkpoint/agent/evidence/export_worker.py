@@ -81,6 +81,8 @@ class ExportWorker(BackgroundPass):
     """One thread; :meth:`run_due` does one pass synchronously (tests call it directly)."""
 
     name = "export"
+    #: The upload runs beside the analysis, which gates Completed: on a busy node it yields.
+    nice = 10
 
     def __init__(
         self,
