@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.factories import run_script
 
 from forensic_checkpoint.agent.capture.analysis_runner import ArchiveToAnalyse
 from forensic_checkpoint.agent.evidence.export import Exporter
@@ -23,8 +22,7 @@ from forensic_checkpoint.api.forensiccheckpoint import AnalysisSummary
 from forensic_checkpoint.errors import ArchiveError
 
 from .agent_node import Node, report_writer
-from .conftest import ACCESS_KEY, SECRET_KEY
-from .test_agent_export import CHILD, export_config
+from .test_agent_export import export_config, kill_after_two_parts
 
 
 class HeldAnalysis:
@@ -107,6 +105,21 @@ def running_node(tmp_path: Path) -> Iterator[Callable[..., Node]]:
         node.close()
 
 
+@pytest.fixture
+def exporting(
+    s3_endpoint: str, bucket: str, archive: tuple[Path, str], tmp_path: Path, running_node: Any
+) -> Callable[..., Node]:
+    """A running node that exports to ``bucket``, its exporters' S3 calls logged in ``calls``."""
+
+    def make(analyzer: Any, calls: list[tuple[str, Any]] | None = None, delay: float = 0.0) -> Node:
+        config = export_config(s3_endpoint, bucket, tmp_path / "state")
+        factory = counting_factory([] if calls is None else calls, delay)
+        node: Node = running_node(archive[0], config, analyzer, factory)
+        return node
+
+    return make
+
+
 def leftovers(s3: Any, bucket: str, state: Path) -> tuple[int, Any, list[str]]:
     return (
         s3.list_objects_v2(Bucket=bucket).get("KeyCount"),
@@ -115,19 +128,13 @@ def leftovers(s3: Any, bucket: str, state: Path) -> tuple[int, Any, list[str]]:
     )
 
 
-def test_archive_is_exported_beside_its_analysis(  # noqa: PLR0917 - pytest fixtures
-    s3_endpoint: str,
-    s3: Any,
-    bucket: str,
-    archive: tuple[Path, str],
-    tmp_path: Path,
-    running_node: Any,
+def test_archive_is_exported_beside_its_analysis(
+    s3: Any, bucket: str, archive: tuple[Path, str], tmp_path: Path, exporting: Any
 ) -> None:
-    sample, sha = archive
+    sha = archive[1]
     calls: list[tuple[str, Any]] = []
     analysis = HeldAnalysis()
-    config = export_config(s3_endpoint, bucket, tmp_path / "state")
-    node = running_node(sample, config, analysis, counting_factory(calls))
+    node = exporting(analysis, calls)
     key = node.submit("web")
 
     def archive_exported() -> Any:
@@ -161,18 +168,11 @@ def test_archive_is_exported_beside_its_analysis(  # noqa: PLR0917 - pytest fixt
     assert leftovers(s3, bucket, tmp_path / "state")[1:] == (None, [])
 
 
-def test_capture_deleted_mid_upload_leaves_nothing(  # noqa: PLR0917 - pytest fixtures
-    s3_endpoint: str,
-    s3: Any,
-    bucket: str,
-    archive: tuple[Path, str],
-    tmp_path: Path,
-    running_node: Any,
+def test_capture_deleted_mid_upload_leaves_nothing(
+    s3: Any, bucket: str, tmp_path: Path, exporting: Any
 ) -> None:
-    sample, _ = archive
     calls: list[tuple[str, Any]] = []
-    config = export_config(s3_endpoint, bucket, tmp_path / "state")
-    node = running_node(sample, config, HeldAnalysis(), counting_factory(calls, 0.3))
+    node = exporting(HeldAnalysis(), calls, 0.3)
     key = node.submit("web")
     wait_for(lambda: ("part", 1) in calls)
 
@@ -190,19 +190,13 @@ def test_capture_deleted_mid_upload_leaves_nothing(  # noqa: PLR0917 - pytest fi
     assert leftovers(s3, bucket, tmp_path / "state") == (0, None, [])
 
 
-def test_failed_analysis_still_exports_the_archive(  # noqa: PLR0917 - pytest fixtures
-    s3_endpoint: str,
-    s3: Any,
-    bucket: str,
-    archive: tuple[Path, str],
-    tmp_path: Path,
-    running_node: Any,
+def test_failed_analysis_still_exports_the_archive(
+    s3: Any, bucket: str, archive: tuple[Path, str], exporting: Any
 ) -> None:
     sample, sha = archive
     analysis = HeldAnalysis(fail=True)
     analysis.release.set()
-    config = export_config(s3_endpoint, bucket, tmp_path / "state")
-    node = running_node(sample, config, analysis, counting_factory([]))
+    node = exporting(analysis)
     key = node.submit("web")
     done = wait_for(
         lambda: (
@@ -217,13 +211,10 @@ def test_failed_analysis_still_exports_the_archive(  # noqa: PLR0917 - pytest fi
     assert len(body.read()) == sample.stat().st_size
 
 
-def test_the_export_thread_yields_the_cpu_to_the_analysis(
-    s3_endpoint: str, bucket: str, archive: tuple[Path, str], tmp_path: Path, running_node: Any
-) -> None:
+def test_the_export_thread_yields_the_cpu_to_the_analysis(exporting: Any) -> None:
     """Linux schedules threads alone: the export thread alone runs 10 nice steps lower, so an
     upload beside the analysis does not slow Completed on a busy node."""
-    config = export_config(s3_endpoint, bucket, tmp_path / "state")
-    node = running_node(archive[0], config, report_writer, counting_factory([]))
+    node = exporting(report_writer)
     thread = node.exports._thread
     assert thread is not None and thread.native_id is not None
     own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
@@ -261,21 +252,7 @@ def test_agent_killed_mid_archive_upload_resumes(
         wait_for(lambda: first_node.service.status(key).archive is not None)
     finally:
         first_node.service.shutdown(wait=False)  # its analysis never ends: the agent is gone
-    settings = {
-        "stateDir": str(root / "state"),
-        "checkpointDir": str(root / "checkpoints"),
-        "endpoint": s3_endpoint,
-        "bucket": bucket,
-        "accessKey": ACCESS_KEY,
-        "secretKey": SECRET_KEY,
-        "partDelay": 0.5,
-    }
-    child = run_script(CHILD, settings, tmp_path / "first.json")
-    assert child.stdout is not None
-    printed = [child.stdout.readline().strip() for _ in range(2)]
-    child.kill()
-    child.communicate(timeout=10)
-    assert printed == ["part 1", "part 2"], printed
+    kill_after_two_parts(root, s3_endpoint, bucket, tmp_path / "first.json")
 
     calls: list[tuple[str, Any]] = []
     restarted = Node(root, sample, config)
