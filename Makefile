@@ -62,6 +62,7 @@ bench-cluster: setup cluster-tools
 	$(PY) -m benchmarks.operator_memory
 	$(PY) -m benchmarks.agent_scale
 	$(PY) -m benchmarks.operator_failover
+	$(PY) -m benchmarks.export_pass
 
 # A 2 GiB capture on the real node: stage timings, and creation -> Completed against the
 # kubelet call's own duration (goal <= 1.3x).

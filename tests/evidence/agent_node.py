@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from forensic_checkpoint.agent.capture.analysis_runner import ArchiveToAnalyse
+from forensic_checkpoint.agent.capture.analysis_runner import Analyzer, ArchiveToAnalyse
 from forensic_checkpoint.agent.capture.service import CaptureService
 from forensic_checkpoint.agent.evidence.export_config import ExportConfig
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
@@ -55,7 +55,13 @@ def report_writer(
 
 
 class Node:
-    def __init__(self, root: Path, sample: Path, export: ExportConfig | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        sample: Path,
+        export: ExportConfig | None = None,
+        analyzer: Analyzer = report_writer,
+    ) -> None:
         self.state_dir = root / "state"
         self.checkpoint_dir = root / "checkpoints"
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +72,7 @@ class Node:
             node_name=NODE,
             store=self.store,
             kubelet=lambda: self.kubelet,
-            analyzer=report_writer,
+            analyzer=analyzer,
             checkpoint_dir=self.checkpoint_dir,
             metrics=self.metrics,
             export_enabled=export is not None,
@@ -85,6 +91,17 @@ class Node:
         )
 
     def capture(self, pod: str, container: str = "app", *, hold: bool = False) -> CaptureStatus:
+        key = self.submit(pod, container, hold=hold)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = self.service.status(key)
+            if status.state.terminal:
+                return status
+            time.sleep(0.05)
+        raise AssertionError(f"capture {key} did not finish")
+
+    def submit(self, pod: str, container: str = "app", *, hold: bool = False) -> str:
+        """Ask for a capture without waiting for it; its key."""
         uid = f"00000000-0000-4000-8000-{self.kubelet.calls + 1:012d}"
         request = CaptureRequest(
             key=capture_key(uid, container),
@@ -98,13 +115,7 @@ class Node:
             hold=hold,
         )
         self.service.submit(request)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status = self.service.status(request.key)
-            if status.state.terminal:
-                return status
-            time.sleep(0.05)
-        raise AssertionError(f"capture {request.key} did not finish")
+        return request.key
 
     def close(self) -> None:
         self.service.shutdown(wait=True)

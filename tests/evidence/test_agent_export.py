@@ -63,6 +63,26 @@ def node_factory(tmp_path: Path) -> Iterator[Any]:
         node.close()
 
 
+def kill_after_two_parts(root: Path, endpoint: str, bucket: str, settings_file: Path) -> None:
+    """Run the export worker over ``root``'s state in a child agent and SIGKILL it once it has
+    sent two parts (each part takes 0.5 s)."""
+    settings = {
+        "stateDir": str(root / "state"),
+        "checkpointDir": str(root / "checkpoints"),
+        "endpoint": endpoint,
+        "bucket": bucket,
+        "accessKey": ACCESS_KEY,
+        "secretKey": SECRET_KEY,
+        "partDelay": 0.5,
+    }
+    child = run_script(CHILD, settings, settings_file)
+    assert child.stdout is not None
+    printed = [child.stdout.readline().strip() for _ in range(2)]
+    child.kill()
+    child.communicate(timeout=10)
+    assert printed == ["part 1", "part 2"], printed
+
+
 def operator_chain(facts: list[Any], subject: str) -> list[Any]:
     """What the operator does with the facts: append each, in order, to the CR's chain."""
     chain: list[Any] = []
@@ -233,21 +253,7 @@ def test_agent_killed_mid_export_completes_after_restart(  # noqa: PLR0917 - pyt
     assert status.archive is not None and status.archive.sha256 == sha
     node.close()
 
-    settings = {
-        "stateDir": str(root / "state"),
-        "checkpointDir": str(root / "checkpoints"),
-        "endpoint": s3_endpoint,
-        "bucket": bucket,
-        "accessKey": ACCESS_KEY,
-        "secretKey": SECRET_KEY,
-        "partDelay": 0.5,
-    }
-    first = run_script(CHILD, settings, tmp_path / "first.json")
-    assert first.stdout is not None
-    printed = [first.stdout.readline().strip() for _ in range(2)]
-    first.kill()
-    first.communicate(timeout=10)
-    assert printed == ["part 1", "part 2"], printed
+    kill_after_two_parts(root, s3_endpoint, bucket, tmp_path / "first.json")
 
     restarted = node_factory(sample, config, root)
     on_disk = restarted.service.status(status.key)

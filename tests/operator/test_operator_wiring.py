@@ -363,6 +363,54 @@ def test_the_export_sub_status_is_followed_until_it_settles() -> None:
     assert event.reason == "Exported" and record.url in event.message
 
 
+def test_an_archive_whose_analysis_failed_is_shown_exporting_and_followed_to_exported() -> None:
+    """The agent exports an archive even when its analysis failed: the Failed container shows
+    that export, and the operator follows it to its end like a Completed one's."""
+    status = _targets()
+    status.containers = [reconcile.mark_requested(status.containers[0], now=T0)]
+    archive = ArchiveInfo(path="/ckpt/a.tar", sha256=SHA, size_bytes=10, captured_at=T0)
+    failed = CaptureStatus(
+        key=status.containers[0].capture_key,
+        state=CaptureState.FAILED,
+        reason="AnalysisFailed",
+        message="the analysis failed: truncated pages-1.img",
+        archive=archive,
+        finished_at=T0,
+        export=ExportProgress(phase=ExportPhase.EXPORTING),
+    )
+    status.containers[0] = reconcile.apply_capture_status(
+        status.containers[0], failed, report_url="", now=T0
+    )
+    before = reconcile.aggregate(status, ref=REF, now=T0)
+    container = before.containers[0]
+    assert before.phase == Phase.FAILED and container.reason == "AnalysisFailed"
+    assert container.export is not None and container.export.phase == "Exporting"
+    assert finished.follow_up(before, T0)  # followed at the export's pace, not the sweep's
+    record = ExportRecord(
+        url="s3://evidence/a.tar",
+        sha256=SHA,
+        archive_sha256=SHA,
+        size_bytes=10,
+        encrypted=False,
+        exported_at=T0 + timedelta(seconds=2),
+    )
+    done = failed.model_copy(
+        update={"export": ExportProgress(phase=ExportPhase.EXPORTED, record=record)}
+    )
+    after = before.model_copy(deep=True)
+    after.containers[0] = finished.apply_follow_up(container, done)
+    assert after.containers[0].export is not None
+    assert after.containers[0].export.destination == record.url
+    assert not finished.follow_up(after, T0)
+    (event,) = checkpoint_events.transition_events(before, after)
+    assert event.reason == "Exported"
+    # Without an archive (the kubelet call failed) there is nothing to export or show.
+    no_archive = failed.model_copy(update={"archive": None, "reason": "KubeletError"})
+    requested = reconcile.mark_requested(_targets().containers[0], now=T0)
+    bare = reconcile.apply_capture_status(requested, no_archive, report_url="", now=T0)
+    assert bare.export is None
+
+
 # --- the alert receiver's RBAC ----------------------------------------------------------------
 
 

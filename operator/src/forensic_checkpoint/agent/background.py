@@ -7,6 +7,7 @@ that fails is logged and simply tried again on the next wake-up or timeout.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,9 @@ class BackgroundPass:
 
     #: thread name, also used in the log line of a failed pass
     name = "background"
+    #: added to the thread's nice value (Linux schedules threads alone): a pass that must not
+    #: take the CPU from the captures and analyses on a busy node sets it
+    nice = 0
 
     def __init__(self) -> None:
         self._wake = threading.Event()
@@ -44,6 +48,13 @@ class BackgroundPass:
         self._wake.set()
 
     def _loop(self) -> None:
+        if self.nice:
+            tid = threading.get_native_id()
+            try:
+                niceness = os.getpriority(os.PRIO_PROCESS, tid) + self.nice
+                os.setpriority(os.PRIO_PROCESS, tid, niceness)
+            except OSError as exc:  # not Linux, or a seccomp profile that forbids it
+                log.info("%s thread keeps its priority: %s", self.name, exc)
         while not self._stop.is_set():
             try:
                 self.run_pass()

@@ -66,6 +66,9 @@ class JobRecord(BaseModel):
     #: Host path of the archive the kubelet wrote, from its landing on: ``status.archive``
     #: (with its sha256) follows once the agent's hash, run beside the analysis, is done.
     landed_archive: str | None = None
+    #: The export worker uploaded the archive and read it back while the analysis ran; the
+    #: export after the job's end adds the report and manifest without reading it again.
+    archive_exported: bool = False
 
     def archive_path(self) -> str | None:
         """The job's archive on the node, hashed or not yet."""

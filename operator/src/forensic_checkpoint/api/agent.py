@@ -184,6 +184,11 @@ class ExportProgress(WireModel):
     next_attempt_at: datetime | None = None
     #: Set once ``Exported``: url, object sha256, archive sha256, size, exportedAt.
     record: ExportRecord | None = None
+    #: The archive's upload and read-back, started once its sha256 was recorded (beside the
+    #: analysis, so it overlaps ``timings.analysisMs``); absent when it ran after the job ended.
+    archive_ms: int | None = Field(default=None, ge=0)
+    #: From the job's end (Completed, or Failed with its archive kept) to ``Exported``.
+    after_finished_ms: int | None = Field(default=None, ge=0)
 
 
 class CaptureTimings(WireModel):

@@ -132,7 +132,8 @@ class AnalysisStage:
                 return
             record.report_path = str(report)
             record.status.summary = summary
-            if service.export_enabled:
+            if service.export_enabled and record.status.export is None:
+                # Usually set (and the archive's upload under way) once the hash was recorded.
                 record.status.export = ExportProgress(phase=ExportPhase.PENDING)
             service.finish(
                 record,

@@ -72,6 +72,8 @@ from forensic_checkpoint.api.agent import (
     CaptureState,
     CaptureStatus,
     DeleteResult,
+    ExportPhase,
+    ExportProgress,
 )
 from forensic_checkpoint.domain.failures.model import FailureReason
 from forensic_checkpoint.errors import (
@@ -142,13 +144,16 @@ class CaptureService:
         self.restart_adopt_window = restart_adopt_window
         self.late_archive_window = late_archive_window
         self.poll_interval = poll_interval
-        #: A Completed capture gets ``export.phase: Pending`` for the export worker.
+        #: A hashed archive gets ``export.phase: Pending`` for the export worker.
         self.export_enabled = export_enabled
         self.max_queued = max_queued
         self._waiters = threading.BoundedSemaphore(max_waiters)
         #: Called (without arguments, must not block) whenever a job reaches a final state:
         #: the runtime wakes the export worker and the retention keeper here.
         self.on_finished: list[Callable[[], None]] = []
+        #: Called (likewise) when an archive's sha256 is recorded: the export worker starts
+        #: the archive's upload then, beside the analysis.
+        self.on_hashed: list[Callable[[], None]] = []
         self._stopping = threading.Event()
         self._analyses = AnalysisStage(self, analyzer)
         self._workers = Workers(
@@ -567,8 +572,12 @@ class CaptureService:
                     str(archive),
                 ),
             )
+            if self.export_enabled and record.status.export is None:
+                record.status.export = ExportProgress(phase=ExportPhase.PENDING)
             self.store.save(record)
         log.info("capture %s: archive %s sha256 %s (%d bytes)", key, archive, digest, size)
+        for hook in self.on_hashed:
+            hook()
 
     def finish(
         self,

@@ -23,6 +23,15 @@ Guarantees, and how:
   and every write is conditional (``If-None-Match: *``); a store that ignores the condition is
   still guarded by a HEAD check first. An object already at the key with the same archive hash
   is our own earlier export: it is verified and reported, not written again.
+- **Archive first**: :meth:`Exporter.export_archive` uploads only the archive, as soon as its
+  sha256 is known (beside the analysis, the page cache still warm); :meth:`Exporter.export`
+  later finds it by that hash and adds the report and the manifest without reading the archive
+  again (``archive_verified``).
+- **Cancellable**: ``cancelled`` is asked between parts; a cancelled upload is aborted and its
+  state file and spool removed (:class:`ExportCancelled`), so nothing is left in the bucket.
+
+(Over 400 lines: the upload's steps share one S3 client, its retries and the state file, and
+read best in order in one place.)
 """
 
 from __future__ import annotations
@@ -51,13 +60,35 @@ from forensic_checkpoint.api.custody import (
     EvidenceTarget,
     ExportRecord,
 )
-from forensic_checkpoint.errors import ExportError, IntegrityError
+from forensic_checkpoint.errors import ExportError, ForensicCheckpointError, IntegrityError
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 * 1024 * 1024
 
 _T = TypeVar("_T")
+
+
+def _never() -> bool:
+    return False
+
+
+class ExportCancelled(ForensicCheckpointError):
+    """The capture was deleted during its upload: the upload was aborted, nothing is kept."""
+
+    reason = "ExportCancelled"
+
+
+@dataclass(frozen=True)
+class ArchiveObject:
+    """The archive's object in the store, uploaded (or found) and read back."""
+
+    key: str
+    sha256: str
+    size: int
+    parts_uploaded: int
+    parts_skipped: int
+    uploaded: bool
 
 
 @dataclass(frozen=True)
@@ -103,35 +134,17 @@ class Exporter:
         *,
         report_json: bytes | None = None,
         chain: Sequence[CustodyEntry] = (),
+        archive_verified: bool = False,
     ) -> ExportOutcome:
         """Upload ``archive`` (whose capture-time hash is ``archive_sha256``), its report and a
-        manifest; resume an interrupted upload of the same capture if one is recorded."""
-        key = object_key(self.config, target, archive_sha256)
+        manifest; resume an interrupted upload of the same capture if one is recorded. With
+        ``archive_verified`` (:meth:`export_archive` read this archive's object back already),
+        the object found at its key is not read back again."""
+        obj = self._archive(
+            archive, archive_sha256, target, cancelled=_never, verify=not archive_verified
+        )
+        key, object_sha256, size = obj.key, obj.sha256, obj.size
         stem = key.rsplit(".tar", 1)[0]
-        state_path = self.config.state_dir / f"{target.capture_key}.upload.json"
-        spool = self.config.state_dir / f"{target.capture_key}.tar.age"
-
-        existing = self._head(key)
-        if existing is not None:
-            meta = existing.get("Metadata", {})
-            if meta.get("archive-sha256") != archive_sha256:
-                raise IntegrityError(f"{self.url(key)} exists with other content; not overwriting")
-            object_sha256, size = meta.get("sha256", ""), int(existing["ContentLength"])
-            parts_uploaded = parts_skipped = 0
-            uploaded = False
-        else:
-            source, object_sha256, size = self._prepare(archive, archive_sha256, spool, state_path)
-            parts_uploaded, parts_skipped = self._multipart(
-                source=source,
-                key=key,
-                object_sha256=object_sha256,
-                size=size,
-                archive_sha256=archive_sha256,
-                target=target,
-                state_path=state_path,
-            )
-            uploaded = True
-        self._verify(key, object_sha256, size)
         exported_at = self._clock()
 
         report_url = None
@@ -164,9 +177,91 @@ class Exporter:
             manifest = self.read_manifest(manifest_key)
             record, new_chain = manifest.export, manifest.custody
 
-        state_path.unlink(missing_ok=True)
-        spool.unlink(missing_ok=True)
-        return ExportOutcome(record, new_chain, parts_uploaded, parts_skipped, uploaded)
+        self._forget(target.capture_key)
+        return ExportOutcome(record, new_chain, obj.parts_uploaded, obj.parts_skipped, obj.uploaded)
+
+    def export_archive(
+        self,
+        archive: Path,
+        archive_sha256: str,
+        target: EvidenceTarget,
+        *,
+        cancelled: Callable[[], bool] = _never,
+    ) -> ArchiveObject:
+        """Upload and read back the archive alone (its report and manifest follow with
+        :meth:`export`); ``cancelled`` is asked between parts (:class:`ExportCancelled`)."""
+        obj = self._archive(archive, archive_sha256, target, cancelled=cancelled, verify=True)
+        self._forget(target.capture_key)  # stored: no resume needs the state or the ciphertext
+        return obj
+
+    def _forget(self, capture_key: str) -> None:
+        for path in self._paths(capture_key):
+            path.unlink(missing_ok=True)
+
+    def _paths(self, capture_key: str) -> tuple[Path, Path]:
+        """The upload's state file and its encryption spool."""
+        state_dir = self.config.state_dir
+        return state_dir / f"{capture_key}.upload.json", state_dir / f"{capture_key}.tar.age"
+
+    def _archive(
+        self,
+        archive: Path,
+        archive_sha256: str,
+        target: EvidenceTarget,
+        *,
+        cancelled: Callable[[], bool],
+        verify: bool,
+    ) -> ArchiveObject:
+        key = object_key(self.config, target, archive_sha256)
+        state_path, spool = self._paths(target.capture_key)
+        existing = self._head(key)
+        if existing is not None:
+            meta = existing.get("Metadata", {})
+            if meta.get("archive-sha256") != archive_sha256:
+                raise IntegrityError(f"{self.url(key)} exists with other content; not overwriting")
+            object_sha256, size = meta.get("sha256", ""), int(existing["ContentLength"])
+            if verify:
+                self._verify(key, object_sha256, size)
+            return ArchiveObject(key, object_sha256, size, 0, 0, uploaded=False)
+        source, object_sha256, size = self._prepare(archive, archive_sha256, spool, state_path)
+        try:
+            parts_uploaded, parts_skipped = self._multipart(
+                source=source,
+                key=key,
+                object_sha256=object_sha256,
+                size=size,
+                archive_sha256=archive_sha256,
+                target=target,
+                state_path=state_path,
+                cancelled=cancelled,
+            )
+        except ExportCancelled:
+            spool.unlink(missing_ok=True)
+            raise
+        self._verify(key, object_sha256, size)
+        return ArchiveObject(key, object_sha256, size, parts_uploaded, parts_skipped, uploaded=True)
+
+    def abandon(self, capture_key: str) -> bool:
+        """Abort ``capture_key``'s recorded upload, if any, and drop its spool (the capture was
+        deleted, e.g. while the agent was down); whether anything was left."""
+        state_path, spool = self._paths(capture_key)
+        found = state_path.exists() or spool.exists()
+        state = UploadState.load(state_path)
+        if state is not None:
+            self._abort(state, state_path)
+        self._forget(capture_key)
+        return found
+
+    def remove(self, key: str) -> None:
+        """Delete an object this agent wrote for a capture deleted meanwhile (best effort: a
+        bucket with object lock keeps it, and says so in the log)."""
+        try:
+            self._s3(
+                f"DELETE {key}",
+                lambda: self.client.delete_object(Bucket=self.config.bucket, Key=key),
+            )
+        except S3RequestError as exc:
+            log.warning("could not delete %s: %s", self.url(key), exc.message)
 
     # --- steps ---
 
@@ -203,6 +298,7 @@ class Exporter:
         archive_sha256: str,
         target: EvidenceTarget,
         state_path: Path,
+        cancelled: Callable[[], bool],
     ) -> tuple[int, int]:
         bucket = self.config.bucket
         state = self._resume(state_path, key, object_sha256, size)
@@ -231,6 +327,9 @@ class Exporter:
         part_count = max(1, -(-size // state.part_size))
         with source.open("rb") as src:
             for number in range(1, part_count + 1):
+                if cancelled():
+                    self._abort(state, state_path)
+                    raise ExportCancelled(f"upload of {self.url(key)} cancelled and aborted")
                 data = src.read(state.part_size)
                 digest.update(data)
                 if number in state.parts:
@@ -242,6 +341,9 @@ class Exporter:
         if digest.hexdigest() != object_sha256:
             self._abort(state, state_path)
             raise IntegrityError(f"{source} changed since it was hashed; upload aborted")
+        if cancelled():
+            self._abort(state, state_path)
+            raise ExportCancelled(f"upload of {self.url(key)} cancelled and aborted")
 
         parts = [{"PartNumber": n, "ETag": e} for n, e in sorted(state.parts.items())]
         try:

@@ -200,8 +200,9 @@ def apply_capture_status(
 ) -> ContainerStatus:
     """Fold the agent's job state into the container's status (the phase from
     :func:`~forensic_checkpoint.domain.capture.phases.container_phase`). A Completed job brings its
-    analysis summary and export; an agent older than the summary field sends none: the
-    container completes without one, and its report stays at ``reportUrl``."""
+    analysis summary and export, a Failed one with an archive its export; an agent older than
+    the summary field sends none: the container completes without one, and its report stays at
+    ``reportUrl``."""
     new = container.model_copy(deep=True)
     if new.phase in TERMINAL:
         return new
@@ -219,7 +220,8 @@ def apply_capture_status(
         new.remediation = (capture.remediation or "")[:1024]
         new.criu_log_excerpt = _excerpt(capture.criu_log_excerpt)
         new.finished_at = capture.finished_at or now
-        return new
+        # An archive whose analysis failed is still exported, as evidence: follow that export.
+        return apply_export(new, capture.export) if new.archive is not None else new
     new.phase = phase
     new.reason = None
     new.message = ""
