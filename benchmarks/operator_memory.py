@@ -6,7 +6,10 @@ archive) is the template. Then N ForensicCheckpoints are created directly in tha
 kept state (the object with the operator's finalizer and annotations, then the Completed status
 through the status subresource, each with its own node and capture key), so no capture runs.
 For each N the operator is restarted and its RSS read once it is idle: what 10,000 kept
-archives cost after a restart (issue 19's goal: under 300 MiB), and the slope per object.
+archives cost after a restart (issue 19's goal: under 300 MiB), and the slope per object. At the
+largest N this tree's operator then stays up for ``--rest`` seconds at the default
+``--archive-poll-interval`` (300 s) while the API server's ``apiserver_request_total`` is
+counted (issue 19's goal: under 1 request per second, the agents' heartbeats aside).
 
 The same, in the same run, for a baseline operator (``--baseline-rev``, from ``git archive``
 on PYTHONPATH, as ``operator_scale --baseline-rev`` does). ``--trace`` starts the operator
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.fleet_cluster import fleet_cluster
-from benchmarks.operator_scale import _baseline_tree, _load, _rss_mib, _settle
+from benchmarks.operator_scale import _baseline_tree, _load, _rest, _rss_mib, _settle
 
 from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.stack import LocalStack
@@ -145,8 +148,11 @@ def _measure(
     pythonpath: str | None,
     trace: Path | None,
     env: dict[str, str],
+    *,
+    rest: tuple[Any, float] | None = None,
 ) -> dict[str, Any]:
-    """Start the operator (``pythonpath`` first on its path), wait until idle, read its RSS."""
+    """Start the operator (``pythonpath`` first on its path), wait until idle, read its RSS;
+    with ``rest`` (an administrator's client, seconds), then count its API requests."""
     names = ("PYTHONPATH", "FORENSIC_TRACE_OUT", *env)
     saved = {k: os.environ.get(k) for k in names}
     hook = str(trace.parent) if trace else None
@@ -169,13 +175,16 @@ def _measure(
     peak = _peak_mib(pid)
     time.sleep(10)  # the first sweep of the kept archives (10 s after the start)
     _settle(pid, 120)
-    result = {
+    result: dict[str, Any] = {
         "checkpoints": count,
         "settleSeconds": settle,
         "rssMiB": round(_rss_mib(pid), 1),
         "peakRssMiB": max(peak, _peak_mib(pid)),
         "loadAverage": _load(),
     }
+    if rest is not None:
+        api, seconds = rest
+        result["rest"] = _rest(api, pid, seconds)
     if trace is not None:
         os.kill(pid, signal.SIGUSR1)
         time.sleep(20)
@@ -211,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
         "--variant", action="append", default=[],
         help="NAME:KEY=VALUE,...: this tree's operator again with that environment",
     )  # fmt: skip
+    parser.add_argument(
+        "--rest", type=float, default=630.0,
+        help="seconds of API requests counted at the largest count, this tree only (the "
+        "kept-archive sweep runs every 300 s: 630 s holds two)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     counts = sorted(int(c) for c in args.counts.split(","))
     result: dict[str, Any] = {"nodes": args.nodes, "loadAverageAtStart": os.getloadavg()}
@@ -244,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             have = count
             for which, path, extra in runs:
                 trace = args.trace / f"{which}-{count}.txt" if args.trace else None
-                row = _measure(stack, count, path, trace, extra)
+                last = which == "new" and count == counts[-1] and args.rest > 0
+                rest = (env.api, args.rest) if last else None
+                row = _measure(stack, count, path, trace, extra, rest=rest)
                 row["createSeconds"] = create
                 rows[which].append(row)
                 print(json.dumps({which: row}), flush=True)
