@@ -320,6 +320,7 @@ def test_operator_replicas_elect_a_leader() -> None:
     assert {(r["resources"][0], tuple(r["verbs"])) for r in lease_rules} == {
         ("leases", ("get", "create", "update")),
         ("endpointslices", ("get", "create", "patch")),
+        ("services", ("get",)),
     }
 
 

@@ -34,6 +34,7 @@ REPORTS = "forensic_checkpoint_operator_report_delay_seconds_count"
 ALERTS_SERVICE = "fcp-ha-alerts"
 SERVICE_LABEL = f"kubernetes.io/service-name={ALERTS_SERVICE}"
 SLICES = f"/apis/discovery.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/endpointslices"
+SERVICE = f"/api/v1/namespaces/{SYSTEM_NAMESPACE}/services/{ALERTS_SERVICE}"
 ROLE_BINDING = (
     f"/apis/rbac.authorization.k8s.io/v1/namespaces/{SYSTEM_NAMESPACE}/rolebindings/"
     "forensic-checkpoint-operator-leader-election"
@@ -70,6 +71,18 @@ def _statuses(stack: LocalStack, names: list[str]) -> dict[str, dict[str, object
 
 
 def _alert_args(stack: LocalStack) -> tuple[str, ...]:
+    """The receiver's flags, and its selector-less Service as the chart makes it."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": ALERTS_SERVICE},
+        "spec": {"ports": [{"name": "alerts", "port": 8443, "protocol": "TCP"}]},
+    }
+    api = stack.cluster.admin_client()
+    try:
+        apiserver.request(api, "POST", SERVICE.rsplit("/", 1)[0], service)
+    finally:
+        close(api)
     token = stack.root / "ha-alerts.token"
     token.write_text("ha-token-of-the-receiver\n")
     token.chmod(0o600)
@@ -165,6 +178,28 @@ def test_a_failover_mid_burst_loses_nothing_and_calls_no_kubelet_twice(
     calls = {name: _kubelet_calls(ha_stack, name) for name in names}
     assert calls == dict.fromkeys(names, 1), calls
     assert (new.metric(REPORTS) or 0) > 0  # the new leader finished what was left
+
+    # The slice is owned by its Service: deleting the Service (helm uninstall) deletes it.
+    api = ha_stack.cluster.admin_client()
+    try:
+        service = apiserver.request(api, "GET", SERVICE)
+        (owned,) = apiserver.request(api, "GET", SLICES, query={"labelSelector": SERVICE_LABEL})[
+            "items"
+        ]
+        assert owned["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "name": ALERTS_SERVICE,
+                "uid": service["metadata"]["uid"],
+            }
+        ]
+        apiserver.request(api, "DELETE", SERVICE)
+        assert processes.wait_until(
+            lambda: _alerts_slice_leader(ha_stack) is None, 60, interval=0.5
+        )
+    finally:
+        close(api)
 
 
 @contextmanager
