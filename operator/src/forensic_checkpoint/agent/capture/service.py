@@ -2,13 +2,8 @@
 
 Invariants:
 
-- exactly one kubelet call per capture key, ever: the job record says ``Capturing`` with the
-  call time on disk before the call is made, and a job found in that state after a restart is
-  never called again; the agent looks, briefly, for an archive the kubelet wrote since the call
-  instead (the kubelet cancels the dump when its caller dies, so usually there is none);
-- no archive is left on the node unaccounted for: when the agent gives up on a call that
-  reached the kubelet, the job watches for a late archive (:mod:`.orphans` attaches it to the
-  job, or deletes it under ``--orphan-archives=delete``);
+- exactly one kubelet call per capture key, ever, and no archive left on the node unaccounted
+  for: see :mod:`.kubelet_stage` (the call, or the adoption of a job a restart cut);
 - nothing the kubelet wrote is deleted except by :meth:`CaptureService.delete` and retention
   (:mod:`.evidence.retention_keeper`), and neither deletes a held archive that
   exists nowhere else;
@@ -18,13 +13,13 @@ Invariants:
 
 A Completed job's status carries the analysis summary (:mod:`.summary`). Beside this module:
 :mod:`.workers` (the capture and analysis pools, fair across namespaces, and
-:mod:`.call_spacing`, one job per container at a time), :mod:`.analysis_stage` (the analysis,
-and its stop by a DELETE), :mod:`.adoption` (a job a restart left in Capturing),
-:mod:`.job_files` (a job's archive and report on disk), :mod:`.analysis_retry` (an analysis
-that failed for want of space), :mod:`.deleted_in_flight` (a capture deleted while its kubelet
-call ran), :mod:`.disk_floor` (a capture refused before the kubelet call because the node's
-disk is too full). Over 400 lines: the job's states and their recovery are one state machine,
-kept in one place.
+:mod:`.call_spacing`, one job per container at a time), :mod:`.kubelet_stage` (the kubelet
+call, refused by :mod:`.disk_floor` when the node's disk is too full, or the :mod:`.adoption`
+of a job a restart left in Capturing), :mod:`.analysis_stage` (the analysis, and its stop by a
+DELETE), :mod:`.job_files` (a job's archive and report on disk), :mod:`.analysis_retry` (an
+analysis that failed for want of space), :mod:`.deleted_in_flight` (a capture deleted while its
+kubelet call ran). Over 400 lines: the jobs' public API, their recovery at start, and what both
+stages share (the hash record and the job's end, under the store lock) are kept in one place.
 """
 
 from __future__ import annotations
@@ -33,36 +28,25 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from forensic_checkpoint.agent import paths
-from forensic_checkpoint.agent.capture import (
-    adoption,
-    analysis_retry,
-    deleted_in_flight,
-    job_files,
-    timings,
-)
+from forensic_checkpoint.agent.capture import analysis_retry, job_files, timings
 from forensic_checkpoint.agent.capture.adoption import DEFAULT_RESTART_ADOPT_WINDOW
 from forensic_checkpoint.agent.capture.analysis_runner import Analyzer
 from forensic_checkpoint.agent.capture.analysis_stage import AnalysisStage
-from forensic_checkpoint.agent.capture.deleted_in_flight import DELETED_WHILE_CAPTURING
 from forensic_checkpoint.agent.capture.disk_floor import (
     DiskFloor,
     FloorGate,
     FreeSpace,
     statvfs_space,
 )
+from forensic_checkpoint.agent.capture.kubelet_stage import KubeletStage
 from forensic_checkpoint.agent.capture.workers import Job, Workers
 from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
-from forensic_checkpoint.agent.kubelet.client import (
-    DEFAULT_RUNTIME_REQUEST_TIMEOUT,
-    KubeletCallAbandoned,
-    kubelet_deadline,
-)
+from forensic_checkpoint.agent.kubelet.client import DEFAULT_RUNTIME_REQUEST_TIMEOUT
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.analysis.format.file_hash import BackgroundHash
 from forensic_checkpoint.api.agent import (
@@ -75,14 +59,7 @@ from forensic_checkpoint.api.agent import (
     ExportPhase,
     ExportProgress,
 )
-from forensic_checkpoint.domain.failures.model import FailureReason
-from forensic_checkpoint.errors import (
-    AgentQueueFull,
-    CaptureError,
-    KubeletError,
-    KubeletRuntimeError,
-    NotFoundError,
-)
+from forensic_checkpoint.errors import AgentQueueFull, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +112,6 @@ class CaptureService:
     ) -> None:
         self.node_name = node_name
         self.store = store
-        self._kubelet = kubelet
         self.checkpoint_dir = checkpoint_dir
         self.metrics = metrics or AgentMetrics()
         self.metrics.watch_storage(self.storage)
@@ -167,6 +143,7 @@ class CaptureService:
         #: Captures are refused before the kubelet call when free space is below this floor.
         self.disk_floor = disk_floor or DiskFloor()
         self._floor = FloorGate(self.disk_floor, (checkpoint_dir, store.state_dir), free_space)
+        self._kubelet_stage = KubeletStage(self, kubelet, self._floor, self._stopping)
         #: The hash of each landed archive not yet recorded, and how to stop it (store lock).
         self._hashes: dict[str, tuple[BackgroundHash, threading.Event]] = {}
 
@@ -331,9 +308,9 @@ class CaptureService:
             if record is None or record.status.state.terminal:
                 return False
             if record.status.state is CaptureState.QUEUED:
-                record = self._capture(record)
+                record = self._kubelet_stage.capture(record)
             elif record.status.state is CaptureState.CAPTURING:
-                record = self._adopt(record)
+                record = self._kubelet_stage.adopt(record)
         except Exception:
             self._unexpected(job.key)
             return False
@@ -350,177 +327,6 @@ class CaptureService:
         record = self.store.get(key)
         if record is not None and not record.status.state.terminal:
             self.finish(record, reason="AgentError", message="unexpected agent error; see log")
-
-    def _capture(self, record: JobRecord) -> JobRecord | None:
-        """The floor check (its reservation held until the call has ended) and the call."""
-        refusal = self._floor.admit(record.status.key)
-        if refusal is not None:
-            log.warning("capture %s: %s", record.status.key, refusal)
-            return self.finish(
-                record,
-                reason=FailureReason.INSUFFICIENT_DISK_SPACE.value,
-                message=refusal,
-                remediation="free space on the node (delete or export old ForensicCheckpoints, "
-                "tighten retention) or lower the chart's agent.minFreeBytes/minFreePercent",
-            )
-        try:
-            return self._call_kubelet(record)
-        finally:
-            self._floor.release(record.status.key)  # landed by now, or none will
-
-    def _call_kubelet(self, record: JobRecord) -> JobRecord | None:
-        request = record.request
-        now = utcnow()
-        with self.store.locked():
-            if self._deleted_mark(record) is not None:
-                return self.finish(
-                    record,
-                    reason=DELETED_WHILE_CAPTURING,
-                    message="deleted before the kubelet was called",
-                )
-            record.status.state = CaptureState.CAPTURING
-            record.status.started_at = now
-            record.kubelet_called_at = now
-            record.status.timings = timings.queued(record, now)
-            self.metrics.observe_stage("queued", record.status.timings.queued_ms)
-            self.store.save(record)  # on disk BEFORE the call: see the module docstring
-        started = time.monotonic()
-        try:
-            location = self._kubelet().checkpoint(
-                request.pod_namespace,
-                request.pod_name,
-                request.container,
-                request.timeout_seconds,
-            )
-        except KubeletError as exc:
-            timings.kubelet_done(record, started, self.metrics)
-            code = str(exc.status_code) if exc.status_code is not None else "none"
-            self.metrics.kubelet_errors.labels(code=code).inc()
-            log.warning("capture %s: %s: %s", record.status.key, exc.reason, exc.message)
-            if isinstance(exc, KubeletRuntimeError):
-                record.status.criu_log_excerpt = (exc.excerpt or "")[:8192] or None
-            message = exc.message
-            self._deleted_mark(record)
-            if isinstance(exc, KubeletCallAbandoned):
-                message += self._watch_late_archive(record)
-            return self.finish(
-                record,
-                reason=exc.reason,
-                message=message,
-                remediation=exc.remediation,
-                kubelet_status_code=exc.status_code,
-            )
-        record.status.kubelet_status_code = 200
-        try:
-            archive = paths.resolve_archive(location, self.checkpoint_dir)
-        except CaptureError as exc:
-            return self.finish(record, reason=exc.reason, message=exc.message)
-        return self._record_archive(record, archive, started)
-
-    def _deleted_mark(self, record: JobRecord) -> datetime | None:
-        """Copy a DELETE's mark (saved by another thread meanwhile) onto ``record``."""
-        stored = self.store.get(record.status.key)
-        if stored is not None and stored.deleted_while_capturing_at is not None:
-            record.deleted_while_capturing_at = stored.deleted_while_capturing_at
-            record.status.held = stored.status.held
-        return record.deleted_while_capturing_at
-
-    def _landed_after_delete(self, record: JobRecord, archive: Path) -> JobRecord:
-        """The kubelet answered a call whose capture was deleted meanwhile (store locked; the
-        hash holds the lock for seconds, on this rare path only)."""
-        try:
-            deleted_in_flight.discard(record, archive, self.node_name, utcnow())
-        except OSError as exc:
-            return self.finish(
-                record, reason="ArchiveUnreadable", message=f"cannot read archive {archive}: {exc}"
-            )
-        deleted_in_flight.report(self.metrics, record, archive, "deleted")
-        return self.finish(
-            record, reason=DELETED_WHILE_CAPTURING, message=record.status.message or ""
-        )
-
-    def _watch_late_archive(self, record: JobRecord) -> str:
-        """Mark ``record`` as watching for a late archive (saved by the caller with the failure);
-        the text to append to its message."""
-        window = self.late_archive_window
-        if record.deleted_while_capturing_at is not None:
-            # Deleted mid-capture: the dump may land until the kubelet's own deadline.
-            window = max(window, self._kubelet_window(record))
-        if window <= 0:
-            return ""
-        until = utcnow() + timedelta(seconds=window)
-        record.status.late_archive_watch_until = until
-        return (
-            "; the agent closed the connection, so the kubelet cancels the dump unless the "
-            f"archive was already written: the agent watches {self.checkpoint_dir} until "
-            f"{until.strftime('%H:%M:%SZ')} and keeps a late archive with this capture"
-        )
-
-    def _kubelet_window(self, record: JobRecord) -> float:
-        """Seconds the kubelet may take for ``record``'s call, plus the margin."""
-        return (
-            kubelet_deadline(record.request.timeout_seconds, self.kubelet_runtime_request_timeout)
-            + self.kubelet_timeout_margin
-        )
-
-    def _adopt(self, record: JobRecord) -> JobRecord | None:
-        """A job left in Capturing by a restart: see :mod:`.adoption`."""
-        request = record.request
-        called_at = record.kubelet_called_at or record.status.started_at or utcnow()
-        kubelet_end = called_at + timedelta(
-            seconds=kubelet_deadline(request.timeout_seconds, self.kubelet_runtime_request_timeout)
-            + self.kubelet_timeout_margin
-        )
-        started = time.monotonic()
-        archive = adoption.wait_for_archive(
-            lambda: job_files.unclaimed_archive(self.store, self.checkpoint_dir, record, called_at),
-            window=self.restart_adopt_window,
-            kubelet_end=kubelet_end,
-            poll=self.poll_interval,
-            stopping=self._stopping,
-        )
-        if archive is not None:
-            log.info("capture %s: adopted %s written after the restart", record.status.key, archive)
-            record.status.kubelet_status_code = None
-            return self._record_archive(record, archive, started)
-        if self._stopping.is_set():
-            return None  # the next start looks again
-        log.warning(
-            "capture %s: the restart cut the kubelet call; no archive appeared", request.key
-        )
-        target = f"{request.pod_namespace}/{request.pod_name}/{request.container}"
-        return self.finish(
-            record,
-            reason=adoption.INTERRUPTED,
-            message=adoption.interrupted_message(
-                target, self.checkpoint_dir, self.restart_adopt_window
-            ),
-            remediation=adoption.REMEDIATION,
-        )
-
-    def _record_archive(self, record: JobRecord, archive: Path, started: float) -> JobRecord | None:
-        """The kubelet's archive has landed: the job goes on to its analysis, which hashes the
-        archive beside the analysis (:meth:`record_hash`). A capture deleted meanwhile has its
-        archive hashed and deleted here instead."""
-        timings.kubelet_done(record, started, self.metrics)
-        self.metrics.capture_seconds.observe(time.monotonic() - started)
-        try:
-            archive.chmod(0o600)
-        except OSError as exc:
-            return self.finish(
-                record, reason="ArchiveUnreadable", message=f"cannot read archive {archive}: {exc}"
-            )
-        with self.store.locked():  # a DELETE may have marked the job meanwhile
-            if self._deleted_mark(record) is not None:
-                if deleted_in_flight.discards(record):
-                    return self._landed_after_delete(record, archive)
-                deleted_in_flight.report(self.metrics, record, archive, "kept")
-            record.landed_archive = str(archive)
-            record.status.state = CaptureState.ANALYZING
-            self.store.save(record)
-            self.hash_for(record)  # at once, whether or not an analysis worker is free
-        log.info("capture %s: archive %s landed", record.status.key, archive)
-        return record
 
     def hash_for(self, record: JobRecord) -> BackgroundHash:
         """The agent's hash of ``record``'s landed archive, started now unless it runs already
