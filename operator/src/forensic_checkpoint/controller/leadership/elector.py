@@ -144,6 +144,8 @@ class LeaderElector:
 
     async def _try(self) -> bool:
         """One round of client-go's tryAcquireOrRenew."""
+        if self.leading and self._observed is not None and self._observed.holder == self.identity:
+            return await self._renew(self._observed)
         try:
             record = await self._call(self.leases.get, self.name)
         except ClusterError as exc:
@@ -160,6 +162,20 @@ class LeaderElector:
             written = await self._call(write, self.name, wanted)
         except ClusterError as exc:  # a conflict: another replica wrote first
             log.info("cannot write the Lease %s: %s", self._where, exc.message)
+            return False
+        self._observed, self._observed_at = written, self._clock()
+        return True
+
+    async def _renew(self, mine: LeaseRecord) -> bool:
+        """client-go's fast path: the leader renews from the record it wrote last, without a
+        GET, halving its requests at rest. The write carries that record's resourceVersion, so
+        it fails if anyone wrote since; the next round then reads the Lease first."""
+        wanted = claimed(mine, self.identity, _now(), self.timings)
+        try:
+            written = await self._call(self.leases.update, self.name, wanted)
+        except ClusterError as exc:
+            log.info("cannot renew the Lease %s: %s", self._where, exc.message)
+            self._observed = None  # read it again: someone may hold it now
             return False
         self._observed, self._observed_at = written, self._clock()
         return True
