@@ -9,7 +9,8 @@ For each N the operator is restarted and its RSS read once it is idle: what 10,0
 archives cost after a restart (issue 19's goal: under 300 MiB), and the slope per object. At the
 largest N this tree's operator then stays up for ``--rest`` seconds at the default
 ``--archive-poll-interval`` (300 s) while the API server's ``apiserver_request_total`` is
-counted (issue 19's goal: under 1 request per second, the agents' heartbeats aside).
+counted, and again with the operator stopped: the difference is what the operator causes
+(issue 19's goal: under 1 request per second).
 
 The same, in the same run, for a baseline operator (``--baseline-rev``, from ``git archive``
 on PYTHONPATH, as ``operator_scale --baseline-rev`` does). ``--trace`` starts the operator
@@ -33,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.fleet_cluster import fleet_cluster
-from benchmarks.operator_scale import _baseline_tree, _load, _rest, _rss_mib, _settle
+from benchmarks.operator_scale import (
+    _baseline_tree,
+    _cpu_seconds,
+    _load,
+    _requests,
+    _rss_mib,
+    _settle,
+)
 
 from forensic_checkpoint_dev import apiserver
 from forensic_checkpoint_dev.stack import LocalStack
@@ -184,12 +192,44 @@ def _measure(
     }
     if rest is not None:
         api, seconds = rest
-        result["rest"] = _rest(api, pid, seconds)
+        cpu = _cpu_seconds(pid)
+        with_operator = _rates(api, seconds)
+        result["rest"] = {
+            "seconds": seconds,
+            "operatorCpuPercent": round(100 * (_cpu_seconds(pid) - cpu) / seconds, 2),
+            "rssMiB": round(_rss_mib(pid), 1),
+            "loadAverage": _load(),
+        }
     if trace is not None:
         os.kill(pid, signal.SIGUSR1)
         time.sleep(20)
     stack.stop()
+    if rest is not None:
+        # The same window without the operator: what the rest of the cluster asks (the fake
+        # agents' heartbeats, the dev signer, kube-controller-manager, the API server's own
+        # Lease). The difference is what the operator causes, the agents' reviews of its
+        # token included.
+        without = _rates(api, min(seconds, 300.0))
+        caused = {k: with_operator.get(k, 0.0) - without.get(k, 0.0) for k in with_operator}
+        result["rest"].update(
+            {
+                "apiRequestsPerSecond": round(sum(with_operator.values()), 3),
+                "withoutOperatorPerSecond": round(sum(without.values()), 3),
+                "operatorCausedPerSecond": round(sum(caused.values()), 3),
+                "operatorCausedByRequest": {
+                    k: round(v, 3) for k, v in sorted(caused.items(), key=lambda kv: -kv[1]) if v
+                },
+            }
+        )
     return result
+
+
+def _rates(api: Any, seconds: float) -> dict[str, float]:
+    """API requests per second over ``seconds``, by verb, resource and subresource."""
+    before = _requests(api)
+    time.sleep(seconds)
+    delta = _requests(api) - before
+    return {" ".join(p for p in key if p): n / seconds for key, n in delta.items() if n}
 
 
 def _peak_mib(pid: int) -> float:
@@ -223,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rest", type=float, default=630.0,
         help="seconds of API requests counted at the largest count, this tree only (the "
-        "kept-archive sweep runs every 300 s: 630 s holds two)",
+        "kept-archive sweep runs every 300 s: 630 s holds two), then up to 300 s without the "
+        "operator",
     )  # fmt: skip
     args = parser.parse_args(argv)
     counts = sorted(int(c) for c in args.counts.split(","))
