@@ -117,7 +117,7 @@ class Window:
             if res == "forensicnodes" and sub == "status" and verb in ("PATCH", "APPLY")
         )
         reviews = delta[("POST", "tokenreviews", "")]
-        # The dev stack's CSR signer lists every 0.5 s (--signer-interval), not the capture path.
+        # The CSR signer's lists (a baseline revision's poll every 0.5 s), not the capture path.
         signer = delta[("LIST", "certificatesigningrequests", "")]
         operator = total - heartbeats - signer - self.own - 1  # -1: this window's /metrics read
         top = [(f"{v} {r}{'/' + s if s else ''}", n) for (v, r, s), n in delta.most_common(8)]

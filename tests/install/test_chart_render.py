@@ -212,6 +212,9 @@ def test_allow_list_narrows_the_operator_to_those_namespaces() -> None:
         "certificatesigningrequests/status",
         "signers",
     }
+    # The signer watches its requests (a list every --signer-interval before, issue 19).
+    [csr_rule] = [r for r in cluster_rules if r["resources"] == ["certificatesigningrequests"]]
+    assert csr_rule["verbs"] == ["get", "list", "watch"]
     # Besides the release namespace's own Roles (the operator's agent tokens, the archive reader).
     for kind in ("Role", "RoleBinding"):
         namespaces = [d["metadata"]["namespace"] for d in by_kind(docs, kind)]

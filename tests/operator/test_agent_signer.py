@@ -7,10 +7,12 @@ of the node it calls before sending anything. The cluster tests are in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -45,8 +47,8 @@ from forensic_checkpoint.domain.identity import agent_certificates as ac
 from forensic_checkpoint.domain.identity import signing
 from forensic_checkpoint.domain.identity.csr_facts import CsrSpec, parse_request
 from forensic_checkpoint.domain.identity.profiles import SERVING
-from forensic_checkpoint.errors import AgentError
-from forensic_checkpoint.k8s.certificates import CsrState
+from forensic_checkpoint.errors import AgentError, ClusterError
+from forensic_checkpoint.k8s.certificates import CsrChange, CsrState
 from forensic_checkpoint.k8s.nodes import NodeFacts
 from forensic_checkpoint_dev.cluster import pki
 
@@ -246,16 +248,40 @@ def test_load_ca_refuses_a_key_of_another_certificate(agents_ca: CA) -> None:
 # --- the signer loop ----------------------------------------------------------------------
 
 
+class QuietWatch:
+    """A watch that sees no change until it is closed."""
+
+    def __init__(self) -> None:
+        self._closed = threading.Event()
+
+    def changes(self) -> Iterator[CsrChange]:
+        self._closed.wait()
+        yield from ()
+
+    def close(self) -> None:
+        self._closed.set()
+
+
 @dataclass
 class FakeRequests:
     states: list[CsrState]
     actions: list[tuple[str, str, str]] = field(default_factory=list)
     issued: dict[str, bytes] = field(default_factory=dict)
+    #: How many approvals fail (a ClusterError) before one succeeds.
+    failing_approvals: int = 0
+    listings: int = 0
 
     def for_signer(self, signer: str) -> list[CsrState]:
+        self.listings += 1
         return [s for s in self.states if s.spec.signer_name == signer]
 
+    def watch(self, signer: str) -> QuietWatch:
+        return QuietWatch()
+
     def approve(self, name: str, *, reason: str, message: str) -> None:
+        if self.failing_approvals:
+            self.failing_approvals -= 1
+            raise ClusterError(f"PUT {name}/approval: 409 changed meanwhile", status_code=409)
         self.actions.append(("approve", name, reason))
 
     def deny(self, name: str, *, reason: str, message: str) -> None:
@@ -349,6 +375,36 @@ def test_the_signer_signs_kubelet_client_requests_with_the_kubelet_client_ca(
     )
     serving_only = FakeRequests([CsrState(spec())])
     assert AgentSigner(config, serving_only, FakeNodes(), FakeGrants()).run_once() == 0
+
+
+def test_a_failed_action_is_tried_again_after_the_interval_and_nothing_polls(
+    agents_ca: CA,
+) -> None:
+    """The retry a poll gave for free: an approval that failed is tried again ``interval``
+    seconds later. With nothing left to do and no change seen, no further pass lists."""
+    fake = FakeRequests([CsrState(spec())], failing_approvals=1)
+    config = AgentSignerConfig(agents_ca.cert, agents_ca.key, AGENT, interval=0.2)
+    signer = AgentSigner(config, fake, FakeNodes(), FakeGrants(fake.actions), clock=lambda: NOW)
+
+    async def scenario() -> float:
+        task = asyncio.create_task(signer.run())
+        started = time.monotonic()
+        try:
+            while ("issue", "csr-1", "") not in fake.actions:
+                assert time.monotonic() - started < 10, fake.actions
+                await asyncio.sleep(0.02)
+            took = time.monotonic() - started
+            await asyncio.sleep(1.0)  # five intervals
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        return took
+
+    took = asyncio.run(scenario())
+    assert 0.2 <= took < 5
+    assert fake.actions == [("approve", "csr-1", ac.APPROVED), ("issue", "csr-1", "")]
+    assert fake.listings == 2  # the failed pass and its retry; a poll would have gone on
 
 
 # --- the operator's client refuses another node's agent ----------------------------------

@@ -1,5 +1,5 @@
-"""The raw REST plumbing under the typed repositories: one JSON call, error translation, and
-the paths of the resources the project uses.
+"""The raw REST plumbing under the typed repositories: one JSON call, one watch request's
+event stream, error translation, and the paths of the resources the project uses.
 
 Private to ``k8s/``: an import-linter contract forbids every other product package to import it,
 so that API paths and untyped bodies stay behind the repositories (``checkpoints``, ``nodes``,
@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -150,3 +152,82 @@ def request_json(
     if not raw:
         return None
     return json.loads(raw)
+
+
+#: Seconds to connect for a watch request; its read timeout is the caller's.
+WATCH_CONNECT_TIMEOUT = 10.0
+
+
+class EventStream:
+    """Watch requests (``?watch=true``) read event by event as the API server sends them, one
+    request at a time, each to its end (its ``timeoutSeconds``). :meth:`close` ends the one
+    being read at once, from any thread: it shuts the socket down, as a read blocked in another
+    thread does not notice a plain close (the same is done by the client's own ``Watch.stop``).
+    """
+
+    def __init__(self, api: ApiClient) -> None:
+        self._api = api
+        self._lock = threading.Lock()
+        self._response: Any = None
+        self._closed = threading.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed.set()
+            response, self._response = self._response, None
+        if response is not None:
+            with suppress(OSError, AttributeError):  # gone or never opened: nothing to end
+                response.response.connection.sock.shutdown(socket.SHUT_RDWR)
+
+    def events(
+        self, path: str, query: Mapping[str, str], *, read_timeout: float
+    ) -> Iterator[dict[str, Any]]:
+        """One watch request's events as decoded (``{"type": ..., "object": ...}``; ``ERROR``
+        events too: the caller knows what a 410 means to it). Nothing after :meth:`close`."""
+        action = f"WATCH {path}"
+        with translated(action):
+            request = self._api.param_serialize(
+                method="GET",
+                resource_path=path,
+                query_params=[*query.items(), ("watch", "true")],
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            if self.closed:
+                return
+            response = self._api.call_api(
+                *request, _request_timeout=(WATCH_CONNECT_TIMEOUT, read_timeout)
+            )
+            with self._lock:
+                closed, self._response = self._closed.is_set(), response
+            try:
+                if closed:
+                    return
+                if not 200 <= response.status <= 299:
+                    response.read()  # type: ignore[no-untyped-call]
+                    raise ApiException(http_resp=response)
+                yield from self._lines(response)
+            except (Urllib3Error, OSError, ValueError) as exc:
+                if self._closed.is_set():  # the shut-down socket's error: the end asked for
+                    return
+                if isinstance(exc, Urllib3Error):
+                    raise
+                raise ClusterError(f"{action}: {exc}") from exc
+            finally:
+                with self._lock:
+                    self._response = None
+                response.response.close()
+                response.response.release_conn()
+
+    def _lines(self, response: Any) -> Iterator[dict[str, Any]]:
+        pending = b""
+        for chunk in response.response.stream(amt=None, decode_content=True):
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                if line.strip():
+                    yield json.loads(line)

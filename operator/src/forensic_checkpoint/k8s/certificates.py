@@ -6,16 +6,26 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from forensic_checkpoint.domain.identity.csr_facts import CsrSpec
-from forensic_checkpoint.errors import NotFoundError
-from forensic_checkpoint.k8s._rest import APPLY_PATCH, core_path, group_path, request_json
+from forensic_checkpoint.errors import ClusterError, NotFoundError
+from forensic_checkpoint.k8s._rest import (
+    APPLY_PATCH,
+    EventStream,
+    core_path,
+    group_path,
+    request_json,
+)
 from forensic_checkpoint.k8s.client import ApiClient
 
 _GROUP, _VERSION, _PLURAL = "certificates.k8s.io", "v1", "certificatesigningrequests"
+#: Seconds the API server keeps one watch request open; the next resumes where it ended.
+WATCH_SECONDS = 240
+#: What :meth:`CsrWatch.changes` yields after each listing: changes before it may be unseen.
+LISTED = "LISTED"
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,15 @@ class CsrState:
     decision: str = ""
     failed: bool = False
     issued: bool = False
+
+
+@dataclass(frozen=True)
+class CsrChange:
+    """One change to a signer's requests: ``ADDED``, ``MODIFIED`` or ``DELETED`` with the
+    request as it now is, or :data:`LISTED` (no state) after a listing."""
+
+    kind: str
+    state: CsrState | None = None
 
 
 class CertificateSigningRequests:
@@ -91,6 +110,10 @@ class CertificateSigningRequests:
         )
         return [_state(item) for item in (listing or {}).get("items") or []]
 
+    def watch(self, signer: str) -> CsrWatch:
+        """The changes to ``signer``'s requests, for a thread to block on (:class:`CsrWatch`)."""
+        return CsrWatch(self._api, signer)
+
     def issue(self, name: str, certificate_pem: bytes) -> None:
         """Write the signed certificate (needs the ``sign`` verb on the signer)."""
         self._update_status(name, certificate=base64.b64encode(certificate_pem).decode())
@@ -126,6 +149,61 @@ class CertificateSigningRequests:
         """Delete it; one that is gone already counts as deleted."""
         with contextlib.suppress(NotFoundError):
             request_json(self._api, "DELETE", group_path(_GROUP, _VERSION, _PLURAL, name=name))
+
+
+class CsrWatch:
+    """The changes to one signer's requests as a blocking stream: a listing (for its
+    resourceVersion), then watch requests (``allowWatchBookmarks``, ``timeoutSeconds``) each
+    resuming from the last version seen, a new listing when that version is too old (410 Gone).
+
+    ``for change in watch.changes(): ...`` in a thread of its own; :meth:`close`, from any
+    thread, ends it at once.
+    """
+
+    def __init__(self, api: ApiClient, signer: str, *, timeout_seconds: int = WATCH_SECONDS):
+        self._api = api
+        self._selector = f"spec.signerName={signer}"
+        self._timeout = timeout_seconds
+        self._stream = EventStream(api)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def changes(self, since: str | None = None) -> Iterator[CsrChange]:
+        """Forever, until :meth:`close`: :data:`LISTED` after each listing, then each change.
+        ``since``: a resourceVersion to start from instead of a listing's. Raises
+        :class:`ClusterError` on a failure other than an expired version (the caller waits and
+        calls again: it lists anew)."""
+        path = group_path(_GROUP, _VERSION, _PLURAL)
+        version = since
+        while not self._stream.closed:
+            if version is None:
+                # One item is enough: the list's resourceVersion is what the watch needs.
+                query = {"fieldSelector": self._selector, "limit": "1"}
+                listing = request_json(self._api, "GET", path, query=query) or {}
+                version = str((listing.get("metadata") or {}).get("resourceVersion") or "")
+                yield CsrChange(LISTED)
+            query = {
+                "fieldSelector": self._selector,
+                "resourceVersion": version,
+                "allowWatchBookmarks": "true",
+                "timeoutSeconds": str(self._timeout),
+            }
+            try:
+                for event in self._stream.events(path, query, read_timeout=self._timeout + 30):
+                    kind, raw = str(event.get("type", "")), event.get("object") or {}
+                    if kind == "ERROR":
+                        raise ClusterError(
+                            f"WATCH {path}: {raw.get('code')} {raw.get('message', '')}",
+                            status_code=raw.get("code"),
+                        )
+                    version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
+                    if kind != "BOOKMARK":
+                        yield CsrChange(kind, _state(raw))
+            except ClusterError as exc:
+                if exc.status_code != 410:
+                    raise
+                version = None  # too old: what happened since is known only by listing
 
 
 def _state(raw: Mapping[str, Any]) -> CsrState:

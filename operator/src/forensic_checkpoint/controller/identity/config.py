@@ -24,7 +24,7 @@ class AgentSignerConfig:
     agent_user: str
     #: Longest validity issued, whatever the agent asks for.
     max_seconds: int = DEFAULT_MAX_SECONDS
-    #: Seconds between two looks at the pending requests.
+    #: Seconds before a pass in which an action failed is tried again (a watch wakes the others).
     interval: float = 2.0
     #: The kubelet client CA (in the kubelets' client CA bundle, not the API server's) and key,
     #: for signer forensic-checkpoint.dev/kubelet-client; None: not signed.
@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--signer-interval",
         type=float,
         default=2.0,
-        help="seconds between looks at pending agent certificate requests",
+        help="seconds before an agent certificate request whose approval or signature failed "
+        "is tried again (new and changed requests are seen at once, through a watch)",
     )
 
 
