@@ -29,6 +29,7 @@ def main(settings_path: str) -> int:
         cluster="test",
         part_size=5 * 1024 * 1024,
         node_name="node-a",
+        during_analysis=settings.get("duringAnalysis", False),
     )
 
     def slow(cfg: ExportConfig) -> Exporter:

@@ -63,7 +63,9 @@ def node_factory(tmp_path: Path) -> Iterator[Any]:
         node.close()
 
 
-def kill_after_two_parts(root: Path, endpoint: str, bucket: str, settings_file: Path) -> None:
+def kill_after_two_parts(
+    root: Path, endpoint: str, bucket: str, settings_file: Path, *, during_analysis: bool = False
+) -> None:
     """Run the export worker over ``root``'s state in a child agent and SIGKILL it once it has
     sent two parts (each part takes 0.5 s)."""
     settings = {
@@ -74,6 +76,7 @@ def kill_after_two_parts(root: Path, endpoint: str, bucket: str, settings_file: 
         "accessKey": ACCESS_KEY,
         "secretKey": SECRET_KEY,
         "partDelay": 0.5,
+        "duringAnalysis": during_analysis,
     }
     child = run_script(CHILD, settings, settings_file)
     assert child.stdout is not None

@@ -280,6 +280,11 @@ def test_config_from_chart_values(tmp_path: Path) -> None:
         ExportConfig.from_values({}, state_dir=tmp_path)
     with pytest.raises(ConfigError, match="invalid"):
         ExportConfig.from_values({"bucket": "b", "partSizeMiB": "lots"}, state_dir=tmp_path)
+    assert not cfg.during_analysis  # the default: after Completed
+    early = {"bucket": "b", "duringAnalysis": True}
+    assert ExportConfig.from_values(early, state_dir=tmp_path).during_analysis
+    with pytest.raises(ConfigError, match="duringAnalysis must be true or false"):
+        ExportConfig.from_values({"bucket": "b", "duringAnalysis": "yes"}, state_dir=tmp_path)
 
 
 def test_an_upload_recorded_for_another_bucket_is_abandoned(

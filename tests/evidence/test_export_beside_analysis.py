@@ -90,8 +90,7 @@ def running_node(tmp_path: Path) -> Iterator[Callable[..., Node]]:
         node = Node(tmp_path, sample, export, analyzer)
         if node.exports is not None:
             node.exports._factory = factory
-            node.service.on_hashed.append(node.exports.wake)
-            node.service.on_finished.append(node.exports.wake)
+            node.exports.follow(node.service)
             node.exports.start()
         nodes.append(node)
         return node
@@ -111,8 +110,15 @@ def exporting(
 ) -> Callable[..., Node]:
     """A running node that exports to ``bucket``, its exporters' S3 calls logged in ``calls``."""
 
-    def make(analyzer: Any, calls: list[tuple[str, Any]] | None = None, delay: float = 0.0) -> Node:
-        config = export_config(s3_endpoint, bucket, tmp_path / "state")
+    def make(
+        analyzer: Any,
+        calls: list[tuple[str, Any]] | None = None,
+        delay: float = 0.0,
+        *,
+        during_analysis: bool = True,
+    ) -> Node:
+        state = tmp_path / "state"
+        config = export_config(s3_endpoint, bucket, state, during_analysis=during_analysis)
         factory = counting_factory([] if calls is None else calls, delay)
         node: Node = running_node(archive[0], config, analyzer, factory)
         return node
@@ -166,6 +172,27 @@ def test_archive_is_exported_beside_its_analysis(
         CustodyAction.VERIFIED,
     ]
     assert leftovers(s3, bucket, tmp_path / "state")[1:] == (None, [])
+
+
+def test_by_default_the_export_waits_for_the_end_of_the_analysis(
+    s3: Any, bucket: str, exporting: Any
+) -> None:
+    """Without ``duringAnalysis`` a hashed archive is not uploaded while its analysis runs (it
+    would take CPU and I/O from the analysis that Completed waits for); after it, it is."""
+    analysis = HeldAnalysis()
+    node = exporting(analysis, during_analysis=False)
+    key = node.submit("web")
+    wait_for(lambda: node.service.status(key).archive is not None)
+    assert node.exports is not None and node.exports.run_due() == 0  # a pass finds nothing due
+    status = node.service.status(key)
+    assert status.state is CaptureState.ANALYZING
+    assert status.export is not None and status.export.phase is ExportPhase.PENDING
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+    analysis.release.set()
+    done = wait_for(
+        lambda: (s := node.service.status(key)).export.phase is ExportPhase.EXPORTED and s
+    )
+    assert done.export.archive_ms is None and done.export.after_finished_ms is not None
 
 
 def test_capture_deleted_mid_upload_leaves_nothing(
@@ -244,7 +271,7 @@ def test_agent_killed_mid_archive_upload_resumes(
     analysis; after the restart the upload resumes with the missing parts only."""
     sample, sha = archive
     root = tmp_path / "node"
-    config = export_config(s3_endpoint, bucket, root / "state")
+    config = export_config(s3_endpoint, bucket, root / "state", during_analysis=True)
     held = HeldAnalysis()
     first_node = Node(root, sample, config, held)
     key = first_node.submit("web")
@@ -252,7 +279,7 @@ def test_agent_killed_mid_archive_upload_resumes(
         wait_for(lambda: first_node.service.status(key).archive is not None)
     finally:
         first_node.service.shutdown(wait=False)  # its analysis never ends: the agent is gone
-    kill_after_two_parts(root, s3_endpoint, bucket, tmp_path / "first.json")
+    kill_after_two_parts(root, s3_endpoint, bucket, tmp_path / "first.json", during_analysis=True)
 
     calls: list[tuple[str, Any]] = []
     restarted = Node(root, sample, config)

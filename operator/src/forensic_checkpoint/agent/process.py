@@ -217,8 +217,7 @@ class AgentProcess:
             else None
         )
         if self.exports is not None:
-            self.service.on_finished.append(self.exports.wake)
-            self.service.on_hashed.append(self.exports.wake)
+            self.exports.follow(self.service)
         if self.retention is not None:
             self.service.on_finished.append(self.retention.wake)
             self.orphans.on_change.append(self.retention.wake)

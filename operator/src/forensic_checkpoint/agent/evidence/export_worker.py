@@ -1,13 +1,12 @@
 """Exports captures off the node, one at a time, resuming across agent restarts.
 
-The archive goes first, as soon as its sha256 is recorded: an Analyzing job with a recorded
-archive and an active ``export.phase`` is due for an archive-only pass, which runs beside the
-analysis while the archive is still in the page cache. Once the job has ended (Completed, or
-Failed after its archive was recorded: the archive is evidence even when its analysis failed) it
-is due again for the report and the manifest; that pass finds the archive's object by its
-sha256 and does not read the archive again. A capture deleted during its upload (its archive
-deleted) has the upload aborted and its state file and spool removed, and an object completed
-just before the deletion is removed too.
+A job is due once it has ended with its archive (Completed, or Failed after its archive was
+recorded: the archive is evidence even when its analysis failed). With ``duringAnalysis`` the
+archive goes first, as soon as its sha256 is recorded: an Analyzing job with a recorded archive
+and an active ``export.phase`` is due for an archive-only pass beside the analysis, and the pass
+after the job's end adds the report and the manifest without reading the archive again. A
+capture deleted during its upload (its archive deleted) has the upload aborted and its state
+file and spool removed, and an object completed just before the deletion is removed too.
 
 The job records on disk are the queue: a job whose ``export.phase`` is Pending, Exporting
 or Retrying (and whose retry time has come) is due. A job found in ``Exporting`` after a restart is
@@ -26,7 +25,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from forensic_checkpoint.agent import paths
 from forensic_checkpoint.agent.background import BackgroundPass
@@ -53,16 +52,23 @@ _T = TypeVar("_T")
 ARCHIVE_GONE = "ArchiveDeleted"
 
 
-def export_due(record: JobRecord, now: datetime) -> bool:
+class JobHooks(Protocol):
+    """The capture service's hooks (``agent.capture.service.CaptureService``)."""
+
+    on_finished: list[Callable[[], None]]
+    on_hashed: list[Callable[[], None]]
+
+
+def export_due(record: JobRecord, now: datetime, *, during_analysis: bool = False) -> bool:
     """Whether ``record`` has an export pass to run now: the archive-only one while it is
-    Analyzing, the last one once it has ended with its archive."""
+    Analyzing (with ``during_analysis``), the last one once it has ended with its archive."""
     export, status = record.status.export, record.status
     if export is None or not export.phase.active or status.archive_deleted_at is not None:
         return False
     if status.archive is None:
         return False
     if status.state is CaptureState.ANALYZING:
-        if record.archive_exported:
+        if record.archive_exported or not during_analysis:
             return False
     elif status.state not in {CaptureState.COMPLETED, CaptureState.FAILED}:
         return False
@@ -126,10 +132,20 @@ class ExportWorker(BackgroundPass):
                 record = self.store.get(key)
                 if record is not None and abandoned(record):
                     self._abandon(key, "the capture's archive was deleted before its export")
-                elif record is not None and export_due(record, self._clock()):
+                elif record is not None and self._due(record):
                     self._attempt(key)
                     attempted += 1
         return attempted
+
+    def follow(self, service: JobHooks) -> None:
+        """Be woken when ``service`` ends a job (and, with ``duringAnalysis``, when it records
+        an archive's sha256)."""
+        service.on_finished.append(self.wake)
+        if self.config.during_analysis:
+            service.on_hashed.append(self.wake)
+
+    def _due(self, record: JobRecord) -> bool:
+        return export_due(record, self._clock(), during_analysis=self.config.during_analysis)
 
     def candidates(self) -> list[str]:
         """The jobs whose export may be due, from the store's lines in memory: this pass runs
@@ -145,7 +161,7 @@ class ExportWorker(BackgroundPass):
     def _begin(self, key: str) -> JobRecord | None:
         with self.store.locked():
             record = self.store.get(key)
-            if record is None or not export_due(record, self._clock()):
+            if record is None or not self._due(record):
                 return None
             assert record.status.export is not None  # noqa: S101 - export_due checked it
             record.status.export.phase = ExportPhase.EXPORTING
