@@ -307,20 +307,36 @@ fc_network_policy() {
         return 0
     fi
     fc_log "NetworkPolicy enforced"
-    local agent operator agent_ip operator_ip port target got
-    agent=$(kn get pods -l app.kubernetes.io/component=agent -o 'jsonpath={.items[0].metadata.name}')
-    operator=$(kn get pods -l app.kubernetes.io/component=operator -o 'jsonpath={.items[0].metadata.name}')
+    local agent operator agent_ip operator_ip port metrics_port alerts_port target got
+    # A pod of the current rollout: the alerts step's upgrade may leave an old operator pod
+    # (without the alerts port) terminating for a while.
+    fc_live_pod() { # component; the first such pod's name (no `| head`: pipefail)
+        local names
+        names=$(kn get pods -l "app.kubernetes.io/component=$1" --field-selector=status.phase=Running \
+            -o go-template='{{range .items}}{{if not .metadata.deletionTimestamp}}{{.metadata.name}}{{"\n"}}{{end}}{{end}}')
+        echo "${names%%$'\n'*}"
+    }
+    agent=$(fc_live_pod agent)
+    operator=$(fc_live_pod operator)
+    if [ -z "$agent" ] || [ -z "$operator" ]; then
+        fc_fail "no running agent or operator pod"
+    fi
     agent_ip=$(kn get pod "$agent" -o 'jsonpath={.status.podIP}')
     operator_ip=$(kn get pod "$operator" -o 'jsonpath={.status.podIP}')
     fc_port() { # pod container port-name
-        kn get pod "$1" -o "jsonpath={.spec.containers[?(@.name==\"$2\")].ports[?(@.name==\"$3\")].containerPort}"
+        local found
+        found=$(kn get pod "$1" -o "jsonpath={.spec.containers[?(@.name==\"$2\")].ports[?(@.name==\"$3\")].containerPort}")
+        [ -n "$found" ] || fc_fail "pod $1 has no $2 port named $3"
+        echo "$found"
     }
     port=$(fc_port "$agent" agent https)
+    metrics_port=$(fc_port "$operator" operator metrics)
+    alerts_port=$(fc_port "$operator" operator alerts)
     [ "$(fc_connects "$FC_NAMESPACE" "$operator" operator "$agent_ip" "$port")" = open ] ||
         fc_fail "the operator cannot reach its agent at $agent_ip:$port"
     for target in "agent-api $agent_ip $port" \
-        "operator-metrics $operator_ip $(fc_port "$operator" operator metrics)" \
-        "operator-alerts $operator_ip $(fc_port "$operator" operator alerts)"; do
+        "operator-metrics $operator_ip $metrics_port" \
+        "operator-alerts $operator_ip $alerts_port"; do
         # shellcheck disable=SC2086 # name host port
         set -- $target
         got=$(fc_connects "$FC_WORKLOADS" counters counter "$2" "$3")
