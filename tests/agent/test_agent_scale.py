@@ -19,11 +19,12 @@ from tests.factories import capture_service, serve_in_thread
 
 from forensic_checkpoint.agent.capture.disk_floor import GIB, DiskFloor
 from forensic_checkpoint.agent.capture.service import CaptureService
+from forensic_checkpoint.agent.evidence import custody_facts
 from forensic_checkpoint.agent.evidence.export_config import ExportConfig
 from forensic_checkpoint.agent.evidence.export_worker import ExportWorker
 from forensic_checkpoint.agent.http.auth import Authenticator
 from forensic_checkpoint.agent.http.server import AgentServer, tls_context
-from forensic_checkpoint.agent.jobs import JobRecord, JobStore
+from forensic_checkpoint.agent.jobs import JobRecord, JobStore, utcnow
 from forensic_checkpoint.agent.metrics import AgentMetrics
 from forensic_checkpoint.analysis.format import file_hash as hashing
 from forensic_checkpoint.api.agent import CaptureState, ExportPhase, ExportProgress
@@ -147,6 +148,35 @@ def test_the_floor_counts_the_archives_of_captures_in_flight(
     kubelet.release.set()
     assert wait_terminal(service, "uid1-a").state is CaptureState.COMPLETED
     assert [call[1] for call in kubelet.calls] == ["first", "one"]
+
+
+def test_a_waiting_status_request_answers_a_new_custody_fact(tmp_path: Path) -> None:
+    """While Analyzing, the operator's status request waits in the agent: it is answered when
+    the archive's sha256 is recorded (the Captured fact, the job still Analyzing), so that the
+    archive shows at once; otherwise only when the job moves on (issue 19)."""
+    store = JobStore(tmp_path / "state")
+    record, _ = store.create_if_absent(request("uid0-a", pod="p"))
+    record.status.state = CaptureState.ANALYZING
+    store.save(record)
+    answered: list[float] = []
+
+    def wait() -> None:
+        started = time.monotonic()
+        store.wait_while("uid0-a", {CaptureState.ANALYZING}, 5.0)
+        answered.append(time.monotonic() - started)
+
+    waiting = threading.Thread(target=wait)
+    waiting.start()
+    time.sleep(0.3)
+    store.save(record)  # a save with no news (e.g. the hold): still waiting
+    time.sleep(0.3)
+    assert answered == []
+    custody_facts.add(record, custody_facts.captured(record, "node-a", utcnow(), 200, "/a.tar"))
+    store.save(record)
+    waiting.join(2)
+    assert answered and 0.5 <= answered[0] < 2.0, answered
+    assert store.get("uid0-a") is not None
+    assert store.get("uid0-a").status.state is CaptureState.ANALYZING  # type: ignore[union-attr]
 
 
 def test_status_waits_and_the_digest_list_read_no_job_record(

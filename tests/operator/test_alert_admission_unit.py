@@ -29,7 +29,8 @@ from tests.operator.test_checkpoint_controller_unit import (
     _pod,
 )
 
-from forensic_checkpoint.api.agent import CaptureState
+from forensic_checkpoint.api.agent import ArchiveInfo, CaptureState, CustodyFact
+from forensic_checkpoint.api.custody import CustodyAction
 from forensic_checkpoint.api.forensiccheckpoint import Phase
 from forensic_checkpoint.controller.capture import checkpoints
 from forensic_checkpoint.controller.capture.admission import AlertAdmission, SlotFact
@@ -204,9 +205,19 @@ def test_a_queued_alert_capture_waits_in_phase_queued_and_goes_when_a_slot_frees
     asyncio.run(run())
 
 
+async def _ended(task: asyncio.Task[None], stopped: _Stopped) -> None:
+    """Stop the capture task as ``in_flight`` does: the flag, then a cancel (a status request
+    waiting in the agent is a read, cancelled safely)."""
+    stopped.flag.set()
+    await asyncio.wait({task}, timeout=1.0)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 class WaitingAgents(FakeAgents):
     """An agent that, like the real one, answers a ``wait_while`` status request only once the
-    job left those states."""
+    job left those states or has a new custody fact."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -215,11 +226,63 @@ class WaitingAgents(FakeAgents):
     async def status(self, agent: Any, key: str, **wait: Any) -> Any:
         states = wait.get("wait_while", ())
         if states and wait.get("wait_seconds", 0) > 0:
+            facts = len(self.jobs[key].custody_events)
             with contextlib.suppress(TimeoutError):
-                while self.jobs[key].state in states:
+                while (
+                    self.jobs[key].state in states and len(self.jobs[key].custody_events) == facts
+                ):
                     await asyncio.wait_for(self.changed.wait(), wait["wait_seconds"])
                     self.changed.clear()
         return await super().status(agent, key)
+
+    def move(self, key: str, **update: Any) -> None:
+        self.jobs[key] = self.jobs[key].model_copy(update=update)
+        self.changed.set()
+
+
+def test_the_recorded_archive_and_the_end_of_the_analysis_are_seen_at_once() -> None:
+    """No poll interval between the kubelet's answer and Completed (issue 19's post-capture
+    time): an analysing container's status request waits in the agent, which answers when the
+    archive's sha256 is recorded (a new Captured fact) and again when the job ends."""
+
+    async def run() -> None:
+        controller, _, written = _controller(None)
+        agents = WaitingAgents()
+        controller._agents = agents
+        stopped = _Stopped()
+        task = asyncio.create_task(controller.drive(_current(_body(alert=False)), stopped, LOG))
+        assert await _until(lambda: agents.submitted, timeout=2.0)
+        (key,) = agents.jobs
+        agents.move(key, state=CaptureState.ANALYZING)
+        assert await _until(
+            lambda: any(s.phase is Phase.ANALYZING for s in written.written), timeout=2.0
+        )
+        await asyncio.sleep(0.2)  # the next status request now waits in the agent
+        now, sha = datetime.now(UTC), "ab" * 32
+        archive = ArchiveInfo(path="/ckpt/a.tar", sha256=sha, size_bytes=1, captured_at=now)
+        fact = CustodyFact(
+            action=CustodyAction.CAPTURED,
+            time=now,
+            actor=f"agent/{NODE}",
+            node=NODE,
+            container="app",
+            sha256=sha,
+        )
+        agents.move(key, archive=archive, custody_events=[fact])
+
+        def archive_written() -> bool:
+            return any(c.archive is not None for s in written.written for c in s.containers)
+
+        assert await _until(archive_written, timeout=2.0)  # not POLL (30 s) later
+        await asyncio.sleep(0.2)
+        agents.move(key, state=CaptureState.COMPLETED, finished_at=datetime.now(UTC))
+        done = await _until(
+            lambda: any(s.phase is Phase.COMPLETED for s in written.written), timeout=2.0
+        )
+        await _ended(task, stopped)
+        assert done, [s.phase for s in written.written]
+
+    asyncio.run(run())
 
 
 def test_the_end_of_a_kubelet_call_is_seen_at_once_not_at_the_next_poll() -> None:
@@ -240,8 +303,7 @@ def test_the_end_of_a_kubelet_call_is_seen_at_once_not_at_the_next_poll() -> Non
         seen = await _until(
             lambda: any(s.phase is Phase.ANALYZING for s in written.written), timeout=2.0
         )
-        stopped.flag.set()
-        await asyncio.wait_for(task, timeout=5.0)
+        await _ended(task, stopped)
         assert seen, [s.phase for s in written.written]
 
     asyncio.run(run())

@@ -136,11 +136,15 @@ class FakeCaptureService:
     def status(
         self, key: str, *, wait_while: Collection[CaptureState] = (), timeout: float = 0.0
     ) -> CaptureStatus:
-        """As the real service: with ``wait_while``, once the job has left those states (or
-        after ``timeout`` seconds, at most the agent's ``MAX_STATUS_WAIT``)."""
+        """As the real service: with ``wait_while``, once the job has left those states or has
+        a new custody fact (or after ``timeout`` seconds, at most the agent's
+        ``MAX_STATUS_WAIT``)."""
         with self._lock:
             deadline = time.monotonic() + min(timeout, MAX_STATUS_WAIT)
-            while self._get(key).state in wait_while:
+            facts = len(self._get(key).custody_events)
+            while (
+                self._get(key).state in wait_while and len(self._get(key).custody_events) == facts
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break

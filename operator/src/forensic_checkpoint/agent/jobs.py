@@ -155,14 +155,20 @@ class JobStore:
             self._changed.notify_all()
 
     def wait_while(self, key: str, states: Collection[CaptureState], timeout: float) -> None:
-        """Until job ``key`` is in none of ``states`` (or gone), at most ``timeout`` seconds:
-        the operator learns that a kubelet call ended when it ends, not at its next poll."""
+        """Until job ``key`` is in none of ``states`` (or gone) or has a new custody fact, at
+        most ``timeout`` seconds: the operator learns that a kubelet call ended, that the
+        archive's sha256 is recorded (the Captured fact) or that the analysis ended when it
+        happens, not at its next poll."""
         deadline = time.monotonic() + timeout
         with self._changed:
+            first = self._lines.get(key)
+            facts = first.digest.custody_events if first is not None else 0
             while True:
                 line = self._lines.get(key)  # every save wakes every waiter: no file read here
                 left = deadline - time.monotonic()
                 if line is None or line.digest.state not in states or left <= 0:
+                    return
+                if line.digest.custody_events != facts:
                     return
                 self._changed.wait(left)
 

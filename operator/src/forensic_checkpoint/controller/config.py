@@ -39,8 +39,9 @@ class OperatorConfig:
     health_port: int | None = None
     #: How often a ForensicCheckpoint's capture task asks its agent for progress.
     poll_interval: float = 1.0
-    #: While a container is at its kubelet call, one status request waits this long for the
-    #: call to end (the agent answers when it does): no poll interval on the capture path.
+    #: While a container is at its kubelet call or analysed, one status request waits this long
+    #: for the job to move on (the agent answers when it does, or when the archive's sha256 is
+    #: recorded): no poll interval on the capture path.
     capture_wait: float = 20.0
     #: How long a new ForensicCheckpoint waits for an agent to appear before failing.
     agent_wait: timedelta = timedelta(seconds=60)

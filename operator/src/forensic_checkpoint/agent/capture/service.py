@@ -68,11 +68,12 @@ DEFAULT_LATE_ARCHIVE_WINDOW = 60.0
 #: The longest a status request waits for its job to change (``waitWhile``): an HTTP thread
 #: each, bounded by the operator's captures in flight on this node.
 MAX_STATUS_WAIT = 30.0
-#: Status requests waiting at once, at most: each holds one of the server's 64 connections, and
-#: 64 captures in flight on one node would otherwise take them all (the operator's sweep and new
-#: requests then found the agent closing connections at accept). Past it a waiting request is
-#: answered at once, and the operator asks again at its poll interval.
-MAX_STATUS_WAITERS = 32
+#: Status requests waiting at once, at most: each holds one of the server's 64 connections and
+#: one of the operator's 32 to this node, and 64 captures in flight on one node (capturing or
+#: analysing) would otherwise take them all (the operator's sweep and new requests then waited,
+#: or found the agent closing connections at accept). Past it a waiting request is answered at
+#: once, and the operator asks again at its poll interval.
+MAX_STATUS_WAITERS = 16
 #: Jobs waiting for a worker at most (``--max-queued-captures``): the agent's memory and its
 #: disk of job records stay bounded in a burst; a new capture past it is refused with 503
 #: ``AgentQueueFull`` before anything is recorded, and the operator asks again.

@@ -4,13 +4,13 @@ only a kept archive is left to follow: :mod:`.kept_archives` follows those, one 
 Both handlers gather facts, call :mod:`forensic_checkpoint.domain` for the decision and write
 the result; no decision is made here.
 
-The task is async and does all I/O without blocking the event loop: agent calls through
-aiohttp, Kubernetes calls through ``asyncio.to_thread``. It re-derives everything from the
-object's status on start, so an operator restart at any point resumes the same capture jobs.
-No poll interval sits between a new object and its kubelet call: an alert capture waits for
-its slot on an event (:mod:`.admission`), and a capturing container's status request waits in
-the agent until the call ends. A finished capture whose archive is kept has no task: it is
-followed with its node's others (:mod:`.kept_archives`).
+The task is async (agent calls through aiohttp, Kubernetes calls through ``asyncio.to_thread``)
+and re-derives everything from the object's status on start, so an operator restart at any
+point resumes the same capture jobs. No poll interval sits between a new object and Completed:
+an alert capture waits for its slot on an event (:mod:`.admission`), and a capturing or
+analysing container's status request waits in the agent until the job moves on or has a new
+custody fact. A finished capture whose archive is kept has no task: it is followed with its
+node's others (:mod:`.kept_archives`).
 
 Over 400 lines because the capture, the hold and the clean-up share the controller's state
 (node cache, admission, identity) and the one status write (``record``, which the kept-archive
@@ -186,9 +186,8 @@ class CheckpointController:
             if not finished.needs_daemon(status, self._clock()):
                 break  # a kept archive is followed with its node's others (.kept_archives)
             if moved and not status.phase.terminal:
-                # Targets just written, a request just made or a kubelet call just ended: the
-                # next pass at once (at most four per container; a capturing one's status
-                # request waits in the agent until its call ends).
+                # Targets, a request, a call's end or the archive just written: the next pass
+                # at once (at most five per container; status requests wait in the agent).
                 continue
             await stopped.wait(self._interval(status))
 
@@ -363,12 +362,13 @@ class CheckpointController:
         try:
             capture: CaptureStatus | None = None
             if container.requested_at is not None:
-                capturing = container.phase is ContainerCapturePhase.CAPTURING
+                # The agent answers when the job moves on or has a new fact (Captured).
+                wait_while = _WAIT_WHILE.get(container.phase, ())
                 capture = await self._agents.status(
                     agent,
                     container.capture_key,
-                    wait_while=_AT_KUBELET if capturing else (),
-                    wait_seconds=self._config.capture_wait if capturing else 0.0,
+                    wait_while=wait_while,
+                    wait_seconds=self._config.capture_wait if wait_while else 0.0,
                 )
             if capture is None:
                 # First request, or an agent that lost the job: the key makes this idempotent.
@@ -394,9 +394,8 @@ class CheckpointController:
     async def _confirmed_blocker(
         self, node: ForensicNode, now: datetime
     ) -> NodeNotReady | str | None:
-        """The node's readiness blocker, confirmed on a fresh read (failing is final, and the
-        cached copy may predate a restarted agent), or ``_RECHECK`` when the fresh read has no
-        usable agent any more."""
+        """The node's readiness blocker, confirmed on a fresh read (failing is final; the cache
+        may predate a restarted agent), or ``_RECHECK`` when it has no usable agent any more."""
         if capture_blocker(node) is None:
             return None
         name = str(node.metadata.get("name", ""))
@@ -487,11 +486,15 @@ class CheckpointController:
 
 
 #: The agent's job states of a container at its kubelet call (ContainerCapturePhase.CAPTURING).
-_AT_KUBELET = (CaptureState.QUEUED, CaptureState.CAPTURING)
+_WAIT_WHILE = {  # a container's phase -> the job states its status request waits out
+    ContainerCapturePhase.CAPTURING: (CaptureState.QUEUED, CaptureState.CAPTURING),
+    ContainerCapturePhase.ANALYZING: (CaptureState.ANALYZING,),
+}
 
 
-def _phases(status: ForensicCheckpointStatus) -> list[tuple[str, ContainerCapturePhase]]:
-    return [(c.name, c.phase) for c in status.containers]
+def _phases(status: ForensicCheckpointStatus) -> list[tuple[str, ContainerCapturePhase, bool]]:
+    # A newly known archive is news too: the next pass at once waits for the analysis's end.
+    return [(c.name, c.phase, c.archive is not None) for c in status.containers]
 
 
 def _post(body: Mapping[str, Any], event: checkpoint_events.Event) -> None:
