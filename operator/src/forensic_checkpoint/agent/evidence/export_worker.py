@@ -283,14 +283,12 @@ class ExportWorker(BackgroundPass):
         if obj is None:
             return
         elapsed = millis(time.monotonic() - started)
-        if self._gone(key):  # deleted just as the upload completed: leave nothing behind
-            exporter.remove(obj.key)
-            self._abandon(key, "the capture was deleted during its export")
-            return
         with self.store.locked():
             current = self.store.get(key)
             if current is None or current.status.archive_deleted_at is not None:
-                exporter.remove(obj.key)  # deleted in this very moment
+                # Deleted as the upload completed (its state and spool are gone already):
+                # leave nothing behind in the bucket either.
+                exporter.remove(obj.key)
                 self._abandon_locked(current, "the capture was deleted during its export")
                 return
             current.archive_exported = True
