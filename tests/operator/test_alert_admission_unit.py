@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,11 +27,11 @@ from tests.operator.test_checkpoint_controller_unit import (
     FakeForensicNodes,
     FakePods,
     _agent_node,
+    _captured,
     _pod,
 )
 
-from forensic_checkpoint.api.agent import ArchiveInfo, CaptureState, CustodyFact
-from forensic_checkpoint.api.custody import CustodyAction
+from forensic_checkpoint.api.agent import CaptureState
 from forensic_checkpoint.api.forensiccheckpoint import Phase
 from forensic_checkpoint.controller.capture import checkpoints
 from forensic_checkpoint.controller.capture.admission import AlertAdmission, SlotFact
@@ -240,47 +241,57 @@ class WaitingAgents(FakeAgents):
         self.changed.set()
 
 
+@dataclass
+class _Driven:
+    """A capture task of the controller against :class:`WaitingAgents`, past its request."""
+
+    agents: WaitingAgents
+    written: FakeCheckpoints
+    stopped: _Stopped
+    task: asyncio.Task[None]
+    key: str
+
+    def wrote(self, phase: Phase) -> bool:
+        return any(s.phase is phase for s in self.written.written)
+
+
+async def _driven() -> _Driven:
+    controller, _, written = _controller(None)
+    agents = WaitingAgents()
+    controller._agents = agents
+    stopped = _Stopped()
+    task = asyncio.create_task(controller.drive(_current(_body(alert=False)), stopped, LOG))
+    assert await _until(lambda: agents.submitted, timeout=2.0)
+    (key,) = agents.jobs
+    return _Driven(agents, written, stopped, task, key)
+
+
 def test_the_recorded_archive_and_the_end_of_the_analysis_are_seen_at_once() -> None:
     """No poll interval between the kubelet's answer and Completed (issue 19's post-capture
     time): an analysing container's status request waits in the agent, which answers when the
     archive's sha256 is recorded (a new Captured fact) and again when the job ends."""
 
     async def run() -> None:
-        controller, _, written = _controller(None)
-        agents = WaitingAgents()
-        controller._agents = agents
-        stopped = _Stopped()
-        task = asyncio.create_task(controller.drive(_current(_body(alert=False)), stopped, LOG))
-        assert await _until(lambda: agents.submitted, timeout=2.0)
-        (key,) = agents.jobs
-        agents.move(key, state=CaptureState.ANALYZING)
-        assert await _until(
-            lambda: any(s.phase is Phase.ANALYZING for s in written.written), timeout=2.0
-        )
+        capture = await _driven()
+        capture.agents.move(capture.key, state=CaptureState.ANALYZING)
+        assert await _until(lambda: capture.wrote(Phase.ANALYZING), timeout=2.0)
         await asyncio.sleep(0.2)  # the next status request now waits in the agent
-        now, sha = datetime.now(UTC), "ab" * 32
-        archive = ArchiveInfo(path="/ckpt/a.tar", sha256=sha, size_bytes=1, captured_at=now)
-        fact = CustodyFact(
-            action=CustodyAction.CAPTURED,
-            time=now,
-            actor=f"agent/{NODE}",
-            node=NODE,
-            container="app",
-            sha256=sha,
+        captured = _captured(capture.key, "ab" * 32, datetime.now(UTC))
+        capture.agents.move(
+            capture.key, archive=captured.archive, custody_events=captured.custody_events
         )
-        agents.move(key, archive=archive, custody_events=[fact])
 
         def archive_written() -> bool:
-            return any(c.archive is not None for s in written.written for c in s.containers)
+            return any(c.archive is not None for s in capture.written.written for c in s.containers)
 
         assert await _until(archive_written, timeout=2.0)  # not POLL (30 s) later
         await asyncio.sleep(0.2)
-        agents.move(key, state=CaptureState.COMPLETED, finished_at=datetime.now(UTC))
-        done = await _until(
-            lambda: any(s.phase is Phase.COMPLETED for s in written.written), timeout=2.0
+        capture.agents.move(
+            capture.key, state=CaptureState.COMPLETED, finished_at=datetime.now(UTC)
         )
-        await _ended(task, stopped)
-        assert done, [s.phase for s in written.written]
+        done = await _until(lambda: capture.wrote(Phase.COMPLETED), timeout=2.0)
+        await _ended(capture.task, capture.stopped)
+        assert done, [s.phase for s in capture.written.written]
 
     asyncio.run(run())
 
@@ -290,20 +301,11 @@ def test_the_end_of_a_kubelet_call_is_seen_at_once_not_at_the_next_poll() -> Non
     must see that when it happens. Before: at its next poll, ``--poll-interval`` later."""
 
     async def run() -> None:
-        controller, _, written = _controller(None)
-        agents = WaitingAgents()
-        controller._agents = agents
-        stopped = _Stopped()
-        task = asyncio.create_task(controller.drive(_current(_body(alert=False)), stopped, LOG))
-        assert await _until(lambda: agents.submitted, timeout=2.0)
-        (key,) = agents.jobs
+        capture = await _driven()
         await asyncio.sleep(0.1)
-        agents.jobs[key] = agents.jobs[key].model_copy(update={"state": CaptureState.ANALYZING})
-        agents.changed.set()
-        seen = await _until(
-            lambda: any(s.phase is Phase.ANALYZING for s in written.written), timeout=2.0
-        )
-        await _ended(task, stopped)
-        assert seen, [s.phase for s in written.written]
+        capture.agents.move(capture.key, state=CaptureState.ANALYZING)
+        seen = await _until(lambda: capture.wrote(Phase.ANALYZING), timeout=2.0)
+        await _ended(capture.task, capture.stopped)
+        assert seen, [s.phase for s in capture.written.written]
 
     asyncio.run(run())
